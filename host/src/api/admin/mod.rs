@@ -1,0 +1,13 @@
+//! Synapse's admin API, as far as Weft serves it: shared-secret registration.
+
+mod register;
+
+pub use register::compute_mac;
+
+use super::{groups::EndpointGroup, ruma_route::RouteTable};
+
+pub fn routes(table: &mut RouteTable) {
+    table
+        .add::<register::get_nonce::Request, _, _>(EndpointGroup::Admin, register::nonce)
+        .add::<register::shared_secret::Request, _, _>(EndpointGroup::Admin, register::register);
+}

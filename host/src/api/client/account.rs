@@ -1,0 +1,38 @@
+//! `/account/whoami`, `/account/password` and `/account/deactivate`; the last
+//! two need the account's password through user-interactive auth.
+
+use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, whoami};
+
+use super::register::check_password_length;
+use crate::{
+    api::{error::ApiResult, ruma_route::Ruma, uia},
+    crypto::password,
+    services::AppState,
+};
+
+pub async fn whoami(_: AppState, request: Ruma<whoami::v3::Request>) -> ApiResult<whoami::v3::Response> {
+    let sender = request.sender()?;
+    let mut response = whoami::v3::Response::new(sender.user_id.clone(), false);
+    response.device_id = Some(sender.device_id.clone());
+    Ok(response)
+}
+
+pub async fn change_password(state: AppState, request: Ruma<change_password::v3::Request>) -> ApiResult<change_password::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    check_password_length(&body.new_password)?;
+    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
+    let hash = password::hash(&body.new_password).await;
+    // `logout_devices` (default true) signs out every other device.
+    let keep_only = body.logout_devices.then_some(sender.device_id.as_ref());
+    state.storage.set_password_hash(&sender.user_id, &hash, keep_only).await?;
+    Ok(change_password::v3::Response::new())
+}
+
+pub async fn deactivate(state: AppState, request: Ruma<deactivate::v3::Request>) -> ApiResult<deactivate::v3::Response> {
+    let sender = request.sender()?;
+    uia::authenticate(&state, request.body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
+    state.storage.deactivate_user(&sender.user_id).await?;
+    tracing::info!(user_id = %sender.user_id, "deactivated a user");
+    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}

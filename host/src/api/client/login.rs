@@ -1,0 +1,112 @@
+//! `GET /login` (flows) and `POST /login` with `m.login.password`.
+//!
+//! Rate limits as Synapse: attempts per client address and per account, and
+//! failed attempts per account (checked before the password, counted after).
+//! A deactivated account gets `M_USER_DEACTIVATED` whatever the password: its
+//! password hash is erased at deactivation, and the account's existence is no
+//! secret (its id stays taken).
+
+use http::StatusCode;
+use ruma::{
+    OwnedUserId, UserId,
+    api::{
+        client::{
+            session::{
+                get_login_types::v3::{self as login_types, LoginType, PasswordLoginType},
+                login::v3::{LoginInfo, Request, Response},
+            },
+            uiaa::UserIdentifier,
+        },
+        error::ErrorKind,
+    },
+};
+
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma_route::Ruma,
+    },
+    crypto::{password, token},
+    services::{AppState, Services},
+    storage::NewSession,
+};
+
+pub async fn login_types(state: AppState, _: Ruma<login_types::Request>) -> ApiResult<login_types::Response> {
+    let mut flows = Vec::new();
+    if state.config.password_config.enabled {
+        flows.push(LoginType::Password(PasswordLoginType::new()));
+    }
+    Ok(login_types::Response::new(flows))
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::forbidden("Invalid username or password")
+}
+
+pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Response> {
+    let body = &request.body;
+    state.rate_limits.login_address.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
+    let LoginInfo::Password(credentials) = &body.login_info else {
+        return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Unknown login type"));
+    };
+    if !state.config.password_config.enabled {
+        return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Password login has been disabled"));
+    }
+    #[allow(deprecated)]
+    let name = match (&credentials.identifier, &credentials.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
+        (Some(_), _) => return Err(ApiError::forbidden("Only the m.id.user identifier is supported")),
+        (None, Some(user)) => user.clone(),
+        (None, None) => return Err(ApiError::missing_param("Missing identifier: expected `identifier` with type m.id.user")),
+    };
+    let user_id = qualify(&state, &name)?;
+    let key = user_id.as_str().to_lowercase();
+    state.rate_limits.login_account.acquire(&key).map_err(ApiError::limit_exceeded)?;
+    state.rate_limits.login_failed_attempts.peek(&key).map_err(ApiError::limit_exceeded)?;
+
+    let Some(user) = state.storage.user_ignoring_case(user_id.as_str()).await? else {
+        state.rate_limits.login_failed_attempts.acquire(&key).ok();
+        return Err(invalid_credentials());
+    };
+    if user.deactivated {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated"));
+    }
+    let valid = match &user.password_hash {
+        Some(hash) => password::verify(&credentials.password, hash).await,
+        None => false,
+    };
+    if !valid {
+        state.rate_limits.login_failed_attempts.acquire(&key).ok();
+        return Err(invalid_credentials());
+    }
+
+    let device_id = body.device_id.clone().unwrap_or_else(|| token::new_device_id().into());
+    let access_token = token::new_access_token();
+    let token_hash = token::hash_access_token(&access_token);
+    let session = NewSession {
+        device_id: &device_id,
+        display_name: body.initial_device_display_name.as_deref(),
+        token_hash: &token_hash,
+        ip: Some(&request.client_addr),
+    };
+    state.storage.open_session(&user.user_id, session).await?;
+    let mut response = Response::new(user.user_id, access_token, device_id);
+    #[allow(deprecated)]
+    {
+        response.home_server = Some(state.server_name.clone());
+    }
+    Ok(response)
+}
+
+/// A full user id from what the client typed: `@local:server` or `local`.
+fn qualify(state: &Services, name: &str) -> ApiResult<OwnedUserId> {
+    let user_id = if name.starts_with('@') {
+        UserId::parse(name).map_err(|_| invalid_credentials())?
+    } else {
+        UserId::parse_with_server_name(name.to_lowercase(), &state.server_name).map_err(|_| invalid_credentials())?
+    };
+    if user_id.server_name() != state.server_name {
+        return Err(invalid_credentials());
+    }
+    Ok(user_id)
+}

@@ -1,0 +1,138 @@
+//! `POST /register` and `GET /register/available`.
+//!
+//! As Synapse: the requested user name is lower-cased and checked (grammar,
+//! availability) before user-interactive auth, so a client learns that a
+//! name is taken before it walks the auth flow; registration itself is one
+//! transaction (account, device, token), so a failure writes nothing.
+
+use http::StatusCode;
+use ruma::{
+    OwnedUserId, UserId,
+    api::{
+        client::account::{
+            get_username_availability,
+            register::{RegistrationKind, v3::{Request, Response}},
+        },
+        error::ErrorKind,
+    },
+};
+
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma_route::Ruma,
+        uia,
+    },
+    crypto::{password, token},
+    services::{AppState, Services},
+    storage::{NewSession, NewUser, StorageError},
+};
+
+pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Response> {
+    let body = &request.body;
+    state.rate_limits.registration.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
+    if body.kind == RegistrationKind::Guest {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, "Guest access is disabled"));
+    }
+    if !state.config.enable_registration {
+        return Err(ApiError::forbidden("Registration has been disabled"));
+    }
+    let user_id = match &body.username {
+        Some(name) => {
+            let user_id = validate_new_localpart(&state, &name.to_lowercase())?;
+            if state.storage.user_id_taken(&user_id).await? {
+                return Err(ApiError::user_in_use());
+            }
+            user_id
+        }
+        None => generate_user_id(&state).await?,
+    };
+    let password = body.password.as_deref().ok_or_else(|| ApiError::missing_param("Missing params: password"))?;
+    check_password_length(password)?;
+
+    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::dummy(&request.action)).await?;
+
+    let password_hash = password::hash(password).await;
+    let new_user = NewUser { user_id: &user_id, password_hash: Some(&password_hash), admin: false, shadow_banned: false, user_type: None };
+    let mut response = Response::new(user_id.clone());
+    if body.inhibit_login {
+        create(&state, new_user, None).await?;
+    } else {
+        let device_id = body.device_id.clone().unwrap_or_else(|| token::new_device_id().into());
+        let access_token = token::new_access_token();
+        let token_hash = token::hash_access_token(&access_token);
+        let session = NewSession {
+            device_id: &device_id,
+            display_name: body.initial_device_display_name.as_deref(),
+            token_hash: &token_hash,
+            ip: Some(&request.client_addr),
+        };
+        create(&state, new_user, Some(session)).await?;
+        response.access_token = Some(access_token);
+        response.device_id = Some(device_id);
+    }
+    tracing::info!(user_id = %user_id, "registered a new user");
+    Ok(response)
+}
+
+async fn create(state: &Services, user: NewUser<'_>, session: Option<NewSession<'_>>) -> ApiResult<()> {
+    state.storage.create_user(user, session).await.map_err(|error| match error {
+        StorageError::Conflict => ApiError::user_in_use(),
+        other => other.into(),
+    })
+}
+
+pub async fn available(
+    state: AppState,
+    request: Ruma<get_username_availability::v3::Request>,
+) -> ApiResult<get_username_availability::v3::Response> {
+    if !state.config.enable_registration {
+        return Err(ApiError::forbidden("Registration has been disabled"));
+    }
+    let user_id = validate_new_localpart(&state, &request.body.username.to_lowercase())?;
+    if state.storage.user_id_taken(&user_id).await? {
+        return Err(ApiError::user_in_use());
+    }
+    Ok(get_username_availability::v3::Response::new(true))
+}
+
+/// Checks a requested local part against the spec's grammar for new users
+/// and Synapse's reservations, and builds the user id.
+pub(crate) fn validate_new_localpart(state: &Services, localpart: &str) -> ApiResult<OwnedUserId> {
+    if localpart.is_empty() {
+        return Err(ApiError::invalid_username("User ID cannot be empty"));
+    }
+    if !localpart.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+')) {
+        return Err(ApiError::invalid_username("User ID can only contain characters a-z, 0-9, or '=_-./+'"));
+    }
+    if localpart.starts_with('_') {
+        return Err(ApiError::invalid_username("User ID may not begin with _"));
+    }
+    if localpart.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ApiError::invalid_username("Numeric user IDs are reserved for guest users"));
+    }
+    let user_id = UserId::parse_with_server_name(localpart, &state.server_name)
+        .map_err(|e| ApiError::invalid_username(format!("Invalid user ID: {e}")))?;
+    if user_id.as_str().len() > 255 {
+        return Err(ApiError::invalid_username("User ID may not be longer than 255 characters"));
+    }
+    Ok(user_id)
+}
+
+pub(crate) fn check_password_length(password: &str) -> ApiResult<()> {
+    if password.len() > password::MAX_PASSWORD_LENGTH {
+        return Err(ApiError::invalid_param("Password too long"));
+    }
+    Ok(())
+}
+
+/// A free random user id for registrations that do not ask for a name.
+async fn generate_user_id(state: &Services) -> ApiResult<OwnedUserId> {
+    loop {
+        let localpart = format!("u{}", token::random_string(10).to_lowercase());
+        let user_id = validate_new_localpart(state, &localpart)?;
+        if !state.storage.user_id_taken(&user_id).await? {
+            return Ok(user_id);
+        }
+    }
+}

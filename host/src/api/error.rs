@@ -1,0 +1,125 @@
+//! The api layer's error: a Matrix errcode with its HTTP status, built here
+//! and nowhere else. Inner layers return their own errors; `From` impls map
+//! them, so an unexpected storage failure is a logged 500 and bad input is
+//! always a 4xx with the spec's errcode.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use ruma::api::{
+    client::uiaa::UiaaInfo,
+    error::{ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData},
+};
+
+use crate::storage::StorageError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Set for user-interactive authentication: the body then carries the
+    /// flows and session beside the errcode, with status 401.
+    pub uia: Option<Box<UiaaInfo>>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), uia: None }
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadJson, message)
+    }
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::NotJson, message)
+    }
+    pub fn missing_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::MissingParam, message)
+    }
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidParam, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
+    }
+    pub fn unknown(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, ErrorKind::Unknown, message)
+    }
+    pub fn missing_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::MissingToken, "Missing access token")
+    }
+    pub fn unknown_token(soft_logout: bool) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorKind::UnknownToken({
+                let mut data = UnknownTokenErrorData::new();
+                data.soft_logout = soft_logout;
+                data
+            }),
+            "Unrecognised access token",
+        )
+    }
+    pub fn limit_exceeded(retry_after: Duration) -> Self {
+        let mut data = LimitExceededErrorData::new();
+        data.retry_after = Some(RetryAfter::Delay(retry_after));
+        Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "Too many requests")
+    }
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Request body is larger than {limit} bytes"))
+    }
+    pub fn unrecognized(status: StatusCode) -> Self {
+        Self::new(status, ErrorKind::Unrecognized, "Unrecognized request")
+    }
+    pub fn user_in_use() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::UserInUse, "User ID already taken.")
+    }
+    pub fn invalid_username(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message)
+    }
+    pub fn internal() -> Self {
+        Self::unknown(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+
+    /// A 401 asking for (more) user-interactive authentication, optionally
+    /// with the error of a failed stage.
+    pub fn uia(info: UiaaInfo, failure: Option<(ErrorKind, String)>) -> Self {
+        let (kind, message) = failure.unwrap_or((ErrorKind::Unknown, String::new()));
+        let mut error = Self::new(StatusCode::UNAUTHORIZED, kind, message);
+        error.uia = Some(Box::new(info));
+        error
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.uia {
+            Some(info) => {
+                let mut body = serde_json::to_value(&*info).unwrap_or_else(|_| serde_json::json!({}));
+                if !self.message.is_empty()
+                    && let (Some(object), Ok(serde_json::Value::Object(error))) =
+                        (body.as_object_mut(), serde_json::to_value(StandardErrorBody::new(self.kind, self.message)))
+                {
+                    object.extend(error);
+                }
+                body
+            }
+            None => serde_json::to_value(StandardErrorBody::new(self.kind, self.message))
+                .unwrap_or_else(|_| serde_json::json!({"errcode": "M_UNKNOWN", "error": "Internal server error"})),
+        };
+        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        tracing::error!(%error, "storage failure");
+        Self::internal()
+    }
+}

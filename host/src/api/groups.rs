@@ -1,0 +1,35 @@
+//! Endpoint groups, as the worker documentation groups endpoints. Every route
+//! is declared with its group; metrics are labelled by it now, and the router
+//! and worker assignment (the workers issue) key their table by it.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndpointGroup {
+    /// `/versions`, `/capabilities` and other reads any worker serves.
+    ClientReads,
+    /// `/register`, `/register/available`.
+    Registration,
+    /// `/login`, `/logout`.
+    Login,
+    /// `/account/*`: whoami, password, deactivation.
+    Account,
+    /// `/devices`, `/delete_devices`.
+    Devices,
+    /// `/_matrix/key/v2/server`.
+    ServerKeys,
+    /// `/_synapse/admin/*`.
+    Admin,
+}
+
+impl EndpointGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientReads => "client_reads",
+            Self::Registration => "registration",
+            Self::Login => "login",
+            Self::Account => "account",
+            Self::Devices => "devices",
+            Self::ServerKeys => "server_keys",
+            Self::Admin => "admin",
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The HTTP API: Matrix client and federation endpoints, Synapse's admin
+//! registration, health and metrics, assembled per listener from the
+//! resources it serves.
+//!
+//! Owns: the request pipeline (body limits, JSON checks, authentication,
+//! parsing into ruma types) and the mapping of every failure to a Matrix
+//! error. Handlers call `services` and `storage`; nothing below this layer
+//! builds an HTTP response.
+
+pub mod admin;
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod federation;
+pub mod groups;
+pub mod middleware;
+pub mod ops;
+pub mod ruma_route;
+pub mod uia;
+
+use axum::{Extension, Router, routing::get};
+use tower_http::{
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+
+use crate::{
+    config::{ListenerConfig, Resource},
+    services::AppState,
+};
+use ruma_route::{ListenerContext, RouteTable};
+
+/// The router of one listener: the endpoints of the resources it names.
+pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
+    let mut table = RouteTable::default();
+    if listener.serves(Resource::Client) {
+        client::routes(&mut table);
+        admin::routes(&mut table);
+    }
+    if listener.serves(Resource::Federation) || listener.serves(Resource::Keys) {
+        federation::key_routes(&mut table);
+    }
+    let mut router = table.into_router();
+    if listener.serves(Resource::Health) {
+        router = router.route("/health", get(ops::health));
+    }
+    if listener.serves(Resource::Metrics) {
+        router = router.route("/metrics", get(ops::metrics));
+    }
+
+    let request_id = http::HeaderName::from_static(middleware::REQUEST_ID_HEADER);
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &http::Request<_>| {
+            let id = request.headers().get(middleware::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            // The path only: a query may carry an access token.
+            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+    router
+        .fallback(middleware::unknown_endpoint)
+        .method_not_allowed_fallback(middleware::unknown_method)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::cors))
+        .layer(Extension(ListenerContext { x_forwarded: listener.x_forwarded }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(request_id, middleware::SequentialRequestId::new()))
+}

@@ -1,0 +1,16 @@
+//! `/health` and `/metrics`, for load balancers and Prometheus.
+
+use axum::{extract::State, response::IntoResponse};
+use http::header;
+
+use crate::{services::AppState, telemetry};
+
+pub async fn health() -> &'static str {
+    "OK"
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let (size, idle) = state.storage.pool_usage();
+    telemetry::record_pool(size, idle);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], telemetry::metrics_handle().render())
+}

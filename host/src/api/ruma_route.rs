@@ -1,0 +1,229 @@
+//! Routes declared by ruma request types. `RouteTable::add::<R>(group, handler)`
+//! registers `handler` under every path in `R`'s metadata with `R`'s method;
+//! before the handler runs, the request body is read within the size limit,
+//! checked to be JSON, authenticated as `R`'s auth scheme says, and parsed
+//! into `R`, every failure becoming the spec's errcode.
+//!
+//! Handlers are erased to one boxed type before they reach axum, so axum's
+//! routing generics are instantiated once, not once per endpoint.
+
+use std::{collections::BTreeMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    extract::{ConnectInfo, RawPathParams, Request, State},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, MethodRouter},
+};
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode, request::Parts};
+use http_body_util::{BodyExt, Limited};
+use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponseExt, error::{DeserializationError, FromHttpRequestError}, path_builder::PathBuilder};
+
+use super::{
+    auth::{self, AuthKind, AuthRequirement, Sender},
+    error::{ApiError, ApiResult},
+    groups::EndpointGroup,
+};
+use crate::services::AppState;
+
+/// A parsed request of type `R` with who sent it.
+pub struct Ruma<R> {
+    pub body: R,
+    /// The authenticated caller; always set when `R` requires an access token.
+    pub sender: Option<Sender>,
+    /// The client's address, from the connection or a trusted `X-Forwarded-For`.
+    pub client_addr: String,
+    /// Method and path, which user-interactive auth sessions are bound to.
+    pub action: String,
+}
+
+impl<R> Ruma<R> {
+    pub fn sender(&self) -> ApiResult<&Sender> {
+        self.sender.as_ref().ok_or_else(ApiError::missing_token)
+    }
+}
+
+/// Per-listener facts the request pipeline needs, set as an extension.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerContext {
+    pub x_forwarded: bool,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+type ErasedHandler = Arc<dyn Fn(AppState, Request) -> BoxFuture + Send + Sync>;
+
+/// All routes of one API surface, merged per path before reaching axum.
+#[derive(Default)]
+pub struct RouteTable {
+    routes: BTreeMap<&'static str, MethodRouter<AppState>>,
+}
+
+impl RouteTable {
+    pub fn add<R, H, F>(&mut self, group: EndpointGroup, handler: H) -> &mut Self
+    where
+        R: IncomingRequest + Send + 'static,
+        R::Authentication: AuthRequirement,
+        H: Fn(AppState, Ruma<R>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = ApiResult<R::OutgoingResponse>> + Send + 'static,
+    {
+        let erased: ErasedHandler = Arc::new(move |state, request| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let outcome = match prepare::<R>(&state, request).await {
+                    Ok(ruma) => handler(state, ruma).await.and_then(|response| {
+                        response.try_into_http_response::<BytesMut>().map_err(|error| {
+                            tracing::error!(%error, "could not serialise a response");
+                            ApiError::internal()
+                        })
+                    }),
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(response) => response.map(|body| axum::body::Body::from(body.freeze())).into_response(),
+                    Err(error) => error.into_response(),
+                }
+            })
+        });
+        for path in R::PATH_BUILDER.all_paths() {
+            self.insert(path, R::METHOD, group, erased.clone());
+        }
+        self
+    }
+
+    fn insert(&mut self, path: &'static str, method: Method, group: EndpointGroup, handler: ErasedHandler) {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        let label_method = method.as_str().to_owned();
+        let route = move |State(state): State<AppState>, request: Request| {
+            let handler = handler.clone();
+            let label_method = label_method.clone();
+            async move {
+                let started = Instant::now();
+                let response = handler(state, request).await;
+                crate::telemetry::record_request(group.as_str(), &label_method, response.status(), started.elapsed());
+                response
+            }
+        };
+        let entry = self.routes.remove(path).unwrap_or_default();
+        self.routes.insert(path, entry.on(filter, route));
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.routes.into_iter().fold(Router::new(), |router, (path, methods)| router.route(path, methods))
+    }
+}
+
+async fn prepare<R>(state: &AppState, request: Request) -> ApiResult<Ruma<R>>
+where
+    R: IncomingRequest,
+    R::Authentication: AuthRequirement,
+{
+    let incoming = read_request(state, request, <R::Authentication as AuthRequirement>::KIND).await?;
+    let http_request = http::Request::from_parts(incoming.parts, incoming.body.as_ref());
+    let path_args: Vec<&str> = incoming.path_args.iter().map(String::as_str).collect();
+    let body = R::try_from_http_request(http_request, &path_args).map_err(request_error)?;
+    Ok(Ruma { body, sender: incoming.sender, client_addr: incoming.client_addr, action: incoming.action })
+}
+
+struct Incoming {
+    parts: Parts,
+    body: Bytes,
+    path_args: Vec<String>,
+    sender: Option<Sender>,
+    client_addr: String,
+    action: String,
+}
+
+/// Everything before typed parsing, kept out of the generic code.
+async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -> ApiResult<Incoming> {
+    let (mut parts, body) = request.into_parts();
+    let limit = state.config.max_request_body_size();
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let body = Limited::new(body, limit as usize).collect().await.map_err(|error| {
+        if error.is::<http_body_util::LengthLimitError>() {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_json("Could not read the request body")
+        }
+    })?;
+    let body = body.to_bytes();
+    if !body.is_empty() && matches!(parts.method, Method::POST | Method::PUT) {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| ApiError::not_json("Content not JSON."))?;
+    }
+
+    let path_args = match RawPathParams::from_request_parts_sync(&mut parts) {
+        Some(params) => params,
+        None => return Err(ApiError::invalid_param("A path parameter is not valid UTF-8")),
+    };
+
+    let client_addr = client_addr(&parts);
+    let token = auth::access_token(&parts.headers, parts.uri.query())?;
+    let sender = match (auth_kind, token) {
+        (AuthKind::None, _) => None,
+        (AuthKind::Required, None) => return Err(ApiError::missing_token()),
+        (AuthKind::Optional, None) => None,
+        (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr).await?),
+    };
+    let action = format!("{} {}", parts.method, parts.uri.path());
+    Ok(Incoming { parts, body, path_args, sender, client_addr, action })
+}
+
+/// Synchronous access to the matched path parameters, percent-decoded.
+trait RawPathParamsExt {
+    fn from_request_parts_sync(parts: &mut Parts) -> Option<Vec<String>>;
+}
+
+impl RawPathParamsExt for RawPathParams {
+    fn from_request_parts_sync(parts: &mut Parts) -> Option<Vec<String>> {
+        use axum::extract::FromRequestParts;
+        let future = RawPathParams::from_request_parts(parts, &());
+        // The extractor is ready at once: it only reads request extensions.
+        let params = futures_util::FutureExt::now_or_never(future)?.ok()?;
+        Some(params.iter().map(|(_, value)| value.to_owned()).collect())
+    }
+}
+
+fn client_addr(parts: &Parts) -> String {
+    let trust_forwarded = parts.extensions.get::<ListenerContext>().is_some_and(|context| context.x_forwarded);
+    if trust_forwarded
+        && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(first) = forwarded.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+    {
+        return first.to_owned();
+    }
+    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(address)) => address.ip().to_string(),
+        None => "unix".to_owned(),
+    }
+}
+
+fn request_error(error: FromHttpRequestError) -> ApiError {
+    match error {
+        FromHttpRequestError::MethodMismatch { .. } => ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED),
+        FromHttpRequestError::Deserialization(error) => match error {
+            DeserializationError::Json(error) => {
+                let message = error.to_string();
+                if message.starts_with("missing field") {
+                    ApiError::missing_param(message)
+                } else {
+                    ApiError::bad_json(message)
+                }
+            }
+            DeserializationError::Query(error) => {
+                let message = error.to_string();
+                if message.starts_with("missing field") {
+                    ApiError::missing_param(message)
+                } else {
+                    ApiError::invalid_param(message)
+                }
+            }
+            DeserializationError::Ident(error) => ApiError::invalid_param(error.to_string()),
+            other => ApiError::bad_json(other.to_string()),
+        },
+        _ => ApiError::bad_json("Malformed request"),
+    }
+}
+

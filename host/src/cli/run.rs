@@ -1,0 +1,86 @@
+//! `weft run`: load the configuration (or prepare the zero-setup one), build
+//! the services, bind, and serve until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::{
+    config::{self, Resource, zero_setup},
+    server::{BoundAddress, Server},
+    services::Services,
+    telemetry,
+};
+
+pub async fn run(files: Vec<PathBuf>, data_dir: PathBuf, port: Option<u16>) -> anyhow::Result<()> {
+    let zero_setup = files.is_empty();
+    let files = if zero_setup {
+        let (path, created) = zero_setup::prepare(&data_dir, port.unwrap_or(zero_setup::DEFAULT_PORT))
+            .with_context(|| format!("cannot prepare the data directory {}", data_dir.display()))?;
+        if created {
+            println!("Wrote a configuration for a first look at Weft to {}", path.display());
+        }
+        vec![path]
+    } else {
+        files
+    };
+    let mut config = config::load_files(&files).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    if zero_setup && let (Some(port), Some(listener)) = (port, config.listeners.first_mut()) {
+        listener.port = Some(port);
+    }
+
+    telemetry::init_logging(&config.logging);
+    telemetry::metrics_handle();
+    for line in config::describe(&config).lines() {
+        tracing::info!("{line}");
+    }
+
+    let registration_open = config.enable_registration;
+    let state = Services::build(config).await.context("cannot start")?;
+    let server = Server::bind(state.clone()).await?;
+    let client_url = server.addresses().into_iter().zip(state.config.own_listeners().iter().flat_map(|l| {
+        std::iter::repeat_n(l.serves(Resource::Client), l.bind_addresses.len().max(1))
+    }));
+    for (address, serves_client) in client_url {
+        if let (BoundAddress::Tcp(address), true) = (address, serves_client) {
+            let host = if address.ip().is_loopback() { "localhost".to_owned() } else { address.ip().to_string() };
+            println!("Weft is listening on http://{host}:{}/", address.port());
+        }
+    }
+    if registration_open {
+        println!("Registration is open: sign up from any Matrix client with homeserver {}", homeserver_url(&state.config, &server));
+    }
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+fn homeserver_url(config: &config::Config, server: &Server) -> String {
+    if let Some(url) = &config.public_baseurl {
+        return url.clone();
+    }
+    match server.addresses().first() {
+        Some(BoundAddress::Tcp(address)) => format!("http://localhost:{}/", address.port()),
+        _ => "this server".to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

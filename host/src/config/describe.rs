@@ -1,0 +1,68 @@
+//! A human summary of what an instance will do with a configuration, printed
+//! by `weft check-config` and at start-up.
+
+use std::fmt::Write;
+
+use super::{Config, DatabaseEngine, ListenerConfig, MAIN_INSTANCE};
+
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let instance = config.instance_name();
+    let role = if config.is_main_process() { "the main process" } else { "a worker" };
+    let _ = writeln!(out, "instance `{instance}` ({role}) of server `{}`", config.server_name());
+
+    let args = &config.database.args;
+    let database = match config.database.name {
+        DatabaseEngine::Sqlite => format!("SQLite at {}", args.database.as_deref().unwrap_or("?")),
+        DatabaseEngine::Postgres => format!(
+            "PostgreSQL database `{}` on {}:{}",
+            args.dbname.as_deref().or(args.database.as_deref()).unwrap_or("?"),
+            args.host.as_deref().unwrap_or("localhost"),
+            args.port.unwrap_or(5432)
+        ),
+    };
+    let _ = writeln!(out, "database: {database}");
+    let bus = if config.redis.enabled {
+        format!("Redis at {}:{}", config.redis.host, config.redis.port)
+    } else {
+        "in-process (single process)".to_owned()
+    };
+    let _ = writeln!(out, "replication: {bus}");
+
+    for listener in config.own_listeners() {
+        let _ = writeln!(out, "listener: {}", describe_listener(listener));
+    }
+
+    let written: Vec<&str> = config
+        .stream_writers
+        .all()
+        .map(|(stream, _)| stream)
+        .filter(|stream| config.stream_writers.writers_of(stream).iter().any(|w| w == instance))
+        .collect();
+    let _ = writeln!(out, "writes streams: {}", if written.is_empty() { "none".to_owned() } else { written.join(", ") });
+    let background = config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == instance;
+    let _ = writeln!(out, "runs background tasks: {}", if background { "yes" } else { "no" });
+    let registration = match (config.enable_registration, config.registration_shared_secret.is_some() || config.registration_shared_secret_path.is_some()) {
+        (true, _) => "open to anyone (m.login.dummy)",
+        (false, true) => "closed; admins register users with the shared secret",
+        (false, false) => "closed",
+    };
+    let _ = writeln!(out, "registration: {registration}");
+    out
+}
+
+fn describe_listener(listener: &ListenerConfig) -> String {
+    let mut resources: Vec<&str> = listener.resources.iter().flat_map(|r| r.names.iter().map(|n| n.as_str())).collect();
+    if listener.kind == super::ListenerType::Metrics {
+        resources.push("metrics");
+    }
+    let place = match (&listener.path, listener.port) {
+        (Some(path), _) => format!("unix:{}", path.display()),
+        (None, Some(port)) => {
+            let addresses: Vec<String> = listener.bind_addresses.iter().map(ToString::to_string).collect();
+            format!("{} port {port}", addresses.join(", "))
+        }
+        (None, None) => "?".to_owned(),
+    };
+    format!("{place} serving {}", resources.join(", "))
+}

@@ -1,0 +1,25 @@
+//! Configuration: the TOML schema with Synapse's option names, loading and
+//! merging several files, validation, and the zero-setup configuration.
+//!
+//! Owns: the `Config` type every other module reads (and never writes), and the
+//! rules that make a configuration acceptable. Loading collects every problem it
+//! finds (unknown keys, wrong types, impossible combinations) and reports them
+//! all at once, each with the file and the key path it came from.
+//!
+//! Relative paths are resolved against the directory of the file that set them
+//! (Synapse resolves them against the working directory; a data directory that
+//! moves as a whole is the more useful behaviour).
+
+mod describe;
+mod load;
+mod schema;
+mod validate;
+pub mod zero_setup;
+
+pub use describe::describe;
+pub use load::{ConfigError, ConfigErrors, load_files, load_str};
+pub use schema::*;
+
+/// The name the main process has in `instance_map`, `stream_writers` and the
+/// other instance-valued options, as in Synapse.
+pub const MAIN_INSTANCE: &str = "main";

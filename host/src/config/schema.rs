@@ -1,0 +1,381 @@
+//! The configuration schema: one struct per TOML table, named as Synapse names
+//! its YAML options. Every field has a default so that each top-level key can be
+//! checked on its own; required values are enforced by `validate`.
+
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one instance after merging its files.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// The public name of the server, the part after `:` in user ids.
+    pub server_name: Option<String>,
+    /// The URL clients use to reach this server; derived from the first client
+    /// listener when absent.
+    pub public_baseurl: Option<String>,
+    pub listeners: Vec<ListenerConfig>,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+
+    // Workers, exactly as Synapse names them.
+    pub worker_app: Option<String>,
+    pub worker_name: Option<String>,
+    pub worker_listeners: Vec<ListenerConfig>,
+    pub worker_replication_secret: Option<String>,
+    pub instance_map: BTreeMap<String, InstanceLocation>,
+    pub stream_writers: StreamWriters,
+    pub pusher_instances: Vec<String>,
+    pub federation_sender_instances: Vec<String>,
+    pub notify_appservices_from_worker: Option<String>,
+    pub update_user_directory_from_worker: Option<String>,
+    pub run_background_tasks_on: Option<String>,
+    pub media_instance_running_background_jobs: Option<String>,
+    pub outbound_federation_restricted_to: Vec<String>,
+
+    // Registration and authentication.
+    pub enable_registration: bool,
+    pub enable_registration_without_verification: bool,
+    pub registration_shared_secret: Option<String>,
+    pub registration_shared_secret_path: Option<PathBuf>,
+    pub password_config: PasswordConfig,
+
+    // Keys and secrets.
+    pub signing_key_path: Option<PathBuf>,
+    pub macaroon_secret_key: Option<String>,
+    pub form_secret: Option<String>,
+
+    // Rate limits.
+    #[serde(default = "default_rc_message")]
+    pub rc_message: RateLimit,
+    pub rc_registration: RateLimit,
+    pub rc_login: LoginRateLimits,
+
+    // Operations.
+    pub enable_metrics: bool,
+    /// Accepted for compatibility with Synapse configurations; Weft reports nothing.
+    pub report_stats: bool,
+    /// Weft: the largest request body accepted on the client API, in bytes.
+    pub max_request_body_size: Option<u64>,
+    /// Weft: log format and level (Synapse points `log_config` at a Python logging file).
+    pub logging: LoggingConfig,
+}
+
+impl Config {
+    pub fn server_name(&self) -> &str {
+        self.server_name.as_deref().unwrap_or("localhost")
+    }
+
+    /// The name of this instance: `worker_name`, or `main` for the main process.
+    pub fn instance_name(&self) -> &str {
+        self.worker_name.as_deref().unwrap_or(super::MAIN_INSTANCE)
+    }
+
+    pub fn is_main_process(&self) -> bool {
+        self.worker_name.is_none()
+    }
+
+    /// The listeners this instance opens: `worker_listeners` on a worker.
+    pub fn own_listeners(&self) -> &[ListenerConfig] {
+        if self.is_main_process() { &self.listeners } else { &self.worker_listeners }
+    }
+
+    pub fn max_request_body_size(&self) -> u64 {
+        // Synapse's limit: 200 PDUs of 64 KiB.
+        self.max_request_body_size.unwrap_or(200 * 65_536)
+    }
+
+    /// Whether anything in the configuration names an instance other than main.
+    pub fn has_workers(&self) -> bool {
+        let not_main = |name: &String| name != super::MAIN_INSTANCE;
+        self.worker_name.is_some()
+            || self.instance_map.keys().any(not_main)
+            || self.stream_writers.all().any(|(_, writers)| writers.iter().any(not_main))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ListenerConfig {
+    pub port: Option<u16>,
+    pub bind_addresses: Vec<IpAddr>,
+    /// A Unix socket path instead of `port` and `bind_addresses`.
+    pub path: Option<PathBuf>,
+    #[serde(rename = "type")]
+    pub kind: ListenerType,
+    pub tls: bool,
+    /// Trust `X-Forwarded-For` from a reverse proxy for client addresses.
+    pub x_forwarded: bool,
+    pub resources: Vec<ListenerResources>,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            port: None,
+            // Synapse's default: every interface, IPv6 and IPv4.
+            bind_addresses: vec!["::".parse().unwrap(), "0.0.0.0".parse().unwrap()],
+            path: None,
+            kind: ListenerType::Http,
+            tls: false,
+            x_forwarded: false,
+            resources: Vec::new(),
+        }
+    }
+}
+
+impl ListenerConfig {
+    pub fn serves(&self, resource: Resource) -> bool {
+        (self.kind == ListenerType::Metrics && resource == Resource::Metrics)
+            || self.resources.iter().any(|r| r.names.contains(&resource))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerType {
+    #[default]
+    Http,
+    /// Synapse's dedicated metrics listener: serves `/metrics` only.
+    Metrics,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ListenerResources {
+    pub names: Vec<Resource>,
+    /// Accepted for compatibility; responses are not compressed.
+    pub compress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    Client,
+    Federation,
+    /// Synapse's name for the server-key endpoints alone.
+    Keys,
+    Replication,
+    Media,
+    Metrics,
+    Health,
+}
+
+impl Resource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Federation => "federation",
+            Self::Keys => "keys",
+            Self::Replication => "replication",
+            Self::Media => "media",
+            Self::Metrics => "metrics",
+            Self::Health => "health",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    pub name: DatabaseEngine,
+    pub args: DatabaseArgs,
+}
+
+/// Synapse's engine names: `sqlite3`, and `psycopg2` for PostgreSQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum DatabaseEngine {
+    #[default]
+    #[serde(rename = "sqlite3")]
+    Sqlite,
+    #[serde(rename = "psycopg2", alias = "postgresql")]
+    Postgres,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DatabaseArgs {
+    /// SQLite: the database file. PostgreSQL: the database name (as `dbname`).
+    pub database: Option<String>,
+    pub dbname: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub cp_min: Option<u32>,
+    pub cp_max: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: Option<PathBuf>,
+    pub dbid: Option<u32>,
+    pub password: Option<String>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { enabled: false, host: "localhost".into(), port: 6379, path: None, dbid: None, password: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct InstanceLocation {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathBuf>,
+    pub tls: bool,
+}
+
+/// `stream_writers`: which instances write each stream. Each entry takes a
+/// name or a list of names, as in Synapse; an absent entry means `main`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct StreamWriters {
+    #[serde(deserialize_with = "one_or_many")]
+    pub events: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub typing: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub to_device: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub account_data: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub receipts: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub presence: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub push_rules: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub device_lists: Vec<String>,
+}
+
+impl StreamWriters {
+    /// Every stream with its configured writers (possibly empty: main).
+    pub fn all(&self) -> impl Iterator<Item = (&'static str, &[String])> {
+        [
+            ("events", &self.events),
+            ("typing", &self.typing),
+            ("to_device", &self.to_device),
+            ("account_data", &self.account_data),
+            ("receipts", &self.receipts),
+            ("presence", &self.presence),
+            ("push_rules", &self.push_rules),
+            ("device_lists", &self.device_lists),
+        ]
+        .into_iter()
+        .map(|(name, writers)| (name, writers.as_slice()))
+    }
+
+    /// Streams that Synapse allows only one writer for.
+    pub const SINGLE_WRITER: [&'static str; 5] = ["typing", "to_device", "account_data", "presence", "push_rules"];
+
+    /// The writers of `stream`, with the `main` default applied.
+    pub fn writers_of(&self, stream: &str) -> Vec<String> {
+        let configured = self.all().find(|(name, _)| *name == stream).map(|(_, w)| w.to_vec()).unwrap_or_default();
+        if configured.is_empty() { vec![super::MAIN_INSTANCE.to_owned()] } else { configured }
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "an instance name or a list of instance names")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(name) => vec![name],
+        OneOrMany::Many(names) => names,
+    })
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PasswordConfig {
+    /// Whether local passwords can be used to log in.
+    pub enabled: bool,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// A leaky bucket, as Synapse's `rc_*` options: `burst_count` actions at once,
+/// refilled at `per_second`. Raise both to lift a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst_count: f64,
+}
+
+impl RateLimit {
+    pub const fn new(per_second: f64, burst_count: f64) -> Self {
+        Self { per_second, burst_count }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        // Synapse's defaults for `rc_message` and `rc_registration` differ; the
+        // table-level defaults below restore them where a table is absent.
+        Self::new(0.17, 3.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LoginRateLimits {
+    /// Login attempts per client address.
+    pub address: RateLimit,
+    /// Login attempts per account.
+    pub account: RateLimit,
+    /// Failed login attempts per account.
+    pub failed_attempts: RateLimit,
+}
+
+impl Default for LoginRateLimits {
+    fn default() -> Self {
+        Self {
+            address: RateLimit::new(0.003, 5.0),
+            account: RateLimit::new(0.003, 5.0),
+            failed_attempts: RateLimit::new(0.17, 3.0),
+        }
+    }
+}
+
+/// Synapse's default for `rc_message`.
+fn default_rc_message() -> RateLimit {
+    RateLimit::new(0.2, 10.0)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `weft=debug,sqlx=warn`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Plain, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}

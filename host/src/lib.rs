@@ -1,0 +1,31 @@
+//! Weft, a Matrix homeserver. This crate is the `weft` binary and the library
+//! behind it; the map:
+//!
+//! - [`cli`]: the `weft` command and its subcommands (the only user of `anyhow`).
+//! - [`config`]: the TOML schema with Synapse's option names, merging several
+//!   files, validation with every error at once, the zero-setup configuration.
+//! - [`services`]: the shared state handlers receive, built from the configuration.
+//! - [`server`]: binding listeners, serving, graceful shutdown, background jobs.
+//! - [`api`]: HTTP endpoints (client, federation keys, admin, health, metrics),
+//!   the ruma-typed request pipeline and the one place Matrix errors are built.
+//! - [`storage`]: every SQL statement, for SQLite and PostgreSQL alike, with
+//!   streams that carry their writer's instance name and stream id.
+//! - [`crypto`]: password hashing, access tokens, the server signing key.
+//! - [`ratelimit`]: Synapse-style leaky buckets for the `rc_*` options.
+//! - [`rooms`]: room versions (the event pipeline arrives with the rooms issue).
+//! - [`telemetry`]: logging and Prometheus metrics.
+//!
+//! Requests flow `server` → `api::ruma_route` (limits, auth, parsing) →
+//! handler in `api::client` → `storage`. Lower layers never build HTTP
+//! responses; each layer has its own error type.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod ratelimit;
+pub mod rooms;
+pub mod server;
+pub mod services;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,33 @@
+//! Periodic jobs, run only on the instance named by `run_background_tasks_on`
+//! (main by default): purging expired user-interactive auth sessions.
+
+use std::time::Duration;
+
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::{api::uia::SESSION_LIFETIME_MS, config::MAIN_INSTANCE, services::AppState, storage::now_ms};
+
+const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+pub(super) fn spawn(state: AppState, mut stopped: watch::Receiver<bool>) -> JoinSet<()> {
+    let mut jobs = JoinSet::new();
+    let runs_here = state.config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == state.config.instance_name();
+    if runs_here {
+        jobs.spawn(async move {
+            let mut interval = tokio::time::interval(PURGE_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        match state.storage.purge_uia_sessions(now_ms() - SESSION_LIFETIME_MS).await {
+                            Ok(0) => {}
+                            Ok(purged) => tracing::debug!(purged, "purged expired user-interactive auth sessions"),
+                            Err(error) => tracing::warn!(%error, "could not purge user-interactive auth sessions"),
+                        }
+                    }
+                    _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+                }
+            }
+        });
+    }
+    jobs
+}

@@ -1,0 +1,126 @@
+//! Listening and shutting down: binds every listener of this instance, serves
+//! each with its router, starts the background jobs this instance runs, and
+//! on shutdown stops accepting, lets requests in flight finish, stops the
+//! jobs and closes the database pool.
+//!
+//! Binding is separate from serving so that callers (tests, the CLI) learn
+//! the bound addresses before traffic starts; tests bind port 0.
+
+mod background;
+
+use std::{future::Future, io, net::SocketAddr, path::PathBuf};
+
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+
+use crate::{api, config::ListenerConfig, services::AppState};
+
+/// Where a listener ended up listening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+enum Socket {
+    Tcp(TcpListener),
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+/// An instance with its sockets bound, ready to serve.
+pub struct Server {
+    state: AppState,
+    sockets: Vec<(Socket, axum::Router)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct BindError {
+    pub address: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl Server {
+    pub async fn bind(state: AppState) -> Result<Self, BindError> {
+        let mut sockets = Vec::new();
+        for listener in state.config.own_listeners() {
+            for socket in bind_listener(listener).await? {
+                sockets.push((socket, api::router(state.clone(), listener)));
+            }
+        }
+        Ok(Self { state, sockets })
+    }
+
+    pub fn addresses(&self) -> Vec<BoundAddress> {
+        self.sockets
+            .iter()
+            .filter_map(|(socket, _)| match socket {
+                Socket::Tcp(listener) => listener.local_addr().ok().map(BoundAddress::Tcp),
+                Socket::Unix(_, path) => Some(BoundAddress::Unix(path.clone())),
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then drains and closes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for (socket, router) in self.sockets {
+            let mut stopped = stopped.clone();
+            let signal = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            match socket {
+                Socket::Tcp(listener) => {
+                    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                    tasks.spawn(async move { axum::serve(listener, service).with_graceful_shutdown(signal).await });
+                }
+                Socket::Unix(listener, _) => {
+                    tasks.spawn(async move { axum::serve(listener, router.into_make_service()).with_graceful_shutdown(signal).await });
+                }
+            }
+        }
+        let mut jobs = background::spawn(self.state.clone(), stopped.clone());
+
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = stop.send(true);
+        while let Some(result) = tasks.join_next().await {
+            match result {
+                Ok(Err(error)) => tracing::error!(%error, "a listener failed"),
+                Err(error) => tracing::error!(%error, "a listener task panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+        jobs.shutdown().await;
+        self.state.storage.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn bind_listener(listener: &ListenerConfig) -> Result<Vec<Socket>, BindError> {
+    if let Some(path) = &listener.path {
+        let _ = std::fs::remove_file(path);
+        let socket = tokio::net::UnixListener::bind(path).map_err(|source| BindError { address: path.display().to_string(), source })?;
+        return Ok(vec![Socket::Unix(socket, path.clone())]);
+    }
+    let port = listener.port.unwrap_or(0);
+    let mut sockets = Vec::new();
+    let mut dual_stack_on = None;
+    for address in &listener.bind_addresses {
+        let target = SocketAddr::new(*address, port);
+        match TcpListener::bind(target).await {
+            Ok(socket) => {
+                if address.is_unspecified() && address.is_ipv6() {
+                    dual_stack_on = socket.local_addr().ok().map(|a| a.port());
+                }
+                sockets.push(Socket::Tcp(socket));
+            }
+            // `::` usually accepts IPv4 too, so `0.0.0.0` on the same port is
+            // already covered (Synapse ignores this error the same way).
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && address.is_unspecified() && dual_stack_on == Some(port) => {}
+            Err(source) => return Err(BindError { address: target.to_string(), source }),
+        }
+    }
+    Ok(sockets)
+}

@@ -1,0 +1,93 @@
+//! The state every request handler shares: configuration, storage, keys and
+//! limiters, built once at start-up from the configuration.
+//!
+//! Handlers receive `AppState` (an `Arc<Services>`); nothing here is global,
+//! so several instances can live in one process (the tests do).
+
+use std::{collections::HashMap, sync::{Arc, Mutex}, time::Instant};
+
+use ruma::OwnedServerName;
+
+use crate::{
+    config::Config,
+    crypto::server_key::{SigningKey, SigningKeyError},
+    ratelimit::RateLimiters,
+    storage::{Storage, StorageError},
+};
+
+pub type AppState = Arc<Services>;
+
+pub struct Services {
+    pub config: Config,
+    pub server_name: OwnedServerName,
+    pub storage: Storage,
+    pub signing_key: SigningKey,
+    pub rate_limits: RateLimiters,
+    /// The shared secret of `/_synapse/admin/v1/register`, read from the
+    /// configuration or its `_path` file at start-up.
+    pub registration_shared_secret: Option<String>,
+    /// Nonces handed out by the shared-secret registration API, each usable
+    /// once within a minute. In memory: the admin API is served by main only.
+    pub admin_nonces: Mutex<HashMap<String, Instant>>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
+    #[error("`server_name` `{0}` is not valid")]
+    ServerName(String),
+    #[error("cannot read registration_shared_secret_path {path}: {source}")]
+    SharedSecret { path: String, source: std::io::Error },
+}
+
+impl Services {
+    /// Connects to the database, migrates it (main only), and loads keys
+    /// (main generates a missing signing key; a worker needs main's).
+    pub async fn build(config: Config) -> Result<AppState, StartupError> {
+        let storage = Storage::connect(&config.database, config.instance_name()).await?;
+        Self::build_with_storage(config, storage).await
+    }
+
+    pub async fn build_with_storage(config: Config, storage: Storage) -> Result<AppState, StartupError> {
+        let server_name = OwnedServerName::try_from(config.server_name()).map_err(|_| StartupError::ServerName(config.server_name().to_owned()))?;
+        if config.is_main_process() {
+            storage.migrate().await?;
+        }
+        let key_path = config
+            .signing_key_path
+            .clone()
+            .unwrap_or_else(|| format!("{}.signing.key", config.server_name()).into());
+        let (signing_key, generated) = SigningKey::load_or_generate(&key_path, config.is_main_process())?;
+        if generated {
+            tracing::info!(path = %key_path.display(), key_id = %signing_key.key_id(), "generated a new signing key");
+        }
+        let registration_shared_secret = match (&config.registration_shared_secret, &config.registration_shared_secret_path) {
+            (Some(secret), _) => Some(secret.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| StartupError::SharedSecret { path: path.display().to_string(), source })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        Ok(Arc::new(Self {
+            rate_limits: RateLimiters::from_config(&config),
+            server_name,
+            storage,
+            signing_key,
+            registration_shared_secret,
+            admin_nonces: Mutex::new(HashMap::new()),
+            config,
+        }))
+    }
+}

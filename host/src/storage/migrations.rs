@@ -1,0 +1,33 @@
+//! The embedded migrations of both engines, run with sqlx's migrator.
+
+use std::borrow::Cow;
+
+use sqlx::{
+    AnyPool, SqlStr,
+    migrate::{Migration, MigrationType, Migrator},
+};
+
+use super::{Dialect, Result};
+
+/// `(version, description, PostgreSQL, SQLite)`; append, never edit.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "accounts",
+    include_str!("../../migrations/postgres/0001_accounts.sql"),
+    include_str!("../../migrations/sqlite/0001_accounts.sql"),
+)];
+
+pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, description, postgres, sqlite)| {
+            let sql = match dialect {
+                Dialect::Postgres => postgres,
+                Dialect::Sqlite => sqlite,
+            };
+            Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, SqlStr::from_static(sql), false)
+        })
+        .collect();
+    Migrator::with_migrations(migrations).run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Storage: one repository over SQLite or PostgreSQL through sqlx's `Any`
+//! driver, so the same SQL text and the same code serve both. Where the
+//! engines must differ (stream id allocation, connection set-up) the difference
+//! lives in `dialect`. Migrations for both live side by side in
+//! `host/migrations/{postgres,sqlite}` and run at start-up.
+//!
+//! Owns: every SQL statement in Weft. Callers get typed rows and ruma ids and
+//! never see SQL or sqlx. Must not: build HTTP responses or know about Matrix
+//! errcodes.
+//!
+//! Stream rows carry the writer's `instance_name` and a stream id, and every
+//! transaction that writes stream rows advances that writer's row in
+//! `stream_positions`, so any process can catch up from the database.
+
+mod devices;
+mod dialect;
+mod error;
+mod migrations;
+mod streams;
+mod uia;
+mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{AnyPool, any::AnyPoolOptions};
+
+pub use devices::{Device, NewSession, TokenOwner};
+pub use dialect::Dialect;
+pub use error::StorageError;
+pub use streams::{DeviceListChange, Stream};
+pub use uia::UiaSession;
+pub use users::{NewUser, User};
+
+use crate::config::{DatabaseConfig, DatabaseEngine};
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The database of one Weft instance and the instance name it writes stream rows as.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pool: AnyPool,
+    dialect: Dialect,
+    instance_name: String,
+}
+
+impl Storage {
+    /// Connects to the configured database (creating a SQLite file if needed).
+    pub async fn connect(config: &DatabaseConfig, instance_name: &str) -> Result<Self> {
+        let url = connection_url(config);
+        Self::connect_url(&url, config.args.cp_min, config.args.cp_max, instance_name).await
+    }
+
+    /// Connects to a database given as a `postgres://` or `sqlite:` URL.
+    pub async fn connect_url(url: &str, min: Option<u32>, max: Option<u32>, instance_name: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url);
+        let options = sqlx::any::AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .min_connections(min.unwrap_or(dialect.default_min_connections()))
+            .max_connections(max.unwrap_or(dialect.default_max_connections()))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| Box::pin(async move { dialect.prepare_connection(conn).await }))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, dialect, instance_name: instance_name.to_owned() })
+    }
+
+    /// Brings the schema up to date. Only the main process runs this.
+    pub async fn migrate(&self) -> Result<()> {
+        migrations::run(&self.pool, self.dialect).await
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn instance_name(&self) -> &str {
+        &self.instance_name
+    }
+
+    /// Connections in use and idle, for metrics.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Waits for queries in flight and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn connection_url(config: &DatabaseConfig) -> String {
+    let args = &config.args;
+    match config.name {
+        DatabaseEngine::Sqlite => {
+            let path = args.database.as_deref().unwrap_or("homeserver.db");
+            if path == ":memory:" { "sqlite::memory:".to_owned() } else { format!("sqlite://{path}?mode=rwc") }
+        }
+        DatabaseEngine::Postgres => {
+            let encode = |s: &str| -> String {
+                s.bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect()
+            };
+            let user = args.user.as_deref().map(encode).unwrap_or_default();
+            let credentials = match (&args.user, &args.password) {
+                (Some(_), Some(password)) => format!("{user}:{}@", encode(password)),
+                (Some(_), None) => format!("{user}@"),
+                _ => String::new(),
+            };
+            let host = args.host.as_deref().unwrap_or("localhost");
+            let database = args.dbname.as_deref().or(args.database.as_deref()).unwrap_or("synapse");
+            // A host starting with `/` is a Unix socket directory, as in libpq.
+            if host.starts_with('/') {
+                format!("postgres://{credentials}localhost/{}?host={}&port={}", encode(database), encode(host), args.port.unwrap_or(5432))
+            } else {
+                format!("postgres://{credentials}{host}:{}/{}", args.port.unwrap_or(5432), encode(database))
+            }
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,96 @@
+//! Stream bookkeeping: allocating stream ids, advancing a writer's row in
+//! `stream_positions`, and reading stream rows back for catch-up.
+
+use ruma::{OwnedDeviceId, OwnedUserId};
+use sqlx::{AnyConnection, Row};
+
+use super::{Result, Storage, StorageError};
+
+/// The streams that have tables so far; each later stream adds a variant, a
+/// table with `stream_id` and `instance_name`, and (PostgreSQL) a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    DeviceLists,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeviceLists => "device_lists",
+        }
+    }
+}
+
+/// One row of the `device_lists` stream: a user's device appeared, changed or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceListChange {
+    pub stream_id: i64,
+    pub instance_name: String,
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+}
+
+impl Storage {
+    /// The last position `instance` has persisted on `stream`, 0 before any write.
+    pub async fn stream_position(&self, stream: Stream, instance: &str) -> Result<i64> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT stream_id FROM stream_positions WHERE stream_name = $1 AND instance_name = $2")
+                .bind(stream.as_str())
+                .bind(instance)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(position.unwrap_or(0))
+    }
+
+    /// Device-list changes after `after`, in stream order, at most `limit`.
+    pub async fn device_list_changes_since(&self, after: i64, limit: i64) -> Result<Vec<DeviceListChange>> {
+        let rows = sqlx::query(
+            "SELECT stream_id, instance_name, user_id, device_id FROM device_lists_stream \
+             WHERE stream_id > $1 ORDER BY stream_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DeviceListChange {
+                    stream_id: row.try_get("stream_id")?,
+                    instance_name: row.try_get("instance_name")?,
+                    user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?)
+                        .map_err(|e| StorageError::corrupt("device_lists_stream.user_id", e))?,
+                    device_id: row.try_get::<String, _>("device_id")?.into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends a `device_lists` row for this writer inside the caller's transaction.
+    pub(super) async fn record_device_change(&self, conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<i64> {
+        let stream_id = self.dialect.next_stream_id(conn, Stream::DeviceLists).await?;
+        sqlx::query("INSERT INTO device_lists_stream (stream_id, instance_name, user_id, device_id) VALUES ($1, $2, $3, $4)")
+            .bind(stream_id)
+            .bind(&self.instance_name)
+            .bind(user_id)
+            .bind(device_id)
+            .execute(&mut *conn)
+            .await?;
+        self.advance_position(conn, Stream::DeviceLists, stream_id).await?;
+        Ok(stream_id)
+    }
+
+    /// Moves this writer's position on `stream` forward to `stream_id` (never back).
+    pub(super) async fn advance_position(&self, conn: &mut AnyConnection, stream: Stream, stream_id: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO stream_positions (stream_name, instance_name, stream_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (stream_name, instance_name) DO UPDATE SET stream_id = excluded.stream_id \
+             WHERE stream_positions.stream_id < excluded.stream_id",
+        )
+        .bind(stream.as_str())
+        .bind(&self.instance_name)
+        .bind(stream_id)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
