@@ -6,9 +6,10 @@ CREATE TABLE users (
     user_id TEXT PRIMARY KEY,
     password_hash TEXT,
     created_ts BIGINT NOT NULL,
-    admin BOOLEAN NOT NULL DEFAULT FALSE,
-    deactivated BOOLEAN NOT NULL DEFAULT FALSE,
-    shadow_banned BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Flags are INTEGER 0/1: sqlx's Any driver cannot carry SQLite's BOOLEAN.
+    admin INTEGER NOT NULL DEFAULT 0,
+    deactivated INTEGER NOT NULL DEFAULT 0,
+    shadow_banned INTEGER NOT NULL DEFAULT 0,
     user_type TEXT
 );
 CREATE UNIQUE INDEX users_user_id_lower ON users (lower(user_id));

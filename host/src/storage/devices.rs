@@ -95,9 +95,9 @@ impl Storage {
                 user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?)
                     .map_err(|e| StorageError::corrupt("access_tokens.user_id", e))?,
                 device_id: row.try_get::<String, _>("device_id")?.into(),
-                admin: row.try_get("admin")?,
-                deactivated: row.try_get("deactivated")?,
-                shadow_banned: row.try_get("shadow_banned")?,
+                admin: super::flag(&row, "admin")?,
+                deactivated: super::flag(&row, "deactivated")?,
+                shadow_banned: super::flag(&row, "shadow_banned")?,
                 last_seen_ts: row.try_get("last_seen_ts")?,
                 last_seen_ip: row.try_get("last_seen_ip")?,
             })

@@ -123,6 +123,15 @@ fn connection_url(config: &DatabaseConfig) -> String {
     }
 }
 
+/// Reads a flag column: BOOLEAN on PostgreSQL, INTEGER 0/1 on SQLite.
+pub(super) fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
+    use sqlx::Row;
+    match row.try_get::<bool, _>(column) {
+        Ok(value) => Ok(value),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -121,9 +121,9 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
         user_id: OwnedUserId::try_from(user_id).map_err(|e| StorageError::corrupt("users.user_id", e))?,
         password_hash: row.try_get("password_hash")?,
         created_ts: row.try_get("created_ts")?,
-        admin: row.try_get("admin")?,
-        deactivated: row.try_get("deactivated")?,
-        shadow_banned: row.try_get("shadow_banned")?,
+        admin: super::flag(row, "admin")?,
+        deactivated: super::flag(row, "deactivated")?,
+        shadow_banned: super::flag(row, "shadow_banned")?,
         user_type: row.try_get("user_type")?,
     })
 }

@@ -1,0 +1,226 @@
+//! The configuration loader: merging, each kind of error with its message,
+//! and the validation rules for impossible combinations.
+
+use std::path::PathBuf;
+
+use weft::config::{self, ConfigError, DatabaseEngine, Resource};
+
+const MINIMAL: &str = r#"
+server_name = "example.org"
+[[listeners]]
+port = 8008
+type = "http"
+[[listeners.resources]]
+names = ["client"]
+"#;
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn errors_of(text: &str) -> Vec<ConfigError> {
+    config::load_str("test.toml", text).expect_err("configuration should be refused").0
+}
+
+fn has_error(errors: &[ConfigError], key: &str, needle: &str) -> bool {
+    errors.iter().any(|e| e.key == key && e.message.contains(needle))
+}
+
+#[test]
+fn later_files_override_earlier_ones_and_tables_merge_deeply() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = write(
+        &dir,
+        "shared.toml",
+        &format!("{MINIMAL}\n[database]\nname = \"psycopg2\"\n[database.args]\nhost = \"db.internal\"\ndbname = \"synapse\"\nuser = \"weft\"\n"),
+    );
+    let local = write(
+        &dir,
+        "local.toml",
+        "server_name = \"other.org\"\n[database.args]\ndbname = \"weft\"\n[[listeners]]\nport = 9000\ntype = \"http\"\n[[listeners.resources]]\nnames = [\"federation\"]\n",
+    );
+    let config = config::load_files(&[shared, local]).expect("valid");
+    assert_eq!(config.server_name(), "other.org");
+    assert_eq!(config.database.name, DatabaseEngine::Postgres);
+    // Deep merge: `host` and `user` from the first file, `dbname` from the second.
+    assert_eq!(config.database.args.host.as_deref(), Some("db.internal"));
+    assert_eq!(config.database.args.user.as_deref(), Some("weft"));
+    assert_eq!(config.database.args.dbname.as_deref(), Some("weft"));
+    // Arrays are replaced whole, not appended.
+    assert_eq!(config.listeners.len(), 1);
+    assert_eq!(config.listeners[0].port, Some(9000));
+    assert!(config.listeners[0].serves(Resource::Federation));
+}
+
+#[test]
+fn unknown_keys_are_reported_with_file_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "a.toml", &format!("bogus_option = 1\n{MINIMAL}\n[redis]\nenabled = false\nhots = \"x\"\n"));
+    let errors = config::load_files(std::slice::from_ref(&file)).unwrap_err().0;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.file.as_deref() == Some(file.as_path())));
+    assert!(has_error(&errors, "bogus_option", "unknown key"));
+    assert!(has_error(&errors, "redis.hots", "unknown key"));
+    let shown = errors.iter().find(|e| e.key == "redis.hots").unwrap().to_string();
+    assert_eq!(shown, format!("{}: `redis.hots`: unknown key", file.display()));
+}
+
+#[test]
+fn nested_unknown_key_in_an_array_names_its_index() {
+    let errors = errors_of(&MINIMAL.replace("type = \"http\"", "type = \"http\"\nbind_adresses = [\"::\"]"));
+    assert!(has_error(&errors, "listeners[0].bind_adresses", "unknown key"), "{errors:?}");
+}
+
+#[test]
+fn wrong_types_name_the_key_and_the_expected_type() {
+    let errors = errors_of(&MINIMAL.replace("port = 8008", "port = \"eighty\""));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "listeners[0].port");
+    assert!(errors[0].message.contains("invalid type"), "{}", errors[0].message);
+
+    let errors = errors_of(&format!("enable_registration = \"yes\"\n{MINIMAL}"));
+    assert!(has_error(&errors, "enable_registration", "expected a boolean"), "{errors:?}");
+
+    let errors = errors_of(&format!("{MINIMAL}\n[database]\nname = \"mysql\"\n"));
+    assert!(has_error(&errors, "database.name", "unknown variant"), "{errors:?}");
+}
+
+#[test]
+fn every_error_is_reported_at_once_each_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write(&dir, "first.toml", &format!("mystery = true\n{MINIMAL}"));
+    let second = write(&dir, "second.toml", "enable_metrics = 3\n[rc_message]\nper_second = \"fast\"\n");
+    let errors = config::load_files(&[first.clone(), second.clone()]).unwrap_err().0;
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    let file_of = |key: &str| errors.iter().find(|e| e.key == key).and_then(|e| e.file.clone());
+    assert_eq!(file_of("mystery"), Some(first));
+    assert_eq!(file_of("enable_metrics"), Some(second.clone()));
+    assert_eq!(file_of("rc_message.per_second"), Some(second));
+}
+
+#[test]
+fn a_missing_server_name_is_required() {
+    let errors = errors_of("[[listeners]]\nport = 8008\n[[listeners.resources]]\nnames = [\"client\"]\n");
+    assert!(has_error(&errors, "server_name", "required"), "{errors:?}");
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "broken.toml", "server_name = \"x\n");
+    let errors = config::load_files(std::slice::from_ref(&file)).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].file.as_deref(), Some(file.as_path()));
+    assert!(errors[0].message.contains("not valid TOML"), "{}", errors[0].message);
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let errors = config::load_files(&[PathBuf::from("/nonexistent/weft.toml")]).unwrap_err().0;
+    assert!(errors[0].message.contains("cannot read"), "{errors:?}");
+}
+
+#[test]
+fn open_registration_needs_the_explicit_without_verification_flag() {
+    let errors = errors_of(&format!("enable_registration = true\n{MINIMAL}"));
+    assert!(has_error(&errors, "enable_registration", "enable_registration_without_verification"), "{errors:?}");
+    let config = config::load_str("t.toml", &format!("enable_registration = true\nenable_registration_without_verification = true\n{MINIMAL}"));
+    assert!(config.is_ok());
+}
+
+#[test]
+fn registration_is_closed_by_default_in_a_configuration_file() {
+    let config = config::load_str("t.toml", MINIMAL).unwrap();
+    assert!(!config.enable_registration);
+}
+
+#[test]
+fn replication_never_shares_a_listener_with_client_or_federation() {
+    let errors = errors_of(&MINIMAL.replace("names = [\"client\"]", "names = [\"client\", \"replication\"]"));
+    assert!(has_error(&errors, "listeners[0].resources", "listener of its own"), "{errors:?}");
+}
+
+#[test]
+fn metrics_resource_needs_enable_metrics() {
+    let errors = errors_of(&MINIMAL.replace("names = [\"client\"]", "names = [\"client\", \"metrics\"]"));
+    assert!(has_error(&errors, "listeners[0].resources", "enable_metrics"), "{errors:?}");
+}
+
+#[test]
+fn sqlite_is_refused_with_workers_and_every_worker_problem_is_listed() {
+    let text = format!(
+        "{MINIMAL}\n[instance_map]\nmain = {{ host = \"localhost\", port = 9093 }}\n\
+         [stream_writers]\nevents = [\"persister1\", \"persister1\"]\ntyping = [\"main\", \"persister1\"]\n"
+    );
+    let errors = errors_of(&text);
+    assert!(has_error(&errors, "database.name", "workers need PostgreSQL"), "{errors:?}");
+    assert!(has_error(&errors, "stream_writers.typing", "exactly one writer"), "{errors:?}");
+    assert!(has_error(&errors, "stream_writers.events", "listed twice"), "{errors:?}");
+    assert!(has_error(&errors, "stream_writers.events", "`persister1` is not a known instance"), "{errors:?}");
+    assert!(has_error(&errors, "worker_replication_secret", "required"), "{errors:?}");
+    assert!(has_error(&errors, "redis.enabled", "Redis"), "{errors:?}");
+}
+
+#[test]
+fn instance_valued_options_must_name_known_instances() {
+    let text = format!("pusher_instances = [\"pusher1\"]\nrun_background_tasks_on = \"bg\"\n{MINIMAL}");
+    let errors = errors_of(&text);
+    assert!(has_error(&errors, "pusher_instances", "`pusher1` is not a known instance"), "{errors:?}");
+    assert!(has_error(&errors, "run_background_tasks_on", "`bg` is not a known instance"), "{errors:?}");
+}
+
+#[test]
+fn conflicting_secret_options_are_refused() {
+    let text = format!("registration_shared_secret = \"a\"\nregistration_shared_secret_path = \"secret.txt\"\n{MINIMAL}");
+    assert!(has_error(&errors_of(&text), "registration_shared_secret_path", "keep one"));
+}
+
+#[test]
+fn postgres_needs_a_database_name_and_sqlite_refuses_postgres_args() {
+    let errors = errors_of(&format!("{MINIMAL}\n[database]\nname = \"psycopg2\"\nargs = {{ host = \"localhost\" }}\n"));
+    assert!(has_error(&errors, "database.args.dbname", "required"), "{errors:?}");
+    let errors = errors_of(&format!("{MINIMAL}\n[database]\nname = \"sqlite3\"\nargs = {{ host = \"localhost\" }}\n"));
+    assert!(has_error(&errors, "database.args.host", "only used with PostgreSQL"), "{errors:?}");
+}
+
+#[test]
+fn rate_limits_must_be_positive() {
+    let errors = errors_of(&format!("{MINIMAL}\n[rc_login.address]\nper_second = 0\nburst_count = 0\n"));
+    assert!(has_error(&errors, "rc_login.address.per_second", "positive"), "{errors:?}");
+    assert!(has_error(&errors, "rc_login.address.burst_count", "at least 1"), "{errors:?}");
+}
+
+#[test]
+fn stream_writers_take_a_name_or_a_list() {
+    let text = format!(
+        "worker_replication_secret = \"s\"\n{MINIMAL}\n[redis]\nenabled = true\n[database]\nname = \"psycopg2\"\nargs = {{ dbname = \"w\" }}\n\
+         [instance_map]\nmain = {{ host = \"localhost\", port = 9093 }}\np1 = {{ host = \"localhost\", port = 9094 }}\n\
+         [stream_writers]\nevents = [\"p1\", \"main\"]\ntyping = \"p1\"\n"
+    );
+    let config = config::load_str("t.toml", &text).expect("valid");
+    assert_eq!(config.stream_writers.writers_of("events"), vec!["p1", "main"]);
+    assert_eq!(config.stream_writers.writers_of("typing"), vec!["p1"]);
+    assert_eq!(config.stream_writers.writers_of("receipts"), vec!["main"]);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_file_that_set_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    let file = write(&dir, "conf/homeserver.toml", &format!("signing_key_path = \"keys/signing.key\"\n{MINIMAL}\n[database]\nargs = {{ database = \"data/weft.db\" }}\n"));
+    let config = config::load_files(&[file]).unwrap();
+    assert_eq!(config.signing_key_path.unwrap(), dir.path().join("conf/keys/signing.key"));
+    assert_eq!(PathBuf::from(config.database.args.database.unwrap()), dir.path().join("conf/data/weft.db"));
+}
+
+#[test]
+fn describe_says_what_the_instance_will_do() {
+    let config = config::load_str("t.toml", &format!("registration_shared_secret = \"x\"\n{MINIMAL}")).unwrap();
+    let summary = config::describe(&config);
+    assert!(summary.contains("instance `main` (the main process) of server `example.org`"), "{summary}");
+    assert!(summary.contains("port 8008 serving client"), "{summary}");
+    assert!(summary.contains("writes streams: events, typing"), "{summary}");
+    assert!(summary.contains("registration: closed; admins register users with the shared secret"), "{summary}");
+}

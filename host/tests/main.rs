@@ -1,0 +1,19 @@
+//! Weft's integration tests, in one binary: the configuration loader, every
+//! storage function on SQLite and on a fresh PostgreSQL database, every
+//! endpoint through a real server on port 0, and the `weft` binary itself.
+//!
+//! PostgreSQL comes from `WEFT_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`); each test creates its own database
+//! and drops it afterwards.
+
+mod support;
+
+mod accounts;
+mod config;
+mod devices;
+mod errors;
+mod keys;
+mod login;
+mod process;
+mod register;
+mod storage;

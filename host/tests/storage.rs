@@ -1,0 +1,199 @@
+//! Every storage function, on SQLite and on PostgreSQL.
+
+use ruma::{DeviceId, OwnedUserId, UserId, device_id};
+use weft::storage::{NewSession, NewUser, Storage, StorageError, Stream};
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestDb},
+};
+
+on_both_backends!(
+    migrations_are_idempotent,
+    users_are_created_and_found_ignoring_case,
+    a_taken_user_id_conflicts_and_writes_nothing,
+    registration_writes_user_device_and_token_together,
+    sessions_reuse_existing_devices,
+    device_display_names_and_last_seen,
+    deleting_devices_deletes_their_tokens,
+    password_change_can_keep_only_the_current_device,
+    deactivation_removes_password_devices_and_tokens,
+    device_changes_are_a_stream_with_positions,
+    uia_sessions_round_trip_and_expire,
+);
+
+fn alice() -> OwnedUserId {
+    UserId::parse("@alice:example.org").unwrap()
+}
+
+fn new_user(user_id: &UserId) -> NewUser<'_> {
+    NewUser { user_id, password_hash: Some("hash"), admin: false, shadow_banned: false, user_type: None }
+}
+
+fn session<'a>(device_id: &'a DeviceId, token_hash: &'a str) -> NewSession<'a> {
+    NewSession { device_id, display_name: Some("phone"), token_hash, ip: Some("127.0.0.1") }
+}
+
+async fn fixture(backend: Backend) -> (TestDb, Storage) {
+    let db = TestDb::new(backend).await;
+    let storage = db.storage("main").await;
+    (db, storage)
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    storage.migrate().await.expect("second run is a no-op");
+}
+
+async fn users_are_created_and_found_ignoring_case(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let user_id = alice();
+    storage
+        .create_user(NewUser { admin: true, user_type: Some("bot"), ..new_user(&user_id) }, None)
+        .await
+        .unwrap();
+    let user = storage.user(&user_id).await.unwrap().expect("found");
+    assert_eq!(user.password_hash.as_deref(), Some("hash"));
+    assert!(user.admin && !user.deactivated && !user.shadow_banned);
+    assert_eq!(user.user_type.as_deref(), Some("bot"));
+    assert!(user.created_ts > 0);
+    let upper = UserId::parse("@ALICE:example.org").unwrap();
+    assert!(storage.user(&upper).await.unwrap().is_none(), "exact look-up is case-sensitive");
+    assert_eq!(storage.user_ignoring_case("@Alice:example.org").await.unwrap().unwrap().user_id, user_id);
+    assert!(storage.user_id_taken(&upper).await.unwrap());
+    assert!(!storage.user_id_taken(&UserId::parse("@bob:example.org").unwrap()).await.unwrap());
+}
+
+async fn a_taken_user_id_conflicts_and_writes_nothing(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    storage.create_user(new_user(&alice()), None).await.unwrap();
+    let upper = UserId::parse("@Alice:example.org").unwrap();
+    let result = storage.create_user(new_user(&upper), Some(session(device_id!("DEV"), "h1"))).await;
+    assert!(matches!(result, Err(StorageError::Conflict)), "{result:?}");
+    assert!(storage.token_owner("h1").await.unwrap().is_none(), "no token left behind");
+    assert!(storage.devices(&upper).await.unwrap().is_empty(), "no device left behind");
+}
+
+async fn registration_writes_user_device_and_token_together(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let user_id = alice();
+    storage.create_user(new_user(&user_id), Some(session(device_id!("DEV1"), "h1"))).await.unwrap();
+    let owner = storage.token_owner("h1").await.unwrap().expect("token");
+    assert_eq!(owner.user_id, user_id);
+    assert_eq!(owner.device_id, "DEV1");
+    let devices = storage.devices(&user_id).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].display_name.as_deref(), Some("phone"));
+    assert_eq!(devices[0].last_seen_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(storage.access_token_count(&user_id).await.unwrap(), 1);
+}
+
+async fn sessions_reuse_existing_devices(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let user_id = alice();
+    storage.create_user(new_user(&user_id), None).await.unwrap();
+    assert!(storage.open_session(&user_id, session(device_id!("DEV1"), "h1")).await.unwrap(), "new device");
+    let again = NewSession { display_name: Some("ignored"), ..session(device_id!("DEV1"), "h2") };
+    assert!(!storage.open_session(&user_id, again).await.unwrap(), "existing device");
+    let devices = storage.devices(&user_id).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].display_name.as_deref(), Some("phone"), "an existing device keeps its name");
+    assert_eq!(storage.access_token_count(&user_id).await.unwrap(), 2);
+    let duplicate = storage.open_session(&user_id, session(device_id!("DEV2"), "h1")).await;
+    assert!(matches!(duplicate, Err(StorageError::Conflict)), "token hashes are unique");
+    assert!(storage.device(&user_id, device_id!("DEV2")).await.unwrap().is_none(), "failed session writes nothing");
+}
+
+async fn device_display_names_and_last_seen(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let user_id = alice();
+    storage.create_user(new_user(&user_id), Some(session(device_id!("DEV1"), "h1"))).await.unwrap();
+    assert!(storage.set_device_display_name(&user_id, device_id!("DEV1"), Some("laptop")).await.unwrap());
+    assert!(!storage.set_device_display_name(&user_id, device_id!("NOPE"), Some("x")).await.unwrap());
+    storage.touch_device(&user_id, device_id!("DEV1"), "10.0.0.9").await.unwrap();
+    let device = storage.device(&user_id, device_id!("DEV1")).await.unwrap().unwrap();
+    assert_eq!(device.display_name.as_deref(), Some("laptop"));
+    assert_eq!(device.last_seen_ip.as_deref(), Some("10.0.0.9"));
+    assert!(device.last_seen_ts.is_some());
+}
+
+async fn deleting_devices_deletes_their_tokens(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let user_id = alice();
+    storage.create_user(new_user(&user_id), Some(session(device_id!("D1"), "h1"))).await.unwrap();
+    storage.open_session(&user_id, session(device_id!("D2"), "h2")).await.unwrap();
+    storage.open_session(&user_id, session(device_id!("D3"), "h3")).await.unwrap();
+    assert_eq!(storage.delete_devices(&user_id, &[device_id!("D1"), device_id!("UNKNOWN")]).await.unwrap(), 1);
+    assert!(storage.token_owner("h1").await.unwrap().is_none());
+    assert!(storage.token_owner("h2").await.unwrap().is_some());
+    assert_eq!(storage.delete_all_devices(&user_id).await.unwrap(), 2);
+    assert_eq!(storage.access_token_count(&user_id).await.unwrap(), 0);
+    assert!(storage.devices(&user_id).await.unwrap().is_empty());
+}
+
+async fn password_change_can_keep_only_the_current_device(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let user_id = alice();
+    storage.create_user(new_user(&user_id), Some(session(device_id!("D1"), "h1"))).await.unwrap();
+    storage.open_session(&user_id, session(device_id!("D2"), "h2")).await.unwrap();
+    storage.set_password_hash(&user_id, "second", None).await.unwrap();
+    assert_eq!(storage.devices(&user_id).await.unwrap().len(), 2, "no logout requested");
+    storage.set_password_hash(&user_id, "third", Some(device_id!("D1"))).await.unwrap();
+    assert_eq!(storage.user(&user_id).await.unwrap().unwrap().password_hash.as_deref(), Some("third"));
+    let devices: Vec<_> = storage.devices(&user_id).await.unwrap().into_iter().map(|d| d.device_id).collect();
+    assert_eq!(devices, vec![device_id!("D1").to_owned()]);
+    assert!(storage.token_owner("h1").await.unwrap().is_some());
+    assert!(storage.token_owner("h2").await.unwrap().is_none());
+}
+
+async fn deactivation_removes_password_devices_and_tokens(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let user_id = alice();
+    storage.create_user(new_user(&user_id), Some(session(device_id!("D1"), "h1"))).await.unwrap();
+    storage.deactivate_user(&user_id).await.unwrap();
+    let user = storage.user(&user_id).await.unwrap().unwrap();
+    assert!(user.deactivated);
+    assert!(user.password_hash.is_none());
+    assert!(storage.token_owner("h1").await.unwrap().is_none());
+    assert!(storage.devices(&user_id).await.unwrap().is_empty());
+    assert!(storage.user_id_taken(&user_id).await.unwrap(), "a deactivated id stays taken");
+}
+
+async fn device_changes_are_a_stream_with_positions(backend: Backend) {
+    let (db, storage) = fixture(backend).await;
+    let user_id = alice();
+    assert_eq!(storage.stream_position(Stream::DeviceLists, "main").await.unwrap(), 0);
+    storage.create_user(new_user(&user_id), Some(session(device_id!("D1"), "h1"))).await.unwrap();
+    storage.set_device_display_name(&user_id, device_id!("D1"), Some("x")).await.unwrap();
+    // A second writer sharing the database and the stream's id sequence.
+    let other = db.storage("persister2").await;
+    other.open_session(&user_id, session(device_id!("D2"), "h2")).await.unwrap();
+    storage.delete_devices(&user_id, &[device_id!("D1")]).await.unwrap();
+
+    let changes = storage.device_list_changes_since(0, 100).await.unwrap();
+    let summary: Vec<(&str, &str)> = changes.iter().map(|c| (c.instance_name.as_str(), c.device_id.as_str())).collect();
+    assert_eq!(summary, vec![("main", "D1"), ("main", "D1"), ("persister2", "D2"), ("main", "D1")]);
+    assert!(changes.windows(2).all(|pair| pair[0].stream_id < pair[1].stream_id), "ids strictly increase");
+    assert_eq!(storage.stream_position(Stream::DeviceLists, "main").await.unwrap(), changes[3].stream_id);
+    assert_eq!(storage.stream_position(Stream::DeviceLists, "persister2").await.unwrap(), changes[2].stream_id);
+    let later = storage.device_list_changes_since(changes[1].stream_id, 1).await.unwrap();
+    assert_eq!(later, vec![changes[2].clone()]);
+}
+
+async fn uia_sessions_round_trip_and_expire(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    storage.create_uia_session("s1", "POST /x", Some("@alice:example.org")).await.unwrap();
+    assert!(matches!(storage.create_uia_session("s1", "POST /x", None).await, Err(StorageError::Conflict)));
+    let session = storage.uia_session("s1").await.unwrap().unwrap();
+    assert_eq!(session.action, "POST /x");
+    assert_eq!(session.user_id.as_deref(), Some("@alice:example.org"));
+    assert!(session.completed.is_empty());
+    storage.set_uia_completed("s1", &["m.login.password".to_owned()]).await.unwrap();
+    assert_eq!(storage.uia_session("s1").await.unwrap().unwrap().completed, vec!["m.login.password"]);
+    storage.create_uia_session("s2", "POST /y", None).await.unwrap();
+    storage.delete_uia_session("s2").await.unwrap();
+    assert!(storage.uia_session("s2").await.unwrap().is_none());
+    assert_eq!(storage.purge_uia_sessions(session.created_ts).await.unwrap(), 0, "not older than itself");
+    assert_eq!(storage.purge_uia_sessions(session.created_ts + 1).await.unwrap(), 1);
+    assert!(storage.uia_session("s1").await.unwrap().is_none());
+}

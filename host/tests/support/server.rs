@@ -1,0 +1,210 @@
+//! A real Weft instance on 127.0.0.1 port 0 with its own database and server
+//! name, and a small JSON client for it.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::{sync::oneshot, task::JoinHandle};
+use weft::{
+    config,
+    server::{BoundAddress, Server},
+    services::{AppState, Services},
+};
+
+use super::{Backend, TestDb, database::unique};
+
+pub struct TestServer {
+    pub base: String,
+    pub state: AppState,
+    pub server_name: String,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    // Dropped last: the database outlives the server using it.
+    pub db: TestDb,
+}
+
+/// A logged-in device.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub access_token: String,
+    pub device_id: String,
+}
+
+pub struct TestServerBuilder {
+    backend: Backend,
+    extra: String,
+}
+
+impl TestServer {
+    pub fn builder(backend: Backend) -> TestServerBuilder {
+        TestServerBuilder { backend, extra: String::new() }
+    }
+
+    pub async fn start(backend: Backend) -> Self {
+        Self::builder(backend).start().await
+    }
+
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        self.send(request).await
+    }
+
+    /// Sends a prepared request; panics on a 500, which no input may cause.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error: {text}");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::DELETE, path, token, Some(body)).await
+    }
+
+    pub fn user_id(&self, localpart: &str) -> String {
+        format!("@{localpart}:{}", self.server_name)
+    }
+
+    /// Registers through the dummy flow and returns the new session.
+    pub async fn register(&self, localpart: &str, password: &str) -> Session {
+        let (status, body) = self
+            .post(
+                "/_matrix/client/v3/register",
+                None,
+                json!({"username": localpart, "password": password, "auth": {"type": "m.login.dummy"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "register {localpart}: {body}");
+        session(&body)
+    }
+
+    pub async fn login(&self, localpart: &str, password: &str) -> Session {
+        let (status, body) = self.post("/_matrix/client/v3/login", None, login_body(localpart, password)).await;
+        assert_eq!(status, StatusCode::OK, "login {localpart}: {body}");
+        session(&body)
+    }
+
+    /// Stops serving, waiting for requests in flight.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn login_body(localpart: &str, password: &str) -> Value {
+    json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart}, "password": password})
+}
+
+pub fn session(body: &Value) -> Session {
+    Session {
+        user_id: body["user_id"].as_str().expect("user_id").to_owned(),
+        access_token: body["access_token"].as_str().expect("access_token").to_owned(),
+        device_id: body["device_id"].as_str().expect("device_id").to_owned(),
+    }
+}
+
+impl TestServerBuilder {
+    /// Extra top-level TOML, later in the file than the defaults (so keys
+    /// set here must not repeat those; tables may be added).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    pub async fn start(self) -> TestServer {
+        let db = TestDb::new(self.backend).await;
+        let server_name = format!("{}.test", unique("hs"));
+        let key_path = db.dir().join("signing.key");
+        let has = |key: &str| self.extra.lines().any(|line| line.trim_start().starts_with(key));
+        let mut text = format!("server_name = \"{server_name}\"\nsigning_key_path = {:?}\nenable_metrics = true\n", key_path.display().to_string());
+        if !has("enable_registration") {
+            text.push_str("enable_registration = true\nenable_registration_without_verification = true\n");
+        }
+        if !has("registration_shared_secret") {
+            text.push_str("registration_shared_secret = \"test-shared-secret\"\n");
+        }
+        let mut tables = String::new();
+        for (name, body) in [
+            ("rc_registration", "per_second = 1000\nburst_count = 1000"),
+            ("rc_login.address", "per_second = 1000\nburst_count = 1000"),
+            ("rc_login.account", "per_second = 1000\nburst_count = 1000"),
+            ("rc_login.failed_attempts", "per_second = 1000\nburst_count = 1000"),
+        ] {
+            if !self.extra.contains(&format!("[{name}]")) {
+                tables.push_str(&format!("[{name}]\n{body}\n"));
+            }
+        }
+        let text = format!(
+            "{text}{extra}\n{tables}\n{db}\n[[listeners]]\nport = 0\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\n\
+             [[listeners.resources]]\nnames = [\"client\", \"federation\", \"health\", \"metrics\"]\n",
+            extra = self.extra,
+            db = db.config_toml,
+        );
+        let config = config::load_str("test.toml", &text).unwrap_or_else(|e| panic!("test configuration: {e}\n{text}"));
+        let state = Services::build(config).await.expect("services start");
+        let server = Server::bind(state.clone()).await.expect("bind");
+        let Some(BoundAddress::Tcp(address)) = server.addresses().first().cloned() else { panic!("no TCP listener") };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            base: format!("http://{address}"),
+            state,
+            server_name,
+            client: reqwest::Client::builder().no_proxy().build().expect("client"),
+            stop: Some(stop),
+            task: Some(task),
+            db,
+        }
+    }
+}
+
+/// The errcode of a Matrix error body.
+pub fn errcode(body: &Value) -> &str {
+    body["errcode"].as_str().unwrap_or("<none>")
+}
