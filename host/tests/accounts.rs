@@ -1,1 +1,142 @@
-//! placeholder
+//! `/account/whoami`, `/account/password`, `/account/deactivate`, and how
+//! access tokens are presented.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestServer, errcode, login_body},
+};
+
+on_both_backends!(
+    tokens_in_header_or_query,
+    missing_and_unknown_tokens,
+    password_change_needs_the_current_password,
+    password_change_can_keep_other_devices,
+    deactivation_needs_the_password_and_ends_every_session,
+    a_uia_session_is_bound_to_its_request,
+);
+
+const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
+const PASSWORD: &str = "/_matrix/client/v3/account/password";
+const DEACTIVATE: &str = "/_matrix/client/v3/account/deactivate";
+
+fn password_auth(user: &str, password: &str, session: Option<&str>) -> Value {
+    let mut auth = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password});
+    if let Some(session) = session {
+        auth["session"] = json!(session);
+    }
+    auth
+}
+
+async fn tokens_in_header_or_query(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (status, body) = server.get(WHOAMI, Some(&alice.access_token)).await;
+    assert_eq!((status, body["user_id"].clone()), (StatusCode::OK, json!(alice.user_id)));
+    let (status, body) = server.get(&format!("{WHOAMI}?access_token={}", alice.access_token), None).await;
+    assert_eq!((status, body["user_id"].clone()), (StatusCode::OK, json!(alice.user_id)));
+    let (status, body) = server.get(&format!("{WHOAMI}?access_token={}", alice.access_token), Some(&alice.access_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"), "both at once is refused");
+}
+
+async fn missing_and_unknown_tokens(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, body) = server.get(WHOAMI, None).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
+    let (status, body) = server.get(WHOAMI, Some("wft_not_a_token")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
+    assert_eq!(body["soft_logout"], false);
+    let (status, body) = server.send(server.raw(http::Method::GET, WHOAMI).header("Authorization", "Basic abc")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
+}
+
+async fn password_change_needs_the_current_password(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "old").await;
+    let other = server.login("alice", "old").await;
+
+    let (status, body) = server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["flows"], json!([{"stages": ["m.login.password"]}]));
+    let session = body["session"].as_str().unwrap().to_owned();
+
+    let (status, body) = server
+        .post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new", "auth": password_auth("alice", "wrong", Some(&session))}))
+        .await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_FORBIDDEN"), "{body}");
+    assert_eq!(body["session"], json!(session), "the session survives a wrong password");
+    server.login("alice", "old").await;
+
+    let (status, body) = server
+        .post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new", "auth": password_auth(&alice.user_id, "old", Some(&session))}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.post("/_matrix/client/v3/login", None, login_body("alice", "old")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    server.login("alice", "new").await;
+    // Other devices are logged out by default; the one that asked stays.
+    assert_eq!(server.get(WHOAMI, Some(&alice.access_token)).await.0, StatusCode::OK);
+    assert_eq!(server.get(WHOAMI, Some(&other.access_token)).await.0, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = server
+        .post(PASSWORD, Some(&alice.access_token), json!({"new_password": "x", "auth": password_auth("bob", "new", None)}))
+        .await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "proving another user is refused: {body}");
+}
+
+async fn password_change_can_keep_other_devices(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "old").await;
+    let other = server.login("alice", "old").await;
+    let (status, body) = server
+        .post(
+            PASSWORD,
+            Some(&alice.access_token),
+            json!({"new_password": "new", "logout_devices": false, "auth": password_auth("alice", "old", None)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.get(WHOAMI, Some(&other.access_token)).await.0, StatusCode::OK);
+}
+
+async fn deactivation_needs_the_password_and_ends_every_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (status, _) = server.post(DEACTIVATE, Some(&alice.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = server.post(DEACTIVATE, Some(&alice.access_token), json!({"auth": password_auth("alice", "wrong", None)})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_FORBIDDEN"));
+    assert_eq!(server.get(WHOAMI, Some(&alice.access_token)).await.0, StatusCode::OK, "nothing happened");
+
+    let (status, body) = server.post(DEACTIVATE, Some(&alice.access_token), json!({"auth": password_auth("alice", "pw", None)})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id_server_unbind_result"], "no-support");
+    let (status, body) = server.get(WHOAMI, Some(&alice.access_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
+    let (status, body) = server.post("/_matrix/client/v3/login", None, login_body("alice", "pw")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"));
+    let (status, body) = server
+        .post("/_matrix/client/v3/register", None, json!({"username": "alice", "password": "pw", "auth": {"type": "m.login.dummy"}}))
+        .await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_USER_IN_USE"), "the id is never reused");
+}
+
+async fn a_uia_session_is_bound_to_its_request(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (_, body) = server.post("/_matrix/client/v3/delete_devices", Some(&alice.access_token), json!({"devices": []})).await;
+    let session = body["session"].as_str().unwrap().to_owned();
+    let (status, body) = server
+        .post(DEACTIVATE, Some(&alice.access_token), json!({"auth": password_auth("alice", "pw", Some(&session))}))
+        .await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
+    assert_eq!(server.get(WHOAMI, Some(&alice.access_token)).await.0, StatusCode::OK, "not deactivated");
+    // Nor for another user's request.
+    let bob = server.register("bob", "pw").await;
+    let (status, _) = server
+        .post("/_matrix/client/v3/delete_devices", Some(&bob.access_token), json!({"devices": [], "auth": password_auth("bob", "pw", Some(&session))}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

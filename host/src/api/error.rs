@@ -110,8 +110,19 @@ impl IntoResponse for ApiError {
                 }
                 body
             }
-            None => serde_json::to_value(StandardErrorBody::new(self.kind, self.message))
-                .unwrap_or_else(|_| serde_json::json!({"errcode": "M_UNKNOWN", "error": "Internal server error"})),
+            None => {
+                let soft_logout = match &self.kind {
+                    ErrorKind::UnknownToken(data) => Some(data.soft_logout),
+                    _ => None,
+                };
+                let mut body = serde_json::to_value(StandardErrorBody::new(self.kind, self.message))
+                    .unwrap_or_else(|_| serde_json::json!({"errcode": "M_UNKNOWN", "error": "Internal server error"}));
+                // ruma leaves out `soft_logout: false`; Synapse sends it and clients read it.
+                if let (Some(soft_logout), Some(object)) = (soft_logout, body.as_object_mut()) {
+                    object.insert("soft_logout".into(), soft_logout.into());
+                }
+                body
+            }
         };
         (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
     }

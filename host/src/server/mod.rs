@@ -42,6 +42,8 @@ pub struct BindError {
 
 impl Server {
     pub async fn bind(state: AppState) -> Result<Self, BindError> {
+        // Counters recorded before the recorder exists would be lost.
+        crate::telemetry::metrics_handle();
         let mut sockets = Vec::new();
         for listener in state.config.own_listeners() {
             for socket in bind_listener(listener).await? {

@@ -5,7 +5,7 @@ mod database;
 mod server;
 
 pub use database::{Backend, TestDb};
-pub use server::{Session, TestServer, errcode, login_body};
+pub use server::{TestServer, errcode, login_body};
 
 /// Runs an async test body once per storage backend, as two tests.
 #[macro_export]

@@ -36,11 +36,12 @@ pub struct Session {
 pub struct TestServerBuilder {
     backend: Backend,
     extra: String,
+    shared_secret: bool,
 }
 
 impl TestServer {
     pub fn builder(backend: Backend) -> TestServerBuilder {
-        TestServerBuilder { backend, extra: String::new() }
+        TestServerBuilder { backend, extra: String::new(), shared_secret: true }
     }
 
     pub async fn start(backend: Backend) -> Self {
@@ -86,6 +87,10 @@ impl TestServer {
 
     pub async fn delete(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         self.request(Method::DELETE, path, token, Some(body)).await
+    }
+
+    pub fn uid(&self, localpart: &str) -> ruma::OwnedUserId {
+        ruma::UserId::parse(self.user_id(localpart)).expect("valid user id")
     }
 
     pub fn user_id(&self, localpart: &str) -> String {
@@ -155,6 +160,11 @@ impl TestServerBuilder {
         self
     }
 
+    pub fn without_shared_secret(mut self) -> Self {
+        self.shared_secret = false;
+        self
+    }
+
     pub async fn start(self) -> TestServer {
         let db = TestDb::new(self.backend).await;
         let server_name = format!("{}.test", unique("hs"));
@@ -164,7 +174,7 @@ impl TestServerBuilder {
         if !has("enable_registration") {
             text.push_str("enable_registration = true\nenable_registration_without_verification = true\n");
         }
-        if !has("registration_shared_secret") {
+        if self.shared_secret && !has("registration_shared_secret") {
             text.push_str("registration_shared_secret = \"test-shared-secret\"\n");
         }
         let mut tables = String::new();
