@@ -1,1 +1,189 @@
-//! placeholder
+//! The `weft` binary as users run it: the zero-setup start and restart,
+//! SIGTERM, `weft check-config` and `weft register-user`.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `weft run` child process, killed if the test fails.
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Running {
+    async fn start_zero_setup(data_dir: &Path, port: u16) -> Self {
+        let child = Command::new(WEFT)
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .args(["--port", &port.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("weft starts");
+        let running = Self { child, base: format!("http://127.0.0.1:{port}") };
+        running.wait_ready().await;
+        running
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = client.get(format!("{}/health", self.base)).send().await
+                && response.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("weft did not become ready at {}", self.base);
+    }
+
+    /// SIGTERM, then the exit status and everything printed on stdout.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "weft did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = String::new();
+        use std::io::Read;
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        (status, stdout)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(base: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client.post(format!("{base}{path}")).json(&body).send().await.unwrap();
+    (response.status(), response.json().await.unwrap_or(Value::Null))
+}
+
+fn login(user: &str, password: &str) -> Value {
+    json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password})
+}
+
+#[tokio::test]
+async fn zero_setup_start_registers_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+
+    let first = Running::start_zero_setup(&data, port).await;
+    let (status, body) = post(&first.base, "/_matrix/client/v3/register", json!({"username": "newcomer", "password": "pw"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "open registration offers the dummy stage: {body}");
+    assert_eq!(body["flows"], json!([{"stages": ["m.login.dummy"]}]));
+    let (status, body) = post(
+        &first.base,
+        "/_matrix/client/v3/register",
+        json!({"username": "newcomer", "password": "pw", "auth": {"type": "m.login.dummy", "session": body["session"]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "@newcomer:localhost");
+    let (status, _) = post(&first.base, "/_matrix/client/v3/login", login("newcomer", "pw")).await;
+    assert_eq!(status, StatusCode::OK);
+    let key_before = reqwest::get(format!("{}/_matrix/key/v2/server", first.base)).await.unwrap().json::<Value>().await.unwrap();
+    let (status, stdout) = first.terminate();
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    assert!(stdout.contains(&format!("Weft is listening on http://localhost:{port}/")), "{stdout}");
+    assert!(stdout.contains("Registration is open"), "{stdout}");
+
+    for file in ["weft.toml", "localhost.signing.key", "weft.db"] {
+        assert!(data.join(file).exists(), "{file} written on first start");
+    }
+    let config_before = std::fs::read_to_string(data.join("weft.toml")).unwrap();
+
+    let second = Running::start_zero_setup(&data, port).await;
+    let (status, body) = post(&second.base, "/_matrix/client/v3/login", login("newcomer", "pw")).await;
+    assert_eq!(status, StatusCode::OK, "the user is still there: {body}");
+    let key_after = reqwest::get(format!("{}/_matrix/key/v2/server", second.base)).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(key_before["verify_keys"], key_after["verify_keys"], "the signing key is reused");
+    assert_eq!(std::fs::read_to_string(data.join("weft.toml")).unwrap(), config_before, "the configuration is reused as it is");
+
+    // The generated configuration carries a shared secret for `weft register-user`.
+    let output = Command::new(WEFT)
+        .args(["register-user", "-c"])
+        .arg(data.join("weft.toml"))
+        .args(["-u", "admin", "-p", "s3cret", "--admin"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Registered @admin:localhost"));
+    let (status, _) = post(&second.base, "/_matrix/client/v3/login", login("admin", "s3cret")).await;
+    assert_eq!(status, StatusCode::OK);
+    let output = Command::new(WEFT)
+        .args(["register-user", "-k", "wrong-secret", "-u", "eve", "-p", "pw", &second.base])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HMAC incorrect"), "{}", String::from_utf8_lossy(&output.stderr));
+    let (status, _) = second.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn check_config_prints_every_error_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared.toml");
+    let worker = dir.path().join("worker.toml");
+    std::fs::write(&shared, "server_name = \"example.org\"\nenable_registration = true\nsurprise = 1\n").unwrap();
+    std::fs::write(&worker, "[[listeners]]\nport = \"x\"\n").unwrap();
+    let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&shared).arg("-c").arg(&worker).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{}: `surprise`: unknown key", shared.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}: `listeners[0].port`: invalid type", worker.display())), "{stderr}");
+    assert!(stderr.contains("2 configuration errors"), "{stderr}");
+
+    std::fs::write(&worker, "[[listeners]]\nport = 8008\n[[listeners.resources]]\nnames = [\"client\"]\n").unwrap();
+    let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&shared).arg("-c").arg(&worker).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`enable_registration`: open registration"), "{stderr}");
+}
+
+#[test]
+fn check_config_describes_a_valid_configuration() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/monolith.toml");
+    let output = Command::new(WEFT).args(["check-config", "-c", example]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(stdout.contains("instance `main` (the main process)"), "{stdout}");
+}
+
+#[test]
+fn help_explains_each_command() {
+    let output = Command::new(WEFT).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in ["run", "check-config", "register-user"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let version = Command::new(WEFT).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("weft "));
+}

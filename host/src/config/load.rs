@@ -130,22 +130,30 @@ fn load_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(errors));
     }
 
+    // Unknown keys do not stop deserialization, so validation still runs and
+    // its findings are reported with them; a type error does stop it.
+    let mut type_errors = false;
     for (key, value) in &merged {
         let mut single = Table::new();
         single.insert(key.clone(), value.clone());
-        if let Err(problems) = check_types(single, &origins) {
-            errors.extend(problems);
+        let (unknown, wrong_type) = check_types(single, &origins);
+        errors.extend(unknown);
+        if let Some(error) = wrong_type {
+            type_errors = true;
+            errors.push(error);
         }
     }
-    if !errors.is_empty() {
+    if type_errors {
         return Err(ConfigErrors(errors));
     }
 
     let mut config = Config::deserialize(Value::Table(merged))
         .map_err(|e| ConfigErrors(vec![ConfigError { file: None, key: String::new(), message: e.to_string() }]))?;
     resolve_relative_paths(&mut config, &origins);
-    validate::validate(&config, &origins)?;
-    Ok(config)
+    if let Err(ConfigErrors(invalid)) = validate::validate(&config, &origins) {
+        errors.extend(invalid);
+    }
+    if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
 }
 
 fn merge_into(base: &mut Table, overlay: Table, prefix: &str, file: usize, origins: &mut Origins) {
@@ -161,21 +169,20 @@ fn merge_into(base: &mut Table, overlay: Table, prefix: &str, file: usize, origi
     }
 }
 
-/// Deserializes a one-key table, collecting every unknown key and the first
-/// type error under it.
-fn check_types(table: Table, origins: &Origins) -> Result<(), Vec<ConfigError>> {
-    let mut errors = Vec::new();
+/// Deserializes a one-key table: every unknown key under it, and the first
+/// type error.
+fn check_types(table: Table, origins: &Origins) -> (Vec<ConfigError>, Option<ConfigError>) {
     let mut unknown = Vec::new();
     let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(format_ignored_path(&path));
     let ignored = serde_ignored::Deserializer::new(Value::Table(table), &mut on_unknown);
-    if let Err(e) = serde_path_to_error::deserialize::<_, Config>(ignored) {
+    let wrong_type = serde_path_to_error::deserialize::<_, Config>(ignored).err().map(|e| {
         let key = format_error_path(e.path());
-        errors.push(origins.error(key, e.inner().to_string()));
-    }
-    for key in unknown {
-        errors.push(origins.error(key, "unknown key"));
-    }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+        // toml appends "in `key`" on a line of its own; the key is shown already.
+        let message = e.inner().to_string();
+        let message = message.lines().next().unwrap_or_default().trim_end().to_owned();
+        origins.error(key, message)
+    });
+    (unknown.into_iter().map(|key| origins.error(key, "unknown key")).collect(), wrong_type)
 }
 
 fn format_error_path(path: &serde_path_to_error::Path) -> String {
