@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs every Weft test on a fresh machine.
+#
+# Ensures what the suite needs first: the wasm32-wasip2 Rust target, and
+# PostgreSQL and Redis on 127.0.0.1. When either service is unreachable it
+# starts a throwaway one from the installed binaries (stopped again on exit),
+# or says what to install. Then builds the reference plugins and runs the
+# workspace's tests.
+#
+# Environment: WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
+# WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+cleanup=()
+on_exit() { for step in "${cleanup[@]}"; do eval "$step" || true; done; }
+trap on_exit EXIT
+
+if ! command -v cargo >/dev/null; then
+    echo "Rust is not installed: install it with rustup (https://rustup.rs), then run this again." >&2
+    exit 1
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    say "adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+fi
+
+export WEFT_TEST_POSTGRES_URL="${WEFT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+pg_hostport="${WEFT_TEST_POSTGRES_URL#*://}"; pg_hostport="${pg_hostport#*@}"; pg_hostport="${pg_hostport%%/*}"
+pg_host="${pg_hostport%:*}"; pg_port="${pg_hostport##*:}"
+if ! reachable "$pg_host" "$pg_port"; then
+    pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+        echo "PostgreSQL is not reachable at $pg_host:$pg_port and not installed." >&2
+        echo "Install it (Debian/Ubuntu: apt-get install postgresql) or set WEFT_TEST_POSTGRES_URL." >&2
+        exit 1
+    fi
+    say "starting a throwaway PostgreSQL on port $pg_port"
+    pg_dir="$(mktemp -d)"
+    as_pg=()
+    if [ "$(id -u)" = 0 ]; then chown postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
+    "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust >/dev/null
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" -l "$pg_dir/log" -w start >/dev/null
+    cleanup+=("${as_pg[*]} $pg_bin/pg_ctl -D $pg_dir/data -m fast -w stop >/dev/null; rm -rf $pg_dir")
+fi
+
+export WEFT_TEST_REDIS_URL="${WEFT_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+redis_hostport="${WEFT_TEST_REDIS_URL#*://}"; redis_hostport="${redis_hostport%%/*}"
+redis_host="${redis_hostport%:*}"; redis_port="${redis_hostport##*:}"
+if ! reachable "$redis_host" "$redis_port"; then
+    if ! command -v redis-server >/dev/null; then
+        echo "Redis is not reachable at $redis_host:$redis_port and not installed." >&2
+        echo "Install it (Debian/Ubuntu: apt-get install redis-server) or set WEFT_TEST_REDIS_URL." >&2
+        exit 1
+    fi
+    say "starting a throwaway Redis on port $redis_port"
+    redis_dir="$(mktemp -d)"
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" \
+        --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/log"
+    cleanup+=("kill \$(cat $redis_dir/redis.pid); rm -rf $redis_dir")
+fi
+
+say "building the reference plugins (wasm32-wasip2)"
+for plugin in plugins/*/; do
+    cargo build --locked --release --target wasm32-wasip2 --manifest-path "$plugin/Cargo.toml"
+done
+
+say "running the test suite"
+cargo test --workspace --locked

@@ -1,1 +1,0 @@
-//! Helpers live in the test binary; this library is empty.
