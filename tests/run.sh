@@ -22,6 +22,10 @@ if ! command -v cargo >/dev/null; then
     echo "Rust is not installed: install it with rustup (https://rustup.rs), then run this again." >&2
     exit 1
 fi
+if ! command -v python3 >/dev/null; then
+    echo "Python 3 is not installed (the client-library check needs it): apt-get install python3 python3-venv" >&2
+    exit 1
+fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     say "adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2
@@ -69,3 +73,23 @@ done
 
 say "running the test suite"
 cargo test --workspace --locked
+
+# A real client library against the real binary, started as a newcomer would.
+say "running the matrix-nio client check"
+target_dir="${CARGO_TARGET_DIR:-target}"
+venv="$target_dir/client-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import nio" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+fi
+cargo build --locked -p weft
+data_dir="$(mktemp -d)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$target_dir/debug/weft" run --data-dir "$data_dir" --port "$port" >"$data_dir/stdout" 2>"$data_dir/stderr" &
+weft_pid=$!
+cleanup+=("kill $weft_pid 2>/dev/null; wait $weft_pid 2>/dev/null; rm -rf $data_dir")
+for _ in $(seq 1 100); do
+    reachable 127.0.0.1 "$port" && break
+    sleep 0.1
+done
+"$venv/bin/python" tests/clients/nio_accounts.py "http://127.0.0.1:$port"
