@@ -3,7 +3,7 @@
 //! wasm32-wasip2`. The generated WebAssembly bindings stay private; authors
 //! see typed Rust.
 //!
-//! ```ignore
+//! ```text
 //! struct Hello;
 //! impl weft_plugin_sdk::Plugin for Hello {
 //!     fn describe() -> weft_plugin_sdk::PluginInfo {

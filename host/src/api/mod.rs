@@ -16,6 +16,7 @@ pub mod groups;
 pub mod middleware;
 pub mod ops;
 pub mod ruma_route;
+pub mod session;
 pub mod uia;
 
 use axum::{Extension, Router, routing::get};

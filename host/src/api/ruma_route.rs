@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, future::Future, net::SocketAddr, pin::Pin, sync
 
 use axum::{
     Router,
-    extract::{ConnectInfo, RawPathParams, Request, State},
+    extract::{ConnectInfo, RawPathParams, Request, State, rejection::RawPathParamsRejection},
     response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter},
 };
@@ -51,7 +51,9 @@ pub struct ListenerContext {
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
-type ErasedHandler = Arc<dyn Fn(AppState, Request) -> BoxFuture + Send + Sync>;
+/// Path parameters in path order, percent-decoded; `None` when one is not UTF-8.
+type PathArgs = Option<Vec<String>>;
+type ErasedHandler = Arc<dyn Fn(AppState, PathArgs, Request) -> BoxFuture + Send + Sync>;
 
 /// All routes of one API surface, merged per path before reaching axum.
 #[derive(Default)]
@@ -67,10 +69,10 @@ impl RouteTable {
         H: Fn(AppState, Ruma<R>) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = ApiResult<R::OutgoingResponse>> + Send + 'static,
     {
-        let erased: ErasedHandler = Arc::new(move |state, request| {
+        let erased: ErasedHandler = Arc::new(move |state, path_args, request| {
             let handler = handler.clone();
             Box::pin(async move {
-                let outcome = match prepare::<R>(&state, request).await {
+                let outcome = match prepare::<R>(&state, path_args, request).await {
                     Ok(ruma) => handler(state, ruma).await.and_then(|response| {
                         response.try_into_http_response::<BytesMut>().map_err(|error| {
                             tracing::error!(%error, "could not serialise a response");
@@ -94,12 +96,13 @@ impl RouteTable {
     fn insert(&mut self, path: &'static str, method: Method, group: EndpointGroup, handler: ErasedHandler) {
         let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
         let label_method = method.as_str().to_owned();
-        let route = move |State(state): State<AppState>, request: Request| {
+        let route = move |State(state): State<AppState>, params: Result<RawPathParams, RawPathParamsRejection>, request: Request| {
             let handler = handler.clone();
             let label_method = label_method.clone();
+            let path_args = params.ok().map(|params| params.iter().map(|(_, value)| value.to_owned()).collect());
             async move {
                 let started = Instant::now();
-                let response = handler(state, request).await;
+                let response = handler(state, path_args, request).await;
                 crate::telemetry::record_request(group.as_str(), &label_method, response.status(), started.elapsed());
                 response
             }
@@ -113,14 +116,15 @@ impl RouteTable {
     }
 }
 
-async fn prepare<R>(state: &AppState, request: Request) -> ApiResult<Ruma<R>>
+async fn prepare<R>(state: &AppState, path_args: PathArgs, request: Request) -> ApiResult<Ruma<R>>
 where
     R: IncomingRequest,
     R::Authentication: AuthRequirement,
 {
+    let path_args = path_args.ok_or_else(|| ApiError::invalid_param("A path parameter is not valid UTF-8"))?;
     let incoming = read_request(state, request, <R::Authentication as AuthRequirement>::KIND).await?;
     let http_request = http::Request::from_parts(incoming.parts, incoming.body.as_ref());
-    let path_args: Vec<&str> = incoming.path_args.iter().map(String::as_str).collect();
+    let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
     // Some of ruma's deserializers index JSON maps and panic on a missing key
     // (`{}` sent to /login); a panic here must be a 400, not a dropped connection.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| R::try_from_http_request(http_request, &path_args)));
@@ -137,7 +141,6 @@ where
 struct Incoming {
     parts: Parts,
     body: Bytes,
-    path_args: Vec<String>,
     sender: Option<Sender>,
     client_addr: String,
     action: String,
@@ -145,7 +148,7 @@ struct Incoming {
 
 /// Everything before typed parsing, kept out of the generic code.
 async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -> ApiResult<Incoming> {
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let limit = state.config.max_request_body_size();
     let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
@@ -163,11 +166,6 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| ApiError::not_json("Content not JSON."))?;
     }
 
-    let path_args = match RawPathParams::from_request_parts_sync(&mut parts) {
-        Some(params) => params,
-        None => return Err(ApiError::invalid_param("A path parameter is not valid UTF-8")),
-    };
-
     let client_addr = client_addr(&parts);
     let token = auth::access_token(&parts.headers, parts.uri.query())?;
     let sender = match (auth_kind, token) {
@@ -177,22 +175,7 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
         (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr).await?),
     };
     let action = format!("{} {}", parts.method, parts.uri.path());
-    Ok(Incoming { parts, body, path_args, sender, client_addr, action })
-}
-
-/// Synchronous access to the matched path parameters, percent-decoded.
-trait RawPathParamsExt {
-    fn from_request_parts_sync(parts: &mut Parts) -> Option<Vec<String>>;
-}
-
-impl RawPathParamsExt for RawPathParams {
-    fn from_request_parts_sync(parts: &mut Parts) -> Option<Vec<String>> {
-        use axum::extract::FromRequestParts;
-        let future = RawPathParams::from_request_parts(parts, &());
-        // The extractor is ready at once: it only reads request extensions.
-        let params = futures_util::FutureExt::now_or_never(future)?.ok()?;
-        Some(params.iter().map(|(_, value)| value.to_owned()).collect())
-    }
+    Ok(Incoming { parts, body, sender, client_addr, action })
 }
 
 fn client_addr(parts: &Parts) -> String {

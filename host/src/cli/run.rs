@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::{
-    config::{self, Resource, zero_setup},
-    server::{BoundAddress, Server},
+    config::{self, zero_setup},
+    server::Server,
     services::Services,
     telemetry,
 };
@@ -38,30 +38,23 @@ pub async fn run(files: Vec<PathBuf>, data_dir: PathBuf, port: Option<u16>) -> a
     let registration_open = config.enable_registration;
     let state = Services::build(config).await.context("cannot start")?;
     let server = Server::bind(state.clone()).await?;
-    let client_url = server.addresses().into_iter().zip(state.config.own_listeners().iter().flat_map(|l| {
-        std::iter::repeat_n(l.serves(Resource::Client), l.bind_addresses.len().max(1))
-    }));
-    for (address, serves_client) in client_url {
-        if let (BoundAddress::Tcp(address), true) = (address, serves_client) {
+    let urls: Vec<String> = server
+        .client_addresses()
+        .into_iter()
+        .map(|address| {
             let host = if address.ip().is_loopback() { "localhost".to_owned() } else { address.ip().to_string() };
-            println!("Weft is listening on http://{host}:{}/", address.port());
-        }
+            format!("http://{host}:{}/", address.port())
+        })
+        .collect();
+    for url in &urls {
+        println!("Weft is listening on {url}");
     }
     if registration_open {
-        println!("Registration is open: sign up from any Matrix client with homeserver {}", homeserver_url(&state.config, &server));
+        let homeserver = state.config.public_baseurl.clone().or_else(|| urls.first().cloned()).unwrap_or_else(|| "this server".into());
+        println!("Registration is open: sign up from any Matrix client with homeserver {homeserver}");
     }
     server.run(shutdown_signal()).await;
     Ok(())
-}
-
-fn homeserver_url(config: &config::Config, server: &Server) -> String {
-    if let Some(url) = &config.public_baseurl {
-        return url.clone();
-    }
-    match server.addresses().first() {
-        Some(BoundAddress::Tcp(address)) => format!("http://localhost:{}/", address.port()),
-        _ => "this server".to_owned(),
-    }
 }
 
 async fn shutdown_signal() {

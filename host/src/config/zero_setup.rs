@@ -40,7 +40,6 @@ fn render(port: u16) -> String {
 # Edit freely; it is read again at every start. Paths are relative to this file.
 
 server_name = "localhost"
-public_baseurl = "http://localhost:{port}/"
 
 # Open registration, for a first look only: anyone who can reach the port can sign up.
 enable_registration = true

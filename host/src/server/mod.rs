@@ -30,6 +30,8 @@ enum Socket {
 pub struct Server {
     state: AppState,
     sockets: Vec<(Socket, axum::Router)>,
+    /// Per socket: whether it serves the client API, for printing URLs.
+    serves_client: Vec<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +47,26 @@ impl Server {
         // Counters recorded before the recorder exists would be lost.
         crate::telemetry::metrics_handle();
         let mut sockets = Vec::new();
+        let mut serves_client = Vec::new();
         for listener in state.config.own_listeners() {
             for socket in bind_listener(listener).await? {
                 sockets.push((socket, api::router(state.clone(), listener)));
+                serves_client.push(listener.serves(crate::config::Resource::Client));
             }
         }
-        Ok(Self { state, sockets })
+        Ok(Self { state, sockets, serves_client })
+    }
+
+    /// The TCP addresses that serve the client API.
+    pub fn client_addresses(&self) -> Vec<SocketAddr> {
+        self.addresses()
+            .into_iter()
+            .zip(&self.serves_client)
+            .filter_map(|(address, serves)| match (address, serves) {
+                (BoundAddress::Tcp(address), true) => Some(address),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn addresses(&self) -> Vec<BoundAddress> {

@@ -14,10 +14,11 @@ use crate::{
         client::validate_new_localpart,
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
+        session::IssuedSession,
     },
     crypto::{password, token},
     services::AppState,
-    storage::{NewSession, NewUser, StorageError},
+    storage::{NewUser, StorageError},
 };
 
 /// How long a nonce stays valid, as in Synapse.
@@ -115,9 +116,7 @@ pub async fn register(state: AppState, request: Ruma<shared_secret::Request>) ->
 
     let user_id = validate_new_localpart(&state, &body.username.to_lowercase())?;
     let password_hash = password::hash(&body.password).await;
-    let device_id: ruma::OwnedDeviceId = token::new_device_id().into();
-    let access_token = token::new_access_token();
-    let token_hash = token::hash_access_token(&access_token);
+    let session = IssuedSession::new(None);
     let user = NewUser {
         user_id: &user_id,
         password_hash: Some(&password_hash),
@@ -125,13 +124,17 @@ pub async fn register(state: AppState, request: Ruma<shared_secret::Request>) ->
         shadow_banned: false,
         user_type: body.user_type.as_deref(),
     };
-    let session = NewSession { device_id: &device_id, display_name: None, token_hash: &token_hash, ip: Some(&request.client_addr) };
-    state.storage.create_user(user, Some(session)).await.map_err(|error| match error {
+    state.storage.create_user(user, Some(session.to_store(None, &request.client_addr))).await.map_err(|error| match error {
         StorageError::Conflict => ApiError::user_in_use(),
         other => other.into(),
     })?;
     tracing::info!(user_id = %user_id, admin = body.admin, "registered a user with the shared secret");
-    Ok(shared_secret::Response { user_id, access_token, device_id, home_server: state.server_name.clone() })
+    Ok(shared_secret::Response {
+        user_id,
+        access_token: session.access_token,
+        device_id: session.device_id,
+        home_server: state.server_name.clone(),
+    })
 }
 
 fn disabled() -> ApiError {

@@ -26,9 +26,9 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    crypto::{password, token},
+    api::session::IssuedSession,
+    crypto::password,
     services::{AppState, Services},
-    storage::NewSession,
 };
 
 pub async fn login_types(state: AppState, _: Ruma<login_types::Request>) -> ApiResult<login_types::Response> {
@@ -80,17 +80,9 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
         return Err(invalid_credentials());
     }
 
-    let device_id = body.device_id.clone().unwrap_or_else(|| token::new_device_id().into());
-    let access_token = token::new_access_token();
-    let token_hash = token::hash_access_token(&access_token);
-    let session = NewSession {
-        device_id: &device_id,
-        display_name: body.initial_device_display_name.as_deref(),
-        token_hash: &token_hash,
-        ip: Some(&request.client_addr),
-    };
-    state.storage.open_session(&user.user_id, session).await?;
-    let mut response = Response::new(user.user_id, access_token, device_id);
+    let session = IssuedSession::new(body.device_id.clone());
+    state.storage.open_session(&user.user_id, session.to_store(body.initial_device_display_name.as_deref(), &request.client_addr)).await?;
+    let mut response = Response::new(user.user_id, session.access_token, session.device_id);
     #[allow(deprecated)]
     {
         response.home_server = Some(state.server_name.clone());

@@ -21,6 +21,7 @@ use crate::{
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
+        session::IssuedSession,
         uia,
     },
     crypto::{password, token},
@@ -58,18 +59,10 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
     if body.inhibit_login {
         create(&state, new_user, None).await?;
     } else {
-        let device_id = body.device_id.clone().unwrap_or_else(|| token::new_device_id().into());
-        let access_token = token::new_access_token();
-        let token_hash = token::hash_access_token(&access_token);
-        let session = NewSession {
-            device_id: &device_id,
-            display_name: body.initial_device_display_name.as_deref(),
-            token_hash: &token_hash,
-            ip: Some(&request.client_addr),
-        };
-        create(&state, new_user, Some(session)).await?;
-        response.access_token = Some(access_token);
-        response.device_id = Some(device_id);
+        let session = IssuedSession::new(body.device_id.clone());
+        create(&state, new_user, Some(session.to_store(body.initial_device_display_name.as_deref(), &request.client_addr))).await?;
+        response.access_token = Some(session.access_token);
+        response.device_id = Some(session.device_id);
     }
     tracing::info!(user_id = %user_id, "registered a new user");
     Ok(response)
