@@ -11,8 +11,13 @@
 //! - [`storage`]: every SQL statement, for SQLite and PostgreSQL alike, with
 //!   streams that carry their writer's instance name and stream id.
 //! - [`crypto`]: password hashing, access tokens, the server signing key.
+//! - [`plugins`]: the WebAssembly plugin runtime (wasmtime), its limits and
+//!   capabilities, and the spam-checker chain call sites use.
 //! - [`ratelimit`]: Synapse-style leaky buckets for the `rc_*` options.
-//! - [`rooms`]: room versions (the event pipeline arrives with the rooms issue).
+//! - [`rooms`]: the event pipeline (build, authorise, sign, persist), room
+//!   creation, membership, history visibility, supported room versions.
+//! - [`sync`]: `/sync` tokens, the notifier that wakes long-polls, and the
+//!   assembly of sync responses.
 //! - [`telemetry`]: logging and Prometheus metrics.
 //!
 //! Requests flow `server` → `api::ruma_route` (limits, auth, parsing) →
@@ -23,9 +28,11 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod plugins;
 pub mod ratelimit;
 pub mod rooms;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;

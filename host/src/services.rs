@@ -11,8 +11,11 @@ use ruma::OwnedServerName;
 use crate::{
     config::Config,
     crypto::server_key::{SigningKey, SigningKeyError},
+    plugins::{LiveServices, LoadError, SpamCheckers},
     ratelimit::RateLimiters,
+    rooms::Rooms,
     storage::{Storage, StorageError},
+    sync::Notifier,
 };
 
 pub type AppState = Arc<Services>;
@@ -29,6 +32,13 @@ pub struct Services {
     /// Nonces handed out by the shared-secret registration API, each usable
     /// once within a minute. In memory: the admin API is served by main only.
     pub admin_nonces: Mutex<HashMap<String, Instant>>,
+    /// The spam-checker plugins this instance runs, in configuration order
+    /// (empty: every check allows at no cost). See `crate::plugins::spam`.
+    pub spam_checker: SpamCheckers,
+    /// The event pipeline and its per-room locks.
+    pub rooms: Rooms,
+    /// Stream positions readers may trust, and the wake-ups of `/sync`.
+    pub notifier: Notifier,
 }
 
 impl std::fmt::Debug for Services {
@@ -43,6 +53,8 @@ pub enum StartupError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     SigningKey(#[from] SigningKeyError),
+    #[error(transparent)]
+    Plugin(#[from] LoadError),
     #[error("`server_name` `{0}` is not valid")]
     ServerName(String),
     #[error("cannot read registration_shared_secret_path {path}: {source}")]
@@ -57,11 +69,13 @@ impl Services {
         Self::build_with_storage(config, storage).await
     }
 
-    pub async fn build_with_storage(config: Config, storage: Storage) -> Result<AppState, StartupError> {
+    pub async fn build_with_storage(config: Config, mut storage: Storage) -> Result<AppState, StartupError> {
         let server_name = OwnedServerName::try_from(config.server_name()).map_err(|_| StartupError::ServerName(config.server_name().to_owned()))?;
         if config.is_main_process() {
             storage.migrate().await?;
         }
+        storage.load_positions().await?;
+        let notifier = Notifier::new(storage.persisted_events_position());
         let key_path = config
             .signing_key_path
             .clone()
@@ -80,13 +94,17 @@ impl Services {
             ),
             (None, None) => None,
         };
+        let plugins = crate::plugins::load(&config, Arc::new(LiveServices::default())).await?;
         Ok(Arc::new(Self {
+            spam_checker: crate::plugins::spam_checkers(&plugins),
             rate_limits: RateLimiters::from_config(&config),
             server_name,
             storage,
             signing_key,
             registration_shared_secret,
             admin_nonces: Mutex::new(HashMap::new()),
+            rooms: Rooms::default(),
+            notifier,
             config,
         }))
     }

@@ -12,7 +12,7 @@ use ruma::api::{
     error::{ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData},
 };
 
-use crate::storage::StorageError;
+use crate::{rooms::RoomError, storage::StorageError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -125,6 +125,25 @@ impl IntoResponse for ApiError {
             }
         };
         (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+impl From<RoomError> for ApiError {
+    fn from(error: RoomError) -> Self {
+        match error {
+            RoomError::UnknownRoom => Self::not_found("Unknown room"),
+            RoomError::Forbidden(reason) => Self::forbidden(reason),
+            RoomError::TooLarge(size) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Event is {size} bytes; the limit is 65536"))
+            }
+            RoomError::Invalid(reason) => Self::bad_json(reason),
+            RoomError::UnsupportedVersion(version) => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::UnsupportedRoomVersion,
+                format!("Room version {version} is not supported"),
+            ),
+            RoomError::Storage(error) => error.into(),
+        }
     }
 }
 

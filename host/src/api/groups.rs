@@ -14,6 +14,16 @@ pub enum EndpointGroup {
     Account,
     /// `/devices`, `/delete_devices`.
     Devices,
+    /// `/sync` (sticky by user behind the router).
+    Sync,
+    /// `createRoom`.
+    RoomCreation,
+    /// `join`, `leave`, `invite`, `kick`, `ban`, `unban`, `forget`.
+    Membership,
+    /// `send`, state `PUT`: writes that go to the room's event persister.
+    EventSending,
+    /// `/rooms/{roomId}/messages` (sticky by room behind the router).
+    RoomMessages,
     /// `/_matrix/key/v2/server`.
     ServerKeys,
     /// `/_synapse/admin/*`.
@@ -28,6 +38,11 @@ impl EndpointGroup {
             Self::Login => "login",
             Self::Account => "account",
             Self::Devices => "devices",
+            Self::Sync => "sync",
+            Self::RoomCreation => "room_creation",
+            Self::Membership => "membership",
+            Self::EventSending => "event_sending",
+            Self::RoomMessages => "room_messages",
             Self::ServerKeys => "server_keys",
             Self::Admin => "admin",
         }

@@ -229,6 +229,15 @@ fn resolve_relative_paths(config: &mut Config, origins: &Origins) {
     if let Some(path) = config.registration_shared_secret_path.as_mut() {
         resolve("registration_shared_secret_path", path);
     }
+    if let Some(path) = config.plugin_cache_dir.as_mut() {
+        resolve("plugin_cache_dir", path);
+    }
+    for plugin in &mut config.plugins {
+        resolve("plugins", &mut plugin.path);
+        if let Some(dir) = plugin.capabilities.data_dir.as_mut() {
+            resolve("plugins", dir);
+        }
+    }
     if config.database.name == super::DatabaseEngine::Sqlite {
         // Synapse's default database file, next to the first configuration file.
         let database = config.database.args.database.get_or_insert_with(|| "homeserver.db".into());

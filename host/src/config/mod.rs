@@ -12,12 +12,14 @@
 
 mod describe;
 mod load;
+mod plugins;
 mod schema;
 mod validate;
 pub mod zero_setup;
 
 pub use describe::describe;
 pub use load::{ConfigError, ConfigErrors, load_files, load_str};
+pub use plugins::*;
 pub use schema::*;
 
 /// The name the main process has in `instance_map`, `stream_writers` and the

@@ -60,6 +60,12 @@ pub struct Config {
     pub max_request_body_size: Option<u64>,
     /// Weft: log format and level (Synapse points `log_config` at a Python logging file).
     pub logging: LoggingConfig,
+
+    /// Weft: WebAssembly plugins (`[[plugins]]`, see `plugins.rs`).
+    pub plugins: Vec<super::PluginConfig>,
+    /// Weft: where compiled plugins are cached (default: a `weft-plugin-cache`
+    /// directory in the system's temporary directory). Only Weft may write there.
+    pub plugin_cache_dir: Option<PathBuf>,
 }
 
 impl Config {

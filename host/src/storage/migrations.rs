@@ -10,12 +10,20 @@ use sqlx::{
 use super::{Dialect, Result};
 
 /// `(version, description, PostgreSQL, SQLite)`; append, never edit.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../../migrations/postgres/0001_accounts.sql"),
-    include_str!("../../migrations/sqlite/0001_accounts.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "accounts",
+        include_str!("../../migrations/postgres/0001_accounts.sql"),
+        include_str!("../../migrations/sqlite/0001_accounts.sql"),
+    ),
+    (
+        2,
+        "rooms",
+        include_str!("../../migrations/postgres/0002_rooms.sql"),
+        include_str!("../../migrations/sqlite/0002_rooms.sql"),
+    ),
+];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {
     let migrations = MIGRATIONS

@@ -15,7 +15,10 @@
 mod devices;
 mod dialect;
 mod error;
+mod events;
+mod filters;
 mod migrations;
+mod positions;
 mod streams;
 mod uia;
 mod users;
@@ -27,6 +30,7 @@ use sqlx::{AnyPool, any::AnyPoolOptions};
 pub use devices::{Device, NewSession, TokenOwner};
 pub use dialect::Dialect;
 pub use error::StorageError;
+pub use events::{NewEvent, NewRoom, StoredEvent};
 pub use streams::{DeviceListChange, Stream};
 pub use uia::UiaSession;
 pub use users::{NewUser, User};
@@ -41,6 +45,8 @@ pub struct Storage {
     pool: AnyPool,
     dialect: Dialect,
     instance_name: String,
+    /// This writer's `events` ids allocated but not yet committed.
+    in_flight_events: std::sync::Arc<positions::InFlightIds>,
 }
 
 impl Storage {
@@ -62,12 +68,19 @@ impl Storage {
             .after_connect(move |conn, _| Box::pin(async move { dialect.prepare_connection(conn).await }))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, dialect, instance_name: instance_name.to_owned() })
+        Ok(Self { pool, dialect, instance_name: instance_name.to_owned(), in_flight_events: positions::InFlightIds::starting_at(0) })
     }
 
     /// Brings the schema up to date. Only the main process runs this.
     pub async fn migrate(&self) -> Result<()> {
         migrations::run(&self.pool, self.dialect).await
+    }
+
+    /// Loads what this writer had persisted before it started. Call once, after migrating.
+    pub async fn load_positions(&mut self) -> Result<()> {
+        // Single writer for now: everything in the table is ours and committed.
+        self.in_flight_events = positions::InFlightIds::starting_at(self.max_event_ordering().await?);
+        Ok(())
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -10,12 +10,14 @@ use super::{Result, Storage, StorageError};
 /// table with `stream_id` and `instance_name`, and (PostgreSQL) a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
+    Events,
     DeviceLists,
 }
 
 impl Stream {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Events => "events",
             Self::DeviceLists => "device_lists",
         }
     }
@@ -80,7 +82,7 @@ impl Storage {
     }
 
     /// Moves this writer's position on `stream` forward to `stream_id` (never back).
-    pub(super) async fn advance_position(&self, conn: &mut AnyConnection, stream: Stream, stream_id: i64) -> Result<()> {
+    pub(crate) async fn advance_position(&self, conn: &mut AnyConnection, stream: Stream, stream_id: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO stream_positions (stream_name, instance_name, stream_id) VALUES ($1, $2, $3) \
              ON CONFLICT (stream_name, instance_name) DO UPDATE SET stream_id = excluded.stream_id \

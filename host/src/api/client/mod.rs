@@ -7,6 +7,9 @@ mod devices;
 mod login;
 mod logout;
 mod register;
+mod room_events;
+mod rooms;
+mod sync;
 mod versions;
 
 pub(crate) use register::validate_new_localpart;
@@ -15,6 +18,15 @@ use ruma::api::client::{
     account::{change_password, deactivate, get_username_availability, register as register_api, whoami},
     device::{delete_device, delete_devices, get_device, get_devices, update_device},
     discovery::{get_capabilities, get_supported_versions},
+    filter::{create_filter, get_filter},
+    membership::{
+        ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members,
+        joined_rooms, kick_user, leave_room, unban_user,
+    },
+    message::{get_message_events, send_message_event},
+    room::{create_room, get_room_event},
+    state::{get_state_event_for_key, get_state_events, send_state_event},
+    sync::sync_events,
     session::{get_login_types, login as login_api, logout as logout_api, logout_all},
 };
 
@@ -37,5 +49,26 @@ pub fn routes(table: &mut RouteTable) {
         .add::<get_device::v3::Request, _, _>(G::Devices, devices::get)
         .add::<update_device::v3::Request, _, _>(G::Devices, devices::update)
         .add::<delete_device::v3::Request, _, _>(G::Devices, devices::delete)
-        .add::<delete_devices::v3::Request, _, _>(G::Devices, devices::delete_many);
+        .add::<delete_devices::v3::Request, _, _>(G::Devices, devices::delete_many)
+        .add::<create_room::v3::Request, _, _>(G::RoomCreation, rooms::create)
+        .add::<join_room_by_id::v3::Request, _, _>(G::Membership, rooms::join_by_id)
+        .add::<join_room_by_id_or_alias::v3::Request, _, _>(G::Membership, rooms::join_by_id_or_alias)
+        .add::<leave_room::v3::Request, _, _>(G::Membership, rooms::leave)
+        .add::<invite_user::v3::Request, _, _>(G::Membership, rooms::invite)
+        .add::<kick_user::v3::Request, _, _>(G::Membership, rooms::kick)
+        .add::<ban_user::v3::Request, _, _>(G::Membership, rooms::ban)
+        .add::<unban_user::v3::Request, _, _>(G::Membership, rooms::unban)
+        .add::<forget_room::v3::Request, _, _>(G::Membership, rooms::forget)
+        .add::<joined_rooms::v3::Request, _, _>(G::ClientReads, rooms::joined)
+        .add::<send_message_event::v3::Request, _, _>(G::EventSending, room_events::send)
+        .add::<send_state_event::v3::Request, _, _>(G::EventSending, room_events::put_state)
+        .add::<get_state_events::v3::Request, _, _>(G::ClientReads, room_events::get_state)
+        .add::<get_state_event_for_key::v3::Request, _, _>(G::ClientReads, room_events::get_state_for_key)
+        .add::<get_room_event::v3::Request, _, _>(G::ClientReads, room_events::get_event)
+        .add::<get_message_events::v3::Request, _, _>(G::RoomMessages, room_events::messages)
+        .add::<get_member_events::v3::Request, _, _>(G::ClientReads, room_events::members)
+        .add::<joined_members::v3::Request, _, _>(G::ClientReads, room_events::joined_members)
+        .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
+        .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
+        .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);
 }

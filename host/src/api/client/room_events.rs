@@ -1,0 +1,250 @@
+//! Reading and writing a room's events: `send`, state `PUT`/`GET`,
+//! `event/{id}`, `messages`, `members`, `joined_members`. Reads obey history
+//! visibility (`rooms::visibility`).
+
+use ruma::{
+    OwnedUserId, RoomId, UserId,
+    api::{
+        Direction,
+        client::{
+            membership::{get_member_events, joined_members},
+            message::{get_message_events, send_message_event},
+            room::get_room_event,
+            state::{get_state_event_for_key, get_state_events, send_state_event},
+        },
+    },
+    serde::Raw,
+};
+use serde_json::{Value, value::to_raw_value};
+
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma_route::Ruma,
+    },
+    rooms::{Outgoing, RoomError, pdu::client_event, visibility::Visibility},
+    services::{AppState, Services},
+    storage::StoredEvent,
+    sync::{MultiWriterPosition, StreamToken},
+};
+
+/// The most events `/messages` returns at once.
+const MAX_MESSAGES_LIMIT: u64 = 1000;
+
+fn raw<T>(value: Value) -> Raw<T> {
+    Raw::from_json(to_raw_value(&value).expect("a JSON value serialises"))
+}
+
+fn content_of<T>(body: &Raw<T>) -> ApiResult<Value> {
+    match serde_json::from_str::<Value>(body.json().get()) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        _ => Err(ApiError::bad_json("Event content must be a JSON object")),
+    }
+}
+
+/// Reads about a room the user cannot see are refused without saying whether it exists.
+async fn visibility(state: &Services, room_id: &RoomId, user_id: &UserId) -> ApiResult<Visibility> {
+    let visibility = Visibility::load(&state.storage, room_id, user_id).await?;
+    if visibility.current_membership().is_none() && !visibility.can_read_room_now() {
+        return Err(ApiError::forbidden("You are not in this room"));
+    }
+    Ok(visibility)
+}
+
+fn forbidden_if_unknown(error: RoomError) -> ApiError {
+    match error {
+        RoomError::UnknownRoom => ApiError::forbidden("You are not in this room"),
+        other => other.into(),
+    }
+}
+
+pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request>) -> ApiResult<send_message_event::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let kind = body.event_type.to_string();
+    if kind == "m.room.redaction" || kind.is_empty() {
+        return Err(ApiError::bad_json("Use /redact for redactions"));
+    }
+    let outgoing = Outgoing {
+        kind: &kind,
+        state_key: None,
+        content: content_of(&body.body)?,
+        txn: Some((&sender.device_id, body.txn_id.as_str())),
+        redacts: None,
+    };
+    let event_id = state.rooms.send(&state, &body.room_id, &sender.user_id, outgoing).await.map_err(forbidden_if_unknown)?;
+    Ok(send_message_event::v3::Response::new(event_id))
+}
+
+pub async fn put_state(state: AppState, request: Ruma<send_state_event::v3::Request>) -> ApiResult<send_state_event::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let kind = body.event_type.to_string();
+    if kind == "m.room.member" && UserId::parse(&body.state_key).is_err() {
+        return Err(ApiError::bad_json("The state key of a member event must be a user id"));
+    }
+    if body.state_key.starts_with('@') && kind != "m.room.member" && body.state_key != sender.user_id.as_str() {
+        // Spec: a state key that is a user id may only be set by that user (power levels aside).
+        let level_ok = crate::rooms::RoomState::load(&state, &body.room_id).await.map_err(forbidden_if_unknown)?.membership_of(&sender.user_id).is_some();
+        if !level_ok {
+            return Err(ApiError::forbidden("You are not in this room"));
+        }
+    }
+    let outgoing = Outgoing { kind: &kind, state_key: Some(&body.state_key), content: content_of(&body.body)?, txn: None, redacts: None };
+    let event_id = state.rooms.send(&state, &body.room_id, &sender.user_id, outgoing).await.map_err(forbidden_if_unknown)?;
+    Ok(send_state_event::v3::Response::new(event_id))
+}
+
+/// The state the user may see: the current state while joined (or in a
+/// world-readable room), else the state when they left.
+async fn visible_state(state: &Services, room_id: &RoomId, user_id: &UserId) -> ApiResult<Vec<StoredEvent>> {
+    let visibility = visibility(state, room_id, user_id).await?;
+    match visibility.current_membership() {
+        Some((_, "join")) | None => Ok(state.storage.current_state(room_id).await?),
+        _ if visibility.can_read_room_now() => Ok(state.storage.current_state(room_id).await?),
+        Some((at, "leave" | "ban")) => Ok(state.storage.state_at(room_id, at - 1).await?),
+        Some(_) => Err(ApiError::forbidden("You are not in this room")),
+    }
+}
+
+pub async fn get_state(state: AppState, request: Ruma<get_state_events::v3::Request>) -> ApiResult<get_state_events::v3::Response> {
+    let sender = request.sender()?;
+    let events = visible_state(&state, &request.body.room_id, &sender.user_id).await?;
+    Ok(get_state_events::v3::Response::new(events.iter().map(|event| raw(client_event(event, true))).collect()))
+}
+
+pub async fn get_state_for_key(
+    state: AppState,
+    request: Ruma<get_state_event_for_key::v3::Request>,
+) -> ApiResult<get_state_event_for_key::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let kind = body.event_type.to_string();
+    let events = visible_state(&state, &body.room_id, &sender.user_id).await?;
+    let event = events
+        .iter()
+        .find(|event| event.kind == kind && event.state_key.as_deref() == Some(body.state_key.as_str()))
+        .ok_or_else(|| ApiError::not_found("Event not found"))?;
+    let full = client_event(event, true);
+    let wanted = if body.format == get_state_event_for_key::v3::StateEventFormat::Event { full } else { full["content"].clone() };
+    Ok(get_state_event_for_key::v3::Response::new(to_raw_value(&wanted).map_err(|_| ApiError::internal())?))
+}
+
+pub async fn get_event(state: AppState, request: Ruma<get_room_event::v3::Request>) -> ApiResult<get_room_event::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let not_found = || ApiError::not_found("Event not found");
+    let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
+    let event = state.storage.event(&body.event_id).await?.filter(|event| event.room_id == body.room_id).ok_or_else(not_found)?;
+    if !visibility.can_see(&event, &sender.user_id) {
+        return Err(not_found());
+    }
+    Ok(get_room_event::v3::Response::new(raw(client_event(&event, true))))
+}
+
+fn parse_token(token: &str) -> ApiResult<i64> {
+    StreamToken::parse(token).map(|token| token.events.min).map_err(|e| ApiError::invalid_param(e.to_string()))
+}
+
+fn token_at(position: i64) -> String {
+    StreamToken { events: MultiWriterPosition::at(position), device_lists: 0 }.to_string()
+}
+
+pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Request>) -> ApiResult<get_message_events::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let now = state.notifier.events_position();
+    let backwards = body.dir == Direction::Backward;
+    let from = match &body.from {
+        Some(token) => parse_token(token)?,
+        None if backwards => now,
+        None => 0,
+    };
+    let to = body.to.as_deref().map(parse_token).transpose()?;
+    let limit = u64::from(body.limit).clamp(1, MAX_MESSAGES_LIMIT) as usize;
+    let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
+    let types = body.filter.types.as_ref();
+    let not_types = &body.filter.not_types;
+
+    // Walk pages in the requested direction until `limit` visible events.
+    let mut chunk: Vec<StoredEvent> = Vec::new();
+    let mut cursor = from;
+    let end_bound = if backwards { to.unwrap_or(0) } else { to.unwrap_or(now).min(now) };
+    let mut exhausted = false;
+    while chunk.len() < limit && !exhausted {
+        let page = (limit - chunk.len()).max(20) as i64;
+        let batch = if backwards {
+            state.storage.room_events(&body.room_id, end_bound, cursor, page, true).await?
+        } else {
+            state.storage.room_events(&body.room_id, cursor, end_bound, page, false).await?
+        };
+        exhausted = (batch.len() as i64) < page;
+        for event in batch {
+            cursor = if backwards { event.stream_ordering - 1 } else { event.stream_ordering };
+            let wanted_type = types.is_none_or(|types| types.iter().any(|t| t == &event.kind)) && !not_types.iter().any(|t| t == &event.kind);
+            if wanted_type && visibility.can_see(&event, &sender.user_id) {
+                chunk.push(event);
+                if chunk.len() == limit {
+                    break;
+                }
+            }
+        }
+    }
+    let mut response = get_message_events::v3::Response::new();
+    response.start = token_at(from);
+    response.end = (!exhausted || chunk.len() == limit).then(|| token_at(cursor));
+    if chunk.is_empty() {
+        response.end = None;
+    }
+    response.chunk = chunk.iter().map(|event| raw(client_event(event, true))).collect();
+    Ok(response)
+}
+
+pub async fn members(state: AppState, request: Ruma<get_member_events::v3::Request>) -> ApiResult<get_member_events::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let mut events = match &body.at {
+        Some(at) => {
+            visibility(&state, &body.room_id, &sender.user_id).await?;
+            state.storage.state_at(&body.room_id, parse_token(at)?).await?
+        }
+        None => visible_state(&state, &body.room_id, &sender.user_id).await?,
+    };
+    events.retain(|event| event.kind == "m.room.member");
+    let membership_of = |event: &StoredEvent| -> Option<String> {
+        serde_json::from_str::<Value>(&event.json).ok()?["content"]["membership"].as_str().map(str::to_owned)
+    };
+    if let Some(wanted) = &body.membership {
+        events.retain(|event| membership_of(event).as_deref() == Some(wanted.as_str()));
+    }
+    if let Some(unwanted) = &body.not_membership {
+        events.retain(|event| membership_of(event).as_deref() != Some(unwanted.as_str()));
+    }
+    Ok(get_member_events::v3::Response::new(events.iter().map(|event| raw(client_event(event, true))).collect()))
+}
+
+pub async fn joined_members(state: AppState, request: Ruma<joined_members::v3::Request>) -> ApiResult<joined_members::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
+    if visibility.current_membership().map(|(_, m)| m) != Some("join") && !visibility.can_read_room_now() {
+        return Err(ApiError::forbidden("You are not in this room"));
+    }
+    let mut joined = std::collections::BTreeMap::new();
+    for event in state.storage.current_state(&body.room_id).await? {
+        if event.kind != "m.room.member" {
+            continue;
+        }
+        let pdu: Value = serde_json::from_str(&event.json).unwrap_or_default();
+        if pdu["content"]["membership"] != "join" {
+            continue;
+        }
+        let Some(user_id) = event.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok()) else { continue };
+        let mut member = joined_members::v3::RoomMember::new();
+        member.display_name = pdu["content"]["displayname"].as_str().map(str::to_owned);
+        member.avatar_url = pdu["content"]["avatar_url"].as_str().and_then(|url| ruma::OwnedMxcUri::try_from(url).ok());
+        joined.insert(user_id, member);
+    }
+    Ok(joined_members::v3::Response::new(joined))
+}
+

@@ -1,0 +1,172 @@
+//! Creating rooms and changing membership: `createRoom`, `join` (by id and by
+//! alias), `leave`, `invite`, `kick`, `ban`, `unban`, `forget`, `joined_rooms`.
+
+use ruma::{
+    OwnedUserId,
+    api::client::{
+        membership::{
+            ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room, unban_user,
+        },
+        room::{Visibility, create_room},
+    },
+
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma_route::Ruma,
+    },
+    rooms::{CreateRoom, Membership, RoomError, create::Preset},
+    services::AppState,
+};
+
+fn object<T>(raw: &ruma::serde::Raw<T>, what: &str) -> ApiResult<Map<String, Value>> {
+    match serde_json::from_str(raw.json().get()) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::bad_json(format!("{what} must be a JSON object"))),
+    }
+}
+
+pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    if let Some(version) = &body.room_version
+        && crate::rooms::versions::rules(version).is_none()
+    {
+        return Err(RoomError::UnsupportedVersion(version.to_string()).into());
+    }
+    let preset = body.preset.as_ref().map(|preset| match preset.as_str() {
+        "trusted_private_chat" => Ok(Preset::TrustedPrivateChat),
+        "public_chat" => Ok(Preset::PublicChat),
+        "private_chat" => Ok(Preset::PrivateChat),
+        other => Err(ApiError::bad_json(format!("unknown preset `{other}`"))),
+    });
+    let mut initial_state = Vec::new();
+    for event in &body.initial_state {
+        let event = object(event, "an initial_state event")?;
+        let kind = event.get("type").and_then(Value::as_str).ok_or_else(|| ApiError::bad_json("initial_state event without a type"))?;
+        let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or_default();
+        let content = event.get("content").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+        if matches!(kind, "m.room.create" | "m.room.member" | "m.room.power_levels") {
+            return Err(ApiError::bad_json(format!("{kind} cannot be set through initial_state")));
+        }
+        initial_state.push((kind.to_owned(), state_key.to_owned(), content));
+    }
+    let create = CreateRoom {
+        room_version: body.room_version.clone(),
+        preset: preset.transpose()?,
+        public: body.visibility == Visibility::Public,
+        creation_content: body.creation_content.as_ref().map(|c| object(c, "creation_content")).transpose()?,
+        power_level_content_override: body.power_level_content_override.as_ref().map(|c| object(c, "power_level_content_override")).transpose()?,
+        initial_state,
+        name: body.name.clone(),
+        topic: body.topic.clone(),
+        invite: body.invite.clone(),
+        is_direct: body.is_direct,
+    };
+    if body.room_alias_name.is_some() {
+        return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Room aliases are not supported yet"));
+    }
+    let room_id = state.rooms.create_room(&state, &sender.user_id, create).await?;
+    Ok(create_room::v3::Response::new(room_id))
+}
+
+pub async fn join_by_id(state: AppState, request: Ruma<join_room_by_id::v3::Request>) -> ApiResult<join_room_by_id::v3::Response> {
+    let sender = request.sender()?;
+    let room_id = &request.body.room_id;
+    state.rooms.set_membership(&state, room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
+    Ok(join_room_by_id::v3::Response::new(room_id.clone()))
+}
+
+pub async fn join_by_id_or_alias(
+    state: AppState,
+    request: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
+    let sender = request.sender()?;
+    let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
+        Ok(room_id) => room_id,
+        Err(_) => return Err(ApiError::not_found("Room alias not found")),
+    };
+    state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// Membership changes of a room the sender is not in read as "forbidden",
+/// so that they reveal nothing about rooms the sender cannot see.
+fn not_in_room(error: RoomError) -> ApiError {
+    match error {
+        RoomError::UnknownRoom => ApiError::forbidden("You are not in this room"),
+        other => other.into(),
+    }
+}
+
+pub async fn leave(state: AppState, request: Ruma<leave_room::v3::Request>) -> ApiResult<leave_room::v3::Response> {
+    let sender = request.sender()?;
+    let reason = request.body.reason.as_deref();
+    state.rooms.set_membership(&state, &request.body.room_id, &sender.user_id, &sender.user_id, Membership::Leave, reason).await.map_err(not_in_room)?;
+    Ok(leave_room::v3::Response::new())
+}
+
+pub async fn invite(state: AppState, request: Ruma<invite_user::v3::Request>) -> ApiResult<invite_user::v3::Response> {
+    let sender = request.sender()?;
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = &request.body.recipient else {
+        return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Third-party invites are not supported yet"));
+    };
+    change(&state, &request.body.room_id, &sender.user_id, &recipient.user_id, Membership::Invite, None).await?;
+    Ok(invite_user::v3::Response::new())
+}
+
+pub async fn kick(state: AppState, request: Ruma<kick_user::v3::Request>) -> ApiResult<kick_user::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    change(&state, &body.room_id, &sender.user_id, &body.user_id, Membership::Leave, body.reason.as_deref()).await?;
+    Ok(kick_user::v3::Response::new())
+}
+
+pub async fn ban(state: AppState, request: Ruma<ban_user::v3::Request>) -> ApiResult<ban_user::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    change(&state, &body.room_id, &sender.user_id, &body.user_id, Membership::Ban, body.reason.as_deref()).await?;
+    Ok(ban_user::v3::Response::new())
+}
+
+pub async fn unban(state: AppState, request: Ruma<unban_user::v3::Request>) -> ApiResult<unban_user::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let room = crate::rooms::RoomState::load(&state, &body.room_id).await.map_err(not_in_room)?;
+    if room.membership_of(&body.user_id).as_deref() != Some("ban") {
+        return Err(ApiError::forbidden("The user is not banned"));
+    }
+    change(&state, &body.room_id, &sender.user_id, &body.user_id, Membership::Leave, body.reason.as_deref()).await?;
+    Ok(unban_user::v3::Response::new())
+}
+
+async fn change(
+    state: &AppState,
+    room_id: &ruma::RoomId,
+    sender: &ruma::UserId,
+    target: &OwnedUserId,
+    membership: Membership,
+    reason: Option<&str>,
+) -> ApiResult<()> {
+    state.rooms.set_membership(state, room_id, sender, target, membership, reason).await.map_err(not_in_room)?;
+    Ok(())
+}
+
+pub async fn forget(state: AppState, request: Ruma<forget_room::v3::Request>) -> ApiResult<forget_room::v3::Response> {
+    let sender = request.sender()?;
+    let room = crate::rooms::RoomState::load(&state, &request.body.room_id).await.map_err(not_in_room)?;
+    if matches!(room.membership_of(&sender.user_id).as_deref(), Some("join" | "invite" | "knock")) {
+        return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Leave the room before forgetting it"));
+    }
+    Ok(forget_room::v3::Response::new())
+}
+
+pub async fn joined(state: AppState, request: Ruma<joined_rooms::v3::Request>) -> ApiResult<joined_rooms::v3::Response> {
+    let sender = request.sender()?;
+    let rooms = state.storage.memberships_of(&sender.user_id).await?;
+    Ok(joined_rooms::v3::Response::new(rooms.into_iter().filter(|(_, m, _)| m == "join").map(|(room, _, _)| room).collect()))
+}
+

@@ -1,0 +1,207 @@
+//! The services behind the `host` interface: key-value store, outbound HTTP,
+//! clock, randomness, and where plugin log lines go besides `tracing`.
+//!
+//! A trait so the testkit can put fakes behind the same runtime (recording
+//! HTTP, fixed clock, seeded randomness) without touching the sandbox or the
+//! limits. `LiveServices` is what a server uses.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::egress::Egress;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Largest HTTP response body a plugin may receive.
+pub const MAX_HTTP_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Largest key-value value, and total bytes one plugin may store.
+pub const MAX_KV_VALUE_BYTES: usize = 64 * 1024;
+pub const MAX_KV_TOTAL_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    Denied(String),
+    InvalidRequest(String),
+    Unreachable(String),
+    Timeout,
+    TooLarge,
+}
+
+/// A log line a plugin wrote, with what the host knows about the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub plugin: String,
+    pub call: &'static str,
+    pub level: tracing::Level,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+pub trait HostServices: Send + Sync + 'static {
+    fn kv_get(&self, plugin: &str, key: &str) -> Option<Vec<u8>>;
+    fn kv_set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String>;
+    fn kv_delete(&self, plugin: &str, key: &str);
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    fn random_bytes(&self, len: usize) -> Vec<u8>;
+    /// Sends a request the plugin asked for; must refuse what `egress` refuses.
+    fn http_send<'a>(
+        &'a self,
+        plugin: &'a str,
+        egress: &'a Egress,
+        request: HttpRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<HttpResponse, HttpError>>;
+    /// Sees every log line a plugin wrote (after it went to `tracing`).
+    fn log(&self, _record: &LogRecord) {}
+    /// Adjusts the WASI context of a call (the testkit fixes clock and randomness).
+    fn configure_wasi(&self, _wasi: &mut WasiCtxBuilder) {}
+}
+
+/// Key-value stores, one namespace per plugin, in memory (lost on restart:
+/// a database-backed store comes with the storage of plugin state).
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    /// A std mutex: short critical sections, nothing awaited while held.
+    stores: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
+}
+
+impl MemoryKv {
+    pub fn get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
+        self.stores.lock().unwrap_or_else(|e| e.into_inner()).get(plugin)?.get(key).cloned()
+    }
+
+    pub fn set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
+        if value.len() > MAX_KV_VALUE_BYTES {
+            return Err(format!("values are limited to {MAX_KV_VALUE_BYTES} bytes"));
+        }
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let store = stores.entry(plugin.to_owned()).or_default();
+        let used: usize = store.iter().filter(|(k, _)| *k != key).map(|(k, v)| k.len() + v.len()).sum();
+        if used + key.len() + value.len() > MAX_KV_TOTAL_BYTES {
+            return Err(format!("the store is full ({MAX_KV_TOTAL_BYTES} bytes)"));
+        }
+        store.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    pub fn delete(&self, plugin: &str, key: &str) {
+        if let Some(store) = self.stores.lock().unwrap_or_else(|e| e.into_inner()).get_mut(plugin) {
+            store.remove(key);
+        }
+    }
+}
+
+/// The services of a running server.
+#[derive(Debug, Default)]
+pub struct LiveServices {
+    kv: MemoryKv,
+}
+
+impl HostServices for LiveServices {
+    fn kv_get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
+        self.kv.get(plugin, key)
+    }
+    fn kv_set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
+        self.kv.set(plugin, key, value)
+    }
+    fn kv_delete(&self, plugin: &str, key: &str) {
+        self.kv.delete(plugin, key)
+    }
+    fn now_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+    fn random_bytes(&self, len: usize) -> Vec<u8> {
+        use rand::RngCore;
+        let mut bytes = vec![0; len];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        bytes
+    }
+    fn http_send<'a>(
+        &'a self,
+        _plugin: &'a str,
+        egress: &'a Egress,
+        request: HttpRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<HttpResponse, HttpError>> {
+        Box::pin(send_checked(egress, request, timeout))
+    }
+}
+
+/// Allow-list, then DNS, then the address check, then a connection pinned to
+/// the checked addresses (so a second lookup cannot swap in another one).
+async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    let target = egress.check_url(&request.url).map_err(HttpError::Denied)?;
+    let resolved: Vec<SocketAddr> = match target.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, target.port)],
+        Err(_) => tokio::time::timeout(timeout, tokio::net::lookup_host((target.host.as_str(), target.port)))
+            .await
+            .map_err(|_| HttpError::Timeout)?
+            .map_err(|e| HttpError::Unreachable(format!("cannot resolve {}: {e}", target.host)))?
+            .collect(),
+    };
+    let mut refused = None;
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|addr| match egress.check_address(addr.ip()) {
+            Ok(()) => true,
+            Err(e) => {
+                refused = Some(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(HttpError::Denied(refused.unwrap_or_else(|| format!("{} resolved to no address", target.host))));
+    }
+    let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| HttpError::InvalidRequest(format!("bad method `{}`", request.method)))?;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(timeout)
+        .resolve_to_addrs(&target.host, &allowed)
+        .build()
+        .map_err(|e| HttpError::Unreachable(e.to_string()))?;
+    let mut builder = client.request(method, &request.url).body(request.body);
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let mut response = builder.send().await.map_err(|e| if e.is_timeout() { HttpError::Timeout } else { HttpError::Unreachable(e.to_string()) })?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| if e.is_timeout() { HttpError::Timeout } else { HttpError::Unreachable(e.to_string()) })? {
+        if body.len() + chunk.len() > MAX_HTTP_RESPONSE_BYTES {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(HttpResponse { status, headers, body })
+}

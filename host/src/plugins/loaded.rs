@@ -1,0 +1,237 @@
+//! One loaded plugin and how a call into it runs.
+//!
+//! A call: admit (not switched off), check the input size, take a slot (the
+//! pool has `max_concurrent_calls` per plugin), make a fresh `Store` with the
+//! plugin's limits and a fresh instance from the pre-instantiated component,
+//! run the export under the deadline (epochs trap the guest, a tokio timeout
+//! bounds blocked host calls), convert and check the answer. Any failure is
+//! classified (`CallFailure`), logged once with its reason, counted, and fed
+//! to the plugin's health; the caller applies `on_error`.
+//!
+//! Instances are never reused: state cannot leak from one call to the next,
+//! and a trapped instance is simply dropped.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Semaphore;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::{
+    bindings::{SpamChecker, SpamCheckerPre},
+    egress::Egress,
+    engine::{EPOCH_TICK, PluginEngine},
+    error::{CallFailure, LoadError},
+    health::{Health, Tripped},
+    host_services::{BoxFuture, HostServices},
+    limits::Limits,
+    metrics,
+    state::CallState,
+};
+use crate::config::{OnError, PluginConfig};
+
+/// What every call of one plugin shares (read-only).
+pub struct PluginContext {
+    pub name: String,
+    pub role: &'static str,
+    /// The instance running the plugin, for logs.
+    pub instance: String,
+    /// The plugin's `config` table as JSON.
+    pub config_json: Arc<str>,
+    pub egress: Egress,
+    pub limits: Limits,
+    pub data_dir: Option<PathBuf>,
+    pub services: Arc<dyn HostServices>,
+}
+
+pub struct LoadedPlugin {
+    pub ctx: Arc<PluginContext>,
+    pub on_error: OnError,
+    /// What the plugin's `describe` answered at load.
+    pub version: String,
+    engine: wasmtime::Engine,
+    /// Whether the engine counts fuel (when any plugin has a budget).
+    fuel: bool,
+    pre: SpamCheckerPre<CallState>,
+    health: Health,
+    /// Bounds the calls running at once to the slots the pool reserved.
+    slots: Semaphore,
+}
+
+/// Facts about one successful call, for the testkit and the benchmark.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallStats {
+    pub elapsed: Duration,
+    pub peak_memory_bytes: usize,
+    pub fuel_used: Option<u64>,
+}
+
+impl LoadedPlugin {
+    pub async fn load(
+        engine: &PluginEngine,
+        config: &PluginConfig,
+        instance: &str,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Self, LoadError> {
+        let role = config.role.as_str();
+        let component = engine.load_component(&config.path)?;
+        let wrong_world = |reason: String| LoadError::WrongWorld { path: config.path.clone(), role, reason };
+        let instance_pre = engine.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
+        let pre = SpamCheckerPre::new(instance_pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+        let egress = Egress::parse(&config.capabilities.allowed_outbound_hosts, config.capabilities.allow_private_addresses)
+            .map_err(|entry| LoadError::Engine(format!("`{entry}` is not a valid allowed_outbound_hosts entry")))?;
+        let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
+        let limits = Limits::from_config(&config.limits);
+        let mut plugin = Self {
+            ctx: Arc::new(PluginContext {
+                name: config.name.clone(),
+                role,
+                instance: instance.to_owned(),
+                config_json: config_json.into(),
+                egress,
+                data_dir: config.capabilities.data_dir.clone(),
+                services,
+                limits: limits.clone(),
+            }),
+            on_error: config.on_error(),
+            version: String::new(),
+            engine: engine.engine.clone(),
+            fuel: engine.fuel,
+            pre,
+            health: Health::new(config.disable_after_failures(), Duration::from_secs(config.retry_after_secs())),
+            slots: Semaphore::new(limits.max_concurrent_calls as usize),
+        };
+        let (info, _) = plugin
+            .run("describe", 0, |checker, store| Box::pin(async move { checker.weft_plugin_plugin().call_describe(store).await }), Ok)
+            .await
+            .map_err(LoadError::SmokeTest)?;
+        plugin.version = info.version;
+        tracing::info!(plugin = %config.name, role, instance, guest = %info.name, version = %plugin.version, "loaded plugin");
+        Ok(plugin)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.ctx.name
+    }
+
+    /// Runs one export in a fresh instance. `call` is the WIT callback name;
+    /// `input_size` the bytes handed in; `convert` checks the raw answer.
+    pub async fn run<R, T>(
+        &self,
+        call: &'static str,
+        input_size: usize,
+        invoke: impl for<'a> FnOnce(&'a SpamChecker, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<R>>,
+        convert: impl FnOnce(R) -> Result<T, String>,
+    ) -> Result<(T, CallStats), CallFailure> {
+        let start = Instant::now();
+        let (result, output) = self.run_inner(call, input_size, start, invoke, convert).await;
+        let elapsed = start.elapsed();
+        let name = &self.ctx.name;
+        metrics::call(name, call, elapsed);
+        match result {
+            Ok((value, mut stats)) => {
+                stats.elapsed = elapsed;
+                metrics::peak_memory(name, stats.peak_memory_bytes);
+                self.health.record_success();
+                Ok((value, stats))
+            }
+            Err(failure) => {
+                self.report_failure(call, &failure, output.as_deref());
+                Err(failure)
+            }
+        }
+    }
+
+    fn report_failure(&self, call: &'static str, failure: &CallFailure, output: Option<&str>) {
+        let ctx = &self.ctx;
+        metrics::failure(&ctx.name, call, failure.reason());
+        let outcome = self.on_error.as_str();
+        if let CallFailure::Disabled(_) = failure {
+            tracing::debug!(plugin = %ctx.name, role = ctx.role, call, instance = %ctx.instance, reason = failure.reason(), outcome, "plugin switched off: {failure}");
+            return;
+        }
+        tracing::warn!(plugin = %ctx.name, role = ctx.role, call, instance = %ctx.instance, reason = failure.reason(), outcome,
+            output = output.unwrap_or(""), "plugin call failed: {failure}");
+        if failure.counts_against_plugin()
+            && let Tripped::SwitchedOff(backoff) = self.health.record_failure()
+        {
+            metrics::switched_off(&ctx.name, true);
+            tracing::error!(plugin = %ctx.name, role = ctx.role, instance = %ctx.instance, retry_in = ?backoff,
+                "PLUGIN SWITCHED OFF after repeated failures: every call answers `{outcome}` until it is retried");
+        }
+    }
+
+    async fn run_inner<R, T>(
+        &self,
+        call: &'static str,
+        input_size: usize,
+        start: Instant,
+        invoke: impl for<'a> FnOnce(&'a SpamChecker, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<R>>,
+        convert: impl FnOnce(R) -> Result<T, String>,
+    ) -> (Result<(T, CallStats), CallFailure>, Option<String>) {
+        let limits = &self.ctx.limits;
+        if let Err(remaining) = self.health.admit() {
+            return (Err(CallFailure::Disabled(remaining)), None);
+        }
+        if input_size as u64 > limits.max_input_bytes {
+            return (Err(CallFailure::InputTooLarge { size: input_size, limit: limits.max_input_bytes }), None);
+        }
+        let deadline = start + limits.timeout;
+        let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await else {
+            return (Err(CallFailure::Timeout(limits.timeout)), None);
+        };
+        let state = match CallState::new(self.ctx.clone(), call, deadline) {
+            Ok(state) => state,
+            Err(reason) => return (Err(CallFailure::Trap(reason)), None),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        if self.fuel {
+            let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+
+        let pre = &self.pre;
+        let store_ref = &mut store;
+        let run = async move {
+            let instance = pre.instantiate_async(&mut *store_ref).await?;
+            invoke(&instance, store_ref).await
+        };
+        // Epochs stop guest code; this bounds a host call that blocks.
+        let outcome = tokio::time::timeout(limits.timeout + 2 * EPOCH_TICK, run).await;
+        let state = store.data();
+        let output = state.output_text();
+        let stats = CallStats {
+            elapsed: Duration::ZERO,
+            peak_memory_bytes: state.limiter.peak,
+            fuel_used: limits.fuel.and_then(|budget| store.get_fuel().ok().map(|left| budget.saturating_sub(left))),
+        };
+        let result = match outcome {
+            Err(_) => Err(CallFailure::Timeout(limits.timeout)),
+            Ok(Err(error)) => Err(classify(&error, &store, limits)),
+            Ok(Ok(raw)) => convert(raw).map(|value| (value, stats)).map_err(CallFailure::Malformed),
+        };
+        (result, output)
+    }
+}
+
+fn classify(error: &wasmtime::Error, store: &Store<CallState>, limits: &Limits) -> CallFailure {
+    let state = store.data();
+    if let Some(requested) = state.limiter.exceeded {
+        return CallFailure::OverLimit(format!("memory: {requested} bytes requested, the cap is {} bytes", limits.memory_bytes));
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallFailure::Timeout(limits.timeout),
+        Some(Trap::OutOfFuel) => CallFailure::OverLimit(format!("fuel: the budget of {} ran out", limits.fuel.unwrap_or(0))),
+        _ => {
+            let text = format!("{error:#}");
+            CallFailure::Trap(text.lines().next().unwrap_or("").to_owned())
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The plugin runtime: sandboxed WebAssembly components (WIT package
+//! `weft:plugin`, in `wit/`) that extend the server in a role, today spam
+//! checking.
+//!
+//! Owns: the wasmtime engine of this process (`engine`), loading plugins and
+//! running calls under limits (`loaded`), the `host` interface they import
+//! (`host_api`, `host_services`, `egress`), the failure policy (`error`,
+//! `health`), metrics, configuration checks (`verify`), and the spam-checker
+//! role (`spam`) that call sites use through `Services::spam_checker`.
+//!
+//! May call: `config` (read), `telemetry` through the `metrics` facade. Must
+//! not: reach storage or build HTTP responses (the api layer turns verdicts
+//! into Matrix errors).
+//!
+//! Decisions: a fresh instance per call from a pre-instantiated component
+//! (pooling allocator; no state survives a call, a trapped instance is just
+//! dropped); every host import is async; a plugin that keeps failing is
+//! switched off with backoff (`health`); plugins run in the instances their
+//! `instances` name (a call on another instance will be forwarded with the
+//! workers milestone: `spam::SpamCheckerBackend` is the seam).
+
+mod bindings;
+pub mod egress;
+pub mod engine;
+pub mod error;
+pub mod health;
+mod host_api;
+pub mod host_services;
+pub mod limits;
+pub mod loaded;
+mod metrics;
+pub mod spam;
+mod state;
+pub mod verify;
+
+use std::sync::Arc;
+
+pub use error::{CallFailure, LoadError};
+pub use host_services::{HostServices, LiveServices};
+pub use loaded::{CallStats, LoadedPlugin};
+pub use spam::{SpamCheckerBackend, SpamCheckers};
+
+use crate::config::Config;
+
+/// Loads the plugins this instance runs, in configuration order.
+pub async fn load(config: &Config, services: Arc<dyn HostServices>) -> Result<Vec<Arc<LoadedPlugin>>, LoadError> {
+    let instance = config.instance_name();
+    let settings = verify::engine_settings(config, instance);
+    if settings.slots == 0 {
+        return Ok(Vec::new());
+    }
+    let engine = engine::PluginEngine::new(settings, verify::cache_dir(config))?;
+    let mut loaded = Vec::new();
+    for plugin in config.plugins.iter().filter(|p| p.runs_on(instance)) {
+        loaded.push(Arc::new(LoadedPlugin::load(&engine, plugin, instance, services.clone()).await?));
+    }
+    Ok(loaded)
+}
+
+/// The spam-checker chain of the loaded plugins.
+pub fn spam_checkers(loaded: &[Arc<LoadedPlugin>]) -> SpamCheckers {
+    SpamCheckers::new(loaded.iter().map(|p| p.clone() as Arc<dyn SpamCheckerBackend>).collect())
+}

@@ -1,0 +1,555 @@
+//! The spam-checker role: the calls (Synapse's callbacks, as one serialisable
+//! enum), the answers, the chain of checkers, and the typed functions call
+//! sites use (`services.spam_checker.user_may_create_room(..)`).
+//!
+//! Chain rule as Synapse: checkers run in configuration order and the first
+//! that does not allow wins. A failed call answers the checker's `on_error`:
+//! `fail-closed` refuses (a rejection, `true` for the flag callbacks, `deny`
+//! for registration), `fail-open` allows.
+//!
+//! A checker is anything implementing `SpamCheckerBackend`: today a plugin
+//! loaded in this process; with workers, a forwarder to the instance that
+//! hosts the plugin (the `SpamCall` enum is the request body it will send).
+
+use std::sync::Arc;
+
+use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    bindings::types,
+    error::CallFailure,
+    host_services::BoxFuture,
+    loaded::{CallStats, LoadedPlugin},
+};
+use crate::config::OnError;
+
+/// An event as spam checkers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpamEvent {
+    pub event_id: Option<OwnedEventId>,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub state_key: Option<String>,
+    /// The whole event.
+    pub json: serde_json::Value,
+}
+
+impl SpamEvent {
+    /// From an event's JSON (a PDU or a client event); `None` when it lacks
+    /// a valid `room_id`, `sender` or `type`.
+    pub fn from_json(json: serde_json::Value) -> Option<Self> {
+        let text = |key: &str| json.get(key).and_then(|v| v.as_str());
+        Some(Self {
+            event_id: text("event_id").and_then(|id| id.try_into().ok()),
+            room_id: text("room_id")?.try_into().ok()?,
+            sender: text("sender")?.try_into().ok()?,
+            event_type: text("type")?.to_owned(),
+            state_key: text("state_key").map(str::to_owned),
+            json,
+        })
+    }
+
+    fn to_wit(&self) -> types::Event {
+        types::Event {
+            event_id: self.event_id.as_ref().map(ToString::to_string),
+            room_id: self.room_id.to_string(),
+            sender: self.sender.to_string(),
+            event_type: self.event_type.clone(),
+            state_key: self.state_key.clone(),
+            body: self.json.pointer("/content/body").and_then(|b| b.as_str()).map(str::to_owned),
+            json: self.json.to_string(),
+        }
+    }
+}
+
+/// One client a request came through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    pub user_agent: Option<String>,
+    pub ip: String,
+}
+
+/// A user-directory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    pub user_id: OwnedUserId,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// A file being stored in the media repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFile {
+    /// `local` or `remote`.
+    pub origin: String,
+    pub uploader: Option<OwnedUserId>,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub length: u64,
+    /// The first bytes of the file (the caller cuts it to a few KiB).
+    #[serde(default)]
+    pub head: Vec<u8>,
+}
+
+/// Every callback of the spam-checker world, with its arguments. The JSON
+/// form (`{"callback": "user-may-invite", ...}`) is what `weft plugin test`
+/// fixtures use and what a call forwarded to another instance will carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "callback", rename_all = "kebab-case")]
+pub enum SpamCall {
+    CheckEventForSpam { event: SpamEvent },
+    ShouldDropFederatedEvent { event: SpamEvent },
+    UserMayJoinRoom { user: OwnedUserId, room: OwnedRoomId, is_invited: bool },
+    UserMayInvite { inviter: OwnedUserId, invitee: OwnedUserId, room: OwnedRoomId },
+    FederatedUserMayInvite { event: SpamEvent },
+    #[serde(rename = "user-may-send-3pid-invite")]
+    UserMaySend3pidInvite { inviter: OwnedUserId, medium: String, address: String, room: OwnedRoomId },
+    UserMayCreateRoom { user: OwnedUserId, room_config: serde_json::Value },
+    UserMayCreateRoomAlias { user: OwnedUserId, alias: OwnedRoomAliasId },
+    UserMayPublishRoom { user: OwnedUserId, room: OwnedRoomId },
+    UserMaySendStateEvent { user: OwnedUserId, room: OwnedRoomId, event_type: String, state_key: String, content: serde_json::Value },
+    CheckUsernameForSpam { profile: UserProfile, requester: OwnedUserId },
+    CheckRegistrationForSpam { email: Option<String>, username: Option<String>, request_info: Vec<RequestInfo>, auth_provider_id: Option<String> },
+    CheckMediaFileForSpam { file: MediaFile },
+    CheckLoginForSpam { user: OwnedUserId, device_id: Option<String>, initial_display_name: Option<String>, request_info: Vec<RequestInfo>, auth_provider_id: Option<String> },
+}
+
+impl SpamCall {
+    /// The WIT name of the callback.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::CheckEventForSpam { .. } => "check-event-for-spam",
+            Self::ShouldDropFederatedEvent { .. } => "should-drop-federated-event",
+            Self::UserMayJoinRoom { .. } => "user-may-join-room",
+            Self::UserMayInvite { .. } => "user-may-invite",
+            Self::FederatedUserMayInvite { .. } => "federated-user-may-invite",
+            Self::UserMaySend3pidInvite { .. } => "user-may-send-3pid-invite",
+            Self::UserMayCreateRoom { .. } => "user-may-create-room",
+            Self::UserMayCreateRoomAlias { .. } => "user-may-create-room-alias",
+            Self::UserMayPublishRoom { .. } => "user-may-publish-room",
+            Self::UserMaySendStateEvent { .. } => "user-may-send-state-event",
+            Self::CheckUsernameForSpam { .. } => "check-username-for-spam",
+            Self::CheckRegistrationForSpam { .. } => "check-registration-for-spam",
+            Self::CheckMediaFileForSpam { .. } => "check-media-file-for-spam",
+            Self::CheckLoginForSpam { .. } => "check-login-for-spam",
+        }
+    }
+
+    /// The answer of a checker that allows (and of `fail-open`).
+    pub fn allowing_answer(&self) -> SpamAnswer {
+        match self {
+            Self::ShouldDropFederatedEvent { .. } | Self::CheckUsernameForSpam { .. } => SpamAnswer::Flag(false),
+            Self::CheckRegistrationForSpam { .. } => SpamAnswer::Registration(RegistrationVerdict::Allow),
+            _ => SpamAnswer::Verdict(SpamVerdict::Allow),
+        }
+    }
+
+    /// The answer of `fail-closed`.
+    pub fn refusing_answer(&self) -> SpamAnswer {
+        match self {
+            Self::ShouldDropFederatedEvent { .. } | Self::CheckUsernameForSpam { .. } => SpamAnswer::Flag(true),
+            Self::CheckRegistrationForSpam { .. } => SpamAnswer::Registration(RegistrationVerdict::Deny),
+            _ => SpamAnswer::Verdict(SpamVerdict::Reject(Rejection {
+                errcode: "M_FORBIDDEN".into(),
+                message: Some("The server's spam checker is unavailable".into()),
+                fields: serde_json::Map::new(),
+            })),
+        }
+    }
+
+    /// Bytes handed to the plugin, for `max_input_bytes`.
+    fn input_size(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |bytes| bytes.len())
+    }
+}
+
+/// The answer to a `check-*` or `user-may-*` callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum SpamVerdict {
+    Allow,
+    Reject(Rejection),
+}
+
+/// A refusal: errcode, optional message (else the call site's), and extra
+/// fields for the error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub errcode: String,
+    pub message: Option<String>,
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistrationVerdict {
+    Allow,
+    ShadowBan,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SpamAnswer {
+    Verdict(SpamVerdict),
+    Flag(bool),
+    Registration(RegistrationVerdict),
+}
+
+impl SpamAnswer {
+    pub fn allows(&self) -> bool {
+        matches!(self, Self::Verdict(SpamVerdict::Allow) | Self::Flag(false) | Self::Registration(RegistrationVerdict::Allow))
+    }
+}
+
+/// One spam checker in the chain: a plugin here, or (with workers) one on
+/// another instance.
+pub trait SpamCheckerBackend: Send + Sync {
+    fn name(&self) -> &str;
+    fn on_error(&self) -> OnError;
+    fn call<'a>(&'a self, call: &'a SpamCall) -> BoxFuture<'a, Result<(SpamAnswer, CallStats), CallFailure>>;
+}
+
+impl SpamCheckerBackend for LoadedPlugin {
+    fn name(&self) -> &str {
+        LoadedPlugin::name(self)
+    }
+
+    fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    fn call<'a>(&'a self, call: &'a SpamCall) -> BoxFuture<'a, Result<(SpamAnswer, CallStats), CallFailure>> {
+        Box::pin(call_plugin(self, call))
+    }
+}
+
+/// The raw answer of the guest, before it is checked.
+enum Raw {
+    Verdict(types::Verdict),
+    Flag(bool),
+    Registration(types::RegistrationVerdict),
+}
+
+async fn call_plugin(plugin: &LoadedPlugin, call: &SpamCall) -> Result<(SpamAnswer, CallStats), CallFailure> {
+    let max_output = plugin.ctx.limits.max_output_bytes;
+    let convert = move |raw: Raw| -> Result<SpamAnswer, String> {
+        Ok(match raw {
+            Raw::Verdict(verdict) => SpamAnswer::Verdict(check_verdict(verdict, max_output)?),
+            Raw::Flag(flag) => SpamAnswer::Flag(flag),
+            Raw::Registration(types::RegistrationVerdict::Allow) => SpamAnswer::Registration(RegistrationVerdict::Allow),
+            Raw::Registration(types::RegistrationVerdict::ShadowBan) => SpamAnswer::Registration(RegistrationVerdict::ShadowBan),
+            Raw::Registration(types::RegistrationVerdict::Deny) => SpamAnswer::Registration(RegistrationVerdict::Deny),
+        })
+    };
+    let size = call.input_size();
+    let name = call.name();
+    let s = |id: &dyn ToString| id.to_string();
+    let info = |infos: &[RequestInfo]| -> Vec<types::RequestInfo> {
+        infos.iter().map(|i| types::RequestInfo { user_agent: i.user_agent.clone(), ip: i.ip.clone() }).collect()
+    };
+    macro_rules! run {
+        ($wrap:path, |$guest:ident, $store:ident| $body:expr) => {
+            plugin
+                .run(name, size, move |checker, $store| {
+                    Box::pin(async move {
+                        let $guest = checker.weft_plugin_spam_checks();
+                        $body.await.map($wrap)
+                    })
+                }, convert)
+                .await
+        };
+    }
+    match call {
+        SpamCall::CheckEventForSpam { event } => {
+            let event = event.to_wit();
+            run!(Raw::Verdict, |g, st| g.call_check_event_for_spam(st, &event))
+        }
+        SpamCall::ShouldDropFederatedEvent { event } => {
+            let event = event.to_wit();
+            run!(Raw::Flag, |g, st| g.call_should_drop_federated_event(st, &event))
+        }
+        SpamCall::UserMayJoinRoom { user, room, is_invited } => {
+            let (user, room, is_invited) = (s(user), s(room), *is_invited);
+            run!(Raw::Verdict, |g, st| g.call_user_may_join_room(st, &user, &room, is_invited))
+        }
+        SpamCall::UserMayInvite { inviter, invitee, room } => {
+            let (inviter, invitee, room) = (s(inviter), s(invitee), s(room));
+            run!(Raw::Verdict, |g, st| g.call_user_may_invite(st, &inviter, &invitee, &room))
+        }
+        SpamCall::FederatedUserMayInvite { event } => {
+            let event = event.to_wit();
+            run!(Raw::Verdict, |g, st| g.call_federated_user_may_invite(st, &event))
+        }
+        SpamCall::UserMaySend3pidInvite { inviter, medium, address, room } => {
+            let (inviter, medium, address, room) = (s(inviter), medium.clone(), address.clone(), s(room));
+            run!(Raw::Verdict, |g, st| g.call_user_may_send_3pid_invite(st, &inviter, &medium, &address, &room))
+        }
+        SpamCall::UserMayCreateRoom { user, room_config } => {
+            let (user, room_config) = (s(user), room_config.to_string());
+            run!(Raw::Verdict, |g, st| g.call_user_may_create_room(st, &user, &room_config))
+        }
+        SpamCall::UserMayCreateRoomAlias { user, alias } => {
+            let (user, alias) = (s(user), s(alias));
+            run!(Raw::Verdict, |g, st| g.call_user_may_create_room_alias(st, &user, &alias))
+        }
+        SpamCall::UserMayPublishRoom { user, room } => {
+            let (user, room) = (s(user), s(room));
+            run!(Raw::Verdict, |g, st| g.call_user_may_publish_room(st, &user, &room))
+        }
+        SpamCall::UserMaySendStateEvent { user, room, event_type, state_key, content } => {
+            let (user, room, event_type, state_key, content) = (s(user), s(room), event_type.clone(), state_key.clone(), content.to_string());
+            run!(Raw::Verdict, |g, st| g.call_user_may_send_state_event(st, &user, &room, &event_type, &state_key, &content))
+        }
+        SpamCall::CheckUsernameForSpam { profile, requester } => {
+            let profile = types::UserProfile {
+                user_id: s(&profile.user_id),
+                display_name: profile.display_name.clone(),
+                avatar_url: profile.avatar_url.clone(),
+            };
+            let requester = s(requester);
+            run!(Raw::Flag, |g, st| g.call_check_username_for_spam(st, &profile, &requester))
+        }
+        SpamCall::CheckRegistrationForSpam { email, username, request_info, auth_provider_id } => {
+            let (email, username, request_info, provider) = (email.clone(), username.clone(), info(request_info), auth_provider_id.clone());
+            run!(Raw::Registration, |g, st| g.call_check_registration_for_spam(
+                st,
+                email.as_deref(),
+                username.as_deref(),
+                &request_info,
+                provider.as_deref()
+            ))
+        }
+        SpamCall::CheckMediaFileForSpam { file } => {
+            let file = types::MediaInfo {
+                origin: file.origin.clone(),
+                uploader: file.uploader.as_ref().map(ToString::to_string),
+                content_type: file.content_type.clone(),
+                filename: file.filename.clone(),
+                length: file.length,
+                head: file.head.clone(),
+            };
+            run!(Raw::Verdict, |g, st| g.call_check_media_file_for_spam(st, &file))
+        }
+        SpamCall::CheckLoginForSpam { user, device_id, initial_display_name, request_info, auth_provider_id } => {
+            let (user, device_id, display_name, request_info, provider) =
+                (s(user), device_id.clone(), initial_display_name.clone(), info(request_info), auth_provider_id.clone());
+            run!(Raw::Verdict, |g, st| g.call_check_login_for_spam(
+                st,
+                &user,
+                device_id.as_deref(),
+                display_name.as_deref(),
+                &request_info,
+                provider.as_deref()
+            ))
+        }
+    }
+}
+
+/// Checks a guest's verdict: a plausible errcode, JSON fields that do not
+/// overwrite `errcode` or `error`, and the whole within `max_output_bytes`.
+fn check_verdict(verdict: types::Verdict, max_output: u64) -> Result<SpamVerdict, String> {
+    let rejection = match verdict {
+        types::Verdict::Allow => return Ok(SpamVerdict::Allow),
+        types::Verdict::Reject(rejection) => rejection,
+    };
+    let size = rejection.errcode.len()
+        + rejection.message.as_ref().map_or(0, String::len)
+        + rejection.fields.iter().map(|f| f.key.len() + f.json_value.len()).sum::<usize>();
+    if size as u64 > max_output {
+        return Err(format!("the rejection is {size} bytes, more than max_output_bytes ({max_output})"));
+    }
+    let code = &rejection.errcode;
+    let valid_code = (3..=128).contains(&code.len())
+        && code.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '_' | '.'))
+        && code.contains('_');
+    if !valid_code {
+        return Err(format!("`{}` is not an errcode (such as M_FORBIDDEN)", code.escape_debug()));
+    }
+    let mut fields = serde_json::Map::new();
+    for field in rejection.fields {
+        if field.key == "errcode" || field.key == "error" || field.key.is_empty() {
+            return Err(format!("the extra field `{}` is not allowed", field.key.escape_debug()));
+        }
+        let value = serde_json::from_str(&field.json_value).map_err(|_| format!("the extra field `{}` is not JSON", field.key.escape_debug()))?;
+        fields.insert(field.key, value);
+    }
+    Ok(SpamVerdict::Reject(Rejection { errcode: rejection.errcode, message: rejection.message, fields }))
+}
+
+/// The configured spam checkers of this instance, in order.
+#[derive(Clone, Default)]
+pub struct SpamCheckers {
+    chain: Vec<Arc<dyn SpamCheckerBackend>>,
+}
+
+impl std::fmt::Debug for SpamCheckers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.chain.iter().map(|c| c.name())).finish()
+    }
+}
+
+impl SpamCheckers {
+    pub fn new(chain: Vec<Arc<dyn SpamCheckerBackend>>) -> Self {
+        Self { chain }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chain.is_empty()
+    }
+
+    /// Runs the chain: the first answer that does not allow wins.
+    pub async fn check(&self, call: SpamCall) -> SpamAnswer {
+        for checker in &self.chain {
+            let answer = match checker.call(&call).await {
+                Ok((answer, _)) => answer,
+                Err(_) => match checker.on_error() {
+                    OnError::FailClosed => call.refusing_answer(),
+                    OnError::FailOpen => call.allowing_answer(),
+                },
+            };
+            if !answer.allows() {
+                return answer;
+            }
+        }
+        call.allowing_answer()
+    }
+
+    async fn verdict(&self, call: SpamCall) -> SpamVerdict {
+        if self.chain.is_empty() {
+            return SpamVerdict::Allow;
+        }
+        match self.check(call).await {
+            SpamAnswer::Verdict(verdict) => verdict,
+            _ => SpamVerdict::Allow,
+        }
+    }
+
+    async fn flag(&self, call: SpamCall) -> bool {
+        if self.chain.is_empty() {
+            return false;
+        }
+        matches!(self.check(call).await, SpamAnswer::Flag(true))
+    }
+
+    /// A local non-membership event being created (403 on reject), or an
+    /// inbound federated event (soft-failed on reject).
+    pub async fn check_event_for_spam(&self, event: &SpamEvent) -> SpamVerdict {
+        self.verdict(SpamCall::CheckEventForSpam { event: event.clone() }).await
+    }
+
+    /// An inbound federated event: `true` drops it silently.
+    pub async fn should_drop_federated_event(&self, event: &SpamEvent) -> bool {
+        self.flag(SpamCall::ShouldDropFederatedEvent { event: event.clone() }).await
+    }
+
+    pub async fn user_may_join_room(&self, user: &UserId, room: &RoomId, is_invited: bool) -> SpamVerdict {
+        self.verdict(SpamCall::UserMayJoinRoom { user: user.to_owned(), room: room.to_owned(), is_invited }).await
+    }
+
+    pub async fn user_may_invite(&self, inviter: &UserId, invitee: &UserId, room: &RoomId) -> SpamVerdict {
+        self.verdict(SpamCall::UserMayInvite { inviter: inviter.to_owned(), invitee: invitee.to_owned(), room: room.to_owned() }).await
+    }
+
+    /// An invite received over federation; when every checker allows, call
+    /// `user_may_invite` with its sender and state key next (as Synapse).
+    pub async fn federated_user_may_invite(&self, event: &SpamEvent) -> SpamVerdict {
+        self.verdict(SpamCall::FederatedUserMayInvite { event: event.clone() }).await
+    }
+
+    pub async fn user_may_send_3pid_invite(&self, inviter: &UserId, medium: &str, address: &str, room: &RoomId) -> SpamVerdict {
+        self.verdict(SpamCall::UserMaySend3pidInvite {
+            inviter: inviter.to_owned(),
+            medium: medium.to_owned(),
+            address: address.to_owned(),
+            room: room.to_owned(),
+        })
+        .await
+    }
+
+    /// `/createRoom` (and room upgrades): `room_config` is the request body.
+    pub async fn user_may_create_room(&self, user: &UserId, room_config: &serde_json::Value) -> SpamVerdict {
+        self.verdict(SpamCall::UserMayCreateRoom { user: user.to_owned(), room_config: room_config.clone() }).await
+    }
+
+    pub async fn user_may_create_room_alias(&self, user: &UserId, alias: &RoomAliasId) -> SpamVerdict {
+        self.verdict(SpamCall::UserMayCreateRoomAlias { user: user.to_owned(), alias: alias.to_owned() }).await
+    }
+
+    pub async fn user_may_publish_room(&self, user: &UserId, room: &RoomId) -> SpamVerdict {
+        self.verdict(SpamCall::UserMayPublishRoom { user: user.to_owned(), room: room.to_owned() }).await
+    }
+
+    pub async fn user_may_send_state_event(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        event_type: &str,
+        state_key: &str,
+        content: &serde_json::Value,
+    ) -> SpamVerdict {
+        self.verdict(SpamCall::UserMaySendStateEvent {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            event_type: event_type.to_owned(),
+            state_key: state_key.to_owned(),
+            content: content.clone(),
+        })
+        .await
+    }
+
+    /// A user-directory result: `true` hides the user from `requester`.
+    pub async fn check_username_for_spam(&self, profile: &UserProfile, requester: &UserId) -> bool {
+        self.flag(SpamCall::CheckUsernameForSpam { profile: profile.clone(), requester: requester.to_owned() }).await
+    }
+
+    pub async fn check_registration_for_spam(
+        &self,
+        email: Option<&str>,
+        username: Option<&str>,
+        request_info: &[RequestInfo],
+        auth_provider_id: Option<&str>,
+    ) -> RegistrationVerdict {
+        if self.chain.is_empty() {
+            return RegistrationVerdict::Allow;
+        }
+        let call = SpamCall::CheckRegistrationForSpam {
+            email: email.map(str::to_owned),
+            username: username.map(str::to_owned),
+            request_info: request_info.to_vec(),
+            auth_provider_id: auth_provider_id.map(str::to_owned),
+        };
+        match self.check(call).await {
+            SpamAnswer::Registration(verdict) => verdict,
+            _ => RegistrationVerdict::Allow,
+        }
+    }
+
+    pub async fn check_media_file_for_spam(&self, file: &MediaFile) -> SpamVerdict {
+        self.verdict(SpamCall::CheckMediaFileForSpam { file: file.clone() }).await
+    }
+
+    /// `/login`, before the device is created.
+    pub async fn check_login_for_spam(
+        &self,
+        user: &UserId,
+        device_id: Option<&str>,
+        initial_display_name: Option<&str>,
+        request_info: &[RequestInfo],
+        auth_provider_id: Option<&str>,
+    ) -> SpamVerdict {
+        self.verdict(SpamCall::CheckLoginForSpam {
+            user: user.to_owned(),
+            device_id: device_id.map(str::to_owned),
+            initial_display_name: initial_display_name.map(str::to_owned),
+            request_info: request_info.to_vec(),
+            auth_provider_id: auth_provider_id.map(str::to_owned),
+        })
+        .await
+    }
+}

@@ -1,0 +1,76 @@
+//! The data of one call's `Store`: the WASI context (deny by default), the
+//! resource table, the memory limiter, and what the `host` interface needs
+//! (the plugin's context, the call's name, its log budget).
+//!
+//! What a fresh call can reach, written down (see `wasi_context`): no
+//! environment, arguments or preopened directories (but `/data` when
+//! `capabilities.data_dir` is set), stdin closed, stdout and stderr captured
+//! up to `max_log_bytes` and logged after the call, no sockets and no name
+//! lookup (outbound HTTP goes through `host.http-send`), the host's clocks
+//! and randomness (the testkit swaps in fixed ones).
+
+use std::{sync::Arc, time::Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView, p2::pipe::MemoryOutputPipe};
+
+use super::{limits::MemoryLimiter, loaded::PluginContext};
+
+pub struct CallState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub plugin: Arc<PluginContext>,
+    /// The WIT callback being run, for logs and metrics.
+    pub call: &'static str,
+    /// When the call must be over; host calls (HTTP) get what is left.
+    pub deadline: Instant,
+    /// Bytes of log written so far in this call (guest `log` and output).
+    pub log_bytes: u64,
+    pub log_dropped: bool,
+    /// The guest's stdout and stderr (a panic message lands here).
+    pub output: MemoryOutputPipe,
+}
+
+impl CallState {
+    pub fn new(plugin: Arc<PluginContext>, call: &'static str, deadline: Instant) -> Result<Self, String> {
+        let output = MemoryOutputPipe::new(plugin.limits.max_log_bytes as usize);
+        let wasi = wasi_context(&plugin, &output)?;
+        Ok(Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(plugin.limits.memory_bytes),
+            plugin,
+            call,
+            deadline,
+            log_bytes: 0,
+            log_dropped: false,
+            output,
+        })
+    }
+
+    /// What the guest wrote to stdout and stderr, trimmed, for the call's log.
+    pub fn output_text(&self) -> Option<String> {
+        let bytes = self.output.contents();
+        let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+fn wasi_context(plugin: &PluginContext, output: &MemoryOutputPipe) -> Result<WasiCtx, String> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.stdout(output.clone()).stderr(output.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    if let Some(dir) = &plugin.data_dir {
+        builder
+            .preopened_dir(dir, "/data", FsPerms::ReadWrite)
+            .map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
+    }
+    plugin.services.configure_wasi(&mut builder);
+    Ok(builder.build())
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,125 @@
+//! Checks on `[[plugins]]` for configuration validation: names, instances,
+//! limits, capabilities, the pool this instance must reserve, and that each
+//! path is a component exporting its role's world (compiled once; the
+//! compiled form lands in the cache the server then uses).
+
+use std::collections::BTreeSet;
+
+use super::{
+    bindings::SpamCheckerPre,
+    egress::Egress,
+    engine::{EngineSettings, PluginEngine, default_cache_dir},
+    limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
+};
+use crate::config::{Config, MAIN_INSTANCE};
+
+/// The most calls one plugin may run at once.
+const MAX_CONCURRENT_CALLS: u32 = 1024;
+
+/// Calls `fail(key, message)` for every problem in `config.plugins`.
+pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
+    if config.plugins.is_empty() {
+        return;
+    }
+    let known: BTreeSet<&str> = std::iter::once(MAIN_INSTANCE).chain(config.instance_map.keys().map(String::as_str)).collect();
+    let mut names = BTreeSet::new();
+    for (index, plugin) in config.plugins.iter().enumerate() {
+        let at = |key: &str| if key.is_empty() { format!("plugins[{index}]") } else { format!("plugins[{index}].{key}") };
+        if plugin.name.is_empty() || !plugin.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            fail(&at("name"), format!("`{}` is not a valid plugin name (letters, digits, `_`, `-`, `.`)", plugin.name));
+        } else if !names.insert(plugin.name.as_str()) {
+            fail(&at("name"), format!("another plugin is already named `{}`", plugin.name));
+        }
+        for instance in &plugin.instances {
+            if !known.contains(instance.as_str()) {
+                fail(&at("instances"), format!("`{instance}` is not a known instance: add it to `instance_map`"));
+            }
+        }
+        let limits = &plugin.limits;
+        if !(1..=MAX_TIMEOUT_MS).contains(&limits.timeout_ms) {
+            fail(&at("limits.timeout_ms"), format!("must be between 1 and {MAX_TIMEOUT_MS}, not {}", limits.timeout_ms));
+        }
+        if !(1..=MAX_MEMORY_MB).contains(&limits.memory_mb) {
+            fail(&at("limits.memory_mb"), format!("must be between 1 and {MAX_MEMORY_MB}, not {}", limits.memory_mb));
+        }
+        if limits.fuel == Some(0) {
+            fail(&at("limits.fuel"), "a budget of 0 lets no call run: leave it out for no fuel limit".into());
+        }
+        for (key, value) in [
+            ("limits.max_input_bytes", limits.max_input_bytes),
+            ("limits.max_output_bytes", limits.max_output_bytes),
+            ("limits.max_log_bytes", limits.max_log_bytes),
+        ] {
+            if value == 0 {
+                fail(&at(key), "must be more than 0".into());
+            }
+        }
+        if !(1..=MAX_CONCURRENT_CALLS).contains(&limits.max_concurrent_calls) {
+            fail(&at("limits.max_concurrent_calls"), format!("must be between 1 and {MAX_CONCURRENT_CALLS}, not {}", limits.max_concurrent_calls));
+        }
+        if let Err(entry) = Egress::parse(&plugin.capabilities.allowed_outbound_hosts, false) {
+            fail(
+                &at("capabilities.allowed_outbound_hosts"),
+                format!("`{entry}` is not `scheme://host[:port]` (http or https; host may start with `*.`; port may be `*`)"),
+            );
+        }
+        if let Some(dir) = &plugin.capabilities.data_dir
+            && !dir.is_dir()
+        {
+            fail(&at("capabilities.data_dir"), format!("{} is not a directory", dir.display()));
+        }
+        if plugin.disable_after_failures == Some(0) {
+            fail(&at("disable_after_failures"), "must be at least 1".into());
+        }
+        if plugin.retry_after_secs == Some(0) {
+            fail(&at("retry_after_secs"), "must be at least 1".into());
+        }
+    }
+
+    let settings = engine_settings(config, config.instance_name());
+    if let Err(message) = settings.check() {
+        fail("plugins", format!("instance `{}`: {message}", config.instance_name()));
+        return;
+    }
+    // The component checks need an engine; one with a single slot suffices.
+    let probe = EngineSettings { slots: 1, ..engine_settings(config, "") };
+    let engine = match PluginEngine::new(probe, cache_dir(config)) {
+        Ok(engine) => engine,
+        Err(error) => return fail("plugins", error.to_string()),
+    };
+    for (index, plugin) in config.plugins.iter().enumerate() {
+        let at = format!("plugins[{index}].path");
+        let component = match engine.load_component(&plugin.path) {
+            Ok(component) => component,
+            Err(error) => {
+                fail(&at, error.to_string());
+                continue;
+            }
+        };
+        let fits = engine
+            .linker
+            .instantiate_pre(&component)
+            .and_then(SpamCheckerPre::new)
+            .map_err(|e| format!("{e:#}"));
+        if let Err(reason) = fits {
+            fail(&at, format!("{} does not fit the `{}` world of weft:plugin@0.1.0: {reason}", plugin.path.display(), plugin.role.as_str()));
+        }
+    }
+}
+
+/// What the engine of `instance` must hold (`""`: every plugin, for checks).
+pub fn engine_settings(config: &Config, instance: &str) -> EngineSettings {
+    let plugins = config.plugins.iter().filter(|p| instance.is_empty() || p.runs_on(instance));
+    let mut settings = EngineSettings { slots: 0, max_memory_bytes: 1024 * 1024, fuel: false };
+    for plugin in plugins {
+        settings.slots = settings.slots.saturating_add(plugin.limits.max_concurrent_calls);
+        let memory = (plugin.limits.memory_mb.clamp(1, MAX_MEMORY_MB) * 1024 * 1024) as usize;
+        settings.max_memory_bytes = settings.max_memory_bytes.max(memory);
+        settings.fuel |= plugin.limits.fuel.is_some();
+    }
+    settings
+}
+
+pub fn cache_dir(config: &Config) -> std::path::PathBuf {
+    config.plugin_cache_dir.clone().unwrap_or_else(default_cache_dir)
+}

@@ -1,0 +1,179 @@
+//! Building one event on a room's current state: prev events and depth from
+//! the forward extremities, auth events as the room version selects them,
+//! content hash and signature, the reference-hash event id, then ruma's
+//! authorization rules (state-independent and state-dependent).
+
+use std::{collections::HashMap, sync::Arc};
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    state_res::{self, Event},
+};
+use serde_json::{Value, value::to_raw_value};
+
+use super::{MAX_EVENT_SIZE, Outgoing, RoomError, pdu::Pdu, versions};
+use crate::{services::Services, storage::NewEvent};
+
+/// A room's current state and tip, enough to build the next event.
+pub struct RoomState {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub rules: RoomVersionRules,
+    state: HashMap<(StateEventType, String), Arc<Pdu>>,
+    prev_events: Vec<OwnedEventId>,
+    depth: i64,
+}
+
+/// A signed, authorised event not yet persisted.
+#[derive(Debug, Clone)]
+pub struct BuiltEvent {
+    pub event_id: OwnedEventId,
+    pub pdu: Arc<Pdu>,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub membership: Option<String>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub prev_events: Vec<OwnedEventId>,
+    pub json: String,
+}
+
+impl BuiltEvent {
+    pub fn as_new_event(&self) -> NewEvent<'_> {
+        NewEvent {
+            event_id: &self.event_id,
+            room_id: &self.pdu.room_id,
+            sender: &self.pdu.sender,
+            kind: &self.kind,
+            state_key: self.state_key.as_deref(),
+            depth: self.depth,
+            origin_server_ts: self.origin_server_ts,
+            json: &self.json,
+            prev_events: &self.prev_events,
+            membership: self.membership.as_deref(),
+            txn: None,
+        }
+    }
+}
+
+impl RoomState {
+    /// A room that does not exist yet: its create event comes first.
+    pub fn new_room(room_id: OwnedRoomId, version: RoomVersionId) -> Result<Self, RoomError> {
+        let rules = versions::rules(&version).ok_or_else(|| RoomError::UnsupportedVersion(version.to_string()))?;
+        Ok(Self { room_id, version, rules, state: HashMap::new(), prev_events: Vec::new(), depth: 1 })
+    }
+
+    pub async fn load(services: &Services, room_id: &RoomId) -> Result<Self, RoomError> {
+        let storage = &services.storage;
+        let version = storage.room_version(room_id).await?.ok_or(RoomError::UnknownRoom)?;
+        let version = RoomVersionId::try_from(version.as_str()).map_err(|_| RoomError::UnsupportedVersion(version.clone()))?;
+        let mut room = Self::new_room(room_id.to_owned(), version)?;
+        for event in storage.current_state(room_id).await? {
+            let pdu = Pdu::from_stored(&event).map_err(|e| RoomError::Invalid(format!("stored event {}: {e}", event.event_id)))?;
+            let key = (StateEventType::from(event.kind.as_str()), event.state_key.clone().unwrap_or_default());
+            room.state.insert(key, Arc::new(pdu));
+        }
+        let extremities = storage.forward_extremities(room_id).await?;
+        room.depth = extremities.iter().map(|(_, depth)| depth + 1).max().unwrap_or(1);
+        room.prev_events = extremities.into_iter().map(|(id, _)| id).collect();
+        Ok(room)
+    }
+
+    pub fn get(&self, kind: &StateEventType, state_key: &str) -> Option<&Arc<Pdu>> {
+        self.state.get(&(kind.clone(), state_key.to_owned()))
+    }
+
+    /// A user's membership in the current state.
+    pub fn membership_of(&self, user_id: &UserId) -> Option<String> {
+        let event = self.get(&StateEventType::RoomMember, user_id.as_str())?;
+        let content: Value = serde_json::from_str(event.content.get()).ok()?;
+        content.get("membership")?.as_str().map(str::to_owned)
+    }
+
+    /// Takes a built event into this state, for building several in a row.
+    pub fn apply(&mut self, event: &BuiltEvent) {
+        if let Some(state_key) = &event.state_key {
+            self.state.insert((StateEventType::from(event.kind.as_str()), state_key.clone()), event.pdu.clone());
+        }
+        self.prev_events = vec![event.event_id.clone()];
+        self.depth = event.depth + 1;
+    }
+
+    /// Builds, signs and authorises the next event on this state.
+    pub fn build(&self, services: &Services, sender: &UserId, outgoing: &Outgoing<'_>) -> Result<BuiltEvent, RoomError> {
+        let content = CanonicalJsonValue::try_from(outgoing.content.clone())
+            .map_err(|e| RoomError::Invalid(format!("content is not canonical JSON: {e}")))?;
+        if !matches!(content, CanonicalJsonValue::Object(_)) {
+            return Err(RoomError::Invalid("content must be a JSON object".into()));
+        }
+        let content_raw = to_raw_value(&outgoing.content).map_err(|e| RoomError::Invalid(e.to_string()))?;
+        let kind = TimelineEventType::from(outgoing.kind);
+        let auth_types = state_res::auth_types_for_event(&kind, sender, outgoing.state_key, &content_raw, &self.rules.authorization)
+            .map_err(RoomError::Invalid)?;
+        let mut auth_events: Vec<OwnedEventId> =
+            auth_types.iter().filter_map(|(kind, key)| self.get(kind, key)).map(|pdu| pdu.event_id.clone()).collect();
+        auth_events.sort();
+        auth_events.dedup();
+
+        let origin_server_ts = crate::storage::now_ms();
+        let ids = |ids: &[OwnedEventId]| CanonicalJsonValue::Array(ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect());
+        let mut object = CanonicalJsonObject::new();
+        object.insert("auth_events".into(), ids(&auth_events));
+        object.insert("content".into(), content);
+        object.insert("depth".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(self.depth)));
+        object.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(origin_server_ts)));
+        object.insert("prev_events".into(), ids(&self.prev_events));
+        object.insert("room_id".into(), CanonicalJsonValue::String(self.room_id.to_string()));
+        object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+        object.insert("type".into(), CanonicalJsonValue::String(outgoing.kind.to_owned()));
+        if let Some(state_key) = outgoing.state_key {
+            object.insert("state_key".into(), CanonicalJsonValue::String(state_key.to_owned()));
+        }
+        if let Some(redacts) = &outgoing.redacts {
+            object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+        }
+        let unsigned_size = CanonicalJsonValue::Object(object.clone()).to_string().len();
+        if unsigned_size > MAX_EVENT_SIZE {
+            return Err(RoomError::TooLarge(unsigned_size));
+        }
+
+        let key = &services.signing_key;
+        ruma::signatures::hash_and_sign_event(services.server_name.as_str(), &key.pair, &mut object, &self.rules.redaction)
+            .map_err(|e| RoomError::Invalid(format!("cannot sign the event: {e}")))?;
+        let json = CanonicalJsonValue::Object(object.clone()).to_string();
+        if json.len() > MAX_EVENT_SIZE {
+            return Err(RoomError::TooLarge(json.len()));
+        }
+        let hash = ruma::signatures::reference_hash(&object, &self.rules).map_err(|e| RoomError::Invalid(e.to_string()))?;
+        let event_id = OwnedEventId::try_from(format!("${hash}")).map_err(|e| RoomError::Invalid(e.to_string()))?;
+        let pdu = Pdu::parse(event_id.clone(), &json).map_err(|e| RoomError::Invalid(e.to_string()))?;
+
+        self.authorise(&pdu)?;
+        let membership = (outgoing.kind == "m.room.member")
+            .then(|| outgoing.content.get("membership").and_then(Value::as_str).map(str::to_owned))
+            .flatten();
+        Ok(BuiltEvent {
+            event_id,
+            pdu: Arc::new(pdu),
+            kind: outgoing.kind.to_owned(),
+            state_key: outgoing.state_key.map(str::to_owned),
+            membership,
+            depth: self.depth,
+            origin_server_ts,
+            prev_events: self.prev_events.clone(),
+            json,
+        })
+    }
+
+    fn authorise(&self, pdu: &Pdu) -> Result<(), RoomError> {
+        let by_id: HashMap<&ruma::EventId, &Arc<Pdu>> = self.state.values().map(|pdu| (pdu.event_id().as_ref(), pdu)).collect();
+        let rules = &self.rules.authorization;
+        state_res::check_state_independent_auth_rules(rules, pdu, |id| by_id.get(id).map(|pdu| Arc::clone(pdu)))
+            .map_err(RoomError::Forbidden)?;
+        state_res::check_state_dependent_auth_rules(rules, pdu, |kind, key| self.get(kind, key).cloned())
+            .map_err(RoomError::Forbidden)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! `createRoom`: the initial events in the spec's order (create, the
+//! creator's join, power levels, preset join rules / history visibility /
+//! guest access, `initial_state`, name, topic, invites), each built on the
+//! state the previous ones made, then persisted with the room in one
+//! transaction, so a room is created whole or not at all.
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use serde_json::{Map, Value, json};
+
+use super::{Outgoing, RoomError, RoomState, versions};
+use crate::{services::Services, storage::NewRoom};
+
+/// The spec's presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    PrivateChat,
+    TrustedPrivateChat,
+    PublicChat,
+}
+
+/// A `createRoom` request, reduced to what the pipeline needs.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRoom {
+    pub room_version: Option<RoomVersionId>,
+    pub preset: Option<Preset>,
+    /// `visibility: public`: publish in the directory (and default to public_chat).
+    pub public: bool,
+    pub creation_content: Option<Map<String, Value>>,
+    pub power_level_content_override: Option<Map<String, Value>>,
+    /// `(type, state_key, content)`.
+    pub initial_state: Vec<(String, String, Value)>,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub invite: Vec<OwnedUserId>,
+    pub is_direct: bool,
+}
+
+pub(super) fn displayname_of(user_id: &UserId) -> String {
+    user_id.localpart().to_owned()
+}
+
+impl super::Rooms {
+    pub async fn create_room(&self, services: &Services, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId, RoomError> {
+        let version = request.room_version.clone().unwrap_or(versions::DEFAULT);
+        let room_id = RoomId::new_v1(&services.server_name);
+        let mut room = RoomState::new_room(room_id.clone(), version.clone())?;
+        let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
+
+        let mut create = request.creation_content.clone().unwrap_or_default();
+        create.insert("room_version".into(), json!(version.as_str()));
+        if !room.rules.authorization.use_room_create_sender {
+            create.insert("creator".into(), json!(creator));
+        } else {
+            create.remove("creator");
+        }
+
+        let mut users = Map::new();
+        users.insert(creator.to_string(), json!(100));
+        if preset == Preset::TrustedPrivateChat {
+            for invitee in &request.invite {
+                users.insert(invitee.to_string(), json!(100));
+            }
+        }
+        let mut power_levels = json!({
+            "users": users,
+            "users_default": 0,
+            "events": {
+                "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+                "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+                "m.room.server_acl": 100, "m.room.encryption": 100,
+            },
+            "events_default": 0,
+            "state_default": 50,
+            "ban": 50,
+            "kick": 50,
+            "redact": 50,
+            "invite": 0,
+            "notifications": { "room": 50 },
+        });
+        if let (Some(overrides), Some(levels)) = (&request.power_level_content_override, power_levels.as_object_mut()) {
+            for (key, value) in overrides {
+                levels.insert(key.clone(), value.clone());
+            }
+        }
+
+        let (join_rule, guest_access) = match preset {
+            Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
+            Preset::PublicChat => ("public", "forbidden"),
+        };
+        let given = |kind: &str| request.initial_state.iter().any(|(k, key, _)| k == kind && key.is_empty());
+
+        let mut plan: Vec<(String, Option<String>, Value)> = vec![
+            ("m.room.create".into(), Some(String::new()), Value::Object(create)),
+            ("m.room.member".into(), Some(creator.to_string()), json!({"membership": "join", "displayname": displayname_of(creator)})),
+            ("m.room.power_levels".into(), Some(String::new()), power_levels),
+        ];
+        for (kind, content) in [
+            ("m.room.join_rules", json!({"join_rule": join_rule})),
+            ("m.room.history_visibility", json!({"history_visibility": "shared"})),
+            ("m.room.guest_access", json!({"guest_access": guest_access})),
+        ] {
+            if !given(kind) {
+                plan.push((kind.into(), Some(String::new()), content));
+            }
+        }
+        for (kind, state_key, content) in &request.initial_state {
+            plan.push((kind.clone(), Some(state_key.clone()), content.clone()));
+        }
+        if let Some(name) = &request.name {
+            plan.push(("m.room.name".into(), Some(String::new()), json!({"name": name})));
+        }
+        if let Some(topic) = &request.topic {
+            plan.push(("m.room.topic".into(), Some(String::new()), json!({"topic": topic})));
+        }
+        for invitee in &request.invite {
+            let mut content = json!({"membership": "invite"});
+            if request.is_direct {
+                content["is_direct"] = json!(true);
+            }
+            plan.push(("m.room.member".into(), Some(invitee.to_string()), content));
+        }
+
+        let mut built = Vec::with_capacity(plan.len());
+        for (kind, state_key, content) in &plan {
+            let outgoing = Outgoing { kind, state_key: state_key.as_deref(), content: content.clone(), txn: None, redacts: None };
+            let event = room.build(services, creator, &outgoing)?;
+            room.apply(&event);
+            built.push(event);
+        }
+        let events: Vec<_> = built.iter().map(|event| event.as_new_event()).collect();
+        let new_room = NewRoom { room_id: &room_id, room_version: version.as_str(), creator, published: request.public };
+        services.storage.persist_events(Some(new_room), &events).await?;
+        services.notifier.notify(services.storage.persisted_events_position());
+        Ok(room_id)
+    }
+}

@@ -1,0 +1,19 @@
+//! Why a room operation failed.
+
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("unknown room")]
+    UnknownRoom,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("event too large: {0} bytes")]
+    TooLarge(usize),
+    #[error("invalid event: {0}")]
+    Invalid(String),
+    #[error("unsupported room version `{0}`")]
+    UnsupportedVersion(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
