@@ -16,4 +16,6 @@ mod keys;
 mod login;
 mod process;
 mod register;
+mod rooms;
 mod storage;
+mod sync;

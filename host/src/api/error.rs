@@ -22,13 +22,15 @@ pub struct ApiError {
     /// Set for user-interactive authentication: the body then carries the
     /// flows and session beside the errcode, with status 401.
     pub uia: Option<Box<UiaaInfo>>,
+    /// Extra fields merged into the body (a spam checker's rejection fields).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), uia: None }
+        Self { status, kind, message: message.into(), uia: None, extra: serde_json::Map::new() }
     }
 
     pub fn bad_json(message: impl Into<String>) -> Self {
@@ -71,6 +73,11 @@ impl ApiError {
         data.retry_after = Some(RetryAfter::Delay(retry_after));
         Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "Too many requests")
     }
+    /// A registration a spam checker denied: Synapse answers a rate limit
+    /// on purpose, to hide the reason from the client.
+    pub fn registration_denied() -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(LimitExceededErrorData::new()), "Rate limited")
+    }
     pub fn too_large(limit: u64) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Request body is larger than {limit} bytes"))
     }
@@ -85,6 +92,17 @@ impl ApiError {
     }
     pub fn internal() -> Self {
         Self::unknown(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+
+    /// A spam checker's refusal: 403 with the plugin's errcode and extra
+    /// fields, and its message or else `default_message` (Synapse's per call site).
+    pub fn spam_rejected(rejection: crate::plugins::spam::Rejection, default_message: &str) -> Self {
+        let kind = serde_json::from_value::<StandardErrorBody>(serde_json::json!({ "errcode": rejection.errcode, "error": "" }))
+            .map(|body| body.kind)
+            .unwrap_or(ErrorKind::Forbidden);
+        let mut error = Self::new(StatusCode::FORBIDDEN, kind, rejection.message.unwrap_or_else(|| default_message.to_owned()));
+        error.extra = rejection.fields;
+        error
     }
 
     /// A 401 asking for (more) user-interactive authentication, optionally
@@ -120,6 +138,11 @@ impl IntoResponse for ApiError {
                 // ruma leaves out `soft_logout: false`; Synapse sends it and clients read it.
                 if let (Some(soft_logout), Some(object)) = (soft_logout, body.as_object_mut()) {
                     object.insert("soft_logout".into(), soft_logout.into());
+                }
+                if let Some(object) = body.as_object_mut() {
+                    for (key, value) in self.extra {
+                        object.entry(key).or_insert(value);
+                    }
                 }
                 body
             }

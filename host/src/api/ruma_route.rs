@@ -53,6 +53,10 @@ pub struct ListenerContext {
 type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// Path parameters in path order, percent-decoded; `None` when one is not UTF-8.
 type PathArgs = Option<Vec<String>>;
+
+/// A trailing path parameter that may be empty (the spec's "state key may be
+/// omitted"): such paths are also served without it and with a bare `/`.
+const OPTIONAL_TRAILING_PARAM: &str = "/{state_key}";
 type ErasedHandler = Arc<dyn Fn(AppState, PathArgs, Request) -> BoxFuture + Send + Sync>;
 
 /// All routes of one API surface, merged per path before reaching axum.
@@ -88,18 +92,29 @@ impl RouteTable {
             })
         });
         for path in R::PATH_BUILDER.all_paths() {
-            self.insert(path, R::METHOD, group, erased.clone());
+            self.insert(path, R::METHOD, group, erased.clone(), false);
+            if let Some(prefix) = path.strip_suffix(OPTIONAL_TRAILING_PARAM) {
+                let with_slash: &'static str = Box::leak(format!("{prefix}/").into_boxed_str());
+                self.insert(prefix, R::METHOD, group, erased.clone(), true);
+                self.insert(with_slash, R::METHOD, group, erased.clone(), true);
+            }
         }
         self
     }
 
-    fn insert(&mut self, path: &'static str, method: Method, group: EndpointGroup, handler: ErasedHandler) {
+    fn insert(&mut self, path: &'static str, method: Method, group: EndpointGroup, handler: ErasedHandler, empty_last_param: bool) {
         let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
         let label_method = method.as_str().to_owned();
         let route = move |State(state): State<AppState>, params: Result<RawPathParams, RawPathParamsRejection>, request: Request| {
             let handler = handler.clone();
             let label_method = label_method.clone();
-            let path_args = params.ok().map(|params| params.iter().map(|(_, value)| value.to_owned()).collect());
+            let path_args = params.ok().map(|params| {
+                let mut args: Vec<String> = params.iter().map(|(_, value)| value.to_owned()).collect();
+                if empty_last_param {
+                    args.push(String::new());
+                }
+                args
+            });
             async move {
                 let started = Instant::now();
                 let response = handler(state, path_args, request).await;

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod loaded;
 mod metrics;
 pub mod spam;
+pub mod testkit;
 mod state;
 pub mod verify;
 

@@ -63,6 +63,17 @@ impl TestDb {
         }
     }
 
+    /// Stands in for a database moved elsewhere; owns nothing.
+    pub fn placeholder() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            config_toml: String::new(),
+            url: String::new(),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            postgres_name: None,
+        }
+    }
+
     /// A migrated storage on this database, writing as `instance`.
     pub async fn storage(&self, instance: &str) -> Storage {
         let storage = Storage::connect_url(&self.url, Some(1), Some(5), instance).await.expect("connect");

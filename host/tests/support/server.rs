@@ -21,6 +21,8 @@ pub struct TestServer {
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The configuration it was started with, for `restart`.
+    config_text: String,
     // Dropped last: the database outlives the server using it.
     pub db: TestDb,
 }
@@ -121,6 +123,17 @@ impl TestServer {
         self.shutdown().await;
     }
 
+    /// Stops and starts again on the same database, key and configuration.
+    pub async fn restart(mut self) -> TestServer {
+        self.shutdown().await;
+        let config_text = std::mem::take(&mut self.config_text);
+        let server_name = self.server_name.clone();
+        // Move the database out; `self` is dropped without it.
+        let db = std::mem::replace(&mut self.db, TestDb::placeholder());
+        drop(self);
+        launch(config_text, server_name, db).await
+    }
+
     async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -194,6 +207,12 @@ impl TestServerBuilder {
             extra = self.extra,
             db = db.config_toml,
         );
+        launch(text, server_name, db).await
+    }
+}
+
+async fn launch(text: String, server_name: String, db: TestDb) -> TestServer {
+    {
         let config = config::load_str("test.toml", &text).unwrap_or_else(|e| panic!("test configuration: {e}\n{text}"));
         let state = Services::build(config).await.expect("services start");
         let server = Server::bind(state.clone()).await.expect("bind");
@@ -209,6 +228,7 @@ impl TestServerBuilder {
             client: reqwest::Client::builder().no_proxy().build().expect("client"),
             stop: Some(stop),
             task: Some(task),
+            config_text: text,
             db,
         }
     }

@@ -28,6 +28,7 @@ use crate::{
     },
     api::session::IssuedSession,
     crypto::password,
+    plugins::spam::{RequestInfo, SpamVerdict},
     services::{AppState, Services},
 };
 
@@ -78,6 +79,17 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
     if !valid {
         state.rate_limits.login_failed_attempts.acquire(&key).ok();
         return Err(invalid_credentials());
+    }
+
+    // As Synapse: after the credentials, before the device exists.
+    let client = RequestInfo { user_agent: None, ip: request.client_addr.clone() };
+    let device_id = body.device_id.as_ref().map(|id| id.as_str());
+    if let SpamVerdict::Reject(rejection) = state
+        .spam_checker
+        .check_login_for_spam(&user.user_id, device_id, body.initial_device_display_name.as_deref(), &[client], None)
+        .await
+    {
+        return Err(ApiError::spam_rejected(rejection, "Login was blocked by the server"));
     }
 
     let session = IssuedSession::new(body.device_id.clone());

@@ -25,6 +25,7 @@ use crate::{
         uia,
     },
     crypto::{password, token},
+    plugins::spam::{RegistrationVerdict, RequestInfo},
     services::{AppState, Services},
     storage::{NewSession, NewUser, StorageError},
 };
@@ -53,8 +54,16 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
 
     uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::dummy(&request.action)).await?;
 
+    // As Synapse's `register_user`: after auth, before anything is written.
+    let client = RequestInfo { user_agent: None, ip: request.client_addr.clone() };
+    let shadow_banned = match state.spam_checker.check_registration_for_spam(None, Some(user_id.localpart()), &[client], None).await {
+        RegistrationVerdict::Allow => false,
+        RegistrationVerdict::ShadowBan => true,
+        RegistrationVerdict::Deny => return Err(ApiError::registration_denied()),
+    };
+
     let password_hash = password::hash(password).await;
-    let new_user = NewUser { user_id: &user_id, password_hash: Some(&password_hash), admin: false, shadow_banned: false, user_type: None };
+    let new_user = NewUser { user_id: &user_id, password_hash: Some(&password_hash), admin: false, shadow_banned, user_type: None };
     let mut response = Response::new(user_id.clone());
     if body.inhibit_login {
         create(&state, new_user, None).await?;
@@ -64,7 +73,7 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
         response.access_token = Some(session.access_token);
         response.device_id = Some(session.device_id);
     }
-    tracing::info!(user_id = %user_id, "registered a new user");
+    tracing::info!(user_id = %user_id, shadow_banned, "registered a new user");
     Ok(response)
 }
 

@@ -1,0 +1,384 @@
+//! Rooms: creation, sending with transaction ids, state, membership and its
+//! authorization rules, history visibility, and concurrency.
+
+use std::collections::HashSet;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestServer, errcode},
+};
+
+on_both_backends!(
+    create_room_applies_every_option,
+    unsupported_room_versions_are_refused,
+    sends_are_idempotent_per_device_transaction,
+    oversized_and_malformed_events_write_nothing,
+    state_needs_the_power_level,
+    private_rooms_need_an_invite_and_bans_stick,
+    kicks_and_bans_follow_power_levels,
+    non_members_cannot_read_or_write,
+    history_visibility_is_enforced,
+    messages_paginate_both_ways,
+    fifty_concurrent_senders_into_one_room,
+);
+
+pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
+    let (status, reply) = server.post("/_matrix/client/v3/createRoom", Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    reply["room_id"].as_str().unwrap().to_owned()
+}
+
+pub(crate) async fn send_text(server: &TestServer, token: &str, room: &str, text: &str) -> String {
+    let txn = format!("t{}", rand_suffix());
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    let (status, reply) = server.put(&path, Some(token), json!({"msgtype": "m.text", "body": text})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    reply["event_id"].as_str().unwrap().to_owned()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn state_event(server: &TestServer, token: &str, room: &str, kind: &str) -> (StatusCode, Value) {
+    server.get(&format!("/_matrix/client/v3/rooms/{room}/state/{kind}/"), Some(token)).await
+}
+
+async fn join(server: &TestServer, token: &str, room: &str) -> (StatusCode, Value) {
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(token), json!({})).await
+}
+
+async fn create_room_applies_every_option(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(
+        &server,
+        &alice.access_token,
+        json!({
+            "name": "Weft", "topic": "Threads", "preset": "public_chat", "room_version": "11",
+            "invite": [bob.user_id], "is_direct": true,
+            "initial_state": [{"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}],
+            "power_level_content_override": {"events_default": 10},
+            "creation_content": {"m.federate": false}
+        }),
+    )
+    .await;
+    let token = Some(alice.access_token.as_str());
+    let get = |kind: &'static str| {
+        let room = room.clone();
+        let server = &server;
+        async move { server.get(&format!("/_matrix/client/v3/rooms/{room}/state/{kind}/"), token).await.1 }
+    };
+    assert_eq!(get("m.room.name").await, json!({"name": "Weft"}));
+    assert_eq!(get("m.room.topic").await, json!({"topic": "Threads"}));
+    assert_eq!(get("m.room.join_rules").await, json!({"join_rule": "public"}));
+    assert_eq!(get("m.room.history_visibility").await, json!({"history_visibility": "joined"}), "initial_state wins over the preset");
+    let create = get("m.room.create").await;
+    assert_eq!(create["room_version"], "11");
+    assert_eq!(create["m.federate"], false);
+    assert!(create.get("creator").is_none(), "v11 has no creator field");
+    let levels = get("m.room.power_levels").await;
+    assert_eq!(levels["events_default"], 10);
+    assert_eq!(levels["users"][&alice.user_id], 100);
+    let (_, member) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", bob.user_id), token).await;
+    assert_eq!(member, json!({"membership": "invite", "is_direct": true}));
+
+    let (status, joined) = server.get("/_matrix/client/v3/joined_rooms", token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(joined["joined_rooms"], json!([room]));
+    let (_, state) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), token).await;
+    let kinds: HashSet<&str> = state.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for kind in ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules", "m.room.guest_access", "m.room.name", "m.room.topic"] {
+        assert!(kinds.contains(kind), "{kind} in {state}");
+    }
+    let v10 = create_room(&server, &alice.access_token, json!({})).await;
+    let (_, create) = state_event(&server, &alice.access_token, &v10, "m.room.create").await;
+    assert_eq!(create["room_version"], "10", "10 is the default");
+    assert_eq!(create["creator"], json!(alice.user_id));
+}
+
+async fn unsupported_room_versions_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    for version in ["1", "9", "12", "banana"] {
+        let (status, body) = server.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_version": version})).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION"), "{version}: {body}");
+    }
+    let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&alice.access_token)).await;
+    assert_eq!(rooms["joined_rooms"], json!([]), "nothing half-created");
+}
+
+async fn sends_are_idempotent_per_device_transaction(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let other_device = server.login("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/txn1");
+    let body = json!({"msgtype": "m.text", "body": "once"});
+    let (_, first) = server.put(&path, Some(&alice.access_token), body.clone()).await;
+    let (_, again) = server.put(&path, Some(&alice.access_token), body.clone()).await;
+    assert_eq!(first["event_id"], again["event_id"]);
+    let (_, other) = server.put(&path, Some(&other_device.access_token), body).await;
+    assert_ne!(first["event_id"], other["event_id"], "transaction ids are per device");
+    let (_, messages) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=10"), Some(&alice.access_token)).await;
+    let bodies: Vec<&str> = messages["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(bodies, vec!["once", "once"]);
+}
+
+async fn oversized_and_malformed_events_write_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    let big = json!({"msgtype": "m.text", "body": "x".repeat(70_000)});
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/big"), Some(&alice.access_token), big).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "{body}");
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/float"), Some(&alice.access_token), json!({"n": 1.5})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "floats are not canonical JSON: {body}");
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/not-a-user"), Some(&alice.access_token), json!({"membership": "join"})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "{body}");
+    let (status, body) = server.put("/_matrix/client/v3/rooms/not-a-room/send/m.room.message/x", Some(&alice.access_token), json!({})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
+    let (_, messages) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), Some(&alice.access_token)).await;
+    assert!(messages["chunk"].as_array().unwrap().iter().all(|e| e["type"] != "m.room.message"), "{messages}");
+}
+
+async fn state_needs_the_power_level(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::OK);
+    let name_path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/");
+    let (status, body) = server.put(&name_path, Some(&bob.access_token), json!({"name": "bob's"})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
+    let (status, _) = state_event(&server, &alice.access_token, &room, "m.room.name").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing written");
+    // Messages need only events_default (0).
+    send_text(&server, &bob.access_token, &room, "hi").await;
+    // Raise bob, then he may.
+    let (_, mut levels) = state_event(&server, &alice.access_token, &room, "m.room.power_levels").await;
+    levels["users"][&bob.user_id] = json!(50);
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&alice.access_token), levels.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.put(&name_path, Some(&bob.access_token), json!({"name": "bob's"})).await;
+    assert_eq!(status, StatusCode::OK);
+    // Bob cannot give himself more than he has.
+    levels["users"][&bob.user_id] = json!(100);
+    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&bob.access_token), levels).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+async fn private_rooms_need_an_invite_and_bans_stick(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "private_chat"})).await;
+    let (status, body) = join(&server, &bob.access_token, &room).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = join(&server, &bob.access_token, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], json!(room));
+    assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::OK, "joining twice is harmless");
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/forget"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::FORBIDDEN, "the invite was used up");
+
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/ban"), Some(&alice.access_token), json!({"user_id": bob.user_id, "reason": "spam"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a banned user cannot be invited");
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/unban"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/unban"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not banned any more");
+    let (status, body) = join(&server, &bob.access_token, "!unknown:elsewhere.example").await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+}
+
+async fn kicks_and_bans_follow_power_levels(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    for user in [&bob, &carol] {
+        join(&server, &user.access_token, &room).await;
+    }
+    let kick = |by: &str, who: &str| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/kick");
+        let body = json!({"user_id": who});
+        let by = by.to_owned();
+        let server = &server;
+        async move { server.post(&path, Some(&by), body).await.0 }
+    };
+    assert_eq!(kick(&bob.access_token, &carol.user_id).await, StatusCode::FORBIDDEN, "kick needs 50");
+    assert_eq!(kick(&bob.access_token, &alice.user_id).await, StatusCode::FORBIDDEN, "nobody kicks someone above them");
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/ban"), Some(&bob.access_token), json!({"user_id": carol.user_id})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(kick(&alice.access_token, &carol.user_id).await, StatusCode::OK);
+    let (_, member) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", carol.user_id), Some(&alice.access_token)).await;
+    assert_eq!(member["membership"], "leave");
+    assert_eq!(join(&server, &carol.access_token, &room).await.0, StatusCode::OK, "kicked, not banned: may rejoin a public room");
+}
+
+async fn non_members_cannot_read_or_write(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let eve = server.register("eve", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    let event = send_text(&server, &alice.access_token, &room, "secret").await;
+    let token = Some(eve.access_token.as_str());
+    for path in [
+        format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"),
+        format!("/_matrix/client/v3/rooms/{room}/state"),
+        format!("/_matrix/client/v3/rooms/{room}/members"),
+        format!("/_matrix/client/v3/rooms/{room}/joined_members"),
+        format!("/_matrix/client/v3/rooms/{room}/event/{event}"),
+        format!("/_matrix/client/v3/rooms/{room}/state/m.room.create/"),
+    ] {
+        let (status, body) = server.get(&path, token).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{path}: {body}");
+    }
+    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/x"), token, json!({"body": "hi"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.put("/_matrix/client/v3/rooms/!nope:nowhere.example/send/m.room.message/x", token, json!({"body": "hi"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "unknown rooms look the same as closed ones");
+}
+
+async fn history_visibility_is_enforced(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    for (setting, bob_sees_history) in [("joined", false), ("shared", true), ("invited", false)] {
+        let room = create_room(
+            &server,
+            &alice.access_token,
+            json!({"preset": "public_chat", "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": setting}}]}),
+        )
+        .await;
+        let before = send_text(&server, &alice.access_token, &room, "before").await;
+        join(&server, &bob.access_token, &room).await;
+        send_text(&server, &alice.access_token, &room, "after").await;
+        let (_, messages) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), Some(&bob.access_token)).await;
+        let bodies: Vec<&str> = messages["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+        assert!(bodies.contains(&"after"), "{setting}: {bodies:?}");
+        assert_eq!(bodies.contains(&"before"), bob_sees_history, "{setting}: {bodies:?}");
+        let (status, _) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{before}"), Some(&bob.access_token)).await;
+        assert_eq!(status == StatusCode::OK, bob_sees_history, "{setting}");
+    }
+    let room = create_room(
+        &server,
+        &alice.access_token,
+        json!({"initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}]}),
+    )
+    .await;
+    send_text(&server, &alice.access_token, &room, "public").await;
+    let (status, messages) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"), Some(&bob.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "world_readable needs no membership: {messages}");
+    assert!(messages["chunk"].as_array().unwrap().iter().any(|e| e["content"]["body"] == "public"));
+}
+
+async fn messages_paginate_both_ways(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    for n in 0..25 {
+        send_text(&server, &alice.access_token, &room, &format!("m{n}")).await;
+    }
+    let token = Some(alice.access_token.as_str());
+    let mut seen = Vec::new();
+    let mut from = String::new();
+    loop {
+        let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=10&filter=%7B%22types%22%3A%5B%22m.room.message%22%5D%7D{from}");
+        let (status, page) = server.get(&path, token).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(page["chunk"].as_array().unwrap().iter().map(|e| e["content"]["body"].as_str().unwrap().to_owned()));
+        match page["end"].as_str() {
+            Some(end) => from = format!("&from={end}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).rev().map(|n| format!("m{n}")).collect();
+    assert_eq!(seen, expected, "newest first, each once");
+    let (_, forward) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=5"), token).await;
+    let kinds: Vec<&str> = forward["chunk"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "m.room.create", "forward from the start");
+    let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from=garbage"), token).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"));
+}
+
+async fn fifty_concurrent_senders_into_one_room(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    let mut senders = Vec::new();
+    for n in 0..50 {
+        let user = server.register(&format!("sender{n}"), "pw").await;
+        join(&server, &user.access_token, &room).await;
+        senders.push(user);
+    }
+    let (_, initial) = server.get("/_matrix/client/v3/sync", Some(&alice.access_token)).await;
+    let since = initial["next_batch"].as_str().unwrap().to_owned();
+
+    let sends = senders.iter().enumerate().map(|(n, user)| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/c{n}");
+        let server = &server;
+        async move { server.put(&path, Some(&user.access_token), json!({"msgtype": "m.text", "body": format!("c{n}")})).await }
+    });
+    let results = futures_join_all(sends).await;
+    let mut ids = HashSet::new();
+    for (status, body) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        ids.insert(body["event_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 50, "every send made its own event");
+
+    // One total order: each event's prev_events is exactly the one before it.
+    let room_id = ruma::RoomId::parse(&room).unwrap();
+    let events = server.state.storage.room_events(&room_id, 0, i64::MAX, 1000, false).await.unwrap();
+    for pair in events.windows(2) {
+        let later: Value = serde_json::from_str(&pair[1].json).unwrap();
+        assert_eq!(later["prev_events"], json!([pair[0].event_id]), "a linear chain");
+        assert!(pair[0].stream_ordering < pair[1].stream_ordering);
+    }
+
+    let (_, delta) = server.get(&format!("/_matrix/client/v3/sync?since={since}&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A100%7D%7D%7D"), Some(&alice.access_token)).await;
+    let timeline = delta["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
+    let received: Vec<&str> = timeline.iter().filter_map(|e| e["event_id"].as_str()).collect();
+    assert_eq!(received.len(), 50, "each exactly once");
+    assert_eq!(received.iter().collect::<HashSet<_>>().len(), 50);
+    assert!(received.iter().all(|id| ids.contains(*id)));
+}
+
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    // Poll all concurrently on this task.
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = handles.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, future) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(output) => done[i] = Some(output),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.extend(done.into_iter().map(|o| o.unwrap()));
+    outputs
+}

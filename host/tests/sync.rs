@@ -1,0 +1,187 @@
+//! `/sync`: initial and incremental, long-polling, `limited` with a working
+//! `prev_batch`, invites and leaves, filters, and tokens across restarts.
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    on_both_backends,
+    rooms::{create_room, send_text},
+    support::{Backend, TestServer, errcode},
+};
+
+on_both_backends!(
+    initial_then_incremental,
+    long_poll_returns_when_an_event_arrives,
+    gaps_are_limited_with_a_working_prev_batch,
+    invites_and_leaves_have_their_sections,
+    stored_and_inline_filters,
+    tokens_survive_a_restart,
+);
+
+async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
+    let (status, body) = server.get(&format!("/_matrix/client/v3/sync{query}"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn bodies(room: &Value) -> Vec<String> {
+    room["timeline"]["events"].as_array().map_or(Vec::new(), |events| {
+        events.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
+    })
+}
+
+async fn initial_then_incremental(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"name": "Room"})).await;
+    send_text(&server, &alice.access_token, &room, "one").await;
+    let initial = sync(&server, &alice.access_token, "").await;
+    let joined = &initial["rooms"]["join"][&room];
+    assert_eq!(bodies(joined), vec!["one"]);
+    assert_ne!(joined["timeline"]["limited"], true, "ruma leaves out `limited: false`");
+    let since = initial["next_batch"].as_str().unwrap();
+
+    let (status, body) = server.get("/_matrix/client/v3/sync?since=nonsense", Some(&alice.access_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"));
+
+    let nothing = sync(&server, &alice.access_token, &format!("?since={since}")).await;
+    assert!(nothing["rooms"]["join"].get(&room).is_none(), "{nothing}");
+
+    send_text(&server, &alice.access_token, &room, "two").await;
+    let delta = sync(&server, &alice.access_token, &format!("?since={since}")).await;
+    assert_eq!(bodies(&delta["rooms"]["join"][&room]), vec!["two"], "only what is new");
+    let next = delta["next_batch"].as_str().unwrap();
+    let again = sync(&server, &alice.access_token, &format!("?since={next}")).await;
+    assert!(again["rooms"]["join"].get(&room).is_none(), "nothing twice");
+}
+
+async fn long_poll_returns_when_an_event_arrives(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    let since = sync(&server, &alice.access_token, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    let started = Instant::now();
+    let empty = sync(&server, &alice.access_token, &format!("?since={since}&timeout=300")).await;
+    assert!(started.elapsed() >= Duration::from_millis(290), "waits out the timeout when nothing happens");
+    assert!(empty["rooms"]["join"].get(&room).is_none());
+
+    let poll = {
+        let path = format!("/_matrix/client/v3/sync?since={since}&timeout=10000");
+        let request = server.raw(http::Method::GET, &path).bearer_auth(&alice.access_token);
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            (Instant::now(), response.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "still waiting");
+    let sent_at = Instant::now();
+    send_text(&server, &alice.access_token, &room, "wake up").await;
+    let (answered_at, body) = poll.await.unwrap();
+    assert_eq!(bodies(&body["rooms"]["join"][&room]), vec!["wake up"]);
+    let latency = answered_at.duration_since(sent_at);
+    assert!(latency < Duration::from_millis(100), "answered {latency:?} after the send");
+}
+
+async fn gaps_are_limited_with_a_working_prev_batch(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    let since = sync(&server, &alice.access_token, "").await["next_batch"].as_str().unwrap().to_owned();
+    for n in 0..15 {
+        send_text(&server, &alice.access_token, &room, &format!("m{n}")).await;
+    }
+    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"), Some(&alice.access_token), json!({"topic": "changed"})).await;
+    assert_eq!(status, StatusCode::OK);
+    for n in 15..30 {
+        send_text(&server, &alice.access_token, &room, &format!("m{n}")).await;
+    }
+    let filter = "%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A5%7D%7D%7D";
+    let delta = sync(&server, &alice.access_token, &format!("?since={since}&filter={filter}")).await;
+    let joined = &delta["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true);
+    assert_eq!(bodies(joined), vec!["m25", "m26", "m27", "m28", "m29"]);
+    let state_types: Vec<&str> = joined["state"]["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(state_types, vec!["m.room.topic"], "the state change inside the gap");
+
+    let prev_batch = joined["timeline"]["prev_batch"].as_str().unwrap();
+    let (_, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=3&from={prev_batch}"), Some(&alice.access_token)).await;
+    let older: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(older, vec!["m24", "m23", "m22"], "prev_batch continues right before the timeline");
+}
+
+async fn invites_and_leaves_have_their_sections(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let since = sync(&server, &bob.access_token, "").await["next_batch"].as_str().unwrap().to_owned();
+    let room = create_room(&server, &alice.access_token, json!({"name": "Invite only", "invite": [bob.user_id]})).await;
+    let delta = sync(&server, &bob.access_token, &format!("?since={since}&timeout=5000")).await;
+    let invite = &delta["rooms"]["invite"][&room]["invite_state"]["events"];
+    let types: Vec<&str> = invite.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"m.room.name") && types.contains(&"m.room.member") && types.contains(&"m.room.create"), "{types:?}");
+    assert!(invite.as_array().unwrap().iter().all(|e| e.get("event_id").is_none()), "stripped state");
+
+    let since = delta["next_batch"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.access_token), json!({})).await;
+    let delta = sync(&server, &bob.access_token, &format!("?since={since}")).await;
+    let joined = &delta["rooms"]["join"][&room];
+    // A newly joined room comes whole: state before the timeline plus the timeline.
+    let all: Vec<&str> = ["state", "timeline"]
+        .iter()
+        .flat_map(|section| joined[*section]["events"].as_array().into_iter().flatten())
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for kind in ["m.room.create", "m.room.power_levels", "m.room.join_rules", "m.room.name"] {
+        assert!(all.contains(&kind), "{kind} missing: {joined}");
+    }
+
+    let since = delta["next_batch"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/kick"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
+    send_text(&server, &alice.access_token, &room, "after the kick").await;
+    let delta = sync(&server, &bob.access_token, &format!("?since={since}")).await;
+    let left = &delta["rooms"]["leave"][&room];
+    let last = left["timeline"]["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["content"]["membership"], "leave", "{left}");
+    assert!(!bodies(left).contains(&"after the kick".to_owned()), "nothing after leaving");
+    assert!(delta["rooms"]["join"].get(&room).is_none());
+}
+
+async fn stored_and_inline_filters(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let path = format!("/_matrix/client/v3/user/{}/filter", alice.user_id);
+    let (status, created) = server.post(&path, Some(&alice.access_token), json!({"room": {"timeline": {"limit": 1}}})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["filter_id"].as_str().unwrap();
+    let (status, stored) = server.get(&format!("{path}/{id}"), Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored["room"]["timeline"]["limit"], 1);
+    let (status, _) = server.get(&format!("{path}/{id}"), Some(&bob.access_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.get(&format!("{path}/999"), Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    send_text(&server, &alice.access_token, &room, "last").await;
+    let by_id = sync(&server, &alice.access_token, &format!("?filter={id}")).await;
+    assert_eq!(by_id["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap().len(), 1);
+    assert_eq!(by_id["rooms"]["join"][&room]["timeline"]["limited"], true);
+}
+
+async fn tokens_survive_a_restart(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    send_text(&server, &alice.access_token, &room, "before").await;
+    let since = sync(&server, &alice.access_token, "").await["next_batch"].as_str().unwrap().to_owned();
+    let server = server.restart().await;
+    send_text(&server, &alice.access_token, &room, "after").await;
+    let delta = sync(&server, &alice.access_token, &format!("?since={since}")).await;
+    assert_eq!(bodies(&delta["rooms"]["join"][&room]), vec!["after"]);
+}
