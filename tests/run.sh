@@ -66,8 +66,8 @@ if ! reachable "$redis_host" "$redis_port"; then
     cleanup+=("kill \$(cat $redis_dir/redis.pid); rm -rf $redis_dir")
 fi
 
-say "building the reference plugins (wasm32-wasip2)"
-for plugin in plugins/*/; do
+say "building the reference plugins and the test guests (wasm32-wasip2)"
+for plugin in plugins/*/ host/tests/plugins/guests/*/; do
     cargo build --locked --release --target wasm32-wasip2 --manifest-path "$plugin/Cargo.toml"
 done
 

@@ -14,6 +14,7 @@ mod devices;
 mod errors;
 mod keys;
 mod login;
+mod plugins;
 mod process;
 mod register;
 mod rooms;

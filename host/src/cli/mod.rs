@@ -2,6 +2,7 @@
 //! `anyhow` is used here and nowhere below.
 
 mod check_config;
+mod plugin;
 mod register_user;
 mod run;
 
@@ -43,6 +44,9 @@ enum Command {
     /// Register a user on a running server with the registration shared secret
     /// (as Synapse's register_new_matrix_user).
     RegisterUser(register_user::Args),
+    /// Run a plugin component outside a server: against JSON fixtures, or as a benchmark.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
 }
 
 pub fn main() -> ExitCode {
@@ -51,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config::check_config(&config),
         Command::Run { config, data_dir, port } => run_async(run::run(config, data_dir, port)),
         Command::RegisterUser(args) => run_async(register_user::register_user(args)),
+        Command::Plugin(command) => run_async(plugin::run(command)),
     }
 }
 

@@ -48,6 +48,23 @@ pub fn describe(config: &Config) -> String {
         (false, false) => "closed",
     };
     let _ = writeln!(out, "registration: {registration}");
+    for plugin in &config.plugins {
+        let place = if plugin.runs_on(instance) {
+            "runs here".to_owned()
+        } else {
+            format!("runs on {} (calls from here will be forwarded with workers)", plugin.instances.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "plugin `{}` ({}) from {}: {place}; {} ms, {} MiB, on error {}",
+            plugin.name,
+            plugin.role.as_str(),
+            plugin.path.display(),
+            plugin.limits.timeout_ms,
+            plugin.limits.memory_mb,
+            plugin.on_error().as_str()
+        );
+    }
     out
 }
 

@@ -24,6 +24,11 @@ use super::{
 };
 use crate::config::OnError;
 
+/// The Matrix id types the calls use (ruma's), for callers without ruma.
+pub mod ids {
+    pub use ruma::{EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+}
+
 /// An event as spam checkers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpamEvent {
@@ -160,9 +165,51 @@ impl SpamCall {
         }
     }
 
-    /// Bytes handed to the plugin, for `max_input_bytes`.
+    /// About the bytes handed to the plugin, for `max_input_bytes`: strings
+    /// and JSON are counted without serialising anything (this runs on every
+    /// checked event).
     fn input_size(&self) -> usize {
-        serde_json::to_vec(self).map_or(usize::MAX, |bytes| bytes.len())
+        let ids = |ids: &[&str]| ids.iter().map(|id| id.len()).sum::<usize>();
+        let infos = |infos: &[RequestInfo]| infos.iter().map(|i| i.ip.len() + i.user_agent.as_ref().map_or(0, String::len)).sum::<usize>();
+        let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+        match self {
+            Self::CheckEventForSpam { event } | Self::ShouldDropFederatedEvent { event } | Self::FederatedUserMayInvite { event } => {
+                json_size(&event.json) + event.json.pointer("/content/body").and_then(|b| b.as_str()).map_or(0, str::len)
+            }
+            Self::UserMayJoinRoom { user, room, .. } | Self::UserMayPublishRoom { user, room } => ids(&[user.as_str(), room.as_str()]),
+            Self::UserMayInvite { inviter, invitee, room } => ids(&[inviter.as_str(), invitee.as_str(), room.as_str()]),
+            Self::UserMaySend3pidInvite { inviter, medium, address, room } => ids(&[inviter.as_str(), medium, address, room.as_str()]),
+            Self::UserMayCreateRoom { user, room_config } => user.as_str().len() + json_size(room_config),
+            Self::UserMayCreateRoomAlias { user, alias } => ids(&[user.as_str(), alias.as_str()]),
+            Self::UserMaySendStateEvent { user, room, event_type, state_key, content } => {
+                ids(&[user.as_str(), room.as_str(), event_type, state_key]) + json_size(content)
+            }
+            Self::CheckUsernameForSpam { profile, requester } => {
+                profile.user_id.as_str().len() + opt(&profile.display_name) + opt(&profile.avatar_url) + requester.as_str().len()
+            }
+            Self::CheckRegistrationForSpam { email, username, request_info, auth_provider_id } => {
+                opt(email) + opt(username) + infos(request_info) + opt(auth_provider_id)
+            }
+            Self::CheckMediaFileForSpam { file } => {
+                file.origin.len() + opt(&file.content_type) + opt(&file.filename) + file.head.len() + file.uploader.as_ref().map_or(0, |u| u.as_str().len())
+            }
+            Self::CheckLoginForSpam { user, device_id, initial_display_name, request_info, auth_provider_id } => {
+                user.as_str().len() + opt(device_id) + opt(initial_display_name) + infos(request_info) + opt(auth_provider_id)
+            }
+        }
+    }
+}
+
+/// About the length of `value` as JSON text (strings, keys and punctuation),
+/// without writing it out.
+fn json_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 20,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_size(v) + 1).sum::<usize>(),
+        Value::Object(map) => 2 + map.iter().map(|(k, v)| k.len() + 4 + json_size(v)).sum::<usize>(),
     }
 }
 

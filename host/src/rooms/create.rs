@@ -131,6 +131,8 @@ impl super::Rooms {
         let new_room = NewRoom { room_id: &room_id, room_version: version.as_str(), creator, published: request.public };
         services.storage.persist_events(Some(new_room), &events).await?;
         services.notifier.notify(services.storage.persisted_events_position());
+        drop(events);
+        self.remember(room).await;
         Ok(room_id)
     }
 }

@@ -42,15 +42,6 @@ impl super::Rooms {
         membership: Membership,
         reason: Option<&str>,
     ) -> Result<OwnedEventId, RoomError> {
-        let state = RoomState::load(services, room_id).await?;
-        let current = state.membership_of(target);
-        if sender == target
-            && matches!(membership, Membership::Join | Membership::Leave)
-            && current.as_deref() == Some(membership.as_str())
-            && let Some(event) = state.get(&ruma::events::StateEventType::RoomMember, target.as_str())
-        {
-            return Ok(event.event_id.clone());
-        }
         let mut content = json!({ "membership": membership.as_str() });
         if membership == Membership::Join {
             content["displayname"] = json!(displayname_of(target));
@@ -59,6 +50,16 @@ impl super::Rooms {
             content["reason"] = json!(reason);
         }
         let outgoing = Outgoing { kind: "m.room.member", state_key: Some(target.as_str()), content, txn: None, redacts: None };
-        self.send(services, room_id, sender, outgoing).await
+        self.with_room(services, room_id, async |state: &RoomState| {
+            if sender == target
+                && matches!(membership, Membership::Join | Membership::Leave)
+                && state.membership_of(target).as_deref() == Some(membership.as_str())
+                && let Some(event) = state.get(&ruma::events::StateEventType::RoomMember, target.as_str())
+            {
+                return Ok((event.event_id.clone(), Vec::new()));
+            }
+            super::persist_one(services, state, sender, &outgoing).await
+        })
+        .await
     }
 }

@@ -25,7 +25,7 @@ use std::{
 use ruma::{DeviceId, OwnedEventId, OwnedRoomId, RoomId, UserId};
 use serde_json::Value;
 
-pub use build::RoomState;
+pub use build::{BuiltEvent, RoomState};
 pub use create::CreateRoom;
 pub use error::RoomError;
 pub use membership::Membership;
@@ -38,13 +38,23 @@ use crate::{
 /// The largest event, in bytes of canonical JSON, that a room accepts.
 pub const MAX_EVENT_SIZE: usize = 65_536;
 
-/// Per-room write locks. Held while an event is built, checked and
-/// persisted, so events of one room get distinct, ordered positions and each
-/// builds on the previous one; a tokio mutex because the hold spans awaits.
+/// Per-room write locks, each guarding the room's state as this writer last
+/// left it. Held while an event is built, checked and persisted, so events
+/// of one room get distinct, ordered positions and each builds on the
+/// previous one; a tokio mutex because the hold spans awaits.
+///
+/// The cached state is valid because an instance is the only writer of its
+/// rooms (`stream_writers.events` shards rooms over persisters); it is
+/// dropped after any failed write and reloaded from the database.
 #[derive(Default)]
 pub struct Rooms {
-    locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
+    rooms: Mutex<HashMap<OwnedRoomId, RoomSlot>>,
 }
+
+type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
+
+/// Rooms kept in memory before idle ones are forgotten.
+const MAX_CACHED_ROOMS: usize = 10_000;
 
 impl std::fmt::Debug for Rooms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,45 +75,80 @@ pub struct Outgoing<'a> {
 }
 
 impl Rooms {
-    fn lock_for(&self, room_id: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if locks.len() > 10_000 {
-            // Forget locks nobody holds, so the map does not grow with every room ever written.
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    fn slot(&self, room_id: &RoomId) -> RoomSlot {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if rooms.len() > MAX_CACHED_ROOMS {
+            // Forget rooms nobody is writing to, so memory does not grow with every room ever written.
+            rooms.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
-        locks.entry(room_id.to_owned()).or_default().clone()
+        rooms.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// Runs `write` with the room's state under the room's lock, loading the
+    /// state first if it is not in memory. `write` returns the events it
+    /// persisted; they are applied to the cached state, and any error drops it.
+    pub(super) async fn with_room<T>(
+        &self,
+        services: &Services,
+        room_id: &RoomId,
+        write: impl AsyncFnOnce(&RoomState) -> Result<(T, Vec<BuiltEvent>), RoomError>,
+    ) -> Result<T, RoomError> {
+        let slot = self.slot(room_id);
+        let mut cached = slot.lock().await;
+        if cached.is_none() {
+            *cached = Some(RoomState::load(services, room_id).await?);
+        }
+        let state = cached.as_mut().expect("loaded above");
+        match write(state).await {
+            Ok((value, persisted)) => {
+                for event in &persisted {
+                    state.apply(event);
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                *cached = None;
+                Err(error)
+            }
+        }
+    }
+
+    /// Remembers the state of a room this instance just created.
+    pub(super) async fn remember(&self, state: RoomState) {
+        let slot = self.slot(&state.room_id.clone());
+        *slot.lock().await = Some(state);
     }
 
     /// Builds, authorises, signs and persists one event; returns its id. A
     /// repeated client transaction returns the first event's id.
     pub async fn send(&self, services: &Services, room_id: &RoomId, sender: &UserId, outgoing: Outgoing<'_>) -> Result<OwnedEventId, RoomError> {
-        let storage = &services.storage;
-        if let Some((device, txn_id)) = outgoing.txn
-            && let Some(existing) = storage.txn_event(sender, device, txn_id).await?
-        {
-            return Ok(existing);
-        }
-        let lock = self.lock_for(room_id);
-        let _guard = lock.lock().await;
+        self.with_room(services, room_id, async |state| persist_one(services, state, sender, &outgoing).await).await
+    }
+}
 
-        let state = RoomState::load(services, room_id).await?;
-        let built = state.build(services, sender, &outgoing)?;
-        let txn = outgoing.txn.map(|(device, txn_id)| (sender, device, txn_id));
-        let new = NewEvent { txn, ..built.as_new_event() };
-        match storage.persist_events(None, &[new]).await {
-            Ok(_) => {}
-            Err(StorageError::Conflict) if txn.is_some() => {
-                // The same transaction raced in through another request.
-                if let Some((device, txn_id)) = outgoing.txn
-                    && let Some(existing) = storage.txn_event(sender, device, txn_id).await?
-                {
-                    return Ok(existing);
-                }
-                return Err(StorageError::Conflict.into());
-            }
-            Err(error) => return Err(error.into()),
+/// Builds one event on `state` and persists it; a client transaction seen
+/// before (the unique key on device and transaction id says so) returns the
+/// event it made, and writes nothing.
+pub(super) async fn persist_one(
+    services: &Services,
+    state: &RoomState,
+    sender: &UserId,
+    outgoing: &Outgoing<'_>,
+) -> Result<(OwnedEventId, Vec<BuiltEvent>), RoomError> {
+    let storage = &services.storage;
+    let built = state.build(services, sender, outgoing)?;
+    let txn = outgoing.txn.map(|(device, txn_id)| (sender, device, txn_id));
+    let new = NewEvent { txn, ..built.as_new_event() };
+    match storage.persist_events(None, &[new]).await {
+        Ok(_) => {
+            services.notifier.notify(storage.persisted_events_position());
+            Ok((built.event_id.clone(), vec![built]))
         }
-        services.notifier.notify(storage.persisted_events_position());
-        Ok(built.event_id)
+        Err(StorageError::Conflict) if txn.is_some() => {
+            let (device, txn_id) = outgoing.txn.expect("checked above");
+            let existing = storage.txn_event(sender, device, txn_id).await?.ok_or(StorageError::Conflict)?;
+            Ok((existing, Vec::new()))
+        }
+        Err(error) => Err(error.into()),
     }
 }

@@ -235,16 +235,46 @@ fn listed(list: &[String], user: &str) -> bool {
     })
 }
 
-/// The first pattern matching `text`. An invalid pattern matches nothing and
-/// is logged (check patterns with the testkit before deploying).
+/// The first pattern matching `text`. A pattern that is a plain string
+/// (optionally `(?i)`, with `\\`-escaped punctuation) is matched without a
+/// regex engine: a fresh instance runs every call, and compiling is most of
+/// a check's cost. An invalid pattern matches nothing and is logged.
 fn first_match(patterns: &[String], text: &str) -> Option<String> {
-    patterns.iter().find_map(|pattern| match Regex::new(pattern) {
-        Ok(regex) => regex.is_match(text).then(|| pattern.clone()),
+    patterns.iter().find(|pattern| matches(pattern, text)).cloned()
+}
+
+fn matches(pattern: &str, text: &str) -> bool {
+    if let Some((literal, ignore_case)) = as_literal(pattern) {
+        return if ignore_case { text.to_lowercase().contains(&literal.to_lowercase()) } else { text.contains(&literal) };
+    }
+    match Regex::new(pattern) {
+        Ok(regex) => regex.is_match(text),
         Err(error) => {
             weft_plugin_sdk::log::warn(&format!("invalid pattern `{pattern}`: {error}"));
-            None
+            false
         }
-    })
+    }
+}
+
+/// The literal a pattern stands for, if it has no regex syntax.
+fn as_literal(pattern: &str) -> Option<(String, bool)> {
+    let (body, ignore_case) = match pattern.strip_prefix("(?i)") {
+        Some(rest) => (rest, true),
+        None => (pattern, false),
+    };
+    let mut literal = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) if escaped.is_ascii_punctuation() => literal.push(escaped),
+                _ => return None,
+            },
+            '.' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' => return None,
+            other => literal.push(other),
+        }
+    }
+    (!literal.is_empty()).then_some((literal, ignore_case))
 }
 
 weft_plugin_sdk::export_spam_checker!(SpamRules);

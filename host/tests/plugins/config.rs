@@ -1,0 +1,80 @@
+//! `[[plugins]]` validation (`weft check-config`): a path that is not a
+//! component exporting the role's world, unknown instances, impossible
+//! limits; and the summary of which plugin runs where.
+
+use weft::config;
+
+use super::guest;
+
+fn plugin(extra: &str) -> String {
+    format!("server_name = \"example.org\"\n[[plugins]]\nname = \"p\"\npath = {:?}\n{extra}\n", guest("spam_rules").display().to_string())
+}
+
+fn errors(text: &str) -> String {
+    config::load_str("weft.toml", text).expect_err("refused").to_string()
+}
+
+#[test]
+fn a_valid_plugin_is_described_with_where_it_runs() {
+    let config = config::load_str("weft.toml", &plugin("on_error = \"fail-open\"\n[plugins.limits]\ntimeout_ms = 100")).expect("valid");
+    let summary = config::describe(&config);
+    assert!(summary.contains("plugin `p` (spam-checker)"), "{summary}");
+    assert!(summary.contains("runs here"), "{summary}");
+    assert!(summary.contains("fail-open"), "{summary}");
+}
+
+#[test]
+fn paths_that_are_not_components_of_the_world_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let empty = dir.path().join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap();
+    for (path, expected) in [
+        (dir.path().join("missing.wasm"), "cannot read"),
+        (text, "not a WebAssembly component"),
+        (core, "not a WebAssembly component"),
+        (empty, "does not fit the `spam-checker` world"),
+    ] {
+        let toml = format!("server_name = \"example.org\"\n[[plugins]]\nname = \"p\"\npath = {:?}\n", path.display().to_string());
+        let message = errors(&toml);
+        assert!(message.contains("plugins[0].path") && message.contains(expected), "{path:?}: {message}");
+    }
+}
+
+#[test]
+fn unknown_instances_bad_names_and_impossible_limits_are_refused_together() {
+    let text = format!(
+        "{}[[plugins]]\nname = \"p\"\npath = {:?}\n",
+        plugin("instances = [\"nowhere\"]\n[plugins.limits]\ntimeout_ms = 0\nmemory_mb = 100000\nfuel = 0\nmax_log_bytes = 0\n[plugins.capabilities]\nallowed_outbound_hosts = [\"ftp://x\"]"),
+        guest("spam_rules").display().to_string()
+    );
+    let message = errors(&text);
+    for expected in [
+        "plugins[0].instances",
+        "`nowhere` is not a known instance",
+        "plugins[0].limits.timeout_ms",
+        "plugins[0].limits.memory_mb",
+        "plugins[0].limits.fuel",
+        "plugins[0].limits.max_log_bytes",
+        "plugins[0].capabilities.allowed_outbound_hosts",
+        "another plugin is already named `p`",
+    ] {
+        assert!(message.contains(expected), "missing {expected}: {message}");
+    }
+}
+
+#[test]
+fn a_pool_the_instance_cannot_reserve_is_refused() {
+    let mut text = String::from("server_name = \"example.org\"\n");
+    for index in 0..8 {
+        text.push_str(&format!(
+            "[[plugins]]\nname = \"p{index}\"\npath = {:?}\n[plugins.limits]\nmax_concurrent_calls = 1024\n",
+            guest("spam_rules").display().to_string()
+        ));
+    }
+    let message = errors(&text);
+    assert!(message.contains("address space"), "{message}");
+}

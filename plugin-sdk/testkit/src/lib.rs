@@ -1,0 +1,31 @@
+//! Test a Weft plugin in the sandbox it will run in: the real runtime (the
+//! `weft` crate's), production limits unless you set others, and fake host
+//! services (recording HTTP that enforces the allow-list, an in-memory
+//! key-value store, a fixed clock, seeded randomness).
+//!
+//! ```text
+//! use weft_plugin_testkit::{Testkit, spam::{SpamCall, SpamAnswer, SpamVerdict}};
+//!
+//! #[tokio::test]
+//! async fn blocks_evil() {
+//!     let plugin = Testkit::new("target/wasm32-wasip2/release/my_plugin.wasm")
+//!         .config(serde_json::json!({"blocked_servers": ["evil.example"]}))
+//!         .load().await.unwrap();
+//!     let answer = plugin.call(SpamCall::UserMayInvite { .. }).await.unwrap();
+//!     assert!(!answer.allows());
+//! }
+//! ```
+//!
+//! Build the plugin first (`cargo build --release --target wasm32-wasip2`).
+//! Calls answer `Err(CallFailure)` where the server would apply `on_error`:
+//! a trap, a timeout, a limit, a malformed answer.
+
+pub use weft::{
+    config::{OnError, PluginCapabilities, PluginLimitsConfig},
+    plugins::{
+        CallFailure, CallStats, LoadError,
+        host_services::{HttpRequest, LogRecord},
+        spam,
+        testkit::{HttpCall, TestPlugin, Testkit},
+    },
+};
