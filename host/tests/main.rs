@@ -16,6 +16,7 @@ mod keys;
 mod login;
 mod plugins;
 mod process;
+mod profile;
 mod register;
 mod rooms;
 mod storage;

@@ -23,6 +23,7 @@ on_both_backends!(
     history_visibility_is_enforced,
     messages_paginate_both_ways,
     fifty_concurrent_senders_into_one_room,
+    sending_is_rate_limited,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -381,4 +382,19 @@ async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Ite
     .await;
     outputs.extend(done.into_iter().map(|o| o.unwrap()));
     outputs
+}
+
+async fn sending_is_rate_limited(backend: Backend) {
+    let server = TestServer::builder(backend).config("[rc_message]\nper_second = 0.1\nburst_count = 3").start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    join(&server, &bob.access_token, &room).await;
+    for n in 0..3 {
+        send_text(&server, &alice.access_token, &room, &format!("m{n}")).await;
+    }
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/over"), Some(&alice.access_token), json!({"body": "x"})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"), "{body}");
+    assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
+    send_text(&server, &bob.access_token, &room, "others are unaffected").await;
 }

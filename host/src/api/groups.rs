@@ -24,6 +24,8 @@ pub enum EndpointGroup {
     EventSending,
     /// `/rooms/{roomId}/messages` (sticky by room behind the router).
     RoomMessages,
+    /// Profile changes (`PUT`/`DELETE /profile/...`), which send member events.
+    Profile,
     /// `/_matrix/key/v2/server`.
     ServerKeys,
     /// `/_synapse/admin/*`.
@@ -43,6 +45,7 @@ impl EndpointGroup {
             Self::Membership => "membership",
             Self::EventSending => "event_sending",
             Self::RoomMessages => "room_messages",
+            Self::Profile => "profile",
             Self::ServerKeys => "server_keys",
             Self::Admin => "admin",
         }

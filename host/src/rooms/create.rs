@@ -35,10 +35,6 @@ pub struct CreateRoom {
     pub is_direct: bool,
 }
 
-pub(super) fn displayname_of(user_id: &UserId) -> String {
-    user_id.localpart().to_owned()
-}
-
 impl super::Rooms {
     pub async fn create_room(&self, services: &Services, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId, RoomError> {
         let version = request.room_version.clone().unwrap_or(versions::DEFAULT);
@@ -89,9 +85,11 @@ impl super::Rooms {
         };
         let given = |kind: &str| request.initial_state.iter().any(|(k, key, _)| k == kind && key.is_empty());
 
+        let mut creator_member = json!({"membership": "join"});
+        super::membership::add_profile(services, creator, &mut creator_member).await?;
         let mut plan: Vec<(String, Option<String>, Value)> = vec![
             ("m.room.create".into(), Some(String::new()), Value::Object(create)),
-            ("m.room.member".into(), Some(creator.to_string()), json!({"membership": "join", "displayname": displayname_of(creator)})),
+            ("m.room.member".into(), Some(creator.to_string()), creator_member),
             ("m.room.power_levels".into(), Some(String::new()), power_levels),
         ];
         for (kind, content) in [

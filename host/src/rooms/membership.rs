@@ -5,7 +5,7 @@
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::json;
 
-use super::{Outgoing, RoomError, RoomState, create::displayname_of};
+use super::{Outgoing, RoomError, RoomState};
 use crate::services::Services;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl super::Rooms {
     ) -> Result<OwnedEventId, RoomError> {
         let mut content = json!({ "membership": membership.as_str() });
         if membership == Membership::Join {
-            content["displayname"] = json!(displayname_of(target));
+            add_profile(services, target, &mut content).await?;
         }
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
@@ -59,6 +59,40 @@ impl super::Rooms {
                 return Ok((event.event_id.clone(), Vec::new()));
             }
             super::persist_one(services, state, sender, &outgoing).await
+        })
+        .await
+    }
+}
+
+/// A member event's `displayname` and `avatar_url`, from the user's profile.
+pub(super) async fn add_profile(services: &Services, user_id: &UserId, content: &mut serde_json::Value) -> Result<(), RoomError> {
+    let profile = services.storage.profile(user_id).await?;
+    for field in ["displayname", "avatar_url"] {
+        if let Some(value) = profile.get(field) {
+            content[field] = value.clone();
+        }
+    }
+    Ok(())
+}
+
+impl super::Rooms {
+    /// Re-sends the user's join event in a room with their current profile,
+    /// unless it already carries it. Returns whether an event was sent.
+    pub async fn refresh_member_profile(&self, services: &Services, room_id: &RoomId, user_id: &UserId) -> Result<bool, RoomError> {
+        let mut content = json!({ "membership": "join" });
+        add_profile(services, user_id, &mut content).await?;
+        let outgoing = Outgoing { kind: "m.room.member", state_key: Some(user_id.as_str()), content: content.clone(), txn: None, redacts: None };
+        self.with_room(services, room_id, async |state: &RoomState| {
+            let Some(current) = state.get(&ruma::events::StateEventType::RoomMember, user_id.as_str()) else {
+                return Ok((false, Vec::new()));
+            };
+            let current: serde_json::Value = serde_json::from_str(current.content.get()).unwrap_or_default();
+            let unchanged = ["membership", "displayname", "avatar_url"].iter().all(|field| current.get(field) == content.get(field));
+            if current["membership"] != "join" || unchanged {
+                return Ok((false, Vec::new()));
+            }
+            let (_, persisted) = super::persist_one(services, state, user_id, &outgoing).await?;
+            Ok((true, persisted))
         })
         .await
     }

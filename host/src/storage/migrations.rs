@@ -23,6 +23,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0002_rooms.sql"),
         include_str!("../../migrations/sqlite/0002_rooms.sql"),
     ),
+    (
+        3,
+        "profiles",
+        include_str!("../../migrations/postgres/0003_profiles.sql"),
+        include_str!("../../migrations/sqlite/0003_profiles.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -19,6 +19,7 @@ mod events;
 mod filters;
 mod migrations;
 mod positions;
+mod profiles;
 mod streams;
 mod uia;
 mod users;

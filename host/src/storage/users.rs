@@ -49,6 +49,12 @@ impl Storage {
         .execute(&mut *tx)
         .await
         .map_err(StorageError::from_insert)?;
+        // Synapse's default display name: the local part.
+        sqlx::query("INSERT INTO profile_fields (user_id, field, value_json) VALUES ($1, 'displayname', $2)")
+            .bind(user.user_id.as_str())
+            .bind(serde_json::Value::String(user.user_id.localpart().to_owned()).to_string())
+            .execute(&mut *tx)
+            .await?;
         if let Some(session) = session {
             self.open_session_in(&mut tx, user.user_id, session).await?;
         }

@@ -193,6 +193,7 @@ impl TestServerBuilder {
         let mut tables = String::new();
         for (name, body) in [
             ("rc_registration", "per_second = 1000\nburst_count = 1000"),
+            ("rc_message", "per_second = 1000\nburst_count = 1000"),
             ("rc_login.address", "per_second = 1000\nburst_count = 1000"),
             ("rc_login.account", "per_second = 1000\nburst_count = 1000"),
             ("rc_login.failed_attempts", "per_second = 1000\nburst_count = 1000"),

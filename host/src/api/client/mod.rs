@@ -6,6 +6,7 @@ mod capabilities;
 mod devices;
 mod login;
 mod logout;
+mod profile;
 mod register;
 mod room_events;
 mod rooms;
@@ -24,6 +25,7 @@ use ruma::api::client::{
         joined_rooms, kick_user, leave_room, unban_user,
     },
     message::{get_message_events, send_message_event},
+    profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
     room::{create_room, get_room_event},
     state::{get_state_event_for_key, get_state_events, send_state_event},
     sync::sync_events,
@@ -68,6 +70,10 @@ pub fn routes(table: &mut RouteTable) {
         .add::<get_message_events::v3::Request, _, _>(G::RoomMessages, room_events::messages)
         .add::<get_member_events::v3::Request, _, _>(G::ClientReads, room_events::members)
         .add::<joined_members::v3::Request, _, _>(G::ClientReads, room_events::joined_members)
+        .add::<get_profile::v3::Request, _, _>(G::ClientReads, profile::get)
+        .add::<get_profile_field::v3::Request, _, _>(G::ClientReads, profile::get_field)
+        .add::<set_profile_field::v3::Request, _, _>(G::Profile, profile::set_field)
+        .add::<delete_profile_field::v3::Request, _, _>(G::Profile, profile::delete_field)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);

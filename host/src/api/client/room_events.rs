@@ -58,8 +58,14 @@ fn forbidden_if_unknown(error: RoomError) -> ApiError {
     }
 }
 
+/// `rc_message`, as Synapse applies it: to every non-membership event a user sends.
+fn rate_limit(state: &Services, user_id: &UserId) -> ApiResult<()> {
+    state.rate_limits.message.acquire(user_id.as_str()).map_err(ApiError::limit_exceeded)
+}
+
 pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request>) -> ApiResult<send_message_event::v3::Response> {
     let sender = request.sender()?;
+    rate_limit(&state, &sender.user_id)?;
     let body = &request.body;
     let kind = body.event_type.to_string();
     if kind == "m.room.redaction" || kind.is_empty() {
@@ -78,6 +84,7 @@ pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request
 
 pub async fn put_state(state: AppState, request: Ruma<send_state_event::v3::Request>) -> ApiResult<send_state_event::v3::Response> {
     let sender = request.sender()?;
+    rate_limit(&state, &sender.user_id)?;
     let body = &request.body;
     let kind = body.event_type.to_string();
     if kind == "m.room.member" && UserId::parse(&body.state_key).is_err() {
@@ -102,7 +109,7 @@ async fn visible_state(state: &Services, room_id: &RoomId, user_id: &UserId) -> 
     match visibility.current_membership() {
         Some((_, "join")) | None => Ok(state.storage.current_state(room_id).await?),
         _ if visibility.can_read_room_now() => Ok(state.storage.current_state(room_id).await?),
-        Some((at, "leave" | "ban")) => Ok(state.storage.state_at(room_id, at - 1).await?),
+        Some((at, "leave" | "ban")) => Ok(state.storage.state_at(room_id, at).await?),
         Some(_) => Err(ApiError::forbidden("You are not in this room")),
     }
 }
