@@ -94,9 +94,9 @@ impl Services {
             ),
             (None, None) => None,
         };
-        let plugins = crate::plugins::load(&config, Arc::new(LiveServices::default())).await?;
+        let spam_checker = crate::plugins::load_spam_checkers(&config, Arc::new(LiveServices::default())).await?;
         Ok(Arc::new(Self {
-            spam_checker: crate::plugins::spam_checkers(&plugins),
+            spam_checker,
             rate_limits: RateLimiters::from_config(&config),
             server_name,
             storage,

@@ -11,6 +11,7 @@ mod support;
 mod accounts;
 mod config;
 mod devices;
+mod directory;
 mod errors;
 mod keys;
 mod login;

@@ -165,6 +165,7 @@ impl From<RoomError> for ApiError {
                 ErrorKind::UnsupportedRoomVersion,
                 format!("Room version {version} is not supported"),
             ),
+            RoomError::AliasTaken => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, "Room alias already taken"),
             RoomError::Storage(error) => error.into(),
         }
     }

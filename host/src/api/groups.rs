@@ -24,6 +24,8 @@ pub enum EndpointGroup {
     EventSending,
     /// `/rooms/{roomId}/messages` (sticky by room behind the router).
     RoomMessages,
+    /// Alias and directory listing changes.
+    Directory,
     /// Profile changes (`PUT`/`DELETE /profile/...`), which send member events.
     Profile,
     /// `/_matrix/key/v2/server`.
@@ -46,6 +48,7 @@ impl EndpointGroup {
             Self::EventSending => "event_sending",
             Self::RoomMessages => "room_messages",
             Self::Profile => "profile",
+            Self::Directory => "directory",
             Self::ServerKeys => "server_keys",
             Self::Admin => "admin",
         }

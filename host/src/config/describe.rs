@@ -52,7 +52,7 @@ pub fn describe(config: &Config) -> String {
         let place = if plugin.runs_on(instance) {
             "runs here".to_owned()
         } else {
-            format!("runs on {} (calls from here will be forwarded with workers)", plugin.instances.join(", "))
+            format!("runs on {} (until calls are forwarded between instances, checks here answer `{}`)", plugin.instances.join(", "), plugin.on_error().as_str())
         };
         let _ = writeln!(
             out,

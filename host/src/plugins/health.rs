@@ -76,13 +76,4 @@ impl Health {
         state.off_until = Some(Instant::now() + backoff);
         Tripped::SwitchedOff(backoff)
     }
-
-    pub fn is_off(&self) -> bool {
-        self.admit_peek()
-    }
-
-    fn admit_peek(&self) -> bool {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.off_until.is_some_and(|until| Instant::now() < until)
-    }
 }

@@ -29,6 +29,7 @@ pub mod host_services;
 pub mod limits;
 pub mod loaded;
 mod metrics;
+pub mod remote;
 pub mod spam;
 pub mod testkit;
 mod state;
@@ -43,6 +44,27 @@ pub use spam::{SpamCheckerBackend, SpamCheckers};
 
 use crate::config::Config;
 
+/// The spam checkers of this instance, in configuration order: plugins it
+/// runs are loaded here; plugins pinned to other instances are stand-ins
+/// that apply `on_error` until calls can be forwarded (`remote`).
+pub async fn load_spam_checkers(config: &Config, services: Arc<dyn HostServices>) -> Result<SpamCheckers, LoadError> {
+    let instance = config.instance_name();
+    let loaded = load(config, services).await?;
+    let mut local = loaded.into_iter();
+    let chain = config
+        .plugins
+        .iter()
+        .map(|plugin| -> Arc<dyn SpamCheckerBackend> {
+            if plugin.runs_on(instance) {
+                local.next().expect("one loaded plugin per local entry")
+            } else {
+                Arc::new(remote::RemotePlugin::new(plugin, instance))
+            }
+        })
+        .collect();
+    Ok(SpamCheckers::new(chain))
+}
+
 /// Loads the plugins this instance runs, in configuration order.
 pub async fn load(config: &Config, services: Arc<dyn HostServices>) -> Result<Vec<Arc<LoadedPlugin>>, LoadError> {
     let instance = config.instance_name();
@@ -56,9 +78,4 @@ pub async fn load(config: &Config, services: Arc<dyn HostServices>) -> Result<Ve
         loaded.push(Arc::new(LoadedPlugin::load(&engine, plugin, instance, services.clone()).await?));
     }
     Ok(loaded)
-}
-
-/// The spam-checker chain of the loaded plugins.
-pub fn spam_checkers(loaded: &[Arc<LoadedPlugin>]) -> SpamCheckers {
-    SpamCheckers::new(loaded.iter().map(|p| p.clone() as Arc<dyn SpamCheckerBackend>).collect())
 }

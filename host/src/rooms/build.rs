@@ -92,6 +92,26 @@ impl RoomState {
         content.get("membership")?.as_str().map(str::to_owned)
     }
 
+    /// A user's power level, from `m.room.power_levels` (creator 100 without one).
+    pub fn power_level_of(&self, user_id: &UserId) -> i64 {
+        let Some(levels) = self.content_of(&StateEventType::RoomPowerLevels, "") else {
+            let creator = self.get(&StateEventType::RoomCreate, "").map(|create| create.sender.clone());
+            return if creator.as_deref() == Some(user_id) { 100 } else { 0 };
+        };
+        levels["users"].get(user_id.as_str()).or(levels.get("users_default")).and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    /// The power level needed to send a state event of this type.
+    pub fn state_level_for(&self, kind: &str) -> i64 {
+        let levels = self.content_of(&StateEventType::RoomPowerLevels, "").unwrap_or_default();
+        levels["events"].get(kind).or(levels.get("state_default")).and_then(Value::as_i64).unwrap_or(50)
+    }
+
+    /// The content of a current state event, parsed.
+    pub fn content_of(&self, kind: &StateEventType, state_key: &str) -> Option<Value> {
+        serde_json::from_str(self.get(kind, state_key)?.content.get()).ok()
+    }
+
     /// Takes a built event into this state, for building several in a row.
     pub fn apply(&mut self, event: &BuiltEvent) {
         if let Some(state_key) = &event.state_key {

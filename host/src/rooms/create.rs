@@ -4,7 +4,7 @@
 //! state the previous ones made, then persisted with the room in one
 //! transaction, so a room is created whole or not at all.
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
 
 use super::{Outgoing, RoomError, RoomState, versions};
@@ -33,11 +33,18 @@ pub struct CreateRoom {
     pub topic: Option<String>,
     pub invite: Vec<OwnedUserId>,
     pub is_direct: bool,
+    /// A local alias to create with the room, set as its canonical alias.
+    pub alias: Option<OwnedRoomAliasId>,
 }
 
 impl super::Rooms {
     pub async fn create_room(&self, services: &Services, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId, RoomError> {
         let version = request.room_version.clone().unwrap_or(versions::DEFAULT);
+        if let Some(alias) = &request.alias
+            && services.storage.alias(alias).await?.is_some()
+        {
+            return Err(RoomError::AliasTaken);
+        }
         let room_id = RoomId::new_v1(&services.server_name);
         let mut room = RoomState::new_room(room_id.clone(), version.clone())?;
         let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
@@ -92,6 +99,9 @@ impl super::Rooms {
             ("m.room.member".into(), Some(creator.to_string()), creator_member),
             ("m.room.power_levels".into(), Some(String::new()), power_levels),
         ];
+        if let Some(alias) = &request.alias {
+            plan.push(("m.room.canonical_alias".into(), Some(String::new()), json!({"alias": alias})));
+        }
         for (kind, content) in [
             ("m.room.join_rules", json!({"join_rule": join_rule})),
             ("m.room.history_visibility", json!({"history_visibility": "shared"})),
@@ -126,8 +136,17 @@ impl super::Rooms {
             built.push(event);
         }
         let events: Vec<_> = built.iter().map(|event| event.as_new_event()).collect();
-        let new_room = NewRoom { room_id: &room_id, room_version: version.as_str(), creator, published: request.public };
-        services.storage.persist_events(Some(new_room), &events).await?;
+        let new_room = NewRoom {
+            room_id: &room_id,
+            room_version: version.as_str(),
+            creator,
+            published: request.public,
+            alias: request.alias.as_ref().map(|alias| alias.as_str()),
+        };
+        services.storage.persist_events(Some(new_room), &events).await.map_err(|error| match error {
+            crate::storage::StorageError::Conflict if request.alias.is_some() => RoomError::AliasTaken,
+            other => other.into(),
+        })?;
         services.notifier.notify(services.storage.persisted_events_position());
         drop(events);
         self.remember(room).await;

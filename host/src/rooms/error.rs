@@ -12,6 +12,8 @@ pub enum RoomError {
     TooLarge(usize),
     #[error("invalid event: {0}")]
     Invalid(String),
+    #[error("the alias is taken")]
+    AliasTaken,
     #[error("unsupported room version `{0}`")]
     UnsupportedVersion(String),
     #[error(transparent)]

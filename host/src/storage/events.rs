@@ -30,6 +30,8 @@ pub struct NewRoom<'a> {
     pub room_version: &'a str,
     pub creator: &'a UserId,
     pub published: bool,
+    /// A local alias created with the room (`room_alias_name`).
+    pub alias: Option<&'a str>,
 }
 
 /// An authorised, signed event ready to persist.
@@ -68,6 +70,9 @@ impl Storage {
                 .execute(&mut *tx)
                 .await
                 .map_err(StorageError::from_insert)?;
+            if let Some(alias) = room.alias {
+                insert_alias(&mut tx, alias, room.room_id, room.creator).await?;
+            }
         }
         let mut orderings = Vec::with_capacity(events.len());
         let mut guards = Vec::with_capacity(events.len());
@@ -332,5 +337,45 @@ impl Storage {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND type = $2 AND state_key IS NOT NULL ORDER BY stream_ordering");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(room_id.as_str()).bind(kind).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
+    }
+}
+
+pub(super) async fn insert_alias(conn: &mut sqlx::AnyConnection, alias: &str, room_id: &RoomId, creator: &UserId) -> Result<()> {
+    sqlx::query("INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)")
+        .bind(alias)
+        .bind(room_id.as_str())
+        .bind(creator.as_str())
+        .execute(conn)
+        .await
+        .map_err(StorageError::from_insert)?;
+    Ok(())
+}
+
+impl Storage {
+    /// Rooms published in the directory, with their joined member counts.
+    pub async fn published_rooms(&self) -> Result<Vec<(OwnedRoomId, i64)>> {
+        let rows = sqlx::query(
+            "SELECT r.room_id, (SELECT COUNT(*) FROM current_state c WHERE c.room_id = r.room_id AND c.type = 'm.room.member' \
+             AND c.membership = 'join') AS joined FROM rooms r WHERE r.published = $1",
+        )
+        .bind(true)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let room: String = row.try_get("room_id")?;
+                Ok((OwnedRoomId::try_from(room).map_err(|e| StorageError::corrupt("rooms.room_id", e))?, row.try_get("joined")?))
+            })
+            .collect()
+    }
+
+    pub async fn room_published(&self, room_id: &RoomId) -> Result<Option<bool>> {
+        let row = sqlx::query("SELECT published FROM rooms WHERE room_id = $1").bind(room_id.as_str()).fetch_optional(&self.pool).await?;
+        row.map(|row| super::flag(&row, "published")).transpose()
+    }
+
+    pub async fn set_room_published(&self, room_id: &RoomId, published: bool) -> Result<()> {
+        sqlx::query("UPDATE rooms SET published = $1 WHERE room_id = $2").bind(published).bind(room_id.as_str()).execute(&self.pool).await?;
+        Ok(())
     }
 }

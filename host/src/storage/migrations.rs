@@ -29,6 +29,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0003_profiles.sql"),
         include_str!("../../migrations/sqlite/0003_profiles.sql"),
     ),
+    (
+        4,
+        "aliases",
+        include_str!("../../migrations/postgres/0004_aliases.sql"),
+        include_str!("../../migrations/sqlite/0004_aliases.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -12,6 +12,7 @@
 //! transaction that writes stream rows advances that writer's row in
 //! `stream_positions`, so any process can catch up from the database.
 
+mod aliases;
 mod devices;
 mod dialect;
 mod error;

@@ -9,9 +9,11 @@
 
 mod adversarial;
 mod capture;
+mod cli;
 mod config;
 mod egress;
 mod endpoints;
+mod pinning;
 mod sandbox;
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 mod account;
 mod capabilities;
 mod devices;
+mod directory;
 mod login;
 mod logout;
 mod profile;
@@ -16,6 +17,8 @@ mod versions;
 pub(crate) use register::validate_new_localpart;
 
 use ruma::api::client::{
+    alias::{create_alias, delete_alias, get_alias},
+    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
     account::{change_password, deactivate, get_username_availability, register as register_api, whoami},
     device::{delete_device, delete_devices, get_device, get_devices, update_device},
     discovery::{get_capabilities, get_supported_versions},
@@ -26,7 +29,7 @@ use ruma::api::client::{
     },
     message::{get_message_events, send_message_event},
     profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
-    room::{create_room, get_room_event},
+    room::{aliases, create_room, get_room_event},
     state::{get_state_event_for_key, get_state_events, send_state_event},
     sync::sync_events,
     session::{get_login_types, login as login_api, logout as logout_api, logout_all},
@@ -74,6 +77,14 @@ pub fn routes(table: &mut RouteTable) {
         .add::<get_profile_field::v3::Request, _, _>(G::ClientReads, profile::get_field)
         .add::<set_profile_field::v3::Request, _, _>(G::Profile, profile::set_field)
         .add::<delete_profile_field::v3::Request, _, _>(G::Profile, profile::delete_field)
+        .add::<create_alias::v3::Request, _, _>(G::Directory, directory::create)
+        .add::<get_alias::v3::Request, _, _>(G::ClientReads, directory::get)
+        .add::<delete_alias::v3::Request, _, _>(G::Directory, directory::delete)
+        .add::<aliases::v3::Request, _, _>(G::ClientReads, directory::room_aliases)
+        .add::<get_room_visibility::v3::Request, _, _>(G::ClientReads, directory::get_visibility)
+        .add::<set_room_visibility::v3::Request, _, _>(G::Directory, directory::set_visibility)
+        .add::<get_public_rooms::v3::Request, _, _>(G::ClientReads, directory::public_rooms)
+        .add::<get_public_rooms_filtered::v3::Request, _, _>(G::ClientReads, directory::public_rooms_filtered)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);

@@ -65,10 +65,15 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
         topic: body.topic.clone(),
         invite: body.invite.clone(),
         is_direct: body.is_direct,
+        alias: body
+            .room_alias_name
+            .as_deref()
+            .map(|name| {
+                ruma::OwnedRoomAliasId::try_from(format!("#{name}:{}", state.server_name))
+                    .map_err(|_| ApiError::invalid_param("room_alias_name does not make a valid alias"))
+            })
+            .transpose()?,
     };
-    if body.room_alias_name.is_some() {
-        return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Room aliases are not supported yet"));
-    }
     let room_id = state.rooms.create_room(&state, &sender.user_id, create).await?;
     Ok(create_room::v3::Response::new(room_id))
 }
@@ -87,7 +92,7 @@ pub async fn join_by_id_or_alias(
     let sender = request.sender()?;
     let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(_) => return Err(ApiError::not_found("Room alias not found")),
+        Err(alias) => state.storage.alias(&alias).await?.map(|(room_id, _)| room_id).ok_or_else(|| ApiError::not_found("Room alias not found"))?,
     };
     state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))

@@ -1,0 +1,103 @@
+//! Room aliases and the public room directory.
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::{
+    on_both_backends,
+    rooms::create_room,
+    support::{Backend, TestServer, errcode},
+};
+
+on_both_backends!(aliases_resolve_join_and_delete, the_public_directory_lists_published_rooms);
+
+async fn aliases_resolve_join_and_delete(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let alias = format!("#lobby:{}", server.server_name);
+    let encoded = alias.replace('#', "%23");
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat", "room_alias_name": "lobby"})).await;
+    let (status, body) = server.get(&format!("/_matrix/client/v3/directory/room/{encoded}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], json!(room));
+    assert_eq!(body["servers"], json!([server.server_name]));
+    let (_, canonical) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/"), Some(&alice.access_token)).await;
+    assert_eq!(canonical["alias"], json!(alias));
+
+    let (status, body) = server.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_alias_name": "lobby"})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_ROOM_IN_USE"));
+    let (_, joined) = server.get("/_matrix/client/v3/joined_rooms", Some(&alice.access_token)).await;
+    assert_eq!(joined["joined_rooms"], json!([room]), "no second room was made");
+
+    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{encoded}"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], json!(room));
+
+    let second = format!("%23second:{}", server.server_name);
+    let (status, _) = server.put(&format!("/_matrix/client/v3/directory/room/{second}"), Some(&bob.access_token), json!({"room_id": room})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.put(&format!("/_matrix/client/v3/directory/room/{second}"), Some(&alice.access_token), json!({"room_id": room})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::CONFLICT, "M_ROOM_IN_USE"));
+    let (status, _) = server.put("/_matrix/client/v3/directory/room/%23x:elsewhere.example", Some(&alice.access_token), json!({"room_id": room})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let eve = server.register("eve", "pw").await;
+    let (status, _) = server.put(&format!("/_matrix/client/v3/directory/room/%23eve:{}", server.server_name), Some(&eve.access_token), json!({"room_id": room})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "members only");
+
+    let (_, aliases) = server.get(&format!("/_matrix/client/v3/rooms/{room}/aliases"), Some(&alice.access_token)).await;
+    assert_eq!(aliases["aliases"], json!([alias.clone(), format!("#second:{}", server.server_name)]));
+
+    let (status, _) = server.delete(&format!("/_matrix/client/v3/directory/room/{encoded}"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "neither creator nor privileged");
+    let (status, _) = server.delete(&format!("/_matrix/client/v3/directory/room/{second}"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "the creator may");
+    let (status, _) = server.delete(&format!("/_matrix/client/v3/directory/room/{encoded}"), Some(&alice.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "the room admin may");
+    let (status, body) = server.get(&format!("/_matrix/client/v3/directory/room/{encoded}"), None).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+}
+
+async fn the_public_directory_lists_published_rooms(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let busy = create_room(&server, &alice.access_token, json!({"visibility": "public", "preset": "public_chat", "name": "Busy", "topic": "lots"})).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{busy}/join"), Some(&bob.access_token), json!({})).await;
+    let quiet = create_room(&server, &alice.access_token, json!({"visibility": "public", "name": "Quiet"})).await;
+    let hidden = create_room(&server, &alice.access_token, json!({"name": "Hidden"})).await;
+
+    let (status, page) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let ids: Vec<&str> = page["chunk"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![busy.as_str(), quiet.as_str()], "most members first, unpublished rooms absent");
+    let first = &page["chunk"][0];
+    assert_eq!(first["num_joined_members"], 2);
+    assert_eq!(first["name"], "Busy");
+    assert_eq!(first["topic"], "lots");
+    assert!(first["join_rule"].is_null() || first["join_rule"] == "public", "public is the default, and ruma leaves it out");
+
+    let (_, page) = server.get("/_matrix/client/v3/publicRooms?limit=1", None).await;
+    assert_eq!(page["chunk"].as_array().unwrap().len(), 1);
+    let next = page["next_batch"].as_str().unwrap();
+    let (_, page) = server.get(&format!("/_matrix/client/v3/publicRooms?limit=1&since={next}"), None).await;
+    assert_eq!(page["chunk"][0]["room_id"], json!(quiet));
+    assert!(page.get("next_batch").is_none_or(|n| n.is_null()));
+
+    let (status, page) = server.post("/_matrix/client/v3/publicRooms", Some(&bob.access_token), json!({"filter": {"generic_search_term": "quiet"}})).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let ids: Vec<&str> = page["chunk"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![quiet.as_str()]);
+
+    let listing = format!("/_matrix/client/v3/directory/list/room/{hidden}");
+    assert_eq!(server.get(&listing, None).await.1, json!({"visibility": "private"}));
+    let (status, _) = server.put(&listing, Some(&bob.access_token), json!({"visibility": "public"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.put(&listing, Some(&alice.access_token), json!({"visibility": "public"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(server.get(&listing, None).await.1, json!({"visibility": "public"}));
+    let (_, page) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(page["chunk"].as_array().unwrap().len(), 3);
+    let (status, _) = server.get("/_matrix/client/v3/publicRooms?since=bogus", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
