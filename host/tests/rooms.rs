@@ -24,6 +24,7 @@ on_both_backends!(
     messages_paginate_both_ways,
     fifty_concurrent_senders_into_one_room,
     sending_is_rate_limited,
+    redactions_follow_power_and_prune_content,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -397,4 +398,42 @@ async fn sending_is_rate_limited(backend: Backend) {
     assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"), "{body}");
     assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
     send_text(&server, &bob.access_token, &room, "others are unaffected").await;
+}
+
+async fn redactions_follow_power_and_prune_content(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    for version in ["10", "11"] {
+        let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat", "room_version": version})).await;
+        join(&server, &bob.access_token, &room).await;
+        let alices = send_text(&server, &alice.access_token, &room, "from alice").await;
+        let bobs = send_text(&server, &bob.access_token, &room, "from bob").await;
+        let redact = |token: &str, event: &str, txn: &str| {
+            let path = format!("/_matrix/client/v3/rooms/{room}/redact/{event}/{txn}");
+            let token = token.to_owned();
+            let server = &server;
+            async move { server.put(&path, Some(&token), json!({"reason": "oops"})).await }
+        };
+        let (status, body) = redact(&bob.access_token, &alices, "r1").await;
+        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{version}: needs the redact level");
+        let (status, first) = redact(&bob.access_token, &bobs, "r2").await;
+        assert_eq!(status, StatusCode::OK, "{version}: own events are fine: {first}");
+        let (_, again) = redact(&bob.access_token, &bobs, "r2").await;
+        assert_eq!(first["event_id"], again["event_id"], "idempotent by transaction");
+        let (status, _) = redact(&alice.access_token, &alices, "r3").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = redact(&alice.access_token, "$unknown", "r4").await;
+        assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "{body}");
+
+        let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{bobs}"), Some(&alice.access_token)).await;
+        assert_eq!(event["content"], json!({}), "{version}: content pruned: {event}");
+        assert_eq!(event["unsigned"]["redacted_because"]["sender"], json!(bob.user_id));
+        let (_, redaction) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", first["event_id"].as_str().unwrap()), Some(&alice.access_token)).await;
+        assert_eq!(redaction["redacts"], json!(bobs), "{version}: clients find `redacts` at the top level");
+        if version == "11" {
+            assert_eq!(redaction["content"]["redacts"], json!(bobs), "v11 keeps it in the content");
+        }
+        assert_eq!(redaction["content"]["reason"], "oops");
+    }
 }

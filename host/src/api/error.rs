@@ -155,6 +155,7 @@ impl From<RoomError> for ApiError {
     fn from(error: RoomError) -> Self {
         match error {
             RoomError::UnknownRoom => Self::not_found("Unknown room"),
+            RoomError::UnknownEvent => Self::not_found("Event not found"),
             RoomError::Forbidden(reason) => Self::forbidden(reason),
             RoomError::TooLarge(size) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Event is {size} bytes; the limit is 65536"))

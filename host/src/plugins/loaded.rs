@@ -79,6 +79,7 @@ impl LoadedPlugin {
         let role = config.role.as_str();
         let component = engine.load_component(&config.path)?;
         let wrong_world = |reason: String| LoadError::WrongWorld { path: config.path.clone(), role, reason };
+        super::version::check(&component, &engine.engine).map_err(wrong_world)?;
         let instance_pre = engine.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
         let pre = SpamCheckerPre::new(instance_pre).map_err(|e| wrong_world(format!("{e:#}")))?;
         let egress = Egress::parse(&config.capabilities.allowed_outbound_hosts, config.capabilities.allow_private_addresses)

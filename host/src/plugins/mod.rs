@@ -34,6 +34,7 @@ pub mod spam;
 pub mod testkit;
 mod state;
 pub mod verify;
+pub mod version;
 
 use std::sync::Arc;
 

@@ -96,11 +96,9 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
                 continue;
             }
         };
-        let fits = engine
-            .linker
-            .instantiate_pre(&component)
-            .and_then(SpamCheckerPre::new)
-            .map_err(|e| format!("{e:#}"));
+        let fits = super::version::check(&component, &engine.engine).and_then(|()| {
+            engine.linker.instantiate_pre(&component).and_then(SpamCheckerPre::new).map_err(|e| format!("{e:#}"))
+        });
         if let Err(reason) = fits {
             fail(&at, format!("{} does not fit the `{}` world of weft:plugin@0.1.0: {reason}", plugin.path.display(), plugin.role.as_str()));
         }

@@ -54,6 +54,7 @@ impl BuiltEvent {
             prev_events: &self.prev_events,
             membership: self.membership.as_deref(),
             txn: None,
+            redaction: None,
         }
     }
 }

@@ -6,6 +6,8 @@ use crate::storage::StorageError;
 pub enum RoomError {
     #[error("unknown room")]
     UnknownRoom,
+    #[error("unknown event")]
+    UnknownEvent,
     #[error("{0}")]
     Forbidden(String),
     #[error("event too large: {0} bytes")]

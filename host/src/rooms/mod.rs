@@ -13,6 +13,7 @@ mod build;
 pub mod create;
 mod error;
 mod membership;
+mod redact;
 pub mod pdu;
 pub mod versions;
 pub mod visibility;
@@ -68,7 +69,8 @@ pub struct Outgoing<'a> {
     pub kind: &'a str,
     pub state_key: Option<&'a str>,
     pub content: Value,
-    /// `(device, transaction id)` for idempotent client sends.
+    /// `(device, request)` for idempotent client sends: the request's method
+    /// and path, which contain the client's transaction id.
     pub txn: Option<(&'a DeviceId, &'a str)>,
     /// Top-level `redacts` (room versions before 11 carry it outside content).
     pub redacts: Option<OwnedEventId>,
@@ -111,6 +113,11 @@ impl Rooms {
                 Err(error)
             }
         }
+    }
+
+    /// Drops a room's cached state; the next write reloads it.
+    pub(super) async fn forget(&self, room_id: &RoomId) {
+        *self.slot(room_id).lock().await = None;
     }
 
     /// Remembers the state of a room this instance just created.

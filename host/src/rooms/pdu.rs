@@ -111,12 +111,32 @@ pub fn client_event(event: &StoredEvent, with_room_id: bool) -> Value {
             out.insert(key.to_owned(), value.clone());
         }
     }
+    // Room version 11 moved `redacts` into the content; clients of older
+    // versions read it at the top level, so it is copied there (as the spec asks).
+    if event.kind == "m.room.redaction"
+        && !out.contains_key("redacts")
+        && let Some(redacts) = pdu.get("content").and_then(|c| c.get("redacts"))
+    {
+        out.insert("redacts".into(), redacts.clone());
+    }
+    if let Some(Value::Object(unsigned)) = pdu.get("unsigned")
+        && let Some(because) = unsigned.get("redacted_because")
+    {
+        out.insert("unsigned".into(), serde_json::json!({ "redacted_because": because }));
+    }
     out.insert("event_id".into(), Value::String(event.event_id.to_string()));
     if with_room_id {
         out.insert("room_id".into(), Value::String(event.room_id.to_string()));
     }
     let age = crate::storage::now_ms().saturating_sub(event.origin_server_ts).max(0);
-    out.insert("unsigned".into(), serde_json::json!({ "age": age }));
+    match out.get_mut("unsigned") {
+        Some(Value::Object(unsigned)) => {
+            unsigned.insert("age".into(), age.into());
+        }
+        _ => {
+            out.insert("unsigned".into(), serde_json::json!({ "age": age }));
+        }
+    }
     Value::Object(out)
 }
 

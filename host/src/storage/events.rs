@@ -48,8 +48,11 @@ pub struct NewEvent<'a> {
     pub prev_events: &'a [OwnedEventId],
     /// For `m.room.member`: the new membership.
     pub membership: Option<&'a str>,
-    /// The client transaction that sent it, for idempotent retries.
+    /// The client transaction that sent it, for idempotent retries: the
+    /// request (method and path, with the transaction id) per device.
     pub txn: Option<(&'a UserId, &'a DeviceId, &'a str)>,
+    /// For a redaction: the event it redacts and that event's redacted PDU.
+    pub redaction: Option<(&'a EventId, &'a str)>,
 }
 
 const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json";
@@ -141,6 +144,13 @@ impl Storage {
                     .execute(&mut *conn)
                     .await?;
             }
+        }
+        if let Some((target, redacted_json)) = event.redaction {
+            sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2")
+                .bind(redacted_json)
+                .bind(target.as_str())
+                .execute(&mut *conn)
+                .await?;
         }
         for prev in event.prev_events {
             sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")

@@ -78,3 +78,14 @@ fn a_pool_the_instance_cannot_reserve_is_refused() {
     let message = errors(&text);
     assert!(message.contains("address space"), "{message}");
 }
+
+#[test]
+fn wit_versions_are_compatible_by_semver() {
+    use weft::plugins::version::compatible;
+    assert!(compatible("0.1.0", "0.1.0"));
+    assert!(compatible("0.1.3", "0.1.0"));
+    assert!(!compatible("0.2.0", "0.1.0"));
+    assert!(!compatible("1.0.0", "0.1.0"));
+    assert!(compatible("1.4.0", "1.0.0"));
+    assert!(!compatible("x", "0.1.0"));
+}

@@ -67,6 +67,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<joined_rooms::v3::Request, _, _>(G::ClientReads, rooms::joined)
         .add::<send_message_event::v3::Request, _, _>(G::EventSending, room_events::send)
         .add::<send_state_event::v3::Request, _, _>(G::EventSending, room_events::put_state)
+        .add::<ruma::api::client::redact::redact_event::v3::Request, _, _>(G::EventSending, room_events::redact)
         .add::<get_state_events::v3::Request, _, _>(G::ClientReads, room_events::get_state)
         .add::<get_state_event_for_key::v3::Request, _, _>(G::ClientReads, room_events::get_state_for_key)
         .add::<get_room_event::v3::Request, _, _>(G::ClientReads, room_events::get_event)

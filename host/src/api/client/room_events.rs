@@ -75,7 +75,8 @@ pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request
         kind: &kind,
         state_key: None,
         content: content_of(&body.body)?,
-        txn: Some((&sender.device_id, body.txn_id.as_str())),
+        // Scoped like Synapse: the same id on another path is another request.
+        txn: Some((&sender.device_id, request.action.as_str())),
         redacts: None,
     };
     let event_id = state.rooms.send(&state, &body.room_id, &sender.user_id, outgoing).await.map_err(forbidden_if_unknown)?;
@@ -255,3 +256,15 @@ pub async fn joined_members(state: AppState, request: Ruma<joined_members::v3::R
     Ok(joined_members::v3::Response::new(joined))
 }
 
+
+pub async fn redact(state: AppState, request: Ruma<ruma::api::client::redact::redact_event::v3::Request>) -> ApiResult<ruma::api::client::redact::redact_event::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    rate_limit(&state, &sender.user_id)?;
+    let event_id = state
+        .rooms
+        .redact(&state, &body.room_id, &sender.user_id, &body.event_id, body.reason.as_deref(), (&sender.device_id, request.action.as_str()))
+        .await
+        .map_err(forbidden_if_unknown)?;
+    Ok(ruma::api::client::redact::redact_event::v3::Response::new(event_id))
+}
