@@ -25,6 +25,8 @@ on_both_backends!(
     fifty_concurrent_senders_into_one_room,
     sending_is_rate_limited,
     redactions_follow_power_and_prune_content,
+    context_timestamps_and_initial_sync,
+    knocking_needs_a_knock_room,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -436,4 +438,71 @@ async fn redactions_follow_power_and_prune_content(backend: Backend) {
         }
         assert_eq!(redaction["content"]["reason"], "oops");
     }
+}
+
+async fn context_timestamps_and_initial_sync(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let eve = server.register("eve", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"name": "Ctx"})).await;
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(send_text(&server, &alice.access_token, &room, &format!("m{n}")).await);
+    }
+    let token = Some(alice.access_token.as_str());
+    let (status, ctx) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{}?limit=4", ids[5]), token).await;
+    assert_eq!(status, StatusCode::OK, "{ctx}");
+    assert_eq!(ctx["event"]["content"]["body"], "m5");
+    let before: Vec<&str> = ctx["events_before"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let after: Vec<&str> = ctx["events_after"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(before, vec!["m4", "m3"], "newest first before");
+    assert_eq!(after, vec!["m6", "m7"]);
+    assert!(ctx["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.name"));
+    let (_, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1&from={}", ctx["start"].as_str().unwrap()), token).await;
+    assert_eq!(page["chunk"][0]["content"]["body"], "m2", "start continues backwards");
+    let (status, _) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{}", ids[5]), Some(&eve.access_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/$nope"), token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", ids[3]), token).await;
+    let ts = event["origin_server_ts"].as_u64().unwrap();
+    let (status, found) = server.get(&format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={ts}&dir=f"), token).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["origin_server_ts"].as_u64().unwrap(), ts);
+    let (status, _) = server.get(&format!("/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts=1&dir=b"), token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing before the room existed");
+
+    let (status, initial) = server.get(&format!("/_matrix/client/v3/rooms/{room}/initialSync"), token).await;
+    assert_eq!(status, StatusCode::OK, "{initial}");
+    assert_eq!(initial["membership"], "join");
+    let chunk = initial["messages"]["chunk"].as_array().unwrap();
+    assert_eq!(chunk.last().unwrap()["content"]["body"], "m9", "oldest first, ending with the newest");
+    assert!(initial["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
+}
+
+async fn knocking_needs_a_knock_room(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let closed = create_room(&server, &alice.access_token, json!({})).await;
+    let (status, _) = server.post(&format!("/_matrix/client/v3/knock/{closed}"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "invite-only rooms refuse knocks");
+    let room = create_room(
+        &server,
+        &alice.access_token,
+        json!({"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]}),
+    )
+    .await;
+    let (status, body) = server.post(&format!("/_matrix/client/v3/knock/{room}"), Some(&bob.access_token), json!({"reason": "let me in"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], json!(room));
+    let (_, member) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", bob.user_id), Some(&alice.access_token)).await;
+    assert_eq!(member["membership"], "knock");
+    let (_, synced) = server.get("/_matrix/client/v3/sync", Some(&bob.access_token)).await;
+    let knock_state = synced["rooms"]["knock"][&room]["knock_state"]["events"].as_array().expect("a knock section").clone();
+    assert!(knock_state.iter().any(|e| e["type"] == "m.room.join_rules"), "{synced}");
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::OK);
 }

@@ -142,11 +142,35 @@ async fn bench(plugin: PathBuf, config: Option<PathBuf>, iterations: usize) -> a
         let _ = loaded.plugin.run("instantiate", 0, |_, _| Box::pin(async { Ok(()) }), Ok::<(), String>).await;
     })
     .await;
+    // Throughput with two callers at once (the machine's two cores).
+    let start = Instant::now();
+    let per_task = iterations / 2;
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (chain, event) = (chain.clone(), event.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    chain.check_event_for_spam(&event).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.context("a benchmark task")?;
+    }
+    let concurrent = start.elapsed();
+
     report("check-event-for-spam, no plugin", &without);
     report("check-event-for-spam, with plugin", &with);
     report("instantiate + drop (pooling)", &instantiate);
     let added = |q: f64| percentile(&with, q).saturating_sub(percentile(&without, q));
     println!("added per checked event: p50 {:.1} µs, p99 {:.1} µs", micros(added(0.50)), micros(added(0.99)));
+    println!(
+        "two concurrent callers: {} checks in {:.1} ms, {:.0} checks/s",
+        per_task * 2,
+        concurrent.as_secs_f64() * 1e3,
+        (per_task * 2) as f64 / concurrent.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -146,7 +146,8 @@ pub fn compile_cached(engine: &Engine, cache_dir: &Path, path: &Path, bytes: &[u
     let component = Component::new(engine, bytes).map_err(|e| not_a_component(format!("{e:#}")))?;
     if let Ok(serialized) = component.serialize() {
         let written = std::fs::create_dir_all(cache_dir).and_then(|()| {
-            let temp = file.with_extension(format!("tmp{}", std::process::id()));
+            // Unique per writer: tests compile the same component on several threads.
+            let temp = file.with_extension(format!("tmp{}-{:016x}", std::process::id(), rand::random::<u64>()));
             std::fs::write(&temp, &serialized)?;
             std::fs::rename(&temp, &file)
         });

@@ -59,9 +59,12 @@ impl Health {
         }
     }
 
-    pub fn record_success(&self) {
+    /// Returns whether the plugin had been switched off before this success.
+    pub fn record_success(&self) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let recovered = state.trips > 0;
         *state = State::default();
+        recovered
     }
 
     pub fn record_failure(&self) -> Tripped {

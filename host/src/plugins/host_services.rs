@@ -26,6 +26,9 @@ pub const MAX_HTTP_RESPONSE_BYTES: usize = 1024 * 1024;
 pub const MAX_KV_VALUE_BYTES: usize = 64 * 1024;
 pub const MAX_KV_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
+/// Headers a plugin may not set on outbound requests.
+const FORBIDDEN_HEADERS: [&str; 6] = ["host", "connection", "content-length", "transfer-encoding", "upgrade", "proxy-authorization"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     pub method: String,
@@ -187,6 +190,11 @@ async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) 
         .map_err(|e| HttpError::Unreachable(e.to_string()))?;
     let mut builder = client.request(method, &request.url).body(request.body);
     for (name, value) in &request.headers {
+        // The host sets these from the checked URL and the body; a plugin
+        // must not point `Host` at another site behind the same address.
+        if FORBIDDEN_HEADERS.iter().any(|forbidden| name.eq_ignore_ascii_case(forbidden)) {
+            return Err(HttpError::InvalidRequest(format!("the `{name}` header is set by the host")));
+        }
         builder = builder.header(name.as_str(), value.as_str());
     }
     let mut response = builder.send().await.map_err(|e| if e.is_timeout() { HttpError::Timeout } else { HttpError::Unreachable(e.to_string()) })?;

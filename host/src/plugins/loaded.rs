@@ -134,9 +134,16 @@ impl LoadedPlugin {
         metrics::call(name, call, elapsed);
         match result {
             Ok((value, mut stats)) => {
+                if let Some(output) = output {
+                    tracing::info!(target: "weft::plugin", plugin = %name, role = self.ctx.role, call, instance = %self.ctx.instance,
+                        "plugin output: {output}");
+                }
                 stats.elapsed = elapsed;
                 metrics::peak_memory(name, stats.peak_memory_bytes);
-                self.health.record_success();
+                if self.health.record_success() {
+                    metrics::switched_off(name, false);
+                    tracing::warn!(plugin = %name, role = self.ctx.role, instance = %self.ctx.instance, "plugin switched back on: its trial call succeeded");
+                }
                 Ok((value, stats))
             }
             Err(failure) => {

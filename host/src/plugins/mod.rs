@@ -5,8 +5,11 @@
 //! Owns: the wasmtime engine of this process (`engine`), loading plugins and
 //! running calls under limits (`loaded`), the `host` interface they import
 //! (`host_api`, `host_services`, `egress`), the failure policy (`error`,
-//! `health`), metrics, configuration checks (`verify`), and the spam-checker
-//! role (`spam`) that call sites use through `Services::spam_checker`.
+//! `health`), metrics, configuration checks (`verify`), the WIT versions
+//! this host runs (`version`), the spam-checker role (`spam`) that call sites
+//! use through `Services::spam_checker`, the stand-in for a plugin pinned to
+//! another instance (`remote`), and the testkit (`testkit`, re-exported by
+//! `plugin-sdk/testkit` for plugin authors).
 //!
 //! May call: `config` (read), `telemetry` through the `metrics` facade. Must
 //! not: reach storage or build HTTP responses (the api layer turns verdicts

@@ -55,7 +55,7 @@ pub struct NewEvent<'a> {
     pub redaction: Option<(&'a EventId, &'a str)>,
 }
 
-const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json";
+pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json";
 
 impl Storage {
     /// Persists `events` in order, all or nothing, creating `room` first if
@@ -317,7 +317,7 @@ fn prefixed(alias: &str) -> String {
     EVENT_COLUMNS.split(", ").map(|column| format!("{alias}.{column}")).collect::<Vec<_>>().join(", ")
 }
 
-fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
+pub(super) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
     Ok(StoredEvent {
         stream_ordering: row.try_get("stream_ordering")?,
         event_id: OwnedEventId::try_from(row.try_get::<String, _>("event_id")?).map_err(|e| StorageError::corrupt("events.event_id", e))?,

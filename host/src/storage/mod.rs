@@ -21,6 +21,7 @@ mod filters;
 mod migrations;
 mod positions;
 mod profiles;
+mod timestamps;
 mod streams;
 mod uia;
 mod users;

@@ -17,7 +17,7 @@ use std::{
 
 use ruma::{
     RoomId, UserId,
-    api::client::sync::sync_events::v3::{InvitedRoom, InviteState, JoinedRoom, LeftRoom, Response, State, StateEvents, Timeline},
+    api::client::sync::sync_events::v3::{InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Response, State, StateEvents, Timeline},
     serde::Raw,
 };
 use serde_json::value::to_raw_value;
@@ -58,7 +58,8 @@ pub async fn sync(services: &Services, user_id: &UserId, options: &SyncOptions) 
         wake.borrow_and_update();
         let now = services.notifier.events_position();
         let response = compute(services, user_id, options, now).await?;
-        let nothing = response.rooms.join.is_empty() && response.rooms.invite.is_empty() && response.rooms.leave.is_empty();
+        let rooms = &response.rooms;
+        let nothing = rooms.join.is_empty() && rooms.invite.is_empty() && rooms.leave.is_empty() && rooms.knock.is_empty();
         if options.since.is_none() || !nothing || options.full_state || Instant::now() >= deadline {
             return Ok(response);
         }
@@ -91,7 +92,14 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, n
                 }
             }
             "invite" if changed_since_last => {
-                response.rooms.invite.insert(room_id.clone(), invited_room(services, &room_id, user_id, at).await?);
+                let mut room = InvitedRoom::new();
+                room.invite_state.events = stripped_state(services, &room_id, user_id, at).await?;
+                response.rooms.invite.insert(room_id, room);
+            }
+            "knock" if changed_since_last => {
+                let mut room = KnockedRoom::new();
+                room.knock_state.events = stripped_state(services, &room_id, user_id, at).await?;
+                response.rooms.knock.insert(room_id, room);
             }
             "leave" | "ban" if changed_since_last && (since.is_some() || options.include_leave) => {
                 let (timeline, state) = timeline_and_state(services, &room_id, user_id, since, at, options.timeline_limit, true).await?;
@@ -182,19 +190,16 @@ async fn timeline_and_state(
     Ok((timeline, state))
 }
 
-async fn invited_room(services: &Services, room_id: &RoomId, user_id: &UserId, at: i64) -> Result<InvitedRoom, StorageError> {
+/// The stripped state shown with an invite or a knock.
+async fn stripped_state<T>(services: &Services, room_id: &RoomId, user_id: &UserId, at: i64) -> Result<Vec<Raw<T>>, StorageError> {
     let state = services.storage.state_at(room_id, at).await?;
-    let mut invite_state = InviteState::new();
-    invite_state.events = state
+    Ok(state
         .iter()
         .filter(|event| {
             INVITE_STATE_TYPES.contains(&event.kind.as_str()) || (event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str()))
         })
         .map(|event| raw(pdu::stripped_event(event)))
-        .collect();
-    let mut room = InvitedRoom::new();
-    room.invite_state = invite_state;
-    Ok(room)
+        .collect())
 }
 
 fn latest_per_key(events: Vec<StoredEvent>) -> Vec<StoredEvent> {

@@ -173,3 +173,19 @@ async fn logs_beyond_the_budget_are_dropped() {
     assert!((10..100).contains(&kept), "kept {kept} lines");
     assert!(capture::lines("adv-flood").iter().any(|l| l.text.contains("log budget spent")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_max_concurrent_calls_wait_for_a_slot_within_the_deadline() {
+    let plugin = std::sync::Arc::new(misbehave("adv-slots", "loop", PluginLimitsConfig { timeout_ms: 300, max_concurrent_calls: 1, ..quick() }).await);
+    let first = tokio::spawn({
+        let plugin = plugin.clone();
+        async move { plugin.call(message("x")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    // The only slot is taken until the first call times out (at 300 ms), and
+    // this call's own 300 ms run out while it waits.
+    assert_eq!(plugin.call(message("y")).await.unwrap_err().reason(), "timeout");
+    assert!(start.elapsed() < Duration::from_millis(700), "{:?}", start.elapsed());
+    assert_eq!(first.await.unwrap().unwrap_err().reason(), "timeout");
+}

@@ -99,3 +99,20 @@ async fn a_failing_checker_refuses_without_a_server_error(backend: Backend) {
     let (status, _) = register(&server, "frank").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// A plugin's own errcode and fields reach the client as they are; its fields
+/// cannot overwrite `errcode` or `error`.
+#[tokio::test]
+async fn rejections_keep_custom_errcodes_and_fields() {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    use weft::{api::error::ApiError, plugins::spam::Rejection};
+
+    let mut fields = serde_json::Map::new();
+    fields.insert("org.example.score".into(), json!(0.97));
+    let rejection = Rejection { errcode: "ORG_EXAMPLE_SPAM".into(), message: None, fields };
+    let response = ApiError::spam_rejected(rejection, "This message had been rejected as probable spam").into_response();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body, json!({"errcode": "ORG_EXAMPLE_SPAM", "error": "This message had been rejected as probable spam", "org.example.score": 0.97}));
+}

@@ -132,7 +132,7 @@ async fn media_size_and_type_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_without_rules_allow() {
+async fn every_callback_is_reachable_and_allows_without_rules() {
     let plugin = rules(json!({})).await;
     let room: weft_plugin_testkit::spam::SpamCall = serde_json::from_value(json!({
         "callback": "user-may-send-state-event", "user": "@a:example.org", "room": "!r:example.org",
@@ -140,6 +140,18 @@ async fn callbacks_without_rules_allow() {
     }))
     .expect("fixtures deserialize");
     assert!(plugin.call(room).await.unwrap().allows());
+    let room_id = || "!r:example.org".try_into().unwrap();
+    let join = SpamCall::UserMayJoinRoom { user: uid("@a:example.org"), room: room_id(), is_invited: true };
+    assert!(plugin.call(join).await.unwrap().allows());
+    let third_party = SpamCall::UserMaySend3pidInvite { inviter: uid("@a:example.org"), medium: "email".into(), address: "b@example.org".into(), room: room_id() };
+    assert!(plugin.call(third_party).await.unwrap().allows());
+    let invite = SpamEvent::from_json(json!({"room_id": "!r:example.org", "sender": "@a:remote.example", "type": "m.room.member", "state_key": "@b:example.org", "content": {"membership": "invite"}})).unwrap();
+    assert!(plugin.call(SpamCall::FederatedUserMayInvite { event: invite.clone() }).await.unwrap().allows());
+    let strict = rules(json!({"invites": "same-server", "blocked_servers": ["remote.example"]})).await;
+    assert!(!strict.call(SpamCall::FederatedUserMayInvite { event: invite }).await.unwrap().allows());
+    let nobody = rules(json!({"invites": "nobody"})).await;
+    let third_party = SpamCall::UserMaySend3pidInvite { inviter: uid("@a:example.org"), medium: "email".into(), address: "b@example.org".into(), room: room_id() };
+    assert!(!nobody.call(third_party).await.unwrap().allows());
     let alias = SpamCall::UserMayCreateRoomAlias { user: uid("@a:example.org"), alias: "#a:example.org".try_into().unwrap() };
     assert!(plugin.call(alias).await.unwrap().allows());
 }

@@ -9,6 +9,7 @@ mod login;
 mod logout;
 mod profile;
 mod register;
+mod room_context;
 mod room_events;
 mod rooms;
 mod sync;
@@ -86,6 +87,10 @@ pub fn routes(table: &mut RouteTable) {
         .add::<set_room_visibility::v3::Request, _, _>(G::Directory, directory::set_visibility)
         .add::<get_public_rooms::v3::Request, _, _>(G::ClientReads, directory::public_rooms)
         .add::<get_public_rooms_filtered::v3::Request, _, _>(G::ClientReads, directory::public_rooms_filtered)
+        .add::<ruma::api::client::context::get_context::v3::Request, _, _>(G::ClientReads, room_context::context)
+        .add::<ruma::api::client::room::get_event_by_timestamp::v1::Request, _, _>(G::ClientReads, room_context::timestamp_to_event)
+        .add::<ruma::api::client::peeking::get_current_state::v3::Request, _, _>(G::ClientReads, room_context::initial_sync)
+        .add::<ruma::api::client::knock::knock_room::v3::Request, _, _>(G::Membership, rooms::knock)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);

@@ -43,7 +43,7 @@ fn content_of<T>(body: &Raw<T>) -> ApiResult<Value> {
 }
 
 /// Reads about a room the user cannot see are refused without saying whether it exists.
-async fn visibility(state: &Services, room_id: &RoomId, user_id: &UserId) -> ApiResult<Visibility> {
+pub(super) async fn visibility(state: &Services, room_id: &RoomId, user_id: &UserId) -> ApiResult<Visibility> {
     let visibility = Visibility::load(&state.storage, room_id, user_id).await?;
     if visibility.current_membership().is_none() && !visibility.can_read_room_now() {
         return Err(ApiError::forbidden("You are not in this room"));
@@ -154,7 +154,7 @@ fn parse_token(token: &str) -> ApiResult<i64> {
     StreamToken::parse(token).map(|token| token.events.min).map_err(|e| ApiError::invalid_param(e.to_string()))
 }
 
-fn token_at(position: i64) -> String {
+pub(super) fn token_at(position: i64) -> String {
     StreamToken { events: MultiWriterPosition::at(position), device_lists: 0 }.to_string()
 }
 
@@ -174,30 +174,13 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
     let types = body.filter.types.as_ref();
     let not_types = &body.filter.not_types;
 
-    // Walk pages in the requested direction until `limit` visible events.
-    let mut chunk: Vec<StoredEvent> = Vec::new();
-    let mut cursor = from;
+    let wanted = |event: &StoredEvent| {
+        types.is_none_or(|types| types.iter().any(|t| t == &event.kind)) && !not_types.iter().any(|t| t == &event.kind)
+    };
     let end_bound = if backwards { to.unwrap_or(0) } else { to.unwrap_or(now).min(now) };
-    let mut exhausted = false;
-    while chunk.len() < limit && !exhausted {
-        let page = (limit - chunk.len()).max(20) as i64;
-        let batch = if backwards {
-            state.storage.room_events(&body.room_id, end_bound, cursor, page, true).await?
-        } else {
-            state.storage.room_events(&body.room_id, cursor, end_bound, page, false).await?
-        };
-        exhausted = (batch.len() as i64) < page;
-        for event in batch {
-            cursor = if backwards { event.stream_ordering - 1 } else { event.stream_ordering };
-            let wanted_type = types.is_none_or(|types| types.iter().any(|t| t == &event.kind)) && !not_types.iter().any(|t| t == &event.kind);
-            if wanted_type && visibility.can_see(&event, &sender.user_id) {
-                chunk.push(event);
-                if chunk.len() == limit {
-                    break;
-                }
-            }
-        }
-    }
+    let (after, upto) = if backwards { (end_bound, from) } else { (from, end_bound) };
+    let walk = visible_events(&state, &body.room_id, &sender.user_id, &visibility, after, upto, limit, backwards, wanted).await?;
+    let (chunk, cursor, exhausted) = (walk.events, walk.cursor, walk.exhausted);
     let mut response = get_message_events::v3::Response::new();
     response.start = token_at(from);
     response.end = (!exhausted || chunk.len() == limit).then(|| token_at(cursor));
@@ -267,4 +250,50 @@ pub async fn redact(state: AppState, request: Ruma<ruma::api::client::redact::re
         .await
         .map_err(forbidden_if_unknown)?;
     Ok(ruma::api::client::redact::redact_event::v3::Response::new(event_id))
+}
+
+/// Events a user may see in `(after, upto]`, walked newest first when
+/// `newest_first`, until `limit` pass `wanted`.
+pub(super) struct Walk {
+    pub events: Vec<StoredEvent>,
+    /// Where a further walk in the same direction would continue.
+    pub cursor: i64,
+    /// The range holds nothing more.
+    pub exhausted: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn visible_events(
+    state: &Services,
+    room_id: &RoomId,
+    user_id: &UserId,
+    visibility: &Visibility,
+    after: i64,
+    upto: i64,
+    limit: usize,
+    newest_first: bool,
+    wanted: impl Fn(&StoredEvent) -> bool,
+) -> ApiResult<Walk> {
+    let mut events = Vec::new();
+    let mut cursor = if newest_first { upto } else { after };
+    let mut exhausted = false;
+    while events.len() < limit && !exhausted {
+        let page = (limit - events.len()).max(20) as i64;
+        let batch = if newest_first {
+            state.storage.room_events(room_id, after, cursor, page, true).await?
+        } else {
+            state.storage.room_events(room_id, cursor, upto, page, false).await?
+        };
+        exhausted = (batch.len() as i64) < page;
+        for event in batch {
+            cursor = if newest_first { event.stream_ordering - 1 } else { event.stream_ordering };
+            if wanted(&event) && visibility.can_see(&event, user_id) {
+                events.push(event);
+                if events.len() == limit {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Walk { events, cursor, exhausted })
 }

@@ -175,3 +175,17 @@ pub async fn joined(state: AppState, request: Ruma<joined_rooms::v3::Request>) -
     Ok(joined_rooms::v3::Response::new(rooms.into_iter().filter(|(_, m, _)| m == "join").map(|(room, _, _)| room).collect()))
 }
 
+
+pub async fn knock(state: AppState, request: Ruma<ruma::api::client::knock::knock_room::v3::Request>) -> ApiResult<ruma::api::client::knock::knock_room::v3::Response> {
+    let sender = request.sender()?;
+    let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
+        Ok(room_id) => room_id,
+        Err(alias) => state.storage.alias(&alias).await?.map(|(room_id, _)| room_id).ok_or_else(|| ApiError::not_found("Room alias not found"))?,
+    };
+    let reason = request.body.reason.as_deref();
+    state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Knock, reason).await.map_err(|error| match error {
+        RoomError::UnknownRoom => ApiError::not_found("Unknown room"),
+        other => other.into(),
+    })?;
+    Ok(ruma::api::client::knock::knock_room::v3::Response::new(room_id))
+}

@@ -1,0 +1,102 @@
+//! `/rooms/{roomId}/context/{eventId}`, `/rooms/{roomId}/timestamp_to_event`
+//! and the legacy `/rooms/{roomId}/initialSync`, all within what the user may
+//! see.
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, UInt,
+    api::{
+        Direction,
+        client::{context::get_context, peeking::get_current_state, room::get_event_by_timestamp},
+    },
+    serde::Raw,
+};
+use serde_json::{Value, value::to_raw_value};
+
+use super::room_events::{token_at, visibility, visible_events};
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        ruma_route::Ruma,
+    },
+    rooms::pdu::client_event,
+    services::AppState,
+};
+
+/// The most events `/context` returns on each side.
+const MAX_CONTEXT: u64 = 100;
+
+fn raw<T>(value: Value) -> Raw<T> {
+    Raw::from_json(to_raw_value(&value).expect("a JSON value serialises"))
+}
+
+pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -> ApiResult<get_context::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
+    let not_found = || ApiError::not_found("Event not found");
+    let event = state.storage.event(&body.event_id).await?.filter(|event| event.room_id == body.room_id).ok_or_else(not_found)?;
+    if !visibility.can_see(&event, &sender.user_id) {
+        return Err(not_found());
+    }
+    let limit = u64::from(body.limit).min(MAX_CONTEXT) as usize;
+    // Synapse's split: half before (rounded down), the rest after.
+    let (before_limit, after_limit) = (limit / 2, limit - limit / 2);
+    let now = state.notifier.events_position();
+    let at = event.stream_ordering;
+    let before = visible_events(&state, &body.room_id, &sender.user_id, &visibility, 0, at - 1, before_limit, true, |_| true).await?;
+    let after = visible_events(&state, &body.room_id, &sender.user_id, &visibility, at, now, after_limit, false, |_| true).await?;
+
+    let mut response = get_context::v3::Response::new();
+    response.start = Some(token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1)));
+    response.end = Some(token_at(after.events.last().map_or(at, |e| e.stream_ordering)));
+    response.events_before = before.events.iter().map(|e| raw(client_event(e, true))).collect();
+    response.events_after = after.events.iter().map(|e| raw(client_event(e, true))).collect();
+    response.event = Some(raw(client_event(&event, true)));
+    response.state = state.storage.state_at(&body.room_id, at).await?.iter().map(|e| raw(client_event(e, true))).collect();
+    Ok(response)
+}
+
+pub async fn timestamp_to_event(
+    state: AppState,
+    request: Ruma<get_event_by_timestamp::v1::Request>,
+) -> ApiResult<get_event_by_timestamp::v1::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
+    let forward = body.dir == Direction::Forward;
+    let ts = i64::try_from(u64::from(body.ts.0)).unwrap_or(i64::MAX);
+    let event = state
+        .storage
+        .event_near_timestamp(&body.room_id, ts, forward)
+        .await?
+        .filter(|event| visibility.can_see(event, &sender.user_id))
+        .ok_or_else(|| ApiError::not_found("No event found in that direction"))?;
+    let origin = MilliSecondsSinceUnixEpoch(UInt::new_saturating(event.origin_server_ts.max(0) as u64));
+    Ok(get_event_by_timestamp::v1::Response::new(event.event_id, origin))
+}
+
+pub async fn initial_sync(state: AppState, request: Ruma<get_current_state::v3::Request>) -> ApiResult<get_current_state::v3::Response> {
+    let sender = request.sender()?;
+    let room_id = &request.body.room_id;
+    let visibility = visibility(&state, room_id, &sender.user_id).await?;
+    let now = state.notifier.events_position();
+    let walk = visible_events(&state, room_id, &sender.user_id, &visibility, 0, now, 20, true, |_| true).await?;
+    let mut messages: Vec<_> = walk.events;
+    messages.reverse();
+    let start = token_at(messages.first().map_or(now, |e| e.stream_ordering - 1));
+    let chunk = get_current_state::v3::PaginationChunk::new(messages.iter().map(|e| raw(client_event(e, true))).collect(), token_at(now));
+    let mut chunk = chunk;
+    chunk.start = Some(start);
+    let membership = visibility.current_membership().map(|(_, m)| m.into());
+    let state_events = match visibility.current_membership() {
+        Some((at, "leave" | "ban")) if !visibility.can_read_room_now() => state.storage.state_at(room_id, at).await?,
+        _ => state.storage.current_state(room_id).await?,
+    };
+    let mut response = get_current_state::v3::Response::new(room_id.clone());
+    response.messages = Some(chunk);
+    response.membership = membership;
+    response.state = state_events.iter().map(|e| raw(client_event(e, true))).collect();
+    let published = state.storage.room_published(room_id).await?.unwrap_or(false);
+    response.visibility = Some(if published { ruma::api::client::room::Visibility::Public } else { ruma::api::client::room::Visibility::Private });
+    Ok(response)
+}
