@@ -14,6 +14,7 @@ mod config;
 mod egress;
 mod endpoints;
 mod pinning;
+mod rooms;
 mod sandbox;
 
 use std::path::PathBuf;

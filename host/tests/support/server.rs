@@ -181,6 +181,8 @@ impl TestServerBuilder {
     pub async fn start(self) -> TestServer {
         let db = TestDb::new(self.backend).await;
         let server_name = format!("{}.test", unique("hs"));
+        // Configurations may name users of this server: `{server_name}` stands for its name.
+        let extra = self.extra.replace("{server_name}", &server_name);
         let key_path = db.dir().join("signing.key");
         let has = |key: &str| self.extra.lines().any(|line| line.trim_start().starts_with(key));
         let mut text = format!("server_name = \"{server_name}\"\nsigning_key_path = {:?}\nenable_metrics = true\n", key_path.display().to_string());
@@ -205,7 +207,7 @@ impl TestServerBuilder {
         let text = format!(
             "{text}{extra}\n{tables}\n{db}\n[[listeners]]\nport = 0\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\n\
              [[listeners.resources]]\nnames = [\"client\", \"federation\", \"health\", \"metrics\"]\n",
-            extra = self.extra,
+            extra = extra,
             db = db.config_toml,
         );
         launch(text, server_name, db).await

@@ -57,6 +57,10 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
     if room.membership_of(&sender.user_id).as_deref() != Some("join") {
         return Err(ApiError::forbidden("You must be in the room to give it an alias"));
     }
+    super::spam_allows(
+        state.spam_checker.user_may_create_room_alias(&sender.user_id, &body.room_alias).await,
+        "You are not permitted to create this alias",
+    )?;
     state.storage.create_alias(&body.room_alias, &body.room_id, &sender.user_id).await.map_err(|error| match error {
         StorageError::Conflict => {
             ApiError::new(http::StatusCode::CONFLICT, ruma::api::error::ErrorKind::RoomInUse, "Room alias already exists")
@@ -118,6 +122,12 @@ pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::
         Visibility::Private => false,
         other => return Err(ApiError::invalid_param(format!("unknown visibility `{}`", other.as_str()))),
     };
+    if public {
+        super::spam_allows(
+            state.spam_checker.user_may_publish_room(&sender.user_id, &body.room_id).await,
+            "You are not permitted to publish rooms",
+        )?;
+    }
     state.storage.set_room_published(&body.room_id, public).await?;
     Ok(set_room_visibility::v3::Response::new())
 }

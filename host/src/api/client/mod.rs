@@ -17,6 +17,17 @@ mod versions;
 
 pub(crate) use register::validate_new_localpart;
 
+use crate::plugins::spam::SpamVerdict;
+
+/// A spam checker's verdict at a call site: allowed, or the 403 carrying the
+/// plugin's errcode and fields, with Synapse's message for the site.
+pub(crate) fn spam_allows(verdict: SpamVerdict, message: &str) -> super::error::ApiResult<()> {
+    match verdict {
+        SpamVerdict::Allow => Ok(()),
+        SpamVerdict::Reject(rejection) => Err(super::error::ApiError::spam_rejected(rejection, message)),
+    }
+}
+
 use ruma::api::client::{
     alias::{create_alias, delete_alias, get_alias},
     directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},

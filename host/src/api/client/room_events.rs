@@ -17,7 +17,9 @@ use ruma::{
 };
 use serde_json::{Value, value::to_raw_value};
 
+use super::spam_allows;
 use crate::{
+    plugins::spam::SpamEvent,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
@@ -27,6 +29,9 @@ use crate::{
     storage::StoredEvent,
     sync::{MultiWriterPosition, StreamToken},
 };
+
+/// Synapse's message when a spam checker refuses an event.
+const SPAM_MESSAGE: &str = "This message had been rejected as probable spam";
 
 /// The most events `/messages` returns at once.
 const MAX_MESSAGES_LIMIT: u64 = 1000;
@@ -71,10 +76,15 @@ pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request
     if kind == "m.room.redaction" || kind.is_empty() {
         return Err(ApiError::bad_json("Use /redact for redactions"));
     }
+    let content = content_of(&body.body)?;
+    let candidate = serde_json::json!({"room_id": body.room_id, "sender": sender.user_id, "type": kind, "content": content});
+    if let Some(event) = SpamEvent::from_json(candidate) {
+        spam_allows(state.spam_checker.check_event_for_spam(&event).await, SPAM_MESSAGE)?;
+    }
     let outgoing = Outgoing {
         kind: &kind,
         state_key: None,
-        content: content_of(&body.body)?,
+        content,
         // Scoped like Synapse: the same id on another path is another request.
         txn: Some((&sender.device_id, request.action.as_str())),
         redacts: None,
@@ -98,7 +108,17 @@ pub async fn put_state(state: AppState, request: Ruma<send_state_event::v3::Requ
             return Err(ApiError::forbidden("You are not in this room"));
         }
     }
-    let outgoing = Outgoing { kind: &kind, state_key: Some(&body.state_key), content: content_of(&body.body)?, txn: None, redacts: None };
+    let content = content_of(&body.body)?;
+    let checker = &state.spam_checker;
+    spam_allows(
+        checker.user_may_send_state_event(&sender.user_id, &body.room_id, &kind, &body.state_key, &content).await,
+        "You may not send this state event",
+    )?;
+    let candidate = serde_json::json!({"room_id": body.room_id, "sender": sender.user_id, "type": kind, "state_key": body.state_key, "content": content});
+    if let Some(event) = SpamEvent::from_json(candidate) {
+        spam_allows(checker.check_event_for_spam(&event).await, SPAM_MESSAGE)?;
+    }
+    let outgoing = Outgoing { kind: &kind, state_key: Some(&body.state_key), content, txn: None, redacts: None };
     let event_id = state.rooms.send(&state, &body.room_id, &sender.user_id, outgoing).await.map_err(forbidden_if_unknown)?;
     Ok(send_state_event::v3::Response::new(event_id))
 }

@@ -13,6 +13,7 @@ use ruma::{
 };
 use serde_json::{Map, Value};
 
+use super::spam_allows;
 use crate::{
     api::{
         error::{ApiError, ApiResult},
@@ -74,13 +75,36 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
             })
             .transpose()?,
     };
+    let checker = &state.spam_checker;
+    // The request as the checker sees it (Synapse passes the request body).
+    let config = serde_json::json!({
+        "preset": body.preset.as_ref().map(|p| p.as_str()),
+        "visibility": body.visibility.as_str(),
+        "name": body.name,
+        "topic": body.topic,
+        "invite": body.invite,
+        "is_direct": body.is_direct,
+        "room_version": body.room_version.as_ref().map(|v| v.as_str()),
+        "room_alias_name": body.room_alias_name,
+    });
+    spam_allows(checker.user_may_create_room(&sender.user_id, &config).await, "You are not permitted to create rooms")?;
+    if let Some(alias) = &create.alias {
+        spam_allows(checker.user_may_create_room_alias(&sender.user_id, alias).await, "You are not permitted to create this alias")?;
+    }
     let room_id = state.rooms.create_room(&state, &sender.user_id, create).await?;
+    if body.visibility == Visibility::Public {
+        // As Synapse: a refusal keeps the room but does not publish it.
+        if !matches!(checker.user_may_publish_room(&sender.user_id, &room_id).await, crate::plugins::spam::SpamVerdict::Allow) {
+            state.storage.set_room_published(&room_id, false).await?;
+        }
+    }
     Ok(create_room::v3::Response::new(room_id))
 }
 
 pub async fn join_by_id(state: AppState, request: Ruma<join_room_by_id::v3::Request>) -> ApiResult<join_room_by_id::v3::Response> {
     let sender = request.sender()?;
     let room_id = &request.body.room_id;
+    may_join(&state, room_id, &sender.user_id).await?;
     state.rooms.set_membership(&state, room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
     Ok(join_room_by_id::v3::Response::new(room_id.clone()))
 }
@@ -94,8 +118,16 @@ pub async fn join_by_id_or_alias(
         Ok(room_id) => room_id,
         Err(alias) => state.storage.alias(&alias).await?.map(|(room_id, _)| room_id).ok_or_else(|| ApiError::not_found("Room alias not found"))?,
     };
+    may_join(&state, &room_id, &sender.user_id).await?;
     state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// Asks the spam checkers whether the user may join, telling them whether
+/// the user holds an invite.
+async fn may_join(state: &AppState, room_id: &ruma::RoomId, user_id: &ruma::UserId) -> ApiResult<()> {
+    let invited = state.storage.membership_history(room_id, user_id).await?.last().is_some_and(|(_, m)| m == "invite");
+    spam_allows(state.spam_checker.user_may_join_room(user_id, room_id, invited).await, "You are not permitted to join this room")
 }
 
 /// Membership changes of a room the sender is not in read as "forbidden",
@@ -119,6 +151,8 @@ pub async fn invite(state: AppState, request: Ruma<invite_user::v3::Request>) ->
     let invite_user::v3::InvitationRecipient::UserId(recipient) = &request.body.recipient else {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Third-party invites are not supported yet"));
     };
+    let verdict = state.spam_checker.user_may_invite(&sender.user_id, &recipient.user_id, &request.body.room_id).await;
+    spam_allows(verdict, "You are not permitted to invite this user")?;
     change(&state, &request.body.room_id, &sender.user_id, &recipient.user_id, Membership::Invite, None).await?;
     Ok(invite_user::v3::Response::new())
 }
