@@ -185,3 +185,41 @@ async fn tokens_survive_a_restart(backend: Backend) {
     let delta = sync(&server, &alice.access_token, &format!("?since={since}")).await;
     assert_eq!(bodies(&delta["rooms"]["join"][&room]), vec!["after"]);
 }
+
+on_both_backends!(lazy_loading_sends_only_the_members_the_timeline_needs);
+
+async fn lazy_loading_sends_only_the_members_the_timeline_needs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    let mut others = Vec::new();
+    for name in ["bob", "carol", "dave", "erin"] {
+        let user = server.register(name, "pw").await;
+        server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&user.access_token), json!({})).await;
+        others.push(user);
+    }
+    let since = sync(&server, &alice.access_token, "").await["next_batch"].as_str().unwrap().to_owned();
+    for n in 0..12 {
+        send_text(&server, &alice.access_token, &room, &format!("a{n}")).await;
+    }
+    send_text(&server, &others[0].access_token, &room, "from bob").await;
+    let lazy = "%7B%22room%22%3A%7B%22state%22%3A%7B%22lazy_load_members%22%3Atrue%7D%2C%22timeline%22%3A%7B%22limit%22%3A3%7D%7D%7D";
+    for query in [format!("?filter={lazy}"), format!("?since={since}&filter={lazy}")] {
+        let body = sync(&server, &alice.access_token, &query).await;
+        let joined = &body["rooms"]["join"][&room];
+        let members: Vec<&str> = joined["state"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.room.member")
+            .map(|e| e["state_key"].as_str().unwrap())
+            .collect();
+        assert!(members.contains(&others[0].user_id.as_str()), "{query}: the sender's membership: {members:?}");
+        for absent in &others[1..] {
+            assert!(!members.contains(&absent.user_id.as_str()), "{query}: {} is not needed: {members:?}", absent.user_id);
+        }
+    }
+    let full = sync(&server, &alice.access_token, "?filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A3%7D%7D%7D").await;
+    let members = full["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.member").count();
+    assert_eq!(members, 5, "without lazy loading, every member");
+}

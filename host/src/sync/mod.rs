@@ -11,7 +11,7 @@ pub mod notifier;
 pub mod token;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -47,6 +47,10 @@ pub struct SyncOptions {
     pub full_state: bool,
     pub timeline_limit: usize,
     pub include_leave: bool,
+    /// Lazy-loading members: member events in `state` only for the timeline's
+    /// senders and the user. Redundant ones are sent again (no per-device
+    /// record of what a client has), which the spec allows.
+    pub lazy_load_members: bool,
 }
 
 /// Answers at once if anything changed since `since` (or on an initial
@@ -87,7 +91,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, n
         match membership.as_str() {
             "join" => {
                 let new_to_client = changed_since_last || options.full_state;
-                if let Some(room) = joined_room(services, &room_id, user_id, since, now, new_to_client, options.timeline_limit).await? {
+                if let Some(room) = joined_room(services, &room_id, user_id, since, now, new_to_client, options).await? {
                     response.rooms.join.insert(room_id, room);
                 }
             }
@@ -102,7 +106,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, n
                 response.rooms.knock.insert(room_id, room);
             }
             "leave" | "ban" if changed_since_last && (since.is_some() || options.include_leave) => {
-                let (timeline, state) = timeline_and_state(services, &room_id, user_id, since, at, options.timeline_limit, true).await?;
+                let (timeline, state) = timeline_and_state(services, &room_id, user_id, since, at, options, true).await?;
                 let mut room = LeftRoom::new();
                 room.timeline = timeline;
                 room.state = State::Before(state);
@@ -121,10 +125,10 @@ async fn joined_room(
     since: Option<i64>,
     now: i64,
     new_to_client: bool,
-    limit: usize,
+    options: &SyncOptions,
 ) -> Result<Option<JoinedRoom>, StorageError> {
     let since_for_room = if new_to_client { None } else { since };
-    let (timeline, state) = timeline_and_state(services, room_id, user_id, since_for_room, now, limit, new_to_client).await?;
+    let (timeline, state) = timeline_and_state(services, room_id, user_id, since_for_room, now, options, new_to_client).await?;
     if !new_to_client && timeline.events.is_empty() && state.events.is_empty() {
         return Ok(None);
     }
@@ -142,9 +146,10 @@ async fn timeline_and_state(
     user_id: &UserId,
     since: Option<i64>,
     upto: i64,
-    limit: usize,
+    options: &SyncOptions,
     full: bool,
 ) -> Result<(Timeline, StateEvents), StorageError> {
+    let limit = options.timeline_limit;
     let storage = &services.storage;
     let visibility = Visibility::load(storage, room_id, user_id).await?;
     let after = since.unwrap_or(0);
@@ -178,13 +183,37 @@ async fn timeline_and_state(
     timeline.prev_batch = Some(StreamToken { events: MultiWriterPosition::at(timeline_start), device_lists: 0 }.to_string());
     timeline.events = visible.iter().map(|event| raw(pdu::client_event(event, false))).collect();
 
-    let state_events = if full {
+    let mut state_events = if full {
         storage.state_at(room_id, timeline_start).await?
     } else if more_before {
         latest_per_key(storage.state_changes(room_id, after, timeline_start).await?)
     } else {
         Vec::new()
     };
+    if options.lazy_load_members {
+        let mut wanted: HashSet<&str> = visible.iter().map(|event| event.sender.as_str()).collect();
+        wanted.insert(user_id.as_str());
+        let is_wanted_member = |event: &StoredEvent| event.state_key.as_deref().is_some_and(|key| wanted.contains(key));
+        state_events.retain(|event| event.kind != "m.room.member" || is_wanted_member(event));
+        let mut have: HashSet<String> = state_events
+            .iter()
+            .chain(visible.iter())
+            .filter(|event| event.kind == "m.room.member")
+            .filter_map(|event| event.state_key.clone())
+            .collect();
+        if !full {
+            // Senders the client may not know yet: their membership before the timeline.
+            have.insert(user_id.to_string());
+        }
+        let missing: Vec<&str> = wanted.iter().copied().filter(|sender| !have.contains(*sender)).collect();
+        if !missing.is_empty() {
+            let before = storage.state_at(room_id, timeline_start).await?;
+            state_events.extend(before.into_iter().filter(|event| {
+                event.kind == "m.room.member" && event.state_key.as_deref().is_some_and(|key| missing.contains(&key))
+            }));
+            state_events.sort_by_key(|event| event.stream_ordering);
+        }
+    }
     let mut state = StateEvents::new();
     state.events = state_events.iter().map(|event| raw(pdu::client_event(event, false))).collect();
     Ok((timeline, state))

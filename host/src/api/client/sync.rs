@@ -36,6 +36,7 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
         full_state: body.full_state,
         timeline_limit: filter.room.timeline.limit.map_or(sync_service::DEFAULT_TIMELINE_LIMIT, |limit| u64::from(limit) as usize).min(1000),
         include_leave: filter.room.include_leave,
+        lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
     };
     Ok(sync_service::sync(&state, &sender.user_id, &options).await?)
 }
