@@ -19,6 +19,7 @@ mod plugins;
 mod process;
 mod profile;
 mod register;
+mod relations;
 mod rooms;
 mod storage;
 mod sync;

@@ -38,6 +38,8 @@ pub struct BuiltEvent {
     pub origin_server_ts: i64,
     pub prev_events: Vec<OwnedEventId>,
     pub json: String,
+    /// `(parent, rel_type)` when the content relates to another event.
+    pub relation: Option<(String, String)>,
 }
 
 impl BuiltEvent {
@@ -55,6 +57,7 @@ impl BuiltEvent {
             membership: self.membership.as_deref(),
             txn: None,
             redaction: None,
+            relation: self.relation.as_ref().map(|(parent, rel_type)| (parent.as_str(), rel_type.as_str())),
         }
     }
 }
@@ -185,6 +188,7 @@ impl RoomState {
             origin_server_ts,
             prev_events: self.prev_events.clone(),
             json,
+            relation: relation_of(&outgoing.content),
         })
     }
 
@@ -197,4 +201,12 @@ impl RoomState {
             .map_err(RoomError::Forbidden)?;
         Ok(())
     }
+}
+
+/// The parent and type of a relation (`m.relates_to` with both `event_id` and `rel_type`).
+fn relation_of(content: &Value) -> Option<(String, String)> {
+    let relates_to = content.get("m.relates_to")?;
+    let parent = relates_to.get("event_id")?.as_str()?;
+    let rel_type = relates_to.get("rel_type")?.as_str()?;
+    Some((parent.to_owned(), rel_type.to_owned()))
 }

@@ -53,6 +53,8 @@ pub struct NewEvent<'a> {
     pub txn: Option<(&'a UserId, &'a DeviceId, &'a str)>,
     /// For a redaction: the event it redacts and that event's redacted PDU.
     pub redaction: Option<(&'a EventId, &'a str)>,
+    /// `(parent event id, rel_type)` from the content's `m.relates_to`.
+    pub relation: Option<(&'a str, &'a str)>,
 }
 
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json";
@@ -144,6 +146,19 @@ impl Storage {
                     .execute(&mut *conn)
                     .await?;
             }
+        }
+        if let Some((parent, rel_type)) = event.relation {
+            sqlx::query(
+                "INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, sender, stream_ordering) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(event.event_id.as_str())
+            .bind(event.room_id.as_str())
+            .bind(parent)
+            .bind(rel_type)
+            .bind(event.sender.as_str())
+            .bind(ordering)
+            .execute(&mut *conn)
+            .await?;
         }
         if let Some((target, redacted_json)) = event.redaction {
             sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2")

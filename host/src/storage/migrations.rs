@@ -35,6 +35,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0004_aliases.sql"),
         include_str!("../../migrations/sqlite/0004_aliases.sql"),
     ),
+    (
+        5,
+        "relations",
+        include_str!("../../migrations/postgres/0005_relations.sql"),
+        include_str!("../../migrations/sqlite/0005_relations.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -21,6 +21,7 @@ mod filters;
 mod migrations;
 mod positions;
 mod profiles;
+mod relations;
 mod timestamps;
 mod streams;
 mod uia;

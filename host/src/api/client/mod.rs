@@ -9,6 +9,7 @@ mod login;
 mod logout;
 mod profile;
 mod register;
+mod relations;
 mod room_context;
 mod room_events;
 mod rooms;
@@ -102,6 +103,10 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::room::get_event_by_timestamp::v1::Request, _, _>(G::ClientReads, room_context::timestamp_to_event)
         .add::<ruma::api::client::peeking::get_current_state::v3::Request, _, _>(G::ClientReads, room_context::initial_sync)
         .add::<ruma::api::client::knock::knock_room::v3::Request, _, _>(G::Membership, rooms::knock)
+        .add::<ruma::api::client::relations::get_relating_events::v1::Request, _, _>(G::ClientReads, relations::relating)
+        .add::<ruma::api::client::relations::get_relating_events_with_rel_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_type)
+        .add::<ruma::api::client::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_types)
+        .add::<ruma::api::client::threads::get_threads::v1::Request, _, _>(G::ClientReads, relations::threads)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);

@@ -1,0 +1,90 @@
+//! `/relations` and `/threads`.
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    on_both_backends,
+    rooms::{create_room, send_text},
+    support::{Backend, TestServer},
+};
+
+on_both_backends!(relations_by_type_with_pagination, threads_list_roots_by_activity);
+
+async fn send(server: &TestServer, token: &str, room: &str, kind: &str, content: Value) -> String {
+    let txn = format!("rel{}", content.to_string().len() + rand_suffix());
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/{kind}/{txn}"), Some(token), content).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event_id"].as_str().unwrap().to_owned()
+}
+
+fn rand_suffix() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::Relaxed) * 1000
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["chunk"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn relations_by_type_with_pagination(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let eve = server.register("eve", "pw").await;
+    let t = alice.access_token.as_str();
+    let room = create_room(&server, t, json!({})).await;
+    let parent = send_text(&server, t, &room, "parent").await;
+    let react = |key: &str| json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": key}});
+    let r1 = send(&server, t, &room, "m.reaction", react("👍")).await;
+    let edit = send(&server, t, &room, "m.room.message", json!({"body": "* fixed", "m.new_content": {"body": "fixed"}, "m.relates_to": {"rel_type": "m.replace", "event_id": parent}})).await;
+    let r2 = send(&server, t, &room, "m.reaction", react("🎉")).await;
+    send_text(&server, t, &room, "unrelated").await;
+
+    let base = format!("/_matrix/client/v1/rooms/{room}/relations/{parent}");
+    let (status, all) = server.get(&base, Some(t)).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(ids(&all), vec![r2.clone(), edit.clone(), r1.clone()], "newest first, related only");
+    let (_, annotations) = server.get(&format!("{base}/m.annotation"), Some(t)).await;
+    assert_eq!(ids(&annotations), vec![r2.clone(), r1.clone()]);
+    let (_, typed) = server.get(&format!("{base}/m.annotation/m.reaction?dir=f"), Some(t)).await;
+    assert_eq!(ids(&typed), vec![r1.clone(), r2.clone()], "dir=f is oldest first");
+
+    let (_, first) = server.get(&format!("{base}?limit=2"), Some(t)).await;
+    assert_eq!(ids(&first), vec![r2, edit]);
+    let next = first["next_batch"].as_str().expect("more to come");
+    let (_, second) = server.get(&format!("{base}?limit=2&from={next}"), Some(t)).await;
+    assert_eq!(ids(&second), vec![r1]);
+    assert!(second.get("next_batch").is_none_or(Value::is_null));
+
+    let (status, _) = server.get(&base, Some(&eve.access_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "non-members see nothing");
+    let (status, _) = server.get(&format!("/_matrix/client/v1/rooms/{room}/relations/$nope"), Some(t)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn threads_list_roots_by_activity(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.access_token), json!({})).await;
+    let (a, b) = (alice.access_token.as_str(), bob.access_token.as_str());
+    let root_a = send_text(&server, a, &room, "alice's thread").await;
+    let root_b = send_text(&server, b, &room, "bob's thread").await;
+    let reply = |root: &str| json!({"body": "reply", "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
+    send(&server, b, &room, "m.room.message", reply(&root_b)).await;
+    send(&server, b, &room, "m.room.message", reply(&root_a)).await;
+
+    let path = format!("/_matrix/client/v1/rooms/{room}/threads");
+    let (status, all) = server.get(&path, Some(a)).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(ids(&all), vec![root_a.clone(), root_b.clone()], "most recent activity first");
+    let (_, mine) = server.get(&format!("{path}?include=participated"), Some(a)).await;
+    assert_eq!(ids(&mine), vec![root_a.clone()], "alice only took part in her own");
+    let (_, page) = server.get(&format!("{path}?limit=1"), Some(a)).await;
+    assert_eq!(ids(&page), vec![root_a]);
+    let next = page["next_batch"].as_str().unwrap();
+    let (_, page) = server.get(&format!("{path}?limit=1&from={next}"), Some(a)).await;
+    assert_eq!(ids(&page), vec![root_b]);
+}
