@@ -21,5 +21,6 @@ mod profile;
 mod register;
 mod relations;
 mod rooms;
+mod search;
 mod storage;
 mod sync;

@@ -40,6 +40,9 @@ pub struct BuiltEvent {
     pub json: String,
     /// `(parent, rel_type)` when the content relates to another event.
     pub relation: Option<(String, String)>,
+    /// What full-text search indexes, as Synapse: `content.body` of
+    /// messages, `content.name` and `content.topic` of those state events.
+    pub search_text: Option<String>,
 }
 
 impl BuiltEvent {
@@ -58,6 +61,7 @@ impl BuiltEvent {
             txn: None,
             redaction: None,
             relation: self.relation.as_ref().map(|(parent, rel_type)| (parent.as_str(), rel_type.as_str())),
+            search_text: self.search_text.as_deref(),
         }
     }
 }
@@ -189,6 +193,7 @@ impl RoomState {
             prev_events: self.prev_events.clone(),
             json,
             relation: relation_of(&outgoing.content),
+            search_text: search_text_of(outgoing.kind, &outgoing.content),
         })
     }
 
@@ -209,4 +214,14 @@ fn relation_of(content: &Value) -> Option<(String, String)> {
     let parent = relates_to.get("event_id")?.as_str()?;
     let rel_type = relates_to.get("rel_type")?.as_str()?;
     Some((parent.to_owned(), rel_type.to_owned()))
+}
+
+fn search_text_of(kind: &str, content: &Value) -> Option<String> {
+    let field = match kind {
+        "m.room.message" => "body",
+        "m.room.name" => "name",
+        "m.room.topic" => "topic",
+        _ => return None,
+    };
+    content.get(field)?.as_str().filter(|text| !text.trim().is_empty()).map(str::to_owned)
 }

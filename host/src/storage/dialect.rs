@@ -38,6 +38,62 @@ impl Dialect {
         Ok(())
     }
 
+    /// Adds an event's text to the full-text index.
+    pub(super) async fn index_for_search(self, conn: &mut AnyConnection, event_id: &str, room_id: &str, ordering: i64, text: &str) -> Result<()> {
+        let sql = match self {
+            Self::Postgres => {
+                "INSERT INTO event_search (event_id, room_id, stream_ordering, vector) VALUES ($1, $2, $3, to_tsvector('english', $4))"
+            }
+            Self::Sqlite => "INSERT INTO event_search (event_id, room_id, stream_ordering, body) VALUES ($1, $2, $3, $4)",
+        };
+        sqlx::query(sql).bind(event_id).bind(room_id).bind(ordering).bind(text).execute(conn).await?;
+        Ok(())
+    }
+
+    /// Matching events in rooms `user_id` has joined, best first (or newest
+    /// first when `recent`), skipping `offset`. PostgreSQL parses the term as
+    /// a web search; for FTS5 each word is quoted, so no input is a syntax error.
+    pub(super) fn search_sql(self, recent: bool) -> &'static str {
+        match (self, recent) {
+            (Self::Postgres, false) => {
+                "SELECT s.event_id, ts_rank(s.vector, websearch_to_tsquery('english', $1))::FLOAT8 AS rank FROM event_search s \
+                 JOIN current_state c ON c.room_id = s.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
+                 WHERE s.vector @@ websearch_to_tsquery('english', $1) AND ($3 IS NULL OR s.room_id = $3) \
+                 ORDER BY rank DESC, s.stream_ordering DESC LIMIT $4 OFFSET $5"
+            }
+            (Self::Postgres, true) => {
+                "SELECT s.event_id, ts_rank(s.vector, websearch_to_tsquery('english', $1))::FLOAT8 AS rank FROM event_search s \
+                 JOIN current_state c ON c.room_id = s.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
+                 WHERE s.vector @@ websearch_to_tsquery('english', $1) AND ($3 IS NULL OR s.room_id = $3) \
+                 ORDER BY s.stream_ordering DESC LIMIT $4 OFFSET $5"
+            }
+            (Self::Sqlite, false) => {
+                "SELECT event_search.event_id AS event_id, -bm25(event_search) AS rank FROM event_search \
+                 JOIN current_state c ON c.room_id = event_search.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
+                 WHERE event_search MATCH $1 AND ($3 IS NULL OR event_search.room_id = $3) \
+                 ORDER BY rank DESC, CAST(event_search.stream_ordering AS INTEGER) DESC LIMIT $4 OFFSET $5"
+            }
+            (Self::Sqlite, true) => {
+                "SELECT event_search.event_id AS event_id, -bm25(event_search) AS rank FROM event_search \
+                 JOIN current_state c ON c.room_id = event_search.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
+                 WHERE event_search MATCH $1 AND ($3 IS NULL OR event_search.room_id = $3) \
+                 ORDER BY CAST(event_search.stream_ordering AS INTEGER) DESC LIMIT $4 OFFSET $5"
+            }
+        }
+    }
+
+    /// The search term as this engine's query language wants it.
+    pub(super) fn search_term(self, term: &str) -> String {
+        match self {
+            Self::Postgres => term.to_owned(),
+            Self::Sqlite => term
+                .split_whitespace()
+                .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
     /// Allocates the next id of `stream` inside the caller's transaction.
     ///
     /// PostgreSQL: the stream's sequence, shared by every writer. SQLite: a

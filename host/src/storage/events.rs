@@ -55,6 +55,8 @@ pub struct NewEvent<'a> {
     pub redaction: Option<(&'a EventId, &'a str)>,
     /// `(parent event id, rel_type)` from the content's `m.relates_to`.
     pub relation: Option<(&'a str, &'a str)>,
+    /// The text search indexes: a message's body, a room's name or topic.
+    pub search_text: Option<&'a str>,
 }
 
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json";
@@ -160,12 +162,17 @@ impl Storage {
             .execute(&mut *conn)
             .await?;
         }
+        if let Some(text) = event.search_text {
+            self.dialect.index_for_search(conn, event.event_id.as_str(), event.room_id.as_str(), ordering, text).await?;
+        }
         if let Some((target, redacted_json)) = event.redaction {
             sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2")
                 .bind(redacted_json)
                 .bind(target.as_str())
                 .execute(&mut *conn)
                 .await?;
+            // A redacted body must not be found any more.
+            sqlx::query("DELETE FROM event_search WHERE event_id = $1").bind(target.as_str()).execute(&mut *conn).await?;
         }
         for prev in event.prev_events {
             sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")

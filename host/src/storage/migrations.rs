@@ -41,6 +41,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0005_relations.sql"),
         include_str!("../../migrations/sqlite/0005_relations.sql"),
     ),
+    (
+        6,
+        "search",
+        include_str!("../../migrations/postgres/0006_search.sql"),
+        include_str!("../../migrations/sqlite/0006_search.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

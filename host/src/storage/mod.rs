@@ -22,6 +22,7 @@ mod migrations;
 mod positions;
 mod profiles;
 mod relations;
+mod search;
 mod timestamps;
 mod streams;
 mod uia;

@@ -13,6 +13,7 @@ mod relations;
 mod room_context;
 mod room_events;
 mod rooms;
+mod search;
 mod sync;
 mod versions;
 
@@ -107,6 +108,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::relations::get_relating_events_with_rel_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_type)
         .add::<ruma::api::client::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_types)
         .add::<ruma::api::client::threads::get_threads::v1::Request, _, _>(G::ClientReads, relations::threads)
+        .add::<ruma::api::client::search::search_events::v3::Request, _, _>(G::ClientReads, search::search)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);
