@@ -176,13 +176,15 @@ async fn shared_secret_registration(backend: Backend) {
     };
 
     let n = nonce().await;
-    let body = json!({"nonce": n, "username": "root", "password": "pw", "admin": true, "mac": mac(&n, "root", "pw", true)});
+    let body = json!({"nonce": n, "username": "root", "password": "pw", "admin": true, "displayname": "The Root", "mac": mac(&n, "root", "pw", true)});
     let (status, reply) = server.post(admin, None, body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["user_id"], server.user_id("root"));
     assert_eq!(reply["home_server"], server.server_name);
     let user = server.state.storage.user(&server.uid("root")).await.unwrap().unwrap();
     assert!(user.admin);
+    let (_, profile) = server.get(&format!("/_matrix/client/v3/profile/{}", server.user_id("root")), None).await;
+    assert_eq!(profile["displayname"], "The Root", "displayname is applied");
     server.login("root", "pw").await;
 
     let (status, reply) = server.post(admin, None, body).await;

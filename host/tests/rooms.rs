@@ -172,6 +172,11 @@ async fn state_needs_the_power_level(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = server.put(&name_path, Some(&bob.access_token), json!({"name": "bob's"})).await;
     assert_eq!(status, StatusCode::OK);
+    // A state key that is another user's id is refused by the authorization rules.
+    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.status/{}", alice.user_id), Some(&bob.access_token), json!({"s": 1})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.status/{}", bob.user_id), Some(&bob.access_token), json!({"s": 1})).await;
+    assert_eq!(status, StatusCode::OK, "his own is fine (his level covers state_default now)");
     // Bob cannot give himself more than he has.
     levels["users"][&bob.user_id] = json!(100);
     let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&bob.access_token), levels).await;
@@ -193,8 +198,12 @@ async fn private_rooms_need_an_invite_and_bans_stick(backend: Backend) {
     assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::OK, "joining twice is harmless");
     let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob.access_token), json!({})).await;
     assert_eq!(status, StatusCode::OK);
+    let (_, before) = server.get("/_matrix/client/v3/sync?filter=%7B%22room%22%3A%7B%22include_leave%22%3Atrue%7D%7D", Some(&bob.access_token)).await;
+    assert!(before["rooms"]["leave"].get(&room).is_some(), "a left room is listed with include_leave");
     let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/forget"), Some(&bob.access_token), json!({})).await;
     assert_eq!(status, StatusCode::OK);
+    let (_, after) = server.get("/_matrix/client/v3/sync?filter=%7B%22room%22%3A%7B%22include_leave%22%3Atrue%7D%7D", Some(&bob.access_token)).await;
+    assert!(after["rooms"]["leave"].get(&room).is_none(), "a forgotten room is not: {after}");
     assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::FORBIDDEN, "the invite was used up");
 
     let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/ban"), Some(&alice.access_token), json!({"user_id": bob.user_id, "reason": "spam"})).await;

@@ -53,33 +53,26 @@ impl Dialect {
     /// Matching events in rooms `user_id` has joined, best first (or newest
     /// first when `recent`), skipping `offset`. PostgreSQL parses the term as
     /// a web search; for FTS5 each word is quoted, so no input is a syntax error.
-    pub(super) fn search_sql(self, recent: bool) -> &'static str {
-        match (self, recent) {
-            (Self::Postgres, false) => {
-                "SELECT s.event_id, ts_rank(s.vector, websearch_to_tsquery('english', $1))::FLOAT8 AS rank FROM event_search s \
-                 JOIN current_state c ON c.room_id = s.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
-                 WHERE s.vector @@ websearch_to_tsquery('english', $1) AND ($3 IS NULL OR s.room_id = $3) \
-                 ORDER BY rank DESC, s.stream_ordering DESC LIMIT $4 OFFSET $5"
-            }
-            (Self::Postgres, true) => {
-                "SELECT s.event_id, ts_rank(s.vector, websearch_to_tsquery('english', $1))::FLOAT8 AS rank FROM event_search s \
-                 JOIN current_state c ON c.room_id = s.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
-                 WHERE s.vector @@ websearch_to_tsquery('english', $1) AND ($3 IS NULL OR s.room_id = $3) \
-                 ORDER BY s.stream_ordering DESC LIMIT $4 OFFSET $5"
-            }
-            (Self::Sqlite, false) => {
-                "SELECT event_search.event_id AS event_id, -bm25(event_search) AS rank FROM event_search \
-                 JOIN current_state c ON c.room_id = event_search.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
-                 WHERE event_search MATCH $1 AND ($3 IS NULL OR event_search.room_id = $3) \
-                 ORDER BY rank DESC, CAST(event_search.stream_ordering AS INTEGER) DESC LIMIT $4 OFFSET $5"
-            }
-            (Self::Sqlite, true) => {
-                "SELECT event_search.event_id AS event_id, -bm25(event_search) AS rank FROM event_search \
-                 JOIN current_state c ON c.room_id = event_search.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
-                 WHERE event_search MATCH $1 AND ($3 IS NULL OR event_search.room_id = $3) \
-                 ORDER BY CAST(event_search.stream_ordering AS INTEGER) DESC LIMIT $4 OFFSET $5"
-            }
-        }
+    pub(super) fn search_sql(self, recent: bool) -> String {
+        // The engines differ in the match and rank expressions only.
+        let (table, rank, matches) = match self {
+            Self::Postgres => (
+                "event_search",
+                "ts_rank(event_search.vector, websearch_to_tsquery('english', $1))::FLOAT8",
+                "event_search.vector @@ websearch_to_tsquery('english', $1)",
+            ),
+            Self::Sqlite => ("event_search", "-bm25(event_search)", "event_search MATCH $1"),
+        };
+        let ordering = match self {
+            Self::Postgres => "event_search.stream_ordering",
+            Self::Sqlite => "CAST(event_search.stream_ordering AS INTEGER)",
+        };
+        let order = if recent { format!("{ordering} DESC") } else { format!("rank DESC, {ordering} DESC") };
+        format!(
+            "SELECT {table}.event_id AS event_id, {rank} AS rank FROM {table} \
+             JOIN current_state c ON c.room_id = {table}.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
+             WHERE {matches} AND ($3 IS NULL OR {table}.room_id = $3) ORDER BY {order} LIMIT $4 OFFSET $5"
+        )
     }
 
     /// The search term as this engine's query language wants it.

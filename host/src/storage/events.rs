@@ -139,6 +139,15 @@ impl Storage {
             .bind(event.membership)
             .execute(&mut *conn)
             .await?;
+            if let Some(membership) = event.membership
+                && matches!(membership, "join" | "invite" | "knock")
+            {
+                sqlx::query("DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2")
+                    .bind(state_key)
+                    .bind(event.room_id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+            }
             if let Some(membership) = event.membership {
                 sqlx::query("INSERT INTO room_memberships (stream_ordering, room_id, user_id, membership) VALUES ($1, $2, $3, $4)")
                     .bind(ordering)
@@ -409,5 +418,26 @@ impl Storage {
     pub async fn set_room_published(&self, room_id: &RoomId, published: bool) -> Result<()> {
         sqlx::query("UPDATE rooms SET published = $1 WHERE room_id = $2").bind(published).bind(room_id.as_str()).execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+impl Storage {
+    /// Marks a left room as forgotten by the user.
+    pub async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+        sqlx::query("INSERT INTO forgotten_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT (user_id, room_id) DO NOTHING")
+            .bind(user_id.as_str())
+            .bind(room_id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn room_forgotten(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2")
+            .bind(user_id.as_str())
+            .bind(room_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
     }
 }

@@ -47,6 +47,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_search.sql"),
         include_str!("../../migrations/sqlite/0006_search.sql"),
     ),
+    (
+        7,
+        "forgotten_rooms",
+        include_str!("../../migrations/postgres/0007_forgotten_rooms.sql"),
+        include_str!("../../migrations/sqlite/0007_forgotten_rooms.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -21,7 +21,7 @@ impl Storage {
         if term.trim().is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(self.dialect.search_sql(recent))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.dialect.search_sql(recent)))
             .bind(term)
             .bind(user_id.as_str())
             .bind(room.map(RoomId::as_str))

@@ -105,7 +105,11 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, n
                 room.knock_state.events = stripped_state(services, &room_id, user_id, at).await?;
                 response.rooms.knock.insert(room_id, room);
             }
-            "leave" | "ban" if changed_since_last && (since.is_some() || options.include_leave) => {
+            "leave" | "ban"
+                if changed_since_last
+                    && (since.is_some() || options.include_leave)
+                    && !storage.room_forgotten(user_id, &room_id).await? =>
+            {
                 let (timeline, state) = timeline_and_state(services, &room_id, user_id, since, at, options, true).await?;
                 let mut room = LeftRoom::new();
                 room.timeline = timeline;

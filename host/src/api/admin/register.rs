@@ -65,9 +65,8 @@ pub mod shared_secret {
         pub password: String,
         #[serde(default)]
         pub admin: bool,
-        /// Accepted as Synapse accepts it; applied once profiles exist (rooms issue).
+        /// The new user's display name (else the local part).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[allow(dead_code)]
         pub displayname: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub user_type: Option<String>,
@@ -128,6 +127,9 @@ pub async fn register(state: AppState, request: Ruma<shared_secret::Request>) ->
         StorageError::Conflict => ApiError::user_in_use(),
         other => other.into(),
     })?;
+    if let Some(name) = body.displayname.as_deref().filter(|name| !name.is_empty()) {
+        state.storage.set_profile_field(&user_id, "displayname", &serde_json::Value::String(name.to_owned())).await?;
+    }
     tracing::info!(user_id = %user_id, admin = body.admin, "registered a user with the shared secret");
     Ok(shared_secret::Response {
         user_id,

@@ -101,13 +101,6 @@ pub async fn put_state(state: AppState, request: Ruma<send_state_event::v3::Requ
     if kind == "m.room.member" && UserId::parse(&body.state_key).is_err() {
         return Err(ApiError::bad_json("The state key of a member event must be a user id"));
     }
-    if body.state_key.starts_with('@') && kind != "m.room.member" && body.state_key != sender.user_id.as_str() {
-        // Spec: a state key that is a user id may only be set by that user (power levels aside).
-        let level_ok = crate::rooms::RoomState::load(&state, &body.room_id).await.map_err(forbidden_if_unknown)?.membership_of(&sender.user_id).is_some();
-        if !level_ok {
-            return Err(ApiError::forbidden("You are not in this room"));
-        }
-    }
     let content = content_of(&body.body)?;
     let checker = &state.spam_checker;
     spam_allows(

@@ -200,6 +200,7 @@ pub async fn forget(state: AppState, request: Ruma<forget_room::v3::Request>) ->
     if matches!(room.membership_of(&sender.user_id).as_deref(), Some("join" | "invite" | "knock")) {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Leave the room before forgetting it"));
     }
+    state.storage.forget_room(&sender.user_id, &request.body.room_id).await?;
     Ok(forget_room::v3::Response::new())
 }
 
