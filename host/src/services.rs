@@ -62,6 +62,11 @@ pub enum StartupError {
 }
 
 impl Services {
+    /// Wakes `/sync` for what this writer has committed on `stream`; call after a commit.
+    pub fn stream_advanced(&self, stream: crate::storage::Stream) {
+        self.notifier.notify(stream, self.storage.persisted_position(stream));
+    }
+
     /// Connects to the database, migrates it (main only), and loads keys
     /// (main generates a missing signing key; a worker needs main's).
     pub async fn build(config: Config) -> Result<AppState, StartupError> {
@@ -75,7 +80,7 @@ impl Services {
             storage.migrate().await?;
         }
         storage.load_positions().await?;
-        let notifier = Notifier::new(storage.persisted_events_position());
+        let notifier = Notifier::new(|stream| storage.persisted_position(stream));
         let key_path = config
             .signing_key_path
             .clone()

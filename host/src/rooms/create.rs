@@ -8,7 +8,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, Us
 use serde_json::{Map, Value, json};
 
 use super::{Outgoing, RoomError, RoomState, versions};
-use crate::{services::Services, storage::NewRoom};
+use crate::{services::Services, storage::{NewRoom, Stream}};
 
 /// The spec's presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +147,7 @@ impl super::Rooms {
             crate::storage::StorageError::Conflict if request.alias.is_some() => RoomError::AliasTaken,
             other => other.into(),
         })?;
-        services.notifier.notify(services.storage.persisted_events_position());
+        services.notifier.notify(Stream::Events, services.storage.persisted_events_position());
         drop(events);
         self.remember(room).await;
         Ok(room_id)

@@ -33,7 +33,7 @@ pub use membership::Membership;
 
 use crate::{
     services::Services,
-    storage::{NewEvent, StorageError},
+    storage::{NewEvent, StorageError, Stream},
 };
 
 /// The largest event, in bytes of canonical JSON, that a room accepts.
@@ -148,7 +148,7 @@ pub(super) async fn persist_one(
     let new = NewEvent { txn, ..built.as_new_event() };
     match storage.persist_events(None, &[new]).await {
         Ok(_) => {
-            services.notifier.notify(storage.persisted_events_position());
+            services.notifier.notify(Stream::Events, storage.persisted_events_position());
             Ok((built.event_id.clone(), vec![built]))
         }
         Err(StorageError::Conflict) if txn.is_some() => {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{Outgoing, RoomError, RoomState, versions};
 use crate::{
     services::Services,
-    storage::{NewEvent, StorageError},
+    storage::{NewEvent, StorageError, Stream},
 };
 
 impl super::Rooms {
@@ -74,7 +74,7 @@ impl super::Rooms {
                 };
                 match storage.persist_events(None, &[new]).await {
                     Ok(_) => {
-                        services.notifier.notify(storage.persisted_events_position());
+                        services.notifier.notify(Stream::Events, storage.persisted_events_position());
                         Ok(((built.event_id.clone(), target.state_key.is_some()), vec![built]))
                     }
                     Err(StorageError::Conflict) => {

@@ -6,7 +6,7 @@
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{Result, Storage, StorageError, now_ms, users::DeviceSelection};
+use super::{Result, Storage, StorageError, now_ms, positions::InFlightGuard, users::DeviceSelection};
 
 /// A device as listed to its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +45,19 @@ impl Storage {
     /// Returns whether the device was new.
     pub async fn open_session(&self, user_id: &UserId, session: NewSession<'_>) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let created = self.open_session_in(&mut tx, user_id, session).await?;
+        let mut guards = Vec::new();
+        let created = self.open_session_in(&mut tx, user_id, session, &mut guards).await?;
         tx.commit().await?;
         Ok(created)
     }
 
-    pub(super) async fn open_session_in(&self, conn: &mut AnyConnection, user_id: &UserId, session: NewSession<'_>) -> Result<bool> {
+    pub(super) async fn open_session_in(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &UserId,
+        session: NewSession<'_>,
+        guards: &mut Vec<InFlightGuard>,
+    ) -> Result<bool> {
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip) \
@@ -66,7 +73,7 @@ impl Storage {
         .rows_affected()
             == 1;
         if inserted {
-            self.record_device_change(conn, user_id.as_str(), session.device_id.as_str()).await?;
+            guards.push(self.record_device_change(conn, user_id.as_str(), session.device_id.as_str()).await?.1);
         }
         sqlx::query("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)")
             .bind(session.token_hash)
@@ -151,7 +158,10 @@ impl Storage {
             == 1;
         if updated {
             // Other users see display names in key queries: a device-list change.
-            self.record_device_change(&mut tx, user_id.as_str(), device_id.as_str()).await?;
+            let (_, guard) = self.record_device_change(&mut tx, user_id.as_str(), device_id.as_str()).await?;
+            tx.commit().await?;
+            drop(guard);
+            return Ok(true);
         }
         tx.commit().await?;
         Ok(updated)
@@ -161,7 +171,8 @@ impl Storage {
     /// many devices existed. Unknown device ids are ignored.
     pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[&DeviceId]) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::Only(device_ids)).await?;
+        let mut guards = Vec::new();
+        let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::Only(device_ids), &mut guards).await?;
         tx.commit().await?;
         Ok(deleted)
     }
@@ -169,7 +180,8 @@ impl Storage {
     /// Deletes every device of a user and all their tokens (`/logout/all`).
     pub async fn delete_all_devices(&self, user_id: &UserId) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::All).await?;
+        let mut guards = Vec::new();
+        let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::All, &mut guards).await?;
         tx.commit().await?;
         Ok(deleted)
     }
@@ -182,7 +194,13 @@ impl Storage {
             .await?)
     }
 
-    pub(super) async fn delete_devices_in(&self, conn: &mut AnyConnection, user_id: &UserId, which: DeviceSelection<'_>) -> Result<u64> {
+    pub(super) async fn delete_devices_in(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &UserId,
+        which: DeviceSelection<'_>,
+        guards: &mut Vec<InFlightGuard>,
+    ) -> Result<u64> {
         // Deleting tokens first makes the first statement a write, which takes
         // SQLite's write lock before anything is read.
         let owned: Vec<String> = match which {
@@ -222,7 +240,7 @@ impl Storage {
             }
         };
         for device_id in &owned {
-            self.record_device_change(conn, user_id.as_str(), device_id).await?;
+            guards.push(self.record_device_change(conn, user_id.as_str(), device_id).await?.1);
         }
         Ok(owned.len() as u64)
     }

@@ -85,7 +85,7 @@ impl Storage {
         let mut guards = Vec::with_capacity(events.len());
         for event in events {
             let ordering = self.dialect.next_stream_id(&mut tx, Stream::Events).await?;
-            guards.push(self.in_flight_events.track(ordering));
+            guards.push(self.in_flight.of(Stream::Events).track(ordering));
             self.insert_event(&mut tx, event, ordering).await?;
             orderings.push(ordering);
         }
@@ -200,7 +200,7 @@ impl Storage {
 
     /// Up to where this writer's `events` rows are all committed.
     pub fn persisted_events_position(&self) -> i64 {
-        self.in_flight_events.position()
+        self.persisted_position(Stream::Events)
     }
 
     pub async fn event(&self, event_id: &EventId) -> Result<Option<StoredEvent>> {

@@ -53,6 +53,24 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0007_forgotten_rooms.sql"),
         include_str!("../../migrations/sqlite/0007_forgotten_rooms.sql"),
     ),
+    (
+        8,
+        "user_streams",
+        include_str!("../../migrations/postgres/0008_user_streams.sql"),
+        include_str!("../../migrations/sqlite/0008_user_streams.sql"),
+    ),
+    (
+        9,
+        "e2e_keys",
+        include_str!("../../migrations/postgres/0009_e2e_keys.sql"),
+        include_str!("../../migrations/sqlite/0009_e2e_keys.sql"),
+    ),
+    (
+        10,
+        "push_actions",
+        include_str!("../../migrations/postgres/0010_push_actions.sql"),
+        include_str!("../../migrations/sqlite/0010_push_actions.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

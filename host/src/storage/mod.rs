@@ -12,6 +12,7 @@
 //! transaction that writes stream rows advances that writer's row in
 //! `stream_positions`, so any process can catch up from the database.
 
+mod account_data;
 mod aliases;
 mod devices;
 mod dialect;
@@ -21,9 +22,11 @@ mod filters;
 mod migrations;
 mod positions;
 mod profiles;
+mod receipts;
 mod relations;
 mod search;
 mod timestamps;
+mod to_device;
 mod streams;
 mod uia;
 mod users;
@@ -33,10 +36,13 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
 pub use devices::{Device, NewSession, TokenOwner};
+pub use account_data::AccountDataEntry;
 pub use dialect::Dialect;
 pub use error::StorageError;
 pub use events::{NewEvent, NewRoom, StoredEvent};
+pub use receipts::{NewReceipt, Receipt, UNTHREADED};
 pub use streams::{DeviceListChange, Stream};
+pub use to_device::{Delivery, ToDeviceMessage};
 pub use uia::UiaSession;
 pub use users::{NewUser, User};
 
@@ -50,8 +56,8 @@ pub struct Storage {
     pool: AnyPool,
     dialect: Dialect,
     instance_name: String,
-    /// This writer's `events` ids allocated but not yet committed.
-    in_flight_events: std::sync::Arc<positions::InFlightIds>,
+    /// This writer's stream ids allocated but not yet committed, per stream.
+    in_flight: std::sync::Arc<positions::StreamIds>,
 }
 
 impl Storage {
@@ -73,7 +79,7 @@ impl Storage {
             .after_connect(move |conn, _| Box::pin(async move { dialect.prepare_connection(conn).await }))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, dialect, instance_name: instance_name.to_owned(), in_flight_events: positions::InFlightIds::starting_at(0) })
+        Ok(Self { pool, dialect, instance_name: instance_name.to_owned(), in_flight: positions::StreamIds::starting_at([0; Stream::COUNT]) })
     }
 
     /// Brings the schema up to date. Only the main process runs this.
@@ -83,8 +89,19 @@ impl Storage {
 
     /// Loads what this writer had persisted before it started. Call once, after migrating.
     pub async fn load_positions(&mut self) -> Result<()> {
-        // Single writer for now: everything in the table is ours and committed.
-        self.in_flight_events = positions::InFlightIds::starting_at(self.max_event_ordering().await?);
+        // Every row before start-up is committed: the position is the last one written.
+        let mut persisted = [0; Stream::COUNT];
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT stream_name, stream_id FROM stream_positions WHERE instance_name = $1")
+            .bind(&self.instance_name)
+            .fetch_all(&self.pool)
+            .await?;
+        for (name, position) in rows {
+            if let Some(stream) = Stream::ALL.iter().find(|stream| stream.as_str() == name) {
+                persisted[stream.index()] = position;
+            }
+        }
+        persisted[Stream::Events.index()] = persisted[Stream::Events.index()].max(self.max_event_ordering().await?);
+        self.in_flight = positions::StreamIds::starting_at(persisted);
         Ok(())
     }
 

@@ -8,6 +8,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use super::Stream;
+
 /// The in-flight ids of one stream on this writer.
 #[derive(Debug, Default)]
 pub struct InFlightIds {
@@ -58,5 +60,19 @@ impl Drop for InFlightGuard {
         let mut state = self.ids.lock();
         state.pending.remove(&self.id);
         state.max_finished = state.max_finished.max(self.id);
+    }
+}
+
+/// The in-flight ids of every stream this writer writes.
+#[derive(Debug)]
+pub struct StreamIds([Arc<InFlightIds>; Stream::COUNT]);
+
+impl StreamIds {
+    pub fn starting_at(persisted: [i64; Stream::COUNT]) -> Arc<Self> {
+        Arc::new(Self(persisted.map(InFlightIds::starting_at)))
+    }
+
+    pub fn of(&self, stream: Stream) -> &Arc<InFlightIds> {
+        &self.0[stream.index()]
     }
 }

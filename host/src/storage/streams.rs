@@ -4,22 +4,45 @@
 use ruma::{OwnedDeviceId, OwnedUserId};
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, StorageError};
+use super::{Result, Storage, StorageError, positions::InFlightGuard};
 
-/// The streams that have tables so far; each later stream adds a variant, a
-/// table with `stream_id` and `instance_name`, and (PostgreSQL) a sequence.
+/// Every stream of the architecture page's section 3. Each but `Typing` (kept
+/// in memory by its writer, as in Synapse) has rows with `stream_id` and
+/// `instance_name`, a sequence (PostgreSQL) or counter row (SQLite), and its
+/// writers' rows in `stream_positions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     Events,
     DeviceLists,
+    Typing,
+    Receipts,
+    AccountData,
+    Presence,
+    ToDevice,
+    PushRules,
 }
 
 impl Stream {
+    pub const COUNT: usize = 8;
+    pub const ALL: [Stream; Self::COUNT] =
+        [Self::Events, Self::DeviceLists, Self::Typing, Self::Receipts, Self::AccountData, Self::Presence, Self::ToDevice, Self::PushRules];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Events => "events",
             Self::DeviceLists => "device_lists",
+            Self::Typing => "typing",
+            Self::Receipts => "receipts",
+            Self::AccountData => "account_data",
+            Self::Presence => "presence",
+            Self::ToDevice => "to_device",
+            Self::PushRules => "push_rules",
         }
+    }
+
+    /// The stream's place in `ALL`, for per-stream arrays.
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -67,9 +90,25 @@ impl Storage {
             .collect()
     }
 
+    /// Allocates this writer's next id on `stream` inside the caller's
+    /// transaction and moves its `stream_positions` row there. Readers'
+    /// position cannot pass the id until the guard drops (after commit or
+    /// rollback); see `positions`.
+    pub(crate) async fn next_stream_id(&self, conn: &mut AnyConnection, stream: Stream) -> Result<(i64, InFlightGuard)> {
+        let stream_id = self.dialect.next_stream_id(conn, stream).await?;
+        let guard = self.in_flight.of(stream).track(stream_id);
+        self.advance_position(conn, stream, stream_id).await?;
+        Ok((stream_id, guard))
+    }
+
+    /// The position on `stream` up to which this writer has committed everything.
+    pub fn persisted_position(&self, stream: Stream) -> i64 {
+        self.in_flight.of(stream).position()
+    }
+
     /// Appends a `device_lists` row for this writer inside the caller's transaction.
-    pub(super) async fn record_device_change(&self, conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<i64> {
-        let stream_id = self.dialect.next_stream_id(conn, Stream::DeviceLists).await?;
+    pub(crate) async fn record_device_change(&self, conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<(i64, InFlightGuard)> {
+        let (stream_id, guard) = self.next_stream_id(conn, Stream::DeviceLists).await?;
         sqlx::query("INSERT INTO device_lists_stream (stream_id, instance_name, user_id, device_id) VALUES ($1, $2, $3, $4)")
             .bind(stream_id)
             .bind(&self.instance_name)
@@ -77,8 +116,7 @@ impl Storage {
             .bind(device_id)
             .execute(&mut *conn)
             .await?;
-        self.advance_position(conn, Stream::DeviceLists, stream_id).await?;
-        Ok(stream_id)
+        Ok((stream_id, guard))
     }
 
     /// Moves this writer's position on `stream` forward to `stream_id` (never back).

@@ -36,6 +36,7 @@ impl Storage {
     /// from an existing one only by case is taken: `StorageError::Conflict`.
     pub async fn create_user(&self, user: NewUser<'_>, session: Option<NewSession<'_>>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        let mut guards = Vec::new();
         sqlx::query(
             "INSERT INTO users (user_id, password_hash, created_ts, admin, deactivated, shadow_banned, user_type) \
              VALUES ($1, $2, $3, $4, FALSE, $5, $6)",
@@ -56,7 +57,7 @@ impl Storage {
             .execute(&mut *tx)
             .await?;
         if let Some(session) = session {
-            self.open_session_in(&mut tx, user.user_id, session).await?;
+            self.open_session_in(&mut tx, user.user_id, session, &mut guards).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -89,13 +90,14 @@ impl Storage {
     /// the user is deleted along with its tokens, in the same transaction.
     pub async fn set_password_hash(&self, user_id: &UserId, hash: &str, keep_only: Option<&DeviceId>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        let mut guards = Vec::new();
         sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
             .bind(hash)
             .bind(user_id.as_str())
             .execute(&mut *tx)
             .await?;
         if let Some(keep) = keep_only {
-            self.delete_devices_in(&mut tx, user_id, DeviceSelection::AllExcept(keep)).await?;
+            self.delete_devices_in(&mut tx, user_id, DeviceSelection::AllExcept(keep), &mut guards).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -105,11 +107,12 @@ impl Storage {
     /// stays so that the user id is never handed out again.
     pub async fn deactivate_user(&self, user_id: &UserId) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        let mut guards = Vec::new();
         sqlx::query("UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1")
             .bind(user_id.as_str())
             .execute(&mut *tx)
             .await?;
-        self.delete_devices_in(&mut tx, user_id, DeviceSelection::All).await?;
+        self.delete_devices_in(&mut tx, user_id, DeviceSelection::All, &mut guards).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -22,13 +22,13 @@ use ruma::{
 };
 use serde_json::value::to_raw_value;
 
-pub use notifier::Notifier;
+pub use notifier::{Notifier, Positions};
 pub use token::{MultiWriterPosition, StreamToken};
 
 use crate::{
     rooms::{pdu, visibility::Visibility},
     services::Services,
-    storage::{StorageError, StoredEvent},
+    storage::{StorageError, StoredEvent, Stream},
 };
 
 /// The default `timeline.limit`, as Synapse.
@@ -60,8 +60,8 @@ pub async fn sync(services: &Services, user_id: &UserId, options: &SyncOptions) 
     let mut wake = services.notifier.subscribe();
     loop {
         wake.borrow_and_update();
-        let now = services.notifier.events_position();
-        let response = compute(services, user_id, options, now).await?;
+        let positions = services.notifier.positions();
+        let response = compute(services, user_id, options, &positions).await?;
         let rooms = &response.rooms;
         let nothing = rooms.join.is_empty() && rooms.invite.is_empty() && rooms.leave.is_empty() && rooms.knock.is_empty();
         if options.since.is_none() || !nothing || options.full_state || Instant::now() >= deadline {
@@ -73,10 +73,11 @@ pub async fn sync(services: &Services, user_id: &UserId, options: &SyncOptions) 
     }
 }
 
-async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, now: i64) -> Result<Response, StorageError> {
+async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, positions: &Positions) -> Result<Response, StorageError> {
     let storage = &services.storage;
     let since = options.since.as_ref().map(|token| token.events.min);
-    let next = StreamToken { events: MultiWriterPosition::at(now), device_lists: options.since.as_ref().map_or(0, |t| t.device_lists) };
+    let now = positions.get(Stream::Events);
+    let next = StreamToken::from_positions(positions);
     let mut response = Response::new(next.to_string());
 
     for (room_id, mut membership, mut at) in storage.memberships_of(user_id).await? {
@@ -184,7 +185,7 @@ async fn timeline_and_state(
 
     let mut timeline = Timeline::new();
     timeline.limited = more_before;
-    timeline.prev_batch = Some(StreamToken { events: MultiWriterPosition::at(timeline_start), device_lists: 0 }.to_string());
+    timeline.prev_batch = Some(StreamToken::events_at(timeline_start).to_string());
     timeline.events = visible.iter().map(|event| raw(pdu::client_event(event, false))).collect();
 
     let mut state_events = if full {

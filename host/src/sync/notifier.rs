@@ -5,34 +5,56 @@
 
 use tokio::sync::watch;
 
+use crate::storage::Stream;
+
+/// One position per stream, indexed by `Stream::index`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Positions([i64; Stream::COUNT]);
+
+impl Positions {
+    pub fn get(&self, stream: Stream) -> i64 {
+        self.0[stream.index()]
+    }
+}
+
 #[derive(Debug)]
 pub struct Notifier {
-    /// The events position every reader may trust. A watch channel: waiters
-    /// only need the latest value, never every intermediate one.
-    events: watch::Sender<i64>,
+    /// A watch channel: waiters only need the latest positions, never every
+    /// intermediate one.
+    positions: watch::Sender<Positions>,
 }
 
 impl Notifier {
-    pub fn new(events_position: i64) -> Self {
-        Self { events: watch::Sender::new(events_position) }
+    /// Starts at the positions persisted before start-up.
+    pub fn new(persisted: impl Fn(Stream) -> i64) -> Self {
+        Self { positions: watch::Sender::new(Positions(Stream::ALL.map(persisted))) }
     }
 
-    /// The stream has been persisted up to `position` (never moves back).
-    pub fn notify(&self, position: i64) {
-        self.events.send_if_modified(|current| {
-            let advanced = position > *current;
+    /// `stream` has been persisted up to `position` (never moves back).
+    pub fn notify(&self, stream: Stream, position: i64) {
+        self.positions.send_if_modified(|current| {
+            let slot = &mut current.0[stream.index()];
+            let advanced = position > *slot;
             if advanced {
-                *current = position;
+                *slot = position;
             }
             advanced
         });
     }
 
-    pub fn events_position(&self) -> i64 {
-        *self.events.borrow()
+    pub fn position(&self, stream: Stream) -> i64 {
+        self.positions.borrow().get(stream)
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.events.subscribe()
+    pub fn positions(&self) -> Positions {
+        *self.positions.borrow()
+    }
+
+    pub fn events_position(&self) -> i64 {
+        self.position(Stream::Events)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Positions> {
+        self.positions.subscribe()
     }
 }

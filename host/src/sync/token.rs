@@ -4,10 +4,14 @@
 //! as Synapse writes them: `m{min}~{writer index}.{position}...`, the index
 //! being the writer's place in `stream_writers`.
 //!
-//! `s{events}_{device_lists}`, e.g. `s42_7` or `sm40~1.42_7`. Later streams
-//! append fields; a token with fewer fields reads the missing ones as 0.
+//! `s{events}_{device_lists}_{typing}_{receipts}_{account_data}_{presence}_{to_device}_{push_rules}`,
+//! e.g. `s42_7_0_3_9_1_0_2` or `sm40~1.42_7_0_3_9_1_0_2`. Later streams append
+//! fields; a token with fewer fields reads the missing ones as 0.
 
 use std::fmt;
+
+use super::notifier::Positions;
+use crate::storage::Stream;
 
 /// A position in a stream with possibly several writers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +37,12 @@ impl MultiWriterPosition {
 pub struct StreamToken {
     pub events: MultiWriterPosition,
     pub device_lists: i64,
+    pub typing: i64,
+    pub receipts: MultiWriterPosition,
+    pub account_data: i64,
+    pub presence: i64,
+    pub to_device: i64,
+    pub push_rules: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,19 +50,63 @@ pub struct StreamToken {
 pub struct InvalidToken(pub String);
 
 impl StreamToken {
+    /// A token for an events position alone (pagination tokens).
+    pub fn events_at(position: i64) -> Self {
+        Self { events: MultiWriterPosition::at(position), ..Self::default() }
+    }
+
+    pub fn from_positions(positions: &Positions) -> Self {
+        Self {
+            events: MultiWriterPosition::at(positions.get(Stream::Events)),
+            device_lists: positions.get(Stream::DeviceLists),
+            typing: positions.get(Stream::Typing),
+            receipts: MultiWriterPosition::at(positions.get(Stream::Receipts)),
+            account_data: positions.get(Stream::AccountData),
+            presence: positions.get(Stream::Presence),
+            to_device: positions.get(Stream::ToDevice),
+            push_rules: positions.get(Stream::PushRules),
+        }
+    }
+
+    /// The position on `stream` everything before which the token's holder
+    /// has seen (a multi-writer stream's minimum).
+    pub fn get(&self, stream: Stream) -> i64 {
+        match stream {
+            Stream::Events => self.events.min,
+            Stream::DeviceLists => self.device_lists,
+            Stream::Typing => self.typing,
+            Stream::Receipts => self.receipts.min,
+            Stream::AccountData => self.account_data,
+            Stream::Presence => self.presence,
+            Stream::ToDevice => self.to_device,
+            Stream::PushRules => self.push_rules,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, InvalidToken> {
         let invalid = || InvalidToken(text.to_owned());
-        let body = text.strip_prefix('s').ok_or_else(invalid)?;
-        let mut fields = body.split('_');
-        let events = parse_multi_writer(fields.next().ok_or_else(invalid)?).ok_or_else(invalid)?;
-        let device_lists = match fields.next() {
-            Some(field) => field.parse().map_err(|_| invalid())?,
-            None => 0,
-        };
-        if device_lists < 0 {
+        let fields: Vec<&str> = text.strip_prefix('s').ok_or_else(invalid)?.split('_').collect();
+        if fields.len() > 8 {
             return Err(invalid());
         }
-        Ok(Self { events, device_lists })
+        let multi = |index: usize| match fields.get(index) {
+            None => Ok(MultiWriterPosition::default()),
+            Some(field) => parse_multi_writer(field).ok_or_else(invalid),
+        };
+        let single = |index: usize| match fields.get(index) {
+            None => Ok(0),
+            Some(field) => field.parse::<i64>().ok().filter(|position| *position >= 0).ok_or_else(invalid),
+        };
+        Ok(Self {
+            events: multi(0)?,
+            device_lists: single(1)?,
+            typing: single(2)?,
+            receipts: multi(3)?,
+            account_data: single(4)?,
+            presence: single(5)?,
+            to_device: single(6)?,
+            push_rules: single(7)?,
+        })
     }
 }
 
@@ -91,6 +145,10 @@ impl fmt::Display for MultiWriterPosition {
 
 impl fmt::Display for StreamToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s{}_{}", self.events, self.device_lists)
+        write!(
+            f,
+            "s{}_{}_{}_{}_{}_{}_{}_{}",
+            self.events, self.device_lists, self.typing, self.receipts, self.account_data, self.presence, self.to_device, self.push_rules
+        )
     }
 }

@@ -27,7 +27,7 @@ use crate::{
     rooms::{Outgoing, RoomError, pdu::client_event, visibility::Visibility},
     services::{AppState, Services},
     storage::StoredEvent,
-    sync::{MultiWriterPosition, StreamToken},
+    sync::StreamToken,
 };
 
 /// Synapse's message when a spam checker refuses an event.
@@ -168,7 +168,7 @@ fn parse_token(token: &str) -> ApiResult<i64> {
 }
 
 pub(super) fn token_at(position: i64) -> String {
-    StreamToken { events: MultiWriterPosition::at(position), device_lists: 0 }.to_string()
+    StreamToken::events_at(position).to_string()
 }
 
 pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Request>) -> ApiResult<get_message_events::v3::Response> {
