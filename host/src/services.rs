@@ -39,6 +39,8 @@ pub struct Services {
     pub rooms: Rooms,
     /// Stream positions readers may trust, and the wake-ups of `/sync`.
     pub notifier: Notifier,
+    /// Who is typing where (this instance writes the `typing` stream).
+    pub typing: crate::typing::Typing,
 }
 
 impl std::fmt::Debug for Services {
@@ -110,6 +112,7 @@ impl Services {
             admin_nonces: Mutex::new(HashMap::new()),
             rooms: Rooms::default(),
             notifier,
+            typing: Default::default(),
             config,
         }))
     }

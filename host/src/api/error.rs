@@ -94,6 +94,14 @@ impl ApiError {
         Self::unknown(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     }
 
+    /// An error whose errcode ruma has no variant for (`M_INVALID_SIGNATURE`, ...).
+    pub fn custom(status: StatusCode, errcode: &str, message: impl Into<String>) -> Self {
+        let kind = serde_json::from_value::<StandardErrorBody>(serde_json::json!({ "errcode": errcode, "error": "" }))
+            .map(|body| body.kind)
+            .unwrap_or(ErrorKind::Unknown);
+        Self::new(status, kind, message)
+    }
+
     /// A spam checker's refusal: 403 with the plugin's errcode and extra
     /// fields, and its message or else `default_message` (Synapse's per call site).
     pub fn spam_rejected(rejection: crate::plugins::spam::Rejection, default_message: &str) -> Self {

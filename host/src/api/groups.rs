@@ -30,6 +30,18 @@ pub enum EndpointGroup {
     Profile,
     /// `/_matrix/key/v2/server`.
     ServerKeys,
+    /// `/rooms/{roomId}/typing`: to the `typing` stream's writer.
+    Typing,
+    /// Receipts and read markers: to a `receipts` stream writer.
+    Receipts,
+    /// Account data and tags: to the `account_data` stream's writer.
+    AccountData,
+    /// `/sendToDevice`: to the `to_device` stream's writer.
+    ToDevice,
+    /// `/presence`: to the `presence` stream's writer.
+    Presence,
+    /// `/keys/*` writes: uploads, claims, cross-signing, signatures.
+    Keys,
     /// `/_synapse/admin/*`.
     Admin,
 }
@@ -50,6 +62,12 @@ impl EndpointGroup {
             Self::Profile => "profile",
             Self::Directory => "directory",
             Self::ServerKeys => "server_keys",
+            Self::Typing => "typing",
+            Self::Receipts => "receipts",
+            Self::AccountData => "account_data",
+            Self::ToDevice => "to_device",
+            Self::Presence => "presence",
+            Self::Keys => "keys",
             Self::Admin => "admin",
         }
     }

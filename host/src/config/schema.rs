@@ -52,6 +52,9 @@ pub struct Config {
     pub rc_registration: RateLimit,
     pub rc_login: LoginRateLimits,
 
+    // Per-user data.
+    pub presence: PresenceConfig,
+
     // Operations.
     pub enable_metrics: bool,
     /// Accepted for compatibility with Synapse configurations; Weft reports nothing.
@@ -237,6 +240,19 @@ pub struct InstanceLocation {
     pub port: Option<u16>,
     pub path: Option<PathBuf>,
     pub tls: bool,
+}
+
+/// `presence`: whether users' online status is tracked and shared.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PresenceConfig {
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// `stream_writers`: which instances write each stream. Each entry takes a

@@ -7,3 +7,4 @@
 pub mod password;
 pub mod server_key;
 pub mod token;
+pub mod key_signatures;

@@ -62,6 +62,7 @@ impl BuiltEvent {
             redaction: None,
             relation: self.relation.as_ref().map(|(parent, rel_type)| (parent.as_str(), rel_type.as_str())),
             search_text: self.search_text.as_deref(),
+            push_actions: &[],
         }
     }
 }
@@ -98,6 +99,22 @@ impl RoomState {
         let event = self.get(&StateEventType::RoomMember, user_id.as_str())?;
         let content: Value = serde_json::from_str(event.content.get()).ok()?;
         content.get("membership")?.as_str().map(str::to_owned)
+    }
+
+    /// Users joined in the current state, with their display names.
+    pub fn joined_members(&self) -> Vec<(ruma::OwnedUserId, Option<String>)> {
+        self.state
+            .iter()
+            .filter(|((kind, _), _)| *kind == StateEventType::RoomMember)
+            .filter_map(|((_, state_key), event)| {
+                let content: Value = serde_json::from_str(event.content.get()).ok()?;
+                if content.get("membership")?.as_str()? != "join" {
+                    return None;
+                }
+                let user_id = ruma::OwnedUserId::try_from(state_key.as_str()).ok()?;
+                Some((user_id, content.get("displayname").and_then(Value::as_str).map(str::to_owned)))
+            })
+            .collect()
     }
 
     /// A user's power level, from `m.room.power_levels` (creator 100 without one).

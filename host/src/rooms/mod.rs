@@ -145,7 +145,8 @@ pub(super) async fn persist_one(
     let storage = &services.storage;
     let built = state.build(services, sender, outgoing)?;
     let txn = outgoing.txn.map(|(device, txn_id)| (sender, device, txn_id));
-    let new = NewEvent { txn, ..built.as_new_event() };
+    let push_actions = crate::push::evaluate(services, state, &built).await?;
+    let new = NewEvent { txn, push_actions: &push_actions, ..built.as_new_event() };
     match storage.persist_events(None, &[new]).await {
         Ok(_) => {
             services.notifier.notify(Stream::Events, storage.persisted_events_position());

@@ -241,6 +241,7 @@ impl Storage {
         };
         for device_id in &owned {
             guards.push(self.record_device_change(conn, user_id.as_str(), device_id).await?.1);
+            self.delete_device_data(conn, user_id.as_str(), device_id).await?;
         }
         Ok(owned.len() as u64)
     }

@@ -57,6 +57,8 @@ pub struct NewEvent<'a> {
     pub relation: Option<(&'a str, &'a str)>,
     /// The text search indexes: a message's body, a room's name or topic.
     pub search_text: Option<&'a str>,
+    /// What push rules decided for local users, written with the event.
+    pub push_actions: &'a [super::PushAction],
 }
 
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json";
@@ -87,6 +89,7 @@ impl Storage {
             let ordering = self.dialect.next_stream_id(&mut tx, Stream::Events).await?;
             guards.push(self.in_flight.of(Stream::Events).track(ordering));
             self.insert_event(&mut tx, event, ordering).await?;
+            self.insert_push_actions(&mut tx, event.event_id.as_str(), event.room_id.as_str(), ordering, event.push_actions).await?;
             orderings.push(ordering);
         }
         if let Some(&last) = orderings.last() {

@@ -2,12 +2,16 @@
 //! by its ruma request.
 
 mod account;
+mod account_data;
 mod capabilities;
+mod cross_signing;
 mod devices;
 mod directory;
+mod keys;
 mod login;
 mod logout;
 mod profile;
+mod receipts;
 mod register;
 mod relations;
 mod room_context;
@@ -15,6 +19,8 @@ mod room_events;
 mod rooms;
 mod search;
 mod sync;
+mod to_device;
+mod typing;
 mod versions;
 
 pub(crate) use register::validate_new_localpart;
@@ -111,5 +117,22 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::search::search_events::v3::Request, _, _>(G::ClientReads, search::search)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
-        .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);
+        .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter)
+        .add::<ruma::api::client::typing::create_typing_event::v3::Request, _, _>(G::Typing, typing::set)
+        .add::<ruma::api::client::receipt::create_receipt::v3::Request, _, _>(G::Receipts, receipts::receipt)
+        .add::<ruma::api::client::read_marker::set_read_marker::v3::Request, _, _>(G::Receipts, receipts::read_markers)
+        .add::<ruma::api::client::config::set_global_account_data::v3::Request, _, _>(G::AccountData, account_data::set_global)
+        .add::<ruma::api::client::config::get_global_account_data::v3::Request, _, _>(G::ClientReads, account_data::get_global)
+        .add::<ruma::api::client::config::set_room_account_data::v3::Request, _, _>(G::AccountData, account_data::set_room)
+        .add::<ruma::api::client::config::get_room_account_data::v3::Request, _, _>(G::ClientReads, account_data::get_room)
+        .add::<ruma::api::client::tag::get_tags::v3::Request, _, _>(G::ClientReads, account_data::get_tags)
+        .add::<ruma::api::client::tag::create_tag::v3::Request, _, _>(G::AccountData, account_data::put_tag)
+        .add::<ruma::api::client::tag::delete_tag::v3::Request, _, _>(G::AccountData, account_data::delete_tag)
+        .add::<ruma::api::client::to_device::send_event_to_device::v3::Request, _, _>(G::ToDevice, to_device::send)
+        .add::<ruma::api::client::keys::upload_keys::v3::Request, _, _>(G::Keys, keys::upload)
+        .add::<ruma::api::client::keys::get_keys::v3::Request, _, _>(G::ClientReads, keys::query)
+        .add::<ruma::api::client::keys::claim_keys::v3::Request, _, _>(G::Keys, keys::claim)
+        .add::<ruma::api::client::keys::get_key_changes::v3::Request, _, _>(G::ClientReads, keys::changes)
+        .add::<ruma::api::client::keys::upload_signing_keys::v3::Request, _, _>(G::Keys, cross_signing::upload_keys)
+        .add::<ruma::api::client::keys::upload_signatures::v3::Request, _, _>(G::Keys, cross_signing::upload_signatures);
 }

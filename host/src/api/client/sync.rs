@@ -32,11 +32,13 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
     };
     let options = SyncOptions {
         since,
+        device_id: sender.device_id.clone(),
         timeout: body.timeout.unwrap_or(Duration::ZERO),
         full_state: body.full_state,
         timeline_limit: filter.room.timeline.limit.map_or(sync_service::DEFAULT_TIMELINE_LIMIT, |limit| u64::from(limit) as usize).min(1000),
         include_leave: filter.room.include_leave,
         lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
+        unread_thread_notifications: filter.room.timeline.unread_thread_notifications,
     };
     Ok(sync_service::sync(&state, &sender.user_id, &options).await?)
 }

@@ -1,0 +1,139 @@
+//! What push rules decided for each local user about each event: written
+//! with the event, in its transaction; read back as unread counts (those
+//! after the user's read receipts) and as `/notifications`.
+
+use std::collections::HashMap;
+
+use ruma::{RoomId, UserId};
+use sqlx::{AnyConnection, Row};
+
+use super::{Result, Storage, StorageError, flag, now_ms};
+
+/// A notification for one user about the event being persisted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushAction {
+    pub user_id: String,
+    /// The thread root, or `main`.
+    pub thread_id: String,
+    pub actions: serde_json::Value,
+    pub highlight: bool,
+}
+
+/// One entry of `/notifications`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub stream_ordering: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub actions: serde_json::Value,
+    pub ts: i64,
+    pub read: bool,
+}
+
+impl Storage {
+    pub(super) async fn insert_push_actions(
+        &self,
+        conn: &mut AnyConnection,
+        event_id: &str,
+        room_id: &str,
+        stream_ordering: i64,
+        actions: &[PushAction],
+    ) -> Result<()> {
+        for action in actions {
+            sqlx::query(
+                "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering, thread_id, actions, highlight, ts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&action.user_id)
+            .bind(event_id)
+            .bind(room_id)
+            .bind(stream_ordering)
+            .bind(&action.thread_id)
+            .bind(action.actions.to_string())
+            .bind(action.highlight)
+            .bind(now_ms())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The positions up to which a user has read a room: per thread id,
+    /// with `""` for the unthreaded receipt that covers every thread.
+    async fn read_positions(&self, room_id: &RoomId, user_id: &UserId) -> Result<HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT thread_id, MAX(event_stream_ordering) AS upto FROM receipts WHERE room_id = $1 AND user_id = $2 \
+             AND receipt_type IN ('m.read', 'm.read.private') GROUP BY thread_id",
+        )
+        .bind(room_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get("thread_id")?, row.try_get("upto")?))).collect()
+    }
+
+    /// Unread `(notifications, highlights)` per thread id (`main` for the main timeline).
+    pub async fn unread_counts(&self, room_id: &RoomId, user_id: &UserId) -> Result<HashMap<String, (i64, i64)>> {
+        let read = self.read_positions(room_id, user_id).await?;
+        let unthreaded = read.get("").copied().unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT thread_id, stream_ordering, highlight FROM event_push_actions \
+             WHERE user_id = $1 AND room_id = $2 AND stream_ordering > $3",
+        )
+        .bind(user_id.as_str())
+        .bind(room_id.as_str())
+        .bind(unthreaded)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts: HashMap<String, (i64, i64)> = HashMap::new();
+        for row in &rows {
+            let thread: String = row.try_get("thread_id")?;
+            let ordering: i64 = row.try_get("stream_ordering")?;
+            if read.get(&thread).is_some_and(|upto| ordering <= *upto) {
+                continue;
+            }
+            let entry = counts.entry(thread).or_default();
+            entry.0 += 1;
+            entry.1 += i64::from(flag(row, "highlight")?);
+        }
+        Ok(counts)
+    }
+
+    /// A user's notifications before `before` (all when `None`), newest first.
+    pub async fn notifications(&self, user_id: &UserId, before: Option<i64>, limit: i64, only_highlight: bool) -> Result<Vec<Notification>> {
+        let rows = sqlx::query(
+            "SELECT p.stream_ordering, p.event_id, p.room_id, p.actions, p.ts, p.thread_id FROM event_push_actions p \
+             WHERE p.user_id = $1 AND p.stream_ordering < $2 AND ($3 = 0 OR p.highlight = TRUE) \
+             ORDER BY p.stream_ordering DESC LIMIT $4",
+        )
+        .bind(user_id.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(only_highlight))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut read_cache: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        let mut notifications = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let room_id: String = row.try_get("room_id")?;
+            let thread: String = row.try_get("thread_id")?;
+            let ordering: i64 = row.try_get("stream_ordering")?;
+            if !read_cache.contains_key(&room_id) {
+                let room = <&RoomId>::try_from(room_id.as_str()).map_err(|e| StorageError::corrupt("event_push_actions.room_id", e))?;
+                read_cache.insert(room_id.clone(), self.read_positions(room, user_id).await?);
+            }
+            let read = &read_cache[&room_id];
+            let read_upto = read.get("").copied().unwrap_or(0).max(read.get(&thread).copied().unwrap_or(0));
+            let actions: String = row.try_get("actions")?;
+            notifications.push(Notification {
+                stream_ordering: ordering,
+                event_id: row.try_get("event_id")?,
+                room_id,
+                actions: serde_json::from_str(&actions).map_err(|e| StorageError::corrupt("event_push_actions.actions", e))?,
+                ts: row.try_get("ts")?,
+                read: ordering <= read_upto,
+            });
+        }
+        Ok(notifications)
+    }
+}

@@ -1,0 +1,125 @@
+//! The room part of `/sync`: a room's timeline between two positions (the
+//! latest visible events, at most the filter's limit, `limited` with a
+//! `prev_batch` when more exist), the state before it (whole for rooms new
+//! to the client, the changes since otherwise, lazy-loaded members), and the
+//! stripped state shown with invites and knocks.
+
+use std::collections::{HashMap, HashSet};
+
+use ruma::{
+    RoomId, UserId,
+    api::client::sync::sync_events::v3::{StateEvents, Timeline},
+    serde::Raw,
+};
+
+use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, raw};
+use crate::{
+    rooms::{pdu, visibility::Visibility},
+    services::Services,
+    storage::{StorageError, StoredEvent},
+};
+
+/// The timeline of `(since, upto]` (from the start when `since` is `None`)
+/// and the state before it: whole when `full`, else what changed since.
+pub(super) async fn timeline_and_state(
+    services: &Services,
+    room_id: &RoomId,
+    user_id: &UserId,
+    since: Option<i64>,
+    upto: i64,
+    options: &SyncOptions,
+    full: bool,
+) -> Result<(Timeline, StateEvents), StorageError> {
+    let limit = options.timeline_limit;
+    let storage = &services.storage;
+    let visibility = Visibility::load(storage, room_id, user_id).await?;
+    let after = since.unwrap_or(0);
+    // Fetch in pages, newest first, until `limit` visible events or the start.
+    let mut visible: Vec<StoredEvent> = Vec::new();
+    let mut cursor = upto;
+    let mut more_before = false;
+    let page = (limit as i64 + 1).max(20);
+    loop {
+        let batch = storage.room_events(room_id, after, cursor, page, true).await?;
+        let exhausted = (batch.len() as i64) < page;
+        for event in batch {
+            cursor = event.stream_ordering - 1;
+            if visibility.can_see(&event, user_id) {
+                if visible.len() == limit {
+                    more_before = true;
+                    break;
+                }
+                visible.push(event);
+            }
+        }
+        if more_before || exhausted || limit == 0 {
+            break;
+        }
+    }
+    visible.reverse();
+    let timeline_start = visible.first().map_or(upto, |event| event.stream_ordering - 1);
+
+    let mut timeline = Timeline::new();
+    timeline.limited = more_before;
+    timeline.prev_batch = Some(StreamToken::events_at(timeline_start).to_string());
+    timeline.events = visible.iter().map(|event| raw(&pdu::client_event(event, false))).collect();
+
+    let mut state_events = if full {
+        storage.state_at(room_id, timeline_start).await?
+    } else if more_before {
+        latest_per_key(storage.state_changes(room_id, after, timeline_start).await?)
+    } else {
+        Vec::new()
+    };
+    if options.lazy_load_members {
+        let mut wanted: HashSet<&str> = visible.iter().map(|event| event.sender.as_str()).collect();
+        wanted.insert(user_id.as_str());
+        let is_wanted_member = |event: &StoredEvent| event.state_key.as_deref().is_some_and(|key| wanted.contains(key));
+        state_events.retain(|event| event.kind != "m.room.member" || is_wanted_member(event));
+        let mut have: HashSet<String> = state_events
+            .iter()
+            .chain(visible.iter())
+            .filter(|event| event.kind == "m.room.member")
+            .filter_map(|event| event.state_key.clone())
+            .collect();
+        if !full {
+            // Senders the client may not know yet: their membership before the timeline.
+            have.insert(user_id.to_string());
+        }
+        let missing: Vec<&str> = wanted.iter().copied().filter(|sender| !have.contains(*sender)).collect();
+        if !missing.is_empty() {
+            let before = storage.state_at(room_id, timeline_start).await?;
+            state_events.extend(before.into_iter().filter(|event| {
+                event.kind == "m.room.member" && event.state_key.as_deref().is_some_and(|key| missing.contains(&key))
+            }));
+            state_events.sort_by_key(|event| event.stream_ordering);
+        }
+    }
+    let mut state = StateEvents::new();
+    state.events = state_events.iter().map(|event| raw(&pdu::client_event(event, false))).collect();
+    Ok((timeline, state))
+}
+
+/// The stripped state shown with an invite or a knock.
+pub(super) async fn stripped_state<T>(services: &Services, room_id: &RoomId, user_id: &UserId, at: i64) -> Result<Vec<Raw<T>>, StorageError> {
+    let state = services.storage.state_at(room_id, at).await?;
+    Ok(state
+        .iter()
+        .filter(|event| {
+            INVITE_STATE_TYPES.contains(&event.kind.as_str()) || (event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str()))
+        })
+        .map(|event| raw(&pdu::stripped_event(event)))
+        .collect())
+}
+
+fn latest_per_key(events: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    let mut latest: HashMap<(String, String), StoredEvent> = HashMap::new();
+    for event in events {
+        let key = (event.kind.clone(), event.state_key.clone().unwrap_or_default());
+        latest.insert(key, event);
+    }
+    let mut events: Vec<StoredEvent> = latest.into_values().collect();
+    events.sort_by_key(|event| event.stream_ordering);
+    events
+}
+
