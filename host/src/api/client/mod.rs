@@ -2,12 +2,14 @@
 //! by its ruma request.
 
 mod account;
+mod backup;
 mod capabilities;
 mod devices;
 mod directory;
 mod login;
 mod logout;
 mod profile;
+mod pushers;
 mod register;
 mod relations;
 mod room_context;
@@ -112,4 +114,27 @@ pub fn routes(table: &mut RouteTable) {
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);
+    key_backup_routes(table);
+    table
+        .add::<ruma::api::client::push::get_pushers::v3::Request, _, _>(G::Pushers, pushers::list)
+        .add::<pushers::set_pusher::Request, _, _>(G::Pushers, pushers::set);
+}
+
+fn key_backup_routes(table: &mut RouteTable) {
+    use ruma::api::client::backup::*;
+    table
+        .add::<create_backup_version::v3::Request, _, _>(G::KeyBackup, backup::create_version)
+        .add::<get_latest_backup_info::v3::Request, _, _>(G::KeyBackup, backup::latest_version)
+        .add::<get_backup_info::v3::Request, _, _>(G::KeyBackup, backup::get_version)
+        .add::<update_backup_version::v3::Request, _, _>(G::KeyBackup, backup::update_version)
+        .add::<delete_backup_version::v3::Request, _, _>(G::KeyBackup, backup::delete_version)
+        .add::<add_backup_keys::v3::Request, _, _>(G::KeyBackup, backup::put_all)
+        .add::<add_backup_keys_for_room::v3::Request, _, _>(G::KeyBackup, backup::put_room)
+        .add::<add_backup_keys_for_session::v3::Request, _, _>(G::KeyBackup, backup::put_session)
+        .add::<get_backup_keys::v3::Request, _, _>(G::KeyBackup, backup::get_all)
+        .add::<get_backup_keys_for_room::v3::Request, _, _>(G::KeyBackup, backup::get_room)
+        .add::<get_backup_keys_for_session::v3::Request, _, _>(G::KeyBackup, backup::get_session)
+        .add::<delete_backup_keys::v3::Request, _, _>(G::KeyBackup, backup::delete_all)
+        .add::<delete_backup_keys_for_room::v3::Request, _, _>(G::KeyBackup, backup::delete_room)
+        .add::<delete_backup_keys_for_session::v3::Request, _, _>(G::KeyBackup, backup::delete_session);
 }
