@@ -9,6 +9,7 @@
 mod support;
 
 mod accounts;
+mod backup;
 mod config;
 mod devices;
 mod directory;
@@ -18,6 +19,7 @@ mod login;
 mod plugins;
 mod process;
 mod profile;
+mod pushers;
 mod register;
 mod relations;
 mod rooms;

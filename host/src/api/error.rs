@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use ruma::api::{
     client::uiaa::UiaaInfo,
-    error::{ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData},
+    error::{ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData, WrongRoomKeysVersionErrorData},
 };
 
 use crate::{rooms::RoomError, storage::StorageError};
@@ -89,6 +89,17 @@ impl ApiError {
     }
     pub fn invalid_username(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername, message)
+    }
+    /// Keys go to the current backup version only.
+    pub fn wrong_room_keys_version(current_version: String) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(current_version)),
+            "Wrong backup version",
+        )
+    }
+    pub fn threepid_not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::ThreepidNotFound, message)
     }
     pub fn internal() -> Self {
         Self::unknown(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")

@@ -28,6 +28,10 @@ pub enum EndpointGroup {
     Directory,
     /// Profile changes (`PUT`/`DELETE /profile/...`), which send member events.
     Profile,
+    /// `/room_keys/*`: server-side key backup.
+    KeyBackup,
+    /// `/pushers`, `/pushers/set`.
+    Pushers,
     /// `/_matrix/key/v2/server`.
     ServerKeys,
     /// `/rooms/{roomId}/typing`: to the `typing` stream's writer.
@@ -61,6 +65,8 @@ impl EndpointGroup {
             Self::RoomMessages => "room_messages",
             Self::Profile => "profile",
             Self::Directory => "directory",
+            Self::KeyBackup => "key_backup",
+            Self::Pushers => "pushers",
             Self::ServerKeys => "server_keys",
             Self::Typing => "typing",
             Self::Receipts => "receipts",

@@ -1,5 +1,5 @@
 //! Devices and their access tokens. A device is created with its first token
-//! (login or registration) and deleted with all of its tokens (logout, device
+//! (login or registration) and deleted with all of its tokens and pushers (logout, device
 //! deletion, password change, deactivation); each creation and deletion is a
 //! row on the `device_lists` stream, written in the same transaction.
 
@@ -239,6 +239,7 @@ impl Storage {
                 deleted
             }
         };
+        self.delete_pushers_of_devices_in(conn, user_id, &owned).await?;
         for device_id in &owned {
             guards.push(self.record_device_change(conn, user_id.as_str(), device_id).await?.1);
             self.delete_device_data(conn, user_id.as_str(), device_id).await?;

@@ -71,6 +71,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0010_push_actions.sql"),
         include_str!("../../migrations/sqlite/0010_push_actions.sql"),
     ),
+    (
+        11,
+        "key_backup",
+        include_str!("../../migrations/postgres/0011_key_backup.sql"),
+        include_str!("../../migrations/sqlite/0011_key_backup.sql"),
+    ),
+    (
+        12,
+        "pushers",
+        include_str!("../../migrations/postgres/0012_pushers.sql"),
+        include_str!("../../migrations/sqlite/0012_pushers.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

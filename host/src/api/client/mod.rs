@@ -3,6 +3,7 @@
 
 mod account;
 mod account_data;
+mod backup;
 mod capabilities;
 mod cross_signing;
 mod devices;
@@ -12,6 +13,7 @@ mod login;
 mod logout;
 mod profile;
 mod receipts;
+mod pushers;
 mod register;
 mod relations;
 mod room_context;
@@ -135,4 +137,27 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::keys::get_key_changes::v3::Request, _, _>(G::ClientReads, keys::changes)
         .add::<ruma::api::client::keys::upload_signing_keys::v3::Request, _, _>(G::Keys, cross_signing::upload_keys)
         .add::<ruma::api::client::keys::upload_signatures::v3::Request, _, _>(G::Keys, cross_signing::upload_signatures);
+    key_backup_routes(table);
+    table
+        .add::<ruma::api::client::push::get_pushers::v3::Request, _, _>(G::Pushers, pushers::list)
+        .add::<pushers::set_pusher::Request, _, _>(G::Pushers, pushers::set);
+}
+
+fn key_backup_routes(table: &mut RouteTable) {
+    use ruma::api::client::backup::*;
+    table
+        .add::<create_backup_version::v3::Request, _, _>(G::KeyBackup, backup::create_version)
+        .add::<get_latest_backup_info::v3::Request, _, _>(G::KeyBackup, backup::latest_version)
+        .add::<get_backup_info::v3::Request, _, _>(G::KeyBackup, backup::get_version)
+        .add::<update_backup_version::v3::Request, _, _>(G::KeyBackup, backup::update_version)
+        .add::<delete_backup_version::v3::Request, _, _>(G::KeyBackup, backup::delete_version)
+        .add::<add_backup_keys::v3::Request, _, _>(G::KeyBackup, backup::put_all)
+        .add::<add_backup_keys_for_room::v3::Request, _, _>(G::KeyBackup, backup::put_room)
+        .add::<add_backup_keys_for_session::v3::Request, _, _>(G::KeyBackup, backup::put_session)
+        .add::<get_backup_keys::v3::Request, _, _>(G::KeyBackup, backup::get_all)
+        .add::<get_backup_keys_for_room::v3::Request, _, _>(G::KeyBackup, backup::get_room)
+        .add::<get_backup_keys_for_session::v3::Request, _, _>(G::KeyBackup, backup::get_session)
+        .add::<delete_backup_keys::v3::Request, _, _>(G::KeyBackup, backup::delete_all)
+        .add::<delete_backup_keys_for_room::v3::Request, _, _>(G::KeyBackup, backup::delete_room)
+        .add::<delete_backup_keys_for_session::v3::Request, _, _>(G::KeyBackup, backup::delete_session);
 }
