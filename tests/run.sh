@@ -78,7 +78,7 @@ cargo test --workspace --locked
 say "running the matrix-nio client check"
 target_dir="${CARGO_TARGET_DIR:-target}"
 venv="$target_dir/client-venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import nio" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import nio, vodozemac" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
@@ -93,3 +93,4 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 "$venv/bin/python" tests/clients/nio_accounts.py "http://127.0.0.1:$port"
+"$venv/bin/python" tests/clients/nio_e2ee.py "http://127.0.0.1:$port"

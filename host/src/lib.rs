@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod plugins;
+pub mod presence;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;

@@ -41,6 +41,8 @@ pub struct Services {
     pub notifier: Notifier,
     /// Who is typing where (this instance writes the `typing` stream).
     pub typing: crate::typing::Typing,
+    /// Who is syncing here, for the presence timer.
+    pub presence: crate::presence::Presence,
 }
 
 impl std::fmt::Debug for Services {
@@ -113,6 +115,7 @@ impl Services {
             rooms: Rooms::default(),
             notifier,
             typing: Default::default(),
+            presence: Default::default(),
             config,
         }))
     }

@@ -176,7 +176,12 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
             ApiError::bad_json("Could not read the request body")
         }
     })?;
-    let body = body.to_bytes();
+    let mut body = body.to_bytes();
+    if body.is_empty() && parts.method == Method::POST {
+        // Clients send no body where every field is optional (`/join`,
+        // `/receipt`); Synapse reads that as `{}`.
+        body = Bytes::from_static(b"{}");
+    }
     if !body.is_empty() && matches!(parts.method, Method::POST | Method::PUT) {
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| ApiError::not_json("Content not JSON."))?;
     }

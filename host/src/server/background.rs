@@ -9,10 +9,11 @@ use crate::{api::uia::SESSION_LIFETIME_MS, config::MAIN_INSTANCE, services::AppS
 
 const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
-pub(super) fn spawn(state: AppState, mut stopped: watch::Receiver<bool>) -> JoinSet<()> {
+pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     let runs_here = state.config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == state.config.instance_name();
     if runs_here {
+        let (state, mut stopped) = (state.clone(), stopped.clone());
         jobs.spawn(async move {
             let mut interval = tokio::time::interval(PURGE_INTERVAL);
             loop {
@@ -22,6 +23,23 @@ pub(super) fn spawn(state: AppState, mut stopped: watch::Receiver<bool>) -> Join
                             Ok(0) => {}
                             Ok(purged) => tracing::debug!(purged, "purged expired user-interactive auth sessions"),
                             Err(error) => tracing::warn!(%error, "could not purge user-interactive auth sessions"),
+                        }
+                    }
+                    _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+                }
+            }
+        });
+    }
+    let presence_writer = state.config.stream_writers.presence.first().map_or(MAIN_INSTANCE, String::as_str);
+    if state.config.presence.enabled && presence_writer == state.config.instance_name() {
+        let (state, mut stopped) = (state.clone(), stopped.clone());
+        jobs.spawn(async move {
+            let mut interval = tokio::time::interval(crate::presence::TIMER_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        if let Err(error) = crate::presence::expire(&state).await {
+                            tracing::warn!(%error, "presence timer failed");
                         }
                     }
                     _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,

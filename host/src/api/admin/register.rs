@@ -127,6 +127,7 @@ pub async fn register(state: AppState, request: Ruma<shared_secret::Request>) ->
         StorageError::Conflict => ApiError::user_in_use(),
         other => other.into(),
     })?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     if let Some(name) = body.displayname.as_deref().filter(|name| !name.is_empty()) {
         state.storage.set_profile_field(&user_id, "displayname", &serde_json::Value::String(name.to_owned())).await?;
     }

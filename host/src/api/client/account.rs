@@ -26,6 +26,7 @@ pub async fn change_password(state: AppState, request: Ruma<change_password::v3:
     // `logout_devices` (default true) signs out every other device.
     let keep_only = body.logout_devices.then_some(sender.device_id.as_ref());
     state.storage.set_password_hash(&sender.user_id, &hash, keep_only).await?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     Ok(change_password::v3::Response::new())
 }
 
@@ -33,6 +34,7 @@ pub async fn deactivate(state: AppState, request: Ruma<deactivate::v3::Request>)
     let sender = request.sender()?;
     uia::authenticate(&state, request.body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
     state.storage.deactivate_user(&sender.user_id).await?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     tracing::info!(user_id = %sender.user_id, "deactivated a user");
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
 }

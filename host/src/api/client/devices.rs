@@ -47,6 +47,7 @@ pub async fn update(state: AppState, request: Ruma<update_device::v3::Request>) 
     if !found {
         return Err(ApiError::not_found("Device not found"));
     }
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     Ok(update_device::v3::Response::new())
 }
 
@@ -55,6 +56,7 @@ pub async fn delete(state: AppState, request: Ruma<delete_device::v3::Request>) 
     let body = &request.body;
     uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
     state.storage.delete_devices(&sender.user_id, &[&body.device_id]).await?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     Ok(delete_device::v3::Response::new())
 }
 
@@ -64,5 +66,6 @@ pub async fn delete_many(state: AppState, request: Ruma<delete_devices::v3::Requ
     uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
     let device_ids: Vec<&DeviceId> = body.devices.iter().map(|id| id.as_ref()).collect();
     state.storage.delete_devices(&sender.user_id, &device_ids).await?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     Ok(delete_devices::v3::Response::new())
 }

@@ -94,6 +94,7 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
 
     let session = IssuedSession::new(body.device_id.clone());
     state.storage.open_session(&user.user_id, session.to_store(body.initial_device_display_name.as_deref(), &request.client_addr)).await?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     let mut response = Response::new(user.user_id, session.access_token, session.device_id);
     #[allow(deprecated)]
     {

@@ -11,11 +11,13 @@ use crate::{
 pub async fn logout(state: AppState, request: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
     let sender = request.sender()?;
     state.storage.delete_devices(&sender.user_id, &[&sender.device_id]).await?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     Ok(logout::v3::Response::new())
 }
 
 pub async fn logout_all(state: AppState, request: Ruma<logout_all::v3::Request>) -> ApiResult<logout_all::v3::Response> {
     let sender = request.sender()?;
     state.storage.delete_all_devices(&sender.user_id).await?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
     Ok(logout_all::v3::Response::new())
 }

@@ -11,6 +11,8 @@ mod directory;
 mod keys;
 mod login;
 mod logout;
+mod notifications;
+mod presence;
 mod profile;
 mod receipts;
 mod pushers;
@@ -140,7 +142,10 @@ pub fn routes(table: &mut RouteTable) {
     key_backup_routes(table);
     table
         .add::<ruma::api::client::push::get_pushers::v3::Request, _, _>(G::Pushers, pushers::list)
-        .add::<pushers::set_pusher::Request, _, _>(G::Pushers, pushers::set);
+        .add::<pushers::set_pusher::Request, _, _>(G::Pushers, pushers::set)
+        .add::<ruma::api::client::push::get_notifications::v3::Request, _, _>(G::ClientReads, notifications::list)
+        .add::<ruma::api::client::presence::set_presence::v3::Request, _, _>(G::Presence, presence::set)
+        .add::<ruma::api::client::presence::get_presence::v3::Request, _, _>(G::ClientReads, presence::get);
 }
 
 fn key_backup_routes(table: &mut RouteTable) {

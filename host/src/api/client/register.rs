@@ -81,7 +81,9 @@ async fn create(state: &Services, user: NewUser<'_>, session: Option<NewSession<
     state.storage.create_user(user, session).await.map_err(|error| match error {
         StorageError::Conflict => ApiError::user_in_use(),
         other => other.into(),
-    })
+    })?;
+    state.stream_advanced(crate::storage::Stream::DeviceLists);
+    Ok(())
 }
 
 pub async fn available(

@@ -40,6 +40,9 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
         lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
         unread_thread_notifications: filter.room.timeline.unread_thread_notifications,
     };
+    let set_presence = body.set_presence.as_str().to_owned();
+    crate::presence::on_sync(&state, &sender.user_id, &set_presence).await?;
+    let _syncing = state.presence.syncing(&sender.user_id);
     Ok(sync_service::sync(&state, &sender.user_id, &options).await?)
 }
 

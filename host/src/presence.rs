@@ -1,0 +1,130 @@
+//! Presence: who is online, idle or offline, as Synapse decides it. Setting
+//! a state (`PUT /presence`, or `/sync`'s `set_presence`) writes a row of the
+//! `presence` stream; a timer on the stream's writer moves users who stopped
+//! acting to `unavailable` after `IDLE_TIMEOUT`, and users who stopped
+//! syncing to `offline` after `SYNC_TIMEOUT` (a user with a long-poll open is
+//! syncing). Disabled entirely by `presence.enabled = false`.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use ruma::{OwnedUserId, UserId};
+
+use crate::{
+    services::Services,
+    storage::{NewPresence, StorageError, Stream, now_ms},
+};
+
+/// Online users who do nothing for this long become `unavailable` (Synapse's IDLE_TIMER).
+pub const IDLE_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+/// Users who stop syncing for this long go `offline` (Synapse's SYNC_ONLINE_TIMEOUT).
+pub const SYNC_TIMEOUT_MS: i64 = 30 * 1000;
+/// Activity within this long counts as `currently_active` (Synapse's LAST_ACTIVE_GRANULARITY).
+pub const ACTIVE_MS: i64 = 60 * 1000;
+/// How often the timer looks for idle and gone users.
+pub const TIMER_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The users with a `/sync` open on this instance.
+#[derive(Debug, Default)]
+pub struct Presence {
+    syncing: Mutex<HashMap<OwnedUserId, usize>>,
+}
+
+/// Marks a user as syncing until dropped.
+pub struct Syncing<'a> {
+    presence: &'a Presence,
+    user_id: OwnedUserId,
+}
+
+impl Drop for Syncing<'_> {
+    fn drop(&mut self) {
+        let mut syncing = self.presence.syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = syncing.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                syncing.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+impl Presence {
+    pub fn syncing(&self, user_id: &UserId) -> Syncing<'_> {
+        *self.syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).entry(user_id.to_owned()).or_default() += 1;
+        Syncing { presence: self, user_id: user_id.to_owned() }
+    }
+
+    fn is_syncing(&self, user_id: &str) -> bool {
+        self.syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().any(|user| user.as_str() == user_id)
+    }
+}
+
+/// Sets a user's state (and status message when given) as they asked.
+pub async fn set(services: &Services, user_id: &UserId, state: &str, status_msg: Option<Option<&str>>) -> Result<(), StorageError> {
+    if !services.config.presence.enabled {
+        return Ok(());
+    }
+    let now = now_ms();
+    let current = services.storage.presence(user_id).await?;
+    let status = match status_msg {
+        Some(status) => status.map(str::to_owned),
+        None => current.as_ref().and_then(|row| row.status_msg.clone()),
+    };
+    let active = state == "online";
+    let last_active = if active { now } else { current.as_ref().map_or(now, |row| row.last_active_ts) };
+    write(services, user_id, state, status.as_deref(), last_active, now, active).await
+}
+
+/// A `/sync` with `set_presence` (`online` unless the client says otherwise).
+pub async fn on_sync(services: &Services, user_id: &UserId, set_presence: &str) -> Result<(), StorageError> {
+    if !services.config.presence.enabled || set_presence == "offline" {
+        return Ok(());
+    }
+    let now = now_ms();
+    match services.storage.presence(user_id).await? {
+        Some(row) if row.state == set_presence || (set_presence == "online" && row.state == "unavailable" && now - row.last_active_ts > IDLE_TIMEOUT_MS) => {
+            // Syncing alone is not activity: an idle user stays idle.
+            services.storage.touch_presence_sync(user_id, now).await
+        }
+        current => {
+            let status = current.as_ref().and_then(|row| row.status_msg.clone());
+            let active = set_presence == "online";
+            let last_active = if active { now } else { current.as_ref().map_or(now, |row| row.last_active_ts) };
+            write(services, user_id, set_presence, status.as_deref(), last_active, now, active).await
+        }
+    }
+}
+
+async fn write(
+    services: &Services,
+    user_id: &UserId,
+    state: &str,
+    status_msg: Option<&str>,
+    last_active_ts: i64,
+    last_sync_ts: i64,
+    currently_active: bool,
+) -> Result<(), StorageError> {
+    let presence = NewPresence { state, status_msg, last_active_ts, last_sync_ts, currently_active };
+    services.storage.set_presence(user_id, presence).await?;
+    services.stream_advanced(Stream::Presence);
+    Ok(())
+}
+
+/// One pass of the timer: idle users become `unavailable`, gone ones `offline`.
+pub async fn expire(services: &Services) -> Result<(), StorageError> {
+    let now = now_ms();
+    for row in services.storage.present_users().await? {
+        let Ok(user_id) = <&UserId>::try_from(row.user_id.as_str()) else { continue };
+        let gone = now - row.last_sync_ts > SYNC_TIMEOUT_MS && !services.presence.is_syncing(&row.user_id);
+        let (state, active) = if gone {
+            ("offline", false)
+        } else if row.state == "online" && now - row.last_active_ts > IDLE_TIMEOUT_MS {
+            ("unavailable", false)
+        } else if row.currently_active && now - row.last_active_ts > ACTIVE_MS {
+            (row.state.as_str(), false)
+        } else {
+            continue;
+        };
+        write(services, user_id, state, row.status_msg.as_deref(), row.last_active_ts, row.last_sync_ts, active).await?;
+    }
+    Ok(())
+}
