@@ -26,3 +26,4 @@ mod rooms;
 mod search;
 mod storage;
 mod sync;
+mod user_streams;

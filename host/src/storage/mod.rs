@@ -27,7 +27,6 @@ mod positions;
 mod presence;
 mod profiles;
 mod push_actions;
-mod push_rules_pending;
 mod pushers;
 mod receipts;
 mod relations;
