@@ -28,6 +28,8 @@ pub enum EndpointGroup {
     Directory,
     /// Profile changes (`PUT`/`DELETE /profile/...`), which send member events.
     Profile,
+    /// Push rule changes (`PUT`/`DELETE /pushrules/...`): the `push_rules` stream writer.
+    PushRules,
     /// `/_matrix/key/v2/server`.
     ServerKeys,
     /// `/_synapse/admin/*`.
@@ -48,6 +50,7 @@ impl EndpointGroup {
             Self::EventSending => "event_sending",
             Self::RoomMessages => "room_messages",
             Self::Profile => "profile",
+            Self::PushRules => "push_rules",
             Self::Directory => "directory",
             Self::ServerKeys => "server_keys",
             Self::Admin => "admin",

@@ -22,6 +22,7 @@ mod filters;
 mod migrations;
 mod positions;
 mod profiles;
+mod push_rules;
 mod receipts;
 mod relations;
 mod search;
@@ -29,6 +30,7 @@ mod timestamps;
 mod to_device;
 mod streams;
 mod uia;
+mod user_directory;
 mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -44,6 +46,7 @@ pub use receipts::{NewReceipt, Receipt, UNTHREADED};
 pub use streams::{DeviceListChange, Stream};
 pub use to_device::{Delivery, ToDeviceMessage};
 pub use uia::UiaSession;
+pub use user_directory::DirectoryEntry;
 pub use users::{NewUser, User};
 
 use crate::config::{DatabaseConfig, DatabaseEngine};

@@ -8,6 +8,7 @@ mod directory;
 mod login;
 mod logout;
 mod profile;
+mod push_rules;
 mod register;
 mod relations;
 mod room_context;
@@ -15,6 +16,7 @@ mod room_events;
 mod rooms;
 mod search;
 mod sync;
+mod user_directory;
 mod versions;
 
 pub(crate) use register::validate_new_localpart;
@@ -43,6 +45,7 @@ use ruma::api::client::{
     },
     message::{get_message_events, send_message_event},
     profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+    push,
     room::{aliases, create_room, get_room_event},
     state::{get_state_event_for_key, get_state_events, send_state_event},
     sync::sync_events,
@@ -111,5 +114,15 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::search::search_events::v3::Request, _, _>(G::ClientReads, search::search)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
-        .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter);
+        .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter)
+        .add::<push::get_pushrules_all::v3::Request, _, _>(G::ClientReads, push_rules::all)
+        .add::<push::get_pushrules_global_scope::v3::Request, _, _>(G::ClientReads, push_rules::global)
+        .add::<push::get_pushrule::v3::Request, _, _>(G::ClientReads, push_rules::get)
+        .add::<push::get_pushrule_enabled::v3::Request, _, _>(G::ClientReads, push_rules::get_enabled)
+        .add::<push::get_pushrule_actions::v3::Request, _, _>(G::ClientReads, push_rules::get_actions)
+        .add::<push::set_pushrule::v3::Request, _, _>(G::PushRules, push_rules::set)
+        .add::<push::delete_pushrule::v3::Request, _, _>(G::PushRules, push_rules::delete)
+        .add::<push::set_pushrule_enabled::v3::Request, _, _>(G::PushRules, push_rules::set_enabled)
+        .add::<push::set_pushrule_actions::v3::Request, _, _>(G::PushRules, push_rules::set_actions)
+        .add::<ruma::api::client::user_directory::search_users::v3::Request, _, _>(G::ClientReads, user_directory::search);
 }
