@@ -19,6 +19,8 @@
 //! - [`sync`]: `/sync` tokens, the notifier that wakes long-polls, and the
 //!   assembly of sync responses.
 //! - [`telemetry`]: logging and Prometheus metrics.
+//! - [`user_directory`]: who `/user_directory/search` finds, and the
+//!   background updater that keeps it from the events stream.
 //!
 //! Requests flow `server` → `api::ruma_route` (limits, auth, parsing) →
 //! handler in `api::client` → `storage`. Lower layers never build HTTP
@@ -39,3 +41,4 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod typing;
+pub mod user_directory;

@@ -32,6 +32,8 @@ pub enum EndpointGroup {
     KeyBackup,
     /// `/pushers`, `/pushers/set`.
     Pushers,
+    /// Push rule changes (`PUT`/`DELETE /pushrules/...`): the `push_rules` stream writer.
+    PushRules,
     /// `/_matrix/key/v2/server`.
     ServerKeys,
     /// `/rooms/{roomId}/typing`: to the `typing` stream's writer.
@@ -64,6 +66,7 @@ impl EndpointGroup {
             Self::EventSending => "event_sending",
             Self::RoomMessages => "room_messages",
             Self::Profile => "profile",
+            Self::PushRules => "push_rules",
             Self::Directory => "directory",
             Self::KeyBackup => "key_backup",
             Self::Pushers => "pushers",

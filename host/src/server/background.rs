@@ -1,5 +1,7 @@
-//! Periodic jobs, run only on the instance named by `run_background_tasks_on`
-//! (main by default): purging expired user-interactive auth sessions.
+//! Background jobs. On the instance named by `run_background_tasks_on` (main
+//! by default): purging expired user-interactive auth sessions. On the one
+//! named by `update_user_directory_from_worker` (main by default): the user
+//! directory updater.
 
 use std::time::Duration;
 
@@ -11,6 +13,9 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
+    if crate::user_directory::updates_here(&state.config) {
+        jobs.spawn(crate::user_directory::run(state.clone(), stopped.clone()));
+    }
     let runs_here = state.config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == state.config.instance_name();
     if runs_here {
         let (state, mut stopped) = (state.clone(), stopped.clone());

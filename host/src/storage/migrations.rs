@@ -83,6 +83,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0012_pushers.sql"),
         include_str!("../../migrations/sqlite/0012_pushers.sql"),
     ),
+    (
+        13,
+        "push_rules",
+        include_str!("../../migrations/postgres/0013_push_rules.sql"),
+        include_str!("../../migrations/sqlite/0013_push_rules.sql"),
+    ),
+    (
+        14,
+        "user_directory",
+        include_str!("../../migrations/postgres/0014_user_directory.sql"),
+        include_str!("../../migrations/sqlite/0014_user_directory.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

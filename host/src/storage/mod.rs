@@ -28,6 +28,7 @@ mod presence;
 mod profiles;
 mod push_actions;
 mod pushers;
+mod push_rules;
 mod receipts;
 mod relations;
 mod search;
@@ -36,6 +37,7 @@ mod timestamps;
 mod to_device;
 mod streams;
 mod uia;
+mod user_directory;
 mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -57,6 +59,7 @@ pub use receipts::{NewReceipt, Receipt, UNTHREADED};
 pub use streams::{DeviceListChange, Stream};
 pub use to_device::{Delivery, ToDeviceMessage};
 pub use uia::UiaSession;
+pub use user_directory::DirectoryEntry;
 pub use users::{NewUser, User};
 
 use crate::config::{DatabaseConfig, DatabaseEngine};

@@ -16,6 +16,7 @@ mod presence;
 mod profile;
 mod receipts;
 mod pushers;
+mod push_rules;
 mod register;
 mod relations;
 mod room_context;
@@ -25,6 +26,7 @@ mod search;
 mod sync;
 mod to_device;
 mod typing;
+mod user_directory;
 mod versions;
 
 pub(crate) use register::validate_new_localpart;
@@ -53,6 +55,7 @@ use ruma::api::client::{
     },
     message::{get_message_events, send_message_event},
     profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+    push,
     room::{aliases, create_room, get_room_event},
     state::{get_state_event_for_key, get_state_events, send_state_event},
     sync::sync_events,
@@ -145,7 +148,17 @@ pub fn routes(table: &mut RouteTable) {
         .add::<pushers::set_pusher::Request, _, _>(G::Pushers, pushers::set)
         .add::<ruma::api::client::push::get_notifications::v3::Request, _, _>(G::ClientReads, notifications::list)
         .add::<ruma::api::client::presence::set_presence::v3::Request, _, _>(G::Presence, presence::set)
-        .add::<ruma::api::client::presence::get_presence::v3::Request, _, _>(G::ClientReads, presence::get);
+        .add::<ruma::api::client::presence::get_presence::v3::Request, _, _>(G::ClientReads, presence::get)
+        .add::<push::get_pushrules_all::v3::Request, _, _>(G::ClientReads, push_rules::all)
+        .add::<push::get_pushrules_global_scope::v3::Request, _, _>(G::ClientReads, push_rules::global)
+        .add::<push::get_pushrule::v3::Request, _, _>(G::ClientReads, push_rules::get)
+        .add::<push::get_pushrule_enabled::v3::Request, _, _>(G::ClientReads, push_rules::get_enabled)
+        .add::<push::get_pushrule_actions::v3::Request, _, _>(G::ClientReads, push_rules::get_actions)
+        .add::<push::set_pushrule::v3::Request, _, _>(G::PushRules, push_rules::set)
+        .add::<push::delete_pushrule::v3::Request, _, _>(G::PushRules, push_rules::delete)
+        .add::<push::set_pushrule_enabled::v3::Request, _, _>(G::PushRules, push_rules::set_enabled)
+        .add::<push::set_pushrule_actions::v3::Request, _, _>(G::PushRules, push_rules::set_actions)
+        .add::<ruma::api::client::user_directory::search_users::v3::Request, _, _>(G::ClientReads, user_directory::search);
 }
 
 fn key_backup_routes(table: &mut RouteTable) {
