@@ -62,8 +62,11 @@ pub async fn search(storage: &Storage, searcher: &UserId, term: &str, limit: usi
 /// The updater: catches up, then waits for the events stream to move, until `stopped`.
 pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut positions = state.notifier.subscribe();
+    // Read from the database once, then kept here: the notifier wakes this
+    // loop for every stream, and most wake-ups find nothing new.
+    let mut position = None;
     loop {
-        let delay = match catch_up(&state, &stopped).await {
+        let delay = match catch_up(&state, &stopped, &mut position).await {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, "the user directory updater failed; retrying");
@@ -82,14 +85,17 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>) -> Result<(), StorageError> {
-    let mut position = state.storage.user_directory_position().await?;
+async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &mut Option<i64>) -> Result<(), StorageError> {
+    let mut at = match *position {
+        Some(at) => at,
+        None => *position.insert(state.storage.user_directory_position().await?),
+    };
     loop {
         let upto = state.notifier.position(Stream::Events);
-        if position >= upto || *stopped.borrow() {
+        if at >= upto || *stopped.borrow() {
             return Ok(());
         }
-        let events = state.storage.user_directory_events(position, upto, BATCH).await?;
+        let events = state.storage.user_directory_events(at, upto, BATCH).await?;
         let reached = match events.last() {
             Some(last) if events.len() as i64 == BATCH => last.stream_ordering,
             _ => upto,
@@ -98,7 +104,8 @@ async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>) -> Result<(
             apply(state, event).await?;
         }
         state.storage.set_user_directory_position(reached).await?;
-        position = reached;
+        at = reached;
+        *position = Some(reached);
     }
 }
 
