@@ -13,6 +13,7 @@ mod backup;
 mod config;
 mod devices;
 mod directory;
+mod e2e_keys;
 mod errors;
 mod keys;
 mod login;
