@@ -20,6 +20,7 @@ on_both_backends!(
     to_device_is_deleted_only_after_acknowledgement,
     presence_is_shared_with_room_members_only,
     default_push_rules_give_the_spec_counts,
+    keywords_threads_and_leaving,
 );
 
 async fn sync(server: &TestServer, token: &str, since: Option<&str>) -> Value {
@@ -298,4 +299,39 @@ async fn default_push_rules_give_the_spec_counts(backend: Backend) {
     assert_eq!(rest["notifications"].as_array().unwrap().len(), 3, "{rest}");
     let (status, body) = server.get("/_matrix/client/v3/notifications?from=nonsense", Some(&bob.access_token)).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"));
+}
+
+async fn keywords_threads_and_leaving(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let room = shared_room(&server, &alice.access_token, &bob.access_token, &server.user_id("bob")).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": server.user_id("carol")})).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&carol.access_token), json!({})).await;
+    let (status, body) = server
+        .put("/_matrix/client/v3/pushrules/global/content/pizza", Some(&bob.access_token), json!({"pattern": "pizza", "actions": ["notify", {"set_tweak": "highlight"}]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let alice_since = sync(&server, &alice.access_token, None).await["next_batch"].as_str().unwrap().to_owned();
+
+    let root = send_text(&server, &alice.access_token, &room, "pizza tonight?").await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/thread1");
+    let reply = json!({"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
+    let (status, _) = server.put(&path, Some(&alice.access_token), reply).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let filter = r#"{"room":{"timeline":{"unread_thread_notifications":true}}}"#;
+    let path = format!("/_matrix/client/v3/sync?filter={}", form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>());
+    let (_, body) = server.get(&path, Some(&bob.access_token)).await;
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(joined["unread_notifications"], json!({"notification_count": 1, "highlight_count": 1}), "the keyword highlights: {body}");
+    assert_eq!(joined["unread_thread_notifications"][&root]["notification_count"], 1, "{body}");
+    let body = sync(&server, &bob.access_token, None).await;
+    assert_eq!(body["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 2, "totals without thread counts: {body}");
+
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&carol.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = sync(&server, &alice.access_token, Some(&alice_since)).await;
+    assert_eq!(body["device_lists"]["left"], json!([server.user_id("carol")]), "carol shares no room with alice any more: {body}");
 }
