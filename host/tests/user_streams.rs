@@ -21,6 +21,7 @@ on_both_backends!(
     presence_is_shared_with_room_members_only,
     default_push_rules_give_the_spec_counts,
     keywords_threads_and_leaving,
+    presence_timers_idle_and_expire_users,
 );
 
 async fn sync(server: &TestServer, token: &str, since: Option<&str>) -> Value {
@@ -334,4 +335,29 @@ async fn keywords_threads_and_leaving(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     let body = sync(&server, &alice.access_token, Some(&alice_since)).await;
     assert_eq!(body["device_lists"]["left"], json!([server.user_id("carol")]), "carol shares no room with alice any more: {body}");
+}
+
+async fn presence_timers_idle_and_expire_users(backend: Backend) {
+    use weft::storage::NewPresence;
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let server = TestServer::start(backend).await;
+    server.register("alice", "pw").await;
+    let alice = server.uid("alice");
+    let storage = &server.state.storage;
+    let now = now_ms();
+    let idle = NewPresence { state: "online", status_msg: Some("here"), last_active_ts: now - 6 * 60_000, last_sync_ts: now, currently_active: true };
+    storage.set_presence(&alice, idle).await.unwrap();
+    weft::presence::expire(&server.state).await.unwrap();
+    let row = storage.presence(&alice).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.currently_active, row.status_msg.as_deref()), ("unavailable", false, Some("here")), "idle: {row:?}");
+
+    let gone = NewPresence { state: "online", status_msg: None, last_active_ts: now, last_sync_ts: now - 60_000, currently_active: true };
+    storage.set_presence(&alice, gone.clone()).await.unwrap();
+    {
+        let _open_long_poll = server.state.presence.syncing(&alice);
+        weft::presence::expire(&server.state).await.unwrap();
+        assert_eq!(storage.presence(&alice).await.unwrap().unwrap().state, "online", "a user with a sync open is not gone");
+    }
+    weft::presence::expire(&server.state).await.unwrap();
+    assert_eq!(storage.presence(&alice).await.unwrap().unwrap().state, "offline", "stopped syncing");
 }
