@@ -87,6 +87,17 @@ impl Dialect {
         }
     }
 
+    /// Makes the transaction a writer from its first statement. SQLite starts
+    /// transactions as readers, and a reader that later writes fails at once
+    /// (not after `busy_timeout`) when another connection wrote meanwhile;
+    /// a no-op write first queues it behind other writers instead.
+    pub(super) async fn take_write_lock(self, conn: &mut AnyConnection) -> Result<()> {
+        if self == Self::Sqlite {
+            sqlx::query("UPDATE stream_sequences SET last_id = last_id WHERE stream_name = 'events'").execute(conn).await?;
+        }
+        Ok(())
+    }
+
     /// Allocates the next id of `stream` inside the caller's transaction.
     ///
     /// PostgreSQL: the stream's sequence, shared by every writer. SQLite: a
