@@ -30,6 +30,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod json;
 pub mod plugins;
 pub mod presence;
 pub mod push;

@@ -201,9 +201,15 @@ async fn to_device_is_deleted_only_after_acknowledgement(backend: Backend) {
     assert_eq!(messages[0]["type"], "org.example.ping");
     let retry = sync(&server, &bob.access_token, Some(&since)).await;
     assert_eq!(retry["to_device"]["events"].as_array().unwrap().len(), 2, "not acknowledged yet: still there");
+    let stored = || async {
+        let device = <&ruma::DeviceId>::from(bob.device_id.as_str());
+        server.state.storage.to_device_messages(&server.uid("bob"), device, 0, i64::MAX, 100).await.unwrap().len()
+    };
+    assert_eq!(stored().await, 2, "kept in the database until acknowledged");
     let next = first["next_batch"].as_str().unwrap();
     let after = sync(&server, &bob.access_token, Some(next)).await;
     assert!(after["to_device"]["events"].as_array().is_none_or(|events| events.is_empty()), "{after}");
+    assert_eq!(stored().await, 0, "deleted from the database once acknowledged");
     let phone = sync(&server, &bob_phone.access_token, Some(&since)).await;
     assert_eq!(phone["to_device"]["events"].as_array().unwrap().len(), 1, "only the `*` message: {phone}");
 }

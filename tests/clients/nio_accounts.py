@@ -21,18 +21,7 @@ from nio import (
     UpdateDeviceResponse,
 )
 
-passed = 0
-failed = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
+from report import check, summary
 
 
 async def main(base):
@@ -66,8 +55,7 @@ async def main(base):
     check("logout", isinstance(logout, LogoutResponse), logout)
     await client.close()
 
-    print(f"matrix-nio: {passed} passed, {failed} failed")
-    return failed == 0
+    return summary("matrix-nio")
 
 
 if __name__ == "__main__":

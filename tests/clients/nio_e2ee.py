@@ -18,6 +18,7 @@ import time
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    FullyReadEvent,
     JoinResponse,
     LoginResponse,
     MegolmEvent,
@@ -30,18 +31,7 @@ from nio import (
     TypingNoticeEvent,
 )
 
-passed = 0
-failed = 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
+from report import check, summary
 
 
 async def e2e_client(base, name, password, store):
@@ -162,13 +152,16 @@ async def main(base):
 
             got = await sync_until(bob, receipt_for, "alice's read receipt")
             check("bob sees alice's read receipt", got is not None)
-            fully_read = await alice.room_get_state_event(room_id, "m.room.encryption")
-            check("room state reads back", not hasattr(fully_read, "status_code"), str(fully_read))
+            def fully_read(r):
+                room = r.rooms.join.get(room_id)
+                return room is not None and any(isinstance(e, FullyReadEvent) and e.event_id == reply.event_id for e in room.account_data)
+
+            got = await sync_until(alice, fully_read, "alice's fully-read marker")
+            check("alice's fully-read marker reaches her other syncs", got is not None)
         finally:
             await alice.close()
             await bob.close()
-    print(f"{passed} passed, {failed} failed")
-    return failed == 0
+    return summary("matrix-nio e2ee")
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ use std::{
 use ruma::{
     OwnedDeviceId, RoomId, UserId,
     api::client::sync::sync_events::v3::{InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Response, State},
-    serde::Raw,
 };
-use serde_json::value::to_raw_value;
 
 pub use notifier::{Notifier, Positions};
 pub use token::{MultiWriterPosition, StreamToken};
 
 use crate::{
+    json::raw,
     services::Services,
     storage::{AccountDataEntry, StorageError, Stream},
 };
@@ -198,8 +197,4 @@ async fn joined_room(
     room.account_data.events = account_data.into_iter().flatten().map(|entry| raw(&user_data::account_data_event(entry))).collect();
     user_data::unread_counts(services, room_id, user_id, options.unread_thread_notifications, &mut room).await?;
     Ok(Some(room))
-}
-
-fn raw<T>(value: &serde_json::Value) -> Raw<T> {
-    Raw::from_json(to_raw_value(value).expect("a JSON value serialises"))
 }

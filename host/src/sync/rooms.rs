@@ -12,8 +12,9 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, raw};
+use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions};
 use crate::{
+    json::raw,
     rooms::{pdu, visibility::Visibility},
     services::Services,
     storage::{StorageError, StoredEvent},

@@ -11,8 +11,9 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::{Positions, StreamToken, SyncOptions, raw};
+use super::{Positions, StreamToken, SyncOptions};
 use crate::{
+    json::raw,
     services::Services,
     storage::{AccountDataEntry, PresenceRow, StorageError, Stream, now_ms},
 };

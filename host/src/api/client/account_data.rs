@@ -18,6 +18,7 @@ use ruma::{
 use serde_json::{Value, json};
 
 use crate::{
+    json::raw,
     api::{
         auth::Sender,
         error::{ApiError, ApiResult},
@@ -46,16 +47,9 @@ fn settable(kind: &str) -> ApiResult<()> {
 
 /// The body as a JSON object: account data content is always one.
 fn object<T>(data: &Raw<T>) -> ApiResult<Value> {
-    let value: Value = serde_json::from_str(data.json().get()).map_err(|_| ApiError::bad_json("Content must be a JSON object"))?;
-    if !value.is_object() {
-        return Err(ApiError::bad_json("Content must be a JSON object"));
-    }
-    Ok(value)
+    crate::json::object_of(data).map(Value::Object).ok_or_else(|| ApiError::bad_json("Content must be a JSON object"))
 }
 
-fn raw<T>(value: &Value) -> Raw<T> {
-    Raw::from_json(serde_json::value::to_raw_value(value).expect("a JSON value serialises"))
-}
 
 pub async fn set_global(state: AppState, request: Ruma<set_global_account_data::v3::Request>) -> ApiResult<set_global_account_data::v3::Response> {
     let sender = request.sender()?;

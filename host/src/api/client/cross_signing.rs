@@ -49,7 +49,7 @@ fn checked_key(user_id: &UserId, key: &Value, usage: &str) -> ApiResult<(String,
 }
 
 fn parse<T>(raw: &Option<ruma::serde::Raw<T>>) -> ApiResult<Option<Value>> {
-    raw.as_ref().map(|raw| serde_json::from_str(raw.json().get()).map_err(|_| ApiError::bad_json("Keys must be JSON"))).transpose()
+    raw.as_ref().map(|raw| crate::json::value_of(raw).ok_or_else(|| ApiError::bad_json("Keys must be JSON"))).transpose()
 }
 
 pub async fn upload_keys(state: AppState, request: Ruma<upload_signing_keys::v3::Request>) -> ApiResult<upload_signing_keys::v3::Response> {

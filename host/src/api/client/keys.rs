@@ -13,6 +13,7 @@ use ruma::{
 use serde_json::{Value, json};
 
 use crate::{
+    json::raw,
     api::{
         auth::Sender,
         error::{ApiError, ApiResult},
@@ -25,12 +26,9 @@ use crate::{
 };
 
 fn json_of<T>(raw: &Raw<T>) -> ApiResult<Value> {
-    serde_json::from_str(raw.json().get()).map_err(|_| ApiError::bad_json("Keys must be JSON"))
+    crate::json::value_of(raw).ok_or_else(|| ApiError::bad_json("Keys must be JSON"))
 }
 
-fn raw<T>(value: &Value) -> Raw<T> {
-    Raw::from_json(serde_json::value::to_raw_value(value).expect("a JSON value serialises"))
-}
 
 /// The device's own ed25519 key from its device keys.
 fn ed25519_of(device_keys: &Value, device_id: &str) -> Option<String> {

@@ -4,7 +4,6 @@
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, UInt,
     api::client::push::get_notifications::{self, v3::Notification},
-    serde::Raw,
 };
 
 use crate::{
@@ -33,7 +32,7 @@ pub async fn list(state: AppState, request: Ruma<get_notifications::v3::Request>
         let Some(event) = state.storage.event(&event_id).await? else { continue };
         let Ok(room_id) = OwnedRoomId::try_from(row.room_id.as_str()) else { continue };
         let actions = serde_json::from_value(row.actions.clone()).unwrap_or_default();
-        let event = Raw::from_json(serde_json::value::to_raw_value(&pdu::client_event(&event, false)).map_err(|_| ApiError::internal())?);
+        let event = crate::json::raw(&pdu::client_event(&event, false));
         let ts = MilliSecondsSinceUnixEpoch(UInt::try_from(row.ts.max(0)).unwrap_or_default());
         notifications.push(Notification::new(actions, event, row.read, room_id, ts));
     }

@@ -11,12 +11,12 @@ use ruma::{
             threads::get_threads,
         },
     },
-    serde::Raw,
 };
-use serde_json::{Value, value::to_raw_value};
+use serde_json::Value;
 
 use super::room_events::{token_at, visibility};
 use crate::{
+    json::raw,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
@@ -29,9 +29,6 @@ use crate::{
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;
 
-fn raw<T>(value: Value) -> Raw<T> {
-    Raw::from_json(to_raw_value(&value).expect("a JSON value serialises"))
-}
 
 fn position(token: &str) -> ApiResult<i64> {
     StreamToken::parse(token).map(|token| token.events.min).map_err(|e| ApiError::invalid_param(e.to_string()))
@@ -81,7 +78,7 @@ pub async fn relating(state: AppState, request: Ruma<get_relating_events::v1::Re
     let b = &request.body;
     let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: None, event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
-    let mut response = get_relating_events::v1::Response::new(chunk.into_iter().map(raw).collect());
+    let mut response = get_relating_events::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;
     Ok(response)
 }
@@ -95,7 +92,7 @@ pub async fn relating_with_type(
     let rel_type = b.rel_type.to_string();
     let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: Some(&rel_type), event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
-    let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk.into_iter().map(raw).collect());
+    let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;
     Ok(response)
 }
@@ -118,7 +115,7 @@ pub async fn relating_with_types(
         limit: b.limit,
     };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
-    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk.into_iter().map(raw).collect());
+    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;
     Ok(response)
 }
@@ -143,7 +140,7 @@ pub async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -
         if let Some(root) = state.storage.event(&root_id).await?.filter(|root| root.room_id == b.room_id)
             && visibility.can_see(&root, &sender.user_id)
         {
-            chunk.push(raw(client_event(&root, true)));
+            chunk.push(raw(&client_event(&root, true)));
         }
     }
     let mut response = get_threads::v1::Response::new(chunk);

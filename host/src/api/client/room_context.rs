@@ -8,12 +8,11 @@ use ruma::{
         Direction,
         client::{context::get_context, peeking::get_current_state, room::get_event_by_timestamp},
     },
-    serde::Raw,
 };
-use serde_json::{Value, value::to_raw_value};
 
 use super::room_events::{token_at, visibility, visible_events};
 use crate::{
+    json::raw,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
@@ -25,9 +24,6 @@ use crate::{
 /// The most events `/context` returns on each side.
 const MAX_CONTEXT: u64 = 100;
 
-fn raw<T>(value: Value) -> Raw<T> {
-    Raw::from_json(to_raw_value(&value).expect("a JSON value serialises"))
-}
 
 pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -> ApiResult<get_context::v3::Response> {
     let sender = request.sender()?;
@@ -49,10 +45,10 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     let mut response = get_context::v3::Response::new();
     response.start = Some(token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1)));
     response.end = Some(token_at(after.events.last().map_or(at, |e| e.stream_ordering)));
-    response.events_before = before.events.iter().map(|e| raw(client_event(e, true))).collect();
-    response.events_after = after.events.iter().map(|e| raw(client_event(e, true))).collect();
-    response.event = Some(raw(client_event(&event, true)));
-    response.state = state.storage.state_at(&body.room_id, at).await?.iter().map(|e| raw(client_event(e, true))).collect();
+    response.events_before = before.events.iter().map(|e| raw(&client_event(e, true))).collect();
+    response.events_after = after.events.iter().map(|e| raw(&client_event(e, true))).collect();
+    response.event = Some(raw(&client_event(&event, true)));
+    response.state = state.storage.state_at(&body.room_id, at).await?.iter().map(|e| raw(&client_event(e, true))).collect();
     Ok(response)
 }
 
@@ -84,7 +80,7 @@ pub async fn initial_sync(state: AppState, request: Ruma<get_current_state::v3::
     let mut messages: Vec<_> = walk.events;
     messages.reverse();
     let start = token_at(messages.first().map_or(now, |e| e.stream_ordering - 1));
-    let chunk = get_current_state::v3::PaginationChunk::new(messages.iter().map(|e| raw(client_event(e, true))).collect(), token_at(now));
+    let chunk = get_current_state::v3::PaginationChunk::new(messages.iter().map(|e| raw(&client_event(e, true))).collect(), token_at(now));
     let mut chunk = chunk;
     chunk.start = Some(start);
     let membership = visibility.current_membership().map(|(_, m)| m.into());
@@ -95,7 +91,7 @@ pub async fn initial_sync(state: AppState, request: Ruma<get_current_state::v3::
     let mut response = get_current_state::v3::Response::new(room_id.clone());
     response.messages = Some(chunk);
     response.membership = membership;
-    response.state = state_events.iter().map(|e| raw(client_event(e, true))).collect();
+    response.state = state_events.iter().map(|e| raw(&client_event(e, true))).collect();
     let published = state.storage.room_published(room_id).await?.unwrap_or(false);
     response.visibility = Some(if published { ruma::api::client::room::Visibility::Public } else { ruma::api::client::room::Visibility::Private });
     Ok(response)

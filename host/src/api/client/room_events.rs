@@ -19,6 +19,7 @@ use serde_json::{Value, value::to_raw_value};
 
 use super::spam_allows;
 use crate::{
+    json::raw,
     plugins::spam::SpamEvent,
     api::{
         error::{ApiError, ApiResult},
@@ -36,9 +37,6 @@ const SPAM_MESSAGE: &str = "This message had been rejected as probable spam";
 /// The most events `/messages` returns at once.
 const MAX_MESSAGES_LIMIT: u64 = 1000;
 
-fn raw<T>(value: Value) -> Raw<T> {
-    Raw::from_json(to_raw_value(&value).expect("a JSON value serialises"))
-}
 
 fn content_of<T>(body: &Raw<T>) -> ApiResult<Value> {
     match serde_json::from_str::<Value>(body.json().get()) {
@@ -131,7 +129,7 @@ async fn visible_state(state: &Services, room_id: &RoomId, user_id: &UserId) -> 
 pub async fn get_state(state: AppState, request: Ruma<get_state_events::v3::Request>) -> ApiResult<get_state_events::v3::Response> {
     let sender = request.sender()?;
     let events = visible_state(&state, &request.body.room_id, &sender.user_id).await?;
-    Ok(get_state_events::v3::Response::new(events.iter().map(|event| raw(client_event(event, true))).collect()))
+    Ok(get_state_events::v3::Response::new(events.iter().map(|event| raw(&client_event(event, true))).collect()))
 }
 
 pub async fn get_state_for_key(
@@ -160,7 +158,7 @@ pub async fn get_event(state: AppState, request: Ruma<get_room_event::v3::Reques
     if !visibility.can_see(&event, &sender.user_id) {
         return Err(not_found());
     }
-    Ok(get_room_event::v3::Response::new(raw(client_event(&event, true))))
+    Ok(get_room_event::v3::Response::new(raw(&client_event(&event, true))))
 }
 
 fn parse_token(token: &str) -> ApiResult<i64> {
@@ -200,7 +198,7 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
     if chunk.is_empty() {
         response.end = None;
     }
-    response.chunk = chunk.iter().map(|event| raw(client_event(event, true))).collect();
+    response.chunk = chunk.iter().map(|event| raw(&client_event(event, true))).collect();
     Ok(response)
 }
 
@@ -224,7 +222,7 @@ pub async fn members(state: AppState, request: Ruma<get_member_events::v3::Reque
     if let Some(unwanted) = &body.not_membership {
         events.retain(|event| membership_of(event).as_deref() != Some(unwanted.as_str()));
     }
-    Ok(get_member_events::v3::Response::new(events.iter().map(|event| raw(client_event(event, true))).collect()))
+    Ok(get_member_events::v3::Response::new(events.iter().map(|event| raw(&client_event(event, true))).collect()))
 }
 
 pub async fn joined_members(state: AppState, request: Ruma<joined_members::v3::Request>) -> ApiResult<joined_members::v3::Response> {

@@ -24,10 +24,7 @@ use crate::{
 };
 
 fn object<T>(raw: &ruma::serde::Raw<T>, what: &str) -> ApiResult<Map<String, Value>> {
-    match serde_json::from_str(raw.json().get()) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::bad_json(format!("{what} must be a JSON object"))),
-    }
+    crate::json::object_of(raw).ok_or_else(|| ApiError::bad_json(format!("{what} must be a JSON object")))
 }
 
 pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
