@@ -43,6 +43,8 @@ pub struct Services {
     pub typing: crate::typing::Typing,
     /// Who is syncing here, for the presence timer.
     pub presence: crate::presence::Presence,
+    /// Users' push rules, for evaluating every event.
+    pub push_rulesets: crate::push::RulesetCache,
 }
 
 impl std::fmt::Debug for Services {
@@ -116,6 +118,7 @@ impl Services {
             notifier,
             typing: Default::default(),
             presence: Default::default(),
+            push_rulesets: Default::default(),
             config,
         }))
     }

@@ -3,13 +3,23 @@
 //! rules stored by `storage::push_rules`) decide whether the event notifies
 //! and highlights. The results are written with the event and become unread
 //! counts, `/notifications` and, later, a pusher's work.
+//!
+//! Rulesets are cached in memory, since every event needs every member's:
+//! the cache empties whenever the `push_rules` stream moves (a change here,
+//! or, with workers, one replicated from its writer).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use ruma::{
+    OwnedUserId, UserId,
     events::{
         StateEventType,
         room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
     },
-    push::{Action, PushConditionRoomCtx},
+    push::{Action, PushConditionRoomCtx, Ruleset},
     serde::Raw,
 };
 use serde_json::Value;
@@ -17,8 +27,35 @@ use serde_json::Value;
 use crate::{
     rooms::{BuiltEvent, RoomState},
     services::Services,
-    storage::{PushAction, StorageError},
+    storage::{PushAction, StorageError, Stream},
 };
+
+/// Users' rulesets as of one position of the `push_rules` stream.
+#[derive(Debug, Default)]
+pub struct RulesetCache {
+    state: Mutex<(i64, HashMap<OwnedUserId, Arc<Ruleset>>)>,
+}
+
+impl RulesetCache {
+    pub async fn get(&self, services: &Services, user_id: &UserId) -> Result<Arc<Ruleset>, StorageError> {
+        let position = services.notifier.position(Stream::PushRules);
+        {
+            let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if state.0 != position {
+                *state = (position, HashMap::new());
+            }
+            if let Some(ruleset) = state.1.get(user_id) {
+                return Ok(ruleset.clone());
+            }
+        }
+        let ruleset = Arc::new(services.storage.push_ruleset(user_id).await?);
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.0 == position {
+            state.1.insert(user_id.to_owned(), ruleset.clone());
+        }
+        Ok(ruleset)
+    }
+}
 
 /// The push actions the event gets for each local member it notifies.
 pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent) -> Result<Vec<PushAction>, StorageError> {
@@ -37,7 +74,7 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
     let thread_id = thread_of(event);
     let mut actions = Vec::new();
     for (user_id, display_name) in local {
-        let ruleset = services.storage.push_ruleset(user_id).await?;
+        let ruleset = services.push_rulesets.get(services, user_id).await?;
         let display_name = display_name.clone().unwrap_or_else(|| user_id.localpart().to_owned());
         let mut context = PushConditionRoomCtx::new(state.room_id.clone(), member_count, user_id.clone(), display_name);
         if let Some(levels) = &power_levels {

@@ -94,22 +94,6 @@ impl Storage {
         Ok(())
     }
 
-    /// Unclaimed one-time keys per algorithm; `signed_curve25519` always present.
-    pub async fn one_time_key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> Result<BTreeMap<String, i64>> {
-        let rows = sqlx::query(
-            "SELECT algorithm, COUNT(*) AS n FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm",
-        )
-        .bind(user_id.as_str())
-        .bind(device_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut counts = BTreeMap::from([("signed_curve25519".to_owned(), 0)]);
-        for row in rows {
-            counts.insert(row.try_get("algorithm")?, row.try_get("n")?);
-        }
-        Ok(counts)
-    }
-
     /// Replaces a device's fallback key of an algorithm; the same key again keeps its used flag.
     pub async fn set_fallback_key(&self, user_id: &UserId, device_id: &DeviceId, key: &NewKey) -> Result<()> {
         let (algorithm, key_id, json) = key;
@@ -128,15 +112,31 @@ impl Storage {
         Ok(())
     }
 
-    /// Algorithms of the device's fallback keys not yet used.
-    pub async fn unused_fallback_key_types(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = FALSE ORDER BY algorithm",
+    /// What `/sync` reports of a device's keys, in one query: unclaimed
+    /// one-time keys per algorithm (`signed_curve25519` always present) and
+    /// the algorithms of unused fallback keys.
+    pub async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> Result<(BTreeMap<String, i64>, Vec<String>)> {
+        let rows = sqlx::query(
+            "SELECT 'one_time' AS kind, algorithm, COUNT(*) AS n FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
+             UNION ALL SELECT 'fallback' AS kind, algorithm, 0 AS n FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = FALSE",
         )
         .bind(user_id.as_str())
         .bind(device_id.as_str())
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        let mut counts = BTreeMap::from([("signed_curve25519".to_owned(), 0)]);
+        let mut fallback = Vec::new();
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            let algorithm: String = row.try_get("algorithm")?;
+            if kind == "one_time" {
+                counts.insert(algorithm, row.try_get("n")?);
+            } else {
+                fallback.push(algorithm);
+            }
+        }
+        fallback.sort();
+        Ok((counts, fallback))
     }
 
     /// Takes one one-time key of `algorithm` from a device (deleting it), or

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use ruma::{RoomId, UserId};
 use sqlx::{AnyConnection, Row};
 
-use super::{Result, Storage, StorageError, flag, now_ms};
+use super::{Result, Storage, StorageError, now_ms};
 
 /// A notification for one user about the event being persisted.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,8 @@ pub struct Notification {
 }
 
 impl Storage {
+    /// Writes an event's push actions as one multi-row insert: a busy room
+    /// notifies every member of every message.
     pub(super) async fn insert_push_actions(
         &self,
         conn: &mut AnyConnection,
@@ -39,21 +41,32 @@ impl Storage {
         stream_ordering: i64,
         actions: &[PushAction],
     ) -> Result<()> {
-        for action in actions {
-            sqlx::query(
-                "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering, thread_id, actions, highlight, ts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&action.user_id)
-            .bind(event_id)
-            .bind(room_id)
-            .bind(stream_ordering)
-            .bind(&action.thread_id)
-            .bind(action.actions.to_string())
-            .bind(action.highlight)
-            .bind(now_ms())
-            .execute(&mut *conn)
-            .await?;
+        // Eight parameters a row; SQLite allows 32,766 in one statement.
+        for chunk in actions.chunks(1000) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let first = row * 8 + 1;
+                    format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})", first, first + 1, first + 2, first + 3, first + 4, first + 5, first + 6, first + 7)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering, thread_id, actions, highlight, ts) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let now = now_ms();
+            for action in chunk {
+                query = query
+                    .bind(&action.user_id)
+                    .bind(event_id)
+                    .bind(room_id)
+                    .bind(stream_ordering)
+                    .bind(&action.thread_id)
+                    .bind(action.actions.to_string())
+                    .bind(action.highlight)
+                    .bind(now);
+            }
+            query.execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -72,31 +85,23 @@ impl Storage {
         rows.iter().map(|row| Ok((row.try_get("thread_id")?, row.try_get("upto")?))).collect()
     }
 
-    /// Unread `(notifications, highlights)` per thread id (`main` for the main timeline).
+    /// Unread `(notifications, highlights)` per thread id (`main` for the
+    /// main timeline): push actions after the user's latest read receipt
+    /// that covers their thread (unthreaded, or of that thread).
     pub async fn unread_counts(&self, room_id: &RoomId, user_id: &UserId) -> Result<HashMap<String, (i64, i64)>> {
-        let read = self.read_positions(room_id, user_id).await?;
-        let unthreaded = read.get("").copied().unwrap_or(0);
         let rows = sqlx::query(
-            "SELECT thread_id, stream_ordering, highlight FROM event_push_actions \
-             WHERE user_id = $1 AND room_id = $2 AND stream_ordering > $3",
+            "SELECT p.thread_id, COUNT(*) AS notifications, SUM(CASE WHEN p.highlight THEN 1 ELSE 0 END) AS highlights              FROM event_push_actions p WHERE p.user_id = $1 AND p.room_id = $2 AND p.stream_ordering > COALESCE(                  (SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id AND r.user_id = p.user_id                   AND r.receipt_type IN ('m.read', 'm.read.private') AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)              GROUP BY p.thread_id",
         )
         .bind(user_id.as_str())
         .bind(room_id.as_str())
-        .bind(unthreaded)
         .fetch_all(&self.pool)
         .await?;
-        let mut counts: HashMap<String, (i64, i64)> = HashMap::new();
-        for row in &rows {
-            let thread: String = row.try_get("thread_id")?;
-            let ordering: i64 = row.try_get("stream_ordering")?;
-            if read.get(&thread).is_some_and(|upto| ordering <= *upto) {
-                continue;
-            }
-            let entry = counts.entry(thread).or_default();
-            entry.0 += 1;
-            entry.1 += i64::from(flag(row, "highlight")?);
-        }
-        Ok(counts)
+        rows.iter()
+            .map(|row| {
+                let highlights: Option<i64> = row.try_get("highlights")?;
+                Ok((row.try_get("thread_id")?, (row.try_get("notifications")?, highlights.unwrap_or(0))))
+            })
+            .collect()
     }
 
     /// A user's notifications before `before` (all when `None`), newest first.

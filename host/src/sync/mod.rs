@@ -101,7 +101,11 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
     let mut next = StreamToken::from_positions(positions);
     let mut response = Response::new(String::new());
 
-    let account_data = storage.account_data_between(user_id, since_token.account_data, next.account_data).await?;
+    let account_data = if since_token.account_data < next.account_data {
+        storage.account_data_between(user_id, since_token.account_data, next.account_data).await?
+    } else {
+        Vec::new()
+    };
     let mut room_account_data: HashMap<String, Vec<AccountDataEntry>> = HashMap::new();
     for entry in account_data {
         match entry.room_id.clone() {
@@ -152,7 +156,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
         }
     }
 
-    user_data::push_rules(services, user_id, &since_token, options.since.is_none(), &mut response).await?;
+    user_data::push_rules(services, user_id, &since_token, &next, options.since.is_none(), &mut response).await?;
     user_data::presence(services, user_id, &since_token, &next, &mut response).await?;
     next.to_device = user_data::to_device(services, user_id, options, &since_token, next.to_device, &mut response).await?;
     if options.since.is_some() {

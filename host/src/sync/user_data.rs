@@ -41,7 +41,9 @@ pub(super) async fn ephemeral<T>(
         events.push(raw(&json!({"type": "m.typing", "content": {"user_ids": users}})));
     }
     let receipts_since = if new_to_client { 0 } else { since.receipts.min };
-    let receipts = services.storage.receipts_between(room_id, receipts_since, positions.get(Stream::Receipts)).await?;
+    let receipts_upto = positions.get(Stream::Receipts);
+    let receipts =
+        if receipts_since < receipts_upto { services.storage.receipts_between(room_id, receipts_since, receipts_upto).await? } else { Vec::new() };
     let mut content = serde_json::Map::new();
     for receipt in receipts {
         if receipt.receipt_type == "m.read.private" && receipt.user_id != user_id.as_str() {
@@ -66,11 +68,13 @@ pub(super) async fn push_rules(
     services: &Services,
     user_id: &UserId,
     since: &StreamToken,
+    next: &StreamToken,
     initial: bool,
     response: &mut Response,
 ) -> Result<(), StorageError> {
     let storage = &services.storage;
-    if initial || storage.push_rules_changed_since(user_id, since.push_rules).await? {
+    let moved = since.push_rules < next.push_rules;
+    if initial || (moved && storage.push_rules_changed_since(user_id, since.push_rules).await?) {
         let ruleset = storage.push_ruleset(user_id).await?;
         response.account_data.events.push(raw(&json!({"type": "m.push_rules", "content": {"global": ruleset}})));
     }
@@ -130,6 +134,9 @@ pub(super) async fn to_device(
     upto: i64,
     response: &mut Response,
 ) -> Result<i64, StorageError> {
+    if since.to_device >= upto {
+        return Ok(upto);
+    }
     let messages = services.storage.to_device_messages(user_id, &options.device_id, since.to_device, upto, TO_DEVICE_LIMIT).await?;
     let next = match messages.last() {
         Some(last) if messages.len() as i64 == TO_DEVICE_LIMIT => last.stream_id,
@@ -140,13 +147,11 @@ pub(super) async fn to_device(
 }
 
 pub(super) async fn key_counts(services: &Services, user_id: &UserId, device_id: &DeviceId, response: &mut Response) -> Result<(), StorageError> {
-    let storage = &services.storage;
-    let counts = storage.one_time_key_counts(user_id, device_id).await?;
+    let (counts, unused) = services.storage.key_counts(user_id, device_id).await?;
     response.device_one_time_keys_count = counts
         .into_iter()
         .map(|(algorithm, count)| (OneTimeKeyAlgorithm::from(algorithm.as_str()), UInt::try_from(count.max(0)).unwrap_or_default()))
         .collect();
-    let unused = storage.unused_fallback_key_types(user_id, device_id).await?;
     response.device_unused_fallback_key_types = Some(unused.iter().map(|algorithm| OneTimeKeyAlgorithm::from(algorithm.as_str())).collect());
     Ok(())
 }

@@ -122,7 +122,7 @@ async fn stored_ed25519(state: &Services, sender: &Sender) -> ApiResult<Option<S
 }
 
 async fn counts(state: &Services, sender: &Sender) -> ApiResult<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
-    let counts = state.storage.one_time_key_counts(&sender.user_id, &sender.device_id).await?;
+    let (counts, _) = state.storage.key_counts(&sender.user_id, &sender.device_id).await?;
     Ok(counts.into_iter().map(|(algorithm, count)| (algorithm.as_str().into(), UInt::try_from(count.max(0)).unwrap_or_default())).collect())
 }
 
