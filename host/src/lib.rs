@@ -35,6 +35,7 @@ pub mod plugins;
 pub mod presence;
 pub mod push;
 pub mod ratelimit;
+pub mod replication;
 pub mod rooms;
 pub mod server;
 pub mod services;

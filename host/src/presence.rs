@@ -5,7 +5,11 @@
 //! syncing to `offline` after `SYNC_TIMEOUT` (a user with a long-poll open is
 //! syncing). Disabled entirely by `presence.enabled = false`.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use ruma::{OwnedUserId, UserId};
 
@@ -23,10 +27,17 @@ pub const ACTIVE_MS: i64 = 60 * 1000;
 /// How often the timer looks for idle and gone users.
 pub const TIMER_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The users with a `/sync` open on this instance.
+/// A user reported syncing by another process counts as syncing this long
+/// after the last report (reports repeat every `USER_SYNC_REFRESH`).
+const REMOTE_SYNC_EXPIRY: Duration = Duration::from_secs(30);
+
+/// The users with a `/sync` open on this instance, and on the presence
+/// writer, those other processes reported (USER_SYNC).
 #[derive(Debug, Default)]
 pub struct Presence {
     syncing: Mutex<HashMap<OwnedUserId, usize>>,
+    /// `(process id, user id)` → when last reported.
+    remote: Mutex<HashMap<(String, String), Instant>>,
 }
 
 /// Marks a user as syncing until dropped.
@@ -55,7 +66,69 @@ impl Presence {
 
     fn is_syncing(&self, user_id: &str) -> bool {
         self.syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().any(|user| user.as_str() == user_id)
+            || self
+                .remote
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .any(|((_, user), at)| user == user_id && at.elapsed() < REMOTE_SYNC_EXPIRY)
     }
+
+    fn syncing_users(&self) -> Vec<OwnedUserId> {
+        self.syncing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).keys().cloned().collect()
+    }
+}
+
+fn writes_presence(services: &Services) -> bool {
+    services.replication.writers().writes(Stream::Presence)
+}
+
+fn user_sync(services: &Services, user_id: &str, syncing: bool) -> crate::replication::Command {
+    crate::replication::Command::UserSync {
+        process_id: services.replication.process_id().to_owned(),
+        user_id: user_id.to_owned(),
+        device_id: None,
+        syncing,
+        last_sync_ms: now_ms(),
+    }
+}
+
+/// On a process that does not write presence: repeats USER_SYNC for every
+/// user syncing here, so the writer keeps them online.
+pub fn refresh_remote_syncs(services: &Services) {
+    if !services.config.presence.enabled || writes_presence(services) {
+        return;
+    }
+    for user_id in services.presence.syncing_users() {
+        services.replication.publish(&user_sync(services, user_id.as_str(), true));
+    }
+}
+
+/// On the presence writer: another process reports a user syncing (or not).
+pub async fn remote_sync(services: &Services, process_id: &str, user_id: &str, syncing: bool, _last_sync_ms: i64) {
+    if !services.config.presence.enabled || !writes_presence(services) {
+        return;
+    }
+    let key = (process_id.to_owned(), user_id.to_owned());
+    {
+        let mut remote = services.presence.remote.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !syncing {
+            remote.remove(&key);
+            return;
+        }
+        remote.retain(|_, at| at.elapsed() < REMOTE_SYNC_EXPIRY);
+        remote.insert(key, Instant::now());
+    }
+    if let Ok(user_id) = <&UserId>::try_from(user_id)
+        && let Err(error) = on_sync(services, user_id, "online").await
+    {
+        tracing::warn!(%error, "cannot record a user syncing elsewhere");
+    }
+}
+
+/// On the presence writer: a process stopped; its users no longer sync there.
+pub fn clear_remote_syncs(services: &Services, process_id: &str) {
+    services.presence.remote.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(process, _), _| process != process_id);
 }
 
 /// Sets a user's state (and status message when given) as they asked.
@@ -77,6 +150,13 @@ pub async fn set(services: &Services, user_id: &UserId, state: &str, status_msg:
 /// A `/sync` with `set_presence` (`online` unless the client says otherwise).
 pub async fn on_sync(services: &Services, user_id: &UserId, set_presence: &str) -> Result<(), StorageError> {
     if !services.config.presence.enabled || set_presence == "offline" {
+        return Ok(());
+    }
+    if !writes_presence(services) {
+        // The writer marks the user online; repeated while they keep syncing.
+        if !services.presence.is_syncing(user_id.as_str()) {
+            services.replication.publish(&user_sync(services, user_id.as_str(), true));
+        }
         return Ok(());
     }
     let now = now_ms();

@@ -14,7 +14,7 @@ use crate::{
     plugins::{LiveServices, LoadError, SpamCheckers},
     ratelimit::RateLimiters,
     rooms::Rooms,
-    storage::{Storage, StorageError},
+    storage::{Storage, StorageError, Stream},
     sync::Notifier,
 };
 
@@ -45,6 +45,8 @@ pub struct Services {
     pub presence: crate::presence::Presence,
     /// Users' push rules, for evaluating every event.
     pub push_rulesets: crate::push::RulesetCache,
+    /// Who writes what, the bus to the other processes, and calls to them.
+    pub replication: crate::replication::Replication,
 }
 
 impl std::fmt::Debug for Services {
@@ -63,14 +65,33 @@ pub enum StartupError {
     Plugin(#[from] LoadError),
     #[error("`server_name` `{0}` is not valid")]
     ServerName(String),
+    #[error("cannot set up replication over Redis: {0}")]
+    Replication(#[from] redis::RedisError),
     #[error("cannot read registration_shared_secret_path {path}: {source}")]
     SharedSecret { path: String, source: std::io::Error },
 }
 
 impl Services {
-    /// Wakes `/sync` for what this writer has committed on `stream`; call after a commit.
-    pub fn stream_advanced(&self, stream: crate::storage::Stream) {
-        self.notifier.notify(stream, self.storage.persisted_position(stream));
+    /// Wakes `/sync` for what this writer has committed on `stream`, and
+    /// tells the other processes; call after a commit.
+    pub fn stream_advanced(&self, stream: Stream) {
+        let position = self.storage.persisted_position(stream);
+        self.notifier.notify(stream, position);
+        self.replication.announce_rows(stream, position, Vec::new());
+    }
+
+    /// `stream_advanced` for events persisted into `room_id`.
+    pub fn events_persisted(&self, room_id: &str, event_ids: &[&str]) {
+        let position = self.storage.persisted_position(Stream::Events);
+        self.notifier.notify(Stream::Events, position);
+        self.replication.announce_rows(Stream::Events, position, vec![room_id.into(), event_ids.into()]);
+    }
+
+    /// Typing in `room_id` changed, as of `position`.
+    pub fn typing_changed(&self, room_id: &ruma::RoomId, position: i64) {
+        self.notifier.notify(Stream::Typing, position);
+        let users = self.typing.current(room_id);
+        self.replication.announce_rows(Stream::Typing, position, vec![room_id.as_str().into(), serde_json::json!(users)]);
     }
 
     /// Connects to the database, migrates it (main only), and loads keys
@@ -86,7 +107,16 @@ impl Services {
             storage.migrate().await?;
         }
         storage.load_positions().await?;
-        let notifier = Notifier::new(|stream| storage.persisted_position(stream));
+        let replication = crate::replication::Replication::from_config(&config)?;
+        let typing = crate::typing::Typing::default();
+        let recorded = storage.recorded_positions().await?;
+        let notifier = Notifier::new(replication.writers().clone(), |stream, writer| {
+            if writer == config.instance_name() {
+                if stream == Stream::Typing { typing.position() } else { storage.persisted_position(stream) }
+            } else {
+                recorded.iter().find(|(s, w, _)| *s == stream && w == writer).map_or(0, |(_, _, position)| *position)
+            }
+        });
         let key_path = config
             .signing_key_path
             .clone()
@@ -116,7 +146,8 @@ impl Services {
             admin_nonces: Mutex::new(HashMap::new()),
             rooms: Rooms::default(),
             notifier,
-            typing: Default::default(),
+            typing,
+            replication,
             presence: Default::default(),
             push_rulesets: Default::default(),
             config,

@@ -2,8 +2,11 @@
 //! in Synapse. Each change (a user starts, stops, or times out) takes the
 //! next serial, which is the stream's position; `/sync` sends a room's
 //! current typists when the room changed after the client's position. The
-//! serial restarts at 0 with the process, so a client position from before a
-//! restart counts as 0.
+//! serial starts at the clock's milliseconds, so it keeps growing across a
+//! restart of the writer (a client position from the future counts as 0).
+//!
+//! Other instances keep a mirror, fed by the writer's RDATA rows (a room
+//! and its typists) and by snapshots fetched from the writer after a gap.
 
 use std::{
     collections::HashMap,
@@ -16,9 +19,22 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 /// The longest a client may say it will be typing for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Typing {
     state: Mutex<State>,
+}
+
+impl Default for Typing {
+    fn default() -> Self {
+        Self { state: Mutex::new(State { serial: crate::storage::now_ms(), rooms: HashMap::new() }) }
+    }
+}
+
+/// Everyone typing, as of `position`: what a reader fetches from the writer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TypingSnapshot {
+    pub position: i64,
+    pub rooms: Vec<(OwnedRoomId, Vec<OwnedUserId>)>,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +91,57 @@ impl Typing {
 
     pub fn position(&self) -> i64 {
         self.lock().serial
+    }
+
+    /// Who is typing in `room_id` now.
+    pub fn current(&self, room_id: &RoomId) -> Vec<OwnedUserId> {
+        let state = self.lock();
+        let now = Instant::now();
+        let mut users: Vec<OwnedUserId> = state
+            .rooms
+            .get(room_id)
+            .map(|room| room.until.iter().filter(|(_, until)| **until > now).map(|(user, _)| user.clone()).collect())
+            .unwrap_or_default();
+        users.sort();
+        users
+    }
+
+    pub fn snapshot(&self) -> TypingSnapshot {
+        let rooms: Vec<OwnedRoomId> = self.lock().rooms.keys().cloned().collect();
+        let position = self.position();
+        TypingSnapshot { position, rooms: rooms.into_iter().map(|room| { let users = self.current(&room); (room, users) }).collect() }
+    }
+
+    /// Replaces the mirror with the writer's state; rooms whose typists
+    /// differ count as changed at the snapshot's position.
+    pub fn restore(&self, snapshot: TypingSnapshot) {
+        let mut state = self.lock();
+        let until = Instant::now() + MAX_TIMEOUT;
+        let mut rooms: HashMap<OwnedRoomId, RoomTyping> = HashMap::new();
+        for (room_id, users) in snapshot.rooms {
+            rooms.insert(room_id, RoomTyping { serial: snapshot.position, until: users.into_iter().map(|user| (user, until)).collect() });
+        }
+        for (room_id, room) in &state.rooms {
+            if !room.until.is_empty() && !rooms.contains_key(room_id) {
+                rooms.insert(room_id.clone(), RoomTyping { serial: snapshot.position, until: HashMap::new() });
+            }
+        }
+        state.rooms = rooms;
+        state.serial = snapshot.position;
+    }
+
+    /// Applies one RDATA row of the writer, `[room_id, [user_ids], ...]`;
+    /// `false` when the row is malformed.
+    pub fn apply_row(&self, row: &serde_json::Value, position: i64) -> bool {
+        let Some(room_id) = row.get(0).and_then(|v| v.as_str()).and_then(|v| OwnedRoomId::try_from(v).ok()) else { return false };
+        let Some(users) = row.get(1).and_then(|v| serde_json::from_value::<Vec<OwnedUserId>>(v.clone()).ok()) else { return false };
+        let until = Instant::now() + MAX_TIMEOUT;
+        let mut state = self.lock();
+        state.serial = state.serial.max(position);
+        let room = state.rooms.entry(room_id).or_default();
+        room.serial = position;
+        room.until = users.into_iter().map(|user| (user, until)).collect();
+        true
     }
 
     /// The room's typists if it changed after `since` (capped to the current

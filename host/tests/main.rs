@@ -30,3 +30,4 @@ mod storage;
 mod sync;
 mod user_streams;
 mod user_directory;
+mod workers;

@@ -187,6 +187,18 @@ impl From<RoomError> for ApiError {
             ),
             RoomError::AliasTaken => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, "Room alias already taken"),
             RoomError::Storage(error) => error.into(),
+            RoomError::Remote { status, body } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let errcode = body.get("errcode").and_then(serde_json::Value::as_str).unwrap_or("M_UNKNOWN");
+                let message = body.get("error").and_then(serde_json::Value::as_str).unwrap_or("The room's persister failed");
+                let mut error = Self::custom(status, errcode, message);
+                if let serde_json::Value::Object(mut fields) = body {
+                    fields.remove("errcode");
+                    fields.remove("error");
+                    error.extra = fields;
+                }
+                error
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod groups;
 pub mod middleware;
 pub mod ops;
+pub mod replication;
 pub mod ruma_route;
 pub mod session;
 pub mod uia;
@@ -31,6 +32,14 @@ use crate::{
 };
 use ruma_route::{ListenerContext, RouteTable};
 
+/// The client API's routes alone, for running forwarded requests.
+pub(crate) fn client_routes() -> Router<AppState> {
+    let mut table = RouteTable::default();
+    client::routes(&mut table);
+    admin::routes(&mut table);
+    table.into_router()
+}
+
 /// The router of one listener: the endpoints of the resources it names.
 pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
     let mut table = RouteTable::default();
@@ -42,6 +51,10 @@ pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
         federation::key_routes(&mut table);
     }
     let mut router = table.into_router();
+    if listener.serves(Resource::Replication) {
+        let internal = replication::routes().layer(axum::middleware::from_fn_with_state(state.clone(), replication::authenticate));
+        router = router.merge(internal);
+    }
     if listener.serves(Resource::Health) {
         router = router.route("/health", get(ops::health));
     }

@@ -117,7 +117,17 @@ impl RouteTable {
             });
             async move {
                 let started = Instant::now();
-                let response = handler(state, path_args, request).await;
+                let forward_to = match request.extensions().get::<crate::replication::forward::Forwarded>() {
+                    Some(_) => None,
+                    None => crate::replication::forward::target(&state, group, request.method()),
+                };
+                let response = match forward_to {
+                    Some(instance) => {
+                        let addr = client_addr(&request.headers().clone(), request.extensions());
+                        crate::replication::forward::forward(&state, &instance, addr, request).await
+                    }
+                    None => handler(state, path_args, request).await,
+                };
                 crate::telemetry::record_request(group.as_str(), &label_method, response.status(), started.elapsed());
                 response
             }
@@ -186,7 +196,7 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| ApiError::not_json("Content not JSON."))?;
     }
 
-    let client_addr = client_addr(&parts);
+    let client_addr = client_addr(&parts.headers, &parts.extensions);
     let token = auth::access_token(&parts.headers, parts.uri.query())?;
     let sender = match (auth_kind, token) {
         (AuthKind::None, _) => None,
@@ -198,15 +208,15 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
     Ok(Incoming { parts, body, sender, client_addr, action })
 }
 
-fn client_addr(parts: &Parts) -> String {
-    let trust_forwarded = parts.extensions.get::<ListenerContext>().is_some_and(|context| context.x_forwarded);
+fn client_addr(headers: &http::HeaderMap, extensions: &http::Extensions) -> String {
+    let trust_forwarded = extensions.get::<ListenerContext>().is_some_and(|context| context.x_forwarded);
     if trust_forwarded
-        && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(forwarded) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
         && let Some(first) = forwarded.split(',').next().map(str::trim).filter(|s| !s.is_empty())
     {
         return first.to_owned();
     }
-    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+    match extensions.get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(address)) => address.ip().to_string(),
         None => "unix".to_owned(),
     }

@@ -8,10 +8,14 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, Us
 use serde_json::{Map, Value, json};
 
 use super::{Outgoing, RoomError, RoomState, versions};
-use crate::{services::Services, storage::{NewRoom, Stream}};
+use crate::{
+    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
+    services::Services,
+    storage::NewRoom,
+};
 
 /// The spec's presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Preset {
     PrivateChat,
     TrustedPrivateChat,
@@ -19,7 +23,7 @@ pub enum Preset {
 }
 
 /// A `createRoom` request, reduced to what the pipeline needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CreateRoom {
     pub room_version: Option<RoomVersionId>,
     pub preset: Option<Preset>,
@@ -38,14 +42,33 @@ pub struct CreateRoom {
 }
 
 impl super::Rooms {
+    /// Creates a room with a new id, on the persister that id belongs to.
     pub async fn create_room(&self, services: &Services, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId, RoomError> {
+        let room_id = RoomId::new_v1(&services.server_name);
+        if let Some(persister) = remote_persister(services, &room_id) {
+            let write = RoomWrite::Create { creator: creator.to_owned(), request };
+            return match room_writes::call(services, &persister, &room_id, write).await? {
+                RoomWriteOutcome::RoomId(room_id) => Ok(room_id),
+                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
+            };
+        }
+        self.create_room_with_id(services, creator, request, room_id).await
+    }
+
+    /// Creates the room `room_id` here (this instance persists it).
+    pub async fn create_room_with_id(
+        &self,
+        services: &Services,
+        creator: &UserId,
+        request: CreateRoom,
+        room_id: OwnedRoomId,
+    ) -> Result<OwnedRoomId, RoomError> {
         let version = request.room_version.clone().unwrap_or(versions::DEFAULT);
         if let Some(alias) = &request.alias
             && services.storage.alias(alias).await?.is_some()
         {
             return Err(RoomError::AliasTaken);
         }
-        let room_id = RoomId::new_v1(&services.server_name);
         let mut room = RoomState::new_room(room_id.clone(), version.clone())?;
         let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
 
@@ -147,7 +170,8 @@ impl super::Rooms {
             crate::storage::StorageError::Conflict if request.alias.is_some() => RoomError::AliasTaken,
             other => other.into(),
         })?;
-        services.notifier.notify(Stream::Events, services.storage.persisted_events_position());
+        let event_ids: Vec<&str> = built.iter().map(|event| event.event_id.as_str()).collect();
+        services.events_persisted(room_id.as_str(), &event_ids);
         drop(events);
         self.remember(room).await;
         Ok(room_id)

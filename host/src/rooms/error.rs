@@ -20,4 +20,8 @@ pub enum RoomError {
     UnsupportedVersion(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The room's persister (another instance) refused or could not be
+    /// reached: its Matrix error, relayed as it is.
+    #[error("the room's persister answered {status}: {body}")]
+    Remote { status: u16, body: serde_json::Value },
 }

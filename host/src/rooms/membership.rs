@@ -6,9 +6,13 @@ use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::json;
 
 use super::{Outgoing, RoomError, RoomState};
-use crate::services::Services;
+use crate::{
+    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
+    services::Services,
+};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Membership {
     Join,
     Leave,
@@ -42,6 +46,13 @@ impl super::Rooms {
         membership: Membership,
         reason: Option<&str>,
     ) -> Result<OwnedEventId, RoomError> {
+        if let Some(persister) = remote_persister(services, room_id) {
+            let write = RoomWrite::Membership { sender: sender.to_owned(), target: target.to_owned(), membership, reason: reason.map(str::to_owned) };
+            return match room_writes::call(services, &persister, room_id, write).await? {
+                RoomWriteOutcome::EventId(event_id) => Ok(event_id),
+                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
+            };
+        }
         let mut content = json!({ "membership": membership.as_str() });
         if membership == Membership::Join {
             add_profile(services, target, &mut content).await?;
@@ -79,6 +90,13 @@ impl super::Rooms {
     /// Re-sends the user's join event in a room with their current profile,
     /// unless it already carries it. Returns whether an event was sent.
     pub async fn refresh_member_profile(&self, services: &Services, room_id: &RoomId, user_id: &UserId) -> Result<bool, RoomError> {
+        if let Some(persister) = remote_persister(services, room_id) {
+            let write = RoomWrite::RefreshProfile { user_id: user_id.to_owned() };
+            return match room_writes::call(services, &persister, room_id, write).await? {
+                RoomWriteOutcome::Changed(changed) => Ok(changed),
+                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
+            };
+        }
         let mut content = json!({ "membership": "join" });
         add_profile(services, user_id, &mut content).await?;
         let outgoing = Outgoing { kind: "m.room.member", state_key: Some(user_id.as_str()), content: content.clone(), txn: None, redacts: None };

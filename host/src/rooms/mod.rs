@@ -32,8 +32,9 @@ pub use error::RoomError;
 pub use membership::Membership;
 
 use crate::{
+    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
     services::Services,
-    storage::{NewEvent, StorageError, Stream},
+    storage::{NewEvent, StorageError},
 };
 
 /// The largest event, in bytes of canonical JSON, that a room accepts.
@@ -129,6 +130,20 @@ impl Rooms {
     /// Builds, authorises, signs and persists one event; returns its id. A
     /// repeated client transaction returns the first event's id.
     pub async fn send(&self, services: &Services, room_id: &RoomId, sender: &UserId, outgoing: Outgoing<'_>) -> Result<OwnedEventId, RoomError> {
+        if let Some(persister) = remote_persister(services, room_id) {
+            let write = RoomWrite::Send {
+                sender: sender.to_owned(),
+                event_type: outgoing.kind.to_owned(),
+                state_key: outgoing.state_key.map(str::to_owned),
+                content: outgoing.content,
+                txn: outgoing.txn.map(|(device, txn_id)| (device.to_owned(), txn_id.to_owned())),
+                redacts: outgoing.redacts,
+            };
+            return match room_writes::call(services, &persister, room_id, write).await? {
+                RoomWriteOutcome::EventId(event_id) => Ok(event_id),
+                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
+            };
+        }
         self.with_room(services, room_id, async |state| persist_one(services, state, sender, &outgoing).await).await
     }
 }
@@ -149,7 +164,7 @@ pub(super) async fn persist_one(
     let new = NewEvent { txn, push_actions: &push_actions, ..built.as_new_event() };
     match storage.persist_events(None, &[new]).await {
         Ok(_) => {
-            services.notifier.notify(Stream::Events, storage.persisted_events_position());
+            services.events_persisted(state.room_id.as_str(), &[built.event_id.as_str()]);
             Ok((built.event_id.clone(), vec![built]))
         }
         Err(StorageError::Conflict) if txn.is_some() => {

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 
 use super::{Outgoing, RoomError, RoomState, versions};
 use crate::{
+    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
     services::Services,
-    storage::{NewEvent, StorageError, Stream},
+    storage::{NewEvent, StorageError},
 };
 
 impl super::Rooms {
@@ -27,6 +28,19 @@ impl super::Rooms {
         reason: Option<&str>,
         txn: (&DeviceId, &str),
     ) -> Result<OwnedEventId, RoomError> {
+        if let Some(persister) = remote_persister(services, room_id) {
+            let write = RoomWrite::Redact {
+                sender: sender.to_owned(),
+                target: target_id.to_owned(),
+                reason: reason.map(str::to_owned),
+                device_id: txn.0.to_owned(),
+                txn_id: txn.1.to_owned(),
+            };
+            return match room_writes::call(services, &persister, room_id, write).await? {
+                RoomWriteOutcome::EventId(event_id) => Ok(event_id),
+                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
+            };
+        }
         let storage = &services.storage;
         let target = storage.event(target_id).await?.filter(|event| event.room_id == room_id).ok_or(RoomError::UnknownEvent)?;
         let (event_id, redacted_state) = self
@@ -74,7 +88,7 @@ impl super::Rooms {
                 };
                 match storage.persist_events(None, &[new]).await {
                     Ok(_) => {
-                        services.notifier.notify(Stream::Events, storage.persisted_events_position());
+                        services.events_persisted(room_id.as_str(), &[built.event_id.as_str()]);
                         Ok(((built.event_id.clone(), target.state_key.is_some()), vec![built]))
                     }
                     Err(StorageError::Conflict) => {

@@ -1,4 +1,4 @@
-//! Background jobs. On the instance named by `run_background_tasks_on` (main
+//! Background jobs. On every instance: the replication task. On the instance named by `run_background_tasks_on` (main
 //! by default): purging expired user-interactive auth sessions. On the one
 //! named by `update_user_directory_from_worker` (main by default): the user
 //! directory updater.
@@ -13,6 +13,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
+    jobs.spawn(crate::replication::handler::run(state.clone(), stopped.clone()));
     if crate::user_directory::updates_here(&state.config) {
         jobs.spawn(crate::user_directory::run(state.clone(), stopped.clone()));
     }

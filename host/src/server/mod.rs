@@ -111,6 +111,7 @@ impl Server {
             }
         }
         jobs.shutdown().await;
+        self.state.replication.shutdown();
         self.state.storage.close().await;
         tracing::info!("stopped");
     }

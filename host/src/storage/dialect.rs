@@ -98,6 +98,22 @@ impl Dialect {
         Ok(())
     }
 
+    /// The last id handed out on `stream` (0 before any).
+    pub(super) async fn current_stream_id(self, conn: &mut AnyConnection, stream: Stream) -> Result<i64> {
+        let id = match self {
+            Self::Postgres => {
+                let sql = format!("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {}_sequence", stream.as_str());
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(conn).await?
+            }
+            Self::Sqlite => sqlx::query_scalar("SELECT last_id FROM stream_sequences WHERE stream_name = $1")
+                .bind(stream.as_str())
+                .fetch_optional(conn)
+                .await?
+                .unwrap_or(0),
+        };
+        Ok(id)
+    }
+
     /// Allocates the next id of `stream` inside the caller's transaction.
     ///
     /// PostgreSQL: the stream's sequence, shared by every writer. SQLite: a

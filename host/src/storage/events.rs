@@ -86,14 +86,15 @@ impl Storage {
         let mut orderings = Vec::with_capacity(events.len());
         let mut guards = Vec::with_capacity(events.len());
         for event in events {
+            let reservation = self.in_flight.of(Stream::Events).reserve();
             let ordering = self.dialect.next_stream_id(&mut tx, Stream::Events).await?;
-            guards.push(self.in_flight.of(Stream::Events).track(ordering));
+            guards.push(reservation.track(ordering));
             self.insert_event(&mut tx, event, ordering).await?;
             self.insert_push_actions(&mut tx, event.event_id.as_str(), event.room_id.as_str(), ordering, event.push_actions).await?;
             orderings.push(ordering);
         }
-        if let Some(&last) = orderings.last() {
-            self.advance_position(&mut tx, Stream::Events, last).await?;
+        if !orderings.is_empty() {
+            self.advance_position(&mut tx, Stream::Events).await?;
         }
         tx.commit().await?;
         drop(guards);
@@ -339,11 +340,6 @@ impl Storage {
                 .fetch_all(&self.pool)
                 .await?;
         ids.into_iter().map(|id| OwnedUserId::try_from(id).map_err(|e| StorageError::corrupt("current_state.state_key", e))).collect()
-    }
-
-    /// The highest ordering in the events stream, committed or not (startup only).
-    pub(super) async fn max_event_ordering(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(stream_ordering) FROM events").fetch_one(&self.pool).await?.unwrap_or(0))
     }
 }
 

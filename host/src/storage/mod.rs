@@ -116,7 +116,17 @@ impl Storage {
                 persisted[stream.index()] = position;
             }
         }
-        persisted[Stream::Events.index()] = persisted[Stream::Events.index()].max(self.max_event_ordering().await?);
+        // Nothing of this writer is in flight at start-up, so it has persisted
+        // everything up to the last id handed out on each stream (the row
+        // itself may lag: see `advance_position`).
+        let mut conn = self.pool.acquire().await?;
+        for stream in Stream::ALL {
+            if stream != Stream::Typing {
+                let current = self.dialect.current_stream_id(&mut conn, stream).await?;
+                persisted[stream.index()] = persisted[stream.index()].max(current);
+            }
+        }
+        drop(conn);
         self.in_flight = positions::StreamIds::starting_at(persisted);
         Ok(())
     }

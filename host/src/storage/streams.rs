@@ -95,10 +95,34 @@ impl Storage {
     /// position cannot pass the id until the guard drops (after commit or
     /// rollback); see `positions`.
     pub(crate) async fn next_stream_id(&self, conn: &mut AnyConnection, stream: Stream) -> Result<(i64, InFlightGuard)> {
+        let reservation = self.in_flight.of(stream).reserve();
         let stream_id = self.dialect.next_stream_id(conn, stream).await?;
-        let guard = self.in_flight.of(stream).track(stream_id);
-        self.advance_position(conn, stream, stream_id).await?;
+        let guard = reservation.track(stream_id);
+        self.advance_position(conn, stream).await?;
         Ok((stream_id, guard))
+    }
+
+    /// Writes this writer's persisted position on `stream` to its row.
+    pub async fn flush_position(&self, stream: Stream) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        self.advance_position(&mut conn, stream).await
+    }
+
+    /// Every writer's recorded position on every stream: `(stream, instance, position)`.
+    pub async fn recorded_positions(&self) -> Result<Vec<(Stream, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT stream_name, instance_name, stream_id FROM stream_positions")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, instance, position)| Stream::ALL.into_iter().find(|s| s.as_str() == name).map(|stream| (stream, instance, position)))
+            .collect())
+    }
+
+    /// With nothing in flight on `stream`, moves this writer's position up to
+    /// `seen`, an id another writer of the shared sequence reached.
+    pub fn advance_idle(&self, stream: Stream, seen: i64) -> Option<i64> {
+        self.in_flight.of(stream).advance_idle(seen)
     }
 
     /// The position on `stream` up to which this writer has committed everything.
@@ -119,8 +143,13 @@ impl Storage {
         Ok((stream_id, guard))
     }
 
-    /// Moves this writer's position on `stream` forward to `stream_id` (never back).
-    pub(crate) async fn advance_position(&self, conn: &mut AnyConnection, stream: Stream, stream_id: i64) -> Result<()> {
+    /// Records this writer's persisted position on `stream` in its
+    /// `stream_positions` row, inside the caller's transaction. The row only
+    /// ever holds a position everything below which is committed (never an
+    /// id still in flight), so any process may trust it; it lags by the
+    /// writes in flight, and `flush_position` brings it up to date.
+    pub(crate) async fn advance_position(&self, conn: &mut AnyConnection, stream: Stream) -> Result<()> {
+        let stream_id = self.persisted_position(stream);
         sqlx::query(
             "INSERT INTO stream_positions (stream_name, instance_name, stream_id) VALUES ($1, $2, $3) \
              ON CONFLICT (stream_name, instance_name) DO UPDATE SET stream_id = excluded.stream_id \

@@ -29,7 +29,7 @@ pub use token::{MultiWriterPosition, StreamToken};
 use crate::{
     json::raw,
     services::Services,
-    storage::{AccountDataEntry, StorageError, Stream},
+    storage::{AccountDataEntry, StorageError},
 };
 
 /// The default `timeline.limit`, as Synapse.
@@ -96,8 +96,7 @@ fn has_news(response: &Response) -> bool {
 async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, positions: &Positions) -> Result<Response, StorageError> {
     let storage = &services.storage;
     let since_token = options.since.clone().unwrap_or_default();
-    let since = options.since.as_ref().map(|token| token.events.min);
-    let now = positions.get(Stream::Events);
+    let writers = services.notifier.writers();
     let mut next = StreamToken::from_positions(positions);
     let mut response = Response::new(String::new());
 
@@ -116,6 +115,10 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
     let context = RoomContext { since_token: &since_token, positions, options, room_account_data: &room_account_data };
 
     for (room_id, mut membership, mut at) in storage.memberships_of(user_id).await? {
+        // A room's events all come from its persister: read it up to that persister's position.
+        let writer = writers.events_writer_index(room_id.as_str());
+        let since = options.since.as_ref().map(|token| token.events.of_writer(writer));
+        let now = positions.events_writer(writer);
         if at > now {
             // Persisted after the position this response is for: use the membership then.
             match storage.membership_history(&room_id, user_id).await?.into_iter().rev().find(|(ordering, _)| *ordering <= now) {

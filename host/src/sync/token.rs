@@ -27,6 +27,11 @@ impl MultiWriterPosition {
         Self { min: position, ahead: Vec::new() }
     }
 
+    /// The position of the writer at `index`: its own when it is ahead, else the minimum.
+    pub fn of_writer(&self, index: usize) -> i64 {
+        self.ahead.iter().find(|(writer, _)| *writer == index).map_or(self.min, |(_, position)| *position)
+    }
+
     /// The furthest position any writer has reached.
     pub fn max(&self) -> i64 {
         self.ahead.iter().map(|(_, position)| *position).fold(self.min, i64::max)
@@ -57,7 +62,7 @@ impl StreamToken {
 
     pub fn from_positions(positions: &Positions) -> Self {
         Self {
-            events: MultiWriterPosition::at(positions.get(Stream::Events)),
+            events: MultiWriterPosition { min: positions.get(Stream::Events), ahead: positions.events_ahead() },
             device_lists: positions.get(Stream::DeviceLists),
             typing: positions.get(Stream::Typing),
             receipts: MultiWriterPosition::at(positions.get(Stream::Receipts)),

@@ -4,7 +4,7 @@
 mod database;
 mod server;
 
-pub use database::{Backend, TestDb};
+pub use database::{Backend, TestDb, unique};
 pub use server::{TestServer, errcode, login_body};
 
 /// Runs an async test body once per storage backend, as two tests.

@@ -23,15 +23,14 @@ use crate::{
     },
     rooms::pdu::client_event,
     services::{AppState, Services},
-    sync::StreamToken,
 };
 
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;
 
 
-fn position(token: &str) -> ApiResult<i64> {
-    StreamToken::parse(token).map(|token| token.events.min).map_err(|e| ApiError::invalid_param(e.to_string()))
+fn position(state: &Services, room_id: &RoomId, token: &str) -> ApiResult<i64> {
+    super::room_events::room_token_position(state, room_id, token)
 }
 
 struct Query<'a> {
@@ -54,9 +53,9 @@ async fn children(state: &Services, user_id: &UserId, query: Query<'_>) -> ApiRe
         return Err(not_found());
     }
     let backwards = *query.dir == Direction::Backward;
-    let now = state.notifier.events_position();
-    let from = query.from.map(position).transpose()?;
-    let to = query.to.map(position).transpose()?;
+    let now = state.notifier.room_position(query.room_id.as_str());
+    let from = query.from.map(|token| position(state, query.room_id, token)).transpose()?;
+    let to = query.to.map(|token| position(state, query.room_id, token)).transpose()?;
     let limit = query.limit.map_or(DEFAULT_LIMIT, u64::from).clamp(1, MAX_LIMIT) as i64;
     let (after, upto) = if backwards { (to.unwrap_or(0), from.unwrap_or(now)) } else { (from.unwrap_or(0), to.unwrap_or(now)) };
     let events = state
@@ -125,7 +124,7 @@ pub async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -
     let b = &request.body;
     let visibility = visibility(&state, &b.room_id, &sender.user_id).await?;
     let before = match &b.from {
-        Some(token) => position(token)?,
+        Some(token) => position(&state, &b.room_id, token)?,
         None => i64::MAX,
     };
     let limit = b.limit.map_or(DEFAULT_LIMIT, u64::from).clamp(1, MAX_LIMIT) as i64;

@@ -37,7 +37,7 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     let limit = u64::from(body.limit).min(MAX_CONTEXT) as usize;
     // Synapse's split: half before (rounded down), the rest after.
     let (before_limit, after_limit) = (limit / 2, limit - limit / 2);
-    let now = state.notifier.events_position();
+    let now = state.notifier.room_position(body.room_id.as_str());
     let at = event.stream_ordering;
     let before = visible_events(&state, &body.room_id, &sender.user_id, &visibility, 0, at - 1, before_limit, true, |_| true).await?;
     let after = visible_events(&state, &body.room_id, &sender.user_id, &visibility, at, now, after_limit, false, |_| true).await?;
@@ -75,7 +75,7 @@ pub async fn initial_sync(state: AppState, request: Ruma<get_current_state::v3::
     let sender = request.sender()?;
     let room_id = &request.body.room_id;
     let visibility = visibility(&state, room_id, &sender.user_id).await?;
-    let now = state.notifier.events_position();
+    let now = state.notifier.room_position(room_id.as_str());
     let walk = visible_events(&state, room_id, &sender.user_id, &visibility, 0, now, 20, true, |_| true).await?;
     let mut messages: Vec<_> = walk.events;
     messages.reverse();

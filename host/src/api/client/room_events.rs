@@ -161,8 +161,10 @@ pub async fn get_event(state: AppState, request: Ruma<get_room_event::v3::Reques
     Ok(get_room_event::v3::Response::new(raw(&client_event(&event, true))))
 }
 
-fn parse_token(token: &str) -> ApiResult<i64> {
-    StreamToken::parse(token).map(|token| token.events.min).map_err(|e| ApiError::invalid_param(e.to_string()))
+/// A token's position in `room_id`: that of the room's events persister.
+pub(super) fn room_token_position(state: &Services, room_id: &RoomId, token: &str) -> ApiResult<i64> {
+    let writer = state.notifier.writers().events_writer_index(room_id.as_str());
+    StreamToken::parse(token).map(|token| token.events.of_writer(writer)).map_err(|e| ApiError::invalid_param(e.to_string()))
 }
 
 pub(super) fn token_at(position: i64) -> String {
@@ -172,14 +174,14 @@ pub(super) fn token_at(position: i64) -> String {
 pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Request>) -> ApiResult<get_message_events::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
-    let now = state.notifier.events_position();
+    let now = state.notifier.room_position(body.room_id.as_str());
     let backwards = body.dir == Direction::Backward;
     let from = match &body.from {
-        Some(token) => parse_token(token)?,
+        Some(token) => room_token_position(&state, &body.room_id, token)?,
         None if backwards => now,
         None => 0,
     };
-    let to = body.to.as_deref().map(parse_token).transpose()?;
+    let to = body.to.as_deref().map(|token| room_token_position(&state, &body.room_id, token)).transpose()?;
     let limit = u64::from(body.limit).clamp(1, MAX_MESSAGES_LIMIT) as usize;
     let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
     let types = body.filter.types.as_ref();
@@ -208,7 +210,7 @@ pub async fn members(state: AppState, request: Ruma<get_member_events::v3::Reque
     let mut events = match &body.at {
         Some(at) => {
             visibility(&state, &body.room_id, &sender.user_id).await?;
-            state.storage.state_at(&body.room_id, parse_token(at)?).await?
+            state.storage.state_at(&body.room_id, room_token_position(&state, &body.room_id, at)?).await?
         }
         None => visible_state(&state, &body.room_id, &sender.user_id).await?,
     };

@@ -10,7 +10,6 @@ use crate::{
         ruma_route::Ruma,
     },
     services::AppState,
-    storage::Stream,
 };
 
 pub async fn set(state: AppState, request: Ruma<create_typing_event::v3::Request>) -> ApiResult<create_typing_event::v3::Response> {
@@ -25,18 +24,18 @@ pub async fn set(state: AppState, request: Ruma<create_typing_event::v3::Request
     match &body.state {
         Typing::Yes(info) => {
             let (position, until) = state.typing.start(&body.room_id, &sender.user_id, info.timeout);
-            state.notifier.notify(Stream::Typing, position);
+            state.typing_changed(&body.room_id, position);
             let (services, room_id, user_id) = (state.clone(), body.room_id.clone(), sender.user_id.clone());
             tokio::spawn(async move {
                 tokio::time::sleep_until(until.into()).await;
                 if let Some(position) = services.typing.expire(&room_id, &user_id, until) {
-                    services.notifier.notify(Stream::Typing, position);
+                    services.typing_changed(&room_id, position);
                 }
             });
         }
         Typing::No => {
             if let Some(position) = state.typing.stop(&body.room_id, &sender.user_id) {
-                state.notifier.notify(Stream::Typing, position);
+                state.typing_changed(&body.room_id, position);
             }
         }
     }

@@ -1,0 +1,189 @@
+//! The replication task every instance runs: applies what other writers
+//! announce (RDATA, POSITION), answers REPLICATE, takes USER_SYNC on the
+//! presence writer, and announces this instance's own positions.
+//!
+//! Catching up: the database holds every stream but `typing`, so for those
+//! a reader only needs the writer's position, and positions are re-announced
+//! on REPLICATE and every second. After a (re)connect, or when it fell
+//! behind the bus, an instance reads the recorded positions from the
+//! database, fetches the typing state from its writer over HTTP, and asks
+//! everyone to announce (REPLICATE). A typing RDATA that does not follow
+//! the last one seen also triggers a fetch.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{broadcast::error::RecvError, watch};
+
+use super::{BusEvent, Command, stream_named};
+use crate::{services::AppState, storage::Stream};
+
+/// How often a writer checks whether to announce its positions (and moves
+/// an idle multi-writer position up to the others').
+const TICK: Duration = Duration::from_millis(50);
+/// Positions are announced at least this often, so a reader that missed a
+/// command learns the position anyway.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+/// How often each writer records its positions in `stream_positions`.
+const FLUSH: Duration = Duration::from_secs(1);
+/// How often a worker repeats USER_SYNC for the users syncing on it.
+pub const USER_SYNC_REFRESH: Duration = Duration::from_secs(10);
+
+pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let mut events = state.replication.bus().subscribe();
+    catch_up(&state).await;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_keepalive = Instant::now();
+    let mut last_flush = Instant::now();
+    let mut last_user_sync = Instant::now();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(BusEvent::Command(command)) => handle(&state, &command).await,
+                Ok(BusEvent::Connected) => catch_up(&state).await,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "replication: fell behind the bus; catching up");
+                    catch_up(&state).await;
+                }
+                Err(RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {
+                let keepalive = last_keepalive.elapsed() >= KEEPALIVE;
+                if keepalive {
+                    last_keepalive = Instant::now();
+                }
+                announce(&state, keepalive);
+                if last_flush.elapsed() >= FLUSH {
+                    last_flush = Instant::now();
+                    flush(&state).await;
+                }
+                if last_user_sync.elapsed() >= USER_SYNC_REFRESH {
+                    last_user_sync = Instant::now();
+                    crate::presence::refresh_remote_syncs(&state);
+                }
+            }
+            _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+        }
+    }
+    flush(&state).await;
+}
+
+/// Every stream this instance writes, with its current position.
+pub fn own_positions(state: &AppState) -> Vec<(Stream, String, i64)> {
+    let writers = state.replication.writers();
+    Stream::ALL
+        .into_iter()
+        .filter(|stream| writers.writes(*stream))
+        .map(|stream| (stream, writers.instance().to_owned(), state.notifier.writer_position(stream, writers.instance())))
+        .collect()
+}
+
+fn announce(state: &AppState, force: bool) {
+    let writers = state.replication.writers();
+    for stream in Stream::ALL {
+        if !writers.writes(stream) {
+            continue;
+        }
+        if writers.of(stream).len() > 1
+            && let Some(position) = state.storage.advance_idle(stream, state.notifier.max_position(stream))
+        {
+            state.notifier.notify(stream, position);
+        }
+        let position = state.notifier.writer_position(stream, writers.instance());
+        state.replication.announce_position(stream, position, force);
+    }
+}
+
+async fn flush(state: &AppState) {
+    for stream in Stream::ALL {
+        if stream != Stream::Typing && state.replication.writers().writes(stream) {
+            if let Err(error) = state.storage.flush_position(stream).await {
+                tracing::warn!(%error, stream = stream.as_str(), "cannot record the stream position");
+            }
+        }
+    }
+}
+
+/// Brings this instance's view up to what is persisted, and asks every
+/// writer to announce its positions.
+async fn catch_up(state: &AppState) {
+    match state.storage.recorded_positions().await {
+        Ok(rows) => {
+            for (stream, instance, position) in rows {
+                if instance != state.replication.instance() {
+                    state.notifier.advance(stream, &instance, position);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "replication: cannot read recorded positions"),
+    }
+    if !state.replication.writers().writes(Stream::Typing) {
+        fetch_typing(state);
+    }
+    state.replication.publish(&Command::Replicate);
+    announce(state, true);
+    crate::presence::refresh_remote_syncs(state);
+}
+
+/// Fetches the typing state from its writer in the background, so that a
+/// writer that is down holds up nothing else.
+fn fetch_typing(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let writer = state.replication.writers().writer_of(Stream::Typing).to_owned();
+        match super::room_writes::fetch_typing(&state, &writer).await {
+            Ok(snapshot) => {
+                let position = snapshot.position;
+                state.typing.restore(snapshot);
+                state.notifier.advance(Stream::Typing, &writer, position);
+            }
+            Err(error) => tracing::warn!(%error, "replication: cannot fetch typing state from its writer"),
+        }
+    });
+}
+
+async fn handle(state: &AppState, command: &Command) {
+    match command {
+        Command::Rdata { stream, instance, token, row } if instance != state.replication.instance() => {
+            let Some(stream) = stream_named(stream) else { return };
+            if let Some(sent) = row.as_array().and_then(|row| row.last()).and_then(Value::as_i64) {
+                let lag = (super::now_micros() - sent).max(0) as f64 / 1e6;
+                metrics::histogram!("weft_replication_lag_seconds", "stream" => stream.as_str(), "writer" => instance.clone()).record(lag);
+            }
+            if stream == Stream::Typing {
+                let known = state.notifier.writer_position(Stream::Typing, instance);
+                if *token <= known {
+                    return;
+                }
+                if *token != known + 1 || !state.typing.apply_row(row, *token) {
+                    fetch_typing(state);
+                    return;
+                }
+            }
+            advance(state, stream, instance, *token);
+        }
+        Command::Position { stream, instance, new, .. } if instance != state.replication.instance() => {
+            let Some(stream) = stream_named(stream) else { return };
+            if stream == Stream::Typing && *new != state.notifier.writer_position(Stream::Typing, instance) {
+                fetch_typing(state);
+                return;
+            }
+            advance(state, stream, instance, *new);
+        }
+        Command::Replicate => announce(state, true),
+        Command::UserSync { process_id, user_id, syncing, last_sync_ms, .. } => {
+            crate::presence::remote_sync(state, process_id, user_id, *syncing, *last_sync_ms).await;
+        }
+        Command::ClearUserSync { process_id } => crate::presence::clear_remote_syncs(state, process_id),
+        Command::FederationAck { instance, token } => tracing::debug!(%instance, token, "federation ack (no federation sender yet)"),
+        Command::RemoteServerUp { server_name } => tracing::debug!(%server_name, "remote server up (no federation sender yet)"),
+        _ => {}
+    }
+}
+
+fn advance(state: &AppState, stream: Stream, instance: &str, position: i64) {
+    if state.notifier.advance(stream, instance, position) {
+        metrics::gauge!("weft_replication_position", "stream" => stream.as_str(), "writer" => instance.to_owned()).set(position as f64);
+    }
+}

@@ -1,0 +1,274 @@
+//! Starting, stopping and talking to a multi-process deployment.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestDb, unique};
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+pub const SECRET: &str = "test-replication-secret";
+
+/// A port nobody in this test process was given before: deployments run
+/// side by side, and a port released by one must not reach another.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() * 7919) % 25_000;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 20_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A `redis-server` of the test's own.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let mut redis = Self { port: free_port(), child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (tests/run.sh checks)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One process of the deployment.
+pub struct Process {
+    pub name: String,
+    pub client_port: Option<u16>,
+    pub replication_port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Deployment {
+    pub server_name: String,
+    pub redis: Redis,
+    pub processes: BTreeMap<String, Process>,
+    shared: PathBuf,
+    pub http: reqwest::Client,
+    _db: TestDb,
+    dir: tempfile::TempDir,
+}
+
+/// main (client), persister1 and persister2 (events), worker1 and worker2 (client).
+pub const INSTANCES: [(&str, bool); 5] = [("main", true), ("persister1", false), ("persister2", false), ("worker1", true), ("worker2", true)];
+
+impl Deployment {
+    pub async fn start() -> Self {
+        let db = TestDb::new(Backend::Postgres).await;
+        let redis = Redis::start();
+        let dir = tempfile::tempdir().unwrap();
+        let server_name = format!("{}.test", unique("workers"));
+        let mut processes = BTreeMap::new();
+        let mut instance_map = String::new();
+        for (name, client) in INSTANCES {
+            let replication_port = free_port();
+            let client_port = client.then(free_port);
+            instance_map.push_str(&format!("[instance_map.{name}]\nhost = \"127.0.0.1\"\nport = {replication_port}\n"));
+            let listeners = listeners_toml(client_port, replication_port);
+            let own = if name == "main" {
+                format!("listeners = {listeners}\n")
+            } else {
+                format!("worker_app = \"synapse.app.generic_worker\"\nworker_name = \"{name}\"\nworker_listeners = {listeners}\n")
+            };
+            let config = dir.path().join(format!("{name}.toml"));
+            std::fs::write(&config, own).unwrap();
+            processes.insert(name.to_owned(), Process { name: name.to_owned(), client_port, replication_port, config, child: None });
+        }
+        let shared = dir.path().join("shared.toml");
+        let key = dir.path().join("signing.key");
+        std::fs::write(
+            &shared,
+            format!(
+                "server_name = \"{server_name}\"\nsigning_key_path = {key:?}\nenable_registration = true\n\
+                 enable_registration_without_verification = true\nworker_replication_secret = \"{SECRET}\"\n\
+                 rc_message = {{ per_second = 10000, burst_count = 10000 }}\n\
+                 rc_registration = {{ per_second = 10000, burst_count = 10000 }}\n\
+                 [rc_login]\naddress = {{ per_second = 10000, burst_count = 10000 }}\naccount = {{ per_second = 10000, burst_count = 10000 }}\n\
+                 failed_attempts = {{ per_second = 10000, burst_count = 10000 }}\n\
+                 [logging]\nlevel = \"info,sqlx=warn\"\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
+                 [stream_writers]\nevents = [\"persister1\", \"persister2\"]\n{}{instance_map}",
+                redis.port, db.config_toml
+            ),
+        )
+        .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut deployment = Self { server_name, redis, processes, shared, http, _db: db, dir };
+        for (name, _) in INSTANCES {
+            deployment.start_process(name).await;
+        }
+        deployment
+    }
+
+    pub async fn start_process(&mut self, name: &str) {
+        let process = self.processes.get_mut(name).unwrap();
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(WEFT)
+            .args(["run", "-c"])
+            .arg(&self.shared)
+            .arg("-c")
+            .arg(&process.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("weft starts");
+        process.child = Some(child);
+        let url = format!("http://127.0.0.1:{}/health", process.replication_port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(&url).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            let exited = self.processes.get_mut(name).unwrap().child.as_mut().unwrap().try_wait().unwrap();
+            assert!(exited.is_none(), "{name} exited: {exited:?}\n{}", self.log(name));
+            assert!(Instant::now() < deadline, "{name} did not become ready\n{}", self.log(name));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(mut child) = self.processes.get_mut(name).unwrap().child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn client_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}", self.processes[name].client_port.expect("serves clients"))
+    }
+
+    pub fn replication_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}", self.processes[name].replication_port)
+    }
+
+    /// Registers `localpart` through `via`; returns its access token and user id.
+    pub async fn register(&self, via: &str, localpart: &str) -> (String, String) {
+        let body = json!({"username": localpart, "password": "correct horse battery", "auth": {"type": "m.login.dummy"}});
+        let (status, response) = self.call(via, "POST", "/_matrix/client/v3/register", None, Some(body)).await;
+        assert_eq!(status, 200, "{response}");
+        (response["access_token"].as_str().unwrap().to_owned(), response["user_id"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn call(&self, via: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.client_url(via));
+        let mut request = self.http.request(method.parse().unwrap(), url).timeout(Duration::from_secs(60));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {path} via {via}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates rooms through `via` until one belongs to persister `index` (0 or 1).
+    pub async fn room_on_persister(&self, via: &str, token: &str, index: usize, body: Value) -> String {
+        for _ in 0..64 {
+            let (status, response) = self.call(via, "POST", "/_matrix/client/v3/createRoom", Some(token), Some(body.clone())).await;
+            assert_eq!(status, 200, "{response}");
+            let room_id = response["room_id"].as_str().unwrap().to_owned();
+            if weft::replication::shard(&room_id, 2) == index {
+                return room_id;
+            }
+        }
+        panic!("no room landed on persister {index}");
+    }
+
+    /// Sends a text message; returns the event id.
+    pub async fn send(&self, via: &str, token: &str, room_id: &str, txn: &str, body: &str) -> (u16, Value) {
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}");
+        self.call(via, "PUT", &path, Some(token), Some(json!({"msgtype": "m.text", "body": body}))).await
+    }
+
+    pub async fn sync(&self, via: &str, token: &str, since: Option<&str>, timeout_ms: u64) -> Value {
+        // Room for every message a test sends between two syncs.
+        let filter = "%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A200%7D%7D%7D";
+        let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}&filter={filter}");
+        if let Some(since) = since {
+            path.push_str(&format!("&since={since}"));
+        }
+        let (status, response) = self.call(via, "GET", &path, Some(token), None).await;
+        assert_eq!(status, 200, "{response}");
+        response
+    }
+}
+
+fn listeners_toml(client_port: Option<u16>, replication_port: u16) -> String {
+    let mut listeners = vec![format!(
+        "{{ port = {replication_port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"replication\", \"health\"] }}] }}"
+    )];
+    if let Some(port) = client_port {
+        listeners.push(format!("{{ port = {port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"client\", \"health\"] }}] }}"));
+    }
+    format!("[{}]", listeners.join(", "))
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.processes.keys().cloned().collect();
+        if std::thread::panicking() {
+            for name in &names {
+                eprintln!("----- log of {name} -----\n{}", self.log(name));
+            }
+        }
+        for name in names {
+            self.kill(&name);
+        }
+    }
+}
+
+/// The timeline bodies of `room_id` in a sync response.
+pub fn timeline_bodies(sync: &Value, room_id: &str) -> Vec<String> {
+    sync["rooms"]["join"][room_id]["timeline"]["events"]
+        .as_array()
+        .map(|events| events.iter().filter_map(|event| event["content"]["body"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}

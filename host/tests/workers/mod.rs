@@ -1,0 +1,8 @@
+//! A real deployment on one machine: `main`, two event persisters and two
+//! generic workers as separate `weft` processes, on a fresh PostgreSQL
+//! database and a Redis server of the test's own (so it can be restarted).
+
+mod deployment;
+mod faults;
+mod replication;
+mod validation;

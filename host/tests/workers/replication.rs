@@ -1,0 +1,135 @@
+//! Events and per-user streams written through one process reach clients
+//! syncing on another.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::deployment::{Deployment, timeline_bodies};
+
+/// Syncs on `via` from `since` until `want` bodies of `room_id` arrived;
+/// returns them in order and the last token.
+async fn collect_bodies(d: &Deployment, via: &str, token: &str, room_id: &str, mut since: String, want: usize) -> (Vec<String>, String) {
+    let mut bodies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies.len() < want {
+        assert!(Instant::now() < deadline, "only {} of {want} messages arrived on {via}: {bodies:?}", bodies.len());
+        let sync = d.sync(via, token, Some(&since), 5_000).await;
+        assert_ne!(sync["rooms"]["join"][room_id]["timeline"]["limited"], json!(true), "a gap: {sync}");
+        bodies.extend(timeline_bodies(&sync, room_id));
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+    }
+    (bodies, since)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_through_one_worker_reaches_a_sync_on_another_and_tokens_carry_over() {
+    let d = Deployment::start().await;
+    let (alice, _) = d.register("worker1", "alice").await;
+    let (bob, _) = d.register("worker2", "bob").await;
+    let room = d.room_on_persister("worker1", &alice, 1, json!({"preset": "public_chat"})).await;
+    let (status, body) = d.call("worker2", "POST", &format!("/_matrix/client/v3/join/{room}"), Some(&bob), Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Bob long-polls on worker2 while Alice sends through worker1.
+    let start = d.sync("worker2", &bob, None, 0).await;
+    let mut since = start["next_batch"].as_str().unwrap().to_owned();
+    let (status, body) = d.send("worker1", &alice, &room, "t1", "hello from worker1").await;
+    assert_eq!(status, 200, "{body}");
+    let sent_at = Instant::now();
+    let sync = loop {
+        assert!(sent_at.elapsed() < Duration::from_secs(10), "the event did not reach worker2");
+        let sync = d.sync("worker2", &bob, Some(&since), 10_000).await;
+        if !timeline_bodies(&sync, &room).is_empty() {
+            break sync;
+        }
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+    };
+    assert_eq!(timeline_bodies(&sync, &room), ["hello from worker1"]);
+
+    // A token from worker1, used on worker2 and back: every message exactly once.
+    let token_a = d.sync("worker1", &bob, Some(sync["next_batch"].as_str().unwrap()), 0).await["next_batch"].as_str().unwrap().to_owned();
+    for i in 0..20 {
+        let (status, body) = d.send("worker1", &alice, &room, &format!("m{i}"), &format!("message {i}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (first, token_b) = collect_bodies(&d, "worker2", &bob, &room, token_a, 10).await;
+    let (rest, _) = collect_bodies(&d, "worker1", &bob, &room, token_b, 20 - first.len()).await;
+    let all: Vec<String> = first.into_iter().chain(rest).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("message {i}")).collect();
+    assert_eq!(all, expected, "duplicates or gaps across workers");
+
+    // The room's messages read back from any worker.
+    let (status, messages) = d.call("worker2", "GET", &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=5"), Some(&bob), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(messages["chunk"][0]["content"]["body"], "message 19");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_streams_written_through_a_worker_reach_their_writer_and_every_sync() {
+    let d = Deployment::start().await;
+    let (alice, alice_id) = d.register("worker1", "alice").await;
+    let (bob, bob_id) = d.register("worker2", "bob").await;
+    let room = d.room_on_persister("worker1", &alice, 0, json!({"preset": "public_chat"})).await;
+    assert_eq!(d.call("worker2", "POST", &format!("/_matrix/client/v3/join/{room}"), Some(&bob), Some(json!({}))).await.0, 200);
+    let (status, sent) = d.send("worker1", &alice, &room, "r1", "read me").await;
+    assert_eq!(status, 200);
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
+    let since_bob = d.sync("worker2", &bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let since_main = d.sync("main", &bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+
+    // All through worker1, whose writer for these streams is main.
+    let typing = json!({"typing": true, "timeout": 30000});
+    assert_eq!(d.call("worker1", "PUT", &format!("/_matrix/client/v3/rooms/{room}/typing/{alice_id}"), Some(&alice), Some(typing)).await.0, 200);
+    let receipt = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}");
+    assert_eq!(d.call("worker1", "POST", &receipt, Some(&alice), Some(json!({}))).await.0, 200);
+    let account_data = format!("/_matrix/client/v3/user/{bob_id}/account_data/org.example.setting");
+    assert_eq!(d.call("worker1", "PUT", &account_data, Some(&bob), Some(json!({"colour": "teal"}))).await.0, 200);
+    let to_device = json!({"messages": {bob_id.clone(): {"*": {"hello": "bob"}}}});
+    assert_eq!(d.call("worker1", "PUT", "/_matrix/client/v3/sendToDevice/org.example.ping/d1", Some(&alice), Some(to_device)).await.0, 200);
+
+    // Read-your-writes: the account data is readable at once from the worker that wrote it.
+    let (status, read) = d.call("worker1", "GET", &account_data, Some(&bob), None).await;
+    assert_eq!((status, read["colour"].as_str()), (200, Some("teal")));
+
+    for (via, since) in [("worker2", since_bob), ("main", since_main)] {
+        let mut seen = (false, false, false, false);
+        let mut since = since;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(seen.0 && seen.1 && seen.2 && seen.3) {
+            assert!(Instant::now() < deadline, "on {via}: typing, receipt, account data, to-device seen = {seen:?}");
+            let sync = d.sync(via, &bob, Some(&since), 2_000).await;
+            let ephemeral = sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+            seen.0 |= ephemeral.iter().any(|e| e["type"] == "m.typing" && e["content"]["user_ids"] == json!([alice_id]));
+            seen.1 |= ephemeral.iter().any(|e| e["type"] == "m.receipt" && e["content"][&event_id]["m.read"][&alice_id].is_object());
+            seen.2 |= sync["account_data"]["events"].as_array().into_iter().flatten().any(|e| e["type"] == "org.example.setting");
+            seen.3 |= sync["to_device"]["events"].as_array().into_iter().flatten().any(|e| e["type"] == "org.example.ping");
+            since = sync["next_batch"].as_str().unwrap().to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_listener_refuses_a_missing_or_wrong_secret_and_does_nothing() {
+    let d = Deployment::start().await;
+    let (alice, _) = d.register("worker1", "alice").await;
+    let room = d.room_on_persister("worker1", &alice, 1, json!({})).await;
+    let write = json!({"write": "send", "sender": "@alice:x", "event_type": "m.room.message", "state_key": null,
+        "content": {"body": "sneaky"}, "txn": null, "redacts": null});
+    let url = format!("{}/_weft/replication/v1/rooms/{room}/write/abc", d.replication_url("persister2"));
+    for secret in [None, Some("wrong")] {
+        let mut request = d.http.post(&url).json(&write);
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "secret {secret:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["errcode"].as_str().is_some_and(|code| code.starts_with("M_")), "{body}");
+    }
+    let (_, messages) = d.call("worker1", "GET", &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"), Some(&alice), None).await;
+    assert!(!messages.to_string().contains("sneaky"));
+    // The client listener does not serve the replication resource at all.
+    let on_client = d.http.get(format!("{}/_weft/replication/v1/positions", d.client_url("worker1"))).bearer_auth(super::deployment::SECRET).send().await.unwrap();
+    assert_eq!(on_client.status(), 404);
+}

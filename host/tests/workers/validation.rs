@@ -1,0 +1,50 @@
+//! Start-up validation of worker configurations, through `weft check-config`.
+
+use std::process::Command;
+
+use super::deployment::WEFT;
+
+fn check(extra: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    // Inline tables only, so that `extra` may add keys or open a table.
+    let base = "server_name = \"example.org\"\nworker_replication_secret = \"s\"\n\
+        database = { name = \"psycopg2\", args = { dbname = \"weft\" } }\nredis = { enabled = true }\n\
+        instance_map = { main = { host = \"127.0.0.1\", port = 9093 }, persister1 = { host = \"127.0.0.1\", port = 9094 } }\n";
+    std::fs::write(&path, format!("{base}{extra}")).unwrap();
+    let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&path).output().unwrap();
+    assert!(!output.status.success(), "accepted:\n{extra}");
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[test]
+fn each_worker_misconfiguration_is_refused_with_its_reason() {
+    let cases = [
+        ("[stream_writers]\ntyping = [\"main\", \"persister1\"]\n", "exactly one writer"),
+        ("[stream_writers]\nevents = [\"persister1\", \"persister9\"]\n", "`persister9` is not a known instance"),
+        ("run_background_tasks_on = \"background9\"\n", "`background9` is not a known instance"),
+        ("update_user_directory_from_worker = \"nobody\"\n", "`nobody` is not a known instance"),
+        ("pusher_instances = [\"pusher9\"]\n", "`pusher9` is not a known instance"),
+        ("notify_appservices_from_worker = \"as9\"\n", "`as9` is not a known instance"),
+        ("federation_sender_instances = [\"fed9\"]\n", "`fed9` is not a known instance"),
+        ("media_instance_running_background_jobs = \"media9\"\n", "`media9` is not a known instance"),
+        ("outbound_federation_restricted_to = [\"proxy9\"]\n", "`proxy9` is not a known instance"),
+    ];
+    for (extra, expected) in cases {
+        let output = check(extra);
+        assert!(output.contains(expected), "for\n{extra}expected `{expected}` in:\n{output}");
+    }
+}
+
+#[test]
+fn workers_need_postgres_a_secret_redis_and_main_in_the_instance_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "server_name = \"example.org\"\nworker_name = \"worker1\"\nworker_listeners = [{ port = 8081, resources = [{ names = [\"client\"] }] }]\n").unwrap();
+    let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    for expected in ["SQLite cannot be shared", "worker_replication_secret", "redis.enabled", "must contain `main`"] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+}
