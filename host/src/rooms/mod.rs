@@ -14,6 +14,7 @@ pub mod create;
 mod error;
 mod membership;
 mod redact;
+mod restricted;
 pub mod pdu;
 pub mod versions;
 pub mod visibility;
@@ -127,10 +128,27 @@ impl Rooms {
     }
 
     /// Builds, authorises, signs and persists one event; returns its id. A
-    /// repeated client transaction returns the first event's id.
+    /// repeated client transaction returns the first event's id, and so does
+    /// a state event identical to the current one (same sender and content):
+    /// as Synapse, it persists nothing.
     pub async fn send(&self, services: &Services, room_id: &RoomId, sender: &UserId, outgoing: Outgoing<'_>) -> Result<OwnedEventId, RoomError> {
-        self.with_room(services, room_id, async |state| persist_one(services, state, sender, &outgoing).await).await
+        self.with_room(services, room_id, async |state| {
+            if let Some(existing) = identical_state(state, sender, &outgoing) {
+                return Ok((existing, Vec::new()));
+            }
+            persist_one(services, state, sender, &outgoing).await
+        })
+        .await
     }
+}
+
+/// The current state event `outgoing` would repeat: same type, state key,
+/// sender and content.
+fn identical_state(state: &RoomState, sender: &UserId, outgoing: &Outgoing<'_>) -> Option<OwnedEventId> {
+    let state_key = outgoing.state_key?;
+    let current = state.get(&outgoing.kind.into(), state_key)?;
+    let content: Value = serde_json::from_str(current.content.get()).ok()?;
+    (current.sender == sender && content == outgoing.content).then(|| current.event_id.clone())
 }
 
 /// Builds one event on `state` and persists it; a client transaction seen
