@@ -16,6 +16,7 @@ mod membership;
 mod redact;
 mod restricted;
 pub mod pdu;
+pub mod txn_ids;
 pub mod versions;
 pub mod visibility;
 

@@ -15,7 +15,7 @@ use ruma::{
 use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions};
 use crate::{
     json::raw,
-    rooms::{pdu, visibility::Visibility},
+    rooms::{pdu, txn_ids::TransactionIds, visibility::Visibility},
     services::Services,
     storage::{StorageError, StoredEvent},
 };
@@ -63,7 +63,8 @@ pub(super) async fn timeline_and_state(
     let mut timeline = Timeline::new();
     timeline.limited = more_before;
     timeline.prev_batch = Some(StreamToken::events_at(timeline_start).to_string());
-    timeline.events = visible.iter().map(|event| raw(&pdu::client_event(event, false))).collect();
+    let txn_ids = TransactionIds::load(storage, user_id, &options.device_id, &visible).await?;
+    timeline.events = visible.iter().map(|event| raw(&txn_ids.client_event(event, false))).collect();
 
     let mut state_events = if full {
         storage.state_at(room_id, timeline_start).await?

@@ -17,7 +17,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::pdu::client_event,
+    rooms::{pdu::client_event, txn_ids::TransactionIds},
     services::AppState,
 };
 
@@ -45,9 +45,11 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     let mut response = get_context::v3::Response::new();
     response.start = Some(token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1)));
     response.end = Some(token_at(after.events.last().map_or(at, |e| e.stream_ordering)));
-    response.events_before = before.events.iter().map(|e| raw(&client_event(e, true))).collect();
-    response.events_after = after.events.iter().map(|e| raw(&client_event(e, true))).collect();
-    response.event = Some(raw(&client_event(&event, true)));
+    let shown = before.events.iter().chain(&after.events).chain([&event]);
+    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, shown).await?;
+    response.events_before = before.events.iter().map(|e| raw(&txn_ids.client_event(e, true))).collect();
+    response.events_after = after.events.iter().map(|e| raw(&txn_ids.client_event(e, true))).collect();
+    response.event = Some(raw(&txn_ids.client_event(&event, true)));
     response.state = state.storage.state_at(&body.room_id, at).await?.iter().map(|e| raw(&client_event(e, true))).collect();
     Ok(response)
 }

@@ -25,7 +25,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{Outgoing, RoomError, pdu::client_event, visibility::Visibility},
+    rooms::{Outgoing, RoomError, pdu::client_event, txn_ids::TransactionIds, visibility::Visibility},
     services::{AppState, Services},
     storage::StoredEvent,
     sync::StreamToken,
@@ -158,7 +158,8 @@ pub async fn get_event(state: AppState, request: Ruma<get_room_event::v3::Reques
     if !visibility.can_see(&event, &sender.user_id) {
         return Err(not_found());
     }
-    Ok(get_room_event::v3::Response::new(raw(&client_event(&event, true))))
+    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, [&event]).await?;
+    Ok(get_room_event::v3::Response::new(raw(&txn_ids.client_event(&event, true))))
 }
 
 fn parse_token(token: &str) -> ApiResult<i64> {
@@ -198,7 +199,8 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
     if chunk.is_empty() {
         response.end = None;
     }
-    response.chunk = chunk.iter().map(|event| raw(&client_event(event, true))).collect();
+    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, &chunk).await?;
+    response.chunk = chunk.iter().map(|event| raw(&txn_ids.client_event(event, true))).collect();
     Ok(response)
 }
 
