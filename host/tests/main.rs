@@ -15,6 +15,7 @@ mod devices;
 mod directory;
 mod e2e_keys;
 mod errors;
+mod filters;
 mod join_rules;
 mod keys;
 mod login;
