@@ -1,4 +1,4 @@
-//! Event filters in `/sync` (stored and inline) and `/messages`: types with
+//! Event filters in `/sync` (stored and inline), `/messages` and `/context`: types with
 //! wildcards, senders, rooms, `contains_url`, limits, the state, ephemeral
 //! and account data sections, presence, and lazy-loaded members; a filtered
 //! timeline stays `limited` with a working `prev_batch`.
@@ -206,7 +206,7 @@ async fn messages_filters_and_lazy_members(backend: Backend) {
     send_text(&server, &alice.access_token, &room, "a1").await;
     send_text(&server, &bob.access_token, &room, "b1").await;
     send(&server, &bob.access_token, &room, "m.room.message", json!({"msgtype": "m.file", "body": "file", "url": "mxc://x/f"})).await;
-    send_text(&server, &alice.access_token, &room, "a2").await;
+    let last = send_text(&server, &alice.access_token, &room, "a2").await;
     let messages = |filter: Value| {
         let filter: String = form_urlencoded::byte_serialize(filter.to_string().as_bytes()).collect();
         let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=10&filter={filter}");
@@ -229,4 +229,11 @@ async fn messages_filters_and_lazy_members(backend: Backend) {
     let members: Vec<&str> = lazy["state"].as_array().expect("state").iter().filter_map(|e| e["state_key"].as_str()).collect();
     assert_eq!(members, vec![bob.user_id.as_str()], "{lazy}");
     assert!(messages(json!({})).await.get("state").is_none_or(|state| state == &json!([])), "no members unless asked");
+
+    let filter: String = form_urlencoded::byte_serialize(json!({"senders": [bob.user_id]}).to_string().as_bytes()).collect();
+    let (status, context) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{last}?limit=10&filter={filter}"), Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{context}");
+    assert_eq!(bodies(&context["events_before"]), vec!["file", "b1"], "/context filters the events around");
+    assert_eq!(context["event"]["content"]["body"], "a2", "but not the event itself");
 }

@@ -39,8 +39,10 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     let (before_limit, after_limit) = (limit / 2, limit - limit / 2);
     let now = state.notifier.events_position();
     let at = event.stream_ordering;
-    let before = visible_events(&state, &body.room_id, &sender.user_id, &visibility, 0, at - 1, before_limit, true, |_| true).await?;
-    let after = visible_events(&state, &body.room_id, &sender.user_id, &visibility, at, now, after_limit, false, |_| true).await?;
+    // The filter picks the events around the one asked for, never that one.
+    let wanted = |event: &crate::storage::StoredEvent| crate::sync::filter::event_matches(&body.filter, event);
+    let before = visible_events(&state, &body.room_id, &sender.user_id, &visibility, 0, at - 1, before_limit, true, wanted).await?;
+    let after = visible_events(&state, &body.room_id, &sender.user_id, &visibility, at, now, after_limit, false, wanted).await?;
 
     let mut response = get_context::v3::Response::new();
     response.start = Some(token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1)));

@@ -260,7 +260,7 @@ pub async fn joined_members(state: AppState, request: Ruma<joined_members::v3::R
         let Some(user_id) = event.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok()) else { continue };
         let mut member = joined_members::v3::RoomMember::new();
         member.display_name = pdu["content"]["displayname"].as_str().map(str::to_owned);
-        member.avatar_url = pdu["content"]["avatar_url"].as_str().and_then(|url| ruma::OwnedMxcUri::try_from(url).ok());
+        member.avatar_url = pdu["content"]["avatar_url"].as_str().map(ruma::OwnedMxcUri::from);
         joined.insert(user_id, member);
     }
     Ok(joined_members::v3::Response::new(joined))
