@@ -15,6 +15,8 @@ mod devices;
 mod directory;
 mod e2e_keys;
 mod errors;
+mod filters;
+mod join_rules;
 mod keys;
 mod login;
 mod plugins;

@@ -27,6 +27,7 @@ on_both_backends!(
     redactions_follow_power_and_prune_content,
     context_timestamps_and_initial_sync,
     knocking_needs_a_knock_room,
+    identical_state_is_not_sent_again,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -514,4 +515,36 @@ async fn knocking_needs_a_knock_room(backend: Backend) {
     let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::OK);
+}
+
+async fn identical_state_is_not_sent_again(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::OK);
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
+    let (status, first) = server.put(&path, Some(&alice.access_token), json!({"topic": "Weaving"})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let position = server.state.storage.persisted_events_position();
+
+    let (status, again) = server.put(&path, Some(&alice.access_token), json!({"topic": "Weaving"})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["event_id"], first["event_id"], "the current event's id");
+    assert_eq!(server.state.storage.persisted_events_position(), position, "nothing persisted");
+
+    let (_, changed) = server.put(&path, Some(&alice.access_token), json!({"topic": "Spinning"})).await;
+    assert_ne!(changed["event_id"], first["event_id"], "other content is a new event");
+    let (_, back) = server.put(&path, Some(&alice.access_token), json!({"topic": "Weaving"})).await;
+    assert_ne!(back["event_id"], first["event_id"], "only the current state counts");
+    let moved = server.state.storage.persisted_events_position();
+    assert!(moved > position);
+
+    let levels = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/");
+    let (_, mut content) = server.get(&levels, Some(&alice.access_token)).await;
+    content["state_default"] = json!(0);
+    assert_eq!(server.put(&levels, Some(&alice.access_token), content).await.0, StatusCode::OK);
+    let (status, by_bob) = server.put(&path, Some(&bob.access_token), json!({"topic": "Weaving"})).await;
+    assert_eq!(status, StatusCode::OK, "{by_bob}");
+    assert_ne!(by_bob["event_id"], back["event_id"], "another sender is a new event");
 }

@@ -19,6 +19,7 @@ on_both_backends!(
     invites_and_leaves_have_their_sections,
     stored_and_inline_filters,
     tokens_survive_a_restart,
+    transaction_ids_reach_only_the_sending_device,
 );
 
 async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
@@ -222,4 +223,51 @@ async fn lazy_loading_sends_only_the_members_the_timeline_needs(backend: Backend
     let full = sync(&server, &alice.access_token, "?filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A3%7D%7D%7D").await;
     let members = full["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.member").count();
     assert_eq!(members, 5, "without lazy loading, every member");
+}
+
+async fn transaction_ids_reach_only_the_sending_device(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let other_device = server.login("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/my%20txn");
+    let (_, sent) = server.put(&path, Some(&alice.access_token), json!({"msgtype": "m.text", "body": "echo"})).await;
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
+    let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
+    assert_eq!(server.put(&topic, Some(&alice.access_token), json!({"topic": "t"})).await.0, StatusCode::OK);
+
+    let find = |events: &Value, id: &str| events.as_array().unwrap().iter().find(|e| e["event_id"] == id).cloned().expect("the event");
+    let txn_of = |event: &Value| event["unsigned"]["transaction_id"].clone();
+    let messages = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=10");
+    let one = format!("/_matrix/client/v3/rooms/{room}/event/{event_id}");
+    let context = format!("/_matrix/client/v3/rooms/{room}/context/{event_id}");
+
+    let synced = sync(&server, &alice.access_token, "").await;
+    let timeline = &synced["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(txn_of(&find(timeline, &event_id)), json!("my txn"), "{timeline}");
+    let state_event = timeline.as_array().unwrap().iter().find(|e| e["type"] == "m.room.topic").expect("the topic");
+    assert_eq!(txn_of(state_event), Value::Null, "state PUTs have no transaction id");
+    let (_, chunk) = server.get(&messages, Some(&alice.access_token)).await;
+    assert_eq!(txn_of(&find(&chunk["chunk"], &event_id)), json!("my txn"));
+    let (_, event) = server.get(&one, Some(&alice.access_token)).await;
+    assert_eq!(txn_of(&event), json!("my txn"));
+    let (_, around) = server.get(&context, Some(&alice.access_token)).await;
+    assert_eq!(txn_of(&around["event"]), json!("my txn"));
+
+    for (who, token) in [("another device", &other_device.access_token), ("another user", &bob.access_token)] {
+        let synced = sync(&server, token, "").await;
+        let timeline = &synced["rooms"]["join"][&room]["timeline"]["events"];
+        let event = find(timeline, &event_id);
+        assert_eq!(txn_of(&event), Value::Null, "{who}: {event}");
+        assert!(event["unsigned"]["age"].is_number(), "{who}: unsigned keeps its age");
+        let (_, chunk) = server.get(&messages, Some(token)).await;
+        assert_eq!(txn_of(&find(&chunk["chunk"], &event_id)), Value::Null, "{who}");
+        let (_, event) = server.get(&one, Some(token)).await;
+        assert_eq!(txn_of(&event), Value::Null, "{who}");
+        let (_, around) = server.get(&context, Some(token)).await;
+        assert_eq!(txn_of(&around["event"]), Value::Null, "{who}");
+    }
 }

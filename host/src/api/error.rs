@@ -185,6 +185,9 @@ impl From<RoomError> for ApiError {
                 ErrorKind::UnsupportedRoomVersion,
                 format!("Room version {version} is not supported"),
             ),
+            RoomError::UnableToGrantJoin => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnableToGrantJoin, "No member of the room may authorise this join")
+            }
             RoomError::AliasTaken => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, "Room alias already taken"),
             RoomError::Storage(error) => error.into(),
             RoomError::Remote { status, body } => {

@@ -16,6 +16,8 @@ pub enum RoomError {
     Invalid(String),
     #[error("the alias is taken")]
     AliasTaken,
+    #[error("no local member may authorise this join")]
+    UnableToGrantJoin,
     #[error("unsupported room version `{0}`")]
     UnsupportedVersion(String),
     #[error(transparent)]

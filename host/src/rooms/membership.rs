@@ -1,6 +1,7 @@
 //! Membership changes: join, leave, invite, kick, ban, unban, knock. Each is
 //! an `m.room.member` event; who may make it is decided by the room
-//! version's authorization rules, not here.
+//! version's authorization rules, not here (a join under a restricted join
+//! rule is only given the authorising user those rules ask for, see `restricted`).
 
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::json;
@@ -60,7 +61,6 @@ impl super::Rooms {
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
         }
-        let outgoing = Outgoing { kind: "m.room.member", state_key: Some(target.as_str()), content, txn: None, redacts: None };
         self.with_room(services, room_id, async |state: &RoomState| {
             if sender == target
                 && matches!(membership, Membership::Join | Membership::Leave)
@@ -69,6 +69,13 @@ impl super::Rooms {
             {
                 return Ok((event.event_id.clone(), Vec::new()));
             }
+            let mut content = content.clone();
+            if membership == Membership::Join
+                && let Some(authoriser) = super::restricted::authorising_user(services, state, target).await?
+            {
+                content["join_authorised_via_users_server"] = json!(authoriser);
+            }
+            let outgoing = Outgoing { kind: "m.room.member", state_key: Some(target.as_str()), content, txn: None, redacts: None };
             super::persist_one(services, state, sender, &outgoing).await
         })
         .await

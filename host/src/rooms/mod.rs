@@ -14,7 +14,9 @@ pub mod create;
 mod error;
 mod membership;
 mod redact;
+mod restricted;
 pub mod pdu;
+pub mod txn_ids;
 pub mod versions;
 pub mod visibility;
 
@@ -128,7 +130,9 @@ impl Rooms {
     }
 
     /// Builds, authorises, signs and persists one event; returns its id. A
-    /// repeated client transaction returns the first event's id.
+    /// repeated client transaction returns the first event's id, and so does
+    /// a state event identical to the current one (same sender and content):
+    /// as Synapse, it persists nothing.
     pub async fn send(&self, services: &Services, room_id: &RoomId, sender: &UserId, outgoing: Outgoing<'_>) -> Result<OwnedEventId, RoomError> {
         if let Some(persister) = remote_persister(services, room_id) {
             let write = RoomWrite::Send {
@@ -144,8 +148,23 @@ impl Rooms {
                 other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
             };
         }
-        self.with_room(services, room_id, async |state| persist_one(services, state, sender, &outgoing).await).await
+        self.with_room(services, room_id, async |state| {
+            if let Some(existing) = identical_state(state, sender, &outgoing) {
+                return Ok((existing, Vec::new()));
+            }
+            persist_one(services, state, sender, &outgoing).await
+        })
+        .await
     }
+}
+
+/// The current state event `outgoing` would repeat: same type, state key,
+/// sender and content.
+fn identical_state(state: &RoomState, sender: &UserId, outgoing: &Outgoing<'_>) -> Option<OwnedEventId> {
+    let state_key = outgoing.state_key?;
+    let current = state.get(&outgoing.kind.into(), state_key)?;
+    let content: Value = serde_json::from_str(current.content.get()).ok()?;
+    (current.sender == sender && content == outgoing.content).then(|| current.event_id.clone())
 }
 
 /// Builds one event on `state` and persists it; a client transaction seen

@@ -228,6 +228,31 @@ impl Storage {
         id.map(|id| OwnedEventId::try_from(id).map_err(|e| StorageError::corrupt("event_txns.event_id", e))).transpose()
     }
 
+    /// The requests (method and path, as stored with each event) that this
+    /// device sent the given events with, for those it sent.
+    pub async fn txn_requests(&self, user_id: &UserId, device_id: &DeviceId, event_ids: &[&EventId]) -> Result<Vec<(OwnedEventId, String)>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (3..event_ids.len() + 3).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).bind(device_id.as_str());
+        for event_id in event_ids {
+            query = query.bind(event_id.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("event_id")?;
+                let id = OwnedEventId::try_from(id).map_err(|e| StorageError::corrupt("event_txns.event_id", e))?;
+                Ok((id, row.try_get("txn_id")?))
+            })
+            .collect()
+    }
+
     /// The room's current state events.
     pub async fn current_state(&self, room_id: &RoomId) -> Result<Vec<StoredEvent>> {
         let sql = format!(

@@ -8,6 +8,7 @@
 //! not by polling the database. May call: `storage`, `rooms`, `typing`.
 
 pub mod device_lists;
+pub mod filter;
 pub mod notifier;
 mod rooms;
 pub mod token;
@@ -20,7 +21,10 @@ use std::{
 
 use ruma::{
     OwnedDeviceId, RoomId, UserId,
-    api::client::sync::sync_events::v3::{InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Response, State},
+    api::client::{
+        filter::FilterDefinition,
+        sync::sync_events::v3::{InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, Response, State},
+    },
 };
 
 pub use notifier::{Notifier, Positions};
@@ -56,6 +60,9 @@ pub struct SyncOptions {
     pub lazy_load_members: bool,
     /// The client asked for per-thread unread counts.
     pub unread_thread_notifications: bool,
+    /// The whole filter, for the parts the fields above do not carry
+    /// (see `filter` for what is honoured).
+    pub filter: FilterDefinition,
 }
 
 /// Answers at once if anything changed since `since` (or on an initial
@@ -106,10 +113,14 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
         Vec::new()
     };
     let mut room_account_data: HashMap<String, Vec<AccountDataEntry>> = HashMap::new();
+    let global_filter = &options.filter.account_data;
     for entry in account_data {
         match entry.room_id.clone() {
             Some(room_id) => room_account_data.entry(room_id).or_default().push(entry),
-            None => response.account_data.events.push(raw(&user_data::account_data_event(&entry))),
+            None if filter::item_matches(global_filter, &entry.kind, None) => {
+                response.account_data.events.push(raw(&user_data::account_data_event(&entry)));
+            }
+            None => {}
         }
     }
     let context = RoomContext { since_token: &since_token, positions, options, room_account_data: &room_account_data };
@@ -125,6 +136,9 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
                 Some((ordering, earlier)) => (at, membership) = (ordering, earlier),
                 None => continue,
             }
+        }
+        if !filter::room_allowed(&options.filter.room, &room_id) {
+            continue;
         }
         let changed_since_last = since.is_none_or(|since| at > since);
         match membership.as_str() {
@@ -159,8 +173,13 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
         }
     }
 
-    user_data::push_rules(services, user_id, &since_token, &next, options.since.is_none(), &mut response).await?;
-    user_data::presence(services, user_id, &since_token, &next, &mut response).await?;
+    if filter::item_matches(global_filter, "m.push_rules", None) {
+        user_data::push_rules(services, user_id, &since_token, &next, options.since.is_none(), &mut response).await?;
+    }
+    if let Some(limit) = filter::limit_of(global_filter.limit) {
+        response.account_data.events.truncate(limit);
+    }
+    user_data::presence(services, user_id, &since_token, &next, &options.filter.presence, &mut response).await?;
     next.to_device = user_data::to_device(services, user_id, options, &since_token, next.to_device, &mut response).await?;
     if options.since.is_some() {
         let changes = device_lists::changes(services, user_id, &since_token, &next).await?;
@@ -192,16 +211,30 @@ async fn joined_room(
     let options = context.options;
     let since_for_room = if new_to_client { None } else { since };
     let (timeline, state) = rooms::timeline_and_state(services, room_id, user_id, since_for_room, now, options, new_to_client).await?;
-    let ephemeral = user_data::ephemeral(services, room_id, user_id, context.since_token, context.positions, new_to_client).await?;
-    let account_data = context.room_account_data.get(room_id.as_str());
-    if !new_to_client && timeline.events.is_empty() && state.events.is_empty() && ephemeral.is_empty() && account_data.is_none() {
+    let room_filter = &options.filter.room;
+    let mut ephemeral =
+        user_data::ephemeral(services, room_id, user_id, context.since_token, context.positions, new_to_client, &room_filter.ephemeral).await?;
+    if let Some(limit) = filter::limit_of(room_filter.ephemeral.limit) {
+        ephemeral.truncate(limit);
+    }
+    let mut account_data: Vec<&AccountDataEntry> = context
+        .room_account_data
+        .get(room_id.as_str())
+        .into_iter()
+        .flatten()
+        .filter(|entry| filter::room_item_matches(&room_filter.account_data, room_id, &entry.kind, None))
+        .collect();
+    if let Some(limit) = filter::limit_of(room_filter.account_data.limit) {
+        account_data.truncate(limit);
+    }
+    if !new_to_client && timeline.events.is_empty() && state.events.is_empty() && ephemeral.is_empty() && account_data.is_empty() {
         return Ok(None);
     }
     let mut room = JoinedRoom::new();
     room.timeline = timeline;
     room.state = State::Before(state);
     room.ephemeral.events = ephemeral;
-    room.account_data.events = account_data.into_iter().flatten().map(|entry| raw(&user_data::account_data_event(entry))).collect();
+    room.account_data.events = account_data.into_iter().map(|entry| raw(&user_data::account_data_event(entry))).collect();
     user_data::unread_counts(services, room_id, user_id, options.unread_thread_notifications, &mut room).await?;
     Ok(Some(room))
 }

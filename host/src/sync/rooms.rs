@@ -12,13 +12,16 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions};
+use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, filter};
 use crate::{
     json::raw,
-    rooms::{pdu, visibility::Visibility},
+    rooms::{pdu, txn_ids::TransactionIds, visibility::Visibility},
     services::Services,
     storage::{StorageError, StoredEvent},
 };
+
+/// The most events a filtered timeline looks through before calling itself `limited`.
+const MAX_FILTERED_SCAN: usize = 1000;
 
 /// The timeline of `(since, upto]` (from the start when `since` is `None`)
 /// and the state before it: whole when `full`, else what changed since.
@@ -35,25 +38,36 @@ pub(super) async fn timeline_and_state(
     let storage = &services.storage;
     let visibility = Visibility::load(storage, room_id, user_id).await?;
     let after = since.unwrap_or(0);
-    // Fetch in pages, newest first, until `limit` visible events or the start.
+    let timeline_filter = &options.filter.room.timeline;
+    let filtering = filter::drops_events(timeline_filter);
+    // Fetch in pages, newest first, until `limit` visible events that pass
+    // the filter, or the start. A filter that matches little could walk the
+    // whole room: past `MAX_FILTERED_SCAN` events the timeline is `limited`,
+    // and the client pages on with `prev_batch`.
     let mut visible: Vec<StoredEvent> = Vec::new();
     let mut cursor = upto;
     let mut more_before = false;
+    let mut scanned = 0;
     let page = (limit as i64 + 1).max(20);
-    loop {
+    'pages: loop {
         let batch = storage.room_events(room_id, after, cursor, page, true).await?;
         let exhausted = (batch.len() as i64) < page;
         for event in batch {
+            if filtering && scanned >= MAX_FILTERED_SCAN {
+                more_before = true;
+                break 'pages;
+            }
+            scanned += 1;
             cursor = event.stream_ordering - 1;
-            if visibility.can_see(&event, user_id) {
+            if visibility.can_see(&event, user_id) && filter::event_matches(timeline_filter, &event) {
                 if visible.len() == limit {
                     more_before = true;
-                    break;
+                    break 'pages;
                 }
                 visible.push(event);
             }
         }
-        if more_before || exhausted || limit == 0 {
+        if exhausted || limit == 0 {
             break;
         }
     }
@@ -63,7 +77,8 @@ pub(super) async fn timeline_and_state(
     let mut timeline = Timeline::new();
     timeline.limited = more_before;
     timeline.prev_batch = Some(StreamToken::events_at(timeline_start).to_string());
-    timeline.events = visible.iter().map(|event| raw(&pdu::client_event(event, false))).collect();
+    let txn_ids = TransactionIds::load(storage, user_id, &options.device_id, &visible).await?;
+    timeline.events = visible.iter().map(|event| raw(&txn_ids.client_event(event, false))).collect();
 
     let mut state_events = if full {
         storage.state_at(room_id, timeline_start).await?
@@ -72,6 +87,19 @@ pub(super) async fn timeline_and_state(
     } else {
         Vec::new()
     };
+    if filtering {
+        // State the filter kept out of the timeline would never reach the
+        // client: it goes in `state`, as of the end of the timeline.
+        let from = if full || more_before { timeline_start } else { after };
+        let shown: HashSet<&str> = visible.iter().map(|event| event.event_id.as_str()).collect();
+        for event in latest_per_key(storage.state_changes(room_id, from, upto).await?) {
+            if shown.contains(event.event_id.as_str()) || !visibility.can_see(&event, user_id) {
+                continue;
+            }
+            state_events.retain(|held| held.kind != event.kind || held.state_key != event.state_key);
+            state_events.push(event);
+        }
+    }
     if options.lazy_load_members {
         let mut wanted: HashSet<&str> = visible.iter().map(|event| event.sender.as_str()).collect();
         wanted.insert(user_id.as_str());
@@ -95,6 +123,10 @@ pub(super) async fn timeline_and_state(
             }));
             state_events.sort_by_key(|event| event.stream_ordering);
         }
+    }
+    state_events.retain(|event| filter::event_matches(&options.filter.room.state, event));
+    if let Some(limit) = filter::limit_of(options.filter.room.state.limit) {
+        state_events.truncate(limit);
     }
     let mut state = StateEvents::new();
     state.events = state_events.iter().map(|event| raw(&pdu::client_event(event, false))).collect();

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use ruma::{
     DeviceId, OneTimeKeyAlgorithm, OwnedEventId, RoomId, UInt, UserId,
-    api::client::sync::sync_events::{UnreadNotificationsCount, v3::{JoinedRoom, Response}},
+    api::client::{
+        filter::{Filter, RoomEventFilter},
+        sync::sync_events::{UnreadNotificationsCount, v3::{JoinedRoom, Response}},
+    },
     serde::Raw,
 };
 use serde_json::{Value, json};
@@ -34,16 +37,19 @@ pub(super) async fn ephemeral<T>(
     since: &StreamToken,
     positions: &Positions,
     new_to_client: bool,
+    filter: &RoomEventFilter,
 ) -> Result<Vec<Raw<T>>, StorageError> {
     let mut events = Vec::new();
     let typing_since = if new_to_client { 0 } else { since.typing };
-    if let Some(users) = services.typing.changed_since(room_id, typing_since) {
+    let wanted = |kind: &str| super::filter::room_item_matches(filter, room_id, kind, None);
+    if wanted("m.typing")
+        && let Some(users) = services.typing.changed_since(room_id, typing_since)
+    {
         events.push(raw(&json!({"type": "m.typing", "content": {"user_ids": users}})));
     }
     let receipts_since = if new_to_client { 0 } else { since.receipts.min };
     let receipts_upto = positions.get(Stream::Receipts);
-    let receipts =
-        if receipts_since < receipts_upto { services.storage.receipts_between(room_id, receipts_since, receipts_upto).await? } else { Vec::new() };
+    let receipts = if receipts_since < receipts_upto && wanted("m.receipt") { services.storage.receipts_between(room_id, receipts_since, receipts_upto).await? } else { Vec::new() };
     let mut content = serde_json::Map::new();
     for receipt in receipts {
         if receipt.receipt_type == "m.read.private" && receipt.user_id != user_id.as_str() {
@@ -87,6 +93,7 @@ pub(super) async fn presence(
     user_id: &UserId,
     since: &StreamToken,
     next: &StreamToken,
+    filter: &Filter,
     response: &mut Response,
 ) -> Result<(), StorageError> {
     if !services.config.presence.enabled || since.presence >= next.presence {
@@ -97,8 +104,12 @@ pub(super) async fn presence(
         return Ok(());
     }
     let sharing = services.storage.users_sharing_rooms_with(user_id).await?;
-    response.presence.events =
-        rows.iter().filter(|row| sharing.contains(&row.user_id)).map(|row| raw(&presence_event(row, now_ms()))).collect();
+    let wanted = |row: &&PresenceRow| {
+        sharing.contains(&row.user_id)
+            && UserId::parse(&row.user_id).is_ok_and(|sender| super::filter::item_matches(filter, "m.presence", Some(&sender)))
+    };
+    let limit = super::filter::limit_of(filter.limit).unwrap_or(usize::MAX);
+    response.presence.events = rows.iter().filter(wanted).take(limit).map(|row| raw(&presence_event(row, now_ms()))).collect();
     Ok(())
 }
 

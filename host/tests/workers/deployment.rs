@@ -72,7 +72,6 @@ impl Drop for Redis {
 
 /// One process of the deployment.
 pub struct Process {
-    pub name: String,
     pub client_port: Option<u16>,
     pub replication_port: u16,
     config: PathBuf,
@@ -80,7 +79,6 @@ pub struct Process {
 }
 
 pub struct Deployment {
-    pub server_name: String,
     pub redis: Redis,
     pub processes: BTreeMap<String, Process>,
     shared: PathBuf,
@@ -112,7 +110,7 @@ impl Deployment {
             };
             let config = dir.path().join(format!("{name}.toml"));
             std::fs::write(&config, own).unwrap();
-            processes.insert(name.to_owned(), Process { name: name.to_owned(), client_port, replication_port, config, child: None });
+            processes.insert(name.to_owned(), Process { client_port, replication_port, config, child: None });
         }
         let shared = dir.path().join("shared.toml");
         let key = dir.path().join("signing.key");
@@ -132,7 +130,7 @@ impl Deployment {
         )
         .unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut deployment = Self { server_name, redis, processes, shared, http, _db: db, dir };
+        let mut deployment = Self { redis, processes, shared, http, _db: db, dir };
         for (name, _) in INSTANCES {
             deployment.start_process(name).await;
         }

@@ -17,7 +17,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::pdu::client_event,
+    rooms::{pdu::client_event, txn_ids::TransactionIds},
     services::AppState,
 };
 
@@ -39,15 +39,19 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     let (before_limit, after_limit) = (limit / 2, limit - limit / 2);
     let now = state.notifier.room_position(body.room_id.as_str());
     let at = event.stream_ordering;
-    let before = visible_events(&state, &body.room_id, &sender.user_id, &visibility, 0, at - 1, before_limit, true, |_| true).await?;
-    let after = visible_events(&state, &body.room_id, &sender.user_id, &visibility, at, now, after_limit, false, |_| true).await?;
+    // The filter picks the events around the one asked for, never that one.
+    let wanted = |event: &crate::storage::StoredEvent| crate::sync::filter::event_matches(&body.filter, event);
+    let before = visible_events(&state, &body.room_id, &sender.user_id, &visibility, 0, at - 1, before_limit, true, wanted).await?;
+    let after = visible_events(&state, &body.room_id, &sender.user_id, &visibility, at, now, after_limit, false, wanted).await?;
 
     let mut response = get_context::v3::Response::new();
     response.start = Some(token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1)));
     response.end = Some(token_at(after.events.last().map_or(at, |e| e.stream_ordering)));
-    response.events_before = before.events.iter().map(|e| raw(&client_event(e, true))).collect();
-    response.events_after = after.events.iter().map(|e| raw(&client_event(e, true))).collect();
-    response.event = Some(raw(&client_event(&event, true)));
+    let shown = before.events.iter().chain(&after.events).chain([&event]);
+    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, shown).await?;
+    response.events_before = before.events.iter().map(|e| raw(&txn_ids.client_event(e, true))).collect();
+    response.events_after = after.events.iter().map(|e| raw(&txn_ids.client_event(e, true))).collect();
+    response.event = Some(raw(&txn_ids.client_event(&event, true)));
     response.state = state.storage.state_at(&body.room_id, at).await?.iter().map(|e| raw(&client_event(e, true))).collect();
     Ok(response)
 }

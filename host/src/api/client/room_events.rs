@@ -25,10 +25,10 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{Outgoing, RoomError, pdu::client_event, visibility::Visibility},
+    rooms::{Outgoing, RoomError, pdu::client_event, txn_ids::TransactionIds, visibility::Visibility},
     services::{AppState, Services},
     storage::StoredEvent,
-    sync::StreamToken,
+    sync::{StreamToken, filter as sync_filter},
 };
 
 /// Synapse's message when a spam checker refuses an event.
@@ -158,7 +158,8 @@ pub async fn get_event(state: AppState, request: Ruma<get_room_event::v3::Reques
     if !visibility.can_see(&event, &sender.user_id) {
         return Err(not_found());
     }
-    Ok(get_room_event::v3::Response::new(raw(&client_event(&event, true))))
+    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, [&event]).await?;
+    Ok(get_room_event::v3::Response::new(raw(&txn_ids.client_event(&event, true))))
 }
 
 /// A token's position in `room_id`: that of the room's events persister.
@@ -182,14 +183,10 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
         None => 0,
     };
     let to = body.to.as_deref().map(|token| room_token_position(&state, &body.room_id, token)).transpose()?;
-    let limit = u64::from(body.limit).clamp(1, MAX_MESSAGES_LIMIT) as usize;
+    let filter = &body.filter;
+    let limit = u64::from(body.limit).min(filter.limit.map_or(u64::MAX, u64::from)).clamp(1, MAX_MESSAGES_LIMIT) as usize;
     let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
-    let types = body.filter.types.as_ref();
-    let not_types = &body.filter.not_types;
-
-    let wanted = |event: &StoredEvent| {
-        types.is_none_or(|types| types.iter().any(|t| t == &event.kind)) && !not_types.iter().any(|t| t == &event.kind)
-    };
+    let wanted = |event: &StoredEvent| sync_filter::event_matches(filter, event);
     let end_bound = if backwards { to.unwrap_or(0) } else { to.unwrap_or(now).min(now) };
     let (after, upto) = if backwards { (end_bound, from) } else { (from, end_bound) };
     let walk = visible_events(&state, &body.room_id, &sender.user_id, &visibility, after, upto, limit, backwards, wanted).await?;
@@ -200,8 +197,27 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
     if chunk.is_empty() {
         response.end = None;
     }
-    response.chunk = chunk.iter().map(|event| raw(&client_event(event, true))).collect();
+    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, &chunk).await?;
+    response.chunk = chunk.iter().map(|event| raw(&txn_ids.client_event(event, true))).collect();
+    if !filter.lazy_load_options.is_disabled() && !chunk.is_empty() {
+        response.state = chunk_members(&state, &chunk, &visibility, &sender.user_id).await?;
+    }
     Ok(response)
+}
+
+/// With lazy-loading: the member events of the chunk's senders, as of the
+/// chunk's oldest event. Redundant members are always sent (Weft keeps no
+/// record of which a client holds), which the spec allows.
+async fn chunk_members<T>(state: &Services, chunk: &[StoredEvent], visibility: &Visibility, user_id: &UserId) -> ApiResult<Vec<Raw<T>>> {
+    let senders: std::collections::HashSet<&str> = chunk.iter().map(|event| event.sender.as_str()).collect();
+    let oldest = chunk.iter().map(|event| event.stream_ordering).min().unwrap_or_default();
+    let room_state = state.storage.state_at(&chunk[0].room_id, oldest - 1).await?;
+    Ok(room_state
+        .iter()
+        .filter(|event| event.kind == "m.room.member" && event.state_key.as_deref().is_some_and(|key| senders.contains(key)))
+        .filter(|event| visibility.can_see(event, user_id))
+        .map(|event| raw(&client_event(event, true)))
+        .collect())
 }
 
 pub async fn members(state: AppState, request: Ruma<get_member_events::v3::Request>) -> ApiResult<get_member_events::v3::Response> {
@@ -246,7 +262,7 @@ pub async fn joined_members(state: AppState, request: Ruma<joined_members::v3::R
         let Some(user_id) = event.state_key.as_deref().and_then(|key| OwnedUserId::try_from(key).ok()) else { continue };
         let mut member = joined_members::v3::RoomMember::new();
         member.display_name = pdu["content"]["displayname"].as_str().map(str::to_owned);
-        member.avatar_url = pdu["content"]["avatar_url"].as_str().and_then(|url| ruma::OwnedMxcUri::try_from(url).ok());
+        member.avatar_url = pdu["content"]["avatar_url"].as_str().map(ruma::OwnedMxcUri::from);
         joined.insert(user_id, member);
     }
     Ok(joined_members::v3::Response::new(joined))

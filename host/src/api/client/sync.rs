@@ -39,6 +39,7 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
         include_leave: filter.room.include_leave,
         lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
         unread_thread_notifications: filter.room.timeline.unread_thread_notifications,
+        filter,
     };
     let set_presence = body.set_presence.as_str().to_owned();
     crate::presence::on_sync(&state, &sender.user_id, &set_presence).await?;
