@@ -15,6 +15,7 @@ pub mod federation;
 pub mod groups;
 pub mod middleware;
 pub mod ops;
+pub mod route_list;
 pub mod ruma_route;
 pub mod session;
 pub mod uia;
