@@ -25,6 +25,7 @@ mod push_rules;
 mod register;
 mod relations;
 mod rooms;
+mod router;
 mod search;
 mod storage;
 mod sync;
