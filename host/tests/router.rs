@@ -541,15 +541,15 @@ fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
     assert!(nginx.contains("map $arg_since $weft_sync_upstream {"), "{nginx}");
     assert!(nginx.contains("listen 127.0.0.1:8448;"));
 
-    let messages = block("location ~ \"^/_matrix/client/v3/rooms/(?<room_id>[^/]+)/messages$\" {");
-    assert!(messages.contains("set $weft_room $room_id;") && messages.contains("proxy_pass http://weft_room_messages;"), "{messages}");
+    let messages = block("location ~ \"^/_matrix/client/v3/rooms/(?<weft_room_id>[^/]+)/messages$\" {");
+    assert!(messages.contains("set $weft_room $weft_room_id;") && messages.contains("proxy_pass http://weft_room_messages;"), "{messages}");
     assert!(block("location ~ \"^/_matrix/client/v3/sync$\" {").contains("proxy_pass http://$weft_sync_upstream;"));
     let profile = nginx
         .split("location ~ ")
-        .find(|location| location.starts_with("\"^/_matrix/client/v3/profile/(?<user_id>[^/]+)/(?<field>[^/]+)$\""))
+        .find(|location| location.starts_with("\"^/_matrix/client/v3/profile/(?<weft_user_id>[^/]+)/(?<weft_field>[^/]+)$\""))
         .unwrap_or_else(|| panic!("no profile field location in\n{nginx}"));
     assert!(profile.contains("set $weft_upstream weft_client_reads;") && profile.contains("if ($request_method = PUT)"), "{profile}");
-    assert!(nginx.contains("location ~ \"^/_matrix/federation/v1/send/(?<transaction_id>[^/]+)$\""), "{nginx}");
+    assert!(nginx.contains("location ~ \"^/_matrix/federation/v1/send/(?<weft_transaction_id>[^/]+)$\""), "{nginx}");
 
     // Every upstream used is defined; `location /` comes last; braces balance.
     for used in nginx.split("proxy_pass http://").skip(1) {
@@ -571,10 +571,11 @@ fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
         }
     }
 
+    // nginx is optional; when it is installed it must accept the output.
     if Command::new("nginx").arg("-v").output().is_ok() {
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, format!("events {{}}\nhttp {{\n{nginx}\n}}\n")).unwrap();
-        let check = Command::new("nginx").args(["-t", "-c"]).arg(&conf).output().unwrap();
+        let check = Command::new("nginx").args(["-t", "-e", "stderr", "-p"]).arg(dir.path()).arg("-c").arg(&conf).output().unwrap();
         assert!(check.status.success(), "nginx accepts it: {}", String::from_utf8_lossy(&check.stderr));
     }
 
@@ -582,4 +583,21 @@ fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
     let output = Command::new(WEFT).args(["gen-proxy-config", "nginx", "-c"]).arg(&shared).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("`nope` is not an endpoint group"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_behind_a_unix_socket_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("media.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().fallback(|request: Request| echo("media", request))).await;
+    });
+    let main = NameBackend::start("main").await;
+    let text = routing_config(main.port, &[], "", POSTGRES_STUB)
+        + &format!("[instance_map.media1]\nhost = \"127.0.0.1\"\nport = 9400\nclient_path = {:?}\nserves = [\"media\"]\n", socket.display().to_string());
+    let router = start_router(&text, None).await;
+    let download = client().get(format!("{}/_matrix/client/v1/media/download/router.test/abc", router.base));
+    assert_eq!(instance_of(download).await, "media");
+    assert_eq!(instance_of(client().get(format!("{}/_matrix/client/v3/capabilities", router.base))).await, "main");
 }

@@ -2,7 +2,7 @@
 //! generated from the same table and the same route declarations.
 //!
 //! One `upstream` per endpoint group, one regex `location` per path template
-//! (`{param}` becomes a named capture `(?<param>[^/]+)`), ordered so that a
+//! (`{param}` becomes a named capture `(?<weft_param>[^/]+)`), ordered so that a
 //! template with a literal segment wins over one with a parameter in the
 //! same place, as the router's matcher decides. Sticky groups hash
 //! consistently: `/sync` by access token (nginx cannot look up its owner as
@@ -103,7 +103,8 @@ pub fn template_regex(template: &str) -> String {
     let segments: Vec<String> = template
         .split('/')
         .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => format!("(?<{name}>[^/]+)"),
+            // Prefixed: a capture named like a built-in variable (`server_name`) is refused.
+            Some(name) => format!("(?<weft_{name}>[^/]+)"),
             None => segment.chars().fold(String::new(), |mut escaped, c| {
                 if "\\.^$*+?()[]{}|".contains(c) {
                     escaped.push('\\');
@@ -121,7 +122,7 @@ fn write_location(w: &mut String, path: &str, methods: &[(Method, EndpointGroup)
     let first = methods[0].1;
     if methods.iter().all(|(_, group)| *group == first) {
         if first == EndpointGroup::RoomMessages {
-            line(w, "        set $weft_room $room_id;");
+            line(w, "        set $weft_room $weft_room_id;");
         }
         if first == EndpointGroup::Sync && initial_separately {
             line(w, "        proxy_pass http://$weft_sync_upstream;");
