@@ -601,3 +601,72 @@ async fn an_instance_behind_a_unix_socket_is_reached() {
     assert_eq!(instance_of(download).await, "media");
     assert_eq!(instance_of(client().get(format!("{}/_matrix/client/v3/capabilities", router.base))).await, "main");
 }
+
+/// The generated configuration, run by a real nginx (when installed) in front
+/// of named backends: the same routing decisions as `weft router`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_with_the_generated_configuration_routes_like_the_router() {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        eprintln!("nginx is not installed: skipping the nginx run");
+        return;
+    }
+    let main = NameBackend::start("main").await;
+    let sync1 = NameBackend::start("sync1").await;
+    let sync2 = NameBackend::start("sync2").await;
+    let writer = NameBackend::start("profiles").await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared.toml");
+    let text = routing_config(
+        main.port,
+        &[("sync1", sync1.port, &["sync", "room_messages"]), ("sync2", sync2.port, &["sync", "room_messages"]), ("profiles", writer.port, &["profile"])],
+        &format!("[router]\nport = {port}\nconnect_timeout_ms = 500"),
+        POSTGRES_STUB,
+    );
+    std::fs::write(&shared, text).unwrap();
+    let output = Command::new(WEFT).args(["gen-proxy-config", "nginx", "-c"]).arg(&shared).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!("daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log stderr error;\nevents {{}}\nhttp {{\naccess_log off;\n{generated}\n}}\n", dir.path().display()),
+    )
+    .unwrap();
+    let child = Command::new("nginx").arg("-p").arg(dir.path()).arg("-c").arg(&conf).stderr(Stdio::inherit()).spawn().expect("nginx starts");
+    let _nginx = Process { child };
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client().get(format!("{base}/_matrix/client/versions")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = client();
+    let sync = |token: &str| http.get(format!("{base}/_matrix/client/v3/sync?since=s")).bearer_auth(token.to_owned());
+
+    let mut homes = BTreeMap::new();
+    for n in 0..20 {
+        let token = format!("token{n}");
+        let home = instance_of(sync(&token)).await;
+        assert_eq!(instance_of(sync(&token)).await, home, "sticky by token");
+        homes.insert(token, home);
+    }
+    let used: BTreeSet<&String> = homes.values().collect();
+    assert_eq!(used.len(), 2, "{homes:?}");
+    let messages = |room: &str| http.get(format!("{base}/_matrix/client/v3/rooms/{room}/messages"));
+    let room_home = instance_of(messages("!a:x")).await;
+    for _ in 0..3 {
+        assert_eq!(instance_of(messages("!a:x")).await, room_home, "sticky by room");
+    }
+    assert_eq!(instance_of(http.put(format!("{base}/_matrix/client/v3/profile/@u:x/displayname")).body("{}")).await, "profiles");
+    assert_eq!(instance_of(http.get(format!("{base}/_matrix/client/v3/profile/@u:x/displayname"))).await, "main");
+    assert_eq!(instance_of(http.get(format!("{base}/_matrix/client/versions"))).await, "main");
+    assert_eq!(instance_of(http.get(format!("{base}/no/such/path"))).await, "main");
+    let (_, echoed) = get_json(http.get(format!("{base}/_matrix/client/versions"))).await;
+    assert_eq!(echoed["x_forwarded_for"], "127.0.0.1");
+
+    sync1.stop().await;
+    for token in homes.keys() {
+        assert_eq!(instance_of(sync(token)).await, "sync2", "nginx fails over within the group");
+    }
+}
