@@ -630,7 +630,7 @@ async fn nginx_with_the_generated_configuration_routes_like_the_router() {
     let conf = dir.path().join("nginx.conf");
     std::fs::write(
         &conf,
-        format!("daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log stderr error;\nevents {{}}\nhttp {{\naccess_log off;\n{generated}\n}}\n", dir.path().display()),
+        format!("daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log stderr crit;\nevents {{}}\nhttp {{\naccess_log off;\n{generated}\n}}\n", dir.path().display()),
     )
     .unwrap();
     let child = Command::new("nginx").arg("-p").arg(dir.path()).arg("-c").arg(&conf).stderr(Stdio::inherit()).spawn().expect("nginx starts");

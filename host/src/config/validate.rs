@@ -252,9 +252,11 @@ fn check_rate_limit(key: &str, limit: &RateLimit, fail: &mut Fail<'_>) {
 fn check_routes(config: &Config, fail: &mut Fail<'_>) {
     use crate::api::groups::EndpointGroup;
     let mut routing = config.router.is_some();
+    let main_from_listeners =
+        config.listeners.iter().any(|l| l.serves(Resource::Client) && (l.port.is_some_and(|p| p != 0) || l.path.is_some()));
     for (name, location) in &config.instance_map {
         let at = format!("instance_map.{name}");
-        let has_client = location.client_port.is_some() || location.client_path.is_some();
+        let has_client = location.client_port.is_some() || location.client_path.is_some() || (name == MAIN_INSTANCE && main_from_listeners);
         if location.client_port.is_some() && location.client_path.is_some() {
             fail(&at, "has `client_port` and `client_path`: choose one".into());
         }
@@ -292,8 +294,6 @@ fn check_routes(config: &Config, fail: &mut Fail<'_>) {
         }
     }
     let main_from_map = config.instance_map.get(MAIN_INSTANCE).is_some_and(|l| l.client_port.is_some() || l.client_path.is_some());
-    let main_from_listeners =
-        config.listeners.iter().any(|l| l.serves(Resource::Client) && (l.port.is_some_and(|p| p != 0) || l.path.is_some()));
     if routing && !main_from_map && !main_from_listeners {
         fail(
             "instance_map.main.client_port",
