@@ -14,6 +14,8 @@
 //! - [`plugins`]: the WebAssembly plugin runtime (wasmtime), its limits and
 //!   capabilities, and the spam-checker chain call sites use.
 //! - [`ratelimit`]: Synapse-style leaky buckets for the `rc_*` options.
+//! - [`router`]: `weft router`, the reverse proxy that sends each endpoint
+//!   group to the instances serving it, and its nginx equivalent.
 //! - [`rooms`]: the event pipeline (build, authorise, sign, persist), room
 //!   creation, membership, history visibility, supported room versions.
 //! - [`sync`]: `/sync` tokens, the notifier that wakes long-polls, and the
@@ -37,6 +39,7 @@ pub mod push;
 pub mod ratelimit;
 pub mod replication;
 pub mod rooms;
+pub mod router;
 pub mod server;
 pub mod services;
 pub mod storage;

@@ -27,6 +27,7 @@ mod push_rules;
 mod register;
 mod relations;
 mod rooms;
+mod router;
 mod search;
 mod storage;
 mod sync;

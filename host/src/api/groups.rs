@@ -1,6 +1,11 @@
 //! Endpoint groups, as the worker documentation groups endpoints. Every route
-//! is declared with its group; metrics are labelled by it now, and the router
-//! and worker assignment (the workers issue) key their table by it.
+//! is declared with its group; metrics are labelled by it, and `weft router`
+//! keys its table by it (`instance_map.<name>.serves` lists group names).
+//!
+//! `InitialSync`, `Federation`, `FederationTransactions`, `Media` and `Sso`
+//! name groups of the worker document whose endpoints Weft does not all serve
+//! yet; `api::route_list` declares their paths from ruma's types so that the
+//! router can send them to the right instance the day they are.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndpointGroup {
@@ -50,6 +55,16 @@ pub enum EndpointGroup {
     Keys,
     /// `/_synapse/admin/*`.
     Admin,
+    /// `/sync` without `since` when `router.initial_sync_separately` is set.
+    InitialSync,
+    /// Inbound federation requests other than transactions (`/state`, `/backfill`, `/make_join`, ...).
+    Federation,
+    /// Inbound federation transactions, `PUT /send/{txnId}` (sticky by origin behind the router).
+    FederationTransactions,
+    /// The media repository: `/_matrix/media/*`, `/_matrix/client/v1/media/*`, federation media.
+    Media,
+    /// Single sign-on, which must reach one instance for a whole login.
+    Sso,
 }
 
 impl EndpointGroup {
@@ -78,6 +93,48 @@ impl EndpointGroup {
             Self::Presence => "presence",
             Self::Keys => "keys",
             Self::Admin => "admin",
+            Self::InitialSync => "initial_sync",
+            Self::Federation => "federation",
+            Self::FederationTransactions => "federation_transactions",
+            Self::Media => "media",
+            Self::Sso => "sso",
         }
+    }
+
+    /// Every group, in declaration order.
+    pub const ALL: [Self; 28] = [
+        Self::ClientReads,
+        Self::Registration,
+        Self::Login,
+        Self::Account,
+        Self::Devices,
+        Self::Sync,
+        Self::RoomCreation,
+        Self::Membership,
+        Self::EventSending,
+        Self::RoomMessages,
+        Self::Directory,
+        Self::Profile,
+        Self::KeyBackup,
+        Self::Pushers,
+        Self::PushRules,
+        Self::ServerKeys,
+        Self::Typing,
+        Self::Receipts,
+        Self::AccountData,
+        Self::ToDevice,
+        Self::Presence,
+        Self::Keys,
+        Self::Admin,
+        Self::InitialSync,
+        Self::Federation,
+        Self::FederationTransactions,
+        Self::Media,
+        Self::Sso,
+    ];
+
+    /// The group named `name` (as `as_str` spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|group| group.as_str() == name)
     }
 }

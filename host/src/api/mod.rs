@@ -16,6 +16,7 @@ pub mod groups;
 pub mod middleware;
 pub mod ops;
 pub mod replication;
+pub mod route_list;
 pub mod ruma_route;
 pub mod session;
 pub mod uia;

@@ -63,6 +63,16 @@ type ErasedHandler = Arc<dyn Fn(AppState, PathArgs, Request) -> BoxFuture + Send
 #[derive(Default)]
 pub struct RouteTable {
     routes: BTreeMap<&'static str, MethodRouter<AppState>>,
+    /// What was registered, in order: `weft router` classifies requests by it.
+    entries: Vec<RouteEntry>,
+}
+
+/// One registered method and path template (`{param}` syntax) with its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub method: Method,
+    pub path: &'static str,
+    pub group: EndpointGroup,
 }
 
 impl RouteTable {
@@ -102,7 +112,13 @@ impl RouteTable {
         self
     }
 
+    /// Every method and path registered so far, with its group.
+    pub fn entries(&self) -> &[RouteEntry] {
+        &self.entries
+    }
+
     fn insert(&mut self, path: &'static str, method: Method, group: EndpointGroup, handler: ErasedHandler, empty_last_param: bool) {
+        self.entries.push(RouteEntry { method: method.clone(), path, group });
         let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
         let label_method = method.as_str().to_owned();
         let route = move |State(state): State<AppState>, params: Result<RawPathParams, RawPathParamsRejection>, request: Request| {

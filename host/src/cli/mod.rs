@@ -2,8 +2,10 @@
 //! `anyhow` is used here and nowhere below.
 
 mod check_config;
+mod gen_proxy_config;
 mod plugin;
 mod register_user;
+mod router;
 mod run;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -41,6 +43,22 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
         config: Vec<PathBuf>,
     },
+    /// Run the reverse proxy that sends each request to an instance serving its endpoint group
+    /// (`instance_map.<name>.serves`), sticky where the worker documentation asks, with failover.
+    Router {
+        /// A TOML configuration file; repeat to merge several. Usually the shared configuration.
+        #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
+        config: Vec<PathBuf>,
+    },
+    /// Print a reverse proxy configuration equivalent to `weft router`.
+    GenProxyConfig {
+        /// The proxy to configure.
+        #[arg(value_enum)]
+        proxy: gen_proxy_config::Proxy,
+        /// A TOML configuration file; repeat to merge several.
+        #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
+        config: Vec<PathBuf>,
+    },
     /// Register a user on a running server with the registration shared secret
     /// (as Synapse's register_new_matrix_user).
     RegisterUser(register_user::Args),
@@ -56,6 +74,14 @@ pub fn main() -> ExitCode {
         Command::Run { config, data_dir, port } => run_async(run::run(config, data_dir, port)),
         Command::RegisterUser(args) => run_async(register_user::register_user(args)),
         Command::Plugin(command) => run_async(plugin::run(command)),
+        Command::Router { config } => run_async(router::run(config)),
+        Command::GenProxyConfig { proxy, config } => match gen_proxy_config::run(proxy, &config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

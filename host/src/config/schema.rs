@@ -33,6 +33,9 @@ pub struct Config {
     pub run_background_tasks_on: Option<String>,
     pub media_instance_running_background_jobs: Option<String>,
     pub outbound_federation_restricted_to: Vec<String>,
+    /// Weft: `weft router`, the reverse proxy in front of the instances (`[router]`).
+    /// Which instance serves what is `instance_map.<name>.serves`.
+    pub router: Option<RouterConfig>,
 
     // Registration and authentication.
     pub enable_registration: bool,
@@ -233,6 +236,18 @@ impl Default for RedisConfig {
     }
 }
 
+/// An `instance_map` entry. `host`/`port`/`path` are Synapse's: the
+/// instance's `replication` listener. The rest are Weft additions for `weft
+/// router` and `weft gen-proxy-config`: where the instance's client and
+/// federation listener is, and which endpoint groups it is sent.
+///
+/// ```toml
+/// [instance_map.sync1]
+/// host = "10.0.0.5"
+/// port = 9094            # replication listener
+/// client_port = 8083     # client/federation listener (or client_path = "/run/weft/sync1.sock")
+/// serves = ["sync", "initial_sync"]
+/// ```
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct InstanceLocation {
@@ -240,6 +255,59 @@ pub struct InstanceLocation {
     pub port: Option<u16>,
     pub path: Option<PathBuf>,
     pub tls: bool,
+    /// Weft: the host of the client listener; defaults to `host`, then `localhost`.
+    pub client_host: Option<String>,
+    /// Weft: the port of the listener serving the `client` (and `federation`) resources.
+    pub client_port: Option<u16>,
+    /// Weft: a Unix socket serving the `client` resource, instead of `client_port`.
+    pub client_path: Option<PathBuf>,
+    /// Weft: the endpoint groups the router sends to this instance, by the
+    /// names of `api::groups::EndpointGroup` (`sync`, `client_reads`,
+    /// `room_messages`, `federation`, `federation_transactions`, `media`,
+    /// `sso`, `initial_sync`, ...). A group no instance lists goes to `main`.
+    pub serves: Vec<String>,
+}
+
+/// Weft: `[router]`, the built-in reverse proxy (`weft router`).
+///
+/// ```toml
+/// [router]
+/// bind_addresses = ["127.0.0.1"]
+/// port = 8008
+/// initial_sync_separately = true
+/// connect_timeout_ms = 2000
+/// down_for_ms = 5000
+/// token_cache_ms = 30000
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RouterConfig {
+    pub bind_addresses: Vec<IpAddr>,
+    pub port: u16,
+    /// Send `/sync` without `since` (an initial sync, heavy) to the instances
+    /// that list `initial_sync`, as the worker document suggests; they fall
+    /// back to the `sync` instances when none does.
+    pub initial_sync_separately: bool,
+    /// How long to wait for a connection to an instance before trying the next.
+    /// Responses have no time limit: `/sync` long-polls.
+    pub connect_timeout_ms: u64,
+    /// How long an instance that refused a connection is skipped.
+    pub down_for_ms: u64,
+    /// How long the user behind an access token is remembered for sticky `/sync`.
+    pub token_cache_ms: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            bind_addresses: vec!["127.0.0.1".parse().unwrap()],
+            port: 8008,
+            initial_sync_separately: false,
+            connect_timeout_ms: 2_000,
+            down_for_ms: 5_000,
+            token_cache_ms: 30_000,
+        }
+    }
 }
 
 /// `presence`: whether users' online status is tracked and shared.

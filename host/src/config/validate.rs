@@ -20,6 +20,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigE
     check_listeners("worker_listeners", &config.worker_listeners, config, &mut fail);
     check_database(config, &mut fail);
     check_workers(config, &mut fail);
+    check_routes(config, &mut fail);
     check_registration(config, &mut fail);
     check_rate_limit("rc_message", &config.rc_message, &mut fail);
     check_rate_limit("rc_registration", &config.rc_registration, &mut fail);
@@ -246,3 +247,57 @@ fn check_rate_limit(key: &str, limit: &RateLimit, fail: &mut Fail<'_>) {
     }
 }
 
+
+/// `[router]` and `instance_map.*.serves`/`client_*`: what `weft router` needs.
+fn check_routes(config: &Config, fail: &mut Fail<'_>) {
+    use crate::api::groups::EndpointGroup;
+    let mut routing = config.router.is_some();
+    let main_from_listeners =
+        config.listeners.iter().any(|l| l.serves(Resource::Client) && (l.port.is_some_and(|p| p != 0) || l.path.is_some()));
+    for (name, location) in &config.instance_map {
+        let at = format!("instance_map.{name}");
+        let has_client = location.client_port.is_some() || location.client_path.is_some() || (name == MAIN_INSTANCE && main_from_listeners);
+        if location.client_port.is_some() && location.client_path.is_some() {
+            fail(&at, "has `client_port` and `client_path`: choose one".into());
+        }
+        if location.client_host.is_some() && location.client_port.is_none() {
+            fail(&format!("{at}.client_host"), "needs `client_port`".into());
+        }
+        if !location.serves.is_empty() {
+            routing = true;
+            if !has_client {
+                fail(&format!("{at}.serves"), "the router needs this instance's client listener: set `client_port` (or `client_path`)".into());
+            }
+        }
+        for group in &location.serves {
+            match EndpointGroup::from_name(group) {
+                None => {
+                    let known: Vec<&str> = EndpointGroup::ALL.iter().map(|g| g.as_str()).collect();
+                    fail(&format!("{at}.serves"), format!("`{group}` is not an endpoint group; the groups are {}", known.join(", ")));
+                }
+                Some(EndpointGroup::InitialSync) if !config.router.as_ref().is_some_and(|r| r.initial_sync_separately) => fail(
+                    &format!("{at}.serves"),
+                    "lists `initial_sync`, which only applies with `initial_sync_separately = true` in `[router]`".into(),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(router) = &config.router {
+        for (key, value) in [("connect_timeout_ms", router.connect_timeout_ms), ("down_for_ms", router.down_for_ms)] {
+            if value == 0 {
+                fail(&format!("router.{key}"), "must be more than 0".into());
+            }
+        }
+        if router.bind_addresses.is_empty() {
+            fail("router.bind_addresses", "needs at least one address".into());
+        }
+    }
+    let main_from_map = config.instance_map.get(MAIN_INSTANCE).is_some_and(|l| l.client_port.is_some() || l.client_path.is_some());
+    if routing && !main_from_map && !main_from_listeners {
+        fail(
+            "instance_map.main.client_port",
+            "the router sends every group no instance serves to `main`: give `main` a client listener in `listeners` or a `client_port`".into(),
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! `weft router`: load the shared configuration, connect to its database
+//! (read-only use: access tokens for sticky `/sync`), bind `[router]`'s
+//! addresses and proxy until SIGINT or SIGTERM.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::{config, router, storage::Storage, telemetry};
+
+pub async fn run(files: Vec<PathBuf>) -> anyhow::Result<()> {
+    let config = config::load_files(&files).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    telemetry::init_logging(&config.logging);
+    let storage = Storage::connect(&config.database, "router").await.context("cannot connect to the database to look up access tokens")?;
+    let state = Arc::new(router::RouterState::new(&config, Some(storage))?);
+    for instance in state.table().instances() {
+        tracing::info!(instance = %instance.name, address = %instance.address, "routing to");
+    }
+
+    let settings = config.router.clone().unwrap_or_default();
+    let mut listeners = Vec::new();
+    for address in &settings.bind_addresses {
+        let address = SocketAddr::new(*address, settings.port);
+        let listener = TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+        let bound = listener.local_addr()?;
+        println!("Weft router is listening on http://{bound}/");
+        listeners.push(listener);
+    }
+    router::serve(listeners, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
