@@ -13,6 +13,7 @@ use crate::{
 };
 
 on_both_backends!(
+    malformed_filters_are_refused,
     timeline_filters_keep_limited_and_prev_batch,
     room_lists_and_filtered_state,
     ephemeral_account_data_and_presence_filters,
@@ -51,6 +52,25 @@ async fn send(server: &TestServer, token: &str, room: &str, kind: &str, content:
 async fn join(server: &TestServer, token: &str, room: &str) {
     let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(token), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn malformed_filters_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    let token = Some(alice.access_token.as_str());
+    let encode = |filter: &str| -> String { form_urlencoded::byte_serialize(filter.as_bytes()).collect() };
+    for filter in ["{nope", r#"{"room": {"timeline": {"limit": -1}}}"#, r#"{"room": {"timeline": {"types": "m.room.message"}}}"#, "[]"] {
+        let (status, body) = server.get(&format!("/_matrix/client/v3/sync?filter={}", encode(filter)), token).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "sync with {filter}: {body}");
+    }
+    for filter in ["{nope", r#"{"limit": -1}"#, r#"{"types": "m.room.message"}"#, r#"{"senders": ["not a user id"]}"#, "[]"] {
+        let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter={}", encode(filter)), token).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "messages with {filter}: {body}");
+    }
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), token, json!({"room": {"rooms": "nope"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 async fn timeline_filters_keep_limited_and_prev_batch(backend: Backend) {

@@ -1,6 +1,7 @@
 //! The `restricted` and `knock_restricted` join rules: joins allowed through
 //! membership of another room (with the authorising user named in the join),
-//! refused otherwise, invited users joining as usual, and knocks.
+//! refused otherwise or when no member may authorise, invited users joining
+//! as usual, and knocks.
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -65,6 +66,13 @@ async fn restricted_rooms_admit_members_of_allowed_rooms(backend: Backend) {
         let (status, body) = server.post(&format!("/_matrix/client/v3/knock/{room}"), Some(&dave.access_token), json!({})).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "restricted rooms take no knocks: {body}");
     }
+
+    // Nobody left who may invite: the join cannot be authorised.
+    let abandoned = gated_room(&server, &alice.access_token, "10", "restricted", &space).await;
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{abandoned}/leave"), Some(&alice.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = join(&server, &bob.access_token, &abandoned).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_UNABLE_TO_GRANT_JOIN"), "{body}");
 }
 
 async fn knock_restricted_rooms_take_knocks_and_members(backend: Backend) {

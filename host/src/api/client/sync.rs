@@ -24,6 +24,8 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
     let filter = match &body.filter {
         None => FilterDefinition::default(),
         Some(Filter::FilterDefinition(definition)) => definition.clone(),
+        // ruma reads whatever is not a valid filter definition as an id; JSON that failed to parse is no id.
+        Some(Filter::FilterId(id)) if id.trim_start().starts_with(['{', '[']) => return Err(ApiError::not_json("Invalid filter JSON")),
         Some(Filter::FilterId(id)) => {
             let json = state.storage.filter(&sender.user_id, id).await?.ok_or_else(|| ApiError::not_found("Unknown filter"))?;
             serde_json::from_str(&json).map_err(|_| ApiError::invalid_param("Stored filter is unreadable"))?
