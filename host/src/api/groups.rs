@@ -68,6 +68,25 @@ pub enum EndpointGroup {
 }
 
 impl EndpointGroup {
+    /// The stream whose writer must make this group's writes: workers
+    /// forward such requests to it, and the router prefers it when no
+    /// instance `serves` the group.
+    pub fn written_stream(self) -> Option<crate::storage::Stream> {
+        use crate::storage::Stream;
+        Some(match self {
+            Self::Typing => Stream::Typing,
+            Self::ToDevice => Stream::ToDevice,
+            Self::AccountData => Stream::AccountData,
+            Self::Receipts => Stream::Receipts,
+            Self::Presence => Stream::Presence,
+            Self::PushRules => Stream::PushRules,
+            // Devices come and go with logins, registrations, logouts and
+            // deactivations; keys and signatures change device lists.
+            Self::Devices | Self::Keys | Self::Login | Self::Registration | Self::Account => Stream::DeviceLists,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientReads => "client_reads",

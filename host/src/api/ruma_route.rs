@@ -139,7 +139,7 @@ impl RouteTable {
                 };
                 let response = match forward_to {
                     Some(instance) => {
-                        let addr = client_addr(&request.headers().clone(), request.extensions());
+                        let addr = client_addr(request.headers(), request.extensions());
                         crate::replication::forward::forward(&state, &instance, addr, request).await
                     }
                     None => handler(state, path_args, request).await,

@@ -73,10 +73,6 @@ impl Bus {
     pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         self.events.subscribe()
     }
-
-    pub fn is_redis(&self) -> bool {
-        matches!(self.outgoing, Outgoing::Redis(_))
-    }
 }
 
 fn redis_url(config: &RedisConfig) -> String {

@@ -13,7 +13,6 @@ use super::client::{decode_positions, wait_for_positions};
 use crate::{
     api::{error::ApiError, groups::EndpointGroup},
     services::Services,
-    storage::Stream,
 };
 
 /// Marks a request that was forwarded here: it runs here, whatever the configuration says.
@@ -25,28 +24,13 @@ pub const URI_HEADER: &str = "x-weft-uri";
 pub const AUTHORIZATION_HEADER: &str = "x-weft-authorization";
 pub const CLIENT_ADDR_HEADER: &str = "x-weft-client-addr";
 
-/// The stream a request of `group` writes, if it writes one whose writer
-/// must answer it.
-fn written_stream(group: EndpointGroup, method: &Method) -> Option<Stream> {
-    let writes = *method != Method::GET;
-    match group {
-        EndpointGroup::Typing => Some(Stream::Typing),
-        EndpointGroup::ToDevice => Some(Stream::ToDevice),
-        EndpointGroup::AccountData if writes => Some(Stream::AccountData),
-        EndpointGroup::Receipts if writes => Some(Stream::Receipts),
-        EndpointGroup::Presence if writes => Some(Stream::Presence),
-        EndpointGroup::PushRules if writes => Some(Stream::PushRules),
-        // Devices come and go with logins, registrations, logouts and
-        // deactivations; keys and signatures change device lists.
-        EndpointGroup::Keys | EndpointGroup::Login | EndpointGroup::Registration if writes => Some(Stream::DeviceLists),
-        EndpointGroup::Devices | EndpointGroup::Account if writes => Some(Stream::DeviceLists),
-        _ => None,
-    }
-}
-
-/// The instance that must answer a request of `group`, when it is not this one.
+/// The instance that must answer a request of `group`, when it is not this
+/// one: writes (anything but GET) go to the writer of the group's stream.
 pub fn target(services: &Services, group: EndpointGroup, method: &Method) -> Option<String> {
-    let stream = written_stream(group, method)?;
+    if *method == Method::GET {
+        return None;
+    }
+    let stream = group.written_stream()?;
     let writers = services.replication.writers();
     let writer = writers.writer_of(stream);
     (writer != writers.instance()).then(|| writer.to_owned())

@@ -37,6 +37,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut last_keepalive = Instant::now();
     let mut last_flush = Instant::now();
     let mut last_user_sync = Instant::now();
+    let mut flushed = [-1; Stream::COUNT];
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -56,7 +57,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                 announce(&state, keepalive);
                 if last_flush.elapsed() >= FLUSH {
                     last_flush = Instant::now();
-                    flush(&state).await;
+                    flush(&state, &mut flushed).await;
                 }
                 if last_user_sync.elapsed() >= USER_SYNC_REFRESH {
                     last_user_sync = Instant::now();
@@ -66,7 +67,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
         }
     }
-    flush(&state).await;
+    flush(&state, &mut flushed).await;
 }
 
 /// Every stream this instance writes, with its current position.
@@ -95,12 +96,16 @@ fn announce(state: &AppState, force: bool) {
     }
 }
 
-async fn flush(state: &AppState) {
+/// Records the positions that moved since the last flush in `stream_positions`.
+async fn flush(state: &AppState, flushed: &mut [i64; Stream::COUNT]) {
     for stream in Stream::ALL {
-        if stream != Stream::Typing && state.replication.writers().writes(stream) {
-            if let Err(error) = state.storage.flush_position(stream).await {
-                tracing::warn!(%error, stream = stream.as_str(), "cannot record the stream position");
-            }
+        let position = state.storage.persisted_position(stream);
+        if stream == Stream::Typing || !state.replication.writers().writes(stream) || flushed[stream.index()] == position {
+            continue;
+        }
+        match state.storage.flush_position(stream).await {
+            Ok(()) => flushed[stream.index()] = position,
+            Err(error) => tracing::warn!(%error, stream = stream.as_str(), "cannot record the stream position"),
         }
     }
 }

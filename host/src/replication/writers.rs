@@ -21,11 +21,6 @@ impl Writers {
         }
     }
 
-    /// A single instance writing everything (the monolith, and tests).
-    pub fn monolith(instance: &str) -> Self {
-        Self { instance: instance.to_owned(), streams: Stream::ALL.map(|_| vec![instance.to_owned()]) }
-    }
-
     pub fn instance(&self) -> &str {
         &self.instance
     }

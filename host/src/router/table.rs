@@ -4,7 +4,7 @@
 //!
 //! A group no instance lists goes to the writer of its stream when that
 //! writer has a client address (typing, to-device, account data, receipts,
-//! presence, push rules, device lists), and to `main` otherwise. Writes can
+//! presence, push rules, device lists: `EndpointGroup::written_stream`), and to `main` otherwise. Writes can
 //! reach any instance (workers forward to the writer themselves); the writer
 //! is only preferred because it saves that extra hop. `initial_sync` falls
 //! back to the `sync` instances, not to `main`.
@@ -103,8 +103,9 @@ impl RoutingTable {
             if groups.contains_key(&group) || group == EndpointGroup::InitialSync {
                 continue;
             }
-            let writers: Vec<usize> = stream_of(group)
-                .map(|stream| config.stream_writers.writers_of(stream))
+            let writers: Vec<usize> = group
+                .written_stream()
+                .map(|stream| config.stream_writers.writers_of(stream.as_str()))
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|writer| index_of.get(writer).copied())
@@ -137,21 +138,6 @@ impl RoutingTable {
     pub fn initial_sync_separately(&self) -> bool {
         self.initial_sync_separately
     }
-}
-
-/// The stream whose writer is the natural home of a group's writes.
-fn stream_of(group: EndpointGroup) -> Option<&'static str> {
-    use EndpointGroup as G;
-    Some(match group {
-        G::Typing => "typing",
-        G::ToDevice => "to_device",
-        G::AccountData => "account_data",
-        G::Receipts => "receipts",
-        G::Presence => "presence",
-        G::PushRules => "push_rules",
-        G::Devices | G::Keys => "device_lists",
-        _ => return None,
-    })
 }
 
 /// `main`'s client listener: `instance_map.main.client_*`, else the first
