@@ -18,6 +18,8 @@
 //!   group to the instances serving it, and its nginx equivalent.
 //! - [`rooms`]: the event pipeline (build, authorise, sign, persist), room
 //!   creation, membership, history visibility, supported room versions.
+//! - [`supervisor`]: `weft supervise`, running a whole deployment on one
+//!   machine and restarting processes that die.
 //! - [`sync`]: `/sync` tokens, the notifier that wakes long-polls, and the
 //!   assembly of sync responses.
 //! - [`telemetry`]: logging and Prometheus metrics.
@@ -43,6 +45,7 @@ pub mod router;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod supervisor;
 pub mod sync;
 pub mod telemetry;
 pub mod typing;

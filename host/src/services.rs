@@ -103,8 +103,19 @@ impl Services {
 
     pub async fn build_with_storage(config: Config, mut storage: Storage) -> Result<AppState, StartupError> {
         let server_name = OwnedServerName::try_from(config.server_name()).map_err(|_| StartupError::ServerName(config.server_name().to_owned()))?;
+        // The key first: a worker waiting for the schema may load it as soon as the schema is ready.
+        let key_path = config
+            .signing_key_path
+            .clone()
+            .unwrap_or_else(|| format!("{}.signing.key", config.server_name()).into());
+        let (signing_key, generated) = SigningKey::load_or_generate(&key_path, config.is_main_process())?;
+        if generated {
+            tracing::info!(path = %key_path.display(), key_id = %signing_key.key_id(), "generated a new signing key");
+        }
         if config.is_main_process() {
             storage.migrate().await?;
+        } else {
+            storage.wait_for_migrations().await?;
         }
         storage.load_positions().await?;
         let replication = crate::replication::Replication::from_config(&config)?;
@@ -117,14 +128,6 @@ impl Services {
                 recorded.iter().find(|(s, w, _)| *s == stream && w == writer).map_or(0, |(_, _, position)| *position)
             }
         });
-        let key_path = config
-            .signing_key_path
-            .clone()
-            .unwrap_or_else(|| format!("{}.signing.key", config.server_name()).into());
-        let (signing_key, generated) = SigningKey::load_or_generate(&key_path, config.is_main_process())?;
-        if generated {
-            tracing::info!(path = %key_path.display(), key_id = %signing_key.key_id(), "generated a new signing key");
-        }
         let registration_shared_secret = match (&config.registration_shared_secret, &config.registration_shared_secret_path) {
             (Some(secret), _) => Some(secret.clone()),
             (None, Some(path)) => Some(

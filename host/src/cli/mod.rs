@@ -7,6 +7,7 @@ mod plugin;
 mod register_user;
 mod router;
 mod run;
+mod supervise;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -59,6 +60,9 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
         config: Vec<PathBuf>,
     },
+    /// Start, stop or inspect a whole deployment on this machine (main, workers, router),
+    /// restarting any process that dies, in the spirit of Synapse's synctl.
+    Supervise(supervise::Args),
     /// Register a user on a running server with the registration shared secret
     /// (as Synapse's register_new_matrix_user).
     RegisterUser(register_user::Args),
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::RegisterUser(args) => run_async(register_user::register_user(args)),
         Command::Plugin(command) => run_async(plugin::run(command)),
         Command::Router { config } => run_async(router::run(config)),
+        Command::Supervise(args) => run_async(supervise::run(args)),
         Command::GenProxyConfig { proxy, config } => match gen_proxy_config::run(proxy, &config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -100,4 +105,23 @@ fn run_async(future: impl std::future::Future<Output = anyhow::Result<()>>) -> E
             ExitCode::FAILURE
         }
     }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

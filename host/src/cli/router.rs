@@ -27,21 +27,6 @@ pub async fn run(files: Vec<PathBuf>) -> anyhow::Result<()> {
         println!("Weft router is listening on http://{bound}/");
         listeners.push(listener);
     }
-    router::serve(listeners, state, shutdown_signal()).await?;
+    router::serve(listeners, state, super::shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -53,27 +53,6 @@ pub async fn run(files: Vec<PathBuf>, data_dir: PathBuf, port: Option<u16>) -> a
         let homeserver = state.config.public_baseurl.clone().or_else(|| urls.first().cloned()).unwrap_or_else(|| "this server".into());
         println!("Registration is open: sign up from any Matrix client with homeserver {homeserver}");
     }
-    server.run(shutdown_signal()).await;
+    server.run(super::shutdown_signal()).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -12,6 +12,9 @@ pub enum StorageError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer Weft than this one.
+    #[error("the database schema is at version {database}, newer than this binary's {binary}: upgrade this process")]
+    SchemaTooNew { database: i64, binary: i64 },
 }
 
 impl StorageError {

@@ -111,3 +111,18 @@ pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {
     Migrator::with_migrations(migrations).run(pool).await?;
     Ok(())
 }
+
+/// The newest schema version this binary knows.
+pub(super) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |&(version, ..)| version)
+}
+
+/// The newest version applied successfully; 0 on a database never migrated.
+pub(super) async fn applied_version(pool: &AnyPool) -> Result<i64> {
+    match sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success").fetch_one(pool).await {
+        Ok(version) => Ok(version),
+        // No table yet: main has not started migrating.
+        Err(sqlx::Error::Database(_)) => Ok(0),
+        Err(error) => Err(error.into()),
+    }
+}

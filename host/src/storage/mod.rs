@@ -103,6 +103,29 @@ impl Storage {
         migrations::run(&self.pool, self.dialect).await
     }
 
+    /// Waits until the main process has brought the schema up to this
+    /// binary's version (a worker started with or before main), logging
+    /// every 10 s while it waits.
+    pub async fn wait_for_migrations(&self) -> Result<()> {
+        let wanted = migrations::latest_version();
+        let started = std::time::Instant::now();
+        let mut next_log = Duration::ZERO;
+        loop {
+            let applied = migrations::applied_version(&self.pool).await?;
+            if applied > wanted {
+                return Err(StorageError::SchemaTooNew { database: applied, binary: wanted });
+            }
+            if applied == wanted {
+                return Ok(());
+            }
+            if started.elapsed() >= next_log {
+                tracing::info!(applied, wanted, "waiting for the main process to migrate the database");
+                next_log += Duration::from_secs(10);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Loads what this writer had persisted before it started. Call once, after migrating.
     pub async fn load_positions(&mut self) -> Result<()> {
         // Every row before start-up is committed: the position is the last one written.
