@@ -126,6 +126,26 @@ pub async fn remote_sync(services: &Services, process_id: &str, user_id: &str, s
     }
 }
 
+/// On the presence writer: a `/sync` on another process asked for a state
+/// other than `online`. The user counts as syncing there (as USER_SYNC
+/// would say) and the state is applied as for a sync here.
+pub async fn remote_sync_state(services: &Services, process_id: &str, user_id: &UserId, set_presence: &str) -> Result<(), StorageError> {
+    if services.config.presence.enabled && set_presence != "offline" {
+        let mut remote = services.presence.remote.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        remote.retain(|_, at| at.elapsed() < REMOTE_SYNC_EXPIRY);
+        remote.insert((process_id.to_owned(), user_id.as_str().to_owned()), Instant::now());
+    }
+    on_sync(services, user_id, set_presence).await
+}
+
+/// Marks `user_id` as syncing here for as long as the guard lives, except on
+/// a process that does not write presence when the sync asked for another
+/// state than `online`: the writer was told directly, and USER_SYNC (which
+/// means "online") must not contradict it.
+pub fn track_sync<'a>(services: &'a Services, user_id: &UserId, set_presence: &str) -> Option<Syncing<'a>> {
+    (writes_presence(services) || set_presence == "online").then(|| services.presence.syncing(user_id))
+}
+
 /// On the presence writer: a process stopped; its users no longer sync there.
 pub fn clear_remote_syncs(services: &Services, process_id: &str) {
     services.presence.remote.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(process, _), _| process != process_id);
@@ -153,6 +173,10 @@ pub async fn on_sync(services: &Services, user_id: &UserId, set_presence: &str) 
         return Ok(());
     }
     if !writes_presence(services) {
+        if set_presence != "online" {
+            sync_state_on_writer(services, user_id, set_presence).await;
+            return Ok(());
+        }
         // The writer marks the user online; repeated while they keep syncing.
         if !services.presence.is_syncing(user_id.as_str()) {
             services.replication.publish(&user_sync(services, user_id.as_str(), true));
@@ -173,6 +197,34 @@ pub async fn on_sync(services: &Services, user_id: &UserId, set_presence: &str) 
         }
     }
 }
+
+/// Longest a `/sync` waits for the presence writer to record a state it asked for.
+const SYNC_STATE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// On a process that does not write presence: a `/sync` asking for a state
+/// other than `online` has the writer apply it (as Synapse's workers do), and
+/// waits until it has seen the writer's position so the sync can include it.
+/// A writer that does not answer in time is logged; the sync goes on.
+async fn sync_state_on_writer(services: &Services, user_id: &UserId, set_presence: &str) {
+    let writer = services.replication.writers().writer_of(Stream::Presence).to_owned();
+    let process_id = services.replication.process_id();
+    let body = serde_json::json!({ "process_id": process_id, "user_id": user_id, "set_presence": set_presence }).to_string();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    let call = services.replication.client.call(&writer, http::Method::POST, SYNC_STATE_PATH, headers, body.into());
+    match tokio::time::timeout(SYNC_STATE_TIMEOUT, call).await {
+        Ok(Ok(reply)) if reply.status.is_success() => {
+            let positions = crate::replication::client::decode_positions(&reply.positions);
+            crate::replication::client::wait_for_positions(&services.notifier, &positions).await;
+        }
+        Ok(Ok(reply)) => tracing::warn!(%writer, status = %reply.status, "the presence writer refused a sync's presence state"),
+        Ok(Err(error)) => tracing::warn!(%writer, %error, "cannot reach the presence writer for a sync's presence state"),
+        Err(_) => tracing::warn!(%writer, "the presence writer did not record a sync's presence state in time"),
+    }
+}
+
+/// The internal API path on the presence writer for a worker's `/sync` state.
+pub const SYNC_STATE_PATH: &str = "/_weft/replication/v1/presence/sync";
 
 async fn write(
     services: &Services,

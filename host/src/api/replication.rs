@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_weft/replication/v1/forward/{txn_id}", post(forwarded))
         .route("/_weft/replication/v1/positions", get(positions))
         .route("/_weft/replication/v1/streams/typing", get(typing))
+        .route(crate::presence::SYNC_STATE_PATH, post(presence_sync))
 }
 
 /// Refuses any call without the replication secret.
@@ -153,6 +154,29 @@ async fn forwarded(State(state): State<AppState>, Path(txn_id): Path<String>, he
 
 async fn positions(State(state): State<AppState>) -> Response {
     with_positions(&state, StatusCode::OK.into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct PresenceSync {
+    process_id: String,
+    user_id: ruma::OwnedUserId,
+    set_presence: String,
+}
+
+/// A `/sync` on another instance set its user's presence (`set_presence`).
+async fn presence_sync(State(state): State<AppState>, body: Bytes) -> Response {
+    let request: PresenceSync = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return ApiError::bad_json(error.to_string()).into_response(),
+    };
+    if !["online", "unavailable", "offline"].contains(&request.set_presence.as_str()) {
+        return ApiError::invalid_param("set_presence must be online, unavailable or offline").into_response();
+    }
+    let response = match crate::presence::remote_sync_state(&state, &request.process_id, &request.user_id, &request.set_presence).await {
+        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    };
+    with_positions(&state, response)
 }
 
 async fn typing(State(state): State<AppState>) -> Response {

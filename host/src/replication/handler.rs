@@ -152,10 +152,6 @@ async fn handle(state: &AppState, command: &Command) {
     match command {
         Command::Rdata { stream, instance, token, row } if instance != state.replication.instance() => {
             let Some(stream) = stream_named(stream) else { return };
-            if let Some(sent) = row.as_array().and_then(|row| row.last()).and_then(Value::as_i64) {
-                let lag = (super::now_micros() - sent).max(0) as f64 / 1e6;
-                metrics::histogram!("weft_replication_lag_seconds", "stream" => stream.as_str(), "writer" => instance.clone()).record(lag);
-            }
             if stream == Stream::Typing {
                 let known = state.notifier.writer_position(Stream::Typing, instance);
                 if *token <= known {
@@ -167,6 +163,7 @@ async fn handle(state: &AppState, command: &Command) {
                 }
             }
             advance(state, stream, instance, *token);
+            record_lag(stream, instance, row);
         }
         Command::Position { stream, instance, new, .. } if instance != state.replication.instance() => {
             let Some(stream) = stream_named(stream) else { return };
@@ -184,6 +181,15 @@ async fn handle(state: &AppState, command: &Command) {
         Command::FederationAck { instance, token } => tracing::debug!(%instance, token, "federation ack (no federation sender yet)"),
         Command::RemoteServerUp { server_name } => tracing::debug!(%server_name, "remote server up (no federation sender yet)"),
         _ => {}
+    }
+}
+
+/// Replication lag: from the writer stamping the row (its last element, in
+/// microseconds) until this process has applied it and woken its waiters.
+fn record_lag(stream: Stream, writer: &str, row: &Value) {
+    if let Some(sent) = row.as_array().and_then(|row| row.last()).and_then(Value::as_i64) {
+        let lag = (super::now_micros() - sent).max(0) as f64 / 1e6;
+        metrics::histogram!("weft_replication_lag_seconds", "stream" => stream.as_str(), "writer" => writer.to_owned()).record(lag);
     }
 }
 

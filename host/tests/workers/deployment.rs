@@ -83,9 +83,14 @@ pub struct Deployment {
     pub processes: BTreeMap<String, Process>,
     shared: PathBuf,
     pub http: reqwest::Client,
+    router: Option<Child>,
+    router_port: u16,
     _db: TestDb,
     dir: tempfile::TempDir,
 }
+
+/// What the router sends to worker1 and worker2 (the rest goes to `main`).
+pub const WORKER_GROUPS: [&str; 2] = ["sync", "client_reads"];
 
 /// main (client), persister1 and persister2 (events), worker1 and worker2 (client).
 pub const INSTANCES: [(&str, bool); 5] = [("main", true), ("persister1", false), ("persister2", false), ("worker1", true), ("worker2", true)];
@@ -102,6 +107,12 @@ impl Deployment {
             let replication_port = free_port();
             let client_port = client.then(free_port);
             instance_map.push_str(&format!("[instance_map.{name}]\nhost = \"127.0.0.1\"\nport = {replication_port}\n"));
+            if let Some(port) = client_port {
+                instance_map.push_str(&format!("client_port = {port}\n"));
+            }
+            if name.starts_with("worker") {
+                instance_map.push_str(&format!("serves = {WORKER_GROUPS:?}\n"));
+            }
             let listeners = listeners_toml(client_port, replication_port);
             let own = if name == "main" {
                 format!("listeners = {listeners}\n")
@@ -112,6 +123,7 @@ impl Deployment {
             std::fs::write(&config, own).unwrap();
             processes.insert(name.to_owned(), Process { client_port, replication_port, config, child: None });
         }
+        let router_port = free_port();
         let shared = dir.path().join("shared.toml");
         let key = dir.path().join("signing.key");
         std::fs::write(
@@ -123,14 +135,14 @@ impl Deployment {
                  rc_registration = {{ per_second = 10000, burst_count = 10000 }}\n\
                  [rc_login]\naddress = {{ per_second = 10000, burst_count = 10000 }}\naccount = {{ per_second = 10000, burst_count = 10000 }}\n\
                  failed_attempts = {{ per_second = 10000, burst_count = 10000 }}\n\
-                 [logging]\nlevel = \"info,sqlx=warn\"\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
+                 [logging]\nlevel = \"info,sqlx=warn\"\n[router]\nport = {router_port}\ndown_for_ms = 60000\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
                  [stream_writers]\nevents = [\"persister1\", \"persister2\"]\n{}{instance_map}",
                 redis.port, db.config_toml
             ),
         )
         .unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut deployment = Self { redis, processes, shared, http, _db: db, dir };
+        let mut deployment = Self { redis, processes, shared, http, router: None, router_port, _db: db, dir };
         for (name, _) in INSTANCES {
             deployment.start_process(name).await;
         }
@@ -165,6 +177,21 @@ impl Deployment {
         }
     }
 
+    /// Starts `weft router` on the shared configuration; returns its base URL.
+    pub async fn start_router(&mut self) -> String {
+        let log = std::fs::File::create(self.dir.path().join("router.log")).unwrap();
+        let child =
+            Command::new(WEFT).args(["router", "-c"]).arg(&self.shared).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("weft starts");
+        self.router = Some(child);
+        let base = format!("http://127.0.0.1:{}", self.router_port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            assert!(Instant::now() < deadline, "the router did not become ready\n{}", self.log("router"));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        base
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
@@ -177,7 +204,11 @@ impl Deployment {
         }
     }
 
+    /// A process's client listener; `"router"` is the router's.
     pub fn client_url(&self, name: &str) -> String {
+        if name == "router" {
+            return format!("http://127.0.0.1:{}", self.router_port);
+        }
         format!("http://127.0.0.1:{}", self.processes[name].client_port.expect("serves clients"))
     }
 
@@ -253,12 +284,16 @@ impl Drop for Deployment {
     fn drop(&mut self) {
         let names: Vec<String> = self.processes.keys().cloned().collect();
         if std::thread::panicking() {
-            for name in &names {
+            for name in names.iter().map(String::as_str).chain(self.router.is_some().then_some("router")) {
                 eprintln!("----- log of {name} -----\n{}", self.log(name));
             }
         }
         for name in names {
             self.kill(&name);
+        }
+        if let Some(mut router) = self.router.take() {
+            let _ = router.kill();
+            let _ = router.wait();
         }
     }
 }

@@ -3,6 +3,8 @@
 //! database and a Redis server of the test's own (so it can be restarted).
 
 mod deployment;
+mod failover;
 mod faults;
 mod replication;
+mod supervisor;
 mod validation;

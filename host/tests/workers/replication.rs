@@ -107,6 +107,20 @@ async fn ephemeral_streams_written_through_a_worker_reach_their_writer_and_every
             since = sync["next_batch"].as_str().unwrap().to_owned();
         }
     }
+
+    // Presence: a /sync on worker1 asking for `unavailable` is applied by
+    // main (the presence writer), and not undone by worker1's USER_SYNC.
+    let mut path = "/_matrix/client/v3/sync?timeout=0&set_presence=unavailable".to_owned();
+    for _ in 0..2 {
+        let (status, sync) = d.call("worker1", "GET", &path, Some(&alice), None).await;
+        assert_eq!(status, 200, "{sync}");
+        path = format!("/_matrix/client/v3/sync?timeout=0&set_presence=unavailable&since={}", sync["next_batch"].as_str().unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for via in ["main", "worker2"] {
+        let (status, presence) = d.call(via, "GET", &format!("/_matrix/client/v3/presence/{alice_id}/status"), Some(&bob), None).await;
+        assert_eq!((status, presence["presence"].as_str()), (200, Some("unavailable")), "on {via}: {presence}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

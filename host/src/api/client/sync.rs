@@ -45,7 +45,7 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
     };
     let set_presence = body.set_presence.as_str().to_owned();
     crate::presence::on_sync(&state, &sender.user_id, &set_presence).await?;
-    let _syncing = state.presence.syncing(&sender.user_id);
+    let _syncing = crate::presence::track_sync(&state, &sender.user_id, &set_presence);
     Ok(sync_service::sync(&state, &sender.user_id, &options).await?)
 }
 

@@ -7,9 +7,14 @@
 //! - `fanout`: L listeners long-polling `/sync` in one room and one sender;
 //!   reports send-to-delivery latency percentiles (one clock: both ends run here).
 //!
+//! `--metrics URL` (repeatable) points at Weft processes' `/metrics`: the
+//! replication lag they observed during the measured phase is reported too.
+//!
 //! Users register through open registration (`m.login.dummy`), so the
 //! server must allow it and its message and registration rate limits must
 //! be lifted. See docs/benchmarks.md.
+
+mod lag;
 
 use std::{
     sync::{
@@ -30,6 +35,9 @@ struct Args {
     /// The homeserver's client API base URL.
     #[arg(long, default_value = "http://127.0.0.1:8008")]
     url: String,
+    /// A Weft process's metrics URL (repeatable): report the replication lag it observed.
+    #[arg(long = "metrics")]
+    metrics: Vec<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -62,6 +70,7 @@ enum Scenario {
 struct Client {
     http: reqwest::Client,
     base: String,
+    metrics: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -111,6 +120,21 @@ impl Client {
     }
 }
 
+impl Client {
+    async fn lag_snapshot(&self) -> anyhow::Result<Option<lag::LagSnapshot>> {
+        if self.metrics.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(lag::LagSnapshot::scrape(&self.http, &self.metrics).await.context("scraping --metrics")?))
+    }
+
+    fn report_lag(&self, before: Option<lag::LagSnapshot>, after: Option<lag::LagSnapshot>) {
+        if let (Some(before), Some(after)) = (before, after) {
+            after.report_since(&before);
+        }
+    }
+}
+
 fn encode(s: &str) -> String {
     s.replace('!', "%21").replace(':', "%3A")
 }
@@ -142,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
     let client = Arc::new(Client {
         http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(256).build()?,
         base: args.url.trim_end_matches('/').to_owned(),
+        metrics: args.metrics,
     });
     let run = format!("lg{}x", std::process::id());
     match args.scenario {
@@ -201,11 +226,13 @@ async fn send(client: Arc<Client>, run: &str, users: usize, rooms: usize, concur
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let lag_before = client.lag_snapshot().await?;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let lag_after = client.lag_snapshot().await?;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await?;
@@ -213,6 +240,7 @@ async fn send(client: Arc<Client>, run: &str, users: usize, rooms: usize, concur
     let count = sent.load(Ordering::Relaxed);
     println!("throughput: {:.0} messages/s ({count} in {:.1}s, {} failed)", count as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64(), failures.load(Ordering::Relaxed));
     report("send latency", std::mem::take(&mut *latencies.lock().await));
+    client.report_lag(lag_before, lag_after);
     Ok(())
 }
 
@@ -248,6 +276,7 @@ async fn fanout(client: Arc<Client>, run: &str, listeners: usize, messages: usiz
     }
     println!("fanout: {listeners} listeners, {messages} messages, one every {interval_ms}ms");
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let lag_before = client.lag_snapshot().await?;
     for n in 0..messages {
         let path = format!("/rooms/{}/send/m.room.message/f{n}", encode(&room));
         let body = json!({"msgtype": "m.text", "body": "fanout", "sent_at_us": epoch.elapsed().as_micros() as u64});
@@ -258,5 +287,6 @@ async fn fanout(client: Arc<Client>, run: &str, listeners: usize, messages: usiz
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
     report("send-to-delivery", std::mem::take(&mut *latencies.lock().await));
+    client.report_lag(lag_before, client.lag_snapshot().await?);
     Ok(())
 }

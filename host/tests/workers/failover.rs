@@ -1,0 +1,39 @@
+//! A generic worker stopped behind `weft router`: its share of `/sync` and
+//! client reads goes to the worker left in its group.
+
+use super::deployment::Deployment;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_generic_worker_has_its_traffic_sent_to_the_others() {
+    let mut d = Deployment::start().await;
+    d.start_router().await;
+    let mut users = Vec::new();
+    for n in 0..8 {
+        users.push(d.register("router", &format!("failover{n}")).await);
+    }
+    let (alice, _) = &users[0];
+    let room = d.room_on_persister("router", alice, 1, serde_json::json!({"preset": "public_chat"})).await;
+    for (token, _) in &users[1..] {
+        let (status, body) = d.call("router", "POST", &format!("/_matrix/client/v3/join/{room}"), Some(token), Some(serde_json::json!({}))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut since = Vec::new();
+    for (token, _) in &users {
+        since.push(d.sync("router", token, None, 0).await["next_batch"].as_str().unwrap().to_owned());
+    }
+
+    d.kill("worker1");
+    let (status, body) = d.send("router", alice, &room, "after-kill", "sent with worker1 down").await;
+    assert_eq!(status, 200, "{body}");
+    for ((token, user_id), since) in users.iter().zip(&since) {
+        // Users whose /sync stuck to worker1 are moved to worker2, which
+        // serves the token it has never seen (tokens are not per worker).
+        let sync = d.sync("router", token, Some(since), 10_000).await;
+        let bodies = super::deployment::timeline_bodies(&sync, &room);
+        assert_eq!(bodies, ["sent with worker1 down"], "{user_id} via the router after worker1 stopped: {sync}");
+        let (status, body) = d.call("router", "GET", "/_matrix/client/v3/account/whoami", Some(token), None).await;
+        assert_eq!((status, body["user_id"].as_str()), (200, Some(user_id.as_str())), "{body}");
+        let (status, body) = d.call("router", "GET", &format!("/_matrix/client/v3/rooms/{room}/joined_members"), Some(token), None).await;
+        assert_eq!(status, 200, "client reads fail over too: {body}");
+    }
+}
