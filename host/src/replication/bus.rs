@@ -148,12 +148,19 @@ async fn subscriber(client: redis::Client, channel: String, events: broadcast::S
     }
 }
 
+/// Most commands sent to Redis in one round trip.
+const PUBLISH_BATCH: usize = 256;
+
+/// Publishes queued commands in order. Under load, everything queued while
+/// the previous round trip was in flight goes out in one pipeline, so the
+/// queue (and the lag it adds) does not grow with the write rate.
 async fn publisher(client: redis::Client, channel: String, mut queue: mpsc::UnboundedReceiver<String>, mut stopped: watch::Receiver<bool>) {
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
     let mut attempt = 0;
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
-        let line = tokio::select! {
-            line = queue.recv() => match line { Some(line) => line, None => return },
+        tokio::select! {
+            received = queue.recv_many(&mut batch, PUBLISH_BATCH) => if received == 0 { return },
             _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => return,
         };
         loop {
@@ -168,6 +175,7 @@ async fn publisher(client: redis::Client, channel: String, mut queue: mpsc::Unbo
                             tracing::warn!(%error, "replication: cannot publish to Redis; retrying");
                         }
                         // Commands queued meanwhile are stale: positions are re-announced on reconnect.
+                        batch.clear();
                         while queue.try_recv().is_ok() {}
                         if !backoff(&mut attempt, &mut stopped).await {
                             return;
@@ -177,9 +185,15 @@ async fn publisher(client: redis::Client, channel: String, mut queue: mpsc::Unbo
                 }
             }
             let Some(conn) = connection.as_mut() else { break };
-            let result: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(&channel).arg(&line).query_async(conn).await;
-            match result {
-                Ok(_) => break,
+            let mut pipeline = redis::pipe();
+            for line in &batch {
+                pipeline.cmd("PUBLISH").arg(&channel).arg(line).ignore();
+            }
+            match pipeline.query_async::<()>(conn).await {
+                Ok(()) => {
+                    batch.clear();
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "replication: publishing failed; reconnecting");
                     connection = None;

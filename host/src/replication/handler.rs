@@ -35,9 +35,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_keepalive = Instant::now();
-    let mut last_flush = Instant::now();
     let mut last_user_sync = Instant::now();
-    let mut flushed = [-1; Stream::COUNT];
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -55,15 +53,26 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                     last_keepalive = Instant::now();
                 }
                 announce(&state, keepalive);
-                if last_flush.elapsed() >= FLUSH {
-                    last_flush = Instant::now();
-                    flush(&state, &mut flushed).await;
-                }
                 if last_user_sync.elapsed() >= USER_SYNC_REFRESH {
                     last_user_sync = Instant::now();
                     crate::presence::refresh_remote_syncs(&state);
                 }
             }
+            _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+        }
+    }
+}
+
+/// Records this instance's positions in `stream_positions` every second and
+/// once more on shutdown. A task of its own, so that a slow database never
+/// holds up applying replication commands.
+pub async fn record_positions(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let mut flushed = [-1; Stream::COUNT];
+    let mut tick = tokio::time::interval(FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => flush(&state, &mut flushed).await,
             _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
         }
     }
@@ -175,7 +184,9 @@ async fn handle(state: &AppState, command: &Command) {
         }
         Command::Replicate => announce(state, true),
         Command::UserSync { process_id, user_id, syncing, last_sync_ms, .. } => {
-            crate::presence::remote_sync(state, process_id, user_id, *syncing, *last_sync_ms).await;
+            // Writes presence: off the loop that applies everything else.
+            let (state, process_id, user_id, syncing, last_sync_ms) = (state.clone(), process_id.clone(), user_id.clone(), *syncing, *last_sync_ms);
+            tokio::spawn(async move { crate::presence::remote_sync(&state, &process_id, &user_id, syncing, last_sync_ms).await });
         }
         Command::ClearUserSync { process_id } => crate::presence::clear_remote_syncs(state, process_id),
         Command::FederationAck { instance, token } => tracing::debug!(%instance, token, "federation ack (no federation sender yet)"),

@@ -14,6 +14,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<()> {
     let mut jobs = JoinSet::new();
     jobs.spawn(crate::replication::handler::run(state.clone(), stopped.clone()));
+    jobs.spawn(crate::replication::handler::record_positions(state.clone(), stopped.clone()));
     if crate::user_directory::updates_here(&state.config) {
         jobs.spawn(crate::user_directory::run(state.clone(), stopped.clone()));
     }

@@ -105,7 +105,6 @@ impl Child {
                 backoff = FIRST_BACKOFF;
             }
             tracing::error!(process = %name, %status, log = %self.log_path().display(), "process died; restarting in {} s", backoff.as_secs());
-            metrics::counter!("weft_supervisor_restarts_total", "process" => name.clone()).increment(1);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 () = stopped(&mut stop) => break,
