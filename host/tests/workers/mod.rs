@@ -6,3 +6,6 @@ mod deployment;
 mod faults;
 mod replication;
 mod validation;
+
+/// For tests elsewhere that need a real deployment (plugins pinned to a worker).
+pub(crate) use deployment::{Deployment, SECRET};
