@@ -139,7 +139,9 @@ impl Services {
             ),
             (None, None) => None,
         };
-        let spam_checker = crate::plugins::load_spam_checkers(&config, Arc::new(LiveServices::default()), &replication.client).await?;
+        // Plugins keep their key-value state in the database.
+        let plugin_services = Arc::new(LiveServices::new(Arc::new(storage.clone())));
+        let spam_checker = crate::plugins::load_spam_checkers(&config, plugin_services, &replication.client).await?;
         Ok(Arc::new(Self {
             spam_checker,
             rate_limits: RateLimiters::from_config(&config),

@@ -4,7 +4,7 @@
 //!
 //! Owns: the wasmtime engine of this process (`engine`), loading plugins and
 //! running calls under limits (`loaded`), the `host` interface they import
-//! (`host_api`, `host_services`, `egress`), the failure policy (`error`,
+//! (`host_api`, `host_services`, `kv`, `egress`), the failure policy (`error`,
 //! `health`), metrics, configuration checks (`verify`), the WIT versions
 //! this host runs (`version`), the spam-checker role (`spam`) that call sites
 //! use through `Services::spam_checker`, the forwarder for a plugin pinned
@@ -30,6 +30,7 @@ pub mod error;
 pub mod health;
 mod host_api;
 pub mod host_services;
+pub mod kv;
 pub mod limits;
 pub mod loaded;
 mod metrics;
@@ -44,6 +45,7 @@ use std::sync::Arc;
 
 pub use error::{CallFailure, LoadError};
 pub use host_services::{HostServices, LiveServices};
+pub use kv::{KvError, PluginKv};
 pub use loaded::{CallStats, LoadedPlugin};
 pub use spam::{SpamCheckerBackend, SpamCheckers};
 
