@@ -32,8 +32,9 @@ pub struct Services {
     /// Nonces handed out by the shared-secret registration API, each usable
     /// once within a minute. In memory: the admin API is served by main only.
     pub admin_nonces: Mutex<HashMap<String, Instant>>,
-    /// The spam-checker plugins this instance runs, in configuration order
-    /// (empty: every check allows at no cost). See `crate::plugins::spam`.
+    /// The spam-checker plugins in configuration order, run here or sent to
+    /// the instances that host them (empty: every check allows at no cost).
+    /// See `crate::plugins::spam`.
     pub spam_checker: SpamCheckers,
     /// The event pipeline and its per-room locks.
     pub rooms: Rooms,
@@ -138,7 +139,9 @@ impl Services {
             ),
             (None, None) => None,
         };
-        let spam_checker = crate::plugins::load_spam_checkers(&config, Arc::new(LiveServices::default())).await?;
+        // Plugins keep their key-value state in the database.
+        let plugin_services = Arc::new(LiveServices::new(Arc::new(storage.clone())));
+        let spam_checker = crate::plugins::load_spam_checkers(&config, plugin_services, &replication.client).await?;
         Ok(Arc::new(Self {
             spam_checker,
             rate_limits: RateLimiters::from_config(&config),

@@ -108,7 +108,9 @@ pub mod log {
     }
 }
 
-/// A key-value store private to this plugin, kept by the host across calls.
+/// A key-value store private to this plugin, kept by the host across calls
+/// and restarts (in Weft's database) and shared by every instance running
+/// the plugin. Values up to 64 KiB, 16 MiB in all; `set` says when refused.
 pub mod kv {
     pub fn get(key: &str) -> Option<Vec<u8>> {
         super::imp::kv_get(key)

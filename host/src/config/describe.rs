@@ -52,7 +52,7 @@ pub fn describe(config: &Config) -> String {
         let place = if plugin.runs_on(instance) {
             "runs here".to_owned()
         } else {
-            format!("runs on {} (until calls are forwarded between instances, checks here answer `{}`)", plugin.instances.join(", "), plugin.on_error().as_str())
+            format!("runs on {} (checks here are forwarded there; its file is checked there, not here)", plugin.instances.join(", "))
         };
         let _ = writeln!(
             out,

@@ -1,8 +1,12 @@
 //! The plugin layer's errors: loading a plugin (`LoadError`) and one call
 //! failing (`CallFailure`). A failing call is an expected condition with a
 //! configured outcome, not a server error; the api layer never sees these.
+//! A `CallFailure` crosses instances as JSON (`{"reason": .., "detail": ..}`)
+//! when a call was forwarded to the instance hosting the plugin.
 
 use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
 
 /// Why a plugin could not be loaded; reported by `check-config` and at start.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +25,8 @@ pub enum LoadError {
 
 /// Why one call did not produce a usable answer. Each variant is a metric
 /// label (`reason`) and ends with the plugin's `on_error` outcome.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
 pub enum CallFailure {
     #[error("trap: {0}")]
     Trap(String),
@@ -35,7 +40,7 @@ pub enum CallFailure {
     InputTooLarge { size: usize, limit: u64 },
     #[error("switched off after repeated failures; retried in {0:?}")]
     Disabled(Duration),
-    /// A remote instance hosting the plugin could not be reached (workers).
+    /// No instance hosting the plugin answered in time (it runs elsewhere).
     #[error("unreachable: {0}")]
     Unreachable(String),
 }

@@ -1,7 +1,8 @@
 //! The `host` interface of `weft:plugin`, as seen from one call: log lines go
 //! to `tracing` with plugin, role, call and instance (and to the services'
 //! `log` hook), capped per call; key-value, HTTP, clock and randomness are
-//! delegated to the plugin's `HostServices`. HTTP gets what is left of the
+//! delegated to the plugin's `HostServices` (a key-value store that cannot
+//! be reached fails the call). HTTP gets what is left of the
 //! call's deadline, since epoch interruption cannot stop a blocked host call.
 
 use std::time::Instant;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use super::{
     bindings::{host, types},
     host_services::{HttpError, HttpRequest, LogRecord},
+    kv::KvError,
     state::CallState,
 };
 
@@ -36,16 +38,19 @@ impl host::Host for CallState {
     }
 
     async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.plugin.services.kv_get(&self.plugin.name, &key))
+        self.plugin.services.kv().get(&self.plugin.name, &key).await.map_err(unavailable)
     }
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.plugin.services.kv_set(&self.plugin.name, &key, value))
+        match self.plugin.services.kv().set(&self.plugin.name, &key, value).await {
+            Ok(()) => Ok(Ok(())),
+            Err(KvError::Refused(reason)) => Ok(Err(reason)),
+            Err(error) => Err(unavailable(error)),
+        }
     }
 
     async fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.plugin.services.kv_delete(&self.plugin.name, &key);
-        Ok(())
+        self.plugin.services.kv().delete(&self.plugin.name, &key).await.map_err(unavailable)
     }
 
     async fn http_send(&mut self, request: host::HttpRequest) -> wasmtime::Result<Result<host::HttpResponse, host::HttpError>> {
@@ -75,6 +80,12 @@ impl host::Host for CallState {
     async fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
         Ok(self.plugin.services.random_bytes(len.min(MAX_RANDOM_BYTES) as usize))
     }
+}
+
+/// A store that cannot answer fails the call: the plugin cannot tell "no
+/// value" from "unknown", so it must not carry on as if it could.
+fn unavailable(error: KvError) -> wasmtime::Error {
+    wasmtime::format_err!("{error}")
 }
 
 impl CallState {

@@ -1,30 +1,30 @@
-//! The services behind the `host` interface: key-value store, outbound HTTP,
-//! clock, randomness, and where plugin log lines go besides `tracing`.
+//! The services behind the `host` interface: key-value store (`kv`),
+//! outbound HTTP, clock, randomness, and where plugin log lines go besides
+//! `tracing`.
 //!
 //! A trait so the testkit can put fakes behind the same runtime (recording
 //! HTTP, fixed clock, seeded randomness) without touching the sandbox or the
 //! limits. `LiveServices` is what a server uses.
 
 use std::{
-    collections::HashMap,
     future::Future,
     net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::Mutex,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::egress::Egress;
+use super::{
+    egress::Egress,
+    kv::{MemoryKv, PluginKv},
+};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Largest HTTP response body a plugin may receive.
 pub const MAX_HTTP_RESPONSE_BYTES: usize = 1024 * 1024;
-/// Largest key-value value, and total bytes one plugin may store.
-pub const MAX_KV_VALUE_BYTES: usize = 64 * 1024;
-pub const MAX_KV_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// Headers a plugin may not set on outbound requests.
 const FORBIDDEN_HEADERS: [&str; 6] = ["host", "connection", "content-length", "transfer-encoding", "upgrade", "proxy-authorization"];
@@ -64,9 +64,8 @@ pub struct LogRecord {
 }
 
 pub trait HostServices: Send + Sync + 'static {
-    fn kv_get(&self, plugin: &str, key: &str) -> Option<Vec<u8>>;
-    fn kv_set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String>;
-    fn kv_delete(&self, plugin: &str, key: &str);
+    /// The plugins' key-value stores.
+    fn kv(&self) -> &dyn PluginKv;
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     fn random_bytes(&self, len: usize) -> Vec<u8>;
@@ -84,55 +83,28 @@ pub trait HostServices: Send + Sync + 'static {
     fn configure_wasi(&self, _wasi: &mut WasiCtxBuilder) {}
 }
 
-/// Key-value stores, one namespace per plugin, in memory (lost on restart:
-/// a database-backed store comes with the storage of plugin state).
-#[derive(Debug, Default)]
-pub struct MemoryKv {
-    /// A std mutex: short critical sections, nothing awaited while held.
-    stores: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
-}
-
-impl MemoryKv {
-    pub fn get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
-        self.stores.lock().unwrap_or_else(|e| e.into_inner()).get(plugin)?.get(key).cloned()
-    }
-
-    pub fn set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
-        if value.len() > MAX_KV_VALUE_BYTES {
-            return Err(format!("values are limited to {MAX_KV_VALUE_BYTES} bytes"));
-        }
-        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        let store = stores.entry(plugin.to_owned()).or_default();
-        let used: usize = store.iter().filter(|(k, _)| *k != key).map(|(k, v)| k.len() + v.len()).sum();
-        if used + key.len() + value.len() > MAX_KV_TOTAL_BYTES {
-            return Err(format!("the store is full ({MAX_KV_TOTAL_BYTES} bytes)"));
-        }
-        store.insert(key.to_owned(), value);
-        Ok(())
-    }
-
-    pub fn delete(&self, plugin: &str, key: &str) {
-        if let Some(store) = self.stores.lock().unwrap_or_else(|e| e.into_inner()).get_mut(plugin) {
-            store.remove(key);
-        }
-    }
-}
-
-/// The services of a running server.
-#[derive(Debug, Default)]
+/// The services of a running server: the key-value store it is given (the
+/// database's; `default` keeps it in memory), the real clock, randomness and
+/// network.
 pub struct LiveServices {
-    kv: MemoryKv,
+    kv: Arc<dyn PluginKv>,
+}
+
+impl LiveServices {
+    pub fn new(kv: Arc<dyn PluginKv>) -> Self {
+        Self { kv }
+    }
+}
+
+impl Default for LiveServices {
+    fn default() -> Self {
+        Self::new(Arc::new(MemoryKv::default()))
+    }
 }
 
 impl HostServices for LiveServices {
-    fn kv_get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
-        self.kv.get(plugin, key)
-    }
-    fn kv_set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
-        self.kv.set(plugin, key, value)
-    }
-    fn kv_delete(&self, plugin: &str, key: &str) {
-        self.kv.delete(plugin, key)
+    fn kv(&self) -> &dyn PluginKv {
+        &*self.kv
     }
     fn now_ms(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)

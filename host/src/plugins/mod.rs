@@ -4,23 +4,24 @@
 //!
 //! Owns: the wasmtime engine of this process (`engine`), loading plugins and
 //! running calls under limits (`loaded`), the `host` interface they import
-//! (`host_api`, `host_services`, `egress`), the failure policy (`error`,
+//! (`host_api`, `host_services`, `kv`, `egress`), the failure policy (`error`,
 //! `health`), metrics, configuration checks (`verify`), the WIT versions
 //! this host runs (`version`), the spam-checker role (`spam`) that call sites
-//! use through `Services::spam_checker`, the stand-in for a plugin pinned to
-//! another instance (`remote`), and the testkit (`testkit`, re-exported by
+//! use through `Services::spam_checker`, the forwarder for a plugin pinned
+//! to other instances (`remote`), and the testkit (`testkit`, re-exported by
 //! `plugin-sdk/testkit` for plugin authors).
 //!
-//! May call: `config` (read), `telemetry` through the `metrics` facade. Must
-//! not: reach storage or build HTTP responses (the api layer turns verdicts
-//! into Matrix errors).
+//! May call: `config` (read), `telemetry` through the `metrics` facade,
+//! `replication::client` (forwarding calls). Must not: reach storage or
+//! build HTTP responses (the api layer turns verdicts into Matrix errors and
+//! serves the endpoint forwarded calls arrive at).
 //!
 //! Decisions: a fresh instance per call from a pre-instantiated component
 //! (pooling allocator; no state survives a call, a trapped instance is just
 //! dropped); every host import is async; a plugin that keeps failing is
 //! switched off with backoff (`health`); plugins run in the instances their
-//! `instances` name (a call on another instance will be forwarded with the
-//! workers milestone: `spam::SpamCheckerBackend` is the seam).
+//! `instances` name, and other instances forward their calls there
+//! (`remote`, behind the `spam::SpamCheckerBackend` seam).
 
 mod bindings;
 pub mod egress;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod health;
 mod host_api;
 pub mod host_services;
+pub mod kv;
 pub mod limits;
 pub mod loaded;
 mod metrics;
@@ -43,30 +45,35 @@ use std::sync::Arc;
 
 pub use error::{CallFailure, LoadError};
 pub use host_services::{HostServices, LiveServices};
+pub use kv::{KvError, PluginKv};
 pub use loaded::{CallStats, LoadedPlugin};
 pub use spam::{SpamCheckerBackend, SpamCheckers};
 
-use crate::config::Config;
+use crate::{config::Config, replication::client::InternalClient};
 
 /// The spam checkers of this instance, in configuration order: plugins it
-/// runs are loaded here; plugins pinned to other instances are stand-ins
-/// that apply `on_error` until calls can be forwarded (`remote`).
-pub async fn load_spam_checkers(config: &Config, services: Arc<dyn HostServices>) -> Result<SpamCheckers, LoadError> {
+/// runs are loaded here; calls to plugins pinned to other instances are
+/// sent to them with `client` (`remote`).
+pub async fn load_spam_checkers(
+    config: &Config,
+    services: Arc<dyn HostServices>,
+    client: &InternalClient,
+) -> Result<SpamCheckers, LoadError> {
     let instance = config.instance_name();
     let loaded = load(config, services).await?;
-    let mut local = loaded.into_iter();
+    let mut local = loaded.iter();
     let chain = config
         .plugins
         .iter()
         .map(|plugin| -> Arc<dyn SpamCheckerBackend> {
             if plugin.runs_on(instance) {
-                local.next().expect("one loaded plugin per local entry")
+                local.next().expect("one loaded plugin per local entry").clone()
             } else {
-                Arc::new(remote::RemotePlugin::new(plugin, instance))
+                Arc::new(remote::RemotePlugin::new(plugin, instance, client.clone()))
             }
         })
         .collect();
-    Ok(SpamCheckers::new(chain))
+    Ok(SpamCheckers::with_hosted(chain, loaded))
 }
 
 /// Loads the plugins this instance runs, in configuration order.

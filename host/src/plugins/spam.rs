@@ -7,9 +7,9 @@
 //! `fail-closed` refuses (a rejection, `true` for the flag callbacks, `deny`
 //! for registration), `fail-open` allows.
 //!
-//! A checker is anything implementing `SpamCheckerBackend`: today a plugin
-//! loaded in this process; with workers, a forwarder to the instance that
-//! hosts the plugin (the `SpamCall` enum is the request body it will send).
+//! A checker is anything implementing `SpamCheckerBackend`: a plugin loaded
+//! in this process, or a forwarder to the instances that host it
+//! (`remote`; the `SpamCall` enum is the request body it sends).
 
 use std::sync::Arc;
 
@@ -101,7 +101,7 @@ pub struct MediaFile {
 
 /// Every callback of the spam-checker world, with its arguments. The JSON
 /// form (`{"callback": "user-may-invite", ...}`) is what `weft plugin test`
-/// fixtures use and what a call forwarded to another instance will carry.
+/// fixtures use and what a call forwarded to another instance carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "callback", rename_all = "kebab-case")]
 pub enum SpamCall {
@@ -163,6 +163,12 @@ impl SpamCall {
                 fields: serde_json::Map::new(),
             })),
         }
+    }
+
+    /// Whether `answer` is of the kind this callback answers (a verdict, a
+    /// flag or a registration verdict).
+    pub fn answered_by(&self, answer: &SpamAnswer) -> bool {
+        std::mem::discriminant(&self.allowing_answer()) == std::mem::discriminant(answer)
     }
 
     /// About the bytes handed to the plugin, for `max_input_bytes`: strings
@@ -253,8 +259,7 @@ impl SpamAnswer {
     }
 }
 
-/// One spam checker in the chain: a plugin here, or (with workers) one on
-/// another instance.
+/// One spam checker in the chain: a plugin here, or one on other instances.
 pub trait SpamCheckerBackend: Send + Sync {
     fn name(&self) -> &str;
     fn on_error(&self) -> OnError;
@@ -429,10 +434,12 @@ fn check_verdict(verdict: types::Verdict, max_output: u64) -> Result<SpamVerdict
     Ok(SpamVerdict::Reject(Rejection { errcode: rejection.errcode, message: rejection.message, fields }))
 }
 
-/// The configured spam checkers of this instance, in order.
+/// The configured spam checkers of this instance, in order, and the plugins
+/// it hosts (which other instances' calls run on).
 #[derive(Clone, Default)]
 pub struct SpamCheckers {
     chain: Vec<Arc<dyn SpamCheckerBackend>>,
+    hosted: Vec<Arc<LoadedPlugin>>,
 }
 
 impl std::fmt::Debug for SpamCheckers {
@@ -443,7 +450,17 @@ impl std::fmt::Debug for SpamCheckers {
 
 impl SpamCheckers {
     pub fn new(chain: Vec<Arc<dyn SpamCheckerBackend>>) -> Self {
-        Self { chain }
+        Self { chain, hosted: Vec::new() }
+    }
+
+    /// A chain of which `hosted` are the plugins loaded here.
+    pub fn with_hosted(chain: Vec<Arc<dyn SpamCheckerBackend>>, hosted: Vec<Arc<LoadedPlugin>>) -> Self {
+        Self { chain, hosted }
+    }
+
+    /// The plugin named `name` when this instance runs it.
+    pub fn hosted(&self, name: &str) -> Option<&LoadedPlugin> {
+        self.hosted.iter().find(|plugin| plugin.name() == name).map(|plugin| &**plugin)
     }
 
     pub fn is_empty(&self) -> bool {

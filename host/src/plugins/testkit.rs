@@ -27,7 +27,8 @@ use super::{
     egress::Egress,
     engine::PluginEngine,
     error::{CallFailure, LoadError},
-    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord, MemoryKv},
+    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord},
+    kv::{MemoryKv, PluginKv},
     loaded::{CallStats, LoadedPlugin},
     spam::{SpamAnswer, SpamCall, SpamCheckerBackend},
     verify::engine_settings,
@@ -204,14 +205,8 @@ struct FakeServices {
 }
 
 impl HostServices for FakeServices {
-    fn kv_get(&self, plugin: &str, key: &str) -> Option<Vec<u8>> {
-        self.kv.get(plugin, key)
-    }
-    fn kv_set(&self, plugin: &str, key: &str, value: Vec<u8>) -> Result<(), String> {
-        self.kv.set(plugin, key, value)
-    }
-    fn kv_delete(&self, plugin: &str, key: &str) {
-        self.kv.delete(plugin, key)
+    fn kv(&self) -> &dyn PluginKv {
+        &self.kv
     }
     fn now_ms(&self) -> u64 {
         self.clock_ms

@@ -2,6 +2,11 @@
 //! limits, capabilities, the pool this instance must reserve, and that each
 //! path is a component exporting its role's world (compiled once; the
 //! compiled form lands in the cache the server then uses).
+//!
+//! What only the hosting instances use (the component file, `data_dir`) is
+//! checked on them alone: an instance that forwards a plugin's calls needs
+//! its name, instances, limits and failure policy, not its file, which may
+//! exist only on the machine of the worker it is pinned to.
 
 use std::collections::BTreeSet;
 
@@ -25,8 +30,10 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
     let mut names = BTreeSet::new();
     for (index, plugin) in config.plugins.iter().enumerate() {
         let at = |key: &str| if key.is_empty() { format!("plugins[{index}]") } else { format!("plugins[{index}].{key}") };
-        if plugin.name.is_empty() || !plugin.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-            fail(&at("name"), format!("`{}` is not a valid plugin name (letters, digits, `_`, `-`, `.`)", plugin.name));
+        // A name is a path segment of the internal API: `.` and `..` are not.
+        let only_dots = plugin.name.chars().all(|c| c == '.');
+        if only_dots || !plugin.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            fail(&at("name"), format!("`{}` is not a valid plugin name (letters, digits, `_`, `-`, `.`, not only dots)", plugin.name));
         } else if !names.insert(plugin.name.as_str()) {
             fail(&at("name"), format!("another plugin is already named `{}`", plugin.name));
         }
@@ -64,6 +71,7 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
             );
         }
         if let Some(dir) = &plugin.capabilities.data_dir
+            && plugin.runs_on(config.instance_name())
             && !dir.is_dir()
         {
             fail(&at("capabilities.data_dir"), format!("{} is not a directory", dir.display()));
@@ -76,18 +84,22 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
         }
     }
 
-    let settings = engine_settings(config, config.instance_name());
+    let instance = config.instance_name();
+    let settings = engine_settings(config, instance);
+    if settings.slots == 0 {
+        return;
+    }
     if let Err(message) = settings.check() {
-        fail("plugins", format!("instance `{}`: {message}", config.instance_name()));
+        fail("plugins", format!("instance `{instance}`: {message}"));
         return;
     }
     // The component checks need an engine; one with a single slot suffices.
-    let probe = EngineSettings { slots: 1, ..engine_settings(config, "") };
+    let probe = EngineSettings { slots: 1, ..settings };
     let engine = match PluginEngine::new(probe, cache_dir(config)) {
         Ok(engine) => engine,
         Err(error) => return fail("plugins", error.to_string()),
     };
-    for (index, plugin) in config.plugins.iter().enumerate() {
+    for (index, plugin) in config.plugins.iter().enumerate().filter(|(_, plugin)| plugin.runs_on(instance)) {
         let at = format!("plugins[{index}].path");
         let component = match engine.load_component(&plugin.path) {
             Ok(component) => component,
@@ -105,7 +117,7 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
     }
 }
 
-/// What the engine of `instance` must hold (`""`: every plugin, for checks).
+/// What the engine of `instance` must hold (`""`: every plugin, for the testkit).
 pub fn engine_settings(config: &Config, instance: &str) -> EngineSettings {
     let plugins = config.plugins.iter().filter(|p| instance.is_empty() || p.runs_on(instance));
     let mut settings = EngineSettings { slots: 0, max_memory_bytes: 1024 * 1024, fuel: false };

@@ -95,6 +95,27 @@ impl InternalClient {
             delay = (delay * 2).min(MAX_BACKOFF);
         }
     }
+
+    /// One try at a POST to `instance`, answered within `timeout` (connecting
+    /// and the whole reply) or failed: for callers that keep their own
+    /// deadline and retry themselves.
+    pub async fn attempt(&self, instance: &str, path: &str, body: Bytes, timeout: Duration) -> Result<StoredReply, CallError> {
+        let (client, base) = self.instances.get(instance).ok_or_else(|| CallError::UnknownInstance(instance.to_owned()))?;
+        let mut request = client
+            .post(format!("{base}{path}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(timeout);
+        if let Some(secret) = &self.secret {
+            request = request.bearer_auth(secret);
+        }
+        let unreachable = |source| CallError::Unreachable { instance: instance.to_owned(), source };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+        let body = response.bytes().await.map_err(unreachable)?;
+        Ok(StoredReply { status, content_type, positions: String::new(), body })
+    }
 }
 
 /// `stream:instance:position` entries, comma-separated.

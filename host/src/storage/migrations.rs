@@ -95,6 +95,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0014_user_directory.sql"),
         include_str!("../../migrations/sqlite/0014_user_directory.sql"),
     ),
+    (
+        15,
+        "plugin_kv",
+        include_str!("../../migrations/postgres/0015_plugin_kv.sql"),
+        include_str!("../../migrations/sqlite/0015_plugin_kv.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

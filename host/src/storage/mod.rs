@@ -23,6 +23,7 @@ mod events;
 mod filters;
 mod key_backup;
 mod migrations;
+mod plugin_kv;
 mod positions;
 mod presence;
 mod profiles;

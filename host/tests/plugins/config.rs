@@ -89,3 +89,29 @@ fn wit_versions_are_compatible_by_semver() {
     assert!(compatible("1.4.0", "1.0.0"));
     assert!(!compatible("x", "0.1.0"));
 }
+
+#[test]
+fn a_plugin_pinned_to_a_worker_is_checked_whole_there_and_by_name_and_limits_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    // The component and data directory exist only on worker1's machine.
+    let missing = dir.path().join("elsewhere/spam_rules.wasm").display().to_string();
+    let data_dir = dir.path().join("elsewhere/data").display().to_string();
+    let shared = format!(
+        "server_name = \"example.org\"\nworker_replication_secret = \"s\"\n\
+         database = {{ name = \"psycopg2\", args = {{ dbname = \"weft\" }} }}\nredis = {{ enabled = true }}\n\
+         instance_map = {{ main = {{ host = \"127.0.0.1\", port = 9093 }}, worker1 = {{ host = \"127.0.0.1\", port = 9094 }} }}\n\
+         [[plugins]]\nname = \"pinned\"\npath = {missing:?}\ninstances = [\"worker1\"]\n[plugins.capabilities]\ndata_dir = {data_dir:?}\n"
+    );
+    let main = config::load_str("weft.toml", &shared).expect("main does not load the plugin: its file is not needed there");
+    let summary = config::describe(&main);
+    assert!(summary.contains("plugin `pinned` (spam-checker)") && summary.contains("runs on worker1 (checks here are forwarded there"), "{summary}");
+
+    let worker = format!("worker_name = \"worker1\"\nworker_listeners = [{{ port = 9094, resources = [{{ names = [\"replication\"] }}] }}]\n{shared}");
+    let message = errors(&worker);
+    for expected in ["plugins[0].path", "cannot read", "plugins[0].capabilities.data_dir"] {
+        assert!(message.contains(expected), "missing {expected}: {message}");
+    }
+
+    let limits = shared.replace("instances = [\"worker1\"]", "instances = [\"worker1\"]\n[plugins.limits]\ntimeout_ms = 0");
+    assert!(errors(&limits).contains("plugins[0].limits.timeout_ms"), "limits are checked on every instance: forwarding uses the deadline");
+}

@@ -1,8 +1,9 @@
 //! The plugin runtime: adversarial components (each gives the configured
 //! outcome, a log line and a metric, and leaves ordinary calls alone), the
 //! sandbox and its capabilities, limits, switching off and back on, the
-//! configuration checks, the call sites through a real server, and the
-//! allow-list rules.
+//! configuration checks, the call sites through a real server, the
+//! allow-list rules, the key-value store in the database, and plugins pinned
+//! to some instances of a real deployment.
 //!
 //! The components are built by `tests/run.sh` for wasm32-wasip2 (the guest
 //! `misbehave` in `guests/`, and the reference plugin `spam-rules`).
@@ -13,6 +14,7 @@ mod cli;
 mod config;
 mod egress;
 mod endpoints;
+mod kv;
 mod pinning;
 mod rooms;
 mod sandbox;

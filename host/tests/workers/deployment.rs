@@ -97,6 +97,12 @@ pub const INSTANCES: [(&str, bool); 5] = [("main", true), ("persister1", false),
 
 impl Deployment {
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// `start` with `extra_shared_toml` in the shared file, among its
+    /// top-level options: it may set options, then open tables (`[[plugins]]`).
+    pub async fn start_with(extra_shared_toml: &str) -> Self {
         let db = TestDb::new(Backend::Postgres).await;
         let redis = Redis::start();
         let dir = tempfile::tempdir().unwrap();
@@ -132,7 +138,7 @@ impl Deployment {
                 "server_name = \"{server_name}\"\nsigning_key_path = {key:?}\nenable_registration = true\n\
                  enable_registration_without_verification = true\nworker_replication_secret = \"{SECRET}\"\n\
                  rc_message = {{ per_second = 10000, burst_count = 10000 }}\n\
-                 rc_registration = {{ per_second = 10000, burst_count = 10000 }}\n\
+                 rc_registration = {{ per_second = 10000, burst_count = 10000 }}\nenable_metrics = true\n{extra_shared_toml}\n\
                  [rc_login]\naddress = {{ per_second = 10000, burst_count = 10000 }}\naccount = {{ per_second = 10000, burst_count = 10000 }}\n\
                  failed_attempts = {{ per_second = 10000, burst_count = 10000 }}\n\
                  [logging]\nlevel = \"info,sqlx=warn\"\n[router]\nport = {router_port}\ndown_for_ms = 60000\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
@@ -216,6 +222,16 @@ impl Deployment {
         format!("http://127.0.0.1:{}", self.processes[name].replication_port)
     }
 
+    /// The value of a Prometheus sample of `name`'s `/metrics` (on its
+    /// replication listener) whose line contains every `labels` part.
+    pub async fn metric(&self, name: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+        let text = self.http.get(format!("{}/metrics", self.replication_url(name))).send().await.ok()?.text().await.ok()?;
+        text.lines()
+            .filter(|line| line.strip_prefix(metric).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+            .find(|line| labels.iter().all(|label| line.contains(label)))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+
     /// Registers `localpart` through `via`; returns its access token and user id.
     pub async fn register(&self, via: &str, localpart: &str) -> (String, String) {
         let body = json!({"username": localpart, "password": "correct horse battery", "auth": {"type": "m.login.dummy"}});
@@ -272,7 +288,7 @@ impl Deployment {
 
 fn listeners_toml(client_port: Option<u16>, replication_port: u16) -> String {
     let mut listeners = vec![format!(
-        "{{ port = {replication_port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"replication\", \"health\"] }}] }}"
+        "{{ port = {replication_port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"replication\", \"health\", \"metrics\"] }}] }}"
     )];
     if let Some(port) = client_port {
         listeners.push(format!("{{ port = {port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"client\", \"health\"] }}] }}"));

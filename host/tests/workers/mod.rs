@@ -8,3 +8,6 @@ mod faults;
 mod replication;
 mod supervisor;
 mod validation;
+
+/// For tests elsewhere that need a real deployment (plugins pinned to a worker).
+pub(crate) use deployment::{Deployment, SECRET};
