@@ -25,7 +25,6 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub struct TestDb {
-    pub backend: Backend,
     /// `database` table contents for a configuration file.
     pub config_toml: String,
     pub url: String,
@@ -40,7 +39,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let path = dir.path().join("test.db");
                 let config_toml = format!("[database]\nname = \"sqlite3\"\nargs = {{ database = {:?} }}\n", path.display().to_string());
-                Self { backend, config_toml, url: format!("sqlite://{}?mode=rwc", path.display()), dir, postgres_name: None }
+                Self { config_toml, url: format!("sqlite://{}?mode=rwc", path.display()), dir, postgres_name: None }
             }
             Backend::Postgres => {
                 let name = unique("weft_test_");
@@ -58,7 +57,7 @@ impl TestDb {
                 let config_toml = format!(
                     "[database]\nname = \"psycopg2\"\nargs = {{ user = \"{user}\", host = \"{host}\", port = {port}, dbname = \"{name}\", cp_max = 5 }}\n"
                 );
-                Self { backend, config_toml, url, dir, postgres_name: Some(name) }
+                Self { config_toml, url, dir, postgres_name: Some(name) }
             }
         }
     }
@@ -66,7 +65,6 @@ impl TestDb {
     /// Stands in for a database moved elsewhere; owns nothing.
     pub fn placeholder() -> Self {
         Self {
-            backend: Backend::Sqlite,
             config_toml: String::new(),
             url: String::new(),
             dir: tempfile::tempdir().expect("temporary directory"),

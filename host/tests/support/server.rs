@@ -118,11 +118,6 @@ impl TestServer {
         session(&body)
     }
 
-    /// Stops serving, waiting for requests in flight.
-    pub async fn stop(mut self) {
-        self.shutdown().await;
-    }
-
     /// Stops and starts again on the same database, key and configuration.
     pub async fn restart(mut self) -> TestServer {
         self.shutdown().await;
