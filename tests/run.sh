@@ -26,6 +26,10 @@ if ! command -v python3 >/dev/null; then
     echo "Python 3 is not installed (the client-library check needs it): apt-get install python3 python3-venv" >&2
     exit 1
 fi
+if ! command -v openssl >/dev/null; then
+    echo "The openssl command is not installed (the plugin HTTPS test makes a CA and serves TLS with it): apt-get install openssl" >&2
+    exit 1
+fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     say "adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2

@@ -11,6 +11,8 @@
 //! - [`storage`]: every SQL statement, for SQLite and PostgreSQL alike, with
 //!   streams that carry their writer's instance name and stream id.
 //! - [`crypto`]: password hashing, access tokens, the server signing key.
+//! - [`http_client`]: how every outbound HTTP client is built (one TLS
+//!   configuration, made once).
 //! - [`plugins`]: the WebAssembly plugin runtime (wasmtime), its limits and
 //!   capabilities, and the spam-checker chain call sites use.
 //! - [`ratelimit`]: Synapse-style leaky buckets for the `rc_*` options.
@@ -34,6 +36,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod http_client;
 pub mod json;
 pub mod plugins;
 pub mod presence;

@@ -73,7 +73,7 @@ pub async fn register_user(args: Args) -> anyhow::Result<()> {
         bail!("the password must not be empty");
     }
 
-    let client = reqwest::Client::new();
+    let client = crate::http_client::builder().build()?;
     let endpoint = format!("{base}/_synapse/admin/v1/register");
     let nonce: serde_json::Value = client.get(&endpoint).send().await.with_context(|| format!("cannot reach {endpoint}"))?.json().await?;
     let Some(nonce) = nonce.get("nonce").and_then(|n| n.as_str()) else {

@@ -127,7 +127,8 @@ impl HostServices for LiveServices {
 }
 
 /// Allow-list, then DNS, then the address check, then a connection pinned to
-/// the checked addresses (so a second lookup cannot swap in another one).
+/// the checked addresses (so a second lookup cannot swap in another one);
+/// `https` checks the certificate against the URL's host.
 async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
     let target = egress.check_url(&request.url).map_err(HttpError::Denied)?;
     let resolved: Vec<SocketAddr> = match target.host.parse::<IpAddr>() {
@@ -153,7 +154,7 @@ async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) 
         return Err(HttpError::Denied(refused.unwrap_or_else(|| format!("{} resolved to no address", target.host))));
     }
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| HttpError::InvalidRequest(format!("bad method `{}`", request.method)))?;
-    let client = reqwest::Client::builder()
+    let client = crate::http_client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(timeout)
@@ -169,7 +170,7 @@ async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) 
         }
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let mut response = builder.send().await.map_err(|e| if e.is_timeout() { HttpError::Timeout } else { HttpError::Unreachable(e.to_string()) })?;
+    let mut response = builder.send().await.map_err(failed)?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -177,11 +178,26 @@ async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) 
         .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| if e.is_timeout() { HttpError::Timeout } else { HttpError::Unreachable(e.to_string()) })? {
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
         if body.len() + chunk.len() > MAX_HTTP_RESPONSE_BYTES {
             return Err(HttpError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(HttpResponse { status, headers, body })
+}
+
+/// A timeout, or what went wrong with every cause (reqwest's message alone
+/// does not say, for example, that a certificate was refused).
+fn failed(error: reqwest::Error) -> HttpError {
+    if error.is_timeout() {
+        return HttpError::Timeout;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    HttpError::Unreachable(text)
 }

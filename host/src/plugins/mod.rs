@@ -12,7 +12,7 @@
 //! `plugin-sdk/testkit` for plugin authors).
 //!
 //! May call: `config` (read), `telemetry` through the `metrics` facade,
-//! `replication::client` (forwarding calls). Must not: reach storage or
+//! `replication::client` (forwarding calls), `http_client` (`http-send`). Must not: reach storage or
 //! build HTTP responses (the api layer turns verdicts into Matrix errors and
 //! serves the endpoint forwarded calls arrive at).
 //!

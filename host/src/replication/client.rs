@@ -46,12 +46,12 @@ pub enum CallError {
 impl InternalClient {
     pub fn from_config(config: &Config) -> Self {
         let mut instances = HashMap::new();
-        let shared = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(60)).build().unwrap_or_default();
+        let shared = crate::http_client::builder().pool_idle_timeout(Duration::from_secs(60)).build().unwrap_or_default();
         for (name, location) in &config.instance_map {
             let scheme = if location.tls { "https" } else { "http" };
             let entry = match (&location.path, &location.host, location.port) {
                 (Some(path), _, _) => {
-                    let client = reqwest::Client::builder().unix_socket(path.clone()).build().unwrap_or_default();
+                    let client = crate::http_client::builder().unix_socket(path.clone()).build().unwrap_or_default();
                     (client, "http://localhost".to_owned())
                 }
                 (None, Some(host), Some(port)) => (shared.clone(), format!("{scheme}://{host}:{port}")),

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod egress;
 mod endpoints;
+mod https;
 mod kv;
 mod pinning;
 mod rooms;
