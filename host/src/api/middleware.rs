@@ -47,6 +47,12 @@ pub struct SequentialRequestId {
     counter: &'static AtomicU64,
 }
 
+impl Default for SequentialRequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SequentialRequestId {
     pub fn new() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);

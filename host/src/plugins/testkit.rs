@@ -133,8 +133,7 @@ impl Testkit {
     }
 
     pub async fn load(self) -> Result<TestPlugin, LoadError> {
-        let mut config = Config::default();
-        config.plugins = vec![self.plugin.clone()];
+        let config = Config { plugins: vec![self.plugin.clone()], ..Config::default() };
         let engine = PluginEngine::new(engine_settings(&config, ""), self.cache_dir.unwrap_or_else(super::engine::default_cache_dir))?;
         let services = Arc::new(FakeServices {
             kv: MemoryKv::default(),

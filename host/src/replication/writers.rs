@@ -32,7 +32,7 @@ impl Writers {
 
     /// Whether this instance writes `stream`.
     pub fn writes(&self, stream: Stream) -> bool {
-        self.of(stream).iter().any(|writer| *writer == self.instance)
+        self.of(stream).contains(&self.instance)
     }
 
     pub fn index_of(&self, stream: Stream, instance: &str) -> Option<usize> {
@@ -43,7 +43,7 @@ impl Writers {
     /// instance when it is one of them, otherwise the first.
     pub fn writer_of(&self, stream: Stream) -> &str {
         let writers = self.of(stream);
-        if writers.iter().any(|writer| *writer == self.instance) { &self.instance } else { &writers[0] }
+        if writers.contains(&self.instance) { &self.instance } else { &writers[0] }
     }
 
     /// The index, in `stream_writers.events`, of the persister of `room_id`.

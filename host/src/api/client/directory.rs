@@ -191,7 +191,7 @@ async fn directory_page(state: &Services, server: Option<&ruma::ServerName>, lim
         chunk.name = name;
         chunk.topic = topic;
         chunk.canonical_alias = alias.and_then(|a| ruma::OwnedRoomAliasId::try_from(a).ok());
-        chunk.avatar_url = text(StateEventType::RoomAvatar, "url").and_then(|url| ruma::OwnedMxcUri::try_from(url).ok());
+        chunk.avatar_url = text(StateEventType::RoomAvatar, "url").map(ruma::OwnedMxcUri::from);
         chunk.join_rule = text(StateEventType::RoomJoinRules, "join_rule").map(|rule| rule.as_str().into()).unwrap_or_default();
         rooms.push(chunk);
     }

@@ -42,7 +42,7 @@ pub async fn search(state: AppState, request: Ruma<Request>) -> ApiResult<Respon
         found.extend(state.storage.search_events(&sender.user_id, &criteria.search_term, room, recent, limit + 1, offset).await?);
     }
     if recent {
-        found.sort_by(|a, b| b.0.stream_ordering.cmp(&a.0.stream_ordering));
+        found.sort_by_key(|hit| std::cmp::Reverse(hit.0.stream_ordering));
     } else {
         found.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.stream_ordering.cmp(&a.0.stream_ordering)));
     }
