@@ -209,17 +209,13 @@ async fn sync_state_on_writer(services: &Services, user_id: &UserId, set_presenc
     let writer = services.replication.writers().writer_of(Stream::Presence).to_owned();
     let process_id = services.replication.process_id();
     let body = serde_json::json!({ "process_id": process_id, "user_id": user_id, "set_presence": set_presence }).to_string();
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    let call = services.replication.client.call(&writer, http::Method::POST, SYNC_STATE_PATH, headers, body.into());
-    match tokio::time::timeout(SYNC_STATE_TIMEOUT, call).await {
-        Ok(Ok(reply)) if reply.status.is_success() => {
+    match services.replication.client.attempt(&writer, SYNC_STATE_PATH, body.into(), SYNC_STATE_TIMEOUT).await {
+        Ok(reply) if reply.status.is_success() => {
             let positions = crate::replication::client::decode_positions(&reply.positions);
             crate::replication::client::wait_for_positions(&services.notifier, &positions).await;
         }
-        Ok(Ok(reply)) => tracing::warn!(%writer, status = %reply.status, "the presence writer refused a sync's presence state"),
-        Ok(Err(error)) => tracing::warn!(%writer, %error, "cannot reach the presence writer for a sync's presence state"),
-        Err(_) => tracing::warn!(%writer, "the presence writer did not record a sync's presence state in time"),
+        Ok(reply) => tracing::warn!(%writer, status = %reply.status, "the presence writer refused a sync's presence state"),
+        Err(error) => tracing::warn!(%writer, %error, "the presence writer did not record a sync's presence state"),
     }
 }
 

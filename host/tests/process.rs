@@ -10,11 +10,8 @@ use std::{
 use http::StatusCode;
 use serde_json::{Value, json};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+use crate::support::{WEFT, free_port};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A `weft run` child process, killed if the test fails.
 struct Running {

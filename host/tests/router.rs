@@ -25,13 +25,8 @@ use weft::{
     router::{self, Classifier, RouterState, RoutingTable, Sticky},
 };
 
-use crate::support::{Backend, TestDb, TestServer, errcode};
+use crate::support::{Backend, TestDb, TestServer, WEFT, errcode, free_port};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

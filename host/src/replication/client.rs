@@ -113,8 +113,9 @@ impl InternalClient {
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+        let positions = response.headers().get(POSITIONS_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = response.bytes().await.map_err(unreachable)?;
-        Ok(StoredReply { status, content_type, positions: String::new(), body })
+        Ok(StoredReply { status, content_type, positions, body })
     }
 }
 

@@ -7,29 +7,15 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 
 use super::guest;
+use crate::support::{KillOnDrop, WEFT, free_port};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process killed with the test.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn openssl(args: &[&str], dir: &Path) -> Command {
     let mut command = Command::new("openssl");
@@ -39,7 +25,7 @@ fn openssl(args: &[&str], dir: &Path) -> Command {
 
 /// A private CA (`ca.pem`), a certificate it signed for `localhost`, and a
 /// TLS server with it on `port`.
-fn tls_server(dir: &Path, port: u16) -> Killed {
+fn tls_server(dir: &Path, port: u16) -> KillOnDrop {
     let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     std::fs::write(dir.join("leaf.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
     let steps: [&[&str]; 3] = [
@@ -53,7 +39,7 @@ fn tls_server(dir: &Path, port: u16) -> Killed {
     let server = openssl(&["s_server", "-accept", &port.to_string(), "-cert", "cert.pem", "-key", "key.pem", "-www", "-quiet"], dir)
         .spawn()
         .expect("openssl s_server starts");
-    let server = Killed(server);
+    let server = KillOnDrop(server);
     wait_for(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     server
 }
@@ -68,7 +54,7 @@ fn wait_for(mut ready: impl FnMut() -> bool) {
 
 /// A monolith whose plugin, on every login, GETs `url` and refuses the login
 /// with the status it got (fail-open when it gets none).
-fn weft(dir: &Path, name: &str, url: &str, allow: &str, ca: Option<&Path>) -> (Killed, String, std::path::PathBuf) {
+fn weft(dir: &Path, name: &str, url: &str, allow: &str, ca: Option<&Path>) -> (KillOnDrop, String, std::path::PathBuf) {
     let port = free_port();
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -92,7 +78,7 @@ fn weft(dir: &Path, name: &str, url: &str, allow: &str, ca: Option<&Path>) -> (K
     if let Some(ca) = ca {
         command.env("SSL_CERT_FILE", ca);
     }
-    let mut child = Killed(command.spawn().expect("weft starts"));
+    let mut child = KillOnDrop(command.spawn().expect("weft starts"));
     wait_for(|| {
         let exited = child.0.try_wait().unwrap();
         assert!(exited.is_none(), "weft exited ({exited:?}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());

@@ -2,9 +2,11 @@
 //! HTTP client that fails any test that sees a 500.
 
 mod database;
+mod processes;
 mod server;
 
 pub use database::{Backend, TestDb, unique};
+pub use processes::{KillOnDrop, WEFT, free_port};
 pub use server::{TestServer, errcode, login_body};
 
 /// Runs an async test body once per storage backend, as two tests.

@@ -9,24 +9,10 @@ use std::{
 
 use serde_json::{Value, json};
 
+use crate::support::{WEFT, free_port};
 use crate::support::{Backend, TestDb, unique};
 
-pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 pub const SECRET: &str = "test-replication-secret";
-
-/// A port nobody in this test process was given before: deployments run
-/// side by side, and a port released by one must not reach another.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = 20_000 + (std::process::id() * 7919) % 25_000;
-    loop {
-        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 20_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A `redis-server` of the test's own.
 pub struct Redis {

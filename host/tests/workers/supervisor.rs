@@ -12,8 +12,8 @@ use std::{
 
 use serde_json::json;
 
-use super::deployment::{Redis, SECRET, WEFT, free_port};
-use crate::support::{Backend, TestDb, unique};
+use super::deployment::{Redis, SECRET};
+use crate::support::{Backend, TestDb, WEFT, free_port, unique};
 
 fn listener(port: u16, names: &str) -> String {
     format!("[[{{key}}]]\nport = {port}\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\n[[{{key}}.resources]]\nnames = [{names}]\n")

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use super::deployment::WEFT;
+use crate::support::WEFT;
 
 fn check(extra: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
