@@ -22,6 +22,10 @@ async fn a_stopped_generic_worker_has_its_traffic_sent_to_the_others() {
         since.push(d.sync("router", token, None, 0).await["next_batch"].as_str().unwrap().to_owned());
     }
 
+    // The router spread the users over both workers: worker1 answered some /sync.
+    let served = d.metric("worker1", "weft_http_requests_total", &["group=\"sync\"", "status=\"200\""]).await;
+    assert!(served.is_some_and(|count| count > 0.0), "worker1 served no /sync before it stopped: {served:?}");
+
     d.kill("worker1");
     let (status, body) = d.send("router", alice, &room, "after-kill", "sent with worker1 down").await;
     assert_eq!(status, 200, "{body}");
