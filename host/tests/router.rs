@@ -67,6 +67,8 @@ fn requests_are_classified_by_the_registered_routes() {
     assert_eq!((messages.group, messages.sticky), (Some(G::RoomMessages), Sticky::Room("!abc:example.org".into())));
     let transaction = classifier.classify(&Method::PUT, "/_matrix/federation/v1/send/txn1", None);
     assert_eq!((transaction.group, transaction.sticky), (Some(G::FederationTransactions), Sticky::Origin));
+    let send = classifier.classify(&Method::PUT, "/_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message/t1", None);
+    assert_eq!((send.group, send.sticky), (Some(G::EventSending), Sticky::RoomWriter("!abc:example.org".into())));
     let sso = classifier.classify(&Method::GET, "/_matrix/client/v3/login/sso/redirect", Some("redirectUrl=x"));
     assert_eq!((sso.group, sso.sticky), (Some(G::Sso), Sticky::Single));
     assert_eq!(group(Method::GET, "/_matrix/client/v3/login/sso/redirect/oidc-github", None), Some(G::Sso));
@@ -380,6 +382,71 @@ async fn all_instances_of_a_group_down_is_a_502_with_a_matrix_error() {
     main.stop().await;
     let (status, body) = get_json(http.get(format!("{}/_matrix/client/v3/whatever", router.base))).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_GATEWAY, "M_UNKNOWN"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_go_to_the_rooms_persister_when_it_serves_event_sending() {
+    let main = NameBackend::start("main").await;
+    let client1 = NameBackend::start("client1").await;
+    let persister1 = NameBackend::start("persister1").await;
+    let persister2 = NameBackend::start("persister2").await;
+    let text = routing_config(
+        main.port,
+        &[
+            ("client1", client1.port, &["event_sending", "client_reads"]),
+            ("persister1", persister1.port, &["event_sending"]),
+            ("persister2", persister2.port, &["event_sending"]),
+        ],
+        "[stream_writers]\nevents = [\"persister1\", \"persister2\"]\n[router]\ndown_for_ms = 60000",
+        POSTGRES_STUB,
+    );
+    let router = start_router(&text, None).await;
+    let http = client();
+    let rooms: Vec<String> = (0..16).map(|n| format!("!room{n}:router.test")).collect();
+    let persister_of = |room: &str| ["persister1", "persister2"][weft::replication::shard(room, 2)];
+    let send = |room: &str, verb: &str| {
+        let path = match verb {
+            "send" => format!("send/m.room.message/t{}", rand_suffix()),
+            "state" => "state/m.room.topic/".to_owned(),
+            _ => format!("redact/$e/t{}", rand_suffix()),
+        };
+        http.put(format!("{}/_matrix/client/v3/rooms/{}/{path}", router.base, room.replace('!', "%21").replace(':', "%3A"))).body("{}")
+    };
+    for room in &rooms {
+        for verb in ["send", "state", "redact"] {
+            assert_eq!(instance_of(send(room, verb)).await, persister_of(room), "{verb} into {room} goes to its persister");
+        }
+    }
+    assert!(rooms.iter().any(|room| persister_of(room) == "persister1") && rooms.iter().any(|room| persister_of(room) == "persister2"));
+
+    // The persister down: its rooms' sends go to the group's other instances.
+    persister1.stop().await;
+    for room in rooms.iter().filter(|room| persister_of(room) == "persister1") {
+        let now = instance_of(send(room, "send")).await;
+        assert!(now == "client1" || now == "persister2", "{room} went to {now}");
+    }
+    for room in rooms.iter().filter(|room| persister_of(room) == "persister2") {
+        assert_eq!(instance_of(send(room, "send")).await, "persister2");
+    }
+
+    // A persister that does not serve `event_sending` is not sent to.
+    let text = routing_config(
+        main.port,
+        &[("client1", client1.port, &["event_sending"]), ("persister1", persister1.port, &[]), ("persister2", persister2.port, &["client_reads"])],
+        "[stream_writers]\nevents = [\"persister1\", \"persister2\"]",
+        POSTGRES_STUB,
+    );
+    let router = start_router(&text, None).await;
+    for room in &rooms {
+        let path = format!("{}/_matrix/client/v3/rooms/{room}/send/m.room.message/t1", router.base);
+        assert_eq!(instance_of(http.put(path).body("{}")).await, "client1");
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A child process, killed if the test fails.

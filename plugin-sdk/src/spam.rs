@@ -5,8 +5,11 @@
 //! the first that does not allow wins, so answer [`Verdict::Allow`] for
 //! anything you have no opinion on.
 //!
-//! A fresh instance of the plugin runs every call: `new` runs once per call,
-//! so keep it cheap, and keep state across calls in [`crate::kv`].
+//! By default a fresh instance of the plugin runs every call, so `new` runs
+//! once per call: keep it cheap, and keep state across calls in
+//! [`crate::kv`]. An operator may let instances answer several calls
+//! (`max_calls_per_instance`); `new` then runs once per instance and the
+//! checker is shared by that instance's calls, but never rely on it.
 
 use serde_json::Value;
 
@@ -177,8 +180,14 @@ pub struct MediaInfo {
 /// default. Names and meanings are Synapse's spam-checker callbacks.
 #[allow(unused_variables)]
 pub trait SpamChecker: Sized + 'static {
-    /// Builds the checker from its configuration; an `Err` fails the call
-    /// (the host logs the message and applies `on_error`).
+    /// Builds the checker from its configuration, once per instance; an `Err`
+    /// fails the call (the host logs the message and applies `on_error`).
+    ///
+    /// By default every call gets a fresh instance, so `new` runs for every
+    /// call. When the operator sets `max_calls_per_instance` above 1, an
+    /// instance answers several calls with the same checker: work done in
+    /// `new`, or cached in the checker (say in a `OnceCell`), is then paid
+    /// once per instance.
     fn new(config: &PluginConfig) -> Result<Self, PluginError>;
 
     /// A local non-membership event being created, or a federated one arriving.
@@ -251,8 +260,9 @@ pub mod glue {
     use super::*;
     use crate::bindings::weft::plugin::types as wit;
 
-    /// Builds the checker for this call (a fresh instance per call, so no cache).
-    pub fn checker<T: SpamChecker>() -> T {
+    /// Builds the instance's checker (the export macro keeps it for the
+    /// instance's further calls).
+    pub fn build<T: SpamChecker>() -> T {
         match T::new(&PluginConfig::from_host()) {
             Ok(checker) => checker,
             Err(error) => panic!("the plugin cannot start: {error}"),
@@ -312,6 +322,14 @@ macro_rules! export_spam_checker {
 
             struct Export;
 
+            /// The instance's checker, built by its first call.
+            fn checker() -> &'static $checker {
+                ::std::thread_local! {
+                    static CHECKER: ::std::cell::OnceCell<&'static $checker> = const { ::std::cell::OnceCell::new() };
+                }
+                CHECKER.with(|cell| *cell.get_or_init(|| ::std::boxed::Box::leak(::std::boxed::Box::new(glue::build::<$checker>()))))
+            }
+
             impl plugin::Guest for Export {
                 fn describe() -> wit::PluginInfo {
                     wit::PluginInfo { name: env!("CARGO_PKG_NAME").into(), version: env!("CARGO_PKG_VERSION").into() }
@@ -320,37 +338,37 @@ macro_rules! export_spam_checker {
 
             impl spam_checks::Guest for Export {
                 fn check_event_for_spam(event: wit::Event) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().check_event_for_spam(&glue::event(event)))
+                    glue::verdict(checker().check_event_for_spam(&glue::event(event)))
                 }
                 fn should_drop_federated_event(event: wit::Event) -> bool {
-                    glue::checker::<$checker>().should_drop_federated_event(&glue::event(event))
+                    checker().should_drop_federated_event(&glue::event(event))
                 }
                 fn user_may_join_room(user: String, room: String, is_invited: bool) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().user_may_join_room(&user, &room, is_invited))
+                    glue::verdict(checker().user_may_join_room(&user, &room, is_invited))
                 }
                 fn user_may_invite(inviter: String, invitee: String, room: String) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().user_may_invite(&inviter, &invitee, &room))
+                    glue::verdict(checker().user_may_invite(&inviter, &invitee, &room))
                 }
                 fn federated_user_may_invite(event: wit::Event) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().federated_user_may_invite(&glue::event(event)))
+                    glue::verdict(checker().federated_user_may_invite(&glue::event(event)))
                 }
                 fn user_may_send_3pid_invite(inviter: String, medium: String, address: String, room: String) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().user_may_send_3pid_invite(&inviter, &medium, &address, &room))
+                    glue::verdict(checker().user_may_send_3pid_invite(&inviter, &medium, &address, &room))
                 }
                 fn user_may_create_room(user: String, room_config: String) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().user_may_create_room(&user, &glue::json(&room_config)))
+                    glue::verdict(checker().user_may_create_room(&user, &glue::json(&room_config)))
                 }
                 fn user_may_create_room_alias(user: String, alias: String) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().user_may_create_room_alias(&user, &alias))
+                    glue::verdict(checker().user_may_create_room_alias(&user, &alias))
                 }
                 fn user_may_publish_room(user: String, room: String) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().user_may_publish_room(&user, &room))
+                    glue::verdict(checker().user_may_publish_room(&user, &room))
                 }
                 fn user_may_send_state_event(user: String, room: String, event_type: String, state_key: String, content: String) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().user_may_send_state_event(&user, &room, &event_type, &state_key, &glue::json(&content)))
+                    glue::verdict(checker().user_may_send_state_event(&user, &room, &event_type, &state_key, &glue::json(&content)))
                 }
                 fn check_username_for_spam(profile: wit::UserProfile, requester: String) -> bool {
-                    glue::checker::<$checker>().check_username_for_spam(&glue::profile(profile), &requester)
+                    checker().check_username_for_spam(&glue::profile(profile), &requester)
                 }
                 fn check_registration_for_spam(
                     email: Option<String>,
@@ -358,7 +376,7 @@ macro_rules! export_spam_checker {
                     request_info: Vec<wit::RequestInfo>,
                     auth_provider_id: Option<String>,
                 ) -> wit::RegistrationVerdict {
-                    glue::registration(glue::checker::<$checker>().check_registration_for_spam(
+                    glue::registration(checker().check_registration_for_spam(
                         email.as_deref(),
                         username.as_deref(),
                         &glue::request_info(request_info),
@@ -366,7 +384,7 @@ macro_rules! export_spam_checker {
                     ))
                 }
                 fn check_media_file_for_spam(file: wit::MediaInfo) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().check_media_file_for_spam(&glue::media(file)))
+                    glue::verdict(checker().check_media_file_for_spam(&glue::media(file)))
                 }
                 fn check_login_for_spam(
                     user: String,
@@ -375,7 +393,7 @@ macro_rules! export_spam_checker {
                     request_info: Vec<wit::RequestInfo>,
                     auth_provider_id: Option<String>,
                 ) -> wit::Verdict {
-                    glue::verdict(glue::checker::<$checker>().check_login_for_spam(
+                    glue::verdict(checker().check_login_for_spam(
                         &user,
                         device_id.as_deref(),
                         initial_display_name.as_deref(),

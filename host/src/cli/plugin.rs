@@ -18,10 +18,13 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::plugins::{
-    SpamCheckers,
-    spam::{SpamCall, SpamCheckerBackend, SpamEvent},
-    testkit::Testkit,
+use crate::{
+    config::PluginLimitsConfig,
+    plugins::{
+        SpamCheckers,
+        spam::{SpamCall, SpamCheckerBackend, SpamEvent},
+        testkit::Testkit,
+    },
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -47,13 +50,18 @@ pub enum Command {
         /// Checks per measurement.
         #[arg(short = 'n', long, default_value_t = 5000)]
         iterations: usize,
+        /// The plugin's `max_calls_per_instance` (1: a fresh instance per call).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        max_calls_per_instance: u32,
     },
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Test { plugin, config, fixtures } => test(plugin, config, fixtures).await,
-        Command::Bench { plugin, config, iterations } => bench(plugin, config, iterations).await,
+        Command::Bench { plugin, config, iterations, max_calls_per_instance } => {
+            bench(plugin, config, iterations, max_calls_per_instance).await
+        }
     }
 }
 
@@ -119,9 +127,12 @@ fn contains(got: &Value, expected: &Value) -> bool {
     }
 }
 
-async fn bench(plugin: PathBuf, config: Option<PathBuf>, iterations: usize) -> anyhow::Result<()> {
+async fn bench(plugin: PathBuf, config: Option<PathBuf>, iterations: usize, max_calls_per_instance: u32) -> anyhow::Result<()> {
     let config = read_config(config)?;
-    let loaded = Testkit::new(&plugin).name("plugin-bench").config(config).load().await?;
+    let limits = PluginLimitsConfig { max_calls_per_instance, ..PluginLimitsConfig::default() };
+    let loaded = Testkit::new(&plugin).name("plugin-bench").config(config.clone()).limits(limits).load().await?;
+    // Instantiation is measured on fresh instances whatever the reuse.
+    let fresh = Testkit::new(&plugin).name("plugin-bench-fresh").config(config).load().await?;
     let chain = SpamCheckers::new(vec![loaded.plugin.clone() as std::sync::Arc<dyn SpamCheckerBackend>]);
     let empty = SpamCheckers::default();
     let event = SpamEvent::from_json(json!({
@@ -130,7 +141,11 @@ async fn bench(plugin: PathBuf, config: Option<PathBuf>, iterations: usize) -> a
         "content": {"msgtype": "m.text", "body": "hello, this is an ordinary message of ordinary length"},
     }))
     .context("the benchmark event")?;
-    println!("plugin {} ({}), {iterations} iterations, production limits", plugin.display(), loaded.plugin.version);
+    let instances = match max_calls_per_instance {
+        1 => "a fresh instance per call".to_owned(),
+        calls => format!("warm instances for up to {calls} calls"),
+    };
+    println!("plugin {} ({}), {iterations} iterations, production limits, {instances}", plugin.display(), loaded.plugin.version);
 
     // Warm up (page in the compiled code, fill the pool's warm slots).
     for _ in 0..200.min(iterations) {
@@ -139,7 +154,7 @@ async fn bench(plugin: PathBuf, config: Option<PathBuf>, iterations: usize) -> a
     let without = measure(iterations, || async { empty.check_event_for_spam(&event).await; }).await;
     let with = measure(iterations, || async { chain.check_event_for_spam(&event).await; }).await;
     let instantiate = measure(iterations, || async {
-        let _ = loaded.plugin.run("instantiate", 0, |_, _| Box::pin(async { Ok(()) }), Ok::<(), String>).await;
+        let _ = fresh.plugin.run("instantiate", 0, |_, _| Box::pin(async { Ok(()) }), Ok::<(), String>).await;
     })
     .await;
     // Throughput with two callers at once (the machine's two cores).

@@ -54,9 +54,13 @@ pub fn describe(config: &Config) -> String {
         } else {
             format!("runs on {} (checks here are forwarded there; its file is checked there, not here)", plugin.instances.join(", "))
         };
+        let instances = match plugin.limits.max_calls_per_instance {
+            0 | 1 => "a fresh instance per call".to_owned(),
+            calls => format!("warm instances for up to {calls} calls"),
+        };
         let _ = writeln!(
             out,
-            "plugin `{}` ({}) from {}: {place}; {} ms, {} MiB, on error {}",
+            "plugin `{}` ({}) from {}: {place}; {} ms, {} MiB, {instances}, on error {}",
             plugin.name,
             plugin.role.as_str(),
             plugin.path.display(),

@@ -14,6 +14,7 @@
 //! [plugins.limits]
 //! timeout_ms = 250
 //! memory_mb = 32
+//! max_calls_per_instance = 1000     # warm instances (default 1: a fresh one per call)
 //! [plugins.capabilities]
 //! allowed_outbound_hosts = ["https://rules.example.org"]
 //! ```
@@ -104,7 +105,7 @@ impl OnError {
     }
 }
 
-/// Per-plugin limits; each call gets a fresh instance held to them.
+/// Per-plugin limits; every instance is held to them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct PluginLimitsConfig {
@@ -122,6 +123,11 @@ pub struct PluginLimitsConfig {
     pub max_log_bytes: u64,
     /// Calls running at once; each holds an instance slot reserved at start-up.
     pub max_concurrent_calls: u32,
+    /// Calls one instance may answer. 1 (the default): a fresh instance per
+    /// call, nothing survives a call. More: warm instances, kept after a clean
+    /// return (so a plugin's set-up, like compiling its rules, is paid once
+    /// per instance) and dropped after any failure or that many calls.
+    pub max_calls_per_instance: u32,
 }
 
 impl Default for PluginLimitsConfig {
@@ -134,6 +140,7 @@ impl Default for PluginLimitsConfig {
             max_output_bytes: 16 * 1024,
             max_log_bytes: 16 * 1024,
             max_concurrent_calls: 16,
+            max_calls_per_instance: 1,
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Limits {
     pub max_output_bytes: u64,
     pub max_log_bytes: u64,
     pub max_concurrent_calls: u32,
+    pub max_calls_per_instance: u32,
 }
 
 impl Limits {
@@ -38,6 +39,7 @@ impl Limits {
             max_output_bytes: config.max_output_bytes,
             max_log_bytes: config.max_log_bytes,
             max_concurrent_calls: config.max_concurrent_calls.max(1),
+            max_calls_per_instance: config.max_calls_per_instance.max(1),
         }
     }
 }

@@ -1,19 +1,25 @@
 //! One loaded plugin and how a call into it runs.
 //!
 //! A call: admit (not switched off), check the input size, take a slot (the
-//! pool has `max_concurrent_calls` per plugin), make a fresh `Store` with the
-//! plugin's limits and a fresh instance from the pre-instantiated component,
-//! run the export under the deadline (epochs trap the guest, a tokio timeout
-//! bounds blocked host calls), convert and check the answer. Any failure is
-//! classified (`CallFailure`), logged once with its reason, counted, and fed
-//! to the plugin's health; the caller applies `on_error`.
+//! pool has `max_concurrent_calls` per plugin), take an instance (a parked
+//! warm one, or a fresh `Store` with the plugin's limits and a fresh instance
+//! from the pre-instantiated component), run the export under the deadline
+//! (epochs trap the guest, a tokio timeout bounds blocked host calls),
+//! convert and check the answer. Any failure is classified (`CallFailure`),
+//! logged once with its reason, counted, and fed to the plugin's health; the
+//! caller applies `on_error`.
 //!
-//! Instances are never reused: state cannot leak from one call to the next,
-//! and a trapped instance is simply dropped.
+//! By default an instance serves one call: no state survives it. A plugin
+//! configured with `max_calls_per_instance` above 1 keeps warm instances:
+//! one is parked only after a clean return (a valid answer), serves at most
+//! that many calls, and is dropped after a trap, a timeout, an over-limit,
+//! a malformed answer or a cancelled call. A running or parked instance
+//! holds one of the plugin's slots, so the pool never holds more than
+//! `max_concurrent_calls` instances of a plugin.
 
 use std::{
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -59,6 +65,16 @@ pub struct LoadedPlugin {
     health: Health,
     /// Bounds the calls running at once to the slots the pool reserved.
     slots: Semaphore,
+    /// Warm instances between calls (always empty when instances serve one call).
+    parked: Mutex<Vec<WarmInstance>>,
+}
+
+/// An instance kept for further calls, with the store it lives in.
+struct WarmInstance {
+    store: Store<CallState>,
+    checker: SpamChecker,
+    /// Calls it has answered.
+    calls: u32,
 }
 
 /// Facts about one successful call, for the testkit and the benchmark.
@@ -104,12 +120,15 @@ impl LoadedPlugin {
             pre,
             health: Health::new(config.disable_after_failures(), Duration::from_secs(config.retry_after_secs())),
             slots: Semaphore::new(limits.max_concurrent_calls as usize),
+            parked: Mutex::new(Vec::new()),
         };
         let (info, _) = plugin
             .run("describe", 0, |checker, store| Box::pin(async move { checker.weft_plugin_plugin().call_describe(store).await }), Ok)
             .await
             .map_err(LoadError::SmokeTest)?;
         plugin.version = info.version;
+        // Calls start on instances of their own, not on the smoke test's.
+        plugin.parked.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
         tracing::info!(plugin = %config.name, role, instance, guest = %info.name, version = %plugin.version, "loaded plugin");
         Ok(plugin)
     }
@@ -191,30 +210,35 @@ impl LoadedPlugin {
         let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await else {
             return (Err(CallFailure::Timeout(limits.timeout)), None);
         };
-        let state = match CallState::new(self.ctx.clone(), call, deadline) {
-            Ok(state) => state,
-            Err(reason) => return (Err(CallFailure::Trap(reason)), None),
+        let (mut store, warm_checker, calls) = match self.take_parked() {
+            Some(WarmInstance { mut store, checker, calls }) => {
+                store.data_mut().begin_call(call, deadline);
+                (store, Some(checker), calls)
+            }
+            None => match self.new_store(call, deadline) {
+                Ok(store) => (store, None, 0),
+                Err(reason) => return (Err(CallFailure::Trap(reason)), None),
+            },
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
         if self.fuel {
             let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
 
         let pre = &self.pre;
         let store_ref = &mut store;
         let run = async move {
-            let instance = pre.instantiate_async(&mut *store_ref).await?;
-            invoke(&instance, store_ref).await
+            let checker = match warm_checker {
+                Some(checker) => checker,
+                None => pre.instantiate_async(&mut *store_ref).await?,
+            };
+            let raw = invoke(&checker, &mut *store_ref).await?;
+            Ok::<_, wasmtime::Error>((checker, raw))
         };
         // Epochs stop guest code; this bounds a host call that blocks.
         let outcome = tokio::time::timeout(limits.timeout + 2 * EPOCH_TICK, run).await;
         let state = store.data();
-        let output = state.output_text();
+        let output = state.take_output();
         let stats = CallStats {
             elapsed: Duration::ZERO,
             peak_memory_bytes: state.limiter.peak,
@@ -223,9 +247,38 @@ impl LoadedPlugin {
         let result = match outcome {
             Err(_) => Err(CallFailure::Timeout(limits.timeout)),
             Ok(Err(error)) => Err(classify(&error, &store, limits)),
-            Ok(Ok(raw)) => convert(raw).map(|value| (value, stats)).map_err(CallFailure::Malformed),
+            Ok(Ok((checker, raw))) => match convert(raw) {
+                Ok(value) => {
+                    self.park(WarmInstance { store, checker, calls: calls + 1 });
+                    Ok((value, stats))
+                }
+                Err(reason) => Err(CallFailure::Malformed(reason)),
+            },
         };
         (result, output)
+    }
+
+    /// A store for a new instance, with the plugin's limits and a deadline
+    /// callback that reads the current call's deadline.
+    fn new_store(&self, call: &'static str, deadline: Instant) -> Result<Store<CallState>, String> {
+        let state = CallState::new(self.ctx.clone(), call, deadline)?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        Ok(store)
+    }
+
+    fn take_parked(&self) -> Option<WarmInstance> {
+        self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
+    }
+
+    /// Keeps an instance that answered cleanly, unless it has served its calls.
+    fn park(&self, instance: WarmInstance) {
+        if instance.calls < self.ctx.limits.max_calls_per_instance {
+            self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(instance);
+        }
     }
 }
 

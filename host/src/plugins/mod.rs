@@ -16,9 +16,10 @@
 //! build HTTP responses (the api layer turns verdicts into Matrix errors and
 //! serves the endpoint forwarded calls arrive at).
 //!
-//! Decisions: a fresh instance per call from a pre-instantiated component
-//! (pooling allocator; no state survives a call, a trapped instance is just
-//! dropped); every host import is async; a plugin that keeps failing is
+//! Decisions: a fresh instance per call from a pre-instantiated component by
+//! default (pooling allocator; no state survives a call, a trapped instance
+//! is just dropped), warm instances only when a plugin's
+//! `max_calls_per_instance` asks for them (parked after a clean return only); every host import is async; a plugin that keeps failing is
 //! switched off with backoff (`health`); plugins run in the instances their
 //! `instances` name, and other instances forward their calls there
 //! (`remote`, behind the `spam::SpamCheckerBackend` seam).
@@ -34,6 +35,7 @@ pub mod kv;
 pub mod limits;
 pub mod loaded;
 mod metrics;
+mod output;
 pub mod remote;
 pub mod spam;
 pub mod testkit;

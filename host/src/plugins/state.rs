@@ -1,8 +1,9 @@
-//! The data of one call's `Store`: the WASI context (deny by default), the
+//! The data of one instance's `Store`: the WASI context (deny by default), the
 //! resource table, the memory limiter, and what the `host` interface needs
-//! (the plugin's context, the call's name, its log budget).
+//! (the plugin's context, the current call's name, deadline and log budget,
+//! reset by `begin_call` when a warm instance is reused).
 //!
-//! What a fresh call can reach, written down (see `wasi_context`): no
+//! What a call can reach, written down (see `wasi_context`): no
 //! environment, arguments or preopened directories (but `/data` when
 //! `capabilities.data_dir` is set), stdin closed, stdout and stderr captured
 //! up to `max_log_bytes` and logged after the call, no sockets and no name
@@ -12,9 +13,9 @@
 use std::{sync::Arc, time::Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView, p2::pipe::MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{limits::MemoryLimiter, loaded::PluginContext};
+use super::{limits::MemoryLimiter, loaded::PluginContext, output::CapturedOutput};
 
 pub struct CallState {
     pub wasi: WasiCtx,
@@ -29,12 +30,12 @@ pub struct CallState {
     pub log_bytes: u64,
     pub log_dropped: bool,
     /// The guest's stdout and stderr (a panic message lands here).
-    pub output: MemoryOutputPipe,
+    pub output: CapturedOutput,
 }
 
 impl CallState {
     pub fn new(plugin: Arc<PluginContext>, call: &'static str, deadline: Instant) -> Result<Self, String> {
-        let output = MemoryOutputPipe::new(plugin.limits.max_log_bytes as usize);
+        let output = CapturedOutput::new(plugin.limits.max_log_bytes as usize);
         let wasi = wasi_context(&plugin, &output)?;
         Ok(Self {
             wasi,
@@ -49,15 +50,23 @@ impl CallState {
         })
     }
 
-    /// What the guest wrote to stdout and stderr, trimmed, for the call's log.
-    pub fn output_text(&self) -> Option<String> {
-        let bytes = self.output.contents();
-        let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-        (!text.is_empty()).then_some(text)
+    /// Makes a parked instance's state ready for its next call.
+    pub fn begin_call(&mut self, call: &'static str, deadline: Instant) {
+        self.call = call;
+        self.deadline = deadline;
+        self.log_bytes = 0;
+        self.log_dropped = false;
+        self.limiter.exceeded = None;
+        let _ = self.output.take_text();
+    }
+
+    /// What the guest wrote to stdout and stderr during the call, trimmed.
+    pub fn take_output(&self) -> Option<String> {
+        self.output.take_text()
     }
 }
 
-fn wasi_context(plugin: &PluginContext, output: &MemoryOutputPipe) -> Result<WasiCtx, String> {
+fn wasi_context(plugin: &PluginContext, output: &CapturedOutput) -> Result<WasiCtx, String> {
     let mut builder = WasiCtxBuilder::new();
     builder.stdout(output.clone()).stderr(output.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     if let Some(dir) = &plugin.data_dir {

@@ -64,6 +64,9 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
         if !(1..=MAX_CONCURRENT_CALLS).contains(&limits.max_concurrent_calls) {
             fail(&at("limits.max_concurrent_calls"), format!("must be between 1 and {MAX_CONCURRENT_CALLS}, not {}", limits.max_concurrent_calls));
         }
+        if limits.max_calls_per_instance == 0 {
+            fail(&at("limits.max_calls_per_instance"), "must be at least 1 (1: a fresh instance per call)".into());
+        }
         if let Err(entry) = Egress::parse(&plugin.capabilities.allowed_outbound_hosts, false) {
             fail(
                 &at("capabilities.allowed_outbound_hosts"),

@@ -4,7 +4,8 @@
 //! expressions of the Matrix API are written anywhere.
 //!
 //! Also decides what a request sticks by: `/sync` by user, room pagination by
-//! room, inbound federation transactions by origin, SSO to a single instance.
+//! room, events sent into a room to the room's persister, inbound federation
+//! transactions by origin, SSO to a single instance.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,9 @@ pub enum Sticky {
     User,
     /// The room in the path.
     Room(String),
+    /// The events persister of the room in the path, when it serves the
+    /// group (it writes without forwarding); any live instance otherwise.
+    RoomWriter(String),
     /// The origin server of a federation request (`X-Matrix` authorization).
     Origin,
     /// Always the same instance while it is up.
@@ -80,6 +84,10 @@ impl Classifier {
             EndpointGroup::Sync | EndpointGroup::InitialSync => Sticky::User,
             EndpointGroup::RoomMessages => match matched.params.get("room_id") {
                 Some(room) => Sticky::Room(percent_decode(room)),
+                None => Sticky::None,
+            },
+            EndpointGroup::EventSending => match matched.params.get("room_id") {
+                Some(room) => Sticky::RoomWriter(percent_decode(room)),
                 None => Sticky::None,
             },
             EndpointGroup::FederationTransactions => Sticky::Origin,

@@ -59,7 +59,14 @@ pub async fn forward(State(state): State<Arc<RouterState>>, ConnectInfo(peer): C
     };
     let key = sticky_key(&state, &classified, &parts.headers, parts.uri.query(), peer).await;
     let instances = state.table.instances();
-    let order = state.health.order(key.as_deref(), candidates, |index| instances[index].name.clone());
+    let mut order = state.health.order(key.as_deref(), candidates, |index| instances[index].name.clone());
+    if let (Sticky::RoomWriter(room), Some(group)) = (&classified.sticky, classified.group)
+        && let Some(writer) = state.table.room_writer(room, group)
+        && state.health.is_up(writer)
+    {
+        order.retain(|&index| index != writer);
+        order.insert(0, writer);
+    }
 
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -114,7 +121,7 @@ pub async fn forward(State(state): State<Arc<RouterState>>, ConnectInfo(peer): C
 /// The key a sticky request hashes by, or `None` for round robin.
 async fn sticky_key(state: &RouterState, classified: &Classified, headers: &HeaderMap, query: Option<&str>, peer: SocketAddr) -> Option<String> {
     match &classified.sticky {
-        Sticky::None => None,
+        Sticky::None | Sticky::RoomWriter(_) => None,
         Sticky::User => {
             // A malformed or missing token is the instance's to reject.
             let token = crate::api::auth::access_token(headers, query).ok().flatten()?;

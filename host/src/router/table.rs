@@ -8,6 +8,11 @@
 //! reach any instance (workers forward to the writer themselves); the writer
 //! is only preferred because it saves that extra hop. `initial_sync` falls
 //! back to the `sync` instances, not to `main`.
+//!
+//! The table also knows the events persisters (`stream_writers.events`), so
+//! that a send into a room can go to the room's persister when that
+//! persister serves `event_sending`: it persists without the internal hop
+//! and without waiting to see its own write replicated.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,6 +23,7 @@ use std::{
 use crate::{
     api::groups::EndpointGroup,
     config::{Config, MAIN_INSTANCE, Resource},
+    replication::shard,
 };
 
 /// Where an instance's client listener is.
@@ -62,6 +68,8 @@ pub struct RoutingTable {
     /// Indexes into `instances`, in `instance_map` order.
     groups: HashMap<EndpointGroup, Vec<usize>>,
     initial_sync_separately: bool,
+    /// `stream_writers.events`, in configured order (the sharding order).
+    events_writers: Vec<String>,
 }
 
 impl RoutingTable {
@@ -117,7 +125,8 @@ impl RoutingTable {
             groups.insert(EndpointGroup::InitialSync, sync);
         }
         let initial_sync_separately = config.router.as_ref().is_some_and(|router| router.initial_sync_separately);
-        Ok(Self { instances, groups, initial_sync_separately })
+        let events_writers = config.stream_writers.writers_of("events");
+        Ok(Self { instances, groups, initial_sync_separately, events_writers })
     }
 
     /// Every instance with a client address; `main` is first.
@@ -133,6 +142,13 @@ impl RoutingTable {
     /// The names of the instances serving `group`.
     pub fn names_serving(&self, group: EndpointGroup) -> Vec<&str> {
         self.serving(group).iter().map(|&index| self.instances[index].name.as_str()).collect()
+    }
+
+    /// The persister of `room_id`, as an index into `instances()`, when it
+    /// is one of the instances serving `group`.
+    pub fn room_writer(&self, room_id: &str, group: EndpointGroup) -> Option<usize> {
+        let writer = &self.events_writers[shard(room_id, self.events_writers.len())];
+        self.serving(group).iter().copied().find(|&index| &self.instances[index].name == writer)
     }
 
     pub fn initial_sync_separately(&self) -> bool {

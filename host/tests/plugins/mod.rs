@@ -19,6 +19,7 @@ mod kv;
 mod pinning;
 mod rooms;
 mod sandbox;
+mod warm;
 
 use std::path::PathBuf;
 

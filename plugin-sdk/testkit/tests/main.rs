@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use weft_plugin_testkit::{
-    TestPlugin, Testkit,
+    PluginLimitsConfig, TestPlugin, Testkit,
     spam::{MediaFile, RegistrationVerdict, SpamAnswer, SpamCall, SpamEvent, SpamVerdict, UserProfile, ids::OwnedUserId},
 };
 
@@ -54,6 +54,33 @@ async fn body_patterns_reject_messages_with_the_pattern_as_a_field() {
     assert_eq!(plugin.call(call("hello there")).await.unwrap(), SpamAnswer::Verdict(SpamVerdict::Allow));
     let stats = plugin.last_stats().unwrap();
     assert!(stats.elapsed.as_millis() < 500 && stats.peak_memory_bytes < 16 << 20, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_instance_compiles_its_patterns_once_and_answers_the_same() {
+    let config = json!({"body_patterns": ["(?i)free (crypto|bitcoin)", "bit\\.ly/", "(unclosed"]});
+    let call = |body: &str| SpamCall::CheckEventForSpam { event: event("@a:example.org", body) };
+    let bodies = ["FREE Bitcoin here", "see bit.ly/x", "hello", "free crypto", "nothing"];
+    let invalid_warnings = |plugin: &TestPlugin| plugin.logs().iter().filter(|l| l.message.starts_with("invalid pattern `(unclosed`")).count();
+
+    let fresh = rules(config.clone()).await;
+    let warm = Testkit::new(spam_rules())
+        .name("spam-rules-warm")
+        .config(config)
+        .limits(PluginLimitsConfig { max_calls_per_instance: 100, ..PluginLimitsConfig::default() })
+        .load()
+        .await
+        .unwrap();
+    for body in bodies {
+        let expected = fresh.call(call(body)).await.unwrap();
+        assert_eq!(warm.call(call(body)).await.unwrap(), expected, "{body}");
+    }
+    assert!(rejected(warm.call(call("free crypto")).await.unwrap()).is_some());
+    assert!(warm.call(call("hello")).await.unwrap().allows());
+    // The invalid pattern is reported when the patterns are compiled: by every
+    // call's fresh instance, but once by the warm instance.
+    assert_eq!(invalid_warnings(&fresh), bodies.len());
+    assert_eq!(invalid_warnings(&warm), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,11 @@
 //! media_allowed_types = ["image/*", "video/mp4"]  # empty: any type
 //! ```
 //!
-//! A fresh instance answers each call, so `new` only reads the configuration;
-//! patterns are compiled by the callback that needs them.
+//! `new` only reads the configuration; a list of patterns is compiled by the
+//! first callback that needs it and kept in the checker, so an instance that
+//! answers several calls (`max_calls_per_instance`) compiles it once.
+
+use std::cell::OnceCell;
 
 use regex_lite::Regex;
 use weft_plugin_sdk::{
@@ -26,11 +29,11 @@ use weft_plugin_sdk::{
 
 struct SpamRules {
     errcode: String,
-    body_patterns: Vec<String>,
+    body_patterns: Patterns,
     blocked_users: Vec<String>,
     blocked_servers: Vec<String>,
     invites: InvitePolicy,
-    username_patterns: Vec<String>,
+    username_patterns: Patterns,
     registration_action: RegistrationVerdict,
     room_creators: Vec<String>,
     room_publishers: Vec<String>,
@@ -60,11 +63,11 @@ impl SpamChecker for SpamRules {
         };
         Ok(Self {
             errcode: config.str("errcode")?.unwrap_or("M_FORBIDDEN").to_owned(),
-            body_patterns: config.strings("body_patterns")?,
+            body_patterns: Patterns::new(config.strings("body_patterns")?),
             blocked_users: config.strings("blocked_users")?,
             blocked_servers: config.strings("blocked_servers")?,
             invites,
-            username_patterns: config.strings("username_patterns")?,
+            username_patterns: Patterns::new(config.strings("username_patterns")?),
             registration_action,
             room_creators: config.strings("room_creators")?,
             room_publishers: config.strings("room_publishers")?,
@@ -78,9 +81,9 @@ impl SpamChecker for SpamRules {
             return verdict;
         }
         if let Some(body) = event.body()
-            && let Some(pattern) = first_match(&self.body_patterns, body)
+            && let Some(pattern) = self.body_patterns.first_match(body)
         {
-            weft_plugin_sdk::log::log(weft_plugin_sdk::log::Level::Info, "message refused", &[("pattern", &pattern), ("sender", &event.sender)]);
+            weft_plugin_sdk::log::log(weft_plugin_sdk::log::Level::Info, "message refused", &[("pattern", pattern), ("sender", &event.sender)]);
             return self.reject("This message matches a blocked pattern").with_field("pattern", pattern.into());
         }
         Verdict::Allow
@@ -158,8 +161,8 @@ impl SpamChecker for SpamRules {
 
     fn check_username_for_spam(&self, profile: &UserProfile, _requester: &str) -> bool {
         let localpart = profile.user_id.trim_start_matches('@').split(':').next().unwrap_or("");
-        first_match(&self.username_patterns, localpart).is_some()
-            || profile.display_name.as_deref().is_some_and(|name| first_match(&self.username_patterns, name).is_some())
+        self.username_patterns.first_match(localpart).is_some()
+            || profile.display_name.as_deref().is_some_and(|name| self.username_patterns.first_match(name).is_some())
     }
 
     fn check_registration_for_spam(
@@ -170,7 +173,7 @@ impl SpamChecker for SpamRules {
         _auth_provider_id: Option<&str>,
     ) -> RegistrationVerdict {
         match username {
-            Some(name) if first_match(&self.username_patterns, name).is_some() => self.registration_action,
+            Some(name) if self.username_patterns.first_match(name).is_some() => self.registration_action,
             _ => RegistrationVerdict::Allow,
         }
     }
@@ -235,23 +238,57 @@ fn listed(list: &[String], user: &str) -> bool {
     })
 }
 
-/// The first pattern matching `text`. A pattern that is a plain string
-/// (optionally `(?i)`, with `\\`-escaped punctuation) is matched without a
-/// regex engine: a fresh instance runs every call, and compiling is most of
-/// a check's cost. An invalid pattern matches nothing and is logged.
-fn first_match(patterns: &[String], text: &str) -> Option<String> {
-    patterns.iter().find(|pattern| matches(pattern, text)).cloned()
+/// A list of patterns from the configuration. A pattern that is a plain
+/// string (optionally `(?i)`, with `\\`-escaped punctuation) is matched
+/// without a regex engine: with a fresh instance per call, compiling is most
+/// of a check's cost. An invalid pattern matches nothing and is logged.
+struct Patterns {
+    sources: Vec<String>,
+    compiled: OnceCell<Vec<Matcher>>,
 }
 
-fn matches(pattern: &str, text: &str) -> bool {
-    if let Some((literal, ignore_case)) = as_literal(pattern) {
-        return if ignore_case { text.to_lowercase().contains(&literal.to_lowercase()) } else { text.contains(&literal) };
+enum Matcher {
+    Literal { text: String, ignore_case: bool },
+    Regex(Regex),
+    Invalid,
+}
+
+impl Patterns {
+    fn new(sources: Vec<String>) -> Self {
+        Self { sources, compiled: OnceCell::new() }
     }
-    match Regex::new(pattern) {
-        Ok(regex) => regex.is_match(text),
-        Err(error) => {
-            weft_plugin_sdk::log::warn(&format!("invalid pattern `{pattern}`: {error}"));
-            false
+
+    /// The first pattern (as configured) that matches `text`.
+    fn first_match(&self, text: &str) -> Option<&str> {
+        if self.sources.is_empty() {
+            return None;
+        }
+        let matchers = self.compiled.get_or_init(|| self.sources.iter().map(|source| Matcher::compile(source)).collect());
+        let lowercase = OnceCell::new();
+        let index = matchers.iter().position(|matcher| match matcher {
+            Matcher::Literal { text: literal, ignore_case: false } => text.contains(literal.as_str()),
+            Matcher::Literal { text: literal, ignore_case: true } => {
+                lowercase.get_or_init(|| text.to_lowercase()).contains(literal.as_str())
+            }
+            Matcher::Regex(regex) => regex.is_match(text),
+            Matcher::Invalid => false,
+        })?;
+        Some(&self.sources[index])
+    }
+}
+
+impl Matcher {
+    fn compile(pattern: &str) -> Self {
+        if let Some((text, ignore_case)) = as_literal(pattern) {
+            let text = if ignore_case { text.to_lowercase() } else { text };
+            return Self::Literal { text, ignore_case };
+        }
+        match Regex::new(pattern) {
+            Ok(regex) => Self::Regex(regex),
+            Err(error) => {
+                weft_plugin_sdk::log::warn(&format!("invalid pattern `{pattern}`: {error}"));
+                Self::Invalid
+            }
         }
     }
 }

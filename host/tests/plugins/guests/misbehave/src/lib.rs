@@ -13,9 +13,14 @@
 //! - `log-flood`: writes many log lines, then allows.
 //! - `count`: counts calls in its key-value store; rejects from the third on.
 //! - `now`: rejects with the host clock and random bytes as fields.
+//! - `instance-calls`: counts the calls its instance answered in a static
+//!   and rejects with the count as `instance_calls`; a message whose body is
+//!   `panic` or `loop` counts, then panics or never returns.
 //!
 //! Registration answers `registration` (`allow`, `shadow-ban`, `deny`) when
 //! the mode is `allow`, and misbehaves like the other callbacks otherwise.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use weft_plugin_sdk::{
     PluginConfig, PluginError, http, kv, log,
@@ -40,7 +45,10 @@ impl SpamChecker for Misbehave {
         })
     }
 
-    fn check_event_for_spam(&self, _event: &Event) -> Verdict {
+    fn check_event_for_spam(&self, event: &Event) -> Verdict {
+        if self.mode == "instance-calls" {
+            return instance_calls(event.body());
+        }
         self.act()
     }
 
@@ -110,6 +118,21 @@ impl Misbehave {
                 .with_field("random", weft_plugin_sdk::random_bytes(4).into_iter().map(u64::from).collect::<Vec<_>>().into()),
             other => panic!("unknown mode {other}"),
         }
+    }
+}
+
+/// Survives between calls only when the host reuses the instance.
+static INSTANCE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn instance_calls(body: Option<&str>) -> Verdict {
+    let calls = INSTANCE_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    println!("instance call {calls}");
+    match body {
+        Some("panic") => panic!("misbehave panics on purpose"),
+        Some("loop") => loop {
+            std::hint::black_box(calls);
+        },
+        _ => Verdict::forbidden("counted").with_field("instance_calls", calls.into()),
     }
 }
 
