@@ -144,6 +144,60 @@ async fn zero_setup_start_registers_and_survives_a_restart() {
     assert!(status.success());
 }
 
+#[tokio::test]
+async fn zero_setup_runs_the_built_in_reference_plugin() {
+    assert!(!weft::config::zero_setup::REFERENCE_PLUGIN.is_empty(), "weft is built with its reference plugin (the wasm32-wasip2 target is installed)");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let (status, _) = Running::start_zero_setup(&data, port).await.terminate();
+    assert!(status.success());
+    let written = std::fs::read(data.join("plugins/spam_rules.wasm")).expect("the plugin is written into the data directory");
+    assert_eq!(written, weft::config::zero_setup::REFERENCE_PLUGIN);
+    let config = std::fs::read_to_string(data.join("weft.toml")).unwrap();
+    assert!(config.contains("name = \"spam-rules\"") && config.contains("path = \"plugins/spam_rules.wasm\""), "{config}");
+
+    // Give it a rule, as an operator would, and start again: the plugin runs.
+    let with_rule = config.replace("# body_patterns = ", "body_patterns = ");
+    assert_ne!(with_rule, config, "the configuration shows where rules go");
+    std::fs::write(data.join("weft.toml"), with_rule).unwrap();
+    let server = Running::start_zero_setup(&data, port).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (_, flows) = post(&server.base, "/_matrix/client/v3/register", json!({"username": "ann", "password": "pw"})).await;
+    let (status, registered) = post(
+        &server.base,
+        "/_matrix/client/v3/register",
+        json!({"username": "ann", "password": "pw", "auth": {"type": "m.login.dummy", "session": flows["session"]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    let token = registered["access_token"].as_str().unwrap().to_owned();
+    let room: Value = http
+        .post(format!("{}/_matrix/client/v3/createRoom", server.base))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room_id = room["room_id"].as_str().expect("a room").to_owned();
+    let send = |txn: &str, body: &str| {
+        http.put(format!("{}/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"msgtype": "m.text", "body": body}))
+            .send()
+    };
+    let refused = send("t1", "BUY NOW, cheap").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!((refused["errcode"].as_str(), refused["pattern"].as_str()), (Some("M_FORBIDDEN"), Some("(?i)buy now")), "{refused}");
+    assert_eq!(send("t2", "hello").await.unwrap().status(), StatusCode::OK);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}
+
 #[test]
 fn check_config_prints_every_error_and_fails() {
     let dir = tempfile::tempdir().unwrap();

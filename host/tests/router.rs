@@ -420,6 +420,7 @@ async fn sends_go_to_the_rooms_persister_when_it_serves_event_sending() {
     assert!(rooms.iter().any(|room| persister_of(room) == "persister1") && rooms.iter().any(|room| persister_of(room) == "persister2"));
 
     // The persister down: its rooms' sends go to the group's other instances.
+    let persister1_port = persister1.port;
     persister1.stop().await;
     for room in rooms.iter().filter(|room| persister_of(room) == "persister1") {
         let now = instance_of(send(room, "send")).await;
@@ -432,7 +433,7 @@ async fn sends_go_to_the_rooms_persister_when_it_serves_event_sending() {
     // A persister that does not serve `event_sending` is not sent to.
     let text = routing_config(
         main.port,
-        &[("client1", client1.port, &["event_sending"]), ("persister1", persister1.port, &[]), ("persister2", persister2.port, &["client_reads"])],
+        &[("client1", client1.port, &["event_sending"]), ("persister1", persister1_port, &[]), ("persister2", persister2.port, &["client_reads"])],
         "[stream_writers]\nevents = [\"persister1\", \"persister2\"]",
         POSTGRES_STUB,
     );

@@ -5,7 +5,7 @@
 # then with one; replication lag read off every process's /metrics.
 #
 # Needs release binaries (cargo build --release -p weft --bins), PostgreSQL
-# and Redis on their default local ports, and ports 8008, 8080, 8083-8085,
+# and Redis on their default local ports, and ports 8008, 8080-8085,
 # 9093-9106 free. Drops and recreates the database weft_bench_workers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

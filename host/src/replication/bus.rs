@@ -5,7 +5,10 @@
 //! publish commands and read `BusEvent`s; they never learn which bus it is.
 //!
 //! The Redis bus keeps two connections, one subscribed and one publishing,
-//! and reconnects each with exponential backoff capped at 5 s. Every
+//! and reconnects each with exponential backoff capped at 5 s. Commands
+//! queued together go out as one message, one command per line (Synapse
+//! publishes one command per message; Weft processes only talk to each
+//! other, and under load this saves every subscriber a wake-up per command). Every
 //! (re)subscription is reported as `BusEvent::Connected`, on which the
 //! handler catches up; commands published while Redis is away are dropped,
 //! which catch-up makes good.
@@ -65,7 +68,13 @@ impl Bus {
                 let _ = self.events.send(BusEvent::Command(Arc::new(command.clone())));
             }
             Outgoing::Redis(queue) => {
-                let _ = queue.send(command.to_string());
+                let line = command.to_string();
+                // Only a client-chosen device id could bring one in.
+                if line.contains('\n') {
+                    tracing::warn!(command = command.name(), "replication: not publishing a command with a line break");
+                    return;
+                }
+                let _ = queue.send(line);
             }
         }
     }
@@ -117,13 +126,12 @@ async fn subscriber(client: redis::Client, channel: String, events: broadcast::S
                         tokio::select! {
                             message = messages.next() => match message {
                                 Some(message) => {
-                                    let Ok(line) = std::str::from_utf8(message.get_payload_bytes()) else { continue };
-                                    if line.is_empty() {
-                                        continue;
-                                    }
-                                    match Command::parse(line) {
-                                        Ok(command) => { let _ = events.send(BusEvent::Command(Arc::new(command))); }
-                                        Err(error) => tracing::warn!(%error, "replication: ignoring a command"),
+                                    let Ok(lines) = std::str::from_utf8(message.get_payload_bytes()) else { continue };
+                                    for line in lines.split('\n').filter(|line| !line.is_empty()) {
+                                        match Command::parse(line) {
+                                            Ok(command) => { let _ = events.send(BusEvent::Command(Arc::new(command))); }
+                                            Err(error) => tracing::warn!(%error, "replication: ignoring a command"),
+                                        }
                                     }
                                 }
                                 None => break,
@@ -150,6 +158,23 @@ async fn subscriber(client: redis::Client, channel: String, events: broadcast::S
 
 /// Most commands sent to Redis in one round trip.
 const PUBLISH_BATCH: usize = 256;
+/// A message grows by whole commands up to about this size.
+const MESSAGE_BYTES: usize = 64 * 1024;
+
+/// `lines` (commands, which never contain a newline) joined into messages.
+fn messages(lines: &[String]) -> Vec<String> {
+    let mut messages: Vec<String> = Vec::new();
+    for line in lines {
+        match messages.last_mut() {
+            Some(message) if message.len() + 1 + line.len() <= MESSAGE_BYTES => {
+                message.push('\n');
+                message.push_str(line);
+            }
+            _ => messages.push(line.clone()),
+        }
+    }
+    messages
+}
 
 /// Publishes queued commands in order. Under load, everything queued while
 /// the previous round trip was in flight goes out in one pipeline, so the
@@ -186,8 +211,8 @@ async fn publisher(client: redis::Client, channel: String, mut queue: mpsc::Unbo
             }
             let Some(conn) = connection.as_mut() else { break };
             let mut pipeline = redis::pipe();
-            for line in &batch {
-                pipeline.cmd("PUBLISH").arg(&channel).arg(line).ignore();
+            for message in messages(&batch) {
+                pipeline.cmd("PUBLISH").arg(&channel).arg(message).ignore();
             }
             match pipeline.query_async::<()>(conn).await {
                 Ok(()) => {
