@@ -39,6 +39,10 @@ const BATCH: i64 = 500;
 const MAX_CANDIDATES: i64 = 10_000;
 /// How long to wait before trying again after a database error.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
+/// The least time between two catch-ups: under a stream of messages the
+/// notifier moves for every event, and one catch-up per event would cost
+/// two queries each for what is almost never a membership or profile change.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Whether this instance keeps the directory up to date.
 pub fn updates_here(config: &Config) -> bool {
@@ -73,15 +77,17 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                 Some(RETRY_DELAY)
             }
         };
+        let caught_up = tokio::time::Instant::now();
         tokio::select! {
             moved = positions.changed(), if delay.is_none() => {
                 if moved.is_err() {
                     break;
                 }
             }
-            _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => {}
+            _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => continue,
             _ = stopped.wait_for(|stop| *stop) => break,
         }
+        tokio::time::sleep_until(caught_up + MIN_INTERVAL).await;
     }
 }
 
