@@ -4,9 +4,10 @@
 //! can sign up from any client at once.
 //!
 //! The reference spam checker (`plugins/spam-rules`) is built into the binary
-//! (`host/build.rs`) and written into the data directory at every start, so
-//! the zero-setup server runs it with nothing to fetch; a binary built without
-//! the wasm32-wasip2 target has none and its configuration lists no plugin.
+//! (`host/build.rs`) and written into the data directory at start when it is
+//! missing or another version, so the zero-setup server runs it with nothing
+//! to fetch; a binary built without the wasm32-wasip2 target has none and its
+//! configuration lists no plugin.
 
 use std::{
     io,
@@ -100,8 +101,9 @@ args = {{ database = "weft.db" }}
 
 const PLUGIN_SECTION: &str = r#"
 # The reference spam checker (plugins/spam-rules in Weft's source), built into
-# weft and written beside this file at every start. It refuses nothing until it
-# has rules; docs/plugins.md lists them and every other setting.
+# weft and written beside this file (again whenever weft brings another
+# version). It refuses nothing until it has rules; docs/plugins.md lists them
+# and every other setting.
 [[plugins]]
 name = "spam-rules"
 path = "plugins/spam_rules.wasm"

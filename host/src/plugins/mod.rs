@@ -12,14 +12,16 @@
 //! `plugin-sdk/testkit` for plugin authors).
 //!
 //! May call: `config` (read), `telemetry` through the `metrics` facade,
-//! `replication::client` (forwarding calls), `http_client` (`http-send`). Must not: reach storage or
-//! build HTTP responses (the api layer turns verdicts into Matrix errors and
-//! serves the endpoint forwarded calls arrive at).
+//! `replication::client` (forwarding calls), `http_client` (`http-send`).
+//! Must not: reach storage or build HTTP responses (the api layer turns
+//! verdicts into Matrix errors and serves the endpoint forwarded calls
+//! arrive at).
 //!
 //! Decisions: a fresh instance per call from a pre-instantiated component by
 //! default (pooling allocator; no state survives a call, a trapped instance
 //! is just dropped), warm instances only when a plugin's
-//! `max_calls_per_instance` asks for them (parked after a clean return only); every host import is async; a plugin that keeps failing is
+//! `max_calls_per_instance` asks for them (parked after a clean return
+//! only); every host import is async; a plugin that keeps failing is
 //! switched off with backoff (`health`); plugins run in the instances their
 //! `instances` name, and other instances forward their calls there
 //! (`remote`, behind the `spam::SpamCheckerBackend` seam).

@@ -50,14 +50,14 @@ impl CallState {
         })
     }
 
-    /// Makes a parked instance's state ready for its next call.
+    /// Makes a parked instance's state ready for its next call (its output
+    /// was taken when the previous call ended).
     pub fn begin_call(&mut self, call: &'static str, deadline: Instant) {
         self.call = call;
         self.deadline = deadline;
         self.log_bytes = 0;
         self.log_dropped = false;
         self.limiter.exceeded = None;
-        let _ = self.output.take_text();
     }
 
     /// What the guest wrote to stdout and stderr during the call, trimmed.

@@ -5,13 +5,15 @@
 //! publish commands and read `BusEvent`s; they never learn which bus it is.
 //!
 //! The Redis bus keeps two connections, one subscribed and one publishing,
-//! and reconnects each with exponential backoff capped at 5 s. Commands
-//! queued together go out as one message, one command per line (Synapse
-//! publishes one command per message; Weft processes only talk to each
-//! other, and under load this saves every subscriber a wake-up per command). Every
+//! and reconnects each with exponential backoff capped at 5 s. Every
 //! (re)subscription is reported as `BusEvent::Connected`, on which the
 //! handler catches up; commands published while Redis is away are dropped,
 //! which catch-up makes good.
+//!
+//! Commands queued together go out as one message, one command per line.
+//! Synapse publishes one command per message; Weft processes only talk to
+//! each other, and under load this saves every subscriber a wake-up per
+//! command.
 
 use std::{sync::Arc, time::Duration};
 
