@@ -10,7 +10,9 @@
 //! handler catches up; commands published while Redis is away are dropped,
 //! which catch-up makes good.
 //!
-//! Commands queued together go out as one message, one command per line.
+//! The publisher runs on a thread of its own, so that what a busy writer
+//! announces is not queued behind its request handlers. Commands queued
+//! together go out as one message, one command per line.
 //! Synapse publishes one command per message; Weft processes only talk to
 //! each other, and under load this saves every subscriber a wake-up per
 //! command.
@@ -60,7 +62,14 @@ impl Bus {
         let events = broadcast::Sender::new(BUFFER);
         let (publish, queue) = mpsc::unbounded_channel();
         tokio::spawn(subscriber(client.clone(), channel.clone(), events.clone(), stopped.clone()));
-        tokio::spawn(publisher(client, channel, queue, stopped));
+        // Its own thread: on a busy writer, a task would wait behind the
+        // request handlers, and every row's lag with it.
+        std::thread::Builder::new().name("weft-replication-publisher".into()).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(publisher(client, channel, queue, stopped)),
+                Err(error) => tracing::error!(%error, "replication: cannot start the publisher; nothing will be published"),
+            }
+        })?;
         Ok(Self { events, outgoing: Outgoing::Redis(publish) })
     }
 

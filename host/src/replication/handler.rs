@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// command learns the position anyway.
 const KEEPALIVE: Duration = Duration::from_secs(1);
 /// How often each writer records its positions in `stream_positions`.
-const FLUSH: Duration = Duration::from_secs(1);
+const FLUSH: Duration = Duration::from_millis(250);
 /// How often a worker repeats USER_SYNC for the users syncing on it.
 pub const USER_SYNC_REFRESH: Duration = Duration::from_secs(10);
 
@@ -63,7 +63,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Records this instance's positions in `stream_positions` every second and
+/// Records this instance's positions in `stream_positions` every `FLUSH` and
 /// once more on shutdown. A task of its own, so that a slow database never
 /// holds up applying replication commands.
 pub async fn record_positions(state: AppState, mut stopped: watch::Receiver<bool>) {

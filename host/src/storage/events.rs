@@ -93,9 +93,6 @@ impl Storage {
             self.insert_push_actions(&mut tx, event.event_id.as_str(), event.room_id.as_str(), ordering, event.push_actions).await?;
             orderings.push(ordering);
         }
-        if !orderings.is_empty() {
-            self.advance_position(&mut tx, Stream::Events).await?;
-        }
         tx.commit().await?;
         drop(guards);
         Ok(orderings)

@@ -8,9 +8,9 @@
 //! never see SQL or sqlx. Must not: build HTTP responses or know about Matrix
 //! errcodes.
 //!
-//! Stream rows carry the writer's `instance_name` and a stream id, and every
-//! transaction that writes stream rows advances that writer's row in
-//! `stream_positions`, so any process can catch up from the database.
+//! Stream rows carry the writer's `instance_name` and a stream id; each
+//! writer records its position in `stream_positions` (`flush_position`,
+//! several times a second), so any process can catch up from the database.
 
 mod account_data;
 mod aliases;
@@ -142,7 +142,7 @@ impl Storage {
         }
         // Nothing of this writer is in flight at start-up, so it has persisted
         // everything up to the last id handed out on each stream (the row
-        // itself may lag: see `advance_position`).
+        // itself may lag: see `flush_position`).
         let mut conn = self.pool.acquire().await?;
         for stream in Stream::ALL {
             if stream != Stream::Typing {
