@@ -108,8 +108,8 @@ impl Storage {
     ///
     /// Never inside a write's transaction: every write of the stream would
     /// then wait on this one row until the previous write committed, which
-    /// serialises all of a writer's rooms (measured: two thirds of the event
-    /// transactions' time was spent waiting there).
+    /// serialises all of a writer's rooms (measured under the send benchmark:
+    /// about 6 ms of waiting per write, against 0.07 ms for the event insert).
     pub async fn flush_position(&self, stream: Stream) -> Result<()> {
         let stream_id = self.persisted_position(stream);
         sqlx::query(
