@@ -1,8 +1,15 @@
 //! The replication bus: how processes tell each other what they wrote. Two
 //! implementations behind one type: in-process (a tokio broadcast, for the
 //! monolith and for several instances in one test process) and Redis pub/sub
-//! on one channel named after `server_name`, as Synapse does. Callers only
+//! on a channel named after `server_name`, as Synapse does. Callers only
 //! publish commands and read `BusEvent`s; they never learn which bus it is.
+//!
+//! On Redis, the rows of the `events` stream (one RDATA per persisted event,
+//! nearly all the traffic under load) have a channel of their own,
+//! `<server_name>/events`, which only the instances that follow event rows
+//! subscribe to (`super::follows_event_rows`); the others learn the events
+//! writers' positions from their POSITION commands on the main channel.
+//! Synapse splits USER_IP off the same way.
 //!
 //! The Redis bus keeps two connections, one subscribed and one publishing,
 //! and reconnects each with exponential backoff capped at 5 s. Every
@@ -46,7 +53,43 @@ pub struct Bus {
 #[derive(Debug, Clone)]
 enum Outgoing {
     InProcess,
-    Redis(mpsc::UnboundedSender<String>),
+    Redis(mpsc::UnboundedSender<(Channel, String)>),
+}
+
+/// Which of the two Redis channels a command goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Main,
+    EventRows,
+}
+
+impl Channel {
+    fn of(command: &Command) -> Self {
+        match command {
+            Command::Rdata { stream, .. } if stream == "events" => Self::EventRows,
+            _ => Self::Main,
+        }
+    }
+}
+
+/// The names of the main channel and of the `events` rows channel.
+#[derive(Debug, Clone)]
+struct ChannelNames {
+    main: String,
+    event_rows: String,
+}
+
+impl ChannelNames {
+    fn new(server_name: String) -> Self {
+        Self { event_rows: format!("{server_name}/events"), main: server_name }
+    }
+
+    fn name(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Main => &self.main,
+            Channel::EventRows => &self.event_rows,
+        }
+    }
 }
 
 impl Bus {
@@ -55,18 +98,21 @@ impl Bus {
         Self { events: broadcast::Sender::new(BUFFER), outgoing: Outgoing::InProcess }
     }
 
-    /// A bus over Redis pub/sub on `channel`; connects in the background
-    /// until `stopped` turns true.
-    pub fn redis(config: &RedisConfig, channel: String, stopped: watch::Receiver<bool>) -> Result<Self, redis::RedisError> {
+    /// A bus over Redis pub/sub on the channels of `server_name`, receiving
+    /// `events` rows only when `follow_event_rows`; connects in the
+    /// background until `stopped` turns true.
+    pub fn redis(config: &RedisConfig, server_name: String, follow_event_rows: bool, stopped: watch::Receiver<bool>) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(redis_url(config))?;
         let events = broadcast::Sender::new(BUFFER);
         let (publish, queue) = mpsc::unbounded_channel();
-        tokio::spawn(subscriber(client.clone(), channel.clone(), events.clone(), stopped.clone()));
+        let channels = ChannelNames::new(server_name);
+        let subscribed = if follow_event_rows { vec![channels.main.clone(), channels.event_rows.clone()] } else { vec![channels.main.clone()] };
+        tokio::spawn(subscriber(client.clone(), subscribed, events.clone(), stopped.clone()));
         // Its own thread: on a busy writer, a task would wait behind the
         // request handlers, and every row's lag with it.
         std::thread::Builder::new().name("weft-replication-publisher".into()).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(publisher(client, channel, queue, stopped)),
+                Ok(runtime) => runtime.block_on(publisher(client, channels, queue, stopped)),
                 Err(error) => tracing::error!(%error, "replication: cannot start the publisher; nothing will be published"),
             }
         })?;
@@ -85,7 +131,7 @@ impl Bus {
                     tracing::warn!(command = command.name(), "replication: not publishing a command with a line break");
                     return;
                 }
-                let _ = queue.send(line);
+                let _ = queue.send((Channel::of(command), line));
             }
         }
     }
@@ -117,14 +163,15 @@ async fn backoff(attempt: &mut u32, stopped: &mut watch::Receiver<bool>) -> bool
     }
 }
 
-async fn subscriber(client: redis::Client, channel: String, events: broadcast::Sender<BusEvent>, mut stopped: watch::Receiver<bool>) {
+async fn subscriber(client: redis::Client, channels: Vec<String>, events: broadcast::Sender<BusEvent>, mut stopped: watch::Receiver<bool>) {
+    let channel = channels.join(" ");
     let mut attempt = 0;
     loop {
         if *stopped.borrow() {
             return;
         }
         match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channels).await {
                 Ok(()) => {
                     if attempt > 0 {
                         tracing::info!(%channel, "replication: subscribed to Redis again");
@@ -172,16 +219,17 @@ const PUBLISH_BATCH: usize = 256;
 /// A message grows by whole commands up to about this size.
 const MESSAGE_BYTES: usize = 64 * 1024;
 
-/// `lines` (commands, which never contain a newline) joined into messages.
-fn messages(lines: &[String]) -> Vec<String> {
-    let mut messages: Vec<String> = Vec::new();
-    for line in lines {
+/// `lines` (commands, which never contain a newline) joined into messages:
+/// consecutive commands for the same channel share one.
+fn messages(lines: &[(Channel, String)]) -> Vec<(Channel, String)> {
+    let mut messages: Vec<(Channel, String)> = Vec::new();
+    for (channel, line) in lines {
         match messages.last_mut() {
-            Some(message) if message.len() + 1 + line.len() <= MESSAGE_BYTES => {
+            Some((last, message)) if last == channel && message.len() + 1 + line.len() <= MESSAGE_BYTES => {
                 message.push('\n');
                 message.push_str(line);
             }
-            _ => messages.push(line.clone()),
+            _ => messages.push((*channel, line.clone())),
         }
     }
     messages
@@ -190,7 +238,7 @@ fn messages(lines: &[String]) -> Vec<String> {
 /// Publishes queued commands in order. Under load, everything queued while
 /// the previous round trip was in flight goes out in one pipeline, so the
 /// queue (and the lag it adds) does not grow with the write rate.
-async fn publisher(client: redis::Client, channel: String, mut queue: mpsc::UnboundedReceiver<String>, mut stopped: watch::Receiver<bool>) {
+async fn publisher(client: redis::Client, channels: ChannelNames, mut queue: mpsc::UnboundedReceiver<(Channel, String)>, mut stopped: watch::Receiver<bool>) {
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
     let mut attempt = 0;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -222,8 +270,8 @@ async fn publisher(client: redis::Client, channel: String, mut queue: mpsc::Unbo
             }
             let Some(conn) = connection.as_mut() else { break };
             let mut pipeline = redis::pipe();
-            for message in messages(&batch) {
-                pipeline.cmd("PUBLISH").arg(&channel).arg(message).ignore();
+            for (channel, message) in messages(&batch) {
+                pipeline.cmd("PUBLISH").arg(channels.name(channel)).arg(message).ignore();
             }
             match pipeline.query_async::<()>(conn).await {
                 Ok(()) => {

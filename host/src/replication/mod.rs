@@ -29,7 +29,43 @@ use serde_json::Value;
 use tokio::sync::watch;
 pub use writers::{Writers, shard};
 
-use crate::{config::Config, storage::Stream};
+use crate::{
+    config::{Config, Resource},
+    storage::Stream,
+};
+
+/// Whether this instance needs each `events` row as soon as it is written,
+/// rather than the events writers' positions, announced on every handler
+/// tick (50 ms) in which they moved. Rows are what wake `/sync` and
+/// read-your-writes waits at once. They are followed by main; by any
+/// instance the router sends a group other than `event_sending`, or
+/// `event_sending` when it does not persist events itself (it forwards
+/// sends and waits to see them); by a worker with a client or federation
+/// listener that neither serves a group nor writes a stream (it is reached
+/// some other way, so it may serve anything); and by the instances of jobs
+/// that react to events (pushers, appservice notifier, federation senders).
+/// Not by an events persister that only takes sends into its own rooms, a
+/// writer of the other streams, or a background worker: the user directory
+/// catches up at most every 50 ms anyway.
+pub fn follows_event_rows(config: &Config) -> bool {
+    let instance = config.instance_name();
+    let named = |names: &[String]| names.iter().any(|name| name == instance);
+    if config.is_main_process()
+        || named(&config.pusher_instances)
+        || named(&config.federation_sender_instances)
+        || config.notify_appservices_from_worker.as_deref() == Some(instance)
+    {
+        return true;
+    }
+    let persists_events = named(&config.stream_writers.writers_of(Stream::Events.as_str()));
+    let serves = config.instance_map.get(instance).map(|location| location.serves.as_slice()).unwrap_or_default();
+    if serves.iter().any(|group| group != "event_sending" || !persists_events) {
+        return true;
+    }
+    let writes_a_stream = config.stream_writers.all().any(|(_, writers)| named(writers));
+    let faces_clients = config.own_listeners().iter().any(|listener| listener.serves(Resource::Client) || listener.serves(Resource::Federation));
+    serves.is_empty() && faces_clients && !writes_a_stream
+}
 
 /// How long a caller waits to see the positions a writer reported before
 /// answering anyway (Synapse waits 5 s too).
@@ -63,7 +99,7 @@ impl Replication {
     pub fn from_config(config: &Config) -> Result<Self, redis::RedisError> {
         let stop = watch::Sender::new(false);
         let bus = if config.redis.enabled {
-            Bus::redis(&config.redis, config.server_name().to_owned(), stop.subscribe())?
+            Bus::redis(&config.redis, config.server_name().to_owned(), follows_event_rows(config), stop.subscribe())?
         } else {
             Bus::in_process()
         };
@@ -107,7 +143,11 @@ impl Replication {
     /// Announces rows of `stream` up to `token`; `row` names what changed.
     pub fn announce_rows(&self, stream: Stream, token: i64, mut row: Vec<Value>) {
         row.push(Value::from(now_micros()));
-        self.announced.lock().unwrap_or_else(|p| p.into_inner())[stream.index()] = token;
+        // `events` rows travel on a channel of their own: the instances that
+        // do not follow them learn the position from the next POSITION.
+        if stream != Stream::Events {
+            self.announced.lock().unwrap_or_else(|p| p.into_inner())[stream.index()] = token;
+        }
         self.publish(&Command::Rdata { stream: stream.as_str().into(), instance: self.instance().into(), token, row: Value::Array(row) });
     }
 

@@ -147,3 +147,52 @@ async fn the_replication_listener_refuses_a_missing_or_wrong_secret_and_does_not
     let on_client = d.http.get(format!("{}/_weft/replication/v1/positions", d.client_url("worker1"))).bearer_auth(super::deployment::SECRET).send().await.unwrap();
     assert_eq!(on_client.status(), 404);
 }
+
+/// `events` rows travel on their own Redis channel, to the instances that
+/// follow them (main and the workers that serve reads); an events persister
+/// that only writes its own rooms gets none, and learns the other
+/// persister's position from its POSITION commands instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_rows_reach_only_their_followers_and_positions_reach_everyone() {
+    let d = Deployment::start().await;
+    let (alice, _) = d.register("worker1", "alice").await;
+    let room = d.room_on_persister("worker1", &alice, 1, json!({})).await;
+    for i in 0..5 {
+        let (status, body) = d.send("worker1", &alice, &room, &format!("r{i}"), &format!("row {i}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let rows = ["stream=\"events\"", "writer=\"persister2\""];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let followed = loop {
+        let applied = d.metric("worker2", "weft_replication_lag_seconds_count", &rows).await.unwrap_or(0.0);
+        if applied >= 5.0 {
+            break d.metric("worker2", "weft_replication_position", &rows).await.expect("worker2 saw persister2's position");
+        }
+        assert!(Instant::now() < deadline, "worker2 applied only {applied} of persister2's rows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let position = d.metric("persister1", "weft_replication_position", &rows).await.unwrap_or(0.0);
+        if position >= followed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "persister1 saw persister2 at {position}, worker2 at {followed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(d.metric("persister1", "weft_replication_lag_seconds_count", &rows).await.unwrap_or(0.0), 0.0, "persister1 received events rows");
+}
+
+/// Which instances of the example deployment follow `events` rows.
+#[test]
+fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/workers");
+    let follows = |own: std::path::PathBuf| {
+        let config = weft::config::load_files(&[root.join("shared.toml"), own]).expect("the example configuration is valid");
+        weft::replication::follows_event_rows(&config)
+    };
+    assert!(follows(root.join("main.toml")), "main");
+    for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", false)] {
+        assert_eq!(follows(root.join(format!("workers/{worker}.toml"))), expected, "{worker}");
+    }
+}
