@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::command::Command;
-use crate::config::RedisConfig;
+use crate::{config::RedisConfig, storage::Stream};
 
 /// How many commands a slow subscriber may fall behind before it misses
 /// some (and catches up, as after a reconnect).
@@ -66,10 +66,17 @@ enum Channel {
 impl Channel {
     fn of(command: &Command) -> Self {
         match command {
-            Command::Rdata { stream, .. } if stream == "events" => Self::EventRows,
+            Command::Rdata { stream, .. } if !rows_reach_everyone(stream) => Self::EventRows,
             _ => Self::Main,
         }
     }
+}
+
+/// Whether every instance receives the RDATA rows of `stream`: all but
+/// `events`, whose rows only the instances that follow them receive. On the
+/// in-process bus the one instance sees everything anyway.
+pub fn rows_reach_everyone(stream: &str) -> bool {
+    stream != Stream::Events.as_str()
 }
 
 /// The names of the main channel and of the `events` rows channel.

@@ -143,9 +143,9 @@ impl Replication {
     /// Announces rows of `stream` up to `token`; `row` names what changed.
     pub fn announce_rows(&self, stream: Stream, token: i64, mut row: Vec<Value>) {
         row.push(Value::from(now_micros()));
-        // `events` rows travel on a channel of their own: the instances that
-        // do not follow them learn the position from the next POSITION.
-        if stream != Stream::Events {
+        // Where rows reach only some instances, the others learn the
+        // position from the next POSITION, which must therefore still go out.
+        if bus::rows_reach_everyone(stream.as_str()) {
             self.announced.lock().unwrap_or_else(|p| p.into_inner())[stream.index()] = token;
         }
         self.publish(&Command::Rdata { stream: stream.as_str().into(), instance: self.instance().into(), token, row: Value::Array(row) });
