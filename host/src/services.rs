@@ -124,7 +124,7 @@ impl Services {
         let recorded = storage.recorded_positions().await?;
         let notifier = Notifier::new(replication.writers().clone(), |stream, writer| {
             if writer == config.instance_name() {
-                if stream == Stream::Typing { typing.position() } else { storage.persisted_position(stream) }
+                if stream.is_in_database() { storage.persisted_position(stream) } else { typing.position() }
             } else {
                 recorded.iter().find(|(s, w, _)| *s == stream && w == writer).map_or(0, |(_, _, position)| *position)
             }

@@ -3,8 +3,9 @@
 //! A call that cannot reach its instance is retried with backoff for a
 //! while (an instance restarting comes back), with the same transaction id,
 //! so the callee applies it at most once. Replies carry the callee's stream
-//! positions; `wait_for_positions` holds the caller until it has seen them,
-//! so a client reads its own writes from any worker.
+//! positions; `wait_for_positions` holds the caller until it has seen them
+//! (learning most from the reply itself), so a client reads its own writes
+//! from any worker.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -138,7 +139,18 @@ pub fn decode_positions(text: &str) -> Vec<(Stream, String, i64)> {
 
 /// Waits until this instance has seen every position in `positions`, at
 /// most `READ_YOUR_WRITES_TIMEOUT`; then carries on with a warning.
+///
+/// A writer's reply states what a POSITION from it would: it has persisted
+/// its stream up to there. For a stream in the database that is all there
+/// is to see, so those positions are taken from the reply at once rather
+/// than waited for on the bus; only `typing` rows are waited for, as they
+/// carry its state.
 pub async fn wait_for_positions(notifier: &Notifier, positions: &[(Stream, String, i64)]) {
+    for (stream, instance, position) in positions {
+        if stream.is_in_database() {
+            super::advance_position(notifier, *stream, instance, *position);
+        }
+    }
     let reached = || positions.iter().all(|(stream, instance, position)| notifier.writer_position(*stream, instance) >= *position);
     if reached() {
         return;

@@ -109,7 +109,7 @@ fn announce(state: &AppState, force: bool) {
 async fn flush(state: &AppState, flushed: &mut [i64; Stream::COUNT]) {
     for stream in Stream::ALL {
         let position = state.storage.persisted_position(stream);
-        if stream == Stream::Typing || !state.replication.writers().writes(stream) || flushed[stream.index()] == position {
+        if !stream.is_in_database() || !state.replication.writers().writes(stream) || flushed[stream.index()] == position {
             continue;
         }
         match state.storage.flush_position(stream).await {
@@ -171,7 +171,7 @@ async fn handle(state: &AppState, command: &Command) {
                     return;
                 }
             }
-            advance(state, stream, instance, *token);
+            super::advance_position(&state.notifier, stream, instance, *token);
             record_lag(stream, instance, row);
         }
         Command::Position { stream, instance, new, .. } if instance != state.replication.instance() => {
@@ -180,7 +180,7 @@ async fn handle(state: &AppState, command: &Command) {
                 fetch_typing(state);
                 return;
             }
-            advance(state, stream, instance, *new);
+            super::advance_position(&state.notifier, stream, instance, *new);
         }
         Command::Replicate => announce(state, true),
         Command::UserSync { process_id, user_id, syncing, last_sync_ms, .. } => {
@@ -201,11 +201,5 @@ fn record_lag(stream: Stream, writer: &str, row: &Value) {
     if let Some(sent) = row.as_array().and_then(|row| row.last()).and_then(Value::as_i64) {
         let lag = (super::now_micros() - sent).max(0) as f64 / 1e6;
         metrics::histogram!("weft_replication_lag_seconds", "stream" => stream.as_str(), "writer" => writer.to_owned()).record(lag);
-    }
-}
-
-fn advance(state: &AppState, stream: Stream, instance: &str, position: i64) {
-    if state.notifier.advance(stream, instance, position) {
-        metrics::gauge!("weft_replication_position", "stream" => stream.as_str(), "writer" => instance.to_owned()).set(position as f64);
     }
 }

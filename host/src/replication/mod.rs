@@ -36,14 +36,14 @@ use crate::{
 
 /// Whether this instance needs each `events` row as soon as it is written,
 /// rather than the events writers' positions, announced on every handler
-/// tick (50 ms) in which they moved. Rows are what wake `/sync` and
-/// read-your-writes waits at once. They are followed by main; by any
-/// instance the router sends a group other than `event_sending`, or
-/// `event_sending` when it does not persist events itself (it forwards
-/// sends and waits to see them); by a worker with a client or federation
-/// listener that neither serves a group nor writes a stream (it is reached
-/// some other way, so it may serve anything); and by the instances of jobs
-/// that react to events (pushers, appservice notifier, federation senders).
+/// tick (50 ms) in which they moved. Rows are what wake `/sync` at once
+/// and keep reads up to date. They are followed by main; by any instance
+/// the router sends a group other than `event_sending` (an instance that
+/// only forwards sends learns the persister's position from its reply);
+/// by a worker with a client or federation listener that neither serves a
+/// group nor writes a stream (it is reached some other way, so it may serve
+/// anything); and by the instances of jobs that react to events (pushers,
+/// appservice notifier, federation senders).
 /// Not by an events persister that only takes sends into its own rooms, a
 /// writer of the other streams, or a background worker: the user directory
 /// catches up at most every 50 ms anyway.
@@ -57,14 +57,21 @@ pub fn follows_event_rows(config: &Config) -> bool {
     {
         return true;
     }
-    let persists_events = named(&config.stream_writers.writers_of(Stream::Events.as_str()));
     let serves = config.instance_map.get(instance).map(|location| location.serves.as_slice()).unwrap_or_default();
-    if serves.iter().any(|group| group != "event_sending" || !persists_events) {
+    if serves.iter().any(|group| group != "event_sending") {
         return true;
     }
     let writes_a_stream = config.stream_writers.all().any(|(_, writers)| named(writers));
     let faces_clients = config.own_listeners().iter().any(|listener| listener.serves(Resource::Client) || listener.serves(Resource::Federation));
     serves.is_empty() && faces_clients && !writes_a_stream
+}
+
+/// This instance has learnt that `instance` persisted `stream` up to
+/// `position`, from the bus or from the writer's reply to a call.
+pub(crate) fn advance_position(notifier: &crate::sync::Notifier, stream: Stream, instance: &str, position: i64) {
+    if notifier.advance(stream, instance, position) {
+        metrics::gauge!("weft_replication_position", "stream" => stream.as_str(), "writer" => instance.to_owned()).set(position as f64);
+    }
 }
 
 /// How long a caller waits to see the positions a writer reported before

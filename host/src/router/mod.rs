@@ -28,7 +28,7 @@ mod users;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, body::Body, routing::get};
+use axum::{Router, body::Body, routing::get, serve::ListenerExt};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::net::TcpListener;
 
@@ -96,7 +96,7 @@ pub async fn serve(listeners: Vec<TcpListener>, state: Arc<RouterState>, shutdow
         let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let mut stopped = stopped.clone();
         tasks.spawn(async move {
-            axum::serve(listener, service)
+            axum::serve(listener.tap_io(crate::server::no_delay), service)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })

@@ -10,7 +10,8 @@ mod background;
 
 use std::{future::Future, io, net::SocketAddr, path::PathBuf};
 
-use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use axum::serve::ListenerExt;
+use tokio::{net::{TcpListener, TcpStream}, sync::watch, task::JoinSet};
 
 use crate::{api, config::ListenerConfig, services::AppState};
 
@@ -91,6 +92,7 @@ impl Server {
             match socket {
                 Socket::Tcp(listener) => {
                     let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                    let listener = listener.tap_io(no_delay);
                     tasks.spawn(async move { axum::serve(listener, service).with_graceful_shutdown(signal).await });
                 }
                 Socket::Unix(listener, _) => {
@@ -115,6 +117,12 @@ impl Server {
         self.state.storage.close().await;
         tracing::info!("stopped");
     }
+}
+
+/// Small responses go out at once: without it, a response written in two
+/// parts can wait for the peer's delayed acknowledgement (Nagle).
+pub fn no_delay(stream: &mut TcpStream) {
+    let _ = stream.set_nodelay(true);
 }
 
 async fn bind_listener(listener: &ListenerConfig) -> Result<Vec<Socket>, BindError> {

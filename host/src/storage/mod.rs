@@ -145,7 +145,7 @@ impl Storage {
         // itself may lag: see `flush_position`).
         let mut conn = self.pool.acquire().await?;
         for stream in Stream::ALL {
-            if stream != Stream::Typing {
+            if stream.is_in_database() {
                 let current = self.dialect.current_stream_id(&mut conn, stream).await?;
                 persisted[stream.index()] = persisted[stream.index()].max(current);
             }

@@ -40,6 +40,13 @@ impl Stream {
         }
     }
 
+    /// Whether the stream's rows are in the database, so that a reader who
+    /// knows a writer's position can read everything up to it there. Only
+    /// `typing` is not: it lives in memory, and its rows carry its state.
+    pub fn is_in_database(self) -> bool {
+        self != Self::Typing
+    }
+
     /// The stream's place in `ALL`, for per-stream arrays.
     pub fn index(self) -> usize {
         self as usize

@@ -1,4 +1,4 @@
-//! Faults: Redis restarting mid-run, an event persister killed under load.
+//! Faults: Redis restarting mid-run or down, an event persister killed under load.
 
 use std::{
     collections::HashSet,
@@ -71,6 +71,28 @@ async fn after_redis_restarts_every_process_catches_up_and_no_acknowledged_event
         since = sync["next_batch"].as_str().unwrap().to_owned();
     }
     assert_eq!(received, acknowledged);
+}
+
+/// A writer's reply carries its stream positions, and the caller takes them
+/// from the reply rather than waiting to hear them on Redis: with Redis
+/// down, a send through a worker into another persister's room is answered
+/// at once (not after the 5 s read-your-writes wait) and the worker reads
+/// it back straight away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_a_forwarded_send_is_answered_at_once_and_read_back_on_its_worker() {
+    let mut d = Deployment::start().await;
+    let (alice, _) = d.register("worker1", "alice").await;
+    let room = d.room_on_persister("worker1", &alice, 1, json!({})).await;
+    d.redis.stop();
+    for i in 0..3 {
+        let body = format!("while Redis is down {i}");
+        let started = Instant::now();
+        let (status, sent) = d.send("worker1", &alice, &room, &format!("down{i}"), &body).await;
+        assert_eq!(status, 200, "{sent}");
+        assert!(started.elapsed() < Duration::from_secs(3), "the send waited {:?} to see its own position", started.elapsed());
+        let bodies = all_bodies(&d, "worker1", &alice, &room).await;
+        assert_eq!(bodies.last(), Some(&body), "worker1 does not read its own write back");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

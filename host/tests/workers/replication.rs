@@ -195,4 +195,8 @@ fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
     for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", false)] {
         assert_eq!(follows(root.join(format!("workers/{worker}.toml"))), expected, "{worker}");
     }
+    // With every room on persister1, persister2 still serves `event_sending`
+    // but only forwards: it learns positions from persister1's replies.
+    let one_persister = weft::config::load_files(&[root.join("shared.toml"), root.join("bench-one-persister.toml"), root.join("workers/persister2.toml")]).unwrap();
+    assert!(!weft::replication::follows_event_rows(&one_persister), "a persister2 that only forwards");
 }
