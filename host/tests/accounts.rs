@@ -1,5 +1,6 @@
-//! `/account/whoami`, `/account/password`, `/account/deactivate`, and how
-//! access tokens are presented.
+//! `/account/whoami`, `/account/password`, `/account/deactivate`,
+//! `/account/3pid`, `/thirdparty/protocols`, and how access tokens are
+//! presented.
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -16,6 +17,8 @@ on_both_backends!(
     password_change_can_keep_other_devices,
     deactivation_needs_the_password_and_ends_every_session,
     a_uia_session_is_bound_to_its_request,
+    an_empty_new_password_is_refused,
+    third_party_identifiers_are_an_empty_list,
 );
 
 const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
@@ -139,4 +142,32 @@ async fn a_uia_session_is_bound_to_its_request(backend: Backend) {
         .post("/_matrix/client/v3/delete_devices", Some(&bob.access_token), json!({"devices": [], "auth": password_auth("bob", "pw", Some(&session))}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+async fn an_empty_new_password_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (status, body) = server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": ""})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the flows first: {body}");
+    let (status, body) =
+        server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": "", "auth": password_auth("alice", "pw", None)})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"), "{body}");
+    server.login("alice", "pw").await;
+    let (status, body) = server.post("/_matrix/client/v3/login", None, login_body("alice", "")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
+}
+
+/// Weft keeps no third-party identifiers, and bridges none: both lists are
+/// empty rather than missing (Element's settings and room directory ask).
+async fn third_party_identifiers_are_an_empty_list(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (status, body) = server.get("/_matrix/client/v3/account/3pid", Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    // ruma leaves out an empty list, which clients read as one.
+    assert!(body.get("threepids").is_none_or(|threepids| threepids == &json!([])), "{body}");
+    let (status, body) = server.get("/_matrix/client/v3/account/3pid", None).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocols", Some(&alice.access_token)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
 }

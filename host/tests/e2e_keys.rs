@@ -13,7 +13,11 @@ use crate::{
     support::{Backend, TestServer, errcode},
 };
 
-on_both_backends!(device_keys_one_time_keys_and_fallbacks, cross_signing_and_signature_uploads);
+on_both_backends!(
+    device_keys_one_time_keys_and_fallbacks,
+    cross_signing_and_signature_uploads,
+    a_verification_of_another_user_is_shown_to_the_verifier_alone,
+);
 
 /// An ed25519 key a client would hold: its PKCS#8 document and public part.
 struct Signer {
@@ -172,4 +176,47 @@ async fn cross_signing_and_signature_uploads(backend: Backend) {
     assert!(body["user_signing_keys"].get(&alice_id).is_none(), "only alice sees her user-signing key: {body}");
     let (_, own) = server.post("/_matrix/client/v3/keys/query", Some(&alice.access_token), json!({"device_keys": {alice_id.clone(): []}})).await;
     assert!(own["user_signing_keys"][&alice_id].is_object());
+}
+
+/// Bob signs alice's master key with his user-signing key (he verified her):
+/// bob and alice's own keys are what anyone sees, bob's signature only bob.
+async fn a_verification_of_another_user_is_shown_to_the_verifier_alone(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let (alice_id, bob_id) = (server.user_id("alice"), server.user_id("bob"));
+    let cross_key = |user: &str, usage: &str, key: &Signer| json!({"user_id": user, "usage": [usage], "keys": {format!("ed25519:{}", key.public): key.public}});
+    let alice_master = signer();
+    let (status, body) = server
+        .post("/_matrix/client/v3/keys/device_signing/upload", Some(&alice.access_token), json!({"master_key": cross_key(&alice_id, "master", &alice_master)}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (bob_master, bob_user_signing) = (signer(), signer());
+    let usk = bob_master.sign(&bob_id, &bob_master.public, cross_key(&bob_id, "user_signing", &bob_user_signing));
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/keys/device_signing/upload",
+            Some(&bob.access_token),
+            json!({"master_key": cross_key(&bob_id, "master", &bob_master), "user_signing_key": usk}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let verified = bob_user_signing.sign(&bob_id, &bob_user_signing.public, cross_key(&alice_id, "master", &alice_master));
+    let (status, body) = server
+        .post("/_matrix/client/v3/keys/signatures/upload", Some(&bob.access_token), json!({alice_id.clone(): {alice_master.public.clone(): verified}}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["failures"].as_object().is_none_or(|failures| failures.is_empty()), "{body}");
+
+    let bobs_signature = format!("ed25519:{}", bob_user_signing.public);
+    let query = json!({"device_keys": {alice_id.clone(): []}});
+    let (_, seen_by_bob) = server.post("/_matrix/client/v3/keys/query", Some(&bob.access_token), query.clone()).await;
+    assert!(seen_by_bob["master_keys"][&alice_id]["signatures"][&bob_id][&bobs_signature].is_string(), "{seen_by_bob}");
+    for (who, token) in [("carol", &carol.access_token), ("alice", &alice.access_token)] {
+        let (_, seen) = server.post("/_matrix/client/v3/keys/query", Some(token), query.clone()).await;
+        assert_eq!(seen["master_keys"][&alice_id]["keys"][format!("ed25519:{}", alice_master.public)], json!(alice_master.public), "{who}: {seen}");
+        assert!(seen["master_keys"][&alice_id]["signatures"].get(&bob_id).is_none(), "{who} sees bob's verification: {seen}");
+    }
 }

@@ -39,6 +39,18 @@ async fn profile_fields_round_trip(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(server.get(&format!("{profile}/displayname"), None).await.1, json!({"displayname": "Alice A."}), "nothing changed");
 
+    // An empty display name or avatar URL removes it, as Synapse does and Element expects.
+    for field in ["avatar_url", "displayname"] {
+        let (status, body) = server.put(&format!("{profile}/{field}"), token, json!({field: ""})).await;
+        assert_eq!(status, StatusCode::OK, "{field}: {body}");
+        let (status, body) = server.get(&format!("{profile}/{field}"), None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "{field}: {body}");
+    }
+    let (_, body) = server.get(&profile, None).await;
+    assert_eq!(body, json!({"org.example.pronouns": "she/her"}));
+    let (status, _) = server.put(&format!("{profile}/displayname"), token, json!({"displayname": "Alice A."})).await;
+    assert_eq!(status, StatusCode::OK);
+
     let (status, _) = server.delete(&format!("{profile}/org.example.pronouns"), token, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = server.get(&format!("{profile}/org.example.pronouns"), None).await;

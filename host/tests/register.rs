@@ -21,6 +21,8 @@ on_both_backends!(
     a_registration_session_is_single_use,
     shared_secret_registration,
     registration_without_a_user_name_generates_one,
+    a_first_call_without_auth_gets_the_flows_whatever_it_lacks,
+    an_empty_password_is_no_password,
 );
 
 const REGISTER: &str = "/_matrix/client/v3/register";
@@ -212,4 +214,28 @@ async fn registration_without_a_user_name_generates_one(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let user_id = body["user_id"].as_str().unwrap();
     assert!(user_id.ends_with(&format!(":{}", server.server_name)), "{user_id}");
+}
+
+/// Element's first call is `{}`: it asks which flows there are.
+async fn a_first_call_without_auth_gets_the_flows_whatever_it_lacks(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for body in [json!({}), json!({"initial_device_display_name": "Element"}), json!({"username": "kate"})] {
+        let (status, reply) = server.post(REGISTER, None, body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}: {reply}");
+        assert_eq!(reply["flows"], json!([{"stages": ["m.login.dummy"]}]), "{body}: {reply}");
+        assert!(reply["session"].is_string(), "{reply}");
+    }
+    assert!(!server.state.storage.user_id_taken(&server.uid("kate")).await.unwrap());
+}
+
+async fn an_empty_password_is_no_password(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, body) = server.post(REGISTER, None, json!({"username": "liam", "password": ""})).await;
+    let session = body["session"].as_str().expect("a session").to_owned();
+    let auth = json!({"type": "m.login.dummy", "session": session});
+    let (status, reply) = server.post(REGISTER, None, json!({"username": "liam", "password": "", "auth": auth})).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"), "{reply}");
+    assert!(!server.state.storage.user_id_taken(&server.uid("liam")).await.unwrap());
+    let (status, reply) = server.post(REGISTER, None, json!({"username": "liam", "password": "pw", "auth": auth})).await;
+    assert_eq!(status, StatusCode::OK, "the session was not used up by the refused call: {reply}");
 }

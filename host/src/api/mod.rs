@@ -15,6 +15,7 @@ pub mod federation;
 pub mod groups;
 pub mod middleware;
 pub mod ops;
+mod parse_guard;
 pub mod replication;
 pub mod route_list;
 pub mod ruma_route;

@@ -166,13 +166,10 @@ where
     let incoming = read_request(state, request, <R::Authentication as AuthRequirement>::KIND).await?;
     let http_request = http::Request::from_parts(incoming.parts, incoming.body.as_ref());
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-    // Some of ruma's deserializers index JSON maps and panic on a missing key
-    // (`{}` sent to /login); a panic here must be a 400, not a dropped connection.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| R::try_from_http_request(http_request, &path_args)));
-    let body = match parsed {
-        Ok(result) => result.map_err(request_error)?,
-        Err(_) => {
-            tracing::warn!("the request parser panicked on malformed input");
+    let body = match super::parse_guard::parse(|| R::try_from_http_request(http_request, &path_args)) {
+        Some(result) => result.map_err(request_error)?,
+        None => {
+            tracing::warn!(action = %incoming.action, "the request parser panicked on malformed input");
             return Err(ApiError::bad_json("Malformed request body"));
         }
     };

@@ -1,9 +1,10 @@
-//! `/account/whoami`, `/account/password` and `/account/deactivate`; the last
-//! two need the account's password through user-interactive auth.
+//! `/account/whoami`, `/account/password`, `/account/deactivate` (the last
+//! two need the account's password through user-interactive auth) and
+//! `/account/3pid`, which lists no third-party identifiers: Weft keeps none.
 
-use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, whoami};
+use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids, whoami};
 
-use super::register::check_password_length;
+use super::register::{check_password_length, required_password};
 use crate::{
     api::{error::ApiResult, ruma_route::Ruma, uia},
     crypto::password,
@@ -17,12 +18,21 @@ pub async fn whoami(_: AppState, request: Ruma<whoami::v3::Request>) -> ApiResul
     Ok(response)
 }
 
+pub async fn third_party_ids(_: AppState, request: Ruma<get_3pids::v3::Request>) -> ApiResult<get_3pids::v3::Response> {
+    request.sender()?;
+    Ok(get_3pids::v3::Response::new(Vec::new()))
+}
+
 pub async fn change_password(state: AppState, request: Ruma<change_password::v3::Request>) -> ApiResult<change_password::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     check_password_length(&body.new_password)?;
+    // Refused before it uses up a session; a call without `auth` gets the flows first.
+    if body.auth.is_some() {
+        required_password(Some(&body.new_password))?;
+    }
     uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
-    let hash = password::hash(&body.new_password).await;
+    let hash = password::hash(required_password(Some(&body.new_password))?).await;
     // `logout_devices` (default true) signs out every other device.
     let keep_only = body.logout_devices.then_some(sender.device_id.as_ref());
     state.storage.set_password_hash(&sender.user_id, &hash, keep_only).await?;

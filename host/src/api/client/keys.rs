@@ -158,7 +158,10 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
             response.failures.insert(user_id.server_name().to_string(), json!({"errcode": "M_UNKNOWN", "error": "Federation is not available"}));
             continue;
         }
-        let signatures = storage.key_signatures_of(user_id).await?;
+        // As Synapse: another user's signature (made with their user-signing
+        // key) says they verified this user, which only they may learn.
+        let mut signatures = storage.key_signatures_of(user_id).await?;
+        signatures.retain(|signature| signature.signer_user_id == user_id.as_str() || signature.signer_user_id == sender.user_id.as_str());
         let mut devices = BTreeMap::new();
         for (device_id, keys, display_name) in storage.device_keys_of(user_id).await? {
             if !wanted.is_empty() && !wanted.iter().any(|wanted| wanted.as_str() == device_id) {

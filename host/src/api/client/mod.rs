@@ -24,6 +24,7 @@ mod room_events;
 mod rooms;
 mod search;
 mod sync;
+mod thirdparty;
 mod to_device;
 mod typing;
 mod user_directory;
@@ -77,6 +78,8 @@ pub fn routes(table: &mut RouteTable) {
         .add::<whoami::v3::Request, _, _>(G::Account, account::whoami)
         .add::<change_password::v3::Request, _, _>(G::Account, account::change_password)
         .add::<deactivate::v3::Request, _, _>(G::Account, account::deactivate)
+        .add::<ruma::api::client::account::get_3pids::v3::Request, _, _>(G::Account, account::third_party_ids)
+        .add::<ruma::api::client::thirdparty::get_protocols::v3::Request, _, _>(G::ClientReads, thirdparty::protocols)
         .add::<get_devices::v3::Request, _, _>(G::Devices, devices::list)
         .add::<get_device::v3::Request, _, _>(G::Devices, devices::get)
         .add::<update_device::v3::Request, _, _>(G::Devices, devices::update)

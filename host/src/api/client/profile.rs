@@ -1,7 +1,8 @@
 //! Profiles: `GET /profile/{userId}` and `GET/PUT/DELETE
 //! /profile/{userId}/{field}` (`displayname`, `avatar_url` and custom
 //! fields). Changing `displayname` or `avatar_url` updates the user's member
-//! event in every room they have joined, as Synapse does.
+//! event in every room they have joined, as Synapse does. Setting either to
+//! "" removes it.
 
 use ruma::{
     UserId,
@@ -60,6 +61,13 @@ pub async fn set_field(state: AppState, request: Ruma<set_profile_field::v3::Req
     }
     let field = body.value.field_name();
     let value = body.value.value().into_owned();
+    // As Synapse: an empty display name or avatar URL removes it (Element
+    // clears an avatar by setting "").
+    if matches!(field, ProfileFieldName::DisplayName | ProfileFieldName::AvatarUrl) && value.as_str() == Some("") {
+        state.storage.delete_profile_field(&sender.user_id, field.as_str()).await?;
+        propagate(&state, &sender.user_id, &field).await?;
+        return Ok(set_profile_field::v3::Response::new());
+    }
     if let ProfileFieldValue::DisplayName(name) = &body.value
         && name.chars().count() > MAX_DISPLAYNAME_LENGTH
     {

@@ -3,7 +3,9 @@
 //! As Synapse: the requested user name is lower-cased and checked (grammar,
 //! availability) before user-interactive auth, so a client learns that a
 //! name is taken before it walks the auth flow; registration itself is one
-//! transaction (account, device, token), so a failure writes nothing.
+//! transaction (account, device, token), so a failure writes nothing. The
+//! password is required only once user-interactive auth is complete, and an
+//! empty one counts as none.
 
 use http::StatusCode;
 use ruma::{
@@ -49,10 +51,18 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
         }
         None => generate_user_id(&state).await?,
     };
-    let password = body.password.as_deref().ok_or_else(|| ApiError::missing_param("Missing params: password"))?;
-    check_password_length(password)?;
+    if let Some(password) = &body.password {
+        check_password_length(password)?;
+    }
 
+    // A first call without `auth` (Element's is `{}`) asks which flows there
+    // are and gets the 401 that says, whatever it lacks; a call with `auth`
+    // lacking a password is refused before it uses up its session.
+    if body.auth.is_some() {
+        required_password(body.password.as_deref())?;
+    }
     uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::dummy(&request.action)).await?;
+    let password = required_password(body.password.as_deref())?;
 
     // As Synapse's `register_user`: after auth, before anything is written.
     let client = RequestInfo { user_agent: None, ip: request.client_addr.clone() };
@@ -121,6 +131,11 @@ pub(crate) fn validate_new_localpart(state: &Services, localpart: &str) -> ApiRe
         return Err(ApiError::invalid_username("User ID may not be longer than 255 characters"));
     }
     Ok(user_id)
+}
+
+/// As Synapse, an empty password is no password.
+pub(crate) fn required_password(password: Option<&str>) -> ApiResult<&str> {
+    password.filter(|password| !password.is_empty()).ok_or_else(|| ApiError::missing_param("Missing params: password"))
 }
 
 pub(crate) fn check_password_length(password: &str) -> ApiResult<()> {
