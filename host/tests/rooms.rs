@@ -28,6 +28,7 @@ on_both_backends!(
     context_timestamps_and_initial_sync,
     knocking_needs_a_knock_room,
     identical_state_is_not_sent_again,
+    state_events_carry_what_they_replace,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -409,6 +410,16 @@ async fn sending_is_rate_limited(backend: Backend) {
     let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/over"), Some(&alice.access_token), json!({"body": "x"})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"), "{body}");
     assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
+    let response = server
+        .raw(http::Method::PUT, &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/over2"))
+        .bearer_auth(&alice.access_token)
+        .json(&json!({"body": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let seconds: u64 = response.headers()["retry-after"].to_str().unwrap().parse().expect("Retry-After in whole seconds");
+    assert!((1..=10).contains(&seconds), "{seconds}");
     send_text(&server, &bob.access_token, &room, "others are unaffected").await;
 }
 
@@ -440,7 +451,12 @@ async fn redactions_follow_power_and_prune_content(backend: Backend) {
 
         let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{bobs}"), Some(&alice.access_token)).await;
         assert_eq!(event["content"], json!({}), "{version}: content pruned: {event}");
-        assert_eq!(event["unsigned"]["redacted_because"]["sender"], json!(bob.user_id));
+        let because = &event["unsigned"]["redacted_because"];
+        assert_eq!(because["sender"], json!(bob.user_id));
+        assert_eq!((&because["type"], &because["event_id"], &because["redacts"]), (&json!("m.room.redaction"), &first["event_id"], &json!(bobs)), "{because}");
+        for pdu_only in ["auth_events", "prev_events", "depth", "hashes", "signatures"] {
+            assert!(because.get(pdu_only).is_none(), "{version}: redacted_because is a client event, not a PDU: {because}");
+        }
         let (_, redaction) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", first["event_id"].as_str().unwrap()), Some(&alice.access_token)).await;
         assert_eq!(redaction["redacts"], json!(bobs), "{version}: clients find `redacts` at the top level");
         if version == "11" {
@@ -547,4 +563,36 @@ async fn identical_state_is_not_sent_again(backend: Backend) {
     let (status, by_bob) = server.put(&path, Some(&bob.access_token), json!({"topic": "Weaving"})).await;
     assert_eq!(status, StatusCode::OK, "{by_bob}");
     assert_ne!(by_bob["event_id"], back["event_id"], "another sender is a new event");
+}
+
+/// `unsigned.prev_content` (with Synapse's `replaces_state` and
+/// `prev_sender`): how a client tells a display name change from a join.
+async fn state_events_carry_what_they_replace(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    let (_, joined) = join(&server, &bob.access_token, &room).await;
+    let (_, join_event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}?format=event", bob.user_id), Some(&alice.access_token)).await;
+    assert!(join_event["unsigned"].get("prev_content").is_none(), "a first membership replaces nothing: {join_event} {joined}");
+
+    let profile = format!("/_matrix/client/v3/profile/{}/displayname", bob.user_id);
+    assert_eq!(server.put(&profile, Some(&bob.access_token), json!({"displayname": "Bobby"})).await.0, StatusCode::OK);
+    let (_, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"), Some(&alice.access_token)).await;
+    let renamed = &page["chunk"][0];
+    assert_eq!(renamed["content"], json!({"membership": "join", "displayname": "Bobby"}), "{renamed}");
+    assert_eq!(renamed["unsigned"]["prev_content"], join_event["content"], "{renamed}");
+    assert_eq!(renamed["unsigned"]["replaces_state"], join_event["event_id"]);
+    assert_eq!(renamed["unsigned"]["prev_sender"], json!(bob.user_id));
+    assert!(renamed["unsigned"]["age"].is_u64());
+
+    let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
+    assert_eq!(server.put(&topic, Some(&alice.access_token), json!({"topic": "Weaving"})).await.0, StatusCode::OK);
+    assert_eq!(server.put(&topic, Some(&alice.access_token), json!({"topic": "Spinning"})).await.0, StatusCode::OK);
+    let (_, current) = server.get(&format!("{topic}?format=event"), Some(&bob.access_token)).await;
+    assert_eq!(current["unsigned"]["prev_content"], json!({"topic": "Weaving"}), "{current}");
+    let (_, sync) = server.get("/_matrix/client/v3/sync", Some(&bob.access_token)).await;
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
+    let in_sync = timeline.iter().find(|event| event["event_id"] == current["event_id"]).expect("the topic change in bob's timeline");
+    assert_eq!(in_sync["unsigned"]["prev_content"], json!({"topic": "Weaving"}), "{in_sync}");
 }

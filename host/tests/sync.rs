@@ -20,6 +20,8 @@ on_both_backends!(
     stored_and_inline_filters,
     tokens_survive_a_restart,
     transaction_ids_reach_only_the_sending_device,
+    room_summaries_count_members_and_name_heroes,
+    set_presence_is_checked,
 );
 
 async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
@@ -270,4 +272,46 @@ async fn transaction_ids_reach_only_the_sending_device(backend: Backend) {
         let (_, around) = server.get(&context, Some(token)).await;
         assert_eq!(txn_of(&around["event"]), Value::Null, "{who}");
     }
+}
+
+/// `summary`: member counts, and heroes while the room has no name.
+async fn room_summaries_count_members_and_name_heroes(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat", "invite": [carol.user_id]})).await;
+    let (status, _) = server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let initial = sync(&server, &alice.access_token, "").await;
+    let summary = &initial["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 2, "{summary}");
+    assert_eq!(summary["m.invited_member_count"], 1, "{summary}");
+    assert_eq!(summary["m.heroes"], json!([carol.user_id, bob.user_id]), "others, in the order they came, never alice: {summary}");
+    let since = initial["next_batch"].as_str().unwrap().to_owned();
+
+    send_text(&server, &alice.access_token, &room, "no membership changed").await;
+    let quiet = sync(&server, &alice.access_token, &format!("?since={since}")).await;
+    assert!(quiet["rooms"]["join"][&room].get("summary").is_none(), "{quiet}");
+    let since = quiet["next_batch"].as_str().unwrap().to_owned();
+
+    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&alice.access_token), json!({"name": "Loom"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let changed = sync(&server, &alice.access_token, &format!("?since={since}")).await;
+    let summary = &changed["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 1, "{summary}");
+    assert!(summary.get("m.heroes").is_none(), "a named room needs no heroes: {summary}");
+}
+
+async fn set_presence_is_checked(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (status, body) = server.get("/_matrix/client/v3/sync?set_presence=bogus", Some(&alice.access_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
+    let (_, presence) = server.get(&format!("/_matrix/client/v3/presence/{}/status", alice.user_id), Some(&alice.access_token)).await;
+    assert_ne!(presence["presence"], "bogus", "{presence}");
+    sync(&server, &alice.access_token, "?set_presence=unavailable").await;
 }

@@ -136,6 +136,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The spec asks for the header too (since v1.10), in whole seconds.
+        let retry_after = match &self.kind {
+            ErrorKind::LimitExceeded(data) => match data.retry_after {
+                Some(RetryAfter::Delay(delay)) => Some(delay.as_millis().div_ceil(1000).max(1).to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
         let body = match self.uia {
             Some(info) => {
                 let mut body = serde_json::to_value(&*info).unwrap_or_else(|_| serde_json::json!({}));
@@ -166,7 +174,11 @@ impl IntoResponse for ApiError {
                 body
             }
         };
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        if let Some(seconds) = retry_after.and_then(|seconds| http::HeaderValue::from_str(&seconds).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
+        response
     }
 }
 

@@ -196,6 +196,16 @@ impl RoomState {
         let pdu = Pdu::parse(event_id.clone(), &json).map_err(|e| RoomError::Invalid(e.to_string()))?;
 
         self.authorise(&pdu)?;
+        // Unsigned, so outside the hashes and the id: what this state event
+        // replaces, as Synapse records it when it creates one. Clients read
+        // `prev_content` to tell a display name change from a join.
+        let json = match self.replaced_state(outgoing) {
+            Some(unsigned) => {
+                object.insert("unsigned".into(), unsigned);
+                CanonicalJsonValue::Object(object).to_string()
+            }
+            None => json,
+        };
         let membership = (outgoing.kind == "m.room.member")
             .then(|| outgoing.content.get("membership").and_then(Value::as_str).map(str::to_owned))
             .flatten();
@@ -212,6 +222,18 @@ impl RoomState {
             relation: relation_of(&outgoing.content),
             search_text: search_text_of(outgoing.kind, &outgoing.content),
         })
+    }
+
+    /// `replaces_state`, `prev_content` and `prev_sender` of the state event
+    /// `outgoing` would replace, if it is a state event and one is there.
+    fn replaced_state(&self, outgoing: &Outgoing<'_>) -> Option<CanonicalJsonValue> {
+        let previous = self.get(&StateEventType::from(outgoing.kind), outgoing.state_key?)?;
+        let content = serde_json::from_str::<CanonicalJsonValue>(previous.content.get()).ok()?;
+        let mut unsigned = CanonicalJsonObject::new();
+        unsigned.insert("replaces_state".into(), CanonicalJsonValue::String(previous.event_id.to_string()));
+        unsigned.insert("prev_content".into(), content);
+        unsigned.insert("prev_sender".into(), CanonicalJsonValue::String(previous.sender.to_string()));
+        Some(CanonicalJsonValue::Object(unsigned))
     }
 
     fn authorise(&self, pdu: &Pdu) -> Result<(), RoomError> {

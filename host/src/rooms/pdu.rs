@@ -105,24 +105,27 @@ impl ruma::state_res::Event for Pdu {
 /// plus `event_id` (and `room_id` unless the context gives it, as in /sync).
 pub fn client_event(event: &StoredEvent, with_room_id: bool) -> Value {
     let pdu: Map<String, Value> = serde_json::from_str(&event.json).unwrap_or_default();
-    let mut out = Map::new();
-    for key in ["content", "origin_server_ts", "sender", "type", "state_key", "redacts"] {
-        if let Some(value) = pdu.get(key) {
-            out.insert(key.to_owned(), value.clone());
+    let mut out = client_fields(&pdu);
+    if let Some(Value::Object(stored)) = pdu.get("unsigned") {
+        let mut unsigned = Map::new();
+        for key in ["prev_content", "prev_sender", "replaces_state"] {
+            if let Some(value) = stored.get(key) {
+                unsigned.insert(key.to_owned(), value.clone());
+            }
         }
-    }
-    // Room version 11 moved `redacts` into the content; clients of older
-    // versions read it at the top level, so it is copied there (as the spec asks).
-    if event.kind == "m.room.redaction"
-        && !out.contains_key("redacts")
-        && let Some(redacts) = pdu.get("content").and_then(|c| c.get("redacts"))
-    {
-        out.insert("redacts".into(), redacts.clone());
-    }
-    if let Some(Value::Object(unsigned)) = pdu.get("unsigned")
-        && let Some(because) = unsigned.get("redacted_because")
-    {
-        out.insert("unsigned".into(), serde_json::json!({ "redacted_because": because }));
+        // Stored as the redaction's PDU; clients get it as a client event.
+        if let Some(Value::Object(because)) = stored.get("redacted_because") {
+            let mut redaction = client_fields(because);
+            for key in ["event_id", "room_id"] {
+                if let Some(value) = because.get(key) {
+                    redaction.insert(key.to_owned(), value.clone());
+                }
+            }
+            unsigned.insert("redacted_because".into(), Value::Object(redaction));
+        }
+        if !unsigned.is_empty() {
+            out.insert("unsigned".into(), Value::Object(unsigned));
+        }
     }
     out.insert("event_id".into(), Value::String(event.event_id.to_string()));
     if with_room_id {
@@ -138,6 +141,25 @@ pub fn client_event(event: &StoredEvent, with_room_id: bool) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// The fields of a PDU that the client-server format keeps, with `redacts`
+/// copied to the top level where room version 11 moved it into the content
+/// (clients of older versions read it there, as the spec asks).
+fn client_fields(pdu: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for key in ["content", "origin_server_ts", "sender", "type", "state_key", "redacts"] {
+        if let Some(value) = pdu.get(key) {
+            out.insert(key.to_owned(), value.clone());
+        }
+    }
+    if pdu.get("type").and_then(Value::as_str) == Some("m.room.redaction")
+        && !out.contains_key("redacts")
+        && let Some(redacts) = pdu.get("content").and_then(|c| c.get("redacts"))
+    {
+        out.insert("redacts".into(), redacts.clone());
+    }
+    out
 }
 
 /// The event as a stripped state event (for invites): type, state key, sender, content.

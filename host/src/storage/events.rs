@@ -353,6 +353,26 @@ impl Storage {
         .await?)
     }
 
+    /// Every user with a current membership in the room and what it is,
+    /// in the order the memberships were reached.
+    pub async fn memberships_in(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
+        let rows = sqlx::query(
+            "SELECT state_key, membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member' ORDER BY stream_ordering",
+        )
+        .bind(room_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let user: String = row.try_get("state_key")?;
+                Ok((
+                    OwnedUserId::try_from(user).map_err(|e| StorageError::corrupt("current_state.state_key", e))?,
+                    row.try_get::<Option<String>, _>("membership")?.unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
     /// Users whose current membership in the room is `membership`.
     pub async fn members_with(&self, room_id: &RoomId, membership: &str) -> Result<Vec<OwnedUserId>> {
         let ids: Vec<String> =

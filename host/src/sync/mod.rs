@@ -11,6 +11,7 @@ pub mod device_lists;
 pub mod filter;
 pub mod notifier;
 mod rooms;
+mod summary;
 pub mod token;
 mod user_data;
 
@@ -231,6 +232,14 @@ async fn joined_room(
         return Ok(None);
     }
     let mut room = JoinedRoom::new();
+    // As Synapse: recomputed when the client may not have the counts yet, or
+    // when a membership changed in what it gets now.
+    fn is_membership<T>(event: &ruma::serde::Raw<T>) -> bool {
+        event.get_field::<String>("type").ok().flatten().as_deref() == Some("m.room.member")
+    }
+    if new_to_client || timeline.events.iter().any(is_membership) || state.events.iter().any(is_membership) {
+        room.summary = summary::summary(services, room_id, user_id).await?;
+    }
     room.timeline = timeline;
     room.state = State::Before(state);
     room.ephemeral.events = ephemeral;
