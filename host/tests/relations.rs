@@ -9,7 +9,7 @@ use crate::{
     support::{Backend, TestServer},
 };
 
-on_both_backends!(relations_by_type_with_pagination, threads_list_roots_by_activity);
+on_both_backends!(relations_by_type_with_pagination, threads_list_roots_by_activity, thread_roots_carry_their_summary);
 
 async fn send(server: &TestServer, token: &str, room: &str, kind: &str, content: Value) -> String {
     let txn = format!("rel{}", content.to_string().len() + rand_suffix());
@@ -87,4 +87,46 @@ async fn threads_list_roots_by_activity(backend: Backend) {
     let next = page["next_batch"].as_str().unwrap();
     let (_, page) = server.get(&format!("{path}?limit=1&from={next}"), Some(a)).await;
     assert_eq!(ids(&page), vec![root_b]);
+}
+
+/// The bundled `m.thread` aggregation, wherever a thread root reaches a client.
+async fn thread_roots_carry_their_summary(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    for token in [&bob.access_token, &carol.access_token] {
+        server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(token), json!({})).await;
+    }
+    let (a, b) = (alice.access_token.as_str(), bob.access_token.as_str());
+    let root = send_text(&server, a, &room, "a thread").await;
+    let plain = send_text(&server, a, &room, "no thread").await;
+    let reply = |body: &str| json!({"body": body, "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
+    send(&server, b, &room, "m.room.message", reply("first")).await;
+    let latest = send(&server, b, &room, "m.room.message", reply("second")).await;
+
+    let check = |event: &Value, viewer: &str, participated: bool| {
+        let thread = &event["unsigned"]["m.relations"]["m.thread"];
+        assert_eq!(thread["count"], 2, "{viewer}: {event}");
+        assert_eq!(thread["latest_event"]["event_id"], json!(latest), "{viewer}: {event}");
+        assert_eq!(thread["latest_event"]["content"]["body"], "second", "{viewer}: {event}");
+        assert_eq!(thread["current_user_participated"], participated, "{viewer}: {event}");
+    };
+    for (viewer, token, participated) in [("alice", a, true), ("bob", b, true), ("carol", carol.access_token.as_str(), false)] {
+        let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{root}"), Some(token)).await;
+        check(&event, viewer, participated);
+    }
+    let (_, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=10"), Some(a)).await;
+    let chunk = page["chunk"].as_array().unwrap();
+    check(chunk.iter().find(|event| event["event_id"] == json!(root)).expect("the root in /messages"), "messages", true);
+    let unthreaded = chunk.iter().find(|event| event["event_id"] == json!(plain)).unwrap();
+    assert!(unthreaded["unsigned"].get("m.relations").is_none(), "{unthreaded}");
+    let (_, sync) = server.get("/_matrix/client/v3/sync", Some(a)).await;
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
+    check(timeline.iter().find(|event| event["event_id"] == json!(root)).expect("the root in /sync"), "sync", true);
+    let (_, threads) = server.get(&format!("/_matrix/client/v1/rooms/{room}/threads"), Some(a)).await;
+    check(&threads["chunk"][0], "threads", true);
+    let (_, context) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{root}"), Some(a)).await;
+    check(&context["event"], "context", true);
 }

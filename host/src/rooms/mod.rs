@@ -15,6 +15,7 @@ mod error;
 mod membership;
 mod redact;
 mod restricted;
+pub mod threads;
 pub mod pdu;
 pub mod txn_ids;
 pub mod versions;

@@ -1,4 +1,5 @@
-//! Reading relations back: the children of an event, and thread roots.
+//! Reading relations back: the children of an event, thread roots, and the
+//! summary of each thread among a batch of events.
 
 use ruma::{RoomId, UserId};
 
@@ -59,4 +60,34 @@ impl Storage {
         .await?;
         Ok(rows)
     }
+
+    /// For those of `roots` that have thread replies: how many, the
+    /// ordering of the latest, and whether `user_id` sent one of them.
+    pub async fn thread_summaries(&self, room_id: &RoomId, roots: &[&str], user_id: &UserId) -> Result<Vec<ThreadCount>> {
+        if roots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (3..roots.len() + 3).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT relates_to, COUNT(*) AS replies, MAX(stream_ordering) AS latest, \
+             SUM(CASE WHEN sender = $2 THEN 1 ELSE 0 END) AS mine FROM event_relations \
+             WHERE room_id = $1 AND rel_type = 'm.thread' AND relates_to IN ({}) GROUP BY relates_to",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, i64, i64)>(sqlx::AssertSqlSafe(sql)).bind(room_id.as_str()).bind(user_id.as_str());
+        for root in roots {
+            query = query.bind(*root);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(root, replies, latest, mine)| ThreadCount { root, replies, latest, user_replied: mine > 0 }).collect())
+    }
+}
+
+/// One thread's counts, from `Storage::thread_summaries`.
+pub struct ThreadCount {
+    pub root: String,
+    pub replies: i64,
+    /// The stream ordering of the latest reply.
+    pub latest: i64,
+    pub user_replied: bool,
 }

@@ -15,7 +15,7 @@ use ruma::{
 use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, filter};
 use crate::{
     json::raw,
-    rooms::{pdu, txn_ids::TransactionIds, visibility::Visibility},
+    rooms::{pdu, threads::ThreadSummaries, txn_ids::TransactionIds, visibility::Visibility},
     services::Services,
     storage::{StorageError, StoredEvent},
 };
@@ -78,7 +78,8 @@ pub(super) async fn timeline_and_state(
     timeline.limited = more_before;
     timeline.prev_batch = Some(StreamToken::events_at(timeline_start).to_string());
     let txn_ids = TransactionIds::load(storage, user_id, &options.device_id, &visible).await?;
-    timeline.events = visible.iter().map(|event| raw(&txn_ids.client_event(event, false))).collect();
+    let threads = ThreadSummaries::load(storage, user_id, &visible, false).await?;
+    timeline.events = visible.iter().map(|event| raw(&threads.bundle(event, txn_ids.client_event(event, false)))).collect();
 
     let mut state_events = if full {
         storage.state_at(room_id, timeline_start).await?

@@ -21,7 +21,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::pdu::client_event,
+    rooms::{pdu::client_event, threads::ThreadSummaries},
     services::{AppState, Services},
 };
 
@@ -131,7 +131,7 @@ pub async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -
     let participant = (b.include == get_threads::v1::IncludeThreads::Participated).then_some(sender.user_id.as_ref());
     let roots = state.storage.thread_roots(&b.room_id, participant, before, limit + 1).await?;
     let more = roots.len() as i64 > limit;
-    let mut chunk = Vec::new();
+    let mut shown = Vec::new();
     let mut last_activity = None;
     for (root_id, latest) in roots.into_iter().take(limit as usize) {
         last_activity = Some(latest);
@@ -139,9 +139,11 @@ pub async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -
         if let Some(root) = state.storage.event(&root_id).await?.filter(|root| root.room_id == b.room_id)
             && visibility.can_see(&root, &sender.user_id)
         {
-            chunk.push(raw(&client_event(&root, true)));
+            shown.push(root);
         }
     }
+    let threads = ThreadSummaries::load(&state.storage, &sender.user_id, &shown, true).await?;
+    let chunk = shown.iter().map(|root| raw(&threads.bundle(root, client_event(root, true)))).collect();
     let mut response = get_threads::v1::Response::new(chunk);
     response.next_batch = if more { last_activity.map(token_at) } else { None };
     Ok(response)

@@ -25,7 +25,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{Outgoing, RoomError, pdu::client_event, txn_ids::TransactionIds, visibility::Visibility},
+    rooms::{Outgoing, RoomError, pdu::client_event, threads::ThreadSummaries, txn_ids::TransactionIds, visibility::Visibility},
     services::{AppState, Services},
     storage::StoredEvent,
     sync::{StreamToken, filter as sync_filter},
@@ -159,7 +159,8 @@ pub async fn get_event(state: AppState, request: Ruma<get_room_event::v3::Reques
         return Err(not_found());
     }
     let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, [&event]).await?;
-    Ok(get_room_event::v3::Response::new(raw(&txn_ids.client_event(&event, true))))
+    let threads = ThreadSummaries::load(&state.storage, &sender.user_id, [&event], true).await?;
+    Ok(get_room_event::v3::Response::new(raw(&threads.bundle(&event, txn_ids.client_event(&event, true)))))
 }
 
 /// A token's position in `room_id`: that of the room's events persister.
@@ -198,7 +199,8 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
         response.end = None;
     }
     let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, &chunk).await?;
-    response.chunk = chunk.iter().map(|event| raw(&txn_ids.client_event(event, true))).collect();
+    let threads = ThreadSummaries::load(&state.storage, &sender.user_id, &chunk, true).await?;
+    response.chunk = chunk.iter().map(|event| raw(&threads.bundle(event, txn_ids.client_event(event, true)))).collect();
     if !filter.lazy_load_options.is_disabled() && !chunk.is_empty() {
         response.state = chunk_members(&state, &chunk, &visibility, &sender.user_id).await?;
     }
