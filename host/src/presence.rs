@@ -18,6 +18,9 @@ use crate::{
     storage::{NewPresence, StorageError, Stream, now_ms},
 };
 
+/// The states a user may set (`PUT /presence`, `/sync`'s `set_presence`).
+pub const SETTABLE_STATES: [&str; 3] = ["online", "unavailable", "offline"];
+
 /// Online users who do nothing for this long become `unavailable` (Synapse's IDLE_TIMER).
 pub const IDLE_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 /// Users who stop syncing for this long go `offline` (Synapse's SYNC_ONLINE_TIMEOUT).

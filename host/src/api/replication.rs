@@ -192,7 +192,7 @@ async fn presence_sync(State(state): State<AppState>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(error) => return ApiError::bad_json(error.to_string()).into_response(),
     };
-    if !["online", "unavailable", "offline"].contains(&request.set_presence.as_str()) {
+    if !crate::presence::SETTABLE_STATES.contains(&request.set_presence.as_str()) {
         return ApiError::invalid_param("set_presence must be online, unavailable or offline").into_response();
     }
     let response = match crate::presence::remote_sync_state(&state, &request.process_id, &request.user_id, &request.set_presence).await {

@@ -164,7 +164,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
                     && (since.is_some() || options.include_leave)
                     && !storage.room_forgotten(user_id, &room_id).await? =>
             {
-                let (timeline, state) = rooms::timeline_and_state(services, &room_id, user_id, since, at, options, true).await?;
+                let rooms::RoomDelta { timeline, state, .. } = rooms::timeline_and_state(services, &room_id, user_id, since, at, options, true).await?;
                 let mut room = LeftRoom::new();
                 room.timeline = timeline;
                 room.state = State::Before(state);
@@ -211,7 +211,8 @@ async fn joined_room(
 ) -> Result<Option<JoinedRoom>, StorageError> {
     let options = context.options;
     let since_for_room = if new_to_client { None } else { since };
-    let (timeline, state) = rooms::timeline_and_state(services, room_id, user_id, since_for_room, now, options, new_to_client).await?;
+    let rooms::RoomDelta { timeline, state, memberships_changed } =
+        rooms::timeline_and_state(services, room_id, user_id, since_for_room, now, options, new_to_client).await?;
     let room_filter = &options.filter.room;
     let mut ephemeral =
         user_data::ephemeral(services, room_id, user_id, context.since_token, context.positions, new_to_client, &room_filter.ephemeral).await?;
@@ -234,10 +235,7 @@ async fn joined_room(
     let mut room = JoinedRoom::new();
     // As Synapse: recomputed when the client may not have the counts yet, or
     // when a membership changed in what it gets now.
-    fn is_membership<T>(event: &ruma::serde::Raw<T>) -> bool {
-        event.get_field::<String>("type").ok().flatten().as_deref() == Some("m.room.member")
-    }
-    if new_to_client || timeline.events.iter().any(is_membership) || state.events.iter().any(is_membership) {
+    if new_to_client || memberships_changed {
         room.summary = summary::summary(services, room_id, user_id).await?;
     }
     room.timeline = timeline;

@@ -23,6 +23,14 @@ use crate::{
 /// The most events a filtered timeline looks through before calling itself `limited`.
 const MAX_FILTERED_SCAN: usize = 1000;
 
+/// A room's part of a sync response, before ephemeral data and counts.
+pub(super) struct RoomDelta {
+    pub timeline: Timeline,
+    pub state: StateEvents,
+    /// Whether a membership event is in the timeline or the state: the room's summary may have changed.
+    pub memberships_changed: bool,
+}
+
 /// The timeline of `(since, upto]` (from the start when `since` is `None`)
 /// and the state before it: whole when `full`, else what changed since.
 pub(super) async fn timeline_and_state(
@@ -33,7 +41,7 @@ pub(super) async fn timeline_and_state(
     upto: i64,
     options: &SyncOptions,
     full: bool,
-) -> Result<(Timeline, StateEvents), StorageError> {
+) -> Result<RoomDelta, StorageError> {
     let limit = options.timeline_limit;
     let storage = &services.storage;
     let visibility = Visibility::load(storage, room_id, user_id).await?;
@@ -101,6 +109,8 @@ pub(super) async fn timeline_and_state(
             state_events.push(event);
         }
     }
+    // Before lazy loading adds the members the client may lack, which are no change.
+    let memberships_changed = visible.iter().chain(&state_events).any(|event| event.kind == "m.room.member");
     if options.lazy_load_members {
         let mut wanted: HashSet<&str> = visible.iter().map(|event| event.sender.as_str()).collect();
         wanted.insert(user_id.as_str());
@@ -131,7 +141,7 @@ pub(super) async fn timeline_and_state(
     }
     let mut state = StateEvents::new();
     state.events = state_events.iter().map(|event| raw(&pdu::client_event(event, false))).collect();
-    Ok((timeline, state))
+    Ok(RoomDelta { timeline, state, memberships_changed })
 }
 
 /// The stripped state shown with an invite or a knock.

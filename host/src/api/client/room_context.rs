@@ -47,9 +47,8 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     let mut response = get_context::v3::Response::new();
     response.start = Some(token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1)));
     response.end = Some(token_at(after.events.last().map_or(at, |e| e.stream_ordering)));
-    let shown = before.events.iter().chain(&after.events).chain([&event]);
-    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, shown).await?;
-    let shown = before.events.iter().chain(&after.events).chain([&event]);
+    let shown: Vec<&crate::storage::StoredEvent> = before.events.iter().chain(&after.events).chain([&event]).collect();
+    let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, shown.iter().copied()).await?;
     let threads = ThreadSummaries::load(&state.storage, &sender.user_id, shown, true).await?;
     let client_form = |e: &crate::storage::StoredEvent| raw(&threads.bundle(e, txn_ids.client_event(e, true)));
     response.events_before = before.events.iter().map(client_form).collect();

@@ -44,7 +44,7 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
         filter,
     };
     let set_presence = body.set_presence.as_str().to_owned();
-    if !["online", "unavailable", "offline"].contains(&set_presence.as_str()) {
+    if !crate::presence::SETTABLE_STATES.contains(&set_presence.as_str()) {
         return Err(ApiError::invalid_param("set_presence must be one of online, unavailable, offline"));
     }
     crate::presence::on_sync(&state, &sender.user_id, &set_presence).await?;
