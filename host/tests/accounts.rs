@@ -1,6 +1,6 @@
 //! `/account/whoami`, `/account/password`, `/account/deactivate`,
-//! `/account/3pid`, `/thirdparty/protocols`, and how access tokens are
-//! presented.
+//! `/account/3pid`, `/thirdparty/protocols`, OpenID tokens, and how access
+//! tokens are presented.
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -19,6 +19,7 @@ on_both_backends!(
     a_uia_session_is_bound_to_its_request,
     an_empty_new_password_is_refused,
     third_party_identifiers_are_an_empty_list,
+    openid_tokens_prove_who_a_user_is,
 );
 
 const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
@@ -170,4 +171,28 @@ async fn third_party_identifiers_are_an_empty_list(backend: Backend) {
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
     let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocols", Some(&alice.access_token)).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
+}
+
+/// A third party checks an OpenID token over the federation API.
+async fn openid_tokens_prove_who_a_user_is(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let path = format!("/_matrix/client/v3/user/{}/openid/request_token", alice.user_id);
+    let (status, body) = server.post(&path, Some(&bob.access_token), json!({})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "only for oneself: {body}");
+    let (status, body) = server.post(&path, Some(&alice.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["matrix_server_name"], json!(server.server_name));
+    assert_eq!(body["expires_in"], 3600);
+    let token = body["access_token"].as_str().unwrap();
+
+    let (status, info) = server.get(&format!("/_matrix/federation/v1/openid/userinfo?access_token={token}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info, json!({"sub": alice.user_id}));
+    let (status, info) = server.get("/_matrix/federation/v1/openid/userinfo?access_token=nope", None).await;
+    assert_eq!((status, errcode(&info)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"), "{info}");
+    let (status, _) = server.get(&format!("/_matrix/federation/v1/openid/userinfo?access_token={}", alice.access_token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an access token is not an OpenID token");
 }

@@ -9,7 +9,12 @@ use crate::{
     support::{Backend, TestServer, errcode},
 };
 
-on_both_backends!(aliases_resolve_join_and_delete, the_public_directory_lists_published_rooms);
+on_both_backends!(
+    aliases_resolve_join_and_delete,
+    the_public_directory_lists_published_rooms,
+    canonical_aliases_must_point_at_the_room,
+    the_directory_filters_by_room_type,
+);
 
 async fn aliases_resolve_join_and_delete(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -100,4 +105,58 @@ async fn the_public_directory_lists_published_rooms(backend: Backend) {
     assert_eq!(page["chunk"].as_array().unwrap().len(), 3);
     let (status, _) = server.get("/_matrix/client/v3/publicRooms?since=bogus", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// New aliases in `m.room.canonical_alias` must be aliases of this room.
+async fn canonical_aliases_must_point_at_the_room(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let a = alice.access_token.as_str();
+    let room = create_room(&server, a, json!({"room_alias_name": "home"})).await;
+    create_room(&server, a, json!({"room_alias_name": "elsewhere"})).await;
+    let (home, elsewhere) = (format!("#home:{}", server.server_name), format!("#elsewhere:{}", server.server_name));
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/");
+
+    for content in [json!({"alias": elsewhere}), json!({"alias": home, "alt_aliases": [elsewhere]}), json!({"alias": format!("#nobody:{}", server.server_name)})] {
+        let (status, body) = server.put(&path, Some(a), content.clone()).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_ALIAS"), "{content}: {body}");
+    }
+    let (status, body) = server.put(&path, Some(a), json!({"alias": "not an alias"})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
+    let (status, body) = server.put(&path, Some(a), json!({"alias": home, "alt_aliases": "nope"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let second = format!("#second:{}", server.server_name);
+    let (status, _) = server.put(&format!("/_matrix/client/v3/directory/room/{}", second.replace('#', "%23")), Some(a), json!({"room_id": room})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.put(&path, Some(a), json!({"alias": home, "alt_aliases": [second, "#far:elsewhere.example"]})).await;
+    assert_eq!(status, StatusCode::OK, "local aliases of the room, and another server's: {body}");
+    // Aliases already in the event are not checked again, even once deleted.
+    let (status, _) = server.delete(&format!("/_matrix/client/v3/directory/room/{}", second.replace('#', "%23")), Some(a), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.put(&path, Some(a), json!({"alias": home, "alt_aliases": [second]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.put(&path, Some(a), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "removing every alias: {body}");
+}
+
+/// `room_types` picks spaces, or (`null`) rooms without a type; entries say their type.
+async fn the_directory_filters_by_room_type(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let a = alice.access_token.as_str();
+    let room = create_room(&server, a, json!({"visibility": "public", "preset": "public_chat"})).await;
+    let space = create_room(&server, a, json!({"visibility": "public", "preset": "public_chat", "creation_content": {"type": "m.space"}})).await;
+    let listed = |body: &serde_json::Value| -> Vec<String> {
+        body["chunk"].as_array().unwrap().iter().map(|room| room["room_id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (status, body) = server.post("/_matrix/client/v3/publicRooms", Some(a), json!({"filter": {"room_types": ["m.space"]}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(listed(&body), vec![space.clone()]);
+    assert_eq!(body["chunk"][0]["room_type"], "m.space");
+    let (_, body) = server.post("/_matrix/client/v3/publicRooms", Some(a), json!({"filter": {"room_types": [null]}})).await;
+    assert_eq!(listed(&body), vec![room.clone()]);
+    assert!(body["chunk"][0].get("room_type").is_none());
+    let (_, body) = server.post("/_matrix/client/v3/publicRooms", Some(a), json!({"filter": {}})).await;
+    assert_eq!(listed(&body).len(), 2);
 }

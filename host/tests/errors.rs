@@ -16,6 +16,7 @@ on_both_backends!(
     oversized_bodies_are_refused_before_anything_is_written,
     versions_and_capabilities,
     health_metrics_and_request_ids,
+    client_discovery_is_served_when_configured,
 );
 
 async fn unknown_paths_and_methods_are_unrecognized(backend: Backend) {
@@ -113,4 +114,18 @@ async fn health_metrics_and_request_ids(backend: Backend) {
     assert!(metrics.contains("weft_db_pool_connections{state=\"open\"}"), "{metrics}");
     let (a, b) = (server.raw(Method::GET, "/health").send().await.unwrap(), server.raw(Method::GET, "/health").send().await.unwrap());
     assert_ne!(a.headers()["x-request-id"], b.headers()["x-request-id"]);
+}
+
+/// `/.well-known/matrix/client`: a 404 by default, as in Synapse; with
+/// `serve_client_wellknown`, `public_baseurl` and the extra content.
+async fn client_discovery_is_served_when_configured(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, body) = server.get("/.well-known/matrix/client", None).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "{body}");
+
+    let config = "public_baseurl = \"https://matrix.example.org/\"\nserve_client_wellknown = true\n[extra_well_known_client_content]\n\"org.example.custom\" = { \"x\" = 1 }";
+    let server = TestServer::builder(backend).config(config).start().await;
+    let (status, body) = server.get("/.well-known/matrix/client", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"m.homeserver": {"base_url": "https://matrix.example.org/"}, "org.example.custom": {"x": 1}}));
 }

@@ -1,6 +1,7 @@
 //! Event filters in `/sync` (stored and inline), `/messages` and `/context`: types with
 //! wildcards, senders, rooms, `contains_url`, limits, the state, ephemeral
-//! and account data sections, presence, and lazy-loaded members; a filtered
+//! and account data sections, presence, lazy-loaded members, and the shape
+//! of events (`event_fields`, `event_format`); a filtered
 //! timeline stays `limited` with a working `prev_batch`.
 
 use http::StatusCode;
@@ -18,6 +19,7 @@ on_both_backends!(
     room_lists_and_filtered_state,
     ephemeral_account_data_and_presence_filters,
     messages_filters_and_lazy_members,
+    event_fields_and_format_shape_sync_events,
 );
 
 async fn sync_with(server: &TestServer, token: &str, filter: &str, since: Option<&str>) -> Value {
@@ -256,4 +258,24 @@ async fn messages_filters_and_lazy_members(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{context}");
     assert_eq!(bodies(&context["events_before"]), vec!["file", "b1"], "/context filters the events around");
     assert_eq!(context["event"]["content"]["body"], "a2", "but not the event itself");
+}
+
+async fn event_fields_and_format_shape_sync_events(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"name": "Shapes"})).await;
+    let event_id = send_text(&server, &alice.access_token, &room, "hello").await;
+
+    let fields = json!({"event_fields": ["type", "content.body", "event_id"], "room": {"timeline": {"types": ["m.room.message"]}}});
+    let body = sync_with(&server, &alice.access_token, &fields.to_string(), None).await;
+    let timeline = &body["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(timeline[0], json!({"type": "m.room.message", "content": {"body": "hello"}, "event_id": event_id}), "{timeline}");
+    let name = body["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().iter().find(|e| e["type"] == "m.room.name").cloned().unwrap();
+    assert!(name.get("sender").is_none() && name["content"].get("name").is_none(), "state is shaped too: {name}");
+
+    let federation = json!({"event_format": "federation", "room": {"timeline": {"types": ["m.room.message"]}}});
+    let body = sync_with(&server, &alice.access_token, &federation.to_string(), None).await;
+    let pdu = &body["rooms"]["join"][&room]["timeline"]["events"][0];
+    assert!(pdu["prev_events"].is_array() && pdu["hashes"].is_object() && pdu["signatures"].is_object(), "the PDU: {pdu}");
+    assert_eq!(pdu["room_id"], json!(room));
 }

@@ -140,6 +140,8 @@ async fn guests_are_refused(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (status, body) = server.post(&format!("{REGISTER}?kind=guest"), None, json!({})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"));
+    let (status, body) = server.post(&format!("{REGISTER}?kind=bogus"), None, json!({})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_UNRECOGNIZED"), "an unknown kind: {body}");
 }
 
 async fn username_availability(backend: Backend) {

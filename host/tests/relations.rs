@@ -9,7 +9,14 @@ use crate::{
     support::{Backend, TestServer},
 };
 
-on_both_backends!(relations_by_type_with_pagination, threads_list_roots_by_activity, thread_roots_carry_their_summary);
+on_both_backends!(
+    relations_by_type_with_pagination,
+    threads_list_roots_by_activity,
+    thread_roots_carry_their_summary,
+    edits_and_references_are_bundled,
+    relations_recurse_to_a_depth,
+    redacted_children_no_longer_relate,
+);
 
 async fn send(server: &TestServer, token: &str, room: &str, kind: &str, content: Value) -> String {
     let txn = format!("rel{}", content.to_string().len() + rand_suffix());
@@ -129,4 +136,91 @@ async fn thread_roots_carry_their_summary(backend: Backend) {
     check(&threads["chunk"][0], "threads", true);
     let (_, context) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{root}"), Some(a)).await;
     check(&context["event"], "context", true);
+}
+
+fn edit(parent: &str, body: &str) -> Value {
+    json!({"body": format!("* {body}"), "m.new_content": {"msgtype": "m.text", "body": body}, "m.relates_to": {"rel_type": "m.replace", "event_id": parent}})
+}
+
+/// `m.replace` bundles the latest valid edit (the original's sender, same
+/// type, with `m.new_content`); `m.reference` lists the referencing events.
+async fn edits_and_references_are_bundled(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.access_token), json!({})).await;
+    let (a, b) = (alice.access_token.as_str(), bob.access_token.as_str());
+    let original = send_text(&server, a, &room, "tpyo").await;
+    send(&server, a, &room, "m.room.message", edit(&original, "typo?")).await;
+    let latest = send(&server, a, &room, "m.room.message", edit(&original, "typo")).await;
+    // Not valid: another sender, and an edit without m.new_content.
+    send(&server, b, &room, "m.room.message", edit(&original, "bob's")).await;
+    send(&server, a, &room, "m.room.message", json!({"body": "x", "m.relates_to": {"rel_type": "m.replace", "event_id": original}})).await;
+    let reference = send(&server, b, &room, "m.room.message", json!({"body": "see above", "m.relates_to": {"rel_type": "m.reference", "event_id": original}})).await;
+
+    let check = |event: &Value, place: &str| {
+        let relations = &event["unsigned"]["m.relations"];
+        assert_eq!(relations["m.replace"]["event_id"], json!(latest), "{place}: {event}");
+        assert_eq!(relations["m.replace"]["content"]["m.new_content"]["body"], "typo", "{place}: {event}");
+        assert_eq!(relations["m.replace"]["sender"], json!(alice.user_id), "{place}: {event}");
+        assert_eq!(relations["m.reference"], json!({"chunk": [{"event_id": reference}]}), "{place}: {event}");
+        assert_eq!(event["content"]["body"], "tpyo", "{place}: the original's content is left as it was");
+    };
+    let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{original}"), Some(b)).await;
+    check(&event, "event");
+    let (_, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"), Some(b)).await;
+    check(page["chunk"].as_array().unwrap().iter().find(|e| e["event_id"] == json!(original)).unwrap(), "messages");
+    let (_, sync) = server.get("/_matrix/client/v3/sync", Some(a)).await;
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
+    check(timeline.iter().find(|e| e["event_id"] == json!(original)).unwrap(), "sync");
+
+    // Once the original is redacted, its edits are no longer bundled.
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/redact/{original}/r1"), Some(a), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{original}"), Some(b)).await;
+    assert!(event["unsigned"]["m.relations"].get("m.replace").is_none(), "{event}");
+}
+
+/// `recurse` also returns what relates to the children, and says how deep it went.
+async fn relations_recurse_to_a_depth(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let t = alice.access_token.as_str();
+    let room = create_room(&server, t, json!({})).await;
+    let root = send_text(&server, t, &room, "root").await;
+    let reply = send(&server, t, &room, "m.room.message", json!({"body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})).await;
+    let reaction = send(&server, t, &room, "m.reaction", json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": reply, "key": "👍"}})).await;
+
+    let base = format!("/_matrix/client/v1/rooms/{room}/relations/{root}");
+    let (status, direct) = server.get(&base, Some(t)).await;
+    assert_eq!(status, StatusCode::OK, "{direct}");
+    assert_eq!(ids(&direct), vec![reply.clone()]);
+    assert!(direct.get("recursion_depth").is_none(), "absent without recurse: {direct}");
+    let (_, deep) = server.get(&format!("{base}?recurse=true"), Some(t)).await;
+    assert_eq!(ids(&deep), vec![reaction.clone(), reply.clone()]);
+    assert_eq!(deep["recursion_depth"], 3, "{deep}");
+    let (_, annotations) = server.get(&format!("{base}/m.annotation?recurse=true"), Some(t)).await;
+    assert_eq!(ids(&annotations), vec![reaction], "the filter applies to every level");
+}
+
+/// A redacted reply, edit or reaction drops out of `/relations` and the counts.
+async fn redacted_children_no_longer_relate(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let t = alice.access_token.as_str();
+    let room = create_room(&server, t, json!({})).await;
+    let root = send_text(&server, t, &room, "root").await;
+    let reply = |body: &str| json!({"body": body, "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
+    let kept = send(&server, t, &room, "m.room.message", reply("kept")).await;
+    let gone = send(&server, t, &room, "m.room.message", reply("gone")).await;
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/redact/{gone}/r1"), Some(t), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (_, page) = server.get(&format!("/_matrix/client/v1/rooms/{room}/relations/{root}"), Some(t)).await;
+    assert_eq!(ids(&page), vec![kept.clone()]);
+    let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{root}"), Some(t)).await;
+    let thread = &event["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(thread["count"], 1, "{event}");
+    assert_eq!(thread["latest_event"]["event_id"], json!(kept), "{event}");
 }

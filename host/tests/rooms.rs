@@ -29,6 +29,7 @@ on_both_backends!(
     knocking_needs_a_knock_room,
     identical_state_is_not_sent_again,
     state_events_carry_what_they_replace,
+    initial_state_may_set_the_power_levels,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -268,6 +269,8 @@ async fn non_members_cannot_read_or_write(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = server.put("/_matrix/client/v3/rooms/!nope:nowhere.example/send/m.room.message/x", token, json!({"body": "hi"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "unknown rooms look the same as closed ones");
+    let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/members?membership=bogus"), Some(&alice.access_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
 }
 
 async fn history_visibility_is_enforced(backend: Backend) {
@@ -595,4 +598,17 @@ async fn state_events_carry_what_they_replace(backend: Backend) {
     let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
     let in_sync = timeline.iter().find(|event| event["event_id"] == current["event_id"]).expect("the topic change in bob's timeline");
     assert_eq!(in_sync["unsigned"]["prev_content"], json!({"topic": "Weaving"}), "{in_sync}");
+}
+
+/// Power levels in `initial_state` replace the generated ones, as in Synapse.
+async fn initial_state_may_set_the_power_levels(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let levels = json!({"users": {alice.user_id.clone(): 100}, "users_default": 10, "events_default": 20, "state_default": 60, "ban": 70, "kick": 70, "redact": 70, "invite": 0});
+    let body = json!({"initial_state": [{"type": "m.room.power_levels", "state_key": "", "content": levels}], "name": "Levels"});
+    let room = create_room(&server, &alice.access_token, body).await;
+    let (_, stored) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&alice.access_token)).await;
+    assert_eq!(stored, levels);
+    let (_, name) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&alice.access_token)).await;
+    assert_eq!(name["name"], "Levels", "the rest of the room was made on them");
 }

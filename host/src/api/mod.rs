@@ -16,6 +16,7 @@ pub mod groups;
 pub mod middleware;
 pub mod ops;
 mod parse_guard;
+pub mod well_known;
 pub mod replication;
 pub mod route_list;
 pub mod ruma_route;
@@ -49,13 +50,20 @@ pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
         client::routes(&mut table);
         admin::routes(&mut table);
     }
+    let serves_client = listener.serves(Resource::Client);
     if listener.serves(Resource::Federation) || listener.serves(Resource::Keys) {
         federation::key_routes(&mut table);
+    }
+    if listener.serves(Resource::Federation) {
+        federation::federation_routes(&mut table);
     }
     let mut router = table.into_router();
     if listener.serves(Resource::Replication) {
         let internal = replication::routes().layer(axum::middleware::from_fn_with_state(state.clone(), replication::authenticate));
         router = router.merge(internal);
+    }
+    if serves_client {
+        router = router.route("/.well-known/matrix/client", get(well_known::client));
     }
     if listener.serves(Resource::Health) {
         router = router.route("/health", get(ops::health));

@@ -28,6 +28,7 @@ pub fn all_routes() -> Vec<RouteEntry> {
     client::routes(&mut table);
     admin::routes(&mut table);
     federation::key_routes(&mut table);
+    federation::federation_routes(&mut table);
     let mut routes = table.entries().to_vec();
     routes.extend(not_yet_served());
 

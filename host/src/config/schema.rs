@@ -15,6 +15,10 @@ pub struct Config {
     /// The URL clients use to reach this server; derived from the first client
     /// listener when absent.
     pub public_baseurl: Option<String>,
+    /// Whether `/.well-known/matrix/client` is served (Synapse's default: no).
+    pub serve_client_wellknown: bool,
+    /// Extra fields for `/.well-known/matrix/client`.
+    pub extra_well_known_client_content: serde_json::Map<String, serde_json::Value>,
     pub listeners: Vec<ListenerConfig>,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,

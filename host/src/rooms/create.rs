@@ -1,6 +1,7 @@
 //! `createRoom`: the initial events in the spec's order (create, the
-//! creator's join, power levels, preset join rules / history visibility /
-//! guest access, `initial_state`, name, topic, invites), each built on the
+//! creator's join, power levels (generated, or `initial_state`'s), preset
+//! join rules / history visibility / guest access, `initial_state`, name,
+//! topic, invites), each built on the
 //! state the previous ones made, then persisted with the room in one
 //! transaction, so a room is created whole or not at all.
 
@@ -103,7 +104,12 @@ impl super::Rooms {
             "invite": 0,
             "notifications": { "room": 50 },
         });
-        if let (Some(overrides), Some(levels)) = (&request.power_level_content_override, power_levels.as_object_mut()) {
+        let is_power_levels = |(kind, key, _): &&(String, String, Value)| kind == "m.room.power_levels" && key.is_empty();
+        let given_levels = request.initial_state.iter().find(is_power_levels).map(|(_, _, content)| content.clone());
+        if let Some(given) = given_levels {
+            // As Synapse: power levels in `initial_state` replace the generated ones whole.
+            power_levels = given;
+        } else if let (Some(overrides), Some(levels)) = (&request.power_level_content_override, power_levels.as_object_mut()) {
             for (key, value) in overrides {
                 levels.insert(key.clone(), value.clone());
             }
@@ -134,7 +140,7 @@ impl super::Rooms {
                 plan.push((kind.into(), Some(String::new()), content));
             }
         }
-        for (kind, state_key, content) in &request.initial_state {
+        for (kind, state_key, content) in request.initial_state.iter().filter(|entry| !is_power_levels(entry)) {
             plan.push((kind.clone(), Some(state_key.clone()), content.clone()));
         }
         if let Some(name) = &request.name {

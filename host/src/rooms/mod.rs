@@ -16,8 +16,9 @@ mod membership;
 mod redact;
 mod restricted;
 pub mod pdu;
-pub mod threads;
+pub mod aggregations;
 pub mod txn_ids;
+mod upgrade;
 pub mod versions;
 pub mod visibility;
 

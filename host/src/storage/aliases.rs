@@ -33,4 +33,10 @@ impl Storage {
             sqlx::query_scalar("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias").bind(room_id.as_str()).fetch_all(&self.pool).await?;
         aliases.into_iter().map(|a| OwnedRoomAliasId::try_from(a).map_err(|e| StorageError::corrupt("room_aliases.alias", e))).collect()
     }
+
+    /// Points every alias of `from` at `to` (a room upgrade moves them).
+    pub async fn move_aliases(&self, from: &RoomId, to: &RoomId) -> Result<()> {
+        sqlx::query("UPDATE room_aliases SET room_id = $1 WHERE room_id = $2").bind(to.as_str()).bind(from.as_str()).execute(&self.pool).await?;
+        Ok(())
+    }
 }

@@ -54,6 +54,16 @@ impl Dialect {
     /// first when `recent`), skipping `offset`. PostgreSQL parses the term as
     /// a web search; for FTS5 each word is quoted, so no input is a syntax error.
     pub(super) fn search_sql(self, recent: bool) -> String {
+        self.search_query(Some(recent))
+    }
+
+    /// How many events `search_sql` would find, with the same first three parameters.
+    pub(super) fn search_count_sql(self) -> String {
+        self.search_query(None)
+    }
+
+    /// The search query: the page ordered by rank or recency, or (`None`) the count.
+    fn search_query(self, recent: Option<bool>) -> String {
         // The engines differ in the match and rank expressions only.
         let (table, rank, matches) = match self {
             Self::Postgres => (
@@ -67,12 +77,18 @@ impl Dialect {
             Self::Postgres => "event_search.stream_ordering",
             Self::Sqlite => "CAST(event_search.stream_ordering AS INTEGER)",
         };
-        let order = if recent { format!("{ordering} DESC") } else { format!("rank DESC, {ordering} DESC") };
-        format!(
-            "SELECT {table}.event_id AS event_id, {rank} AS rank FROM {table} \
+        let from = format!(
+            "FROM {table} \
              JOIN current_state c ON c.room_id = {table}.room_id AND c.type = 'm.room.member' AND c.state_key = $2 AND c.membership = 'join' \
-             WHERE {matches} AND ($3 IS NULL OR {table}.room_id = $3) ORDER BY {order} LIMIT $4 OFFSET $5"
-        )
+             WHERE {matches} AND ($3 IS NULL OR {table}.room_id = $3)"
+        );
+        match recent {
+            None => format!("SELECT COUNT(*) {from}"),
+            Some(recent) => {
+                let order = if recent { format!("{ordering} DESC") } else { format!("rank DESC, {ordering} DESC") };
+                format!("SELECT {table}.event_id AS event_id, {rank} AS rank {from} ORDER BY {order} LIMIT $4 OFFSET $5")
+            }
+        }
     }
 
     /// The search term as this engine's query language wants it.

@@ -181,8 +181,10 @@ impl Storage {
                 .bind(target.as_str())
                 .execute(&mut *conn)
                 .await?;
-            // A redacted body must not be found any more.
+            // A redacted body must not be found any more, and a redacted
+            // relation (its `m.relates_to` is gone) no longer relates.
             sqlx::query("DELETE FROM event_search WHERE event_id = $1").bind(target.as_str()).execute(&mut *conn).await?;
+            sqlx::query("DELETE FROM event_relations WHERE event_id = $1").bind(target.as_str()).execute(&mut *conn).await?;
         }
         for prev in event.prev_events {
             sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")

@@ -101,6 +101,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0015_plugin_kv.sql"),
         include_str!("../../migrations/sqlite/0015_plugin_kv.sql"),
     ),
+    (
+        16,
+        "reports",
+        include_str!("../../migrations/postgres/0016_reports.sql"),
+        include_str!("../../migrations/sqlite/0016_reports.sql"),
+    ),
+    (
+        17,
+        "openid_tokens",
+        include_str!("../../migrations/postgres/0017_openid_tokens.sql"),
+        include_str!("../../migrations/sqlite/0017_openid_tokens.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

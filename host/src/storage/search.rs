@@ -40,4 +40,19 @@ impl Storage {
         }
         Ok(found)
     }
+
+    /// How many events `search_events` could find for `term`, before any
+    /// filter or history visibility.
+    pub async fn count_search_matches(&self, user_id: &UserId, term: &str, room: Option<&RoomId>) -> Result<i64> {
+        let term = self.dialect.search_term(term);
+        if term.trim().is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(self.dialect.search_count_sql()))
+            .bind(term)
+            .bind(user_id.as_str())
+            .bind(room.map(RoomId::as_str))
+            .fetch_one(&self.pool)
+            .await?)
+    }
 }

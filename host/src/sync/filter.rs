@@ -4,9 +4,9 @@
 //!
 //! A `*` in `types` and `not_types` matches any run of characters, as the
 //! spec words it (Synapse only honours a trailing `*`; that is a subset).
-//! Not honoured: `event_fields` (events are always whole) and
-//! `event_format: federation`; `include_redundant_members` is always in
-//! effect, because no record of which members a client holds is kept.
+//! `event_fields` and `event_format` shape events rather than pick them
+//! (`event_shape`). `include_redundant_members` is always in effect,
+//! because no record of which members a client holds is kept.
 
 use ruma::{
     RoomId, UserId,

@@ -8,6 +8,7 @@
 //! not by polling the database. May call: `storage`, `rooms`, `typing`.
 
 pub mod device_lists;
+mod event_shape;
 pub mod filter;
 pub mod notifier;
 mod rooms;

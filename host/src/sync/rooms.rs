@@ -15,7 +15,7 @@ use ruma::{
 use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, filter};
 use crate::{
     json::raw,
-    rooms::{pdu, threads::ThreadSummaries, txn_ids::TransactionIds, visibility::Visibility},
+    rooms::{pdu, aggregations::Aggregations, txn_ids::TransactionIds, visibility::Visibility},
     services::Services,
     storage::{StorageError, StoredEvent},
 };
@@ -86,8 +86,9 @@ pub(super) async fn timeline_and_state(
     timeline.limited = more_before;
     timeline.prev_batch = Some(StreamToken::events_at(timeline_start).to_string());
     let txn_ids = TransactionIds::load(storage, user_id, &options.device_id, &visible).await?;
-    let threads = ThreadSummaries::load(storage, user_id, &visible, false).await?;
-    timeline.events = visible.iter().map(|event| raw(&threads.bundle(event, txn_ids.client_event(event, false)))).collect();
+    let aggregations = Aggregations::load(storage, user_id, &visible, false).await?;
+    let shaped = |event: &StoredEvent, client_form| super::event_shape::shape(&options.filter, event, client_form);
+    timeline.events = visible.iter().map(|event| raw(&shaped(event, aggregations.bundle(event, txn_ids.client_event(event, false))))).collect();
 
     let mut state_events = if full {
         storage.state_at(room_id, timeline_start).await?
@@ -140,7 +141,7 @@ pub(super) async fn timeline_and_state(
         state_events.truncate(limit);
     }
     let mut state = StateEvents::new();
-    state.events = state_events.iter().map(|event| raw(&pdu::client_event(event, false))).collect();
+    state.events = state_events.iter().map(|event| raw(&shaped(event, pdu::client_event(event, false)))).collect();
     Ok(RoomDelta { timeline, state, memberships_changed })
 }
 

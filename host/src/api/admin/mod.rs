@@ -1,6 +1,8 @@
-//! Synapse's admin API, as far as Weft serves it: shared-secret registration.
+//! Synapse's admin API, as far as Weft serves it: shared-secret
+//! registration and the list of users' reports.
 
 mod register;
+mod reports;
 
 pub use register::compute_mac;
 
@@ -9,5 +11,6 @@ use super::{groups::EndpointGroup, ruma_route::RouteTable};
 pub fn routes(table: &mut RouteTable) {
     table
         .add::<register::get_nonce::Request, _, _>(EndpointGroup::Admin, register::nonce)
-        .add::<register::shared_secret::Request, _, _>(EndpointGroup::Admin, register::register);
+        .add::<register::shared_secret::Request, _, _>(EndpointGroup::Admin, register::register)
+        .add::<reports::list::Request, _, _>(EndpointGroup::Admin, reports::list);
 }

@@ -134,7 +134,7 @@ pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::
 
 pub async fn public_rooms(state: AppState, request: Ruma<get_public_rooms::v3::Request>) -> ApiResult<get_public_rooms::v3::Response> {
     let body = &request.body;
-    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), None).await?;
+    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), None, &[]).await?;
     let mut response = get_public_rooms::v3::Response::new(Vec::new());
     (response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate) = page;
     Ok(response)
@@ -146,7 +146,7 @@ pub async fn public_rooms_filtered(
 ) -> ApiResult<get_public_rooms_filtered::v3::Response> {
     let body = &request.body;
     let term = body.filter.generic_search_term.as_deref();
-    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), term).await?;
+    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), term, &body.filter.room_types).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     (response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate) = page;
     Ok(response)
@@ -155,8 +155,17 @@ pub async fn public_rooms_filtered(
 type Page = (Vec<PublicRoomsChunk>, Option<String>, Option<String>, Option<UInt>);
 
 /// Published rooms, most members first, matched against the search term on
-/// name, topic and alias; `since` tokens are offsets (`o{n}`).
-async fn directory_page(state: &Services, server: Option<&ruma::ServerName>, limit: Option<UInt>, since: Option<&str>, term: Option<&str>) -> ApiResult<Page> {
+/// name, topic and alias, and of one of `room_types` when any is given
+/// (`null` among them meaning rooms without a type); `since` tokens are
+/// offsets (`o{n}`).
+async fn directory_page(
+    state: &Services,
+    server: Option<&ruma::ServerName>,
+    limit: Option<UInt>,
+    since: Option<&str>,
+    term: Option<&str>,
+    room_types: &[ruma::directory::RoomTypeFilter],
+) -> ApiResult<Page> {
     if server.is_some_and(|server| server != state.server_name) {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Other servers' directories are not available yet"));
     }
@@ -176,6 +185,10 @@ async fn directory_page(state: &Services, server: Option<&ruma::ServerName>, lim
         let name = text(StateEventType::RoomName, "name");
         let topic = text(StateEventType::RoomTopic, "topic");
         let alias = text(StateEventType::RoomCanonicalAlias, "alias");
+        let room_type = text(StateEventType::RoomCreate, "type");
+        if !room_types.is_empty() && !room_types.iter().any(|wanted| wanted.as_str() == room_type.as_deref()) {
+            continue;
+        }
         if let Some(term) = &term {
             let matches = [&name, &topic, &alias].iter().any(|field| field.as_deref().is_some_and(|f| f.to_lowercase().contains(term)));
             if !matches {
@@ -192,6 +205,7 @@ async fn directory_page(state: &Services, server: Option<&ruma::ServerName>, lim
         chunk.topic = topic;
         chunk.canonical_alias = alias.and_then(|a| ruma::OwnedRoomAliasId::try_from(a).ok());
         chunk.avatar_url = text(StateEventType::RoomAvatar, "url").map(ruma::OwnedMxcUri::from);
+        chunk.room_type = room_type.map(|kind| kind.as_str().into());
         chunk.join_rule = text(StateEventType::RoomJoinRules, "join_rule").map(|rule| rule.as_str().into()).unwrap_or_default();
         rooms.push(chunk);
     }
@@ -200,4 +214,33 @@ async fn directory_page(state: &Services, server: Option<&ruma::ServerName>, lim
     let next = (offset + chunk.len() < total).then(|| format!("o{}", offset + chunk.len()));
     let prev = (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit)));
     Ok((chunk, next, prev, Some(UInt::new_saturating(total as u64))))
+}
+
+/// Checks a new `m.room.canonical_alias` content for `room_id`, as the spec
+/// asks: each alias it adds (to those already in the current event) must be
+/// an alias, and one of this server's must point at the room. Aliases of
+/// other servers cannot be resolved without federation and are let through.
+pub(super) async fn check_canonical_alias(state: &Services, room_id: &RoomId, content: &Value) -> ApiResult<()> {
+    let aliases_in = |content: &Value| -> Vec<Value> {
+        let alt = content.get("alt_aliases").and_then(Value::as_array).cloned().unwrap_or_default();
+        content.get("alias").into_iter().filter(|alias| !alias.is_null()).cloned().chain(alt).collect()
+    };
+    if content.get("alt_aliases").is_some_and(|alt| !alt.is_array()) {
+        return Err(ApiError::invalid_param("alt_aliases must be a list of aliases"));
+    }
+    let current = state.storage.current_state_event(room_id, "m.room.canonical_alias", "").await?;
+    let current: Vec<Value> = current
+        .and_then(|event| serde_json::from_str::<Value>(&event.json).ok())
+        .map(|pdu| aliases_in(&pdu["content"]))
+        .unwrap_or_default();
+    for alias in aliases_in(content).iter().filter(|alias| !current.contains(alias)) {
+        let alias = alias.as_str().and_then(|alias| RoomAliasId::parse(alias).ok()).ok_or_else(|| ApiError::invalid_param(format!("{alias} is not a room alias")))?;
+        if alias.server_name() != state.server_name {
+            continue;
+        }
+        if state.storage.alias(&alias).await?.is_none_or(|(target, _)| target != room_id) {
+            return Err(ApiError::new(http::StatusCode::BAD_REQUEST, ruma::api::error::ErrorKind::BadAlias, format!("{alias} does not point to this room")));
+        }
+    }
+    Ok(())
 }

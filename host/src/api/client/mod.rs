@@ -12,6 +12,7 @@ mod keys;
 mod login;
 mod logout;
 mod notifications;
+mod openid;
 mod presence;
 mod profile;
 mod receipts;
@@ -19,10 +20,12 @@ mod pushers;
 mod push_rules;
 mod register;
 mod relations;
+mod reports;
 mod room_context;
 mod room_events;
 mod rooms;
 mod search;
+mod spaces;
 mod sync;
 mod thirdparty;
 mod to_device;
@@ -76,6 +79,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<logout_api::v3::Request, _, _>(G::Login, logout::logout)
         .add::<logout_all::v3::Request, _, _>(G::Login, logout::logout_all)
         .add::<whoami::v3::Request, _, _>(G::Account, account::whoami)
+        .add::<ruma::api::client::account::request_openid_token::v3::Request, _, _>(G::ClientReads, openid::request_token)
         .add::<change_password::v3::Request, _, _>(G::Account, account::change_password)
         .add::<deactivate::v3::Request, _, _>(G::Account, account::deactivate)
         .add::<ruma::api::client::account::get_3pids::v3::Request, _, _>(G::Account, account::third_party_ids)
@@ -86,6 +90,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<delete_device::v3::Request, _, _>(G::Devices, devices::delete)
         .add::<delete_devices::v3::Request, _, _>(G::Devices, devices::delete_many)
         .add::<create_room::v3::Request, _, _>(G::RoomCreation, rooms::create)
+        .add::<ruma::api::client::room::upgrade_room::v3::Request, _, _>(G::RoomCreation, rooms::upgrade)
         .add::<join_room_by_id::v3::Request, _, _>(G::Membership, rooms::join_by_id)
         .add::<join_room_by_id_or_alias::v3::Request, _, _>(G::Membership, rooms::join_by_id_or_alias)
         .add::<leave_room::v3::Request, _, _>(G::Membership, rooms::leave)
@@ -125,6 +130,10 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_types)
         .add::<ruma::api::client::threads::get_threads::v1::Request, _, _>(G::ClientReads, relations::threads)
         .add::<ruma::api::client::search::search_events::v3::Request, _, _>(G::ClientReads, search::search)
+        .add::<ruma::api::client::space::get_hierarchy::v1::Request, _, _>(G::ClientReads, spaces::hierarchy)
+        // Reports are rows for the administrators, written by whichever instance takes them.
+        .add::<ruma::api::client::room::report_content::v3::Request, _, _>(G::ClientReads, reports::report_event)
+        .add::<ruma::api::client::room::report_room::v3::Request, _, _>(G::ClientReads, reports::report_room)
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter)

@@ -35,8 +35,12 @@ use crate::{
 pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Response> {
     let body = &request.body;
     state.rate_limits.registration.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
-    if body.kind == RegistrationKind::Guest {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, "Guest access is disabled"));
+    match body.kind {
+        RegistrationKind::User => {}
+        RegistrationKind::Guest => return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, "Guest access is disabled")),
+        ref other => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::Unrecognized, format!("Do not understand registration kind `{}`", other.as_str())));
+        }
     }
     if !state.config.enable_registration {
         return Err(ApiError::forbidden("Registration has been disabled"));

@@ -21,12 +21,14 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{pdu::client_event, threads::ThreadSummaries},
+    rooms::{pdu::client_event, aggregations::Aggregations},
     services::{AppState, Services},
 };
 
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;
+/// How many levels of relations `recurse` follows (Synapse's depth).
+const RECURSION_DEPTH: u32 = 3;
 
 
 fn position(state: &Services, room_id: &RoomId, token: &str) -> ApiResult<i64> {
@@ -42,6 +44,7 @@ struct Query<'a> {
     to: Option<&'a str>,
     dir: &'a Direction,
     limit: Option<UInt>,
+    recurse: bool,
 }
 
 /// One page of children: the events, and the token to continue from.
@@ -57,10 +60,11 @@ async fn children(state: &Services, user_id: &UserId, query: Query<'_>) -> ApiRe
     let from = query.from.map(|token| position(state, query.room_id, token)).transpose()?;
     let to = query.to.map(|token| position(state, query.room_id, token)).transpose()?;
     let limit = query.limit.map_or(DEFAULT_LIMIT, u64::from).clamp(1, MAX_LIMIT) as i64;
+    let depth = if query.recurse { RECURSION_DEPTH } else { 1 };
     let (after, upto) = if backwards { (to.unwrap_or(0), from.unwrap_or(now)) } else { (from.unwrap_or(0), to.unwrap_or(now)) };
     let events = state
         .storage
-        .relating_events(query.room_id, parent.event_id.as_str(), query.rel_type, query.event_type, after, upto, limit + 1, backwards)
+        .relating_events(query.room_id, parent.event_id.as_str(), query.rel_type, query.event_type, after, upto, limit + 1, backwards, depth.into())
         .await?;
     let more = events.len() as i64 > limit;
     let page: Vec<_> = events.into_iter().take(limit as usize).collect();
@@ -68,17 +72,19 @@ async fn children(state: &Services, user_id: &UserId, query: Query<'_>) -> ApiRe
         (true, Some(last)) => Some(token_at(if backwards { last.stream_ordering - 1 } else { last.stream_ordering })),
         _ => None,
     };
-    let visible = page.iter().filter(|event| visibility.can_see(event, user_id)).map(|event| client_event(event, true)).collect();
-    Ok((visible, next))
+    let visible: Vec<_> = page.iter().filter(|event| visibility.can_see(event, user_id)).collect();
+    let aggregations = Aggregations::load(&state.storage, user_id, visible.iter().copied(), true).await?;
+    Ok((visible.into_iter().map(|event| aggregations.bundle(event, client_event(event, true))).collect(), next))
 }
 
 pub async fn relating(state: AppState, request: Ruma<get_relating_events::v1::Request>) -> ApiResult<get_relating_events::v1::Response> {
     let sender = request.sender()?;
     let b = &request.body;
-    let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: None, event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit };
+    let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: None, event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit, recurse: b.recurse };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
     let mut response = get_relating_events::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;
+    response.recursion_depth = b.recurse.then(|| RECURSION_DEPTH.into());
     Ok(response)
 }
 
@@ -89,10 +95,11 @@ pub async fn relating_with_type(
     let sender = request.sender()?;
     let b = &request.body;
     let rel_type = b.rel_type.to_string();
-    let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: Some(&rel_type), event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit };
+    let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: Some(&rel_type), event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit, recurse: b.recurse };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
     let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;
+    response.recursion_depth = b.recurse.then(|| RECURSION_DEPTH.into());
     Ok(response)
 }
 
@@ -112,10 +119,12 @@ pub async fn relating_with_types(
         to: b.to.as_deref(),
         dir: &b.dir,
         limit: b.limit,
+        recurse: b.recurse,
     };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
     let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;
+    response.recursion_depth = b.recurse.then(|| RECURSION_DEPTH.into());
     Ok(response)
 }
 
@@ -142,8 +151,8 @@ pub async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -
             shown.push(root);
         }
     }
-    let threads = ThreadSummaries::load(&state.storage, &sender.user_id, &shown, true).await?;
-    let chunk = shown.iter().map(|root| raw(&threads.bundle(root, client_event(root, true)))).collect();
+    let aggregations = Aggregations::load(&state.storage, &sender.user_id, &shown, true).await?;
+    let chunk = shown.iter().map(|root| raw(&aggregations.bundle(root, client_event(root, true)))).collect();
     let mut response = get_threads::v1::Response::new(chunk);
     response.next_batch = if more { last_activity.map(token_at) } else { None };
     Ok(response)

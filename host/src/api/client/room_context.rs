@@ -17,7 +17,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{pdu::client_event, threads::ThreadSummaries, txn_ids::TransactionIds},
+    rooms::{pdu::client_event, aggregations::Aggregations, txn_ids::TransactionIds},
     services::AppState,
 };
 
@@ -49,8 +49,8 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     response.end = Some(token_at(after.events.last().map_or(at, |e| e.stream_ordering)));
     let shown: Vec<&crate::storage::StoredEvent> = before.events.iter().chain(&after.events).chain([&event]).collect();
     let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, shown.iter().copied()).await?;
-    let threads = ThreadSummaries::load(&state.storage, &sender.user_id, shown, true).await?;
-    let client_form = |e: &crate::storage::StoredEvent| raw(&threads.bundle(e, txn_ids.client_event(e, true)));
+    let aggregations = Aggregations::load(&state.storage, &sender.user_id, shown, true).await?;
+    let client_form = |e: &crate::storage::StoredEvent| raw(&aggregations.bundle(e, txn_ids.client_event(e, true)));
     response.events_before = before.events.iter().map(client_form).collect();
     response.events_after = after.events.iter().map(client_form).collect();
     response.event = Some(client_form(&event));

@@ -25,7 +25,7 @@ use crate::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{Outgoing, RoomError, pdu::client_event, threads::ThreadSummaries, txn_ids::TransactionIds, visibility::Visibility},
+    rooms::{Outgoing, RoomError, pdu::client_event, aggregations::Aggregations, txn_ids::TransactionIds, visibility::Visibility},
     services::{AppState, Services},
     storage::StoredEvent,
     sync::{StreamToken, filter as sync_filter},
@@ -100,6 +100,9 @@ pub async fn put_state(state: AppState, request: Ruma<send_state_event::v3::Requ
         return Err(ApiError::bad_json("The state key of a member event must be a user id"));
     }
     let content = content_of(&body.body)?;
+    if kind == "m.room.canonical_alias" {
+        super::directory::check_canonical_alias(&state, &body.room_id, &content).await?;
+    }
     let checker = &state.spam_checker;
     spam_allows(
         checker.user_may_send_state_event(&sender.user_id, &body.room_id, &kind, &body.state_key, &content).await,
@@ -159,8 +162,8 @@ pub async fn get_event(state: AppState, request: Ruma<get_room_event::v3::Reques
         return Err(not_found());
     }
     let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, [&event]).await?;
-    let threads = ThreadSummaries::load(&state.storage, &sender.user_id, [&event], true).await?;
-    Ok(get_room_event::v3::Response::new(raw(&threads.bundle(&event, txn_ids.client_event(&event, true)))))
+    let aggregations = Aggregations::load(&state.storage, &sender.user_id, [&event], true).await?;
+    Ok(get_room_event::v3::Response::new(raw(&aggregations.bundle(&event, txn_ids.client_event(&event, true)))))
 }
 
 /// A token's position in `room_id`: that of the room's events persister.
@@ -199,8 +202,8 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
         response.end = None;
     }
     let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, &chunk).await?;
-    let threads = ThreadSummaries::load(&state.storage, &sender.user_id, &chunk, true).await?;
-    response.chunk = chunk.iter().map(|event| raw(&threads.bundle(event, txn_ids.client_event(event, true)))).collect();
+    let aggregations = Aggregations::load(&state.storage, &sender.user_id, &chunk, true).await?;
+    response.chunk = chunk.iter().map(|event| raw(&aggregations.bundle(event, txn_ids.client_event(event, true)))).collect();
     if !filter.lazy_load_options.is_disabled() && !chunk.is_empty() {
         response.state = chunk_members(&state, &chunk, &visibility, &sender.user_id).await?;
     }
@@ -225,6 +228,11 @@ async fn chunk_members<T>(state: &Services, chunk: &[StoredEvent], visibility: &
 pub async fn members(state: AppState, request: Ruma<get_member_events::v3::Request>) -> ApiResult<get_member_events::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
+    for filter in [&body.membership, &body.not_membership].into_iter().flatten() {
+        if !matches!(filter.as_str(), "join" | "invite" | "knock" | "leave" | "ban") {
+            return Err(ApiError::invalid_param(format!("Unknown membership `{}`", filter.as_str())));
+        }
+    }
     let mut events = match &body.at {
         Some(at) => {
             visibility(&state, &body.room_id, &sender.user_id).await?;

@@ -7,7 +7,7 @@ use ruma::{
         membership::{
             ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room, unban_user,
         },
-        room::{Visibility, create_room},
+        room::{Visibility, create_room, upgrade_room},
     },
 
 };
@@ -47,7 +47,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
         let kind = event.get("type").and_then(Value::as_str).ok_or_else(|| ApiError::bad_json("initial_state event without a type"))?;
         let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or_default();
         let content = event.get("content").cloned().unwrap_or_else(|| Value::Object(Map::new()));
-        if matches!(kind, "m.room.create" | "m.room.member" | "m.room.power_levels") {
+        if matches!(kind, "m.room.create" | "m.room.member") {
             return Err(ApiError::bad_json(format!("{kind} cannot be set through initial_state")));
         }
         initial_state.push((kind.to_owned(), state_key.to_owned(), content));
@@ -220,4 +220,11 @@ pub async fn knock(state: AppState, request: Ruma<ruma::api::client::knock::knoc
         other => other.into(),
     })?;
     Ok(ruma::api::client::knock::knock_room::v3::Response::new(room_id))
+}
+
+pub async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) -> ApiResult<upgrade_room::v3::Response> {
+    let sender = request.sender()?;
+    let body = &request.body;
+    let new_room = state.rooms.upgrade(&state, &sender.user_id, &body.room_id, body.new_version.clone()).await?;
+    Ok(upgrade_room::v3::Response::new(new_room))
 }
