@@ -224,3 +224,14 @@ fn describe_says_what_the_instance_will_do() {
     assert!(summary.contains("writes streams: events, typing"), "{summary}");
     assert!(summary.contains("registration: closed; admins register users with the shared secret"), "{summary}");
 }
+
+#[test]
+fn durations_take_synapse_units_or_milliseconds() {
+    for (written, seconds) in [("\"2h\"", 7200), ("\"90s\"", 90), ("\"1d\"", 86_400), ("5000", 5)] {
+        let config = config::load_str("t.toml", &format!("turn_user_lifetime = {written}\n{MINIMAL}")).unwrap();
+        assert_eq!(config.turn_user_lifetime().as_secs(), seconds, "{written}");
+    }
+    assert_eq!(config::load_str("t.toml", MINIMAL).unwrap().turn_user_lifetime().as_secs(), 3600, "one hour by default");
+    let errors = errors_of(&format!("turn_user_lifetime = \"2 fortnights\"\n{MINIMAL}"));
+    assert!(has_error(&errors, "turn_user_lifetime", "is not a duration"), "{errors:?}");
+}

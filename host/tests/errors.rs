@@ -17,6 +17,7 @@ on_both_backends!(
     versions_and_capabilities,
     health_metrics_and_request_ids,
     client_discovery_is_served_when_configured,
+    turn_credentials_follow_the_configuration,
 );
 
 async fn unknown_paths_and_methods_are_unrecognized(backend: Backend) {
@@ -128,4 +129,42 @@ async fn client_discovery_is_served_when_configured(backend: Backend) {
     let (status, body) = server.get("/.well-known/matrix/client", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"m.homeserver": {"base_url": "https://matrix.example.org/"}, "org.example.custom": {"x": 1}}));
+}
+
+/// `/voip/turnServer`: `{}` without TURN servers; time-limited credentials
+/// from the shared secret (TURN REST API); static ones otherwise.
+async fn turn_credentials_follow_the_configuration(backend: Backend) {
+    use base64::Engine;
+    use hmac::Mac;
+
+    let path = "/_matrix/client/v3/voip/turnServer";
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (status, body) = server.get(path, Some(&alice.access_token)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let (status, _) = server.get(path, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let config = "turn_uris = [\"turn:turn.example.org:3478?transport=udp\"]\nturn_shared_secret = \"s3cret\"\nturn_user_lifetime = \"2h\"";
+    let server = TestServer::builder(backend).config(config).start().await;
+    let alice = server.register("alice", "pw").await;
+    let (status, body) = server.get(path, Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ttl"], 7200);
+    assert_eq!(body["uris"], json!(["turn:turn.example.org:3478?transport=udp"]));
+    let username = body["username"].as_str().unwrap();
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, alice.user_id);
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!((now + 7100..=now + 7300).contains(&expiry), "{expiry} vs {now}");
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"s3cret").unwrap();
+    mac.update(username.as_bytes());
+    assert_eq!(body["password"], json!(base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())));
+
+    let config = "turn_uris = [\"turns:turn.example.org\"]\nturn_username = \"u\"\nturn_password = \"p\"";
+    let server = TestServer::builder(backend).config(config).start().await;
+    let alice = server.register("alice", "pw").await;
+    let (_, body) = server.get(path, Some(&alice.access_token)).await;
+    assert_eq!(body, json!({"username": "u", "password": "p", "uris": ["turns:turn.example.org"], "ttl": 3600}));
 }

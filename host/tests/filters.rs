@@ -264,12 +264,15 @@ async fn event_fields_and_format_shape_sync_events(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice", "pw").await;
     let room = create_room(&server, &alice.access_token, json!({"name": "Shapes"})).await;
-    let event_id = send_text(&server, &alice.access_token, &room, "hello").await;
+    let txn = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/shape1");
+    let (_, sent) = server.put(&txn, Some(&alice.access_token), json!({"msgtype": "m.text", "body": "hello", "org.example.key": 7})).await;
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
 
-    let fields = json!({"event_fields": ["type", "content.body", "event_id"], "room": {"timeline": {"types": ["m.room.message"]}}});
+    let fields = json!({"event_fields": ["type", "content.body", "event_id", "content.org\\.example\\.key"], "room": {"timeline": {"types": ["m.room.message"]}}});
     let body = sync_with(&server, &alice.access_token, &fields.to_string(), None).await;
     let timeline = &body["rooms"]["join"][&room]["timeline"]["events"];
-    assert_eq!(timeline[0], json!({"type": "m.room.message", "content": {"body": "hello"}, "event_id": event_id}), "{timeline}");
+    let expected = json!({"type": "m.room.message", "content": {"body": "hello", "org.example.key": 7}, "event_id": event_id});
+    assert_eq!(timeline[0], expected, "a `\\.` is a dot inside a key: {timeline}");
     let name = body["rooms"]["join"][&room]["state"]["events"].as_array().unwrap().iter().find(|e| e["type"] == "m.room.name").cloned().unwrap();
     assert!(name.get("sender").is_none() && name["content"].get("name").is_none(), "state is shaped too: {name}");
 

@@ -11,6 +11,7 @@
 //! moves as a whole is the more useful behaviour).
 
 mod describe;
+mod duration;
 mod load;
 mod plugins;
 mod schema;
@@ -18,6 +19,7 @@ mod validate;
 pub mod zero_setup;
 
 pub use describe::describe;
+pub use duration::SynapseDuration;
 pub use load::{ConfigError, ConfigErrors, load_files, load_str};
 pub use plugins::*;
 pub use schema::*;

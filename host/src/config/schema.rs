@@ -62,6 +62,14 @@ pub struct Config {
     // Per-user data.
     pub presence: PresenceConfig,
 
+    // VoIP: the TURN servers handed to clients by `/voip/turnServer`.
+    pub turn_uris: Vec<String>,
+    pub turn_shared_secret: Option<String>,
+    pub turn_username: Option<String>,
+    pub turn_password: Option<String>,
+    /// How long TURN credentials last (default one hour): `turn_user_lifetime()`.
+    pub turn_user_lifetime: Option<super::SynapseDuration>,
+
     // Operations.
     pub enable_metrics: bool,
     /// Accepted for compatibility with Synapse configurations; Weft reports nothing.
@@ -95,6 +103,10 @@ impl Config {
     /// The listeners this instance opens: `worker_listeners` on a worker.
     pub fn own_listeners(&self) -> &[ListenerConfig] {
         if self.is_main_process() { &self.listeners } else { &self.worker_listeners }
+    }
+
+    pub fn turn_user_lifetime(&self) -> std::time::Duration {
+        self.turn_user_lifetime.map_or(std::time::Duration::from_secs(3600), |lifetime| lifetime.0)
     }
 
     pub fn max_request_body_size(&self) -> u64 {

@@ -32,6 +32,7 @@ mod to_device;
 mod typing;
 mod user_directory;
 mod versions;
+mod voip;
 
 pub(crate) use register::validate_new_localpart;
 
@@ -84,6 +85,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<deactivate::v3::Request, _, _>(G::Account, account::deactivate)
         .add::<ruma::api::client::account::get_3pids::v3::Request, _, _>(G::Account, account::third_party_ids)
         .add::<ruma::api::client::thirdparty::get_protocols::v3::Request, _, _>(G::ClientReads, thirdparty::protocols)
+        .add::<voip::turn_server::Request, _, _>(G::ClientReads, voip::turn_server)
         .add::<get_devices::v3::Request, _, _>(G::Devices, devices::list)
         .add::<get_device::v3::Request, _, _>(G::Devices, devices::get)
         .add::<update_device::v3::Request, _, _>(G::Devices, devices::update)
