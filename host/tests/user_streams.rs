@@ -22,6 +22,7 @@ on_both_backends!(
     default_push_rules_give_the_spec_counts,
     keywords_threads_and_leaving,
     presence_timers_idle_and_expire_users,
+    threaded_receipts_must_name_the_events_thread,
 );
 
 async fn sync(server: &TestServer, token: &str, since: Option<&str>) -> Value {
@@ -366,4 +367,37 @@ async fn presence_timers_idle_and_expire_users(backend: Backend) {
     }
     weft::presence::expire(&server.state).await.unwrap();
     assert_eq!(storage.presence(&alice).await.unwrap().unwrap().state, "offline", "stopped syncing");
+}
+
+/// A receipt's `thread_id` must be the event's thread: `main` outside any
+/// thread (a root is in main), the root for the root, its replies and what
+/// relates to the root.
+async fn threaded_receipts_must_name_the_events_thread(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let a = alice.access_token.as_str();
+    let room = create_room(&server, a, json!({})).await;
+    let root = send_text(&server, a, &room, "root").await;
+    let (_, reply) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t1"),
+            Some(a),
+            json!({"body": "reply", "m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
+        )
+        .await;
+    let reply = reply["event_id"].as_str().unwrap().to_owned();
+    let receipt = |event: &str, thread: &str| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}");
+        let body = json!({"thread_id": thread});
+        let server = &server;
+        async move { server.post(&path, Some(a), body).await }
+    };
+    for (event, thread) in [(&root, "main"), (&root, root.as_str()), (&reply, root.as_str())] {
+        let (status, body) = receipt(event, thread).await;
+        assert_eq!(status, StatusCode::OK, "{event} in {thread}: {body}");
+    }
+    for (event, thread) in [(&reply, "main"), (&root, "$not-a-root"), (&reply, "$not-a-root")] {
+        let (status, body) = receipt(event, thread).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{event} in {thread}: {body}");
+    }
 }

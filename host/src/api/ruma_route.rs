@@ -207,6 +207,11 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
     }
     if !body.is_empty() && matches!(parts.method, Method::POST | Method::PUT) {
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|_| ApiError::not_json("Content not JSON."))?;
+        // Every request body of the API is an object; serde would read an
+        // array's items as the fields in order.
+        if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_json("Content must be a JSON object."));
+        }
     }
 
     let client_addr = client_addr(&parts.headers, &parts.extensions);

@@ -74,6 +74,8 @@ pub async fn authenticate(services: &Services, auth: Option<&AuthData>, requirem
         Err(ApiError::uia(info(requirement, &session.session_id, completed.to_vec()), Some((kind, message.to_owned()))))
     };
     match auth {
+        // Only the session: the client asks how far it has got.
+        AuthData::FallbackAcknowledgement(_) => return Err(ApiError::uia(info(requirement, &session.session_id, completed), None)),
         AuthData::Dummy(_) if offered(&AuthType::Dummy) => {}
         AuthData::Password(password) if offered(&AuthType::Password) => {
             let Some(owner) = requirement.user else {

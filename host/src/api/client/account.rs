@@ -2,7 +2,7 @@
 //! two need the account's password through user-interactive auth) and
 //! `/account/3pid`, which lists no third-party identifiers: Weft keeps none.
 
-use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids, whoami};
+use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, whoami};
 
 use super::register::{check_password_length, required_password};
 use crate::{
@@ -18,9 +18,34 @@ pub async fn whoami(_: AppState, request: Ruma<whoami::v3::Request>) -> ApiResul
     Ok(response)
 }
 
-pub async fn third_party_ids(_: AppState, request: Ruma<get_3pids::v3::Request>) -> ApiResult<get_3pids::v3::Response> {
+pub mod get_3pids {
+    //! `GET /_matrix/client/v3/account/3pid`, declared here because ruma's
+    //! response leaves an empty `threepids` out, and Element's settings
+    //! wait forever for a list that is not there (Synapse sends `[]`).
+    use ruma::api::{auth_scheme::AccessToken, metadata, request, response};
+
+    metadata! {
+        method: GET,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/account/3pid",
+            1.1 => "/_matrix/client/v3/account/3pid",
+        }
+    }
+
+    #[request]
+    pub struct Request {}
+
+    #[response]
+    pub struct Response {
+        pub threepids: Vec<serde_json::Value>,
+    }
+}
+
+pub async fn third_party_ids(_: AppState, request: Ruma<get_3pids::Request>) -> ApiResult<get_3pids::Response> {
     request.sender()?;
-    Ok(get_3pids::v3::Response::new(Vec::new()))
+    Ok(get_3pids::Response { threepids: Vec::new() })
 }
 
 pub async fn change_password(state: AppState, request: Ruma<change_password::v3::Request>) -> ApiResult<change_password::v3::Response> {

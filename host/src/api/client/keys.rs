@@ -169,7 +169,12 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
             }
             let mut keys = with_signatures(keys, &device_id, &signatures);
             if let Some(object) = keys.as_object_mut() {
-                object.insert("unsigned".to_owned(), json!({"device_display_name": display_name}));
+                // As Synapse: the name only when the device has one.
+                let unsigned = match display_name {
+                    Some(name) => json!({"device_display_name": name}),
+                    None => json!({}),
+                };
+                object.insert("unsigned".to_owned(), unsigned);
             }
             devices.insert(OwnedDeviceId::from(device_id), raw(&keys));
         }

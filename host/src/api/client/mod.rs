@@ -83,7 +83,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::account::request_openid_token::v3::Request, _, _>(G::ClientReads, openid::request_token)
         .add::<change_password::v3::Request, _, _>(G::Account, account::change_password)
         .add::<deactivate::v3::Request, _, _>(G::Account, account::deactivate)
-        .add::<ruma::api::client::account::get_3pids::v3::Request, _, _>(G::Account, account::third_party_ids)
+        .add::<account::get_3pids::Request, _, _>(G::ClientReads, account::third_party_ids)
         .add::<ruma::api::client::thirdparty::get_protocols::v3::Request, _, _>(G::ClientReads, thirdparty::protocols)
         .add::<voip::turn_server::Request, _, _>(G::ClientReads, voip::turn_server)
         .add::<get_devices::v3::Request, _, _>(G::Devices, devices::list)

@@ -11,7 +11,7 @@ use ruma::{
     },
     events::receipt::ReceiptThread,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     api::{
@@ -20,7 +20,7 @@ use crate::{
         ruma_route::Ruma,
     },
     services::AppState,
-    storage::{NewReceipt, Stream, UNTHREADED},
+    storage::{NewReceipt, Stream, StoredEvent, UNTHREADED},
 };
 
 pub async fn receipt(state: AppState, request: Ruma<create_receipt::v3::Request>) -> ApiResult<create_receipt::v3::Response> {
@@ -61,20 +61,39 @@ pub async fn read_markers(state: AppState, request: Ruma<set_read_marker::v3::Re
     Ok(set_read_marker::v3::Response::new())
 }
 
-/// The receipted event's stream position, once the user may receipt it:
-/// joined to the room, and the event is in it.
-async fn receiptable(state: &AppState, sender: &Sender, room_id: &RoomId, event_id: &EventId) -> ApiResult<i64> {
+/// The receipted event, once the user may receipt it: joined to the room,
+/// and the event is in it.
+async fn receiptable(state: &AppState, sender: &Sender, room_id: &RoomId, event_id: &EventId) -> ApiResult<StoredEvent> {
     if state.storage.current_membership(room_id, &sender.user_id).await?.as_deref() != Some("join") {
         return Err(ApiError::forbidden("You are not joined to this room"));
     }
     match state.storage.event(event_id).await? {
-        Some(event) if event.room_id == room_id => Ok(event.stream_ordering),
+        Some(event) if event.room_id == room_id => Ok(event),
         _ => Err(ApiError::not_found("Event not found in this room")),
     }
 }
 
+/// Whether a threaded receipt names the event's thread, as Synapse checks
+/// it: `main` for an event in no thread (a root counts as main), else the
+/// thread's root, which is the event's own thread, the event itself, or
+/// what it relates to (a reaction to the root).
+fn in_thread(event: &StoredEvent, thread_id: &str) -> bool {
+    let pdu: Value = serde_json::from_str(&event.json).unwrap_or_default();
+    let relation = &pdu["content"]["m.relates_to"];
+    let thread_root = (relation["rel_type"] == "m.thread").then(|| relation["event_id"].as_str()).flatten();
+    match thread_id {
+        UNTHREADED => true,
+        "main" => thread_root.is_none(),
+        root => thread_root == Some(root) || event.event_id.as_str() == root || relation["event_id"].as_str() == Some(root),
+    }
+}
+
 async fn record(state: &AppState, sender: &Sender, room_id: &RoomId, kind: &str, thread_id: &str, event_id: &EventId) -> ApiResult<()> {
-    let ordering = receiptable(state, sender, room_id, event_id).await?;
+    let event = receiptable(state, sender, room_id, event_id).await?;
+    if !in_thread(&event, thread_id) {
+        return Err(ApiError::invalid_param("thread_id does not match the event's thread"));
+    }
+    let ordering = event.stream_ordering;
     let receipt = NewReceipt {
         room_id,
         receipt_type: kind,
