@@ -163,6 +163,8 @@ async fn an_empty_new_password_is_refused(backend: Backend) {
 
 /// Weft keeps no third-party identifiers, and bridges none: both lists are
 /// empty rather than missing (Element's settings and room directory ask).
+/// Third-party identifiers and bridges, none of which Weft has yet; refresh
+/// tokens, which it does not issue; and device names past Synapse's limit.
 async fn third_party_identifiers_are_an_empty_list(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice", "pw").await;
@@ -174,6 +176,23 @@ async fn third_party_identifiers_are_an_empty_list(backend: Backend) {
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
     let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocols", Some(&alice.access_token)).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let t = Some(alice.access_token.as_str());
+    for path in ["/_matrix/client/v3/thirdparty/location/irc", "/_matrix/client/v3/thirdparty/user/irc", "/_matrix/client/v3/thirdparty/location?alias=%23a:b.c"] {
+        let (status, body) = server.get(path, t).await;
+        assert_eq!((status, body), (StatusCode::OK, json!([])), "{path}");
+    }
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocol/irc", t).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    for path in ["/_matrix/client/v3/account/3pid/delete", "/_matrix/client/v3/account/3pid/unbind"] {
+        let (status, body) = server.post(path, t, json!({"medium": "email", "address": "a@example.org"})).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"id_server_unbind_result": "no-support"})), "{path}");
+    }
+    let (status, body) = server.get("/_matrix/client/v1/register/m.login.registration_token/validity?token=abc", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"valid": false})));
+    let (status, body) = server.post("/_matrix/client/v3/refresh", None, json!({"refresh_token": "nope"})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"), "no refresh tokens are issued: {body}");
+    let (status, body) = server.put(&format!("/_matrix/client/v3/devices/{}", alice.device_id), t, json!({"display_name": "x".repeat(101)})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_TOO_LARGE"), "{body}");
 }
 
 /// A third party checks an OpenID token over the federation API.

@@ -1,8 +1,9 @@
 //! `/account/whoami`, `/account/password`, `/account/deactivate` (the last
-//! two need the account's password through user-interactive auth) and
-//! `/account/3pid`, which lists no third-party identifiers: Weft keeps none.
+//! two need the account's password through user-interactive auth),
+//! `/account/3pid` (list, delete, unbind), which find no third-party
+//! identifiers: Weft keeps none, and the registration-token check.
 
-use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, whoami};
+use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, check_registration_token_validity, deactivate, delete_3pid, unbind_3pid, whoami};
 
 use super::register::{check_password_length, required_password};
 use crate::{
@@ -72,4 +73,28 @@ pub async fn deactivate(state: AppState, request: Ruma<deactivate::v3::Request>)
     state.stream_advanced(crate::storage::Stream::DeviceLists);
     tracing::info!(user_id = %sender.user_id, "deactivated a user");
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}
+
+/// Weft keeps no third-party identifiers, so there is nothing to unbind
+/// from an identity server (Synapse's answer without one).
+pub async fn delete_third_party_id(_: AppState, request: Ruma<delete_3pid::v3::Request>) -> ApiResult<delete_3pid::v3::Response> {
+    request.sender()?;
+    Ok(delete_3pid::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}
+
+pub async fn unbind_third_party_id(_: AppState, request: Ruma<unbind_3pid::v3::Request>) -> ApiResult<unbind_3pid::v3::Response> {
+    request.sender()?;
+    Ok(unbind_3pid::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}
+
+/// Registration tokens are not offered, so none is valid; with
+/// registration closed, Synapse's 403.
+pub async fn registration_token_validity(
+    state: AppState,
+    _: Ruma<check_registration_token_validity::v1::Request>,
+) -> ApiResult<check_registration_token_validity::v1::Response> {
+    if !state.config.enable_registration {
+        return Err(crate::api::error::ApiError::forbidden("Registration has been disabled"));
+    }
+    Ok(check_registration_token_validity::v1::Response::new(false))
 }

@@ -37,9 +37,19 @@ pub async fn get(state: AppState, request: Ruma<get_device::v3::Request>) -> Api
     Ok(get_device::v3::Response::new(to_api(device)))
 }
 
+/// Synapse's limit on device names.
+const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
 pub async fn update(state: AppState, request: Ruma<update_device::v3::Request>) -> ApiResult<update_device::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
+    if body.display_name.as_ref().is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
+        return Err(ApiError::new(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::TooLarge,
+            format!("Device display name is too long (max {MAX_DISPLAY_NAME_CHARS})"),
+        ));
+    }
     let found = match &body.display_name {
         Some(name) => state.storage.set_device_display_name(&sender.user_id, &body.device_id, Some(name)).await?,
         None => state.storage.device(&sender.user_id, &body.device_id).await?.is_some(),

@@ -1,4 +1,5 @@
-//! `GET /login` (flows) and `POST /login` with `m.login.password`.
+//! `GET /login` (flows), `POST /login` with `m.login.password`, and
+//! `POST /refresh` (always an unknown token: none are issued).
 //!
 //! Rate limits as Synapse: attempts per client address and per account, and
 //! failed attempts per account (checked before the password, counted after).
@@ -114,4 +115,10 @@ fn qualify(state: &Services, name: &str) -> ApiResult<OwnedUserId> {
         return Err(invalid_credentials());
     }
     Ok(user_id)
+}
+
+/// Weft issues no refresh tokens (a login's `refresh_token: true` is
+/// ignored, as the spec allows), so none can be refreshed.
+pub async fn refresh(_: AppState, _: Ruma<ruma::api::client::session::refresh_token::v3::Request>) -> ApiResult<ruma::api::client::session::refresh_token::v3::Response> {
+    Err(ApiError::unknown_token(false))
 }
