@@ -23,6 +23,7 @@ on_both_backends!(
     registration_without_a_user_name_generates_one,
     a_first_call_without_auth_gets_the_flows_whatever_it_lacks,
     an_empty_password_is_no_password,
+    a_session_keeps_what_the_first_request_asked_for,
 );
 
 const REGISTER: &str = "/_matrix/client/v3/register";
@@ -240,4 +241,28 @@ async fn an_empty_password_is_no_password(backend: Backend) {
     assert!(!server.state.storage.user_id_taken(&server.uid("liam")).await.unwrap());
     let (status, reply) = server.post(REGISTER, None, json!({"username": "liam", "password": "pw", "auth": auth})).await;
     assert_eq!(status, StatusCode::OK, "the session was not used up by the refused call: {reply}");
+}
+
+/// As Synapse: a later request of the session may carry only `auth` (or
+/// part of the parameters); what the first asked for is kept with the
+/// session, the password as its hash.
+async fn a_session_keeps_what_the_first_request_asked_for(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let first = json!({"username": "keepx", "password": "secretpw1", "initial_device_display_name": "Phone"});
+    let (status, body) = server.post(REGISTER, None, first).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let session = body["session"].as_str().unwrap().to_owned();
+    let (status, body) = server.post(REGISTER, None, json!({"auth": {"type": "m.login.dummy", "session": session}})).await;
+    assert_eq!(status, StatusCode::OK, "only auth: {body}");
+    assert_eq!(body["user_id"], json!(server.user_id("keepx")));
+    let (_, devices) = server.get("/_matrix/client/v3/devices", Some(body["access_token"].as_str().unwrap())).await;
+    assert_eq!(devices["devices"][0]["display_name"], "Phone", "{devices}");
+    server.login("keepx", "secretpw1").await;
+
+    let (_, body) = server.post(REGISTER, None, json!({"username": "keepy", "password": "secretpw1"})).await;
+    let session = body["session"].as_str().unwrap().to_owned();
+    let (status, body) = server.post(REGISTER, None, json!({"password": "secretpw2", "auth": {"type": "m.login.dummy", "session": session}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], json!(server.user_id("keepy")), "the name from the first request, not a random one");
+    server.login("keepy", "secretpw2").await;
 }

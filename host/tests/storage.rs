@@ -187,15 +187,18 @@ async fn device_changes_are_a_stream_with_positions(backend: Backend) {
 
 async fn uia_sessions_round_trip_and_expire(backend: Backend) {
     let (_db, storage) = fixture(backend).await;
-    storage.create_uia_session("s1", "POST /x", Some("@alice:example.org")).await.unwrap();
-    assert!(matches!(storage.create_uia_session("s1", "POST /x", None).await, Err(StorageError::Conflict)));
+    storage.create_uia_session("s1", "POST /x", Some("@alice:example.org"), None).await.unwrap();
+    assert!(matches!(storage.create_uia_session("s1", "POST /x", None, None).await, Err(StorageError::Conflict)));
     let session = storage.uia_session("s1").await.unwrap().unwrap();
     assert_eq!(session.action, "POST /x");
     assert_eq!(session.user_id.as_deref(), Some("@alice:example.org"));
     assert!(session.completed.is_empty());
     storage.set_uia_completed("s1", &["m.login.password".to_owned()]).await.unwrap();
     assert_eq!(storage.uia_session("s1").await.unwrap().unwrap().completed, vec!["m.login.password"]);
-    storage.create_uia_session("s2", "POST /y", None).await.unwrap();
+    storage.create_uia_session("s2", "POST /y", None, Some("{}")).await.unwrap();
+    storage.set_uia_client_params("s2", r#"{"username":"bob"}"#).await.unwrap();
+    assert_eq!(storage.uia_session("s2").await.unwrap().unwrap().client_params.as_deref(), Some(r#"{"username":"bob"}"#));
+    assert_eq!(storage.uia_session("s1").await.unwrap().unwrap().client_params, None);
     storage.delete_uia_session("s2").await.unwrap();
     assert!(storage.uia_session("s2").await.unwrap().is_none());
     assert_eq!(storage.purge_uia_sessions(session.created_ts).await.unwrap(), 0, "not older than itself");

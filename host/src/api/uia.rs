@@ -4,6 +4,8 @@
 //! A request without `auth` gets 401 with the flows and a new session; each
 //! completed stage is stored on the session (shared by all processes) until a
 //! flow is complete. A session is never accepted for another request or user.
+//! A request may keep its own parameters with its session (Synapse's
+//! `clientdict`), so that a later one of the session may carry only `auth`.
 
 use ruma::{
     UserId,
@@ -27,18 +29,33 @@ pub struct Requirement<'a> {
     /// The account the caller must prove to own (`m.login.password`).
     pub user: Option<&'a UserId>,
     pub flows: Vec<Vec<AuthType>>,
+    /// The request's parameters (JSON) to keep with its session.
+    pub client_params: Option<String>,
 }
 
 impl<'a> Requirement<'a> {
     /// Proving ownership of `user` by password, as account operations need.
     pub fn password(action: &'a str, user: &'a UserId) -> Self {
-        Self { action, user: Some(user), flows: vec![vec![AuthType::Password]] }
+        Self { action, user: Some(user), flows: vec![vec![AuthType::Password]], client_params: None }
     }
 
     /// Registration with nothing to prove but the wish to register.
     pub fn dummy(action: &'a str) -> Self {
-        Self { action, user: None, flows: vec![vec![AuthType::Dummy]] }
+        Self { action, user: None, flows: vec![vec![AuthType::Dummy]], client_params: None }
     }
+
+    /// Keeps `params` with the session.
+    pub fn keeping(mut self, params: String) -> Self {
+        self.client_params = Some(params);
+        self
+    }
+}
+
+/// The parameters kept with the session `auth` names, if it is a live one.
+pub async fn kept_params(services: &Services, auth: Option<&AuthData>) -> ApiResult<Option<String>> {
+    let Some(id) = auth.and_then(AuthData::session) else { return Ok(None) };
+    let session = services.storage.uia_session(id).await?;
+    Ok(session.filter(|session| session.created_ts > crate::storage::now_ms() - SESSION_LIFETIME_MS).and_then(|session| session.client_params))
 }
 
 /// Succeeds once a flow of `requirement` is complete; otherwise answers 401
@@ -47,7 +64,7 @@ pub async fn authenticate(services: &Services, auth: Option<&AuthData>, requirem
     let storage = &services.storage;
     let Some(auth) = auth else {
         let session = crypto::token::random_string(24);
-        storage.create_uia_session(&session, requirement.action, requirement.user.map(UserId::as_str)).await?;
+        storage.create_uia_session(&session, requirement.action, requirement.user.map(UserId::as_str), requirement.client_params.as_deref()).await?;
         return Err(ApiError::uia(info(requirement, &session, Vec::new()), None));
     };
 
@@ -59,12 +76,17 @@ pub async fn authenticate(services: &Services, auth: Option<&AuthData>, requirem
             .ok_or_else(|| ApiError::unknown(http::StatusCode::BAD_REQUEST, "Unknown session ID"))?,
         None => {
             let id = crypto::token::random_string(24);
-            storage.create_uia_session(&id, requirement.action, requirement.user.map(UserId::as_str)).await?;
+            storage.create_uia_session(&id, requirement.action, requirement.user.map(UserId::as_str), requirement.client_params.as_deref()).await?;
             storage.uia_session(&id).await?.ok_or_else(ApiError::internal)?
         }
     };
     if session.action != requirement.action || session.user_id.as_deref() != requirement.user.map(UserId::as_str) {
         return Err(ApiError::forbidden("Requested operation has changed during the UI authentication session."));
+    }
+    if let Some(params) = &requirement.client_params
+        && session.client_params.as_ref() != Some(params)
+    {
+        storage.set_uia_client_params(&session.session_id, params).await?;
     }
 
     let offered = |stage: &AuthType| requirement.flows.iter().any(|flow| flow.contains(stage));

@@ -113,6 +113,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0017_openid_tokens.sql"),
         include_str!("../../migrations/sqlite/0017_openid_tokens.sql"),
     ),
+    (
+        18,
+        "uia_client_params",
+        include_str!("../../migrations/postgres/0018_uia_client_params.sql"),
+        include_str!("../../migrations/sqlite/0018_uia_client_params.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

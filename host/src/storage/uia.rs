@@ -16,15 +16,21 @@ pub struct UiaSession {
     pub user_id: Option<String>,
     /// Stage types already completed.
     pub completed: Vec<String>,
+    /// The request's own parameters as last given (JSON), for requests that
+    /// later carry only `auth`.
+    pub client_params: Option<String>,
 }
 
 impl Storage {
-    pub async fn create_uia_session(&self, session_id: &str, action: &str, user_id: Option<&str>) -> Result<()> {
-        sqlx::query("INSERT INTO ui_auth_sessions (session_id, created_ts, action, user_id, completed) VALUES ($1, $2, $3, $4, '[]')")
+    pub async fn create_uia_session(&self, session_id: &str, action: &str, user_id: Option<&str>, client_params: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ui_auth_sessions (session_id, created_ts, action, user_id, completed, client_params) VALUES ($1, $2, $3, $4, '[]', $5)",
+        )
             .bind(session_id)
             .bind(now_ms())
             .bind(action)
             .bind(user_id)
+            .bind(client_params)
             .execute(&self.pool)
             .await
             .map_err(StorageError::from_insert)?;
@@ -32,7 +38,7 @@ impl Storage {
     }
 
     pub async fn uia_session(&self, session_id: &str) -> Result<Option<UiaSession>> {
-        let row = sqlx::query("SELECT session_id, created_ts, action, user_id, completed FROM ui_auth_sessions WHERE session_id = $1")
+        let row = sqlx::query("SELECT session_id, created_ts, action, user_id, completed, client_params FROM ui_auth_sessions WHERE session_id = $1")
             .bind(session_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -44,6 +50,7 @@ impl Storage {
                 action: row.try_get("action")?,
                 user_id: row.try_get("user_id")?,
                 completed: serde_json::from_str(&completed).map_err(|e| StorageError::corrupt("ui_auth_sessions.completed", e))?,
+                client_params: row.try_get("client_params")?,
             })
         })
         .transpose()
@@ -53,6 +60,15 @@ impl Storage {
         let completed = serde_json::to_string(completed).map_err(|e| StorageError::corrupt("ui_auth_sessions.completed", e))?;
         sqlx::query("UPDATE ui_auth_sessions SET completed = $1 WHERE session_id = $2")
             .bind(completed)
+            .bind(session_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_uia_client_params(&self, session_id: &str, client_params: &str) -> Result<()> {
+        sqlx::query("UPDATE ui_auth_sessions SET client_params = $1 WHERE session_id = $2")
+            .bind(client_params)
             .bind(session_id)
             .execute(&self.pool)
             .await?;

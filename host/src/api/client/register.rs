@@ -45,7 +45,29 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
     if !state.config.enable_registration {
         return Err(ApiError::forbidden("Registration has been disabled"));
     }
-    let user_id = match &body.username {
+    // What this request asks for, over what earlier requests of its UIA
+    // session asked for: a request may carry only `auth` (as Synapse keeps
+    // the first request's parameters, and Element's resumed registration
+    // relies on it).
+    let kept: RegistrationParams = match uia::kept_params(&state, body.auth.as_ref()).await? {
+        Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+        None => RegistrationParams::default(),
+    };
+    if let Some(password) = &body.password {
+        check_password_length(password)?;
+    }
+    let password_hash = match body.password.as_deref().filter(|password| !password.is_empty()) {
+        Some(password) => Some(password::hash(password).await),
+        None => kept.password_hash,
+    };
+    let params = RegistrationParams {
+        username: body.username.clone().or(kept.username),
+        password_hash,
+        device_id: body.device_id.clone().or(kept.device_id),
+        initial_device_display_name: body.initial_device_display_name.clone().or(kept.initial_device_display_name),
+        inhibit_login: body.inhibit_login || kept.inhibit_login,
+    };
+    let user_id = match &params.username {
         Some(name) => {
             let user_id = validate_new_localpart(&state, &name.to_lowercase())?;
             if state.storage.user_id_taken(&user_id).await? {
@@ -55,18 +77,16 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
         }
         None => generate_user_id(&state).await?,
     };
-    if let Some(password) = &body.password {
-        check_password_length(password)?;
-    }
 
     // A first call without `auth` (Element's is `{}`) asks which flows there
     // are and gets the 401 that says, whatever it lacks; a call with `auth`
     // lacking a password is refused before it uses up its session.
-    if body.auth.is_some() {
-        required_password(body.password.as_deref())?;
+    if body.auth.is_some() && params.password_hash.is_none() {
+        return Err(ApiError::missing_param("Missing params: password"));
     }
-    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::dummy(&request.action)).await?;
-    let password = required_password(body.password.as_deref())?;
+    let kept_json = serde_json::to_string(&params).map_err(|_| ApiError::internal())?;
+    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::dummy(&request.action).keeping(kept_json)).await?;
+    let password_hash = params.password_hash.ok_or_else(|| ApiError::missing_param("Missing params: password"))?;
 
     // As Synapse's `register_user`: after auth, before anything is written.
     let client = RequestInfo { user_agent: None, ip: request.client_addr.clone() };
@@ -76,19 +96,30 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
         RegistrationVerdict::Deny => return Err(ApiError::registration_denied()),
     };
 
-    let password_hash = password::hash(password).await;
     let new_user = NewUser { user_id: &user_id, password_hash: Some(&password_hash), admin: false, shadow_banned, user_type: None };
     let mut response = Response::new(user_id.clone());
-    if body.inhibit_login {
+    if params.inhibit_login {
         create(&state, new_user, None).await?;
     } else {
-        let session = IssuedSession::new(body.device_id.clone());
-        create(&state, new_user, Some(session.to_store(body.initial_device_display_name.as_deref(), &request.client_addr))).await?;
+        let session = IssuedSession::new(params.device_id);
+        create(&state, new_user, Some(session.to_store(params.initial_device_display_name.as_deref(), &request.client_addr))).await?;
         response.access_token = Some(session.access_token);
         response.device_id = Some(session.device_id);
     }
     tracing::info!(user_id = %user_id, shadow_banned, "registered a new user");
     Ok(response)
+}
+
+/// A registration's parameters, kept with its UIA session between requests
+/// (the password as its hash only).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct RegistrationParams {
+    username: Option<String>,
+    password_hash: Option<String>,
+    device_id: Option<ruma::OwnedDeviceId>,
+    initial_device_display_name: Option<String>,
+    #[serde(default)]
+    inhibit_login: bool,
 }
 
 async fn create(state: &Services, user: NewUser<'_>, session: Option<NewSession<'_>>) -> ApiResult<()> {
