@@ -187,28 +187,22 @@ async fn profile_in_room(state: &Services, room_id: &RoomId, user_id: &OwnedUser
 /// The results grouped by each key asked for, each group's `order` the
 /// place of its first result (results come best or newest first).
 fn groups(keys: &[GroupingKey], hits: &[(StoredEvent, f64)]) -> Vec<ResultGroupMap> {
-    let place = |index: usize| UInt::new_saturating(index as u64);
     keys.iter()
         .filter_map(|key| match key {
-            GroupingKey::RoomId => {
-                let mut by_room: BTreeMap<OwnedRoomId, ResultGroup> = BTreeMap::new();
-                for (index, (event, _)) in hits.iter().enumerate() {
-                    let group = by_room.entry(event.room_id.clone()).or_insert_with(|| first_of_group(place(index)));
-                    group.results.push(event.event_id.clone());
-                }
-                Some(ResultGroupMap::RoomId(by_room))
-            }
-            GroupingKey::Sender => {
-                let mut by_sender: BTreeMap<OwnedUserId, ResultGroup> = BTreeMap::new();
-                for (index, (event, _)) in hits.iter().enumerate() {
-                    let group = by_sender.entry(event.sender.clone()).or_insert_with(|| first_of_group(place(index)));
-                    group.results.push(event.event_id.clone());
-                }
-                Some(ResultGroupMap::Sender(by_sender))
-            }
+            GroupingKey::RoomId => Some(ResultGroupMap::RoomId(group_by(hits, |event| event.room_id.clone()))),
+            GroupingKey::Sender => Some(ResultGroupMap::Sender(group_by(hits, |event| event.sender.clone()))),
             _ => None,
         })
         .collect()
+}
+
+fn group_by<K: Ord>(hits: &[(StoredEvent, f64)], key: impl Fn(&StoredEvent) -> K) -> BTreeMap<K, ResultGroup> {
+    let mut groups: BTreeMap<K, ResultGroup> = BTreeMap::new();
+    for (index, (event, _)) in hits.iter().enumerate() {
+        let group = groups.entry(key(event)).or_insert_with(|| first_of_group(UInt::new_saturating(index as u64)));
+        group.results.push(event.event_id.clone());
+    }
+    groups
 }
 
 fn first_of_group(order: UInt) -> ResultGroup {
