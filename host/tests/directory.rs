@@ -14,6 +14,7 @@ on_both_backends!(
     the_public_directory_lists_published_rooms,
     canonical_aliases_must_point_at_the_room,
     the_directory_filters_by_room_type,
+    a_deleted_alias_leaves_the_canonical_alias,
 );
 
 async fn aliases_resolve_join_and_delete(backend: Backend) {
@@ -112,7 +113,7 @@ async fn canonical_aliases_must_point_at_the_room(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice", "pw").await;
     let a = alice.access_token.as_str();
-    let room = create_room(&server, a, json!({"room_alias_name": "home"})).await;
+    let room = create_room(&server, a, json!({"room_alias_name": "home", "preset": "public_chat"})).await;
     create_room(&server, a, json!({"room_alias_name": "elsewhere"})).await;
     let (home, elsewhere) = (format!("#home:{}", server.server_name), format!("#elsewhere:{}", server.server_name));
     let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/");
@@ -126,14 +127,19 @@ async fn canonical_aliases_must_point_at_the_room(backend: Backend) {
     let (status, body) = server.put(&path, Some(a), json!({"alias": home, "alt_aliases": "nope"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+    // Bob makes an alias; alice lists it; bob deletes it, but lacks the
+    // power to take it out of the event, which keeps it.
+    let bob = server.register("bob", "pw").await;
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.access_token), json!({})).await;
     let second = format!("#second:{}", server.server_name);
-    let (status, _) = server.put(&format!("/_matrix/client/v3/directory/room/{}", second.replace('#', "%23")), Some(a), json!({"room_id": room})).await;
+    let second_path = format!("/_matrix/client/v3/directory/room/{}", second.replace('#', "%23"));
+    let (status, _) = server.put(&second_path, Some(&bob.access_token), json!({"room_id": room})).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = server.put(&path, Some(a), json!({"alias": home, "alt_aliases": [second, "#far:elsewhere.example"]})).await;
     assert_eq!(status, StatusCode::OK, "local aliases of the room, and another server's: {body}");
+    let (status, _) = server.delete(&second_path, Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "the alias's creator may delete it");
     // Aliases already in the event are not checked again, even once deleted.
-    let (status, _) = server.delete(&format!("/_matrix/client/v3/directory/room/{}", second.replace('#', "%23")), Some(a), json!({})).await;
-    assert_eq!(status, StatusCode::OK);
     let (status, body) = server.put(&path, Some(a), json!({"alias": home, "alt_aliases": [second]})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = server.put(&path, Some(a), json!({})).await;
@@ -159,4 +165,24 @@ async fn the_directory_filters_by_room_type(backend: Backend) {
     assert!(body["chunk"][0].get("room_type").is_none());
     let (_, body) = server.post("/_matrix/client/v3/publicRooms", Some(a), json!({"filter": {}})).await;
     assert_eq!(listed(&body).len(), 2);
+}
+
+/// As Synapse: deleting an alias also takes it out of `m.room.canonical_alias`.
+async fn a_deleted_alias_leaves_the_canonical_alias(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let a = alice.access_token.as_str();
+    let room = create_room(&server, a, json!({"room_alias_name": "main"})).await;
+    let (main, alt) = (format!("#main:{}", server.server_name), format!("#alt:{}", server.server_name));
+    server.put(&format!("/_matrix/client/v3/directory/room/{}", alt.replace('#', "%23")), Some(a), json!({"room_id": room})).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/");
+    let (status, _) = server.put(&path, Some(a), json!({"alias": main, "alt_aliases": [alt]})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    server.delete(&format!("/_matrix/client/v3/directory/room/{}", alt.replace('#', "%23")), Some(a), json!({})).await;
+    let (_, content) = server.get(&path, Some(a)).await;
+    assert_eq!(content, json!({"alias": main}));
+    server.delete(&format!("/_matrix/client/v3/directory/room/{}", main.replace('#', "%23")), Some(a), json!({})).await;
+    let (_, content) = server.get(&path, Some(a)).await;
+    assert_eq!(content, json!({}));
 }

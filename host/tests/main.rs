@@ -16,6 +16,7 @@ mod directory;
 mod e2e_keys;
 mod errors;
 mod filters;
+mod ignoring;
 mod join_rules;
 mod keys;
 mod login;

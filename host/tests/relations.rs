@@ -16,6 +16,8 @@ on_both_backends!(
     edits_and_references_are_bundled,
     relations_recurse_to_a_depth,
     redacted_children_no_longer_relate,
+    bad_relations_are_refused,
+    a_threads_latest_reply_carries_its_edit,
 );
 
 async fn send(server: &TestServer, token: &str, room: &str, kind: &str, content: Value) -> String {
@@ -223,4 +225,59 @@ async fn redacted_children_no_longer_relate(backend: Backend) {
     let thread = &event["unsigned"]["m.relations"]["m.thread"];
     assert_eq!(thread["count"], 1, "{event}");
     assert_eq!(thread["latest_event"]["event_id"], json!(kept), "{event}");
+}
+
+/// Synapse's checks: a known parent in the room, one identical reaction per
+/// sender, a key, no thread from a relation; a retried transaction still
+/// gets its first answer.
+async fn bad_relations_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let t = alice.access_token.as_str();
+    let room = create_room(&server, t, json!({})).await;
+    let other = create_room(&server, t, json!({})).await;
+    let parent = send_text(&server, t, &room, "parent").await;
+    let elsewhere = send_text(&server, t, &other, "elsewhere").await;
+    let react = |parent: &str, key: &str| json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": key}});
+    let put = |txn: &str, kind: &str, content: Value| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/{kind}/{txn}");
+        let server = &server;
+        async move { server.put(&path, Some(t), content).await }
+    };
+    let (status, first) = put("r1", "m.reaction", react(&parent, "👍")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = put("r1", "m.reaction", react(&parent, "👍")).await;
+    assert_eq!((status, &again["event_id"]), (StatusCode::OK, &first["event_id"]), "the same transaction: {again}");
+    let (status, body) = put("r2", "m.reaction", react(&parent, "👍")).await;
+    assert_eq!((status, crate::support::errcode(&body)), (StatusCode::BAD_REQUEST, "M_DUPLICATE_ANNOTATION"), "{body}");
+    let (status, _) = put("r3", "m.reaction", react(&parent, "🎉")).await;
+    assert_eq!(status, StatusCode::OK, "another key is another reaction");
+
+    let thread = |parent: &str| json!({"body": "t", "m.relates_to": {"rel_type": "m.thread", "event_id": parent}});
+    let reply = put("t1", "m.room.message", thread(&parent)).await.1["event_id"].as_str().unwrap().to_owned();
+    for (txn, kind, content) in [
+        ("b1", "m.reaction", react("$unknown:nowhere", "x")),
+        ("b2", "m.reaction", react(&elsewhere, "x")),
+        ("b3", "m.reaction", json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent}})),
+        ("b4", "m.reaction", react(&parent, &"k".repeat(501))),
+        ("b5", "m.room.message", thread(&reply)),
+    ] {
+        let (status, body) = put(txn, kind, content.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{content}: {body}");
+    }
+}
+
+/// The thread summary's latest reply comes with its latest edit.
+async fn a_threads_latest_reply_carries_its_edit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let t = alice.access_token.as_str();
+    let room = create_room(&server, t, json!({})).await;
+    let root = send_text(&server, t, &room, "root").await;
+    let reply = send(&server, t, &room, "m.room.message", json!({"body": "tpyo", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})).await;
+    let fix = send(&server, t, &room, "m.room.message", edit(&reply, "typo")).await;
+    let (_, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{root}"), Some(t)).await;
+    let latest = &event["unsigned"]["m.relations"]["m.thread"]["latest_event"];
+    assert_eq!(latest["event_id"], json!(reply), "{event}");
+    assert_eq!(latest["unsigned"]["m.relations"]["m.replace"]["event_id"], json!(fix), "{event}");
 }

@@ -30,6 +30,9 @@ on_both_backends!(
     identical_state_is_not_sent_again,
     state_events_carry_what_they_replace,
     initial_state_may_set_the_power_levels,
+    a_forgotten_room_is_no_longer_readable,
+    context_keeps_empty_lists_and_lazy_loads_members,
+    a_history_visibility_change_is_seen_under_either_setting,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -94,7 +97,7 @@ async fn create_room_applies_every_option(backend: Backend) {
     assert_eq!(levels["events_default"], 10);
     assert_eq!(levels["users"][&alice.user_id], 100);
     let (_, member) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", bob.user_id), token).await;
-    assert_eq!(member, json!({"membership": "invite", "is_direct": true}));
+    assert_eq!(member, json!({"membership": "invite", "is_direct": true, "displayname": "bob"}), "invites carry the invitee's profile");
 
     let (status, joined) = server.get("/_matrix/client/v3/joined_rooms", token).await;
     assert_eq!(status, StatusCode::OK);
@@ -611,4 +614,72 @@ async fn initial_state_may_set_the_power_levels(backend: Backend) {
     assert_eq!(stored, levels);
     let (_, name) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&alice.access_token)).await;
     assert_eq!(name["name"], "Levels", "the rest of the room was made on them");
+}
+
+async fn a_forgotten_room_is_no_longer_readable(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    join(&server, &bob.access_token, &room).await;
+    let event = send_text(&server, &alice.access_token, &room, "hello").await;
+    let b = Some(bob.access_token.as_str());
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), b, json!({})).await;
+    let paths = [
+        format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"),
+        format!("/_matrix/client/v3/rooms/{room}/event/{event}"),
+        format!("/_matrix/client/v3/rooms/{room}/members"),
+    ];
+    for path in &paths {
+        assert_eq!(server.get(path, b).await.0, StatusCode::OK, "left, not forgotten: {path}");
+    }
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/forget"), b, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in &paths {
+        let (status, body) = server.get(path, b).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{path}: {body}");
+    }
+}
+
+/// `/context` always has both lists (clients require them), and with
+/// `lazy_load_members` only the members who sent something shown.
+async fn context_keeps_empty_lists_and_lazy_loads_members(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    join(&server, &bob.access_token, &room).await;
+    let first = send_text(&server, &alice.access_token, &room, "one").await;
+    let last = send_text(&server, &alice.access_token, &room, "two").await;
+    let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{last}?limit=2"), Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events_after"], json!([]), "{body}");
+    assert_eq!(body["events_before"][0]["event_id"], json!(first));
+    let members = |body: &Value| -> Vec<String> {
+        body["state"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.member").map(|e| e["state_key"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(members(&body).len(), 2, "every member without lazy loading");
+    let filter: String = form_urlencoded::byte_serialize(json!({"lazy_load_members": true}).to_string().as_bytes()).collect();
+    let (_, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{last}?limit=2&filter={filter}"), Some(&alice.access_token)).await;
+    assert_eq!(members(&body), vec![alice.user_id.clone()], "{body}");
+}
+
+/// The spec's rule for the event that changes history visibility: visible
+/// if the setting before or after it shows it.
+async fn a_history_visibility_change_is_seen_under_either_setting(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let joined_only = json!({"preset": "public_chat", "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]});
+    let room = create_room(&server, &alice.access_token, joined_only).await;
+    let change = server
+        .put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/"), Some(&alice.access_token), json!({"history_visibility": "world_readable"}))
+        .await
+        .1["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    join(&server, &bob.access_token, &room).await;
+    let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{change}"), Some(&bob.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "world_readable after the change shows it: {body}");
 }

@@ -144,4 +144,6 @@ async fn search_gives_context_groups_state_and_counts(backend: Backend) {
         .post("/_matrix/client/v3/search", Some(a), json!({"search_categories": {"room_events": {"search_term": "kites", "groupings": {"group_by": [{"key": "nope"}]}}}}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    let nothing = search(json!({"search_term": "nothingmatchesthis"})).await;
+    assert_eq!(nothing["results"], json!([]), "the list is there, empty: {nothing}");
 }

@@ -128,6 +128,11 @@ async fn invites_and_leaves_have_their_sections(backend: Backend) {
     let types: Vec<&str> = invite.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"m.room.name") && types.contains(&"m.room.member") && types.contains(&"m.room.create"), "{types:?}");
     assert!(invite.as_array().unwrap().iter().all(|e| e.get("event_id").is_none()), "stripped state");
+    // Who invited, and the invitee's own profile in the invite, so clients can name both.
+    let member_of = |user: &str| invite.as_array().unwrap().iter().find(|e| e["type"] == "m.room.member" && e["state_key"] == json!(user)).cloned();
+    assert_eq!(member_of(&alice.user_id).expect("the inviter's member event")["content"]["membership"], "join", "{invite}");
+    let own = member_of(&bob.user_id).expect("the invite");
+    assert_eq!((own["content"]["membership"].as_str(), own["content"]["displayname"].as_str()), (Some("invite"), Some("bob")), "{own}");
 
     let since = delta["next_batch"].as_str().unwrap().to_owned();
     server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.access_token), json!({})).await;

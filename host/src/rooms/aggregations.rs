@@ -1,8 +1,9 @@
 //! Relations aggregated on their parents (the spec's bundled aggregations in
 //! `unsigned.m.relations`), for a batch of events a client is about to get:
 //!
-//! - `m.thread` on a thread root: the reply count, the latest reply and
-//!   whether the user took part (sent the root or a reply);
+//! - `m.thread` on a thread root: the reply count, the latest reply (with
+//!   its own latest edit) and whether the user took part (sent the root or
+//!   a reply);
 //! - `m.replace` on an edited event: the most recent valid edit, by
 //!   `origin_server_ts` then event id, as the spec picks it; none on a
 //!   redacted event;
@@ -52,8 +53,14 @@ impl Aggregations {
                     "m.thread" => {
                         let latest = children("m.thread", count.latest - 1, 1).await?;
                         let Some(latest) = latest.first() else { continue };
+                        // The latest reply as clients show it: with its own latest edit.
+                        let mut latest_form = client_event(latest, with_room_id);
+                        let edits = storage.relating_events(room_id, latest.event_id.as_str(), Some("m.replace"), None, 0, i64::MAX, MAX_CHILDREN_READ, true, 1).await?;
+                        if let Some(edit) = latest_valid_edit(latest, &edits) {
+                            latest_form["unsigned"]["m.relations"]["m.replace"] = client_event(edit, with_room_id);
+                        }
                         json!({
-                            "latest_event": client_event(latest, with_room_id),
+                            "latest_event": latest_form,
                             "count": count.children,
                             "current_user_participated": parent.sender == user_id || count.user_sent_one,
                         })

@@ -151,6 +151,7 @@ impl super::Rooms {
         }
         for invitee in &request.invite {
             let mut content = json!({"membership": "invite"});
+            super::membership::add_profile(services, invitee, &mut content).await?;
             if request.is_direct {
                 content["is_direct"] = json!(true);
             }

@@ -55,7 +55,9 @@ impl super::Rooms {
             };
         }
         let mut content = json!({ "membership": membership.as_str() });
-        if membership == Membership::Join {
+        // As Synapse (`include_profile_data_on_invite`): joins, knocks and
+        // invites carry the target's profile, so clients can name them.
+        if matches!(membership, Membership::Join | Membership::Invite | Membership::Knock) {
             add_profile(services, target, &mut content).await?;
         }
         if let Some(reason) = reason {

@@ -5,11 +5,18 @@
 //! `invited` and the user's membership at the event was `invite` (a user
 //! always sees their own membership events).
 //!
+//! An `m.room.history_visibility` event is visible if the setting before it
+//! or the one it makes would show it (the spec's rule for that event). Events
+//! other than state from users the user ignores (`m.ignored_user_list`) are
+//! never visible to them, as the spec's "Ignoring Users" asks.
+//!
 //! One `Visibility` is loaded per (room, user) from the user's membership
 //! history and the room's visibility history, then answers for any number of
 //! events without further queries.
 
-use ruma::{RoomId, UserId};
+use std::{collections::HashSet, sync::Arc};
+
+use ruma::{OwnedUserId, RoomId, UserId};
 
 use crate::storage::{Storage, StorageError, StoredEvent};
 
@@ -18,6 +25,8 @@ pub struct Visibility {
     memberships: Vec<(i64, String)>,
     /// The room's `history_visibility` changes, oldest first.
     settings: Vec<(i64, String)>,
+    /// Senders whose messages the user ignores.
+    ignored: Arc<HashSet<OwnedUserId>>,
 }
 
 impl Visibility {
@@ -35,7 +44,13 @@ impl Visibility {
                 (event.stream_ordering, value)
             })
             .collect();
-        Ok(Self { memberships, settings })
+        Ok(Self { memberships, settings, ignored: Arc::default() })
+    }
+
+    /// The same, hiding what users the user ignores sent.
+    pub fn ignoring(mut self, ignored: Arc<HashSet<OwnedUserId>>) -> Self {
+        self.ignored = ignored;
+        self
     }
 
     fn latest_at(list: &[(i64, String)], ordering: i64) -> Option<&str> {
@@ -46,8 +61,19 @@ impl Visibility {
         if event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str()) {
             return true;
         }
+        if event.state_key.is_none() && self.ignored.contains(&event.sender) {
+            return false;
+        }
         let ordering = event.stream_ordering;
         let setting = Self::latest_at(&self.settings, ordering).unwrap_or("shared");
+        if event.kind == "m.room.history_visibility" {
+            let before = Self::latest_at(&self.settings, ordering - 1).unwrap_or("shared");
+            return self.visible_under(before, ordering) || self.visible_under(setting, ordering);
+        }
+        self.visible_under(setting, ordering)
+    }
+
+    fn visible_under(&self, setting: &str, ordering: i64) -> bool {
         // Membership "at the event": the state the event was sent into.
         let membership = Self::latest_at(&self.memberships, ordering - 1);
         match setting {

@@ -85,6 +85,14 @@ impl Storage {
             })
             .collect()
     }
+
+    /// The users `user_id` ignores: the keys of `ignored_users` in their
+    /// `m.ignored_user_list` account data.
+    pub async fn ignored_users(&self, user_id: &UserId) -> Result<std::collections::HashSet<ruma::OwnedUserId>> {
+        let content = self.account_data(user_id, None, "m.ignored_user_list").await?;
+        let listed = content.as_ref().and_then(|content| content.get("ignored_users")).and_then(serde_json::Value::as_object);
+        Ok(listed.into_iter().flatten().filter_map(|(user, _)| ruma::OwnedUserId::try_from(user.as_str()).ok()).collect())
+    }
 }
 
 fn parse(text: &str) -> Result<serde_json::Value> {

@@ -65,6 +65,8 @@ pub struct SyncOptions {
     /// The whole filter, for the parts the fields above do not carry
     /// (see `filter` for what is honoured).
     pub filter: FilterDefinition,
+    /// Users whose messages and invites the user does not want.
+    pub ignored_users: std::sync::Arc<std::collections::HashSet<ruma::OwnedUserId>>,
 }
 
 /// Answers at once if anything changed since `since` (or on an initial
@@ -150,7 +152,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
                     response.rooms.join.insert(room_id, room);
                 }
             }
-            "invite" if changed_since_last => {
+            "invite" if changed_since_last && !invited_by_ignored(storage, &room_id, user_id, at, options).await? => {
                 let mut room = InvitedRoom::new();
                 room.invite_state.events = rooms::stripped_state(services, &room_id, user_id, at).await?;
                 response.rooms.invite.insert(room_id, room);
@@ -245,4 +247,15 @@ async fn joined_room(
     room.account_data.events = account_data.into_iter().map(|entry| raw(&user_data::account_data_event(entry))).collect();
     user_data::unread_counts(services, room_id, user_id, options.unread_thread_notifications, &mut room).await?;
     Ok(Some(room))
+}
+
+/// Whether the user's invite to `room_id` (their member event at `at`) came
+/// from someone they ignore: such invites are not shown, as the spec asks.
+async fn invited_by_ignored(storage: &crate::storage::Storage, room_id: &ruma::RoomId, user_id: &UserId, at: i64, options: &SyncOptions) -> Result<bool, StorageError> {
+    if options.ignored_users.is_empty() {
+        return Ok(false);
+    }
+    let state = storage.state_at(room_id, at).await?;
+    let invite = state.iter().find(|event| event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str()));
+    Ok(invite.is_some_and(|invite| options.ignored_users.contains(&invite.sender)))
 }

@@ -44,7 +44,7 @@ pub(super) async fn timeline_and_state(
 ) -> Result<RoomDelta, StorageError> {
     let limit = options.timeline_limit;
     let storage = &services.storage;
-    let visibility = Visibility::load(storage, room_id, user_id).await?;
+    let visibility = Visibility::load(storage, room_id, user_id).await?.ignoring(options.ignored_users.clone());
     let after = since.unwrap_or(0);
     let timeline_filter = &options.filter.room.timeline;
     let filtering = filter::drops_events(timeline_filter);
@@ -148,11 +148,15 @@ pub(super) async fn timeline_and_state(
 /// The stripped state shown with an invite or a knock.
 pub(super) async fn stripped_state<T>(services: &Services, room_id: &RoomId, user_id: &UserId, at: i64) -> Result<Vec<Raw<T>>, StorageError> {
     let state = services.storage.state_at(room_id, at).await?;
+    // The user's own member event, and (as Synapse) that of whoever invited them.
+    let inviter = state
+        .iter()
+        .find(|event| event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str()))
+        .map(|own| own.sender.to_string());
+    let wanted_member = |key: Option<&str>| key == Some(user_id.as_str()) || (key.is_some() && key.map(str::to_owned) == inviter);
     Ok(state
         .iter()
-        .filter(|event| {
-            INVITE_STATE_TYPES.contains(&event.kind.as_str()) || (event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str()))
-        })
+        .filter(|event| INVITE_STATE_TYPES.contains(&event.kind.as_str()) || (event.kind == "m.room.member" && wanted_member(event.state_key.as_deref())))
         .map(|event| raw(&pdu::stripped_event(event)))
         .collect())
 }

@@ -85,7 +85,43 @@ pub async fn delete(state: AppState, request: Ruma<delete_alias::v3::Request>) -
         return Err(ApiError::forbidden("You may not delete this alias"));
     }
     state.storage.delete_alias(alias).await?;
+    drop_from_canonical_alias(&state, &sender.user_id, &room_id, alias).await?;
     Ok(delete_alias::v3::Response::new())
+}
+
+/// As Synapse: a deleted alias leaves the room's canonical alias event too,
+/// sent by whoever deleted it; without the power to, the event stays.
+async fn drop_from_canonical_alias(state: &Services, user_id: &UserId, room_id: &RoomId, alias: &RoomAliasId) -> ApiResult<()> {
+    let Some(event) = state.storage.current_state_event(room_id, "m.room.canonical_alias", "").await? else { return Ok(()) };
+    let Ok(pdu) = serde_json::from_str::<Value>(&event.json) else { return Ok(()) };
+    let Some(mut content) = pdu["content"].as_object().cloned() else { return Ok(()) };
+    let listed = |value: &Value| value.as_str() == Some(alias.as_str());
+    let mut changed = false;
+    if content.get("alias").is_some_and(listed) {
+        content.remove("alias");
+        changed = true;
+    }
+    if let Some(Value::Array(alternatives)) = content.get_mut("alt_aliases")
+        && alternatives.iter().any(listed)
+    {
+        alternatives.retain(|alternative| !listed(alternative));
+        if alternatives.is_empty() {
+            content.remove("alt_aliases");
+        }
+        changed = true;
+    }
+    if !changed {
+        return Ok(());
+    }
+    let outgoing = crate::rooms::Outgoing { kind: "m.room.canonical_alias", state_key: Some(""), content: Value::Object(content), txn: None, redacts: None };
+    match state.rooms.send(state, room_id, user_id, outgoing).await {
+        Ok(_) => Ok(()),
+        Err(RoomError::Forbidden(reason)) => {
+            tracing::info!(%room_id, %reason, "alias deleted; the canonical alias event was left as it was");
+            Ok(())
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 async fn may_delete(state: &Services, sender: &Sender, room_id: &RoomId, creator: &UserId) -> ApiResult<bool> {

@@ -9,6 +9,7 @@ mod cross_signing;
 mod devices;
 mod directory;
 mod keys;
+mod listed;
 mod login;
 mod logout;
 mod notifications;
@@ -19,6 +20,7 @@ mod receipts;
 mod pushers;
 mod push_rules;
 mod register;
+mod relation_checks;
 mod relations;
 mod reports;
 mod room_context;
@@ -132,7 +134,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<set_room_visibility::v3::Request, _, _>(G::Directory, directory::set_visibility)
         .add::<get_public_rooms::v3::Request, _, _>(G::ClientReads, directory::public_rooms)
         .add::<get_public_rooms_filtered::v3::Request, _, _>(G::ClientReads, directory::public_rooms_filtered)
-        .add::<ruma::api::client::context::get_context::v3::Request, _, _>(G::ClientReads, room_context::context)
+        .add::<listed::get_context::Request, _, _>(G::ClientReads, room_context::context)
         .add::<ruma::api::client::room::get_event_by_timestamp::v1::Request, _, _>(G::ClientReads, room_context::timestamp_to_event)
         .add::<ruma::api::client::peeking::get_current_state::v3::Request, _, _>(G::ClientReads, room_context::initial_sync)
         .add::<ruma::api::client::knock::knock_room::v3::Request, _, _>(G::Membership, rooms::knock)
@@ -140,7 +142,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::relations::get_relating_events_with_rel_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_type)
         .add::<ruma::api::client::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_types)
         .add::<ruma::api::client::threads::get_threads::v1::Request, _, _>(G::ClientReads, relations::threads)
-        .add::<ruma::api::client::search::search_events::v3::Request, _, _>(G::ClientReads, search::search)
+        .add::<listed::search_events::Request, _, _>(G::ClientReads, search::search)
         .add::<ruma::api::client::space::get_hierarchy::v1::Request, _, _>(G::ClientReads, spaces::hierarchy)
         // Reports are rows for the administrators, written by whichever instance takes them.
         .add::<ruma::api::client::room::report_content::v3::Request, _, _>(G::ClientReads, reports::report_event)

@@ -6,11 +6,14 @@ use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
     api::{
         Direction,
-        client::{context::get_context, peeking::get_current_state, room::get_event_by_timestamp},
+        client::{peeking::get_current_state, room::get_event_by_timestamp},
     },
 };
 
-use super::room_events::{token_at, visibility, visible_events};
+use super::{
+    listed::get_context,
+    room_events::{token_at, visibility, visible_events},
+};
 use crate::{
     json::raw,
     api::{
@@ -25,7 +28,7 @@ use crate::{
 const MAX_CONTEXT: u64 = 100;
 
 
-pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -> ApiResult<get_context::v3::Response> {
+pub async fn context(state: AppState, request: Ruma<get_context::Request>) -> ApiResult<get_context::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
@@ -44,18 +47,27 @@ pub async fn context(state: AppState, request: Ruma<get_context::v3::Request>) -
     let before = visible_events(&state, &body.room_id, &sender.user_id, &visibility, 0, at - 1, before_limit, true, wanted).await?;
     let after = visible_events(&state, &body.room_id, &sender.user_id, &visibility, at, now, after_limit, false, wanted).await?;
 
-    let mut response = get_context::v3::Response::new();
-    response.start = Some(token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1)));
-    response.end = Some(token_at(after.events.last().map_or(at, |e| e.stream_ordering)));
+    let start = token_at(before.events.last().map_or(at - 1, |e| e.stream_ordering - 1));
+    let end = token_at(after.events.last().map_or(at, |e| e.stream_ordering));
     let shown: Vec<&crate::storage::StoredEvent> = before.events.iter().chain(&after.events).chain([&event]).collect();
     let txn_ids = TransactionIds::load(&state.storage, &sender.user_id, &sender.device_id, shown.iter().copied()).await?;
-    let aggregations = Aggregations::load(&state.storage, &sender.user_id, shown, true).await?;
-    let client_form = |e: &crate::storage::StoredEvent| raw(&aggregations.bundle(e, txn_ids.client_event(e, true)));
-    response.events_before = before.events.iter().map(client_form).collect();
-    response.events_after = after.events.iter().map(client_form).collect();
-    response.event = Some(client_form(&event));
-    response.state = state.storage.state_at(&body.room_id, at).await?.iter().map(|e| raw(&client_event(e, true))).collect();
-    Ok(response)
+    let aggregations = Aggregations::load(&state.storage, &sender.user_id, shown.iter().copied(), true).await?;
+    let client_form = |e: &crate::storage::StoredEvent| aggregations.bundle(e, txn_ids.client_event(e, true));
+    let mut room_state = state.storage.state_at(&body.room_id, at).await?;
+    if !body.filter.lazy_load_options.is_disabled() {
+        // Only the members who sent something shown, as in `/messages`.
+        room_state.retain(|e| e.kind != "m.room.member" || shown.iter().any(|shown| Some(shown.sender.as_str()) == e.state_key.as_deref()));
+    }
+    let response = serde_json::json!({
+        "start": start,
+        "end": end,
+        "event": client_form(&event),
+        "events_before": before.events.iter().map(client_form).collect::<Vec<_>>(),
+        "events_after": after.events.iter().map(client_form).collect::<Vec<_>>(),
+        "state": room_state.iter().map(|e| client_event(e, true)).collect::<Vec<_>>(),
+    });
+    let serde_json::Value::Object(body) = response else { unreachable!("built as an object") };
+    Ok(get_context::Response { body })
 }
 
 pub async fn timestamp_to_event(

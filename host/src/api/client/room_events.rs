@@ -45,13 +45,20 @@ fn content_of<T>(body: &Raw<T>) -> ApiResult<Value> {
     }
 }
 
-/// Reads about a room the user cannot see are refused without saying whether it exists.
+/// Reads about a room the user cannot see are refused without saying
+/// whether it exists; so are reads of a room the user left and forgot
+/// (unless it is world readable). What ignored users sent stays hidden.
 pub(super) async fn visibility(state: &Services, room_id: &RoomId, user_id: &UserId) -> ApiResult<Visibility> {
     let visibility = Visibility::load(&state.storage, room_id, user_id).await?;
-    if visibility.current_membership().is_none() && !visibility.can_read_room_now() {
-        return Err(ApiError::forbidden("You are not in this room"));
+    let refused = || ApiError::forbidden("You are not in this room");
+    match visibility.current_membership() {
+        None if !visibility.can_read_room_now() => return Err(refused()),
+        Some((_, "leave" | "ban")) if !visibility.can_read_room_now() && state.storage.room_forgotten(user_id, room_id).await? => {
+            return Err(refused());
+        }
+        _ => {}
     }
-    Ok(visibility)
+    Ok(visibility.ignoring(std::sync::Arc::new(state.storage.ignored_users(user_id).await?)))
 }
 
 fn forbidden_if_unknown(error: RoomError) -> ApiError {
@@ -75,6 +82,10 @@ pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request
         return Err(ApiError::bad_json("Use /redact for redactions"));
     }
     let content = content_of(&body.body)?;
+    // A retried transaction gets its first answer, whatever the checks say now.
+    if content["m.relates_to"]["rel_type"].is_string() && state.storage.txn_event(&sender.user_id, &sender.device_id, &request.action).await?.is_none() {
+        super::relation_checks::check(&state, &body.room_id, &sender.user_id, &kind, &content).await?;
+    }
     let candidate = serde_json::json!({"room_id": body.room_id, "sender": sender.user_id, "type": kind, "content": content});
     if let Some(event) = SpamEvent::from_json(candidate) {
         spam_allows(state.spam_checker.check_event_for_spam(&event).await, SPAM_MESSAGE)?;

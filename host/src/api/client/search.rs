@@ -12,13 +12,16 @@ use std::collections::{BTreeMap, HashMap};
 use ruma::{
     OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::client::search::search_events::v3::{
-        Criteria, EventContextResult, GroupingKey, OrderBy, Request, Response, ResultCategories, ResultGroup, ResultGroupMap,
-        ResultRoomEvents, SearchResult, UserProfile,
+        Criteria, EventContextResult, GroupingKey, OrderBy, ResultCategories, ResultGroup, ResultGroupMap, ResultRoomEvents, SearchResult,
+        UserProfile,
     },
 };
 use serde_json::Value;
 
-use super::room_events::token_at;
+use super::{
+    listed::{search_events::{Request, Response}, with_lists},
+    room_events::token_at,
+};
 use crate::{
     api::{
         error::{ApiError, ApiResult},
@@ -44,7 +47,7 @@ pub async fn search(state: AppState, request: Ruma<Request>) -> ApiResult<Respon
     let sender = request.sender()?;
     let body = &request.body;
     let Some(criteria) = &body.search_categories.room_events else {
-        return Ok(Response::new(ResultCategories::new()));
+        return respond(ResultCategories::new());
     };
     let offset = match &body.next_batch {
         None => 0,
@@ -117,7 +120,18 @@ pub async fn search(state: AppState, request: Ruma<Request>) -> ApiResult<Respon
     }
     let mut categories = ResultCategories::new();
     categories.room_events = room_events;
-    Ok(Response::new(categories))
+    respond(categories)
+}
+
+/// The response, with `results` even when nothing matched (as Synapse).
+fn respond(categories: ResultCategories) -> ApiResult<Response> {
+    let Ok(Value::Object(mut categories)) = serde_json::to_value(&categories) else { return Err(ApiError::internal()) };
+    if let Some(Value::Object(room_events)) = categories.remove("room_events") {
+        categories.insert("room_events".into(), Value::Object(with_lists(room_events, &["results"])));
+    }
+    let mut body = ruma::serde::JsonObject::new();
+    body.insert("search_categories".into(), Value::Object(categories));
+    Ok(Response { body })
 }
 
 /// The `group_by` keys asked for; only `room_id` and `sender` exist.
