@@ -154,6 +154,11 @@ async fn oversized_and_malformed_events_write_nothing(backend: Backend) {
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "{body}");
     let (status, body) = server.put("/_matrix/client/v3/rooms/not-a-room/send/m.room.message/x", Some(&alice.access_token), json!({})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
+    let long = "t".repeat(256);
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/{long}/long"), Some(&alice.access_token), json!({})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "a type over 255 bytes: {body}");
+    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example/{long}"), Some(&alice.access_token), json!({})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "a state key over 255 bytes: {body}");
     let (_, messages) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), Some(&alice.access_token)).await;
     assert!(messages["chunk"].as_array().unwrap().iter().all(|e| e["type"] != "m.room.message"), "{messages}");
 }

@@ -30,6 +30,10 @@ async fn an_upgrade_replaces_the_room(backend: Backend) {
     let (status, reply) = server.post(&format!("/_matrix/client/v3/rooms/{old}/ban"), Some(a), json!({"user_id": mallory.user_id, "reason": "spam"})).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     send_text(&server, a, &old, "before the upgrade").await;
+    let tag_path = |room: &str| format!("/_matrix/client/v3/user/{}/rooms/{room}/tags", alice.user_id);
+    server.put(&format!("{}/m.favourite", tag_path(&old)), Some(a), json!({"order": 0.5})).await;
+    let direct_path = format!("/_matrix/client/v3/user/{}/account_data/m.direct", alice.user_id);
+    server.put(&direct_path, Some(a), json!({bob.user_id.clone(): [old.clone()]})).await;
 
     let (status, reply) = server.post(&format!("/_matrix/client/v3/rooms/{old}/upgrade"), Some(a), json!({"new_version": "11"})).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
@@ -63,6 +67,12 @@ async fn an_upgrade_replaces_the_room(backend: Backend) {
     assert_eq!(listed["visibility"], "public");
     let (_, listed) = server.get(&format!("/_matrix/client/v3/directory/list/room/{old}"), None).await;
     assert_eq!(listed["visibility"], "private");
+
+    // Alice's favourite and direct chat follow the room.
+    let (_, tags) = server.get(&tag_path(&new), Some(a)).await;
+    assert_eq!(tags["tags"]["m.favourite"]["order"], 0.5, "{tags}");
+    let (_, direct) = server.get(&direct_path, Some(a)).await;
+    assert_eq!(direct[&bob.user_id], json!([old.clone(), new.clone()]), "{direct}");
 
     // Bob follows the tombstone into the new room.
     let (status, reply) = server.post(&format!("/_matrix/client/v3/join/{new}"), Some(&bob.access_token), json!({})).await;

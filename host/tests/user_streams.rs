@@ -75,6 +75,15 @@ async fn typing_reaches_sync_and_expires(backend: Backend) {
     let carol_path = format!("/_matrix/client/v3/rooms/{room}/typing/{}", server.user_id("carol"));
     let (status, body) = server.put(&carol_path, Some(&carol.access_token), json!({"typing": true, "timeout": 1000})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "not joined");
+
+    // `timeout` is optional (30 s); `typing` is not.
+    let alice_path = format!("/_matrix/client/v3/rooms/{room}/typing/{}", server.user_id("alice"));
+    let (status, body) = server.put(&alice_path, Some(&alice.access_token), json!({"typing": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = sync(&server, &alice.access_token, None).await;
+    assert_eq!(ephemeral(&body, &room, "m.typing")[0]["content"]["user_ids"], json!([server.user_id("alice")]), "{body}");
+    let (status, body) = server.put(&alice_path, Some(&alice.access_token), json!({"timeout": 1000})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 async fn receipts_read_markers_and_unread_counts(backend: Backend) {

@@ -191,6 +191,7 @@ impl From<RoomError> for ApiError {
             RoomError::TooLarge(size) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Event is {size} bytes; the limit is 65536"))
             }
+            RoomError::FieldTooLarge(field) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("'{field}' too large")),
             RoomError::Invalid(reason) => Self::bad_json(reason),
             RoomError::UnsupportedVersion(version) => Self::new(
                 StatusCode::BAD_REQUEST,

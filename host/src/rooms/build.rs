@@ -14,6 +14,9 @@ use ruma::{
 use serde_json::{Value, value::to_raw_value};
 
 use super::{MAX_EVENT_SIZE, Outgoing, RoomError, pdu::Pdu, versions};
+
+/// The most bytes of an event's `type` or `state_key`.
+const MAX_FIELD_BYTES: usize = 255;
 use crate::{services::Services, storage::NewEvent};
 
 /// A room's current state and tip, enough to build the next event.
@@ -172,6 +175,13 @@ impl RoomState {
         object.insert("prev_events".into(), ids(&self.prev_events));
         object.insert("room_id".into(), CanonicalJsonValue::String(self.room_id.to_string()));
         object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+        // The spec's size limits on fields (Synapse's 413 M_TOO_LARGE).
+        if outgoing.kind.len() > MAX_FIELD_BYTES {
+            return Err(RoomError::FieldTooLarge("type"));
+        }
+        if outgoing.state_key.is_some_and(|key| key.len() > MAX_FIELD_BYTES) {
+            return Err(RoomError::FieldTooLarge("state_key"));
+        }
         object.insert("type".into(), CanonicalJsonValue::String(outgoing.kind.to_owned()));
         if let Some(state_key) = outgoing.state_key {
             object.insert("state_key".into(), CanonicalJsonValue::String(state_key.to_owned()));

@@ -12,6 +12,9 @@ pub enum RoomError {
     Forbidden(String),
     #[error("event too large: {0} bytes")]
     TooLarge(usize),
+    /// A field past the spec's 255 bytes (`type`, `state_key`).
+    #[error("'{0}' too large")]
+    FieldTooLarge(&'static str),
     #[error("invalid event: {0}")]
     Invalid(String),
     #[error("the alias is taken")]

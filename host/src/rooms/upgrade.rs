@@ -9,16 +9,21 @@
 //! 3. the old room's `events_default` and `invite` raised to at least 50
 //!    (and above `users_default`), so ordinary members stop talking there;
 //! 4. the old room's local aliases, canonical alias and directory listing
-//!    moved to the new room.
+//!    moved to the new room;
+//! 5. each local member's tags of the old room copied to the new one, and
+//!    the new room added to every `m.direct` entry naming the old one, so a
+//!    favourite or a direct chat stays one. This is account data: the
+//!    instance writing that stream does it (always, in a monolith); another
+//!    instance logs that it skipped it.
 //!
-//! Steps 3 and 4 follow the upgrade itself; a failure there is logged and
+//! Steps 3 to 5 follow the upgrade itself; a failure there is logged and
 //! does not undo it, as in Synapse.
 
 use ruma::{OwnedRoomId, RoomId, RoomVersionId, UserId, events::StateEventType};
 use serde_json::{Map, Value, json};
 
 use super::{CreateRoom, Outgoing, RoomError, RoomState, versions};
-use crate::services::Services;
+use crate::{services::Services, storage::Stream};
 
 /// State copied to the new room (one state key, "", each).
 const COPIED_STATE: [&str; 8] = [
@@ -65,6 +70,9 @@ impl super::Rooms {
         if let Err(error) = self.move_aliases(services, &old, &new_room, user).await {
             tracing::warn!(%old_room, %new_room, %error, "upgraded room: could not move the aliases");
         }
+        if let Err(error) = transfer_user_data(services, &old, &new_room).await {
+            tracing::warn!(%old_room, %new_room, %error, "upgraded room: could not copy the members' tags and direct chats");
+        }
         Ok(new_room)
     }
 
@@ -102,6 +110,41 @@ impl super::Rooms {
         }
         Ok(())
     }
+}
+
+/// Step 5: the local members' tags and `m.direct` entries follow the room.
+async fn transfer_user_data(services: &Services, old: &RoomState, new_room: &RoomId) -> Result<(), RoomError> {
+    let writers = services.replication.writers();
+    if writers.writer_of(Stream::AccountData) != writers.instance() {
+        tracing::info!(old_room = %old.room_id, "upgraded room: tags and direct chats are copied only by the account_data writer");
+        return Ok(());
+    }
+    let storage = &services.storage;
+    let mut changed = false;
+    let local_members = old.joined_members().into_iter().map(|(user_id, _)| user_id).filter(|user_id| user_id.server_name() == services.server_name);
+    for user_id in local_members {
+        if let Some(tags) = storage.account_data(&user_id, Some(&old.room_id), "m.tag").await? {
+            storage.set_account_data(&user_id, Some(new_room), "m.tag", &tags).await?;
+            changed = true;
+        }
+        if let Some(Value::Object(mut direct)) = storage.account_data(&user_id, None, "m.direct").await? {
+            let mut touched = false;
+            for rooms in direct.values_mut().filter_map(Value::as_array_mut) {
+                if rooms.iter().any(|room| room.as_str() == Some(old.room_id.as_str())) && !rooms.iter().any(|room| room.as_str() == Some(new_room.as_str())) {
+                    rooms.push(json!(new_room));
+                    touched = true;
+                }
+            }
+            if touched {
+                storage.set_account_data(&user_id, None, "m.direct", &Value::Object(direct)).await?;
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        services.stream_advanced(Stream::AccountData);
+    }
+    Ok(())
 }
 
 /// The `createRoom` request that makes the replacement, and the power

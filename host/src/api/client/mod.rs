@@ -150,7 +150,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<sync_events::v3::Request, _, _>(G::Sync, sync::sync)
         .add::<create_filter::v3::Request, _, _>(G::ClientReads, sync::create_filter)
         .add::<get_filter::v3::Request, _, _>(G::ClientReads, sync::get_filter)
-        .add::<ruma::api::client::typing::create_typing_event::v3::Request, _, _>(G::Typing, typing::set)
+        .add::<typing::create_typing_event::Request, _, _>(G::Typing, typing::set)
         .add::<ruma::api::client::receipt::create_receipt::v3::Request, _, _>(G::Receipts, receipts::receipt)
         .add::<ruma::api::client::read_marker::set_read_marker::v3::Request, _, _>(G::Receipts, receipts::read_markers)
         .add::<ruma::api::client::config::set_global_account_data::v3::Request, _, _>(G::AccountData, account_data::set_global)
