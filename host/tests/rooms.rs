@@ -33,6 +33,7 @@ on_both_backends!(
     a_forgotten_room_is_no_longer_readable,
     context_keeps_empty_lists_and_lazy_loads_members,
     a_history_visibility_change_is_seen_under_either_setting,
+    members_at_a_token_need_the_room_visible_then,
 );
 
 pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
@@ -687,4 +688,34 @@ async fn a_history_visibility_change_is_seen_under_either_setting(backend: Backe
     join(&server, &bob.access_token, &room).await;
     let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{change}"), Some(&bob.access_token)).await;
     assert_eq!(status, StatusCode::OK, "world_readable after the change shows it: {body}");
+}
+
+/// `/members?at=` shows the state at a token only to who could see the
+/// room then: a user who left does not learn who joined after them.
+async fn members_at_a_token_need_the_room_visible_then(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let joined_only = json!({"preset": "public_chat", "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]});
+    let room = create_room(&server, &alice.access_token, joined_only).await;
+    join(&server, &bob.access_token, &room).await;
+    let (_, sync) = server.get("/_matrix/client/v3/sync", Some(&bob.access_token)).await;
+    let while_joined = sync["next_batch"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob.access_token), json!({})).await;
+    join(&server, &carol.access_token, &room).await;
+    let (_, sync) = server.get("/_matrix/client/v3/sync", Some(&alice.access_token)).await;
+    let after_carol = sync["next_batch"].as_str().unwrap().to_owned();
+
+    let members = |token: String| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/members?at={token}");
+        let server = &server;
+        let bob = bob.access_token.clone();
+        async move { server.get(&path, Some(&bob)).await }
+    };
+    let (status, body) = members(while_joined).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["chunk"].as_array().unwrap().len(), 2, "alice and bob then: {body}");
+    let (status, body) = members(after_carol).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
 }

@@ -157,6 +157,8 @@ async fn invites_and_leaves_have_their_sections(backend: Backend) {
     assert_eq!(last["content"]["membership"], "leave", "{left}");
     assert!(!bodies(left).contains(&"after the kick".to_owned()), "nothing after leaving");
     assert!(delta["rooms"]["join"].get(&room).is_none());
+    let state = left["state"]["events"].as_array().map_or(&[][..], Vec::as_slice);
+    assert!(state.iter().all(|e| e["type"] != "m.room.create"), "only what changed, not the whole room again: {left}");
 }
 
 async fn stored_and_inline_filters(backend: Backend) {

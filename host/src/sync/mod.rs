@@ -167,7 +167,9 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
                     && (since.is_some() || options.include_leave)
                     && !storage.room_forgotten(user_id, &room_id).await? =>
             {
-                let rooms::RoomDelta { timeline, state, .. } = rooms::timeline_and_state(services, &room_id, user_id, since, at, options, true).await?;
+                // What changed since the client last synced, as for joined rooms; all of it on an initial sync.
+                let full = since.is_none() || options.full_state;
+                let rooms::RoomDelta { timeline, state, .. } = rooms::timeline_and_state(services, &room_id, user_id, since, at, options, full).await?;
                 let mut room = LeftRoom::new();
                 room.timeline = timeline;
                 room.state = State::Before(state);

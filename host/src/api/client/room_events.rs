@@ -246,8 +246,15 @@ pub async fn members(state: AppState, request: Ruma<get_member_events::v3::Reque
     }
     let mut events = match &body.at {
         Some(at) => {
-            visibility(&state, &body.room_id, &sender.user_id).await?;
-            state.storage.state_at(&body.room_id, room_token_position(&state, &body.room_id, at)?).await?
+            // As Synapse: the state at a token is shown only to who may see
+            // the room's last event at that point.
+            let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
+            let position = room_token_position(&state, &body.room_id, at)?;
+            let last = state.storage.room_events(&body.room_id, 0, position, 1, true).await?;
+            if !last.first().is_some_and(|event| visibility.can_see(event, &sender.user_id)) {
+                return Err(ApiError::forbidden("You may not see the room at that point"));
+            }
+            state.storage.state_at(&body.room_id, position).await?
         }
         None => visible_state(&state, &body.room_id, &sender.user_id).await?,
     };
