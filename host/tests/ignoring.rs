@@ -1,6 +1,6 @@
 //! Ignoring users (`m.ignored_user_list`): what they send is hidden from
-//! `/sync`, `/messages`, `/context` and `/event`, and their invites are not
-//! shown; their state events still are, as the spec says.
+//! `/sync`, `/messages`, `/context` and `/event`, does not notify, and their
+//! invites are not shown; their state events still are, as the spec says.
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -34,6 +34,10 @@ async fn what_ignored_users_send_is_hidden(backend: Backend) {
     let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
     assert_eq!(bodies(timeline), vec!["from alice"], "{timeline}");
     assert!(timeline.as_array().unwrap().iter().any(|e| e["type"] == "m.room.member" && e["sender"] == json!(bob.user_id)), "state stays: {timeline}");
+    let unread = &sync["rooms"]["join"][&room]["unread_notifications"];
+    assert!(unread["notification_count"].as_u64().unwrap_or(0) == 0, "bob's message does not notify alice: {unread}");
+    let (_, bob_sync) = server.get("/_matrix/client/v3/sync", Some(b)).await;
+    assert_eq!(bob_sync["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 1, "alice's does notify bob");
     let (_, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=20"), Some(a)).await;
     assert_eq!(bodies(&page["chunk"]), vec!["from alice"]);
     let (status, _) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{hidden}"), Some(a)).await;

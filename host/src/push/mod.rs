@@ -4,12 +4,15 @@
 //! and highlights. The results are written with the event and become unread
 //! counts, `/notifications` and, later, a pusher's work.
 //!
-//! Rulesets are cached in memory, since every event needs every member's:
-//! the cache empties whenever the `push_rules` stream moves (a change here,
-//! or, with workers, one replicated from its writer).
+//! A member who ignores the sender (`m.ignored_user_list`) is not notified,
+//! as the spec's "Ignoring Users" asks; state events still count.
+//!
+//! Rulesets and ignore lists are cached in memory, since every event needs
+//! every member's: each cache empties whenever its stream (`push_rules`,
+//! `account_data`) moves, here or, with workers, replicated from its writer.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
@@ -30,30 +33,57 @@ use crate::{
     storage::{PushAction, StorageError, Stream},
 };
 
-/// Users' rulesets as of one position of the `push_rules` stream.
-#[derive(Debug, Default)]
-pub struct RulesetCache {
-    state: Mutex<(i64, HashMap<OwnedUserId, Arc<Ruleset>>)>,
+/// One value per user as of one position of a stream; emptied when the
+/// stream moves.
+#[derive(Debug)]
+pub struct PerUserCache<T> {
+    state: Mutex<(i64, HashMap<OwnedUserId, Arc<T>>)>,
 }
 
-impl RulesetCache {
-    pub async fn get(&self, services: &Services, user_id: &UserId) -> Result<Arc<Ruleset>, StorageError> {
-        let position = services.notifier.position(Stream::PushRules);
+impl<T> Default for PerUserCache<T> {
+    fn default() -> Self {
+        Self { state: Mutex::new((0, HashMap::new())) }
+    }
+}
+
+impl<T> PerUserCache<T> {
+    async fn get(&self, position: i64, user_id: &UserId, load: impl AsyncFnOnce() -> Result<T, StorageError>) -> Result<Arc<T>, StorageError> {
         {
             let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if state.0 != position {
                 *state = (position, HashMap::new());
             }
-            if let Some(ruleset) = state.1.get(user_id) {
-                return Ok(ruleset.clone());
+            if let Some(value) = state.1.get(user_id) {
+                return Ok(value.clone());
             }
         }
-        let ruleset = Arc::new(services.storage.push_ruleset(user_id).await?);
+        let value = Arc::new(load().await?);
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.0 == position {
-            state.1.insert(user_id.to_owned(), ruleset.clone());
+            state.1.insert(user_id.to_owned(), value.clone());
         }
-        Ok(ruleset)
+        Ok(value)
+    }
+}
+
+/// Users' rulesets and ignore lists, as of their streams' positions.
+#[derive(Debug, Default)]
+pub struct RulesetCache {
+    rulesets: PerUserCache<Ruleset>,
+    ignored: PerUserCache<HashSet<OwnedUserId>>,
+}
+
+impl RulesetCache {
+    pub async fn get(&self, services: &Services, user_id: &UserId) -> Result<Arc<Ruleset>, StorageError> {
+        let position = services.notifier.position(Stream::PushRules);
+        self.rulesets.get(position, user_id, async || services.storage.push_ruleset(user_id).await).await
+    }
+
+    /// Whether `user_id` ignores `sender`.
+    pub async fn ignores(&self, services: &Services, user_id: &UserId, sender: &UserId) -> Result<bool, StorageError> {
+        let position = services.notifier.position(Stream::AccountData);
+        let ignored = self.ignored.get(position, user_id, async || services.storage.ignored_users(user_id).await).await?;
+        Ok(ignored.contains(sender))
     }
 }
 
@@ -73,7 +103,11 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
     let power_levels = power_levels(state);
     let thread_id = thread_of(event);
     let mut actions = Vec::new();
+    let is_state = event.state_key.is_some();
     for (user_id, display_name) in local {
+        if !is_state && services.push_rulesets.ignores(services, user_id, &event.pdu.sender).await? {
+            continue;
+        }
         let ruleset = services.push_rulesets.get(services, user_id).await?;
         let display_name = display_name.clone().unwrap_or_else(|| user_id.localpart().to_owned());
         let mut context = PushConditionRoomCtx::new(state.room_id.clone(), member_count, user_id.clone(), display_name);
