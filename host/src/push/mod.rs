@@ -79,11 +79,10 @@ impl RulesetCache {
         self.rulesets.get(position, user_id, async || services.storage.push_ruleset(user_id).await).await
     }
 
-    /// Whether `user_id` ignores `sender`.
-    pub async fn ignores(&self, services: &Services, user_id: &UserId, sender: &UserId) -> Result<bool, StorageError> {
+    /// The users `user_id` ignores, for push and for what reads show them.
+    pub async fn ignored(&self, services: &Services, user_id: &UserId) -> Result<Arc<HashSet<OwnedUserId>>, StorageError> {
         let position = services.notifier.position(Stream::AccountData);
-        let ignored = self.ignored.get(position, user_id, async || services.storage.ignored_users(user_id).await).await?;
-        Ok(ignored.contains(sender))
+        self.ignored.get(position, user_id, async || services.storage.ignored_users(user_id).await).await
     }
 }
 
@@ -105,7 +104,7 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
     let mut actions = Vec::new();
     let is_state = event.state_key.is_some();
     for (user_id, display_name) in local {
-        if !is_state && services.push_rulesets.ignores(services, user_id, &event.pdu.sender).await? {
+        if !is_state && services.push_rulesets.ignored(services, user_id).await?.contains(&event.pdu.sender) {
             continue;
         }
         let ruleset = services.push_rulesets.get(services, user_id).await?;

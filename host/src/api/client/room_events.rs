@@ -58,7 +58,7 @@ pub(super) async fn visibility(state: &Services, room_id: &RoomId, user_id: &Use
         }
         _ => {}
     }
-    Ok(visibility.ignoring(std::sync::Arc::new(state.storage.ignored_users(user_id).await?)))
+    Ok(visibility.ignoring(state.push_rulesets.ignored(state, user_id).await?))
 }
 
 fn forbidden_if_unknown(error: RoomError) -> ApiError {

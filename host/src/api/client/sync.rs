@@ -42,7 +42,7 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
         lazy_load_members: !filter.room.state.lazy_load_options.is_disabled(),
         unread_thread_notifications: filter.room.timeline.unread_thread_notifications,
         filter,
-        ignored_users: std::sync::Arc::new(state.storage.ignored_users(&sender.user_id).await?),
+        ignored_users: state.push_rulesets.ignored(&state, &sender.user_id).await?,
     };
     let set_presence = body.set_presence.as_str().to_owned();
     if !crate::presence::SETTABLE_STATES.contains(&set_presence.as_str()) {
