@@ -72,6 +72,14 @@ async fn deleting_a_device_needs_uia(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = server.get("/_matrix/client/v3/account/whoami", Some(&phone.access_token)).await;
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"), "its token died with it");
+
+    // The pre-r0.4 form of the password stage, with `user` for `identifier`, is still accepted.
+    let laptop = server.login("alice", "pw").await;
+    let path = format!("/_matrix/client/v3/devices/{}", laptop.device_id);
+    let legacy = json!({"type": "m.login.password", "user": alice.user_id, "password": "pw"});
+    let (status, body) = server.delete(&path, Some(&alice.access_token), json!({"auth": legacy})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.get(&path, Some(&alice.access_token)).await.0, StatusCode::NOT_FOUND);
 }
 
 async fn delete_many_devices(backend: Backend) {

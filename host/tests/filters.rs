@@ -73,6 +73,9 @@ async fn malformed_filters_are_refused(backend: Backend) {
     let (status, body) =
         server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), token, json!({"room": {"rooms": "nope"}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), token, json!({"event_format": "xml"})).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")), "{body}");
 }
 
 async fn timeline_filters_keep_limited_and_prev_batch(backend: Backend) {

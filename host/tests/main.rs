@@ -15,6 +15,7 @@ mod devices;
 mod directory;
 mod e2e_keys;
 mod errors;
+mod event_content;
 mod filters;
 mod ignoring;
 mod join_rules;

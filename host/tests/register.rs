@@ -150,8 +150,11 @@ async fn username_availability(backend: Backend) {
     server.register("henry", "pw").await;
     let (status, body) = server.get("/_matrix/client/v3/register/available?username=ivy", None).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"available": true})));
-    let (status, body) = server.get("/_matrix/client/v3/register/available?username=Henry", None).await;
+    let (status, body) = server.get("/_matrix/client/v3/register/available?username=henry", None).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_USER_IN_USE"));
+    // As Synapse: capitals are checked as typed here (`/register` lowercases them).
+    let (status, body) = server.get("/_matrix/client/v3/register/available?username=Henry", None).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_USERNAME"), "{body}");
     let (status, body) = server.get("/_matrix/client/v3/register/available?username=no%20spaces", None).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_USERNAME"));
     let (status, body) = server.get("/_matrix/client/v3/register/available", None).await;

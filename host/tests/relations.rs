@@ -65,6 +65,8 @@ async fn relations_by_type_with_pagination(backend: Backend) {
     let (_, second) = server.get(&format!("{base}?limit=2&from={next}"), Some(t)).await;
     assert_eq!(ids(&second), vec![r1]);
     assert!(second.get("next_batch").is_none_or(Value::is_null));
+    let (status, none) = server.get(&format!("{base}?limit=0"), Some(t)).await;
+    assert_eq!((status, ids(&none)), (StatusCode::OK, Vec::<String>::new()), "{none}");
 
     let (status, _) = server.get(&base, Some(&eve.access_token)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "non-members see nothing");
@@ -96,6 +98,10 @@ async fn threads_list_roots_by_activity(backend: Backend) {
     let next = page["next_batch"].as_str().unwrap();
     let (_, page) = server.get(&format!("{path}?limit=1&from={next}"), Some(a)).await;
     assert_eq!(ids(&page), vec![root_b]);
+    let (status, page) = server.get(&format!("{path}?limit=0"), Some(a)).await;
+    assert_eq!((status, ids(&page)), (StatusCode::OK, Vec::<String>::new()), "{page}");
+    let (status, page) = server.get(&format!("{path}?include=everything"), Some(a)).await;
+    assert_eq!((status, page["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{page}");
 }
 
 /// The bundled `m.thread` aggregation, wherever a thread root reaches a client.

@@ -340,6 +340,8 @@ async fn messages_paginate_both_ways(backend: Backend) {
     let (_, forward) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=5"), token).await;
     let kinds: Vec<&str> = forward["chunk"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds[0], "m.room.create", "forward from the start");
+    let (status, none) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=0"), token).await;
+    assert_eq!((status, none["chunk"].clone()), (StatusCode::OK, json!([])), "limit=0 asks for nothing: {none}");
     let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from=garbage"), token).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"));
 }

@@ -34,6 +34,12 @@ async fn an_upgrade_replaces_the_room(backend: Backend) {
     server.put(&format!("{}/m.favourite", tag_path(&old)), Some(a), json!({"order": 0.5})).await;
     let direct_path = format!("/_matrix/client/v3/user/{}/account_data/m.direct", alice.user_id);
     server.put(&direct_path, Some(a), json!({bob.user_id.clone(): [old.clone()]})).await;
+    // Muted as Element mutes a room, and a room rule besides.
+    let mute = json!({"conditions": [{"kind": "event_match", "key": "room_id", "pattern": old}], "actions": []});
+    let (status, reply) = server.put(&format!("/_matrix/client/v3/pushrules/global/override/{old}"), Some(a), mute).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (status, reply) = server.put(&format!("/_matrix/client/v3/pushrules/global/room/{old}"), Some(a), json!({"actions": ["notify"]})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
 
     let (status, reply) = server.post(&format!("/_matrix/client/v3/rooms/{old}/upgrade"), Some(a), json!({"new_version": "11"})).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
@@ -55,7 +61,7 @@ async fn an_upgrade_replaces_the_room(backend: Backend) {
     let (_, old_levels) = state(&server, a, &old, "m.room.power_levels").await;
     assert_eq!(old_levels["events_default"], 50, "{old_levels}");
     assert_eq!(old_levels["invite"], 50, "{old_levels}");
-    let (status, reply) = server.put(&format!("/_matrix/client/v3/rooms/{old}/send/m.room.message/late"), Some(&bob.access_token), json!({"body": "hello?"})).await;
+    let (status, reply) = server.put(&format!("/_matrix/client/v3/rooms/{old}/send/m.room.message/late"), Some(&bob.access_token), json!({"msgtype": "m.text", "body": "hello?"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "bob can no longer talk in the old room: {reply}");
 
     let (_, alias) = server.get(&format!("/_matrix/client/v3/directory/room/%23lobby:{}", server.server_name), None).await;
@@ -73,6 +79,17 @@ async fn an_upgrade_replaces_the_room(backend: Backend) {
     assert_eq!(tags["tags"]["m.favourite"]["order"], 0.5, "{tags}");
     let (_, direct) = server.get(&direct_path, Some(a)).await;
     assert_eq!(direct[&bob.user_id], json!([old.clone(), new.clone()]), "{direct}");
+
+    // Alice's push rules for the room follow it.
+    let (status, muted) = server.get(&format!("/_matrix/client/v3/pushrules/global/override/{new}"), Some(a)).await;
+    assert_eq!(status, StatusCode::OK, "{muted}");
+    assert_eq!(muted["conditions"], json!([{"kind": "event_match", "key": "room_id", "pattern": new}]), "{muted}");
+    assert_eq!(muted["actions"], json!([]), "{muted}");
+    let (status, room_rule) = server.get(&format!("/_matrix/client/v3/pushrules/global/room/{new}"), Some(a)).await;
+    assert_eq!(status, StatusCode::OK, "{room_rule}");
+    assert_eq!(room_rule["actions"], json!(["notify"]), "{room_rule}");
+    let (status, _) = server.get(&format!("/_matrix/client/v3/pushrules/global/override/{old}"), Some(a)).await;
+    assert_eq!(status, StatusCode::OK, "the old room's rule stays");
 
     // Bob follows the tombstone into the new room.
     let (status, reply) = server.post(&format!("/_matrix/client/v3/join/{new}"), Some(&bob.access_token), json!({})).await;

@@ -13,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod federation;
 pub mod groups;
+mod legacy_fields;
 pub mod middleware;
 pub mod ops;
 mod parse_guard;

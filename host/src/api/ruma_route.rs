@@ -213,6 +213,9 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
             return Err(ApiError::bad_json("Content must be a JSON object."));
         }
     }
+    if !body.is_empty() {
+        body = super::legacy_fields::upgrade_auth_user(body);
+    }
 
     let client_addr = client_addr(&parts.headers, &parts.extensions);
     let token = auth::access_token(&parts.headers, parts.uri.query())?;

@@ -13,11 +13,11 @@ use ruma::{
 };
 use serde_json::{Value, value::to_raw_value};
 
-use super::{MAX_EVENT_SIZE, Outgoing, RoomError, pdu::Pdu, versions};
+use super::{MAX_EVENT_SIZE, Outgoing, RoomError, content_checks, pdu::Pdu, versions};
+use crate::{services::Services, storage::NewEvent};
 
 /// The most bytes of an event's `type` or `state_key`.
 const MAX_FIELD_BYTES: usize = 255;
-use crate::{services::Services, storage::NewEvent};
 
 /// A room's current state and tip, enough to build the next event.
 pub struct RoomState {
@@ -153,9 +153,7 @@ impl RoomState {
     pub fn build(&self, services: &Services, sender: &UserId, outgoing: &Outgoing<'_>) -> Result<BuiltEvent, RoomError> {
         let content = CanonicalJsonValue::try_from(outgoing.content.clone())
             .map_err(|e| RoomError::Invalid(format!("content is not canonical JSON: {e}")))?;
-        if !matches!(content, CanonicalJsonValue::Object(_)) {
-            return Err(RoomError::Invalid("content must be a JSON object".into()));
-        }
+        content_checks::check(outgoing.kind, outgoing.state_key, &outgoing.content, self.room_id.as_str(), &services.server_name)?;
         let content_raw = to_raw_value(&outgoing.content).map_err(|e| RoomError::Invalid(e.to_string()))?;
         let kind = TimelineEventType::from(outgoing.kind);
         let auth_types = state_res::auth_types_for_event(&kind, sender, outgoing.state_key, &content_raw, &self.rules.authorization)

@@ -17,6 +17,9 @@ pub enum RoomError {
     FieldTooLarge(&'static str),
     #[error("invalid event: {0}")]
     Invalid(String),
+    /// A parameter out of its allowed range (`M_INVALID_PARAM`).
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
     #[error("the alias is taken")]
     AliasTaken,
     #[error("no local member may authorise this join")]

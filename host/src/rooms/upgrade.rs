@@ -14,12 +14,18 @@
 //!    the new room added to every `m.direct` entry naming the old one, so a
 //!    favourite or a direct chat stays one. This is account data: the
 //!    instance writing that stream does it (always, in a monolith); another
-//!    instance logs that it skipped it.
+//!    instance logs that it skipped it;
+//! 6. each local member's push rules for the old room copied for the new
+//!    one, by the writer of the `push_rules` stream.
 //!
-//! Steps 3 to 5 follow the upgrade itself; a failure there is logged and
+//! Steps 3 to 6 follow the upgrade itself; a failure there is logged and
 //! does not undo it, as in Synapse.
 
-use ruma::{OwnedRoomId, RoomId, RoomVersionId, UserId, events::StateEventType};
+use ruma::{
+    OwnedRoomId, RoomId, RoomVersionId, UserId,
+    events::StateEventType,
+    push::{EventMatchConditionData, NewConditionalPushRule, NewPushRule, NewSimplePushRule, PushCondition, Ruleset},
+};
 use serde_json::{Map, Value, json};
 
 use super::{CreateRoom, Outgoing, RoomError, RoomState, versions};
@@ -72,6 +78,9 @@ impl super::Rooms {
         }
         if let Err(error) = transfer_user_data(services, &old, &new_room).await {
             tracing::warn!(%old_room, %new_room, %error, "upgraded room: could not copy the members' tags and direct chats");
+        }
+        if let Err(error) = transfer_push_rules(services, &old, &new_room).await {
+            tracing::warn!(%old_room, %new_room, %error, "upgraded room: could not copy the members' push rules");
         }
         Ok(new_room)
     }
@@ -145,6 +154,77 @@ async fn transfer_user_data(services: &Services, old: &RoomState, new_room: &Roo
         services.stream_advanced(Stream::AccountData);
     }
     Ok(())
+}
+
+/// Step 6: each local member's enabled rules for the old room (a room rule,
+/// or an override or underride rule matching `room_id`) are copied for the
+/// new room, as Synapse does, so a muted room stays muted.
+async fn transfer_push_rules(services: &Services, old: &RoomState, new_room: &RoomId) -> Result<(), RoomError> {
+    let writers = services.replication.writers();
+    if writers.writer_of(Stream::PushRules) != writers.instance() {
+        tracing::info!(old_room = %old.room_id, "upgraded room: push rules are copied only by the push_rules writer");
+        return Ok(());
+    }
+    let mut changed = false;
+    let local_members = old.joined_members().into_iter().map(|(user_id, _)| user_id).filter(|user_id| user_id.server_name() == services.server_name);
+    for user_id in local_members {
+        let copied = services
+            .storage
+            .change_push_ruleset(&user_id, |rules| match copy_room_rules(rules, &old.room_id, new_room) {
+                true => Ok(()),
+                false => Err(()),
+            })
+            .await?;
+        changed |= copied.is_ok();
+    }
+    if changed {
+        services.stream_advanced(Stream::PushRules);
+    }
+    Ok(())
+}
+
+/// Adds to `rules` a copy for `new_room` of every enabled user rule about
+/// `old_room`; whether any was added.
+fn copy_room_rules(rules: &mut Ruleset, old_room: &RoomId, new_room: &RoomId) -> bool {
+    let names_old_room = |condition: &PushCondition| {
+        matches!(condition, PushCondition::EventMatch(data) if data.key == "room_id" && data.pattern == old_room.as_str())
+    };
+    let for_new_room = |conditions: &[PushCondition]| -> Vec<PushCondition> {
+        conditions
+            .iter()
+            .map(|condition| match condition {
+                PushCondition::EventMatch(data) if names_old_room(condition) => {
+                    PushCondition::EventMatch(EventMatchConditionData::new(data.key.clone(), new_room.to_string()))
+                }
+                other => other.clone(),
+            })
+            .collect()
+    };
+    let mut copies = Vec::new();
+    for (rules_of_kind, make) in [
+        (&rules.override_, NewPushRule::Override as fn(NewConditionalPushRule) -> NewPushRule),
+        (&rules.underride, NewPushRule::Underride),
+    ] {
+        let taken = rules_of_kind.iter().any(|rule| rule.rule_id == new_room.as_str());
+        if let Some(rule) = rules_of_kind.iter().find(|rule| !rule.default && rule.enabled && rule.conditions.iter().any(names_old_room))
+            && !taken
+        {
+            copies.push(make(NewConditionalPushRule::new(new_room.to_string(), for_new_room(&rule.conditions), rule.actions.clone())));
+        }
+    }
+    let room_rule = rules.room.iter().find(|rule| rule.enabled && rule.rule_id == old_room);
+    if let Some(rule) = room_rule
+        && !rules.room.iter().any(|rule| rule.rule_id == new_room)
+    {
+        copies.push(NewPushRule::Room(NewSimplePushRule::new(new_room.to_owned(), rule.actions.clone())));
+    }
+    let copied = !copies.is_empty();
+    for copy in copies {
+        if let Err(error) = rules.insert(copy, None, None) {
+            tracing::warn!(%old_room, %new_room, %error, "upgraded room: a push rule could not be copied");
+        }
+    }
+    copied
 }
 
 /// The `createRoom` request that makes the replacement, and the power

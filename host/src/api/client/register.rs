@@ -138,7 +138,9 @@ pub async fn available(
     if !state.config.enable_registration {
         return Err(ApiError::forbidden("Registration has been disabled"));
     }
-    let user_id = validate_new_localpart(&state, &request.body.username.to_lowercase())?;
+    // Unlike `/register`, which lowercases the name, Synapse checks it as
+    // typed here, so a client can tell its user that capitals are not kept.
+    let user_id = validate_new_localpart(&state, &request.body.username)?;
     if state.storage.user_id_taken(&user_id).await? {
         return Err(ApiError::user_in_use());
     }

@@ -59,7 +59,7 @@ async fn children(state: &Services, user_id: &UserId, query: Query<'_>) -> ApiRe
     let now = state.notifier.room_position(query.room_id.as_str());
     let from = query.from.map(|token| position(state, query.room_id, token)).transpose()?;
     let to = query.to.map(|token| position(state, query.room_id, token)).transpose()?;
-    let limit = query.limit.map_or(DEFAULT_LIMIT, u64::from).clamp(1, MAX_LIMIT) as i64;
+    let limit = query.limit.map_or(DEFAULT_LIMIT, u64::from).min(MAX_LIMIT) as i64;
     let depth = if query.recurse { RECURSION_DEPTH } else { 1 };
     let (after, upto) = if backwards { (to.unwrap_or(0), from.unwrap_or(now)) } else { (from.unwrap_or(0), to.unwrap_or(now)) };
     let events = state
@@ -136,8 +136,12 @@ pub async fn threads(state: AppState, request: Ruma<get_threads::v1::Request>) -
         Some(token) => position(&state, &b.room_id, token)?,
         None => i64::MAX,
     };
-    let limit = b.limit.map_or(DEFAULT_LIMIT, u64::from).clamp(1, MAX_LIMIT) as i64;
-    let participant = (b.include == get_threads::v1::IncludeThreads::Participated).then_some(sender.user_id.as_ref());
+    let limit = b.limit.map_or(DEFAULT_LIMIT, u64::from).min(MAX_LIMIT) as i64;
+    let participant = match b.include {
+        get_threads::v1::IncludeThreads::All => None,
+        get_threads::v1::IncludeThreads::Participated => Some(sender.user_id.as_ref()),
+        _ => return Err(ApiError::invalid_param("'include' must be 'all' or 'participated'")),
+    };
     let roots = state.storage.thread_roots(&b.room_id, participant, before, limit + 1).await?;
     let more = roots.len() as i64 > limit;
     let mut shown = Vec::new();

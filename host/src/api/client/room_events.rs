@@ -199,7 +199,7 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
     };
     let to = body.to.as_deref().map(|token| room_token_position(&state, &body.room_id, token)).transpose()?;
     let filter = &body.filter;
-    let limit = u64::from(body.limit).min(filter.limit.map_or(u64::MAX, u64::from)).clamp(1, MAX_MESSAGES_LIMIT) as usize;
+    let limit = u64::from(body.limit).min(filter.limit.map_or(u64::MAX, u64::from)).min(MAX_MESSAGES_LIMIT) as usize;
     let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
     let wanted = |event: &StoredEvent| sync_filter::event_matches(filter, event);
     let end_bound = if backwards { to.unwrap_or(0) } else { to.unwrap_or(now).min(now) };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ruma::api::client::{
-    filter::{FilterDefinition, create_filter, get_filter},
+    filter::{EventFormat, FilterDefinition, create_filter, get_filter},
     sync::sync_events::{self, v3::Filter},
 };
 
@@ -57,6 +57,9 @@ pub async fn create_filter(state: AppState, request: Ruma<create_filter::v3::Req
     let sender = request.sender()?;
     if request.body.user_id != sender.user_id {
         return Err(ApiError::forbidden("Cannot create filters for other users"));
+    }
+    if !matches!(request.body.filter.event_format, EventFormat::Client | EventFormat::Federation) {
+        return Err(ApiError::bad_json("'event_format' must be 'client' or 'federation'"));
     }
     let json = serde_json::to_string(&request.body.filter).map_err(|_| ApiError::bad_json("Invalid filter"))?;
     let filter_id = state.storage.create_filter(&sender.user_id, &json).await?;
