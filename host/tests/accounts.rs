@@ -111,6 +111,12 @@ async fn password_change_can_keep_other_devices(backend: Backend) {
 async fn deactivation_needs_the_password_and_ends_every_session(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let create = |body: Value| server.post("/_matrix/client/v3/createRoom", Some(&bob.access_token), body);
+    let joined = create(json!({"preset": "public_chat"})).await.1["room_id"].as_str().unwrap().to_owned();
+    let invited = create(json!({"invite": [alice.user_id]})).await.1["room_id"].as_str().unwrap().to_owned();
+    let (status, _) = server.post(&format!("/_matrix/client/v3/join/{joined}"), Some(&alice.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = server.post(DEACTIVATE, Some(&alice.access_token), json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = server.post(DEACTIVATE, Some(&alice.access_token), json!({"auth": password_auth("alice", "wrong", None)})).await;
@@ -119,7 +125,12 @@ async fn deactivation_needs_the_password_and_ends_every_session(backend: Backend
 
     let (status, body) = server.post(DEACTIVATE, Some(&alice.access_token), json!({"auth": password_auth("alice", "pw", None)})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["id_server_unbind_result"], "no-support");
+    assert_eq!(body["id_server_unbind_result"], "success", "no identifier was bound, so none failed to unbind");
+    // Alice left the room she was in and rejected her invite, as Synapse does.
+    for room in [&joined, &invited] {
+        let (_, member) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", alice.user_id), Some(&bob.access_token)).await;
+        assert_eq!(member["membership"], "leave", "{room}: {member}");
+    }
     let (status, body) = server.get(WHOAMI, Some(&alice.access_token)).await;
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
     let (status, body) = server.post("/_matrix/client/v3/login", None, login_body("alice", "pw")).await;

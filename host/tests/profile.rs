@@ -37,6 +37,13 @@ async fn profile_fields_round_trip(backend: Backend) {
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"));
     let (status, _) = server.put(&format!("{profile}/avatar_url"), token, json!({"avatar_url": "https://not.mxc/x"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let long = format!("mxc://example.org/{}", "a".repeat(1000));
+    let (status, body) = server.put(&format!("{profile}/avatar_url"), token, json!({"avatar_url": long})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "Synapse's 1000-character limit: {body}");
+    let (status, body) = server.put(&format!("{profile}/displayname"), token, json!({"avatar_url": "mxc://example.org/abc"})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"), "{body}");
+    let (status, body) = server.put(&format!("{profile}/displayname"), token, json!({"displayname": 7})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(server.get(&format!("{profile}/displayname"), None).await.1, json!({"displayname": "Alice A."}), "nothing changed");
 
     // An empty display name or avatar URL removes it, as Synapse does and Element expects.
@@ -48,8 +55,10 @@ async fn profile_fields_round_trip(backend: Backend) {
     }
     let (_, body) = server.get(&profile, None).await;
     assert_eq!(body, json!({"org.example.pronouns": "she/her"}));
-    let (status, _) = server.put(&format!("{profile}/displayname"), token, json!({"displayname": "Alice A."})).await;
-    assert_eq!(status, StatusCode::OK);
+    // Other keys are ignored, as Synapse ignores them.
+    let (status, body) = server.put(&format!("{profile}/displayname"), token, json!({"displayname": "Alice A.", "avatar_url": "mxc://x/y"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.get(&format!("{profile}/avatar_url"), None).await.0, StatusCode::NOT_FOUND, "only the named field is set");
 
     let (status, _) = server.delete(&format!("{profile}/org.example.pronouns"), token, json!({})).await;
     assert_eq!(status, StatusCode::OK);

@@ -1,15 +1,19 @@
 //! `/account/whoami`, `/account/password`, `/account/deactivate` (the last
-//! two need the account's password through user-interactive auth),
+//! two need the account's password through user-interactive auth; a
+//! deactivated account leaves its rooms and rejects its invites),
 //! `/account/3pid` (list, delete, unbind), which find no third-party
 //! identifiers: Weft keeps none, and the registration-token check.
 
 use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, check_registration_token_validity, deactivate, delete_3pid, unbind_3pid, whoami};
 
+use ruma::UserId;
+
 use super::register::{check_password_length, required_password};
 use crate::{
     api::{error::ApiResult, ruma_route::Ruma, uia},
     crypto::password,
-    services::AppState,
+    rooms::Membership,
+    services::{AppState, Services},
 };
 
 pub async fn whoami(_: AppState, request: Ruma<whoami::v3::Request>) -> ApiResult<whoami::v3::Response> {
@@ -69,10 +73,31 @@ pub async fn change_password(state: AppState, request: Ruma<change_password::v3:
 pub async fn deactivate(state: AppState, request: Ruma<deactivate::v3::Request>) -> ApiResult<deactivate::v3::Response> {
     let sender = request.sender()?;
     uia::authenticate(&state, request.body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
+    // Rooms first: should this request fail half-way, the account is still
+    // usable and the client may try again, where the other order would leave
+    // a deactivated member in rooms nobody can take it out of.
+    part_every_room(&state, &sender.user_id).await?;
     state.storage.deactivate_user(&sender.user_id).await?;
     state.stream_advanced(crate::storage::Stream::DeviceLists);
     tracing::info!(user_id = %sender.user_id, "deactivated a user");
-    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+    // No identifier was bound, so every unbinding there was to do succeeded (Synapse's answer).
+    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::Success))
+}
+
+/// As Synapse: a deactivated account leaves every room it is in and
+/// rejects its invites and withdraws its knocks, so that other members
+/// stop listing it and encrypting to it. A room that refuses is logged and
+/// skipped.
+async fn part_every_room(state: &Services, user_id: &UserId) -> ApiResult<()> {
+    for (room_id, membership, _) in state.storage.memberships_of(user_id).await? {
+        if !matches!(membership.as_str(), "join" | "invite" | "knock") {
+            continue;
+        }
+        if let Err(error) = state.rooms.set_membership(state, &room_id, user_id, user_id, Membership::Leave, None).await {
+            tracing::warn!(%user_id, %room_id, %error, "deactivation: could not leave the room");
+        }
+    }
+    Ok(())
 }
 
 /// Weft keeps no third-party identifiers, so there is nothing to unbind

@@ -9,7 +9,7 @@ use ruma::{
     RoomAliasId, RoomId, UInt, UserId,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
-        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility},
         room::{Visibility, aliases},
     },
     directory::PublicRoomsChunk,
@@ -146,14 +146,44 @@ pub async fn get_visibility(state: AppState, request: Ruma<get_room_visibility::
     Ok(get_room_visibility::v3::Response::new(if published { Visibility::Public } else { Visibility::Private }))
 }
 
-pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::v3::Request>) -> ApiResult<set_room_visibility::v3::Response> {
+pub mod set_room_visibility {
+    //! `PUT /directory/list/room/{roomId}`, declared here because ruma's
+    //! request requires `visibility`, which the spec lets default to `public`.
+    use ruma::{
+        OwnedRoomId,
+        api::{auth_scheme::AccessToken, client::room::Visibility, metadata, request, response},
+    };
+
+    metadata! {
+        method: PUT,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/directory/list/room/{room_id}",
+            1.1 => "/_matrix/client/v3/directory/list/room/{room_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+        pub visibility: Option<Visibility>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::Request>) -> ApiResult<set_room_visibility::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     let room = room_state(&state, &body.room_id).await?;
     if !sender.admin && !may_set_canonical_alias(&room, &sender.user_id) {
         return Err(ApiError::forbidden("You may not change this room's directory listing"));
     }
-    let public = match &body.visibility {
+    let public = match body.visibility.as_ref().unwrap_or(&Visibility::Public) {
         Visibility::Public => true,
         Visibility::Private => false,
         other => return Err(ApiError::invalid_param(format!("unknown visibility `{}`", other.as_str()))),
@@ -165,7 +195,7 @@ pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::
         )?;
     }
     state.storage.set_room_published(&body.room_id, public).await?;
-    Ok(set_room_visibility::v3::Response::new())
+    Ok(set_room_visibility::Response::default())
 }
 
 pub async fn public_rooms(state: AppState, request: Ruma<get_public_rooms::v3::Request>) -> ApiResult<get_public_rooms::v3::Response> {

@@ -51,7 +51,7 @@ pub(crate) fn spam_allows(verdict: SpamVerdict, message: &str) -> super::error::
 
 use ruma::api::client::{
     alias::{create_alias, delete_alias, get_alias},
-    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility},
     account::{change_password, deactivate, get_username_availability, register as register_api, whoami},
     device::{delete_device, delete_devices, get_device, get_devices, update_device},
     discovery::{get_capabilities, get_supported_versions},
@@ -61,7 +61,7 @@ use ruma::api::client::{
         joined_rooms, kick_user, leave_room, unban_user,
     },
     message::{get_message_events, send_message_event},
-    profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+    profile::{delete_profile_field, get_profile, get_profile_field},
     push,
     room::{aliases, create_room, get_room_event},
     state::{get_state_event_for_key, get_state_events, send_state_event},
@@ -124,14 +124,14 @@ pub fn routes(table: &mut RouteTable) {
         .add::<joined_members::v3::Request, _, _>(G::ClientReads, room_events::joined_members)
         .add::<get_profile::v3::Request, _, _>(G::ClientReads, profile::get)
         .add::<get_profile_field::v3::Request, _, _>(G::ClientReads, profile::get_field)
-        .add::<set_profile_field::v3::Request, _, _>(G::Profile, profile::set_field)
+        .add::<profile::set_profile_field::Request, _, _>(G::Profile, profile::set_field)
         .add::<delete_profile_field::v3::Request, _, _>(G::Profile, profile::delete_field)
         .add::<create_alias::v3::Request, _, _>(G::Directory, directory::create)
         .add::<get_alias::v3::Request, _, _>(G::ClientReads, directory::get)
         .add::<delete_alias::v3::Request, _, _>(G::Directory, directory::delete)
         .add::<aliases::v3::Request, _, _>(G::ClientReads, directory::room_aliases)
         .add::<get_room_visibility::v3::Request, _, _>(G::ClientReads, directory::get_visibility)
-        .add::<set_room_visibility::v3::Request, _, _>(G::Directory, directory::set_visibility)
+        .add::<directory::set_room_visibility::Request, _, _>(G::Directory, directory::set_visibility)
         .add::<get_public_rooms::v3::Request, _, _>(G::ClientReads, directory::public_rooms)
         .add::<get_public_rooms_filtered::v3::Request, _, _>(G::ClientReads, directory::public_rooms_filtered)
         .add::<listed::get_context::Request, _, _>(G::ClientReads, room_context::context)

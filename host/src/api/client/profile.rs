@@ -6,7 +6,7 @@
 
 use ruma::{
     UserId,
-    api::client::profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+    api::client::profile::{delete_profile_field, get_profile, get_profile_field},
     profile::{ProfileFieldName, ProfileFieldValue},
 };
 
@@ -20,6 +20,8 @@ use crate::{
 
 /// Synapse's limit on display names.
 const MAX_DISPLAYNAME_LENGTH: usize = 256;
+/// Synapse's limit on avatar URLs.
+const MAX_AVATAR_URL_LENGTH: usize = 1000;
 /// Any one field's JSON, as the spec's limit on a whole profile suggests.
 const MAX_FIELD_BYTES: usize = 65_536;
 
@@ -53,37 +55,79 @@ pub async fn get_field(state: AppState, request: Ruma<get_profile_field::v3::Req
     Ok(get_profile_field::v3::Response::new(value))
 }
 
-pub async fn set_field(state: AppState, request: Ruma<set_profile_field::v3::Request>) -> ApiResult<set_profile_field::v3::Response> {
+pub mod set_profile_field {
+    //! `PUT /profile/{userId}/{field}`, declared here because ruma's request
+    //! takes a body of exactly one key, where Synapse reads the field's key
+    //! and ignores the others (clients send `displayname` and `avatar_url`
+    //! together).
+    use ruma::{
+        OwnedUserId,
+        api::{auth_scheme::AccessToken, metadata, request, response},
+        serde::JsonObject,
+    };
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            unstable("uk.tcpip.msc4133") => "/_matrix/client/unstable/uk.tcpip.msc4133/profile/{user_id}/{field}",
+            1.0 => "/_matrix/client/r0/profile/{user_id}/{field}",
+            1.1 => "/_matrix/client/v3/profile/{user_id}/{field}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+        #[ruma_api(path)]
+        pub field: String,
+        #[ruma_api(body)]
+        pub content: JsonObject,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+pub async fn set_field(state: AppState, request: Ruma<set_profile_field::Request>) -> ApiResult<set_profile_field::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     if body.user_id != sender.user_id {
         return Err(ApiError::forbidden("Cannot change another user's profile"));
     }
-    let field = body.value.field_name();
-    let value = body.value.value().into_owned();
+    let value = body.content.get(&body.field).ok_or_else(|| ApiError::missing_param(format!("Missing key '{}'", body.field)))?;
+    let value = ProfileFieldValue::new(&body.field, value.clone()).map_err(|e| ApiError::bad_json(format!("Invalid '{}': {e}", body.field)))?;
+    set_value(&state, &sender.user_id, value).await?;
+    Ok(set_profile_field::Response::default())
+}
+
+async fn set_value(state: &Services, user_id: &UserId, typed: ProfileFieldValue) -> ApiResult<()> {
+    let field = typed.field_name();
+    let value = typed.value().into_owned();
     // As Synapse: an empty display name or avatar URL removes it (Element
     // clears an avatar by setting "").
     if matches!(field, ProfileFieldName::DisplayName | ProfileFieldName::AvatarUrl) && value.as_str() == Some("") {
-        state.storage.delete_profile_field(&sender.user_id, field.as_str()).await?;
-        propagate(&state, &sender.user_id, &field).await?;
-        return Ok(set_profile_field::v3::Response::new());
+        state.storage.delete_profile_field(user_id, field.as_str()).await?;
+        return propagate(state, user_id, &field).await;
     }
-    if let ProfileFieldValue::DisplayName(name) = &body.value
-        && name.chars().count() > MAX_DISPLAYNAME_LENGTH
-    {
-        return Err(ApiError::bad_json(format!("Display names are at most {MAX_DISPLAYNAME_LENGTH} characters")));
-    }
-    if let ProfileFieldValue::AvatarUrl(uri) = &body.value
-        && !uri.is_valid()
-    {
-        return Err(ApiError::invalid_param("avatar_url must be an mxc:// URI"));
+    match &typed {
+        ProfileFieldValue::DisplayName(name) if name.chars().count() > MAX_DISPLAYNAME_LENGTH => {
+            return Err(ApiError::bad_json(format!("Display names are at most {MAX_DISPLAYNAME_LENGTH} characters")));
+        }
+        ProfileFieldValue::AvatarUrl(uri) if !uri.is_valid() => return Err(ApiError::invalid_param("avatar_url must be an mxc:// URI")),
+        ProfileFieldValue::AvatarUrl(uri) if uri.as_str().len() > MAX_AVATAR_URL_LENGTH => {
+            return Err(ApiError::bad_json(format!("Avatar URLs are at most {MAX_AVATAR_URL_LENGTH} characters")));
+        }
+        _ => {}
     }
     if value.to_string().len() > MAX_FIELD_BYTES {
         return Err(ApiError::too_large(MAX_FIELD_BYTES as u64));
     }
-    state.storage.set_profile_field(&sender.user_id, field.as_str(), &value).await?;
-    propagate(&state, &sender.user_id, &field).await?;
-    Ok(set_profile_field::v3::Response::new())
+    state.storage.set_profile_field(user_id, field.as_str(), &value).await?;
+    propagate(state, user_id, &field).await
 }
 
 pub async fn delete_field(
