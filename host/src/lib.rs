@@ -13,6 +13,8 @@
 //! - [`crypto`]: password hashing, access tokens, the server signing key.
 //! - [`http_client`]: how every outbound HTTP client is built (one TLS
 //!   configuration, made once).
+//! - [`media`]: the media repository: uploads, the files under
+//!   `media_store_path`, downloads and thumbnails.
 //! - [`plugins`]: the WebAssembly plugin runtime (wasmtime), its limits and
 //!   capabilities, and the spam-checker chain call sites use.
 //! - [`ratelimit`]: Synapse-style leaky buckets for the `rc_*` options.
@@ -38,6 +40,7 @@ pub mod config;
 pub mod crypto;
 pub mod http_client;
 pub mod json;
+pub mod media;
 pub mod plugins;
 pub mod presence;
 pub mod push;

@@ -48,6 +48,8 @@ pub struct Services {
     pub push_rulesets: crate::push::RulesetCache,
     /// Who writes what, the bus to the other processes, and calls to them.
     pub replication: crate::replication::Replication,
+    /// The media repository, on the instances that run it.
+    pub media: Option<crate::media::MediaRepository>,
 }
 
 impl std::fmt::Debug for Services {
@@ -68,6 +70,8 @@ pub enum StartupError {
     ServerName(String),
     #[error("cannot set up replication over Redis: {0}")]
     Replication(#[from] redis::RedisError),
+    #[error("cannot open the media store {path}: {source}")]
+    MediaStore { path: String, source: std::io::Error },
     #[error("cannot read registration_shared_secret_path {path}: {source}")]
     SharedSecret { path: String, source: std::io::Error },
 }
@@ -141,6 +145,8 @@ impl Services {
         };
         // Plugins keep their key-value state in the database.
         let plugin_services = Arc::new(LiveServices::new(Arc::new(storage.clone())));
+        let media = crate::media::MediaRepository::from_config(&config)
+            .map_err(|source| StartupError::MediaStore { path: config.media_store_path().display().to_string(), source })?;
         let spam_checker = crate::plugins::load_spam_checkers(&config, plugin_services, &replication.client).await?;
         Ok(Arc::new(Self {
             spam_checker,
@@ -154,6 +160,7 @@ impl Services {
             notifier,
             typing,
             replication,
+            media,
             presence: Default::default(),
             push_rulesets: Default::default(),
             config,

@@ -235,3 +235,28 @@ fn durations_take_synapse_units_or_milliseconds() {
     let errors = errors_of(&format!("turn_user_lifetime = \"2 fortnights\"\n{MINIMAL}"));
     assert!(has_error(&errors, "turn_user_lifetime", "is not a duration"), "{errors:?}");
 }
+
+#[test]
+fn media_options_take_synapse_sizes_and_the_store_sits_beside_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    let file = write(&dir, "conf/homeserver.toml", &format!("max_upload_size = \"10M\"\nmax_image_pixels = 1000000\n{MINIMAL}"));
+    let config = config::load_files(&[file]).unwrap();
+    assert_eq!(config.max_upload_size(), 10 << 20);
+    assert_eq!(config.max_image_pixels(), 1_000_000);
+    assert_eq!(config.media_store_path(), dir.path().join("conf/media_store"), "Synapse's default name, beside the file");
+    assert!(config.runs_media_repo(), "main runs the media repository by default");
+    assert!(config::describe(&config).contains("media repository: yes, files in"), "{}", config::describe(&config));
+
+    let file = write(&dir, "conf/other.toml", &format!("media_store_path = \"files\"\nenable_media_repo = false\n{MINIMAL}"));
+    let config = config::load_files(&[file]).unwrap();
+    assert_eq!(config.media_store_path(), dir.path().join("conf/files"));
+    assert!(!config.runs_media_repo());
+
+    let errors = errors_of(&format!("max_upload_size = \"10Q\"\nurl_preview_enabled = true\n{MINIMAL}"));
+    assert!(has_error(&errors, "max_upload_size", "is not a size"), "{errors:?}");
+    let errors = errors_of(&format!("url_preview_enabled = true\nmax_upload_size = 0\n{MINIMAL}\n[[thumbnail_sizes]]\nwidth = 0\nheight = 10\nmethod = \"crop\"\n"));
+    assert!(has_error(&errors, "url_preview_enabled", "not supported"), "{errors:?}");
+    assert!(has_error(&errors, "max_upload_size", "more than 0"), "{errors:?}");
+    assert!(has_error(&errors, "thumbnail_sizes[0]", "at least 1"), "{errors:?}");
+}

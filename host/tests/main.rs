@@ -21,6 +21,7 @@ mod ignoring;
 mod join_rules;
 mod keys;
 mod login;
+mod media;
 mod plugins;
 mod process;
 mod profile;

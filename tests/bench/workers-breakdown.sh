@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Where the one-persister deployment's send throughput goes (docs/benchmarks.md,
 # "what each part of the deployment costs"): the send scenario against the
-# monolith and against the example deployment with every room on persister1,
-# four ways, interleaved for ROUNDS rounds (default 2):
+# monolith, the monolith behind `weft router`, and the example deployment with
+# every room on persister1 four ways, interleaved for ROUNDS rounds (default 2):
 #
+#   routed     the monolith behind `weft router` (config/bench-router.toml),
+#              the hop a production monolith also has behind its TLS proxy
 #   router     through `weft router`, as tests/bench/workers.sh runs it
 #   direct     straight to persister1's client listener, no router hop
 #   paused     through the router, with main, client1 and sync1 (the three
@@ -16,7 +18,7 @@
 #
 # Needs release binaries (cargo build --release -p weft --bins), PostgreSQL and
 # Redis on their default local ports, and the ports of tests/bench/workers.sh
-# plus 18800. Drops and recreates weft_bench and weft_bench_workers.
+# plus 18800 and 18808. Drops and recreates weft_bench and weft_bench_workers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,6 +40,19 @@ monolith() {
     wait_for http://127.0.0.1:18800/health
     "$bin/weft-loadgen" --url http://127.0.0.1:18800 "${load[@]}" >"$run/load.out" 2>&1 || true
     kill "$server"; wait "$server" || true
+    throughput "$run/load.out"
+}
+
+routed_monolith() {
+    recreate weft_bench
+    "$bin/weft" run -c config/bench.toml >"$run/monolith.log" 2>&1 &
+    local server=$!
+    "$bin/weft" router -c config/bench.toml -c config/bench-router.toml >"$run/router.log" 2>&1 &
+    local router=$!
+    wait_for http://127.0.0.1:18800/health
+    wait_for http://127.0.0.1:18808/health
+    "$bin/weft-loadgen" --url http://127.0.0.1:18808 "${load[@]}" >"$run/load.out" 2>&1 || true
+    kill "$router" "$server"; wait "$router" "$server" || true
     throughput "$run/load.out"
 }
 
@@ -69,9 +84,9 @@ deployment() {
     throughput "$run/load.out"
 }
 
-printf 'round  monolith  router  direct  paused  both   (messages/s)\n'
+printf 'round  monolith  routed  router  direct  paused  both   (messages/s)\n'
 for round in $(seq 1 "$rounds"); do
-    printf '%-6s %-9s' "$round" "$(monolith)"
+    printf '%-6s %-9s %-7s' "$round" "$(monolith)" "$(routed_monolith)"
     for variant in router direct paused both; do printf ' %-7s' "$(deployment "$variant")"; done
     printf '\n'
 done

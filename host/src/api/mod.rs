@@ -14,6 +14,7 @@ pub mod error;
 pub mod federation;
 pub mod groups;
 mod legacy_fields;
+pub mod media;
 pub mod middleware;
 pub mod ops;
 mod parse_guard;
@@ -59,6 +60,10 @@ pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
         federation::federation_routes(&mut table);
     }
     let mut router = table.into_router();
+    let serves_media = [Resource::Client, Resource::Federation, Resource::Media].into_iter().any(|resource| listener.serves(resource));
+    if serves_media && let Some(media) = media::routes(&state) {
+        router = router.merge(media);
+    }
     if listener.serves(Resource::Replication) {
         let internal = replication::routes().layer(axum::middleware::from_fn_with_state(state.clone(), replication::authenticate));
         router = router.merge(internal);

@@ -4,9 +4,10 @@
 //!
 //! Two sources: the routes the server registers (the same `RouteTable` calls
 //! that build each listener's router, so the list cannot drift from what is
-//! served), and routes of the worker document's groups that Weft does not
-//! serve yet (federation, media, SSO), declared here from ruma's request
-//! types. A registered route wins over a declared one with the same method and
+//! served), and routes declared here from ruma's request types: those of the
+//! worker document's groups that Weft does not serve yet (federation, SSO),
+//! and the media repository's, which `api::media` serves with handlers of its
+//! own (file bodies, not JSON). A registered route wins over a declared one with the same method and
 //! path, so implementing an endpoint needs no change here, only eventually
 //! the removal of its now redundant line.
 
@@ -37,7 +38,7 @@ pub fn all_routes() -> Vec<RouteEntry> {
     routes
 }
 
-/// Routes the worker document groups that no Weft handler serves yet.
+/// Routes no `RouteTable` registers: not served yet, or served by `api::media`.
 // The unauthenticated media endpoints are deprecated, but clients still call them.
 #[allow(deprecated)]
 fn not_yet_served() -> Vec<RouteEntry> {

@@ -229,7 +229,7 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
     Ok(Incoming { parts, body, sender, client_addr, action })
 }
 
-fn client_addr(headers: &http::HeaderMap, extensions: &http::Extensions) -> String {
+pub(crate) fn client_addr(headers: &http::HeaderMap, extensions: &http::Extensions) -> String {
     let trust_forwarded = extensions.get::<ListenerContext>().is_some_and(|context| context.x_forwarded);
     if trust_forwarded
         && let Some(forwarded) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())

@@ -43,6 +43,8 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(out, "writes streams: {}", if written.is_empty() { "none".to_owned() } else { written.join(", ") });
     let background = config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == instance;
     let _ = writeln!(out, "runs background tasks: {}", if background { "yes" } else { "no" });
+    let media = if config.runs_media_repo() { format!("yes, files in {}", config.media_store_path().display()) } else { "no".to_owned() };
+    let _ = writeln!(out, "media repository: {media}");
     let registration = match (config.enable_registration, config.registration_shared_secret.is_some() || config.registration_shared_secret_path.is_some()) {
         (true, _) => "open to anyone (m.login.dummy)",
         (false, true) => "closed; admins register users with the shared secret",

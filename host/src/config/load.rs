@@ -232,6 +232,15 @@ fn resolve_relative_paths(config: &mut Config, origins: &Origins) {
     if let Some(path) = config.plugin_cache_dir.as_mut() {
         resolve("plugin_cache_dir", path);
     }
+    // Synapse's default media store, `media_store`, sits next to the first configuration file.
+    match config.media_store_path.as_mut() {
+        Some(path) => resolve("media_store_path", path),
+        None => {
+            if let Some(dir) = origins.files.first().and_then(|f| f.parent()) {
+                config.media_store_path = Some(dir.join("media_store"));
+            }
+        }
+    }
     for plugin in &mut config.plugins {
         resolve("plugins", &mut plugin.path);
         if let Some(dir) = plugin.capabilities.data_dir.as_mut() {

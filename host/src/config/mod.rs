@@ -13,6 +13,7 @@
 mod describe;
 mod duration;
 mod load;
+mod media;
 mod plugins;
 mod schema;
 mod validate;
@@ -21,6 +22,7 @@ pub mod zero_setup;
 pub use describe::describe;
 pub use duration::SynapseDuration;
 pub use load::{ConfigError, ConfigErrors, load_files, load_str};
+pub use media::{ByteSize, ThumbnailMethod, ThumbnailSize};
 pub use plugins::*;
 pub use schema::*;
 

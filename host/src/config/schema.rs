@@ -6,6 +6,8 @@ use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::SynapseDuration;
+
 /// The whole configuration of one instance after merging its files.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -68,7 +70,22 @@ pub struct Config {
     pub turn_username: Option<String>,
     pub turn_password: Option<String>,
     /// How long TURN credentials last (default one hour): `turn_user_lifetime()`.
-    pub turn_user_lifetime: Option<super::SynapseDuration>,
+    pub turn_user_lifetime: Option<SynapseDuration>,
+
+    // The media repository (`media.rs`), Synapse's options.
+    /// Whether this instance serves media: `runs_media_repo()`.
+    pub enable_media_repo: Option<bool>,
+    pub media_store_path: Option<PathBuf>,
+    pub max_upload_size: Option<super::ByteSize>,
+    pub max_image_pixels: Option<super::ByteSize>,
+    /// Thumbnails of exactly the requested size rather than the nearest of `thumbnail_sizes`.
+    pub dynamic_thumbnails: bool,
+    pub thumbnail_sizes: Option<Vec<super::ThumbnailSize>>,
+    pub max_pending_media_uploads: Option<u64>,
+    pub unused_expiration_time: Option<SynapseDuration>,
+    pub enable_authenticated_media: Option<bool>,
+    /// Refused when true: Weft has no URL previews yet.
+    pub url_preview_enabled: bool,
 
     // Operations.
     pub enable_metrics: bool,

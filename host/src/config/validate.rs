@@ -27,6 +27,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigE
     check_rate_limit("rc_login.address", &config.rc_login.address, &mut fail);
     check_rate_limit("rc_login.account", &config.rc_login.account, &mut fail);
     check_rate_limit("rc_login.failed_attempts", &config.rc_login.failed_attempts, &mut fail);
+    super::media::check(config, &mut fail);
     crate::plugins::verify::check(config, &mut fail);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
         fail("logging.level", format!("not a valid log filter: {e}"));

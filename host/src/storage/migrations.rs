@@ -119,6 +119,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0018_uia_client_params.sql"),
         include_str!("../../migrations/sqlite/0018_uia_client_params.sql"),
     ),
+    (
+        19,
+        "media",
+        include_str!("../../migrations/postgres/0019_media.sql"),
+        include_str!("../../migrations/sqlite/0019_media.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

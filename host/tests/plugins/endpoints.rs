@@ -1,7 +1,8 @@
 //! The call sites that exist today, through a real server: registration
 //! (`check-registration-for-spam`: deny is a 429 as in Synapse, shadow-ban
 //! registers a shadow-banned user) and login (`check-login-for-spam`: 403
-//! with the plugin's errcode and fields), the chain order, and failure.
+//! with the plugin's errcode and fields), media uploads
+//! (`check-media-file-for-spam`), the chain order, and failure.
 
 use http::StatusCode;
 use serde_json::json;
@@ -18,6 +19,7 @@ on_both_backends!(
     registration_shadow_ban_registers_a_shadow_banned_user,
     login_rejection_carries_the_plugins_errcode_and_fields,
     spam_rules_blocks_usernames_end_to_end,
+    spam_rules_refuses_uploads_by_type_and_size_and_keeps_nothing,
     the_first_checker_that_does_not_allow_wins,
     a_failing_checker_refuses_without_a_server_error,
 );
@@ -75,6 +77,25 @@ async fn spam_rules_blocks_usernames_end_to_end(backend: Backend) {
     let (status, _) = register(&server, "dave").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(server.post(LOGIN, None, login_body("dave", "pw")).await.0, StatusCode::OK);
+}
+
+async fn spam_rules_refuses_uploads_by_type_and_size_and_keeps_nothing(backend: Backend) {
+    let settings = "media_allowed_types = [\"image/*\"]\nmedia_max_bytes = 100";
+    let server = TestServer::builder(backend).config(&spam_rules(settings)).start().await;
+    let token = server.register("ann", "pw").await.access_token;
+    let upload = |content_type: &'static str, bytes: Vec<u8>| {
+        server.send(server.raw(http::Method::POST, "/_matrix/media/v3/upload").bearer_auth(&token).header("content-type", content_type).body(bytes))
+    };
+    let (status, body) = upload("text/html", b"<p>hi</p>".to_vec()).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
+    let (status, body) = upload("image/png", vec![0u8; 101]).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_TOO_LARGE"), "{body}");
+    assert_eq!(body["max_bytes"], 100, "the plugin's fields reach the client");
+    let store = server.db.dir().join("media_store");
+    assert_eq!(std::fs::read_dir(store.join("local_content")).unwrap().count(), 0, "refused files are not kept");
+    assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+    let (status, body) = upload("image/png", vec![0u8; 100]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 async fn the_first_checker_that_does_not_allow_wins(backend: Backend) {

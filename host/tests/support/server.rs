@@ -184,6 +184,9 @@ impl TestServerBuilder {
         if !has("enable_registration") {
             text.push_str("enable_registration = true\nenable_registration_without_verification = true\n");
         }
+        if !has("media_store_path") {
+            text.push_str(&format!("media_store_path = {:?}\n", db.dir().join("media_store").display().to_string()));
+        }
         if self.shared_secret && !has("registration_shared_secret") {
             text.push_str("registration_shared_secret = \"test-shared-secret\"\n");
         }

@@ -65,6 +65,7 @@ pub struct Process {
 }
 
 pub struct Deployment {
+    pub server_name: String,
     pub redis: Redis,
     pub processes: BTreeMap<String, Process>,
     shared: PathBuf,
@@ -89,6 +90,11 @@ impl Deployment {
     /// `start` with `extra_shared_toml` in the shared file, among its
     /// top-level options: it may set options, then open tables (`[[plugins]]`).
     pub async fn start_with(extra_shared_toml: &str) -> Self {
+        Self::start_configured(extra_shared_toml, &[]).await
+    }
+
+    /// `start_with`, and `(instance, toml)` pairs added to those instances' own files.
+    pub async fn start_configured(extra_shared_toml: &str, extra_own_toml: &[(&str, &str)]) -> Self {
         let db = TestDb::new(Backend::Postgres).await;
         let redis = Redis::start();
         let dir = tempfile::tempdir().unwrap();
@@ -106,10 +112,11 @@ impl Deployment {
                 instance_map.push_str(&format!("serves = {WORKER_GROUPS:?}\n"));
             }
             let listeners = listeners_toml(client_port, replication_port);
+            let extra: String = extra_own_toml.iter().filter(|(instance, _)| *instance == name).map(|(_, toml)| format!("{toml}\n")).collect();
             let own = if name == "main" {
-                format!("listeners = {listeners}\n")
+                format!("{extra}listeners = {listeners}\n")
             } else {
-                format!("worker_app = \"synapse.app.generic_worker\"\nworker_name = \"{name}\"\nworker_listeners = {listeners}\n")
+                format!("{extra}worker_app = \"synapse.app.generic_worker\"\nworker_name = \"{name}\"\nworker_listeners = {listeners}\n")
             };
             let config = dir.path().join(format!("{name}.toml"));
             std::fs::write(&config, own).unwrap();
@@ -134,7 +141,7 @@ impl Deployment {
         )
         .unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let mut deployment = Self { redis, processes, shared, http, router: None, router_port, _db: db, dir };
+        let mut deployment = Self { server_name, redis, processes, shared, http, router: None, router_port, _db: db, dir };
         for (name, _) in INSTANCES {
             deployment.start_process(name).await;
         }

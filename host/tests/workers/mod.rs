@@ -5,6 +5,7 @@
 mod deployment;
 mod failover;
 mod faults;
+mod media;
 mod replication;
 mod supervisor;
 mod validation;

@@ -1,0 +1,253 @@
+//! The media repository: uploads (direct, and asynchronous through
+//! `/create`), their files, downloads that wait for content still on its
+//! way, and thumbnails made on first request and kept.
+//!
+//! Owns: `media_store_path` (files, `files`) and the `local_media` rows
+//! (through `storage`). The HTTP surface is `api::media`; this module knows
+//! nothing of requests. Runs on the instances `Config::runs_media_repo`
+//! names; several such instances must share the store's directory.
+//!
+//! Must not: serve remote media (federation is not there yet) or trust a
+//! media id from a request before `valid_media_id` says it can name a file.
+
+mod files;
+pub mod thumbnail;
+
+use std::time::Duration;
+
+use rand::{Rng, distributions::Alphanumeric};
+
+pub use files::{MediaStore, Received, HEAD_BYTES};
+
+use crate::{
+    config::{Config, ThumbnailMethod, ThumbnailSize},
+    storage::{AttachError, LocalMedia, MediaContent, Storage, StorageError},
+};
+
+/// How long a download waits for content at most, whatever it asks.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting download looks for content another instance stored.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("the upload is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the request body could not be read")]
+    BodyRead,
+    #[error("no such media")]
+    NotFound,
+    #[error("the media has not been uploaded yet")]
+    NotYetUploaded,
+    #[error("too many media ids are waiting for their uploads")]
+    TooManyPending,
+    #[error("the media already has its content")]
+    CannotOverwrite,
+    #[error("the media id belongs to another user")]
+    NotOwner,
+    #[error("the media id can no longer take an upload")]
+    Expired,
+    #[error("this content cannot be thumbnailed")]
+    CannotThumbnail,
+    #[error("the image is too large to thumbnail")]
+    ImageTooLarge,
+    #[error("media store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Stored content, ready to be sent.
+#[derive(Debug)]
+pub struct Download {
+    pub content: MediaContent,
+    pub file: tokio::fs::File,
+}
+
+/// A thumbnail, ready to be sent.
+#[derive(Debug)]
+pub struct Thumbnail {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct MediaRepository {
+    store: MediaStore,
+    max_upload_size: u64,
+    max_image_pixels: u64,
+    thumbnail_sizes: Vec<ThumbnailSize>,
+    dynamic_thumbnails: bool,
+    max_pending_uploads: u64,
+    unused_expiration: Duration,
+    /// Wakes downloads waiting here when an upload completes here.
+    uploaded: tokio::sync::Notify,
+}
+
+impl MediaRepository {
+    /// The repository of an instance that runs it, with its store's
+    /// directories created; `None` on other instances.
+    pub fn from_config(config: &Config) -> std::io::Result<Option<Self>> {
+        if !config.runs_media_repo() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            store: MediaStore::open(config.media_store_path())?,
+            max_upload_size: config.max_upload_size(),
+            max_image_pixels: config.max_image_pixels(),
+            thumbnail_sizes: config.thumbnail_sizes(),
+            dynamic_thumbnails: config.dynamic_thumbnails,
+            max_pending_uploads: config.max_pending_media_uploads(),
+            unused_expiration: config.unused_expiration_time(),
+            uploaded: tokio::sync::Notify::new(),
+        }))
+    }
+
+    pub fn max_upload_size(&self) -> u64 {
+        self.max_upload_size
+    }
+
+    /// Receives an upload's body to a temporary file, within the size limit.
+    pub async fn receive(&self, body: axum::body::Body) -> Result<Received, MediaError> {
+        self.store.receive(body, self.max_upload_size).await
+    }
+
+    pub async fn discard(&self, received: &Received) {
+        self.store.discard(received).await
+    }
+
+    /// Stores a received upload under a new media id of `user_id`.
+    pub async fn store_new(&self, storage: &Storage, user_id: &str, received: &Received, media_type: Option<String>, upload_name: Option<String>) -> Result<String, MediaError> {
+        let media_id = random_id();
+        self.store.keep(received, &media_id).await?;
+        let content = content_of(received, media_type, upload_name);
+        if let Err(error) = storage.add_local_media(&media_id, user_id, &content).await {
+            let _ = tokio::fs::remove_file(self.store.content_path(&media_id)).await;
+            return Err(error.into());
+        }
+        Ok(media_id)
+    }
+
+    /// Hands out a media id for a later upload: the id and until when it
+    /// takes one (milliseconds).
+    pub async fn create(&self, storage: &Storage, user_id: &str) -> Result<(String, i64), MediaError> {
+        let media_id = random_id();
+        let expires_at = crate::storage::now_ms() + self.unused_expiration.as_millis() as i64;
+        if !storage.reserve_media(&media_id, user_id, expires_at, self.max_pending_uploads).await? {
+            return Err(MediaError::TooManyPending);
+        }
+        Ok((media_id, expires_at))
+    }
+
+    /// Stores a received upload as the content of a `/create`d id.
+    pub async fn store_into(&self, storage: &Storage, media_id: &str, user_id: &str, received: &Received, media_type: Option<String>, upload_name: Option<String>) -> Result<(), MediaError> {
+        // Checked before the file moves, so that a refused upload replaces nothing.
+        let media = storage.local_media(media_id).await?.ok_or(MediaError::NotFound)?;
+        if media.user_id != user_id {
+            return Err(MediaError::NotOwner);
+        }
+        if media.content.is_some() {
+            return Err(MediaError::CannotOverwrite);
+        }
+        // Under a name of its own until the row says it won: two uploads may race.
+        let staging = format!("{media_id}.{}", random_id());
+        self.store.keep(received, &staging).await?;
+        let content = content_of(received, media_type, upload_name);
+        let outcome = storage.attach_media_content(media_id, user_id, &content).await;
+        let staged = self.store.content_path(&staging);
+        match outcome {
+            Ok(Ok(())) => {
+                tokio::fs::rename(&staged, self.store.content_path(media_id)).await?;
+                self.uploaded.notify_waiters();
+                Ok(())
+            }
+            Ok(Err(refused)) => {
+                let _ = tokio::fs::remove_file(&staged).await;
+                Err(match refused {
+                    AttachError::NotFound => MediaError::NotFound,
+                    AttachError::NotOwner => MediaError::NotOwner,
+                    AttachError::AlreadyUploaded => MediaError::CannotOverwrite,
+                    AttachError::Expired => MediaError::Expired,
+                })
+            }
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&staged).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The content of `media_id`, waiting up to `wait` for content that is
+    /// still to be uploaded.
+    pub async fn open(&self, storage: &Storage, media_id: &str, wait: Duration) -> Result<Download, MediaError> {
+        let content = self.content(storage, media_id, wait).await?;
+        let file = match tokio::fs::File::open(self.store.content_path(media_id)).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                tracing::error!(media_id, "media row without its file in the media store");
+                return Err(MediaError::NotFound);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(Download { content, file })
+    }
+
+    /// A thumbnail of `media_id` for a request of `width` x `height`, made
+    /// on first request and kept beside the others.
+    pub async fn thumbnail(&self, storage: &Storage, media_id: &str, width: u32, height: u32, method: ThumbnailMethod, wait: Duration) -> Result<Thumbnail, MediaError> {
+        let content = self.content(storage, media_id, wait).await?;
+        let output_type = content.media_type.as_deref().and_then(thumbnail::output_type).ok_or(MediaError::CannotThumbnail)?;
+        let size = thumbnail::choose(&self.thumbnail_sizes, self.dynamic_thumbnails, width, height, method);
+        let path = self.store.thumbnail_path(media_id, size.width, size.height, output_type, size.method.as_str());
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => return Ok(Thumbnail { content_type: output_type, bytes }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error.into()),
+        }
+        let source = tokio::fs::read(self.store.content_path(media_id)).await?;
+        let max_pixels = self.max_image_pixels;
+        let bytes = tokio::task::spawn_blocking(move || thumbnail::render(&source, size, output_type, max_pixels))
+            .await
+            .map_err(|_| MediaError::CannotThumbnail)??;
+        self.store.put_thumbnail(&path, &bytes).await?;
+        Ok(Thumbnail { content_type: output_type, bytes })
+    }
+
+    async fn content(&self, storage: &Storage, media_id: &str, wait: Duration) -> Result<MediaContent, MediaError> {
+        if !valid_media_id(media_id) {
+            return Err(MediaError::NotFound);
+        }
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            // Registered before the look-up, so that an upload finishing in between still wakes us.
+            let uploaded = self.uploaded.notified();
+            match storage.local_media(media_id).await? {
+                None => return Err(MediaError::NotFound),
+                Some(LocalMedia { content: Some(content), .. }) => return Ok(content),
+                Some(media) if media.unused_expires_at.is_none_or(|at| at <= crate::storage::now_ms()) => return Err(MediaError::NotFound),
+                Some(_) => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(MediaError::NotYetUploaded);
+            }
+            // Another instance's upload is seen by polling; ours wakes at once.
+            let _ = tokio::time::timeout((deadline - now).min(WAIT_POLL), uploaded).await;
+        }
+    }
+}
+
+/// Whether `media_id` could be one of ours: what `random_id` makes, so that
+/// it can never name a path outside the store.
+pub fn valid_media_id(media_id: &str) -> bool {
+    (5..=255).contains(&media_id.len()) && media_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A new media id: 24 random letters and digits, as Synapse makes them.
+pub(crate) fn random_id() -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
+}
+
+fn content_of(received: &Received, media_type: Option<String>, upload_name: Option<String>) -> MediaContent {
+    MediaContent { length: received.length as i64, media_type, upload_name, sha256: received.sha256.clone() }
+}

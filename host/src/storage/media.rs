@@ -1,0 +1,131 @@
+//! Local media ids and what is known of their content. The files are the
+//! media repository's (`crate::media`); a row says who owns an id, whether
+//! its content has arrived, and its type, length and name.
+
+use super::{Result, Storage, StorageError};
+
+/// A media id handed out by this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMedia {
+    pub media_id: String,
+    pub user_id: String,
+    pub created_ts: i64,
+    /// Set while a `/create`d id waits for its content.
+    pub unused_expires_at: Option<i64>,
+    /// `None` until the content is uploaded.
+    pub content: Option<MediaContent>,
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaContent {
+    pub length: i64,
+    pub media_type: Option<String>,
+    pub upload_name: Option<String>,
+    pub sha256: String,
+}
+
+/// Why content could not be attached to a `/create`d id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachError {
+    NotFound,
+    NotOwner,
+    AlreadyUploaded,
+    Expired,
+}
+
+type MediaRow = (String, String, i64, Option<i64>, Option<i64>, Option<String>, Option<String>, Option<String>);
+
+impl Storage {
+    /// Records a direct upload whose content is already stored.
+    pub async fn add_local_media(&self, media_id: &str, user_id: &str, content: &MediaContent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO local_media (media_id, user_id, created_ts, media_length, media_type, upload_name, sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(media_id)
+        .bind(user_id)
+        .bind(super::now_ms())
+        .bind(content.length)
+        .bind(content.media_type.as_deref())
+        .bind(content.upload_name.as_deref())
+        .bind(content.sha256.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(StorageError::from_insert)?;
+        Ok(())
+    }
+
+    /// Hands out `media_id` to `user_id` for a later upload, unless the user
+    /// already holds `max_pending` ids without content (then `false`).
+    pub async fn reserve_media(&self, media_id: &str, user_id: &str, expires_at: i64, max_pending: u64) -> Result<bool> {
+        let now = super::now_ms();
+        let mut tx = self.pool.begin().await?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM local_media WHERE user_id = $1 AND media_length IS NULL AND unused_expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if pending as u64 >= max_pending {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO local_media (media_id, user_id, created_ts, unused_expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(media_id)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(StorageError::from_insert)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Attaches stored content to a `/create`d id of `user_id`. The update is
+    /// conditional, so of two uploads racing for one id only one wins.
+    pub async fn attach_media_content(&self, media_id: &str, user_id: &str, content: &MediaContent) -> Result<Result<(), AttachError>> {
+        let now = super::now_ms();
+        let updated = sqlx::query(
+            "UPDATE local_media SET media_length = $1, media_type = $2, upload_name = $3, sha256 = $4, unused_expires_at = NULL \
+             WHERE media_id = $5 AND user_id = $6 AND media_length IS NULL AND unused_expires_at > $7",
+        )
+        .bind(content.length)
+        .bind(content.media_type.as_deref())
+        .bind(content.upload_name.as_deref())
+        .bind(content.sha256.as_str())
+        .bind(media_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(Ok(()));
+        }
+        Ok(Err(match self.local_media(media_id).await? {
+            None => AttachError::NotFound,
+            Some(media) if media.user_id != user_id => AttachError::NotOwner,
+            Some(media) if media.content.is_some() => AttachError::AlreadyUploaded,
+            Some(_) => AttachError::Expired,
+        }))
+    }
+
+    pub async fn local_media(&self, media_id: &str) -> Result<Option<LocalMedia>> {
+        let row: Option<MediaRow> = sqlx::query_as(
+            "SELECT media_id, user_id, created_ts, unused_expires_at, media_length, media_type, upload_name, sha256 \
+             FROM local_media WHERE media_id = $1",
+        )
+        .bind(media_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(media_id, user_id, created_ts, unused_expires_at, length, media_type, upload_name, sha256)| LocalMedia {
+            media_id,
+            user_id,
+            created_ts,
+            unused_expires_at,
+            content: length.map(|length| MediaContent { length, media_type, upload_name, sha256: sha256.unwrap_or_default() }),
+        }))
+    }
+}

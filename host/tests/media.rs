@@ -1,0 +1,325 @@
+//! The media repository through a real server: uploads (direct and
+//! asynchronous), authenticated and legacy downloads with their headers,
+//! limits, thumbnails, and what is refused.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::{
+    on_both_backends,
+    support::{Backend, TestServer, errcode},
+};
+
+on_both_backends!(
+    an_upload_downloads_with_its_type_name_and_sandboxing_headers,
+    downloads_refuse_strangers_unknown_ids_and_other_servers,
+    uploads_over_the_limit_leave_nothing_behind,
+    an_asynchronous_upload_wakes_the_download_waiting_for_it,
+    asynchronous_uploads_belong_to_their_creator_and_are_limited,
+    thumbnails_have_the_configured_sizes_and_types,
+    legacy_downloads_serve_media_when_authenticated_media_is_off,
+);
+
+const UPLOAD: &str = "/_matrix/media/v3/upload";
+const CREATE: &str = "/_matrix/media/v1/create";
+const DOWNLOAD: &str = "/_matrix/client/v1/media/download";
+const THUMBNAIL: &str = "/_matrix/client/v1/media/thumbnail";
+
+/// A `width` x `height` image in `format`, a gradient so that it compresses like a picture.
+fn image_bytes(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image).write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+async fn upload(server: &TestServer, token: &str, content_type: &str, filename: Option<&str>, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let path = match filename {
+        Some(name) => format!("{UPLOAD}?filename={name}"),
+        None => UPLOAD.to_owned(),
+    };
+    server.send(server.raw(Method::POST, &path).bearer_auth(token).header("content-type", content_type).body(bytes)).await
+}
+
+/// Uploads and returns the media id.
+async fn upload_ok(server: &TestServer, token: &str, content_type: &str, filename: Option<&str>, bytes: Vec<u8>) -> String {
+    let (status, body) = upload(server, token, content_type, filename, bytes).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uri = body["content_uri"].as_str().expect("content_uri");
+    let prefix = format!("mxc://{}/", server.server_name);
+    uri.strip_prefix(&prefix).unwrap_or_else(|| panic!("{uri} is not on {prefix}")).to_owned()
+}
+
+async fn fetch(server: &TestServer, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = server.raw(Method::GET, path);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("request reaches the server")
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+async fn error_of(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("a Matrix error");
+    (status, errcode(&body).to_owned())
+}
+
+/// Sends `chunks` chunks of `size` bytes with chunked transfer encoding (no
+/// length announced) and returns the raw response.
+async fn chunked_upload(server: &TestServer, token: &str, chunks: usize, size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let head = format!("POST {UPLOAD} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..chunks {
+        // The server may answer and close before the last chunks.
+        if stream.write_all(format!("{size:x}\r\n").as_bytes()).await.is_err() || stream.write_all(&vec![7u8; size]).await.is_err() || stream.write_all(b"\r\n").await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+}
+
+async fn an_upload_downloads_with_its_type_name_and_sandboxing_headers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let token = alice.access_token.as_str();
+    let server = &server;
+    let png = image_bytes(20, 10, image::ImageFormat::Png);
+    let media_id = upload_ok(server, token, "image/png", Some("cat.png"), png.clone()).await;
+    let url = format!("{DOWNLOAD}/{}/{media_id}", server.server_name);
+
+    let response = fetch(server, &url, Some(token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "content-type"), "image/png");
+    assert_eq!(header(&response, "content-disposition"), "inline; filename=cat.png");
+    assert!(header(&response, "content-security-policy").starts_with("sandbox;"), "sandboxed");
+    assert_eq!(header(&response, "cross-origin-resource-policy"), "cross-origin");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), png, "the same bytes");
+
+    // The name in the path wins over the uploaded one.
+    let response = fetch(server, &format!("{url}/other%20name.png"), Some(token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "content-disposition"), "inline; filename*=utf-8''other%20name.png");
+
+    // A type a browser could run is an attachment, text gets a charset.
+    let html = upload_ok(server, token, "text/html", Some("page.html"), b"<script>alert(1)</script>".to_vec()).await;
+    let response = fetch(server, &format!("{DOWNLOAD}/{}/{html}", server.server_name), Some(token)).await;
+    assert_eq!(header(&response, "content-type"), "text/html; charset=UTF-8");
+    assert_eq!(header(&response, "content-disposition"), "attachment; filename=page.html");
+
+    // No type and no name: served as bytes, as an attachment.
+    let bare = server.send(server.raw(Method::POST, UPLOAD).bearer_auth(token).body(vec![1u8, 2, 3])).await;
+    assert_eq!(bare.0, StatusCode::OK, "{}", bare.1);
+    let bare_id = bare.1["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let response = fetch(server, &format!("{DOWNLOAD}/{}/{bare_id}", server.server_name), Some(token)).await;
+    assert_eq!(header(&response, "content-type"), "application/octet-stream");
+    assert_eq!(header(&response, "content-disposition"), "attachment");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), vec![1u8, 2, 3]);
+
+    // The row says what the upload was.
+    let stored = server.state.storage.local_media(&media_id).await.unwrap().expect("row");
+    let content = stored.content.expect("uploaded");
+    assert_eq!((content.length, content.media_type.as_deref(), content.upload_name.as_deref()), (png.len() as i64, Some("image/png"), Some("cat.png")));
+
+    let (status, body) = server.get("/_matrix/client/v1/media/config", Some(token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["m.upload.size"], 50 * 1024 * 1024, "Synapse's default limit");
+}
+
+async fn downloads_refuse_strangers_unknown_ids_and_other_servers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let token = alice.access_token.as_str();
+    let media_id = upload_ok(&server, token, "text/plain", None, b"hello".to_vec()).await;
+    let name = server.server_name.clone();
+
+    // Authenticated media needs a token; uploading too.
+    assert_eq!(error_of(fetch(&server, &format!("{DOWNLOAD}/{name}/{media_id}"), None).await).await, (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN".into()));
+    let (status, body) = server.send(server.raw(Method::POST, UPLOAD).header("content-type", "text/plain").body("x")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
+    // The unauthenticated endpoints are frozen, as Synapse's default freezes them.
+    let legacy = fetch(&server, &format!("/_matrix/media/v3/download/{name}/{media_id}"), None).await;
+    assert_eq!(error_of(legacy).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+
+    for path in [
+        format!("{DOWNLOAD}/{name}/AAAAAAAAAAAAAAAAAAAAAAAA"),
+        format!("{DOWNLOAD}/{name}/..%2F..%2F..%2Fetc%2Fpasswd"),
+        format!("{DOWNLOAD}/{name}/ab"),
+        format!("{DOWNLOAD}/elsewhere.example/{media_id}"),
+        format!("{THUMBNAIL}/elsewhere.example/{media_id}?width=32&height=32"),
+    ] {
+        assert_eq!(error_of(fetch(&server, &path, Some(token)).await).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()), "{path}");
+    }
+    // URL previews are off (Synapse's default): the endpoint is unknown.
+    let (status, body) = server.get("/_matrix/client/v1/media/preview_url?url=https://example.org", Some(token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_UNRECOGNIZED"));
+}
+
+async fn uploads_over_the_limit_leave_nothing_behind(backend: Backend) {
+    let server = TestServer::builder(backend).config("max_upload_size = \"1K\"").start().await;
+    let alice = server.register("alice", "pw").await;
+    let token = alice.access_token.as_str();
+    let (status, body) = server.get("/_matrix/media/v3/config", Some(token)).await;
+    assert_eq!((status, body["m.upload.size"].as_u64()), (StatusCode::OK, Some(1024)));
+
+    let (status, body) = upload(&server, token, "application/octet-stream", None, vec![7u8; 1025]).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "{body}");
+    // A body without a length is cut off as it streams in.
+    let response = chunked_upload(&server, token, 8, 300).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("M_TOO_LARGE"), "{response}");
+    let store = server.db.dir().join("media_store");
+    assert_eq!(files_in(&store.join("tmp")), 0, "no partial upload is left");
+    assert_eq!(files_in(&store.join("local_content")), 0, "nothing was kept");
+
+    let media_id = upload_ok(&server, token, "application/octet-stream", None, vec![7u8; 1024]).await;
+    assert_eq!(server.state.storage.local_media(&media_id).await.unwrap().unwrap().content.unwrap().length, 1024, "the limit itself is allowed");
+}
+
+async fn an_asynchronous_upload_wakes_the_download_waiting_for_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let token = alice.access_token.clone();
+    let (status, body) = server.post(CREATE, Some(&token), serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uri = body["content_uri"].as_str().unwrap().to_owned();
+    let media_id = uri.rsplit('/').next().unwrap().to_owned();
+    let expires = body["unused_expires_at"].as_i64().expect("unused_expires_at");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(expires > now + 23 * 3600 * 1000, "a day to upload, by default");
+
+    let url = format!("{DOWNLOAD}/{}/{media_id}", server.server_name);
+    let early = fetch(&server, &format!("{url}?timeout_ms=100"), Some(&token)).await;
+    assert_eq!(error_of(early).await, (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED".into()));
+
+    let waiting = {
+        let request = server.raw(Method::GET, &format!("{url}?timeout_ms=10000")).bearer_auth(&token);
+        tokio::spawn(async move { request.send().await.expect("download") })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let put = format!("/_matrix/media/v3/upload/{}/{media_id}?filename=late.txt", server.server_name);
+    let (status, body) = server.send(server.raw(Method::PUT, &put).bearer_auth(&token).header("content-type", "text/plain").body("at last")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken, not timed out").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "content-disposition"), "inline; filename=late.txt");
+    assert_eq!(response.text().await.unwrap(), "at last");
+
+    let (status, body) = server.send(server.raw(Method::PUT, &put).bearer_auth(&token).header("content-type", "text/plain").body("again")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"));
+    let again = fetch(&server, &url, Some(&token)).await;
+    assert_eq!(again.text().await.unwrap(), "at last", "the first upload stands");
+}
+
+async fn asynchronous_uploads_belong_to_their_creator_and_are_limited(backend: Backend) {
+    let server = TestServer::builder(backend).config("max_pending_media_uploads = 2").start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let create = |token: String| {
+        let server = &server;
+        async move { server.post(CREATE, Some(&token), serde_json::json!({})).await }
+    };
+    let (_, first) = create(alice.access_token.clone()).await;
+    let media_id = first["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let (status, _) = create(alice.access_token.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = create(alice.access_token.clone()).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"), "a third id waiting is too many");
+    let (status, _) = create(bob.access_token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "the limit is per user");
+
+    let put = |server_name: &str, id: &str| format!("/_matrix/media/v3/upload/{server_name}/{id}");
+    let name = server.server_name.clone();
+    let (status, body) = server.send(server.raw(Method::PUT, &put(&name, &media_id)).bearer_auth(&bob.access_token).body("mine now")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "only the creator uploads");
+    let (status, body) = server.send(server.raw(Method::PUT, &put(&name, "AAAAAAAAAAAAAAAAAAAAAAAA")).bearer_auth(&bob.access_token).body("x")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    let (status, body) = server.send(server.raw(Method::PUT, &put("elsewhere.example", &media_id)).bearer_auth(&alice.access_token).body("x")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    assert!(server.state.storage.local_media(&media_id).await.unwrap().unwrap().content.is_none(), "still waiting for its creator");
+
+    // Once uploaded, an id no longer counts as waiting.
+    let (status, _) = server.send(server.raw(Method::PUT, &put(&name, &media_id)).bearer_auth(&alice.access_token).body("done")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = create(alice.access_token.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn thumbnails_have_the_configured_sizes_and_types(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let token = alice.access_token.as_str();
+    let name = server.server_name.clone();
+    let png = upload_ok(&server, token, "image/png", None, image_bytes(400, 200, image::ImageFormat::Png)).await;
+    let jpeg = upload_ok(&server, token, "image/jpeg", None, image_bytes(400, 200, image::ImageFormat::Jpeg)).await;
+
+    let thumbnail = |id: String, query: &'static str| {
+        let server = &server;
+        let name = name.clone();
+        async move {
+            let response = fetch(server, &format!("{THUMBNAIL}/{name}/{id}?{query}"), Some(token)).await;
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            let content_type = header(&response, "content-type").to_owned();
+            let bytes = response.bytes().await.unwrap().to_vec();
+            let image = image::load_from_memory(&bytes).expect("an image");
+            (content_type, (image.width(), image.height()), bytes)
+        }
+    };
+    let (kind, size, first) = thumbnail(png.clone(), "width=32&height=32&method=crop").await;
+    assert_eq!((kind.as_str(), size), ("image/png", (32, 32)));
+    // 300x200 asks for the 320x240 box; a 2:1 image scales to 320x160.
+    let (kind, size, _) = thumbnail(png.clone(), "width=300&height=200&method=scale").await;
+    assert_eq!((kind.as_str(), size), ("image/png", (320, 160)));
+    // Scale is the default method, and never enlarges.
+    let (_, size, _) = thumbnail(png.clone(), "width=800&height=600").await;
+    assert_eq!(size, (400, 200));
+    let (kind, size, _) = thumbnail(jpeg, "width=96&height=96&method=crop").await;
+    assert_eq!((kind.as_str(), size), ("image/jpeg", (96, 96)));
+    let (_, _, again) = thumbnail(png.clone(), "width=32&height=32&method=crop").await;
+    assert_eq!(again, first, "kept and served again");
+
+    for (query, expected) in [
+        ("height=32", (StatusCode::BAD_REQUEST, "M_MISSING_PARAM")),
+        ("width=0&height=32", (StatusCode::BAD_REQUEST, "M_INVALID_PARAM")),
+        ("width=32&height=32&method=stretch", (StatusCode::BAD_REQUEST, "M_INVALID_PARAM")),
+    ] {
+        let response = fetch(&server, &format!("{THUMBNAIL}/{name}/{png}?{query}"), Some(token)).await;
+        assert_eq!(error_of(response).await, (expected.0, expected.1.to_owned()), "{query}");
+    }
+    // Content that is not an image the server thumbnails.
+    let text = upload_ok(&server, token, "text/plain", None, b"not a picture".to_vec()).await;
+    let response = fetch(&server, &format!("{THUMBNAIL}/{name}/{text}?width=32&height=32"), Some(token)).await;
+    assert_eq!(error_of(response).await.0, StatusCode::BAD_REQUEST);
+    let lying = upload_ok(&server, token, "image/png", None, b"not a picture either".to_vec()).await;
+    let response = fetch(&server, &format!("{THUMBNAIL}/{name}/{lying}?width=32&height=32"), Some(token)).await;
+    assert_eq!(error_of(response).await.0, StatusCode::BAD_REQUEST);
+}
+
+async fn legacy_downloads_serve_media_when_authenticated_media_is_off(backend: Backend) {
+    let server = TestServer::builder(backend).config("enable_authenticated_media = false").start().await;
+    let alice = server.register("alice", "pw").await;
+    let media_id = upload_ok(&server, &alice.access_token, "text/plain", Some("a.txt"), b"old clients".to_vec()).await;
+    for path in [format!("/_matrix/media/v3/download/{}/{media_id}", server.server_name), format!("/_matrix/media/r0/download/{}/{media_id}/b.txt", server.server_name)] {
+        let response = fetch(&server, &path, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert!(header(&response, "content-disposition").starts_with("inline; filename="));
+        assert_eq!(response.text().await.unwrap(), "old clients");
+    }
+}
