@@ -98,3 +98,4 @@ for _ in $(seq 1 100); do
 done
 "$venv/bin/python" tests/clients/nio_accounts.py "http://127.0.0.1:$port"
 "$venv/bin/python" tests/clients/nio_e2ee.py "http://127.0.0.1:$port"
+"$venv/bin/python" tests/clients/nio_media.py "http://127.0.0.1:$port"

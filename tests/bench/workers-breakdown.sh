@@ -16,6 +16,8 @@
 # Stopping a process is an experiment, not a configuration: while stopped it
 # applies nothing and answers nothing, Redis still writes to its socket.
 #
+# VARIANTS picks deployment columns (default: all four, in that order).
+#
 # Needs release binaries (cargo build --release -p weft --bins), PostgreSQL and
 # Redis on their default local ports, and the ports of tests/bench/workers.sh
 # plus 18800 and 18808. Drops and recreates weft_bench and weft_bench_workers.
@@ -84,9 +86,12 @@ deployment() {
     throughput "$run/load.out"
 }
 
-printf 'round  monolith  routed  router  direct  paused  both   (messages/s)\n'
+variants=(${VARIANTS:-router direct paused both})
+printf 'round  monolith  routed '
+printf ' %-7s' "${variants[@]}"
+printf '  (messages/s)\n'
 for round in $(seq 1 "$rounds"); do
     printf '%-6s %-9s %-7s' "$round" "$(monolith)" "$(routed_monolith)"
-    for variant in router direct paused both; do printf ' %-7s' "$(deployment "$variant")"; done
+    for variant in "${variants[@]}"; do printf ' %-7s' "$(deployment "$variant")"; done
     printf '\n'
 done
