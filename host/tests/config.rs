@@ -253,6 +253,21 @@ fn media_options_take_synapse_sizes_and_the_store_sits_beside_the_config() {
     assert_eq!(config.media_store_path(), dir.path().join("conf/files"));
     assert!(!config.runs_media_repo());
 
+    // Media clean-up: every media instance, unless one is named.
+    let workers = |extra: &str, worker: &str| {
+        let text = format!(
+            "worker_replication_secret = \"s\"\n{extra}\n{worker}\nserver_name = \"example.org\"\n[redis]\nenabled = true\n[database]\nname = \"psycopg2\"\nargs = {{ dbname = \"w\" }}\n\
+             [instance_map]\nmain = {{ host = \"localhost\", port = 9093 }}\nmedia1 = {{ host = \"localhost\", port = 9094 }}\n"
+        );
+        config::load_str("t.toml", &text).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let media1 = "worker_name = \"media1\"\nenable_media_repo = true";
+    assert!(workers("", media1).runs_media_background_jobs());
+    assert!(workers("", "").runs_media_background_jobs(), "main, unnamed");
+    assert!(!workers("media_instance_running_background_jobs = \"media1\"", "").runs_media_background_jobs());
+    assert!(workers("media_instance_running_background_jobs = \"media1\"", media1).runs_media_background_jobs());
+    assert!(!workers("", "worker_name = \"media1\"").runs_media_background_jobs(), "a worker without the media repository");
+
     let errors = errors_of(&format!("max_upload_size = \"10Q\"\nurl_preview_enabled = true\n{MINIMAL}"));
     assert!(has_error(&errors, "max_upload_size", "is not a size"), "{errors:?}");
     let errors = errors_of(&format!("url_preview_enabled = true\nmax_upload_size = 0\n{MINIMAL}\n[[thumbnail_sizes]]\nwidth = 0\nheight = 10\nmethod = \"crop\"\n"));

@@ -20,6 +20,7 @@ on_both_backends!(
     asynchronous_uploads_belong_to_their_creator_and_are_limited,
     thumbnails_have_the_configured_sizes_and_types,
     legacy_downloads_serve_media_when_authenticated_media_is_off,
+    the_clean_up_forgets_expired_ids_and_stale_temporaries,
 );
 
 const UPLOAD: &str = "/_matrix/media/v3/upload";
@@ -322,4 +323,31 @@ async fn legacy_downloads_serve_media_when_authenticated_media_is_off(backend: B
         assert!(header(&response, "content-disposition").starts_with("inline; filename="));
         assert_eq!(response.text().await.unwrap(), "old clients");
     }
+}
+
+async fn the_clean_up_forgets_expired_ids_and_stale_temporaries(backend: Backend) {
+    let server = TestServer::builder(backend).config("unused_expiration_time = 50").start().await;
+    let alice = server.register("alice", "pw").await;
+    let (status, body) = server.post(CREATE, Some(&alice.access_token), serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expired = body["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let put = format!("/_matrix/media/v3/upload/{}/{expired}", server.server_name);
+    let (status, body) = server.send(server.raw(Method::PUT, &put).bearer_auth(&alice.access_token).body("too late")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "an expired id takes no upload");
+    let kept = upload_ok(&server, &alice.access_token, "text/plain", None, b"kept".to_vec()).await;
+
+    let tmp = server.db.dir().join("media_store").join("tmp");
+    let stale = tmp.join("left-by-a-crash");
+    std::fs::write(&stale, b"partial").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_hours_ago).unwrap();
+    let fresh = tmp.join("in-progress");
+    std::fs::write(&fresh, b"arriving").unwrap();
+
+    let media = server.state.media.as_ref().expect("main runs the media repository");
+    assert_eq!(media.clean_up(&server.state.storage).await.unwrap(), (1, 1));
+    assert!(server.state.storage.local_media(&expired).await.unwrap().is_none(), "the expired id is forgotten");
+    assert!(server.state.storage.local_media(&kept).await.unwrap().is_some(), "uploaded media stays");
+    assert!(!stale.exists() && fresh.exists(), "only the stale temporary is removed");
 }

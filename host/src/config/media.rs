@@ -100,6 +100,13 @@ impl Config {
         }
     }
 
+    /// Whether this instance runs the media repository's clean-up jobs:
+    /// the one `media_instance_running_background_jobs` names, or every
+    /// media instance when it names none (as in Synapse).
+    pub fn runs_media_background_jobs(&self) -> bool {
+        self.runs_media_repo() && self.media_instance_running_background_jobs.as_deref().is_none_or(|name| name == self.instance_name())
+    }
+
     /// `media_store_path`, resolved against the first configuration file's
     /// directory at load time (Synapse's default: `media_store`).
     pub fn media_store_path(&self) -> PathBuf {

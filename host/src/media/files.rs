@@ -74,6 +74,20 @@ impl MediaStore {
         tokio::fs::rename(&received.temp_path, &path).await
     }
 
+    /// Removes files under `tmp/` last written before `cutoff`: uploads a
+    /// crash or a dropped connection left behind. Returns how many.
+    pub async fn remove_stale_temporaries(&self, cutoff: std::time::SystemTime) -> std::io::Result<u64> {
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(self.root.join("tmp")).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let stale = entry.metadata().await.and_then(|metadata| metadata.modified()).is_ok_and(|modified| modified < cutoff);
+            if stale && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub async fn discard(&self, received: &Received) {
         let _ = tokio::fs::remove_file(&received.temp_path).await;
     }

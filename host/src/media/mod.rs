@@ -5,7 +5,8 @@
 //! Owns: `media_store_path` (files, `files`) and the `local_media` rows
 //! (through `storage`). The HTTP surface is `api::media`; this module knows
 //! nothing of requests. Runs on the instances `Config::runs_media_repo`
-//! names; several such instances must share the store's directory.
+//! names; several such instances must share the store's directory. The
+//! clean-up (`clean_up`) runs where `Config::runs_media_background_jobs` says.
 //!
 //! Must not: serve remote media (federation is not there yet) or trust a
 //! media id from a request before `valid_media_id` says it can name a file.
@@ -26,6 +27,8 @@ use crate::{
 
 /// How long a download waits for content at most, whatever it asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// A temporary file this old belongs to no upload still in progress.
+const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 /// How often a waiting download looks for content another instance stored.
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
@@ -175,6 +178,14 @@ impl MediaRepository {
                 Err(error.into())
             }
         }
+    }
+
+    /// The periodic clean-up: `/create`d ids that expired without content,
+    /// and temporary files older than `STALE_TEMPORARY` (no upload takes that long).
+    pub async fn clean_up(&self, storage: &Storage) -> Result<(u64, u64), MediaError> {
+        let ids = storage.purge_unused_media(crate::storage::now_ms()).await?;
+        let files = self.store.remove_stale_temporaries(std::time::SystemTime::now() - STALE_TEMPORARY).await?;
+        Ok((ids, files))
     }
 
     /// The content of `media_id`, waiting up to `wait` for content that is

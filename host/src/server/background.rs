@@ -1,7 +1,8 @@
 //! Background jobs. On every instance: the replication task. On the instance named by `run_background_tasks_on` (main
 //! by default): purging expired user-interactive auth sessions. On the one
 //! named by `update_user_directory_from_worker` (main by default): the user
-//! directory updater.
+//! directory updater. On media instances, as
+//! `media_instance_running_background_jobs` says: the media clean-up.
 
 use std::time::Duration;
 
@@ -30,6 +31,25 @@ pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<
                             Ok(0) => {}
                             Ok(purged) => tracing::debug!(purged, "purged expired user-interactive auth sessions"),
                             Err(error) => tracing::warn!(%error, "could not purge user-interactive auth sessions"),
+                        }
+                    }
+                    _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+                }
+            }
+        });
+    }
+    if state.config.runs_media_background_jobs() {
+        let (state, mut stopped) = (state.clone(), stopped.clone());
+        jobs.spawn(async move {
+            let mut interval = tokio::time::interval(PURGE_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        let Some(media) = state.media.as_ref() else { break };
+                        match media.clean_up(&state.storage).await {
+                            Ok((0, 0)) => {}
+                            Ok((ids, files)) => tracing::debug!(ids, files, "removed expired media ids and stale temporary files"),
+                            Err(error) => tracing::warn!(%error, "media clean-up failed"),
                         }
                     }
                     _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,

@@ -112,6 +112,17 @@ impl Storage {
         }))
     }
 
+    /// Forgets `/create`d ids whose time to take an upload ended before `now`;
+    /// returns how many.
+    pub async fn purge_unused_media(&self, now: i64) -> Result<u64> {
+        let deleted = sqlx::query("DELETE FROM local_media WHERE media_length IS NULL AND unused_expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
+
     pub async fn local_media(&self, media_id: &str) -> Result<Option<LocalMedia>> {
         let row: Option<MediaRow> = sqlx::query_as(
             "SELECT media_id, user_id, created_ts, unused_expires_at, media_length, media_type, upload_name, sha256 \
