@@ -132,6 +132,13 @@ async fn an_upload_downloads_with_its_type_name_and_sandboxing_headers(backend: 
     assert_eq!(header(&response, "content-disposition"), "attachment");
     assert_eq!(response.bytes().await.unwrap().to_vec(), vec![1u8, 2, 3]);
 
+    // Larger than any JSON body limit: uploads stream to disk.
+    let large: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let large_id = upload_ok(server, token, "application/octet-stream", Some("large.bin"), large.clone()).await;
+    let response = fetch(server, &format!("{DOWNLOAD}/{}/{large_id}", server.server_name), Some(token)).await;
+    assert_eq!(header(&response, "content-length"), large.len().to_string());
+    assert!(response.bytes().await.unwrap().to_vec() == large, "the same 3 MiB back");
+
     // The row says what the upload was.
     let stored = server.state.storage.local_media(&media_id).await.unwrap().expect("row");
     let content = stored.content.expect("uploaded");

@@ -194,10 +194,7 @@ impl MediaRepository {
         let content = self.content(storage, media_id, wait).await?;
         let file = match tokio::fs::File::open(self.store.content_path(media_id)).await {
             Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                tracing::error!(media_id, "media row without its file in the media store");
-                return Err(MediaError::NotFound);
-            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(missing_file(media_id)),
             Err(error) => return Err(error.into()),
         };
         Ok(Download { content, file })
@@ -215,7 +212,11 @@ impl MediaRepository {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error.into()),
         }
-        let source = tokio::fs::read(self.store.content_path(media_id)).await?;
+        let source = match tokio::fs::read(self.store.content_path(media_id)).await {
+            Ok(source) => source,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(missing_file(media_id)),
+            Err(error) => return Err(error.into()),
+        };
         let max_pixels = self.max_image_pixels;
         let bytes = tokio::task::spawn_blocking(move || thumbnail::render(&source, size, output_type, max_pixels))
             .await
@@ -246,6 +247,13 @@ impl MediaRepository {
             let _ = tokio::time::timeout((deadline - now).min(WAIT_POLL), uploaded).await;
         }
     }
+}
+
+/// A row says the content arrived but the store has no file: an operator
+/// removed it, or the store is not the one shared by every media instance.
+fn missing_file(media_id: &str) -> MediaError {
+    tracing::error!(media_id, "media row without its file in the media store");
+    MediaError::NotFound
 }
 
 /// Whether `media_id` could be one of ours: what `random_id` makes, so that
