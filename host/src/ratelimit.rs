@@ -74,6 +74,7 @@ pub struct RateLimiters {
     pub login_address: Limiter,
     pub login_account: Limiter,
     pub login_failed_attempts: Limiter,
+    pub media_create: Limiter,
 }
 
 impl RateLimiters {
@@ -84,6 +85,7 @@ impl RateLimiters {
             login_address: Limiter::new(config.rc_login.address),
             login_account: Limiter::new(config.rc_login.account),
             login_failed_attempts: Limiter::new(config.rc_login.failed_attempts),
+            media_create: Limiter::new(config.rc_media_create),
         }
     }
 }

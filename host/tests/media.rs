@@ -173,6 +173,9 @@ async fn downloads_refuse_strangers_unknown_ids_and_other_servers(backend: Backe
     ] {
         assert_eq!(error_of(fetch(&server, &path, Some(token)).await).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()), "{path}");
     }
+    for config in ["/_matrix/client/v1/media/config", "/_matrix/media/v3/config"] {
+        assert_eq!(error_of(fetch(&server, config, None).await).await, (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN".into()), "{config}");
+    }
     // URL previews are off (Synapse's default): the endpoint is unknown.
     let (status, body) = server.get("/_matrix/client/v1/media/preview_url?url=https://example.org", Some(token)).await;
     assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_UNRECOGNIZED"));
@@ -237,7 +240,7 @@ async fn an_asynchronous_upload_wakes_the_download_waiting_for_it(backend: Backe
 }
 
 async fn asynchronous_uploads_belong_to_their_creator_and_are_limited(backend: Backend) {
-    let server = TestServer::builder(backend).config("max_pending_media_uploads = 2").start().await;
+    let server = TestServer::builder(backend).config("max_pending_media_uploads = 2\n[rc_media_create]\nper_second = 0.001\nburst_count = 4").start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let create = |token: String| {
@@ -268,6 +271,11 @@ async fn asynchronous_uploads_belong_to_their_creator_and_are_limited(backend: B
     assert_eq!(status, StatusCode::OK);
     let (status, _) = create(alice.access_token.clone()).await;
     assert_eq!(status, StatusCode::OK);
+    // `rc_media_create` (four requests a user here, the refused one included), then a rate limit.
+    let (status, body) = create(alice.access_token.clone()).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"), "{body}");
+    assert_eq!(body["error"], "Too many requests", "the rate limit, not the pending limit: {body}");
+    assert!(body["retry_after_ms"].as_u64().is_some_and(|ms| ms > 100_000), "{body}");
 }
 
 async fn thumbnails_have_the_configured_sizes_and_types(backend: Backend) {

@@ -59,6 +59,9 @@ pub struct Config {
     #[serde(default = "default_rc_message")]
     pub rc_message: RateLimit,
     pub rc_registration: RateLimit,
+    /// `/_matrix/media/v1/create` per user (Synapse's default: 10 a second, bursts of 50).
+    #[serde(default = "default_rc_media_create")]
+    pub rc_media_create: RateLimit,
     pub rc_login: LoginRateLimits,
 
     // Per-user data.
@@ -477,6 +480,10 @@ impl Default for LoginRateLimits {
 }
 
 /// Synapse's default for `rc_message`.
+fn default_rc_media_create() -> RateLimit {
+    RateLimit::new(10.0, 50.0)
+}
+
 fn default_rc_message() -> RateLimit {
     RateLimit::new(0.2, 10.0)
 }

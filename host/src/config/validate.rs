@@ -24,6 +24,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigE
     check_registration(config, &mut fail);
     check_rate_limit("rc_message", &config.rc_message, &mut fail);
     check_rate_limit("rc_registration", &config.rc_registration, &mut fail);
+    check_rate_limit("rc_media_create", &config.rc_media_create, &mut fail);
     check_rate_limit("rc_login.address", &config.rc_login.address, &mut fail);
     check_rate_limit("rc_login.account", &config.rc_login.account, &mut fail);
     check_rate_limit("rc_login.failed_attempts", &config.rc_login.failed_attempts, &mut fail);

@@ -72,11 +72,15 @@ enum Access {
     Legacy,
 }
 
-pub async fn config(State(state): State<AppState>) -> Response {
-    match repository(&state) {
-        Ok(media) => Json(json!({ "m.upload.size": media.max_upload_size() })).into_response(),
-        Err(error) => error.into_response(),
-    }
+/// The upload limit; both endpoints need an access token, as in Synapse.
+pub async fn config(State(state): State<AppState>, request: Request) -> Response {
+    let (request, _) = request.into_parts();
+    let answer = async {
+        let media = repository(&state)?;
+        authenticated(&state, &request).await?;
+        Ok::<_, ApiError>(Json(json!({ "m.upload.size": media.max_upload_size() })).into_response())
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn download(State(state): State<AppState>, path: PathArgs, request: Request) -> Response {
