@@ -19,7 +19,7 @@ on_both_backends!(
     an_asynchronous_upload_wakes_the_download_waiting_for_it,
     asynchronous_uploads_belong_to_their_creator_and_are_limited,
     thumbnails_have_the_configured_sizes_and_types,
-    legacy_downloads_serve_media_when_authenticated_media_is_off,
+    legacy_downloads_serve_media_from_before_the_freeze,
     the_clean_up_forgets_expired_ids_and_stale_temporaries,
 );
 
@@ -91,6 +91,19 @@ async fn chunked_upload(server: &TestServer, token: &str, chunks: usize, size: u
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Starts a chunked PUT to `path` and never finishes its body; returns what
+/// the server answers in the meantime.
+async fn unfinished_upload(server: &TestServer, token: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let head = format!("PUT {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nmore\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let read = stream.read(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response[..read]).into_owned()
+}
+
 fn files_in(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| entries.count())
 }
@@ -160,9 +173,16 @@ async fn downloads_refuse_strangers_unknown_ids_and_other_servers(backend: Backe
     assert_eq!(error_of(fetch(&server, &format!("{DOWNLOAD}/{name}/{media_id}"), None).await).await, (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN".into()));
     let (status, body) = server.send(server.raw(Method::POST, UPLOAD).header("content-type", "text/plain").body("x")).await;
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
-    // The unauthenticated endpoints are frozen, as Synapse's default freezes them.
+    // Media uploaded under `enable_authenticated_media` (the default) is not on the unauthenticated endpoints.
     let legacy = fetch(&server, &format!("/_matrix/media/v3/download/{name}/{media_id}"), None).await;
     assert_eq!(error_of(legacy).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    let legacy = fetch(&server, &format!("/_matrix/media/v3/thumbnail/{name}/{media_id}?width=32&height=32"), None).await;
+    assert_eq!(error_of(legacy).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    // ...but content still on its way is reported as such there too, as Synapse does.
+    let (_, created) = server.post(CREATE, Some(token), serde_json::json!({})).await;
+    let pending = created["content_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let legacy = fetch(&server, &format!("/_matrix/media/v3/download/{name}/{pending}?timeout_ms=50"), None).await;
+    assert_eq!(error_of(legacy).await, (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED".into()));
 
     for path in [
         format!("{DOWNLOAD}/{name}/AAAAAAAAAAAAAAAAAAAAAAAA"),
@@ -235,6 +255,9 @@ async fn an_asynchronous_upload_wakes_the_download_waiting_for_it(backend: Backe
 
     let (status, body) = server.send(server.raw(Method::PUT, &put).bearer_auth(&token).header("content-type", "text/plain").body("again")).await;
     assert_eq!((status, errcode(&body)), (StatusCode::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"));
+    // Checked before the body is read: the answer comes while the body is still on its way.
+    let response = tokio::time::timeout(Duration::from_secs(5), unfinished_upload(&server, &token, &put)).await.expect("answered before the body ended");
+    assert!(response.starts_with("HTTP/1.1 409") && response.contains("M_CANNOT_OVERWRITE_MEDIA"), "{response}");
     let again = fetch(&server, &url, Some(&token)).await;
     assert_eq!(again.text().await.unwrap(), "at last", "the first upload stands");
 }
@@ -300,9 +323,15 @@ async fn thumbnails_have_the_configured_sizes_and_types(backend: Backend) {
     };
     let (kind, size, first) = thumbnail(png.clone(), "width=32&height=32&method=crop").await;
     assert_eq!((kind.as_str(), size), ("image/png", (32, 32)));
-    // 300x200 asks for the 320x240 box; a 2:1 image scales to 320x160.
+    // 320x240 would give this 2:1 image 320x160, shorter than asked: a larger box gives it whole.
     let (kind, size, _) = thumbnail(png.clone(), "width=300&height=200&method=scale").await;
-    assert_eq!((kind.as_str(), size), ("image/png", (320, 160)));
+    assert_eq!((kind.as_str(), size), ("image/png", (400, 200)));
+    let (_, size, _) = thumbnail(png.clone(), "width=100&height=100&method=scale").await;
+    assert_eq!(size, (320, 160), "the smallest box that reaches the request");
+    // Never enlarged: a crop of a small image is cut to the box's shape only.
+    let small = upload_ok(&server, token, "image/png", None, image_bytes(20, 10, image::ImageFormat::Png)).await;
+    let (_, size, _) = thumbnail(small, "width=32&height=32&method=crop").await;
+    assert_eq!(size, (10, 10));
     // Scale is the default method, and never enlarges.
     let (_, size, _) = thumbnail(png.clone(), "width=800&height=600").await;
     assert_eq!(size, (400, 200));
@@ -328,7 +357,7 @@ async fn thumbnails_have_the_configured_sizes_and_types(backend: Backend) {
     assert_eq!(error_of(response).await.0, StatusCode::BAD_REQUEST);
 }
 
-async fn legacy_downloads_serve_media_when_authenticated_media_is_off(backend: Backend) {
+async fn legacy_downloads_serve_media_from_before_the_freeze(backend: Backend) {
     let server = TestServer::builder(backend).config("enable_authenticated_media = false").start().await;
     let alice = server.register("alice", "pw").await;
     let media_id = upload_ok(&server, &alice.access_token, "text/plain", Some("a.txt"), b"old clients".to_vec()).await;
@@ -338,6 +367,20 @@ async fn legacy_downloads_serve_media_when_authenticated_media_is_off(backend: B
         assert!(header(&response, "content-disposition").starts_with("inline; filename="));
         assert_eq!(response.text().await.unwrap(), "old clients");
     }
+    let thumbnail_of = upload_ok(&server, &alice.access_token, "image/png", None, image_bytes(64, 64, image::ImageFormat::Png)).await;
+    let response = fetch(&server, &format!("/_matrix/media/v3/thumbnail/{}/{thumbnail_of}?width=32&height=32&method=crop", server.server_name), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The freeze applies to what is uploaded once it is on; older media stays served.
+    let server = server.restart_with("enable_authenticated_media = false", "enable_authenticated_media = true").await;
+    let alice = server.login("alice", "pw").await;
+    let frozen = upload_ok(&server, &alice.access_token, "text/plain", None, b"new".to_vec()).await;
+    let old = fetch(&server, &format!("/_matrix/media/v3/download/{}/{media_id}", server.server_name), None).await;
+    assert_eq!(old.status(), StatusCode::OK, "uploaded before the freeze");
+    let new = fetch(&server, &format!("/_matrix/media/v3/download/{}/{frozen}", server.server_name), None).await;
+    assert_eq!(error_of(new).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    let authenticated = fetch(&server, &format!("{DOWNLOAD}/{}/{frozen}", server.server_name), Some(&alice.access_token)).await;
+    assert_eq!(authenticated.status(), StatusCode::OK);
 }
 
 async fn the_clean_up_forgets_expired_ids_and_stale_temporaries(backend: Backend) {

@@ -13,6 +13,9 @@ CREATE TABLE local_media (
     media_length BIGINT,
     media_type TEXT,
     upload_name TEXT,
-    sha256 TEXT
+    sha256 TEXT,
+    -- Uploaded while `enable_authenticated_media` was on: the deprecated
+    -- unauthenticated endpoints do not serve it (the spec's "freeze").
+    authenticated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX local_media_by_user ON local_media (user_id);

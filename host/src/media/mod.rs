@@ -60,6 +60,22 @@ pub enum MediaError {
     Storage(#[from] StorageError),
 }
 
+/// Which endpoints a read comes through: the deprecated unauthenticated
+/// ones do not serve media uploaded under `enable_authenticated_media`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Authenticated,
+    Legacy,
+}
+
+/// What a thumbnail request asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ThumbnailRequest {
+    pub width: u32,
+    pub height: u32,
+    pub method: ThumbnailMethod,
+}
+
 /// Stored content, ready to be sent.
 #[derive(Debug)]
 pub struct Download {
@@ -85,6 +101,10 @@ pub struct MediaRepository {
     unused_expiration: Duration,
     /// Wakes downloads waiting here when an upload completes here.
     uploaded: tokio::sync::Notify,
+    /// One thumbnail made at a time per core.
+    renders: tokio::sync::Semaphore,
+    /// `enable_authenticated_media`: uploads are marked for the authenticated endpoints only.
+    authenticated_media: bool,
 }
 
 impl MediaRepository {
@@ -103,6 +123,8 @@ impl MediaRepository {
             max_pending_uploads: config.max_pending_media_uploads(),
             unused_expiration: config.unused_expiration_time(),
             uploaded: tokio::sync::Notify::new(),
+            authenticated_media: config.enable_authenticated_media(),
+            renders: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |cores| cores.get())),
         }))
     }
 
@@ -123,7 +145,7 @@ impl MediaRepository {
     pub async fn store_new(&self, storage: &Storage, user_id: &str, received: &Received, media_type: Option<String>, upload_name: Option<String>) -> Result<String, MediaError> {
         let media_id = random_id();
         self.store.keep(received, &media_id).await?;
-        let content = content_of(received, media_type, upload_name);
+        let content = content_of(received, media_type, upload_name, self.authenticated_media);
         if let Err(error) = storage.add_local_media(&media_id, user_id, &content).await {
             let _ = tokio::fs::remove_file(self.store.content_path(&media_id)).await;
             return Err(error.into());
@@ -142,9 +164,12 @@ impl MediaRepository {
         Ok((media_id, expires_at))
     }
 
-    /// Stores a received upload as the content of a `/create`d id.
-    pub async fn store_into(&self, storage: &Storage, media_id: &str, user_id: &str, received: &Received, media_type: Option<String>, upload_name: Option<String>) -> Result<(), MediaError> {
-        // Checked before the file moves, so that a refused upload replaces nothing.
+    /// Whether `user_id` may upload the content of `media_id` now: checked
+    /// before the body is read, as Synapse does.
+    pub async fn check_can_upload(&self, storage: &Storage, media_id: &str, user_id: &str) -> Result<(), MediaError> {
+        if !valid_media_id(media_id) {
+            return Err(MediaError::NotFound);
+        }
         let media = storage.local_media(media_id).await?.ok_or(MediaError::NotFound)?;
         if media.user_id != user_id {
             return Err(MediaError::NotOwner);
@@ -152,10 +177,19 @@ impl MediaRepository {
         if media.content.is_some() {
             return Err(MediaError::CannotOverwrite);
         }
+        if media.unused_expires_at.is_none_or(|at| at <= crate::storage::now_ms()) {
+            return Err(MediaError::Expired);
+        }
+        Ok(())
+    }
+
+    /// Stores a received upload as the content of a `/create`d id. The row
+    /// decides between racing uploads: the file moves in only for the winner.
+    pub async fn store_into(&self, storage: &Storage, media_id: &str, user_id: &str, received: &Received, media_type: Option<String>, upload_name: Option<String>) -> Result<(), MediaError> {
         // Under a name of its own until the row says it won: two uploads may race.
         let staging = format!("{media_id}.{}", random_id());
         self.store.keep(received, &staging).await?;
-        let content = content_of(received, media_type, upload_name);
+        let content = content_of(received, media_type, upload_name, self.authenticated_media);
         let outcome = storage.attach_media_content(media_id, user_id, &content).await;
         let staged = self.store.content_path(&staging);
         match outcome {
@@ -190,8 +224,8 @@ impl MediaRepository {
 
     /// The content of `media_id`, waiting up to `wait` for content that is
     /// still to be uploaded.
-    pub async fn open(&self, storage: &Storage, media_id: &str, wait: Duration) -> Result<Download, MediaError> {
-        let content = self.content(storage, media_id, wait).await?;
+    pub async fn open(&self, storage: &Storage, media_id: &str, access: Access, wait: Duration) -> Result<Download, MediaError> {
+        let content = self.content(storage, media_id, access, wait).await?;
         let file = match tokio::fs::File::open(self.store.content_path(media_id)).await {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(missing_file(media_id)),
@@ -201,31 +235,43 @@ impl MediaRepository {
     }
 
     /// A thumbnail of `media_id` for a request of `width` x `height`, made
-    /// on first request and kept beside the others.
-    pub async fn thumbnail(&self, storage: &Storage, media_id: &str, width: u32, height: u32, method: ThumbnailMethod, wait: Duration) -> Result<Thumbnail, MediaError> {
-        let content = self.content(storage, media_id, wait).await?;
+    /// on first request and kept beside the others. At most one per core is
+    /// made at a time, which bounds the memory decoding takes.
+    pub async fn thumbnail(&self, storage: &Storage, media_id: &str, request: ThumbnailRequest, access: Access, wait: Duration) -> Result<Thumbnail, MediaError> {
+        let ThumbnailRequest { width, height, method } = request;
+        let content = self.content(storage, media_id, access, wait).await?;
         let output_type = content.media_type.as_deref().and_then(thumbnail::output_type).ok_or(MediaError::CannotThumbnail)?;
-        let size = thumbnail::choose(&self.thumbnail_sizes, self.dynamic_thumbnails, width, height, method);
-        let path = self.store.thumbnail_path(media_id, size.width, size.height, output_type, size.method.as_str());
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => return Ok(Thumbnail { content_type: output_type, bytes }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error.into()),
-        }
-        let source = match tokio::fs::read(self.store.content_path(media_id)).await {
-            Ok(source) => source,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(missing_file(media_id)),
-            Err(error) => return Err(error.into()),
+        let source_path = self.store.content_path(media_id);
+        let header_path = source_path.clone();
+        let dimensions = match tokio::task::spawn_blocking(move || thumbnail::shown_dimensions(&header_path)).await {
+            Ok(Err(MediaError::Io(error))) if error.kind() == std::io::ErrorKind::NotFound => return Err(missing_file(media_id)),
+            Ok(result) => result?,
+            Err(_) => return Err(MediaError::CannotThumbnail),
         };
-        let max_pixels = self.max_image_pixels;
-        let bytes = tokio::task::spawn_blocking(move || thumbnail::render(&source, size, output_type, max_pixels))
+        if u64::from(dimensions.0) * u64::from(dimensions.1) > self.max_image_pixels {
+            return Err(MediaError::ImageTooLarge);
+        }
+        let size = thumbnail::choose(&self.thumbnail_sizes, self.dynamic_thumbnails, width, height, method, dimensions);
+        let path = self.store.thumbnail_path(media_id, size.width, size.height, output_type, size.method.as_str());
+        if let Some(bytes) = read_if_present(&path).await? {
+            return Ok(Thumbnail { content_type: output_type, bytes });
+        }
+        let _permit = self.renders.acquire().await.map_err(|_| MediaError::CannotThumbnail)?;
+        // Another request may have made it while this one waited.
+        if let Some(bytes) = read_if_present(&path).await? {
+            return Ok(Thumbnail { content_type: output_type, bytes });
+        }
+        let source = read_if_present(&source_path).await?.ok_or_else(|| missing_file(media_id))?;
+        let bytes = tokio::task::spawn_blocking(move || thumbnail::render(&source, size, output_type))
             .await
             .map_err(|_| MediaError::CannotThumbnail)??;
         self.store.put_thumbnail(&path, &bytes).await?;
         Ok(Thumbnail { content_type: output_type, bytes })
     }
 
-    async fn content(&self, storage: &Storage, media_id: &str, wait: Duration) -> Result<MediaContent, MediaError> {
+    /// The content of `media_id` once it is there; media uploaded under
+    /// `enable_authenticated_media` is unknown to the legacy endpoints.
+    async fn content(&self, storage: &Storage, media_id: &str, access: Access, wait: Duration) -> Result<MediaContent, MediaError> {
         if !valid_media_id(media_id) {
             return Err(MediaError::NotFound);
         }
@@ -235,6 +281,7 @@ impl MediaRepository {
             let uploaded = self.uploaded.notified();
             match storage.local_media(media_id).await? {
                 None => return Err(MediaError::NotFound),
+                Some(LocalMedia { content: Some(content), .. }) if content.authenticated && access == Access::Legacy => return Err(MediaError::NotFound),
                 Some(LocalMedia { content: Some(content), .. }) => return Ok(content),
                 Some(media) if media.unused_expires_at.is_none_or(|at| at <= crate::storage::now_ms()) => return Err(MediaError::NotFound),
                 Some(_) => {}
@@ -246,6 +293,14 @@ impl MediaRepository {
             // Another instance's upload is seen by polling; ours wakes at once.
             let _ = tokio::time::timeout((deadline - now).min(WAIT_POLL), uploaded).await;
         }
+    }
+}
+
+async fn read_if_present(path: &std::path::Path) -> Result<Option<Vec<u8>>, MediaError> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -267,6 +322,6 @@ pub(crate) fn random_id() -> String {
     rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
 }
 
-fn content_of(received: &Received, media_type: Option<String>, upload_name: Option<String>) -> MediaContent {
-    MediaContent { length: received.length as i64, media_type, upload_name, sha256: received.sha256.clone() }
+fn content_of(received: &Received, media_type: Option<String>, upload_name: Option<String>, authenticated: bool) -> MediaContent {
+    MediaContent { length: received.length as i64, media_type, upload_name, sha256: received.sha256.clone(), authenticated }
 }

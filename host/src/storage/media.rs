@@ -23,6 +23,8 @@ pub struct MediaContent {
     pub media_type: Option<String>,
     pub upload_name: Option<String>,
     pub sha256: String,
+    /// Served by the authenticated endpoints only.
+    pub authenticated: bool,
 }
 
 /// Why content could not be attached to a `/create`d id.
@@ -34,14 +36,12 @@ pub enum AttachError {
     Expired,
 }
 
-type MediaRow = (String, String, i64, Option<i64>, Option<i64>, Option<String>, Option<String>, Option<String>);
-
 impl Storage {
     /// Records a direct upload whose content is already stored.
     pub async fn add_local_media(&self, media_id: &str, user_id: &str, content: &MediaContent) -> Result<()> {
         sqlx::query(
-            "INSERT INTO local_media (media_id, user_id, created_ts, media_length, media_type, upload_name, sha256) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO local_media (media_id, user_id, created_ts, media_length, media_type, upload_name, sha256, authenticated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(media_id)
         .bind(user_id)
@@ -50,6 +50,7 @@ impl Storage {
         .bind(content.media_type.as_deref())
         .bind(content.upload_name.as_deref())
         .bind(content.sha256.as_str())
+        .bind(content.authenticated)
         .execute(&self.pool)
         .await
         .map_err(StorageError::from_insert)?;
@@ -88,13 +89,14 @@ impl Storage {
     pub async fn attach_media_content(&self, media_id: &str, user_id: &str, content: &MediaContent) -> Result<Result<(), AttachError>> {
         let now = super::now_ms();
         let updated = sqlx::query(
-            "UPDATE local_media SET media_length = $1, media_type = $2, upload_name = $3, sha256 = $4, unused_expires_at = NULL \
-             WHERE media_id = $5 AND user_id = $6 AND media_length IS NULL AND unused_expires_at > $7",
+            "UPDATE local_media SET media_length = $1, media_type = $2, upload_name = $3, sha256 = $4, authenticated = $5, unused_expires_at = NULL \
+             WHERE media_id = $6 AND user_id = $7 AND media_length IS NULL AND unused_expires_at > $8",
         )
         .bind(content.length)
         .bind(content.media_type.as_deref())
         .bind(content.upload_name.as_deref())
         .bind(content.sha256.as_str())
+        .bind(content.authenticated)
         .bind(media_id)
         .bind(user_id)
         .bind(now)
@@ -124,19 +126,31 @@ impl Storage {
     }
 
     pub async fn local_media(&self, media_id: &str) -> Result<Option<LocalMedia>> {
-        let row: Option<MediaRow> = sqlx::query_as(
-            "SELECT media_id, user_id, created_ts, unused_expires_at, media_length, media_type, upload_name, sha256 \
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT media_id, user_id, created_ts, unused_expires_at, media_length, media_type, upload_name, sha256, authenticated \
              FROM local_media WHERE media_id = $1",
         )
         .bind(media_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(media_id, user_id, created_ts, unused_expires_at, length, media_type, upload_name, sha256)| LocalMedia {
-            media_id,
-            user_id,
-            created_ts,
-            unused_expires_at,
-            content: length.map(|length| MediaContent { length, media_type, upload_name, sha256: sha256.unwrap_or_default() }),
+        let Some(row) = row else { return Ok(None) };
+        let content = match row.try_get::<Option<i64>, _>("media_length")? {
+            None => None,
+            Some(length) => Some(MediaContent {
+                length,
+                media_type: row.try_get("media_type")?,
+                upload_name: row.try_get("upload_name")?,
+                sha256: row.try_get::<Option<String>, _>("sha256")?.unwrap_or_default(),
+                authenticated: super::flag(&row, "authenticated")?,
+            }),
+        };
+        Ok(Some(LocalMedia {
+            media_id: row.try_get("media_id")?,
+            user_id: row.try_get("user_id")?,
+            created_ts: row.try_get("created_ts")?,
+            unused_expires_at: row.try_get("unused_expires_at")?,
+            content,
         }))
     }
 }

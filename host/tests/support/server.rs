@@ -129,6 +129,13 @@ impl TestServer {
         launch(config_text, server_name, db).await
     }
 
+    /// `restart` with `from` replaced by `to` in the configuration.
+    pub async fn restart_with(mut self, from: &str, to: &str) -> TestServer {
+        assert!(self.config_text.contains(from), "`{from}` is not in the configuration");
+        self.config_text = self.config_text.replace(from, to);
+        self.restart().await
+    }
+
     async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -1,6 +1,7 @@
 //! Downloads and thumbnails, authenticated (`/_matrix/client/v1/media/*`)
-//! and, unless `enable_authenticated_media` freezes them as Synapse does,
-//! unauthenticated (`/_matrix/media/*`); and the upload limit (`/config`).
+//! and unauthenticated (`/_matrix/media/*`, for media uploaded while
+//! `enable_authenticated_media` was off: Synapse's freeze); and the upload
+//! limit (`/config`).
 //!
 //! Every response carries the headers that keep a browser from running what
 //! it downloads: a sandboxing `Content-Security-Policy`, and a
@@ -23,6 +24,7 @@ use super::{PathArgs, authenticated, is_local, param, path_args, query_params, r
 use crate::{
     api::error::{ApiError, ApiResult},
     config::ThumbnailMethod,
+    media::{Access, ThumbnailRequest},
     services::AppState,
 };
 
@@ -65,13 +67,6 @@ const CONTENT_SECURITY_POLICY: &str =
 /// What RFC 3986 leaves unreserved stays as it is in an encoded file name.
 const FILENAME_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-/// Whether the request is on an authenticated endpoint, or on a legacy one.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Authenticated,
-    Legacy,
-}
-
 /// The upload limit; both endpoints need an access token, as in Synapse.
 pub async fn config(State(state): State<AppState>, request: Request) -> Response {
     let (request, _) = request.into_parts();
@@ -109,11 +104,10 @@ fn respond(result: ApiResult<Response>) -> Response {
 }
 
 /// Who may read: an authenticated endpoint needs a user; a legacy one
-/// serves nothing while unauthenticated media is frozen.
+/// anyone, for media from before the freeze (`MediaRepository` checks).
 async fn admit(state: &AppState, access: Access, request: &Parts) -> ApiResult<()> {
     match access {
         Access::Authenticated => authenticated(state, request).await.map(drop),
-        Access::Legacy if state.config.enable_authenticated_media() => Err(ApiError::not_found("Not found")),
         Access::Legacy => Ok(()),
     }
 }
@@ -135,7 +129,7 @@ async fn serve_file(state: AppState, access: Access, path: PathArgs, request: Re
     if !is_local(&state, &server_name) {
         return Err(remote_media());
     }
-    let download = media.open(&state.storage, &media_id, wait).await?;
+    let download = media.open(&state.storage, &media_id, access, wait).await?;
     let content_type = served_type(download.content.media_type.as_deref());
     let name = file_name.or(download.content.upload_name.clone());
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(download.file));
@@ -169,7 +163,7 @@ async fn serve_thumbnail(state: AppState, access: Access, path: PathArgs, reques
     if !is_local(&state, &server_name) {
         return Err(remote_media());
     }
-    let thumbnail = media.thumbnail(&state.storage, &media_id, width, height, method, wait).await?;
+    let thumbnail = media.thumbnail(&state.storage, &media_id, ThumbnailRequest { width, height, method }, access, wait).await?;
     let mut response = Response::new(Body::from(thumbnail.bytes));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(thumbnail.content_type));
@@ -185,11 +179,26 @@ fn insert(headers: &mut http::HeaderMap, name: header::HeaderName, value: &str) 
     }
 }
 
+/// Types Synapse serves with `charset=UTF-8` when they name no charset.
+const TEXT_CONTENT_TYPES: [&str; 11] = [
+    "text/css",
+    "text/csv",
+    "text/html",
+    "text/calendar",
+    "text/plain",
+    "text/javascript",
+    "application/json",
+    "application/ld+json",
+    "application/rtf",
+    "image/svg+xml",
+    "text/xml",
+];
+
 /// The stored type, with a charset for text as Synapse adds it.
 fn served_type(stored: Option<&str>) -> String {
     match stored {
         None => "application/octet-stream".to_owned(),
-        Some(kind) if kind.to_ascii_lowercase().starts_with("text/") && !kind.to_ascii_lowercase().contains("charset") => format!("{kind}; charset=UTF-8"),
+        Some(kind) if TEXT_CONTENT_TYPES.contains(&kind.trim().to_ascii_lowercase().as_str()) => format!("{kind}; charset=UTF-8"),
         Some(kind) => kind.to_owned(),
     }
 }
@@ -228,6 +237,8 @@ mod tests {
     fn text_gets_a_charset() {
         assert_eq!(served_type(Some("text/plain")), "text/plain; charset=UTF-8");
         assert_eq!(served_type(Some("text/plain; charset=latin1")), "text/plain; charset=latin1");
+        assert_eq!(served_type(Some("application/json")), "application/json; charset=UTF-8");
+        assert_eq!(served_type(Some("text/markdown")), "text/markdown", "only Synapse's list");
         assert_eq!(served_type(None), "application/octet-stream");
     }
 }

@@ -31,7 +31,8 @@ use crate::{media::MediaError, services::AppState};
 /// repository (its media requests are unknown endpoints, as in Synapse).
 pub fn routes(state: &AppState) -> Option<Router<AppState>> {
     state.media.as_ref()?;
-    let mut router = Router::new().route("/_matrix/media/v1/create", post(upload::create));
+    // Synapse also takes uploads on v1, which old bridges still use.
+    let mut router = Router::new().route("/_matrix/media/v1/create", post(upload::create)).route("/_matrix/media/v1/upload", post(upload::upload));
     for version in ["v3", "r0"] {
         router = router
             .route(&format!("/_matrix/media/{version}/upload"), post(upload::upload))

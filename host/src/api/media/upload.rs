@@ -82,9 +82,7 @@ async fn upload_into(state: AppState, server_name: String, media_id: String, req
     if !is_local(&state, &server_name) {
         return Err(ApiError::not_found("Non-local server name specified"));
     }
-    if !crate::media::valid_media_id(&media_id) {
-        return Err(ApiError::not_found("Not found"));
-    }
+    media.check_can_upload(&state.storage, &media_id, sender.user_id.as_str()).await?;
     let (media_type, upload_name) = described(&parts);
     let received = receive(media, &parts, body).await?;
     if let Err(error) = check_spam(&state, &sender.user_id, &received, &media_type, &upload_name).await {
