@@ -21,6 +21,7 @@ on_both_backends!(
     thumbnails_have_the_configured_sizes_and_types,
     legacy_downloads_serve_media_from_before_the_freeze,
     the_clean_up_forgets_expired_ids_and_stale_temporaries,
+    admins_list_a_users_media_and_delete_it_with_its_thumbnails,
 );
 
 const UPLOAD: &str = "/_matrix/media/v3/upload";
@@ -408,4 +409,47 @@ async fn the_clean_up_forgets_expired_ids_and_stale_temporaries(backend: Backend
     assert!(server.state.storage.local_media(&expired).await.unwrap().is_none(), "the expired id is forgotten");
     assert!(server.state.storage.local_media(&kept).await.unwrap().is_some(), "uploaded media stays");
     assert!(!stale.exists() && fresh.exists(), "only the stale temporary is removed");
+}
+
+async fn admins_list_a_users_media_and_delete_it_with_its_thumbnails(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = crate::spaces::register_admin(&server, "root").await;
+    let alice = server.register("alice", "pw").await;
+    let first = upload_ok(&server, &alice.access_token, "image/png", Some("a.png"), image_bytes(64, 64, image::ImageFormat::Png)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = upload_ok(&server, &alice.access_token, "text/plain", Some("b.txt"), b"second".to_vec()).await;
+    let name = server.server_name.clone();
+    let thumbnail = fetch(&server, &format!("{THUMBNAIL}/{name}/{first}?width=32&height=32&method=crop"), Some(&alice.access_token)).await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+
+    let list = format!("/_synapse/admin/v1/users/{}/media", alice.user_id);
+    let (status, body) = server.get(&list, Some(&alice.access_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "admins only");
+    let (status, body) = server.get(&format!("{list}?limit=1"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["total"].as_i64(), body["next_token"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(body["media"][0]["media_id"], second.as_str(), "newest first");
+    assert_eq!((body["media"][0]["upload_name"].as_str(), body["media"][0]["media_length"].as_i64()), (Some("b.txt"), Some(6)));
+
+    let delete = format!("/_synapse/admin/v1/media/{name}/{first}");
+    let (status, body) = server.delete(&delete, Some(&admin), serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!({"deleted_media": [first.clone()], "total": 1}));
+    let gone = fetch(&server, &format!("{DOWNLOAD}/{name}/{first}"), Some(&alice.access_token)).await;
+    assert_eq!(error_of(gone).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    let store = server.db.dir().join("media_store");
+    let remaining = |dir: &str| walk(&store.join(dir));
+    assert_eq!(remaining("local_content"), 1, "only the second file is left");
+    assert_eq!(remaining("local_thumbnails"), 0, "the thumbnails went with it");
+    let (status, body) = server.delete(&delete, Some(&admin), serde_json::json!({})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    let (status, _) = server.delete(&format!("/_synapse/admin/v1/media/elsewhere.example/{second}"), Some(&admin), serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "only local media");
+}
+
+/// Files below `dir`, at any depth.
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries.filter_map(Result::ok).map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { 1 }).sum()
+    })
 }

@@ -115,7 +115,7 @@ async fn reports_reach_the_administrators(backend: Backend) {
 }
 
 /// A server admin made with the shared secret; their access token.
-async fn register_admin(server: &TestServer, localpart: &str) -> String {
+pub(crate) async fn register_admin(server: &TestServer, localpart: &str) -> String {
     let path = "/_synapse/admin/v1/register";
     let nonce = server.get(path, None).await.1["nonce"].as_str().unwrap().to_owned();
     let mac = weft::api::admin::compute_mac("test-shared-secret", &nonce, localpart, "pw", true, None);

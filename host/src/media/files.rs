@@ -48,9 +48,13 @@ impl MediaStore {
     }
 
     pub fn thumbnail_path(&self, media_id: &str, width: u32, height: u32, content_type: &str, method: &str) -> PathBuf {
-        let (a, b, rest) = split(media_id);
         let kind = content_type.replace('/', "-");
-        self.root.join("local_thumbnails").join(a).join(b).join(rest).join(format!("{width}-{height}-{kind}-{method}"))
+        self.thumbnail_dir(media_id).join(format!("{width}-{height}-{kind}-{method}"))
+    }
+
+    fn thumbnail_dir(&self, media_id: &str) -> PathBuf {
+        let (a, b, rest) = split(media_id);
+        self.root.join("local_thumbnails").join(a).join(b).join(rest)
     }
 
     /// Reads `body` to a file under `tmp/`, refusing it once it passes
@@ -86,6 +90,17 @@ impl MediaStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Removes `media_id`'s file and thumbnails, whichever exist.
+    pub async fn remove(&self, media_id: &str) -> std::io::Result<()> {
+        for result in [tokio::fs::remove_file(self.content_path(media_id)).await, tokio::fs::remove_dir_all(self.thumbnail_dir(media_id)).await] {
+            match result {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     pub async fn discard(&self, received: &Received) {

@@ -214,6 +214,15 @@ impl MediaRepository {
         }
     }
 
+    /// Deletes `media_id`: its row, then its file and thumbnails.
+    pub async fn delete(&self, storage: &Storage, media_id: &str) -> Result<(), MediaError> {
+        if !valid_media_id(media_id) || !storage.delete_local_media(media_id).await? {
+            return Err(MediaError::NotFound);
+        }
+        self.store.remove(media_id).await?;
+        Ok(())
+    }
+
     /// The periodic clean-up: `/create`d ids that expired without content,
     /// and temporary files older than `STALE_TEMPORARY` (no upload takes that long).
     pub async fn clean_up(&self, storage: &Storage) -> Result<(u64, u64), MediaError> {

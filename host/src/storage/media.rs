@@ -114,6 +114,34 @@ impl Storage {
         }))
     }
 
+    /// `user_id`'s media ids, newest first, and how many there are in all.
+    pub async fn media_of_user(&self, user_id: &str, limit: i64, offset: i64) -> Result<(Vec<LocalMedia>, i64)> {
+        use sqlx::Row;
+        let ids: Vec<String> = sqlx::query("SELECT media_id FROM local_media WHERE user_id = $1 ORDER BY created_ts DESC, media_id LIMIT $2 OFFSET $3")
+            .bind(user_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get("media_id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut media = Vec::with_capacity(ids.len());
+        for media_id in ids {
+            if let Some(row) = self.local_media(&media_id).await? {
+                media.push(row);
+            }
+        }
+        let total = sqlx::query_scalar("SELECT COUNT(*) FROM local_media WHERE user_id = $1").bind(user_id).fetch_one(&self.pool).await?;
+        Ok((media, total))
+    }
+
+    /// Forgets `media_id`; whether it was there.
+    pub async fn delete_local_media(&self, media_id: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM local_media WHERE media_id = $1").bind(media_id).execute(&self.pool).await?.rows_affected();
+        Ok(deleted == 1)
+    }
+
     /// Forgets `/create`d ids whose time to take an upload ended before `now`;
     /// returns how many.
     pub async fn purge_unused_media(&self, now: i64) -> Result<u64> {

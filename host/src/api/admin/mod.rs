@@ -1,6 +1,8 @@
 //! Synapse's admin API, as far as Weft serves it: shared-secret
-//! registration and the list of users' reports.
+//! registration, the list of users' reports, and media (a user's uploads,
+//! deleting one).
 
+mod media;
 mod register;
 mod reports;
 
@@ -12,5 +14,7 @@ pub fn routes(table: &mut RouteTable) {
     table
         .add::<register::get_nonce::Request, _, _>(EndpointGroup::Admin, register::nonce)
         .add::<register::shared_secret::Request, _, _>(EndpointGroup::Admin, register::register)
-        .add::<reports::list::Request, _, _>(EndpointGroup::Admin, reports::list);
+        .add::<reports::list::Request, _, _>(EndpointGroup::Admin, reports::list)
+        .add::<media::list::Request, _, _>(EndpointGroup::Media, media::list)
+        .add::<media::delete::Request, _, _>(EndpointGroup::Media, media::delete);
 }
