@@ -21,58 +21,46 @@ pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<
     }
     let runs_here = state.config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == state.config.instance_name();
     if runs_here {
-        let (state, mut stopped) = (state.clone(), stopped.clone());
-        jobs.spawn(async move {
-            let mut interval = tokio::time::interval(PURGE_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {
-                        match state.storage.purge_uia_sessions(now_ms() - SESSION_LIFETIME_MS).await {
-                            Ok(0) => {}
-                            Ok(purged) => tracing::debug!(purged, "purged expired user-interactive auth sessions"),
-                            Err(error) => tracing::warn!(%error, "could not purge user-interactive auth sessions"),
-                        }
-                    }
-                    _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
-                }
+        jobs.spawn(every(PURGE_INTERVAL, state.clone(), stopped.clone(), |state| async move {
+            match state.storage.purge_uia_sessions(now_ms() - SESSION_LIFETIME_MS).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "purged expired user-interactive auth sessions"),
+                Err(error) => tracing::warn!(%error, "could not purge user-interactive auth sessions"),
             }
-        });
+        }));
     }
     if state.config.runs_media_background_jobs() {
-        let (state, mut stopped) = (state.clone(), stopped.clone());
-        jobs.spawn(async move {
-            let mut interval = tokio::time::interval(PURGE_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {
-                        let Some(media) = state.media.as_ref() else { break };
-                        match media.clean_up(&state.storage).await {
-                            Ok((0, 0)) => {}
-                            Ok((ids, files)) => tracing::debug!(ids, files, "removed expired media ids and stale temporary files"),
-                            Err(error) => tracing::warn!(%error, "media clean-up failed"),
-                        }
-                    }
-                    _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
-                }
+        jobs.spawn(every(PURGE_INTERVAL, state.clone(), stopped.clone(), |state| async move {
+            let Some(media) = state.media.as_ref() else { return };
+            match media.clean_up(&state.storage).await {
+                Ok((0, 0)) => {}
+                Ok((ids, files)) => tracing::debug!(ids, files, "removed expired media ids and stale temporary files"),
+                Err(error) => tracing::warn!(%error, "media clean-up failed"),
             }
-        });
+        }));
     }
     let presence_writer = state.config.stream_writers.presence.first().map_or(MAIN_INSTANCE, String::as_str);
     if state.config.presence.enabled && presence_writer == state.config.instance_name() {
-        let (state, mut stopped) = (state.clone(), stopped.clone());
-        jobs.spawn(async move {
-            let mut interval = tokio::time::interval(crate::presence::TIMER_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {
-                        if let Err(error) = crate::presence::expire(&state).await {
-                            tracing::warn!(%error, "presence timer failed");
-                        }
-                    }
-                    _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
-                }
+        jobs.spawn(every(crate::presence::TIMER_INTERVAL, state.clone(), stopped.clone(), |state| async move {
+            if let Err(error) = crate::presence::expire(&state).await {
+                tracing::warn!(%error, "presence timer failed");
             }
-        });
+        }));
     }
     jobs
+}
+
+/// Runs `job` at once and then every `period` until shutdown.
+async fn every<F, Fut>(period: Duration, state: AppState, mut stopped: watch::Receiver<bool>, job: F)
+where
+    F: Fn(AppState) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut interval = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => job(state.clone()).await,
+            _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+        }
+    }
 }

@@ -90,12 +90,8 @@ pub struct MediaEntry {
     pub safe_from_quarantine: bool,
 }
 
-fn require_admin(sender: &crate::api::auth::Sender) -> ApiResult<()> {
-    if sender.admin { Ok(()) } else { Err(ApiError::forbidden("You are not a server admin")) }
-}
-
 pub async fn list(state: AppState, request: Ruma<list::Request>) -> ApiResult<list::Response> {
-    require_admin(request.sender()?)?;
+    super::require_admin(request.sender()?)?;
     let user_id: &UserId = &request.body.user_id;
     if user_id.server_name() != state.server_name {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Can only look up local users"));
@@ -118,13 +114,12 @@ pub async fn list(state: AppState, request: Ruma<list::Request>) -> ApiResult<li
             safe_from_quarantine: false,
         })
         .collect();
-    let next = from + media.len() as u64;
-    let next_token = (next < total.max(0) as u64).then_some(next);
+    let next_token = super::next_token(from, media.len(), total);
     Ok(list::Response { media, total, next_token })
 }
 
 pub async fn delete(state: AppState, request: Ruma<delete::Request>) -> ApiResult<delete::Response> {
-    require_admin(request.sender()?)?;
+    super::require_admin(request.sender()?)?;
     let media = state.media.as_ref().ok_or_else(|| ApiError::unrecognized(http::StatusCode::NOT_FOUND))?;
     if request.body.server_name != state.server_name {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Can only delete local media"));

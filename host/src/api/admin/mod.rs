@@ -8,6 +8,19 @@ mod reports;
 
 pub use register::compute_mac;
 
+use super::{auth::Sender, error::{ApiError, ApiResult}};
+
+/// Endpoints of the admin API other than registration are for server admins.
+fn require_admin(sender: &Sender) -> ApiResult<()> {
+    if sender.admin { Ok(()) } else { Err(ApiError::forbidden("You are not a server admin")) }
+}
+
+/// Synapse's offset pagination: the offset of the next page, while one is left.
+fn next_token(from: u64, returned: usize, total: i64) -> Option<u64> {
+    let next = from + returned as u64;
+    (next < total.max(0) as u64).then_some(next)
+}
+
 use super::{groups::EndpointGroup, ruma_route::RouteTable};
 
 pub fn routes(table: &mut RouteTable) {

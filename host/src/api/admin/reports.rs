@@ -4,7 +4,7 @@
 
 use crate::{
     api::{
-        error::{ApiError, ApiResult},
+        error::ApiResult,
         ruma_route::Ruma,
     },
     services::AppState,
@@ -43,14 +43,10 @@ pub mod list {
 }
 
 pub async fn list(state: AppState, request: Ruma<list::Request>) -> ApiResult<list::Response> {
-    let sender = request.sender()?;
-    if !sender.admin {
-        return Err(ApiError::forbidden("You are not a server admin"));
-    }
+    super::require_admin(request.sender()?)?;
     let from = request.body.from.unwrap_or(0);
     let limit = request.body.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, 1000);
     let (event_reports, total) = state.storage.reports(limit as i64, from as i64).await?;
-    let next = from + event_reports.len() as u64;
-    let next_token = (next < total.max(0) as u64).then_some(next);
+    let next_token = super::next_token(from, event_reports.len(), total);
     Ok(list::Response { event_reports, total, next_token })
 }
