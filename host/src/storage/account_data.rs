@@ -19,7 +19,7 @@ impl Storage {
     /// Sets one type of a user's account data (per room when `room_id` is
     /// given); returns the stream id it was written at.
     pub async fn set_account_data(&self, user_id: &UserId, room_id: Option<&RoomId>, kind: &str, content: &serde_json::Value) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (stream_id, guard) = self.write_account_data(&mut tx, user_id, room_id, kind, content).await?;
         tx.commit().await?;
         drop(guard);

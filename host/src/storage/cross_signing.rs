@@ -21,7 +21,7 @@ pub struct KeySignature {
 impl Storage {
     /// Stores a user's cross-signing keys of the given types together.
     pub async fn set_cross_signing_keys(&self, user_id: &UserId, keys: &[(&str, &serde_json::Value, &str)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
         for (key_type, key, public_key) in keys {
             sqlx::query(
@@ -55,7 +55,7 @@ impl Storage {
         if signatures.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for signature in signatures {
             sqlx::query(
                 "INSERT INTO e2e_signatures (signer_user_id, signer_key_id, target_user_id, target_key_id, signature) \

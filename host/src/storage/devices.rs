@@ -44,7 +44,7 @@ impl Storage {
     /// Logs a device in: creates it if it is new, and adds an access token.
     /// Returns whether the device was new.
     pub async fn open_session(&self, user_id: &UserId, session: NewSession<'_>) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
         let created = self.open_session_in(&mut tx, user_id, session, &mut guards).await?;
         tx.commit().await?;
@@ -147,7 +147,7 @@ impl Storage {
 
     /// Renames a device; `false` when the user has no such device.
     pub async fn set_device_display_name(&self, user_id: &UserId, device_id: &DeviceId, name: Option<&str>) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query("UPDATE devices SET display_name = $1 WHERE user_id = $2 AND device_id = $3")
             .bind(name)
             .bind(user_id.as_str())
@@ -170,7 +170,7 @@ impl Storage {
     /// Deletes the given devices of a user and all their tokens; returns how
     /// many devices existed. Unknown device ids are ignored.
     pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[&DeviceId]) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
         let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::Only(device_ids), &mut guards).await?;
         tx.commit().await?;
@@ -179,7 +179,7 @@ impl Storage {
 
     /// Deletes every device of a user and all their tokens (`/logout/all`).
     pub async fn delete_all_devices(&self, user_id: &UserId) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
         let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::All, &mut guards).await?;
         tx.commit().await?;

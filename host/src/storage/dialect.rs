@@ -103,15 +103,16 @@ impl Dialect {
         }
     }
 
-    /// Makes the transaction a writer from its first statement. SQLite starts
-    /// transactions as readers, and a reader that later writes fails at once
-    /// (not after `busy_timeout`) when another connection wrote meanwhile;
-    /// a no-op write first queues it behind other writers instead.
-    pub(super) async fn take_write_lock(self, conn: &mut AnyConnection) -> Result<()> {
-        if self == Self::Sqlite {
-            sqlx::query("UPDATE stream_sequences SET last_id = last_id WHERE stream_name = 'events'").execute(conn).await?;
+    /// The statement that starts a transaction which will write. SQLite
+    /// starts plain transactions as readers, and a reader that later writes
+    /// fails at once with `SQLITE_BUSY_SNAPSHOT` (no busy timeout helps) when
+    /// another connection committed meanwhile; `BEGIN IMMEDIATE` takes the
+    /// write lock first, so concurrent writers queue behind each other.
+    pub(super) fn begin_write_sql(self) -> &'static str {
+        match self {
+            Self::Postgres => "BEGIN",
+            Self::Sqlite => "BEGIN IMMEDIATE",
         }
-        Ok(())
     }
 
     /// The last id handed out on `stream` (0 before any).
@@ -133,8 +134,7 @@ impl Dialect {
     /// Allocates the next id of `stream` inside the caller's transaction.
     ///
     /// PostgreSQL: the stream's sequence, shared by every writer. SQLite: a
-    /// counter row; updating it first also takes SQLite's write lock at the
-    /// start of the transaction, so concurrent writers queue instead of failing.
+    /// counter row, updated inside the writing transaction.
     pub(super) async fn next_stream_id(self, conn: &mut AnyConnection, stream: Stream) -> Result<i64> {
         let id = match self {
             Self::Postgres => {

@@ -19,8 +19,7 @@ impl Storage {
     /// Stores a device's keys; `true` when they differ from what was stored
     /// (then other users hear of it through the device list).
     pub async fn set_device_keys(&self, user_id: &UserId, device_id: &DeviceId, keys: &serde_json::Value) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        self.dialect.take_write_lock(&mut tx).await?;
+        let mut tx = self.begin_write().await?;
         let current: Option<String> = sqlx::query_scalar("SELECT key_json FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2")
             .bind(user_id.as_str())
             .bind(device_id.as_str())
@@ -64,8 +63,7 @@ impl Storage {
     /// Adds one-time keys. A key id already stored with different content is
     /// refused (`Conflict`), the same content is accepted again; all or nothing.
     pub async fn add_one_time_keys(&self, user_id: &UserId, device_id: &DeviceId, keys: &[NewKey]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        self.dialect.take_write_lock(&mut tx).await?;
+        let mut tx = self.begin_write().await?;
         for (algorithm, key_id, key) in keys {
             let existing: Option<String> = sqlx::query_scalar(
                 "SELECT key_json FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = $4",

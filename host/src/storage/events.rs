@@ -68,7 +68,7 @@ impl Storage {
     /// given. Returns each event's stream ordering. A reused client
     /// transaction id is `StorageError::Conflict` and writes nothing.
     pub async fn persist_events(&self, room: Option<NewRoom<'_>>, events: &[NewEvent<'_>]) -> Result<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(room) = room {
             sqlx::query("INSERT INTO rooms (room_id, room_version, creator, created_ts, published) VALUES ($1, $2, $3, $4, $5)")
                 .bind(room.room_id.as_str())

@@ -77,7 +77,7 @@ impl Storage {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             lock_backup(&mut tx, user_id).await?;
             let inserted = sqlx::query_scalar(
                 "INSERT INTO e2e_room_keys_versions (user_id, version, algorithm, auth_data, etag) \
@@ -103,7 +103,7 @@ impl Storage {
 
     /// A live version of the user's backup, or the latest live one for `None`.
     pub async fn backup_version(&self, user_id: &UserId, version: Option<i64>) -> Result<Option<BackupVersion>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "SELECT version, algorithm, auth_data, etag FROM e2e_room_keys_versions \
              WHERE user_id = $1 AND deleted_ts IS NULL AND ($2 IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
@@ -133,7 +133,7 @@ impl Storage {
         algorithm: &str,
         auth_data: &str,
     ) -> Result<BackupVersionUpdate> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT algorithm FROM e2e_room_keys_versions WHERE user_id = $1 AND version = $2 AND deleted_ts IS NULL")
@@ -160,7 +160,7 @@ impl Storage {
 
     /// Deletes a live version and its keys; `false` when there was none.
     pub async fn delete_backup_version(&self, user_id: &UserId, version: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
         let deleted =
             sqlx::query("UPDATE e2e_room_keys_versions SET deleted_ts = $3 WHERE user_id = $1 AND version = $2 AND deleted_ts IS NULL")
@@ -186,7 +186,7 @@ impl Storage {
     /// stored copy of its session only when it is better; the etag moves when
     /// anything was stored.
     pub async fn put_backup_keys(&self, user_id: &UserId, version: i64, keys: &[(&RoomId, &str, BackupKey)]) -> Result<BackupKeysWrite> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
         let current: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM e2e_room_keys_versions WHERE user_id = $1 AND deleted_ts IS NULL")
@@ -246,7 +246,7 @@ impl Storage {
         room_id: Option<&RoomId>,
         session_id: Option<&str>,
     ) -> Result<Option<Vec<StoredBackupKey>>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if live_etag(&mut tx, user_id, version).await?.is_none() {
             return Ok(None);
         }
@@ -274,7 +274,7 @@ impl Storage {
         room_id: Option<&RoomId>,
         session_id: Option<&str>,
     ) -> Result<Option<BackupCounts>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
         if live_etag(&mut tx, user_id, version).await?.is_none() {
             return Ok(None);

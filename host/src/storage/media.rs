@@ -61,7 +61,7 @@ impl Storage {
     /// already holds `max_pending` ids without content (then `false`).
     pub async fn reserve_media(&self, media_id: &str, user_id: &str, expires_at: i64, max_pending: u64) -> Result<bool> {
         let now = super::now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let pending: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM local_media WHERE user_id = $1 AND media_length IS NULL AND unused_expires_at > $2",
         )

@@ -160,6 +160,12 @@ impl Storage {
         Ok(())
     }
 
+    /// Starts a transaction that writes: every multi-statement write goes
+    /// through here, so that SQLite writers wait for the lock instead of failing.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self.pool.begin_with(self.dialect.begin_write_sql()).await?)
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

@@ -21,7 +21,7 @@ impl Storage {
     /// Sets `key` of `plugin`'s store; `false`, with nothing written, when
     /// its keys and values would then take more than `max_total` bytes.
     pub async fn plugin_kv_set(&self, plugin: &str, key: &str, value: &[u8], max_total: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO plugin_kv_usage (plugin_name, bytes) VALUES ($1, 0) ON CONFLICT (plugin_name) DO NOTHING")
             .bind(plugin)
             .execute(&mut *tx)
@@ -55,7 +55,7 @@ impl Storage {
     }
 
     pub async fn plugin_kv_delete(&self, plugin: &str, key: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE plugin_kv_usage SET bytes = bytes WHERE plugin_name = $1").bind(plugin).execute(&mut *tx).await?;
         let old: Option<i64> = sqlx::query_scalar("SELECT size FROM plugin_kv WHERE plugin_name = $1 AND kv_key = $2")
             .bind(plugin)

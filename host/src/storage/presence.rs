@@ -33,7 +33,7 @@ const COLUMNS: &str = "stream_id, user_id, state, status_msg, last_active_ts, la
 impl Storage {
     /// Writes a user's presence as a new row of the stream.
     pub async fn set_presence(&self, user_id: &UserId, presence: NewPresence<'_>) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (stream_id, guard) = self.next_stream_id(&mut tx, Stream::Presence).await?;
         sqlx::query(
             "INSERT INTO presence (user_id, stream_id, instance_name, state, status_msg, last_active_ts, last_sync_ts, currently_active) \

@@ -45,7 +45,7 @@ impl Storage {
             return Ok(Err(refusal));
         }
         for _ in 0..MAX_ATTEMPTS {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             // First, so that on SQLite the transaction holds the write lock from here on.
             let (stream_id, guard) = self.next_stream_id(&mut tx, Stream::PushRules).await?;
             let (mut ruleset, version) = self.stored_ruleset(&mut tx, user_id).await?;

@@ -66,7 +66,7 @@ impl Storage {
     pub async fn set_pusher(&self, pusher: NewPusher<'_>, append: bool) -> Result<()> {
         let data = Value::Object(pusher.data.clone()).to_string();
         let key = pusher.key;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if !append {
             sqlx::query("DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3")
                 .bind(key.app_id)

@@ -35,8 +35,7 @@ impl Storage {
     /// thread for a later event (receipts never move backwards). Returns
     /// the stream id when something was written.
     pub async fn set_receipt(&self, receipt: NewReceipt<'_>) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
-        self.dialect.take_write_lock(&mut tx).await?;
+        let mut tx = self.begin_write().await?;
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT event_stream_ordering FROM receipts WHERE room_id = $1 AND receipt_type = $2 AND user_id = $3 AND thread_id = $4",
         )

@@ -27,7 +27,7 @@ impl Storage {
     /// device. Returns `false` (writing nothing) when that transaction id was
     /// used before: the earlier request already delivered.
     pub async fn send_to_devices(&self, sender: &UserId, sender_device: &DeviceId, txn_id: &str, deliveries: Vec<Delivery<'_>>) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let recorded = sqlx::query(
             "INSERT INTO to_device_txns (user_id, device_id, txn_id, created_ts) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",

@@ -60,7 +60,7 @@ impl Storage {
     /// Records the room as public or not and re-derives its visibility rows
     /// from its current joined members.
     pub async fn rebuild_user_directory_room(&self, room_id: &RoomId, public: bool) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO user_directory_rooms (room_id, is_public) VALUES ($1, $2) \
              ON CONFLICT (room_id) DO UPDATE SET is_public = excluded.is_public",
@@ -99,7 +99,7 @@ impl Storage {
         local: bool,
     ) -> Result<()> {
         let user_id = entry.user_id.as_str();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO user_directory (user_id, display_name, avatar_url) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name, avatar_url = excluded.avatar_url",
@@ -147,7 +147,7 @@ impl Storage {
     /// A member who is no longer joined: removes what the room made visible,
     /// and their entry once no room makes them visible.
     pub async fn remove_user_directory_member(&self, room_id: &RoomId, user_id: &UserId) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM users_in_public_rooms WHERE user_id = $1 AND room_id = $2")
             .bind(user_id.as_str())
             .bind(room_id.as_str())

@@ -35,7 +35,7 @@ impl Storage {
     /// first device and access token, all or nothing. A user id that differs
     /// from an existing one only by case is taken: `StorageError::Conflict`.
     pub async fn create_user(&self, user: NewUser<'_>, session: Option<NewSession<'_>>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
         sqlx::query(
             "INSERT INTO users (user_id, password_hash, created_ts, admin, deactivated, shadow_banned, user_type) \
@@ -89,7 +89,7 @@ impl Storage {
     /// Replaces the password hash; with `keep_only` set, every other device of
     /// the user is deleted along with its tokens, in the same transaction.
     pub async fn set_password_hash(&self, user_id: &UserId, hash: &str, keep_only: Option<&DeviceId>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
         sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
             .bind(hash)
@@ -106,7 +106,7 @@ impl Storage {
     /// Deactivates an account: no password, no devices, no tokens. The row
     /// stays so that the user id is never handed out again.
     pub async fn deactivate_user(&self, user_id: &UserId) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
         sqlx::query("UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1")
             .bind(user_id.as_str())
