@@ -22,3 +22,13 @@ pub fn object_of<T>(raw: &Raw<T>) -> Option<Map<String, Value>> {
         _ => None,
     }
 }
+
+/// Whether any string of `value`, object keys included, contains U+0000.
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}

@@ -33,6 +33,7 @@ mod relations;
 mod rooms;
 mod router;
 mod search;
+mod slow_clients;
 mod spaces;
 mod storage;
 mod sync;

@@ -238,7 +238,7 @@ async fn start_router(config_text: &str, storage: Option<weft::storage::Storage>
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(router::serve(vec![listener], state, async move {
+    tokio::spawn(router::serve(vec![listener], state, weft::server::connections::ConnectionLimits::from_config(&config), async move {
         let _ = stopped.await;
     }));
     InProcessRouter { base: format!("http://{address}"), _stop: stop }

@@ -81,6 +81,10 @@ impl ApiError {
     pub fn too_large(limit: u64) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Request body is larger than {limit} bytes"))
     }
+    /// The body did not arrive within `http_timeouts.body`.
+    pub fn body_timeout() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, ErrorKind::Unknown, "The request body took too long to arrive")
+    }
     pub fn unrecognized(status: StatusCode) -> Self {
         Self::new(status, ErrorKind::Unrecognized, "Unrecognized request")
     }

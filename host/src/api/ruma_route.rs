@@ -184,15 +184,35 @@ struct Incoming {
     action: String,
 }
 
-/// Everything before typed parsing, kept out of the generic code.
+/// The most a request may send before it is authenticated (`/login`,
+/// `/register` and the like need a few hundred bytes).
+const UNAUTHENTICATED_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Everything before typed parsing, kept out of the generic code. The caller
+/// is authenticated before the body is read, so a request without a valid
+/// token costs neither memory nor time.
 async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -> ApiResult<Incoming> {
     let (parts, body) = request.into_parts();
-    let limit = state.config.max_request_body_size();
+    refuse_nul_in_uri(&parts.uri)?;
+    let client_addr = client_addr(&parts.headers, &parts.extensions);
+    let token = auth::access_token(&parts.headers, parts.uri.query())?;
+    let sender = match (auth_kind, token) {
+        (AuthKind::None, _) => None,
+        (AuthKind::Required, None) => return Err(ApiError::missing_token()),
+        (AuthKind::Optional, None) => None,
+        (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr).await?),
+    };
+
+    let limit = match sender {
+        Some(_) => state.config.max_request_body_size(),
+        None => state.config.max_request_body_size().min(UNAUTHENTICATED_BODY_LIMIT),
+    };
     let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::too_large(limit));
     }
-    let body = Limited::new(body, limit as usize).collect().await.map_err(|error| {
+    let read = tokio::time::timeout(state.config.http_timeouts.body.0, Limited::new(body, limit as usize).collect());
+    let body = read.await.map_err(|_| ApiError::body_timeout())?.map_err(|error| {
         if error.is::<http_body_util::LengthLimitError>() {
             ApiError::too_large(limit)
         } else {
@@ -212,21 +232,37 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
         if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::bad_json("Content must be a JSON object."));
         }
+        refuse_nul_in_json(&body)?;
     }
     if !body.is_empty() {
         body = super::legacy_fields::upgrade_auth_user(body);
     }
-
-    let client_addr = client_addr(&parts.headers, &parts.extensions);
-    let token = auth::access_token(&parts.headers, parts.uri.query())?;
-    let sender = match (auth_kind, token) {
-        (AuthKind::None, _) => None,
-        (AuthKind::Required, None) => return Err(ApiError::missing_token()),
-        (AuthKind::Optional, None) => None,
-        (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr).await?),
-    };
     let action = format!("{} {}", parts.method, parts.uri.path());
     Ok(Incoming { parts, body, sender, client_addr, action })
+}
+
+/// U+0000 cannot be stored in PostgreSQL text, and no identifier or text of
+/// the protocol needs it: it is refused everywhere, on both engines alike,
+/// before anything is written. In a URI it can only appear as `%00`.
+fn refuse_nul_in_uri(uri: &http::Uri) -> ApiResult<()> {
+    let encoded_nul = |part: &str| part.as_bytes().windows(3).any(|w| w == b"%00");
+    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
+        return Err(ApiError::invalid_param("U+0000 is not allowed in a path or query parameter"));
+    }
+    Ok(())
+}
+
+/// In valid JSON a NUL can only be written as the escape `\u0000`; a body
+/// without that text is accepted without a second parse.
+fn refuse_nul_in_json(body: &[u8]) -> ApiResult<()> {
+    if !body.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| ApiError::not_json("Content not JSON."))?;
+    if crate::json::contains_nul(&value) {
+        return Err(ApiError::bad_json("U+0000 is not allowed in strings"));
+    }
+    Ok(())
 }
 
 pub(crate) fn client_addr(headers: &http::HeaderMap, extensions: &http::Extensions) -> String {

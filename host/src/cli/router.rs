@@ -27,6 +27,6 @@ pub async fn run(files: Vec<PathBuf>) -> anyhow::Result<()> {
         println!("Weft router is listening on http://{bound}/");
         listeners.push(listener);
     }
-    router::serve(listeners, state, super::shutdown_signal()).await?;
+    router::serve(listeners, state, crate::server::connections::ConnectionLimits::from_config(&config), super::shutdown_signal()).await?;
     Ok(())
 }

@@ -98,6 +98,8 @@ pub struct Config {
     pub max_request_body_size: Option<u64>,
     /// Weft: log format and level (Synapse points `log_config` at a Python logging file).
     pub logging: LoggingConfig,
+    /// Weft: how long a client may take over a request, and shutdown over requests in flight.
+    pub http_timeouts: HttpTimeouts,
 
     /// Weft: WebAssembly plugins (`[[plugins]]`, see `plugins.rs`).
     pub plugins: Vec<super::PluginConfig>,
@@ -486,6 +488,29 @@ fn default_rc_media_create() -> RateLimit {
 
 fn default_rc_message() -> RateLimit {
     RateLimit::new(0.2, 10.0)
+}
+
+/// Weft: how long a slow or silent client may hold a connection (Synapse
+/// has no such limits and keeps such connections open for ever).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HttpTimeouts {
+    /// From a connection's start, or the end of its previous response, to
+    /// the end of the next request's headers: closes silent, drip-fed and
+    /// idle keep-alive connections alike.
+    pub header: SynapseDuration,
+    /// From the end of the headers to the end of the body.
+    pub body: SynapseDuration,
+    /// How long shutdown lets requests in flight finish before it closes
+    /// their connections.
+    pub shutdown_grace: SynapseDuration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        let seconds = |s| SynapseDuration(std::time::Duration::from_secs(s));
+        Self { header: seconds(30), body: seconds(60), shutdown_grace: seconds(10) }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -57,6 +57,11 @@ fn check_identity(config: &Config, fail: &mut Fail<'_>) {
             fail("public_baseurl", format!("`{url}` is not an http or https URL"));
         }
     }
+    for (key, timeout) in [("header", config.http_timeouts.header), ("body", config.http_timeouts.body)] {
+        if timeout.0.is_zero() {
+            fail(&format!("http_timeouts.{key}"), "must be more than 0".into());
+        }
+    }
     if config.max_request_body_size == Some(0) {
         fail("max_request_body_size", "must be more than 0 bytes".into());
     }

@@ -58,10 +58,10 @@ impl MediaStore {
     }
 
     /// Reads `body` to a file under `tmp/`, refusing it once it passes
-    /// `limit` bytes.
-    pub async fn receive(&self, body: axum::body::Body, limit: u64) -> Result<Received, MediaError> {
+    /// `limit` bytes or sends nothing for `idle_timeout`.
+    pub async fn receive(&self, body: axum::body::Body, limit: u64, idle_timeout: std::time::Duration) -> Result<Received, MediaError> {
         let temp_path = self.root.join("tmp").join(super::random_id());
-        let result = write_limited(&temp_path, body, limit).await;
+        let result = write_limited(&temp_path, body, limit, idle_timeout).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&temp_path).await;
         }
@@ -118,13 +118,13 @@ impl MediaStore {
     }
 }
 
-async fn write_limited(path: &Path, body: axum::body::Body, limit: u64) -> Result<(u64, String, Vec<u8>), MediaError> {
+async fn write_limited(path: &Path, body: axum::body::Body, limit: u64, idle_timeout: std::time::Duration) -> Result<(u64, String, Vec<u8>), MediaError> {
     let mut file = tokio::fs::File::create(path).await?;
     let mut stream = body.into_data_stream();
     let mut hasher = Sha256::new();
     let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut length: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = tokio::time::timeout(idle_timeout, stream.next()).await.map_err(|_| MediaError::BodyTimeout)? {
         let chunk = chunk.map_err(|_| MediaError::BodyRead)?;
         length += chunk.len() as u64;
         if length > limit {

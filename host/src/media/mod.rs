@@ -38,6 +38,8 @@ pub enum MediaError {
     TooLarge { limit: u64 },
     #[error("the request body could not be read")]
     BodyRead,
+    #[error("the upload sent nothing for too long")]
+    BodyTimeout,
     #[error("no such media")]
     NotFound,
     #[error("the media has not been uploaded yet")]
@@ -94,6 +96,8 @@ pub struct Thumbnail {
 pub struct MediaRepository {
     store: MediaStore,
     max_upload_size: u64,
+    /// The longest an upload may go without sending a byte (`http_timeouts.body`).
+    upload_idle_timeout: Duration,
     max_image_pixels: u64,
     thumbnail_sizes: Vec<ThumbnailSize>,
     dynamic_thumbnails: bool,
@@ -117,6 +121,7 @@ impl MediaRepository {
         Ok(Some(Self {
             store: MediaStore::open(config.media_store_path())?,
             max_upload_size: config.max_upload_size(),
+            upload_idle_timeout: config.http_timeouts.body.0,
             max_image_pixels: config.max_image_pixels(),
             thumbnail_sizes: config.thumbnail_sizes(),
             dynamic_thumbnails: config.dynamic_thumbnails,
@@ -134,7 +139,7 @@ impl MediaRepository {
 
     /// Receives an upload's body to a temporary file, within the size limit.
     pub async fn receive(&self, body: axum::body::Body) -> Result<Received, MediaError> {
-        self.store.receive(body, self.max_upload_size).await
+        self.store.receive(body, self.max_upload_size, self.upload_idle_timeout).await
     }
 
     pub async fn discard(&self, received: &Received) {

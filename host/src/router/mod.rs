@@ -26,7 +26,7 @@ mod proxy;
 mod table;
 mod users;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{Router, body::Body, routing::get, serve::ListenerExt};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -87,28 +87,26 @@ pub fn app(state: Arc<RouterState>) -> Router {
     Router::new().route("/health", get(|| async { "OK" })).fallback(proxy::forward).with_state(state)
 }
 
-/// Serves on every listener until `shutdown` completes, then waits for
-/// requests in flight (long-polls included) to finish.
-pub async fn serve(listeners: Vec<TcpListener>, state: Arc<RouterState>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+/// Serves on every listener until `shutdown` completes, then gives requests
+/// in flight (long-polls included) the shutdown grace period to finish.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    state: Arc<RouterState>,
+    limits: crate::server::connections::ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    crate::server::connections::raise_file_limit();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
-        let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let mut stopped = stopped.clone();
-        tasks.spawn(async move {
-            axum::serve(listener.tap_io(crate::server::no_delay), service)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let signal = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tasks.spawn(crate::server::connections::serve(listener.tap_io(crate::server::no_delay), app(state.clone()), limits, signal));
     }
     shutdown.await;
     let _ = stop.send(true);
-    while let Some(result) = tasks.join_next().await {
-        if let Ok(Err(error)) = result {
-            return Err(error);
-        }
-    }
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }

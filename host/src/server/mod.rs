@@ -7,6 +7,7 @@
 //! the bound addresses before traffic starts; tests bind port 0.
 
 mod background;
+pub mod connections;
 
 use std::{future::Future, io, net::SocketAddr, path::PathBuf};
 
@@ -47,6 +48,7 @@ impl Server {
     pub async fn bind(state: AppState) -> Result<Self, BindError> {
         // Counters recorded before the recorder exists would be lost.
         crate::telemetry::metrics_handle();
+        connections::raise_file_limit();
         let mut sockets = Vec::new();
         let mut serves_client = Vec::new();
         for listener in state.config.own_listeners() {
@@ -83,6 +85,7 @@ impl Server {
     /// Serves until `shutdown` completes, then drains and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = watch::channel(false);
+        let limits = connections::ConnectionLimits::from_config(&self.state.config);
         let mut tasks = JoinSet::new();
         for (socket, router) in self.sockets {
             let mut stopped = stopped.clone();
@@ -91,12 +94,10 @@ impl Server {
             };
             match socket {
                 Socket::Tcp(listener) => {
-                    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                    let listener = listener.tap_io(no_delay);
-                    tasks.spawn(async move { axum::serve(listener, service).with_graceful_shutdown(signal).await });
+                    tasks.spawn(connections::serve(listener.tap_io(no_delay), router, limits, signal));
                 }
                 Socket::Unix(listener, _) => {
-                    tasks.spawn(async move { axum::serve(listener, router.into_make_service()).with_graceful_shutdown(signal).await });
+                    tasks.spawn(connections::serve(listener, router, limits, signal));
                 }
             }
         }
@@ -106,10 +107,8 @@ impl Server {
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         let _ = stop.send(true);
         while let Some(result) = tasks.join_next().await {
-            match result {
-                Ok(Err(error)) => tracing::error!(%error, "a listener failed"),
-                Err(error) => tracing::error!(%error, "a listener task panicked"),
-                Ok(Ok(())) => {}
+            if let Err(error) = result {
+                tracing::error!(%error, "a listener task panicked");
             }
         }
         jobs.shutdown().await;

@@ -136,6 +136,11 @@ impl TestServer {
         self.restart().await
     }
 
+    /// Stops serving as SIGTERM would, and waits (at most 10 s) for the server to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown().await;
+    }
+
     async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -106,6 +106,7 @@ impl From<MediaError> for ApiError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, ruma::api::error::ErrorKind::TooLarge, format!("Uploads may be at most {limit} bytes"))
             }
             MediaError::BodyRead => Self::unknown(StatusCode::BAD_REQUEST, "Could not read the upload"),
+            MediaError::BodyTimeout => Self::body_timeout(),
             MediaError::NotFound | MediaError::Expired => Self::not_found("Not found"),
             MediaError::NotYetUploaded => Self::custom(StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED", "The media has not been uploaded yet"),
             MediaError::TooManyPending => {
