@@ -13,6 +13,8 @@
 //! - [`crypto`]: password hashing, access tokens, the server signing key.
 //! - [`http_client`]: how every outbound HTTP client is built (one TLS
 //!   configuration, made once).
+//! - [`jobs`]: the rule every background consumer follows: an item that
+//!   cannot be processed is logged, counted and skipped.
 //! - [`media`]: the media repository: uploads, the files under
 //!   `media_store_path`, downloads and thumbnails.
 //! - [`plugins`]: the WebAssembly plugin runtime (wasmtime), its limits and
@@ -39,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod http_client;
+pub mod jobs;
 pub mod json;
 pub mod media;
 pub mod plugins;

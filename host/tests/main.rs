@@ -10,6 +10,7 @@ mod support;
 
 mod accounts;
 mod backup;
+mod bad_input;
 mod concurrent_writes;
 mod config;
 mod devices;

@@ -22,6 +22,7 @@ on_both_backends!(
     deactivated_and_support_users_are_not_found,
     the_position_survives_a_restart,
     only_the_named_instance_updates,
+    an_event_the_updater_cannot_handle_is_skipped_and_counted,
 );
 
 const SEARCH: &str = "/_matrix/client/v3/user_directory/search";
@@ -307,4 +308,35 @@ async fn only_the_named_instance_updates(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.state.storage.user_directory_position().await.unwrap(), 0);
     assert!(found(&search(&server, &alice.access_token, "bob").await).is_empty());
+}
+
+/// A poison pill: the updater cannot handle mallory's join (her stored
+/// profile is unreadable by the time it replays it), yet it logs and counts
+/// it, skips it, and goes on: users who join later are found.
+async fn an_event_the_updater_cannot_handle_is_skipped_and_counted(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let mallory = server.register("mallory", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&mallory.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    caught_up(&server).await;
+
+    // Replay every event after a restart, with mallory's profile now corrupt.
+    sqlx::any::install_default_drivers();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&server.db.url).await.unwrap();
+    sqlx::query("UPDATE profile_fields SET value_json = 'not json' WHERE user_id = $1").bind(&mallory.user_id).execute(&mut db).await.unwrap();
+    sqlx::query("UPDATE user_directory_position SET stream_id = 0").execute(&mut db).await.unwrap();
+    drop(db);
+    let server = server.restart().await;
+
+    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    caught_up(&server).await;
+    assert_eq!(found(&search(&server, &alice.access_token, "bob").await), vec![bob.user_id.clone()]);
+
+    let metrics = server.raw(http::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let skipped = metrics.lines().find(|line| line.starts_with("weft_background_items_skipped_total{job=\"user_directory\"}"));
+    assert!(skipped.is_some_and(|line| !line.ends_with(" 0")), "not counted: {skipped:?}");
 }

@@ -193,24 +193,7 @@ const UNAUTHENTICATED_BODY_LIMIT: u64 = 64 * 1024;
 /// token costs neither memory nor time.
 async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -> ApiResult<Incoming> {
     let (parts, body) = request.into_parts();
-    refuse_nul_in_uri(&parts.uri)?;
-    let client_addr = client_addr(&parts.headers, &parts.extensions);
-    let token = auth::access_token(&parts.headers, parts.uri.query())?;
-    let sender = match (auth_kind, token) {
-        (AuthKind::None, _) => None,
-        (AuthKind::Required, None) => return Err(ApiError::missing_token()),
-        (AuthKind::Optional, None) => None,
-        (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr).await?),
-    };
-
-    let limit = match sender {
-        Some(_) => state.config.max_request_body_size(),
-        None => state.config.max_request_body_size().min(UNAUTHENTICATED_BODY_LIMIT),
-    };
-    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::too_large(limit));
-    }
+    let (client_addr, sender, limit) = before_body(state, &parts, auth_kind).await?;
     let read = tokio::time::timeout(state.config.http_timeouts.body.0, Limited::new(body, limit as usize).collect());
     let body = read.await.map_err(|_| ApiError::body_timeout())?.map_err(|error| {
         if error.is::<http_body_util::LengthLimitError>() {
@@ -250,6 +233,29 @@ fn refuse_nul_in_uri(uri: &http::Uri) -> ApiResult<()> {
         return Err(ApiError::invalid_param("U+0000 is not allowed in a path or query parameter"));
     }
     Ok(())
+}
+
+/// Checks everything a request's head decides, before its body is read:
+/// the client's address, who sent it, and how large its body may be.
+async fn before_body(state: &AppState, parts: &Parts, auth_kind: AuthKind) -> ApiResult<(String, Option<Sender>, u64)> {
+    refuse_nul_in_uri(&parts.uri)?;
+    let client_addr = client_addr(&parts.headers, &parts.extensions);
+    let token = auth::access_token(&parts.headers, parts.uri.query())?;
+    let sender = match (auth_kind, token) {
+        (AuthKind::None, _) => None,
+        (AuthKind::Required, None) => return Err(ApiError::missing_token()),
+        (AuthKind::Optional, None) => None,
+        (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr).await?),
+    };
+    let limit = match sender {
+        Some(_) => state.config.max_request_body_size(),
+        None => state.config.max_request_body_size().min(UNAUTHENTICATED_BODY_LIMIT),
+    };
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok((client_addr, sender, limit))
 }
 
 /// In valid JSON a NUL can only be written as the escape `\u0000`; a body

@@ -9,10 +9,21 @@
 //! it hands each request, with the peer's address as `ConnectInfo`, to the
 //! axum router it was given.
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{Router, extract::ConnectInfo, serve::Listener};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
@@ -54,7 +65,17 @@ where
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer.clone()));
             let router = router.clone();
-            async move { Ok::<_, Infallible>(router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {})) }
+            let (request, read_to_end) = track_body(request);
+            async move {
+                let mut response = router.oneshot(request).await.unwrap_or_else(|never: Infallible| match never {});
+                // A handler that answered without reading the whole body (a
+                // refused token, a body too large) leaves the connection
+                // unusable; saying so keeps clients from reusing it.
+                if !read_to_end.load(Ordering::Acquire) {
+                    response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
         connections.spawn(async move {
@@ -69,6 +90,39 @@ where
         tracing::warn!(grace = ?limits.shutdown_grace, "requests still in flight after the shutdown grace period; closing their connections");
     }
     connections.shutdown().await;
+}
+
+/// The request with a body that records when it has been read to its end.
+fn track_body(request: http::Request<Incoming>) -> (http::Request<axum::body::Body>, Arc<AtomicBool>) {
+    let read_to_end = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+    let flag = read_to_end.clone();
+    (request.map(|inner| axum::body::Body::new(TrackedBody { inner, read_to_end: flag })), read_to_end)
+}
+
+struct TrackedBody {
+    inner: Incoming,
+    read_to_end: Arc<AtomicBool>,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read_to_end.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Raises this process's open-file limit to its hard limit, as Synapse does

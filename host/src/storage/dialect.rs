@@ -46,7 +46,7 @@ impl Dialect {
             }
             Self::Sqlite => "INSERT INTO event_search (event_id, room_id, stream_ordering, body) VALUES ($1, $2, $3, $4)",
         };
-        sqlx::query(sql).bind(event_id).bind(room_id).bind(ordering).bind(text).execute(conn).await?;
+        sqlx::query(sql).bind(event_id).bind(room_id).bind(ordering).bind(super::index_text(text)).execute(conn).await?;
         Ok(())
     }
 

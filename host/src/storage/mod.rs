@@ -166,6 +166,12 @@ impl Storage {
         Ok(self.pool.begin_with(self.dialect.begin_write_sql()).await?)
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -226,6 +232,13 @@ pub(super) fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
         Ok(value) => Ok(value),
         Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
     }
+}
+
+/// Text derived from event content for an index column (search, user
+/// directory). PostgreSQL text cannot hold U+0000; it is dropped, on both
+/// engines alike, as Synapse does for its search index.
+fn index_text(text: &str) -> String {
+    text.replace('\0', "")
 }
 
 pub(crate) fn now_ms() -> i64 {

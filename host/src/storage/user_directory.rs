@@ -105,14 +105,14 @@ impl Storage {
              ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name, avatar_url = excluded.avatar_url",
         )
         .bind(user_id)
-        .bind(&entry.display_name)
-        .bind(&entry.avatar_url)
+        .bind(entry.display_name.as_deref().map(super::index_text))
+        .bind(entry.avatar_url.as_deref().map(super::index_text))
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM user_directory_words WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
         for word in words {
             sqlx::query("INSERT INTO user_directory_words (word, user_id) VALUES ($1, $2) ON CONFLICT (word, user_id) DO NOTHING")
-                .bind(word)
+                .bind(super::index_text(word))
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;

@@ -16,7 +16,9 @@
 //! A local user's entry shows their global profile (as in Synapse, not a
 //! per-room nickname); a remote user's, the profile in their member event.
 //!
-//! May call: storage, the notifier. Must not: write anything but the
+//! An event it cannot handle is skipped by the rule of [`crate::jobs`].
+//!
+//! May call: storage, the notifier, jobs. Must not: write anything but the
 //! directory's tables.
 
 mod words;
@@ -107,7 +109,7 @@ async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &
             _ => upto,
         };
         for event in &events {
-            apply(state, event).await?;
+            crate::jobs::process_item("user_directory", event.event_id.as_str(), &state.storage, || apply(state, event)).await?;
         }
         state.storage.set_user_directory_position(reached).await?;
         at = reached;

@@ -7,7 +7,7 @@ mod server;
 
 pub use database::{Backend, TestDb, unique};
 pub use processes::{KillOnDrop, WEFT, free_port};
-pub use server::{TestServer, errcode, login_body};
+pub use server::{Session, TestServer, errcode, login_body};
 
 /// Runs an async test body once per storage backend, as two tests.
 #[macro_export]
