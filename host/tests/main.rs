@@ -10,6 +10,7 @@ mod support;
 
 mod accounts;
 mod backup;
+mod client_address;
 mod config;
 mod devices;
 mod directory;
