@@ -19,6 +19,8 @@ on_both_backends!(
     logout_all_invalidates_every_token,
     failed_logins_are_rate_limited,
     logins_per_address_are_rate_limited,
+    wrong_passwords_do_not_spend_the_accounts_login_budget,
+    successful_logins_per_account_are_rate_limited,
 );
 
 const LOGIN: &str = "/_matrix/client/v3/login";
@@ -152,4 +154,37 @@ async fn logins_per_address_are_rate_limited(backend: Backend) {
     let (status, body) = server.post(LOGIN, None, login_body("alice", "pw")).await;
     assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"));
     assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
+}
+
+/// `rc_login.account` at its default counts successful logins only: a flood
+/// of wrong passwords (from any number of addresses) leaves the right one
+/// working while `rc_login.failed_attempts` allows it.
+async fn wrong_passwords_do_not_spend_the_accounts_login_budget(backend: Backend) {
+    let server = TestServer::builder(backend).config("[rc_login.account]\nper_second = 0.003\nburst_count = 5").start().await;
+    server.register("alice", "pw").await;
+    for _ in 0..25 {
+        let attempts = (0..8).map(|_| server.post(LOGIN, None, login_body("alice", "wrong")));
+        for (status, body) in futures_util::future::join_all(attempts).await {
+            assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
+        }
+    }
+    let (status, body) = server.post(LOGIN, None, login_body("alice", "pw")).await;
+    assert_eq!(status, StatusCode::OK, "200 wrong attempts do not lock the account out: {body}");
+}
+
+/// As Synapse: `rc_login.account` is checked once the password is right, so
+/// past it the right password waits and a wrong one is still just wrong.
+async fn successful_logins_per_account_are_rate_limited(backend: Backend) {
+    let server = TestServer::builder(backend).config("[rc_login.account]\nper_second = 0.01\nburst_count = 3").start().await;
+    server.register("alice", "pw").await;
+    for _ in 0..3 {
+        server.login("Alice", "pw").await;
+    }
+    let (status, body) = server.post(LOGIN, None, login_body(&server.user_id("alice"), "pw")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"), "however the user is named: {body}");
+    assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
+    let (status, body) = server.post(LOGIN, None, login_body("alice", "wrong")).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
+    server.register("bob", "pw").await;
+    server.login("bob", "pw").await;
 }

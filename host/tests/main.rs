@@ -11,6 +11,7 @@ mod support;
 mod accounts;
 mod backup;
 mod bad_input;
+mod client_address;
 mod concurrent_writes;
 mod config;
 mod devices;

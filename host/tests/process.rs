@@ -229,6 +229,31 @@ fn check_config_describes_a_valid_configuration() {
 }
 
 #[test]
+fn check_config_warns_of_a_replication_listener_on_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("homeserver.toml");
+    let config = |replication_bind: &str| {
+        format!(
+            "server_name = \"example.org\"\n[database]\nname = \"sqlite3\"\nargs = {{ database = \"weft.db\" }}\n\
+             [[listeners]]\nport = 8008\nbind_addresses = [\"127.0.0.1\"]\n[[listeners.resources]]\nnames = [\"client\"]\n\
+             [[listeners]]\nport = 9093\n{replication_bind}\n[[listeners.resources]]\nnames = [\"replication\"]\n"
+        )
+    };
+    let check = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&file).output().unwrap();
+        assert!(output.status.success(), "a warning, not an error: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = check(config(""));
+    assert!(stderr.contains("warning: `listeners[1].bind_addresses`: the `replication` listener binds to ::, 0.0.0.0"), "the default binds everywhere: {stderr}");
+    let stderr = check(config("bind_addresses = [\"127.0.0.1\", \"203.0.113.4\"]"));
+    assert!(stderr.contains("warning: `listeners[1].bind_addresses`: the `replication` listener binds to 203.0.113.4 "), "{stderr}");
+    let stderr = check(config("bind_addresses = [\"127.0.0.1\", \"::1\"]"));
+    assert!(!stderr.contains("warning"), "loopback only: {stderr}");
+}
+
+#[test]
 fn help_explains_each_command() {
     let output = Command::new(WEFT).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);

@@ -314,7 +314,8 @@ async fn sync_sticks_by_user_and_fails_over_within_its_group() {
     let room_home = instance_of(messages("!room:router.test")).await;
     assert_eq!(instance_of(messages("%21room%3Arouter.test")).await, room_home, "the same room however it is encoded");
 
-    // Method, path, query, body and X-Forwarded-For arrive as sent.
+    // Method, path, query and body arrive as sent; X-Forwarded-For is the
+    // peer the router saw, whatever the client claimed.
     let (status, echoed) = get_json(
         http.post(format!("{}/_matrix/client/v3/createRoom?x=1", router.base)).header("x-forwarded-for", "203.0.113.9").body("{\"a\":1}"),
     )
@@ -324,7 +325,7 @@ async fn sync_sticks_by_user_and_fails_over_within_its_group() {
     assert_eq!(echoed["path"], "/_matrix/client/v3/createRoom");
     assert_eq!(echoed["query"], "x=1");
     assert_eq!(echoed["body"], "{\"a\":1}");
-    assert_eq!(echoed["x_forwarded_for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(echoed["x_forwarded_for"], "127.0.0.1");
     assert!(echoed["host"].as_str().unwrap().starts_with("127.0.0.1:"), "the client's Host is kept: {echoed}");
 
     // One sync instance stops: its users move, the others stay.
@@ -603,6 +604,9 @@ fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
     assert!(block("upstream weft_client_reads {").contains("server 127.0.0.1:8080;"), "unlisted groups go to main");
     assert!(nginx.contains("map $arg_since $weft_sync_upstream {"), "{nginx}");
     assert!(nginx.contains("listen 127.0.0.1:8448;"));
+    // The client's own X-Forwarded-For is replaced, never extended.
+    assert!(nginx.contains("proxy_set_header X-Forwarded-For $remote_addr;"), "{nginx}");
+    assert!(!nginx.contains("$proxy_add_x_forwarded_for"), "{nginx}");
 
     let messages = block("location ~ \"^/_matrix/client/v3/rooms/(?<weft_room_id>[^/]+)/messages$\" {");
     assert!(messages.contains("set $weft_room $weft_room_id;") && messages.contains("proxy_pass http://weft_room_messages;"), "{messages}");
@@ -725,7 +729,7 @@ async fn nginx_with_the_generated_configuration_routes_like_the_router() {
     assert_eq!(instance_of(http.get(format!("{base}/_matrix/client/v3/profile/@u:x/displayname"))).await, "main");
     assert_eq!(instance_of(http.get(format!("{base}/_matrix/client/versions"))).await, "main");
     assert_eq!(instance_of(http.get(format!("{base}/no/such/path"))).await, "main");
-    let (_, echoed) = get_json(http.get(format!("{base}/_matrix/client/versions"))).await;
+    let (_, echoed) = get_json(http.get(format!("{base}/_matrix/client/versions")).header("x-forwarded-for", "8.8.8.8")).await;
     assert_eq!(echoed["x_forwarded_for"], "127.0.0.1");
 
     sync1.stop().await;

@@ -271,18 +271,27 @@ fn refuse_nul_in_json(body: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
+/// The one place that decides a client's address: the connection's peer, or,
+/// on a listener with `x_forwarded`, the rightmost `X-Forwarded-For` entry.
+/// That entry is the one the trusted proxy in front added; entries to its
+/// left came from the client (a proxy that appends keeps them) and are
+/// never believed.
 pub(crate) fn client_addr(headers: &http::HeaderMap, extensions: &http::Extensions) -> String {
     let trust_forwarded = extensions.get::<ListenerContext>().is_some_and(|context| context.x_forwarded);
-    if trust_forwarded
-        && let Some(forwarded) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
-        && let Some(first) = forwarded.split(',').next().map(str::trim).filter(|s| !s.is_empty())
-    {
-        return first.to_owned();
+    if trust_forwarded && let Some(last) = rightmost_forwarded(headers) {
+        return last;
     }
     match extensions.get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(address)) => address.ip().to_string(),
         None => "unix".to_owned(),
     }
+}
+
+/// The last entry of the last `X-Forwarded-For` header (a proxy may add its
+/// own header line rather than extend the client's).
+fn rightmost_forwarded(headers: &http::HeaderMap) -> Option<String> {
+    let last_header = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+    last_header.rsplit(',').next().map(str::trim).filter(|entry| !entry.is_empty()).map(str::to_owned)
 }
 
 fn request_error(error: FromHttpRequestError) -> ApiError {

@@ -34,6 +34,9 @@ pub async fn run(files: Vec<PathBuf>, data_dir: PathBuf, port: Option<u16>) -> a
     for line in config::describe(&config).lines() {
         tracing::info!("{line}");
     }
+    for warning in config::warnings(&config) {
+        tracing::warn!("{warning}");
+    }
 
     let registration_open = config.enable_registration;
     let state = Services::build(config).await.context("cannot start")?;

@@ -17,6 +17,7 @@ mod media;
 mod plugins;
 mod schema;
 mod validate;
+mod warnings;
 pub mod zero_setup;
 
 pub use describe::describe;
@@ -25,6 +26,7 @@ pub use load::{ConfigError, ConfigErrors, load_files, load_str};
 pub use media::{ByteSize, ThumbnailMethod, ThumbnailSize};
 pub use plugins::*;
 pub use schema::*;
+pub use warnings::warnings;
 
 /// The name the main process has in `instance_map`, `stream_writers` and the
 /// other instance-valued options, as in Synapse.

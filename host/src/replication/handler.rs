@@ -1,5 +1,6 @@
 //! The replication task every instance runs: applies what other writers
-//! announce (RDATA, POSITION), answers REPLICATE, takes USER_SYNC on the
+//! announce (RDATA, POSITION; positions once the database confirms them,
+//! see `announced`), answers REPLICATE, takes USER_SYNC on the
 //! presence writer, and announces this instance's own positions.
 //!
 //! Catching up: the database holds every stream but `typing`, so for those
@@ -171,8 +172,9 @@ async fn handle(state: &AppState, command: &Command) {
                     return;
                 }
             }
-            super::advance_position(&state.notifier, stream, instance, *token);
-            record_lag(stream, instance, row);
+            if super::announced::apply(state, stream, instance, *token).await {
+                record_lag(stream, instance, row);
+            }
         }
         Command::Position { stream, instance, new, .. } if instance != state.replication.instance() => {
             let Some(stream) = stream_named(stream) else { return };
@@ -180,7 +182,7 @@ async fn handle(state: &AppState, command: &Command) {
                 fetch_typing(state);
                 return;
             }
-            super::advance_position(&state.notifier, stream, instance, *new);
+            super::announced::apply(state, stream, instance, *new).await;
         }
         Command::Replicate => announce(state, true),
         Command::UserSync { process_id, user_id, syncing, last_sync_ms, .. } => {

@@ -4,11 +4,14 @@
 //! announces this instance's (`handler`), and the internal HTTP calls that
 //! send writes to their writer (`client`, `forward`, `room_writes`). The
 //! monolith runs the same code with an in-process bus and no other writers.
+//! Positions announced on the bus are checked against the database before
+//! they move anything (`announced`).
 //!
 //! Owns: the `Replication` service. May call: `storage`, `sync::notifier`,
 //! `typing`, `presence`. Must not: build client-facing responses (the
 //! internal endpoints live in `api::replication`).
 
+mod announced;
 mod bus;
 pub mod client;
 pub mod command;
@@ -89,6 +92,8 @@ pub struct Replication {
     replies: Mutex<HashMap<String, (Instant, client::StoredReply)>>,
     /// Per stream, the last position announced on the bus.
     announced: Mutex<[i64; Stream::COUNT]>,
+    /// Per stream, the highest id the database confirmed to another writer's claim.
+    confirmed: announced::Confirmed,
     stop: watch::Sender<bool>,
 }
 
@@ -123,6 +128,7 @@ impl Replication {
             client: client::InternalClient::from_config(config),
             replies: Mutex::new(HashMap::new()),
             announced: Mutex::new([0; Stream::COUNT]),
+            confirmed: announced::Confirmed::default(),
             stop,
         }
     }

@@ -72,7 +72,7 @@ pub fn generate(config: &Config) -> Result<String, RouterError> {
     line(w, "    proxy_http_version 1.1;");
     line(w, "    proxy_set_header Connection \"\";");
     line(w, "    proxy_set_header Host $host;");
-    line(w, "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;");
+    line(w, "    proxy_set_header X-Forwarded-For $remote_addr;");
     line(w, "    # /sync long-polls; never cut a response short.");
     line(w, "    proxy_read_timeout 1h;");
     let _ = writeln!(w, "    proxy_connect_timeout {}ms;", settings.connect_timeout_ms);

@@ -138,15 +138,15 @@ async fn sticky_key(state: &RouterState, classified: &Classified, headers: &Head
     }
 }
 
+/// The incoming headers for the instance, with `X-Forwarded-For` set to the
+/// peer this router saw: what the client sent in it is dropped, since an
+/// instance that trusts the header would otherwise take a client's word for
+/// its own address.
 fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
     let mut headers = incoming.clone();
     strip_hop_by_hop(&mut headers);
-    let peer = peer.ip().to_string();
-    let forwarded_for = match incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {peer}"),
-        None => peer,
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    headers.remove("x-forwarded-for");
+    if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
         headers.insert("x-forwarded-for", value);
     }
     headers

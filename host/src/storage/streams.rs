@@ -74,6 +74,13 @@ impl Storage {
         Ok(position.unwrap_or(0))
     }
 
+    /// The last id handed out on `stream` to any of its writers: no writer's
+    /// position can be past it.
+    pub async fn last_stream_id(&self, stream: Stream) -> Result<i64> {
+        let mut conn = self.pool.acquire().await?;
+        self.dialect.current_stream_id(&mut conn, stream).await
+    }
+
     /// Device-list changes after `after`, in stream order, at most `limit`.
     pub async fn device_list_changes_since(&self, after: i64, limit: i64) -> Result<Vec<DeviceListChange>> {
         let rows = sqlx::query(

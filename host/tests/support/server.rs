@@ -39,11 +39,12 @@ pub struct TestServerBuilder {
     backend: Backend,
     extra: String,
     shared_secret: bool,
+    x_forwarded: bool,
 }
 
 impl TestServer {
     pub fn builder(backend: Backend) -> TestServerBuilder {
-        TestServerBuilder { backend, extra: String::new(), shared_secret: true }
+        TestServerBuilder { backend, extra: String::new(), shared_secret: true, x_forwarded: false }
     }
 
     pub async fn start(backend: Backend) -> Self {
@@ -185,6 +186,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// The listener trusts `X-Forwarded-For` (`x_forwarded = true`), as one
+    /// behind a reverse proxy does.
+    pub fn behind_proxy(mut self) -> Self {
+        self.x_forwarded = true;
+        self
+    }
+
     pub async fn start(self) -> TestServer {
         let db = TestDb::new(self.backend).await;
         let server_name = format!("{}.test", unique("hs"));
@@ -215,9 +223,10 @@ impl TestServerBuilder {
             }
         }
         let text = format!(
-            "{text}{extra}\n{tables}\n{db}\n[[listeners]]\nport = 0\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\n\
+            "{text}{extra}\n{tables}\n{db}\n[[listeners]]\nport = 0\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\nx_forwarded = {x_forwarded}\n\
              [[listeners.resources]]\nnames = [\"client\", \"federation\", \"health\", \"metrics\"]\n",
             extra = extra,
+            x_forwarded = self.x_forwarded,
             db = db.config_toml,
         );
         launch(text, server_name, db).await

@@ -1,4 +1,5 @@
-//! Faults: Redis restarting mid-run or down, an event persister killed under load.
+//! Faults: Redis restarting mid-run or down, an event persister killed under
+//! load, a forged position published on Redis.
 
 use std::{
     collections::HashSet,
@@ -153,4 +154,55 @@ async fn a_persister_killed_under_load_loses_no_acknowledged_event_and_other_roo
             assert!(unique.contains(body), "acknowledged `{body}` missing from {room}");
         }
     }
+}
+
+/// Anyone who can publish on Redis can claim a writer's position. One no
+/// writer has persisted is refused: sync tokens keep their place and a
+/// message sent afterwards still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_position_on_redis_moves_no_sync_token() {
+    let d = Deployment::start().await;
+    let (alice, _) = d.register("worker1", "alice").await;
+    let (bob, _) = d.register("worker2", "bob").await;
+    let room = d.room_on_persister("worker1", &alice, 0, json!({"preset": "public_chat"})).await;
+    let (status, body) = d.call("worker2", "POST", &format!("/_matrix/client/v3/join/{room}"), Some(&bob), Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let before = d.sync("worker2", &bob, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+
+    let rows_channel = format!("{}/events", d.server_name);
+    for (channel, line) in [
+        (d.server_name.as_str(), "POSITION events persister1 1 900000000"),
+        (rows_channel.as_str(), "RDATA events persister1 900000001 [\"!forged:x\",\"$forged\",0]"),
+    ] {
+        let published = std::process::Command::new("redis-cli")
+            .args(["-p", &d.redis.port.to_string(), "PUBLISH", channel, line])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    }
+    // Both claims reach worker2; once refused they have been handled.
+    let labels = ["stream=\"events\"", "writer=\"persister1\""];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut refused = 0.0;
+    while refused < 2.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        refused = d.metric("worker2", "weft_replication_positions_refused_total", &labels).await.unwrap_or(0.0);
+    }
+
+    let after = d.sync("worker2", &bob, Some(&before), 0).await["next_batch"].as_str().unwrap().to_owned();
+    assert!(!after.contains("90000000"), "the token jumped: {before} became {after}");
+    let (status, body) = d.send("worker1", &alice, &room, "after-forgery", "still delivered").await;
+    assert_eq!(status, 200, "{body}");
+    let mut since = after;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "the message sent after the forged position never reached worker2");
+        let sync = d.sync("worker2", &bob, Some(&since), 2_000).await;
+        if timeline_bodies(&sync, &room).contains(&"still delivered".to_owned()) {
+            break;
+        }
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(refused, 2.0, "worker2 counted both forged claims as refused");
+    assert!(d.log("worker2").contains("refused a position announced on the bus"), "and logged them");
 }

@@ -1,8 +1,12 @@
 //! `GET /login` (flows), `POST /login` with `m.login.password`, and
 //! `POST /refresh` (always an unknown token: none are issued).
 //!
-//! Rate limits as Synapse: attempts per client address and per account, and
-//! failed attempts per account (checked before the password, counted after).
+//! Rate limits as Synapse: every attempt per client address; failed attempts
+//! per account (`rc_login.failed_attempts`: checked before the password,
+//! counted after a failure); successful logins per account
+//! (`rc_login.account`: counted once the password is right). Failures never
+//! spend the account's success budget, so someone guessing passwords cannot
+//! make the right one answer 429 through it.
 //! A deactivated account gets `M_USER_DEACTIVATED` whatever the password: its
 //! password hash is erased at deactivation, and the account's existence is no
 //! secret (its id stays taken).
@@ -63,7 +67,6 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
     };
     let user_id = qualify(&state, &name)?;
     let key = user_id.as_str().to_lowercase();
-    state.rate_limits.login_account.acquire(&key).map_err(ApiError::limit_exceeded)?;
     state.rate_limits.login_failed_attempts.peek(&key).map_err(ApiError::limit_exceeded)?;
 
     let Some(user) = state.storage.user_ignoring_case(user_id.as_str()).await? else {
@@ -81,6 +84,7 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
         state.rate_limits.login_failed_attempts.acquire(&key).ok();
         return Err(invalid_credentials());
     }
+    state.rate_limits.login_account.acquire(&user.user_id.as_str().to_lowercase()).map_err(ApiError::limit_exceeded)?;
 
     // As Synapse: after the credentials, before the device exists.
     let client = RequestInfo { user_agent: None, ip: request.client_addr.clone() };
