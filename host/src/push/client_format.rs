@@ -75,6 +75,7 @@ mod tests {
         assert_eq!(global["content"], json!([]));
         assert_eq!(global["sender"][0]["actions"][1], json!({"set_tweak": "highlight", "value": true}));
         let default_highlight = global["override"].as_array().unwrap().iter().find(|r| r["rule_id"] == ".m.rule.is_user_mention").unwrap();
-        assert_eq!(default_highlight["actions"][1], json!({"set_tweak": "highlight"}), "server-default rules as Synapse's");
+        let tweak = default_highlight["actions"].as_array().unwrap().iter().find(|action| action["set_tweak"] == "highlight").unwrap();
+        assert_eq!(tweak, &json!({"set_tweak": "highlight"}), "server-default rules as Synapse's");
     }
 }
