@@ -164,7 +164,9 @@ async fn enabling_and_actions_work_on_every_rule(backend: Backend) {
     let actions = json!(["notify", {"set_tweak": "highlight"}, {"set_tweak": "sound", "value": "bing"}, "dont_notify"]);
     let (status, _) = server.put(&format!("{RULES}/content/cake/actions"), token, json!({"actions": actions})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(server.get(&format!("{RULES}/content/cake/actions"), token).await.1["actions"], actions);
+    // A user rule's highlight shows its `true` (push::client_format).
+    let shown = json!(["notify", {"set_tweak": "highlight", "value": true}, {"set_tweak": "sound", "value": "bing"}, "dont_notify"]);
+    assert_eq!(server.get(&format!("{RULES}/content/cake/actions"), token).await.1["actions"], shown);
 
     // Unknown rules, and malformed bodies, change nothing.
     let before = server.get("/_matrix/client/v3/pushrules/", token).await.1;

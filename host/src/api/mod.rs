@@ -13,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod federation;
 pub mod groups;
+mod empty_body;
 mod legacy_fields;
 pub mod media;
 pub mod middleware;

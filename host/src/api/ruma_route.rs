@@ -83,10 +83,11 @@ impl RouteTable {
         H: Fn(AppState, Ruma<R>) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = ApiResult<R::OutgoingResponse>> + Send + 'static,
     {
+        let empty_body = super::empty_body::allowed::<R>();
         let erased: ErasedHandler = Arc::new(move |state, path_args, request| {
             let handler = handler.clone();
             Box::pin(async move {
-                let outcome = match prepare::<R>(&state, path_args, request).await {
+                let outcome = match prepare::<R>(&state, path_args, request, empty_body).await {
                     Ok(ruma) => handler(state, ruma).await.and_then(|response| {
                         response.try_into_http_response::<BytesMut>().map_err(|error| {
                             tracing::error!(%error, "could not serialise a response");
@@ -157,13 +158,13 @@ impl RouteTable {
     }
 }
 
-async fn prepare<R>(state: &AppState, path_args: PathArgs, request: Request) -> ApiResult<Ruma<R>>
+async fn prepare<R>(state: &AppState, path_args: PathArgs, request: Request, empty_body: bool) -> ApiResult<Ruma<R>>
 where
     R: IncomingRequest,
     R::Authentication: AuthRequirement,
 {
     let path_args = path_args.ok_or_else(|| ApiError::invalid_param("A path parameter is not valid UTF-8"))?;
-    let incoming = read_request(state, request, <R::Authentication as AuthRequirement>::KIND).await?;
+    let incoming = read_request(state, request, <R::Authentication as AuthRequirement>::KIND, empty_body).await?;
     let http_request = http::Request::from_parts(incoming.parts, incoming.body.as_ref());
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
     let body = match super::parse_guard::parse(|| R::try_from_http_request(http_request, &path_args)) {
@@ -190,8 +191,9 @@ const UNAUTHENTICATED_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Everything before typed parsing, kept out of the generic code. The caller
 /// is authenticated before the body is read, so a request without a valid
-/// token costs neither memory nor time.
-async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -> ApiResult<Incoming> {
+/// token costs neither memory nor time. `empty_body`: whether the endpoint
+/// takes a `POST` or `PUT` without a body.
+async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind, empty_body: bool) -> ApiResult<Incoming> {
     let (parts, body) = request.into_parts();
     let (client_addr, sender, limit) = before_body(state, &parts, auth_kind).await?;
     let read = tokio::time::timeout(state.config.http_timeouts.body.0, Limited::new(body, limit as usize).collect());
@@ -203,9 +205,10 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind) -
         }
     })?;
     let mut body = body.to_bytes();
-    if body.is_empty() && parts.method == Method::POST {
-        // Clients send no body where every field is optional (`/join`,
-        // `/receipt`); Synapse reads that as `{}`.
+    if body.is_empty() && matches!(parts.method, Method::POST | Method::PUT) {
+        if !empty_body {
+            return Err(ApiError::not_json("Content not JSON."));
+        }
         body = Bytes::from_static(b"{}");
     }
     if !body.is_empty() && matches!(parts.method, Method::POST | Method::PUT) {

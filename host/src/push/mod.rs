@@ -11,6 +11,8 @@
 //! every member's: each cache empties whenever its stream (`push_rules`,
 //! `account_data`) moves, here or, with workers, replicated from its writer.
 
+pub mod client_format;
+
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},

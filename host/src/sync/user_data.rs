@@ -82,7 +82,8 @@ pub(super) async fn push_rules(
     let moved = since.push_rules < next.push_rules;
     if initial || (moved && storage.push_rules_changed_since(user_id, since.push_rules).await?) {
         let ruleset = storage.push_ruleset(user_id).await?;
-        response.account_data.events.push(raw(&json!({"type": "m.push_rules", "content": {"global": ruleset}})));
+        let global = crate::push::client_format::global(&ruleset);
+        response.account_data.events.push(raw(&json!({"type": "m.push_rules", "content": {"global": global}})));
     }
     Ok(())
 }

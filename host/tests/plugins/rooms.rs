@@ -12,7 +12,7 @@ use crate::{
     support::{Backend, TestServer, errcode},
 };
 
-on_both_backends!(room_call_sites_reach_the_spam_checker);
+on_both_backends!(room_call_sites_reach_the_spam_checker, events_past_the_size_limit_are_too_large_before_any_spam_check);
 
 async fn room_call_sites_reach_the_spam_checker(backend: Backend) {
     let plugin = format!(
@@ -46,4 +46,26 @@ async fn room_call_sites_reach_the_spam_checker(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN, "state events go through check-event-for-spam too");
     let (status, _) = server.put(&format!("/_matrix/client/v3/directory/room/%23ok:{}", server.server_name), token, json!({"room_id": room})).await;
     assert_eq!(status, StatusCode::OK, "aliases for allowed users");
+}
+
+/// An event past the spec's 65536 bytes is 413 `M_TOO_LARGE`, also when it
+/// is past the spam checker's input cap (which would refuse it as spam).
+async fn events_past_the_size_limit_are_too_large_before_any_spam_check(backend: Backend) {
+    let plugin = format!(
+        "[[plugins]]\nname = \"rules\"\npath = {:?}\n[plugins.limits]\nmax_input_bytes = 100000\n[plugins.config]\nbody_patterns = [\"buy now\"]\n",
+        guest("spam_rules").display().to_string()
+    );
+    let server = TestServer::builder(backend).config(&plugin).start().await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({})).await;
+    let token = Some(alice.access_token.as_str());
+    for size in [70_000, 200_000, 2_000_000] {
+        let content = json!({"msgtype": "m.text", "body": "x".repeat(size)});
+        let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/big{size}"), token, content.clone()).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "message of {size}: {body}");
+        let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.big/{size}"), token, content).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "state event of {size}: {body}");
+    }
+    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/small"), token, json!({"msgtype": "m.text", "body": "hi"})).await;
+    assert_eq!(status, StatusCode::OK, "the checker still runs on ordinary events");
 }

@@ -66,6 +66,11 @@ pub async fn get_global(state: AppState, request: Ruma<get_global_account_data::
     let sender = request.sender()?;
     own(sender, &request.body.user_id)?;
     let kind = request.body.event_type.to_string();
+    if kind == "m.push_rules" {
+        // Kept apart from account data; Synapse serves them here too.
+        let ruleset = state.storage.push_ruleset(&sender.user_id).await?;
+        return Ok(get_global_account_data::v3::Response::new(raw(&json!({"global": crate::push::client_format::global(&ruleset)}))));
+    }
     let content = state.storage.account_data(&sender.user_id, None, &kind).await?.ok_or_else(|| ApiError::not_found("Account data not found"))?;
     Ok(get_global_account_data::v3::Response::new(raw(&content)))
 }

@@ -38,6 +38,16 @@ fn local_alias(state: &Services, alias: &RoomAliasId) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses an alias localpart holding whitespace or a control character:
+/// Synapse refuses whitespace in `createRoom`'s `room_alias_name`, and Weft
+/// holds `PUT /directory/room/{alias}` to the same rule.
+pub(super) fn check_alias_localpart(localpart: &str) -> ApiResult<()> {
+    if localpart.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::invalid_param("Invalid characters in room alias"));
+    }
+    Ok(())
+}
+
 async fn room_state(state: &Services, room_id: &RoomId) -> ApiResult<RoomState> {
     RoomState::load(state, room_id).await.map_err(|error| match error {
         RoomError::UnknownRoom => ApiError::not_found("Unknown room"),
@@ -53,6 +63,7 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
     let sender = request.sender()?;
     let body = &request.body;
     local_alias(&state, &body.room_alias)?;
+    check_alias_localpart(body.room_alias.alias())?;
     let room = room_state(&state, &body.room_id).await?;
     if room.membership_of(&sender.user_id).as_deref() != Some("join") {
         return Err(ApiError::forbidden("You must be in the room to give it an alias"));

@@ -4,9 +4,53 @@
 //! sends them and clients (matrix-nio, matrix-js-sdk) read them as required.
 //! Requests are ruma's, field for field; responses are JSON objects the
 //! handlers fill.
+//!
+//! `Reshaped<R>` does the same for any ruma request `R` without copying it:
+//! `R`'s metadata and parsing, answered with a JSON object (`register`
+//! leaves `device_id` out rather than `null`; push rules list every kind).
 
-use ruma::serde::JsonObject;
+use ruma::{
+    api::{IncomingRequest, Metadata, error::DeserializationError},
+    serde::JsonObject,
+};
 use serde_json::Value;
+
+/// Ruma's request `R`, answered with `json_body::Response`.
+pub struct Reshaped<R>(pub R);
+
+impl<R: Metadata> Metadata for Reshaped<R> {
+    const METHOD: http::Method = R::METHOD;
+    const RATE_LIMITED: bool = R::RATE_LIMITED;
+    type Authentication = R::Authentication;
+    type PathBuilder = R::PathBuilder;
+    const PATH_BUILDER: Self::PathBuilder = R::PATH_BUILDER;
+}
+
+impl<R: IncomingRequest> IncomingRequest for Reshaped<R> {
+    type EndpointError = R::EndpointError;
+    type OutgoingResponse = json_body::Response;
+
+    fn try_from_http_request_inner(request: http::Request<&[u8]>, path_args: &[&str]) -> Result<Self, DeserializationError> {
+        R::try_from_http_request_inner(request, path_args).map(Reshaped)
+    }
+}
+
+pub mod json_body {
+    //! A response that is a JSON object, as the handler made it.
+    use ruma::{api::response, serde::JsonObject};
+
+    #[response]
+    pub struct Response {
+        #[ruma_api(body)]
+        pub body: JsonObject,
+    }
+
+    impl Response {
+        pub fn new(body: JsonObject) -> Self {
+            Self { body }
+        }
+    }
+}
 
 /// `object` with each of `lists` present, an empty list where it was missing.
 pub fn with_lists(mut object: JsonObject, lists: &[&str]) -> JsonObject {

@@ -2,7 +2,8 @@
 //! `enabled` or its `actions`), adding or replacing a user rule (with
 //! `before`/`after`), deleting one, and enabling, disabling or changing the
 //! actions of any rule, server-default rules included (how clients mute).
-//! Only the `global` scope exists, as in the spec and Synapse.
+//! Only the `global` scope exists, as in the spec and Synapse. Rules are
+//! shown as `push::client_format` writes them (every kind listed).
 //!
 //! Errors as Synapse gives them, except that its `M_UNKNOWN` is made precise
 //! where the cause is a bad parameter: an unknown kind, a rule id starting
@@ -17,9 +18,13 @@ use ruma::{
         get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
     },
     push::{Action, InsertPushRuleError, NewPushRule, RemovePushRuleError, Ruleset},
+    serde::JsonObject,
 };
+use serde_json::{Value, json};
 
+use super::listed::{Reshaped, json_body};
 use crate::{
+    push::client_format,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
@@ -28,22 +33,21 @@ use crate::{
     storage::Stream,
 };
 
-pub async fn all(state: AppState, request: Ruma<get_pushrules_all::v3::Request>) -> ApiResult<get_pushrules_all::v3::Response> {
+pub async fn all(state: AppState, request: Ruma<Reshaped<get_pushrules_all::v3::Request>>) -> ApiResult<json_body::Response> {
     let sender = request.sender()?;
-    Ok(get_pushrules_all::v3::Response::new(state.storage.push_ruleset(&sender.user_id).await?))
+    let ruleset = state.storage.push_ruleset(&sender.user_id).await?;
+    Ok(json_body::Response::new(object(json!({"global": client_format::global(&ruleset)}))))
 }
 
-pub async fn global(
-    state: AppState,
-    request: Ruma<get_pushrules_global_scope::v3::Request>,
-) -> ApiResult<get_pushrules_global_scope::v3::Response> {
+pub async fn global(state: AppState, request: Ruma<Reshaped<get_pushrules_global_scope::v3::Request>>) -> ApiResult<json_body::Response> {
     let sender = request.sender()?;
-    Ok(get_pushrules_global_scope::v3::Response::new(state.storage.push_ruleset(&sender.user_id).await?))
+    let ruleset = state.storage.push_ruleset(&sender.user_id).await?;
+    Ok(json_body::Response::new(object(client_format::global(&ruleset))))
 }
 
-pub async fn get(state: AppState, request: Ruma<get_pushrule::v3::Request>) -> ApiResult<get_pushrule::v3::Response> {
-    let rule = find(&state, &request, &request.body.kind, &request.body.rule_id).await?;
-    Ok(get_pushrule::v3::Response::new(rule))
+pub async fn get(state: AppState, request: Ruma<Reshaped<get_pushrule::v3::Request>>) -> ApiResult<json_body::Response> {
+    let rule = find(&state, &request, &request.body.0.kind, &request.body.0.rule_id).await?;
+    Ok(json_body::Response::new(object(client_format::rule(&rule))))
 }
 
 pub async fn get_enabled(state: AppState, request: Ruma<get_pushrule_enabled::v3::Request>) -> ApiResult<get_pushrule_enabled::v3::Response> {
@@ -51,9 +55,16 @@ pub async fn get_enabled(state: AppState, request: Ruma<get_pushrule_enabled::v3
     Ok(get_pushrule_enabled::v3::Response::new(rule.enabled))
 }
 
-pub async fn get_actions(state: AppState, request: Ruma<get_pushrule_actions::v3::Request>) -> ApiResult<get_pushrule_actions::v3::Response> {
-    let rule = find(&state, &request, &request.body.kind, &request.body.rule_id).await?;
-    Ok(get_pushrule_actions::v3::Response::new(rule.actions))
+pub async fn get_actions(state: AppState, request: Ruma<Reshaped<get_pushrule_actions::v3::Request>>) -> ApiResult<json_body::Response> {
+    let rule = find(&state, &request, &request.body.0.kind, &request.body.0.rule_id).await?;
+    Ok(json_body::Response::new(object(json!({"actions": client_format::rule(&rule)["actions"]}))))
+}
+
+fn object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(object) => object,
+        _ => JsonObject::new(),
+    }
 }
 
 pub async fn set(state: AppState, request: Ruma<set_pushrule::v3::Request>) -> ApiResult<set_pushrule::v3::Response> {

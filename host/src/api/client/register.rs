@@ -13,12 +13,16 @@ use ruma::{
     api::{
         client::account::{
             get_username_availability,
-            register::{RegistrationKind, v3::{Request, Response}},
+            register::{RegistrationKind, v3::Request},
         },
         error::ErrorKind,
     },
 };
 
+use ruma::serde::JsonObject;
+use serde_json::json;
+
+use super::listed::{Reshaped, json_body};
 use crate::{
     api::{
         error::{ApiError, ApiResult},
@@ -32,8 +36,10 @@ use crate::{
     storage::{NewSession, NewUser, StorageError},
 };
 
-pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Response> {
-    let body = &request.body;
+/// Answered as Synapse: with `inhibit_login`, `user_id` alone (ruma would
+/// write `"device_id": null`).
+pub async fn register(state: AppState, request: Ruma<Reshaped<Request>>) -> ApiResult<json_body::Response> {
+    let body = &request.body.0;
     state.rate_limits.registration.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
     match body.kind {
         RegistrationKind::User => {}
@@ -97,17 +103,18 @@ pub async fn register(state: AppState, request: Ruma<Request>) -> ApiResult<Resp
     };
 
     let new_user = NewUser { user_id: &user_id, password_hash: Some(&password_hash), admin: false, shadow_banned, user_type: None };
-    let mut response = Response::new(user_id.clone());
+    let mut response = JsonObject::new();
+    response.insert("user_id".into(), json!(user_id));
     if params.inhibit_login {
         create(&state, new_user, None).await?;
     } else {
         let session = IssuedSession::new(params.device_id);
         create(&state, new_user, Some(session.to_store(params.initial_device_display_name.as_deref(), &request.client_addr))).await?;
-        response.access_token = Some(session.access_token);
-        response.device_id = Some(session.device_id);
+        response.insert("access_token".into(), json!(session.access_token));
+        response.insert("device_id".into(), json!(session.device_id));
     }
     tracing::info!(user_id = %user_id, shadow_banned, "registered a new user");
-    Ok(response)
+    Ok(json_body::Response::new(response))
 }
 
 /// A registration's parameters, kept with its UIA session between requests

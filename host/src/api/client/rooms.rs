@@ -27,6 +27,38 @@ fn object<T>(raw: &ruma::serde::Raw<T>, what: &str) -> ApiResult<Map<String, Val
     crate::json::object_of(raw).ok_or_else(|| ApiError::bad_json(format!("{what} must be a JSON object")))
 }
 
+/// Refuses up front, as Synapse, a `power_level_content_override` whose
+/// `users` leaves the creator out: the creator could not send the room's
+/// initial state. With the spec's errcode for an invalid initial state.
+/// Rooms whose creators need no power level entry (v12) are exempt.
+fn creator_keeps_power(creator: &ruma::UserId, version: Option<&ruma::RoomVersionId>, levels: Option<&Map<String, Value>>) -> ApiResult<()> {
+    let Some(users) = levels.and_then(|levels| levels.get("users")) else { return Ok(()) };
+    let version = version.cloned().unwrap_or(crate::rooms::versions::DEFAULT);
+    let exempt = crate::rooms::versions::rules(&version).is_some_and(|rules| rules.authorization.explicitly_privilege_room_creators);
+    if exempt || users.as_object().is_some_and(|users| users.contains_key(creator.as_str())) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        http::StatusCode::BAD_REQUEST,
+        ruma::api::error::ErrorKind::InvalidRoomState,
+        format!("Not a valid power_level_content_override: 'users' did not contain {creator}"),
+    ))
+}
+
+/// The local alias `room_alias_name` asks for. As Synapse, a name holding
+/// whitespace or a ':' (a whole alias given where its localpart belongs) is
+/// refused; so is one with a control character.
+fn alias_from_name(state: &AppState, name: &str) -> ApiResult<ruma::OwnedRoomAliasId> {
+    super::directory::check_alias_localpart(name)?;
+    if name.contains(':') {
+        return Err(ApiError::invalid_param(
+            "':' is not permitted in the room alias name. Please note this expects a local part: 'wombat', not '#wombat:example.com'.",
+        ));
+    }
+    ruma::OwnedRoomAliasId::try_from(format!("#{name}:{}", state.server_name))
+        .map_err(|_| ApiError::invalid_param("room_alias_name does not make a valid alias"))
+}
+
 pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
@@ -35,6 +67,9 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
     {
         return Err(RoomError::UnsupportedVersion(version.to_string()).into());
     }
+    let power_level_content_override =
+        body.power_level_content_override.as_ref().map(|c| object(c, "power_level_content_override")).transpose()?;
+    creator_keeps_power(&sender.user_id, body.room_version.as_ref(), power_level_content_override.as_ref())?;
     let preset = body.preset.as_ref().map(|preset| match preset.as_str() {
         "trusted_private_chat" => Ok(Preset::TrustedPrivateChat),
         "public_chat" => Ok(Preset::PublicChat),
@@ -45,7 +80,11 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
     for event in &body.initial_state {
         let event = object(event, "an initial_state event")?;
         let kind = event.get("type").and_then(Value::as_str).ok_or_else(|| ApiError::bad_json("initial_state event without a type"))?;
-        let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or_default();
+        let state_key = match event.get("state_key") {
+            None => "",
+            Some(Value::String(state_key)) => state_key,
+            Some(_) => return Err(ApiError::bad_json("An initial_state event's state_key must be a string")),
+        };
         let content = event.get("content").cloned().unwrap_or_else(|| Value::Object(Map::new()));
         if matches!(kind, "m.room.create" | "m.room.member") {
             return Err(ApiError::bad_json(format!("{kind} cannot be set through initial_state")));
@@ -57,20 +96,13 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
         preset: preset.transpose()?,
         public: body.visibility == Visibility::Public,
         creation_content: body.creation_content.as_ref().map(|c| object(c, "creation_content")).transpose()?,
-        power_level_content_override: body.power_level_content_override.as_ref().map(|c| object(c, "power_level_content_override")).transpose()?,
+        power_level_content_override,
         initial_state,
         name: body.name.clone(),
         topic: body.topic.clone(),
         invite: body.invite.clone(),
         is_direct: body.is_direct,
-        alias: body
-            .room_alias_name
-            .as_deref()
-            .map(|name| {
-                ruma::OwnedRoomAliasId::try_from(format!("#{name}:{}", state.server_name))
-                    .map_err(|_| ApiError::invalid_param("room_alias_name does not make a valid alias"))
-            })
-            .transpose()?,
+        alias: body.room_alias_name.as_deref().map(|name| alias_from_name(&state, name)).transpose()?,
     };
     let checker = &state.spam_checker;
     // The request as the checker sees it (Synapse passes the request body).
@@ -150,7 +182,7 @@ pub async fn invite(state: AppState, request: Ruma<invite_user::v3::Request>) ->
     };
     let verdict = state.spam_checker.user_may_invite(&sender.user_id, &recipient.user_id, &request.body.room_id).await;
     spam_allows(verdict, "You are not permitted to invite this user")?;
-    change(&state, &request.body.room_id, &sender.user_id, &recipient.user_id, Membership::Invite, None).await?;
+    change(&state, &request.body.room_id, &sender.user_id, &recipient.user_id, Membership::Invite, recipient.reason.as_deref()).await?;
     Ok(invite_user::v3::Response::new())
 }
 
