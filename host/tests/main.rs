@@ -29,6 +29,7 @@ mod pushers;
 mod push_rules;
 mod register;
 mod relations;
+mod request_limits;
 mod rooms;
 mod router;
 mod search;
