@@ -1,6 +1,7 @@
-//! `/keys/query` and `/keys/claim` for many users at once: each read is one
-//! statement per chunk of users rather than one per user, and every claim of
-//! a request is made in one transaction, only for devices that exist.
+//! Reads for many users at once, for `/keys/query`, `/keys/claim` and
+//! `/sendToDevice`: one statement per chunk of users rather than one per
+//! user. Every claim of a request is made in one transaction, only for
+//! devices that exist.
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +34,17 @@ impl Storage {
             rows.extend(query.fetch_all(&self.pool).await?);
         }
         Ok(rows)
+    }
+
+    /// The device ids of each user, by user id, in order.
+    pub async fn device_ids_of_users(&self, users: &[&UserId]) -> Result<HashMap<String, Vec<String>>> {
+        let select = "SELECT user_id, device_id FROM devices WHERE user_id IN (";
+        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+        for row in self.rows_for_users(select, users).await? {
+            by_user.entry(row.try_get("user_id")?).or_default().push(row.try_get("device_id")?);
+        }
+        by_user.values_mut().for_each(|devices| devices.sort());
+        Ok(by_user)
     }
 
     /// The device keys of the existing devices of each user, by user id.
@@ -83,10 +95,12 @@ impl Storage {
         let mut users: Vec<&UserId> = claims.iter().map(|(user, _, _)| *user).collect();
         users.sort();
         users.dedup();
-        let mut devices = HashSet::new();
-        for row in self.rows_for_users("SELECT user_id, device_id FROM devices WHERE user_id IN (", &users).await? {
-            devices.insert((row.try_get::<String, _>("user_id")?, row.try_get::<String, _>("device_id")?));
-        }
+        let devices: HashSet<(String, String)> = self
+            .device_ids_of_users(&users)
+            .await?
+            .into_iter()
+            .flat_map(|(user, devices)| devices.into_iter().map(move |device| (user.clone(), device)))
+            .collect();
         let exists = |(user, device, _): &KeyClaim<'_>| devices.contains(&(user.as_str().to_owned(), device.as_str().to_owned()));
         if !claims.iter().any(exists) {
             return Ok(vec![None; claims.len()]);
