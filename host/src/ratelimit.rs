@@ -41,6 +41,11 @@ impl Limiter {
         self.check(key, true)
     }
 
+    /// The most actions a bucket holds.
+    pub fn burst_count(&self) -> f64 {
+        self.limit.burst_count
+    }
+
     /// Whether one more action would be allowed, without counting it.
     pub fn peek(&self, key: &str) -> Result<(), Duration> {
         self.check(key, false)
@@ -75,6 +80,15 @@ pub struct RateLimiters {
     pub login_account: Limiter,
     pub login_failed_attempts: Limiter,
     pub media_create: Limiter,
+    pub room_creation: Limiter,
+    /// Keyed by room.
+    pub invites_per_room: Limiter,
+    /// Keyed by the invitee.
+    pub invites_per_user: Limiter,
+    /// Keyed by the inviter.
+    pub invites_per_issuer: Limiter,
+    /// Keyed by the joining user.
+    pub joins_local: Limiter,
 }
 
 impl RateLimiters {
@@ -86,6 +100,11 @@ impl RateLimiters {
             login_account: Limiter::new(config.rc_login.account),
             login_failed_attempts: Limiter::new(config.rc_login.failed_attempts),
             media_create: Limiter::new(config.rc_media_create),
+            room_creation: Limiter::new(config.rc_room_creation),
+            invites_per_room: Limiter::new(config.rc_invites.per_room),
+            invites_per_user: Limiter::new(config.rc_invites.per_user),
+            invites_per_issuer: Limiter::new(config.rc_invites.per_issuer),
+            joins_local: Limiter::new(config.rc_joins.local),
         }
     }
 }

@@ -193,6 +193,33 @@ fn rate_limits_must_be_positive() {
 }
 
 #[test]
+fn room_invite_and_join_limits_have_synapses_names_and_defaults() {
+    let config = weft::config::load_str("t.toml", MINIMAL).expect("valid");
+    let pair = |limit: weft::config::RateLimit| (limit.per_second, limit.burst_count);
+    assert_eq!(pair(config.rc_room_creation), (0.016, 10.0));
+    assert_eq!(pair(config.rc_invites.per_room), (0.3, 10.0));
+    assert_eq!(pair(config.rc_invites.per_user), (0.003, 5.0));
+    assert_eq!(pair(config.rc_invites.per_issuer), (0.3, 10.0));
+    assert_eq!(pair(config.rc_joins.local), (0.1, 10.0));
+    assert_eq!(pair(config.rc_joins.remote), (0.01, 10.0));
+    let config = weft::config::load_str("t.toml", &format!("{MINIMAL}
+[rc_invites.per_user]
+per_second = 1
+burst_count = 2
+")).expect("valid");
+    assert_eq!(pair(config.rc_invites.per_user), (1.0, 2.0));
+    assert_eq!(pair(config.rc_invites.per_room), (0.3, 10.0), "the other limits keep their defaults");
+    let errors = errors_of(&format!("{MINIMAL}
+[rc_joins.remote]
+per_second = 0
+[rc_invites.per_issuer]
+burst_count = 0
+"));
+    assert!(has_error(&errors, "rc_joins.remote.per_second", "positive"), "{errors:?}");
+    assert!(has_error(&errors, "rc_invites.per_issuer.burst_count", "at least 1"), "{errors:?}");
+}
+
+#[test]
 fn stream_writers_take_a_name_or_a_list() {
     let text = format!(
         "worker_replication_secret = \"s\"\n{MINIMAL}\n[redis]\nenabled = true\n[database]\nname = \"psycopg2\"\nargs = {{ dbname = \"w\" }}\n\

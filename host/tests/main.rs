@@ -34,6 +34,7 @@ mod push_rules;
 mod refusals;
 mod register;
 mod relations;
+mod request_limits;
 mod rooms;
 mod router;
 mod search;

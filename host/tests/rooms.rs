@@ -420,7 +420,8 @@ async fn sending_is_rate_limited(backend: Backend) {
     let bob = server.register("bob", "pw").await;
     let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
     join(&server, &bob.access_token, &room).await;
-    for n in 0..3 {
+    // As Synapse: creating the room counted as one action.
+    for n in 0..2 {
         send_text(&server, &alice.access_token, &room, &format!("m{n}")).await;
     }
     let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/over"), Some(&alice.access_token), json!({"body": "x"})).await;

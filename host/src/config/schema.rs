@@ -63,6 +63,14 @@ pub struct Config {
     #[serde(default = "default_rc_media_create")]
     pub rc_media_create: RateLimit,
     pub rc_login: LoginRateLimits,
+    /// `createRoom` and room upgrades per user (Synapse's default: 0.016 a second, bursts of 10).
+    #[serde(default = "default_rc_room_creation")]
+    pub rc_room_creation: RateLimit,
+    /// Invites per room, per invitee and per inviter.
+    pub rc_invites: InviteRateLimits,
+    /// Joins per user: `local` for rooms this server is in, `remote` for joins
+    /// over federation (accepted and validated; nothing uses it yet).
+    pub rc_joins: JoinRateLimits,
 
     // Per-user data.
     pub presence: PresenceConfig,
@@ -479,6 +487,42 @@ impl Default for LoginRateLimits {
             failed_attempts: RateLimit::new(0.17, 3.0),
         }
     }
+}
+
+/// `rc_invites`, as Synapse keys them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct InviteRateLimits {
+    /// Invites into one room, whoever sends them.
+    pub per_room: RateLimit,
+    /// Invites one user receives, in any room.
+    pub per_user: RateLimit,
+    /// Invites one user sends, in any room.
+    pub per_issuer: RateLimit,
+}
+
+impl Default for InviteRateLimits {
+    fn default() -> Self {
+        Self { per_room: RateLimit::new(0.3, 10.0), per_user: RateLimit::new(0.003, 5.0), per_issuer: RateLimit::new(0.3, 10.0) }
+    }
+}
+
+/// `rc_joins`: joins per user.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct JoinRateLimits {
+    pub local: RateLimit,
+    pub remote: RateLimit,
+}
+
+impl Default for JoinRateLimits {
+    fn default() -> Self {
+        Self { local: RateLimit::new(0.1, 10.0), remote: RateLimit::new(0.01, 10.0) }
+    }
+}
+
+fn default_rc_room_creation() -> RateLimit {
+    RateLimit::new(0.016, 10.0)
 }
 
 /// Synapse's default for `rc_message`.

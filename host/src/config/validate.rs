@@ -28,6 +28,12 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigE
     check_rate_limit("rc_login.address", &config.rc_login.address, &mut fail);
     check_rate_limit("rc_login.account", &config.rc_login.account, &mut fail);
     check_rate_limit("rc_login.failed_attempts", &config.rc_login.failed_attempts, &mut fail);
+    check_rate_limit("rc_room_creation", &config.rc_room_creation, &mut fail);
+    check_rate_limit("rc_invites.per_room", &config.rc_invites.per_room, &mut fail);
+    check_rate_limit("rc_invites.per_user", &config.rc_invites.per_user, &mut fail);
+    check_rate_limit("rc_invites.per_issuer", &config.rc_invites.per_issuer, &mut fail);
+    check_rate_limit("rc_joins.local", &config.rc_joins.local, &mut fail);
+    check_rate_limit("rc_joins.remote", &config.rc_joins.remote, &mut fail);
     super::media::check(config, &mut fail);
     crate::plugins::verify::check(config, &mut fail);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {

@@ -15,6 +15,11 @@ use crate::{
     storage::NewRoom,
 };
 
+/// The most `initial_state` entries a `createRoom` request may carry. Synapse
+/// has no cap but its request body size (some 300,000 minimal entries);
+/// each entry is an event, written in one transaction. Clients send a handful.
+pub const MAX_INITIAL_STATE: usize = 1_000;
+
 /// The spec's presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Preset {
@@ -64,6 +69,8 @@ impl super::Rooms {
         request: CreateRoom,
         room_id: OwnedRoomId,
     ) -> Result<OwnedRoomId, RoomError> {
+        let mut request = request;
+        request.initial_state = last_per_key(std::mem::take(&mut request.initial_state));
         let version = request.room_version.clone().unwrap_or(versions::DEFAULT);
         if let Some(alias) = &request.alias
             && services.storage.alias(alias).await?.is_some()
@@ -182,5 +189,34 @@ impl super::Rooms {
         drop(events);
         self.remember(room).await;
         Ok(room_id)
+    }
+}
+
+/// One entry per `(type, state_key)`, as Synapse reads `initial_state`: the
+/// last content given, at the place the key first appeared.
+fn last_per_key(entries: Vec<(String, String, Value)>) -> Vec<(String, String, Value)> {
+    let mut first_at: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::with_capacity(entries.len());
+    let mut kept: Vec<(String, String, Value)> = Vec::with_capacity(entries.len());
+    for (kind, state_key, content) in entries {
+        match first_at.entry((kind.clone(), state_key.clone())) {
+            std::collections::hash_map::Entry::Occupied(at) => kept[*at.get()].2 = content,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(kept.len());
+                kept.push((kind, state_key, content));
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn initial_state_keeps_the_last_content_at_the_first_place() {
+        let entry = |kind: &str, key: &str, n: i32| (kind.to_owned(), key.to_owned(), json!({"n": n}));
+        let kept = super::last_per_key(vec![entry("a", "", 1), entry("b", "", 2), entry("a", "", 3), entry("a", "x", 4)]);
+        assert_eq!(kept, vec![entry("a", "", 3), entry("b", "", 2), entry("a", "x", 4)]);
     }
 }

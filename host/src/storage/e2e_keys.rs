@@ -137,41 +137,6 @@ impl Storage {
         Ok((counts, fallback))
     }
 
-    /// Takes one one-time key of `algorithm` from a device (deleting it), or
-    /// else its fallback key (marking it used); `None` when it has neither.
-    pub async fn claim_key(&self, user_id: &UserId, device_id: &DeviceId, algorithm: &str) -> Result<Option<ClaimedKey>> {
-        let claimed = sqlx::query(
-            "DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = \
-             (SELECT key_id FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY key_id LIMIT 1) \
-             RETURNING key_id, key_json",
-        )
-        .bind(user_id.as_str())
-        .bind(device_id.as_str())
-        .bind(algorithm)
-        .fetch_optional(&self.pool)
-        .await?;
-        let row = match claimed {
-            Some(row) => row,
-            None => {
-                let fallback = sqlx::query(
-                    "UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json",
-                )
-                .bind(user_id.as_str())
-                .bind(device_id.as_str())
-                .bind(algorithm)
-                .fetch_optional(&self.pool)
-                .await?;
-                match fallback {
-                    Some(row) => row,
-                    None => return Ok(None),
-                }
-            }
-        };
-        let key_id: String = row.try_get("key_id")?;
-        let json: String = row.try_get("key_json")?;
-        Ok(Some((format!("{algorithm}:{key_id}"), parse(&json)?)))
-    }
-
     /// Deletes what belongs to a device being deleted: its keys and its inbox.
     pub(super) async fn delete_device_data(&self, conn: &mut AnyConnection, user_id: &str, device_id: &str) -> Result<()> {
         for table in ["e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys", "device_inbox"] {

@@ -22,6 +22,7 @@ mod error;
 mod events;
 mod filters;
 mod key_backup;
+mod key_queries;
 mod media;
 mod migrations;
 mod openid;

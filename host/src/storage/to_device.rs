@@ -94,12 +94,4 @@ impl Storage {
             .await?
             .rows_affected())
     }
-
-    /// The ids of a user's devices (the targets of `*`).
-    pub async fn device_ids(&self, user_id: &UserId) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT device_id FROM devices WHERE user_id = $1 ORDER BY device_id")
-            .bind(user_id.as_str())
-            .fetch_all(&self.pool)
-            .await?)
-    }
 }

@@ -217,6 +217,11 @@ impl TestServerBuilder {
             ("rc_login.address", "per_second = 1000\nburst_count = 1000"),
             ("rc_login.account", "per_second = 1000\nburst_count = 1000"),
             ("rc_login.failed_attempts", "per_second = 1000\nburst_count = 1000"),
+            ("rc_room_creation", "per_second = 1000\nburst_count = 1000"),
+            ("rc_invites.per_room", "per_second = 1000\nburst_count = 1000"),
+            ("rc_invites.per_user", "per_second = 1000\nburst_count = 1000"),
+            ("rc_invites.per_issuer", "per_second = 1000\nburst_count = 1000"),
+            ("rc_joins.local", "per_second = 1000\nburst_count = 1000"),
         ] {
             if !self.extra.contains(&format!("[{name}]")) {
                 tables.push_str(&format!("[{name}]\n{body}\n"));

@@ -131,7 +131,10 @@ impl Deployment {
                 "server_name = \"{server_name}\"\nsigning_key_path = {key:?}\nenable_registration = true\n\
                  enable_registration_without_verification = true\nworker_replication_secret = \"{SECRET}\"\n\
                  rc_message = {{ per_second = 10000, burst_count = 10000 }}\n\
-                 rc_registration = {{ per_second = 10000, burst_count = 10000 }}\nenable_metrics = true\n{extra_shared_toml}\n\
+                 rc_registration = {{ per_second = 10000, burst_count = 10000 }}\nenable_metrics = true\n\
+                 rc_room_creation = {{ per_second = 10000, burst_count = 10000 }}\n{extra_shared_toml}\n\
+                 [rc_invites]\nper_room = {{ per_second = 10000, burst_count = 10000 }}\nper_user = {{ per_second = 10000, burst_count = 10000 }}\n\
+                 per_issuer = {{ per_second = 10000, burst_count = 10000 }}\n[rc_joins]\nlocal = {{ per_second = 10000, burst_count = 10000 }}\n\
                  [rc_login]\naddress = {{ per_second = 10000, burst_count = 10000 }}\naccount = {{ per_second = 10000, burst_count = 10000 }}\n\
                  failed_attempts = {{ per_second = 10000, burst_count = 10000 }}\n\
                  [logging]\nlevel = \"info,sqlx=warn\"\n[router]\nport = {router_port}\ndown_for_ms = 60000\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\

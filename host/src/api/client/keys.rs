@@ -149,21 +149,39 @@ pub(super) fn cross_signing_public(key: &Value) -> Option<(String, String)> {
     Some((id.clone(), public.as_str()?.to_owned()))
 }
 
+/// The most users one `/keys/query` may name, and the most devices one
+/// `/keys/claim` may. Neither the specification nor Synapse caps them (only
+/// the request body size does); clients ask for the members of their rooms,
+/// and each request is a few statements per 500 users below these caps.
+pub const MAX_QUERY_USERS: usize = 10_000;
+pub const MAX_CLAIM_DEVICES: usize = 10_000;
+
 pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> ApiResult<get_keys::v3::Response> {
     let sender = request.sender()?;
     let storage = &state.storage;
+    if request.body.device_keys.len() > MAX_QUERY_USERS {
+        return Err(ApiError::invalid_param(format!("device_keys names more than {MAX_QUERY_USERS} users")));
+    }
     let mut response = get_keys::v3::Response::new();
-    for (user_id, wanted) in &request.body.device_keys {
-        if user_id.server_name() != state.server_name {
+    let mut local = Vec::with_capacity(request.body.device_keys.len());
+    for user_id in request.body.device_keys.keys() {
+        if user_id.server_name() == state.server_name {
+            local.push(user_id.as_ref());
+        } else {
             response.failures.insert(user_id.server_name().to_string(), json!({"errcode": "M_UNKNOWN", "error": "Federation is not available"}));
-            continue;
         }
+    }
+    let mut all_devices = storage.device_keys_of_users(&local).await?;
+    let mut all_signatures = storage.key_signatures_of_users(&local).await?;
+    let mut cross_signing = storage.cross_signing_keys_of_users(&local).await?;
+    for user_id in local {
+        let wanted = &request.body.device_keys[user_id];
         // As Synapse: another user's signature (made with their user-signing
         // key) says they verified this user, which only they may learn.
-        let mut signatures = storage.key_signatures_of(user_id).await?;
+        let mut signatures = all_signatures.remove(user_id.as_str()).unwrap_or_default();
         signatures.retain(|signature| signature.signer_user_id == user_id.as_str() || signature.signer_user_id == sender.user_id.as_str());
         let mut devices = BTreeMap::new();
-        for (device_id, keys, display_name) in storage.device_keys_of(user_id).await? {
+        for (device_id, keys, display_name) in all_devices.remove(user_id.as_str()).unwrap_or_default() {
             if !wanted.is_empty() && !wanted.iter().any(|wanted| wanted.as_str() == device_id) {
                 continue;
             }
@@ -178,12 +196,12 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
             }
             devices.insert(OwnedDeviceId::from(device_id), raw(&keys));
         }
-        response.device_keys.insert(user_id.clone(), devices);
+        response.device_keys.insert(user_id.to_owned(), devices);
         for (key_type, target) in [("master", 0), ("self_signing", 1), ("user_signing", 2)] {
             if key_type == "user_signing" && *user_id != sender.user_id {
                 continue;
             }
-            let Some(key) = storage.cross_signing_key(user_id, key_type).await? else { continue };
+            let Some(key) = cross_signing.remove(&(user_id.to_string(), key_type.to_owned())) else { continue };
             let public = cross_signing_public(&key).map(|(_, public)| public).unwrap_or_default();
             let key = raw(&with_signatures(key, &public, &signatures));
             let map = match target {
@@ -191,7 +209,7 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
                 1 => &mut response.self_signing_keys,
                 _ => &mut response.user_signing_keys,
             };
-            map.insert(user_id.clone(), key);
+            map.insert(user_id.to_owned(), key);
         }
     }
     Ok(response)
@@ -199,19 +217,24 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
 
 pub async fn claim(state: AppState, request: Ruma<claim_keys::v3::Request>) -> ApiResult<claim_keys::v3::Response> {
     request.sender()?;
-    let mut claimed: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>> = BTreeMap::new();
+    let wanted = &request.body.one_time_keys;
+    if wanted.values().map(BTreeMap::len).sum::<usize>() > MAX_CLAIM_DEVICES {
+        return Err(ApiError::invalid_param(format!("one_time_keys names more than {MAX_CLAIM_DEVICES} devices")));
+    }
     let mut failures = BTreeMap::new();
-    for (user_id, devices) in &request.body.one_time_keys {
+    let mut claims = Vec::new();
+    for (user_id, devices) in wanted {
         if user_id.server_name() != state.server_name {
             failures.insert(user_id.server_name().to_string(), json!({"errcode": "M_UNKNOWN", "error": "Federation is not available"}));
             continue;
         }
-        for (device_id, algorithm) in devices {
-            if let Some((key_id, key)) = state.storage.claim_key(user_id, device_id, algorithm.as_str()).await? {
-                let Ok(key_id) = OwnedOneTimeKeyId::try_from(key_id.as_str()) else { continue };
-                claimed.entry(user_id.clone()).or_default().entry(device_id.clone()).or_default().insert(key_id, raw(&key));
-            }
-        }
+        claims.extend(devices.iter().map(|(device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())));
+    }
+    let mut claimed: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>> = BTreeMap::new();
+    for ((user_id, device_id, _), key) in claims.iter().zip(state.storage.claim_keys(&claims).await?) {
+        let Some((key_id, key)) = key else { continue };
+        let Ok(key_id) = OwnedOneTimeKeyId::try_from(key_id.as_str()) else { continue };
+        claimed.entry((*user_id).to_owned()).or_default().entry((*device_id).to_owned()).or_default().insert(key_id, raw(&key));
     }
     let mut response = claim_keys::v3::Response::new(claimed);
     response.failures = failures;

@@ -2,7 +2,7 @@
 //! alias), `leave`, `invite`, `kick`, `ban`, `unban`, `forget`, `joined_rooms`.
 
 use ruma::{
-    OwnedUserId,
+    OwnedUserId, RoomId, UserId,
     api::client::{
         membership::{
             ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room, unban_user,
@@ -59,9 +59,54 @@ fn alias_from_name(state: &AppState, name: &str) -> ApiResult<ruma::OwnedRoomAli
         .map_err(|_| ApiError::invalid_param("room_alias_name does not make a valid alias"))
 }
 
+/// `rc_room_creation`, as Synapse applies it to `createRoom` and upgrades:
+/// checked first, then the request counts against `rc_message` too, then
+/// against `rc_room_creation`.
+pub(super) fn limit_room_creation(state: &AppState, user_id: &UserId) -> ApiResult<()> {
+    let limits = &state.rate_limits;
+    limits.room_creation.peek(user_id.as_str()).map_err(ApiError::limit_exceeded)?;
+    limits.message.acquire(user_id.as_str()).map_err(ApiError::limit_exceeded)?;
+    limits.room_creation.acquire(user_id.as_str()).map_err(ApiError::limit_exceeded)
+}
+
+/// `rc_invites`, as Synapse applies it to one invite: by room, by invitee,
+/// then by inviter, each counted as it passes.
+fn limit_invite(state: &AppState, room_id: &RoomId, inviter: &UserId, invitee: &UserId) -> ApiResult<()> {
+    let limits = &state.rate_limits;
+    limits.invites_per_room.acquire(room_id.as_str()).map_err(ApiError::limit_exceeded)?;
+    limits.invites_per_user.acquire(invitee.as_str()).map_err(ApiError::limit_exceeded)?;
+    limits.invites_per_issuer.acquire(inviter.as_str()).map_err(ApiError::limit_exceeded)
+}
+
+/// Refuses an invite to a user of this server that has no account. Synapse
+/// accepts such invites (they wait for someone to register the name); Weft
+/// refuses them, as Dendrite does, so that a client cannot fill rooms with
+/// invites nobody can answer.
+async fn invitee_exists(state: &AppState, invitee: &UserId) -> ApiResult<()> {
+    if invitee.server_name() == state.server_name && state.storage.user(invitee).await?.is_none() {
+        return Err(ApiError::not_found(format!("Unknown user {invitee}")));
+    }
+    Ok(())
+}
+
 pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
+    limit_room_creation(&state, &sender.user_id)?;
+    if body.initial_state.len() > crate::rooms::create::MAX_INITIAL_STATE {
+        return Err(ApiError::invalid_param(format!(
+            "initial_state has more than {} entries",
+            crate::rooms::create::MAX_INITIAL_STATE
+        )));
+    }
+    // As Synapse: more invites than `rc_invites.per_room` allows at once
+    // are refused up front (none of them is counted).
+    if body.invite.len() as f64 > state.rate_limits.invites_per_room.burst_count() {
+        return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Cannot invite so many users at once"));
+    }
+    for invitee in &body.invite {
+        invitee_exists(&state, invitee).await?;
+    }
     if let Some(version) = &body.room_version
         && crate::rooms::versions::rules(version).is_none()
     {
@@ -152,10 +197,17 @@ pub async fn join_by_id_or_alias(
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
-/// Asks the spam checkers whether the user may join, telling them whether
+/// Counts the join against `rc_joins.local` unless the user is joined
+/// already (as Synapse: a repeated join only refreshes the profile), then
+/// asks the spam checkers whether the user may join, telling them whether
 /// the user holds an invite.
 async fn may_join(state: &AppState, room_id: &ruma::RoomId, user_id: &ruma::UserId) -> ApiResult<()> {
-    let invited = state.storage.membership_history(room_id, user_id).await?.last().is_some_and(|(_, m)| m == "invite");
+    let history = state.storage.membership_history(room_id, user_id).await?;
+    let current = history.last().map(|(_, membership)| membership.as_str());
+    if current != Some("join") {
+        state.rate_limits.joins_local.acquire(user_id.as_str()).map_err(ApiError::limit_exceeded)?;
+    }
+    let invited = current == Some("invite");
     spam_allows(state.spam_checker.user_may_join_room(user_id, room_id, invited).await, "You are not permitted to join this room")
 }
 
@@ -180,6 +232,8 @@ pub async fn invite(state: AppState, request: Ruma<invite_user::v3::Request>) ->
     let invite_user::v3::InvitationRecipient::UserId(recipient) = &request.body.recipient else {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Third-party invites are not supported yet"));
     };
+    limit_invite(&state, &request.body.room_id, &sender.user_id, &recipient.user_id)?;
+    invitee_exists(&state, &recipient.user_id).await?;
     let verdict = state.spam_checker.user_may_invite(&sender.user_id, &recipient.user_id, &request.body.room_id).await;
     spam_allows(verdict, "You are not permitted to invite this user")?;
     change(&state, &request.body.room_id, &sender.user_id, &recipient.user_id, Membership::Invite, recipient.reason.as_deref()).await?;
@@ -257,6 +311,7 @@ pub async fn knock(state: AppState, request: Ruma<ruma::api::client::knock::knoc
 pub async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) -> ApiResult<upgrade_room::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
+    limit_room_creation(&state, &sender.user_id)?;
     let new_room = state.rooms.upgrade(&state, &sender.user_id, &body.room_id, body.new_version.clone()).await?;
     Ok(upgrade_room::v3::Response::new(new_room))
 }

@@ -20,11 +20,14 @@ pub async fn send(state: AppState, request: Ruma<send_event_to_device::v3::Reque
     let body = &request.body;
     let event_type = body.event_type.to_string();
     let mut targets = Vec::new();
+    let local: Vec<&ruma::UserId> = body.messages.keys().filter(|user_id| user_id.server_name() == state.server_name).map(|user_id| user_id.as_ref()).collect();
+    let mut devices_of = state.storage.device_ids_of_users(&local).await?;
     for (user_id, devices) in &body.messages {
         if user_id.server_name() != state.server_name {
             continue;
         }
-        let all_devices = state.storage.device_ids(user_id).await?;
+        let all_devices = devices_of.remove(user_id.as_str()).unwrap_or_default();
+        let known: std::collections::HashSet<&str> = all_devices.iter().map(String::as_str).collect();
         for (device, content) in devices {
             let content: Value = serde_json::from_str(content.json().get()).map_err(|_| ApiError::bad_json("Message content must be JSON"))?;
             if !content.is_object() {
@@ -36,7 +39,7 @@ pub async fn send(state: AppState, request: Ruma<send_event_to_device::v3::Reque
                     targets.extend(all_devices.iter().map(|device_id| (user_id, device_id.clone(), message.clone())));
                 }
                 DeviceIdOrAllDevices::DeviceId(device_id) => {
-                    if all_devices.iter().any(|known| known == device_id.as_str()) {
+                    if known.contains(device_id.as_str()) {
                         targets.push((user_id, device_id.to_string(), message));
                     }
                 }
