@@ -105,8 +105,7 @@ impl Storage {
         if !claims.iter().any(exists) {
             return Ok(vec![None; claims.len()]);
         }
-        let mut tx = self.pool.begin().await?;
-        self.dialect.take_write_lock(&mut tx).await?;
+        let mut tx = self.begin_write().await?;
         let mut claimed = Vec::with_capacity(claims.len());
         for claim in claims {
             claimed.push(if exists(claim) { claim_in(&mut tx, claim).await? } else { None });
