@@ -41,6 +41,8 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod http_client;
+#[cfg(test)]
+mod input_properties;
 pub mod jobs;
 pub mod json;
 pub mod media;

@@ -14,7 +14,7 @@ pub mod error;
 pub mod federation;
 pub mod groups;
 mod empty_body;
-mod legacy_fields;
+pub(crate) mod legacy_fields;
 pub mod media;
 pub mod middleware;
 pub mod ops;

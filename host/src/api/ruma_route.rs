@@ -263,7 +263,7 @@ async fn before_body(state: &AppState, parts: &Parts, auth_kind: AuthKind) -> Ap
 
 /// In valid JSON a NUL can only be written as the escape `\u0000`; a body
 /// without that text is accepted without a second parse.
-fn refuse_nul_in_json(body: &[u8]) -> ApiResult<()> {
+pub(crate) fn refuse_nul_in_json(body: &[u8]) -> ApiResult<()> {
     if !body.windows(6).any(|w| w == b"\\u0000") {
         return Ok(());
     }

@@ -10,7 +10,7 @@
 //! `storage`, `crypto`, `sync::notifier`. Must not: build HTTP responses.
 
 mod build;
-mod content_checks;
+pub(crate) mod content_checks;
 pub mod create;
 mod error;
 mod membership;
