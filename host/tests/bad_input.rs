@@ -8,21 +8,13 @@ use serde_json::{Value, json};
 
 use crate::{
     on_both_backends,
-    support::{Backend, Session, TestServer, errcode},
+    support::{Backend, Session, TestServer, encode, errcode},
 };
 
 on_both_backends!(nul_bytes_are_refused_in_every_field_and_nothing_is_written, every_route_with_a_body_survives_bad_bodies);
 
 const V3: &str = "/_matrix/client/v3";
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 async fn setup(server: &TestServer) -> (Session, String) {
     let alice = server.register("alice", "pw").await;
@@ -35,9 +27,9 @@ async fn nul_bytes_are_refused_in_every_field_and_nothing_is_written(backend: Ba
     let server = TestServer::start(backend).await;
     let (alice, room_id) = setup(&server).await;
     let token = Some(alice.access_token.as_str());
-    let user = enc(&alice.user_id);
-    let room = enc(&room_id);
-    let device = enc(&alice.device_id);
+    let user = encode(&alice.user_id);
+    let room = encode(&room_id);
+    let device = encode(&alice.device_id);
     let nul = "a\u{0}b";
     let cases: Vec<(Method, String, Value)> = vec![
         (Method::PUT, format!("{V3}/rooms/{room}/send/m.room.message/t1"), json!({"msgtype": "m.text", "body": nul})),
@@ -109,7 +101,7 @@ fn fill(path: &str, server: &TestServer, session: &Session, room_id: &str) -> St
             n if n.contains("event_id") => "$unknown".to_owned(),
             _ => "x1".to_owned(),
         };
-        out.push_str(&enc(&value));
+        out.push_str(&encode(&value));
         rest = &rest[end..];
     }
     out.push_str(rest);

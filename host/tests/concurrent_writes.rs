@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     on_both_backends,
-    support::{Backend, TestServer},
+    support::{Backend, TestServer, encode},
 };
 
 on_both_backends!(every_writing_endpoint_family_succeeds_under_concurrent_writers);
@@ -19,9 +19,9 @@ const ROUNDS: usize = 3;
 
 /// One user's writes in one round: (method, path, body).
 fn writes(server: &TestServer, localpart: &str, user: &str, room_id: &str, event_id: &str, device_id: &str, round: usize) -> Vec<(Method, String, Value)> {
-    let user = urlencode(user);
-    let room = urlencode(room_id);
-    let event = urlencode(event_id);
+    let user = encode(user);
+    let room = encode(room_id);
+    let event = encode(event_id);
     let v3 = "/_matrix/client/v3";
     vec![
         (Method::POST, "/_matrix/media/v1/create".to_owned(), json!({})),
@@ -50,14 +50,6 @@ fn writes(server: &TestServer, localpart: &str, user: &str, room_id: &str, event
     ]
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 async fn every_writing_endpoint_family_succeeds_under_concurrent_writers(backend: Backend) {
     let server = TestServer::builder(backend)
@@ -73,12 +65,12 @@ async fn every_writing_endpoint_family_succeeds_under_concurrent_writers(backend
     assert_eq!(status, StatusCode::OK, "{body}");
     let room_id = body["room_id"].as_str().unwrap().to_owned();
     for session in &sessions[1..] {
-        let (status, body) = server.post(&format!("/_matrix/client/v3/join/{}", urlencode(&room_id)), Some(&session.access_token), json!({})).await;
+        let (status, body) = server.post(&format!("/_matrix/client/v3/join/{}", encode(&room_id)), Some(&session.access_token), json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let (status, body) = server
         .put(
-            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/first", urlencode(&room_id)),
+            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/first", encode(&room_id)),
             Some(&owner.access_token),
             json!({"msgtype": "m.text", "body": "first"}),
         )

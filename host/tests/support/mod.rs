@@ -9,6 +9,17 @@ pub use database::{Backend, TestDb, unique};
 pub use processes::{KillOnDrop, WEFT, free_port};
 pub use server::{Session, TestServer, errcode, login_body};
 
+/// Percent-encodes a path segment (user, room and event ids).
+pub fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Runs an async test body once per storage backend, as two tests.
 #[macro_export]
 macro_rules! on_both_backends {
