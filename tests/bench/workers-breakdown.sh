@@ -18,7 +18,7 @@
 #
 # VARIANTS picks deployment columns (default: all four, in that order).
 #
-# Needs release binaries (cargo build --release -p weft --bins), PostgreSQL and
+# Needs release binaries (cargo build --release -p weft -p weft-loadgen), PostgreSQL and
 # Redis on their default local ports, and the ports of tests/bench/workers.sh
 # plus 18800 and 18808. Drops and recreates weft_bench and weft_bench_workers.
 set -euo pipefail

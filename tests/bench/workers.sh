@@ -4,7 +4,7 @@
 # weft-loadgen's send and fanout scenarios, first with two event persisters,
 # then with one; replication lag read off every process's /metrics.
 #
-# Needs release binaries (cargo build --release -p weft --bins), PostgreSQL
+# Needs release binaries (cargo build --release -p weft -p weft-loadgen), PostgreSQL
 # and Redis on their default local ports, and ports 8008, 8080-8085,
 # 9093-9106 free. Drops and recreates the database weft_bench_workers.
 set -euo pipefail
