@@ -19,6 +19,22 @@ use crate::{
 
 on_both_backends!(shutdown_under_load_loses_no_acknowledged_write_and_records_final_positions);
 
+/// The jobs started (and listed at start-up) follow the configuration; the
+/// position recorder comes first so that it stops last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_an_instance_runs_follow_its_configuration() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    assert_eq!(
+        weft::server::job_names(&server.state),
+        ["stream positions", "replication", "user directory", "auth session purge", "media clean-up", "presence timer"]
+    );
+    let server = TestServer::builder(Backend::Sqlite).config("[presence]\nenabled = false").start().await;
+    assert_eq!(
+        weft::server::job_names(&server.state),
+        ["stream positions", "replication", "user directory", "auth session purge", "media clean-up"]
+    );
+}
+
 const CLIENTS: usize = 8;
 /// Acknowledged sends before the stop, so that the stop finds more in flight.
 const BEFORE_STOP: usize = 40;

@@ -122,6 +122,12 @@ impl Server {
     }
 }
 
+/// The names of the background jobs this instance runs, in start order (as
+/// logged at start-up).
+pub fn job_names(state: &AppState) -> Vec<&'static str> {
+    background::jobs(state).iter().map(|job| job.name()).collect()
+}
+
 /// Small responses go out at once: without it, a response written in two
 /// parts can wait for the peer's delayed acknowledgement (Nagle).
 pub fn no_delay(stream: &mut TcpStream) {
