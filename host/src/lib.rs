@@ -15,6 +15,8 @@
 //!   configuration, made once).
 //! - [`jobs`]: the rule every background consumer follows: an item that
 //!   cannot be processed is logged, counted and skipped.
+//! - [`lifecycle`]: long-running jobs: one manager starts them, restarts one
+//!   that panics, and stops them in order so that shutdown drains.
 //! - [`media`]: the media repository: uploads, the files under
 //!   `media_store_path`, downloads and thumbnails.
 //! - [`plugins`]: the WebAssembly plugin runtime (wasmtime), its limits and
@@ -44,6 +46,7 @@ pub mod http_client;
 #[cfg(test)]
 mod input_properties;
 pub mod jobs;
+pub mod lifecycle;
 pub mod json;
 pub mod media;
 pub mod plugins;

@@ -4,6 +4,10 @@
 //! acting to `unavailable` after `IDLE_TIMEOUT`, and users who stopped
 //! syncing to `offline` after `SYNC_TIMEOUT` (a user with a long-poll open is
 //! syncing). Disabled entirely by `presence.enabled = false`.
+//!
+//! A user syncing on another process counts as syncing: that process
+//! announces it with USER_SYNC (and repeats it every `USER_SYNC_REFRESH`);
+//! [`RemoteSyncs`], the stream's replication handler, takes it on the writer.
 
 use std::{
     collections::HashMap,
@@ -11,10 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::{FutureExt, future::BoxFuture};
 use ruma::{OwnedUserId, UserId};
 
 use crate::{
-    services::Services,
+    replication::{Command, StreamHandler},
+    services::{AppState, Services},
     storage::{NewPresence, StorageError, Stream, now_ms},
 };
 
@@ -29,6 +35,9 @@ pub const SYNC_TIMEOUT_MS: i64 = 30 * 1000;
 pub const ACTIVE_MS: i64 = 60 * 1000;
 /// How often the timer looks for idle and gone users.
 pub const TIMER_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often a worker repeats USER_SYNC for the users syncing on it.
+pub const USER_SYNC_REFRESH: Duration = Duration::from_secs(10);
 
 /// A user reported syncing by another process counts as syncing this long
 /// after the last report (reports repeat every `USER_SYNC_REFRESH`).
@@ -258,4 +267,52 @@ pub async fn expire(services: &Services) -> Result<(), StorageError> {
         write(services, user_id, state, row.status_msg.as_deref(), row.last_active_ts, row.last_sync_ts, active).await?;
     }
     Ok(())
+}
+
+/// The `presence` stream's replication handler: announces this process's
+/// syncing users after a (re)connect and every `USER_SYNC_REFRESH`, and on
+/// the writer takes other processes' USER_SYNC and CLEAR_USER_SYNC.
+pub struct RemoteSyncs {
+    last_refresh: Mutex<Instant>,
+}
+
+impl Default for RemoteSyncs {
+    fn default() -> Self {
+        Self { last_refresh: Mutex::new(Instant::now()) }
+    }
+}
+
+impl StreamHandler for RemoteSyncs {
+    fn stream(&self) -> Stream {
+        Stream::Presence
+    }
+
+    fn caught_up(&self, state: &AppState) {
+        refresh_remote_syncs(state);
+    }
+
+    fn tick(&self, state: &AppState) {
+        {
+            let mut last = self.last_refresh.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if last.elapsed() < USER_SYNC_REFRESH {
+                return;
+            }
+            *last = Instant::now();
+        }
+        refresh_remote_syncs(state);
+    }
+
+    fn command(&self, state: &AppState, command: &Command) -> Option<BoxFuture<'static, ()>> {
+        match command {
+            Command::UserSync { process_id, user_id, syncing, last_sync_ms, .. } => {
+                let (state, process_id, user_id, syncing, last_sync_ms) = (state.clone(), process_id.clone(), user_id.clone(), *syncing, *last_sync_ms);
+                Some(async move { remote_sync(&state, &process_id, &user_id, syncing, last_sync_ms).await }.boxed())
+            }
+            Command::ClearUserSync { process_id } => {
+                clear_remote_syncs(state, process_id);
+                None
+            }
+            _ => None,
+        }
+    }
 }

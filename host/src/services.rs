@@ -123,7 +123,9 @@ impl Services {
             storage.wait_for_migrations().await?;
         }
         storage.load_positions().await?;
-        let replication = crate::replication::Replication::from_config(&config)?;
+        let mut replication = crate::replication::Replication::from_config(&config)?;
+        replication.register(Arc::new(crate::typing::Mirror));
+        replication.register(Arc::new(crate::presence::RemoteSyncs::default()));
         let typing = crate::typing::Typing::default();
         let recorded = storage.recorded_positions().await?;
         let notifier = Notifier::new(replication.writers().clone(), |stream, writer| {

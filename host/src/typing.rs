@@ -6,7 +6,10 @@
 //! restart of the writer (a client position from the future counts as 0).
 //!
 //! Other instances keep a mirror, fed by the writer's RDATA rows (a room
-//! and its typists) and by snapshots fetched from the writer after a gap.
+//! and its typists) and by snapshots fetched from the writer after a gap:
+//! [`Mirror`] is the stream's replication handler. A row that does not
+//! follow the last one seen, or a position that differs from the mirror's,
+//! also triggers a fetch.
 
 use std::{
     collections::HashMap,
@@ -15,6 +18,12 @@ use std::{
 };
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+
+use crate::{
+    replication::{Follow, StreamHandler},
+    services::AppState,
+    storage::Stream,
+};
 
 /// The longest a client may say it will be typing for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
@@ -162,4 +171,58 @@ impl Typing {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The `typing` stream's replication handler: keeps this instance's mirror
+/// up to date from the writer's rows, and fetches the writer's state when a
+/// row or position shows the mirror missed something.
+pub struct Mirror;
+
+impl StreamHandler for Mirror {
+    fn stream(&self) -> Stream {
+        Stream::Typing
+    }
+
+    fn row(&self, state: &AppState, writer: &str, token: i64, row: &serde_json::Value) -> Follow {
+        let known = state.notifier.writer_position(Stream::Typing, writer);
+        if token <= known {
+            return Follow::Hold;
+        }
+        if token != known + 1 || !state.typing.apply_row(row, token) {
+            fetch(state);
+            return Follow::Hold;
+        }
+        Follow::Advance
+    }
+
+    fn position(&self, state: &AppState, writer: &str, position: i64) -> Follow {
+        if position != state.notifier.writer_position(Stream::Typing, writer) {
+            fetch(state);
+            return Follow::Hold;
+        }
+        Follow::Advance
+    }
+
+    fn caught_up(&self, state: &AppState) {
+        if !state.replication.writers().writes(Stream::Typing) {
+            fetch(state);
+        }
+    }
+}
+
+/// Fetches the typing state from its writer in the background, so that a
+/// writer that is down holds up nothing else.
+fn fetch(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let writer = state.replication.writers().writer_of(Stream::Typing).to_owned();
+        match crate::replication::room_writes::fetch_typing(&state, &writer).await {
+            Ok(snapshot) => {
+                let position = snapshot.position;
+                state.typing.restore(snapshot);
+                state.notifier.advance(Stream::Typing, &writer, position);
+            }
+            Err(error) => tracing::warn!(%error, "replication: cannot fetch typing state from its writer"),
+        }
+    });
 }

@@ -38,6 +38,7 @@ mod request_limits;
 mod rooms;
 mod router;
 mod search;
+mod shutdown;
 mod slow_clients;
 mod spaces;
 mod storage;

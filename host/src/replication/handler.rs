@@ -1,22 +1,28 @@
 //! The replication task every instance runs: applies what other writers
 //! announce (RDATA, POSITION; positions once the database confirms them,
-//! see `announced`), answers REPLICATE, takes USER_SYNC on the
-//! presence writer, and announces this instance's own positions.
+//! see `announced`), answers REPLICATE, hands each stream's announcements
+//! and the commands that name no stream to the handlers the streams
+//! registered (`streams`), and announces this instance's own positions.
 //!
 //! Catching up: the database holds every stream but `typing`, so for those
 //! a reader only needs the writer's position, and positions are re-announced
 //! on REPLICATE and every second. After a (re)connect, or when it fell
 //! behind the bus, an instance reads the recorded positions from the
-//! database, fetches the typing state from its writer over HTTP, and asks
-//! everyone to announce (REPLICATE). A typing RDATA that does not follow
-//! the last one seen also triggers a fetch.
+//! database, asks everyone to announce (REPLICATE), and lets each stream's
+//! handler catch up its own way (typing fetches the writer's state).
+//!
+//! Stopping: the task announces its final positions and waits for the work
+//! handlers started off the task (presence writes for USER_SYNC).
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{broadcast::error::RecvError, watch};
+use tokio::{
+    sync::{broadcast::error::RecvError, watch},
+    task::JoinSet,
+};
 
-use super::{BusEvent, Command, stream_named};
+use super::{BusEvent, Command, Follow, stream_named};
 use crate::{services::AppState, storage::Stream};
 
 /// How often a writer checks whether to announce its positions (and moves
@@ -27,20 +33,20 @@ const TICK: Duration = Duration::from_millis(50);
 const KEEPALIVE: Duration = Duration::from_secs(1);
 /// How often each writer records its positions in `stream_positions`.
 const FLUSH: Duration = Duration::from_millis(250);
-/// How often a worker repeats USER_SYNC for the users syncing on it.
-pub const USER_SYNC_REFRESH: Duration = Duration::from_secs(10);
 
+/// The replication task; see the module doc. Ends when `stopped` turns `true`.
 pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut events = state.replication.bus().subscribe();
     catch_up(&state).await;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_keepalive = Instant::now();
-    let mut last_user_sync = Instant::now();
+    // Handlers' writes, run off this loop so that they hold up nothing else.
+    let mut writes = JoinSet::new();
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(BusEvent::Command(command)) => handle(&state, &command).await,
+                Ok(BusEvent::Command(command)) => handle(&state, &command, &mut writes).await,
                 Ok(BusEvent::Connected) => catch_up(&state).await,
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "replication: fell behind the bus; catching up");
@@ -54,14 +60,14 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                     last_keepalive = Instant::now();
                 }
                 announce(&state, keepalive);
-                if last_user_sync.elapsed() >= USER_SYNC_REFRESH {
-                    last_user_sync = Instant::now();
-                    crate::presence::refresh_remote_syncs(&state);
-                }
+                state.replication.handlers().tick(&state);
             }
-            _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+            Some(_) = writes.join_next(), if !writes.is_empty() => {}
+            () = crate::lifecycle::stopped(&mut stopped) => break,
         }
     }
+    announce(&state, true);
+    while writes.join_next().await.is_some() {}
 }
 
 /// Records this instance's positions in `stream_positions` every `FLUSH` and
@@ -74,7 +80,7 @@ pub async fn record_positions(state: AppState, mut stopped: watch::Receiver<bool
     loop {
         tokio::select! {
             _ = tick.tick() => flush(&state, &mut flushed).await,
-            _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+            () = crate::lifecycle::stopped(&mut stopped) => break,
         }
     }
     flush(&state, &mut flushed).await;
@@ -133,44 +139,18 @@ async fn catch_up(state: &AppState) {
         }
         Err(error) => tracing::warn!(%error, "replication: cannot read recorded positions"),
     }
-    if !state.replication.writers().writes(Stream::Typing) {
-        fetch_typing(state);
-    }
     state.replication.publish(&Command::Replicate);
     announce(state, true);
-    crate::presence::refresh_remote_syncs(state);
+    state.replication.handlers().caught_up(state);
 }
 
-/// Fetches the typing state from its writer in the background, so that a
-/// writer that is down holds up nothing else.
-fn fetch_typing(state: &AppState) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let writer = state.replication.writers().writer_of(Stream::Typing).to_owned();
-        match super::room_writes::fetch_typing(&state, &writer).await {
-            Ok(snapshot) => {
-                let position = snapshot.position;
-                state.typing.restore(snapshot);
-                state.notifier.advance(Stream::Typing, &writer, position);
-            }
-            Err(error) => tracing::warn!(%error, "replication: cannot fetch typing state from its writer"),
-        }
-    });
-}
-
-async fn handle(state: &AppState, command: &Command) {
+async fn handle(state: &AppState, command: &Command, writes: &mut JoinSet<()>) {
+    let handlers = state.replication.handlers();
     match command {
         Command::Rdata { stream, instance, token, row } if instance != state.replication.instance() => {
             let Some(stream) = stream_named(stream) else { return };
-            if stream == Stream::Typing {
-                let known = state.notifier.writer_position(Stream::Typing, instance);
-                if *token <= known {
-                    return;
-                }
-                if *token != known + 1 || !state.typing.apply_row(row, *token) {
-                    fetch_typing(state);
-                    return;
-                }
+            if handlers.row(state, stream, instance, *token, row) == Follow::Hold {
+                return;
             }
             if super::announced::apply(state, stream, instance, *token).await {
                 record_lag(stream, instance, row);
@@ -178,22 +158,21 @@ async fn handle(state: &AppState, command: &Command) {
         }
         Command::Position { stream, instance, new, .. } if instance != state.replication.instance() => {
             let Some(stream) = stream_named(stream) else { return };
-            if stream == Stream::Typing && *new != state.notifier.writer_position(Stream::Typing, instance) {
-                fetch_typing(state);
+            if handlers.position(state, stream, instance, *new) == Follow::Hold {
                 return;
             }
             super::announced::apply(state, stream, instance, *new).await;
         }
         Command::Replicate => announce(state, true),
-        Command::UserSync { process_id, user_id, syncing, last_sync_ms, .. } => {
-            // Writes presence: off the loop that applies everything else.
-            let (state, process_id, user_id, syncing, last_sync_ms) = (state.clone(), process_id.clone(), user_id.clone(), *syncing, *last_sync_ms);
-            tokio::spawn(async move { crate::presence::remote_sync(&state, &process_id, &user_id, syncing, last_sync_ms).await });
-        }
-        Command::ClearUserSync { process_id } => crate::presence::clear_remote_syncs(state, process_id),
+        // This instance's own announcements, back from the bus.
+        Command::Rdata { .. } | Command::Position { .. } => {}
         Command::FederationAck { instance, token } => tracing::debug!(%instance, token, "federation ack (no federation sender yet)"),
         Command::RemoteServerUp { server_name } => tracing::debug!(%server_name, "remote server up (no federation sender yet)"),
-        _ => {}
+        _ => {
+            for work in handlers.command(state, command) {
+                writes.spawn(work);
+            }
+        }
     }
 }
 

@@ -1,15 +1,17 @@
 //! Replication between the processes of one homeserver: which instance
 //! writes what (`writers`), the bus that carries what they wrote (`bus`,
 //! `command`), the task that applies other writers' announcements and
-//! announces this instance's (`handler`), and the internal HTTP calls that
+//! announces this instance's (`handler`), the handlers streams register for
+//! what more they do with announcements (`streams`), and the internal HTTP calls that
 //! send writes to their writer (`client`, `forward`, `room_writes`). The
 //! monolith runs the same code with an in-process bus and no other writers.
 //! Positions announced on the bus are checked against the database before
 //! they move anything (`announced`).
 //!
 //! Owns: the `Replication` service. May call: `storage`, `sync::notifier`,
-//! `typing`, `presence`. Must not: build client-facing responses (the
-//! internal endpoints live in `api::replication`).
+//! and the registered stream handlers. Must not: name the modules of the
+//! streams it carries (they register a `StreamHandler`), or build
+//! client-facing responses (the internal endpoints live in `api::replication`).
 
 mod announced;
 mod bus;
@@ -18,6 +20,7 @@ pub mod command;
 pub mod forward;
 pub mod handler;
 pub mod room_writes;
+pub mod streams;
 mod writers;
 
 use std::{
@@ -28,6 +31,7 @@ use std::{
 
 pub use bus::{Bus, BusEvent};
 pub use command::Command;
+pub use streams::{Follow, StreamHandler};
 use serde_json::Value;
 use tokio::sync::watch;
 pub use writers::{Writers, shard};
@@ -95,6 +99,8 @@ pub struct Replication {
     /// Per stream, the highest id the database confirmed to another writer's claim.
     confirmed: announced::Confirmed,
     stop: watch::Sender<bool>,
+    /// What each stream does with announcements beyond moving its position.
+    handlers: streams::StreamHandlers,
 }
 
 impl std::fmt::Debug for Replication {
@@ -130,6 +136,7 @@ impl Replication {
             announced: Mutex::new([0; Stream::COUNT]),
             confirmed: announced::Confirmed::default(),
             stop,
+            handlers: streams::StreamHandlers::default(),
         }
     }
 
@@ -143,6 +150,16 @@ impl Replication {
 
     pub fn process_id(&self) -> &str {
         &self.process_id
+    }
+
+    /// Adds a stream's handler; see `streams`. Called while the services are built.
+    pub fn register(&mut self, handler: std::sync::Arc<dyn StreamHandler>) {
+        self.handlers.register(handler);
+    }
+
+    /// The registered stream handlers.
+    pub fn handlers(&self) -> &streams::StreamHandlers {
+        &self.handlers
     }
 
     pub fn bus(&self) -> &Bus {

@@ -1,27 +1,41 @@
-//! Background jobs. On every instance: the replication task. On the instance named by `run_background_tasks_on` (main
-//! by default): purging expired user-interactive auth sessions. On the one
-//! named by `update_user_directory_from_worker` (main by default): the user
-//! directory updater. On media instances, as
-//! `media_instance_running_background_jobs` says: the media clean-up.
+//! The jobs an instance runs, in start order (they stop in the reverse
+//! order, see `lifecycle`). On every instance: the stream-position recorder
+//! (first, so that it stops last and records the final positions) and the
+//! replication handler. On the instance named by `run_background_tasks_on`
+//! (main by default): purging expired user-interactive auth sessions. On the
+//! one named by `update_user_directory_from_worker` (main by default): the
+//! user directory updater. On media instances, as
+//! `media_instance_running_background_jobs` says: the media clean-up. On the
+//! presence writer, with presence enabled: the presence timer.
 
-use std::time::Duration;
+use std::{future::Future, sync::Arc, time::Duration};
 
-use tokio::{sync::watch, task::JoinSet};
+use futures_util::{FutureExt, future::BoxFuture};
 
-use crate::{api::uia::SESSION_LIFETIME_MS, config::MAIN_INSTANCE, services::AppState, storage::now_ms};
+use crate::{
+    api::uia::SESSION_LIFETIME_MS,
+    config::MAIN_INSTANCE,
+    lifecycle::{Job, Stop, job, stopped},
+    services::AppState,
+    storage::now_ms,
+};
 
 const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
-pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<()> {
-    let mut jobs = JoinSet::new();
-    jobs.spawn(crate::replication::handler::run(state.clone(), stopped.clone()));
-    jobs.spawn(crate::replication::handler::record_positions(state.clone(), stopped.clone()));
+pub(super) fn jobs(state: &AppState) -> Vec<Arc<dyn Job>> {
+    let mut jobs = Vec::new();
+    let with = |run: fn(AppState, Stop) -> BoxFuture<'static, ()>| {
+        let state = state.clone();
+        move |stop| run(state.clone(), stop)
+    };
+    jobs.push(job("stream positions", with(|state, stop| crate::replication::handler::record_positions(state, stop).boxed())));
+    jobs.push(job("replication", with(|state, stop| crate::replication::handler::run(state, stop).boxed())));
     if crate::user_directory::updates_here(&state.config) {
-        jobs.spawn(crate::user_directory::run(state.clone(), stopped.clone()));
+        jobs.push(job("user directory", with(|state, stop| crate::user_directory::run(state, stop).boxed())));
     }
     let runs_here = state.config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == state.config.instance_name();
     if runs_here {
-        jobs.spawn(every(PURGE_INTERVAL, state.clone(), stopped.clone(), |state| async move {
+        jobs.push(every("auth session purge", PURGE_INTERVAL, state, |state| async move {
             match state.storage.purge_uia_sessions(now_ms() - SESSION_LIFETIME_MS).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "purged expired user-interactive auth sessions"),
@@ -30,7 +44,7 @@ pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<
         }));
     }
     if state.config.runs_media_background_jobs() {
-        jobs.spawn(every(PURGE_INTERVAL, state.clone(), stopped.clone(), |state| async move {
+        jobs.push(every("media clean-up", PURGE_INTERVAL, state, |state| async move {
             let Some(media) = state.media.as_ref() else { return };
             match media.clean_up(&state.storage).await {
                 Ok((0, 0)) => {}
@@ -41,7 +55,7 @@ pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<
     }
     let presence_writer = state.config.stream_writers.presence.first().map_or(MAIN_INSTANCE, String::as_str);
     if state.config.presence.enabled && presence_writer == state.config.instance_name() {
-        jobs.spawn(every(crate::presence::TIMER_INTERVAL, state.clone(), stopped.clone(), |state| async move {
+        jobs.push(every("presence timer", crate::presence::TIMER_INTERVAL, state, |state| async move {
             if let Err(error) = crate::presence::expire(&state).await {
                 tracing::warn!(%error, "presence timer failed");
             }
@@ -50,17 +64,25 @@ pub(super) fn spawn(state: AppState, stopped: watch::Receiver<bool>) -> JoinSet<
     jobs
 }
 
-/// Runs `job` at once and then every `period` until shutdown.
-async fn every<F, Fut>(period: Duration, state: AppState, mut stopped: watch::Receiver<bool>, job: F)
+/// A job that runs `pass` at once and then every `period` until stopped; a
+/// pass under way when the stop comes is finished.
+fn every<F, Fut>(name: &'static str, period: Duration, state: &AppState, pass: F) -> Arc<dyn Job>
 where
-    F: Fn(AppState) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    F: Fn(AppState) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut interval = tokio::time::interval(period);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => job(state.clone()).await,
-            _ = async { let _ = stopped.wait_for(|stop| *stop).await; } => break,
+    let state = state.clone();
+    job(name, move |mut stop: Stop| {
+        let state = state.clone();
+        async move {
+            let mut interval = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => pass(state.clone()).await,
+                    () = stopped(&mut stop) => break,
+                }
+            }
         }
-    }
+        .boxed()
+    })
 }

@@ -1,7 +1,10 @@
 //! Listening and shutting down: binds every listener of this instance, serves
-//! each with its router, starts the background jobs this instance runs, and
-//! on shutdown stops accepting, lets requests in flight finish, stops the
-//! jobs and closes the database pool.
+//! each with its router, starts the background jobs this instance runs
+//! through a `lifecycle::Manager`, and on shutdown stops accepting, lets
+//! requests in flight finish (within `http_timeouts.shutdown_grace`), then
+//! stops the jobs in order (the last one records the final stream positions)
+//! and closes the database pool. Jobs are stopped only after the requests,
+//! so that the positions they record include every acknowledged write.
 //!
 //! Binding is separate from serving so that callers (tests, the CLI) learn
 //! the bound addresses before traffic starts; tests bind port 0.
@@ -101,7 +104,7 @@ impl Server {
                 }
             }
         }
-        let mut jobs = background::spawn(self.state.clone(), stopped.clone());
+        let jobs = crate::lifecycle::Manager::start(background::jobs(&self.state), crate::lifecycle::Backoff::default());
 
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
@@ -111,11 +114,18 @@ impl Server {
                 tracing::error!(%error, "a listener task panicked");
             }
         }
-        jobs.shutdown().await;
+        tracing::info!("requests finished; stopping the jobs");
+        jobs.stop().await;
         self.state.replication.shutdown();
         self.state.storage.close().await;
         tracing::info!("stopped");
     }
+}
+
+/// The names of the background jobs this instance runs, in start order (as
+/// logged at start-up).
+pub fn job_names(state: &AppState) -> Vec<&'static str> {
+    background::jobs(state).iter().map(|job| job.name()).collect()
 }
 
 /// Small responses go out at once: without it, a response written in two
