@@ -1,4 +1,6 @@
-//! One loaded plugin and how a call into it runs.
+//! One loaded plugin of any role (`LoadedPlugin<R>`) and how a call into it
+//! runs; the role says which export a call runs and how its answer is
+//! checked (`Role`).
 //!
 //! A call: admit (not switched off), check the input size, take a slot (the
 //! pool has `max_concurrent_calls` per plugin), take an instance (a parked
@@ -27,7 +29,6 @@ use tokio::sync::Semaphore;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{
-    bindings::{SpamChecker, SpamCheckerPre},
     egress::Egress,
     engine::{EPOCH_TICK, PluginEngine},
     error::{CallFailure, LoadError},
@@ -35,6 +36,8 @@ use super::{
     host_services::{BoxFuture, HostServices},
     limits::Limits,
     metrics,
+    role::{PluginBackend, Role},
+    spam::Spam,
     state::CallState,
 };
 use crate::config::{OnError, PluginConfig};
@@ -53,7 +56,8 @@ pub struct PluginContext {
     pub services: Arc<dyn HostServices>,
 }
 
-pub struct LoadedPlugin {
+/// A plugin loaded in this process, of role `R` (spam checking unless said).
+pub struct LoadedPlugin<R: Role = Spam> {
     pub ctx: Arc<PluginContext>,
     pub on_error: OnError,
     /// What the plugin's `describe` answered at load.
@@ -61,18 +65,18 @@ pub struct LoadedPlugin {
     engine: wasmtime::Engine,
     /// Whether the engine counts fuel (when any plugin has a budget).
     fuel: bool,
-    pre: SpamCheckerPre<CallState>,
+    pre: R::Pre,
     health: Health,
     /// Bounds the calls running at once to the slots the pool reserved.
     slots: Semaphore,
     /// Warm instances between calls (always empty when instances serve one call).
-    parked: Mutex<Vec<WarmInstance>>,
+    parked: Mutex<Vec<WarmInstance<R::Guest>>>,
 }
 
 /// An instance kept for further calls, with the store it lives in.
-struct WarmInstance {
+struct WarmInstance<G> {
     store: Store<CallState>,
-    checker: SpamChecker,
+    guest: G,
     /// Calls it has answered.
     calls: u32,
 }
@@ -85,19 +89,19 @@ pub struct CallStats {
     pub fuel_used: Option<u64>,
 }
 
-impl LoadedPlugin {
+impl<R: Role> LoadedPlugin<R> {
     pub async fn load(
         engine: &PluginEngine,
         config: &PluginConfig,
         instance: &str,
         services: Arc<dyn HostServices>,
     ) -> Result<Self, LoadError> {
-        let role = config.role.as_str();
+        debug_assert_eq!(config.role, R::ROLE, "a plugin is loaded as its configured role");
+        let role = R::ROLE.as_str();
         let component = engine.load_component(&config.path)?;
         let wrong_world = |reason: String| LoadError::WrongWorld { path: config.path.clone(), role, reason };
         super::version::check(&component, &engine.engine).map_err(wrong_world)?;
-        let instance_pre = engine.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
-        let pre = SpamCheckerPre::new(instance_pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+        let pre = super::role::fits::<R>(&engine.linker, &component).map_err(wrong_world)?;
         let egress = Egress::parse(&config.capabilities.allowed_outbound_hosts, config.capabilities.allow_private_addresses)
             .map_err(|entry| LoadError::Engine(format!("`{entry}` is not a valid allowed_outbound_hosts entry")))?;
         let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
@@ -113,7 +117,7 @@ impl LoadedPlugin {
                 services,
                 limits: limits.clone(),
             }),
-            on_error: config.on_error(),
+            on_error: config.on_error.unwrap_or(R::DEFAULT_ON_ERROR),
             version: String::new(),
             engine: engine.engine.clone(),
             fuel: engine.fuel,
@@ -123,7 +127,7 @@ impl LoadedPlugin {
             parked: Mutex::new(Vec::new()),
         };
         let (info, _) = plugin
-            .run("describe", 0, |checker, store| Box::pin(async move { checker.weft_plugin_plugin().call_describe(store).await }), Ok)
+            .run("describe", 0, |guest, store| R::describe(guest, store), Ok)
             .await
             .map_err(LoadError::SmokeTest)?;
         plugin.version = info.version;
@@ -137,14 +141,21 @@ impl LoadedPlugin {
         &self.ctx.name
     }
 
+    /// Runs one call of the role: its export, its answer checked.
+    pub async fn call(&self, call: &R::Call) -> Result<(R::Answer, CallStats), CallFailure> {
+        let limits = &self.ctx.limits;
+        self.run(R::call_name(call), R::input_size(call), |guest, store| R::invoke(guest, store, call), |raw| R::check(call, raw, limits))
+            .await
+    }
+
     /// Runs one export in a fresh instance. `call` is the WIT callback name;
     /// `input_size` the bytes handed in; `convert` checks the raw answer.
-    pub async fn run<R, T>(
+    pub async fn run<Raw, T>(
         &self,
         call: &'static str,
         input_size: usize,
-        invoke: impl for<'a> FnOnce(&'a SpamChecker, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<R>>,
-        convert: impl FnOnce(R) -> Result<T, String>,
+        invoke: impl for<'a> FnOnce(&'a R::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
+        convert: impl FnOnce(Raw) -> Result<T, String>,
     ) -> Result<(T, CallStats), CallFailure> {
         let start = Instant::now();
         let (result, output) = self.run_inner(call, input_size, start, invoke, convert).await;
@@ -191,13 +202,13 @@ impl LoadedPlugin {
         }
     }
 
-    async fn run_inner<R, T>(
+    async fn run_inner<Raw, T>(
         &self,
         call: &'static str,
         input_size: usize,
         start: Instant,
-        invoke: impl for<'a> FnOnce(&'a SpamChecker, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<R>>,
-        convert: impl FnOnce(R) -> Result<T, String>,
+        invoke: impl for<'a> FnOnce(&'a R::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
+        convert: impl FnOnce(Raw) -> Result<T, String>,
     ) -> (Result<(T, CallStats), CallFailure>, Option<String>) {
         let limits = &self.ctx.limits;
         if let Err(remaining) = self.health.admit() {
@@ -210,10 +221,10 @@ impl LoadedPlugin {
         let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await else {
             return (Err(CallFailure::Timeout(limits.timeout)), None);
         };
-        let (mut store, warm_checker, calls) = match self.take_parked() {
-            Some(WarmInstance { mut store, checker, calls }) => {
+        let (mut store, warm_guest, calls) = match self.take_parked() {
+            Some(WarmInstance { mut store, guest, calls }) => {
                 store.data_mut().begin_call(call, deadline);
-                (store, Some(checker), calls)
+                (store, Some(guest), calls)
             }
             None => match self.new_store(call, deadline) {
                 Ok(store) => (store, None, 0),
@@ -228,12 +239,12 @@ impl LoadedPlugin {
         let pre = &self.pre;
         let store_ref = &mut store;
         let run = async move {
-            let checker = match warm_checker {
-                Some(checker) => checker,
-                None => pre.instantiate_async(&mut *store_ref).await?,
+            let guest = match warm_guest {
+                Some(guest) => guest,
+                None => R::instantiate(pre, &mut *store_ref).await?,
             };
-            let raw = invoke(&checker, &mut *store_ref).await?;
-            Ok::<_, wasmtime::Error>((checker, raw))
+            let raw = invoke(&guest, &mut *store_ref).await?;
+            Ok::<_, wasmtime::Error>((guest, raw))
         };
         // Epochs stop guest code; this bounds a host call that blocks.
         let outcome = tokio::time::timeout(limits.timeout + 2 * EPOCH_TICK, run).await;
@@ -247,9 +258,9 @@ impl LoadedPlugin {
         let result = match outcome {
             Err(_) => Err(CallFailure::Timeout(limits.timeout)),
             Ok(Err(error)) => Err(classify(&error, &store, limits)),
-            Ok(Ok((checker, raw))) => match convert(raw) {
+            Ok(Ok((guest, raw))) => match convert(raw) {
                 Ok(value) => {
-                    self.park(WarmInstance { store, checker, calls: calls + 1 });
+                    self.park(WarmInstance { store, guest, calls: calls + 1 });
                     Ok((value, stats))
                 }
                 Err(reason) => Err(CallFailure::Malformed(reason)),
@@ -270,15 +281,29 @@ impl LoadedPlugin {
         Ok(store)
     }
 
-    fn take_parked(&self) -> Option<WarmInstance> {
+    fn take_parked(&self) -> Option<WarmInstance<R::Guest>> {
         self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
     }
 
     /// Keeps an instance that answered cleanly, unless it has served its calls.
-    fn park(&self, instance: WarmInstance) {
+    fn park(&self, instance: WarmInstance<R::Guest>) {
         if instance.calls < self.ctx.limits.max_calls_per_instance {
             self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(instance);
         }
+    }
+}
+
+impl<R: Role> PluginBackend<R> for LoadedPlugin<R> {
+    fn name(&self) -> &str {
+        &self.ctx.name
+    }
+
+    fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    fn call<'a>(&'a self, call: &'a R::Call) -> BoxFuture<'a, Result<(R::Answer, CallStats), CallFailure>> {
+        Box::pin(LoadedPlugin::call(self, call))
     }
 }
 
