@@ -257,7 +257,7 @@ impl<R: Role> LoadedPlugin<R> {
         };
         let result = match outcome {
             Err(_) => Err(CallFailure::Timeout(limits.timeout)),
-            Ok(Err(error)) => Err(classify(&error, &store, limits)),
+            Ok(Err(error)) => Err(classify(&error, &store, limits, output.as_deref())),
             Ok(Ok((guest, raw))) => match convert(raw) {
                 Ok(value) => {
                     self.park(WarmInstance { store, guest, calls: calls + 1 });
@@ -307,7 +307,7 @@ impl<R: Role> PluginBackend<R> for LoadedPlugin<R> {
     }
 }
 
-fn classify(error: &wasmtime::Error, store: &Store<CallState>, limits: &Limits) -> CallFailure {
+fn classify(error: &wasmtime::Error, store: &Store<CallState>, limits: &Limits, output: Option<&str>) -> CallFailure {
     let state = store.data();
     if let Some(requested) = state.limiter.exceeded {
         return CallFailure::OverLimit(format!("memory: {requested} bytes requested, the cap is {} bytes", limits.memory_bytes));
@@ -315,9 +315,41 @@ fn classify(error: &wasmtime::Error, store: &Store<CallState>, limits: &Limits) 
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallFailure::Timeout(limits.timeout),
         Some(Trap::OutOfFuel) => CallFailure::OverLimit(format!("fuel: the budget of {} ran out", limits.fuel.unwrap_or(0))),
-        _ => {
-            let text = format!("{error:#}");
-            CallFailure::Trap(text.lines().next().unwrap_or("").to_owned())
-        }
+        _ => CallFailure::Trap(trap_reason(error, output)),
+    }
+}
+
+/// Why the guest trapped, in one line: the panic message it printed (a Rust
+/// panic, or the SDK's "the plugin cannot start: ..." when its `new`
+/// failed) and wasmtime's root cause, not the backtrace's heading.
+fn trap_reason(error: &wasmtime::Error, output: Option<&str>) -> String {
+    let cause = error.root_cause().to_string();
+    let cause = cause.lines().next().unwrap_or_default();
+    match output.and_then(panic_message) {
+        Some(panic) => format!("{panic} ({cause})"),
+        None => cause.to_owned(),
+    }
+}
+
+/// `panicked at src/lib.rs:7:9: the message` from a Rust panic's output
+/// (`thread '..' panicked at src/lib.rs:7:9:\nthe message\nnote: ...`).
+fn panic_message(output: &str) -> Option<String> {
+    let rest = &output[output.find("panicked at ")?..];
+    let mut lines = rest.lines();
+    let location = lines.next()?.trim_end_matches(':');
+    let message: Vec<&str> = lines.take_while(|line| !line.starts_with("note: ")).map(str::trim).collect();
+    Some(format!("{location}: {}", message.join(" ").trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_message_is_taken_from_the_output() {
+        let output = "thread '<unnamed>' panicked at src/lib.rs:97:24:\nthe plugin cannot start: `min_age_secs` is not a number\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace";
+        assert_eq!(
+            super::panic_message(output).as_deref(),
+            Some("panicked at src/lib.rs:97:24: the plugin cannot start: `min_age_secs` is not a number")
+        );
+        assert_eq!(super::panic_message("just a log line"), None);
     }
 }

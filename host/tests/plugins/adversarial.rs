@@ -189,3 +189,22 @@ async fn calls_beyond_max_concurrent_calls_wait_for_a_slot_within_the_deadline()
     assert!(start.elapsed() < Duration::from_millis(700), "{:?}", start.elapsed());
     assert_eq!(first.await.unwrap().unwrap_err().reason(), "timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_names_its_reason_in_the_failure_and_the_log_line() {
+    let plugin = misbehave("adv-reason", "panic", quick()).await;
+    let failure = plugin.call(message("x")).await.expect_err("panics").to_string();
+    assert!(failure.contains("panicked at") && failure.contains("misbehave panics on purpose"), "{failure}");
+    assert!(!failure.contains("wasm backtrace"), "{failure}");
+    let lines = capture::lines("adv-reason");
+    let line = lines.iter().find(|l| l.text.contains("plugin call failed")).expect("a failure line");
+    let text = line.text.split(" message=").nth(1).unwrap_or_default();
+    assert!(text.contains("misbehave panics on purpose"), "the reason is in the message itself: {}", line.text);
+
+    // A plugin whose `new` refuses its configuration: the error it returned.
+    let failure = match Testkit::new(guest("misbehave")).name("adv-new").config(json!({"mode": 5})).limits(quick()).load().await {
+        Err(error) => error.to_string(),
+        Ok(plugin) => plugin.call(message("x")).await.expect_err("cannot start").to_string(),
+    };
+    assert!(failure.contains("the plugin cannot start") && failure.contains("mode"), "{failure}");
+}
