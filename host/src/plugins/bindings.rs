@@ -18,3 +18,39 @@ wasmtime::component::bindgen!({
 });
 
 pub use weft::plugin::{host, types};
+
+/// The draft worlds of `wit/drafts.wit` are valid WIT and include the shared
+/// `host` interface (wasmtime's `bindgen!` parses every `@unstable` feature;
+/// no role loads these worlds yet).
+#[cfg(test)]
+mod drafts {
+    macro_rules! draft {
+        ($module:ident, $world:literal) => {
+            mod $module {
+                wasmtime::component::bindgen!({
+                    world: $world,
+                    path: "../wit",
+                    imports: { default: async | trappable },
+                    exports: { default: async },
+                    with: { "weft:plugin/types": crate::plugins::bindings::types, "weft:plugin/host": crate::plugins::bindings::host },
+                });
+            }
+        };
+    }
+    draft!(pusher, "weft:plugin/pusher@0.1.1");
+    draft!(appservice_notifier, "weft:plugin/appservice-notifier@0.1.1");
+    draft!(sso_provider, "weft:plugin/sso-provider@0.1.1");
+
+    #[test]
+    fn the_draft_worlds_share_the_host_interface() {
+        use wasmtime::component::{HasSelf, Linker};
+
+        use crate::plugins::state::CallState;
+        let engine = wasmtime::Engine::default();
+        let mut linker = Linker::<CallState>::new(&engine);
+        // The state that implements `host` for the spam checker does for them.
+        let options = pusher::LinkOptions::default().draft_pusher(true).clone();
+        pusher::Pusher::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
+        let _ = (appservice_notifier::AppserviceNotifierPre::<CallState>::new, sso_provider::SsoProviderPre::<CallState>::new);
+    }
+}

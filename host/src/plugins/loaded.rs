@@ -170,9 +170,9 @@ impl<R: Role> LoadedPlugin<R> {
                 }
                 stats.elapsed = elapsed;
                 metrics::peak_memory(name, stats.peak_memory_bytes);
-                if self.health.record_success() {
-                    metrics::switched_off(name, false);
-                    tracing::warn!(plugin = %name, role = self.ctx.role, instance = %self.ctx.instance, "plugin switched back on: its trial call succeeded");
+                if self.health.record_success(call) {
+                    metrics::switched_off(name, call, false);
+                    tracing::warn!(plugin = %name, role = self.ctx.role, call, instance = %self.ctx.instance, "plugin callback switched back on: its trial call succeeded");
                 }
                 Ok((value, stats))
             }
@@ -194,11 +194,11 @@ impl<R: Role> LoadedPlugin<R> {
         tracing::warn!(plugin = %ctx.name, role = ctx.role, call, instance = %ctx.instance, reason = failure.reason(), outcome,
             output = output.unwrap_or(""), "plugin call failed: {failure}");
         if failure.counts_against_plugin()
-            && let Tripped::SwitchedOff(backoff) = self.health.record_failure()
+            && let Tripped::SwitchedOff(backoff) = self.health.record_failure(call)
         {
-            metrics::switched_off(&ctx.name, true);
-            tracing::error!(plugin = %ctx.name, role = ctx.role, instance = %ctx.instance, retry_in = ?backoff,
-                "PLUGIN SWITCHED OFF after repeated failures: every call answers `{outcome}` until it is retried");
+            metrics::switched_off(&ctx.name, call, true);
+            tracing::error!(plugin = %ctx.name, role = ctx.role, call, instance = %ctx.instance, retry_in = ?backoff,
+                "PLUGIN CALLBACK SWITCHED OFF after repeated failures: every call of it answers `{outcome}` until it is retried");
         }
     }
 
@@ -211,7 +211,7 @@ impl<R: Role> LoadedPlugin<R> {
         convert: impl FnOnce(Raw) -> Result<T, String>,
     ) -> (Result<(T, CallStats), CallFailure>, Option<String>) {
         let limits = &self.ctx.limits;
-        if let Err(remaining) = self.health.admit() {
+        if let Err(remaining) = self.health.admit(call) {
             return (Err(CallFailure::Disabled(remaining)), None);
         }
         if input_size as u64 > limits.max_input_bytes {

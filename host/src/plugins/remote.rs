@@ -103,7 +103,7 @@ impl<R: Role> RemotePlugin<R> {
 
     async fn forward(&self, call: &R::Call) -> Result<(R::Answer, CallStats), CallFailure> {
         let start = Instant::now();
-        let result = match self.health.admit() {
+        let result = match self.health.admit(R::call_name(call)) {
             Err(remaining) => Err(Failed::Here(CallFailure::Disabled(remaining))),
             Ok(()) => self.exchange(call, start + self.deadline).await,
         };
@@ -111,9 +111,9 @@ impl<R: Role> RemotePlugin<R> {
         metrics::call(&self.name, R::call_name(call), elapsed);
         match result {
             Ok(answer) => {
-                if self.health.record_success() {
-                    metrics::switched_off(&self.name, false);
-                    tracing::warn!(plugin = %self.name, role = self.role, instance = %self.instance,
+                if self.health.record_success(R::call_name(call)) {
+                    metrics::switched_off(&self.name, R::call_name(call), false);
+                    tracing::warn!(plugin = %self.name, role = self.role, call = R::call_name(call), instance = %self.instance,
                         "forwarding to the plugin switched back on: its trial call succeeded");
                 }
                 Ok((answer, CallStats { elapsed, ..CallStats::default() }))
@@ -189,10 +189,10 @@ impl<R: Role> RemotePlugin<R> {
             "plugin call failed: {failure}");
         if host.is_none()
             && failure.counts_against_plugin()
-            && let Tripped::SwitchedOff(backoff) = self.health.record_failure()
+            && let Tripped::SwitchedOff(backoff) = self.health.record_failure(call)
         {
-            metrics::switched_off(&self.name, true);
-            tracing::error!(plugin = %self.name, role = self.role, instance = %self.instance, retry_in = ?backoff,
+            metrics::switched_off(&self.name, call, true);
+            tracing::error!(plugin = %self.name, role = self.role, call, instance = %self.instance, retry_in = ?backoff,
                 "PLUGIN SWITCHED OFF here after repeated failures to reach it: every call answers `{outcome}` until it is retried");
         }
         failure

@@ -9,7 +9,7 @@ use weft::{
     config::{OnError, PluginLimitsConfig},
     plugins::{
         CallFailure, SpamCheckers,
-        spam::{SpamAnswer, SpamCheckerBackend, SpamVerdict},
+        spam::{SpamAnswer, SpamCall, SpamCheckerBackend, SpamVerdict},
         testkit::{TestPlugin, Testkit},
     },
 };
@@ -151,6 +151,40 @@ async fn a_plugin_that_keeps_failing_is_switched_off_and_retried() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "trap");
     assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled");
+}
+
+/// Health is per callback: a working callback neither shares the failing
+/// one's switch-off nor serves as its trial call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_callback_is_switched_off_alone_and_only_its_own_trial_switches_it_back_on() {
+    capture::install();
+    let plugin = Testkit::new(guest("misbehave"))
+        .name("adv-per-call")
+        .config(json!({"mode": "event-panics"}))
+        .disable_after(2, 1)
+        .limits(quick())
+        .load()
+        .await
+        .unwrap();
+    let login = || SpamCall::CheckLoginForSpam {
+        user: "@a:example.org".try_into().unwrap(),
+        device_id: None,
+        initial_display_name: None,
+        request_info: Vec::new(),
+        auth_provider_id: None,
+    };
+    for _ in 0..2 {
+        assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "trap");
+    }
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled");
+    assert_eq!(metric("weft_plugin_switched_off", &["plugin=\"adv-per-call\"", "call=\"check-event-for-spam\""]), Some(1.0));
+    assert_eq!(plugin.call(login()).await.expect("another callback keeps running"), SpamAnswer::Verdict(SpamVerdict::Allow));
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled", "another callback's success is no trial");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(plugin.call(login()).await.expect("answers"), SpamAnswer::Verdict(SpamVerdict::Allow));
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "trap", "the failing callback's own trial call runs it");
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled", "and, failing, switches it off again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,3 +120,11 @@ async fn a_malformed_answer_follows_on_error_for_both_policies() {
         assert_eq!(matches!(verdict, SpamVerdict::Allow), on_error == OnError::FailOpen, "{verdict:?}");
     }
 }
+
+#[test]
+fn the_configuration_default_policy_is_the_role_s() {
+    use weft::plugins::Role;
+    let plugin = config::PluginConfig { role: config::PluginRole::SpamChecker, ..Default::default() };
+    assert_eq!(plugin.on_error(), Spam::DEFAULT_ON_ERROR);
+    assert_eq!(Spam::DEFAULT_ON_ERROR, OnError::FailClosed, "spam checking fails closed");
+}
