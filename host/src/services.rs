@@ -11,7 +11,7 @@ use ruma::OwnedServerName;
 use crate::{
     config::Config,
     crypto::server_key::{SigningKey, SigningKeyError},
-    plugins::{LiveServices, LoadError, SpamCheckers},
+    plugins::{HostedPlugins, LiveServices, LoadError, SpamCheckers},
     ratelimit::RateLimiters,
     rooms::Rooms,
     storage::{Storage, StorageError, Stream},
@@ -36,6 +36,9 @@ pub struct Services {
     /// the instances that host them (empty: every check allows at no cost).
     /// See `crate::plugins::spam`.
     pub spam_checker: SpamCheckers,
+    /// The plugins this instance runs (of every role), which the internal
+    /// route runs for the other instances.
+    pub hosted_plugins: HostedPlugins,
     /// The event pipeline and its per-room locks.
     pub rooms: Rooms,
     /// Stream positions readers may trust, and the wake-ups of `/sync`.
@@ -149,9 +152,10 @@ impl Services {
         let plugin_services = Arc::new(LiveServices::new(Arc::new(storage.clone())));
         let media = crate::media::MediaRepository::from_config(&config)
             .map_err(|source| StartupError::MediaStore { path: config.media_store_path().display().to_string(), source })?;
-        let spam_checker = crate::plugins::load_spam_checkers(&config, plugin_services, &replication.client).await?;
+        let plugins = crate::plugins::load_all(&config, plugin_services, &replication.client).await?;
         Ok(Arc::new(Self {
-            spam_checker,
+            spam_checker: plugins.spam_checker,
+            hosted_plugins: plugins.hosted,
             rate_limits: RateLimiters::from_config(&config),
             server_name,
             storage,

@@ -32,7 +32,7 @@ pub use host::{PluginConfig, PluginError, http, kv, log, now_ms, random_bytes};
 pub use serde_json;
 
 /// The version of the WIT package (`weft:plugin`) this SDK targets.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// What a plugin says about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl PluginInfo {
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "weft:plugin/spam-checker@0.1.0",
+        world: "weft:plugin/spam-checker@0.1.1",
         pub_export_macro: true,
         export_macro_name: "export_spam_checker_world",
         default_bindings_module: "weft_plugin_sdk::bindings",

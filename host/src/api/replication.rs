@@ -1,7 +1,8 @@
 //! The internal HTTP API, served on `replication` listeners only:
 //! persisting writes into the rooms this instance persists, answering
 //! client requests forwarded to the writer of their stream, running the
-//! spam checks of plugins this instance hosts for the others, stream
+//! calls of plugins this instance hosts for the others (every role, one
+//! route: `plugins::remote`), stream
 //! positions and the typing state for catch-up. Every call needs
 //! `Authorization: Bearer <worker_replication_secret>`; without it, or with
 //! another secret, the answer is 401 with a Matrix error and nothing runs.
@@ -24,7 +25,7 @@ use tower::ServiceExt;
 
 use super::error::ApiError;
 use crate::{
-    plugins::{remote::RemoteOutcome, spam::{SpamCall, SpamCheckerBackend}},
+    plugins::remote::{self, ServeError},
     replication::{
         client::{POSITIONS_HEADER, StoredReply, encode_positions},
         forward::{self, Forwarded},
@@ -38,7 +39,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_weft/replication/v1/rooms/{room_id}/write/{txn_id}", post(room_write))
         .route("/_weft/replication/v1/forward/{txn_id}", post(forwarded))
-        .route("/_weft/replication/v1/plugins/{name}/spam/{txn_id}", post(plugin_spam_check))
+        .route(remote::ROUTE, post(plugin_call))
         .route("/_weft/replication/v1/positions", get(positions))
         .route("/_weft/replication/v1/streams/typing", get(typing))
         .route(crate::presence::SYNC_STATE_PATH, post(presence_sync))
@@ -157,21 +158,22 @@ async fn forwarded(State(state): State<AppState>, Path(txn_id): Path<String>, he
 
 /// A spam check forwarded by an instance that does not host the plugin: the
 /// plugin's answer, or why it gave none (the caller applies `on_error`).
-async fn plugin_spam_check(State(state): State<AppState>, Path((name, txn_id)): Path<(String, String)>, body: Bytes) -> Response {
+async fn plugin_call(
+    State(state): State<AppState>,
+    Path((name, callback, txn_id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
     if let Some(reply) = state.replication.cached_reply(&txn_id) {
         return replay(reply);
     }
-    let Some(plugin) = state.spam_checker.hosted(&name) else {
+    let Some(plugin) = state.hosted_plugins.get(&name) else {
         return ApiError::not_found(format!("`{}` does not run a plugin named `{name}`", state.replication.instance())).into_response();
     };
-    let call: SpamCall = match serde_json::from_slice(&body) {
-        Ok(call) => call,
-        Err(error) if error.classify() == serde_json::error::Category::Data => {
-            return ApiError::bad_json(format!("Not a spam-checker call: {error}")).into_response();
-        }
-        Err(error) => return ApiError::not_json(format!("The body is not JSON: {error}")).into_response(),
+    let outcome = match plugin.serve(&callback, &body).await {
+        Ok(outcome) => outcome,
+        Err(error @ ServeError::NotJson(_)) => return ApiError::not_json(error.to_string()).into_response(),
+        Err(error @ ServeError::BadCall { .. }) => return ApiError::bad_json(error.to_string()).into_response(),
     };
-    let outcome = RemoteOutcome::from(plugin.call(&call).await);
     remember(&state, txn_id, axum::Json(outcome).into_response()).await
 }
 

@@ -53,6 +53,8 @@ pub struct PluginConfig {
 }
 
 impl PluginConfig {
+    /// The configured policy, else the role's default (the same as the
+    /// role's `plugins::Role::DEFAULT_ON_ERROR`, which the runtime uses).
     pub fn on_error(&self) -> OnError {
         self.on_error.unwrap_or(match self.role {
             PluginRole::SpamChecker => OnError::FailClosed,

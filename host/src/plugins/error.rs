@@ -15,7 +15,7 @@ pub enum LoadError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
-    #[error("{path} does not fit the `{role}` world of weft:plugin@0.1.0: {reason}")]
+    #[error("{path} does not fit the `{role}` world of weft:plugin@{}: {reason}", super::version::WIT_VERSION)]
     WrongWorld { path: PathBuf, role: &'static str, reason: String },
     #[error("the plugin engine cannot start with these limits: {0}")]
     Engine(String),

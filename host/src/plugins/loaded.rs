@@ -1,4 +1,6 @@
-//! One loaded plugin and how a call into it runs.
+//! One loaded plugin of any role (`LoadedPlugin<R>`) and how a call into it
+//! runs; the role says which export a call runs and how its answer is
+//! checked (`Role`).
 //!
 //! A call: admit (not switched off), check the input size, take a slot (the
 //! pool has `max_concurrent_calls` per plugin), take an instance (a parked
@@ -27,7 +29,6 @@ use tokio::sync::Semaphore;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{
-    bindings::{SpamChecker, SpamCheckerPre},
     egress::Egress,
     engine::{EPOCH_TICK, PluginEngine},
     error::{CallFailure, LoadError},
@@ -35,6 +36,8 @@ use super::{
     host_services::{BoxFuture, HostServices},
     limits::Limits,
     metrics,
+    role::{PluginBackend, Role},
+    spam::Spam,
     state::CallState,
 };
 use crate::config::{OnError, PluginConfig};
@@ -53,7 +56,8 @@ pub struct PluginContext {
     pub services: Arc<dyn HostServices>,
 }
 
-pub struct LoadedPlugin {
+/// A plugin loaded in this process, of role `R` (spam checking unless said).
+pub struct LoadedPlugin<R: Role = Spam> {
     pub ctx: Arc<PluginContext>,
     pub on_error: OnError,
     /// What the plugin's `describe` answered at load.
@@ -61,18 +65,18 @@ pub struct LoadedPlugin {
     engine: wasmtime::Engine,
     /// Whether the engine counts fuel (when any plugin has a budget).
     fuel: bool,
-    pre: SpamCheckerPre<CallState>,
+    pre: R::Pre,
     health: Health,
     /// Bounds the calls running at once to the slots the pool reserved.
     slots: Semaphore,
     /// Warm instances between calls (always empty when instances serve one call).
-    parked: Mutex<Vec<WarmInstance>>,
+    parked: Mutex<Vec<WarmInstance<R::Guest>>>,
 }
 
 /// An instance kept for further calls, with the store it lives in.
-struct WarmInstance {
+struct WarmInstance<G> {
     store: Store<CallState>,
-    checker: SpamChecker,
+    guest: G,
     /// Calls it has answered.
     calls: u32,
 }
@@ -85,19 +89,19 @@ pub struct CallStats {
     pub fuel_used: Option<u64>,
 }
 
-impl LoadedPlugin {
+impl<R: Role> LoadedPlugin<R> {
     pub async fn load(
         engine: &PluginEngine,
         config: &PluginConfig,
         instance: &str,
         services: Arc<dyn HostServices>,
     ) -> Result<Self, LoadError> {
-        let role = config.role.as_str();
+        debug_assert_eq!(config.role, R::ROLE, "a plugin is loaded as its configured role");
+        let role = R::ROLE.as_str();
         let component = engine.load_component(&config.path)?;
         let wrong_world = |reason: String| LoadError::WrongWorld { path: config.path.clone(), role, reason };
         super::version::check(&component, &engine.engine).map_err(wrong_world)?;
-        let instance_pre = engine.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
-        let pre = SpamCheckerPre::new(instance_pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+        let pre = super::role::fits::<R>(&engine.linker, &component).map_err(wrong_world)?;
         let egress = Egress::parse(&config.capabilities.allowed_outbound_hosts, config.capabilities.allow_private_addresses)
             .map_err(|entry| LoadError::Engine(format!("`{entry}` is not a valid allowed_outbound_hosts entry")))?;
         let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
@@ -113,7 +117,7 @@ impl LoadedPlugin {
                 services,
                 limits: limits.clone(),
             }),
-            on_error: config.on_error(),
+            on_error: config.on_error.unwrap_or(R::DEFAULT_ON_ERROR),
             version: String::new(),
             engine: engine.engine.clone(),
             fuel: engine.fuel,
@@ -123,7 +127,7 @@ impl LoadedPlugin {
             parked: Mutex::new(Vec::new()),
         };
         let (info, _) = plugin
-            .run("describe", 0, |checker, store| Box::pin(async move { checker.weft_plugin_plugin().call_describe(store).await }), Ok)
+            .run("describe", 0, |guest, store| R::describe(guest, store), Ok)
             .await
             .map_err(LoadError::SmokeTest)?;
         plugin.version = info.version;
@@ -137,14 +141,21 @@ impl LoadedPlugin {
         &self.ctx.name
     }
 
+    /// Runs one call of the role: its export, its answer checked.
+    pub async fn call(&self, call: &R::Call) -> Result<(R::Answer, CallStats), CallFailure> {
+        let limits = &self.ctx.limits;
+        self.run(R::call_name(call), R::input_size(call), |guest, store| R::invoke(guest, store, call), |raw| R::check(call, raw, limits))
+            .await
+    }
+
     /// Runs one export in a fresh instance. `call` is the WIT callback name;
     /// `input_size` the bytes handed in; `convert` checks the raw answer.
-    pub async fn run<R, T>(
+    pub async fn run<Raw, T>(
         &self,
         call: &'static str,
         input_size: usize,
-        invoke: impl for<'a> FnOnce(&'a SpamChecker, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<R>>,
-        convert: impl FnOnce(R) -> Result<T, String>,
+        invoke: impl for<'a> FnOnce(&'a R::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
+        convert: impl FnOnce(Raw) -> Result<T, String>,
     ) -> Result<(T, CallStats), CallFailure> {
         let start = Instant::now();
         let (result, output) = self.run_inner(call, input_size, start, invoke, convert).await;
@@ -159,9 +170,9 @@ impl LoadedPlugin {
                 }
                 stats.elapsed = elapsed;
                 metrics::peak_memory(name, stats.peak_memory_bytes);
-                if self.health.record_success() {
-                    metrics::switched_off(name, false);
-                    tracing::warn!(plugin = %name, role = self.ctx.role, instance = %self.ctx.instance, "plugin switched back on: its trial call succeeded");
+                if self.health.record_success(call) {
+                    metrics::switched_off(name, call, false);
+                    tracing::warn!(plugin = %name, role = self.ctx.role, call, instance = %self.ctx.instance, "plugin callback switched back on: its trial call succeeded");
                 }
                 Ok((value, stats))
             }
@@ -183,24 +194,24 @@ impl LoadedPlugin {
         tracing::warn!(plugin = %ctx.name, role = ctx.role, call, instance = %ctx.instance, reason = failure.reason(), outcome,
             output = output.unwrap_or(""), "plugin call failed: {failure}");
         if failure.counts_against_plugin()
-            && let Tripped::SwitchedOff(backoff) = self.health.record_failure()
+            && let Tripped::SwitchedOff(backoff) = self.health.record_failure(call)
         {
-            metrics::switched_off(&ctx.name, true);
-            tracing::error!(plugin = %ctx.name, role = ctx.role, instance = %ctx.instance, retry_in = ?backoff,
-                "PLUGIN SWITCHED OFF after repeated failures: every call answers `{outcome}` until it is retried");
+            metrics::switched_off(&ctx.name, call, true);
+            tracing::error!(plugin = %ctx.name, role = ctx.role, call, instance = %ctx.instance, retry_in = ?backoff,
+                "PLUGIN CALLBACK SWITCHED OFF after repeated failures: every call of it answers `{outcome}` until it is retried");
         }
     }
 
-    async fn run_inner<R, T>(
+    async fn run_inner<Raw, T>(
         &self,
         call: &'static str,
         input_size: usize,
         start: Instant,
-        invoke: impl for<'a> FnOnce(&'a SpamChecker, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<R>>,
-        convert: impl FnOnce(R) -> Result<T, String>,
+        invoke: impl for<'a> FnOnce(&'a R::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
+        convert: impl FnOnce(Raw) -> Result<T, String>,
     ) -> (Result<(T, CallStats), CallFailure>, Option<String>) {
         let limits = &self.ctx.limits;
-        if let Err(remaining) = self.health.admit() {
+        if let Err(remaining) = self.health.admit(call) {
             return (Err(CallFailure::Disabled(remaining)), None);
         }
         if input_size as u64 > limits.max_input_bytes {
@@ -210,10 +221,10 @@ impl LoadedPlugin {
         let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await else {
             return (Err(CallFailure::Timeout(limits.timeout)), None);
         };
-        let (mut store, warm_checker, calls) = match self.take_parked() {
-            Some(WarmInstance { mut store, checker, calls }) => {
+        let (mut store, warm_guest, calls) = match self.take_parked() {
+            Some(WarmInstance { mut store, guest, calls }) => {
                 store.data_mut().begin_call(call, deadline);
-                (store, Some(checker), calls)
+                (store, Some(guest), calls)
             }
             None => match self.new_store(call, deadline) {
                 Ok(store) => (store, None, 0),
@@ -228,12 +239,12 @@ impl LoadedPlugin {
         let pre = &self.pre;
         let store_ref = &mut store;
         let run = async move {
-            let checker = match warm_checker {
-                Some(checker) => checker,
-                None => pre.instantiate_async(&mut *store_ref).await?,
+            let guest = match warm_guest {
+                Some(guest) => guest,
+                None => R::instantiate(pre, &mut *store_ref).await?,
             };
-            let raw = invoke(&checker, &mut *store_ref).await?;
-            Ok::<_, wasmtime::Error>((checker, raw))
+            let raw = invoke(&guest, &mut *store_ref).await?;
+            Ok::<_, wasmtime::Error>((guest, raw))
         };
         // Epochs stop guest code; this bounds a host call that blocks.
         let outcome = tokio::time::timeout(limits.timeout + 2 * EPOCH_TICK, run).await;
@@ -246,10 +257,10 @@ impl LoadedPlugin {
         };
         let result = match outcome {
             Err(_) => Err(CallFailure::Timeout(limits.timeout)),
-            Ok(Err(error)) => Err(classify(&error, &store, limits)),
-            Ok(Ok((checker, raw))) => match convert(raw) {
+            Ok(Err(error)) => Err(classify(&error, &store, limits, output.as_deref())),
+            Ok(Ok((guest, raw))) => match convert(raw) {
                 Ok(value) => {
-                    self.park(WarmInstance { store, checker, calls: calls + 1 });
+                    self.park(WarmInstance { store, guest, calls: calls + 1 });
                     Ok((value, stats))
                 }
                 Err(reason) => Err(CallFailure::Malformed(reason)),
@@ -270,19 +281,33 @@ impl LoadedPlugin {
         Ok(store)
     }
 
-    fn take_parked(&self) -> Option<WarmInstance> {
+    fn take_parked(&self) -> Option<WarmInstance<R::Guest>> {
         self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
     }
 
     /// Keeps an instance that answered cleanly, unless it has served its calls.
-    fn park(&self, instance: WarmInstance) {
+    fn park(&self, instance: WarmInstance<R::Guest>) {
         if instance.calls < self.ctx.limits.max_calls_per_instance {
             self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(instance);
         }
     }
 }
 
-fn classify(error: &wasmtime::Error, store: &Store<CallState>, limits: &Limits) -> CallFailure {
+impl<R: Role> PluginBackend<R> for LoadedPlugin<R> {
+    fn name(&self) -> &str {
+        &self.ctx.name
+    }
+
+    fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    fn call<'a>(&'a self, call: &'a R::Call) -> BoxFuture<'a, Result<(R::Answer, CallStats), CallFailure>> {
+        Box::pin(LoadedPlugin::call(self, call))
+    }
+}
+
+fn classify(error: &wasmtime::Error, store: &Store<CallState>, limits: &Limits, output: Option<&str>) -> CallFailure {
     let state = store.data();
     if let Some(requested) = state.limiter.exceeded {
         return CallFailure::OverLimit(format!("memory: {requested} bytes requested, the cap is {} bytes", limits.memory_bytes));
@@ -290,9 +315,41 @@ fn classify(error: &wasmtime::Error, store: &Store<CallState>, limits: &Limits) 
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallFailure::Timeout(limits.timeout),
         Some(Trap::OutOfFuel) => CallFailure::OverLimit(format!("fuel: the budget of {} ran out", limits.fuel.unwrap_or(0))),
-        _ => {
-            let text = format!("{error:#}");
-            CallFailure::Trap(text.lines().next().unwrap_or("").to_owned())
-        }
+        _ => CallFailure::Trap(trap_reason(error, output)),
+    }
+}
+
+/// Why the guest trapped, in one line: the panic message it printed (a Rust
+/// panic, or the SDK's "the plugin cannot start: ..." when its `new`
+/// failed) and wasmtime's root cause, not the backtrace's heading.
+fn trap_reason(error: &wasmtime::Error, output: Option<&str>) -> String {
+    let cause = error.root_cause().to_string();
+    let cause = cause.lines().next().unwrap_or_default();
+    match output.and_then(panic_message) {
+        Some(panic) => format!("{panic} ({cause})"),
+        None => cause.to_owned(),
+    }
+}
+
+/// `panicked at src/lib.rs:7:9: the message` from a Rust panic's output
+/// (`thread '..' panicked at src/lib.rs:7:9:\nthe message\nnote: ...`).
+fn panic_message(output: &str) -> Option<String> {
+    let rest = &output[output.find("panicked at ")?..];
+    let mut lines = rest.lines();
+    let location = lines.next()?.trim_end_matches(':');
+    let message: Vec<&str> = lines.take_while(|line| !line.starts_with("note: ")).map(str::trim).collect();
+    Some(format!("{location}: {}", message.join(" ").trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_message_is_taken_from_the_output() {
+        let output = "thread '<unnamed>' panicked at src/lib.rs:97:24:\nthe plugin cannot start: `min_age_secs` is not a number\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace";
+        assert_eq!(
+            super::panic_message(output).as_deref(),
+            Some("panicked at src/lib.rs:97:24: the plugin cannot start: `min_age_secs` is not a number")
+        );
+        assert_eq!(super::panic_message("just a log line"), None);
     }
 }

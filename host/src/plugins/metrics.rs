@@ -18,6 +18,6 @@ pub fn peak_memory(plugin: &str, bytes: usize) {
     metrics::gauge!("weft_plugin_peak_memory_bytes", "plugin" => plugin.to_owned()).set(bytes as f64);
 }
 
-pub fn switched_off(plugin: &str, off: bool) {
-    metrics::gauge!("weft_plugin_switched_off", "plugin" => plugin.to_owned()).set(if off { 1.0 } else { 0.0 });
+pub fn switched_off(plugin: &str, call: &'static str, off: bool) {
+    metrics::gauge!("weft_plugin_switched_off", "plugin" => plugin.to_owned(), "call" => call).set(if off { 1.0 } else { 0.0 });
 }

@@ -2,20 +2,22 @@
 //! `weft:plugin`, in `wit/`) that extend the server in a role, today spam
 //! checking.
 //!
-//! Owns: the wasmtime engine of this process (`engine`), loading plugins and
-//! running calls under limits (`loaded`), the `host` interface they import
-//! (`host_api`, `host_services`, `kv`, `egress`), the failure policy (`error`,
-//! `health`), metrics, configuration checks (`verify`), the WIT versions
-//! this host runs (`version`), the spam-checker role (`spam`) that call sites
-//! use through `Services::spam_checker`, the forwarder for a plugin pinned
-//! to other instances (`remote`), and the testkit (`testkit`, re-exported by
-//! `plugin-sdk/testkit` for plugin authors).
+//! Owns: what a role is (`role`: the one trait everything else is generic
+//! over), the wasmtime engine of this process (`engine`), loading plugins
+//! and running calls under limits (`loaded`), the `host` interface every
+//! role's world imports (`bindings`, `host_api`, `host_services`, `kv`,
+//! `egress`), the failure policy (`error`, `health`), metrics,
+//! configuration checks (`verify`), the WIT versions this host runs
+//! (`version`), the forwarder for a plugin pinned to other instances and
+//! the serving side of it (`remote`), the testkit (`testkit`, re-exported
+//! by `plugin-sdk/testkit` for plugin authors), and the roles: spam checking
+//! (`spam`), which call sites use through `Services::spam_checker`.
 //!
 //! May call: `config` (read), `telemetry` through the `metrics` facade,
 //! `replication::client` (forwarding calls), `http_client` (`http-send`).
 //! Must not: reach storage or build HTTP responses (the api layer turns
-//! verdicts into Matrix errors and serves the endpoint forwarded calls
-//! arrive at).
+//! verdicts into Matrix errors and serves the route forwarded calls
+//! arrive at, through `remote::Hosted`).
 //!
 //! Decisions: a fresh instance per call from a pre-instantiated component by
 //! default (pooling allocator; no state survives a call, a trapped instance
@@ -24,7 +26,8 @@
 //! only); every host import is async; a plugin that keeps failing is
 //! switched off with backoff (`health`); plugins run in the instances their
 //! `instances` name, and other instances forward their calls there
-//! (`remote`, behind the `spam::SpamCheckerBackend` seam).
+//! (`remote`, behind the `role::PluginBackend` seam); one engine per
+//! process serves every role.
 
 mod bindings;
 pub mod egress;
@@ -39,6 +42,7 @@ pub mod loaded;
 mod metrics;
 mod output;
 pub mod remote;
+pub mod role;
 pub mod spam;
 pub mod testkit;
 mod state;
@@ -51,45 +55,78 @@ pub use error::{CallFailure, LoadError};
 pub use host_services::{HostServices, LiveServices};
 pub use kv::{KvError, PluginKv};
 pub use loaded::{CallStats, LoadedPlugin};
-pub use spam::{SpamCheckerBackend, SpamCheckers};
+pub use remote::{Hosted, HostedPlugins};
+pub use role::{PluginBackend, Role};
+pub use spam::{Spam, SpamCheckerBackend, SpamCheckers};
 
-use crate::{config::Config, replication::client::InternalClient};
+use crate::{
+    config::{Config, PluginConfig, PluginRole},
+    replication::client::InternalClient,
+};
 
-/// The spam checkers of this instance, in configuration order: plugins it
-/// runs are loaded here; calls to plugins pinned to other instances are
-/// sent to them with `client` (`remote`).
-pub async fn load_spam_checkers(
-    config: &Config,
-    services: Arc<dyn HostServices>,
-    client: &InternalClient,
-) -> Result<SpamCheckers, LoadError> {
-    let instance = config.instance_name();
-    let loaded = load(config, services).await?;
-    let mut local = loaded.iter();
-    let chain = config
-        .plugins
-        .iter()
-        .map(|plugin| -> Arc<dyn SpamCheckerBackend> {
-            if plugin.runs_on(instance) {
-                local.next().expect("one loaded plugin per local entry").clone()
-            } else {
-                Arc::new(remote::RemotePlugin::new(plugin, instance, client.clone()))
-            }
-        })
-        .collect();
-    Ok(SpamCheckers::with_hosted(chain, loaded))
+/// The plugins of this process, by role.
+#[derive(Debug, Clone, Default)]
+pub struct Plugins {
+    /// The spam-checker chain, in configuration order.
+    pub spam_checker: SpamCheckers,
+    /// The plugins this instance runs, which other instances' calls reach.
+    pub hosted: HostedPlugins,
 }
 
-/// Loads the plugins this instance runs, in configuration order.
-pub async fn load(config: &Config, services: Arc<dyn HostServices>) -> Result<Vec<Arc<LoadedPlugin>>, LoadError> {
+/// Loads every plugin this instance runs, and stands in with `client` for
+/// those pinned to other instances (`remote`).
+pub async fn load_all(config: &Config, services: Arc<dyn HostServices>, client: &InternalClient) -> Result<Plugins, LoadError> {
     let instance = config.instance_name();
-    let settings = verify::engine_settings(config, instance);
-    if settings.slots == 0 {
-        return Ok(Vec::new());
+    let engine = new_engine(config)?;
+    let mut spam_chain: Vec<Arc<dyn PluginBackend<Spam>>> = Vec::new();
+    let mut hosted: Vec<Arc<dyn Hosted>> = Vec::new();
+    for plugin in &config.plugins {
+        match plugin.role {
+            PluginRole::SpamChecker => {
+                let backend = backend::<Spam>(engine.as_ref(), plugin, instance, &services, client, &mut hosted).await?;
+                spam_chain.push(backend);
+            }
+        }
     }
-    let engine = engine::PluginEngine::new(settings, verify::cache_dir(config))?;
+    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), hosted: HostedPlugins::new(hosted) })
+}
+
+/// The plugin as call sites of its role see it: loaded here (and listed in
+/// `hosted`), or forwarded to the instances that run it.
+async fn backend<R: Role>(
+    engine: Option<&engine::PluginEngine>,
+    plugin: &PluginConfig,
+    instance: &str,
+    services: &Arc<dyn HostServices>,
+    client: &InternalClient,
+    hosted: &mut Vec<Arc<dyn Hosted>>,
+) -> Result<Arc<dyn PluginBackend<R>>, LoadError> {
+    match engine.filter(|_| plugin.runs_on(instance)) {
+        Some(engine) => {
+            let loaded = Arc::new(LoadedPlugin::<R>::load(engine, plugin, instance, services.clone()).await?);
+            hosted.push(loaded.clone());
+            Ok(loaded)
+        }
+        None => Ok(Arc::new(remote::RemotePlugin::<R>::new(plugin, instance, client.clone()))),
+    }
+}
+
+/// The engine of the plugins this instance runs (`None`: it runs none).
+fn new_engine(config: &Config) -> Result<Option<engine::PluginEngine>, LoadError> {
+    let settings = verify::engine_settings(config, config.instance_name());
+    if settings.slots == 0 {
+        return Ok(None);
+    }
+    engine::PluginEngine::new(settings, verify::cache_dir(config)).map(Some)
+}
+
+/// Loads the plugins of role `R` this instance runs, in configuration order
+/// (with an engine sized for every plugin it runs).
+pub async fn load<R: Role>(config: &Config, services: Arc<dyn HostServices>) -> Result<Vec<Arc<LoadedPlugin<R>>>, LoadError> {
+    let instance = config.instance_name();
+    let Some(engine) = new_engine(config)? else { return Ok(Vec::new()) };
     let mut loaded = Vec::new();
-    for plugin in config.plugins.iter().filter(|p| p.runs_on(instance)) {
+    for plugin in config.plugins.iter().filter(|p| p.role == R::ROLE && p.runs_on(instance)) {
         loaded.push(Arc::new(LoadedPlugin::load(&engine, plugin, instance, services.clone()).await?));
     }
     Ok(loaded)

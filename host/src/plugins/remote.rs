@@ -1,7 +1,8 @@
-//! A spam checker pinned to other instances: each call is sent over the
-//! internal HTTP API (`POST /_weft/replication/v1/plugins/{name}/spam/{txn}`)
-//! to an instance that hosts the plugin, which runs it and replies with its
-//! answer or why it gave none; this instance then applies `on_error` once.
+//! A plugin of any role pinned to other instances: each call is sent over
+//! the internal HTTP API (`POST /_weft/replication/v1/plugins/{name}/{callback}/{txn}`,
+//! one route for every role) to an instance that hosts the plugin, which runs
+//! it (`Hosted::serve`) and replies with its answer or why it gave none; this
+//! instance then applies `on_error` once.
 //!
 //! The whole exchange is bounded by the plugin's deadline plus a network
 //! margin. Within it the hosts are tried in configuration order; a host that
@@ -22,9 +23,9 @@ use super::{
     health::{Health, Tripped},
     host_services::BoxFuture,
     limits::Limits,
-    loaded::CallStats,
+    loaded::{CallStats, LoadedPlugin},
     metrics,
-    spam::{SpamAnswer, SpamCall, SpamCheckerBackend},
+    role::{PluginBackend, Role},
 };
 use crate::{
     config::{OnError, PluginConfig},
@@ -37,21 +38,24 @@ pub const NETWORK_MARGIN: Duration = Duration::from_millis(250);
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
+/// The internal API route every role's forwarded calls arrive at.
+pub const ROUTE: &str = "/_weft/replication/v1/plugins/{name}/{callback}/{txn_id}";
+
 /// The internal API path of one forwarded call.
-pub fn path(plugin: &str, txn_id: &str) -> String {
-    format!("/_weft/replication/v1/plugins/{plugin}/spam/{txn_id}")
+pub fn path(plugin: &str, callback: &str, txn_id: &str) -> String {
+    format!("/_weft/replication/v1/plugins/{plugin}/{callback}/{txn_id}")
 }
 
 /// What the hosting instance replies: the plugin's answer, or why it gave none.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RemoteOutcome {
-    Answer(SpamAnswer),
+pub enum RemoteOutcome<A> {
+    Answer(A),
     Failure(CallFailure),
 }
 
-impl From<Result<(SpamAnswer, CallStats), CallFailure>> for RemoteOutcome {
-    fn from(result: Result<(SpamAnswer, CallStats), CallFailure>) -> Self {
+impl<A> From<Result<(A, CallStats), CallFailure>> for RemoteOutcome<A> {
+    fn from(result: Result<(A, CallStats), CallFailure>) -> Self {
         match result {
             Ok((answer, _)) => Self::Answer(answer),
             Err(failure) => Self::Failure(failure),
@@ -67,7 +71,7 @@ enum Failed {
     There { host: String, failure: CallFailure },
 }
 
-pub struct RemotePlugin {
+pub struct RemotePlugin<R: Role> {
     name: String,
     role: &'static str,
     on_error: OnError,
@@ -79,47 +83,49 @@ pub struct RemotePlugin {
     deadline: Duration,
     client: InternalClient,
     health: Health,
+    role_type: std::marker::PhantomData<fn() -> R>,
 }
 
-impl RemotePlugin {
+impl<R: Role> RemotePlugin<R> {
     pub fn new(config: &PluginConfig, instance: &str, client: InternalClient) -> Self {
         Self {
             name: config.name.clone(),
-            role: config.role.as_str(),
-            on_error: config.on_error(),
+            role: R::ROLE.as_str(),
+            on_error: config.on_error.unwrap_or(R::DEFAULT_ON_ERROR),
             hosts: config.instances.clone(),
             instance: instance.to_owned(),
             deadline: Limits::from_config(&config.limits).timeout + NETWORK_MARGIN,
             client,
             health: Health::new(config.disable_after_failures(), Duration::from_secs(config.retry_after_secs())),
+            role_type: std::marker::PhantomData,
         }
     }
 
-    async fn forward(&self, call: &SpamCall) -> Result<(SpamAnswer, CallStats), CallFailure> {
+    async fn forward(&self, call: &R::Call) -> Result<(R::Answer, CallStats), CallFailure> {
         let start = Instant::now();
-        let result = match self.health.admit() {
+        let result = match self.health.admit(R::call_name(call)) {
             Err(remaining) => Err(Failed::Here(CallFailure::Disabled(remaining))),
             Ok(()) => self.exchange(call, start + self.deadline).await,
         };
         let elapsed = start.elapsed();
-        metrics::call(&self.name, call.name(), elapsed);
+        metrics::call(&self.name, R::call_name(call), elapsed);
         match result {
             Ok(answer) => {
-                if self.health.record_success() {
-                    metrics::switched_off(&self.name, false);
-                    tracing::warn!(plugin = %self.name, role = self.role, instance = %self.instance,
+                if self.health.record_success(R::call_name(call)) {
+                    metrics::switched_off(&self.name, R::call_name(call), false);
+                    tracing::warn!(plugin = %self.name, role = self.role, call = R::call_name(call), instance = %self.instance,
                         "forwarding to the plugin switched back on: its trial call succeeded");
                 }
                 Ok((answer, CallStats { elapsed, ..CallStats::default() }))
             }
-            Err(failed) => Err(self.report(call.name(), failed)),
+            Err(failed) => Err(self.report(R::call_name(call), failed)),
         }
     }
 
     /// Tries the hosts in order, rounds of them with backoff, until `deadline`.
-    async fn exchange(&self, call: &SpamCall, deadline: Instant) -> Result<SpamAnswer, Failed> {
+    async fn exchange(&self, call: &R::Call, deadline: Instant) -> Result<R::Answer, Failed> {
         let body = Bytes::from(serde_json::to_vec(call).map_err(|e| Failed::Here(CallFailure::Malformed(e.to_string())))?);
-        let path = path(&self.name, &crate::replication::room_writes::new_txn_id());
+        let path = path(&self.name, R::call_name(call), &crate::replication::room_writes::new_txn_id());
         let mut backoff = FIRST_BACKOFF;
         let mut last_error = None;
         loop {
@@ -152,12 +158,13 @@ impl RemotePlugin {
         }
     }
 
-    fn read(&self, call: &SpamCall, host: &str, body: &[u8]) -> Result<SpamAnswer, Failed> {
+    fn read(&self, call: &R::Call, host: &str, body: &[u8]) -> Result<R::Answer, Failed> {
         match serde_json::from_slice(body) {
-            Ok(RemoteOutcome::Answer(answer)) if call.answered_by(&answer) => Ok(answer),
-            Ok(RemoteOutcome::Answer(answer)) => {
-                Err(Failed::Here(CallFailure::Malformed(format!("{host} answered {answer:?}, which does not answer {}", call.name()))))
-            }
+            Ok(RemoteOutcome::Answer(answer)) if R::answers(call, &answer) => Ok(answer),
+            Ok(RemoteOutcome::Answer(answer)) => Err(Failed::Here(CallFailure::Malformed(format!(
+                "{host} answered {answer:?}, which does not answer {}",
+                R::call_name(call)
+            )))),
             Ok(RemoteOutcome::Failure(failure)) => Err(Failed::There { host: host.to_owned(), failure }),
             Err(error) => Err(Failed::Here(CallFailure::Malformed(format!("{host} sent an unreadable reply: {error}")))),
         }
@@ -182,17 +189,17 @@ impl RemotePlugin {
             "plugin call failed: {failure}");
         if host.is_none()
             && failure.counts_against_plugin()
-            && let Tripped::SwitchedOff(backoff) = self.health.record_failure()
+            && let Tripped::SwitchedOff(backoff) = self.health.record_failure(call)
         {
-            metrics::switched_off(&self.name, true);
-            tracing::error!(plugin = %self.name, role = self.role, instance = %self.instance, retry_in = ?backoff,
+            metrics::switched_off(&self.name, call, true);
+            tracing::error!(plugin = %self.name, role = self.role, call, instance = %self.instance, retry_in = ?backoff,
                 "PLUGIN SWITCHED OFF here after repeated failures to reach it: every call answers `{outcome}` until it is retried");
         }
         failure
     }
 }
 
-impl SpamCheckerBackend for RemotePlugin {
+impl<R: Role> PluginBackend<R> for RemotePlugin<R> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -201,7 +208,67 @@ impl SpamCheckerBackend for RemotePlugin {
         self.on_error
     }
 
-    fn call<'a>(&'a self, call: &'a SpamCall) -> BoxFuture<'a, Result<(SpamAnswer, CallStats), CallFailure>> {
+    fn call<'a>(&'a self, call: &'a R::Call) -> BoxFuture<'a, Result<(R::Answer, CallStats), CallFailure>> {
         Box::pin(self.forward(call))
+    }
+}
+
+/// A plugin this instance hosts, whatever its role, as the internal route
+/// serves it to the other instances.
+pub trait Hosted: Send + Sync {
+    fn name(&self) -> &str;
+    /// Runs a forwarded call: `callback` is the path's, `body` the role's
+    /// call as JSON. The reply is a `RemoteOutcome` as JSON.
+    fn serve<'a>(&'a self, callback: &'a str, body: &'a [u8]) -> BoxFuture<'a, Result<serde_json::Value, ServeError>>;
+}
+
+/// Why a forwarded call was not run (the api layer answers 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("The body is not JSON: {0}")]
+    NotJson(String),
+    #[error("Not a {role} call: {reason}")]
+    BadCall { role: &'static str, reason: String },
+}
+
+impl<R: Role> Hosted for LoadedPlugin<R> {
+    fn name(&self) -> &str {
+        &self.ctx.name
+    }
+
+    fn serve<'a>(&'a self, callback: &'a str, body: &'a [u8]) -> BoxFuture<'a, Result<serde_json::Value, ServeError>> {
+        Box::pin(async move {
+            let role = R::ROLE.as_str();
+            let call: R::Call = serde_json::from_slice(body).map_err(|error| match error.classify() {
+                serde_json::error::Category::Data => ServeError::BadCall { role, reason: error.to_string() },
+                _ => ServeError::NotJson(error.to_string()),
+            })?;
+            if R::call_name(&call) != callback {
+                let reason = format!("the path names `{callback}`, the body `{}`", R::call_name(&call));
+                return Err(ServeError::BadCall { role, reason });
+            }
+            let outcome = RemoteOutcome::from(self.call(&call).await);
+            serde_json::to_value(outcome).map_err(|error| ServeError::BadCall { role, reason: error.to_string() })
+        })
+    }
+}
+
+/// The plugins this instance hosts (of every role), for the internal route.
+#[derive(Clone, Default)]
+pub struct HostedPlugins(Vec<std::sync::Arc<dyn Hosted>>);
+
+impl HostedPlugins {
+    pub fn new(plugins: Vec<std::sync::Arc<dyn Hosted>>) -> Self {
+        Self(plugins)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn Hosted> {
+        self.0.iter().find(|plugin| plugin.name() == name).map(|plugin| &**plugin)
+    }
+}
+
+impl std::fmt::Debug for HostedPlugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|p| p.name())).finish()
     }
 }

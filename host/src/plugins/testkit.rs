@@ -4,6 +4,7 @@
 //! store, a fixed clock, seeded randomness). Tests call callbacks and assert
 //! on verdicts, logs, HTTP calls, time and memory used.
 //!
+//! Generic over the role (`load_as::<R>()`); `load()` loads a spam checker.
 //! Used by Weft's own tests and re-exported for plugin authors as the
 //! `weft-plugin-testkit` crate (in `plugin-sdk/testkit/`).
 //!
@@ -30,7 +31,8 @@ use super::{
     host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord},
     kv::{MemoryKv, PluginKv},
     loaded::{CallStats, LoadedPlugin},
-    spam::{SpamAnswer, SpamCall, SpamCheckerBackend},
+    role::Role,
+    spam::Spam,
     verify::engine_settings,
 };
 use crate::config::{Config, OnError, PluginCapabilities, PluginConfig, PluginLimitsConfig, PluginRole};
@@ -132,7 +134,14 @@ impl Testkit {
         self
     }
 
+    /// Loads the component as a spam checker.
     pub async fn load(self) -> Result<TestPlugin, LoadError> {
+        self.load_as::<Spam>().await
+    }
+
+    /// Loads the component as a plugin of role `R`.
+    pub async fn load_as<R: Role>(mut self) -> Result<TestPlugin<R>, LoadError> {
+        self.plugin.role = R::ROLE;
         let config = Config { plugins: vec![self.plugin.clone()], ..Config::default() };
         let engine = PluginEngine::new(engine_settings(&config, ""), self.cache_dir.unwrap_or_else(super::engine::default_cache_dir))?;
         let services = Arc::new(FakeServices {
@@ -149,9 +158,9 @@ impl Testkit {
     }
 }
 
-/// A loaded plugin under test.
-pub struct TestPlugin {
-    pub plugin: Arc<LoadedPlugin>,
+/// A loaded plugin under test (a spam checker unless said).
+pub struct TestPlugin<R: Role = Spam> {
+    pub plugin: Arc<LoadedPlugin<R>>,
     services: Arc<FakeServices>,
     last: Mutex<Option<CallStats>>,
 }
@@ -164,9 +173,9 @@ pub struct HttpCall {
     pub outcome: Result<u16, String>,
 }
 
-impl TestPlugin {
+impl<R: Role> TestPlugin<R> {
     /// Calls one callback; `Err` is what the server would treat with `on_error`.
-    pub async fn call(&self, call: SpamCall) -> Result<SpamAnswer, CallFailure> {
+    pub async fn call(&self, call: R::Call) -> Result<R::Answer, CallFailure> {
         let (answer, stats) = self.plugin.call(&call).await?;
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
         Ok(answer)

@@ -11,12 +11,14 @@
 use std::collections::BTreeSet;
 
 use super::{
-    bindings::SpamCheckerPre,
     egress::Egress,
     engine::{EngineSettings, PluginEngine, default_cache_dir},
     limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
+    role::fits,
+    spam::Spam,
+    version::WIT_VERSION,
 };
-use crate::config::{Config, MAIN_INSTANCE};
+use crate::config::{Config, MAIN_INSTANCE, PluginRole};
 
 /// The most calls one plugin may run at once.
 const MAX_CONCURRENT_CALLS: u32 = 1024;
@@ -111,11 +113,11 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
                 continue;
             }
         };
-        let fits = super::version::check(&component, &engine.engine).and_then(|()| {
-            engine.linker.instantiate_pre(&component).and_then(SpamCheckerPre::new).map_err(|e| format!("{e:#}"))
+        let fits = super::version::check(&component, &engine.engine).and_then(|()| match plugin.role {
+            PluginRole::SpamChecker => fits::<Spam>(&engine.linker, &component).map(drop),
         });
         if let Err(reason) = fits {
-            fail(&at, format!("{} does not fit the `{}` world of weft:plugin@0.1.0: {reason}", plugin.path.display(), plugin.role.as_str()));
+            fail(&at, format!("{} does not fit the `{}` world of weft:plugin@{WIT_VERSION}: {reason}", plugin.path.display(), plugin.role.as_str()));
         }
     }
 }

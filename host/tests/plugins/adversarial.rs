@@ -9,7 +9,7 @@ use weft::{
     config::{OnError, PluginLimitsConfig},
     plugins::{
         CallFailure, SpamCheckers,
-        spam::{SpamAnswer, SpamCheckerBackend, SpamVerdict},
+        spam::{SpamAnswer, SpamCall, SpamCheckerBackend, SpamVerdict},
         testkit::{TestPlugin, Testkit},
     },
 };
@@ -153,6 +153,40 @@ async fn a_plugin_that_keeps_failing_is_switched_off_and_retried() {
     assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled");
 }
 
+/// Health is per callback: a working callback neither shares the failing
+/// one's switch-off nor serves as its trial call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_callback_is_switched_off_alone_and_only_its_own_trial_switches_it_back_on() {
+    capture::install();
+    let plugin = Testkit::new(guest("misbehave"))
+        .name("adv-per-call")
+        .config(json!({"mode": "event-panics"}))
+        .disable_after(2, 1)
+        .limits(quick())
+        .load()
+        .await
+        .unwrap();
+    let login = || SpamCall::CheckLoginForSpam {
+        user: "@a:example.org".try_into().unwrap(),
+        device_id: None,
+        initial_display_name: None,
+        request_info: Vec::new(),
+        auth_provider_id: None,
+    };
+    for _ in 0..2 {
+        assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "trap");
+    }
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled");
+    assert_eq!(metric("weft_plugin_switched_off", &["plugin=\"adv-per-call\"", "call=\"check-event-for-spam\""]), Some(1.0));
+    assert_eq!(plugin.call(login()).await.expect("another callback keeps running"), SpamAnswer::Verdict(SpamVerdict::Allow));
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled", "another callback's success is no trial");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(plugin.call(login()).await.expect("answers"), SpamAnswer::Verdict(SpamVerdict::Allow));
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "trap", "the failing callback's own trial call runs it");
+    assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "disabled", "and, failing, switches it off again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuel_budgets_and_input_caps_are_enforced() {
     let fuel = misbehave("adv-fuel", "loop", PluginLimitsConfig { fuel: Some(1_000_000), timeout_ms: 5000, ..quick() }).await;
@@ -188,4 +222,23 @@ async fn calls_beyond_max_concurrent_calls_wait_for_a_slot_within_the_deadline()
     assert_eq!(plugin.call(message("y")).await.unwrap_err().reason(), "timeout");
     assert!(start.elapsed() < Duration::from_millis(700), "{:?}", start.elapsed());
     assert_eq!(first.await.unwrap().unwrap_err().reason(), "timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_names_its_reason_in_the_failure_and_the_log_line() {
+    let plugin = misbehave("adv-reason", "panic", quick()).await;
+    let failure = plugin.call(message("x")).await.expect_err("panics").to_string();
+    assert!(failure.contains("panicked at") && failure.contains("misbehave panics on purpose"), "{failure}");
+    assert!(!failure.contains("wasm backtrace"), "{failure}");
+    let lines = capture::lines("adv-reason");
+    let line = lines.iter().find(|l| l.text.contains("plugin call failed")).expect("a failure line");
+    let text = line.text.split(" message=").nth(1).unwrap_or_default();
+    assert!(text.contains("misbehave panics on purpose"), "the reason is in the message itself: {}", line.text);
+
+    // A plugin whose `new` refuses its configuration: the error it returned.
+    let failure = match Testkit::new(guest("misbehave")).name("adv-new").config(json!({"mode": 5})).limits(quick()).load().await {
+        Err(error) => error.to_string(),
+        Ok(plugin) => plugin.call(message("x")).await.expect_err("cannot start").to_string(),
+    };
+    assert!(failure.contains("the plugin cannot start") && failure.contains("mode"), "{failure}");
 }

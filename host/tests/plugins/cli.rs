@@ -43,3 +43,24 @@ fn plugin_test_runs_fixtures_and_fails_on_a_mismatch() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("0 passed, 1 failed"));
 }
+
+#[test]
+fn plugin_test_shows_why_a_call_trapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, json!({"mode": "panic"}).to_string()).unwrap();
+    let event = json!({"room_id": "!r:example.org", "sender": "@a:example.org", "type": "m.room.message", "json": {"content": {"body": "x"}}});
+    let fixtures = dir.path().join("fixtures.json");
+    std::fs::write(&fixtures, json!([{"call": {"callback": "check-event-for-spam", "event": event}, "expect": "failure"}]).to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["plugin", "test", "-p"])
+        .arg(guest("misbehave"))
+        .arg("-c")
+        .arg(&config)
+        .arg(&fixtures)
+        .output()
+        .expect("weft runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("misbehave panics on purpose") && !stdout.contains("wasm backtrace"), "{stdout}");
+}

@@ -17,6 +17,7 @@ mod endpoints;
 mod https;
 mod kv;
 mod pinning;
+mod roles;
 mod rooms;
 mod sandbox;
 mod warm;

@@ -66,8 +66,9 @@ async fn a_plugin_pinned_to_one_worker_judges_messages_sent_through_another_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_endpoint_needs_the_secret_runs_only_plugins_hosted_there_and_refuses_malformed_calls() {
     let d = Deployment::start_with(&plugin("pin", &["worker2"], "fail-closed", "(?i)buy now", "W_PIN")).await;
+    // One route for every role: the callback names the call.
     let post = |instance: &str, plugin: &str, txn: &str, secret: Option<&str>, body: String| {
-        let url = format!("{}/_weft/replication/v1/plugins/{plugin}/spam/{txn}", d.replication_url(instance));
+        let url = format!("{}/_weft/replication/v1/plugins/{plugin}/check-event-for-spam/{txn}", d.replication_url(instance));
         let mut request = d.http.post(url).header("content-type", "application/json").body(body);
         if let Some(secret) = secret {
             request = request.bearer_auth(secret);
@@ -91,6 +92,11 @@ async fn the_plugin_endpoint_needs_the_secret_runs_only_plugins_hosted_there_and
         ("worker2", "pin", "not json".to_owned(), 400, "M_NOT_JSON"),
         ("worker2", "pin", json!({"callback": "no-such-callback"}).to_string(), 400, "M_BAD_JSON"),
         ("worker2", "pin", json!({"callback": "check-event-for-spam"}).to_string(), 400, "M_BAD_JSON"),
+        ("worker2", "pin", serde_json::to_string(&weft::plugins::spam::SpamCall::UserMayJoinRoom {
+            user: "@a:example.org".try_into().unwrap(),
+            room: "!r:example.org".try_into().unwrap(),
+            is_invited: false,
+        }).unwrap(), 400, "M_BAD_JSON"),
         ("worker2", "nope", spam.clone(), 404, "M_NOT_FOUND"),
         ("worker1", "pin", spam.clone(), 404, "M_NOT_FOUND"),
     ];

@@ -11,7 +11,7 @@ use weft::{
     config::{self, PluginCapabilities},
     plugins::{
         LiveServices,
-        spam::{SpamAnswer, SpamCheckerBackend, SpamVerdict},
+        spam::{SpamAnswer, SpamVerdict},
         testkit::Testkit,
     },
 };

@@ -23,7 +23,7 @@
 pub use weft::{
     config::{OnError, PluginCapabilities, PluginLimitsConfig},
     plugins::{
-        CallFailure, CallStats, LoadError,
+        CallFailure, CallStats, LoadError, Role,
         host_services::{HttpRequest, LogRecord},
         spam,
         testkit::{HttpCall, TestPlugin, Testkit},

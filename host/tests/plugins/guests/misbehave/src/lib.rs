@@ -16,6 +16,7 @@
 //! - `instance-calls`: counts the calls its instance answered in a static
 //!   and rejects with the count as `instance_calls`; a message whose body is
 //!   `panic` or `loop` counts, then panics or never returns.
+//! - `event-panics`: `check-event-for-spam` panics, the other callbacks allow.
 //!
 //! Registration answers `registration` (`allow`, `shadow-ban`, `deny`) when
 //! the mode is `allow`, and misbehaves like the other callbacks otherwise.
@@ -49,6 +50,9 @@ impl SpamChecker for Misbehave {
         if self.mode == "instance-calls" {
             return instance_calls(event.body());
         }
+        if self.mode == "event-panics" {
+            panic!("misbehave panics on events");
+        }
         self.act()
     }
 
@@ -75,7 +79,7 @@ impl SpamChecker for Misbehave {
 impl Misbehave {
     fn act(&self) -> Verdict {
         match self.mode.as_str() {
-            "allow" => Verdict::Allow,
+            "allow" | "event-panics" => Verdict::Allow,
             "reject" => Verdict::forbidden("misbehave says no").with_field("misbehave", json!({"mode": "reject"})),
             "loop" => {
                 let mut n: u64 = 0;

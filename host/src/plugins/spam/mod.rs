@@ -7,22 +7,23 @@
 //! `fail-closed` refuses (a rejection, `true` for the flag callbacks, `deny`
 //! for registration), `fail-open` allows.
 //!
+//! An answer of the wrong kind (a flag for a verdict callback) is treated as
+//! malformed and answers the checker's `on_error` too (`PluginBackend::answer`).
+//!
 //! A checker is anything implementing `SpamCheckerBackend`: a plugin loaded
 //! in this process, or a forwarder to the instances that host it
-//! (`remote`; the `SpamCall` enum is the request body it sends).
+//! (`remote`; the `SpamCall` enum is the request body it sends). How the
+//! runtime runs the `spam-checker` world is in `role`.
+
+mod role;
 
 use std::sync::Arc;
 
 use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    bindings::types,
-    error::CallFailure,
-    host_services::BoxFuture,
-    loaded::{CallStats, LoadedPlugin},
-};
-use crate::config::OnError;
+pub use self::role::Spam;
+use super::{bindings::types, role::PluginBackend};
 
 /// The Matrix id types the calls use (ruma's), for callers without ruma.
 pub mod ids {
@@ -57,7 +58,7 @@ impl SpamEvent {
         })
     }
 
-    fn to_wit(&self) -> types::Event {
+    pub(crate) fn to_wit(&self) -> types::Event {
         types::Event {
             event_id: self.event_id.as_ref().map(ToString::to_string),
             room_id: self.room_id.to_string(),
@@ -157,11 +158,7 @@ impl SpamCall {
         match self {
             Self::ShouldDropFederatedEvent { .. } | Self::CheckUsernameForSpam { .. } => SpamAnswer::Flag(true),
             Self::CheckRegistrationForSpam { .. } => SpamAnswer::Registration(RegistrationVerdict::Deny),
-            _ => SpamAnswer::Verdict(SpamVerdict::Reject(Rejection {
-                errcode: "M_FORBIDDEN".into(),
-                message: Some("The server's spam checker is unavailable".into()),
-                fields: serde_json::Map::new(),
-            })),
+            _ => SpamAnswer::Verdict(SpamVerdict::Reject(Rejection::unavailable())),
         }
     }
 
@@ -174,7 +171,7 @@ impl SpamCall {
     /// About the bytes handed to the plugin, for `max_input_bytes`: strings
     /// and JSON are counted without serialising anything (this runs on every
     /// checked event).
-    fn input_size(&self) -> usize {
+    pub(crate) fn input_size(&self) -> usize {
         let ids = |ids: &[&str]| ids.iter().map(|id| id.len()).sum::<usize>();
         let infos = |infos: &[RequestInfo]| infos.iter().map(|i| i.ip.len() + i.user_agent.as_ref().map_or(0, String::len)).sum::<usize>();
         let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
@@ -237,6 +234,13 @@ pub struct Rejection {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Rejection {
+    /// The refusal of `fail-closed`.
+    pub fn unavailable() -> Self {
+        Self { errcode: "M_FORBIDDEN".into(), message: Some("The server's spam checker is unavailable".into()), fields: serde_json::Map::new() }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegistrationVerdict {
@@ -260,186 +264,14 @@ impl SpamAnswer {
 }
 
 /// One spam checker in the chain: a plugin here, or one on other instances.
-pub trait SpamCheckerBackend: Send + Sync {
-    fn name(&self) -> &str;
-    fn on_error(&self) -> OnError;
-    fn call<'a>(&'a self, call: &'a SpamCall) -> BoxFuture<'a, Result<(SpamAnswer, CallStats), CallFailure>>;
-}
+pub trait SpamCheckerBackend: PluginBackend<Spam> {}
 
-impl SpamCheckerBackend for LoadedPlugin {
-    fn name(&self) -> &str {
-        LoadedPlugin::name(self)
-    }
+impl<T: PluginBackend<Spam> + ?Sized> SpamCheckerBackend for T {}
 
-    fn on_error(&self) -> OnError {
-        self.on_error
-    }
-
-    fn call<'a>(&'a self, call: &'a SpamCall) -> BoxFuture<'a, Result<(SpamAnswer, CallStats), CallFailure>> {
-        Box::pin(call_plugin(self, call))
-    }
-}
-
-/// The raw answer of the guest, before it is checked.
-enum Raw {
-    Verdict(types::Verdict),
-    Flag(bool),
-    Registration(types::RegistrationVerdict),
-}
-
-async fn call_plugin(plugin: &LoadedPlugin, call: &SpamCall) -> Result<(SpamAnswer, CallStats), CallFailure> {
-    let max_output = plugin.ctx.limits.max_output_bytes;
-    let convert = move |raw: Raw| -> Result<SpamAnswer, String> {
-        Ok(match raw {
-            Raw::Verdict(verdict) => SpamAnswer::Verdict(check_verdict(verdict, max_output)?),
-            Raw::Flag(flag) => SpamAnswer::Flag(flag),
-            Raw::Registration(types::RegistrationVerdict::Allow) => SpamAnswer::Registration(RegistrationVerdict::Allow),
-            Raw::Registration(types::RegistrationVerdict::ShadowBan) => SpamAnswer::Registration(RegistrationVerdict::ShadowBan),
-            Raw::Registration(types::RegistrationVerdict::Deny) => SpamAnswer::Registration(RegistrationVerdict::Deny),
-        })
-    };
-    let size = call.input_size();
-    let name = call.name();
-    let s = |id: &dyn ToString| id.to_string();
-    let info = |infos: &[RequestInfo]| -> Vec<types::RequestInfo> {
-        infos.iter().map(|i| types::RequestInfo { user_agent: i.user_agent.clone(), ip: i.ip.clone() }).collect()
-    };
-    macro_rules! run {
-        ($wrap:path, |$guest:ident, $store:ident| $body:expr) => {
-            plugin
-                .run(name, size, move |checker, $store| {
-                    Box::pin(async move {
-                        let $guest = checker.weft_plugin_spam_checks();
-                        $body.await.map($wrap)
-                    })
-                }, convert)
-                .await
-        };
-    }
-    match call {
-        SpamCall::CheckEventForSpam { event } => {
-            let event = event.to_wit();
-            run!(Raw::Verdict, |g, st| g.call_check_event_for_spam(st, &event))
-        }
-        SpamCall::ShouldDropFederatedEvent { event } => {
-            let event = event.to_wit();
-            run!(Raw::Flag, |g, st| g.call_should_drop_federated_event(st, &event))
-        }
-        SpamCall::UserMayJoinRoom { user, room, is_invited } => {
-            let (user, room, is_invited) = (s(user), s(room), *is_invited);
-            run!(Raw::Verdict, |g, st| g.call_user_may_join_room(st, &user, &room, is_invited))
-        }
-        SpamCall::UserMayInvite { inviter, invitee, room } => {
-            let (inviter, invitee, room) = (s(inviter), s(invitee), s(room));
-            run!(Raw::Verdict, |g, st| g.call_user_may_invite(st, &inviter, &invitee, &room))
-        }
-        SpamCall::FederatedUserMayInvite { event } => {
-            let event = event.to_wit();
-            run!(Raw::Verdict, |g, st| g.call_federated_user_may_invite(st, &event))
-        }
-        SpamCall::UserMaySend3pidInvite { inviter, medium, address, room } => {
-            let (inviter, medium, address, room) = (s(inviter), medium.clone(), address.clone(), s(room));
-            run!(Raw::Verdict, |g, st| g.call_user_may_send_3pid_invite(st, &inviter, &medium, &address, &room))
-        }
-        SpamCall::UserMayCreateRoom { user, room_config } => {
-            let (user, room_config) = (s(user), room_config.to_string());
-            run!(Raw::Verdict, |g, st| g.call_user_may_create_room(st, &user, &room_config))
-        }
-        SpamCall::UserMayCreateRoomAlias { user, alias } => {
-            let (user, alias) = (s(user), s(alias));
-            run!(Raw::Verdict, |g, st| g.call_user_may_create_room_alias(st, &user, &alias))
-        }
-        SpamCall::UserMayPublishRoom { user, room } => {
-            let (user, room) = (s(user), s(room));
-            run!(Raw::Verdict, |g, st| g.call_user_may_publish_room(st, &user, &room))
-        }
-        SpamCall::UserMaySendStateEvent { user, room, event_type, state_key, content } => {
-            let (user, room, event_type, state_key, content) = (s(user), s(room), event_type.clone(), state_key.clone(), content.to_string());
-            run!(Raw::Verdict, |g, st| g.call_user_may_send_state_event(st, &user, &room, &event_type, &state_key, &content))
-        }
-        SpamCall::CheckUsernameForSpam { profile, requester } => {
-            let profile = types::UserProfile {
-                user_id: s(&profile.user_id),
-                display_name: profile.display_name.clone(),
-                avatar_url: profile.avatar_url.clone(),
-            };
-            let requester = s(requester);
-            run!(Raw::Flag, |g, st| g.call_check_username_for_spam(st, &profile, &requester))
-        }
-        SpamCall::CheckRegistrationForSpam { email, username, request_info, auth_provider_id } => {
-            let (email, username, request_info, provider) = (email.clone(), username.clone(), info(request_info), auth_provider_id.clone());
-            run!(Raw::Registration, |g, st| g.call_check_registration_for_spam(
-                st,
-                email.as_deref(),
-                username.as_deref(),
-                &request_info,
-                provider.as_deref()
-            ))
-        }
-        SpamCall::CheckMediaFileForSpam { file } => {
-            let file = types::MediaInfo {
-                origin: file.origin.clone(),
-                uploader: file.uploader.as_ref().map(ToString::to_string),
-                content_type: file.content_type.clone(),
-                filename: file.filename.clone(),
-                length: file.length,
-                head: file.head.clone(),
-            };
-            run!(Raw::Verdict, |g, st| g.call_check_media_file_for_spam(st, &file))
-        }
-        SpamCall::CheckLoginForSpam { user, device_id, initial_display_name, request_info, auth_provider_id } => {
-            let (user, device_id, display_name, request_info, provider) =
-                (s(user), device_id.clone(), initial_display_name.clone(), info(request_info), auth_provider_id.clone());
-            run!(Raw::Verdict, |g, st| g.call_check_login_for_spam(
-                st,
-                &user,
-                device_id.as_deref(),
-                display_name.as_deref(),
-                &request_info,
-                provider.as_deref()
-            ))
-        }
-    }
-}
-
-/// Checks a guest's verdict: a plausible errcode, JSON fields that do not
-/// overwrite `errcode` or `error`, and the whole within `max_output_bytes`.
-fn check_verdict(verdict: types::Verdict, max_output: u64) -> Result<SpamVerdict, String> {
-    let rejection = match verdict {
-        types::Verdict::Allow => return Ok(SpamVerdict::Allow),
-        types::Verdict::Reject(rejection) => rejection,
-    };
-    let size = rejection.errcode.len()
-        + rejection.message.as_ref().map_or(0, String::len)
-        + rejection.fields.iter().map(|f| f.key.len() + f.json_value.len()).sum::<usize>();
-    if size as u64 > max_output {
-        return Err(format!("the rejection is {size} bytes, more than max_output_bytes ({max_output})"));
-    }
-    let code = &rejection.errcode;
-    let valid_code = (3..=128).contains(&code.len())
-        && code.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '_' | '.'))
-        && code.contains('_');
-    if !valid_code {
-        return Err(format!("`{}` is not an errcode (such as M_FORBIDDEN)", code.escape_debug()));
-    }
-    let mut fields = serde_json::Map::new();
-    for field in rejection.fields {
-        if field.key == "errcode" || field.key == "error" || field.key.is_empty() {
-            return Err(format!("the extra field `{}` is not allowed", field.key.escape_debug()));
-        }
-        let value = serde_json::from_str(&field.json_value).map_err(|_| format!("the extra field `{}` is not JSON", field.key.escape_debug()))?;
-        fields.insert(field.key, value);
-    }
-    Ok(SpamVerdict::Reject(Rejection { errcode: rejection.errcode, message: rejection.message, fields }))
-}
-
-/// The configured spam checkers of this instance, in order, and the plugins
-/// it hosts (which other instances' calls run on).
+/// The configured spam checkers of this instance, in order.
 #[derive(Clone, Default)]
 pub struct SpamCheckers {
-    chain: Vec<Arc<dyn SpamCheckerBackend>>,
-    hosted: Vec<Arc<LoadedPlugin>>,
+    chain: Vec<Arc<dyn PluginBackend<Spam>>>,
 }
 
 impl std::fmt::Debug for SpamCheckers {
@@ -450,33 +282,23 @@ impl std::fmt::Debug for SpamCheckers {
 
 impl SpamCheckers {
     pub fn new(chain: Vec<Arc<dyn SpamCheckerBackend>>) -> Self {
-        Self { chain, hosted: Vec::new() }
+        Self { chain: chain.into_iter().map(|checker| checker as Arc<dyn PluginBackend<Spam>>).collect() }
     }
 
-    /// A chain of which `hosted` are the plugins loaded here.
-    pub fn with_hosted(chain: Vec<Arc<dyn SpamCheckerBackend>>, hosted: Vec<Arc<LoadedPlugin>>) -> Self {
-        Self { chain, hosted }
-    }
-
-    /// The plugin named `name` when this instance runs it.
-    pub fn hosted(&self, name: &str) -> Option<&LoadedPlugin> {
-        self.hosted.iter().find(|plugin| plugin.name() == name).map(|plugin| &**plugin)
+    pub(crate) fn from_backends(chain: Vec<Arc<dyn PluginBackend<Spam>>>) -> Self {
+        Self { chain }
     }
 
     pub fn is_empty(&self) -> bool {
         self.chain.is_empty()
     }
 
-    /// Runs the chain: the first answer that does not allow wins.
+    /// Runs the chain: the first answer that does not allow wins. Every
+    /// answer is of `call`'s kind (a failed or mismatched one is replaced by
+    /// the checker's `on_error` answer).
     pub async fn check(&self, call: SpamCall) -> SpamAnswer {
         for checker in &self.chain {
-            let answer = match checker.call(&call).await {
-                Ok((answer, _)) => answer,
-                Err(_) => match checker.on_error() {
-                    OnError::FailClosed => call.refusing_answer(),
-                    OnError::FailOpen => call.allowing_answer(),
-                },
-            };
+            let answer = checker.answer(&call).await;
             if !answer.allows() {
                 return answer;
             }
@@ -484,13 +306,16 @@ impl SpamCheckers {
         call.allowing_answer()
     }
 
+    // The kind checks below cannot fail (`check` answers in the call's kind);
+    // were they to, they refuse, as the role's default policy does.
+
     async fn verdict(&self, call: SpamCall) -> SpamVerdict {
         if self.chain.is_empty() {
             return SpamVerdict::Allow;
         }
         match self.check(call).await {
             SpamAnswer::Verdict(verdict) => verdict,
-            _ => SpamVerdict::Allow,
+            _ => SpamVerdict::Reject(Rejection::unavailable()),
         }
     }
 
@@ -498,7 +323,7 @@ impl SpamCheckers {
         if self.chain.is_empty() {
             return false;
         }
-        matches!(self.check(call).await, SpamAnswer::Flag(true))
+        !matches!(self.check(call).await, SpamAnswer::Flag(false))
     }
 
     /// A local non-membership event being created (403 on reject), or an
@@ -590,7 +415,7 @@ impl SpamCheckers {
         };
         match self.check(call).await {
             SpamAnswer::Registration(verdict) => verdict,
-            _ => RegistrationVerdict::Allow,
+            _ => RegistrationVerdict::Deny,
         }
     }
 
