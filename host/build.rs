@@ -20,7 +20,8 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let plugin = manifest_dir.join("../plugins").join(PLUGIN);
-    for input in ["plugins/spam-rules/src", "plugins/spam-rules/Cargo.toml", "plugins/spam-rules/Cargo.lock", "plugin-sdk/src", "plugin-sdk/Cargo.toml", "wit"] {
+    for input in ["plugins/spam-rules/src", "plugins/spam-rules/Cargo.toml", "plugins/spam-rules/Cargo.lock", "plugin-sdk/src", "plugin-sdk/Cargo.toml", "wit"]
+    {
         println!("cargo:rerun-if-changed=../{input}");
     }
     println!("cargo:rerun-if-env-changed=WEFT_NO_EMBEDDED_PLUGINS");

@@ -4,8 +4,8 @@
 # Ensures what the suite needs first: the wasm32-wasip2 Rust target, and
 # PostgreSQL and Redis on 127.0.0.1. When either service is unreachable it
 # starts a throwaway one from the installed binaries (stopped again on exit),
-# or says what to install. Then builds the reference plugins and runs the
-# workspace's tests.
+# or says what to install. Then builds the reference plugins, checks
+# formatting and clippy's lints, and runs the workspace's tests.
 #
 # Environment: WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
 # WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379).
@@ -30,6 +30,12 @@ if ! command -v openssl >/dev/null; then
     echo "The openssl command is not installed (the plugin HTTPS test makes a CA and serves TLS with it): apt-get install openssl" >&2
     exit 1
 fi
+for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+        say "adding the $component component"
+        rustup component add "$component"
+    fi
+done
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     say "adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2
@@ -74,6 +80,13 @@ say "building the reference plugins and the test guests (wasm32-wasip2)"
 for plugin in plugins/*/ host/tests/plugins/guests/*/; do
     cargo build --locked --release --target wasm32-wasip2 --manifest-path "$plugin/Cargo.toml"
 done
+
+say "checking formatting (rustfmt.toml) and lints (clippy, warnings are errors)"
+cargo fmt --all --check
+for plugin in plugins/*/ host/tests/plugins/guests/*/; do
+    cargo fmt --manifest-path "$plugin/Cargo.toml" --check
+done
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "running the test suite"
 cargo test --workspace --locked

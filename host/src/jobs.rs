@@ -81,10 +81,8 @@ mod tests {
     async fn an_item_that_fails_once_is_processed_on_a_later_try() {
         let storage = storage().await;
         let tries = AtomicU32::new(0);
-        let outcome = process_item("test", "item 2", &storage, || async {
-            if tries.fetch_add(1, Ordering::SeqCst) == 0 { Err("transient") } else { Ok(()) }
-        })
-        .await;
+        let outcome =
+            process_item("test", "item 2", &storage, || async { if tries.fetch_add(1, Ordering::SeqCst) == 0 { Err("transient") } else { Ok(()) } }).await;
         assert_eq!(outcome, Ok(Outcome::Processed));
     }
 

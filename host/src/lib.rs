@@ -46,8 +46,8 @@ pub mod http_client;
 #[cfg(test)]
 mod input_properties;
 pub mod jobs;
-pub mod lifecycle;
 pub mod json;
+pub mod lifecycle;
 pub mod media;
 pub mod plugins;
 pub mod presence;

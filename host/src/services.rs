@@ -4,7 +4,11 @@
 //! Handlers receive `AppState` (an `Arc<Services>`); nothing here is global,
 //! so several instances can live in one process (the tests do).
 
-use std::{collections::HashMap, sync::{Arc, Mutex}, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use ruma::OwnedServerName;
 
@@ -112,10 +116,7 @@ impl Services {
     pub async fn build_with_storage(config: Config, mut storage: Storage) -> Result<AppState, StartupError> {
         let server_name = OwnedServerName::try_from(config.server_name()).map_err(|_| StartupError::ServerName(config.server_name().to_owned()))?;
         // The key first: a worker waiting for the schema may load it as soon as the schema is ready.
-        let key_path = config
-            .signing_key_path
-            .clone()
-            .unwrap_or_else(|| format!("{}.signing.key", config.server_name()).into());
+        let key_path = config.signing_key_path.clone().unwrap_or_else(|| format!("{}.signing.key", config.server_name()).into());
         let (signing_key, generated) = SigningKey::load_or_generate(&key_path, config.is_main_process())?;
         if generated {
             tracing::info!(path = %key_path.display(), key_id = %signing_key.key_id(), "generated a new signing key");
@@ -140,12 +141,9 @@ impl Services {
         });
         let registration_shared_secret = match (&config.registration_shared_secret, &config.registration_shared_secret_path) {
             (Some(secret), _) => Some(secret.clone()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|source| StartupError::SharedSecret { path: path.display().to_string(), source })?
-                    .trim()
-                    .to_owned(),
-            ),
+            (None, Some(path)) => {
+                Some(std::fs::read_to_string(path).map_err(|source| StartupError::SharedSecret { path: path.display().to_string(), source })?.trim().to_owned())
+            }
             (None, None) => None,
         };
         // Plugins keep their key-value state in the database.

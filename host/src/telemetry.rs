@@ -16,9 +16,7 @@ use crate::config::{LogFormat, LoggingConfig};
 
 /// Installs the global log subscriber; later calls (tests) do nothing.
 pub fn init_logging(config: &LoggingConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match config.format {
         LogFormat::Plain => registry.with(fmt::layer().with_target(true)).try_init(),

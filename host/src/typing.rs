@@ -118,7 +118,16 @@ impl Typing {
     pub fn snapshot(&self) -> TypingSnapshot {
         let rooms: Vec<OwnedRoomId> = self.lock().rooms.keys().cloned().collect();
         let position = self.position();
-        TypingSnapshot { position, rooms: rooms.into_iter().map(|room| { let users = self.current(&room); (room, users) }).collect() }
+        TypingSnapshot {
+            position,
+            rooms: rooms
+                .into_iter()
+                .map(|room| {
+                    let users = self.current(&room);
+                    (room, users)
+                })
+                .collect(),
+        }
     }
 
     /// Replaces the mirror with the writer's state; rooms whose typists

@@ -66,9 +66,8 @@ async fn password_change_needs_the_current_password(backend: Backend) {
     assert_eq!(body["flows"], json!([{"stages": ["m.login.password"]}]));
     let session = body["session"].as_str().unwrap().to_owned();
 
-    let (status, body) = server
-        .post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new", "auth": password_auth("alice", "wrong", Some(&session))}))
-        .await;
+    let (status, body) =
+        server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new", "auth": password_auth("alice", "wrong", Some(&session))})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_FORBIDDEN"), "{body}");
     assert_eq!(body["session"], json!(session), "the session survives a wrong password");
     server.login("alice", "old").await;
@@ -76,9 +75,8 @@ async fn password_change_needs_the_current_password(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "only the session: how far it has got");
     assert!(body.get("errcode").is_none() && body["session"] == json!(session) && body["flows"].is_array(), "{body}");
 
-    let (status, body) = server
-        .post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new", "auth": password_auth(&alice.user_id, "old", Some(&session))}))
-        .await;
+    let (status, body) =
+        server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new", "auth": password_auth(&alice.user_id, "old", Some(&session))})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = server.post("/_matrix/client/v3/login", None, login_body("alice", "old")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -87,9 +85,7 @@ async fn password_change_needs_the_current_password(backend: Backend) {
     assert_eq!(server.get(WHOAMI, Some(&alice.access_token)).await.0, StatusCode::OK);
     assert_eq!(server.get(WHOAMI, Some(&other.access_token)).await.0, StatusCode::UNAUTHORIZED);
 
-    let (status, body) = server
-        .post(PASSWORD, Some(&alice.access_token), json!({"new_password": "x", "auth": password_auth("bob", "new", None)}))
-        .await;
+    let (status, body) = server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": "x", "auth": password_auth("bob", "new", None)})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "proving another user is refused: {body}");
 }
 
@@ -98,11 +94,7 @@ async fn password_change_can_keep_other_devices(backend: Backend) {
     let alice = server.register("alice", "old").await;
     let other = server.login("alice", "old").await;
     let (status, body) = server
-        .post(
-            PASSWORD,
-            Some(&alice.access_token),
-            json!({"new_password": "new", "logout_devices": false, "auth": password_auth("alice", "old", None)}),
-        )
+        .post(PASSWORD, Some(&alice.access_token), json!({"new_password": "new", "logout_devices": false, "auth": password_auth("alice", "old", None)}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(server.get(WHOAMI, Some(&other.access_token)).await.0, StatusCode::OK);
@@ -135,9 +127,8 @@ async fn deactivation_needs_the_password_and_ends_every_session(backend: Backend
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
     let (status, body) = server.post("/_matrix/client/v3/login", None, login_body("alice", "pw")).await;
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"));
-    let (status, body) = server
-        .post("/_matrix/client/v3/register", None, json!({"username": "alice", "password": "pw", "auth": {"type": "m.login.dummy"}}))
-        .await;
+    let (status, body) =
+        server.post("/_matrix/client/v3/register", None, json!({"username": "alice", "password": "pw", "auth": {"type": "m.login.dummy"}})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_USER_IN_USE"), "the id is never reused");
 }
 
@@ -146,9 +137,7 @@ async fn a_uia_session_is_bound_to_its_request(backend: Backend) {
     let alice = server.register("alice", "pw").await;
     let (_, body) = server.post("/_matrix/client/v3/delete_devices", Some(&alice.access_token), json!({"devices": []})).await;
     let session = body["session"].as_str().unwrap().to_owned();
-    let (status, body) = server
-        .post(DEACTIVATE, Some(&alice.access_token), json!({"auth": password_auth("alice", "pw", Some(&session))}))
-        .await;
+    let (status, body) = server.post(DEACTIVATE, Some(&alice.access_token), json!({"auth": password_auth("alice", "pw", Some(&session))})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}");
     assert_eq!(server.get(WHOAMI, Some(&alice.access_token)).await.0, StatusCode::OK, "not deactivated");
     // Nor for another user's request.
@@ -164,8 +153,7 @@ async fn an_empty_new_password_is_refused(backend: Backend) {
     let alice = server.register("alice", "pw").await;
     let (status, body) = server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": ""})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the flows first: {body}");
-    let (status, body) =
-        server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": "", "auth": password_auth("alice", "pw", None)})).await;
+    let (status, body) = server.post(PASSWORD, Some(&alice.access_token), json!({"new_password": "", "auth": password_auth("alice", "pw", None)})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"), "{body}");
     server.login("alice", "pw").await;
     let (status, body) = server.post("/_matrix/client/v3/login", None, login_body("alice", "")).await;
@@ -188,7 +176,9 @@ async fn third_party_identifiers_are_an_empty_list(backend: Backend) {
     let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocols", Some(&alice.access_token)).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
     let t = Some(alice.access_token.as_str());
-    for path in ["/_matrix/client/v3/thirdparty/location/irc", "/_matrix/client/v3/thirdparty/user/irc", "/_matrix/client/v3/thirdparty/location?alias=%23a:b.c"] {
+    for path in
+        ["/_matrix/client/v3/thirdparty/location/irc", "/_matrix/client/v3/thirdparty/user/irc", "/_matrix/client/v3/thirdparty/location?alias=%23a:b.c"]
+    {
         let (status, body) = server.get(path, t).await;
         assert_eq!((status, body), (StatusCode::OK, json!([])), "{path}");
     }

@@ -76,10 +76,7 @@ async fn versions_count_up_and_are_never_reused(backend: Backend) {
 
     let (status, latest) = server.get("/_matrix/client/v3/room_keys/version", token).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        latest,
-        json!({"algorithm": ALGORITHM, "auth_data": {"public_key": "second", "signatures": {}}, "count": 0, "etag": "0", "version": "2"})
-    );
+    assert_eq!(latest, json!({"algorithm": ALGORITHM, "auth_data": {"public_key": "second", "signatures": {}}, "count": 0, "etag": "0", "version": "2"}));
     assert_eq!(version_info(&server, &alice.access_token, "1").await["auth_data"]["public_key"], "key");
     for unknown in ["3", "abc", "-1", "1.0", "99999999999999999999999"] {
         let (status, body) = server.get(&format!("/_matrix/client/v3/room_keys/version/{unknown}"), token).await;

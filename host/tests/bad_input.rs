@@ -15,7 +15,6 @@ on_both_backends!(nul_bytes_are_refused_in_every_field_and_nothing_is_written, e
 
 const V3: &str = "/_matrix/client/v3";
 
-
 async fn setup(server: &TestServer) -> (Session, String) {
     let alice = server.register("alice", "pw").await;
     let (status, body) = server.post(&format!("{V3}/createRoom"), Some(&alice.access_token), json!({"name": "room"})).await;
@@ -77,8 +76,7 @@ async fn nul_bytes_are_refused_in_every_field_and_nothing_is_written(backend: Ba
     let bodies: Vec<&Value> = messages["chunk"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.message").collect();
     assert!(bodies.is_empty(), "{bodies:?}");
     // A NUL written as text (a backslash, then `u0000`) is ordinary text.
-    let (status, reply) =
-        server.put(&format!("{V3}/rooms/{room}/send/m.room.message/t9"), token, json!({"msgtype": "m.text", "body": "\\u0000"})).await;
+    let (status, reply) = server.put(&format!("{V3}/rooms/{room}/send/m.room.message/t9"), token, json!({"msgtype": "m.text", "body": "\\u0000"})).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
 }
 
@@ -136,7 +134,11 @@ async fn every_route_with_a_body_survives_bad_bodies(backend: Backend) {
             }
             // `send` fails the test on a 500.
             let (status, reply) = server.send(request).await;
-            assert!(status.as_u16() < 500 || status == StatusCode::NOT_IMPLEMENTED || status == StatusCode::BAD_GATEWAY, "{} {path}: {status} {reply}", route.method);
+            assert!(
+                status.as_u16() < 500 || status == StatusCode::NOT_IMPLEMENTED || status == StatusCode::BAD_GATEWAY,
+                "{} {path}: {status} {reply}",
+                route.method
+            );
             sent += 1;
         }
     }

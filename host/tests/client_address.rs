@@ -48,7 +48,8 @@ async fn a_client_cannot_choose_its_address_through_the_router() {
 
     let mut tokens = Vec::new();
     for n in 0..3 {
-        let (status, body) = post("/_matrix/client/v3/register", n, json!({"username": format!("user{n}"), "password": "pw", "auth": {"type": "m.login.dummy"}})).await;
+        let (status, body) =
+            post("/_matrix/client/v3/register", n, json!({"username": format!("user{n}"), "password": "pw", "auth": {"type": "m.login.dummy"}})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         tokens.push(body["access_token"].as_str().unwrap().to_owned());
     }

@@ -37,7 +37,11 @@ fn writes(server: &TestServer, localpart: &str, user: &str, room_id: &str, event
         (Method::PUT, format!("{v3}/profile/{user}/displayname"), json!({"displayname": format!("name {round}")})),
         (Method::PUT, format!("{v3}/sendToDevice/org.example.msg/d{round}"), json!({"messages": {server.user_id("u0"): {"*": {"round": round}}}})),
         (Method::PUT, format!("{v3}/devices/{device_id}"), json!({"display_name": format!("device {round}")})),
-        (Method::POST, format!("{v3}/room_keys/version"), json!({"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "key", "signatures": {}}})),
+        (
+            Method::POST,
+            format!("{v3}/room_keys/version"),
+            json!({"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "key", "signatures": {}}}),
+        ),
         (
             Method::POST,
             format!("{v3}/pushers/set"),
@@ -50,18 +54,20 @@ fn writes(server: &TestServer, localpart: &str, user: &str, room_id: &str, event
     ]
 }
 
-
 async fn every_writing_endpoint_family_succeeds_under_concurrent_writers(backend: Backend) {
-    let server = TestServer::builder(backend)
-        .config("[rc_media_create]\nper_second = 1000\nburst_count = 1000")
-        .start()
-        .await;
+    let server = TestServer::builder(backend).config("[rc_media_create]\nper_second = 1000\nburst_count = 1000").start().await;
     let mut sessions = Vec::new();
     for n in 0..USERS {
         sessions.push(server.register(&format!("u{n}"), "pw").await);
     }
     let owner = &sessions[0];
-    let (status, body) = server.post("/_matrix/client/v3/createRoom", Some(&owner.access_token), json!({"preset": "public_chat", "power_level_content_override": {"state_default": 0}})).await;
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&owner.access_token),
+            json!({"preset": "public_chat", "power_level_content_override": {"state_default": 0}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let room_id = body["room_id"].as_str().unwrap().to_owned();
     for session in &sessions[1..] {
@@ -82,7 +88,9 @@ async fn every_writing_endpoint_family_succeeds_under_concurrent_writers(backend
     let mut requests = JoinSet::new();
     for round in 0..ROUNDS {
         for session in &sessions {
-            for (method, path, body) in writes(&server, &session.user_id[1..session.user_id.find(':').unwrap()], &session.user_id, &room_id, &event_id, &session.device_id, round) {
+            for (method, path, body) in
+                writes(&server, &session.user_id[1..session.user_id.find(':').unwrap()], &session.user_id, &room_id, &event_id, &session.device_id, round)
+            {
                 let server = server.clone();
                 let token = session.access_token.clone();
                 requests.spawn(async move {

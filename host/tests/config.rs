@@ -202,19 +202,27 @@ fn room_invite_and_join_limits_have_synapses_names_and_defaults() {
     assert_eq!(pair(config.rc_invites.per_issuer), (0.3, 10.0));
     assert_eq!(pair(config.rc_joins.local), (0.1, 10.0));
     assert_eq!(pair(config.rc_joins.remote), (0.01, 10.0));
-    let config = weft::config::load_str("t.toml", &format!("{MINIMAL}
+    let config = weft::config::load_str(
+        "t.toml",
+        &format!(
+            "{MINIMAL}
 [rc_invites.per_user]
 per_second = 1
 burst_count = 2
-")).expect("valid");
+"
+        ),
+    )
+    .expect("valid");
     assert_eq!(pair(config.rc_invites.per_user), (1.0, 2.0));
     assert_eq!(pair(config.rc_invites.per_room), (0.3, 10.0), "the other limits keep their defaults");
-    let errors = errors_of(&format!("{MINIMAL}
+    let errors = errors_of(&format!(
+        "{MINIMAL}
 [rc_joins.remote]
 per_second = 0
 [rc_invites.per_issuer]
 burst_count = 0
-"));
+"
+    ));
     assert!(has_error(&errors, "rc_joins.remote.per_second", "positive"), "{errors:?}");
     assert!(has_error(&errors, "rc_invites.per_issuer.burst_count", "at least 1"), "{errors:?}");
 }
@@ -236,7 +244,11 @@ fn stream_writers_take_a_name_or_a_list() {
 fn relative_paths_resolve_against_the_file_that_set_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("conf")).unwrap();
-    let file = write(&dir, "conf/homeserver.toml", &format!("signing_key_path = \"keys/signing.key\"\n{MINIMAL}\n[database]\nargs = {{ database = \"data/weft.db\" }}\n"));
+    let file = write(
+        &dir,
+        "conf/homeserver.toml",
+        &format!("signing_key_path = \"keys/signing.key\"\n{MINIMAL}\n[database]\nargs = {{ database = \"data/weft.db\" }}\n"),
+    );
     let config = config::load_files(&[file]).unwrap();
     assert_eq!(config.signing_key_path.unwrap(), dir.path().join("conf/keys/signing.key"));
     assert_eq!(PathBuf::from(config.database.args.database.unwrap()), dir.path().join("conf/data/weft.db"));
@@ -297,7 +309,8 @@ fn media_options_take_synapse_sizes_and_the_store_sits_beside_the_config() {
 
     let errors = errors_of(&format!("max_upload_size = \"10Q\"\nurl_preview_enabled = true\n{MINIMAL}"));
     assert!(has_error(&errors, "max_upload_size", "is not a size"), "{errors:?}");
-    let errors = errors_of(&format!("url_preview_enabled = true\nmax_upload_size = 0\n{MINIMAL}\n[[thumbnail_sizes]]\nwidth = 0\nheight = 10\nmethod = \"crop\"\n"));
+    let errors =
+        errors_of(&format!("url_preview_enabled = true\nmax_upload_size = 0\n{MINIMAL}\n[[thumbnail_sizes]]\nwidth = 0\nheight = 10\nmethod = \"crop\"\n"));
     assert!(has_error(&errors, "url_preview_enabled", "not supported"), "{errors:?}");
     assert!(has_error(&errors, "max_upload_size", "more than 0"), "{errors:?}");
     assert!(has_error(&errors, "thumbnail_sizes[0]", "at least 1"), "{errors:?}");

@@ -27,7 +27,8 @@ async fn an_invite_keeps_its_reason(backend: Backend) {
     let bob = server.register("bob", "pw").await;
     let room = create_room(&server, &alice.access_token, json!({})).await;
     let token = Some(alice.access_token.as_str());
-    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), token, json!({"user_id": bob.user_id, "reason": "Welcome aboard"})).await;
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), token, json!({"user_id": bob.user_id, "reason": "Welcome aboard"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, member) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", bob.user_id), token).await;
     assert_eq!(status, StatusCode::OK, "{member}");
@@ -147,7 +148,8 @@ async fn register_without_login_leaves_device_id_out(backend: Backend) {
     let (status, body) = server.post("/_matrix/client/v3/register", None, request).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"user_id": server.user_id("quiet")}), "no device_id, not even null");
-    let (status, body) = server.post("/_matrix/client/v3/register", None, json!({"username": "loud", "password": "pw", "auth": {"type": "m.login.dummy"}})).await;
+    let (status, body) =
+        server.post("/_matrix/client/v3/register", None, json!({"username": "loud", "password": "pw", "auth": {"type": "m.login.dummy"}})).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["device_id"].is_string() && body["access_token"].is_string(), "{body}");
 }

@@ -48,7 +48,8 @@ async fn aliases_resolve_join_and_delete(backend: Backend) {
     let (status, _) = server.put("/_matrix/client/v3/directory/room/%23x:elsewhere.example", Some(&alice.access_token), json!({"room_id": room})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let eve = server.register("eve", "pw").await;
-    let (status, _) = server.put(&format!("/_matrix/client/v3/directory/room/%23eve:{}", server.server_name), Some(&eve.access_token), json!({"room_id": room})).await;
+    let (status, _) =
+        server.put(&format!("/_matrix/client/v3/directory/room/%23eve:{}", server.server_name), Some(&eve.access_token), json!({"room_id": room})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "members only");
 
     let (_, aliases) = server.get(&format!("/_matrix/client/v3/rooms/{room}/aliases"), Some(&alice.access_token)).await;
@@ -118,7 +119,9 @@ async fn canonical_aliases_must_point_at_the_room(backend: Backend) {
     let (home, elsewhere) = (format!("#home:{}", server.server_name), format!("#elsewhere:{}", server.server_name));
     let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.canonical_alias/");
 
-    for content in [json!({"alias": elsewhere}), json!({"alias": home, "alt_aliases": [elsewhere]}), json!({"alias": format!("#nobody:{}", server.server_name)})] {
+    for content in
+        [json!({"alias": elsewhere}), json!({"alias": home, "alt_aliases": [elsewhere]}), json!({"alias": format!("#nobody:{}", server.server_name)})]
+    {
         let (status, body) = server.put(&path, Some(a), content.clone()).await;
         assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_ALIAS"), "{content}: {body}");
     }

@@ -13,11 +13,7 @@ use crate::{
     support::{Backend, TestServer, errcode},
 };
 
-on_both_backends!(
-    device_keys_one_time_keys_and_fallbacks,
-    cross_signing_and_signature_uploads,
-    a_verification_of_another_user_is_shown_to_the_verifier_alone,
-);
+on_both_backends!(device_keys_one_time_keys_and_fallbacks, cross_signing_and_signature_uploads, a_verification_of_another_user_is_shown_to_the_verifier_alone,);
 
 /// An ed25519 key a client would hold: its PKCS#8 document and public part.
 struct Signer {
@@ -91,7 +87,8 @@ async fn device_keys_one_time_keys_and_fallbacks(backend: Backend) {
 
     let body = sync(&server, &alice.access_token, Some(&since)).await;
     assert!(body["device_lists"]["changed"].as_array().unwrap().contains(&json!(server.user_id("bob"))), "{body}");
-    let (status, body) = server.get(&format!("/_matrix/client/v3/keys/changes?from={since}&to={}", body["next_batch"].as_str().unwrap()), Some(&alice.access_token)).await;
+    let (status, body) =
+        server.get(&format!("/_matrix/client/v3/keys/changes?from={since}&to={}", body["next_batch"].as_str().unwrap()), Some(&alice.access_token)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["changed"].as_array().unwrap().contains(&json!(server.user_id("bob"))), "{body}");
     let bob_sync = sync(&server, &bob.access_token, None).await;
@@ -126,8 +123,9 @@ async fn cross_signing_and_signature_uploads(backend: Backend) {
     let bob = server.register("bob", "pw").await;
     let alice_id = server.user_id("alice");
     let device_key = signer();
-    let (status, _) =
-        server.post("/_matrix/client/v3/keys/upload", Some(&alice.access_token), json!({"device_keys": device_keys(&server, "alice", &alice.device_id, &device_key)})).await;
+    let (status, _) = server
+        .post("/_matrix/client/v3/keys/upload", Some(&alice.access_token), json!({"device_keys": device_keys(&server, "alice", &alice.device_id, &device_key)}))
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let (master, self_signing, user_signing) = (signer(), signer(), signer());
@@ -163,9 +161,8 @@ async fn cross_signing_and_signature_uploads(backend: Backend) {
     assert!(body["failures"].as_object().is_none_or(|failures| failures.is_empty()), "{body}");
     // A signature by a key alice does not own fails.
     let bogus = signer().sign(&alice_id, &self_signing.public, stored["device_keys"][&alice_id][&alice.device_id].clone());
-    let (_, body) = server
-        .post("/_matrix/client/v3/keys/signatures/upload", Some(&alice.access_token), json!({alice_id.clone(): {alice.device_id.clone(): bogus}}))
-        .await;
+    let (_, body) =
+        server.post("/_matrix/client/v3/keys/signatures/upload", Some(&alice.access_token), json!({alice_id.clone(): {alice.device_id.clone(): bogus}})).await;
     assert_eq!(body["failures"][&alice_id][&alice.device_id]["errcode"], "M_INVALID_SIGNATURE", "{body}");
 
     let (_, body) = server.post("/_matrix/client/v3/keys/query", Some(&bob.access_token), json!({"device_keys": {alice_id.clone(): []}})).await;

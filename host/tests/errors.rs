@@ -35,13 +35,8 @@ async fn unknown_paths_and_methods_are_unrecognized(backend: Backend) {
 async fn options_and_cors_headers(backend: Backend) {
     let server = TestServer::start(backend).await;
     for path in ["/_matrix/client/v3/login", "/_matrix/client/v3/anything/at/all"] {
-        let response = server
-            .raw(Method::OPTIONS, path)
-            .header("Origin", "https://app.example")
-            .header("Access-Control-Request-Method", "POST")
-            .send()
-            .await
-            .unwrap();
+        let response =
+            server.raw(Method::OPTIONS, path).header("Origin", "https://app.example").header("Access-Control-Request-Method", "POST").send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let headers = response.headers();
         assert_eq!(headers["access-control-allow-origin"], "*");

@@ -36,7 +36,8 @@ async fn malformed_content_of_known_types_is_refused(backend: Backend) {
         let (status, reply) = put_state(&server, a, &room, kind, content.clone()).await;
         assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "{kind} {content}: {reply}");
     }
-    let (status, reply) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", alice.user_id), Some(a), json!({"membership": "dance"})).await;
+    let (status, reply) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", alice.user_id), Some(a), json!({"membership": "dance"})).await;
     assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "{reply}");
 
     let send = |txn: &str, kind: &str| format!("/_matrix/client/v3/rooms/{room}/send/{kind}/{txn}");

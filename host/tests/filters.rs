@@ -70,11 +70,9 @@ async fn malformed_filters_are_refused(backend: Backend) {
         let (status, body) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter={}", encode(filter)), token).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "messages with {filter}: {body}");
     }
-    let (status, body) =
-        server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), token, json!({"room": {"rooms": "nope"}})).await;
+    let (status, body) = server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), token, json!({"room": {"rooms": "nope"}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) =
-        server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), token, json!({"event_format": "xml"})).await;
+    let (status, body) = server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), token, json!({"event_format": "xml"})).await;
     assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")), "{body}");
 }
 
@@ -104,8 +102,7 @@ async fn timeline_filters_keep_limited_and_prev_batch(backend: Backend) {
     let event_filter = json!({"types": ["m.room.mess*"], "senders": [alice.user_id]}).to_string();
     let event_filter: String = form_urlencoded::byte_serialize(event_filter.as_bytes()).collect();
     let prev = first["prev_batch"].as_str().unwrap();
-    let (_, older) =
-        server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from={prev}&limit=10&filter={event_filter}"), Some(token)).await;
+    let (_, older) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&from={prev}&limit=10&filter={event_filter}"), Some(token)).await;
     assert_eq!(bodies(&older["chunk"]), vec!["a2", "a1"], "{older}");
 
     let all_of_them = r#"{"room": {"timeline": {"types": ["m.room.message"], "senders": ["ALICE"], "limit": 10}}}"#.replace("ALICE", &alice.user_id);
@@ -256,8 +253,7 @@ async fn messages_filters_and_lazy_members(backend: Backend) {
     assert!(messages(json!({})).await.get("state").is_none_or(|state| state == &json!([])), "no members unless asked");
 
     let filter: String = form_urlencoded::byte_serialize(json!({"senders": [bob.user_id]}).to_string().as_bytes()).collect();
-    let (status, context) =
-        server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{last}?limit=10&filter={filter}"), Some(&alice.access_token)).await;
+    let (status, context) = server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{last}?limit=10&filter={filter}"), Some(&alice.access_token)).await;
     assert_eq!(status, StatusCode::OK, "{context}");
     assert_eq!(bodies(&context["events_before"]), vec!["file", "b1"], "/context filters the events around");
     assert_eq!(context["event"]["content"]["body"], "a2", "but not the event itself");
@@ -271,7 +267,8 @@ async fn event_fields_and_format_shape_sync_events(backend: Backend) {
     let (_, sent) = server.put(&txn, Some(&alice.access_token), json!({"msgtype": "m.text", "body": "hello", "org.example.key": 7})).await;
     let event_id = sent["event_id"].as_str().unwrap().to_owned();
 
-    let fields = json!({"event_fields": ["type", "content.body", "event_id", "content.org\\.example\\.key"], "room": {"timeline": {"types": ["m.room.message"]}}});
+    let fields =
+        json!({"event_fields": ["type", "content.body", "event_id", "content.org\\.example\\.key"], "room": {"timeline": {"types": ["m.room.message"]}}});
     let body = sync_with(&server, &alice.access_token, &fields.to_string(), None).await;
     let timeline = &body["rooms"]["join"][&room]["timeline"]["events"];
     let expected = json!({"type": "m.room.message", "content": {"body": "hello", "org.example.key": 7}, "event_id": event_id});

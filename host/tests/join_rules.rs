@@ -27,12 +27,7 @@ async fn member(server: &TestServer, token: &str, room: &str, user_id: &str) -> 
 /// A room whose join rule is `rule`, allowing members of `allowed`.
 async fn gated_room(server: &TestServer, token: &str, version: &str, rule: &str, allowed: &str) -> String {
     let join_rules = json!({"join_rule": rule, "allow": [{"type": "m.room_membership", "room_id": allowed}]});
-    create_room(
-        server,
-        token,
-        json!({"room_version": version, "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": join_rules}]}),
-    )
-    .await
+    create_room(server, token, json!({"room_version": version, "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": join_rules}]})).await
 }
 
 async fn restricted_rooms_admit_members_of_allowed_rooms(backend: Backend) {
@@ -55,8 +50,7 @@ async fn restricted_rooms_admit_members_of_allowed_rooms(backend: Backend) {
         assert_eq!(content["membership"], "join");
         assert_eq!(content["join_authorised_via_users_server"], json!(alice.user_id), "v{version}: the room's creator may invite");
 
-        let (status, _) =
-            server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": carol.user_id})).await;
+        let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": carol.user_id})).await;
         assert_eq!(status, StatusCode::OK);
         let (status, body) = join(&server, &carol.access_token, &room).await;
         assert_eq!(status, StatusCode::OK, "v{version}: invited users join without the allowed room: {body}");

@@ -1,8 +1,11 @@
 //! `GET /_matrix/key/v2/server`: the published key verifies its own signature.
 
-
 use http::StatusCode;
-use ruma::{CanonicalJsonValue, serde::Base64, signatures::{PublicKeyMap, PublicKeySet}};
+use ruma::{
+    CanonicalJsonValue,
+    serde::Base64,
+    signatures::{PublicKeyMap, PublicKeySet},
+};
 
 use crate::{
     on_both_backends,

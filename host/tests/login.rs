@@ -50,12 +50,7 @@ async fn wrong_credentials_are_forbidden_and_create_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice", "pw").await;
     let user_id = ruma::UserId::parse(&alice.user_id).unwrap();
-    for body in [
-        login_body("alice", "wrong"),
-        login_body("nobody", "pw"),
-        login_body("@alice:elsewhere.org", "pw"),
-        login_body("@not a user id", "pw"),
-    ] {
+    for body in [login_body("alice", "wrong"), login_body("nobody", "pw"), login_body("@alice:elsewhere.org", "pw"), login_body("@not a user id", "pw")] {
         let (status, reply) = server.post(LOGIN, None, body.clone()).await;
         assert_eq!((status, errcode(&reply)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{body}: {reply}");
     }

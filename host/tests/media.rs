@@ -82,7 +82,10 @@ async fn chunked_upload(server: &TestServer, token: &str, chunks: usize, size: u
     stream.write_all(head.as_bytes()).await.unwrap();
     for _ in 0..chunks {
         // The server may answer and close before the last chunks.
-        if stream.write_all(format!("{size:x}\r\n").as_bytes()).await.is_err() || stream.write_all(&vec![7u8; size]).await.is_err() || stream.write_all(b"\r\n").await.is_err() {
+        if stream.write_all(format!("{size:x}\r\n").as_bytes()).await.is_err()
+            || stream.write_all(&vec![7u8; size]).await.is_err()
+            || stream.write_all(b"\r\n").await.is_err()
+        {
             break;
         }
     }
@@ -362,7 +365,9 @@ async fn legacy_downloads_serve_media_from_before_the_freeze(backend: Backend) {
     let server = TestServer::builder(backend).config("enable_authenticated_media = false").start().await;
     let alice = server.register("alice", "pw").await;
     let media_id = upload_ok(&server, &alice.access_token, "text/plain", Some("a.txt"), b"old clients".to_vec()).await;
-    for path in [format!("/_matrix/media/v3/download/{}/{media_id}", server.server_name), format!("/_matrix/media/r0/download/{}/{media_id}/b.txt", server.server_name)] {
+    for path in
+        [format!("/_matrix/media/v3/download/{}/{media_id}", server.server_name), format!("/_matrix/media/r0/download/{}/{media_id}/b.txt", server.server_name)]
+    {
         let response = fetch(&server, &path, None).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         assert!(header(&response, "content-disposition").starts_with("inline; filename="));
@@ -449,7 +454,5 @@ async fn admins_list_a_users_media_and_delete_it_with_its_thumbnails(backend: Ba
 
 /// Files below `dir`, at any depth.
 fn walk(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries.filter_map(Result::ok).map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { 1 }).sum()
-    })
+    std::fs::read_dir(dir).map_or(0, |entries| entries.filter_map(Result::ok).map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { 1 }).sum())
 }

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use crate::support::{WEFT, free_port};
 
-
 /// A `weft run` child process, killed if the test fails.
 struct Running {
     child: Child,
@@ -124,20 +123,13 @@ async fn zero_setup_start_registers_and_survives_a_restart() {
     assert_eq!(std::fs::read_to_string(data.join("weft.toml")).unwrap(), config_before, "the configuration is reused as it is");
 
     // The generated configuration carries a shared secret for `weft register-user`.
-    let output = Command::new(WEFT)
-        .args(["register-user", "-c"])
-        .arg(data.join("weft.toml"))
-        .args(["-u", "admin", "-p", "s3cret", "--admin"])
-        .output()
-        .unwrap();
+    let output =
+        Command::new(WEFT).args(["register-user", "-c"]).arg(data.join("weft.toml")).args(["-u", "admin", "-p", "s3cret", "--admin"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("Registered @admin:localhost"));
     let (status, _) = post(&second.base, "/_matrix/client/v3/login", login("admin", "s3cret")).await;
     assert_eq!(status, StatusCode::OK);
-    let output = Command::new(WEFT)
-        .args(["register-user", "-k", "wrong-secret", "-u", "eve", "-p", "pw", &second.base])
-        .output()
-        .unwrap();
+    let output = Command::new(WEFT).args(["register-user", "-k", "wrong-secret", "-u", "eve", "-p", "pw", &second.base]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("HMAC incorrect"), "{}", String::from_utf8_lossy(&output.stderr));
     let (status, _) = second.terminate();
@@ -172,16 +164,8 @@ async fn zero_setup_runs_the_built_in_reference_plugin() {
     .await;
     assert_eq!(status, StatusCode::OK, "{registered}");
     let token = registered["access_token"].as_str().unwrap().to_owned();
-    let room: Value = http
-        .post(format!("{}/_matrix/client/v3/createRoom", server.base))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let room: Value =
+        http.post(format!("{}/_matrix/client/v3/createRoom", server.base)).bearer_auth(&token).json(&json!({})).send().await.unwrap().json().await.unwrap();
     let room_id = room["room_id"].as_str().expect("a room").to_owned();
     let send = |txn: &str, body: &str| {
         http.put(format!("{}/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}", server.base))
@@ -246,7 +230,10 @@ fn check_config_warns_of_a_replication_listener_on_a_public_address() {
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
     let stderr = check(config(""));
-    assert!(stderr.contains("warning: `listeners[1].bind_addresses`: the `replication` listener binds to ::, 0.0.0.0"), "the default binds everywhere: {stderr}");
+    assert!(
+        stderr.contains("warning: `listeners[1].bind_addresses`: the `replication` listener binds to ::, 0.0.0.0"),
+        "the default binds everywhere: {stderr}"
+    );
     let stderr = check(config("bind_addresses = [\"127.0.0.1\", \"203.0.113.4\"]"));
     assert!(stderr.contains("warning: `listeners[1].bind_addresses`: the `replication` listener binds to 203.0.113.4 "), "{stderr}");
     let stderr = check(config("bind_addresses = [\"127.0.0.1\", \"::1\"]"));

@@ -78,7 +78,8 @@ async fn display_names_propagate_into_joined_rooms(backend: Backend) {
     let (_, member) = server.get(&member_path, Some(&alice.access_token)).await;
     assert_eq!(member["displayname"], "alice");
 
-    let (status, _) = server.put(&format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id), Some(&alice.access_token), json!({"displayname": "Alice"})).await;
+    let (status, _) =
+        server.put(&format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id), Some(&alice.access_token), json!({"displayname": "Alice"})).await;
     assert_eq!(status, StatusCode::OK);
     let (_, member) = server.get(&member_path, Some(&alice.access_token)).await;
     assert_eq!(member, json!({"membership": "join", "displayname": "Alice"}));

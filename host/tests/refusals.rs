@@ -11,11 +11,7 @@ use crate::{
     support::{Backend, TestServer, errcode},
 };
 
-on_both_backends!(
-    an_empty_body_is_not_json_except_where_synapse_takes_none,
-    aliases_with_whitespace_are_refused,
-    a_state_key_that_is_not_a_string_is_refused,
-);
+on_both_backends!(an_empty_body_is_not_json_except_where_synapse_takes_none, aliases_with_whitespace_are_refused, a_state_key_that_is_not_a_string_is_refused,);
 
 async fn an_empty_body_is_not_json_except_where_synapse_takes_none(backend: Backend) {
     let server = TestServer::start(backend).await;

@@ -37,9 +37,8 @@ async fn registration_walks_the_dummy_flow(backend: Backend) {
     let session = body["session"].as_str().expect("session").to_owned();
     assert!(server.state.storage.user(&server.uid("alice")).await.unwrap().is_none(), "nothing written before auth");
 
-    let (status, body) = server
-        .post(REGISTER, None, json!({"username": "alice", "password": "secret", "auth": {"type": "m.login.dummy", "session": session}}))
-        .await;
+    let (status, body) =
+        server.post(REGISTER, None, json!({"username": "alice", "password": "secret", "auth": {"type": "m.login.dummy", "session": session}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user_id"], server.user_id("alice"));
     let token = body["access_token"].as_str().unwrap();
@@ -54,9 +53,8 @@ async fn registration_walks_the_dummy_flow(backend: Backend) {
 
 async fn inhibit_login_registers_without_a_device(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (status, body) = server
-        .post(REGISTER, None, json!({"username": "bob", "password": "pw", "inhibit_login": true, "auth": {"type": "m.login.dummy"}}))
-        .await;
+    let (status, body) =
+        server.post(REGISTER, None, json!({"username": "bob", "password": "pw", "inhibit_login": true, "auth": {"type": "m.login.dummy"}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user_id"], server.user_id("bob"));
     assert!(body.get("access_token").is_none(), "{body}");

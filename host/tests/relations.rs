@@ -46,7 +46,14 @@ async fn relations_by_type_with_pagination(backend: Backend) {
     let parent = send_text(&server, t, &room, "parent").await;
     let react = |key: &str| json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": key}});
     let r1 = send(&server, t, &room, "m.reaction", react("👍")).await;
-    let edit = send(&server, t, &room, "m.room.message", json!({"body": "* fixed", "m.new_content": {"body": "fixed"}, "m.relates_to": {"rel_type": "m.replace", "event_id": parent}})).await;
+    let edit = send(
+        &server,
+        t,
+        &room,
+        "m.room.message",
+        json!({"body": "* fixed", "m.new_content": {"body": "fixed"}, "m.relates_to": {"rel_type": "m.replace", "event_id": parent}}),
+    )
+    .await;
     let r2 = send(&server, t, &room, "m.reaction", react("🎉")).await;
     send_text(&server, t, &room, "unrelated").await;
 
@@ -165,7 +172,8 @@ async fn edits_and_references_are_bundled(backend: Backend) {
     // Not valid: another sender, and an edit without m.new_content.
     send(&server, b, &room, "m.room.message", edit(&original, "bob's")).await;
     send(&server, a, &room, "m.room.message", json!({"body": "x", "m.relates_to": {"rel_type": "m.replace", "event_id": original}})).await;
-    let reference = send(&server, b, &room, "m.room.message", json!({"body": "see above", "m.relates_to": {"rel_type": "m.reference", "event_id": original}})).await;
+    let reference =
+        send(&server, b, &room, "m.room.message", json!({"body": "see above", "m.relates_to": {"rel_type": "m.reference", "event_id": original}})).await;
 
     let check = |event: &Value, place: &str| {
         let relations = &event["unsigned"]["m.relations"];

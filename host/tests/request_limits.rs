@@ -47,13 +47,7 @@ async fn room_creation_is_rate_limited(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = server.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({})).await;
     assert_limited(status, &body);
-    let response = server
-        .raw(http::Method::POST, "/_matrix/client/v3/createRoom")
-        .bearer_auth(&alice.access_token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let response = server.raw(http::Method::POST, "/_matrix/client/v3/createRoom").bearer_auth(&alice.access_token).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers()["retry-after"].to_str().unwrap().parse::<u64>().is_ok_and(|seconds| seconds >= 1));
     create_room(&server, &bob.access_token, json!({})).await;

@@ -151,7 +151,8 @@ async fn oversized_and_malformed_events_write_nothing(backend: Backend) {
     assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "{body}");
     let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/float"), Some(&alice.access_token), json!({"n": 1.5})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "floats are not canonical JSON: {body}");
-    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/not-a-user"), Some(&alice.access_token), json!({"membership": "join"})).await;
+    let (status, body) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/not-a-user"), Some(&alice.access_token), json!({"membership": "join"})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"), "{body}");
     let (status, body) = server.put("/_matrix/client/v3/rooms/not-a-room/send/m.room.message/x", Some(&alice.access_token), json!({})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
@@ -185,9 +186,11 @@ async fn state_needs_the_power_level(backend: Backend) {
     let (status, _) = server.put(&name_path, Some(&bob.access_token), json!({"name": "bob's"})).await;
     assert_eq!(status, StatusCode::OK);
     // A state key that is another user's id is refused by the authorization rules.
-    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.status/{}", alice.user_id), Some(&bob.access_token), json!({"s": 1})).await;
+    let (status, _) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.status/{}", alice.user_id), Some(&bob.access_token), json!({"s": 1})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.status/{}", bob.user_id), Some(&bob.access_token), json!({"s": 1})).await;
+    let (status, _) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.status/{}", bob.user_id), Some(&bob.access_token), json!({"s": 1})).await;
     assert_eq!(status, StatusCode::OK, "his own is fine (his level covers state_default now)");
     // Bob cannot give himself more than he has.
     levels["users"][&bob.user_id] = json!(100);
@@ -218,7 +221,8 @@ async fn private_rooms_need_an_invite_and_bans_stick(backend: Backend) {
     assert!(after["rooms"]["leave"].get(&room).is_none(), "a forgotten room is not: {after}");
     assert_eq!(join(&server, &bob.access_token, &room).await.0, StatusCode::FORBIDDEN, "the invite was used up");
 
-    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/ban"), Some(&alice.access_token), json!({"user_id": bob.user_id, "reason": "spam"})).await;
+    let (status, _) =
+        server.post(&format!("/_matrix/client/v3/rooms/{room}/ban"), Some(&alice.access_token), json!({"user_id": bob.user_id, "reason": "spam"})).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": bob.user_id})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a banned user cannot be invited");
@@ -383,7 +387,12 @@ async fn fifty_concurrent_senders_into_one_room(backend: Backend) {
         assert!(pair[0].stream_ordering < pair[1].stream_ordering);
     }
 
-    let (_, delta) = server.get(&format!("/_matrix/client/v3/sync?since={since}&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A100%7D%7D%7D"), Some(&alice.access_token)).await;
+    let (_, delta) = server
+        .get(
+            &format!("/_matrix/client/v3/sync?since={since}&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A100%7D%7D%7D"),
+            Some(&alice.access_token),
+        )
+        .await;
     let timeline = delta["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
     let received: Vec<&str> = timeline.iter().filter_map(|e| e["event_id"].as_str()).collect();
     assert_eq!(received.len(), 50, "each exactly once");
@@ -424,7 +433,8 @@ async fn sending_is_rate_limited(backend: Backend) {
     for n in 0..2 {
         send_text(&server, &alice.access_token, &room, &format!("m{n}")).await;
     }
-    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/over"), Some(&alice.access_token), json!({"body": "x"})).await;
+    let (status, body) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/over"), Some(&alice.access_token), json!({"body": "x"})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"), "{body}");
     assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
     let response = server
@@ -474,7 +484,8 @@ async fn redactions_follow_power_and_prune_content(backend: Backend) {
         for pdu_only in ["auth_events", "prev_events", "depth", "hashes", "signatures"] {
             assert!(because.get(pdu_only).is_none(), "{version}: redacted_because is a client event, not a PDU: {because}");
         }
-        let (_, redaction) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", first["event_id"].as_str().unwrap()), Some(&alice.access_token)).await;
+        let (_, redaction) =
+            server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", first["event_id"].as_str().unwrap()), Some(&alice.access_token)).await;
         assert_eq!(redaction["redacts"], json!(bobs), "{version}: clients find `redacts` at the top level");
         if version == "11" {
             assert_eq!(redaction["content"]["redacts"], json!(bobs), "v11 keeps it in the content");
@@ -531,12 +542,7 @@ async fn knocking_needs_a_knock_room(backend: Backend) {
     let closed = create_room(&server, &alice.access_token, json!({})).await;
     let (status, _) = server.post(&format!("/_matrix/client/v3/knock/{closed}"), Some(&bob.access_token), json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "invite-only rooms refuse knocks");
-    let room = create_room(
-        &server,
-        &alice.access_token,
-        json!({"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]}),
-    )
-    .await;
+    let room = create_room(&server, &alice.access_token, json!({"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]})).await;
     let (status, body) = server.post(&format!("/_matrix/client/v3/knock/{room}"), Some(&bob.access_token), json!({"reason": "let me in"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["room_id"], json!(room));
@@ -590,7 +596,8 @@ async fn state_events_carry_what_they_replace(backend: Backend) {
     let bob = server.register("bob", "pw").await;
     let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
     let (_, joined) = join(&server, &bob.access_token, &room).await;
-    let (_, join_event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}?format=event", bob.user_id), Some(&alice.access_token)).await;
+    let (_, join_event) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}?format=event", bob.user_id), Some(&alice.access_token)).await;
     assert!(join_event["unsigned"].get("prev_content").is_none(), "a first membership replaces nothing: {join_event} {joined}");
 
     let profile = format!("/_matrix/client/v3/profile/{}/displayname", bob.user_id);
@@ -685,7 +692,11 @@ async fn a_history_visibility_change_is_seen_under_either_setting(backend: Backe
     let joined_only = json!({"preset": "public_chat", "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]});
     let room = create_room(&server, &alice.access_token, joined_only).await;
     let change = server
-        .put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/"), Some(&alice.access_token), json!({"history_visibility": "world_readable"}))
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/"),
+            Some(&alice.access_token),
+            json!({"history_visibility": "world_readable"}),
+        )
         .await
         .1["event_id"]
         .as_str()

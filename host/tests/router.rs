@@ -27,7 +27,6 @@ use weft::{
 
 use crate::support::{Backend, TestDb, TestServer, WEFT, errcode, free_port};
 
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -106,7 +105,12 @@ fn the_table_follows_serves_then_stream_writers_then_main() {
     let text = format!(
         "{}\n[stream_writers]\ntyping = \"typer\"\nreceipts = [\"sync1\"]\n[instance_map.typer]\nhost = \"127.0.0.1\"\nport = 9200\nclient_port = 8090\n\
          [instance_map.persister]\nhost = \"127.0.0.1\"\nport = 9201\n",
-        routing_config(8080, &[("sync1", 8081, &["sync", "room_messages"]), ("sync2", 8082, &["sync", "initial_sync"])], "[router]\ninitial_sync_separately = true", POSTGRES_STUB)
+        routing_config(
+            8080,
+            &[("sync1", 8081, &["sync", "room_messages"]), ("sync2", 8082, &["sync", "initial_sync"])],
+            "[router]\ninitial_sync_separately = true",
+            POSTGRES_STUB
+        )
     );
     let config = config::load_str("shared.toml", &text).unwrap_or_else(|e| panic!("{e}"));
     let table = RoutingTable::from_config(&config).unwrap();
@@ -182,7 +186,6 @@ fn rendezvous_hashing_moves_only_the_keys_of_a_lost_instance() {
     assert_eq!(router::score("@alice:example.org", "sync1"), router::score("@alice:example.org", "sync1"));
     assert_ne!(router::score("@alice:example.org", "sync1"), router::score("@alice:example.org", "sync2"));
 }
-
 
 /// An HTTP server that answers every request with its name and what it received.
 struct NameBackend {
@@ -316,10 +319,8 @@ async fn sync_sticks_by_user_and_fails_over_within_its_group() {
 
     // Method, path, query and body arrive as sent; X-Forwarded-For is the
     // peer the router saw, whatever the client claimed.
-    let (status, echoed) = get_json(
-        http.post(format!("{}/_matrix/client/v3/createRoom?x=1", router.base)).header("x-forwarded-for", "203.0.113.9").body("{\"a\":1}"),
-    )
-    .await;
+    let (status, echoed) =
+        get_json(http.post(format!("{}/_matrix/client/v3/createRoom?x=1", router.base)).header("x-forwarded-for", "203.0.113.9").body("{\"a\":1}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(echoed["method"], "POST");
     assert_eq!(echoed["path"], "/_matrix/client/v3/createRoom");
@@ -594,7 +595,10 @@ fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
     };
 
     let sync = block("upstream weft_sync {");
-    assert!(sync.contains("hash $weft_access_token consistent;") && sync.contains("server 127.0.0.1:8081;") && sync.contains("server 127.0.0.1:8082;"), "{sync}");
+    assert!(
+        sync.contains("hash $weft_access_token consistent;") && sync.contains("server 127.0.0.1:8081;") && sync.contains("server 127.0.0.1:8082;"),
+        "{sync}"
+    );
     assert!(block("upstream weft_initial_sync {").contains("server 127.0.0.1:8083;"));
     assert!(block("upstream weft_room_messages {").contains("hash $weft_room consistent;"));
     let federation = block("upstream weft_federation_transactions {");
@@ -697,7 +701,10 @@ async fn nginx_with_the_generated_configuration_routes_like_the_router() {
     let conf = dir.path().join("nginx.conf");
     std::fs::write(
         &conf,
-        format!("daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log stderr crit;\nevents {{}}\nhttp {{\naccess_log off;\n{generated}\n}}\n", dir.path().display()),
+        format!(
+            "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log stderr crit;\nevents {{}}\nhttp {{\naccess_log off;\n{generated}\n}}\n",
+            dir.path().display()
+        ),
     )
     .unwrap();
     let child = Command::new("nginx").arg("-p").arg(dir.path()).arg("-c").arg(&conf).stderr(Stdio::inherit()).spawn().expect("nginx starts");

@@ -43,12 +43,13 @@ async fn search_finds_visible_messages_in_joined_rooms(backend: Backend) {
     assert_eq!(found.len(), 2, "bob is not in the private room: {found:?}");
     assert!(!found.iter().any(|b| b.contains("secret")));
 
-    let (_, reply) = server.post(
-        "/_matrix/client/v3/search",
-        Some(&alice.access_token),
-        json!({"search_categories": {"room_events": {"search_term": "weather", "filter": {"rooms": [private]}}}}),
-    )
-    .await;
+    let (_, reply) = server
+        .post(
+            "/_matrix/client/v3/search",
+            Some(&alice.access_token),
+            json!({"search_categories": {"room_events": {"search_term": "weather", "filter": {"rooms": [private]}}}}),
+        )
+        .await;
     assert_eq!(bodies(&reply), vec!["secret weather report"], "filter.rooms restricts");
 
     server.put(&format!("/_matrix/client/v3/rooms/{shared}/redact/{doomed}/r1"), Some(&alice.access_token), json!({})).await;
@@ -59,15 +60,22 @@ async fn search_finds_visible_messages_in_joined_rooms(backend: Backend) {
         let (status, _) = server.post("/_matrix/client/v3/search", Some(&alice.access_token), query(odd, "rank")).await;
         assert_eq!(status, StatusCode::OK, "{odd:?} is not a server error");
     }
-    let (_, page) = server.post(
-        "/_matrix/client/v3/search",
-        Some(&alice.access_token),
-        json!({"search_categories": {"room_events": {"search_term": "weather", "order_by": "recent", "filter": {"limit": 1}}}}),
-    )
-    .await;
+    let (_, page) = server
+        .post(
+            "/_matrix/client/v3/search",
+            Some(&alice.access_token),
+            json!({"search_categories": {"room_events": {"search_term": "weather", "order_by": "recent", "filter": {"limit": 1}}}}),
+        )
+        .await;
     assert_eq!(bodies(&page), vec!["secret weather report"], "newest first, the redacted one gone");
     let next = page["search_categories"]["room_events"]["next_batch"].as_str().unwrap();
-    let (_, page) = server.post(&format!("/_matrix/client/v3/search?next_batch={next}"), Some(&alice.access_token), json!({"search_categories": {"room_events": {"search_term": "weather", "order_by": "recent", "filter": {"limit": 1}}}})).await;
+    let (_, page) = server
+        .post(
+            &format!("/_matrix/client/v3/search?next_batch={next}"),
+            Some(&alice.access_token),
+            json!({"search_categories": {"room_events": {"search_term": "weather", "order_by": "recent", "filter": {"limit": 1}}}}),
+        )
+        .await;
     assert_eq!(bodies(&page), vec!["the weather is lovely today"]);
 }
 
@@ -90,9 +98,9 @@ async fn search_gives_context_groups_state_and_counts(backend: Backend) {
     let search = |criteria: Value| {
         let server = &server;
         async move {
-        let (status, reply) = server.post("/_matrix/client/v3/search", Some(a), json!({"search_categories": {"room_events": criteria}})).await;
-        assert_eq!(status, StatusCode::OK, "{reply}");
-        reply["search_categories"]["room_events"].clone()
+            let (status, reply) = server.post("/_matrix/client/v3/search", Some(a), json!({"search_categories": {"room_events": criteria}})).await;
+            assert_eq!(status, StatusCode::OK, "{reply}");
+            reply["search_categories"]["room_events"].clone()
         }
     };
     let criteria = json!({
@@ -141,7 +149,11 @@ async fn search_gives_context_groups_state_and_counts(backend: Backend) {
     assert_eq!(rest["search_categories"]["room_events"]["results"].as_array().unwrap().len(), 3, "{rest}");
 
     let (status, reply) = server
-        .post("/_matrix/client/v3/search", Some(a), json!({"search_categories": {"room_events": {"search_term": "kites", "groupings": {"group_by": [{"key": "nope"}]}}}}))
+        .post(
+            "/_matrix/client/v3/search",
+            Some(a),
+            json!({"search_categories": {"room_events": {"search_term": "kites", "groupings": {"group_by": [{"key": "nope"}]}}}}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     let nothing = search(json!({"search_term": "nothingmatchesthis"})).await;

@@ -117,7 +117,8 @@ async fn requests_without_a_valid_token_send_no_body(backend: Backend) {
     for token in [None, Some("not-a-token")] {
         let mut stream = connect(&server).await;
         let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let head = format!("POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 12000000\r\n\r\n{{");
+        let head =
+            format!("POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 12000000\r\n\r\n{{");
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut buffer = [0u8; 1024];
         let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await.expect("an answer before the body").unwrap();
@@ -135,10 +136,8 @@ async fn shutdown_waits_for_a_half_sent_request_only_for_its_grace_period(backen
     let server = TestServer::builder(backend).config("[http_timeouts]\nheader = \"60s\"\nbody = \"60s\"\nshutdown_grace = \"1s\"").start().await;
     let alice = server.register("alice", "pw").await;
     let mut stream = connect(&server).await;
-    let head = format!(
-        "POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 100\r\n\r\n{{",
-        alice.access_token
-    );
+    let head =
+        format!("POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 100\r\n\r\n{{", alice.access_token);
     stream.write_all(head.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();

@@ -48,10 +48,7 @@ async fn migrations_are_idempotent(backend: Backend) {
 async fn users_are_created_and_found_ignoring_case(backend: Backend) {
     let (_db, storage) = fixture(backend).await;
     let user_id = alice();
-    storage
-        .create_user(NewUser { admin: true, user_type: Some("bot"), ..new_user(&user_id) }, None)
-        .await
-        .unwrap();
+    storage.create_user(NewUser { admin: true, user_type: Some("bot"), ..new_user(&user_id) }, None).await.unwrap();
     let user = storage.user(&user_id).await.unwrap().expect("found");
     assert_eq!(user.password_hash.as_deref(), Some("hash"));
     assert!(user.admin && !user.deactivated && !user.shadow_banned);

@@ -31,9 +31,7 @@ async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
 }
 
 fn bodies(room: &Value) -> Vec<String> {
-    room["timeline"]["events"].as_array().map_or(Vec::new(), |events| {
-        events.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
-    })
+    room["timeline"]["events"].as_array().map_or(Vec::new(), |events| events.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect())
 }
 
 async fn initial_then_incremental(backend: Backend) {

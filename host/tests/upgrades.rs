@@ -22,7 +22,8 @@ async fn an_upgrade_replaces_the_room(backend: Backend) {
     let bob = server.register("bob", "pw").await;
     let mallory = server.register("mallory", "pw").await;
     let a = alice.access_token.as_str();
-    let body = json!({"preset": "public_chat", "visibility": "public", "name": "Old name", "topic": "The topic", "room_alias_name": "lobby", "room_version": "10"});
+    let body =
+        json!({"preset": "public_chat", "visibility": "public", "name": "Old name", "topic": "The topic", "room_alias_name": "lobby", "room_version": "10"});
     let old = create_room(&server, a, body).await;
     for token in [&bob.access_token, &mallory.access_token] {
         server.post(&format!("/_matrix/client/v3/rooms/{old}/join"), Some(token), json!({})).await;
@@ -61,7 +62,9 @@ async fn an_upgrade_replaces_the_room(backend: Backend) {
     let (_, old_levels) = state(&server, a, &old, "m.room.power_levels").await;
     assert_eq!(old_levels["events_default"], 50, "{old_levels}");
     assert_eq!(old_levels["invite"], 50, "{old_levels}");
-    let (status, reply) = server.put(&format!("/_matrix/client/v3/rooms/{old}/send/m.room.message/late"), Some(&bob.access_token), json!({"msgtype": "m.text", "body": "hello?"})).await;
+    let (status, reply) = server
+        .put(&format!("/_matrix/client/v3/rooms/{old}/send/m.room.message/late"), Some(&bob.access_token), json!({"msgtype": "m.text", "body": "hello?"}))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "bob can no longer talk in the old room: {reply}");
 
     let (_, alias) = server.get(&format!("/_matrix/client/v3/directory/room/%23lobby:{}", server.server_name), None).await;

@@ -69,8 +69,7 @@ async fn join(server: &TestServer, token: &str, room: &str) {
 }
 
 async fn invite_and_join(server: &TestServer, inviter: &str, room: &str, invitee: &str, invitee_token: &str) {
-    let (status, body) =
-        server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(inviter), json!({"user_id": server.user_id(invitee)})).await;
+    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(inviter), json!({"user_id": server.user_id(invitee)})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     join(server, invitee_token, room).await;
 }
@@ -121,9 +120,8 @@ async fn finds_users_sharing_a_room_or_in_a_public_room(backend: Backend) {
 
     // Invites and knocks are not memberships the directory counts.
     let henry = server.register("henry", "pw").await;
-    let (status, _) = server
-        .post(&format!("/_matrix/client/v3/rooms/{private}/invite"), Some(&alice.access_token), json!({"user_id": server.user_id("henry")}))
-        .await;
+    let (status, _) =
+        server.post(&format!("/_matrix/client/v3/rooms/{private}/invite"), Some(&alice.access_token), json!({"user_id": server.user_id("henry")})).await;
     assert_eq!(status, StatusCode::OK);
     caught_up(&server).await;
     assert!(found(&search(&server, &alice.access_token, "henry").await).is_empty());

@@ -103,8 +103,7 @@ async fn receipts_read_markers_and_unread_counts(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let body = sync(&server, &bob.access_token, Some(&bob_since)).await;
     assert_eq!(body["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 1, "{body}");
-    let (status, _) =
-        server.post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read.private/{second}"), Some(&bob.access_token), json!({})).await;
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read.private/{second}"), Some(&bob.access_token), json!({})).await;
     assert_eq!(status, StatusCode::OK);
 
     let body = sync(&server, &alice.access_token, Some(&alice_since)).await;
@@ -119,22 +118,19 @@ async fn receipts_read_markers_and_unread_counts(backend: Backend) {
     assert!(ephemeral(&body, &room, "m.receipt")[0]["content"][&second]["m.read.private"][server.user_id("bob")].is_object(), "{body}");
     assert_eq!(body["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 0, "{body}");
 
-    let (status, body) = server
-        .post(&format!("/_matrix/client/v3/rooms/{room}/read_markers"), Some(&bob.access_token), json!({"m.fully_read": second, "m.read": second}))
-        .await;
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v3/rooms/{room}/read_markers"), Some(&bob.access_token), json!({"m.fully_read": second, "m.read": second})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let path = format!("/_matrix/client/v3/user/{}/rooms/{room}/account_data/m.fully_read", server.user_id("bob"));
     let (status, body) = server.get(&path, Some(&bob.access_token)).await;
     assert_eq!((status, body["event_id"].as_str()), (StatusCode::OK, Some(second.as_str())));
 
-    let (status, body) =
-        server.post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/$nosuchevent"), Some(&bob.access_token), json!({})).await;
+    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/$nosuchevent"), Some(&bob.access_token), json!({})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
     let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{first}"), Some(&carol.access_token), json!({})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"));
-    let (status, body) = server
-        .post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.fully_read/{first}"), Some(&bob.access_token), json!({"thread_id": "main"}))
-        .await;
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.fully_read/{first}"), Some(&bob.access_token), json!({"thread_id": "main"})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"));
 }
 
@@ -267,7 +263,8 @@ async fn default_push_rules_give_the_spec_counts(backend: Backend) {
     let bob_id = server.user_id("bob");
     let direct = shared_room(&server, &alice.access_token, &bob.access_token, &bob_id).await;
     let group = shared_room(&server, &alice.access_token, &bob.access_token, &bob_id).await;
-    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{group}/invite"), Some(&alice.access_token), json!({"user_id": server.user_id("carol")})).await;
+    let (status, _) =
+        server.post(&format!("/_matrix/client/v3/rooms/{group}/invite"), Some(&alice.access_token), json!({"user_id": server.user_id("carol")})).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{group}/join"), Some(&carol.access_token), json!({})).await;
     assert_eq!(status, StatusCode::OK);
@@ -327,7 +324,11 @@ async fn keywords_threads_and_leaving(backend: Backend) {
     server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": server.user_id("carol")})).await;
     server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&carol.access_token), json!({})).await;
     let (status, body) = server
-        .put("/_matrix/client/v3/pushrules/global/content/pizza", Some(&bob.access_token), json!({"pattern": "pizza", "actions": ["notify", {"set_tweak": "highlight"}]}))
+        .put(
+            "/_matrix/client/v3/pushrules/global/content/pizza",
+            Some(&bob.access_token),
+            json!({"pattern": "pizza", "actions": ["notify", {"set_tweak": "highlight"}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let alice_since = sync(&server, &alice.access_token, None).await["next_batch"].as_str().unwrap().to_owned();

@@ -208,12 +208,8 @@ mod imp {
         wit::kv_delete(key)
     }
     pub fn http_send(request: &http::Request) -> Result<http::Response, http::Error> {
-        let request = wit::HttpRequest {
-            method: request.method.clone(),
-            url: request.url.clone(),
-            headers: request.headers.clone(),
-            body: request.body.clone(),
-        };
+        let request =
+            wit::HttpRequest { method: request.method.clone(), url: request.url.clone(), headers: request.headers.clone(), body: request.body.clone() };
         wit::http_send(&request).map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| match e {
             wit::HttpError::Denied(reason) => http::Error::Denied(reason),
             wit::HttpError::InvalidRequest(reason) => http::Error::InvalidRequest(reason),

@@ -403,7 +403,7 @@ macro_rules! export_spam_checker {
                 }
             }
 
-            $crate::bindings::export_spam_checker_world!(Export with_types_in $crate::bindings);
+    $crate::bindings::export_spam_checker_world!(Export with_types_in $crate::bindings);
         };
     };
 }

@@ -67,9 +67,8 @@ pub fn access_token(headers: &http::HeaderMap, query: Option<&str>) -> ApiResult
             })?)
         }
     };
-    let from_query = query.and_then(|query| {
-        form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "access_token").map(|(_, value)| value.into_owned())
-    });
+    let from_query =
+        query.and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "access_token").map(|(_, value)| value.into_owned()));
     match (from_header, from_query) {
         (Some(_), Some(_)) => {
             let mut error = ApiError::missing_token();

@@ -96,11 +96,7 @@ impl ApiError {
     }
     /// Keys go to the current backup version only.
     pub fn wrong_room_keys_version(current_version: String) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(current_version)),
-            "Wrong backup version",
-        )
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(current_version)), "Wrong backup version")
     }
     pub fn threepid_not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorKind::ThreepidNotFound, message)
@@ -192,20 +188,14 @@ impl From<RoomError> for ApiError {
             RoomError::UnknownRoom => Self::not_found("Unknown room"),
             RoomError::UnknownEvent => Self::not_found("Event not found"),
             RoomError::Forbidden(reason) => Self::forbidden(reason),
-            RoomError::TooLarge(size) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Event is {size} bytes; the limit is 65536"))
-            }
+            RoomError::TooLarge(size) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("Event is {size} bytes; the limit is 65536")),
             RoomError::FieldTooLarge(field) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("'{field}' too large")),
             RoomError::Invalid(reason) => Self::bad_json(reason),
             RoomError::InvalidParam(reason) => Self::invalid_param(reason),
-            RoomError::UnsupportedVersion(version) => Self::new(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::UnsupportedRoomVersion,
-                format!("Room version {version} is not supported"),
-            ),
-            RoomError::UnableToGrantJoin => {
-                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnableToGrantJoin, "No member of the room may authorise this join")
+            RoomError::UnsupportedVersion(version) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, format!("Room version {version} is not supported"))
             }
+            RoomError::UnableToGrantJoin => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnableToGrantJoin, "No member of the room may authorise this join"),
             RoomError::AliasTaken => Self::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, "Room alias already taken"),
             RoomError::Storage(error) => error.into(),
             RoomError::Remote { status, body } => {

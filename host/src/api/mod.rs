@@ -10,21 +10,21 @@
 pub mod admin;
 pub mod auth;
 pub mod client;
+mod empty_body;
 pub mod error;
 pub mod federation;
 pub mod groups;
-mod empty_body;
 pub(crate) mod legacy_fields;
 pub mod media;
 pub mod middleware;
 pub mod ops;
 mod parse_guard;
-pub mod well_known;
 pub mod replication;
 pub mod route_list;
 pub mod ruma_route;
 pub mod session;
 pub mod uia;
+pub mod well_known;
 
 use axum::{Extension, Router, routing::get};
 use tower_http::{

@@ -87,8 +87,7 @@ async fn room_write(State(state): State<AppState>, Path((room_id, txn_id)): Path
         return ApiError::invalid_param("Invalid room id").into_response();
     };
     if !state.replication.writers().persists_room(room_id.as_str()) {
-        return ApiError::custom(StatusCode::CONFLICT, "M_UNKNOWN", format!("`{}` does not persist {room_id}", state.replication.instance()))
-            .into_response();
+        return ApiError::custom(StatusCode::CONFLICT, "M_UNKNOWN", format!("`{}` does not persist {room_id}", state.replication.instance())).into_response();
     }
     let write: RoomWrite = match serde_json::from_slice(&body) {
         Ok(write) => write,
@@ -158,11 +157,7 @@ async fn forwarded(State(state): State<AppState>, Path(txn_id): Path<String>, he
 
 /// A spam check forwarded by an instance that does not host the plugin: the
 /// plugin's answer, or why it gave none (the caller applies `on_error`).
-async fn plugin_call(
-    State(state): State<AppState>,
-    Path((name, callback, txn_id)): Path<(String, String, String)>,
-    body: Bytes,
-) -> Response {
+async fn plugin_call(State(state): State<AppState>, Path((name, callback, txn_id)): Path<(String, String, String)>, body: Bytes) -> Response {
     if let Some(reply) = state.replication.cached_reply(&txn_id) {
         return replay(reply);
     }

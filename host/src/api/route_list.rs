@@ -53,10 +53,7 @@ fn not_yet_served() -> Vec<RouteEntry> {
         }
     };
 
-    add(
-        G::FederationTransactions,
-        &[declared::<f::transactions::send_transaction_message::v1::Request>()],
-    );
+    add(G::FederationTransactions, &[declared::<f::transactions::send_transaction_message::v1::Request>()]);
     add(
         G::Federation,
         &[
@@ -107,13 +104,7 @@ fn not_yet_served() -> Vec<RouteEntry> {
             declared::<f::authenticated_media::get_content_thumbnail::v1::Request>(),
         ],
     );
-    add(
-        G::Sso,
-        &[
-            declared::<c::session::sso_login::v3::Request>(),
-            declared::<c::session::sso_login_with_provider::v3::Request>(),
-        ],
-    );
+    add(G::Sso, &[declared::<c::session::sso_login::v3::Request>(), declared::<c::session::sso_login_with_provider::v3::Request>()]);
     out
 }
 

@@ -18,7 +18,11 @@ use axum::{
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, request::Parts};
 use http_body_util::{BodyExt, Limited};
-use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponseExt, error::{DeserializationError, FromHttpRequestError}, path_builder::PathBuilder};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt, OutgoingResponseExt,
+    error::{DeserializationError, FromHttpRequestError},
+    path_builder::PathBuilder,
+};
 
 use super::{
     auth::{self, AuthKind, AuthRequirement, Sender},
@@ -198,11 +202,7 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind, e
     let (client_addr, sender, limit) = before_body(state, &parts, auth_kind).await?;
     let read = tokio::time::timeout(state.config.http_timeouts.body.0, Limited::new(body, limit as usize).collect());
     let body = read.await.map_err(|_| ApiError::body_timeout())?.map_err(|error| {
-        if error.is::<http_body_util::LengthLimitError>() {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::bad_json("Could not read the request body")
-        }
+        if error.is::<http_body_util::LengthLimitError>() { ApiError::too_large(limit) } else { ApiError::bad_json("Could not read the request body") }
     })?;
     let mut body = body.to_bytes();
     if body.is_empty() && matches!(parts.method, Method::POST | Method::PUT) {
@@ -303,19 +303,11 @@ fn request_error(error: FromHttpRequestError) -> ApiError {
         FromHttpRequestError::Deserialization(error) => match error {
             DeserializationError::Json(error) => {
                 let message = error.to_string();
-                if message.starts_with("missing field") {
-                    ApiError::missing_param(message)
-                } else {
-                    ApiError::bad_json(message)
-                }
+                if message.starts_with("missing field") { ApiError::missing_param(message) } else { ApiError::bad_json(message) }
             }
             DeserializationError::Query(error) => {
                 let message = error.to_string();
-                if message.starts_with("missing field") {
-                    ApiError::missing_param(message)
-                } else {
-                    ApiError::invalid_param(message)
-                }
+                if message.starts_with("missing field") { ApiError::missing_param(message) } else { ApiError::invalid_param(message) }
             }
             DeserializationError::Ident(error) => ApiError::invalid_param(error.to_string()),
             other => ApiError::bad_json(other.to_string()),
@@ -323,4 +315,3 @@ fn request_error(error: FromHttpRequestError) -> ApiError {
         _ => ApiError::bad_json("Malformed request"),
     }
 }
-

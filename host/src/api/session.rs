@@ -16,11 +16,7 @@ pub struct IssuedSession {
 impl IssuedSession {
     pub fn new(requested_device: Option<OwnedDeviceId>) -> Self {
         let access_token = token::new_access_token();
-        Self {
-            device_id: requested_device.unwrap_or_else(|| token::new_device_id().into()),
-            token_hash: token::hash_access_token(&access_token),
-            access_token,
-        }
+        Self { device_id: requested_device.unwrap_or_else(|| token::new_device_id().into()), token_hash: token::hash_access_token(&access_token), access_token }
     }
 
     /// What storage writes for this session.

@@ -59,9 +59,7 @@ pub enum Command {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Test { plugin, config, fixtures } => test(plugin, config, fixtures).await,
-        Command::Bench { plugin, config, iterations, max_calls_per_instance } => {
-            bench(plugin, config, iterations, max_calls_per_instance).await
-        }
+        Command::Bench { plugin, config, iterations, max_calls_per_instance } => bench(plugin, config, iterations, max_calls_per_instance).await,
     }
 }
 
@@ -151,8 +149,14 @@ async fn bench(plugin: PathBuf, config: Option<PathBuf>, iterations: usize, max_
     for _ in 0..200.min(iterations) {
         chain.check(SpamCall::CheckEventForSpam { event: event.clone() }).await;
     }
-    let without = measure(iterations, || async { empty.check_event_for_spam(&event).await; }).await;
-    let with = measure(iterations, || async { chain.check_event_for_spam(&event).await; }).await;
+    let without = measure(iterations, || async {
+        empty.check_event_for_spam(&event).await;
+    })
+    .await;
+    let with = measure(iterations, || async {
+        chain.check_event_for_spam(&event).await;
+    })
+    .await;
     let instantiate = measure(iterations, || async {
         let _ = fresh.plugin.run("instantiate", 0, |_, _| Box::pin(async { Ok(()) }), Ok::<(), String>).await;
     })

@@ -2,7 +2,10 @@
 //! the server for a nonce, signs the registration with the shared secret and
 //! posts it. The secret comes from `-k` or from the configuration files.
 
-use std::{io::{IsTerminal, Write}, path::PathBuf};
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+};
 
 use anyhow::{Context, bail};
 
@@ -104,12 +107,7 @@ fn default_url(config: &config::Config) -> String {
     if let Some(url) = &config.public_baseurl {
         return url.clone();
     }
-    let port = config
-        .own_listeners()
-        .iter()
-        .find(|listener| listener.serves(config::Resource::Client))
-        .and_then(|listener| listener.port)
-        .unwrap_or(8008);
+    let port = config.own_listeners().iter().find(|listener| listener.serves(config::Resource::Client)).and_then(|listener| listener.port).unwrap_or(8008);
     format!("http://localhost:{port}")
 }
 

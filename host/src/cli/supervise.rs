@@ -34,9 +34,8 @@ enum Action {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        args.config.first().and_then(|file| file.parent()).map(|dir| dir.join("run")).unwrap_or_else(|| "run".into())
-    });
+    let run_dir =
+        args.run_dir.clone().unwrap_or_else(|| args.config.first().and_then(|file| file.parent()).map(|dir| dir.join("run")).unwrap_or_else(|| "run".into()));
     let layout = supervisor::Layout::beside(args.config.clone(), args.main.clone(), args.workers.clone());
     match args.action {
         Action::Start => {

@@ -34,12 +34,8 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(out, "listener: {}", describe_listener(listener));
     }
 
-    let written: Vec<&str> = config
-        .stream_writers
-        .all()
-        .map(|(stream, _)| stream)
-        .filter(|stream| config.stream_writers.writers_of(stream).iter().any(|w| w == instance))
-        .collect();
+    let written: Vec<&str> =
+        config.stream_writers.all().map(|(stream, _)| stream).filter(|stream| config.stream_writers.writers_of(stream).iter().any(|w| w == instance)).collect();
     let _ = writeln!(out, "writes streams: {}", if written.is_empty() { "none".to_owned() } else { written.join(", ") });
     let background = config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == instance;
     let _ = writeln!(out, "runs background tasks: {}", if background { "yes" } else { "no" });

@@ -119,11 +119,9 @@ fn load_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
                 let index = origins.files.len() - 1;
                 merge_into(&mut merged, table, "", index, &mut origins);
             }
-            Err(e) => errors.push(ConfigError {
-                file: Some(path.clone()),
-                key: String::new(),
-                message: format!("not valid TOML: {}", e.to_string().trim_end()),
-            }),
+            Err(e) => {
+                errors.push(ConfigError { file: Some(path.clone()), key: String::new(), message: format!("not valid TOML: {}", e.to_string().trim_end()) })
+            }
         }
     }
     if !errors.is_empty() {
@@ -147,8 +145,8 @@ fn load_sources(sources: &[(PathBuf, String)]) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(errors));
     }
 
-    let mut config = Config::deserialize(Value::Table(merged))
-        .map_err(|e| ConfigErrors(vec![ConfigError { file: None, key: String::new(), message: e.to_string() }]))?;
+    let mut config =
+        Config::deserialize(Value::Table(merged)).map_err(|e| ConfigErrors(vec![ConfigError { file: None, key: String::new(), message: e.to_string() }]))?;
     resolve_relative_paths(&mut config, &origins);
     if let Err(ConfigErrors(invalid)) = validate::validate(&config, &origins) {
         errors.extend(invalid);

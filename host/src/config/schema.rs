@@ -147,9 +147,7 @@ impl Config {
     /// Whether anything in the configuration names an instance other than main.
     pub fn has_workers(&self) -> bool {
         let not_main = |name: &String| name != super::MAIN_INSTANCE;
-        self.worker_name.is_some()
-            || self.instance_map.keys().any(not_main)
-            || self.stream_writers.all().any(|(_, writers)| writers.iter().any(not_main))
+        self.worker_name.is_some() || self.instance_map.keys().any(not_main) || self.stream_writers.all().any(|(_, writers)| writers.iter().any(not_main))
     }
 }
 
@@ -185,8 +183,7 @@ impl Default for ListenerConfig {
 
 impl ListenerConfig {
     pub fn serves(&self, resource: Resource) -> bool {
-        (self.kind == ListenerType::Metrics && resource == Resource::Metrics)
-            || self.resources.iter().any(|r| r.names.contains(&resource))
+        (self.kind == ListenerType::Metrics && resource == Resource::Metrics) || self.resources.iter().any(|r| r.names.contains(&resource))
     }
 }
 
@@ -481,11 +478,7 @@ pub struct LoginRateLimits {
 
 impl Default for LoginRateLimits {
     fn default() -> Self {
-        Self {
-            address: RateLimit::new(0.003, 5.0),
-            account: RateLimit::new(0.003, 5.0),
-            failed_attempts: RateLimit::new(0.17, 3.0),
-        }
+        Self { address: RateLimit::new(0.003, 5.0), account: RateLimit::new(0.003, 5.0), failed_attempts: RateLimit::new(0.17, 3.0) }
     }
 }
 

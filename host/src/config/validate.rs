@@ -55,10 +55,7 @@ fn check_identity(config: &Config, fail: &mut Fail<'_>) {
         }
     }
     if let Some(url) = config.public_baseurl.as_deref() {
-        let valid = url
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some());
+        let valid = url.parse::<http::Uri>().ok().filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some());
         if valid.is_none() {
             fail("public_baseurl", format!("`{url}` is not an http or https URL"));
         }
@@ -124,19 +121,14 @@ fn check_database(config: &Config, fail: &mut Fail<'_>) {
                 }
             }
             if config.has_workers() {
-                fail(
-                    "database.name",
-                    "SQLite cannot be shared by several processes: workers need PostgreSQL (`name = \"psycopg2\"`)".into(),
-                );
+                fail("database.name", "SQLite cannot be shared by several processes: workers need PostgreSQL (`name = \"psycopg2\"`)".into());
             }
         }
-        DatabaseEngine::Postgres => {
-            match (&args.database, &args.dbname) {
-                (None, None) => fail("database.args.dbname", "required: the PostgreSQL database to use".into()),
-                (Some(_), Some(_)) => fail("database.args", "has both `database` and `dbname`: they mean the same, keep one".into()),
-                _ => {}
-            }
-        }
+        DatabaseEngine::Postgres => match (&args.database, &args.dbname) {
+            (None, None) => fail("database.args.dbname", "required: the PostgreSQL database to use".into()),
+            (Some(_), Some(_)) => fail("database.args", "has both `database` and `dbname`: they mean the same, keep one".into()),
+            _ => {}
+        },
     }
     if let (Some(min), Some(max)) = (args.cp_min, args.cp_max)
         && min > max
@@ -260,13 +252,11 @@ fn check_rate_limit(key: &str, limit: &RateLimit, fail: &mut Fail<'_>) {
     }
 }
 
-
 /// `[router]` and `instance_map.*.serves`/`client_*`: what `weft router` needs.
 fn check_routes(config: &Config, fail: &mut Fail<'_>) {
     use crate::api::groups::EndpointGroup;
     let mut routing = config.router.is_some();
-    let main_from_listeners =
-        config.listeners.iter().any(|l| l.serves(Resource::Client) && (l.port.is_some_and(|p| p != 0) || l.path.is_some()));
+    let main_from_listeners = config.listeners.iter().any(|l| l.serves(Resource::Client) && (l.port.is_some_and(|p| p != 0) || l.path.is_some()));
     for (name, location) in &config.instance_map {
         let at = format!("instance_map.{name}");
         let has_client = location.client_port.is_some() || location.client_path.is_some() || (name == MAIN_INSTANCE && main_from_listeners);
@@ -288,10 +278,9 @@ fn check_routes(config: &Config, fail: &mut Fail<'_>) {
                     let known: Vec<&str> = EndpointGroup::ALL.iter().map(|g| g.as_str()).collect();
                     fail(&format!("{at}.serves"), format!("`{group}` is not an endpoint group; the groups are {}", known.join(", ")));
                 }
-                Some(EndpointGroup::InitialSync) if !config.router.as_ref().is_some_and(|r| r.initial_sync_separately) => fail(
-                    &format!("{at}.serves"),
-                    "lists `initial_sync`, which only applies with `initial_sync_separately = true` in `[router]`".into(),
-                ),
+                Some(EndpointGroup::InitialSync) if !config.router.as_ref().is_some_and(|r| r.initial_sync_separately) => {
+                    fail(&format!("{at}.serves"), "lists `initial_sync`, which only applies with `initial_sync_separately = true` in `[router]`".into())
+                }
                 Some(_) => {}
             }
         }

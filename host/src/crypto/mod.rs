@@ -4,7 +4,7 @@
 //! Owns: every use of a hash, a MAC or a random secret outside the plugin
 //! sandbox. Must not: touch the database or HTTP.
 
+pub mod key_signatures;
 pub mod password;
 pub mod server_key;
 pub mod token;
-pub mod key_signatures;

@@ -46,10 +46,7 @@ pub async fn hash(password: &str) -> String {
     let password = password.to_owned();
     hashing(move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .expect("argon2 hashing with default parameters cannot fail")
-            .to_string()
+        Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 hashing with default parameters cannot fail").to_string()
     })
     .await
     .expect("password hashing task panicked")

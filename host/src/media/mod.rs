@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rand::{Rng, distributions::Alphanumeric};
 
-pub use files::{MediaStore, Received, HEAD_BYTES};
+pub use files::{HEAD_BYTES, MediaStore, Received};
 
 use crate::{
     config::{Config, ThumbnailMethod, ThumbnailSize},
@@ -147,7 +147,14 @@ impl MediaRepository {
     }
 
     /// Stores a received upload under a new media id of `user_id`.
-    pub async fn store_new(&self, storage: &Storage, user_id: &str, received: &Received, media_type: Option<String>, upload_name: Option<String>) -> Result<String, MediaError> {
+    pub async fn store_new(
+        &self,
+        storage: &Storage,
+        user_id: &str,
+        received: &Received,
+        media_type: Option<String>,
+        upload_name: Option<String>,
+    ) -> Result<String, MediaError> {
         let media_id = random_id();
         self.store.keep(received, &media_id).await?;
         let content = content_of(received, media_type, upload_name, self.authenticated_media);
@@ -190,7 +197,15 @@ impl MediaRepository {
 
     /// Stores a received upload as the content of a `/create`d id. The row
     /// decides between racing uploads: the file moves in only for the winner.
-    pub async fn store_into(&self, storage: &Storage, media_id: &str, user_id: &str, received: &Received, media_type: Option<String>, upload_name: Option<String>) -> Result<(), MediaError> {
+    pub async fn store_into(
+        &self,
+        storage: &Storage,
+        media_id: &str,
+        user_id: &str,
+        received: &Received,
+        media_type: Option<String>,
+        upload_name: Option<String>,
+    ) -> Result<(), MediaError> {
         // Under a name of its own until the row says it won: two uploads may race.
         let staging = format!("{media_id}.{}", random_id());
         self.store.keep(received, &staging).await?;
@@ -251,7 +266,14 @@ impl MediaRepository {
     /// A thumbnail of `media_id` for a request of `width` x `height`, made
     /// on first request and kept beside the others. At most one per core is
     /// made at a time, which bounds the memory decoding takes.
-    pub async fn thumbnail(&self, storage: &Storage, media_id: &str, request: ThumbnailRequest, access: Access, wait: Duration) -> Result<Thumbnail, MediaError> {
+    pub async fn thumbnail(
+        &self,
+        storage: &Storage,
+        media_id: &str,
+        request: ThumbnailRequest,
+        access: Access,
+        wait: Duration,
+    ) -> Result<Thumbnail, MediaError> {
         let ThumbnailRequest { width, height, method } = request;
         let content = self.content(storage, media_id, access, wait).await?;
         let output_type = content.media_type.as_deref().and_then(thumbnail::output_type).ok_or(MediaError::CannotThumbnail)?;
@@ -276,9 +298,7 @@ impl MediaRepository {
             return Ok(Thumbnail { content_type: output_type, bytes });
         }
         let source = read_if_present(&source_path).await?.ok_or_else(|| missing_file(media_id))?;
-        let bytes = tokio::task::spawn_blocking(move || thumbnail::render(&source, size, output_type))
-            .await
-            .map_err(|_| MediaError::CannotThumbnail)??;
+        let bytes = tokio::task::spawn_blocking(move || thumbnail::render(&source, size, output_type)).await.map_err(|_| MediaError::CannotThumbnail)??;
         self.store.put_thumbnail(&path, &bytes).await?;
         Ok(Thumbnail { content_type: output_type, bytes })
     }

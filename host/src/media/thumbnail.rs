@@ -138,10 +138,16 @@ mod tests {
     use super::*;
 
     fn sizes() -> Vec<ThumbnailSize> {
-        [(32, 32, ThumbnailMethod::Crop), (96, 96, ThumbnailMethod::Crop), (320, 240, ThumbnailMethod::Scale), (640, 480, ThumbnailMethod::Scale), (800, 600, ThumbnailMethod::Scale)]
-            .into_iter()
-            .map(|(width, height, method)| ThumbnailSize { width, height, method })
-            .collect()
+        [
+            (32, 32, ThumbnailMethod::Crop),
+            (96, 96, ThumbnailMethod::Crop),
+            (320, 240, ThumbnailMethod::Scale),
+            (640, 480, ThumbnailMethod::Scale),
+            (800, 600, ThumbnailMethod::Scale),
+        ]
+        .into_iter()
+        .map(|(width, height, method)| ThumbnailSize { width, height, method })
+        .collect()
     }
 
     #[test]

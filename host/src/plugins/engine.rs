@@ -21,7 +21,10 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, component::{Component, HasSelf, Linker}};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    component::{Component, HasSelf, Linker},
+};
 
 use super::{bindings, error::LoadError, state::CallState};
 
@@ -98,8 +101,7 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         // The `host` imports, shared by every role's world.
-        bindings::Base::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
-            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        bindings::Base::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()

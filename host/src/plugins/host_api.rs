@@ -62,15 +62,13 @@ impl host::Host for CallState {
         if let Err(HttpError::Denied(reason)) = &answer {
             tracing::warn!(plugin = %plugin.name, role = plugin.role, call = self.call, instance = %plugin.instance, %url, %reason, "plugin HTTP request refused");
         }
-        Ok(answer
-            .map(|r| host::HttpResponse { status: r.status, headers: r.headers, body: r.body })
-            .map_err(|e| match e {
-                HttpError::Denied(reason) => host::HttpError::Denied(reason),
-                HttpError::InvalidRequest(reason) => host::HttpError::InvalidRequest(reason),
-                HttpError::Unreachable(reason) => host::HttpError::Unreachable(reason),
-                HttpError::Timeout => host::HttpError::Timeout,
-                HttpError::TooLarge => host::HttpError::TooLarge,
-            }))
+        Ok(answer.map(|r| host::HttpResponse { status: r.status, headers: r.headers, body: r.body }).map_err(|e| match e {
+            HttpError::Denied(reason) => host::HttpError::Denied(reason),
+            HttpError::InvalidRequest(reason) => host::HttpError::InvalidRequest(reason),
+            HttpError::Unreachable(reason) => host::HttpError::Unreachable(reason),
+            HttpError::Timeout => host::HttpError::Timeout,
+            HttpError::TooLarge => host::HttpError::TooLarge,
+        }))
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {

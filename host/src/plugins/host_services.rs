@@ -70,13 +70,7 @@ pub trait HostServices: Send + Sync + 'static {
     fn now_ms(&self) -> u64;
     fn random_bytes(&self, len: usize) -> Vec<u8>;
     /// Sends a request the plugin asked for; must refuse what `egress` refuses.
-    fn http_send<'a>(
-        &'a self,
-        plugin: &'a str,
-        egress: &'a Egress,
-        request: HttpRequest,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<HttpResponse, HttpError>>;
+    fn http_send<'a>(&'a self, plugin: &'a str, egress: &'a Egress, request: HttpRequest, timeout: Duration) -> BoxFuture<'a, Result<HttpResponse, HttpError>>;
     /// Sees every log line a plugin wrote (after it went to `tracing`).
     fn log(&self, _record: &LogRecord) {}
     /// Adjusts the WASI context of a call (the testkit fixes clock and randomness).
@@ -172,11 +166,7 @@ async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) 
     }
     let mut response = builder.send().await.map_err(failed)?;
     let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-        .collect();
+    let headers = response.headers().iter().map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())).collect();
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(failed)? {
         if body.len() + chunk.len() > MAX_HTTP_RESPONSE_BYTES {

@@ -90,12 +90,7 @@ pub struct CallStats {
 }
 
 impl<R: Role> LoadedPlugin<R> {
-    pub async fn load(
-        engine: &PluginEngine,
-        config: &PluginConfig,
-        instance: &str,
-        services: Arc<dyn HostServices>,
-    ) -> Result<Self, LoadError> {
+    pub async fn load(engine: &PluginEngine, config: &PluginConfig, instance: &str, services: Arc<dyn HostServices>) -> Result<Self, LoadError> {
         debug_assert_eq!(config.role, R::ROLE, "a plugin is loaded as its configured role");
         let role = R::ROLE.as_str();
         let component = engine.load_component(&config.path)?;
@@ -126,10 +121,7 @@ impl<R: Role> LoadedPlugin<R> {
             slots: Semaphore::new(limits.max_concurrent_calls as usize),
             parked: Mutex::new(Vec::new()),
         };
-        let (info, _) = plugin
-            .run("describe", 0, |guest, store| R::describe(guest, store), Ok)
-            .await
-            .map_err(LoadError::SmokeTest)?;
+        let (info, _) = plugin.run("describe", 0, |guest, store| R::describe(guest, store), Ok).await.map_err(LoadError::SmokeTest)?;
         plugin.version = info.version;
         // Calls start on instances of their own, not on the smoke test's.
         plugin.parked.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
@@ -144,8 +136,7 @@ impl<R: Role> LoadedPlugin<R> {
     /// Runs one call of the role: its export, its answer checked.
     pub async fn call(&self, call: &R::Call) -> Result<(R::Answer, CallStats), CallFailure> {
         let limits = &self.ctx.limits;
-        self.run(R::call_name(call), R::input_size(call), |guest, store| R::invoke(guest, store, call), |raw| R::check(call, raw, limits))
-            .await
+        self.run(R::call_name(call), R::input_size(call), |guest, store| R::invoke(guest, store, call), |raw| R::check(call, raw, limits)).await
     }
 
     /// Runs one export in a fresh instance. `call` is the WIT callback name;
@@ -275,9 +266,7 @@ impl<R: Role> LoadedPlugin<R> {
         let state = CallState::new(self.ctx.clone(), call, deadline)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(|store| {
-            Ok(if Instant::now() >= store.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
+        store.epoch_deadline_callback(|store| Ok(if Instant::now() >= store.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) }));
         Ok(store)
     }
 
@@ -346,10 +335,7 @@ mod tests {
     #[test]
     fn a_panic_message_is_taken_from_the_output() {
         let output = "thread '<unnamed>' panicked at src/lib.rs:97:24:\nthe plugin cannot start: `min_age_secs` is not a number\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace";
-        assert_eq!(
-            super::panic_message(output).as_deref(),
-            Some("panicked at src/lib.rs:97:24: the plugin cannot start: `min_age_secs` is not a number")
-        );
+        assert_eq!(super::panic_message(output).as_deref(), Some("panicked at src/lib.rs:97:24: the plugin cannot start: `min_age_secs` is not a number"));
         assert_eq!(super::panic_message("just a log line"), None);
     }
 }

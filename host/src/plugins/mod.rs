@@ -44,8 +44,8 @@ mod output;
 pub mod remote;
 pub mod role;
 pub mod spam;
-pub mod testkit;
 mod state;
+pub mod testkit;
 pub mod verify;
 pub mod version;
 

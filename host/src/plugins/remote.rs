@@ -161,10 +161,9 @@ impl<R: Role> RemotePlugin<R> {
     fn read(&self, call: &R::Call, host: &str, body: &[u8]) -> Result<R::Answer, Failed> {
         match serde_json::from_slice(body) {
             Ok(RemoteOutcome::Answer(answer)) if R::answers(call, &answer) => Ok(answer),
-            Ok(RemoteOutcome::Answer(answer)) => Err(Failed::Here(CallFailure::Malformed(format!(
-                "{host} answered {answer:?}, which does not answer {}",
-                R::call_name(call)
-            )))),
+            Ok(RemoteOutcome::Answer(answer)) => {
+                Err(Failed::Here(CallFailure::Malformed(format!("{host} answered {answer:?}, which does not answer {}", R::call_name(call)))))
+            }
             Ok(RemoteOutcome::Failure(failure)) => Err(Failed::There { host: host.to_owned(), failure }),
             Err(error) => Err(Failed::Here(CallFailure::Malformed(format!("{host} sent an unreadable reply: {error}")))),
         }

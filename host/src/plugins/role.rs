@@ -23,14 +23,7 @@ use wasmtime::{
     component::{Component, InstancePre, Linker},
 };
 
-use super::{
-    bindings::types::PluginInfo,
-    error::CallFailure,
-    host_services::BoxFuture,
-    limits::Limits,
-    loaded::CallStats,
-    state::CallState,
-};
+use super::{bindings::types::PluginInfo, error::CallFailure, host_services::BoxFuture, limits::Limits, loaded::CallStats, state::CallState};
 use crate::config::{OnError, PluginRole};
 
 pub trait Role: Sized + Send + Sync + 'static {

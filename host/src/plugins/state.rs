@@ -70,9 +70,7 @@ fn wasi_context(plugin: &PluginContext, output: &CapturedOutput) -> Result<WasiC
     let mut builder = WasiCtxBuilder::new();
     builder.stdout(output.clone()).stderr(output.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     if let Some(dir) = &plugin.data_dir {
-        builder
-            .preopened_dir(dir, "/data", FsPerms::ReadWrite)
-            .map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
+        builder.preopened_dir(dir, "/data", FsPerms::ReadWrite).map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
     }
     plugin.services.configure_wasi(&mut builder);
     Ok(builder.build())

@@ -18,8 +18,7 @@ pub const WIT_VERSION: &str = "0.1.1";
 /// `Err` naming the first `weft:plugin` item of an incompatible version.
 pub fn check(component: &Component, engine: &Engine) -> Result<(), String> {
     let ty = component.component_type();
-    let names: Vec<String> =
-        ty.imports(engine).map(|(name, _)| name.to_owned()).chain(ty.exports(engine).map(|(name, _)| name.to_owned())).collect();
+    let names: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).chain(ty.exports(engine).map(|(name, _)| name.to_owned())).collect();
     for name in names {
         let Some(item) = name.strip_prefix("weft:plugin/") else { continue };
         let Some((_, version)) = item.split_once('@') else {

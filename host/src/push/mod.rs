@@ -91,10 +91,7 @@ impl RulesetCache {
 /// The push actions the event gets for each local member it notifies.
 pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent) -> Result<Vec<PushAction>, StorageError> {
     let members = state.joined_members();
-    let local: Vec<_> = members
-        .iter()
-        .filter(|(user_id, _)| user_id.server_name() == services.server_name && *user_id != event.pdu.sender)
-        .collect();
+    let local: Vec<_> = members.iter().filter(|(user_id, _)| user_id.server_name() == services.server_name && *user_id != event.pdu.sender).collect();
     if local.is_empty() {
         return Ok(Vec::new());
     }

@@ -152,7 +152,9 @@ fn redis_url(config: &RedisConfig) -> String {
     let password = config.password.as_deref().map(|password| format!(":{}@", urlencode(password))).unwrap_or_default();
     let db = config.dbid.unwrap_or(0);
     match &config.path {
-        Some(path) => format!("redis+unix://{}?db={db}{}", path.display(), config.password.as_deref().map(|p| format!("&pass={}", urlencode(p))).unwrap_or_default()),
+        Some(path) => {
+            format!("redis+unix://{}?db={db}{}", path.display(), config.password.as_deref().map(|p| format!("&pass={}", urlencode(p))).unwrap_or_default())
+        }
         None => format!("redis://{password}{}:{}/{db}", config.host, config.port),
     }
 }

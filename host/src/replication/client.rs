@@ -78,8 +78,7 @@ impl InternalClient {
                 Ok(response) => {
                     let status = response.status();
                     let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-                    let positions =
-                        response.headers().get(POSITIONS_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    let positions = response.headers().get(POSITIONS_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
                     match response.bytes().await {
                         Ok(body) => return Ok(StoredReply { status, content_type, positions, body }),
                         Err(source) if started.elapsed() >= RETRY_FOR => {
@@ -102,11 +101,7 @@ impl InternalClient {
     /// deadline and retry themselves.
     pub async fn attempt(&self, instance: &str, path: &str, body: Bytes, timeout: Duration) -> Result<StoredReply, CallError> {
         let (client, base) = self.instances.get(instance).ok_or_else(|| CallError::UnknownInstance(instance.to_owned()))?;
-        let mut request = client
-            .post(format!("{base}{path}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(timeout);
+        let mut request = client.post(format!("{base}{path}")).header(http::header::CONTENT_TYPE, "application/json").body(body).timeout(timeout);
         if let Some(secret) = &self.secret {
             request = request.bearer_auth(secret);
         }

@@ -59,9 +59,7 @@ impl Command {
                 Ok(Self::Rdata { stream: stream.into(), instance: instance.into(), token: int(token)?, row })
             }
             "POSITION" => match rest.split(' ').collect::<Vec<_>>()[..] {
-                [stream, instance, prev, new] => {
-                    Ok(Self::Position { stream: stream.into(), instance: instance.into(), prev: int(prev)?, new: int(new)? })
-                }
+                [stream, instance, prev, new] => Ok(Self::Position { stream: stream.into(), instance: instance.into(), prev: int(prev)?, new: int(new)? }),
                 _ => Err(malformed()),
             },
             "REPLICATE" => Ok(Self::Replicate),

@@ -4,7 +4,11 @@
 //! same handlers, and its reply comes back once this instance has seen the
 //! positions the writer reports. An extra hop, never an error.
 
-use axum::{body::Body, extract::Request, response::{IntoResponse, Response}};
+use axum::{
+    body::Body,
+    extract::Request,
+    response::{IntoResponse, Response},
+};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::{BodyExt, Limited};
@@ -46,8 +50,7 @@ pub async fn forward(services: &Services, instance: &str, client_addr: String, r
     };
     let mut headers = HeaderMap::new();
     let uri = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let (Ok(method), Ok(uri), Ok(addr)) =
-        (HeaderValue::from_str(parts.method.as_str()), HeaderValue::from_str(&uri), HeaderValue::from_str(&client_addr))
+    let (Ok(method), Ok(uri), Ok(addr)) = (HeaderValue::from_str(parts.method.as_str()), HeaderValue::from_str(&uri), HeaderValue::from_str(&client_addr))
     else {
         return ApiError::invalid_param("Request cannot be forwarded").into_response();
     };

@@ -31,8 +31,8 @@ use std::{
 
 pub use bus::{Bus, BusEvent};
 pub use command::Command;
-pub use streams::{Follow, StreamHandler};
 use serde_json::Value;
+pub use streams::{Follow, StreamHandler};
 use tokio::sync::watch;
 pub use writers::{Writers, shard};
 

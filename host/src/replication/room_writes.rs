@@ -29,10 +29,26 @@ pub enum RoomWrite {
         txn: Option<(OwnedDeviceId, String)>,
         redacts: Option<OwnedEventId>,
     },
-    Membership { sender: OwnedUserId, target: OwnedUserId, membership: Membership, reason: Option<String> },
-    RefreshProfile { user_id: OwnedUserId },
-    Redact { sender: OwnedUserId, target: OwnedEventId, reason: Option<String>, device_id: OwnedDeviceId, txn_id: String },
-    Create { creator: OwnedUserId, request: CreateRoom },
+    Membership {
+        sender: OwnedUserId,
+        target: OwnedUserId,
+        membership: Membership,
+        reason: Option<String>,
+    },
+    RefreshProfile {
+        user_id: OwnedUserId,
+    },
+    Redact {
+        sender: OwnedUserId,
+        target: OwnedEventId,
+        reason: Option<String>,
+        device_id: OwnedDeviceId,
+        txn_id: String,
+    },
+    Create {
+        creator: OwnedUserId,
+        request: CreateRoom,
+    },
 }
 
 /// What a room write returns.

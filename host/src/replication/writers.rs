@@ -15,10 +15,7 @@ pub struct Writers {
 
 impl Writers {
     pub fn from_config(config: &Config) -> Self {
-        Self {
-            instance: config.instance_name().to_owned(),
-            streams: Stream::ALL.map(|stream| config.stream_writers.writers_of(stream.as_str())),
-        }
+        Self { instance: config.instance_name().to_owned(), streams: Stream::ALL.map(|stream| config.stream_writers.writers_of(stream.as_str())) }
     }
 
     pub fn instance(&self) -> &str {

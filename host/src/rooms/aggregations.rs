@@ -55,7 +55,9 @@ impl Aggregations {
                         let Some(latest) = latest.first() else { continue };
                         // The latest reply as clients show it: with its own latest edit.
                         let mut latest_form = client_event(latest, with_room_id);
-                        let edits = storage.relating_events(room_id, latest.event_id.as_str(), Some("m.replace"), None, 0, i64::MAX, MAX_CHILDREN_READ, true, 1).await?;
+                        let edits = storage
+                            .relating_events(room_id, latest.event_id.as_str(), Some("m.replace"), None, 0, i64::MAX, MAX_CHILDREN_READ, true, 1)
+                            .await?;
                         if let Some(edit) = latest_valid_edit(latest, &edits) {
                             latest_form["unsigned"]["m.relations"]["m.replace"] = client_event(edit, with_room_id);
                         }

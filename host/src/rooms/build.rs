@@ -151,13 +151,12 @@ impl RoomState {
 
     /// Builds, signs and authorises the next event on this state.
     pub fn build(&self, services: &Services, sender: &UserId, outgoing: &Outgoing<'_>) -> Result<BuiltEvent, RoomError> {
-        let content = CanonicalJsonValue::try_from(outgoing.content.clone())
-            .map_err(|e| RoomError::Invalid(format!("content is not canonical JSON: {e}")))?;
+        let content = CanonicalJsonValue::try_from(outgoing.content.clone()).map_err(|e| RoomError::Invalid(format!("content is not canonical JSON: {e}")))?;
         content_checks::check(outgoing.kind, outgoing.state_key, &outgoing.content, self.room_id.as_str(), &services.server_name)?;
         let content_raw = to_raw_value(&outgoing.content).map_err(|e| RoomError::Invalid(e.to_string()))?;
         let kind = TimelineEventType::from(outgoing.kind);
-        let auth_types = state_res::auth_types_for_event(&kind, sender, outgoing.state_key, &content_raw, &self.rules.authorization)
-            .map_err(RoomError::Invalid)?;
+        let auth_types =
+            state_res::auth_types_for_event(&kind, sender, outgoing.state_key, &content_raw, &self.rules.authorization).map_err(RoomError::Invalid)?;
         let mut auth_pdus: Vec<Arc<Pdu>> = auth_types.iter().filter_map(|(kind, key)| self.get(kind, key)).cloned().collect();
         auth_pdus.sort_by(|a, b| a.event_id.cmp(&b.event_id));
         auth_pdus.dedup_by(|a, b| a.event_id == b.event_id);
@@ -214,9 +213,7 @@ impl RoomState {
             }
             None => json,
         };
-        let membership = (outgoing.kind == "m.room.member")
-            .then(|| outgoing.content.get("membership").and_then(Value::as_str).map(str::to_owned))
-            .flatten();
+        let membership = (outgoing.kind == "m.room.member").then(|| outgoing.content.get("membership").and_then(Value::as_str).map(str::to_owned)).flatten();
         Ok(BuiltEvent {
             event_id,
             pdu: Arc::new(pdu),
@@ -252,10 +249,8 @@ impl RoomState {
         let rules = &self.rules.authorization;
         let create = self.get(&StateEventType::RoomCreate, "");
         let by_id = |id: &ruma::EventId| auth.iter().chain(create).find(|event| *event.event_id == *id).cloned();
-        state_res::check_state_independent_auth_rules(rules, pdu, by_id)
-            .map_err(RoomError::Forbidden)?;
-        state_res::check_state_dependent_auth_rules(rules, pdu, |kind, key| self.get(kind, key).cloned())
-            .map_err(RoomError::Forbidden)?;
+        state_res::check_state_independent_auth_rules(rules, pdu, by_id).map_err(RoomError::Forbidden)?;
+        state_res::check_state_dependent_auth_rules(rules, pdu, |kind, key| self.get(kind, key).cloned()).map_err(RoomError::Forbidden)?;
         Ok(())
     }
 }

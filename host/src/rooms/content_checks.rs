@@ -54,9 +54,7 @@ pub fn check(kind: &str, state_key: Option<&str>, content: &Value, room_id: &str
             must_be_state()?;
             match content.get("replacement_room") {
                 None => Err(invalid("'replacement_room' not in content")),
-                Some(replacement) if replacement.as_str() == Some(room_id) => {
-                    Err(invalid("a tombstone cannot point at the room it is sent in"))
-                }
+                Some(replacement) if replacement.as_str() == Some(room_id) => Err(invalid("a tombstone cannot point at the room it is sent in")),
                 Some(_) => Ok(()),
             }
         }
@@ -110,21 +108,12 @@ fn check_power_levels(content: &Map<String, Value>) -> Result<(), RoomError> {
 }
 
 fn require_level(field: &str, level: &Value) -> Result<(), RoomError> {
-    if level.is_i64() {
-        Ok(())
-    } else {
-        Err(invalid(format!("\"{field}\": {level} is not of type 'integer'")))
-    }
+    if level.is_i64() { Ok(()) } else { Err(invalid(format!("\"{field}\": {level} is not of type 'integer'"))) }
 }
 
 fn check_server_acl(content: &Map<String, Value>, local_server: &ServerName) -> Result<(), RoomError> {
-    let acl: RoomServerAclEventContent = serde_json::from_value(Value::Object(content.clone()))
-        .map_err(|e| invalid(format!("malformed server ACL: {e}")))?;
-    if acl.is_allowed(local_server) {
-        Ok(())
-    } else {
-        Err(invalid("a server ACL may not deny this server"))
-    }
+    let acl: RoomServerAclEventContent = serde_json::from_value(Value::Object(content.clone())).map_err(|e| invalid(format!("malformed server ACL: {e}")))?;
+    if acl.is_allowed(local_server) { Ok(()) } else { Err(invalid("a server ACL may not deny this server")) }
 }
 
 fn check_aliases(content: &Map<String, Value>) -> Result<(), RoomError> {

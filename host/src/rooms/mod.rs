@@ -9,15 +9,15 @@
 //! by a per-room lock; different rooms proceed in parallel. May call:
 //! `storage`, `crypto`, `sync::notifier`. Must not: build HTTP responses.
 
+pub mod aggregations;
 mod build;
 pub(crate) mod content_checks;
 pub mod create;
 mod error;
 mod membership;
+pub mod pdu;
 mod redact;
 mod restricted;
-pub mod pdu;
-pub mod aggregations;
 pub mod txn_ids;
 mod upgrade;
 pub mod versions;

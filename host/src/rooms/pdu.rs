@@ -1,9 +1,7 @@
 //! A persisted event as the authorization rules see it (ruma's `Event`
 //! trait), and as clients see it (the client-server event format).
 
-use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId, events::TimelineEventType,
-};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId, events::TimelineEventType};
 use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue as RawJsonValue};
 
@@ -173,4 +171,3 @@ pub fn stripped_event(event: &StoredEvent) -> Value {
     }
     Value::Object(out)
 }
-

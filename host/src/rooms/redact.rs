@@ -60,32 +60,23 @@ impl super::Rooms {
                 if in_content {
                     content["redacts"] = json!(target_id);
                 }
-                let outgoing = Outgoing {
-                    kind: "m.room.redaction",
-                    state_key: None,
-                    content,
-                    txn: Some(txn),
-                    redacts: (!in_content).then(|| target_id.to_owned()),
-                };
+                let outgoing =
+                    Outgoing { kind: "m.room.redaction", state_key: None, content, txn: Some(txn), redacts: (!in_content).then(|| target_id.to_owned()) };
                 let built = state.build(services, sender, &outgoing)?;
 
-                let CanonicalJsonValue::Object(mut because) = serde_json::from_str::<CanonicalJsonValue>(&built.json)
-                    .map_err(|e| RoomError::Invalid(e.to_string()))?
+                let CanonicalJsonValue::Object(mut because) =
+                    serde_json::from_str::<CanonicalJsonValue>(&built.json).map_err(|e| RoomError::Invalid(e.to_string()))?
                 else {
                     return Err(RoomError::Invalid("the redaction is not an object".into()));
                 };
                 because.insert("event_id".into(), CanonicalJsonValue::String(built.event_id.to_string()));
                 let original: CanonicalJsonObject =
                     serde_json::from_str(&target.json).map_err(|e| RoomError::Invalid(format!("stored event {target_id}: {e}")))?;
-                let redacted = redact(original, &state.rules.redaction, Some(RedactedBecause::from_json(because)))
-                    .map_err(|e| RoomError::Invalid(e.to_string()))?;
+                let redacted =
+                    redact(original, &state.rules.redaction, Some(RedactedBecause::from_json(because))).map_err(|e| RoomError::Invalid(e.to_string()))?;
                 let redacted_json = CanonicalJsonValue::Object(redacted).to_string();
 
-                let new = NewEvent {
-                    txn: Some((sender, txn.0, txn.1)),
-                    redaction: Some((target_id, &redacted_json)),
-                    ..built.as_new_event()
-                };
+                let new = NewEvent { txn: Some((sender, txn.0, txn.1)), redaction: Some((target_id, &redacted_json)), ..built.as_new_event() };
                 match storage.persist_events(None, &[new]).await {
                     Ok(_) => {
                         services.events_persisted(room_id.as_str(), &[built.event_id.as_str()]);

@@ -186,9 +186,8 @@ async fn transfer_push_rules(services: &Services, old: &RoomState, new_room: &Ro
 /// Adds to `rules` a copy for `new_room` of every enabled user rule about
 /// `old_room`; whether any was added.
 fn copy_room_rules(rules: &mut Ruleset, old_room: &RoomId, new_room: &RoomId) -> bool {
-    let names_old_room = |condition: &PushCondition| {
-        matches!(condition, PushCondition::EventMatch(data) if data.key == "room_id" && data.pattern == old_room.as_str())
-    };
+    let names_old_room =
+        |condition: &PushCondition| matches!(condition, PushCondition::EventMatch(data) if data.key == "room_id" && data.pattern == old_room.as_str());
     let for_new_room = |conditions: &[PushCondition]| -> Vec<PushCondition> {
         conditions
             .iter()
@@ -201,10 +200,9 @@ fn copy_room_rules(rules: &mut Ruleset, old_room: &RoomId, new_room: &RoomId) ->
             .collect()
     };
     let mut copies = Vec::new();
-    for (rules_of_kind, make) in [
-        (&rules.override_, NewPushRule::Override as fn(NewConditionalPushRule) -> NewPushRule),
-        (&rules.underride, NewPushRule::Underride),
-    ] {
+    for (rules_of_kind, make) in
+        [(&rules.override_, NewPushRule::Override as fn(NewConditionalPushRule) -> NewPushRule), (&rules.underride, NewPushRule::Underride)]
+    {
         let taken = rules_of_kind.iter().any(|rule| rule.rule_id == new_room.as_str());
         if let Some(rule) = rules_of_kind.iter().find(|rule| !rule.default && rule.enabled && rule.conditions.iter().any(names_old_room))
             && !taken

@@ -87,8 +87,7 @@ impl Visibility {
 
     /// Whether the user could see anything in the room now (member, or world-readable).
     pub fn can_read_room_now(&self) -> bool {
-        self.memberships.last().is_some_and(|(_, m)| m == "join")
-            || self.settings.last().is_some_and(|(_, setting)| setting == "world_readable")
+        self.memberships.last().is_some_and(|(_, m)| m == "join") || self.settings.last().is_some_and(|(_, setting)| setting == "world_readable")
     }
 
     /// The user's latest membership, and where it was set.

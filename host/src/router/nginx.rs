@@ -14,7 +14,10 @@ use std::{collections::BTreeMap, fmt::Write};
 
 use http::Method;
 
-use super::{RouterError, table::{Address, RoutingTable}};
+use super::{
+    RouterError,
+    table::{Address, RoutingTable},
+};
 use crate::{
     api::{groups::EndpointGroup, route_list},
     config::Config,

@@ -33,15 +33,8 @@ use crate::api::error::ApiError;
 const RETRY_BUFFER: usize = 1 << 20;
 
 /// Headers that belong to one connection, not to the request (RFC 9110 7.6.1).
-const HOP_BY_HOP: [header::HeaderName; 7] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+const HOP_BY_HOP: [header::HeaderName; 7] =
+    [header::CONNECTION, header::PROXY_AUTHENTICATE, header::PROXY_AUTHORIZATION, header::TE, header::TRAILER, header::TRANSFER_ENCODING, header::UPGRADE];
 
 enum Outgoing {
     Buffered(Bytes),

@@ -98,8 +98,7 @@ impl RoutingTable {
                 return Err(TableError::NoClientAddress(name.clone()));
             };
             for group in &location.serves {
-                let group = EndpointGroup::from_name(group)
-                    .ok_or_else(|| TableError::UnknownGroup { instance: name.clone(), group: group.clone() })?;
+                let group = EndpointGroup::from_name(group).ok_or_else(|| TableError::UnknownGroup { instance: name.clone(), group: group.clone() })?;
                 let serving = groups.entry(group).or_default();
                 if !serving.contains(&index) {
                     serving.push(index);

@@ -15,7 +15,11 @@ pub mod connections;
 use std::{future::Future, io, net::SocketAddr, path::PathBuf};
 
 use axum::serve::ListenerExt;
-use tokio::{net::{TcpListener, TcpStream}, sync::watch, task::JoinSet};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinSet,
+};
 
 use crate::{api, config::ListenerConfig, services::AppState};
 

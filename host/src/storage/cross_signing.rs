@@ -78,12 +78,10 @@ impl Storage {
 
     /// Every stored signature of `target_user`'s keys.
     pub async fn key_signatures_of(&self, target_user: &UserId) -> Result<Vec<KeySignature>> {
-        let rows = sqlx::query(
-            "SELECT signer_user_id, signer_key_id, target_key_id, signature FROM e2e_signatures WHERE target_user_id = $1",
-        )
-        .bind(target_user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT signer_user_id, signer_key_id, target_key_id, signature FROM e2e_signatures WHERE target_user_id = $1")
+            .bind(target_user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(KeySignature {

@@ -99,8 +99,7 @@ impl Storage {
         .await?;
         row.map(|row| {
             Ok(TokenOwner {
-                user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?)
-                    .map_err(|e| StorageError::corrupt("access_tokens.user_id", e))?,
+                user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?).map_err(|e| StorageError::corrupt("access_tokens.user_id", e))?,
                 device_id: row.try_get::<String, _>("device_id")?.into(),
                 admin: super::flag(&row, "admin")?,
                 deactivated: super::flag(&row, "deactivated")?,
@@ -125,23 +124,19 @@ impl Storage {
     }
 
     pub async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
-        let rows = sqlx::query(
-            "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 ORDER BY device_id",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 ORDER BY device_id")
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(device_from_row).collect()
     }
 
     pub async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<Device>> {
-        let row = sqlx::query(
-            "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 AND device_id = $2",
-        )
-        .bind(user_id.as_str())
-        .bind(device_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id.as_str())
+            .bind(device_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(device_from_row).transpose()
     }
 
@@ -188,10 +183,7 @@ impl Storage {
 
     /// How many access tokens a user holds, over all devices.
     pub async fn access_token_count(&self, user_id: &UserId) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM access_tokens WHERE user_id = $1")
-            .bind(user_id.as_str())
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM access_tokens WHERE user_id = $1").bind(user_id.as_str()).fetch_one(&self.pool).await?)
     }
 
     pub(super) async fn delete_devices_in(
@@ -209,11 +201,7 @@ impl Storage {
                     DeviceSelection::AllExcept(keep) => keep.as_str(),
                     _ => "",
                 };
-                sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id <> $2")
-                    .bind(user_id.as_str())
-                    .bind(keep)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id <> $2").bind(user_id.as_str()).bind(keep).execute(&mut *conn).await?;
                 sqlx::query_scalar("DELETE FROM devices WHERE user_id = $1 AND device_id <> $2 RETURNING device_id")
                     .bind(user_id.as_str())
                     .bind(keep)
@@ -228,12 +216,11 @@ impl Storage {
                         .bind(device_id.as_str())
                         .execute(&mut *conn)
                         .await?;
-                    let gone: Option<String> =
-                        sqlx::query_scalar("DELETE FROM devices WHERE user_id = $1 AND device_id = $2 RETURNING device_id")
-                            .bind(user_id.as_str())
-                            .bind(device_id.as_str())
-                            .fetch_optional(&mut *conn)
-                            .await?;
+                    let gone: Option<String> = sqlx::query_scalar("DELETE FROM devices WHERE user_id = $1 AND device_id = $2 RETURNING device_id")
+                        .bind(user_id.as_str())
+                        .bind(device_id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
                     deleted.extend(gone);
                 }
                 deleted

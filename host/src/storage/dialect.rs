@@ -32,8 +32,7 @@ impl Dialect {
     pub(super) async fn prepare_connection(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         if self == Self::Sqlite {
             // WAL lets readers run beside the one writer; NORMAL sync is safe with WAL.
-            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
-                .await?;
+            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;").await?;
         }
         Ok(())
     }
@@ -41,9 +40,7 @@ impl Dialect {
     /// Adds an event's text to the full-text index.
     pub(super) async fn index_for_search(self, conn: &mut AnyConnection, event_id: &str, room_id: &str, ordering: i64, text: &str) -> Result<()> {
         let sql = match self {
-            Self::Postgres => {
-                "INSERT INTO event_search (event_id, room_id, stream_ordering, vector) VALUES ($1, $2, $3, to_tsvector('english', $4))"
-            }
+            Self::Postgres => "INSERT INTO event_search (event_id, room_id, stream_ordering, vector) VALUES ($1, $2, $3, to_tsvector('english', $4))",
             Self::Sqlite => "INSERT INTO event_search (event_id, room_id, stream_ordering, body) VALUES ($1, $2, $3, $4)",
         };
         sqlx::query(sql).bind(event_id).bind(room_id).bind(ordering).bind(super::index_text(text)).execute(conn).await?;
@@ -95,11 +92,7 @@ impl Dialect {
     pub(super) fn search_term(self, term: &str) -> String {
         match self {
             Self::Postgres => term.to_owned(),
-            Self::Sqlite => term
-                .split_whitespace()
-                .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
-                .collect::<Vec<_>>()
-                .join(" "),
+            Self::Sqlite => term.split_whitespace().map(|word| format!("\"{}\"", word.replace('"', "\"\""))).collect::<Vec<_>>().join(" "),
         }
     }
 
@@ -122,11 +115,9 @@ impl Dialect {
                 let sql = format!("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {}_sequence", stream.as_str());
                 sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(conn).await?
             }
-            Self::Sqlite => sqlx::query_scalar("SELECT last_id FROM stream_sequences WHERE stream_name = $1")
-                .bind(stream.as_str())
-                .fetch_optional(conn)
-                .await?
-                .unwrap_or(0),
+            Self::Sqlite => {
+                sqlx::query_scalar("SELECT last_id FROM stream_sequences WHERE stream_name = $1").bind(stream.as_str()).fetch_optional(conn).await?.unwrap_or(0)
+            }
         };
         Ok(id)
     }

@@ -65,15 +65,14 @@ impl Storage {
     pub async fn add_one_time_keys(&self, user_id: &UserId, device_id: &DeviceId, keys: &[NewKey]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         for (algorithm, key_id, key) in keys {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT key_json FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = $4",
-            )
-            .bind(user_id.as_str())
-            .bind(device_id.as_str())
-            .bind(algorithm)
-            .bind(key_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT key_json FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = $4")
+                    .bind(user_id.as_str())
+                    .bind(device_id.as_str())
+                    .bind(algorithm)
+                    .bind(key_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             match existing {
                 Some(text) if parse(&text)? == *key => continue,
                 Some(_) => return Err(StorageError::Conflict),

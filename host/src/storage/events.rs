@@ -160,27 +160,21 @@ impl Storage {
             }
         }
         if let Some((parent, rel_type)) = event.relation {
-            sqlx::query(
-                "INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, sender, stream_ordering) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(event.event_id.as_str())
-            .bind(event.room_id.as_str())
-            .bind(parent)
-            .bind(rel_type)
-            .bind(event.sender.as_str())
-            .bind(ordering)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query("INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, sender, stream_ordering) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(event.event_id.as_str())
+                .bind(event.room_id.as_str())
+                .bind(parent)
+                .bind(rel_type)
+                .bind(event.sender.as_str())
+                .bind(ordering)
+                .execute(&mut *conn)
+                .await?;
         }
         if let Some(text) = event.search_text {
             self.dialect.index_for_search(conn, event.event_id.as_str(), event.room_id.as_str(), ordering, text).await?;
         }
         if let Some((target, redacted_json)) = event.redaction {
-            sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2")
-                .bind(redacted_json)
-                .bind(target.as_str())
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2").bind(redacted_json).bind(target.as_str()).execute(&mut *conn).await?;
             // A redacted body must not be found any more, and a redacted
             // relation (its `m.relates_to` is gone) no longer relates.
             sqlx::query("DELETE FROM event_search WHERE event_id = $1").bind(target.as_str()).execute(&mut *conn).await?;
@@ -234,10 +228,7 @@ impl Storage {
             return Ok(Vec::new());
         }
         let placeholders: Vec<String> = (3..event_ids.len() + 3).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})",
-            placeholders.join(", ")
-        );
+        let sql = format!("SELECT event_id, txn_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND event_id IN ({})", placeholders.join(", "));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).bind(device_id.as_str());
         for event_id in event_ids {
             query = query.bind(event_id.as_str());
@@ -254,10 +245,8 @@ impl Storage {
 
     /// The room's current state events.
     pub async fn current_state(&self, room_id: &RoomId) -> Result<Vec<StoredEvent>> {
-        let sql = format!(
-            "SELECT {} FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = $1 ORDER BY e.stream_ordering",
-            prefixed("e")
-        );
+        let sql =
+            format!("SELECT {} FROM current_state c JOIN events e ON e.event_id = c.event_id WHERE c.room_id = $1 ORDER BY e.stream_ordering", prefixed("e"));
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(room_id.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -296,12 +285,10 @@ impl Storage {
 
     /// The latest events and their depth: the prev_events of the next event.
     pub async fn forward_extremities(&self, room_id: &RoomId) -> Result<Vec<(OwnedEventId, i64)>> {
-        let rows = sqlx::query(
-            "SELECT f.event_id, e.depth FROM forward_extremities f JOIN events e ON e.event_id = f.event_id WHERE f.room_id = $1",
-        )
-        .bind(room_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT f.event_id, e.depth FROM forward_extremities f JOIN events e ON e.event_id = f.event_id WHERE f.room_id = $1")
+            .bind(room_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("event_id")?;
@@ -324,12 +311,10 @@ impl Storage {
 
     /// A user's current membership in every room they have one in.
     pub async fn memberships_of(&self, user_id: &UserId) -> Result<Vec<(OwnedRoomId, String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT room_id, membership, stream_ordering FROM current_state WHERE type = 'm.room.member' AND state_key = $1",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT room_id, membership, stream_ordering FROM current_state WHERE type = 'm.room.member' AND state_key = $1")
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let room: String = row.try_get("room_id")?;
@@ -358,12 +343,10 @@ impl Storage {
     /// Every user with a current membership in the room and what it is,
     /// in the order the memberships were reached.
     pub async fn memberships_in(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, String)>> {
-        let rows = sqlx::query(
-            "SELECT state_key, membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member' ORDER BY stream_ordering",
-        )
-        .bind(room_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT state_key, membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member' ORDER BY stream_ordering")
+            .bind(room_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let user: String = row.try_get("state_key")?;
@@ -377,12 +360,11 @@ impl Storage {
 
     /// Users whose current membership in the room is `membership`.
     pub async fn members_with(&self, room_id: &RoomId, membership: &str) -> Result<Vec<OwnedUserId>> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = $2")
-                .bind(room_id.as_str())
-                .bind(membership)
-                .fetch_all(&self.pool)
-                .await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = $2")
+            .bind(room_id.as_str())
+            .bind(membership)
+            .fetch_all(&self.pool)
+            .await?;
         ids.into_iter().map(|id| OwnedUserId::try_from(id).map_err(|e| StorageError::corrupt("current_state.state_key", e))).collect()
     }
 }

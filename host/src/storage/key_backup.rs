@@ -116,23 +116,11 @@ impl Storage {
         let version: i64 = row.try_get("version")?;
         let count = count_keys(&mut tx, user_id, version).await?;
         tx.commit().await?;
-        Ok(Some(BackupVersion {
-            version,
-            algorithm: row.try_get("algorithm")?,
-            auth_data: row.try_get("auth_data")?,
-            etag: row.try_get("etag")?,
-            count,
-        }))
+        Ok(Some(BackupVersion { version, algorithm: row.try_get("algorithm")?, auth_data: row.try_get("auth_data")?, etag: row.try_get("etag")?, count }))
     }
 
     /// Replaces a live version's `auth_data`; its algorithm cannot change.
-    pub async fn update_backup_version(
-        &self,
-        user_id: &UserId,
-        version: i64,
-        algorithm: &str,
-        auth_data: &str,
-    ) -> Result<BackupVersionUpdate> {
+    pub async fn update_backup_version(&self, user_id: &UserId, version: i64, algorithm: &str, auth_data: &str) -> Result<BackupVersionUpdate> {
         let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
         let current: Option<String> =
@@ -162,21 +150,16 @@ impl Storage {
     pub async fn delete_backup_version(&self, user_id: &UserId, version: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
-        let deleted =
-            sqlx::query("UPDATE e2e_room_keys_versions SET deleted_ts = $3 WHERE user_id = $1 AND version = $2 AND deleted_ts IS NULL")
-                .bind(user_id.as_str())
-                .bind(version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
+        let deleted = sqlx::query("UPDATE e2e_room_keys_versions SET deleted_ts = $3 WHERE user_id = $1 AND version = $2 AND deleted_ts IS NULL")
+            .bind(user_id.as_str())
+            .bind(version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
         if deleted {
-            sqlx::query("DELETE FROM e2e_room_keys WHERE user_id = $1 AND version = $2")
-                .bind(user_id.as_str())
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM e2e_room_keys WHERE user_id = $1 AND version = $2").bind(user_id.as_str()).bind(version).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(deleted)
@@ -188,11 +171,10 @@ impl Storage {
     pub async fn put_backup_keys(&self, user_id: &UserId, version: i64, keys: &[(&RoomId, &str, BackupKey)]) -> Result<BackupKeysWrite> {
         let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM e2e_room_keys_versions WHERE user_id = $1 AND deleted_ts IS NULL")
-                .bind(user_id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM e2e_room_keys_versions WHERE user_id = $1 AND deleted_ts IS NULL")
+            .bind(user_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         match current {
             Some(current) if current == version => {}
             Some(current) if live_etag(&mut tx, user_id, version).await?.is_some() => {
@@ -267,28 +249,21 @@ impl Storage {
 
     /// Deletes keys of a live version: all of them, a room's, or one
     /// session's. `None` when the version does not exist or was deleted.
-    pub async fn delete_backup_keys(
-        &self,
-        user_id: &UserId,
-        version: i64,
-        room_id: Option<&RoomId>,
-        session_id: Option<&str>,
-    ) -> Result<Option<BackupCounts>> {
+    pub async fn delete_backup_keys(&self, user_id: &UserId, version: i64, room_id: Option<&RoomId>, session_id: Option<&str>) -> Result<Option<BackupCounts>> {
         let mut tx = self.begin_write().await?;
         lock_backup(&mut tx, user_id).await?;
         if live_etag(&mut tx, user_id, version).await?.is_none() {
             return Ok(None);
         }
-        let deleted = sqlx::query(
-            "DELETE FROM e2e_room_keys WHERE user_id = $1 AND version = $2 AND ($3 IS NULL OR room_id = $3) AND ($4 IS NULL OR session_id = $4)",
-        )
-        .bind(user_id.as_str())
-        .bind(version)
-        .bind(room_id.map(RoomId::as_str))
-        .bind(session_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM e2e_room_keys WHERE user_id = $1 AND version = $2 AND ($3 IS NULL OR room_id = $3) AND ($4 IS NULL OR session_id = $4)")
+                .bind(user_id.as_str())
+                .bind(version)
+                .bind(room_id.map(RoomId::as_str))
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if deleted > 0 {
             bump_etag(&mut tx, user_id, version).await?;
         }
@@ -336,8 +311,7 @@ async fn counts(conn: &mut AnyConnection, user_id: &UserId, version: i64) -> Res
 
 fn key_from_row(row: &AnyRow) -> Result<StoredBackupKey> {
     Ok(StoredBackupKey {
-        room_id: OwnedRoomId::try_from(row.try_get::<String, _>("room_id")?)
-            .map_err(|e| StorageError::corrupt("e2e_room_keys.room_id", e))?,
+        room_id: OwnedRoomId::try_from(row.try_get::<String, _>("room_id")?).map_err(|e| StorageError::corrupt("e2e_room_keys.room_id", e))?,
         session_id: row.try_get("session_id")?,
         key: BackupKey {
             first_message_index: row.try_get("first_message_index")?,

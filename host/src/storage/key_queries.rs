@@ -130,14 +130,13 @@ async fn claim_in(conn: &mut AnyConnection, (user_id, device_id, algorithm): &Ke
     let row = match one_time {
         Some(row) => row,
         None => {
-            let fallback = sqlx::query(
-                "UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json",
-            )
-            .bind(user_id.as_str())
-            .bind(device_id.as_str())
-            .bind(*algorithm)
-            .fetch_optional(&mut *conn)
-            .await?;
+            let fallback =
+                sqlx::query("UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json")
+                    .bind(user_id.as_str())
+                    .bind(device_id.as_str())
+                    .bind(*algorithm)
+                    .fetch_optional(&mut *conn)
+                    .await?;
             match fallback {
                 Some(row) => row,
                 None => return Ok(None),

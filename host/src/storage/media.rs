@@ -62,13 +62,11 @@ impl Storage {
     pub async fn reserve_media(&self, media_id: &str, user_id: &str, expires_at: i64, max_pending: u64) -> Result<bool> {
         let now = super::now_ms();
         let mut tx = self.begin_write().await?;
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM local_media WHERE user_id = $1 AND media_length IS NULL AND unused_expires_at > $2",
-        )
-        .bind(user_id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM local_media WHERE user_id = $1 AND media_length IS NULL AND unused_expires_at > $2")
+            .bind(user_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
         if pending as u64 >= max_pending {
             return Ok(false);
         }
@@ -145,11 +143,8 @@ impl Storage {
     /// Forgets `/create`d ids whose time to take an upload ended before `now`;
     /// returns how many.
     pub async fn purge_unused_media(&self, now: i64) -> Result<u64> {
-        let deleted = sqlx::query("DELETE FROM local_media WHERE media_length IS NULL AND unused_expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM local_media WHERE media_length IS NULL AND unused_expires_at <= $1").bind(now).execute(&self.pool).await?.rows_affected();
         Ok(deleted)
     }
 

@@ -29,11 +29,8 @@ impl Storage {
         // Locks the row (PostgreSQL) or the database (SQLite) until commit.
         sqlx::query("UPDATE plugin_kv_usage SET bytes = bytes WHERE plugin_name = $1").bind(plugin).execute(&mut *tx).await?;
         let used: i64 = sqlx::query_scalar("SELECT bytes FROM plugin_kv_usage WHERE plugin_name = $1").bind(plugin).fetch_one(&mut *tx).await?;
-        let old: Option<i64> = sqlx::query_scalar("SELECT size FROM plugin_kv WHERE plugin_name = $1 AND kv_key = $2")
-            .bind(plugin)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let old: Option<i64> =
+            sqlx::query_scalar("SELECT size FROM plugin_kv WHERE plugin_name = $1 AND kv_key = $2").bind(plugin).bind(key).fetch_optional(&mut *tx).await?;
         let size = (key.len() + value.len()) as i64;
         let total = used - old.unwrap_or(0) + size;
         if total > max_total {
@@ -57,11 +54,8 @@ impl Storage {
     pub async fn plugin_kv_delete(&self, plugin: &str, key: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE plugin_kv_usage SET bytes = bytes WHERE plugin_name = $1").bind(plugin).execute(&mut *tx).await?;
-        let old: Option<i64> = sqlx::query_scalar("SELECT size FROM plugin_kv WHERE plugin_name = $1 AND kv_key = $2")
-            .bind(plugin)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let old: Option<i64> =
+            sqlx::query_scalar("SELECT size FROM plugin_kv WHERE plugin_name = $1 AND kv_key = $2").bind(plugin).bind(key).fetch_optional(&mut *tx).await?;
         let Some(old) = old else { return Ok(()) };
         sqlx::query("DELETE FROM plugin_kv WHERE plugin_name = $1 AND kv_key = $2").bind(plugin).bind(key).execute(&mut *tx).await?;
         sqlx::query("UPDATE plugin_kv_usage SET bytes = bytes - $2 WHERE plugin_name = $1").bind(plugin).bind(old).execute(&mut *tx).await?;

@@ -58,11 +58,7 @@ impl Storage {
 
     /// Records that a user synced, without a stream row (nobody else sees it).
     pub async fn touch_presence_sync(&self, user_id: &UserId, now: i64) -> Result<()> {
-        sqlx::query("UPDATE presence SET last_sync_ts = $1 WHERE user_id = $2")
-            .bind(now)
-            .bind(user_id.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE presence SET last_sync_ts = $1 WHERE user_id = $2").bind(now).bind(user_id.as_str()).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -58,14 +58,12 @@ impl Storage {
             }
             let json = serde_json::to_string(&ruleset).map_err(|e| StorageError::corrupt("push_rules.rules_json", e))?;
             let written = match version {
-                Some(version) => sqlx::query(
-                    "UPDATE push_rules SET rules_json = $1, stream_id = $2, instance_name = $3 WHERE user_id = $4 AND stream_id = $5",
-                )
-                .bind(&json)
-                .bind(stream_id)
-                .bind(&self.instance_name)
-                .bind(user_id.as_str())
-                .bind(version),
+                Some(version) => sqlx::query("UPDATE push_rules SET rules_json = $1, stream_id = $2, instance_name = $3 WHERE user_id = $4 AND stream_id = $5")
+                    .bind(&json)
+                    .bind(stream_id)
+                    .bind(&self.instance_name)
+                    .bind(user_id.as_str())
+                    .bind(version),
                 None => sqlx::query(
                     "INSERT INTO push_rules (user_id, rules_json, stream_id, instance_name) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (user_id) DO NOTHING",
@@ -91,15 +89,12 @@ impl Storage {
 
     /// The user's rules brought up to date, and the stream id of the stored row (if any).
     async fn stored_ruleset(&self, conn: &mut sqlx::AnyConnection, user_id: &UserId) -> Result<(Ruleset, Option<i64>)> {
-        let row = sqlx::query("SELECT rules_json, stream_id FROM push_rules WHERE user_id = $1")
-            .bind(user_id.as_str())
-            .fetch_optional(conn)
-            .await?;
+        let row = sqlx::query("SELECT rules_json, stream_id FROM push_rules WHERE user_id = $1").bind(user_id.as_str()).fetch_optional(conn).await?;
         let Some(row) = row else {
             return Ok((Ruleset::server_default(user_id), None));
         };
-        let mut ruleset: Ruleset = serde_json::from_str(&row.try_get::<String, _>("rules_json")?)
-            .map_err(|e| StorageError::corrupt("push_rules.rules_json", e))?;
+        let mut ruleset: Ruleset =
+            serde_json::from_str(&row.try_get::<String, _>("rules_json")?).map_err(|e| StorageError::corrupt("push_rules.rules_json", e))?;
         ruleset.update_with_server_default(Ruleset::server_default(user_id));
         Ok((ruleset, Some(row.try_get("stream_id")?)))
     }

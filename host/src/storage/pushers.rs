@@ -161,32 +161,21 @@ impl Storage {
 
     /// A delivery failed at `ts`; the start of a run of failures is kept.
     pub async fn record_pusher_failure(&self, key: PusherKey<'_>, ts: i64) -> Result<bool> {
-        let updated = sqlx::query(
-            "UPDATE pushers SET failing_since_ts = COALESCE(failing_since_ts, $4) WHERE user_id = $1 AND app_id = $2 AND pushkey = $3",
-        )
-        .bind(key.user_id.as_str())
-        .bind(key.app_id)
-        .bind(key.pushkey)
-        .bind(ts)
-        .execute(&self.pool)
-        .await?;
+        let updated = sqlx::query("UPDATE pushers SET failing_since_ts = COALESCE(failing_since_ts, $4) WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
+            .bind(key.user_id.as_str())
+            .bind(key.app_id)
+            .bind(key.pushkey)
+            .bind(ts)
+            .execute(&self.pool)
+            .await?;
         Ok(updated.rows_affected() == 1)
     }
 
     /// Deletes the pushers the given devices of a user set, inside the
     /// transaction that deletes the devices.
-    pub(super) async fn delete_pushers_of_devices_in(
-        &self,
-        conn: &mut AnyConnection,
-        user_id: &UserId,
-        device_ids: &[String],
-    ) -> Result<()> {
+    pub(super) async fn delete_pushers_of_devices_in(&self, conn: &mut AnyConnection, user_id: &UserId, device_ids: &[String]) -> Result<()> {
         for device_id in device_ids {
-            sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND device_id = $2")
-                .bind(user_id.as_str())
-                .bind(device_id)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND device_id = $2").bind(user_id.as_str()).bind(device_id).execute(&mut *conn).await?;
         }
         Ok(())
     }

@@ -36,15 +36,14 @@ impl Storage {
     /// the stream id when something was written.
     pub async fn set_receipt(&self, receipt: NewReceipt<'_>) -> Result<Option<i64>> {
         let mut tx = self.begin_write().await?;
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT event_stream_ordering FROM receipts WHERE room_id = $1 AND receipt_type = $2 AND user_id = $3 AND thread_id = $4",
-        )
-        .bind(receipt.room_id.as_str())
-        .bind(receipt.receipt_type)
-        .bind(receipt.user_id.as_str())
-        .bind(receipt.thread_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT event_stream_ordering FROM receipts WHERE room_id = $1 AND receipt_type = $2 AND user_id = $3 AND thread_id = $4")
+                .bind(receipt.room_id.as_str())
+                .bind(receipt.receipt_type)
+                .bind(receipt.user_id.as_str())
+                .bind(receipt.thread_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if existing.is_some_and(|ordering| ordering >= receipt.event_stream_ordering) {
             return Ok(None);
         }

@@ -3,7 +3,10 @@
 
 use ruma::{RoomId, UserId};
 
-use super::{Result, Storage, StoredEvent, events::{EVENT_COLUMNS, event_from_row}};
+use super::{
+    Result, Storage, StoredEvent,
+    events::{EVENT_COLUMNS, event_from_row},
+};
 
 impl Storage {
     /// Events relating to `parent` with orderings in `(after, upto]`,
@@ -41,14 +44,8 @@ impl Storage {
              AND r.stream_ordering > $5 AND r.stream_ordering <= $6 ORDER BY r.stream_ordering {order} LIMIT $7",
             columns.join(", ")
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(room_id.as_str())
-            .bind(parent)
-            .bind(rel_type)
-            .bind(event_type)
-            .bind(after)
-            .bind(upto)
-            .bind(limit);
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(room_id.as_str()).bind(parent).bind(rel_type).bind(event_type).bind(after).bind(upto).bind(limit);
         if depth > 1 {
             query = query.bind(depth);
         }

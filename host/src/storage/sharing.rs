@@ -11,13 +11,12 @@ use super::{Result, Storage};
 impl Storage {
     /// The user's current membership in a room, if any.
     pub async fn current_membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
-        let membership: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2",
-        )
-        .bind(room_id.as_str())
-        .bind(user_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let membership: Option<Option<String>> =
+            sqlx::query_scalar("SELECT membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2")
+                .bind(room_id.as_str())
+                .bind(user_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(membership.flatten())
     }
 

@@ -65,12 +65,11 @@ pub struct DeviceListChange {
 impl Storage {
     /// The last position `instance` has persisted on `stream`, 0 before any write.
     pub async fn stream_position(&self, stream: Stream, instance: &str) -> Result<i64> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT stream_id FROM stream_positions WHERE stream_name = $1 AND instance_name = $2")
-                .bind(stream.as_str())
-                .bind(instance)
-                .fetch_optional(&self.pool)
-                .await?;
+        let position: Option<i64> = sqlx::query_scalar("SELECT stream_id FROM stream_positions WHERE stream_name = $1 AND instance_name = $2")
+            .bind(stream.as_str())
+            .bind(instance)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(position.unwrap_or(0))
     }
 
@@ -141,9 +140,8 @@ impl Storage {
 
     /// Every writer's recorded position on every stream: `(stream, instance, position)`.
     pub async fn recorded_positions(&self) -> Result<Vec<(Stream, String, i64)>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT stream_name, instance_name, stream_id FROM stream_positions")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT stream_name, instance_name, stream_id FROM stream_positions").fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .filter_map(|(name, instance, position)| Stream::ALL.into_iter().find(|s| s.as_str() == name).map(|stream| (stream, instance, position)))

@@ -23,9 +23,7 @@ pub struct UiaSession {
 
 impl Storage {
     pub async fn create_uia_session(&self, session_id: &str, action: &str, user_id: Option<&str>, client_params: Option<&str>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO ui_auth_sessions (session_id, created_ts, action, user_id, completed, client_params) VALUES ($1, $2, $3, $4, '[]', $5)",
-        )
+        sqlx::query("INSERT INTO ui_auth_sessions (session_id, created_ts, action, user_id, completed, client_params) VALUES ($1, $2, $3, $4, '[]', $5)")
             .bind(session_id)
             .bind(now_ms())
             .bind(action)
@@ -58,20 +56,12 @@ impl Storage {
 
     pub async fn set_uia_completed(&self, session_id: &str, completed: &[String]) -> Result<()> {
         let completed = serde_json::to_string(completed).map_err(|e| StorageError::corrupt("ui_auth_sessions.completed", e))?;
-        sqlx::query("UPDATE ui_auth_sessions SET completed = $1 WHERE session_id = $2")
-            .bind(completed)
-            .bind(session_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE ui_auth_sessions SET completed = $1 WHERE session_id = $2").bind(completed).bind(session_id).execute(&self.pool).await?;
         Ok(())
     }
 
     pub async fn set_uia_client_params(&self, session_id: &str, client_params: &str) -> Result<()> {
-        sqlx::query("UPDATE ui_auth_sessions SET client_params = $1 WHERE session_id = $2")
-            .bind(client_params)
-            .bind(session_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE ui_auth_sessions SET client_params = $1 WHERE session_id = $2").bind(client_params).bind(session_id).execute(&self.pool).await?;
         Ok(())
     }
 

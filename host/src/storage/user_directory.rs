@@ -50,10 +50,7 @@ impl Storage {
 
     /// Whether the updater last saw the room as public; `None` for a room it has not seen.
     pub async fn user_directory_room_public(&self, room_id: &RoomId) -> Result<Option<bool>> {
-        let row = sqlx::query("SELECT is_public FROM user_directory_rooms WHERE room_id = $1")
-            .bind(room_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT is_public FROM user_directory_rooms WHERE room_id = $1").bind(room_id.as_str()).fetch_optional(&self.pool).await?;
         row.map(|row| super::flag(&row, "is_public")).transpose()
     }
 
@@ -90,14 +87,7 @@ impl Storage {
     /// A joined member: stores their profile and search words, and makes them
     /// visible through the room (to everyone when `public`, else to the room's
     /// local members, and the room's members to them when `local`).
-    pub async fn add_user_directory_member(
-        &self,
-        room_id: &RoomId,
-        entry: &DirectoryEntry,
-        words: &[String],
-        public: bool,
-        local: bool,
-    ) -> Result<()> {
+    pub async fn add_user_directory_member(&self, room_id: &RoomId, entry: &DirectoryEntry, words: &[String], public: bool, local: bool) -> Result<()> {
         let user_id = entry.user_id.as_str();
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -194,9 +184,7 @@ impl Storage {
         );
         for index in 0..rest.len() {
             let (low, high) = (5 + 2 * index, 6 + 2 * index);
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM user_directory_words w WHERE w.user_id = d.user_id AND w.word >= ${low} AND w.word < ${high})"
-            ));
+            sql.push_str(&format!(" AND EXISTS (SELECT 1 FROM user_directory_words w WHERE w.user_id = d.user_id AND w.word >= ${low} AND w.word < ${high})"));
         }
         sql.push_str(" LIMIT $2");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(searcher.as_str()).bind(cap);
@@ -207,8 +195,7 @@ impl Storage {
         rows.iter()
             .map(|row| {
                 Ok(DirectoryEntry {
-                    user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?)
-                        .map_err(|e| StorageError::corrupt("user_directory.user_id", e))?,
+                    user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?).map_err(|e| StorageError::corrupt("user_directory.user_id", e))?,
                     display_name: row.try_get("display_name")?,
                     avatar_url: row.try_get("avatar_url")?,
                 })

@@ -79,10 +79,8 @@ impl Storage {
 
     /// Whether an account with this id (ignoring case) exists, deactivated or not.
     pub async fn user_id_taken(&self, user_id: &UserId) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE lower(user_id) = lower($1)")
-            .bind(user_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE lower(user_id) = lower($1)").bind(user_id.as_str()).fetch_optional(&self.pool).await?;
         Ok(found.is_some())
     }
 
@@ -91,11 +89,7 @@ impl Storage {
     pub async fn set_password_hash(&self, user_id: &UserId, hash: &str, keep_only: Option<&DeviceId>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
-            .bind(hash)
-            .bind(user_id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2").bind(hash).bind(user_id.as_str()).execute(&mut *tx).await?;
         if let Some(keep) = keep_only {
             self.delete_devices_in(&mut tx, user_id, DeviceSelection::AllExcept(keep), &mut guards).await?;
         }
@@ -108,10 +102,7 @@ impl Storage {
     pub async fn deactivate_user(&self, user_id: &UserId) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
-        sqlx::query("UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1")
-            .bind(user_id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
         self.delete_devices_in(&mut tx, user_id, DeviceSelection::All, &mut guards).await?;
         tx.commit().await?;
         Ok(())

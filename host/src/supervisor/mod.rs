@@ -51,7 +51,8 @@ pub async fn run(plan: Plan, binary: &Path, run_dir: &Path, shutdown: impl Futur
     if let Some(pid) = read_pid(&pid_file).filter(|pid| *pid != std::process::id() && is_alive(*pid)) {
         return Err(SupervisorError::AlreadyRunning(pid));
     }
-    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|error| SupervisorError::Io(format!("cannot write {}", pid_file.display()), error))?;
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(|error| SupervisorError::Io(format!("cannot write {}", pid_file.display()), error))?;
 
     let mut running = Running::default();
     let started = start_all(&plan, binary, run_dir, &mut running);

@@ -98,9 +98,12 @@ impl Plan {
         }
 
         if let Some(router) = &shared.router {
-            let host = router.bind_addresses.first().map_or_else(|| "127.0.0.1".to_owned(), |address| {
-                if address.is_unspecified() { "127.0.0.1".to_owned() } else { address.to_string() }
-            });
+            let host = router.bind_addresses.first().map_or_else(
+                || "127.0.0.1".to_owned(),
+                |address| {
+                    if address.is_unspecified() { "127.0.0.1".to_owned() } else { address.to_string() }
+                },
+            );
             let mut args: Vec<OsString> = vec!["router".into()];
             for file in &layout.shared {
                 args.push("-c".into());
@@ -133,11 +136,8 @@ fn run_args(files: &[PathBuf]) -> Vec<OsString> {
 fn worker_files(dir: Option<&Path>) -> Result<Vec<PathBuf>, SupervisorError> {
     let Some(dir) = dir else { return Ok(Vec::new()) };
     let entries = std::fs::read_dir(dir).map_err(|error| SupervisorError::Plan(format!("cannot read {}: {error}", dir.display())))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|extension| extension == "toml")).collect();
     files.sort();
     Ok(files)
 }

@@ -74,7 +74,8 @@ mod tests {
 
     #[test]
     fn only_the_listed_fields_are_kept() {
-        let event = json!({"type": "m.room.message", "sender": "@a:x", "content": {"body": "hi", "msgtype": "m.text", "m.relates_to": {"rel_type": "m.thread"}}});
+        let event =
+            json!({"type": "m.room.message", "sender": "@a:x", "content": {"body": "hi", "msgtype": "m.text", "m.relates_to": {"rel_type": "m.thread"}}});
         let fields = ["type".to_owned(), "content.body".to_owned(), r"content.m\.relates_to".to_owned(), "content.missing".to_owned()];
         assert_eq!(only_fields(&event, &fields), json!({"type": "m.room.message", "content": {"body": "hi", "m.relates_to": {"rel_type": "m.thread"}}}));
     }

@@ -33,8 +33,7 @@ pub fn glob_matches(pattern: &str, value: &str) -> bool {
 }
 
 fn types_allow(types: Option<&[String]>, not_types: &[String], kind: &str) -> bool {
-    types.is_none_or(|types| types.iter().any(|pattern| glob_matches(pattern, kind)))
-        && !not_types.iter().any(|pattern| glob_matches(pattern, kind))
+    types.is_none_or(|types| types.iter().any(|pattern| glob_matches(pattern, kind))) && !not_types.iter().any(|pattern| glob_matches(pattern, kind))
 }
 
 fn listed_allow<T: AsRef<str>>(wanted: Option<&[T]>, unwanted: &[T], value: &str) -> bool {

@@ -162,11 +162,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
                 room.knock_state.events = rooms::stripped_state(services, &room_id, user_id, at).await?;
                 response.rooms.knock.insert(room_id, room);
             }
-            "leave" | "ban"
-                if changed_since_last
-                    && (since.is_some() || options.include_leave)
-                    && !storage.room_forgotten(user_id, &room_id).await? =>
-            {
+            "leave" | "ban" if changed_since_last && (since.is_some() || options.include_leave) && !storage.room_forgotten(user_id, &room_id).await? => {
                 // What changed since the client last synced, as for joined rooms; all of it on an initial sync.
                 let full = since.is_none() || options.full_state;
                 let rooms::RoomDelta { timeline, state, .. } = rooms::timeline_and_state(services, &room_id, user_id, since, at, options, full).await?;
@@ -219,8 +215,7 @@ async fn joined_room(
     let rooms::RoomDelta { timeline, state, memberships_changed } =
         rooms::timeline_and_state(services, room_id, user_id, since_for_room, now, options, new_to_client).await?;
     let room_filter = &options.filter.room;
-    let mut ephemeral =
-        user_data::ephemeral(services, room_id, user_id, context.since_token, context.positions, new_to_client, &room_filter.ephemeral).await?;
+    let mut ephemeral = user_data::ephemeral(services, room_id, user_id, context.since_token, context.positions, new_to_client, &room_filter.ephemeral).await?;
     if let Some(limit) = filter::limit_of(room_filter.ephemeral.limit) {
         ephemeral.truncate(limit);
     }
@@ -253,7 +248,13 @@ async fn joined_room(
 
 /// Whether the user's invite to `room_id` (their member event at `at`) came
 /// from someone they ignore: such invites are not shown, as the spec asks.
-async fn invited_by_ignored(storage: &crate::storage::Storage, room_id: &ruma::RoomId, user_id: &UserId, at: i64, options: &SyncOptions) -> Result<bool, StorageError> {
+async fn invited_by_ignored(
+    storage: &crate::storage::Storage,
+    room_id: &ruma::RoomId,
+    user_id: &UserId,
+    at: i64,
+    options: &SyncOptions,
+) -> Result<bool, StorageError> {
     if options.ignored_users.is_empty() {
         return Ok(false);
     }

@@ -119,8 +119,5 @@ impl Notifier {
 }
 
 fn snapshot(by_writer: &[Vec<i64>; Stream::COUNT]) -> Positions {
-    Positions {
-        mins: std::array::from_fn(|index| by_writer[index].iter().copied().min().unwrap_or(0)),
-        events: by_writer[Stream::Events.index()].clone(),
-    }
+    Positions { mins: std::array::from_fn(|index| by_writer[index].iter().copied().min().unwrap_or(0)), events: by_writer[Stream::Events.index()].clone() }
 }

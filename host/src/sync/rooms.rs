@@ -15,7 +15,7 @@ use ruma::{
 use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, filter};
 use crate::{
     json::raw,
-    rooms::{pdu, aggregations::Aggregations, txn_ids::TransactionIds, visibility::Visibility},
+    rooms::{aggregations::Aggregations, pdu, txn_ids::TransactionIds, visibility::Visibility},
     services::Services,
     storage::{StorageError, StoredEvent},
 };
@@ -117,12 +117,8 @@ pub(super) async fn timeline_and_state(
         wanted.insert(user_id.as_str());
         let is_wanted_member = |event: &StoredEvent| event.state_key.as_deref().is_some_and(|key| wanted.contains(key));
         state_events.retain(|event| event.kind != "m.room.member" || is_wanted_member(event));
-        let mut have: HashSet<String> = state_events
-            .iter()
-            .chain(visible.iter())
-            .filter(|event| event.kind == "m.room.member")
-            .filter_map(|event| event.state_key.clone())
-            .collect();
+        let mut have: HashSet<String> =
+            state_events.iter().chain(visible.iter()).filter(|event| event.kind == "m.room.member").filter_map(|event| event.state_key.clone()).collect();
         if !full {
             // Senders the client may not know yet: their membership before the timeline.
             have.insert(user_id.to_string());
@@ -130,9 +126,9 @@ pub(super) async fn timeline_and_state(
         let missing: Vec<&str> = wanted.iter().copied().filter(|sender| !have.contains(*sender)).collect();
         if !missing.is_empty() {
             let before = storage.state_at(room_id, timeline_start).await?;
-            state_events.extend(before.into_iter().filter(|event| {
-                event.kind == "m.room.member" && event.state_key.as_deref().is_some_and(|key| missing.contains(&key))
-            }));
+            state_events.extend(
+                before.into_iter().filter(|event| event.kind == "m.room.member" && event.state_key.as_deref().is_some_and(|key| missing.contains(&key))),
+            );
             state_events.sort_by_key(|event| event.stream_ordering);
         }
     }
@@ -149,10 +145,8 @@ pub(super) async fn timeline_and_state(
 pub(super) async fn stripped_state<T>(services: &Services, room_id: &RoomId, user_id: &UserId, at: i64) -> Result<Vec<Raw<T>>, StorageError> {
     let state = services.storage.state_at(room_id, at).await?;
     // The user's own member event, and (as Synapse) that of whoever invited them.
-    let inviter = state
-        .iter()
-        .find(|event| event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str()))
-        .map(|own| own.sender.to_string());
+    let inviter =
+        state.iter().find(|event| event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str())).map(|own| own.sender.to_string());
     let wanted_member = |key: Option<&str>| key == Some(user_id.as_str()) || (key.is_some() && key.map(str::to_owned) == inviter);
     Ok(state
         .iter()
@@ -171,4 +165,3 @@ fn latest_per_key(events: Vec<StoredEvent>) -> Vec<StoredEvent> {
     events.sort_by_key(|event| event.stream_ordering);
     events
 }
-

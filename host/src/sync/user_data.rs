@@ -8,7 +8,10 @@ use ruma::{
     DeviceId, OneTimeKeyAlgorithm, OwnedEventId, RoomId, UInt, UserId,
     api::client::{
         filter::{Filter, RoomEventFilter},
-        sync::sync_events::{UnreadNotificationsCount, v3::{JoinedRoom, Response}},
+        sync::sync_events::{
+            UnreadNotificationsCount,
+            v3::{JoinedRoom, Response},
+        },
     },
     serde::Raw,
 };
@@ -49,7 +52,11 @@ pub(super) async fn ephemeral<T>(
     }
     let receipts_since = if new_to_client { 0 } else { since.receipts.min };
     let receipts_upto = positions.get(Stream::Receipts);
-    let receipts = if receipts_since < receipts_upto && wanted("m.receipt") { services.storage.receipts_between(room_id, receipts_since, receipts_upto).await? } else { Vec::new() };
+    let receipts = if receipts_since < receipts_upto && wanted("m.receipt") {
+        services.storage.receipts_between(room_id, receipts_since, receipts_upto).await?
+    } else {
+        Vec::new()
+    };
     let mut content = serde_json::Map::new();
     for receipt in receipts {
         if receipt.receipt_type == "m.read.private" && receipt.user_id != user_id.as_str() {
@@ -106,8 +113,7 @@ pub(super) async fn presence(
     }
     let sharing = services.storage.users_sharing_rooms_with(user_id).await?;
     let wanted = |row: &&PresenceRow| {
-        sharing.contains(&row.user_id)
-            && UserId::parse(&row.user_id).is_ok_and(|sender| super::filter::item_matches(filter, "m.presence", Some(&sender)))
+        sharing.contains(&row.user_id) && UserId::parse(&row.user_id).is_ok_and(|sender| super::filter::item_matches(filter, "m.presence", Some(&sender)))
     };
     let limit = super::filter::limit_of(filter.limit).unwrap_or(usize::MAX);
     response.presence.events = rows.iter().filter(wanted).take(limit).map(|row| raw(&presence_event(row, now_ms()))).collect();

@@ -33,7 +33,8 @@ async fn assert_failure(plugin: &TestPlugin, name: &str, reason: &str) {
     assert_eq!(failure.reason(), reason, "{failure}");
     let after = metric("weft_plugin_failures_total", &[&format!("plugin=\"{name}\""), &format!("reason=\"{reason}\"")]).unwrap_or(0.0);
     assert_eq!(after, before + 1.0, "one failure counted");
-    let logged: Vec<_> = capture::lines(name).into_iter().filter(|l| l.text.contains(&format!("reason={reason}")) || l.text.contains(&format!("reason=\"{reason}\""))).collect();
+    let logged: Vec<_> =
+        capture::lines(name).into_iter().filter(|l| l.text.contains(&format!("reason={reason}")) || l.text.contains(&format!("reason=\"{reason}\""))).collect();
     assert!(!logged.is_empty(), "a log line with reason {reason}: {:?}", capture::lines(name));
     assert!(logged.iter().all(|l| l.level == tracing::Level::WARN));
 
@@ -131,14 +132,7 @@ async fn ordinary_calls_are_unaffected_by_a_runaway_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_keeps_failing_is_switched_off_and_retried() {
     capture::install();
-    let plugin = Testkit::new(guest("misbehave"))
-        .name("adv-switch")
-        .config(json!({"mode": "panic"}))
-        .disable_after(3, 1)
-        .limits(quick())
-        .load()
-        .await
-        .unwrap();
+    let plugin = Testkit::new(guest("misbehave")).name("adv-switch").config(json!({"mode": "panic"})).disable_after(3, 1).limits(quick()).load().await.unwrap();
     for _ in 0..3 {
         assert_eq!(plugin.call(message("x")).await.unwrap_err().reason(), "trap");
     }
@@ -158,14 +152,8 @@ async fn a_plugin_that_keeps_failing_is_switched_off_and_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_callback_is_switched_off_alone_and_only_its_own_trial_switches_it_back_on() {
     capture::install();
-    let plugin = Testkit::new(guest("misbehave"))
-        .name("adv-per-call")
-        .config(json!({"mode": "event-panics"}))
-        .disable_after(2, 1)
-        .limits(quick())
-        .load()
-        .await
-        .unwrap();
+    let plugin =
+        Testkit::new(guest("misbehave")).name("adv-per-call").config(json!({"mode": "event-panics"})).disable_after(2, 1).limits(quick()).load().await.unwrap();
     let login = || SpamCall::CheckLoginForSpam {
         user: "@a:example.org".try_into().unwrap(),
         device_id: None,

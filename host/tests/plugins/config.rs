@@ -48,7 +48,9 @@ fn paths_that_are_not_components_of_the_world_are_refused() {
 fn unknown_instances_bad_names_and_impossible_limits_are_refused_together() {
     let text = format!(
         "{}[[plugins]]\nname = \"p\"\npath = {:?}\n",
-        plugin("instances = [\"nowhere\"]\n[plugins.limits]\ntimeout_ms = 0\nmemory_mb = 100000\nfuel = 0\nmax_log_bytes = 0\n[plugins.capabilities]\nallowed_outbound_hosts = [\"ftp://x\"]"),
+        plugin(
+            "instances = [\"nowhere\"]\n[plugins.limits]\ntimeout_ms = 0\nmemory_mb = 100000\nfuel = 0\nmax_log_bytes = 0\n[plugins.capabilities]\nallowed_outbound_hosts = [\"ftp://x\"]"
+        ),
         guest("spam_rules").display().to_string()
     );
     let message = errors(&text);

@@ -6,11 +6,9 @@ use weft::plugins::egress::{Egress, is_public};
 
 #[test]
 fn entries_match_scheme_host_and_port() {
-    let egress = Egress::parse(
-        &["https://api.example.org".into(), "http://10.0.0.5:8080".into(), "https://*.cdn.example".into(), "internal.example:*".into()],
-        false,
-    )
-    .unwrap();
+    let egress =
+        Egress::parse(&["https://api.example.org".into(), "http://10.0.0.5:8080".into(), "https://*.cdn.example".into(), "internal.example:*".into()], false)
+            .unwrap();
     assert!(egress.check_url("https://api.example.org/v1?x=1").is_ok());
     assert!(egress.check_url("https://API.example.org:443/").is_ok());
     assert!(egress.check_url("http://api.example.org/").is_err(), "scheme differs");
@@ -29,7 +27,9 @@ fn entries_match_scheme_host_and_port() {
 
 #[test]
 fn private_and_special_addresses_are_refused_unless_allowed() {
-    for address in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+    for address in
+        ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"]
+    {
         let ip: IpAddr = address.parse().unwrap();
         assert!(!is_public(ip), "{address}");
         assert!(Egress::parse(&[], false).unwrap().check_address(ip).is_err());

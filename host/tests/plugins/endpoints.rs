@@ -99,11 +99,8 @@ async fn spam_rules_refuses_uploads_by_type_and_size_and_keeps_nothing(backend: 
 }
 
 async fn the_first_checker_that_does_not_allow_wins(backend: Backend) {
-    let config = format!(
-        "{}{}",
-        spam_rules("username_patterns = [\"^zed\"]\nregistration_action = \"shadow-ban\""),
-        misbehave("second", "registration = \"deny\"")
-    );
+    let config =
+        format!("{}{}", spam_rules("username_patterns = [\"^zed\"]\nregistration_action = \"shadow-ban\""), misbehave("second", "registration = \"deny\""));
     let server = TestServer::builder(backend).config(&config).start().await;
     // spam-rules shadow-bans `zed...` first: the second checker is not asked.
     let (status, body) = register(&server, "zed1").await;

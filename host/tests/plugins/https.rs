@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use super::guest;
 use crate::support::{KillOnDrop, WEFT, free_port};
 
-
 fn openssl(args: &[&str], dir: &Path) -> Command {
     let mut command = Command::new("openssl");
     command.args(args).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());

@@ -36,9 +36,10 @@ pub fn guest(crate_name: &str) -> PathBuf {
     }
     candidates.push(root.join("host/tests/plugins/guests").join(crate_name).join("target").join(&file));
     candidates.push(root.join("plugins").join(crate_name.replace('_', "-")).join("target").join(&file));
-    candidates.into_iter().find(|path| path.exists()).unwrap_or_else(|| {
-        panic!("{file} is not built: run tests/run.sh (it builds the guests with `cargo build --release --target wasm32-wasip2`)")
-    })
+    candidates
+        .into_iter()
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("{file} is not built: run tests/run.sh (it builds the guests with `cargo build --release --target wasm32-wasip2`)"))
 }
 
 /// A message event for `check-event-for-spam`.

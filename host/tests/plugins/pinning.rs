@@ -92,11 +92,18 @@ async fn the_plugin_endpoint_needs_the_secret_runs_only_plugins_hosted_there_and
         ("worker2", "pin", "not json".to_owned(), 400, "M_NOT_JSON"),
         ("worker2", "pin", json!({"callback": "no-such-callback"}).to_string(), 400, "M_BAD_JSON"),
         ("worker2", "pin", json!({"callback": "check-event-for-spam"}).to_string(), 400, "M_BAD_JSON"),
-        ("worker2", "pin", serde_json::to_string(&weft::plugins::spam::SpamCall::UserMayJoinRoom {
-            user: "@a:example.org".try_into().unwrap(),
-            room: "!r:example.org".try_into().unwrap(),
-            is_invited: false,
-        }).unwrap(), 400, "M_BAD_JSON"),
+        (
+            "worker2",
+            "pin",
+            serde_json::to_string(&weft::plugins::spam::SpamCall::UserMayJoinRoom {
+                user: "@a:example.org".try_into().unwrap(),
+                room: "!r:example.org".try_into().unwrap(),
+                is_invited: false,
+            })
+            .unwrap(),
+            400,
+            "M_BAD_JSON",
+        ),
         ("worker2", "nope", spam.clone(), 404, "M_NOT_FOUND"),
         ("worker1", "pin", spam.clone(), 404, "M_NOT_FOUND"),
     ];

@@ -116,7 +116,9 @@ async fn a_malformed_answer_follows_on_error_for_both_policies() {
         let failure = plugin.call(message("x")).await.expect_err("a garbage errcode is malformed");
         assert_eq!(failure.reason(), "malformed");
         let chain = SpamCheckers::new(vec![plugin.plugin.clone()]);
-        let verdict = chain.check_event_for_spam(&SpamEvent::from_json(json!({"room_id": "!r:x", "sender": "@a:x", "type": "m.room.message", "content": {}})).unwrap()).await;
+        let verdict = chain
+            .check_event_for_spam(&SpamEvent::from_json(json!({"room_id": "!r:x", "sender": "@a:x", "type": "m.room.message", "content": {}})).unwrap())
+            .await;
         assert_eq!(matches!(verdict, SpamVerdict::Allow), on_error == OnError::FailOpen, "{verdict:?}");
     }
 }

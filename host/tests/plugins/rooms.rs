@@ -66,6 +66,7 @@ async fn events_past_the_size_limit_are_too_large_before_any_spam_check(backend:
         let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/org.example.big/{size}"), token, content).await;
         assert_eq!((status, errcode(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE"), "state event of {size}: {body}");
     }
-    let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/small"), token, json!({"msgtype": "m.text", "body": "hi"})).await;
+    let (status, _) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/small"), token, json!({"msgtype": "m.text", "body": "hi"})).await;
     assert_eq!(status, StatusCode::OK, "the checker still runs on ordinary events");
 }

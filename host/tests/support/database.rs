@@ -44,9 +44,9 @@ impl TestDb {
             Backend::Postgres => {
                 let name = unique("weft_test_");
                 let base = postgres_base_url();
-                let mut admin = PgConnection::connect(&format!("{base}/postgres")).await.expect(
-                    "PostgreSQL must be reachable at WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432); run tests/run.sh",
-                );
+                let mut admin = PgConnection::connect(&format!("{base}/postgres"))
+                    .await
+                    .expect("PostgreSQL must be reachable at WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432); run tests/run.sh");
                 admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await.expect("create test database");
                 let url = format!("{base}/{name}");
                 let parsed: http::Uri = base.parse().expect("WEFT_TEST_POSTGRES_URL is a URL");
@@ -64,12 +64,7 @@ impl TestDb {
 
     /// Stands in for a database moved elsewhere; owns nothing.
     pub fn placeholder() -> Self {
-        Self {
-            config_toml: String::new(),
-            url: String::new(),
-            dir: tempfile::tempdir().expect("temporary directory"),
-            postgres_name: None,
-        }
+        Self { config_toml: String::new(), url: String::new(), dir: tempfile::tempdir().expect("temporary directory"), postgres_name: None }
     }
 
     /// A migrated storage on this database, writing as `instance`.

@@ -27,10 +27,7 @@ pub fn free_port() -> u16 {
 
 /// The first port the kernel hands out to outgoing connections.
 fn ephemeral_range_start() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok().and_then(|range| range.split_whitespace().next()?.parse().ok()).unwrap_or(32_768)
 }
 
 /// A child process killed (and reaped) when the test ends, passed or not.

@@ -102,13 +102,8 @@ impl TestServer {
 
     /// Registers through the dummy flow and returns the new session.
     pub async fn register(&self, localpart: &str, password: &str) -> Session {
-        let (status, body) = self
-            .post(
-                "/_matrix/client/v3/register",
-                None,
-                json!({"username": localpart, "password": password, "auth": {"type": "m.login.dummy"}}),
-            )
-            .await;
+        let (status, body) =
+            self.post("/_matrix/client/v3/register", None, json!({"username": localpart, "password": password, "auth": {"type": "m.login.dummy"}})).await;
         assert_eq!(status, StatusCode::OK, "register {localpart}: {body}");
         session(&body)
     }

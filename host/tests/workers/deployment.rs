@@ -9,8 +9,8 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::support::{WEFT, free_port};
 use crate::support::{Backend, TestDb, unique};
+use crate::support::{WEFT, free_port};
 
 pub const SECRET: &str = "test-replication-secret";
 
@@ -182,8 +182,7 @@ impl Deployment {
     /// Starts `weft router` on the shared configuration; returns its base URL.
     pub async fn start_router(&mut self) -> String {
         let log = std::fs::File::create(self.dir.path().join("router.log")).unwrap();
-        let child =
-            Command::new(WEFT).args(["router", "-c"]).arg(&self.shared).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("weft starts");
+        let child = Command::new(WEFT).args(["router", "-c"]).arg(&self.shared).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("weft starts");
         self.router = Some(child);
         let base = format!("http://127.0.0.1:{}", self.router_port);
         let deadline = Instant::now() + Duration::from_secs(60);

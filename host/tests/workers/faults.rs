@@ -140,10 +140,7 @@ async fn a_persister_killed_under_load_loses_no_acknowledged_event_and_other_roo
 
     let (doomed_acked, _) = doomed.await.unwrap();
     let (steady_acked, steady_times) = steady.await.unwrap();
-    assert!(
-        steady_times.iter().any(|t| *t > killed_at && *t < restarted_at),
-        "the other persister's room kept working while persister2 was down"
-    );
+    assert!(steady_times.iter().any(|t| *t > killed_at && *t < restarted_at), "the other persister's room kept working while persister2 was down");
     assert_eq!(steady_acked.len(), 120);
 
     for (room, acknowledged) in [(&doomed_room, &doomed_acked), (&steady_room, &steady_acked)] {

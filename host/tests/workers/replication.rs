@@ -144,7 +144,8 @@ async fn the_replication_listener_refuses_a_missing_or_wrong_secret_and_does_not
     let (_, messages) = d.call("worker1", "GET", &format!("/_matrix/client/v3/rooms/{room}/messages?dir=b"), Some(&alice), None).await;
     assert!(!messages.to_string().contains("sneaky"));
     // The client listener does not serve the replication resource at all.
-    let on_client = d.http.get(format!("{}/_weft/replication/v1/positions", d.client_url("worker1"))).bearer_auth(super::deployment::SECRET).send().await.unwrap();
+    let on_client =
+        d.http.get(format!("{}/_weft/replication/v1/positions", d.client_url("worker1"))).bearer_auth(super::deployment::SECRET).send().await.unwrap();
     assert_eq!(on_client.status(), 404);
 }
 
@@ -192,11 +193,13 @@ fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
         weft::replication::follows_event_rows(&config)
     };
     assert!(follows(root.join("main.toml")), "main");
-    for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", false)] {
+    for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", false)]
+    {
         assert_eq!(follows(root.join(format!("workers/{worker}.toml"))), expected, "{worker}");
     }
     // With every room on persister1, persister2 still serves `event_sending`
     // but only forwards: it learns positions from persister1's replies.
-    let one_persister = weft::config::load_files(&[root.join("shared.toml"), root.join("bench-one-persister.toml"), root.join("workers/persister2.toml")]).unwrap();
+    let one_persister =
+        weft::config::load_files(&[root.join("shared.toml"), root.join("bench-one-persister.toml"), root.join("workers/persister2.toml")]).unwrap();
     assert!(!weft::replication::follows_event_rows(&one_persister), "a persister2 that only forwards");
 }

@@ -76,8 +76,7 @@ fn pid_of(run: &Path, name: &str) -> Option<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+    Path::new(&format!("/proc/{pid}")).exists() && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
 
 fn supervise(dir: &Path, action: &str) -> std::process::Output {
@@ -91,13 +90,8 @@ async fn supervise_starts_restarts_and_stops_a_deployment() {
     let dir = tempfile::tempdir().unwrap();
     let (router_port, metrics_port) = write_deployment(dir.path(), &db, &redis);
     let run = dir.path().join("run");
-    let mut supervisor = Command::new(WEFT)
-        .args(["supervise", "-c"])
-        .arg(dir.path().join("shared.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut supervisor =
+        Command::new(WEFT).args(["supervise", "-c"]).arg(dir.path().join("shared.toml")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
     let base = format!("http://127.0.0.1:{router_port}");
     let log_of = |name: &str| std::fs::read_to_string(run.join(format!("{name}.log"))).unwrap_or_default();
@@ -130,7 +124,8 @@ async fn supervise_starts_restarts_and_stops_a_deployment() {
     let (status, room) = call(reqwest::Method::POST, "/createRoom".into(), Some(json!({}))).await;
     assert_eq!(status, 200, "{room}");
     let room = room["room_id"].as_str().unwrap().to_owned();
-    let (status, body) = call(reqwest::Method::PUT, format!("/rooms/{room}/send/m.room.message/t1"), Some(json!({"msgtype": "m.text", "body": "supervised"}))).await;
+    let (status, body) =
+        call(reqwest::Method::PUT, format!("/rooms/{room}/send/m.room.message/t1"), Some(json!({"msgtype": "m.text", "body": "supervised"}))).await;
     assert_eq!(status, 200, "{body}");
     let (status, sync) = call(reqwest::Method::GET, "/sync?timeout=0".into(), None).await;
     assert_eq!(status, 200, "{sync}");
@@ -140,7 +135,9 @@ async fn supervise_starts_restarts_and_stops_a_deployment() {
     // sync1 applied persister1's rows: its /metrics shows the lag it saw.
     let metrics = http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
-        metrics.lines().any(|line| line.starts_with("weft_replication_lag_seconds_count{") && line.contains("stream=\"events\"") && line.contains("writer=\"persister1\"")),
+        metrics.lines().any(|line| line.starts_with("weft_replication_lag_seconds_count{")
+            && line.contains("stream=\"events\"")
+            && line.contains("writer=\"persister1\"")),
         "{metrics}"
     );
     assert!(metrics.contains("weft_replication_position{"), "{metrics}");
@@ -196,7 +193,13 @@ fn the_example_deployment_passes_check_config() {
                 command.arg("-c").arg(root.join(extra));
             }
             let output = command.arg("-c").arg(&file).output().unwrap();
-            assert!(output.status.success(), "{} with {overlay:?}: {}{}", file.display(), String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "{} with {overlay:?}: {}{}",
+                file.display(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
     }
 }

@@ -40,7 +40,11 @@ fn each_worker_misconfiguration_is_refused_with_its_reason() {
 fn workers_need_postgres_a_secret_redis_and_main_in_the_instance_map() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, "server_name = \"example.org\"\nworker_name = \"worker1\"\nworker_listeners = [{ port = 8081, resources = [{ names = [\"client\"] }] }]\n").unwrap();
+    std::fs::write(
+        &path,
+        "server_name = \"example.org\"\nworker_name = \"worker1\"\nworker_listeners = [{ port = 8081, resources = [{ names = [\"client\"] }] }]\n",
+    )
+    .unwrap();
     let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&path).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());

@@ -14,8 +14,7 @@ use weft_plugin_testkit::{
 fn spam_rules() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let file = "wasm32-wasip2/release/spam_rules.wasm";
-    let candidates =
-        [std::env::var_os("CARGO_TARGET_DIR").map(|dir| PathBuf::from(dir).join(file)), Some(root.join("plugins/spam-rules/target").join(file))];
+    let candidates = [std::env::var_os("CARGO_TARGET_DIR").map(|dir| PathBuf::from(dir).join(file)), Some(root.join("plugins/spam-rules/target").join(file))];
     candidates.into_iter().flatten().find(|p| p.exists()).expect("spam_rules.wasm is built (tests/run.sh)")
 }
 
@@ -88,7 +87,8 @@ async fn blocked_users_and_servers() {
     let plugin = rules(json!({"blocked_users": ["@spammer:example.org"], "blocked_servers": ["evil.example"]})).await;
     for sender in ["@spammer:example.org", "@anyone:evil.example"] {
         assert!(rejected(plugin.call(SpamCall::CheckEventForSpam { event: event(sender, "hi") }).await.unwrap()).is_some(), "{sender}");
-        let login = SpamCall::CheckLoginForSpam { user: uid(sender), device_id: None, initial_display_name: None, request_info: vec![], auth_provider_id: None };
+        let login =
+            SpamCall::CheckLoginForSpam { user: uid(sender), device_id: None, initial_display_name: None, request_info: vec![], auth_provider_id: None };
         assert!(rejected(plugin.call(login).await.unwrap()).is_some());
     }
     let drop = |sender: &str| SpamCall::ShouldDropFederatedEvent { event: event(sender, "hi") };
@@ -99,11 +99,8 @@ async fn blocked_users_and_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_policies() {
-    let invite = |inviter: &str, invitee: &str| SpamCall::UserMayInvite {
-        inviter: uid(inviter),
-        invitee: uid(invitee),
-        room: "!r:example.org".try_into().unwrap(),
-    };
+    let invite =
+        |inviter: &str, invitee: &str| SpamCall::UserMayInvite { inviter: uid(inviter), invitee: uid(invitee), room: "!r:example.org".try_into().unwrap() };
     let same = rules(json!({"invites": "same-server"})).await;
     assert!(same.call(invite("@a:example.org", "@b:example.org")).await.unwrap().allows());
     assert!(!same.call(invite("@a:example.org", "@b:other.example")).await.unwrap().allows());
@@ -170,14 +167,16 @@ async fn every_callback_is_reachable_and_allows_without_rules() {
     let room_id = || "!r:example.org".try_into().unwrap();
     let join = SpamCall::UserMayJoinRoom { user: uid("@a:example.org"), room: room_id(), is_invited: true };
     assert!(plugin.call(join).await.unwrap().allows());
-    let third_party = SpamCall::UserMaySend3pidInvite { inviter: uid("@a:example.org"), medium: "email".into(), address: "b@example.org".into(), room: room_id() };
+    let third_party =
+        SpamCall::UserMaySend3pidInvite { inviter: uid("@a:example.org"), medium: "email".into(), address: "b@example.org".into(), room: room_id() };
     assert!(plugin.call(third_party).await.unwrap().allows());
     let invite = SpamEvent::from_json(json!({"room_id": "!r:example.org", "sender": "@a:remote.example", "type": "m.room.member", "state_key": "@b:example.org", "content": {"membership": "invite"}})).unwrap();
     assert!(plugin.call(SpamCall::FederatedUserMayInvite { event: invite.clone() }).await.unwrap().allows());
     let strict = rules(json!({"invites": "same-server", "blocked_servers": ["remote.example"]})).await;
     assert!(!strict.call(SpamCall::FederatedUserMayInvite { event: invite }).await.unwrap().allows());
     let nobody = rules(json!({"invites": "nobody"})).await;
-    let third_party = SpamCall::UserMaySend3pidInvite { inviter: uid("@a:example.org"), medium: "email".into(), address: "b@example.org".into(), room: room_id() };
+    let third_party =
+        SpamCall::UserMaySend3pidInvite { inviter: uid("@a:example.org"), medium: "email".into(), address: "b@example.org".into(), room: room_id() };
     assert!(!nobody.call(third_party).await.unwrap().allows());
     let alias = SpamCall::UserMayCreateRoomAlias { user: uid("@a:example.org"), alias: "#a:example.org".try_into().unwrap() };
     assert!(plugin.call(alias).await.unwrap().allows());

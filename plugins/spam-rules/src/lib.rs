@@ -133,11 +133,7 @@ impl SpamChecker for SpamRules {
         if let Some(verdict) = self.blocked_sender(user) {
             return verdict;
         }
-        if self.room_creators.is_empty() || listed(&self.room_creators, user) {
-            Verdict::Allow
-        } else {
-            self.reject("You may not create rooms on this server")
-        }
+        if self.room_creators.is_empty() || listed(&self.room_creators, user) { Verdict::Allow } else { self.reject("You may not create rooms on this server") }
     }
 
     fn user_may_create_room_alias(&self, user: &str, _alias: &str) -> Verdict {
@@ -155,7 +151,14 @@ impl SpamChecker for SpamRules {
         }
     }
 
-    fn user_may_send_state_event(&self, user: &str, _room: &str, _event_type: &str, _state_key: &str, _content: &weft_plugin_sdk::serde_json::Value) -> Verdict {
+    fn user_may_send_state_event(
+        &self,
+        user: &str,
+        _room: &str,
+        _event_type: &str,
+        _state_key: &str,
+        _content: &weft_plugin_sdk::serde_json::Value,
+    ) -> Verdict {
         self.blocked_sender(user).unwrap_or_default()
     }
 
@@ -267,9 +270,7 @@ impl Patterns {
         let lowercase = OnceCell::new();
         let index = matchers.iter().position(|matcher| match matcher {
             Matcher::Literal { text: literal, ignore_case: false } => text.contains(literal.as_str()),
-            Matcher::Literal { text: literal, ignore_case: true } => {
-                lowercase.get_or_init(|| text.to_lowercase()).contains(literal.as_str())
-            }
+            Matcher::Literal { text: literal, ignore_case: true } => lowercase.get_or_init(|| text.to_lowercase()).contains(literal.as_str()),
             Matcher::Regex(regex) => regex.is_match(text),
             Matcher::Invalid => false,
         })?;

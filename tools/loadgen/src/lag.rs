@@ -42,9 +42,7 @@ impl LagSnapshot {
         for line in exposition.lines() {
             let Some(rest) = line.strip_prefix("weft_replication_lag_seconds_bucket{") else { continue };
             let Some((labels, value)) = rest.split_once("} ") else { continue };
-            let (Some(stream), Some(bound), Ok(count)) =
-                (label(labels, "stream"), label(labels, "le").and_then(bound_key), value.trim().parse::<f64>())
-            else {
+            let (Some(stream), Some(bound), Ok(count)) = (label(labels, "stream"), label(labels, "le").and_then(bound_key), value.trim().parse::<f64>()) else {
                 continue;
             };
             *self.streams.entry(stream.to_owned()).or_default().entry(bound).or_default() += count;
@@ -58,10 +56,8 @@ impl LagSnapshot {
         }
         for (stream, buckets) in &self.streams {
             let earlier = before.streams.get(stream);
-            let delta: Vec<(u64, f64)> = buckets
-                .iter()
-                .map(|(bound, count)| (*bound, count - earlier.and_then(|e| e.get(bound)).copied().unwrap_or(0.0)))
-                .collect();
+            let delta: Vec<(u64, f64)> =
+                buckets.iter().map(|(bound, count)| (*bound, count - earlier.and_then(|e| e.get(bound)).copied().unwrap_or(0.0))).collect();
             let total = delta.last().map_or(0.0, |(_, count)| *count);
             if total <= 0.0 {
                 continue;

@@ -238,7 +238,12 @@ async fn send(client: Arc<Client>, run: &str, users: usize, rooms: usize, concur
         task.await?;
     }
     let count = sent.load(Ordering::Relaxed);
-    println!("throughput: {:.0} messages/s ({count} in {:.1}s, {} failed)", count as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64(), failures.load(Ordering::Relaxed));
+    println!(
+        "throughput: {:.0} messages/s ({count} in {:.1}s, {} failed)",
+        count as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        failures.load(Ordering::Relaxed)
+    );
     report("send latency", std::mem::take(&mut *latencies.lock().await));
     client.report_lag(lag_before, lag_after);
     Ok(())

@@ -8,7 +8,10 @@ mod reports;
 
 pub use register::compute_mac;
 
-use super::{auth::Sender, error::{ApiError, ApiResult}};
+use super::{
+    auth::Sender,
+    error::{ApiError, ApiResult},
+};
 
 /// Endpoints of the admin API other than registration are for server admins.
 fn require_admin(sender: &Sender) -> ApiResult<()> {

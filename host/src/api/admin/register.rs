@@ -116,13 +116,8 @@ pub async fn register(state: AppState, request: Ruma<shared_secret::Request>) ->
     let user_id = validate_new_localpart(&state, &body.username.to_lowercase())?;
     let password_hash = password::hash(&body.password).await;
     let session = IssuedSession::new(None);
-    let user = NewUser {
-        user_id: &user_id,
-        password_hash: Some(&password_hash),
-        admin: body.admin,
-        shadow_banned: false,
-        user_type: body.user_type.as_deref(),
-    };
+    let user =
+        NewUser { user_id: &user_id, password_hash: Some(&password_hash), admin: body.admin, shadow_banned: false, user_type: body.user_type.as_deref() };
     state.storage.create_user(user, Some(session.to_store(None, &request.client_addr))).await.map_err(|error| match error {
         StorageError::Conflict => ApiError::user_in_use(),
         other => other.into(),
@@ -132,12 +127,7 @@ pub async fn register(state: AppState, request: Ruma<shared_secret::Request>) ->
         state.storage.set_profile_field(&user_id, "displayname", &serde_json::Value::String(name.to_owned())).await?;
     }
     tracing::info!(user_id = %user_id, admin = body.admin, "registered a user with the shared secret");
-    Ok(shared_secret::Response {
-        user_id,
-        access_token: session.access_token,
-        device_id: session.device_id,
-        home_server: state.server_name.clone(),
-    })
+    Ok(shared_secret::Response { user_id, access_token: session.access_token, device_id: session.device_id, home_server: state.server_name.clone() })
 }
 
 fn disabled() -> ApiError {

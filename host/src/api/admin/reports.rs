@@ -3,10 +3,7 @@
 //! `limit`, with `next_token` and `total` as Synapse gives them.
 
 use crate::{
-    api::{
-        error::ApiResult,
-        ruma_route::Ruma,
-    },
+    api::{error::ApiResult, ruma_route::Ruma},
     services::AppState,
 };
 

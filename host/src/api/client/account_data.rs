@@ -18,12 +18,12 @@ use ruma::{
 use serde_json::{Value, json};
 
 use crate::{
-    json::raw,
     api::{
         auth::Sender,
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
+    json::raw,
     services::AppState,
     storage::Stream,
 };
@@ -49,7 +49,6 @@ fn settable(kind: &str) -> ApiResult<()> {
 fn object<T>(data: &Raw<T>) -> ApiResult<Value> {
     crate::json::object_of(data).map(Value::Object).ok_or_else(|| ApiError::bad_json("Content must be a JSON object"))
 }
-
 
 pub async fn set_global(state: AppState, request: Ruma<set_global_account_data::v3::Request>) -> ApiResult<set_global_account_data::v3::Response> {
     let sender = request.sender()?;
@@ -90,11 +89,8 @@ pub async fn get_room(state: AppState, request: Ruma<get_room_account_data::v3::
     let sender = request.sender()?;
     own(sender, &request.body.user_id)?;
     let kind = request.body.event_type.to_string();
-    let content = state
-        .storage
-        .account_data(&sender.user_id, Some(&request.body.room_id), &kind)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Account data not found"))?;
+    let content =
+        state.storage.account_data(&sender.user_id, Some(&request.body.room_id), &kind).await?.ok_or_else(|| ApiError::not_found("Account data not found"))?;
     Ok(get_room_account_data::v3::Response::new(raw(&content)))
 }
 

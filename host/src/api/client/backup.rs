@@ -14,10 +14,9 @@ use std::collections::BTreeMap;
 use ruma::{
     OwnedRoomId, RoomId, UInt, UserId,
     api::client::backup::{
-        BackupAlgorithm, KeyBackupData, RoomKeyBackup, add_backup_keys, add_backup_keys_for_room, add_backup_keys_for_session,
-        create_backup_version, delete_backup_keys, delete_backup_keys_for_room, delete_backup_keys_for_session, delete_backup_version,
-        get_backup_info, get_backup_keys, get_backup_keys_for_room, get_backup_keys_for_session, get_latest_backup_info,
-        update_backup_version,
+        BackupAlgorithm, KeyBackupData, RoomKeyBackup, add_backup_keys, add_backup_keys_for_room, add_backup_keys_for_session, create_backup_version,
+        delete_backup_keys, delete_backup_keys_for_room, delete_backup_keys_for_session, delete_backup_version, get_backup_info, get_backup_keys,
+        get_backup_keys_for_room, get_backup_keys_for_session, get_latest_backup_info, update_backup_version,
     },
     serde::{JsonObject, Raw},
 };
@@ -116,56 +115,34 @@ fn key_json(key: &BackupKey) -> ApiResult<Raw<KeyBackupData>> {
 
 fn algorithm_json(version: &BackupVersion) -> ApiResult<Raw<BackupAlgorithm>> {
     let auth_data = RawValue::from_string(version.auth_data.clone()).map_err(|_| ApiError::internal())?;
-    to_raw_value(&AlgorithmJson { algorithm: &version.algorithm, auth_data: &auth_data })
-        .map(Raw::from_json)
-        .map_err(|_| ApiError::internal())
+    to_raw_value(&AlgorithmJson { algorithm: &version.algorithm, auth_data: &auth_data }).map(Raw::from_json).map_err(|_| ApiError::internal())
 }
 
 fn count(count: i64) -> UInt {
     UInt::try_from(count).unwrap_or_default()
 }
 
-pub async fn create_version(
-    state: AppState,
-    request: Ruma<create_backup_version::v3::Request>,
-) -> ApiResult<create_backup_version::v3::Response> {
+pub async fn create_version(state: AppState, request: Ruma<create_backup_version::v3::Request>) -> ApiResult<create_backup_version::v3::Response> {
     let sender = request.sender()?;
     let (body, auth_data) = parse_version_body(&request.body.algorithm)?;
     let version = state.storage.create_backup_version(&sender.user_id, &body.algorithm, &auth_data).await?;
     Ok(create_backup_version::v3::Response::new(version.to_string()))
 }
 
-pub async fn latest_version(
-    state: AppState,
-    request: Ruma<get_latest_backup_info::v3::Request>,
-) -> ApiResult<get_latest_backup_info::v3::Response> {
+pub async fn latest_version(state: AppState, request: Ruma<get_latest_backup_info::v3::Request>) -> ApiResult<get_latest_backup_info::v3::Response> {
     let sender = request.sender()?;
-    let version =
-        state.storage.backup_version(&sender.user_id, None).await?.ok_or_else(|| ApiError::not_found("No current backup version"))?;
-    Ok(get_latest_backup_info::v3::Response::new(
-        algorithm_json(&version)?,
-        count(version.count),
-        version.etag.to_string(),
-        version.version.to_string(),
-    ))
+    let version = state.storage.backup_version(&sender.user_id, None).await?.ok_or_else(|| ApiError::not_found("No current backup version"))?;
+    Ok(get_latest_backup_info::v3::Response::new(algorithm_json(&version)?, count(version.count), version.etag.to_string(), version.version.to_string()))
 }
 
 pub async fn get_version(state: AppState, request: Ruma<get_backup_info::v3::Request>) -> ApiResult<get_backup_info::v3::Response> {
     let sender = request.sender()?;
     let version = parse_version(&request.body.version)?;
     let version = state.storage.backup_version(&sender.user_id, Some(version)).await?.ok_or_else(unknown_version)?;
-    Ok(get_backup_info::v3::Response::new(
-        algorithm_json(&version)?,
-        count(version.count),
-        version.etag.to_string(),
-        version.version.to_string(),
-    ))
+    Ok(get_backup_info::v3::Response::new(algorithm_json(&version)?, count(version.count), version.etag.to_string(), version.version.to_string()))
 }
 
-pub async fn update_version(
-    state: AppState,
-    request: Ruma<update_backup_version::v3::Request>,
-) -> ApiResult<update_backup_version::v3::Response> {
+pub async fn update_version(state: AppState, request: Ruma<update_backup_version::v3::Request>) -> ApiResult<update_backup_version::v3::Response> {
     let sender = request.sender()?;
     let (body, auth_data) = parse_version_body(&request.body.algorithm)?;
     if body.version.is_some_and(|version| version != Value::String(request.body.version.clone())) {
@@ -179,10 +156,7 @@ pub async fn update_version(
     }
 }
 
-pub async fn delete_version(
-    state: AppState,
-    request: Ruma<delete_backup_version::v3::Request>,
-) -> ApiResult<delete_backup_version::v3::Response> {
+pub async fn delete_version(state: AppState, request: Ruma<delete_backup_version::v3::Request>) -> ApiResult<delete_backup_version::v3::Response> {
     let sender = request.sender()?;
     let version = parse_version(&request.body.version)?;
     if !state.storage.delete_backup_version(&sender.user_id, version).await? {
@@ -211,10 +185,7 @@ pub async fn put_all(state: AppState, request: Ruma<add_backup_keys::v3::Request
     Ok(add_backup_keys::v3::Response::new(counts.etag.to_string(), count(counts.count)))
 }
 
-pub async fn put_room(
-    state: AppState,
-    request: Ruma<add_backup_keys_for_room::v3::Request>,
-) -> ApiResult<add_backup_keys_for_room::v3::Response> {
+pub async fn put_room(state: AppState, request: Ruma<add_backup_keys_for_room::v3::Request>) -> ApiResult<add_backup_keys_for_room::v3::Response> {
     let room_id = &request.body.room_id;
     let mut keys = Vec::new();
     for (session_id, key) in &request.body.sessions {
@@ -224,23 +195,14 @@ pub async fn put_room(
     Ok(add_backup_keys_for_room::v3::Response::new(counts.etag.to_string(), count(counts.count)))
 }
 
-pub async fn put_session(
-    state: AppState,
-    request: Ruma<add_backup_keys_for_session::v3::Request>,
-) -> ApiResult<add_backup_keys_for_session::v3::Response> {
+pub async fn put_session(state: AppState, request: Ruma<add_backup_keys_for_session::v3::Request>) -> ApiResult<add_backup_keys_for_session::v3::Response> {
     let body = &request.body;
     let key = parse_key(&body.session_data, &body.room_id, &body.session_id)?;
     let counts = put_keys(&state, &request.sender()?.user_id, &body.version, &[(&body.room_id, &body.session_id, key)]).await?;
     Ok(add_backup_keys_for_session::v3::Response::new(counts.etag.to_string(), count(counts.count)))
 }
 
-async fn stored_keys(
-    state: &AppState,
-    user_id: &UserId,
-    version: &str,
-    room_id: Option<&RoomId>,
-    session_id: Option<&str>,
-) -> ApiResult<Vec<StoredBackupKey>> {
+async fn stored_keys(state: &AppState, user_id: &UserId, version: &str, room_id: Option<&RoomId>, session_id: Option<&str>) -> ApiResult<Vec<StoredBackupKey>> {
     let version = parse_version(version)?;
     state.storage.backup_keys(user_id, version, room_id, session_id).await?.ok_or_else(unknown_version)
 }
@@ -259,32 +221,20 @@ pub async fn get_all(state: AppState, request: Ruma<get_backup_keys::v3::Request
     Ok(get_backup_keys::v3::Response::new(rooms))
 }
 
-pub async fn get_room(
-    state: AppState,
-    request: Ruma<get_backup_keys_for_room::v3::Request>,
-) -> ApiResult<get_backup_keys_for_room::v3::Response> {
+pub async fn get_room(state: AppState, request: Ruma<get_backup_keys_for_room::v3::Request>) -> ApiResult<get_backup_keys_for_room::v3::Response> {
     let body = &request.body;
     let keys = stored_keys(&state, &request.sender()?.user_id, &body.version, Some(&body.room_id), None).await?;
     Ok(get_backup_keys_for_room::v3::Response::new(sessions(&keys)?))
 }
 
-pub async fn get_session(
-    state: AppState,
-    request: Ruma<get_backup_keys_for_session::v3::Request>,
-) -> ApiResult<get_backup_keys_for_session::v3::Response> {
+pub async fn get_session(state: AppState, request: Ruma<get_backup_keys_for_session::v3::Request>) -> ApiResult<get_backup_keys_for_session::v3::Response> {
     let body = &request.body;
     let keys = stored_keys(&state, &request.sender()?.user_id, &body.version, Some(&body.room_id), Some(&body.session_id)).await?;
     let stored = keys.first().ok_or_else(|| ApiError::not_found("No room_keys found"))?;
     Ok(get_backup_keys_for_session::v3::Response::new(key_json(&stored.key)?))
 }
 
-async fn delete_keys(
-    state: &AppState,
-    user_id: &UserId,
-    version: &str,
-    room_id: Option<&RoomId>,
-    session_id: Option<&str>,
-) -> ApiResult<(String, UInt)> {
+async fn delete_keys(state: &AppState, user_id: &UserId, version: &str, room_id: Option<&RoomId>, session_id: Option<&str>) -> ApiResult<(String, UInt)> {
     let version = parse_version(version)?;
     let counts = state.storage.delete_backup_keys(user_id, version, room_id, session_id).await?.ok_or_else(unknown_version)?;
     Ok((counts.etag.to_string(), count(counts.count)))
@@ -295,10 +245,7 @@ pub async fn delete_all(state: AppState, request: Ruma<delete_backup_keys::v3::R
     Ok(delete_backup_keys::v3::Response::new(etag, count))
 }
 
-pub async fn delete_room(
-    state: AppState,
-    request: Ruma<delete_backup_keys_for_room::v3::Request>,
-) -> ApiResult<delete_backup_keys_for_room::v3::Response> {
+pub async fn delete_room(state: AppState, request: Ruma<delete_backup_keys_for_room::v3::Request>) -> ApiResult<delete_backup_keys_for_room::v3::Response> {
     let body = &request.body;
     let (etag, count) = delete_keys(&state, &request.sender()?.user_id, &body.version, Some(&body.room_id), None).await?;
     Ok(delete_backup_keys_for_room::v3::Response::new(etag, count))

@@ -1,11 +1,14 @@
 //! `GET /_matrix/client/v3/capabilities`.
 
 use ruma::api::client::discovery::get_capabilities::v3::{
-    Capabilities, ChangePasswordCapability, GetLoginTokenCapability, Request, Response, RoomVersionsCapability,
-    ThirdPartyIdChangesCapability,
+    Capabilities, ChangePasswordCapability, GetLoginTokenCapability, Request, Response, RoomVersionsCapability, ThirdPartyIdChangesCapability,
 };
 
-use crate::{api::{error::ApiResult, ruma_route::Ruma}, rooms::versions, services::AppState};
+use crate::{
+    api::{error::ApiResult, ruma_route::Ruma},
+    rooms::versions,
+    services::AppState,
+};
 
 pub async fn capabilities(state: AppState, _: Ruma<Request>) -> ApiResult<Response> {
     let mut capabilities = Capabilities::new();

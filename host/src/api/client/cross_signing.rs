@@ -41,9 +41,7 @@ fn checked_key(user_id: &UserId, key: &Value, usage: &str) -> ApiResult<(String,
     }
     let keys = key.get("keys").and_then(Value::as_object).ok_or_else(|| ApiError::invalid_param(format!("The {usage} key needs keys")))?;
     match keys.iter().next() {
-        Some((id, Value::String(public))) if keys.len() == 1 && id.strip_prefix("ed25519:") == Some(public.as_str()) => {
-            Ok((id.clone(), public.clone()))
-        }
+        Some((id, Value::String(public))) if keys.len() == 1 && id.strip_prefix("ed25519:") == Some(public.as_str()) => Ok((id.clone(), public.clone())),
         _ => Err(ApiError::invalid_param(format!("The {usage} key must hold one ed25519 key named by its public part"))),
     }
 }

@@ -68,14 +68,9 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
     if room.membership_of(&sender.user_id).as_deref() != Some("join") {
         return Err(ApiError::forbidden("You must be in the room to give it an alias"));
     }
-    super::spam_allows(
-        state.spam_checker.user_may_create_room_alias(&sender.user_id, &body.room_alias).await,
-        "You are not permitted to create this alias",
-    )?;
+    super::spam_allows(state.spam_checker.user_may_create_room_alias(&sender.user_id, &body.room_alias).await, "You are not permitted to create this alias")?;
     state.storage.create_alias(&body.room_alias, &body.room_id, &sender.user_id).await.map_err(|error| match error {
-        StorageError::Conflict => {
-            ApiError::new(http::StatusCode::CONFLICT, ruma::api::error::ErrorKind::RoomInUse, "Room alias already exists")
-        }
+        StorageError::Conflict => ApiError::new(http::StatusCode::CONFLICT, ruma::api::error::ErrorKind::RoomInUse, "Room alias already exists"),
         other => other.into(),
     })?;
     Ok(create_alias::v3::Response::new())
@@ -200,10 +195,7 @@ pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::
         other => return Err(ApiError::invalid_param(format!("unknown visibility `{}`", other.as_str()))),
     };
     if public {
-        super::spam_allows(
-            state.spam_checker.user_may_publish_room(&sender.user_id, &body.room_id).await,
-            "You are not permitted to publish rooms",
-        )?;
+        super::spam_allows(state.spam_checker.user_may_publish_room(&sender.user_id, &body.room_id).await, "You are not permitted to publish rooms")?;
     }
     state.storage.set_room_published(&body.room_id, public).await?;
     Ok(set_room_visibility::Response::default())
@@ -306,12 +298,11 @@ pub(super) async fn check_canonical_alias(state: &Services, room_id: &RoomId, co
         return Err(ApiError::invalid_param("alt_aliases must be a list of aliases"));
     }
     let current = state.storage.current_state_event(room_id, "m.room.canonical_alias", "").await?;
-    let current: Vec<Value> = current
-        .and_then(|event| serde_json::from_str::<Value>(&event.json).ok())
-        .map(|pdu| aliases_in(&pdu["content"]))
-        .unwrap_or_default();
+    let current: Vec<Value> =
+        current.and_then(|event| serde_json::from_str::<Value>(&event.json).ok()).map(|pdu| aliases_in(&pdu["content"])).unwrap_or_default();
     for alias in aliases_in(content).iter().filter(|alias| !current.contains(alias)) {
-        let alias = alias.as_str().and_then(|alias| RoomAliasId::parse(alias).ok()).ok_or_else(|| ApiError::invalid_param(format!("{alias} is not a room alias")))?;
+        let alias =
+            alias.as_str().and_then(|alias| RoomAliasId::parse(alias).ok()).ok_or_else(|| ApiError::invalid_param(format!("{alias} is not a room alias")))?;
         if alias.server_name() != state.server_name {
             continue;
         }

@@ -13,13 +13,13 @@ use ruma::{
 use serde_json::{Value, json};
 
 use crate::{
-    json::raw,
     api::{
         auth::Sender,
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
     crypto::key_signatures,
+    json::raw,
     services::{AppState, Services},
     storage::{NewKey, StorageError, Stream},
     sync::{StreamToken, device_lists},
@@ -28,7 +28,6 @@ use crate::{
 fn json_of<T>(raw: &Raw<T>) -> ApiResult<Value> {
     crate::json::value_of(raw).ok_or_else(|| ApiError::bad_json("Keys must be JSON"))
 }
-
 
 /// The device's own ed25519 key from its device keys.
 fn ed25519_of(device_keys: &Value, device_id: &str) -> Option<String> {
@@ -90,16 +89,10 @@ pub async fn upload(state: AppState, request: Ruma<upload_keys::v3::Request>) ->
         Some(keys) => ed25519_of(keys, sender.device_id.as_str()),
         None => stored_ed25519(&state, sender).await?,
     };
-    let one_time = body
-        .one_time_keys
-        .iter()
-        .map(|(id, key)| checked_key(sender, id, &json_of(key)?, ed25519.as_deref()))
-        .collect::<ApiResult<Vec<NewKey>>>()?;
-    let fallback = body
-        .fallback_keys
-        .iter()
-        .map(|(id, key)| checked_key(sender, id, &json_of(key)?, ed25519.as_deref()))
-        .collect::<ApiResult<Vec<NewKey>>>()?;
+    let one_time =
+        body.one_time_keys.iter().map(|(id, key)| checked_key(sender, id, &json_of(key)?, ed25519.as_deref())).collect::<ApiResult<Vec<NewKey>>>()?;
+    let fallback =
+        body.fallback_keys.iter().map(|(id, key)| checked_key(sender, id, &json_of(key)?, ed25519.as_deref())).collect::<ApiResult<Vec<NewKey>>>()?;
 
     if let Some(keys) = &device_keys
         && storage.set_device_keys(&sender.user_id, &sender.device_id, keys).await?
@@ -129,9 +122,7 @@ async fn counts(state: &Services, sender: &Sender) -> ApiResult<BTreeMap<OneTime
 /// Adds stored signatures by others (or by the user's cross-signing keys) to a key object.
 fn with_signatures(mut key: Value, target_key_id: &str, signatures: &[crate::storage::KeySignature]) -> Value {
     for signature in signatures.iter().filter(|signature| signature.target_key_id == target_key_id) {
-        let map = key.as_object_mut().and_then(|object| {
-            object.entry("signatures").or_insert_with(|| json!({})).as_object_mut()
-        });
+        let map = key.as_object_mut().and_then(|object| object.entry("signatures").or_insert_with(|| json!({})).as_object_mut());
         if let Some(map) = map {
             let signer = map.entry(signature.signer_user_id.clone()).or_insert_with(|| json!({}));
             if let Some(signer) = signer.as_object_mut() {

@@ -27,11 +27,11 @@ use ruma::{
 };
 
 use crate::{
+    api::session::IssuedSession,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    api::session::IssuedSession,
     crypto::password,
     plugins::spam::{RequestInfo, SpamVerdict},
     services::{AppState, Services},
@@ -89,10 +89,8 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
     // As Synapse: after the credentials, before the device exists.
     let client = RequestInfo { user_agent: None, ip: request.client_addr.clone() };
     let device_id = body.device_id.as_ref().map(|id| id.as_str());
-    if let SpamVerdict::Reject(rejection) = state
-        .spam_checker
-        .check_login_for_spam(&user.user_id, device_id, body.initial_device_display_name.as_deref(), &[client], None)
-        .await
+    if let SpamVerdict::Reject(rejection) =
+        state.spam_checker.check_login_for_spam(&user.user_id, device_id, body.initial_device_display_name.as_deref(), &[client], None).await
     {
         return Err(ApiError::spam_rejected(rejection, "Login was blocked by the server"));
     }
@@ -123,6 +121,9 @@ fn qualify(state: &Services, name: &str) -> ApiResult<OwnedUserId> {
 
 /// Weft issues no refresh tokens (a login's `refresh_token: true` is
 /// ignored, as the spec allows), so none can be refreshed.
-pub async fn refresh(_: AppState, _: Ruma<ruma::api::client::session::refresh_token::v3::Request>) -> ApiResult<ruma::api::client::session::refresh_token::v3::Response> {
+pub async fn refresh(
+    _: AppState,
+    _: Ruma<ruma::api::client::session::refresh_token::v3::Request>,
+) -> ApiResult<ruma::api::client::session::refresh_token::v3::Response> {
     Err(ApiError::unknown_token(false))
 }

@@ -16,9 +16,9 @@ mod notifications;
 mod openid;
 mod presence;
 mod profile;
-mod receipts;
-mod pushers;
 mod push_rules;
+mod pushers;
+mod receipts;
 mod register;
 mod relation_checks;
 mod relations;
@@ -50,23 +50,23 @@ pub(crate) fn spam_allows(verdict: SpamVerdict, message: &str) -> super::error::
 }
 
 use ruma::api::client::{
-    alias::{create_alias, delete_alias, get_alias},
-    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility},
     account::{change_password, deactivate, get_username_availability, register as register_api, whoami},
+    alias::{create_alias, delete_alias, get_alias},
     device::{delete_device, delete_devices, get_device, get_devices, update_device},
+    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility},
     discovery::{get_capabilities, get_supported_versions},
     filter::{create_filter, get_filter},
     membership::{
-        ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members,
-        joined_rooms, kick_user, leave_room, unban_user,
+        ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room,
+        unban_user,
     },
     message::{get_message_events, send_message_event},
     profile::{delete_profile_field, get_profile, get_profile_field},
     push,
     room::{aliases, create_room, get_room_event},
+    session::{get_login_types, login as login_api, logout as logout_api, logout_all},
     state::{get_state_event_for_key, get_state_events, send_state_event},
     sync::sync_events,
-    session::{get_login_types, login as login_api, logout as logout_api, logout_all},
 };
 
 use super::{groups::EndpointGroup as G, ruma_route::RouteTable};
@@ -140,7 +140,10 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::knock::knock_room::v3::Request, _, _>(G::Membership, rooms::knock)
         .add::<ruma::api::client::relations::get_relating_events::v1::Request, _, _>(G::ClientReads, relations::relating)
         .add::<ruma::api::client::relations::get_relating_events_with_rel_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_type)
-        .add::<ruma::api::client::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(G::ClientReads, relations::relating_with_types)
+        .add::<ruma::api::client::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(
+            G::ClientReads,
+            relations::relating_with_types,
+        )
         .add::<ruma::api::client::threads::get_threads::v1::Request, _, _>(G::ClientReads, relations::threads)
         .add::<listed::search_events::Request, _, _>(G::ClientReads, search::search)
         .add::<ruma::api::client::space::get_hierarchy::v1::Request, _, _>(G::ClientReads, spaces::hierarchy)

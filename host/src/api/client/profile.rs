@@ -130,10 +130,7 @@ async fn set_value(state: &Services, user_id: &UserId, typed: ProfileFieldValue)
     propagate(state, user_id, &field).await
 }
 
-pub async fn delete_field(
-    state: AppState,
-    request: Ruma<delete_profile_field::v3::Request>,
-) -> ApiResult<delete_profile_field::v3::Response> {
+pub async fn delete_field(state: AppState, request: Ruma<delete_profile_field::v3::Request>) -> ApiResult<delete_profile_field::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     if body.user_id != sender.user_id {

@@ -14,8 +14,8 @@
 
 use ruma::{
     api::client::push::{
-        PushRule, RuleKind, delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
-        get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
+        PushRule, RuleKind, delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all, get_pushrules_global_scope,
+        set_pushrule, set_pushrule_actions, set_pushrule_enabled,
     },
     push::{Action, InsertPushRuleError, NewPushRule, RemovePushRuleError, Ruleset},
     serde::JsonObject,
@@ -24,11 +24,11 @@ use serde_json::{Value, json};
 
 use super::listed::{Reshaped, json_body};
 use crate::{
-    push::client_format,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
+    push::client_format,
     services::AppState,
     storage::Stream,
 };
@@ -81,14 +81,10 @@ pub async fn set(state: AppState, request: Ruma<set_pushrule::v3::Request>) -> A
     // An empty `before` or `after` is no constraint, as in Synapse.
     let before = body.before.as_deref().filter(|id| !id.is_empty());
     let after = body.after.as_deref().filter(|id| !id.is_empty());
-    state
-        .storage
-        .change_push_ruleset(&sender.user_id, |rules| insert(rules, &body.rule, after, before))
-        .await?
-        .map_err(|error| match error {
-            InsertPushRuleError::UnknownRuleId => ApiError::unknown(http::StatusCode::BAD_REQUEST, "before/after rule not found"),
-            other => ApiError::invalid_param(other.to_string()),
-        })?;
+    state.storage.change_push_ruleset(&sender.user_id, |rules| insert(rules, &body.rule, after, before)).await?.map_err(|error| match error {
+        InsertPushRuleError::UnknownRuleId => ApiError::unknown(http::StatusCode::BAD_REQUEST, "before/after rule not found"),
+        other => ApiError::invalid_param(other.to_string()),
+    })?;
     state.stream_advanced(Stream::PushRules);
     Ok(set_pushrule::v3::Response::new())
 }

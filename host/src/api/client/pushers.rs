@@ -123,8 +123,7 @@ fn check_ids(pusher: &Pusher) -> ApiResult<()> {
 }
 
 fn check_push_url(url: &str) -> ApiResult<()> {
-    let valid =
-        reqwest::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host() && url.path() == NOTIFY_PATH);
+    let valid = reqwest::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host() && url.path() == NOTIFY_PATH);
     if valid { Ok(()) } else { Err(ApiError::invalid_param(format!("'url' must be an absolute http(s) URL with the path {NOTIFY_PATH}"))) }
 }
 

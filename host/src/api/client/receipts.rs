@@ -20,7 +20,7 @@ use crate::{
         ruma_route::Ruma,
     },
     services::AppState,
-    storage::{NewReceipt, Stream, StoredEvent, UNTHREADED},
+    storage::{NewReceipt, StoredEvent, Stream, UNTHREADED},
 };
 
 pub async fn receipt(state: AppState, request: Ruma<create_receipt::v3::Request>) -> ApiResult<create_receipt::v3::Response> {
@@ -94,14 +94,7 @@ async fn record(state: &AppState, sender: &Sender, room_id: &RoomId, kind: &str,
         return Err(ApiError::invalid_param("thread_id does not match the event's thread"));
     }
     let ordering = event.stream_ordering;
-    let receipt = NewReceipt {
-        room_id,
-        receipt_type: kind,
-        user_id: &sender.user_id,
-        thread_id,
-        event_id: event_id.as_str(),
-        event_stream_ordering: ordering,
-    };
+    let receipt = NewReceipt { room_id, receipt_type: kind, user_id: &sender.user_id, thread_id, event_id: event_id.as_str(), event_stream_ordering: ordering };
     if state.storage.set_receipt(receipt).await?.is_some() {
         state.stream_advanced(Stream::Receipts);
     }

@@ -138,10 +138,7 @@ async fn create(state: &Services, user: NewUser<'_>, session: Option<NewSession<
     Ok(())
 }
 
-pub async fn available(
-    state: AppState,
-    request: Ruma<get_username_availability::v3::Request>,
-) -> ApiResult<get_username_availability::v3::Response> {
+pub async fn available(state: AppState, request: Ruma<get_username_availability::v3::Request>) -> ApiResult<get_username_availability::v3::Response> {
     if !state.config.enable_registration {
         return Err(ApiError::forbidden("Registration has been disabled"));
     }
@@ -169,8 +166,7 @@ pub(crate) fn validate_new_localpart(state: &Services, localpart: &str) -> ApiRe
     if localpart.chars().all(|c| c.is_ascii_digit()) {
         return Err(ApiError::invalid_username("Numeric user IDs are reserved for guest users"));
     }
-    let user_id = UserId::parse_with_server_name(localpart, &state.server_name)
-        .map_err(|e| ApiError::invalid_username(format!("Invalid user ID: {e}")))?;
+    let user_id = UserId::parse_with_server_name(localpart, &state.server_name).map_err(|e| ApiError::invalid_username(format!("Invalid user ID: {e}")))?;
     if user_id.as_str().len() > 255 {
         return Err(ApiError::invalid_username("User ID may not be longer than 255 characters"));
     }

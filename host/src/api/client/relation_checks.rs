@@ -44,15 +44,19 @@ pub(super) async fn check(state: &Services, room_id: &RoomId, sender: &UserId, k
             }
             let annotations =
                 storage.relating_events(room_id, parent_id.as_str(), Some("m.annotation"), Some(kind), 0, i64::MAX, MAX_ANNOTATIONS_READ, false, 1).await?;
-            let same = annotations.iter().filter(|annotation| annotation.sender == sender).any(|annotation| {
-                serde_json::from_str::<Value>(&annotation.json).is_ok_and(|pdu| pdu["content"]["m.relates_to"]["key"].as_str() == Some(key))
-            });
+            let same = annotations
+                .iter()
+                .filter(|annotation| annotation.sender == sender)
+                .any(|annotation| serde_json::from_str::<Value>(&annotation.json).is_ok_and(|pdu| pdu["content"]["m.relates_to"]["key"].as_str() == Some(key)));
             if same {
                 return Err(ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::DuplicateAnnotation, "Can't send same reaction twice"));
             }
         }
         "m.thread" => {
-            let parent_relates = parent.as_ref().and_then(|parent| serde_json::from_str::<Value>(&parent.json).ok()).is_some_and(|pdu| pdu["content"]["m.relates_to"]["rel_type"].is_string());
+            let parent_relates = parent
+                .as_ref()
+                .and_then(|parent| serde_json::from_str::<Value>(&parent.json).ok())
+                .is_some_and(|pdu| pdu["content"]["m.relates_to"]["rel_type"].is_string());
             if parent_relates {
                 return Err(refused("Cannot start threads from an event with a relation"));
             }

@@ -16,12 +16,12 @@ use serde_json::Value;
 
 use super::room_events::{token_at, visibility};
 use crate::{
-    json::raw,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{pdu::client_event, aggregations::Aggregations},
+    json::raw,
+    rooms::{aggregations::Aggregations, pdu::client_event},
     services::{AppState, Services},
 };
 
@@ -29,7 +29,6 @@ const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;
 /// How many levels of relations `recurse` follows (Synapse's depth).
 const RECURSION_DEPTH: u32 = 3;
-
 
 fn position(state: &Services, room_id: &RoomId, token: &str) -> ApiResult<i64> {
     super::room_events::room_token_position(state, room_id, token)
@@ -80,7 +79,17 @@ async fn children(state: &Services, user_id: &UserId, query: Query<'_>) -> ApiRe
 pub async fn relating(state: AppState, request: Ruma<get_relating_events::v1::Request>) -> ApiResult<get_relating_events::v1::Response> {
     let sender = request.sender()?;
     let b = &request.body;
-    let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: None, event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit, recurse: b.recurse };
+    let query = Query {
+        room_id: &b.room_id,
+        parent: &b.event_id,
+        rel_type: None,
+        event_type: None,
+        from: b.from.as_deref(),
+        to: b.to.as_deref(),
+        dir: &b.dir,
+        limit: b.limit,
+        recurse: b.recurse,
+    };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
     let mut response = get_relating_events::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;
@@ -95,7 +104,17 @@ pub async fn relating_with_type(
     let sender = request.sender()?;
     let b = &request.body;
     let rel_type = b.rel_type.to_string();
-    let query = Query { room_id: &b.room_id, parent: &b.event_id, rel_type: Some(&rel_type), event_type: None, from: b.from.as_deref(), to: b.to.as_deref(), dir: &b.dir, limit: b.limit, recurse: b.recurse };
+    let query = Query {
+        room_id: &b.room_id,
+        parent: &b.event_id,
+        rel_type: Some(&rel_type),
+        event_type: None,
+        from: b.from.as_deref(),
+        to: b.to.as_deref(),
+        dir: &b.dir,
+        limit: b.limit,
+        recurse: b.recurse,
+    };
     let (chunk, next) = children(&state, &sender.user_id, query).await?;
     let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk.iter().map(raw).collect());
     response.next_batch = next;

@@ -15,18 +15,17 @@ use super::{
     room_events::{token_at, visibility, visible_events},
 };
 use crate::{
-    json::raw,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{pdu::client_event, aggregations::Aggregations, txn_ids::TransactionIds},
+    json::raw,
+    rooms::{aggregations::Aggregations, pdu::client_event, txn_ids::TransactionIds},
     services::AppState,
 };
 
 /// The most events `/context` returns on each side.
 const MAX_CONTEXT: u64 = 100;
-
 
 pub async fn context(state: AppState, request: Ruma<get_context::Request>) -> ApiResult<get_context::Response> {
     let sender = request.sender()?;
@@ -70,10 +69,7 @@ pub async fn context(state: AppState, request: Ruma<get_context::Request>) -> Ap
     Ok(get_context::Response { body })
 }
 
-pub async fn timestamp_to_event(
-    state: AppState,
-    request: Ruma<get_event_by_timestamp::v1::Request>,
-) -> ApiResult<get_event_by_timestamp::v1::Response> {
+pub async fn timestamp_to_event(state: AppState, request: Ruma<get_event_by_timestamp::v1::Request>) -> ApiResult<get_event_by_timestamp::v1::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;

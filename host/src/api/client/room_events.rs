@@ -19,13 +19,13 @@ use serde_json::{Value, value::to_raw_value};
 
 use super::spam_allows;
 use crate::{
-    json::raw,
-    plugins::spam::SpamEvent,
     api::{
         error::{ApiError, ApiResult},
         ruma_route::Ruma,
     },
-    rooms::{Outgoing, RoomError, pdu::client_event, aggregations::Aggregations, txn_ids::TransactionIds, visibility::Visibility},
+    json::raw,
+    plugins::spam::SpamEvent,
+    rooms::{Outgoing, RoomError, aggregations::Aggregations, pdu::client_event, txn_ids::TransactionIds, visibility::Visibility},
     services::{AppState, Services},
     storage::StoredEvent,
     sync::{StreamToken, filter as sync_filter},
@@ -36,7 +36,6 @@ const SPAM_MESSAGE: &str = "This message had been rejected as probable spam";
 
 /// The most events `/messages` returns at once.
 const MAX_MESSAGES_LIMIT: u64 = 1000;
-
 
 fn content_of<T>(body: &Raw<T>) -> ApiResult<Value> {
     match serde_json::from_str::<Value>(body.json().get()) {
@@ -164,10 +163,7 @@ pub async fn get_state(state: AppState, request: Ruma<get_state_events::v3::Requ
     Ok(get_state_events::v3::Response::new(events.iter().map(|event| raw(&client_event(event, true))).collect()))
 }
 
-pub async fn get_state_for_key(
-    state: AppState,
-    request: Ruma<get_state_event_for_key::v3::Request>,
-) -> ApiResult<get_state_event_for_key::v3::Response> {
+pub async fn get_state_for_key(state: AppState, request: Ruma<get_state_event_for_key::v3::Request>) -> ApiResult<get_state_event_for_key::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     let kind = body.event_type.to_string();
@@ -278,9 +274,8 @@ pub async fn members(state: AppState, request: Ruma<get_member_events::v3::Reque
         None => visible_state(&state, &body.room_id, &sender.user_id).await?,
     };
     events.retain(|event| event.kind == "m.room.member");
-    let membership_of = |event: &StoredEvent| -> Option<String> {
-        serde_json::from_str::<Value>(&event.json).ok()?["content"]["membership"].as_str().map(str::to_owned)
-    };
+    let membership_of =
+        |event: &StoredEvent| -> Option<String> { serde_json::from_str::<Value>(&event.json).ok()?["content"]["membership"].as_str().map(str::to_owned) };
     if let Some(wanted) = &body.membership {
         events.retain(|event| membership_of(event).as_deref() == Some(wanted.as_str()));
     }
@@ -315,8 +310,10 @@ pub async fn joined_members(state: AppState, request: Ruma<joined_members::v3::R
     Ok(joined_members::v3::Response::new(joined))
 }
 
-
-pub async fn redact(state: AppState, request: Ruma<ruma::api::client::redact::redact_event::v3::Request>) -> ApiResult<ruma::api::client::redact::redact_event::v3::Response> {
+pub async fn redact(
+    state: AppState,
+    request: Ruma<ruma::api::client::redact::redact_event::v3::Request>,
+) -> ApiResult<ruma::api::client::redact::redact_event::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
     rate_limit(&state, &sender.user_id)?;

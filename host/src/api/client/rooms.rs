@@ -4,12 +4,9 @@
 use ruma::{
     OwnedUserId, RoomId, UserId,
     api::client::{
-        membership::{
-            ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room, unban_user,
-        },
+        membership::{ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room, unban_user},
         room::{Visibility, create_room, upgrade_room},
     },
-
 };
 use serde_json::{Map, Value};
 
@@ -94,10 +91,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
     let body = &request.body;
     limit_room_creation(&state, &sender.user_id)?;
     if body.initial_state.len() > crate::rooms::create::MAX_INITIAL_STATE {
-        return Err(ApiError::invalid_param(format!(
-            "initial_state has more than {} entries",
-            crate::rooms::create::MAX_INITIAL_STATE
-        )));
+        return Err(ApiError::invalid_param(format!("initial_state has more than {} entries", crate::rooms::create::MAX_INITIAL_STATE)));
     }
     // As Synapse: more invites than `rc_invites.per_room` allows at once
     // are refused up front (none of them is counted).
@@ -112,8 +106,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
     {
         return Err(RoomError::UnsupportedVersion(version.to_string()).into());
     }
-    let power_level_content_override =
-        body.power_level_content_override.as_ref().map(|c| object(c, "power_level_content_override")).transpose()?;
+    let power_level_content_override = body.power_level_content_override.as_ref().map(|c| object(c, "power_level_content_override")).transpose()?;
     creator_keeps_power(&sender.user_id, body.room_version.as_ref(), power_level_content_override.as_ref())?;
     let preset = body.preset.as_ref().map(|preset| match preset.as_str() {
         "trusted_private_chat" => Ok(Preset::TrustedPrivateChat),
@@ -183,10 +176,7 @@ pub async fn join_by_id(state: AppState, request: Ruma<join_room_by_id::v3::Requ
     Ok(join_room_by_id::v3::Response::new(room_id.clone()))
 }
 
-pub async fn join_by_id_or_alias(
-    state: AppState,
-    request: Ruma<join_room_by_id_or_alias::v3::Request>,
-) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
+pub async fn join_by_id_or_alias(state: AppState, request: Ruma<join_room_by_id_or_alias::v3::Request>) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
     let sender = request.sender()?;
     let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
@@ -293,8 +283,10 @@ pub async fn joined(state: AppState, request: Ruma<joined_rooms::v3::Request>) -
     Ok(joined_rooms::v3::Response::new(rooms.into_iter().filter(|(_, m, _)| m == "join").map(|(room, _, _)| room).collect()))
 }
 
-
-pub async fn knock(state: AppState, request: Ruma<ruma::api::client::knock::knock_room::v3::Request>) -> ApiResult<ruma::api::client::knock::knock_room::v3::Response> {
+pub async fn knock(
+    state: AppState,
+    request: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
+) -> ApiResult<ruma::api::client::knock::knock_room::v3::Response> {
     let sender = request.sender()?;
     let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,

@@ -12,14 +12,16 @@ use std::collections::{BTreeMap, HashMap};
 use ruma::{
     OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::client::search::search_events::v3::{
-        Criteria, EventContextResult, GroupingKey, OrderBy, ResultCategories, ResultGroup, ResultGroupMap, ResultRoomEvents, SearchResult,
-        UserProfile,
+        Criteria, EventContextResult, GroupingKey, OrderBy, ResultCategories, ResultGroup, ResultGroupMap, ResultRoomEvents, SearchResult, UserProfile,
     },
 };
 use serde_json::Value;
 
 use super::{
-    listed::{search_events::{Request, Response}, with_lists},
+    listed::{
+        search_events::{Request, Response},
+        with_lists,
+    },
     room_events::token_at,
 };
 use crate::{

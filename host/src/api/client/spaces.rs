@@ -179,8 +179,7 @@ async fn room_entry(state: &Services, room: &RoomState, children: &[StoredEvent]
     }
     if matches!(join_rule.as_str(), "restricted" | "knock_restricted") {
         let rules = room.content_of(&StateEventType::RoomJoinRules, "").unwrap_or_default();
-        let allowed: Vec<&Value> =
-            rules.get("allow").and_then(Value::as_array).into_iter().flatten().filter_map(|allow| allow.get("room_id")).collect();
+        let allowed: Vec<&Value> = rules.get("allow").and_then(Value::as_array).into_iter().flatten().filter_map(|allow| allow.get("room_id")).collect();
         entry["allowed_room_ids"] = json!(allowed);
     }
     Ok(entry)

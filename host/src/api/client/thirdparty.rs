@@ -31,10 +31,7 @@ pub async fn locations(_: AppState, request: Ruma<get_location_for_protocol::v3:
     Ok(get_location_for_protocol::v3::Response::new(Vec::new()))
 }
 
-pub async fn locations_for_alias(
-    _: AppState,
-    request: Ruma<get_location_for_room_alias::v3::Request>,
-) -> ApiResult<get_location_for_room_alias::v3::Response> {
+pub async fn locations_for_alias(_: AppState, request: Ruma<get_location_for_room_alias::v3::Request>) -> ApiResult<get_location_for_room_alias::v3::Response> {
     request.sender()?;
     Ok(get_location_for_room_alias::v3::Response::new(Vec::new()))
 }

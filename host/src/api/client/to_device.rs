@@ -47,11 +47,7 @@ pub async fn send(state: AppState, request: Ruma<send_event_to_device::v3::Reque
         }
     }
     let owned_devices: Vec<ruma::OwnedDeviceId> = targets.iter().map(|(_, device_id, _)| device_id.as_str().into()).collect();
-    let deliveries = targets
-        .into_iter()
-        .zip(&owned_devices)
-        .map(|((user_id, _, message), device_id)| Delivery { user_id, device_id, message })
-        .collect();
+    let deliveries = targets.into_iter().zip(&owned_devices).map(|((user_id, _, message), device_id)| Delivery { user_id, device_id, message }).collect();
     let txn = format!("{event_type}/{}", body.txn_id);
     if state.storage.send_to_devices(&sender.user_id, &sender.device_id, &txn, deliveries).await? {
         state.stream_advanced(Stream::ToDevice);

@@ -4,12 +4,18 @@ use std::time::{Duration, SystemTime};
 
 use ruma::{
     CanonicalJsonValue, MilliSecondsSinceUnixEpoch, ServerSigningKeyId,
-    api::federation::discovery::{ServerSigningKeys, VerifyKey, get_server_keys::v2::{Request, Response}},
+    api::federation::discovery::{
+        ServerSigningKeys, VerifyKey,
+        get_server_keys::v2::{Request, Response},
+    },
     serde::{Base64, Raw},
 };
 
 use crate::{
-    api::{error::{ApiError, ApiResult}, ruma_route::Ruma},
+    api::{
+        error::{ApiError, ApiResult},
+        ruma_route::Ruma,
+    },
     services::AppState,
 };
 

@@ -111,7 +111,13 @@ async fn receive(media: &MediaRepository, request: &Parts, body: axum::body::Bod
     Ok(media.receive(body).await?)
 }
 
-async fn check_spam(state: &AppState, uploader: &ruma::UserId, received: &Received, media_type: &Option<String>, upload_name: &Option<String>) -> ApiResult<()> {
+async fn check_spam(
+    state: &AppState,
+    uploader: &ruma::UserId,
+    received: &Received,
+    media_type: &Option<String>,
+    upload_name: &Option<String>,
+) -> ApiResult<()> {
     let file = MediaFile {
         origin: "local".into(),
         uploader: Some(uploader.to_owned()),

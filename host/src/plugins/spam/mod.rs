@@ -106,21 +106,71 @@ pub struct MediaFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "callback", rename_all = "kebab-case")]
 pub enum SpamCall {
-    CheckEventForSpam { event: SpamEvent },
-    ShouldDropFederatedEvent { event: SpamEvent },
-    UserMayJoinRoom { user: OwnedUserId, room: OwnedRoomId, is_invited: bool },
-    UserMayInvite { inviter: OwnedUserId, invitee: OwnedUserId, room: OwnedRoomId },
-    FederatedUserMayInvite { event: SpamEvent },
+    CheckEventForSpam {
+        event: SpamEvent,
+    },
+    ShouldDropFederatedEvent {
+        event: SpamEvent,
+    },
+    UserMayJoinRoom {
+        user: OwnedUserId,
+        room: OwnedRoomId,
+        is_invited: bool,
+    },
+    UserMayInvite {
+        inviter: OwnedUserId,
+        invitee: OwnedUserId,
+        room: OwnedRoomId,
+    },
+    FederatedUserMayInvite {
+        event: SpamEvent,
+    },
     #[serde(rename = "user-may-send-3pid-invite")]
-    UserMaySend3pidInvite { inviter: OwnedUserId, medium: String, address: String, room: OwnedRoomId },
-    UserMayCreateRoom { user: OwnedUserId, room_config: serde_json::Value },
-    UserMayCreateRoomAlias { user: OwnedUserId, alias: OwnedRoomAliasId },
-    UserMayPublishRoom { user: OwnedUserId, room: OwnedRoomId },
-    UserMaySendStateEvent { user: OwnedUserId, room: OwnedRoomId, event_type: String, state_key: String, content: serde_json::Value },
-    CheckUsernameForSpam { profile: UserProfile, requester: OwnedUserId },
-    CheckRegistrationForSpam { email: Option<String>, username: Option<String>, request_info: Vec<RequestInfo>, auth_provider_id: Option<String> },
-    CheckMediaFileForSpam { file: MediaFile },
-    CheckLoginForSpam { user: OwnedUserId, device_id: Option<String>, initial_display_name: Option<String>, request_info: Vec<RequestInfo>, auth_provider_id: Option<String> },
+    UserMaySend3pidInvite {
+        inviter: OwnedUserId,
+        medium: String,
+        address: String,
+        room: OwnedRoomId,
+    },
+    UserMayCreateRoom {
+        user: OwnedUserId,
+        room_config: serde_json::Value,
+    },
+    UserMayCreateRoomAlias {
+        user: OwnedUserId,
+        alias: OwnedRoomAliasId,
+    },
+    UserMayPublishRoom {
+        user: OwnedUserId,
+        room: OwnedRoomId,
+    },
+    UserMaySendStateEvent {
+        user: OwnedUserId,
+        room: OwnedRoomId,
+        event_type: String,
+        state_key: String,
+        content: serde_json::Value,
+    },
+    CheckUsernameForSpam {
+        profile: UserProfile,
+        requester: OwnedUserId,
+    },
+    CheckRegistrationForSpam {
+        email: Option<String>,
+        username: Option<String>,
+        request_info: Vec<RequestInfo>,
+        auth_provider_id: Option<String>,
+    },
+    CheckMediaFileForSpam {
+        file: MediaFile,
+    },
+    CheckLoginForSpam {
+        user: OwnedUserId,
+        device_id: Option<String>,
+        initial_display_name: Option<String>,
+        request_info: Vec<RequestInfo>,
+        auth_provider_id: Option<String>,
+    },
 }
 
 impl SpamCall {
@@ -374,14 +424,7 @@ impl SpamCheckers {
         self.verdict(SpamCall::UserMayPublishRoom { user: user.to_owned(), room: room.to_owned() }).await
     }
 
-    pub async fn user_may_send_state_event(
-        &self,
-        user: &UserId,
-        room: &RoomId,
-        event_type: &str,
-        state_key: &str,
-        content: &serde_json::Value,
-    ) -> SpamVerdict {
+    pub async fn user_may_send_state_event(&self, user: &UserId, room: &RoomId, event_type: &str, state_key: &str, content: &serde_json::Value) -> SpamVerdict {
         self.verdict(SpamCall::UserMaySendStateEvent {
             user: user.to_owned(),
             room: room.to_owned(),

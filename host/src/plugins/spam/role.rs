@@ -7,13 +7,7 @@ use wasmtime::{Store, component::InstancePre};
 use super::{RegistrationVerdict, Rejection, RequestInfo, SpamAnswer, SpamCall, SpamVerdict};
 use crate::{
     config::{OnError, PluginRole},
-    plugins::{
-        bindings::types,
-        host_services::BoxFuture,
-        limits::Limits,
-        role::Role,
-        state::CallState,
-    },
+    plugins::{bindings::types, host_services::BoxFuture, limits::Limits, role::Role, state::CallState},
 };
 
 mod bindings {
@@ -150,11 +144,8 @@ fn invoke<'a>(guest: &'a SpamChecker, store: &'a mut Store<CallState>, call: &Sp
             run!(Raw::Verdict, g.call_user_may_send_state_event(store, &user, &room, &event_type, &state_key, &content))
         }
         SpamCall::CheckUsernameForSpam { profile, requester } => {
-            let profile = types::UserProfile {
-                user_id: s(&profile.user_id),
-                display_name: profile.display_name.clone(),
-                avatar_url: profile.avatar_url.clone(),
-            };
+            let profile =
+                types::UserProfile { user_id: s(&profile.user_id), display_name: profile.display_name.clone(), avatar_url: profile.avatar_url.clone() };
             let requester = s(requester);
             run!(Raw::Flag, g.call_check_username_for_spam(store, &profile, &requester))
         }
@@ -176,14 +167,7 @@ fn invoke<'a>(guest: &'a SpamChecker, store: &'a mut Store<CallState>, call: &Sp
         SpamCall::CheckLoginForSpam { user, device_id, initial_display_name, request_info, auth_provider_id } => {
             let (user, device_id, display_name, request_info, provider) =
                 (s(user), device_id.clone(), initial_display_name.clone(), info(request_info), auth_provider_id.clone());
-            run!(Raw::Verdict, g.call_check_login_for_spam(
-                store,
-                &user,
-                device_id.as_deref(),
-                display_name.as_deref(),
-                &request_info,
-                provider.as_deref()
-            ))
+            run!(Raw::Verdict, g.call_check_login_for_spam(store, &user, device_id.as_deref(), display_name.as_deref(), &request_info, provider.as_deref()))
         }
     }
 }
