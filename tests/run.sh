@@ -5,7 +5,8 @@
 # PostgreSQL and Redis on 127.0.0.1. When either service is unreachable it
 # starts a throwaway one from the installed binaries (stopped again on exit),
 # or says what to install. Then builds the reference plugins, checks
-# formatting and clippy's lints, and runs the workspace's tests.
+# formatting and clippy's lints, that the plugin testkit builds no part of the
+# server, and runs the workspace's tests.
 #
 # Environment: WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
 # WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379).
@@ -87,6 +88,14 @@ for plugin in plugins/*/ host/tests/plugins/guests/*/; do
     cargo fmt --manifest-path "$plugin/Cargo.toml" --check
 done
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "checking that the plugin testkit depends on no part of the server"
+server_deps='^(sqlx|axum|redis|image|weft) v|^(hyper|hyper-util) feature "server"'
+testkit_tree="$(cargo tree --locked -p weft-plugin-testkit -e normal,features --prefix none)"
+if grep -E "$server_deps" <<<"$testkit_tree"; then
+    echo "weft-plugin-testkit pulls in the server dependencies above: it must depend on weft-plugin-runtime only" >&2
+    exit 1
+fi
 
 say "running the test suite"
 cargo test --workspace --locked

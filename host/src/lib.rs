@@ -12,15 +12,17 @@
 //!   streams that carry their writer's instance name and stream id.
 //! - [`crypto`]: password hashing, access tokens, the server signing key.
 //! - [`http_client`]: how every outbound HTTP client is built (one TLS
-//!   configuration, made once).
+//!   configuration, made once); the plugin runtime's, re-exported.
 //! - [`jobs`]: the rule every background consumer follows: an item that
 //!   cannot be processed is logged, counted and skipped.
 //! - [`lifecycle`]: long-running jobs: one manager starts them, restarts one
 //!   that panics, and stops them in order so that shutdown drains.
 //! - [`media`]: the media repository: uploads, the files under
 //!   `media_store_path`, downloads and thumbnails.
-//! - [`plugins`]: the WebAssembly plugin runtime (wasmtime), its limits and
-//!   capabilities, and the spam-checker chain call sites use.
+//! - [`plugins`]: the WebAssembly plugin runtime (the `weft-plugin-runtime`
+//!   crate in `runtime/`: wasmtime, limits, capabilities, the spam-checker
+//!   chain call sites use), re-exported and wired to this server's
+//!   configuration, storage and internal API.
 //! - [`ratelimit`]: Synapse-style leaky buckets for the `rc_*` options.
 //! - [`router`]: `weft router`, the reverse proxy that sends each endpoint
 //!   group to the instances serving it, and its nginx equivalent.
@@ -42,7 +44,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
-pub mod http_client;
+pub use weft_plugin_runtime::http_client;
 #[cfg(test)]
 mod input_properties;
 pub mod jobs;

@@ -2,7 +2,9 @@
 //! merging several files, validation, and the zero-setup configuration.
 //!
 //! Owns: the `Config` type every other module reads (and never writes), and the
-//! rules that make a configuration acceptable. Loading collects every problem it
+//! rules that make a configuration acceptable. The `[[plugins]]` types are the
+//! plugin runtime's (`weft_plugin_runtime::config`), checked by its `verify`
+//! with the facts of `Config::plugin_deployment`. Loading collects every problem it
 //! finds (unknown keys, wrong types, impossible combinations) and reports them
 //! all at once, each with the file and the key path it came from.
 //!
@@ -14,7 +16,6 @@ mod describe;
 mod duration;
 mod load;
 mod media;
-mod plugins;
 mod schema;
 mod validate;
 mod warnings;
@@ -24,9 +25,10 @@ pub use describe::describe;
 pub use duration::SynapseDuration;
 pub use load::{ConfigError, ConfigErrors, load_files, load_str};
 pub use media::{ByteSize, ThumbnailMethod, ThumbnailSize};
-pub use plugins::*;
 pub use schema::*;
 pub use warnings::warnings;
+/// `[[plugins]]`: the plugin runtime's schema, embedded in `Config`.
+pub use weft_plugin_runtime::config::{Deployment as PluginDeployment, OnError, PluginCapabilities, PluginConfig, PluginLimitsConfig, PluginRole};
 
 /// The name the main process has in `instance_map`, `stream_writers` and the
 /// other instance-valued options, as in Synapse.

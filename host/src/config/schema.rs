@@ -109,7 +109,7 @@ pub struct Config {
     /// Weft: how long a client may take over a request, and shutdown over requests in flight.
     pub http_timeouts: HttpTimeouts,
 
-    /// Weft: WebAssembly plugins (`[[plugins]]`, see `plugins.rs`).
+    /// Weft: WebAssembly plugins (`[[plugins]]`, the schema is the plugin runtime's `config`).
     pub plugins: Vec<super::PluginConfig>,
     /// Weft: where compiled plugins are cached (default: a `weft-plugin-cache`
     /// directory in the system's temporary directory). Only Weft may write there.
@@ -128,6 +128,16 @@ impl Config {
 
     pub fn is_main_process(&self) -> bool {
         self.worker_name.is_none()
+    }
+
+    /// What the plugin runtime needs to know of this configuration beyond
+    /// `[[plugins]]`: this instance, every instance name, the compile cache.
+    pub fn plugin_deployment(&self) -> super::PluginDeployment {
+        super::PluginDeployment {
+            instance: self.instance_name().to_owned(),
+            known_instances: std::iter::once(super::MAIN_INSTANCE.to_owned()).chain(self.instance_map.keys().cloned()).collect(),
+            cache_dir: self.plugin_cache_dir.clone(),
+        }
     }
 
     /// The listeners this instance opens: `worker_listeners` on a worker.

@@ -35,7 +35,7 @@ pub(super) fn validate(config: &Config, origins: &Origins) -> Result<(), ConfigE
     check_rate_limit("rc_joins.local", &config.rc_joins.local, &mut fail);
     check_rate_limit("rc_joins.remote", &config.rc_joins.remote, &mut fail);
     super::media::check(config, &mut fail);
-    crate::plugins::verify::check(config, &mut fail);
+    weft_plugin_runtime::verify::check(&config.plugins, &config.plugin_deployment(), &mut fail);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
         fail("logging.level", format!("not a valid log filter: {e}"));
     }

@@ -1,133 +1,30 @@
-//! The plugin runtime: sandboxed WebAssembly components (WIT package
-//! `weft:plugin`, in `wit/`) that extend the server in a role, today spam
-//! checking.
+//! The plugin runtime as this server uses it: the `weft-plugin-runtime`
+//! crate (`runtime/`: roles, engine, limits, capabilities, health, remote
+//! calls, the testkit) re-exported whole, so call sites write
+//! `crate::plugins::spam::…`, and loaded from this server's configuration.
 //!
-//! Owns: what a role is (`role`: the one trait everything else is generic
-//! over), the wasmtime engine of this process (`engine`), loading plugins
-//! and running calls under limits (`loaded`), the `host` interface every
-//! role's world imports (`bindings`, `host_api`, `host_services`, `kv`,
-//! `egress`), the failure policy (`error`, `health`), metrics,
-//! configuration checks (`verify`), the WIT versions this host runs
-//! (`version`), the forwarder for a plugin pinned to other instances and
-//! the serving side of it (`remote`), the testkit (`testkit`, re-exported
-//! by `plugin-sdk/testkit` for plugin authors), and the roles: spam checking
-//! (`spam`), which call sites use through `Services::spam_checker`.
+//! Owns: nothing of the runtime itself; only `load_all` and `load`, which
+//! hand the runtime the `[[plugins]]` entries, the facts of `Config` it needs
+//! (`Config::plugin_deployment`) and the internal API client as its
+//! `RemoteTransport` (implemented in `replication::client`). The key-value
+//! store behind `LiveServices` is `storage::plugin_kv`'s.
 //!
-//! May call: `config` (read), `telemetry` through the `metrics` facade,
-//! `replication::client` (forwarding calls), `http_client` (`http-send`).
-//! Must not: reach storage or build HTTP responses (the api layer turns
-//! verdicts into Matrix errors and serves the route forwarded calls
-//! arrive at, through `remote::Hosted`).
-//!
-//! Decisions: a fresh instance per call from a pre-instantiated component by
-//! default (pooling allocator; no state survives a call, a trapped instance
-//! is just dropped), warm instances only when a plugin's
-//! `max_calls_per_instance` asks for them (parked after a clean return
-//! only); every host import is async; a plugin that keeps failing is
-//! switched off with backoff (`health`); plugins run in the instances their
-//! `instances` name, and other instances forward their calls there
-//! (`remote`, behind the `role::PluginBackend` seam); one engine per
-//! process serves every role.
-
-mod bindings;
-pub mod egress;
-pub mod engine;
-pub mod error;
-pub mod health;
-mod host_api;
-pub mod host_services;
-pub mod kv;
-pub mod limits;
-pub mod loaded;
-mod metrics;
-mod output;
-pub mod remote;
-pub mod role;
-pub mod spam;
-mod state;
-pub mod testkit;
-pub mod verify;
-pub mod version;
+//! May call: `config` (read), `replication::client`. The runtime never calls
+//! back into this crate except through the traits it defines.
 
 use std::sync::Arc;
 
-pub use error::{CallFailure, LoadError};
-pub use host_services::{HostServices, LiveServices};
-pub use kv::{KvError, PluginKv};
-pub use loaded::{CallStats, LoadedPlugin};
-pub use remote::{Hosted, HostedPlugins};
-pub use role::{PluginBackend, Role};
-pub use spam::{Spam, SpamCheckerBackend, SpamCheckers};
+pub use weft_plugin_runtime::*;
 
-use crate::{
-    config::{Config, PluginConfig, PluginRole},
-    replication::client::InternalClient,
-};
-
-/// The plugins of this process, by role.
-#[derive(Debug, Clone, Default)]
-pub struct Plugins {
-    /// The spam-checker chain, in configuration order.
-    pub spam_checker: SpamCheckers,
-    /// The plugins this instance runs, which other instances' calls reach.
-    pub hosted: HostedPlugins,
-}
+use crate::{config::Config, replication::client::InternalClient};
 
 /// Loads every plugin this instance runs, and stands in with `client` for
 /// those pinned to other instances (`remote`).
 pub async fn load_all(config: &Config, services: Arc<dyn HostServices>, client: &InternalClient) -> Result<Plugins, LoadError> {
-    let instance = config.instance_name();
-    let engine = new_engine(config)?;
-    let mut spam_chain: Vec<Arc<dyn PluginBackend<Spam>>> = Vec::new();
-    let mut hosted: Vec<Arc<dyn Hosted>> = Vec::new();
-    for plugin in &config.plugins {
-        match plugin.role {
-            PluginRole::SpamChecker => {
-                let backend = backend::<Spam>(engine.as_ref(), plugin, instance, &services, client, &mut hosted).await?;
-                spam_chain.push(backend);
-            }
-        }
-    }
-    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), hosted: HostedPlugins::new(hosted) })
+    weft_plugin_runtime::load_all(&config.plugins, &config.plugin_deployment(), services, Arc::new(client.clone())).await
 }
 
-/// The plugin as call sites of its role see it: loaded here (and listed in
-/// `hosted`), or forwarded to the instances that run it.
-async fn backend<R: Role>(
-    engine: Option<&engine::PluginEngine>,
-    plugin: &PluginConfig,
-    instance: &str,
-    services: &Arc<dyn HostServices>,
-    client: &InternalClient,
-    hosted: &mut Vec<Arc<dyn Hosted>>,
-) -> Result<Arc<dyn PluginBackend<R>>, LoadError> {
-    match engine.filter(|_| plugin.runs_on(instance)) {
-        Some(engine) => {
-            let loaded = Arc::new(LoadedPlugin::<R>::load(engine, plugin, instance, services.clone()).await?);
-            hosted.push(loaded.clone());
-            Ok(loaded)
-        }
-        None => Ok(Arc::new(remote::RemotePlugin::<R>::new(plugin, instance, client.clone()))),
-    }
-}
-
-/// The engine of the plugins this instance runs (`None`: it runs none).
-fn new_engine(config: &Config) -> Result<Option<engine::PluginEngine>, LoadError> {
-    let settings = verify::engine_settings(config, config.instance_name());
-    if settings.slots == 0 {
-        return Ok(None);
-    }
-    engine::PluginEngine::new(settings, verify::cache_dir(config)).map(Some)
-}
-
-/// Loads the plugins of role `R` this instance runs, in configuration order
-/// (with an engine sized for every plugin it runs).
+/// Loads the plugins of role `R` this instance runs, in configuration order.
 pub async fn load<R: Role>(config: &Config, services: Arc<dyn HostServices>) -> Result<Vec<Arc<LoadedPlugin<R>>>, LoadError> {
-    let instance = config.instance_name();
-    let Some(engine) = new_engine(config)? else { return Ok(Vec::new()) };
-    let mut loaded = Vec::new();
-    for plugin in config.plugins.iter().filter(|p| p.role == R::ROLE && p.runs_on(instance)) {
-        loaded.push(Arc::new(LoadedPlugin::load(&engine, plugin, instance, services.clone()).await?));
-    }
-    Ok(loaded)
+    weft_plugin_runtime::load(&config.plugins, &config.plugin_deployment(), services).await
 }

@@ -5,12 +5,18 @@
 //! so the callee applies it at most once. Replies carry the callee's stream
 //! positions; `wait_for_positions` holds the caller until it has seen them
 //! (learning most from the reply itself), so a client reads its own writes
-//! from any worker.
+//! from any worker. The client is also the plugin runtime's transport to
+//! the instances that host a pinned plugin (`RemoteTransport`).
 
 use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use weft_plugin_runtime::{
+    host_services::BoxFuture,
+    remote::{RemoteTransport, TransportError, TransportReply},
+};
 
 use crate::{config::Config, storage::Stream, sync::Notifier};
 
@@ -112,6 +118,18 @@ impl InternalClient {
         let positions = response.headers().get(POSITIONS_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = response.bytes().await.map_err(unreachable)?;
         Ok(StoredReply { status, content_type, positions, body })
+    }
+}
+
+impl RemoteTransport for InternalClient {
+    fn post<'a>(&'a self, instance: &'a str, path: &'a str, body: Bytes, timeout: Duration) -> BoxFuture<'a, Result<TransportReply, TransportError>> {
+        Box::pin(async move {
+            match self.attempt(instance, path, body, timeout).await {
+                Ok(reply) => Ok(TransportReply { status: reply.status, body: reply.body }),
+                Err(error @ CallError::Unreachable { .. }) => Err(TransportError::Unreachable(error.to_string())),
+                Err(error @ CallError::UnknownInstance(_)) => Err(TransportError::Unknown(error.to_string())),
+            }
+        })
     }
 }
 

@@ -1,13 +1,14 @@
-//! Plugins' key-value stores (`plugins::kv`), kept here so they survive
+//! Plugins' key-value stores (the plugin runtime's `kv::PluginKv`), kept here so they survive
 //! restarts and every instance running a plugin sees the same values. Each
 //! write locks the plugin's usage row first, so the total limit holds with
 //! several instances writing at once.
 
-use super::{Result, Storage};
-use crate::plugins::{
+use weft_plugin_runtime::{
     host_services::BoxFuture,
     kv::{self, KvError, PluginKv},
 };
+
+use super::{Result, Storage};
 
 impl Storage {
     pub async fn plugin_kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {

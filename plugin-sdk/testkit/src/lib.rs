@@ -1,5 +1,5 @@
 //! Test a Weft plugin in the sandbox it will run in: the real runtime (the
-//! `weft` crate's), production limits unless you set others, and fake host
+//! `weft-plugin-runtime` crate the server runs, without the server), production limits unless you set others, and fake host
 //! services (recording HTTP that enforces the allow-list, an in-memory
 //! key-value store, a fixed clock, seeded randomness).
 //!
@@ -20,12 +20,10 @@
 //! Calls answer `Err(CallFailure)` where the server would apply `on_error`:
 //! a trap, a timeout, a limit, a malformed answer.
 
-pub use weft::{
+pub use weft_plugin_runtime::{
+    CallFailure, CallStats, LoadError, Role,
     config::{OnError, PluginCapabilities, PluginLimitsConfig},
-    plugins::{
-        CallFailure, CallStats, LoadError, Role,
-        host_services::{HttpRequest, LogRecord},
-        spam,
-        testkit::{HttpCall, TestPlugin, Testkit},
-    },
+    host_services::{HttpRequest, LogRecord},
+    spam,
+    testkit::{HttpCall, TestPlugin, Testkit},
 };

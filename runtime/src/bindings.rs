@@ -32,7 +32,7 @@ mod drafts {
                     path: "../wit",
                     imports: { default: async | trappable },
                     exports: { default: async },
-                    with: { "weft:plugin/types": crate::plugins::bindings::types, "weft:plugin/host": crate::plugins::bindings::host },
+                    with: { "weft:plugin/types": crate::bindings::types, "weft:plugin/host": crate::bindings::host },
                 });
             }
         };
@@ -45,7 +45,7 @@ mod drafts {
     fn the_draft_worlds_share_the_host_interface() {
         use wasmtime::component::{HasSelf, Linker};
 
-        use crate::plugins::state::CallState;
+        use crate::state::CallState;
         let engine = wasmtime::Engine::default();
         let mut linker = Linker::<CallState>::new(&engine);
         // The state that implements `host` for the spam checker does for them.

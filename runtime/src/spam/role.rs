@@ -6,8 +6,12 @@ use wasmtime::{Store, component::InstancePre};
 
 use super::{RegistrationVerdict, Rejection, RequestInfo, SpamAnswer, SpamCall, SpamVerdict};
 use crate::{
+    bindings::types,
     config::{OnError, PluginRole},
-    plugins::{bindings::types, host_services::BoxFuture, limits::Limits, role::Role, state::CallState},
+    host_services::BoxFuture,
+    limits::Limits,
+    role::Role,
+    state::CallState,
 };
 
 mod bindings {
@@ -17,8 +21,8 @@ mod bindings {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "weft:plugin/types": crate::plugins::bindings::types,
-            "weft:plugin/host": crate::plugins::bindings::host,
+            "weft:plugin/types": crate::bindings::types,
+            "weft:plugin/host": crate::bindings::host,
         },
     });
 }

@@ -35,7 +35,7 @@ use super::{
     spam::Spam,
     verify::engine_settings,
 };
-use crate::config::{Config, OnError, PluginCapabilities, PluginConfig, PluginLimitsConfig, PluginRole};
+use crate::config::{OnError, PluginCapabilities, PluginConfig, PluginLimitsConfig, PluginRole};
 
 /// Builds a [`TestPlugin`].
 #[derive(Debug, Clone)]
@@ -142,8 +142,8 @@ impl Testkit {
     /// Loads the component as a plugin of role `R`.
     pub async fn load_as<R: Role>(mut self) -> Result<TestPlugin<R>, LoadError> {
         self.plugin.role = R::ROLE;
-        let config = Config { plugins: vec![self.plugin.clone()], ..Config::default() };
-        let engine = PluginEngine::new(engine_settings(&config, ""), self.cache_dir.unwrap_or_else(super::engine::default_cache_dir))?;
+        let settings = engine_settings(std::slice::from_ref(&self.plugin), "");
+        let engine = PluginEngine::new(settings, self.cache_dir.unwrap_or_else(super::engine::default_cache_dir))?;
         let services = Arc::new(FakeServices {
             kv: MemoryKv::default(),
             clock_ms: self.clock_ms,

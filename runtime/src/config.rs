@@ -21,11 +21,31 @@
 //!
 //! Every limit has a default small enough for a spam check; the semantic
 //! checks (known instances, possible limits, a real component exporting the
-//! role's world) are in `validate` and `crate::plugins::verify`.
+//! role's world) are in `crate::verify`, which the server's configuration
+//! validation calls. The server's `Config` embeds these types; what the
+//! runtime needs to know of the rest of it is a `Deployment`.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+/// The facts of the server's configuration beyond `[[plugins]]` that loading
+/// and checking plugins need.
+#[derive(Debug, Clone, Default)]
+pub struct Deployment {
+    /// This instance's name (`""` in the testkit: it runs every plugin).
+    pub instance: String,
+    /// Every instance name a plugin's `instances` may list.
+    pub known_instances: Vec<String>,
+    /// Where compiled components are cached (`None`: the system's cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Deployment {
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(crate::engine::default_cache_dir)
+    }
+}
 
 /// One `[[plugins]]` entry.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -1,5 +1,5 @@
-//! Per-plugin metrics, through the process's `metrics` recorder (see
-//! `crate::telemetry`). Labels are the plugin's configured name and the WIT
+//! Per-plugin metrics, through the `metrics` facade (the server installs the
+//! process's recorder). Labels are the plugin's configured name and the WIT
 //! callback name: both come from the configuration and the WIT, never from
 //! request data, so their number is bounded.
 

@@ -12,25 +12,26 @@ use std::collections::BTreeSet;
 
 use super::{
     egress::Egress,
-    engine::{EngineSettings, PluginEngine, default_cache_dir},
+    engine::{EngineSettings, PluginEngine},
     limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
     role::fits,
     spam::Spam,
     version::WIT_VERSION,
 };
-use crate::config::{Config, MAIN_INSTANCE, PluginRole};
+use crate::config::{Deployment, PluginConfig, PluginRole};
 
 /// The most calls one plugin may run at once.
 const MAX_CONCURRENT_CALLS: u32 = 1024;
 
-/// Calls `fail(key, message)` for every problem in `config.plugins`.
-pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
-    if config.plugins.is_empty() {
+/// Calls `fail(key, message)` for every problem in `plugins` (the
+/// `[[plugins]]` of a configuration deployed as `deployment` says).
+pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn FnMut(&str, String)) {
+    if plugins.is_empty() {
         return;
     }
-    let known: BTreeSet<&str> = std::iter::once(MAIN_INSTANCE).chain(config.instance_map.keys().map(String::as_str)).collect();
+    let known: BTreeSet<&str> = deployment.known_instances.iter().map(String::as_str).collect();
     let mut names = BTreeSet::new();
-    for (index, plugin) in config.plugins.iter().enumerate() {
+    for (index, plugin) in plugins.iter().enumerate() {
         let at = |key: &str| if key.is_empty() { format!("plugins[{index}]") } else { format!("plugins[{index}].{key}") };
         // A name is a path segment of the internal API: `.` and `..` are not.
         let only_dots = plugin.name.chars().all(|c| c == '.');
@@ -76,7 +77,7 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
             );
         }
         if let Some(dir) = &plugin.capabilities.data_dir
-            && plugin.runs_on(config.instance_name())
+            && plugin.runs_on(&deployment.instance)
             && !dir.is_dir()
         {
             fail(&at("capabilities.data_dir"), format!("{} is not a directory", dir.display()));
@@ -89,8 +90,8 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
         }
     }
 
-    let instance = config.instance_name();
-    let settings = engine_settings(config, instance);
+    let instance = deployment.instance.as_str();
+    let settings = engine_settings(plugins, instance);
     if settings.slots == 0 {
         return;
     }
@@ -100,11 +101,11 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
     }
     // The component checks need an engine; one with a single slot suffices.
     let probe = EngineSettings { slots: 1, ..settings };
-    let engine = match PluginEngine::new(probe, cache_dir(config)) {
+    let engine = match PluginEngine::new(probe, deployment.cache_dir()) {
         Ok(engine) => engine,
         Err(error) => return fail("plugins", error.to_string()),
     };
-    for (index, plugin) in config.plugins.iter().enumerate().filter(|(_, plugin)| plugin.runs_on(instance)) {
+    for (index, plugin) in plugins.iter().enumerate().filter(|(_, plugin)| plugin.runs_on(instance)) {
         let at = format!("plugins[{index}].path");
         let component = match engine.load_component(&plugin.path) {
             Ok(component) => component,
@@ -123,8 +124,8 @@ pub fn check(config: &Config, fail: &mut dyn FnMut(&str, String)) {
 }
 
 /// What the engine of `instance` must hold (`""`: every plugin, for the testkit).
-pub fn engine_settings(config: &Config, instance: &str) -> EngineSettings {
-    let plugins = config.plugins.iter().filter(|p| instance.is_empty() || p.runs_on(instance));
+pub fn engine_settings(plugins: &[PluginConfig], instance: &str) -> EngineSettings {
+    let plugins = plugins.iter().filter(|p| instance.is_empty() || p.runs_on(instance));
     let mut settings = EngineSettings { slots: 0, max_memory_bytes: 1024 * 1024, fuel: false };
     for plugin in plugins {
         settings.slots = settings.slots.saturating_add(plugin.limits.max_concurrent_calls);
@@ -133,8 +134,4 @@ pub fn engine_settings(config: &Config, instance: &str) -> EngineSettings {
         settings.fuel |= plugin.limits.fuel.is_some();
     }
     settings
-}
-
-pub fn cache_dir(config: &Config) -> std::path::PathBuf {
-    config.plugin_cache_dir.clone().unwrap_or_else(default_cache_dir)
 }

@@ -1,5 +1,5 @@
-//! A plugin of any role pinned to other instances: each call is sent over
-//! the internal HTTP API (`POST /_weft/replication/v1/plugins/{name}/{callback}/{txn}`,
+//! A plugin of any role pinned to other instances: each call is sent through
+//! the server's `RemoteTransport` over the internal HTTP API (`POST /_weft/replication/v1/plugins/{name}/{callback}/{txn}`,
 //! one route for every role) to an instance that hosts the plugin, which runs
 //! it (`Hosted::serve`) and replies with its answer or why it gave none; this
 //! instance then applies `on_error` once.
@@ -12,10 +12,13 @@
 //! switches the stand-in off like a failing local plugin (`health`), so a
 //! host that is down costs a request the deadline only now and then.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
-use http::StatusCode;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -27,10 +30,7 @@ use super::{
     metrics,
     role::{PluginBackend, Role},
 };
-use crate::{
-    config::{OnError, PluginConfig},
-    replication::client::{CallError, InternalClient},
-};
+use crate::config::{OnError, PluginConfig};
 
 /// Time for the network and the hosting instance's own overhead on top of
 /// the plugin's deadline.
@@ -44,6 +44,37 @@ pub const ROUTE: &str = "/_weft/replication/v1/plugins/{name}/{callback}/{txn_id
 /// The internal API path of one forwarded call.
 pub fn path(plugin: &str, callback: &str, txn_id: &str) -> String {
     format!("/_weft/replication/v1/plugins/{plugin}/{callback}/{txn_id}")
+}
+
+/// How this instance reaches the others: the server implements it with its
+/// internal API client (authenticated, over the instances' TCP or Unix sockets).
+pub trait RemoteTransport: Send + Sync {
+    /// POSTs `body` (JSON) to `path` on the instance named `instance`, within `timeout`.
+    fn post<'a>(&'a self, instance: &'a str, path: &'a str, body: Bytes, timeout: Duration) -> BoxFuture<'a, Result<TransportReply, TransportError>>;
+}
+
+/// The status and body an instance answered with.
+#[derive(Debug, Clone)]
+pub struct TransportReply {
+    pub status: http::StatusCode,
+    pub body: Bytes,
+}
+
+/// Why a request reached no instance.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Not reached now (refused, timed out): a restarting instance may come
+    /// back, so the call is retried with backoff within its deadline.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Never reachable (not a known instance).
+    #[error("{0}")]
+    Unknown(String),
+}
+
+/// A fresh transaction id: the hosting instance's logs tell calls apart by it.
+fn new_txn_id() -> String {
+    rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(20).map(char::from).collect()
 }
 
 /// What the hosting instance replies: the plugin's answer, or why it gave none.
@@ -81,13 +112,13 @@ pub struct RemotePlugin<R: Role> {
     instance: String,
     /// The bound of one whole call: the plugin's deadline and `NETWORK_MARGIN`.
     deadline: Duration,
-    client: InternalClient,
+    transport: Arc<dyn RemoteTransport>,
     health: Health,
     role_type: std::marker::PhantomData<fn() -> R>,
 }
 
 impl<R: Role> RemotePlugin<R> {
-    pub fn new(config: &PluginConfig, instance: &str, client: InternalClient) -> Self {
+    pub fn new(config: &PluginConfig, instance: &str, transport: Arc<dyn RemoteTransport>) -> Self {
         Self {
             name: config.name.clone(),
             role: R::ROLE.as_str(),
@@ -95,7 +126,7 @@ impl<R: Role> RemotePlugin<R> {
             hosts: config.instances.clone(),
             instance: instance.to_owned(),
             deadline: Limits::from_config(&config.limits).timeout + NETWORK_MARGIN,
-            client,
+            transport,
             health: Health::new(config.disable_after_failures(), Duration::from_secs(config.retry_after_secs())),
             role_type: std::marker::PhantomData,
         }
@@ -125,7 +156,7 @@ impl<R: Role> RemotePlugin<R> {
     /// Tries the hosts in order, rounds of them with backoff, until `deadline`.
     async fn exchange(&self, call: &R::Call, deadline: Instant) -> Result<R::Answer, Failed> {
         let body = Bytes::from(serde_json::to_vec(call).map_err(|e| Failed::Here(CallFailure::Malformed(e.to_string())))?);
-        let path = path(&self.name, R::call_name(call), &crate::replication::room_writes::new_txn_id());
+        let path = path(&self.name, R::call_name(call), &new_txn_id());
         let mut backoff = FIRST_BACKOFF;
         let mut last_error = None;
         loop {
@@ -135,11 +166,11 @@ impl<R: Role> RemotePlugin<R> {
                 if remaining.is_zero() {
                     break;
                 }
-                match self.client.attempt(host, &path, body.clone(), remaining).await {
-                    Ok(reply) if reply.status == StatusCode::OK => return self.read(call, host, &reply.body),
+                match self.transport.post(host, &path, body.clone(), remaining).await {
+                    Ok(reply) if reply.status == http::StatusCode::OK => return self.read(call, host, &reply.body),
                     Ok(reply) => last_error = Some(format!("{host} answered {}: {}", reply.status, String::from_utf8_lossy(&reply.body))),
                     Err(error) => {
-                        may_come_back |= matches!(error, CallError::Unreachable { .. });
+                        may_come_back |= matches!(error, TransportError::Unreachable(_));
                         last_error = Some(error.to_string());
                     }
                 }
