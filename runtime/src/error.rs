@@ -1,6 +1,6 @@
 //! The plugin layer's errors: loading a plugin (`LoadError`) and one call
 //! failing (`CallFailure`). A failing call is an expected condition with a
-//! configured outcome, not a server error; the api layer never sees these.
+//! configured outcome, not a server error; the server's API layer never sees these.
 //! A `CallFailure` crosses instances as JSON (`{"reason": .., "detail": ..}`)
 //! when a call was forwarded to the instance hosting the plugin.
 

@@ -1,6 +1,8 @@
 //! Outbound HTTP clients (internal calls between instances, plugins'
 //! `http-send`, `weft register-user`) are built here, on one rustls
-//! configuration made on first use and shared.
+//! configuration made on first use and shared. It lives in the plugin
+//! runtime, the lowest crate that makes outbound requests; the server
+//! re-exports it as `weft::http_client`.
 //!
 //! reqwest's own default builds a verifier per client, which reads and parses
 //! the system's trust store each time and makes building any client, HTTPS

@@ -2,7 +2,7 @@
 //! plugin name, values up to `MAX_KV_VALUE_BYTES`, keys and values together
 //! up to `MAX_KV_TOTAL_BYTES` per plugin.
 //!
-//! A server keeps it in its database (`storage::plugin_kv`), so it survives
+//! The server keeps it in its database (weft's `storage::plugin_kv`), so it survives
 //! restarts and every instance running a plugin shares it; the testkit keeps
 //! it in memory (`MemoryKv`).
 

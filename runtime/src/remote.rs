@@ -252,7 +252,7 @@ pub trait Hosted: Send + Sync {
     fn serve<'a>(&'a self, callback: &'a str, body: &'a [u8]) -> BoxFuture<'a, Result<serde_json::Value, ServeError>>;
 }
 
-/// Why a forwarded call was not run (the api layer answers 400).
+/// Why a forwarded call was not run (the server's route answers 400).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("The body is not JSON: {0}")]

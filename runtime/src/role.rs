@@ -8,9 +8,9 @@
 //! metrics, logging, remote calls and the testkit are written once, over
 //! `Role`.
 //!
-//! Adding a role: a world in `wit/` (including `base`), a module here
-//! implementing `Role` (see `spam`), a `PluginRole` variant and its arm in
-//! `mod.rs`'s `load_all` and `verify`, and a trait in the SDK. The recipe is
+//! Adding a role: a world in `wit/` (including `base`), a module in this
+//! crate implementing `Role` (see `spam`), a `PluginRole` variant (`config`)
+//! and its arm in `load_all` (`lib.rs`) and `verify`, and a trait in the SDK. The recipe is
 //! in `docs/plugins.md`.
 //!
 //! May call: wasmtime (the generated bindings). Must not: know any role.
