@@ -302,3 +302,65 @@ impl std::fmt::Debug for HostedPlugins {
         f.debug_list().entries(self.0.iter().map(|p| p.name())).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::spam::{Spam, SpamAnswer, SpamCall, SpamVerdict};
+
+    /// Answers from a script, one reply per request, and records the requests.
+    struct Scripted {
+        replies: Mutex<Vec<Result<TransportReply, TransportError>>>,
+        requests: Mutex<Vec<(String, String, serde_json::Value)>>,
+    }
+
+    impl RemoteTransport for Scripted {
+        fn post<'a>(&'a self, instance: &'a str, path: &'a str, body: Bytes, _timeout: Duration) -> BoxFuture<'a, Result<TransportReply, TransportError>> {
+            self.requests.lock().unwrap().push((instance.to_owned(), path.to_owned(), serde_json::from_slice(&body).unwrap()));
+            let mut replies = self.replies.lock().unwrap();
+            let reply = if replies.is_empty() { Err(TransportError::Unknown(format!("`{instance}` is not in instance_map"))) } else { replies.remove(0) };
+            Box::pin(std::future::ready(reply))
+        }
+    }
+
+    fn forwarder(hosts: &[&str], replies: Vec<Result<TransportReply, TransportError>>) -> (RemotePlugin<Spam>, Arc<Scripted>) {
+        let transport = Arc::new(Scripted { replies: Mutex::new(replies), requests: Mutex::new(Vec::new()) });
+        let config = PluginConfig { name: "rules".into(), instances: hosts.iter().map(|h| (*h).to_owned()).collect(), ..PluginConfig::default() };
+        (RemotePlugin::new(&config, "main", transport.clone()), transport)
+    }
+
+    fn call() -> SpamCall {
+        SpamCall::UserMayPublishRoom { user: "@a:example.org".try_into().unwrap(), room: "!r:example.org".try_into().unwrap() }
+    }
+
+    fn allow() -> TransportReply {
+        let body = serde_json::to_vec(&RemoteOutcome::Answer(SpamAnswer::Verdict(SpamVerdict::Allow))).unwrap();
+        TransportReply { status: http::StatusCode::OK, body: body.into() }
+    }
+
+    #[tokio::test]
+    async fn a_call_goes_through_the_transport_and_an_unreachable_host_passes_it_on() {
+        let unreachable = || Err(TransportError::Unreachable("connection refused".into()));
+        // w1 refuses, w2 refuses, then the second round reaches w1.
+        let (plugin, transport) = forwarder(&["w1", "w2"], vec![unreachable(), unreachable(), Ok(allow())]);
+        let (answer, _) = plugin.call(&call()).await.expect("answered");
+        assert_eq!(answer, SpamAnswer::Verdict(SpamVerdict::Allow));
+        let requests = transport.requests.lock().unwrap().clone();
+        let hosts: Vec<&str> = requests.iter().map(|(host, _, _)| host.as_str()).collect();
+        assert_eq!(hosts, ["w1", "w2", "w1"]);
+        let (_, path, body) = &requests[0];
+        assert!(path.starts_with("/_weft/replication/v1/plugins/rules/user-may-publish-room/"), "{path}");
+        assert!(requests.iter().all(|(_, p, _)| p == path), "one transaction id for every attempt of a call");
+        assert_eq!(body, &serde_json::to_value(call()).unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_instance_is_not_retried() {
+        let (plugin, transport) = forwarder(&["nowhere"], Vec::new());
+        let failure = plugin.call(&call()).await.expect_err("no host");
+        assert!(matches!(&failure, CallFailure::Unreachable(detail) if detail.contains("not in instance_map")), "{failure}");
+        assert_eq!(transport.requests.lock().unwrap().len(), 1);
+    }
+}
