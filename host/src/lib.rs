@@ -13,6 +13,8 @@
 //! - [`crypto`]: password hashing, access tokens, the server signing key.
 //! - [`http_client`]: how every outbound HTTP client is built (one TLS
 //!   configuration, made once); the plugin runtime's, re-exported.
+//! - [`endpoint_groups`]: the endpoint groups of Synapse's worker
+//!   documentation, which configuration, the API and the router share.
 //! - [`jobs`]: the rule every background consumer follows: an item that
 //!   cannot be processed is logged, counted and skipped.
 //! - [`lifecycle`]: long-running jobs: one manager starts them, restarts one
@@ -44,6 +46,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod endpoint_groups;
 pub use weft_plugin_runtime::http_client;
 #[cfg(test)]
 mod input_properties;

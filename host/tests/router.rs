@@ -20,8 +20,9 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use weft::{
-    api::{groups::EndpointGroup as G, route_list},
+    api::route_list,
     config,
+    endpoint_groups::EndpointGroup as G,
     router::{self, Classifier, RouterState, RoutingTable, Sticky},
 };
 

@@ -4,8 +4,9 @@
 //!
 //! Owns: the request pipeline (body limits, JSON checks, authentication,
 //! parsing into ruma types) and the mapping of every failure to a Matrix
-//! error. Handlers call `services` and `storage`; nothing below this layer
-//! builds an HTTP response.
+//! error, and forwarding a whole request to the writer of a stream this
+//! instance does not write (`forward`). Handlers call `services` and
+//! `storage`; nothing below this layer builds an HTTP response.
 
 pub mod admin;
 pub mod auth;
@@ -13,7 +14,7 @@ pub mod client;
 mod empty_body;
 pub mod error;
 pub mod federation;
-pub mod groups;
+pub mod forward;
 pub(crate) mod legacy_fields;
 pub mod media;
 pub mod middleware;

@@ -23,12 +23,14 @@ use http_body_util::BodyExt;
 use ruma::OwnedRoomId;
 use tower::ServiceExt;
 
-use super::error::ApiError;
+use super::{
+    error::ApiError,
+    forward::{self, Forwarded},
+};
 use crate::{
     plugins::remote::{self, ServeError},
     replication::{
         client::{POSITIONS_HEADER, StoredReply, encode_positions},
-        forward::{self, Forwarded},
         handler::own_positions,
         room_writes::{self, RoomWrite},
     },

@@ -18,9 +18,9 @@ use ruma::api::{Metadata, path_builder::PathBuilder};
 
 use super::{
     admin, client, federation,
-    groups::EndpointGroup,
     ruma_route::{RouteEntry, RouteTable},
 };
+use crate::endpoint_groups::EndpointGroup;
 
 /// Every route of the client, admin and federation resources, registered
 /// routes first, without duplicates.

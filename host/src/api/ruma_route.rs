@@ -27,9 +27,8 @@ use ruma::api::{
 use super::{
     auth::{self, AuthKind, AuthRequirement, Sender},
     error::{ApiError, ApiResult},
-    groups::EndpointGroup,
 };
-use crate::services::AppState;
+use crate::{endpoint_groups::EndpointGroup, services::AppState};
 
 /// A parsed request of type `R` with who sent it.
 pub struct Ruma<R> {
@@ -138,14 +137,14 @@ impl RouteTable {
             });
             async move {
                 let started = Instant::now();
-                let forward_to = match request.extensions().get::<crate::replication::forward::Forwarded>() {
+                let forward_to = match request.extensions().get::<crate::api::forward::Forwarded>() {
                     Some(_) => None,
-                    None => crate::replication::forward::target(&state, group, request.method()),
+                    None => crate::api::forward::target(&state, group, request.method()),
                 };
                 let response = match forward_to {
                     Some(instance) => {
                         let addr = client_addr(request.headers(), request.extensions());
-                        crate::replication::forward::forward(&state, &instance, addr, request).await
+                        crate::api::forward::forward(&state, &instance, addr, request).await
                     }
                     None => handler(state, path_args, request).await,
                 };

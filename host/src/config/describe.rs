@@ -23,7 +23,7 @@ pub fn describe(config: &Config) -> String {
     };
     let _ = writeln!(out, "database: {database}");
     let bus = if config.redis.enabled {
-        let rows = if crate::replication::follows_event_rows(config) { "every events row" } else { "events writers' positions only" };
+        let rows = if config.follows_event_rows() { "every events row" } else { "events writers' positions only" };
         format!("Redis at {}:{}, following {rows}", config.redis.host, config.redis.port)
     } else {
         "in-process (single process)".to_owned()

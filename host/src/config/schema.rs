@@ -154,6 +154,39 @@ impl Config {
         self.max_request_body_size.unwrap_or(200 * 65_536)
     }
 
+    /// Whether this instance needs each `events` row as soon as it is written,
+    /// rather than the events writers' positions, announced on every handler
+    /// tick (50 ms) in which they moved. Rows are what wake `/sync` at once
+    /// and keep reads up to date. They are followed by main; by any instance
+    /// the router sends a group other than `event_sending` (an instance that
+    /// only forwards sends learns the persister's position from its reply);
+    /// by a worker with a client or federation listener that neither serves a
+    /// group nor writes a stream (it is reached some other way, so it may serve
+    /// anything); and by the instances of jobs that react to events (pushers,
+    /// appservice notifier, federation senders).
+    /// Not by an events persister that only takes sends into its own rooms, a
+    /// writer of the other streams, or a background worker: the user directory
+    /// catches up at most every 50 ms anyway.
+    pub fn follows_event_rows(&self) -> bool {
+        let instance = self.instance_name();
+        let named = |names: &[String]| names.iter().any(|name| name == instance);
+        if self.is_main_process()
+            || named(&self.pusher_instances)
+            || named(&self.federation_sender_instances)
+            || self.notify_appservices_from_worker.as_deref() == Some(instance)
+        {
+            return true;
+        }
+        let serves = self.instance_map.get(instance).map(|location| location.serves.as_slice()).unwrap_or_default();
+        if serves.iter().any(|group| group != "event_sending") {
+            return true;
+        }
+        let writes_a_stream = self.stream_writers.all().any(|(_, writers)| named(writers));
+        let faces_clients =
+            self.own_listeners().iter().any(|listener| listener.serves(super::Resource::Client) || listener.serves(super::Resource::Federation));
+        serves.is_empty() && faces_clients && !writes_a_stream
+    }
+
     /// Whether anything in the configuration names an instance other than main.
     pub fn has_workers(&self) -> bool {
         let not_main = |name: &String| name != super::MAIN_INSTANCE;
@@ -315,7 +348,7 @@ pub struct InstanceLocation {
     /// Weft: a Unix socket serving the `client` resource, instead of `client_port`.
     pub client_path: Option<PathBuf>,
     /// Weft: the endpoint groups the router sends to this instance, by the
-    /// names of `api::groups::EndpointGroup` (`sync`, `client_reads`,
+    /// names of `endpoint_groups::EndpointGroup` (`sync`, `client_reads`,
     /// `room_messages`, `federation`, `federation_transactions`, `media`,
     /// `sso`, `initial_sync`, ...). A group no instance lists goes to `main`.
     pub serves: Vec<String>,

@@ -254,7 +254,7 @@ fn check_rate_limit(key: &str, limit: &RateLimit, fail: &mut Fail<'_>) {
 
 /// `[router]` and `instance_map.*.serves`/`client_*`: what `weft router` needs.
 fn check_routes(config: &Config, fail: &mut Fail<'_>) {
-    use crate::api::groups::EndpointGroup;
+    use crate::endpoint_groups::EndpointGroup;
     let mut routing = config.router.is_some();
     let main_from_listeners = config.listeners.iter().any(|l| l.serves(Resource::Client) && (l.port.is_some_and(|p| p != 0) || l.path.is_some()));
     for (name, location) in &config.instance_map {

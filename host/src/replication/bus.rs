@@ -7,7 +7,7 @@
 //! On Redis, the rows of the `events` stream (one RDATA per persisted event,
 //! nearly all the traffic under load) have a channel of their own,
 //! `<server_name>/events`, which only the instances that follow event rows
-//! subscribe to (`super::follows_event_rows`); the others learn the events
+//! subscribe to (`Config::follows_event_rows`); the others learn the events
 //! writers' positions from their POSITION commands on the main channel.
 //! Synapse splits USER_IP off the same way.
 //!

@@ -3,7 +3,8 @@
 //! `command`), the task that applies other writers' announcements and
 //! announces this instance's (`handler`), the handlers streams register for
 //! what more they do with announcements (`streams`), and the internal HTTP calls that
-//! send writes to their writer (`client`, `forward`, `room_writes`). The
+//! send writes to their writer (`client`, `room_writes`; whole client
+//! requests are forwarded by `api::forward`). The
 //! monolith runs the same code with an in-process bus and no other writers.
 //! Positions announced on the bus are checked against the database before
 //! they move anything (`announced`).
@@ -17,7 +18,6 @@ mod announced;
 mod bus;
 pub mod client;
 pub mod command;
-pub mod forward;
 pub mod handler;
 pub mod room_writes;
 pub mod streams;
@@ -36,42 +36,7 @@ pub use streams::{Follow, StreamHandler};
 use tokio::sync::watch;
 pub use writers::{Writers, shard};
 
-use crate::{
-    config::{Config, Resource},
-    storage::Stream,
-};
-
-/// Whether this instance needs each `events` row as soon as it is written,
-/// rather than the events writers' positions, announced on every handler
-/// tick (50 ms) in which they moved. Rows are what wake `/sync` at once
-/// and keep reads up to date. They are followed by main; by any instance
-/// the router sends a group other than `event_sending` (an instance that
-/// only forwards sends learns the persister's position from its reply);
-/// by a worker with a client or federation listener that neither serves a
-/// group nor writes a stream (it is reached some other way, so it may serve
-/// anything); and by the instances of jobs that react to events (pushers,
-/// appservice notifier, federation senders).
-/// Not by an events persister that only takes sends into its own rooms, a
-/// writer of the other streams, or a background worker: the user directory
-/// catches up at most every 50 ms anyway.
-pub fn follows_event_rows(config: &Config) -> bool {
-    let instance = config.instance_name();
-    let named = |names: &[String]| names.iter().any(|name| name == instance);
-    if config.is_main_process()
-        || named(&config.pusher_instances)
-        || named(&config.federation_sender_instances)
-        || config.notify_appservices_from_worker.as_deref() == Some(instance)
-    {
-        return true;
-    }
-    let serves = config.instance_map.get(instance).map(|location| location.serves.as_slice()).unwrap_or_default();
-    if serves.iter().any(|group| group != "event_sending") {
-        return true;
-    }
-    let writes_a_stream = config.stream_writers.all().any(|(_, writers)| named(writers));
-    let faces_clients = config.own_listeners().iter().any(|listener| listener.serves(Resource::Client) || listener.serves(Resource::Federation));
-    serves.is_empty() && faces_clients && !writes_a_stream
-}
+use crate::{config::Config, storage::Stream};
 
 /// This instance has learnt that `instance` persisted `stream` up to
 /// `position`, from the bus or from the writer's reply to a call.
@@ -117,7 +82,7 @@ impl Replication {
     pub fn from_config(config: &Config) -> Result<Self, redis::RedisError> {
         let stop = watch::Sender::new(false);
         let bus = if config.redis.enabled {
-            Bus::redis(&config.redis, config.server_name().to_owned(), follows_event_rows(config), stop.subscribe())?
+            Bus::redis(&config.redis, config.server_name().to_owned(), config.follows_event_rows(), stop.subscribe())?
         } else {
             Bus::in_process()
         };

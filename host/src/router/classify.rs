@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use http::Method;
 
-use crate::api::{groups::EndpointGroup, ruma_route::RouteEntry};
+use crate::{api::ruma_route::RouteEntry, endpoint_groups::EndpointGroup};
 
 /// What keeps requests of one kind on one instance of their group.
 #[derive(Debug, Clone, PartialEq, Eq)]

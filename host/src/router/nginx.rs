@@ -18,10 +18,7 @@ use super::{
     RouterError,
     table::{Address, RoutingTable},
 };
-use crate::{
-    api::{groups::EndpointGroup, route_list},
-    config::Config,
-};
+use crate::{api::route_list, config::Config, endpoint_groups::EndpointGroup};
 
 /// The configuration text: maps and upstreams for nginx's `http` block,
 /// then a `server` block listening where `[router]` would.

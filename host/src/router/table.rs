@@ -21,8 +21,8 @@ use std::{
 };
 
 use crate::{
-    api::groups::EndpointGroup,
     config::{Config, MAIN_INSTANCE, Resource},
+    endpoint_groups::EndpointGroup,
     replication::shard,
 };
 

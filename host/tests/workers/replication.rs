@@ -190,7 +190,7 @@ fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/workers");
     let follows = |own: std::path::PathBuf| {
         let config = weft::config::load_files(&[root.join("shared.toml"), own]).expect("the example configuration is valid");
-        weft::replication::follows_event_rows(&config)
+        config.follows_event_rows()
     };
     assert!(follows(root.join("main.toml")), "main");
     for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", false)]
@@ -201,5 +201,5 @@ fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
     // but only forwards: it learns positions from persister1's replies.
     let one_persister =
         weft::config::load_files(&[root.join("shared.toml"), root.join("bench-one-persister.toml"), root.join("workers/persister2.toml")]).unwrap();
-    assert!(!weft::replication::follows_event_rows(&one_persister), "a persister2 that only forwards");
+    assert!(!one_persister.follows_event_rows(), "a persister2 that only forwards");
 }

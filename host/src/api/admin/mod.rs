@@ -24,7 +24,8 @@ fn next_token(from: u64, returned: usize, total: i64) -> Option<u64> {
     (next < total.max(0) as u64).then_some(next)
 }
 
-use super::{groups::EndpointGroup, ruma_route::RouteTable};
+use super::ruma_route::RouteTable;
+use crate::endpoint_groups::EndpointGroup;
 
 pub fn routes(table: &mut RouteTable) {
     table

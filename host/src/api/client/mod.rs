@@ -69,7 +69,8 @@ use ruma::api::client::{
     sync::sync_events,
 };
 
-use super::{groups::EndpointGroup as G, ruma_route::RouteTable};
+use super::ruma_route::RouteTable;
+use crate::endpoint_groups::EndpointGroup as G;
 
 pub fn routes(table: &mut RouteTable) {
     table

@@ -4,7 +4,8 @@
 mod keys;
 mod openid;
 
-use super::{groups::EndpointGroup, ruma_route::RouteTable};
+use super::ruma_route::RouteTable;
+use crate::endpoint_groups::EndpointGroup;
 
 pub fn key_routes(table: &mut RouteTable) {
     table.add::<ruma::api::federation::discovery::get_server_keys::v2::Request, _, _>(EndpointGroup::ServerKeys, keys::server_keys);

@@ -13,11 +13,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::{BodyExt, Limited};
 
-use super::client::{decode_positions, wait_for_positions};
-use crate::{
-    api::{error::ApiError, groups::EndpointGroup},
-    services::Services,
-};
+use crate::replication::client::{decode_positions, wait_for_positions};
+use crate::{api::error::ApiError, endpoint_groups::EndpointGroup, services::Services};
 
 /// Marks a request that was forwarded here: it runs here, whatever the configuration says.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +60,7 @@ pub async fn forward(services: &Services, instance: &str, client_addr: String, r
     if let Some(content_type) = parts.headers.get(http::header::CONTENT_TYPE) {
         headers.insert(http::header::CONTENT_TYPE, content_type.clone());
     }
-    let txn_id = super::room_writes::new_txn_id();
+    let txn_id = crate::replication::room_writes::new_txn_id();
     let path = format!("/_weft/replication/v1/forward/{txn_id}");
     match services.replication.client.call(instance, Method::POST, &path, headers, body).await {
         Ok(reply) => {
