@@ -60,6 +60,52 @@ pub enum RoomWriteOutcome {
     RoomId(OwnedRoomId),
 }
 
+impl TryFrom<RoomWriteOutcome> for OwnedEventId {
+    type Error = RoomWriteOutcome;
+    fn try_from(outcome: RoomWriteOutcome) -> Result<Self, RoomWriteOutcome> {
+        match outcome {
+            RoomWriteOutcome::EventId(event_id) => Ok(event_id),
+            other => Err(other),
+        }
+    }
+}
+
+impl TryFrom<RoomWriteOutcome> for bool {
+    type Error = RoomWriteOutcome;
+    fn try_from(outcome: RoomWriteOutcome) -> Result<Self, RoomWriteOutcome> {
+        match outcome {
+            RoomWriteOutcome::Changed(changed) => Ok(changed),
+            other => Err(other),
+        }
+    }
+}
+
+impl TryFrom<RoomWriteOutcome> for OwnedRoomId {
+    type Error = RoomWriteOutcome;
+    fn try_from(outcome: RoomWriteOutcome) -> Result<Self, RoomWriteOutcome> {
+        match outcome {
+            RoomWriteOutcome::RoomId(room_id) => Ok(room_id),
+            other => Err(other),
+        }
+    }
+}
+
+/// When another instance persists `room_id`: sends it the write `write`
+/// makes and returns its answer. `None` when this instance persists the
+/// room and must make the write itself.
+pub async fn at_remote_persister<T>(services: &Services, room_id: &RoomId, write: impl FnOnce() -> RoomWrite) -> Result<Option<T>, RoomError>
+where
+    T: TryFrom<RoomWriteOutcome, Error = RoomWriteOutcome>,
+{
+    let Some(persister) = remote_persister(services, room_id) else { return Ok(None) };
+    answer(call(services, &persister, room_id, write()).await?).map(Some)
+}
+
+/// The persister's answer as the kind the write expects.
+pub fn answer<T: TryFrom<RoomWriteOutcome, Error = RoomWriteOutcome>>(outcome: RoomWriteOutcome) -> Result<T, RoomError> {
+    T::try_from(outcome).map_err(|other| RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}")))
+}
+
 /// The persister of `room_id` when it is another instance.
 pub fn remote_persister(services: &Services, room_id: &RoomId) -> Option<String> {
     let writers = services.replication.writers();

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Outgoing, RoomError, RoomState, versions};
 use crate::{
-    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
+    replication::room_writes::{self, RoomWrite},
     services::Services,
     storage::NewRoom,
 };
@@ -51,12 +51,10 @@ impl super::Rooms {
     /// Creates a room with a new id, on the persister that id belongs to.
     pub async fn create_room(&self, services: &Services, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId, RoomError> {
         let room_id = RoomId::new_v1(&services.server_name);
-        if let Some(persister) = remote_persister(services, &room_id) {
+        // Not `at_remote_persister`: the request is needed here when this instance persists the room.
+        if let Some(persister) = room_writes::remote_persister(services, &room_id) {
             let write = RoomWrite::Create { creator: creator.to_owned(), request };
-            return match room_writes::call(services, &persister, &room_id, write).await? {
-                RoomWriteOutcome::RoomId(room_id) => Ok(room_id),
-                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
-            };
+            return room_writes::answer(room_writes::call(services, &persister, &room_id, write).await?);
         }
         self.create_room_with_id(services, creator, request, room_id).await
     }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{Outgoing, RoomError, RoomState};
 use crate::{
-    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
+    replication::room_writes::{self, RoomWrite},
     services::Services,
 };
 
@@ -47,12 +47,15 @@ impl super::Rooms {
         membership: Membership,
         reason: Option<&str>,
     ) -> Result<OwnedEventId, RoomError> {
-        if let Some(persister) = remote_persister(services, room_id) {
-            let write = RoomWrite::Membership { sender: sender.to_owned(), target: target.to_owned(), membership, reason: reason.map(str::to_owned) };
-            return match room_writes::call(services, &persister, room_id, write).await? {
-                RoomWriteOutcome::EventId(event_id) => Ok(event_id),
-                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
-            };
+        if let Some(answer) = room_writes::at_remote_persister(services, room_id, || RoomWrite::Membership {
+            sender: sender.to_owned(),
+            target: target.to_owned(),
+            membership,
+            reason: reason.map(str::to_owned),
+        })
+        .await?
+        {
+            return Ok(answer);
         }
         let mut content = json!({ "membership": membership.as_str() });
         // As Synapse (`include_profile_data_on_invite`): joins, knocks and
@@ -99,12 +102,8 @@ impl super::Rooms {
     /// Re-sends the user's join event in a room with their current profile,
     /// unless it already carries it. Returns whether an event was sent.
     pub async fn refresh_member_profile(&self, services: &Services, room_id: &RoomId, user_id: &UserId) -> Result<bool, RoomError> {
-        if let Some(persister) = remote_persister(services, room_id) {
-            let write = RoomWrite::RefreshProfile { user_id: user_id.to_owned() };
-            return match room_writes::call(services, &persister, room_id, write).await? {
-                RoomWriteOutcome::Changed(changed) => Ok(changed),
-                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
-            };
+        if let Some(answer) = room_writes::at_remote_persister(services, room_id, || RoomWrite::RefreshProfile { user_id: user_id.to_owned() }).await? {
+            return Ok(answer);
         }
         let mut content = json!({ "membership": "join" });
         add_profile(services, user_id, &mut content).await?;

@@ -37,7 +37,7 @@ pub use error::RoomError;
 pub use membership::Membership;
 
 use crate::{
-    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
+    replication::room_writes::{self, RoomWrite},
     services::Services,
     storage::{NewEvent, StorageError},
 };
@@ -137,19 +137,17 @@ impl Rooms {
     /// a state event identical to the current one (same sender and content):
     /// as Synapse, it persists nothing.
     pub async fn send(&self, services: &Services, room_id: &RoomId, sender: &UserId, outgoing: Outgoing<'_>) -> Result<OwnedEventId, RoomError> {
-        if let Some(persister) = remote_persister(services, room_id) {
-            let write = RoomWrite::Send {
-                sender: sender.to_owned(),
-                event_type: outgoing.kind.to_owned(),
-                state_key: outgoing.state_key.map(str::to_owned),
-                content: outgoing.content,
-                txn: outgoing.txn.map(|(device, txn_id)| (device.to_owned(), txn_id.to_owned())),
-                redacts: outgoing.redacts,
-            };
-            return match room_writes::call(services, &persister, room_id, write).await? {
-                RoomWriteOutcome::EventId(event_id) => Ok(event_id),
-                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
-            };
+        if let Some(answer) = room_writes::at_remote_persister(services, room_id, || RoomWrite::Send {
+            sender: sender.to_owned(),
+            event_type: outgoing.kind.to_owned(),
+            state_key: outgoing.state_key.map(str::to_owned),
+            content: outgoing.content.clone(),
+            txn: outgoing.txn.map(|(device, txn_id)| (device.to_owned(), txn_id.to_owned())),
+            redacts: outgoing.redacts.clone(),
+        })
+        .await?
+        {
+            return Ok(answer);
         }
         self.with_room(services, room_id, async |state| {
             if let Some(existing) = identical_state(state, sender, &outgoing) {

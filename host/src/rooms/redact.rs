@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{Outgoing, RoomError, RoomState, versions};
 use crate::{
-    replication::room_writes::{self, RoomWrite, RoomWriteOutcome, remote_persister},
+    replication::room_writes::{self, RoomWrite},
     services::Services,
     storage::{NewEvent, StorageError},
 };
@@ -28,18 +28,16 @@ impl super::Rooms {
         reason: Option<&str>,
         txn: (&DeviceId, &str),
     ) -> Result<OwnedEventId, RoomError> {
-        if let Some(persister) = remote_persister(services, room_id) {
-            let write = RoomWrite::Redact {
-                sender: sender.to_owned(),
-                target: target_id.to_owned(),
-                reason: reason.map(str::to_owned),
-                device_id: txn.0.to_owned(),
-                txn_id: txn.1.to_owned(),
-            };
-            return match room_writes::call(services, &persister, room_id, write).await? {
-                RoomWriteOutcome::EventId(event_id) => Ok(event_id),
-                other => Err(RoomError::Invalid(format!("unexpected reply from the room's persister: {other:?}"))),
-            };
+        if let Some(answer) = room_writes::at_remote_persister(services, room_id, || RoomWrite::Redact {
+            sender: sender.to_owned(),
+            target: target_id.to_owned(),
+            reason: reason.map(str::to_owned),
+            device_id: txn.0.to_owned(),
+            txn_id: txn.1.to_owned(),
+        })
+        .await?
+        {
+            return Ok(answer);
         }
         let storage = &services.storage;
         let target = storage.event(target_id).await?.filter(|event| event.room_id == room_id).ok_or(RoomError::UnknownEvent)?;
