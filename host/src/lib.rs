@@ -1,71 +1,39 @@
-//! Weft, a Matrix homeserver. This crate is the `weft` binary and the library
-//! behind it; the map:
+//! Weft, a Matrix homeserver. This crate is the `weft` binary (`cli`,
+//! `supervisor`) and the library behind it, which re-exports the modules of
+//! the layers below under the names they had when they were one crate, so
+//! that `weft::config`, `weft::storage`, `weft::api`, ... resolve for the
+//! integration tests and for anyone embedding Weft. The map, bottom up:
 //!
-//! - [`cli`]: the `weft` command and its subcommands (the only user of `anyhow`).
-//! - [`config`]: the TOML schema with Synapse's option names, merging several
-//!   files, validation with every error at once, the zero-setup configuration.
-//! - [`services`]: the shared state handlers receive, built from the configuration.
-//! - [`server`]: binding listeners, serving, graceful shutdown, background jobs.
-//! - [`api`]: HTTP endpoints (client, federation keys, admin, health, metrics),
-//!   the ruma-typed request pipeline and the one place Matrix errors are built.
-//! - [`storage`]: every SQL statement, for SQLite and PostgreSQL alike, with
-//!   streams that carry their writer's instance name and stream id.
-//! - [`crypto`]: password hashing, access tokens, the server signing key.
-//! - [`http_client`]: how every outbound HTTP client is built (one TLS
-//!   configuration, made once); the plugin runtime's, re-exported.
-//! - [`endpoint_groups`]: the endpoint groups of Synapse's worker
-//!   documentation, which configuration, the API and the router share.
-//! - [`jobs`]: the rule every background consumer follows: an item that
-//!   cannot be processed is logged, counted and skipped.
-//! - [`lifecycle`]: long-running jobs: one manager starts them, restarts one
-//!   that panics, and stops them in order so that shutdown drains.
-//! - [`media`]: the media repository: uploads, the files under
-//!   `media_store_path`, downloads and thumbnails.
-//! - [`plugins`]: the WebAssembly plugin runtime (the `weft-plugin-runtime`
-//!   crate in `runtime/`: wasmtime, limits, capabilities, the spam-checker
-//!   chain call sites use), re-exported and wired to this server's
-//!   configuration, storage and internal API.
-//! - [`ratelimit`]: Synapse-style leaky buckets for the `rc_*` options.
-//! - [`router`]: `weft router`, the reverse proxy that sends each endpoint
-//!   group to the instances serving it, and its nginx equivalent.
-//! - [`rooms`]: the event pipeline (build, authorise, sign, persist), room
-//!   creation, membership, history visibility, supported room versions.
-//! - [`supervisor`]: `weft supervise`, running a whole deployment on one
-//!   machine and restarting processes that die.
-//! - [`sync`]: `/sync` tokens, the notifier that wakes long-polls, and the
-//!   assembly of sync responses.
-//! - [`telemetry`]: logging and Prometheus metrics.
-//! - [`user_directory`]: who `/user_directory/search` finds, and the
-//!   background updater that keeps it from the events stream.
+//! - `weft-core` ([`config`], [`streams`], [`endpoint_groups`], [`routes`],
+//!   [`access_token`], [`crypto`], [`json`], [`ratelimit`], [`telemetry`],
+//!   [`lifecycle`]): what every layer shares. [`config`] here adds
+//!   `zero_setup` and the loading that runs the plugin runtime's checks.
+//! - `weft-plugin-runtime` ([`plugins`], [`http_client`]): the WebAssembly
+//!   plugin runtime, wired to this server in `weft-services`.
+//! - `weft-storage` ([`storage`]): every SQL statement, for SQLite and
+//!   PostgreSQL alike, and the migrations.
+//! - `weft-services` ([`services`], [`rooms`], [`sync`], [`push`],
+//!   [`presence`], [`typing`], [`replication`], [`media`],
+//!   [`user_directory`], [`jobs`], [`plugins`]): the homeserver.
+//! - `weft-http` (`server::connections`): the connection loop every listener
+//!   and the router serve with.
+//! - `weft-api` ([`api`], [`server`]): the HTTP endpoints, the request
+//!   pipeline, the listeners and shutdown.
+//! - `weft-router` ([`router`]): `weft router` and its nginx equivalent.
+//! - this crate: [`cli`], the `weft` command (the only user of `anyhow`),
+//!   and [`supervisor`], `weft supervise`.
 //!
 //! Requests flow `server` → `api::ruma_route` (limits, auth, parsing) →
-//! handler in `api::client` → `storage`. Lower layers never build HTTP
-//! responses; each layer has its own error type.
+//! handler in `api::client` → services → `storage`. Lower layers never build
+//! HTTP responses; each layer has its own error type.
 
-pub mod api;
 pub mod cli;
 pub mod config;
-pub mod crypto;
-pub mod endpoint_groups;
-pub use weft_plugin_runtime::http_client;
-#[cfg(test)]
-mod input_properties;
-pub mod jobs;
-pub mod json;
-pub mod lifecycle;
-pub mod media;
-pub mod plugins;
-pub mod presence;
-pub mod push;
-pub mod ratelimit;
-pub mod replication;
-pub mod rooms;
-pub mod router;
-pub mod server;
-pub mod services;
-pub mod storage;
 pub mod supervisor;
-pub mod sync;
-pub mod telemetry;
-pub mod typing;
-pub mod user_directory;
+
+pub use weft_api::{self as api, server};
+pub use weft_core::{access_token, crypto, endpoint_groups, json, lifecycle, ratelimit, routes, streams, telemetry};
+pub use weft_plugin_runtime::http_client;
+pub use weft_router as router;
+pub use weft_services::{jobs, media, plugins, presence, push, replication, rooms, services, sync, typing, user_directory};
+pub use weft_storage as storage;

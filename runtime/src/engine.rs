@@ -124,10 +124,7 @@ impl PluginEngine {
     }
 }
 
-/// The default cache directory when `plugin_cache_dir` is not set.
-pub fn default_cache_dir() -> PathBuf {
-    std::env::temp_dir().join("weft-plugin-cache")
-}
+pub use crate::config::default_cache_dir;
 
 pub fn compile_cached(engine: &Engine, cache_dir: &Path, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
     let not_a_component = |reason: String| LoadError::NotAComponent { path: path.to_owned(), reason };

@@ -34,7 +34,9 @@
 //! process serves every role.
 
 mod bindings;
-pub mod config;
+/// `[[plugins]]`: the schema, a crate of its own (`weft-plugin-config`) so
+/// that the server's configuration embeds it without building wasmtime.
+pub use weft_plugin_config as config;
 pub mod egress;
 pub mod engine;
 pub mod error;

@@ -1,35 +1,23 @@
-//! Configuration: the TOML schema with Synapse's option names, loading and
-//! merging several files, validation, and the zero-setup configuration.
+//! The configuration as the `weft` binary loads it: `weft_core::config`
+//! (schema, merging, validation) re-exported whole, with loading that adds
+//! the plugin runtime's checks of `[[plugins]]` (`weft_services::plugins::
+//! check_config`, which compiles each component), and the zero-setup start.
 //!
-//! Owns: the `Config` type every other module reads (and never writes), and the
-//! rules that make a configuration acceptable. The `[[plugins]]` types are the
-//! plugin runtime's (`weft_plugin_runtime::config`), checked by its `verify`
-//! with the facts of `Config::plugin_deployment`. Loading collects every problem it
-//! finds (unknown keys, wrong types, impossible combinations) and reports them
-//! all at once, each with the file and the key path it came from.
-//!
-//! Relative paths are resolved against the directory of the file that set them
-//! (Synapse resolves them against the working directory; a data directory that
-//! moves as a whole is the more useful behaviour).
+//! May call: `weft_core::config`, `weft_services::plugins`.
 
-mod describe;
-mod duration;
-mod load;
-mod media;
-mod schema;
-mod validate;
-mod warnings;
 pub mod zero_setup;
 
-pub use describe::describe;
-pub use duration::SynapseDuration;
-pub use load::{ConfigError, ConfigErrors, load_files, load_str};
-pub use media::{ByteSize, ThumbnailMethod, ThumbnailSize};
-pub use schema::*;
-pub use warnings::warnings;
-/// `[[plugins]]`: the plugin runtime's schema, embedded in `Config`.
-pub use weft_plugin_runtime::config::{Deployment as PluginDeployment, OnError, PluginCapabilities, PluginConfig, PluginLimitsConfig, PluginRole};
+use std::path::PathBuf;
 
-/// The name the main process has in `instance_map`, `stream_writers` and the
-/// other instance-valued options, as in Synapse.
-pub const MAIN_INSTANCE: &str = "main";
+pub use weft_core::config::*;
+
+/// Reads, merges, checks and validates the given files, plugins included.
+pub fn load_files(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
+    load_files_with(paths, &weft_services::plugins::check_config)
+}
+
+/// Checks and validates one configuration given as text, plugins included;
+/// `name` stands in for a file name.
+pub fn load_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
+    load_str_with(name, text, &weft_services::plugins::check_config)
+}

@@ -4,7 +4,10 @@
 //! each instance that runs it.
 
 use serde_json::json;
-use weft::plugins::kv::{KvError, MAX_KV_VALUE_BYTES, PluginKv};
+use weft::plugins::{
+    StorageKv,
+    kv::{KvError, MAX_KV_VALUE_BYTES, PluginKv},
+};
 
 use super::guest;
 use crate::{
@@ -17,7 +20,7 @@ on_both_backends!(values_are_per_plugin_and_shared_by_instances_on_one_database,
 
 async fn values_are_per_plugin_and_shared_by_instances_on_one_database(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let (main, worker) = (db.storage("main").await, db.storage("worker1").await);
+    let (main, worker) = (StorageKv(db.storage("main").await), StorageKv(db.storage("worker1").await));
     let (main, worker): (&dyn PluginKv, &dyn PluginKv) = (&main, &worker);
     main.set("a", "k", b"one".to_vec()).await.unwrap();
     assert_eq!(worker.get("a", "k").await.unwrap(), Some(b"one".to_vec()), "another instance sees it");

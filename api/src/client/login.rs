@@ -1,0 +1,127 @@
+//! `GET /login` (flows), `POST /login` with `m.login.password`, and
+//! `POST /refresh` (always an unknown token: none are issued).
+//!
+//! Rate limits as Synapse: every attempt per client address; failed attempts
+//! per account (`rc_login.failed_attempts`: checked before the password,
+//! counted after a failure); successful logins per account
+//! (`rc_login.account`: counted once the password is right). Failures never
+//! spend the account's success budget, so someone guessing passwords cannot
+//! make the right one answer 429 through it.
+//! A deactivated account gets `M_USER_DEACTIVATED` whatever the password: its
+//! password hash is erased at deactivation, and the account's existence is no
+//! secret (its id stays taken).
+
+use http::StatusCode;
+use ruma::{
+    OwnedUserId, UserId,
+    api::{
+        client::{
+            session::{
+                get_login_types::v3::{self as login_types, LoginType, PasswordLoginType},
+                login::v3::{LoginInfo, Request, Response},
+            },
+            uiaa::UserIdentifier,
+        },
+        error::ErrorKind,
+    },
+};
+
+use crate::session::IssuedSession;
+use crate::{
+    error::{ApiError, ApiResult},
+    ruma_route::Ruma,
+};
+use weft_core::crypto::password;
+use weft_services::plugins::spam::{RequestInfo, SpamVerdict};
+use weft_services::services::{AppState, Services};
+
+pub async fn login_types(state: AppState, _: Ruma<login_types::Request>) -> ApiResult<login_types::Response> {
+    let mut flows = Vec::new();
+    if state.config.password_config.enabled {
+        flows.push(LoginType::Password(PasswordLoginType::new()));
+    }
+    Ok(login_types::Response::new(flows))
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::forbidden("Invalid username or password")
+}
+
+pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Response> {
+    let body = &request.body;
+    state.rate_limits.login_address.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
+    let LoginInfo::Password(credentials) = &body.login_info else {
+        return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Unknown login type"));
+    };
+    if !state.config.password_config.enabled {
+        return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Password login has been disabled"));
+    }
+    #[allow(deprecated)]
+    let name = match (&credentials.identifier, &credentials.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
+        (Some(_), _) => return Err(ApiError::forbidden("Only the m.id.user identifier is supported")),
+        (None, Some(user)) => user.clone(),
+        (None, None) => return Err(ApiError::missing_param("Missing identifier: expected `identifier` with type m.id.user")),
+    };
+    let user_id = qualify(&state, &name)?;
+    let key = user_id.as_str().to_lowercase();
+    state.rate_limits.login_failed_attempts.peek(&key).map_err(ApiError::limit_exceeded)?;
+
+    let Some(user) = state.storage.user_ignoring_case(user_id.as_str()).await? else {
+        state.rate_limits.login_failed_attempts.acquire(&key).ok();
+        return Err(invalid_credentials());
+    };
+    if user.deactivated {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated"));
+    }
+    let valid = match &user.password_hash {
+        Some(hash) => password::verify(&credentials.password, hash).await,
+        None => false,
+    };
+    if !valid {
+        state.rate_limits.login_failed_attempts.acquire(&key).ok();
+        return Err(invalid_credentials());
+    }
+    state.rate_limits.login_account.acquire(&user.user_id.as_str().to_lowercase()).map_err(ApiError::limit_exceeded)?;
+
+    // As Synapse: after the credentials, before the device exists.
+    let client = RequestInfo { user_agent: None, ip: request.client_addr.clone() };
+    let device_id = body.device_id.as_ref().map(|id| id.as_str());
+    if let SpamVerdict::Reject(rejection) =
+        state.spam_checker.check_login_for_spam(&user.user_id, device_id, body.initial_device_display_name.as_deref(), &[client], None).await
+    {
+        return Err(ApiError::spam_rejected(rejection, "Login was blocked by the server"));
+    }
+
+    let session = IssuedSession::new(body.device_id.clone());
+    state.storage.open_session(&user.user_id, session.to_store(body.initial_device_display_name.as_deref(), &request.client_addr)).await?;
+    state.stream_advanced(weft_storage::Stream::DeviceLists);
+    let mut response = Response::new(user.user_id, session.access_token, session.device_id);
+    #[allow(deprecated)]
+    {
+        response.home_server = Some(state.server_name.clone());
+    }
+    Ok(response)
+}
+
+/// A full user id from what the client typed: `@local:server` or `local`.
+fn qualify(state: &Services, name: &str) -> ApiResult<OwnedUserId> {
+    let user_id = if name.starts_with('@') {
+        UserId::parse(name).map_err(|_| invalid_credentials())?
+    } else {
+        UserId::parse_with_server_name(name.to_lowercase(), &state.server_name).map_err(|_| invalid_credentials())?
+    };
+    if user_id.server_name() != state.server_name {
+        return Err(invalid_credentials());
+    }
+    Ok(user_id)
+}
+
+/// Weft issues no refresh tokens (a login's `refresh_token: true` is
+/// ignored, as the spec allows), so none can be refreshed.
+pub async fn refresh(
+    _: AppState,
+    _: Ruma<ruma::api::client::session::refresh_token::v3::Request>,
+) -> ApiResult<ruma::api::client::session::refresh_token::v3::Response> {
+    Err(ApiError::unknown_token(false))
+}

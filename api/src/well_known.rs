@@ -1,0 +1,24 @@
+//! `/.well-known/matrix/client`: where clients find this server's client
+//! API, served as Synapse serves it when `serve_client_wellknown` is set:
+//! `m.homeserver.base_url` is `public_baseurl` (Synapse's default,
+//! `https://<server_name>/`, when unset), plus
+//! `extra_well_known_client_content`. Otherwise a 404.
+
+use axum::{Json, extract::State, response::IntoResponse};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use weft_services::services::AppState;
+
+pub async fn client(State(state): State<AppState>) -> axum::response::Response {
+    let config = &state.config;
+    if !config.serve_client_wellknown {
+        return ApiError::not_found(".well-known not available").into_response();
+    }
+    let base_url = config.public_baseurl.clone().unwrap_or_else(|| format!("https://{}/", config.server_name()));
+    let mut body = json!({"m.homeserver": {"base_url": base_url}});
+    if let Value::Object(fields) = &mut body {
+        fields.extend(config.extra_well_known_client_content.clone());
+    }
+    Json(body).into_response()
+}

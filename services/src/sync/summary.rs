@@ -1,0 +1,50 @@
+//! A joined room's `summary` in `/sync`: the joined and invited member
+//! counts, and the heroes a client names the room after when it has neither
+//! a name nor a canonical alias (the spec's rule: the first five joined or
+//! invited members by stream ordering, never the user; when there are none,
+//! those who left or were banned).
+
+use ruma::{RoomId, UInt, UserId, api::client::sync::sync_events::v3::RoomSummary};
+use serde_json::Value;
+
+use crate::services::Services;
+use weft_storage::StorageError;
+
+const HEROES: usize = 5;
+
+pub(super) async fn summary(services: &Services, room_id: &RoomId, user_id: &UserId) -> Result<RoomSummary, StorageError> {
+    let storage = &services.storage;
+    let memberships = storage.memberships_in(room_id).await?;
+    let count = |membership: &str| UInt::try_from(memberships.iter().filter(|(_, held)| held == membership).count()).unwrap_or_default();
+    let mut summary = RoomSummary::new();
+    summary.joined_member_count = Some(count("join"));
+    summary.invited_member_count = Some(count("invite"));
+    if has_a_name(services, room_id).await? {
+        return Ok(summary);
+    }
+    let others = |wanted: &[&str]| -> Vec<_> {
+        memberships
+            .iter()
+            .filter(|(member, membership)| member != user_id && wanted.contains(&membership.as_str()))
+            .map(|(member, _)| member.clone())
+            .take(HEROES)
+            .collect()
+    };
+    summary.heroes = others(&["join", "invite"]);
+    if summary.heroes.is_empty() {
+        summary.heroes = others(&["leave", "ban"]);
+    }
+    Ok(summary)
+}
+
+/// Whether the room has a non-empty `m.room.name` or canonical alias.
+async fn has_a_name(services: &Services, room_id: &RoomId) -> Result<bool, StorageError> {
+    for (kind, field) in [("m.room.name", "name"), ("m.room.canonical_alias", "alias")] {
+        let Some(event) = services.storage.current_state_event(room_id, kind, "").await? else { continue };
+        let json: Value = serde_json::from_str(&event.json).unwrap_or_default();
+        if json["content"][field].as_str().is_some_and(|value| !value.is_empty()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,68 @@
+//! The embedded migrations of both engines, run with sqlx's migrator.
+
+use std::borrow::Cow;
+
+use sqlx::{
+    AnyPool, SqlStr,
+    migrate::{Migration, MigrationType, Migrator},
+};
+
+use super::{Dialect, Result};
+
+/// `(version, description, PostgreSQL, SQLite)`; append, never edit.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (1, "accounts", include_str!("../migrations/postgres/0001_accounts.sql"), include_str!("../migrations/sqlite/0001_accounts.sql")),
+    (2, "rooms", include_str!("../migrations/postgres/0002_rooms.sql"), include_str!("../migrations/sqlite/0002_rooms.sql")),
+    (3, "profiles", include_str!("../migrations/postgres/0003_profiles.sql"), include_str!("../migrations/sqlite/0003_profiles.sql")),
+    (4, "aliases", include_str!("../migrations/postgres/0004_aliases.sql"), include_str!("../migrations/sqlite/0004_aliases.sql")),
+    (5, "relations", include_str!("../migrations/postgres/0005_relations.sql"), include_str!("../migrations/sqlite/0005_relations.sql")),
+    (6, "search", include_str!("../migrations/postgres/0006_search.sql"), include_str!("../migrations/sqlite/0006_search.sql")),
+    (7, "forgotten_rooms", include_str!("../migrations/postgres/0007_forgotten_rooms.sql"), include_str!("../migrations/sqlite/0007_forgotten_rooms.sql")),
+    (8, "user_streams", include_str!("../migrations/postgres/0008_user_streams.sql"), include_str!("../migrations/sqlite/0008_user_streams.sql")),
+    (9, "e2e_keys", include_str!("../migrations/postgres/0009_e2e_keys.sql"), include_str!("../migrations/sqlite/0009_e2e_keys.sql")),
+    (10, "push_actions", include_str!("../migrations/postgres/0010_push_actions.sql"), include_str!("../migrations/sqlite/0010_push_actions.sql")),
+    (11, "key_backup", include_str!("../migrations/postgres/0011_key_backup.sql"), include_str!("../migrations/sqlite/0011_key_backup.sql")),
+    (12, "pushers", include_str!("../migrations/postgres/0012_pushers.sql"), include_str!("../migrations/sqlite/0012_pushers.sql")),
+    (13, "push_rules", include_str!("../migrations/postgres/0013_push_rules.sql"), include_str!("../migrations/sqlite/0013_push_rules.sql")),
+    (14, "user_directory", include_str!("../migrations/postgres/0014_user_directory.sql"), include_str!("../migrations/sqlite/0014_user_directory.sql")),
+    (15, "plugin_kv", include_str!("../migrations/postgres/0015_plugin_kv.sql"), include_str!("../migrations/sqlite/0015_plugin_kv.sql")),
+    (16, "reports", include_str!("../migrations/postgres/0016_reports.sql"), include_str!("../migrations/sqlite/0016_reports.sql")),
+    (17, "openid_tokens", include_str!("../migrations/postgres/0017_openid_tokens.sql"), include_str!("../migrations/sqlite/0017_openid_tokens.sql")),
+    (
+        18,
+        "uia_client_params",
+        include_str!("../migrations/postgres/0018_uia_client_params.sql"),
+        include_str!("../migrations/sqlite/0018_uia_client_params.sql"),
+    ),
+    (19, "media", include_str!("../migrations/postgres/0019_media.sql"), include_str!("../migrations/sqlite/0019_media.sql")),
+];
+
+pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, description, postgres, sqlite)| {
+            let sql = match dialect {
+                Dialect::Postgres => postgres,
+                Dialect::Sqlite => sqlite,
+            };
+            Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, SqlStr::from_static(sql), false)
+        })
+        .collect();
+    Migrator::with_migrations(migrations).run(pool).await?;
+    Ok(())
+}
+
+/// The newest schema version this binary knows.
+pub(super) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |&(version, ..)| version)
+}
+
+/// The newest version applied successfully; 0 on a database never migrated.
+pub(super) async fn applied_version(pool: &AnyPool) -> Result<i64> {
+    match sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success").fetch_one(pool).await {
+        Ok(version) => Ok(version),
+        // No table yet: main has not started migrating.
+        Err(sqlx::Error::Database(_)) => Ok(0),
+        Err(error) => Err(error.into()),
+    }
+}
