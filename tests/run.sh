@@ -6,7 +6,8 @@
 # starts a throwaway one from the installed binaries (stopped again on exit),
 # or says what to install. Then builds the reference plugins, checks
 # formatting and clippy's lints, that the plugin testkit builds no part of the
-# server, and runs the workspace's tests.
+# server, that weft-core and weft-router build no database, plugin runtime or
+# server layer, and runs the workspace's tests.
 #
 # Environment: WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
 # WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379).
@@ -90,10 +91,22 @@ done
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "checking that the plugin testkit depends on no part of the server"
-server_deps='^(sqlx|axum|redis|image|weft) v|^(hyper|hyper-util) feature "server"'
+server_deps='^(sqlx|axum|redis|image|weft|weft-core|weft-storage|weft-services|weft-http|weft-api|weft-router) v|^(hyper|hyper-util) feature "server"'
 testkit_tree="$(cargo tree --locked -p weft-plugin-testkit -e normal,features --prefix none)"
 if grep -E "$server_deps" <<<"$testkit_tree"; then
     echo "weft-plugin-testkit pulls in the server dependencies above: it must depend on weft-plugin-runtime only" >&2
+    exit 1
+fi
+
+say "checking that weft-core and weft-router depend on no database, plugin runtime or server layer"
+core_tree="$(cargo tree --locked -p weft-core -e normal --prefix none)"
+if grep -E '^(sqlx|wasmtime|redis|image|axum|hyper|weft-plugin-runtime|weft-storage|weft-services|weft-http|weft-api|weft-router) v' <<<"$core_tree"; then
+    echo "weft-core pulls in the dependencies above: it must stay free of the database, wasmtime, Redis, image and HTTP serving" >&2
+    exit 1
+fi
+router_tree="$(cargo tree --locked -p weft-router -e normal --prefix none)"
+if grep -E '^(sqlx|wasmtime|redis|image|weft-plugin-runtime|weft-storage|weft-services|weft-api) v' <<<"$router_tree"; then
+    echo "weft-router pulls in the dependencies above: it must depend on weft-core and weft-http only" >&2
     exit 1
 fi
 

@@ -8,10 +8,10 @@ use ruma::{
 };
 
 use weft_core::access_token::TokenPlacementError;
-
-use super::error::{ApiError, ApiResult};
 use weft_core::crypto::token::hash_access_token;
 use weft_services::services::Services;
+
+use super::error::{ApiError, ApiResult};
 
 /// How often a device's "last seen" is written at most.
 const LAST_SEEN_GRANULARITY_MS: i64 = 60_000;

@@ -13,10 +13,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::{BodyExt, Limited};
 
-use crate::error::ApiError;
 use weft_core::endpoint_groups::EndpointGroup;
 use weft_services::replication::client::{decode_positions, wait_for_positions};
 use weft_services::services::Services;
+
+use crate::error::ApiError;
 
 /// Marks a request that was forwarded here: it runs here, whatever the configuration says.
 #[derive(Debug, Clone, Copy)]

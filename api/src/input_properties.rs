@@ -5,6 +5,7 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
+
 use weft_core::input_strategies::{json_value, tricky_string};
 
 proptest! {

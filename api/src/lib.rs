@@ -47,6 +47,7 @@ use tower_http::{
 };
 
 use ruma_route::{ListenerContext, RouteTable};
+
 use weft_core::config::{ListenerConfig, Resource};
 use weft_services::services::AppState;
 

@@ -2,7 +2,7 @@
 //! persisting writes into the rooms this instance persists, answering
 //! client requests forwarded to the writer of their stream, running the
 //! calls of plugins this instance hosts for the others (every role, one
-//! route: `plugins::remote`), stream
+//! route: `weft_services::plugins::remote`), stream
 //! positions and the typing state for catch-up. Every call needs
 //! `Authorization: Bearer <worker_replication_secret>`; without it, or with
 //! another secret, the answer is 401 with a Matrix error and nothing runs.
@@ -23,10 +23,6 @@ use http_body_util::BodyExt;
 use ruma::OwnedRoomId;
 use tower::ServiceExt;
 
-use super::{
-    error::ApiError,
-    forward::{self, Forwarded},
-};
 use weft_services::plugins::remote::{self, ServeError};
 use weft_services::replication::{
     client::{POSITIONS_HEADER, StoredReply, encode_positions},
@@ -34,6 +30,11 @@ use weft_services::replication::{
     room_writes::{self, RoomWrite},
 };
 use weft_services::services::AppState;
+
+use super::{
+    error::ApiError,
+    forward::{self, Forwarded},
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

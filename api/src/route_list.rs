@@ -9,7 +9,7 @@
 //! that build each listener's router, so the list cannot drift from what is
 //! served), and routes declared here from ruma's request types: those of the
 //! worker document's groups that Weft does not serve yet (federation, SSO),
-//! and the media repository's, which `api::media` serves with handlers of its
+//! and the media repository's, which `media` serves with handlers of its
 //! own (file bodies, not JSON). A registered route wins over a declared one with the same method and
 //! path, so implementing an endpoint needs no change here, only eventually
 //! the removal of its now redundant line.
@@ -19,11 +19,12 @@ use std::collections::BTreeSet;
 use http::Method;
 use ruma::api::{Metadata, path_builder::PathBuilder};
 
+use weft_core::endpoint_groups::EndpointGroup;
+
 use super::{
     admin, client, federation,
     ruma_route::{RouteEntry, RouteTable},
 };
-use weft_core::endpoint_groups::EndpointGroup;
 
 /// Every route of the client, admin and federation resources, registered
 /// routes first, without duplicates.

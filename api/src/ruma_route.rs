@@ -24,12 +24,13 @@ use ruma::api::{
     path_builder::PathBuilder,
 };
 
+use weft_core::endpoint_groups::EndpointGroup;
+use weft_services::services::AppState;
+
 use super::{
     auth::{self, AuthKind, AuthRequirement, Sender},
     error::{ApiError, ApiResult},
 };
-use weft_core::endpoint_groups::EndpointGroup;
-use weft_services::services::AppState;
 
 /// A parsed request of type `R` with who sent it.
 pub struct Ruma<R> {

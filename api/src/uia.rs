@@ -16,9 +16,10 @@ use ruma::{
 };
 use serde_json::value::to_raw_value;
 
-use super::error::{ApiError, ApiResult};
 use weft_core::crypto;
 use weft_services::services::Services;
+
+use super::error::{ApiError, ApiResult};
 
 /// Sessions older than this are forgotten.
 pub const SESSION_LIFETIME_MS: i64 = 15 * 60 * 1000;

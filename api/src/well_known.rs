@@ -7,8 +7,9 @@
 use axum::{Json, extract::State, response::IntoResponse};
 use serde_json::{Value, json};
 
-use super::error::ApiError;
 use weft_services::services::AppState;
+
+use super::error::ApiError;
 
 pub async fn client(State(state): State<AppState>) -> axum::response::Response {
     let config = &state.config;

@@ -4,7 +4,7 @@
 //!
 //! `InitialSync`, `Federation`, `FederationTransactions`, `Media` and `Sso`
 //! name groups of the worker document whose endpoints Weft does not all serve
-//! yet; `api::route_list` declares their paths from ruma's types so that the
+//! yet; `weft_api::route_list` declares their paths from ruma's types so that the
 //! router can send them to the right instance the day they are.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

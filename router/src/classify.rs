@@ -1,5 +1,5 @@
 //! Request to endpoint group: the path is matched against the templates of
-//! `api::route_list` with `matchit` (the matcher axum routes with), then the
+//! `weft_core::routes` with `matchit` (the matcher axum routes with), then the
 //! method picks among the groups declared for that path. No regular
 //! expressions of the Matrix API are written anywhere.
 //!

@@ -43,6 +43,7 @@ pub use table::{Address, Instance, RoutingTable, TableError};
 
 use connect::Connector;
 use users::UserLookup;
+
 use weft_core::access_token::TokenOwners;
 use weft_core::config::Config;
 

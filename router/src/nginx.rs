@@ -14,13 +14,14 @@ use std::{collections::BTreeMap, fmt::Write};
 
 use http::Method;
 
+use weft_core::config::Config;
+use weft_core::endpoint_groups::EndpointGroup;
+use weft_core::routes;
+
 use super::{
     RouterError,
     table::{Address, RoutingTable},
 };
-use weft_core::config::Config;
-use weft_core::endpoint_groups::EndpointGroup;
-use weft_core::routes;
 
 /// The configuration text: maps and upstreams for nginx's `http` block,
 /// then a `server` block listening where `[router]` would.

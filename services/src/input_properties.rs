@@ -4,6 +4,7 @@
 //! and the checks must agree with their specification.
 
 use proptest::prelude::*;
+
 use weft_core::input_strategies::{json_value, tricky_string};
 
 const EVENT_TYPES: &[&str] = &[

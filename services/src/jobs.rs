@@ -9,7 +9,7 @@
 //! error goes back to the consumer, which retries later from its saved
 //! position, losing nothing.
 //!
-//! May call: storage (a health probe), metrics.
+//! May call: `weft_storage` (a health probe), metrics.
 
 use std::{fmt::Display, future::Future, time::Duration};
 

@@ -18,11 +18,12 @@ use std::{
 use futures_util::{FutureExt, future::BoxFuture};
 use ruma::{OwnedUserId, UserId};
 
+use weft_storage::{NewPresence, StorageError, Stream, now_ms};
+
 use crate::{
     replication::{Command, StreamHandler},
     services::{AppState, Services},
 };
-use weft_storage::{NewPresence, StorageError, Stream, now_ms};
 
 /// The states a user may set (`PUT /presence`, `/sync`'s `set_presence`).
 pub const SETTABLE_STATES: [&str; 3] = ["online", "unavailable", "offline"];

@@ -2,7 +2,12 @@
 //! limiters, built once at start-up from the configuration.
 //!
 //! Handlers receive `AppState` (an `Arc<Services>`); nothing here is global,
-//! so several instances can live in one process (the tests do).
+//! so several instances can live in one process (the tests do). Every service
+//! module of this crate reaches the others through it, which is why they
+//! share one crate.
+//!
+//! May call: every module of this crate, `weft_core`, `weft_storage`,
+//! `weft_plugin_runtime` (through `plugins`).
 
 use std::{
     collections::HashMap,
@@ -12,15 +17,16 @@ use std::{
 
 use ruma::OwnedServerName;
 
+use weft_core::config::Config;
+use weft_core::crypto::server_key::{SigningKey, SigningKeyError};
+use weft_core::ratelimit::RateLimiters;
+use weft_storage::{Storage, StorageError, Stream};
+
 use crate::{
     plugins::{HostedPlugins, LiveServices, LoadError, SpamCheckers},
     rooms::Rooms,
     sync::Notifier,
 };
-use weft_core::config::Config;
-use weft_core::crypto::server_key::{SigningKey, SigningKeyError};
-use weft_core::ratelimit::RateLimiters;
-use weft_storage::{Storage, StorageError, Stream};
 
 pub type AppState = Arc<Services>;
 

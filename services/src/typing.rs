@@ -19,11 +19,12 @@ use std::{
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
+use weft_storage::Stream;
+
 use crate::{
     replication::{Follow, StreamHandler},
     services::AppState,
 };
-use weft_storage::Stream;
 
 /// The longest a client may say it will be typing for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);

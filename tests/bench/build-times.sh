@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
 # Build times of one checkout (docs/development.md): a clean build of the
-# plugin testkit, then of the rest of the workspace, then two incremental
-# rebuilds after a line is appended to one client endpoint and to one
-# storage function (both restored afterwards). Run it on a quiet machine.
+# plugin testkit, then of the rest of the workspace (with `--timings`; the
+# report is copied to $TIMINGS_DIR, default /tmp), then two incremental
+# rebuilds after a real code change (a `tracing::trace!` line at the top of a
+# function body) in one client endpoint and in one storage function, both
+# restored afterwards. Works on checkouts from before the crate split (one
+# `host/` crate) and after it. Run it on a quiet machine.
 #
 # Usage: tests/bench/build-times.sh [CHECKOUT]   (default: this one)
 set -euo pipefail
 checkout="$(cd "${1:-$(dirname "$0")/../..}" && pwd)"
 export CARGO_TARGET_DIR="$(mktemp -d)"
-trap 'rm -rf "$CARGO_TARGET_DIR"; git -C "$checkout" checkout -q -- host/src/api/client/profile.rs host/src/storage/profiles.rs' EXIT
 cd "$checkout"
+if [ -d host/src/api ]; then
+    endpoint=host/src/api/client/profile.rs storage=host/src/storage/profiles.rs
+else
+    endpoint=api/src/client/profile.rs storage=storage/src/profiles.rs
+fi
+trap 'rm -rf "$CARGO_TARGET_DIR"; git -C "$checkout" checkout -q -- "$endpoint" "$storage"' EXIT
 timed() {
     local label=$1; shift
     local start=$(date +%s.%N)
     "$@" >/dev/null 2>&1
     printf '%-55s %6.0f s\n' "$label" "$(echo "$(date +%s.%N) - $start" | bc)"
 }
+probe='    tracing::trace!("build-times probe");'
 timed "clean testkit (build -p weft-plugin-testkit --tests)" cargo build --locked -p weft-plugin-testkit --tests
-timed "rest of the workspace (test --workspace --no-run)" cargo test --locked --workspace --no-run
-echo "// timing" >> host/src/api/client/profile.rs
-timed "incremental: one client endpoint touched" cargo test --locked --workspace --no-run
-echo "// timing" >> host/src/storage/profiles.rs
-timed "incremental: one storage function touched" cargo test --locked --workspace --no-run
+timed "rest of the workspace (test --workspace --no-run)" cargo test --locked --workspace --no-run --timings
+cp "$CARGO_TARGET_DIR/cargo-timings/cargo-timing.html" "${TIMINGS_DIR:-/tmp}/build-times-$(git rev-parse --short HEAD).html"
+sed -i "/pub async fn get(state: AppState/a\\$probe" "$endpoint"
+grep -q 'build-times probe' "$endpoint"
+timed "incremental: one client endpoint changed" cargo test --locked --workspace --no-run
+sed -i "/pub async fn profile(&self/a\\$probe" "$storage"
+grep -q 'build-times probe' "$storage"
+timed "incremental: one storage function changed" cargo test --locked --workspace --no-run

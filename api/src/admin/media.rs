@@ -6,11 +6,12 @@
 
 use ruma::UserId;
 
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
 
 const DEFAULT_LIMIT: u64 = 100;
 

@@ -8,6 +8,8 @@ mod reports;
 
 pub use register::compute_mac;
 
+use weft_core::endpoint_groups::EndpointGroup;
+
 use super::{
     auth::Sender,
     error::{ApiError, ApiResult},
@@ -25,7 +27,6 @@ fn next_token(from: u64, returned: usize, total: i64) -> Option<u64> {
 }
 
 use super::ruma_route::RouteTable;
-use weft_core::endpoint_groups::EndpointGroup;
 
 pub fn routes(table: &mut RouteTable) {
     table

@@ -9,15 +9,16 @@ use hmac::{Hmac, Mac};
 use http::StatusCode;
 use sha1::Sha1;
 
+use weft_core::crypto::{password, token};
+use weft_services::services::AppState;
+use weft_storage::{NewUser, StorageError};
+
 use crate::{
     client::validate_new_localpart,
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
     session::IssuedSession,
 };
-use weft_core::crypto::{password, token};
-use weft_services::services::AppState;
-use weft_storage::{NewUser, StorageError};
 
 /// How long a nonce stays valid, as in Synapse.
 const NONCE_LIFETIME: Duration = Duration::from_secs(60);

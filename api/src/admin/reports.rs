@@ -2,8 +2,9 @@
 //! first, for server administrators; paginated by `from` (an offset) and
 //! `limit`, with `next_token` and `total` as Synapse gives them.
 
-use crate::{error::ApiResult, ruma_route::Ruma};
 use weft_services::services::AppState;
+
+use crate::{error::ApiResult, ruma_route::Ruma};
 
 const DEFAULT_LIMIT: u64 = 100;
 

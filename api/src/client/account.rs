@@ -8,11 +8,12 @@ use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, che
 
 use ruma::UserId;
 
-use super::register::{check_password_length, required_password};
-use crate::{error::ApiResult, ruma_route::Ruma, uia};
 use weft_core::crypto::password;
 use weft_services::rooms::Membership;
 use weft_services::services::{AppState, Services};
+
+use super::register::{check_password_length, required_password};
+use crate::{error::ApiResult, ruma_route::Ruma, uia};
 
 pub async fn whoami(_: AppState, request: Ruma<whoami::v3::Request>) -> ApiResult<whoami::v3::Response> {
     let sender = request.sender()?;

@@ -17,14 +17,15 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use weft_core::json::raw;
+use weft_services::services::AppState;
+use weft_storage::Stream;
+
 use crate::{
     auth::Sender,
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_core::json::raw;
-use weft_services::services::AppState;
-use weft_storage::Stream;
 
 /// Types the server maintains itself; the spec has clients use other APIs.
 const SERVER_MANAGED: [&str; 2] = ["m.fully_read", "m.push_rules"];

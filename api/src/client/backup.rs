@@ -26,12 +26,13 @@ use serde_json::{
     value::{RawValue, to_raw_value},
 };
 
+use weft_services::services::AppState;
+use weft_storage::{BackupCounts, BackupKey, BackupKeysWrite, BackupVersion, BackupVersionUpdate, StoredBackupKey};
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
-use weft_storage::{BackupCounts, BackupKey, BackupKeysWrite, BackupVersion, BackupVersionUpdate, StoredBackupKey};
 
 /// The body of `POST /room_keys/version` and `PUT /room_keys/version/{version}`,
 /// which ruma hands over unparsed.

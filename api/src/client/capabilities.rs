@@ -4,9 +4,10 @@ use ruma::api::client::discovery::get_capabilities::v3::{
     Capabilities, ChangePasswordCapability, GetLoginTokenCapability, Request, Response, RoomVersionsCapability, ThirdPartyIdChangesCapability,
 };
 
-use crate::{error::ApiResult, ruma_route::Ruma};
 use weft_services::rooms::versions;
 use weft_services::services::AppState;
+
+use crate::{error::ApiResult, ruma_route::Ruma};
 
 pub async fn capabilities(state: AppState, _: Ruma<Request>) -> ApiResult<Response> {
     let mut capabilities = Capabilities::new();

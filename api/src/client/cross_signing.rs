@@ -13,15 +13,16 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use weft_core::crypto::key_signatures;
+use weft_services::services::AppState;
+use weft_storage::{KeySignature, Stream};
+
 use super::keys::cross_signing_public;
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
     uia,
 };
-use weft_core::crypto::key_signatures;
-use weft_services::services::AppState;
-use weft_storage::{KeySignature, Stream};
 
 fn invalid_signature(message: impl Into<String>) -> ApiError {
     ApiError::custom(StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE", message)

@@ -7,13 +7,14 @@ use ruma::{
     api::client::device::{self, delete_device, delete_devices, get_device, get_devices, update_device},
 };
 
+use weft_services::services::AppState;
+use weft_storage::Device;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
     uia,
 };
-use weft_services::services::AppState;
-use weft_storage::Device;
 
 fn to_api(device: Device) -> device::Device {
     let mut out = device::Device::new(device.device_id);

@@ -17,14 +17,15 @@ use ruma::{
 };
 use serde_json::Value;
 
+use weft_services::rooms::{RoomError, RoomState, visibility::Visibility as History};
+use weft_services::services::{AppState, Services};
+use weft_storage::StorageError;
+
 use crate::{
     auth::Sender,
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::rooms::{RoomError, RoomState, visibility::Visibility as History};
-use weft_services::services::{AppState, Services};
-use weft_storage::StorageError;
 
 /// The most rooms one page of the directory holds.
 const MAX_PAGE: usize = 500;

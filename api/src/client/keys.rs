@@ -12,16 +12,17 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use crate::{
-    auth::Sender,
-    error::{ApiError, ApiResult},
-    ruma_route::Ruma,
-};
 use weft_core::crypto::key_signatures;
 use weft_core::json::raw;
 use weft_services::services::{AppState, Services};
 use weft_services::sync::{StreamToken, device_lists};
 use weft_storage::{NewKey, StorageError, Stream};
+
+use crate::{
+    auth::Sender,
+    error::{ApiError, ApiResult},
+    ruma_route::Ruma,
+};
 
 fn json_of<T>(raw: &Raw<T>) -> ApiResult<Value> {
     weft_core::json::value_of(raw).ok_or_else(|| ApiError::bad_json("Keys must be JSON"))

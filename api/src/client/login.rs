@@ -26,14 +26,15 @@ use ruma::{
     },
 };
 
+use weft_core::crypto::password;
+use weft_services::plugins::spam::{RequestInfo, SpamVerdict};
+use weft_services::services::{AppState, Services};
+
 use crate::session::IssuedSession;
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_core::crypto::password;
-use weft_services::plugins::spam::{RequestInfo, SpamVerdict};
-use weft_services::services::{AppState, Services};
 
 pub async fn login_types(state: AppState, _: Ruma<login_types::Request>) -> ApiResult<login_types::Response> {
     let mut flows = Vec::new();

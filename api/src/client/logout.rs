@@ -3,8 +3,9 @@
 
 use ruma::api::client::session::{logout, logout_all};
 
-use crate::{error::ApiResult, ruma_route::Ruma};
 use weft_services::services::AppState;
+
+use crate::{error::ApiResult, ruma_route::Ruma};
 
 pub async fn logout(state: AppState, request: Ruma<logout::v3::Request>) -> ApiResult<logout::v3::Response> {
     let sender = request.sender()?;

@@ -38,8 +38,6 @@ mod voip;
 
 pub(crate) use register::validate_new_localpart;
 
-use weft_services::plugins::spam::SpamVerdict;
-
 /// A spam checker's verdict at a call site: allowed, or the 403 carrying the
 /// plugin's errcode and fields, with Synapse's message for the site.
 pub(crate) fn spam_allows(verdict: SpamVerdict, message: &str) -> super::error::ApiResult<()> {
@@ -69,8 +67,10 @@ use ruma::api::client::{
     sync::sync_events,
 };
 
-use super::ruma_route::RouteTable;
 use weft_core::endpoint_groups::EndpointGroup as G;
+use weft_services::plugins::spam::SpamVerdict;
+
+use super::ruma_route::RouteTable;
 
 pub fn routes(table: &mut RouteTable) {
     table

@@ -6,12 +6,13 @@ use ruma::{
     api::client::push::get_notifications::{self, v3::Notification},
 };
 
+use weft_services::rooms::pdu;
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::rooms::pdu;
-use weft_services::services::AppState;
 
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use ruma::{api::client::account::request_openid_token, authentication::TokenType};
 
+use weft_core::crypto::token;
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_core::crypto::token;
-use weft_services::services::AppState;
 
 /// How long a token is valid (Synapse's `openid_token_lifetime` default).
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);

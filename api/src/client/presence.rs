@@ -8,13 +8,14 @@ use ruma::{
     presence::PresenceState,
 };
 
+use weft_services::presence;
+use weft_services::services::AppState;
+use weft_storage::now_ms;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::presence;
-use weft_services::services::AppState;
-use weft_storage::now_ms;
 
 pub async fn set(state: AppState, request: Ruma<set_presence::v3::Request>) -> ApiResult<set_presence::v3::Response> {
     let sender = request.sender()?;

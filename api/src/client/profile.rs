@@ -10,11 +10,12 @@ use ruma::{
     profile::{ProfileFieldName, ProfileFieldValue},
 };
 
+use weft_services::services::{AppState, Services};
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::{AppState, Services};
 
 /// Synapse's limit on display names.
 const MAX_DISPLAYNAME_LENGTH: usize = 256;

@@ -22,14 +22,15 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use weft_services::push::client_format;
+use weft_services::services::AppState;
+use weft_storage::Stream;
+
 use super::listed::{Reshaped, json_body};
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::push::client_format;
-use weft_services::services::AppState;
-use weft_storage::Stream;
 
 pub async fn all(state: AppState, request: Ruma<Reshaped<get_pushrules_all::v3::Request>>) -> ApiResult<json_body::Response> {
     let sender = request.sender()?;

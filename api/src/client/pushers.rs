@@ -18,12 +18,13 @@ use ruma::api::client::push::{
 };
 use serde_json::{Value, json};
 
+use weft_services::services::AppState;
+use weft_storage::{NewPusher, PusherKey, StoredPusher};
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
-use weft_storage::{NewPusher, PusherKey, StoredPusher};
 
 pub mod set_pusher {
     //! `POST /_matrix/client/v3/pushers/set`, declared here because ruma's

@@ -13,13 +13,14 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use weft_services::services::AppState;
+use weft_storage::{NewReceipt, StoredEvent, Stream, UNTHREADED};
+
 use crate::{
     auth::Sender,
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
-use weft_storage::{NewReceipt, StoredEvent, Stream, UNTHREADED};
 
 pub async fn receipt(state: AppState, request: Ruma<create_receipt::v3::Request>) -> ApiResult<create_receipt::v3::Response> {
     let sender = request.sender()?;

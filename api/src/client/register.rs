@@ -22,6 +22,11 @@ use ruma::{
 use ruma::serde::JsonObject;
 use serde_json::json;
 
+use weft_core::crypto::{password, token};
+use weft_services::plugins::spam::{RegistrationVerdict, RequestInfo};
+use weft_services::services::{AppState, Services};
+use weft_storage::{NewSession, NewUser, StorageError};
+
 use super::listed::{Reshaped, json_body};
 use crate::{
     error::{ApiError, ApiResult},
@@ -29,10 +34,6 @@ use crate::{
     session::IssuedSession,
     uia,
 };
-use weft_core::crypto::{password, token};
-use weft_services::plugins::spam::{RegistrationVerdict, RequestInfo};
-use weft_services::services::{AppState, Services};
-use weft_storage::{NewSession, NewUser, StorageError};
 
 /// Answered as Synapse: with `inhibit_login`, `user_id` alone (ruma would
 /// write `"device_id": null`).

@@ -9,8 +9,9 @@ use http::StatusCode;
 use ruma::{EventId, RoomId, UserId, api::error::ErrorKind};
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
 use weft_services::services::Services;
+
+use crate::error::{ApiError, ApiResult};
 
 /// Synapse's limit on an annotation's key, in bytes.
 const MAX_KEY_LEN: usize = 500;

@@ -14,14 +14,15 @@ use ruma::{
 };
 use serde_json::Value;
 
+use weft_core::json::raw;
+use weft_services::rooms::{aggregations::Aggregations, pdu::client_event};
+use weft_services::services::{AppState, Services};
+
 use super::room_events::{token_at, visibility};
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_core::json::raw;
-use weft_services::rooms::{aggregations::Aggregations, pdu::client_event};
-use weft_services::services::{AppState, Services};
 
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;

@@ -6,12 +6,13 @@
 
 use ruma::api::client::room::{report_content, report_room};
 
+use weft_services::rooms::visibility::Visibility;
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::rooms::visibility::Visibility;
-use weft_services::services::AppState;
 
 /// Longest reason kept, in bytes (Synapse's limit).
 const MAX_REASON_LEN: usize = 1000;

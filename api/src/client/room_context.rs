@@ -10,6 +10,10 @@ use ruma::{
     },
 };
 
+use weft_core::json::raw;
+use weft_services::rooms::{aggregations::Aggregations, pdu::client_event, txn_ids::TransactionIds};
+use weft_services::services::AppState;
+
 use super::{
     listed::get_context,
     room_events::{token_at, visibility, visible_events},
@@ -18,9 +22,6 @@ use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_core::json::raw;
-use weft_services::rooms::{aggregations::Aggregations, pdu::client_event, txn_ids::TransactionIds};
-use weft_services::services::AppState;
 
 /// The most events `/context` returns on each side.
 const MAX_CONTEXT: u64 = 100;

@@ -1,6 +1,6 @@
 //! Reading and writing a room's events: `send`, state `PUT`/`GET`,
 //! `event/{id}`, `messages`, `members`, `joined_members`. Reads obey history
-//! visibility (`rooms::visibility`).
+//! visibility (`weft_services::rooms::visibility`).
 
 use ruma::{
     OwnedUserId, RoomId, UserId,
@@ -17,17 +17,18 @@ use ruma::{
 };
 use serde_json::{Value, value::to_raw_value};
 
-use super::spam_allows;
-use crate::{
-    error::{ApiError, ApiResult},
-    ruma_route::Ruma,
-};
 use weft_core::json::raw;
 use weft_services::plugins::spam::SpamEvent;
 use weft_services::rooms::{Outgoing, RoomError, aggregations::Aggregations, pdu::client_event, txn_ids::TransactionIds, visibility::Visibility};
 use weft_services::services::{AppState, Services};
 use weft_services::sync::{StreamToken, filter as sync_filter};
 use weft_storage::StoredEvent;
+
+use super::spam_allows;
+use crate::{
+    error::{ApiError, ApiResult},
+    ruma_route::Ruma,
+};
 
 /// Synapse's message when a spam checker refuses an event.
 const SPAM_MESSAGE: &str = "This message had been rejected as probable spam";

@@ -10,13 +10,14 @@ use ruma::{
 };
 use serde_json::{Map, Value};
 
+use weft_services::rooms::{CreateRoom, Membership, RoomError, create::Preset};
+use weft_services::services::AppState;
+
 use super::spam_allows;
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::rooms::{CreateRoom, Membership, RoomError, create::Preset};
-use weft_services::services::AppState;
 
 fn object<T>(raw: &ruma::serde::Raw<T>, what: &str) -> ApiResult<Map<String, Value>> {
     weft_core::json::object_of(raw).ok_or_else(|| ApiError::bad_json(format!("{what} must be a JSON object")))

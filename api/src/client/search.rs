@@ -17,6 +17,12 @@ use ruma::{
 };
 use serde_json::Value;
 
+use weft_core::json::raw;
+use weft_services::rooms::{aggregations::Aggregations, pdu::client_event, visibility::Visibility};
+use weft_services::services::{AppState, Services};
+use weft_services::sync::filter::event_matches;
+use weft_storage::StoredEvent;
+
 use super::{
     listed::{
         search_events::{Request, Response},
@@ -28,11 +34,6 @@ use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_core::json::raw;
-use weft_services::rooms::{aggregations::Aggregations, pdu::client_event, visibility::Visibility};
-use weft_services::services::{AppState, Services};
-use weft_services::sync::filter::event_matches;
-use weft_storage::StoredEvent;
 
 const DEFAULT_LIMIT: u64 = 10;
 const MAX_LIMIT: u64 = 100;

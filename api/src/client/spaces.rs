@@ -14,13 +14,14 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use weft_services::rooms::{RoomError, RoomState};
+use weft_services::services::{AppState, Services};
+use weft_storage::StoredEvent;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::rooms::{RoomError, RoomState};
-use weft_services::services::{AppState, Services};
-use weft_storage::StoredEvent;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 100;

@@ -8,12 +8,13 @@ use ruma::api::client::{
     sync::sync_events::{self, v3::Filter},
 };
 
+use weft_services::services::AppState;
+use weft_services::sync::{self as sync_service, StreamToken, SyncOptions};
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
-use weft_services::sync::{self as sync_service, StreamToken, SyncOptions};
 
 pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> ApiResult<sync_events::v3::Response> {
     let sender = request.sender()?;

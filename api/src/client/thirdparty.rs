@@ -8,11 +8,12 @@ use ruma::api::client::thirdparty::{
     get_location_for_protocol, get_location_for_room_alias, get_protocol, get_protocols, get_user_for_protocol, get_user_for_user_id,
 };
 
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
 
 pub async fn protocols(_: AppState, request: Ruma<get_protocols::v3::Request>) -> ApiResult<get_protocols::v3::Response> {
     request.sender()?;

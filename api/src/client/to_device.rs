@@ -6,12 +6,13 @@
 use ruma::{api::client::to_device::send_event_to_device, to_device::DeviceIdOrAllDevices};
 use serde_json::{Value, json};
 
+use weft_services::services::AppState;
+use weft_storage::{Delivery, Stream};
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
-use weft_storage::{Delivery, Stream};
 
 pub async fn send(state: AppState, request: Ruma<send_event_to_device::v3::Request>) -> ApiResult<send_event_to_device::v3::Response> {
     let sender = request.sender()?;

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
 
 /// How long a user types when the client gives no `timeout` (Synapse's default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

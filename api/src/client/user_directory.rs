@@ -5,9 +5,10 @@
 
 use ruma::{OwnedMxcUri, api::client::user_directory::search_users};
 
-use crate::{error::ApiResult, ruma_route::Ruma};
 use weft_services::plugins::spam::UserProfile;
 use weft_services::services::AppState;
+
+use crate::{error::ApiResult, ruma_route::Ruma};
 
 /// Synapse's cap on `limit`.
 const MAX_LIMIT: usize = 50;

@@ -9,8 +9,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha1::Sha1;
 
-use crate::{error::ApiResult, ruma_route::Ruma};
 use weft_services::services::AppState;
+
+use crate::{error::ApiResult, ruma_route::Ruma};
 
 pub mod turn_server {
     //! `GET /_matrix/client/v3/voip/turnServer`, declared here because the

@@ -11,11 +11,12 @@ use ruma::{
     serde::{Base64, Raw},
 };
 
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
 
 /// How long other servers may cache the key, Synapse's default refresh interval.
 const KEY_VALIDITY: Duration = Duration::from_secs(24 * 60 * 60);

@@ -4,8 +4,9 @@
 mod keys;
 mod openid;
 
-use super::ruma_route::RouteTable;
 use weft_core::endpoint_groups::EndpointGroup;
+
+use super::ruma_route::RouteTable;
 
 pub fn key_routes(table: &mut RouteTable) {
     table.add::<ruma::api::federation::discovery::get_server_keys::v2::Request, _, _>(EndpointGroup::ServerKeys, keys::server_keys);

@@ -3,11 +3,12 @@
 
 use ruma::api::federation::openid::get_openid_userinfo;
 
+use weft_services::services::AppState;
+
 use crate::{
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
-use weft_services::services::AppState;
 
 pub async fn userinfo(state: AppState, request: Ruma<get_openid_userinfo::v1::Request>) -> ApiResult<get_openid_userinfo::v1::Response> {
     match state.storage.openid_token_user(&request.body.access_token).await? {

@@ -20,11 +20,12 @@ use http::{HeaderValue, header, request::Parts};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 
-use super::{PathArgs, authenticated, is_local, param, path_args, query_params, remote_media, repository};
-use crate::error::{ApiError, ApiResult};
 use weft_core::config::ThumbnailMethod;
 use weft_services::media::{Access, ThumbnailRequest};
 use weft_services::services::AppState;
+
+use super::{PathArgs, authenticated, is_local, param, path_args, query_params, remote_media, repository};
+use crate::error::{ApiError, ApiResult};
 
 /// How long a download waits for content still being uploaded, unless it says.
 const DEFAULT_WAIT: Duration = Duration::from_secs(20);

@@ -3,7 +3,7 @@
 //! (authenticated downloads, thumbnails, configuration).
 //!
 //! Their bodies are files, not JSON, so they are plain axum handlers rather
-//! than ruma-typed routes; `api::route_list` declares their paths for the
+//! than ruma-typed routes; `route_list` declares their paths for the
 //! router. Served where `Config::runs_media_repo` says, on listeners with a
 //! `client`, `federation` or `media` resource, as Synapse serves them.
 
@@ -21,12 +21,13 @@ use axum::{
 };
 use http::{HeaderMap, StatusCode, request::Parts};
 
+use weft_services::media::MediaError;
+use weft_services::services::AppState;
+
 use super::{
     auth::{self, Sender},
     error::{ApiError, ApiResult},
 };
-use weft_services::media::MediaError;
-use weft_services::services::AppState;
 
 /// The media routes, or `None` on an instance that does not run the media
 /// repository (its media requests are unknown endpoints, as in Synapse).

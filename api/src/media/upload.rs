@@ -11,14 +11,15 @@ use axum::{
 use http::request::Parts;
 use serde_json::json;
 
+use weft_services::media::{MediaRepository, Received};
+use weft_services::plugins::spam::MediaFile;
+use weft_services::services::AppState;
+
 use super::{PathArgs, authenticated, content_type, is_local, param, path_args, query_params, repository};
 use crate::{
     client::spam_allows,
     error::{ApiError, ApiResult},
 };
-use weft_services::media::{MediaRepository, Received};
-use weft_services::plugins::spam::MediaFile;
-use weft_services::services::AppState;
 
 pub async fn upload(State(state): State<AppState>, request: Request) -> Response {
     respond(upload_new(state, request).await)

@@ -1,5 +1,5 @@
 //! The jobs an instance runs, in start order (they stop in the reverse
-//! order, see `lifecycle`). On every instance: the stream-position recorder
+//! order, see `weft_core::lifecycle`). On every instance: the stream-position recorder
 //! (first, so that it stops last and records the final positions) and the
 //! replication handler. On the instance named by `run_background_tasks_on`
 //! (main by default): purging expired user-interactive auth sessions. On the
@@ -12,11 +12,12 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::{FutureExt, future::BoxFuture};
 
-use crate::uia::SESSION_LIFETIME_MS;
 use weft_core::config::MAIN_INSTANCE;
 use weft_core::lifecycle::{Job, Stop, job, stopped};
 use weft_services::services::AppState;
 use weft_storage::now_ms;
+
+use crate::uia::SESSION_LIFETIME_MS;
 
 const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 

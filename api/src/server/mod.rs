@@ -1,6 +1,6 @@
 //! Listening and shutting down: binds every listener of this instance, serves
 //! each with its router, starts the background jobs this instance runs
-//! through a `lifecycle::Manager`, and on shutdown stops accepting, lets
+//! through a `weft_core::lifecycle::Manager`, and on shutdown stops accepting, lets
 //! requests in flight finish (within `http_timeouts.shutdown_grace`), then
 //! stops the jobs in order (the last one records the final stream positions)
 //! and closes the database pool. Jobs are stopped only after the requests,

@@ -22,8 +22,8 @@
 //! wait for one job at a time. Each supervisor runs the worker itself in a
 //! task of its own, so a panic is caught as a `JoinError` and nothing else.
 //!
-//! May call: tokio, tracing, metrics. Knows no job by name: `server` builds
-//! the list (see `server::background`).
+//! May call: tokio, tracing, metrics. Knows no job by name: the API crate's `server`
+//! builds the list (see `weft_api::server::background`).
 
 #[cfg(test)]
 mod tests;

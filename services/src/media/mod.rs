@@ -3,7 +3,7 @@
 //! way, and thumbnails made on first request and kept.
 //!
 //! Owns: `media_store_path` (files, `files`) and the `local_media` rows
-//! (through `storage`). The HTTP surface is `api::media`; this module knows
+//! (through `weft_storage`). The HTTP surface is `weft_api::media`; this module knows
 //! nothing of requests. Runs on the instances `Config::runs_media_repo`
 //! names; several such instances must share the store's directory. The
 //! clean-up (`clean_up`) runs where `Config::runs_media_background_jobs` says.

@@ -13,8 +13,9 @@ use std::{
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, imageops::FilterType, metadata::Orientation};
 
-use super::MediaError;
 use weft_core::config::{ThumbnailMethod, ThumbnailSize};
+
+use super::MediaError;
 
 /// The largest side a dynamic thumbnail may have.
 const MAX_DYNAMIC_SIDE: u32 = 4096;

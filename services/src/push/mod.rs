@@ -1,6 +1,6 @@
 //! Push rule evaluation at persistence: for each local user joined to the
 //! room (the sender aside), their push rules (ruma's evaluator over the
-//! rules stored by `storage::push_rules`) decide whether the event notifies
+//! rules stored by `weft_storage`'s `push_rules`) decide whether the event notifies
 //! and highlights. The results are written with the event and become unread
 //! counts, `/notifications` and, later, a pusher's work.
 //!
@@ -29,11 +29,12 @@ use ruma::{
 };
 use serde_json::Value;
 
+use weft_storage::{PushAction, StorageError, Stream};
+
 use crate::{
     rooms::{BuiltEvent, RoomState},
     services::Services,
 };
-use weft_storage::{PushAction, StorageError, Stream};
 
 /// One value per user as of one position of a stream; emptied when the
 /// stream moves.

@@ -15,8 +15,9 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::services::Services;
 use weft_storage::Stream;
+
+use crate::services::Services;
 
 #[derive(Debug, Default)]
 pub struct Confirmed([AtomicI64; Stream::COUNT]);

@@ -29,9 +29,10 @@ use std::{sync::Arc, time::Duration};
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::command::Command;
 use weft_core::config::RedisConfig;
 use weft_storage::Stream;
+
+use super::command::Command;
 
 /// How many commands a slow subscriber may fall behind before it misses
 /// some (and catches up, as after a reconnect).

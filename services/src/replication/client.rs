@@ -13,14 +13,14 @@ use std::{collections::HashMap, time::Duration};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use weft_core::config::Config;
 use weft_plugin_runtime::{
     host_services::BoxFuture,
     remote::{RemoteTransport, TransportError, TransportReply},
 };
+use weft_storage::Stream;
 
 use crate::sync::Notifier;
-use weft_core::config::Config;
-use weft_storage::Stream;
 
 /// The header carrying a reply's stream positions: `stream:instance:position,...`.
 pub const POSITIONS_HEADER: &str = "x-weft-positions";

@@ -22,9 +22,10 @@ use tokio::{
     task::JoinSet,
 };
 
+use weft_storage::Stream;
+
 use super::{BusEvent, Command, Follow, stream_named};
 use crate::services::AppState;
-use weft_storage::Stream;
 
 /// How often a writer checks whether to announce its positions (and moves
 /// an idle multi-writer position up to the others').

@@ -1,18 +1,18 @@
 //! Replication between the processes of one homeserver: which instance
-//! writes what (`writers`), the bus that carries what they wrote (`bus`,
+//! writes what (`weft_core::streams::Writers`), the bus that carries what they wrote (`bus`,
 //! `command`), the task that applies other writers' announcements and
 //! announces this instance's (`handler`), the handlers streams register for
 //! what more they do with announcements (`streams`), and the internal HTTP calls that
 //! send writes to their writer (`client`, `room_writes`; whole client
-//! requests are forwarded by `api::forward`). The
+//! requests are forwarded by `weft_api::forward`). The
 //! monolith runs the same code with an in-process bus and no other writers.
 //! Positions announced on the bus are checked against the database before
 //! they move anything (`announced`).
 //!
-//! Owns: the `Replication` service. May call: `storage`, `sync::notifier`,
+//! Owns: the `Replication` service. May call: `weft_storage`, `sync::notifier`,
 //! and the registered stream handlers. Must not: name the modules of the
 //! streams it carries (they register a `StreamHandler`), or build
-//! client-facing responses (the internal endpoints live in `api::replication`).
+//! client-facing responses (the internal endpoints live in `weft_api::replication`).
 
 mod announced;
 mod bus;

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+use weft_storage::Stream;
+
 use super::Command;
 use crate::services::AppState;
-use weft_storage::Stream;
 
 /// Whether an announced position may move this instance's view of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

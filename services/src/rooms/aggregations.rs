@@ -17,8 +17,9 @@ use std::collections::HashMap;
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
 
-use super::pdu::client_event;
 use weft_storage::{Storage, StorageError, StoredEvent};
+
+use super::pdu::client_event;
 
 /// Most edits or references read for one event.
 const MAX_CHILDREN_READ: i64 = 1000;

@@ -13,9 +13,10 @@ use ruma::{
 };
 use serde_json::{Value, value::to_raw_value};
 
+use weft_storage::NewEvent;
+
 use super::{MAX_EVENT_SIZE, Outgoing, RoomError, content_checks, pdu::Pdu, versions};
 use crate::services::Services;
-use weft_storage::NewEvent;
 
 /// The most bytes of an event's `type` or `state_key`.
 const MAX_FIELD_BYTES: usize = 255;

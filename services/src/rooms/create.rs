@@ -8,12 +8,13 @@
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
 
+use weft_storage::NewRoom;
+
 use super::{Outgoing, RoomError, RoomState, versions};
 use crate::{
     replication::room_writes::{self, RoomWrite},
     services::Services,
 };
-use weft_storage::NewRoom;
 
 /// The most `initial_state` entries a `createRoom` request may carry. Synapse
 /// has no cap but its request body size (some 300,000 minimal entries);

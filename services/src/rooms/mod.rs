@@ -7,7 +7,7 @@
 //! ruma's authorization rules for that version; hashes and signs it; persists
 //! it in one transaction; and wakes `/sync`. Sends to one room are serialised
 //! by a per-room lock; different rooms proceed in parallel. May call:
-//! `storage`, `crypto`, `sync::notifier`. Must not: build HTTP responses.
+//! `weft_storage`, `weft_core::crypto`, `sync::notifier`. Must not: build HTTP responses.
 
 pub mod aggregations;
 mod build;
@@ -36,11 +36,12 @@ pub use create::CreateRoom;
 pub use error::RoomError;
 pub use membership::Membership;
 
+use weft_storage::{NewEvent, StorageError};
+
 use crate::{
     replication::room_writes::{self, RoomWrite},
     services::Services,
 };
-use weft_storage::{NewEvent, StorageError};
 
 /// The largest event, in bytes of canonical JSON, that a room accepts.
 pub const MAX_EVENT_SIZE: usize = 65_536;

@@ -11,12 +11,13 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use weft_storage::{NewEvent, StorageError};
+
 use super::{Outgoing, RoomError, RoomState, versions};
 use crate::{
     replication::room_writes::{self, RoomWrite},
     services::Services,
 };
-use weft_storage::{NewEvent, StorageError};
 
 impl super::Rooms {
     pub async fn redact(

@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use ruma::{DeviceId, OwnedEventId, UserId};
 use serde_json::Value;
 
-use super::pdu::client_event;
 use weft_storage::{Storage, StorageError, StoredEvent};
+
+use super::pdu::client_event;
 
 /// The transaction ids of the events a device sent, among some events it is shown.
 #[derive(Debug, Default)]

@@ -28,9 +28,10 @@ use ruma::{
 };
 use serde_json::{Map, Value, json};
 
+use weft_storage::Stream;
+
 use super::{CreateRoom, Outgoing, RoomError, RoomState, versions};
 use crate::services::Services;
-use weft_storage::Stream;
 
 /// State copied to the new room (one state key, "", each).
 const COPIED_STATE: [&str; 8] = [

@@ -7,9 +7,10 @@ use std::collections::HashSet;
 
 use ruma::{OwnedUserId, RoomId, UserId};
 
+use weft_storage::StorageError;
+
 use super::StreamToken;
 use crate::services::Services;
-use weft_storage::StorageError;
 
 #[derive(Debug, Default)]
 pub struct DeviceListChanges {

@@ -5,7 +5,7 @@
 //! unread counts; global account data and push rules; presence; to-device
 //! messages (acknowledged, hence deleted, by the next sync's token); device
 //! list changes and one-time key counts. Long-polls wait on the notifier,
-//! not by polling the database. May call: `storage`, `rooms`, `typing`.
+//! not by polling the database. May call: `weft_storage`, `rooms`, `typing`.
 
 pub mod device_lists;
 mod event_shape;
@@ -32,9 +32,10 @@ use ruma::{
 pub use notifier::{Notifier, Positions};
 pub use token::{MultiWriterPosition, StreamToken};
 
-use crate::services::Services;
 use weft_core::json::raw;
 use weft_storage::{AccountDataEntry, StorageError};
+
+use crate::services::Services;
 
 /// The default `timeline.limit`, as Synapse.
 pub const DEFAULT_TIMELINE_LIMIT: usize = 10;

@@ -12,8 +12,9 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use crate::replication::Writers;
 use weft_storage::Stream;
+
+use crate::replication::Writers;
 
 /// A snapshot of every stream's position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

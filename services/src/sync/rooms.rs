@@ -12,13 +12,14 @@ use ruma::{
     serde::Raw,
 };
 
+use weft_core::json::raw;
+use weft_storage::{StorageError, StoredEvent};
+
 use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, filter};
 use crate::{
     rooms::{aggregations::Aggregations, pdu, txn_ids::TransactionIds, visibility::Visibility},
     services::Services,
 };
-use weft_core::json::raw;
-use weft_storage::{StorageError, StoredEvent};
 
 /// The most events a filtered timeline looks through before calling itself `limited`.
 const MAX_FILTERED_SCAN: usize = 1000;

@@ -7,8 +7,9 @@
 use ruma::{RoomId, UInt, UserId, api::client::sync::sync_events::v3::RoomSummary};
 use serde_json::Value;
 
-use crate::services::Services;
 use weft_storage::StorageError;
+
+use crate::services::Services;
 
 const HEROES: usize = 5;
 

@@ -10,8 +10,9 @@
 
 use std::fmt;
 
-use super::notifier::Positions;
 use weft_storage::Stream;
+
+use super::notifier::Positions;
 
 /// A position in a stream with possibly several writers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -17,10 +17,11 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::{Positions, StreamToken, SyncOptions};
-use crate::services::Services;
 use weft_core::json::raw;
 use weft_storage::{AccountDataEntry, PresenceRow, StorageError, Stream, now_ms};
+
+use super::{Positions, StreamToken, SyncOptions};
+use crate::services::Services;
 
 /// To-device messages delivered per sync, as Synapse; the rest follow.
 const TO_DEVICE_LIMIT: i64 = 100;

@@ -18,7 +18,7 @@
 //!
 //! An event it cannot handle is skipped by the rule of [`crate::jobs`].
 //!
-//! May call: storage, the notifier, jobs. Must not: write anything but the
+//! May call: `weft_storage`, the notifier, jobs. Must not: write anything but the
 //! directory's tables.
 
 mod words;
@@ -29,9 +29,10 @@ use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::services::{AppState, Services};
 use weft_core::config::{Config, MAIN_INSTANCE};
 use weft_storage::{DirectoryEntry, Storage, StorageError, StoredEvent, Stream};
+
+use crate::services::{AppState, Services};
 
 /// Events read per batch; the position is saved after each.
 const BATCH: i64 = 500;
