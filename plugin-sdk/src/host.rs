@@ -21,10 +21,12 @@ impl PluginConfig {
         serde_json::from_str(text).map(Self).map_err(|e| PluginError::new(format!("configuration is not JSON: {e}")))
     }
 
+    /// The raw value of an option (`None` when absent).
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.get(key)
     }
 
+    /// A string option: `None` when absent or `null`, `Err` when not a string.
     pub fn str(&self, key: &str) -> Result<Option<&str>, PluginError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -45,6 +47,7 @@ impl PluginConfig {
         }
     }
 
+    /// A non-negative integer option: `None` when absent or `null`, `Err` otherwise when not one.
     pub fn u64(&self, key: &str) -> Result<Option<u64>, PluginError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -52,6 +55,7 @@ impl PluginConfig {
         }
     }
 
+    /// A boolean option: `None` when absent or `null`, `Err` when not a boolean.
     pub fn bool(&self, key: &str) -> Result<Option<bool>, PluginError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -112,12 +116,17 @@ pub mod log {
 /// and restarts (in Weft's database) and shared by every instance running
 /// the plugin. Values up to 64 KiB, 16 MiB in all; `set` says when refused.
 pub mod kv {
+    /// The value stored under `key` (`None` when there is none). When the
+    /// host's store cannot answer, the call fails instead.
     pub fn get(key: &str) -> Option<Vec<u8>> {
         super::imp::kv_get(key)
     }
+    /// Stores `value` under `key`; `Err` says why the host refused it (too
+    /// large, the store full, a NUL in the key).
     pub fn set(key: &str, value: &[u8]) -> Result<(), super::PluginError> {
         super::imp::kv_set(key, value).map_err(super::PluginError)
     }
+    /// Removes `key` (nothing happens when it is not there).
     pub fn delete(key: &str) {
         super::imp::kv_delete(key)
     }
@@ -164,12 +173,14 @@ pub mod http {
         TooLarge,
     }
 
+    /// Sends `request` through the host, within what is left of the call's deadline.
     pub fn send(request: &Request) -> Result<Response, Error> {
         super::imp::http_send(request)
     }
 }
 
-/// Milliseconds since the Unix epoch, from the host (fixed in the testkit).
+/// Milliseconds since the Unix epoch, from the host (in the testkit, the
+/// test's clock, which it sets and advances).
 pub fn now_ms() -> u64 {
     imp::now_ms()
 }

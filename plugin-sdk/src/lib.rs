@@ -20,10 +20,19 @@
 //! ```
 //!
 //! Host functions: [`log`], [`kv`], [`http`], [`now_ms`], [`random_bytes`],
-//! and the plugin's configuration ([`PluginConfig`]). Outside wasm32 they are
-//! native stand-ins (log to stderr, an in-memory store, HTTP refused) so
-//! plugin logic can be unit-tested natively.
+//! the plugin's configuration ([`PluginConfig`]) and, when the operator
+//! grants it, the read-only [`homeserver`] view. Outside wasm32 they are
+//! native stand-ins (log to stderr, an in-memory store, HTTP refused, no
+//! homeserver) so plugin logic can be unit-tested natively.
+//!
+//! A plugin may check its own configuration: override the role trait's
+//! `validate_config` (see [`spam::SpamChecker::validate_config`]); `weft
+//! check-config` and every server start ask it.
+//!
+//! Built against `weft:plugin@0.1.2` ([`WIT_VERSION`]); which Weft runs
+//! what is the versioning rule in the SDK's README.
 
+pub mod homeserver;
 pub mod host;
 pub mod spam;
 
@@ -32,7 +41,7 @@ pub use host::{PluginConfig, PluginError, http, kv, log, now_ms, random_bytes};
 pub use serde_json;
 
 /// The version of the WIT package (`weft:plugin`) this SDK targets.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// What a plugin says about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +59,20 @@ impl PluginInfo {
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod bindings {
+    // The role's world and the optional exports (which no role's world
+    // requires, so the SDK adds them here).
     wit_bindgen::generate!({
         path: "../wit",
-        world: "weft:plugin/spam-checker@0.1.1",
+        inline: "
+            package weft:sdk;
+            world spam-checker {
+                include weft:plugin/spam-checker@0.1.2;
+                include weft:plugin/optional-exports@0.1.2;
+            }
+        ",
+        world: "weft:sdk/spam-checker",
+        // The interfaces are `weft:plugin`'s, not the inline package's.
+        generate_all,
         pub_export_macro: true,
         export_macro_name: "export_spam_checker_world",
         default_bindings_module: "weft_plugin_sdk::bindings",

@@ -17,6 +17,7 @@
 //! max_calls_per_instance = 1000     # warm instances (default 1: a fresh one per call)
 //! [plugins.capabilities]
 //! allowed_outbound_hosts = ["https://rules.example.org"]
+//! homeserver = ["users", "rooms"]   # the read-only `homeserver` view (default: none)
 //! ```
 //!
 //! Every limit has a default small enough for a spam check; the semantic
@@ -180,4 +181,26 @@ pub struct PluginCapabilities {
     pub allow_private_addresses: bool,
     /// A directory the plugin sees as `/data`, read-write, and nothing above it.
     pub data_dir: Option<PathBuf>,
+    /// The parts of the read-only `homeserver` view the plugin may ask
+    /// (`users`, `rooms`); none by default.
+    pub homeserver: Vec<HomeserverScope>,
+}
+
+/// A part of the `homeserver` host interface an operator grants a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HomeserverScope {
+    /// Local accounts: `get-user-info` and `get-profile`.
+    Users,
+    /// Rooms' current state: `get-membership`, `get-state-event` and `get-joined-members`.
+    Rooms,
+}
+
+impl HomeserverScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Rooms => "rooms",
+        }
+    }
 }

@@ -1,10 +1,11 @@
 //! The services behind the `host` interface: key-value store (`kv`),
-//! outbound HTTP, clock, randomness, and where plugin log lines go besides
-//! `tracing`.
+//! outbound HTTP, clock, randomness, where plugin log lines go besides
+//! `tracing`, and the read-only homeserver view behind the `homeserver`
+//! interface (`homeserver`).
 //!
 //! A trait so the testkit can put fakes behind the same runtime (recording
-//! HTTP, fixed clock, seeded randomness) without touching the sandbox or the
-//! limits. `LiveServices` is what a server uses.
+//! HTTP, a settable clock, seeded randomness, a seedable homeserver) without
+//! touching the sandbox or the limits. `LiveServices` is what a server uses.
 
 use std::{
     future::Future,
@@ -18,6 +19,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::{
     egress::Egress,
+    homeserver::HomeserverView,
     kv::{MemoryKv, PluginKv},
 };
 
@@ -73,20 +75,32 @@ pub trait HostServices: Send + Sync + 'static {
     fn http_send<'a>(&'a self, plugin: &'a str, egress: &'a Egress, request: HttpRequest, timeout: Duration) -> BoxFuture<'a, Result<HttpResponse, HttpError>>;
     /// Sees every log line a plugin wrote (after it went to `tracing`).
     fn log(&self, _record: &LogRecord) {}
-    /// Adjusts the WASI context of a call (the testkit fixes clock and randomness).
+    /// Adjusts the WASI context of a call (the testkit sets clock and randomness).
     fn configure_wasi(&self, _wasi: &mut WasiCtxBuilder) {}
+    /// The homeserver view granted plugins read (`None`: this host has none,
+    /// and granted calls answer `unavailable`).
+    fn homeserver(&self) -> Option<&dyn HomeserverView> {
+        None
+    }
 }
 
 /// The services of a running server: the key-value store it is given (the
 /// database's; `default` keeps it in memory), the real clock, randomness and
-/// network.
+/// network, and the server's homeserver view when it hands one.
 pub struct LiveServices {
     kv: Arc<dyn PluginKv>,
+    homeserver: Option<Arc<dyn HomeserverView>>,
 }
 
 impl LiveServices {
     pub fn new(kv: Arc<dyn PluginKv>) -> Self {
-        Self { kv }
+        Self { kv, homeserver: None }
+    }
+
+    /// Serves the `homeserver` interface from `view` (to plugins granted it).
+    pub fn with_homeserver(mut self, view: Arc<dyn HomeserverView>) -> Self {
+        self.homeserver = Some(view);
+        self
     }
 }
 
@@ -117,6 +131,9 @@ impl HostServices for LiveServices {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<HttpResponse, HttpError>> {
         Box::pin(send_checked(egress, request, timeout))
+    }
+    fn homeserver(&self) -> Option<&dyn HomeserverView> {
+        self.homeserver.as_deref()
     }
 }
 

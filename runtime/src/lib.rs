@@ -9,7 +9,9 @@
 //! process (`engine`), loading plugins and running calls under limits
 //! (`loaded`), the `host` interface every role's world imports (`bindings`,
 //! `host_api`, `host_services`, `kv`, `egress`, over the outbound client of
-//! `http_client`), the failure policy (`error`, `health`), metrics,
+//! `http_client`), the capability-gated `homeserver` view (`homeserver`), a
+//! plugin's optional check of its own configuration (`config_export`), the
+//! failure policy (`error`, `health`), metrics,
 //! configuration checks (`verify`), the WIT versions this host runs
 //! (`version`), the forwarder for a plugin pinned to other instances and
 //! the serving side of it (`remote`), the testkit (`testkit`, re-exported by
@@ -18,7 +20,8 @@
 //!
 //! May call: wasmtime, the `metrics` facade, reqwest (`http-send`). What the
 //! server provides is behind traits it implements: the key-value store
-//! (`kv::PluginKv`), host services (`HostServices`) and the transport to
+//! (`kv::PluginKv`), host services (`HostServices`), the read-only view of
+//! its users and rooms (`homeserver::HomeserverView`) and the transport to
 //! other instances (`remote::RemoteTransport`). Must not: reach storage or
 //! build HTTP responses (the server turns verdicts into Matrix errors and
 //! serves the route forwarded calls arrive at, through `remote::Hosted`).
@@ -35,10 +38,12 @@
 
 mod bindings;
 pub mod config;
+pub mod config_export;
 pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod homeserver;
 mod host_api;
 pub mod host_services;
 pub mod http_client;
@@ -58,7 +63,9 @@ pub mod version;
 use std::sync::Arc;
 
 pub use config::Deployment;
+pub use config_export::ConfigCheck;
 pub use error::{CallFailure, LoadError};
+pub use homeserver::HomeserverView;
 pub use host_services::{HostServices, LiveServices};
 pub use kv::{KvError, PluginKv};
 pub use loaded::{CallStats, LoadedPlugin};

@@ -1,18 +1,26 @@
 //! Test a Weft plugin in the sandbox it will run in: the real runtime (the
-//! `weft-plugin-runtime` crate the server runs, without the server), production limits unless you set others, and fake host
-//! services (recording HTTP that enforces the allow-list, an in-memory
-//! key-value store, a fixed clock, seeded randomness).
+//! `weft-plugin-runtime` crate the server runs, without the server),
+//! production limits unless you set others, and fake host services:
+//! recording HTTP that enforces the allow-list, an in-memory key-value
+//! store you seed and inspect ([`TestKv`]), a wall clock you set and
+//! advance ([`TestClock`]), seeded randomness, and a homeserver view you
+//! seed ([`FakeHomeserver`]) for plugins granted `homeserver`.
 //!
 //! ```text
-//! use weft_plugin_testkit::{Testkit, spam::{SpamCall, SpamAnswer, SpamVerdict}};
+//! use std::time::Duration;
+//! use weft_plugin_testkit::{Testkit, ConfigCheck, spam::{SpamCall, SpamAnswer, SpamVerdict}};
 //!
 //! #[tokio::test]
 //! async fn blocks_evil() {
 //!     let plugin = Testkit::new("target/wasm32-wasip2/release/my_plugin.wasm")
 //!         .config(serde_json::json!({"blocked_servers": ["evil.example"]}))
+//!         .kv_entry("seen", b"1".to_vec())
 //!         .load().await.unwrap();
+//!     assert_eq!(plugin.validate_config().await.unwrap(), ConfigCheck::Valid);
 //!     let answer = plugin.call(SpamCall::UserMayInvite { .. }).await.unwrap();
 //!     assert!(!answer.allows());
+//!     plugin.clock().advance(Duration::from_secs(3600));
+//!     println!("{:?}", plugin.kv_entries());
 //! }
 //! ```
 //!
@@ -21,9 +29,11 @@
 //! a trap, a timeout, a limit, a malformed answer.
 
 pub use weft_plugin_runtime::{
-    CallFailure, CallStats, LoadError, Role,
-    config::{OnError, PluginCapabilities, PluginLimitsConfig},
+    CallFailure, CallStats, ConfigCheck, LoadError, Role,
+    config::{HomeserverScope, OnError, PluginCapabilities, PluginLimitsConfig},
+    homeserver::{Profile, UserInfo},
     host_services::{HttpRequest, LogRecord},
+    kv::KvError,
     spam,
-    testkit::{HttpCall, TestPlugin, Testkit},
+    testkit::{FakeHomeserver, HttpCall, TestClock, TestKv, TestPlugin, Testkit},
 };

@@ -1,7 +1,14 @@
 //! The reference plugin `plugins/spam-rules`, every rule, through the
-//! testkit (the real runtime with production limits). Build it first:
+//! testkit (the real runtime with production limits); and the testkit's own
+//! tools (`sandbox`: the clock and the key-value store; `homeserver`: the
+//! fake view and its grants; `config`: `validate-config`), with spam-rules
+//! and the test guest `misbehave`. Build them first:
 //! `cargo build --release --target wasm32-wasip2 --manifest-path plugins/spam-rules/Cargo.toml`
-//! (tests/run.sh does).
+//! (tests/run.sh builds both).
+
+mod config;
+mod homeserver;
+mod sandbox;
 
 use std::path::PathBuf;
 
@@ -11,11 +18,23 @@ use weft_plugin_testkit::{
     spam::{MediaFile, RegistrationVerdict, SpamAnswer, SpamCall, SpamEvent, SpamVerdict, UserProfile, ids::OwnedUserId},
 };
 
+/// 2026-01-01T00:00:00Z, where a testkit's clock starts (a whole minute).
+const START_MS: u64 = 1_767_225_600_000;
+
 fn spam_rules() -> PathBuf {
+    guest("spam_rules", "plugins/spam-rules")
+}
+
+fn misbehave() -> PathBuf {
+    guest("misbehave", "host/tests/plugins/guests/misbehave")
+}
+
+/// The built component of the guest crate `name` in `dir` of the repository.
+fn guest(name: &str, dir: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let file = "wasm32-wasip2/release/spam_rules.wasm";
-    let candidates = [std::env::var_os("CARGO_TARGET_DIR").map(|dir| PathBuf::from(dir).join(file)), Some(root.join("plugins/spam-rules/target").join(file))];
-    candidates.into_iter().flatten().find(|p| p.exists()).expect("spam_rules.wasm is built (tests/run.sh)")
+    let file = format!("wasm32-wasip2/release/{name}.wasm");
+    let candidates = [std::env::var_os("CARGO_TARGET_DIR").map(|target| PathBuf::from(target).join(&file)), Some(root.join(dir).join("target").join(&file))];
+    candidates.into_iter().flatten().find(|p| p.exists()).unwrap_or_else(|| panic!("{name}.wasm is built (tests/run.sh)"))
 }
 
 async fn rules(config: Value) -> TestPlugin {

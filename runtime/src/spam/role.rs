@@ -16,13 +16,14 @@ use crate::{
 
 mod bindings {
     wasmtime::component::bindgen!({
-        world: "weft:plugin/spam-checker@0.1.1",
+        world: "weft:plugin/spam-checker@0.1.2",
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
             "weft:plugin/types": crate::bindings::types,
             "weft:plugin/host": crate::bindings::host,
+            "weft:plugin/homeserver": crate::bindings::homeserver,
         },
     });
 }

@@ -1,8 +1,10 @@
 //! The plugin testkit: a built component loaded into the real runtime, with
 //! the limits it would run with in production, behind fake host services
-//! (recording HTTP that enforces the allow-list, an in-memory key-value
-//! store, a fixed clock, seeded randomness). Tests call callbacks and assert
-//! on verdicts, logs, HTTP calls, time and memory used.
+//! (`services`: recording HTTP that enforces the allow-list, an in-memory
+//! key-value store the test seeds and inspects, a wall clock the test sets
+//! and advances, seeded randomness; `homeserver`: a seedable homeserver
+//! view). Tests call callbacks and the optional `validate-config`, and
+//! assert on answers, logs, HTTP calls, the store, time and memory used.
 //!
 //! Generic over the role (`load_as::<R>()`); `load()` loads a spam checker.
 //! Used by Weft's own tests and re-exported for plugin authors as the
@@ -11,37 +13,52 @@
 //! ```text
 //! let plugin = Testkit::new("target/wasm32-wasip2/release/my_plugin.wasm")
 //!     .config(json!({"blocked_servers": ["evil.example"]}))
+//!     .kv_entry("greeted/@a:example.org", b"1")
 //!     .load().await?;
 //! let answer = plugin.call(SpamCall::UserMayInvite { .. }).await?;
+//! plugin.clock().advance(Duration::from_secs(3600));
+//! assert_eq!(plugin.kv_entries().len(), 2);
 //! ```
+
+mod homeserver;
+mod services;
 
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use rand::{RngCore, SeedableRng, rngs::StdRng};
-use wasmtime_wasi::{HostWallClock, WasiCtxBuilder};
+use rand::{SeedableRng, rngs::StdRng};
 
+pub use self::{
+    homeserver::FakeHomeserver,
+    services::{TestClock, TestKv},
+};
 use super::{
-    egress::Egress,
+    config_export::ConfigCheck,
     engine::PluginEngine,
     error::{CallFailure, LoadError},
-    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord},
-    kv::{MemoryKv, PluginKv},
+    host_services::{HttpRequest, HttpResponse, LogRecord},
+    kv::KvError,
     loaded::{CallStats, LoadedPlugin},
     role::Role,
     spam::Spam,
     verify::engine_settings,
 };
-use crate::config::{OnError, PluginCapabilities, PluginConfig, PluginLimitsConfig, PluginRole};
+use crate::config::{HomeserverScope, OnError, PluginCapabilities, PluginConfig, PluginLimitsConfig, PluginRole};
+use services::FakeServices;
+
+/// 2026-01-01T00:00:00Z, where a testkit's clock starts.
+const START_MS: u64 = 1_767_225_600_000;
 
 /// Builds a [`TestPlugin`].
 #[derive(Debug, Clone)]
 pub struct Testkit {
     plugin: PluginConfig,
-    clock_ms: u64,
+    clock: TestClock,
+    kv: TestKv,
+    kv_entries: Vec<(String, Vec<u8>)>,
+    homeserver: FakeHomeserver,
     seed: u64,
     responses: Vec<(String, HttpResponse)>,
     cache_dir: Option<PathBuf>,
@@ -49,7 +66,8 @@ pub struct Testkit {
 
 impl Testkit {
     /// A component file; by default production limits, no capabilities,
-    /// `fail-closed`, the clock at 2026-01-01T00:00:00Z and seed 0.
+    /// `fail-closed`, a clock of its own at 2026-01-01T00:00:00Z, an empty
+    /// store and homeserver of its own, and seed 0.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             plugin: PluginConfig {
@@ -64,7 +82,10 @@ impl Testkit {
                 disable_after_failures: None,
                 retry_after_secs: None,
             },
-            clock_ms: 1_767_225_600_000,
+            clock: TestClock::new(START_MS),
+            kv: TestKv::default(),
+            kv_entries: Vec::new(),
+            homeserver: FakeHomeserver::default(),
             seed: 0,
             responses: Vec::new(),
             cache_dir: None,
@@ -118,8 +139,41 @@ impl Testkit {
         self
     }
 
-    pub fn clock_ms(mut self, ms: u64) -> Self {
-        self.clock_ms = ms;
+    /// Sets the clock to `ms` since the Unix epoch (the shared one, after
+    /// `clock`). After load, move it with `TestPlugin::clock`.
+    pub fn clock_ms(self, ms: u64) -> Self {
+        self.clock.set_ms(ms);
+        self
+    }
+
+    /// Runs on `clock`, which the test (and other plugins) may share.
+    pub fn clock(mut self, clock: TestClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `kv` as the key-value store: share one between plugins, or keep
+    /// a handle to seed and inspect it.
+    pub fn kv(mut self, kv: TestKv) -> Self {
+        self.kv = kv;
+        self
+    }
+
+    /// Stores `value` under `key` in the plugin's namespace when it loads.
+    pub fn kv_entry(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.kv_entries.push((key.into(), value.into()));
+        self
+    }
+
+    /// The homeserver the plugin sees when granted (`grant_homeserver`).
+    pub fn homeserver(mut self, homeserver: FakeHomeserver) -> Self {
+        self.homeserver = homeserver;
+        self
+    }
+
+    /// Grants parts of the `homeserver` view (as `capabilities.homeserver`).
+    pub fn grant_homeserver(mut self, scopes: &[HomeserverScope]) -> Self {
+        self.plugin.capabilities.homeserver = scopes.to_vec();
         self
     }
 
@@ -139,19 +193,25 @@ impl Testkit {
         self.load_as::<Spam>().await
     }
 
-    /// Loads the component as a plugin of role `R`.
+    /// Loads the component as a plugin of role `R`. Its configuration is
+    /// not checked (call `validate_config`), so a test can see what a bad
+    /// one does to calls.
     pub async fn load_as<R: Role>(mut self) -> Result<TestPlugin<R>, LoadError> {
         self.plugin.role = R::ROLE;
+        for (key, value) in self.kv_entries {
+            self.kv.set(&self.plugin.name, &key, value).map_err(|error| LoadError::Engine(format!("cannot seed the key-value store with `{key}`: {error}")))?;
+        }
         let settings = engine_settings(std::slice::from_ref(&self.plugin), "");
         let engine = PluginEngine::new(settings, self.cache_dir.unwrap_or_else(super::engine::default_cache_dir))?;
         let services = Arc::new(FakeServices {
-            kv: MemoryKv::default(),
-            clock_ms: self.clock_ms,
+            kv: self.kv,
+            clock: self.clock,
             seed: self.seed,
             rng: Mutex::new(StdRng::seed_from_u64(self.seed)),
             responses: self.responses,
             http_calls: Mutex::new(Vec::new()),
             logs: Mutex::new(Vec::new()),
+            homeserver: self.homeserver,
         });
         let plugin = LoadedPlugin::load(&engine, &self.plugin, "testkit", services.clone()).await?;
         Ok(TestPlugin { plugin: Arc::new(plugin), services, last: Mutex::new(None) })
@@ -195,76 +255,39 @@ impl<R: Role> TestPlugin<R> {
         self.services.http_calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Asks the plugin to check its own configuration (`validate-config`);
+    /// `NotExported` when the component does not offer it.
+    pub async fn validate_config(&self) -> Result<ConfigCheck, CallFailure> {
+        self.plugin.validate_config().await
+    }
+
+    /// The wall clock the plugin reads: set or advance it between calls.
+    pub fn clock(&self) -> &TestClock {
+        &self.services.clock
+    }
+
+    /// The whole store (every plugin namespace in it, when shared).
+    pub fn kv(&self) -> &TestKv {
+        &self.services.kv
+    }
+
     /// A value in the plugin's key-value store.
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
         self.services.kv.get(&self.plugin.ctx.name, key)
     }
-}
 
-/// Host services for tests: nothing leaves the process.
-struct FakeServices {
-    kv: MemoryKv,
-    clock_ms: u64,
-    seed: u64,
-    rng: Mutex<StdRng>,
-    responses: Vec<(String, HttpResponse)>,
-    http_calls: Mutex<Vec<HttpCall>>,
-    logs: Mutex<Vec<LogRecord>>,
-}
+    /// Stores a value in the plugin's key-value store, as the plugin would.
+    pub fn kv_set(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), KvError> {
+        self.services.kv.set(&self.plugin.ctx.name, key, value)
+    }
 
-impl HostServices for FakeServices {
-    fn kv(&self) -> &dyn PluginKv {
-        &self.kv
+    /// Every entry of the plugin's key-value store, by key.
+    pub fn kv_entries(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.services.kv.entries(&self.plugin.ctx.name)
     }
-    fn now_ms(&self) -> u64 {
-        self.clock_ms
-    }
-    fn random_bytes(&self, len: usize) -> Vec<u8> {
-        let mut bytes = vec![0; len];
-        self.rng.lock().unwrap_or_else(|e| e.into_inner()).fill_bytes(&mut bytes);
-        bytes
-    }
-    fn http_send<'a>(
-        &'a self,
-        _plugin: &'a str,
-        egress: &'a Egress,
-        request: HttpRequest,
-        _timeout: Duration,
-    ) -> BoxFuture<'a, Result<HttpResponse, HttpError>> {
-        let answer = match egress.check_url(&request.url) {
-            Err(reason) => Err(HttpError::Denied(reason)),
-            Ok(_) => Ok(self
-                .responses
-                .iter()
-                .find(|(prefix, _)| request.url.starts_with(prefix.as_str()))
-                .map(|(_, response)| response.clone())
-                .unwrap_or(HttpResponse { status: 404, headers: Vec::new(), body: Vec::new() })),
-        };
-        let outcome = match &answer {
-            Ok(response) => Ok(response.status),
-            Err(HttpError::Denied(reason)) => Err(reason.clone()),
-            Err(other) => Err(format!("{other:?}")),
-        };
-        self.http_calls.lock().unwrap_or_else(|e| e.into_inner()).push(HttpCall { request, outcome });
-        Box::pin(std::future::ready(answer))
-    }
-    fn log(&self, record: &LogRecord) {
-        self.logs.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
-    }
-    fn configure_wasi(&self, wasi: &mut WasiCtxBuilder) {
-        wasi.wall_clock(FixedClock(Duration::from_millis(self.clock_ms)))
-            .secure_random(wasmtime_wasi::Deterministic::new(self.seed.to_le_bytes().to_vec()))
-            .insecure_random_seed(u128::from(self.seed));
-    }
-}
 
-struct FixedClock(Duration);
-
-impl HostWallClock for FixedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_millis(1)
-    }
-    fn now(&self) -> Duration {
-        self.0
+    /// The homeserver the plugin sees (change it between calls).
+    pub fn homeserver(&self) -> &FakeHomeserver {
+        &self.services.homeserver
     }
 }
