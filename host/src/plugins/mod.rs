@@ -7,13 +7,18 @@
 //! hand the runtime the `[[plugins]]` entries, the facts of `Config` it needs
 //! (`Config::plugin_deployment`) and the internal API client as its
 //! `RemoteTransport` (implemented in `replication::client`). The key-value
-//! store behind `LiveServices` is `storage::plugin_kv`'s.
+//! store behind `LiveServices` is `storage::plugin_kv`'s; the homeserver
+//! view granted plugins read is `homeserver_view`'s.
 //!
-//! May call: `config` (read), `replication::client`. The runtime never calls
-//! back into this crate except through the traits it defines.
+//! May call: `config` (read), `replication::client`, `storage` (reads, in
+//! `homeserver_view`). The runtime never calls back into this crate except
+//! through the traits it defines.
+
+mod homeserver_view;
 
 use std::sync::Arc;
 
+pub use homeserver_view::StorageView;
 pub use weft_plugin_runtime::*;
 
 use crate::{config::Config, replication::client::InternalClient};
