@@ -19,6 +19,9 @@
 //! weft_plugin_sdk::export_spam_checker!(NoShouting);
 //! ```
 //!
+//! Roles: [`spam`] (the default) and [`sso`] (with the `sso-provider`
+//! feature: a component has one role, so one role's bindings are built).
+//!
 //! Host functions: [`log`], [`kv`], [`http`], [`now_ms`], [`random_bytes`],
 //! and the plugin's configuration ([`PluginConfig`]). Outside wasm32 they are
 //! native stand-ins (log to stderr, an in-memory store, HTTP refused) so
@@ -26,13 +29,14 @@
 
 pub mod host;
 pub mod spam;
+pub mod sso;
 
 pub use host::{PluginConfig, PluginError, http, kv, log, now_ms, random_bytes};
 /// The JSON library events, room configurations and rejection fields use.
 pub use serde_json;
 
 /// The version of the WIT package (`weft:plugin`) this SDK targets.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// What a plugin says about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,14 +51,30 @@ impl PluginInfo {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// One role's bindings per build: a component exports one world, and
+// wit-bindgen's description of a world (a custom section) would make every
+// generated world's exports required. The `sso-provider` feature picks that
+// role; without it, the spam checker.
+#[cfg(all(target_arch = "wasm32", not(feature = "sso-provider")))]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "weft:plugin/spam-checker@0.1.1",
+        world: "weft:plugin/spam-checker@0.1.2",
         pub_export_macro: true,
         export_macro_name: "export_spam_checker_world",
+        default_bindings_module: "weft_plugin_sdk::bindings",
+    });
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "sso-provider"))]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "weft:plugin/sso-provider@0.1.2",
+        pub_export_macro: true,
+        export_macro_name: "export_sso_provider_world",
         default_bindings_module: "weft_plugin_sdk::bindings",
     });
 }

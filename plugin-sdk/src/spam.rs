@@ -254,7 +254,7 @@ pub trait SpamChecker: Sized + 'static {
 }
 
 /// The glue the export macro calls: WIT values in, trait call, WIT values out.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "sso-provider")))]
 #[doc(hidden)]
 pub mod glue {
     use super::*;

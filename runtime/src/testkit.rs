@@ -1,10 +1,14 @@
 //! The plugin testkit: a built component loaded into the real runtime, with
 //! the limits it would run with in production, behind fake host services
 //! (recording HTTP that enforces the allow-list, an in-memory key-value
-//! store, a fixed clock, seeded randomness). Tests call callbacks and assert
-//! on verdicts, logs, HTTP calls, time and memory used.
+//! store, a fixed clock the test may move, seeded randomness). Tests call
+//! callbacks and assert on verdicts, logs, HTTP calls, time and memory used.
+//! With `live_http()` allowed requests go out over the network as the
+//! server sends them (a plugin tested against a real service, such as an
+//! SSO plugin against a real OpenID provider), still recorded.
 //!
-//! Generic over the role (`load_as::<R>()`); `load()` loads a spam checker.
+//! Generic over the role (`load_as::<R>()`, such as `load_as::<Sso>()`);
+//! `load()` loads a spam checker.
 //! Used by Weft's own tests and re-exported for plugin authors as the
 //! `weft-plugin-testkit` crate (in `plugin-sdk/testkit/`).
 //!
@@ -17,7 +21,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -28,7 +35,7 @@ use super::{
     egress::Egress,
     engine::PluginEngine,
     error::{CallFailure, LoadError},
-    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord},
+    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord, send_checked},
     kv::{MemoryKv, PluginKv},
     loaded::{CallStats, LoadedPlugin},
     role::Role,
@@ -44,6 +51,7 @@ pub struct Testkit {
     clock_ms: u64,
     seed: u64,
     responses: Vec<(String, HttpResponse)>,
+    live_http: bool,
     cache_dir: Option<PathBuf>,
 }
 
@@ -67,6 +75,7 @@ impl Testkit {
             clock_ms: 1_767_225_600_000,
             seed: 0,
             responses: Vec::new(),
+            live_http: false,
             cache_dir: None,
         }
     }
@@ -77,9 +86,11 @@ impl Testkit {
         self
     }
 
-    /// The plugin's configuration (a JSON object).
+    /// The plugin's configuration: a JSON object that TOML can hold (as
+    /// `[plugins.config]` must: no `null`). Panics on any other value rather
+    /// than hand the plugin an empty configuration.
     pub fn config(mut self, config: serde_json::Value) -> Self {
-        self.plugin.config = serde_json::from_value(config).unwrap_or_default();
+        self.plugin.config = serde_json::from_value(config).unwrap_or_else(|e| panic!("the plugin configuration is not a TOML table: {e}"));
         self
     }
 
@@ -118,6 +129,16 @@ impl Testkit {
         self
     }
 
+    /// Sends the requests the allow-list accepts over the network, as the
+    /// server does (addresses checked after DNS: grant `allow_private_addresses`
+    /// for a service on this machine), instead of answering from `respond`.
+    /// They are still recorded (`http_calls`).
+    pub fn live_http(mut self) -> Self {
+        self.live_http = true;
+        self
+    }
+
+    /// The fixed time the plugin sees (`TestPlugin::set_clock_ms` moves it).
     pub fn clock_ms(mut self, ms: u64) -> Self {
         self.clock_ms = ms;
         self
@@ -146,10 +167,11 @@ impl Testkit {
         let engine = PluginEngine::new(settings, self.cache_dir.unwrap_or_else(super::engine::default_cache_dir))?;
         let services = Arc::new(FakeServices {
             kv: MemoryKv::default(),
-            clock_ms: self.clock_ms,
+            clock_ms: AtomicU64::new(self.clock_ms),
             seed: self.seed,
             rng: Mutex::new(StdRng::seed_from_u64(self.seed)),
             responses: self.responses,
+            live_http: self.live_http,
             http_calls: Mutex::new(Vec::new()),
             logs: Mutex::new(Vec::new()),
         });
@@ -195,6 +217,11 @@ impl<R: Role> TestPlugin<R> {
         self.services.http_calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Moves the plugin's clock (`now-ms` and WASI's wall clock) for the next calls.
+    pub fn set_clock_ms(&self, ms: u64) {
+        self.services.clock_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// A value in the plugin's key-value store.
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
         self.services.kv.get(&self.plugin.ctx.name, key)
@@ -204,10 +231,12 @@ impl<R: Role> TestPlugin<R> {
 /// Host services for tests: nothing leaves the process.
 struct FakeServices {
     kv: MemoryKv,
-    clock_ms: u64,
+    /// Read at each call's start; a test moves it between calls.
+    clock_ms: AtomicU64,
     seed: u64,
     rng: Mutex<StdRng>,
     responses: Vec<(String, HttpResponse)>,
+    live_http: bool,
     http_calls: Mutex<Vec<HttpCall>>,
     logs: Mutex<Vec<LogRecord>>,
 }
@@ -217,7 +246,7 @@ impl HostServices for FakeServices {
         &self.kv
     }
     fn now_ms(&self) -> u64 {
-        self.clock_ms
+        self.clock_ms.load(Ordering::Relaxed)
     }
     fn random_bytes(&self, len: usize) -> Vec<u8> {
         let mut bytes = vec![0; len];
@@ -229,8 +258,15 @@ impl HostServices for FakeServices {
         _plugin: &'a str,
         egress: &'a Egress,
         request: HttpRequest,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> BoxFuture<'a, Result<HttpResponse, HttpError>> {
+        if self.live_http {
+            return Box::pin(async move {
+                let answer = send_checked(egress, request.clone(), timeout).await;
+                self.record(request, &answer);
+                answer
+            });
+        }
         let answer = match egress.check_url(&request.url) {
             Err(reason) => Err(HttpError::Denied(reason)),
             Ok(_) => Ok(self
@@ -240,21 +276,27 @@ impl HostServices for FakeServices {
                 .map(|(_, response)| response.clone())
                 .unwrap_or(HttpResponse { status: 404, headers: Vec::new(), body: Vec::new() })),
         };
-        let outcome = match &answer {
-            Ok(response) => Ok(response.status),
-            Err(HttpError::Denied(reason)) => Err(reason.clone()),
-            Err(other) => Err(format!("{other:?}")),
-        };
-        self.http_calls.lock().unwrap_or_else(|e| e.into_inner()).push(HttpCall { request, outcome });
+        self.record(request, &answer);
         Box::pin(std::future::ready(answer))
     }
     fn log(&self, record: &LogRecord) {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
     }
     fn configure_wasi(&self, wasi: &mut WasiCtxBuilder) {
-        wasi.wall_clock(FixedClock(Duration::from_millis(self.clock_ms)))
+        wasi.wall_clock(FixedClock(Duration::from_millis(self.now_ms())))
             .secure_random(wasmtime_wasi::Deterministic::new(self.seed.to_le_bytes().to_vec()))
             .insecure_random_seed(u128::from(self.seed));
+    }
+}
+
+impl FakeServices {
+    fn record(&self, request: HttpRequest, answer: &Result<HttpResponse, HttpError>) {
+        let outcome = match answer {
+            Ok(response) => Ok(response.status),
+            Err(HttpError::Denied(reason)) => Err(reason.clone()),
+            Err(other) => Err(format!("{other:?}")),
+        };
+        self.http_calls.lock().unwrap_or_else(|e| e.into_inner()).push(HttpCall { request, outcome });
     }
 }
 

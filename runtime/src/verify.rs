@@ -16,9 +16,10 @@ use super::{
     limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
     role::fits,
     spam::Spam,
+    sso::Sso,
     version::WIT_VERSION,
 };
-use crate::config::{Deployment, PluginConfig, PluginRole};
+use crate::config::{Deployment, OnError, PluginConfig, PluginRole};
 
 /// The most calls one plugin may run at once.
 const MAX_CONCURRENT_CALLS: u32 = 1024;
@@ -82,6 +83,9 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         {
             fail(&at("capabilities.data_dir"), format!("{} is not a directory", dir.display()));
         }
+        if plugin.role == PluginRole::SsoProvider && plugin.on_error == Some(OnError::FailOpen) {
+            fail(&at("on_error"), "an sso-provider cannot fail open: a failed login has no user to let in (leave it out: fail-closed)".into());
+        }
         if plugin.disable_after_failures == Some(0) {
             fail(&at("disable_after_failures"), "must be at least 1".into());
         }
@@ -116,6 +120,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         };
         let fits = super::version::check(&component, &engine.engine).and_then(|()| match plugin.role {
             PluginRole::SpamChecker => fits::<Spam>(&engine.linker, &component).map(drop),
+            PluginRole::SsoProvider => fits::<Sso>(&engine.linker, &component).map(drop),
         });
         if let Err(reason) = fits {
             fail(&at, format!("{} does not fit the `{}` world of weft:plugin@{WIT_VERSION}: {reason}", plugin.path.display(), plugin.role.as_str()));

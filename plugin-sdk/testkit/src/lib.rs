@@ -16,14 +16,17 @@
 //! }
 //! ```
 //!
+//! Another role: `.load_as::<Sso>()` and `plugin.call(sso::SsoCall::..)`;
+//! `.live_http()` sends its requests to a real service (an OpenID provider).
+//!
 //! Build the plugin first (`cargo build --release --target wasm32-wasip2`).
 //! Calls answer `Err(CallFailure)` where the server would apply `on_error`:
 //! a trap, a timeout, a limit, a malformed answer.
 
 pub use weft_plugin_runtime::{
-    CallFailure, CallStats, LoadError, Role,
+    CallFailure, CallStats, LoadError, PluginBackend, Role, Sso,
     config::{OnError, PluginCapabilities, PluginLimitsConfig},
     host_services::{HttpRequest, LogRecord},
-    spam,
+    spam, sso,
     testkit::{HttpCall, TestPlugin, Testkit},
 };
