@@ -326,3 +326,24 @@ async fn a_plugin_that_traps_or_times_out_fails_closed() {
     assert_eq!(refusal.kind, RefusalKind::PluginFailed, "{}", refusal.message);
     drop(silent);
 }
+
+#[test]
+fn check_config_accepts_the_oidc_component_as_an_sso_provider_that_fails_closed() {
+    use weft_plugin_runtime::{
+        config::{Deployment, OnError, PluginConfig, PluginRole},
+        verify,
+    };
+    let path = super::built("oidc", "oidc.wasm");
+    let deployment = Deployment { instance: "main".into(), known_instances: vec!["main".into()], cache_dir: None };
+    let problems = |role, on_error| {
+        let plugin = PluginConfig { name: "sso".into(), role, path: path.clone(), on_error, ..PluginConfig::default() };
+        let mut problems = Vec::new();
+        verify::check(&[plugin], &deployment, &mut |key, message| problems.push(format!("{key}: {message}")));
+        problems
+    };
+    assert_eq!(problems(PluginRole::SsoProvider, None), Vec::<String>::new());
+    let as_spam_checker = problems(PluginRole::SpamChecker, None);
+    assert!(as_spam_checker.iter().any(|p| p.starts_with("plugins[0].path") && p.contains("`spam-checker` world")), "{as_spam_checker:?}");
+    let fail_open = problems(PluginRole::SsoProvider, Some(OnError::FailOpen));
+    assert!(fail_open.iter().any(|p| p.starts_with("plugins[0].on_error") && p.contains("cannot fail open")), "{fail_open:?}");
+}
