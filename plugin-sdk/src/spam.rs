@@ -274,7 +274,7 @@ pub trait SpamChecker: Sized + 'static {
 #[doc(hidden)]
 pub mod glue {
     use super::*;
-    use crate::bindings::weft::plugin::types as wit;
+    use crate::bindings::spam_checker::weft::plugin::types as wit;
 
     /// Builds the instance's checker (the export macro keeps it for the
     /// instance's further calls).
@@ -323,11 +323,6 @@ pub mod glue {
     pub fn json(text: &str) -> Value {
         serde_json::from_str(text).unwrap_or(Value::Null)
     }
-
-    pub fn validate_config<T: SpamChecker>(config: &str) -> Result<(), Vec<String>> {
-        let config = PluginConfig::from_json(config).map_err(|error| vec![error.to_string()])?;
-        T::validate_config(&config)
-    }
 }
 
 /// Exports a [`SpamChecker`] implementation as the component's
@@ -338,8 +333,8 @@ macro_rules! export_spam_checker {
     ($checker:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            use $crate::bindings::exports::weft::plugin::{configuration, plugin, spam_checks};
-            use $crate::bindings::weft::plugin::types as wit;
+            use $crate::bindings::spam_checker::exports::weft::plugin::{configuration, plugin, spam_checks};
+            use $crate::bindings::spam_checker::weft::plugin::types as wit;
             use $crate::spam::{SpamChecker as _, glue};
 
             struct Export;
@@ -360,7 +355,7 @@ macro_rules! export_spam_checker {
 
             impl configuration::Guest for Export {
                 fn validate_config(config: String) -> Result<(), Vec<String>> {
-                    glue::validate_config::<$checker>(&config)
+                    $crate::__private::validate_config(&config, <$checker as $crate::spam::SpamChecker>::validate_config)
                 }
             }
 
@@ -431,7 +426,7 @@ macro_rules! export_spam_checker {
                 }
             }
 
-    $crate::bindings::export_spam_checker_world!(Export with_types_in $crate::bindings);
+    $crate::bindings::spam_checker::export_world!(Export with_types_in $crate::bindings::spam_checker);
         };
         // Outside wasm32 nothing is exported: this keeps the checker "used"
         // for the native build that `cargo test` makes of a plugin crate.

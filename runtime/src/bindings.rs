@@ -44,7 +44,6 @@ mod drafts {
     }
     draft!(pusher, "weft:plugin/pusher@0.1.2");
     draft!(appservice_notifier, "weft:plugin/appservice-notifier@0.1.2");
-    draft!(sso_provider, "weft:plugin/sso-provider@0.1.2");
 
     #[test]
     fn the_draft_worlds_share_the_host_interface() {
@@ -56,6 +55,6 @@ mod drafts {
         // The state that implements `host` for the spam checker does for them.
         let options = pusher::LinkOptions::default().draft_pusher(true).clone();
         pusher::Pusher::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
-        let _ = (appservice_notifier::AppserviceNotifierPre::<CallState>::new, sso_provider::SsoProviderPre::<CallState>::new);
+        let _ = appservice_notifier::AppserviceNotifierPre::<CallState>::new;
     }
 }

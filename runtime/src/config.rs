@@ -78,7 +78,7 @@ impl PluginConfig {
     /// role's `plugins::Role::DEFAULT_ON_ERROR`, which the runtime uses).
     pub fn on_error(&self) -> OnError {
         self.on_error.unwrap_or(match self.role {
-            PluginRole::SpamChecker => OnError::FailClosed,
+            PluginRole::SpamChecker | PluginRole::SsoProvider => OnError::FailClosed,
         })
     }
 
@@ -102,12 +102,15 @@ impl PluginConfig {
 pub enum PluginRole {
     #[default]
     SpamChecker,
+    /// Logs users in with an identity provider (`crate::sso`).
+    SsoProvider,
 }
 
 impl PluginRole {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SpamChecker => "spam-checker",
+            Self::SsoProvider => "sso-provider",
         }
     }
 }

@@ -140,7 +140,7 @@ impl HostServices for LiveServices {
 /// Allow-list, then DNS, then the address check, then a connection pinned to
 /// the checked addresses (so a second lookup cannot swap in another one);
 /// `https` checks the certificate against the URL's host.
-async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
+pub(crate) async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
     let target = egress.check_url(&request.url).map_err(HttpError::Denied)?;
     let resolved: Vec<SocketAddr> = match target.host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, target.port)],

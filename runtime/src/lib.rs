@@ -1,6 +1,6 @@
 //! Weft's plugin runtime: sandboxed WebAssembly components (WIT package
-//! `weft:plugin`, in `wit/`) that extend the server in a role, today spam
-//! checking. The `weft` server and the plugin testkit both depend on this
+//! `weft:plugin`, in `wit/`) that extend the server in a role: spam
+//! checking, and SSO login. The `weft` server and the plugin testkit both depend on this
 //! crate; it depends on no part of the server (no storage, HTTP server,
 //! Redis or image code).
 //!
@@ -16,7 +16,7 @@
 //! (`version`), the forwarder for a plugin pinned to other instances and
 //! the serving side of it (`remote`), the testkit (`testkit`, re-exported by
 //! `plugin-sdk/testkit` for plugin authors), and the roles: spam checking
-//! (`spam`).
+//! (`spam`) and logging in with an identity provider (`sso`).
 //!
 //! May call: wasmtime, the `metrics` facade, reqwest (`http-send`). What the
 //! server provides is behind traits it implements: the key-value store
@@ -55,6 +55,7 @@ mod output;
 pub mod remote;
 pub mod role;
 pub mod spam;
+pub mod sso;
 mod state;
 pub mod testkit;
 pub mod verify;
@@ -72,6 +73,7 @@ pub use loaded::{CallStats, LoadedPlugin};
 pub use remote::{Hosted, HostedPlugins, RemoteTransport};
 pub use role::{PluginBackend, Role};
 pub use spam::{Spam, SpamCheckerBackend, SpamCheckers};
+pub use sso::{Sso, SsoProviders};
 
 use config::{PluginConfig, PluginRole};
 
@@ -80,6 +82,8 @@ use config::{PluginConfig, PluginRole};
 pub struct Plugins {
     /// The spam-checker chain, in configuration order.
     pub spam_checker: SpamCheckers,
+    /// The SSO provider plugins, in configuration order.
+    pub sso: SsoProviders,
     /// The plugins this instance runs, which other instances' calls reach.
     pub hosted: HostedPlugins,
 }
@@ -95,6 +99,7 @@ pub async fn load_all(
     let instance = deployment.instance.as_str();
     let engine = new_engine(plugins, deployment)?;
     let mut spam_chain: Vec<Arc<dyn PluginBackend<Spam>>> = Vec::new();
+    let mut sso_providers: Vec<Arc<dyn PluginBackend<Sso>>> = Vec::new();
     let mut hosted: Vec<Arc<dyn Hosted>> = Vec::new();
     for plugin in plugins {
         match plugin.role {
@@ -102,9 +107,13 @@ pub async fn load_all(
                 let backend = backend::<Spam>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?;
                 spam_chain.push(backend);
             }
+            PluginRole::SsoProvider => {
+                let backend = backend::<Sso>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?;
+                sso_providers.push(backend);
+            }
         }
     }
-    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), hosted: HostedPlugins::new(hosted) })
+    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), sso: SsoProviders::new(sso_providers), hosted: HostedPlugins::new(hosted) })
 }
 
 /// The plugin as call sites of its role see it: loaded here (and listed in

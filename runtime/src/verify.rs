@@ -23,9 +23,10 @@ use super::{
     loaded::LoadedPlugin,
     role::{Role, fits},
     spam::Spam,
+    sso::Sso,
     version::WIT_VERSION,
 };
-use crate::config::{Deployment, PluginConfig, PluginRole};
+use crate::config::{Deployment, OnError, PluginConfig, PluginRole};
 
 /// The most calls one plugin may run at once.
 const MAX_CONCURRENT_CALLS: u32 = 1024;
@@ -89,6 +90,9 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         {
             fail(&at("capabilities.data_dir"), format!("{} is not a directory", dir.display()));
         }
+        if plugin.role == PluginRole::SsoProvider && plugin.on_error == Some(OnError::FailOpen) {
+            fail(&at("on_error"), "an sso-provider cannot fail open: a failed login has no user to let in (leave it out: fail-closed)".into());
+        }
         if plugin.disable_after_failures == Some(0) {
             fail(&at("disable_after_failures"), "must be at least 1".into());
         }
@@ -124,6 +128,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         };
         let fits = super::version::check(&component, &engine.engine).and_then(|()| match plugin.role {
             PluginRole::SpamChecker => fits::<Spam>(&engine.linker, &component).map(drop),
+            PluginRole::SsoProvider => fits::<Sso>(&engine.linker, &component).map(drop),
         });
         if let Err(reason) = fits {
             fail(&at, format!("{} does not fit the `{}` world of weft:plugin@{WIT_VERSION}: {reason}", plugin.path.display(), plugin.role.as_str()));
@@ -152,6 +157,7 @@ fn ask_plugins(engine: &PluginEngine, plugins: &[PluginConfig], indices: &[usize
             let plugin = &plugins[index];
             let answer = match plugin.role {
                 PluginRole::SpamChecker => ask::<Spam>(engine, plugin, instance).await,
+                PluginRole::SsoProvider => ask::<Sso>(engine, plugin, instance).await,
             };
             match answer {
                 Ok(ConfigCheck::NotExported | ConfigCheck::Valid) => {}

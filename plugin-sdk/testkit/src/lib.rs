@@ -24,16 +24,19 @@
 //! }
 //! ```
 //!
+//! Another role: `.load_as::<Sso>()` and `plugin.call(sso::SsoCall::..)`;
+//! `.live_http()` sends its requests to a real service (an OpenID provider).
+//!
 //! Build the plugin first (`cargo build --release --target wasm32-wasip2`).
 //! Calls answer `Err(CallFailure)` where the server would apply `on_error`:
 //! a trap, a timeout, a limit, a malformed answer.
 
 pub use weft_plugin_runtime::{
-    CallFailure, CallStats, ConfigCheck, LoadError, Role,
+    CallFailure, CallStats, ConfigCheck, LoadError, PluginBackend, Role, Sso,
     config::{HomeserverScope, OnError, PluginCapabilities, PluginLimitsConfig},
     homeserver::{Profile, UserInfo},
     host_services::{HttpRequest, LogRecord},
     kv::KvError,
-    spam,
+    spam, sso,
     testkit::{FakeHomeserver, HttpCall, TestClock, TestKv, TestPlugin, Testkit},
 };

@@ -5,7 +5,7 @@
 use serde_json::json;
 use weft_plugin_testkit::{ConfigCheck, HomeserverScope, Testkit};
 
-use super::{misbehave, spam_rules};
+use super::{misbehave, spam_rules::spam_rules};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spam_rules_reports_every_problem_of_its_configuration() {

@@ -10,7 +10,7 @@ use weft_plugin_testkit::{
     spam::{SpamAnswer, SpamCall, SpamVerdict},
 };
 
-use super::{START_MS, misbehave, spam_rules};
+use super::{START_MS, misbehave, spam_rules::spam_rules};
 
 const ROOM: &str = "!r:example.org";
 

@@ -5,8 +5,12 @@
 //! and advances, seeded randomness; `homeserver`: a seedable homeserver
 //! view). Tests call callbacks and the optional `validate-config`, and
 //! assert on answers, logs, HTTP calls, the store, time and memory used.
+//! With `live_http()` allowed requests go out over the network as the
+//! server sends them (a plugin tested against a real service, such as an
+//! SSO plugin against a real OpenID provider), still recorded.
 //!
-//! Generic over the role (`load_as::<R>()`); `load()` loads a spam checker.
+//! Generic over the role (`load_as::<R>()`, such as `load_as::<Sso>()`);
+//! `load()` loads a spam checker.
 //! Used by Weft's own tests and re-exported for plugin authors as the
 //! `weft-plugin-testkit` crate (in `plugin-sdk/testkit/`).
 //!
@@ -61,6 +65,7 @@ pub struct Testkit {
     homeserver: FakeHomeserver,
     seed: u64,
     responses: Vec<(String, HttpResponse)>,
+    live_http: bool,
     cache_dir: Option<PathBuf>,
 }
 
@@ -88,6 +93,7 @@ impl Testkit {
             homeserver: FakeHomeserver::default(),
             seed: 0,
             responses: Vec::new(),
+            live_http: false,
             cache_dir: None,
         }
     }
@@ -98,9 +104,11 @@ impl Testkit {
         self
     }
 
-    /// The plugin's configuration (a JSON object).
+    /// The plugin's configuration: a JSON object that TOML can hold (as
+    /// `[plugins.config]` must: no `null`). Panics on any other value rather
+    /// than hand the plugin an empty configuration.
     pub fn config(mut self, config: serde_json::Value) -> Self {
-        self.plugin.config = serde_json::from_value(config).unwrap_or_default();
+        self.plugin.config = serde_json::from_value(config).unwrap_or_else(|e| panic!("the plugin configuration is not a TOML table: {e}"));
         self
     }
 
@@ -177,6 +185,15 @@ impl Testkit {
         self
     }
 
+    /// Sends the requests the allow-list accepts over the network, as the
+    /// server does (addresses checked after DNS: grant `allow_private_addresses`
+    /// for a service on this machine), instead of answering from `respond`.
+    /// They are still recorded (`http_calls`).
+    pub fn live_http(mut self) -> Self {
+        self.live_http = true;
+        self
+    }
+
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -209,6 +226,7 @@ impl Testkit {
             seed: self.seed,
             rng: Mutex::new(StdRng::seed_from_u64(self.seed)),
             responses: self.responses,
+            live_http: self.live_http,
             http_calls: Mutex::new(Vec::new()),
             logs: Mutex::new(Vec::new()),
             homeserver: self.homeserver,

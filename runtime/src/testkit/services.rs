@@ -1,5 +1,5 @@
-//! The testkit's host services: nothing leaves the process. Recording HTTP
-//! that enforces the allow-list, a settable wall clock (`TestClock`), an
+//! The testkit's host services: nothing leaves the process (but HTTP with
+//! `live_http`). Recording HTTP that enforces the allow-list, a settable wall clock (`TestClock`), an
 //! in-memory key-value store the test seeds and inspects (`TestKv`), seeded
 //! randomness, the log lines, and the fake homeserver view.
 //!
@@ -23,7 +23,7 @@ use super::{FakeHomeserver, HttpCall};
 use crate::{
     egress::Egress,
     homeserver::HomeserverView,
-    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord},
+    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord, send_checked},
     kv::{KvError, MemoryKv, PluginKv},
 };
 
@@ -97,9 +97,22 @@ pub(super) struct FakeServices {
     pub seed: u64,
     pub rng: Mutex<StdRng>,
     pub responses: Vec<(String, HttpResponse)>,
+    /// Send allowed requests over the network instead of answering from `responses`.
+    pub live_http: bool,
     pub http_calls: Mutex<Vec<HttpCall>>,
     pub logs: Mutex<Vec<LogRecord>>,
     pub homeserver: FakeHomeserver,
+}
+
+impl FakeServices {
+    fn record(&self, request: HttpRequest, answer: &Result<HttpResponse, HttpError>) {
+        let outcome = match answer {
+            Ok(response) => Ok(response.status),
+            Err(HttpError::Denied(reason)) => Err(reason.clone()),
+            Err(other) => Err(format!("{other:?}")),
+        };
+        self.http_calls.lock().unwrap_or_else(|e| e.into_inner()).push(HttpCall { request, outcome });
+    }
 }
 
 impl HostServices for FakeServices {
@@ -119,8 +132,15 @@ impl HostServices for FakeServices {
         _plugin: &'a str,
         egress: &'a Egress,
         request: HttpRequest,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> BoxFuture<'a, Result<HttpResponse, HttpError>> {
+        if self.live_http {
+            return Box::pin(async move {
+                let answer = send_checked(egress, request.clone(), timeout).await;
+                self.record(request, &answer);
+                answer
+            });
+        }
         let answer = match egress.check_url(&request.url) {
             Err(reason) => Err(HttpError::Denied(reason)),
             Ok(_) => Ok(self
@@ -130,12 +150,7 @@ impl HostServices for FakeServices {
                 .map(|(_, response)| response.clone())
                 .unwrap_or(HttpResponse { status: 404, headers: Vec::new(), body: Vec::new() })),
         };
-        let outcome = match &answer {
-            Ok(response) => Ok(response.status),
-            Err(HttpError::Denied(reason)) => Err(reason.clone()),
-            Err(other) => Err(format!("{other:?}")),
-        };
-        self.http_calls.lock().unwrap_or_else(|e| e.into_inner()).push(HttpCall { request, outcome });
+        self.record(request, &answer);
         Box::pin(std::future::ready(answer))
     }
     fn log(&self, record: &LogRecord) {
