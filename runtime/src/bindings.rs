@@ -11,7 +11,7 @@
 //! over-quota log ends the call); every export is called with `call_async`.
 
 wasmtime::component::bindgen!({
-    world: "weft:plugin/base@0.1.1",
+    world: "weft:plugin/base@0.1.2",
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },
@@ -37,9 +37,8 @@ mod drafts {
             }
         };
     }
-    draft!(pusher, "weft:plugin/pusher@0.1.1");
-    draft!(appservice_notifier, "weft:plugin/appservice-notifier@0.1.1");
-    draft!(sso_provider, "weft:plugin/sso-provider@0.1.1");
+    draft!(appservice_notifier, "weft:plugin/appservice-notifier@0.1.2");
+    draft!(sso_provider, "weft:plugin/sso-provider@0.1.2");
 
     #[test]
     fn the_draft_worlds_share_the_host_interface() {
@@ -49,8 +48,8 @@ mod drafts {
         let engine = wasmtime::Engine::default();
         let mut linker = Linker::<CallState>::new(&engine);
         // The state that implements `host` for the spam checker does for them.
-        let options = pusher::LinkOptions::default().draft_pusher(true).clone();
-        pusher::Pusher::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
-        let _ = (appservice_notifier::AppserviceNotifierPre::<CallState>::new, sso_provider::SsoProviderPre::<CallState>::new);
+        let options = appservice_notifier::LinkOptions::default().draft_appservice_notifier(true).clone();
+        appservice_notifier::AppserviceNotifier::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
+        let _ = sso_provider::SsoProviderPre::<CallState>::new;
     }
 }

@@ -1,6 +1,6 @@
 //! Weft's plugin runtime: sandboxed WebAssembly components (WIT package
-//! `weft:plugin`, in `wit/`) that extend the server in a role, today spam
-//! checking. The `weft` server and the plugin testkit both depend on this
+//! `weft:plugin`, in `wit/`) that extend the server in a role: spam
+//! checking and delivering push notifications. The `weft` server and the plugin testkit both depend on this
 //! crate; it depends on no part of the server (no storage, HTTP server,
 //! Redis or image code).
 //!
@@ -14,7 +14,7 @@
 //! (`version`), the forwarder for a plugin pinned to other instances and
 //! the serving side of it (`remote`), the testkit (`testkit`, re-exported by
 //! `plugin-sdk/testkit` for plugin authors), and the roles: spam checking
-//! (`spam`).
+//! (`spam`) and pushers (`pusher`).
 //!
 //! May call: wasmtime, the `metrics` facade, reqwest (`http-send`). What the
 //! server provides is behind traits it implements: the key-value store
@@ -47,6 +47,7 @@ pub mod limits;
 pub mod loaded;
 mod metrics;
 mod output;
+pub mod pusher;
 pub mod remote;
 pub mod role;
 pub mod spam;
@@ -62,6 +63,7 @@ pub use error::{CallFailure, LoadError};
 pub use host_services::{HostServices, LiveServices};
 pub use kv::{KvError, PluginKv};
 pub use loaded::{CallStats, LoadedPlugin};
+pub use pusher::{Pusher, PusherPlugins};
 pub use remote::{Hosted, HostedPlugins, RemoteTransport};
 pub use role::{PluginBackend, Role};
 pub use spam::{Spam, SpamCheckerBackend, SpamCheckers};
@@ -73,6 +75,8 @@ use config::{PluginConfig, PluginRole};
 pub struct Plugins {
     /// The spam-checker chain, in configuration order.
     pub spam_checker: SpamCheckers,
+    /// The pusher plugins, in configuration order.
+    pub pushers: PusherPlugins,
     /// The plugins this instance runs, which other instances' calls reach.
     pub hosted: HostedPlugins,
 }
@@ -88,6 +92,7 @@ pub async fn load_all(
     let instance = deployment.instance.as_str();
     let engine = new_engine(plugins, deployment)?;
     let mut spam_chain: Vec<Arc<dyn PluginBackend<Spam>>> = Vec::new();
+    let mut pushers: Vec<Arc<dyn PluginBackend<Pusher>>> = Vec::new();
     let mut hosted: Vec<Arc<dyn Hosted>> = Vec::new();
     for plugin in plugins {
         match plugin.role {
@@ -95,9 +100,10 @@ pub async fn load_all(
                 let backend = backend::<Spam>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?;
                 spam_chain.push(backend);
             }
+            PluginRole::Pusher => pushers.push(backend::<Pusher>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?),
         }
     }
-    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), hosted: HostedPlugins::new(hosted) })
+    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), pushers: PusherPlugins::new(pushers), hosted: HostedPlugins::new(hosted) })
 }
 
 /// The plugin as call sites of its role see it: loaded here (and listed in

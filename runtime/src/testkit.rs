@@ -4,7 +4,14 @@
 //! store, a fixed clock, seeded randomness). Tests call callbacks and assert
 //! on verdicts, logs, HTTP calls, time and memory used.
 //!
-//! Generic over the role (`load_as::<R>()`); `load()` loads a spam checker.
+//! `live_http()` sends the plugin's requests for real, through the
+//! server's own path (allow-list, DNS, the address policy on every resolved
+//! address, a connection pinned to them), still recorded; the address policy
+//! is Synapse's default unless `ip_range_blacklist` / `ip_range_whitelist`
+//! set it (a test server on loopback needs `ip_range_whitelist(["127.0.0.1"])`).
+//!
+//! Generic over the role (`load_as::<R>()`); `load()` loads a spam checker,
+//! `load_pusher()` a pusher (with typed `serves`, `check_pusher`, `notify`).
 //! Used by Weft's own tests and re-exported for plugin authors as the
 //! `weft-plugin-testkit` crate (in `plugin-sdk/testkit/`).
 //!
@@ -25,12 +32,13 @@ use rand::{RngCore, SeedableRng, rngs::StdRng};
 use wasmtime_wasi::{HostWallClock, WasiCtxBuilder};
 
 use super::{
-    egress::Egress,
+    egress::{AddressPolicy, Egress},
     engine::PluginEngine,
     error::{CallFailure, LoadError},
-    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord},
+    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord, send_checked},
     kv::{MemoryKv, PluginKv},
     loaded::{CallStats, LoadedPlugin},
+    pusher::{Delivery, Notification, PushAnswer, PushCall, Pusher, PusherCheck, PusherInfo, Served},
     role::Role,
     spam::Spam,
     verify::engine_settings,
@@ -41,15 +49,21 @@ use crate::config::{OnError, PluginCapabilities, PluginConfig, PluginLimitsConfi
 #[derive(Debug, Clone)]
 pub struct Testkit {
     plugin: PluginConfig,
+    /// Set limits (else the role's defaults).
+    limits: Option<PluginLimitsConfig>,
     clock_ms: u64,
     seed: u64,
     responses: Vec<(String, HttpResponse)>,
+    live_http: bool,
+    blacklist: Option<Vec<String>>,
+    whitelist: Vec<String>,
     cache_dir: Option<PathBuf>,
 }
 
 impl Testkit {
-    /// A component file; by default production limits, no capabilities,
-    /// `fail-closed`, the clock at 2026-01-01T00:00:00Z and seed 0.
+    /// A component file; by default the role's production limits, no
+    /// capabilities, its default `on_error`, the clock at
+    /// 2026-01-01T00:00:00Z, seed 0, and recorded HTTP that reaches nothing.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             plugin: PluginConfig {
@@ -64,9 +78,13 @@ impl Testkit {
                 disable_after_failures: None,
                 retry_after_secs: None,
             },
+            limits: None,
             clock_ms: 1_767_225_600_000,
             seed: 0,
             responses: Vec::new(),
+            live_http: false,
+            blacklist: None,
+            whitelist: Vec::new(),
             cache_dir: None,
         }
     }
@@ -84,7 +102,7 @@ impl Testkit {
     }
 
     pub fn limits(mut self, limits: PluginLimitsConfig) -> Self {
-        self.plugin.limits = limits;
+        self.limits = Some(limits);
         self
     }
 
@@ -111,8 +129,28 @@ impl Testkit {
         self
     }
 
+    /// Sends the plugin's HTTP requests for real (still recorded), as a
+    /// server does: allow-list, DNS, the address policy, pinned connection.
+    pub fn live_http(mut self) -> Self {
+        self.live_http = true;
+        self
+    }
+
+    /// The server's `ip_range_blacklist` (default: Synapse's).
+    pub fn ip_range_blacklist(mut self, ranges: &[&str]) -> Self {
+        self.blacklist = Some(ranges.iter().map(|r| (*r).to_owned()).collect());
+        self
+    }
+
+    /// The server's `ip_range_whitelist`: exceptions to the blacklist
+    /// (`["127.0.0.1"]` lets a test server on loopback be reached).
+    pub fn ip_range_whitelist(mut self, ranges: &[&str]) -> Self {
+        self.whitelist = ranges.iter().map(|r| (*r).to_owned()).collect();
+        self
+    }
+
     /// The answer to allowed requests whose URL starts with `url_prefix`
-    /// (others get 404).
+    /// (others get 404); not used with `live_http`.
     pub fn respond(mut self, url_prefix: &str, status: u16, body: &str) -> Self {
         self.responses.push((url_prefix.into(), HttpResponse { status, headers: Vec::new(), body: body.as_bytes().to_vec() }));
         self
@@ -139,9 +177,16 @@ impl Testkit {
         self.load_as::<Spam>().await
     }
 
+    /// Loads the component as a pusher.
+    pub async fn load_pusher(self) -> Result<TestPlugin<Pusher>, LoadError> {
+        self.load_as::<Pusher>().await
+    }
+
     /// Loads the component as a plugin of role `R`.
     pub async fn load_as<R: Role>(mut self) -> Result<TestPlugin<R>, LoadError> {
         self.plugin.role = R::ROLE;
+        self.plugin.limits = self.limits.unwrap_or_else(|| PluginLimitsConfig::for_role(R::ROLE));
+        let policy = AddressPolicy::new(self.blacklist.as_deref(), &self.whitelist).map_err(LoadError::Engine)?;
         let settings = engine_settings(std::slice::from_ref(&self.plugin), "");
         let engine = PluginEngine::new(settings, self.cache_dir.unwrap_or_else(super::engine::default_cache_dir))?;
         let services = Arc::new(FakeServices {
@@ -150,6 +195,8 @@ impl Testkit {
             seed: self.seed,
             rng: Mutex::new(StdRng::seed_from_u64(self.seed)),
             responses: self.responses,
+            live_http: self.live_http,
+            policy: Arc::new(policy),
             http_calls: Mutex::new(Vec::new()),
             logs: Mutex::new(Vec::new()),
         });
@@ -165,11 +212,12 @@ pub struct TestPlugin<R: Role = Spam> {
     last: Mutex<Option<CallStats>>,
 }
 
-/// One outbound request the plugin asked for, and what the fake did.
+/// One outbound request the plugin asked for, and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCall {
     pub request: HttpRequest,
-    /// `Err` with the reason when the allow-list refused it.
+    /// The status, or `Err` with the reason it was refused (the allow-list,
+    /// the address policy) or failed (`Timeout`, `Unreachable(..)`).
     pub outcome: Result<u16, String>,
 }
 
@@ -201,15 +249,54 @@ impl<R: Role> TestPlugin<R> {
     }
 }
 
-/// Host services for tests: nothing leaves the process.
+impl TestPlugin<Pusher> {
+    /// What the plugin serves.
+    pub async fn serves(&self) -> Result<Served, CallFailure> {
+        match self.call(PushCall::Serves).await? {
+            PushAnswer::Serves(served) => Ok(served),
+            other => Err(CallFailure::Malformed(format!("{other:?} does not answer serves"))),
+        }
+    }
+
+    /// `check-pusher`: `Valid` or `Invalid` (a failed call is `Err`).
+    pub async fn check_pusher(&self, pusher: &PusherInfo) -> Result<PusherCheck, CallFailure> {
+        match self.call(PushCall::CheckPusher { pusher: Box::new(pusher.clone()) }).await? {
+            PushAnswer::Check(check) => Ok(check),
+            other => Err(CallFailure::Malformed(format!("{other:?} does not answer check-pusher"))),
+        }
+    }
+
+    /// `notify` (a failed call is `Err`; the server would retry it).
+    pub async fn notify(&self, notification: Notification) -> Result<Delivery, CallFailure> {
+        match self.call(PushCall::Notify { notification: Box::new(notification) }).await? {
+            PushAnswer::Delivery(delivery) => Ok(delivery),
+            other => Err(CallFailure::Malformed(format!("{other:?} does not answer notify"))),
+        }
+    }
+}
+
+/// Host services for tests: nothing leaves the process but with `live_http`.
 struct FakeServices {
     kv: MemoryKv,
     clock_ms: u64,
     seed: u64,
     rng: Mutex<StdRng>,
     responses: Vec<(String, HttpResponse)>,
+    live_http: bool,
+    policy: Arc<AddressPolicy>,
     http_calls: Mutex<Vec<HttpCall>>,
     logs: Mutex<Vec<LogRecord>>,
+}
+
+impl FakeServices {
+    fn record(&self, request: HttpRequest, answer: &Result<HttpResponse, HttpError>) {
+        let outcome = match answer {
+            Ok(response) => Ok(response.status),
+            Err(HttpError::Denied(reason)) => Err(reason.clone()),
+            Err(other) => Err(format!("{other:?}")),
+        };
+        self.http_calls.lock().unwrap_or_else(|e| e.into_inner()).push(HttpCall { request, outcome });
+    }
 }
 
 impl HostServices for FakeServices {
@@ -229,8 +316,15 @@ impl HostServices for FakeServices {
         _plugin: &'a str,
         egress: &'a Egress,
         request: HttpRequest,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> BoxFuture<'a, Result<HttpResponse, HttpError>> {
+        if self.live_http {
+            return Box::pin(async move {
+                let answer = send_checked(egress, request.clone(), timeout).await;
+                self.record(request, &answer);
+                answer
+            });
+        }
         let answer = match egress.check_url(&request.url) {
             Err(reason) => Err(HttpError::Denied(reason)),
             Ok(_) => Ok(self
@@ -240,13 +334,22 @@ impl HostServices for FakeServices {
                 .map(|(_, response)| response.clone())
                 .unwrap_or(HttpResponse { status: 404, headers: Vec::new(), body: Vec::new() })),
         };
-        let outcome = match &answer {
-            Ok(response) => Ok(response.status),
-            Err(HttpError::Denied(reason)) => Err(reason.clone()),
-            Err(other) => Err(format!("{other:?}")),
-        };
-        self.http_calls.lock().unwrap_or_else(|e| e.into_inner()).push(HttpCall { request, outcome });
+        self.record(request, &answer);
         Box::pin(std::future::ready(answer))
+    }
+    fn http_check<'a>(&'a self, _plugin: &'a str, egress: &'a Egress, url: String, timeout: Duration) -> BoxFuture<'a, Result<(), HttpError>> {
+        if self.live_http {
+            return Box::pin(async move { super::host_services::check_reachable(egress, &url, timeout).await.map(drop) });
+        }
+        // Without a network, names are not resolved: only literal addresses are judged.
+        let answer = egress.check_url(&url).map_err(HttpError::Denied).and_then(|target| match target.host.parse() {
+            Ok(ip) => egress.check_address(ip).map_err(HttpError::Denied),
+            Err(_) => Ok(()),
+        });
+        Box::pin(std::future::ready(answer))
+    }
+    fn address_policy(&self) -> Arc<AddressPolicy> {
+        self.policy.clone()
     }
     fn log(&self, record: &LogRecord) {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());
