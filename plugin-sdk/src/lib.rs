@@ -1,7 +1,8 @@
 //! The Weft plugin SDK: write a plugin as a Rust type implementing a role's
-//! trait, export it with the role's macro, and build it with
-//! `cargo build --target wasm32-wasip2`. The generated WebAssembly bindings
-//! stay private (`bindings`, hidden); authors see typed Rust.
+//! trait ([`spam::SpamChecker`], [`pusher::Pusher`]), export it with the
+//! role's macro, and build it with `cargo build --target wasm32-wasip2`. The
+//! generated WebAssembly bindings stay private (`bindings`,
+//! `pusher_bindings`, hidden); authors see typed Rust.
 //!
 //! ```text
 //! use weft_plugin_sdk::{PluginConfig, PluginError, spam::{Event, SpamChecker, Verdict}};
@@ -25,6 +26,7 @@
 //! plugin logic can be unit-tested natively.
 
 pub mod host;
+pub mod pusher;
 pub mod spam;
 
 pub use host::{PluginConfig, PluginError, http, kv, log, now_ms, random_bytes};
@@ -32,7 +34,7 @@ pub use host::{PluginConfig, PluginError, http, kv, log, now_ms, random_bytes};
 pub use serde_json;
 
 /// The version of the WIT package (`weft:plugin`) this SDK targets.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// What a plugin says about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,17 +49,26 @@ impl PluginInfo {
     }
 }
 
+// The spam-checker world's bindings. Each role's bindings carry only its
+// imports' description (the export macro, expanded in the plugin, adds its
+// exports), so a plugin exports the one world whose macro it calls. The
+// pusher world's are generated in `weft-plugin-sdk-pusher-bindings` (every
+// world exports `plugin`, whose generated macro would clash in one crate).
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "weft:plugin/spam-checker@0.1.1",
+        world: "weft:plugin/spam-checker@0.1.2",
         pub_export_macro: true,
         export_macro_name: "export_spam_checker_world",
         default_bindings_module: "weft_plugin_sdk::bindings",
     });
 }
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub use weft_plugin_sdk_pusher_bindings as pusher_bindings;
 
 /// Re-exported for the export macros.
 #[doc(hidden)]

@@ -1,7 +1,10 @@
-//! The reference plugin `plugins/spam-rules`, every rule, through the
-//! testkit (the real runtime with production limits). Build it first:
+//! The reference plugins through the testkit (the real runtime with
+//! production limits): `plugins/spam-rules`, every rule, here, and
+//! `plugins/http-pusher` in `http_pusher`. Build them first:
 //! `cargo build --release --target wasm32-wasip2 --manifest-path plugins/spam-rules/Cargo.toml`
 //! (tests/run.sh does).
+
+mod http_pusher;
 
 use std::path::PathBuf;
 
