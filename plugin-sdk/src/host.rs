@@ -133,7 +133,8 @@ pub mod kv {
 }
 
 /// Outbound HTTP, made by the host for the plugin after checking the URL
-/// against `allowed_outbound_hosts`.
+/// against `allowed_outbound_hosts` and the addresses it resolves to against
+/// the server's address policy (`ip_range_blacklist`).
 pub mod http {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Request {
@@ -176,6 +177,14 @@ pub mod http {
     /// Sends `request` through the host, within what is left of the call's deadline.
     pub fn send(request: &Request) -> Result<Response, Error> {
         super::imp::http_send(request)
+    }
+
+    /// Whether `send` may reach `url`, sending nothing: the allow-list, and
+    /// the addresses its host resolves to against the server's address
+    /// policy (`Denied` says why not; `Unreachable` or `Timeout`: the name
+    /// did not resolve now). For checking a user's URL before keeping it.
+    pub fn check(url: &str) -> Result<(), Error> {
+        super::imp::http_check(url)
     }
 }
 
@@ -221,13 +230,19 @@ mod imp {
     pub fn http_send(request: &http::Request) -> Result<http::Response, http::Error> {
         let request =
             wit::HttpRequest { method: request.method.clone(), url: request.url.clone(), headers: request.headers.clone(), body: request.body.clone() };
-        wit::http_send(&request).map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| match e {
+        wit::http_send(&request).map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(http_error)
+    }
+    pub fn http_check(url: &str) -> Result<(), http::Error> {
+        wit::http_check(url).map_err(http_error)
+    }
+    fn http_error(e: wit::HttpError) -> http::Error {
+        match e {
             wit::HttpError::Denied(reason) => http::Error::Denied(reason),
             wit::HttpError::InvalidRequest(reason) => http::Error::InvalidRequest(reason),
             wit::HttpError::Unreachable(reason) => http::Error::Unreachable(reason),
             wit::HttpError::Timeout => http::Error::Timeout,
             wit::HttpError::TooLarge => http::Error::TooLarge,
-        })
+        }
     }
     pub fn now_ms() -> u64 {
         wit::now_ms()
@@ -264,6 +279,9 @@ mod imp {
         KV.with(|kv| kv.borrow_mut().remove(key));
     }
     pub fn http_send(_request: &http::Request) -> Result<http::Response, http::Error> {
+        Err(http::Error::Denied("no host outside WebAssembly: use the testkit".into()))
+    }
+    pub fn http_check(_url: &str) -> Result<(), http::Error> {
         Err(http::Error::Denied("no host outside WebAssembly: use the testkit".into()))
     }
     pub fn now_ms() -> u64 {

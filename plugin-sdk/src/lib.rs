@@ -1,8 +1,8 @@
 //! The Weft plugin SDK: write a plugin as a Rust type implementing a role's
-//! trait ([`spam::SpamChecker`], [`sso::SsoProvider`]), export it with the
-//! role's macro, and build it with `cargo build --target wasm32-wasip2`. The
-//! generated WebAssembly bindings stay private (`bindings`, hidden); authors
-//! see typed Rust.
+//! trait ([`spam::SpamChecker`], [`sso::SsoProvider`], [`pusher::Pusher`]),
+//! export it with the role's macro, and build it with `cargo build --target
+//! wasm32-wasip2`. The generated WebAssembly bindings stay private
+//! (`bindings`, hidden); authors see typed Rust.
 //!
 //! ```text
 //! use weft_plugin_sdk::{PluginConfig, PluginError, spam::{Event, SpamChecker, Verdict}};
@@ -35,6 +35,7 @@
 
 pub mod homeserver;
 pub mod host;
+pub mod pusher;
 pub mod spam;
 pub mod sso;
 
@@ -91,6 +92,7 @@ pub mod bindings {
         generate_all,
     });
 
+    pub use weft_plugin_sdk_pusher_bindings as pusher;
     pub use weft_plugin_sdk_spam_checker_bindings as spam_checker;
     pub use weft_plugin_sdk_sso_provider_bindings as sso_provider;
 }

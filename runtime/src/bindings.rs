@@ -42,7 +42,6 @@ mod drafts {
             }
         };
     }
-    draft!(pusher, "weft:plugin/pusher@0.1.2");
     draft!(appservice_notifier, "weft:plugin/appservice-notifier@0.1.2");
 
     #[test]
@@ -53,8 +52,7 @@ mod drafts {
         let engine = wasmtime::Engine::default();
         let mut linker = Linker::<CallState>::new(&engine);
         // The state that implements `host` for the spam checker does for them.
-        let options = pusher::LinkOptions::default().draft_pusher(true).clone();
-        pusher::Pusher::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
-        let _ = appservice_notifier::AppserviceNotifierPre::<CallState>::new;
+        let options = appservice_notifier::LinkOptions::default().draft_appservice_notifier(true).clone();
+        appservice_notifier::AppserviceNotifier::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
     }
 }

@@ -1,8 +1,8 @@
 //! Weft's plugin runtime: sandboxed WebAssembly components (WIT package
 //! `weft:plugin`, in `wit/`) that extend the server in a role: spam
-//! checking, and SSO login. The `weft` server and the plugin testkit both depend on this
-//! crate; it depends on no part of the server (no storage, HTTP server,
-//! Redis or image code).
+//! checking, SSO login and delivering push notifications. The `weft` server
+//! and the plugin testkit both depend on this crate; it depends on no part
+//! of the server (no storage, HTTP server, Redis or image code).
 //!
 //! Owns: the `[[plugins]]` schema (`config`), what a role is (`role`: the one
 //! trait everything else is generic over), the wasmtime engine of this
@@ -16,7 +16,8 @@
 //! (`version`), the forwarder for a plugin pinned to other instances and
 //! the serving side of it (`remote`), the testkit (`testkit`, re-exported by
 //! `plugin-sdk/testkit` for plugin authors), and the roles: spam checking
-//! (`spam`) and logging in with an identity provider (`sso`).
+//! (`spam`), logging in with an identity provider (`sso`) and pushers
+//! (`pusher`).
 //!
 //! May call: wasmtime, the `metrics` facade, reqwest (`http-send`). What the
 //! server provides is behind traits it implements: the key-value store
@@ -52,6 +53,7 @@ pub mod limits;
 pub mod loaded;
 mod metrics;
 mod output;
+pub mod pusher;
 pub mod remote;
 pub mod role;
 pub mod spam;
@@ -70,6 +72,7 @@ pub use homeserver::HomeserverView;
 pub use host_services::{HostServices, LiveServices};
 pub use kv::{KvError, PluginKv};
 pub use loaded::{CallStats, LoadedPlugin};
+pub use pusher::{Pusher, PusherPlugins};
 pub use remote::{Hosted, HostedPlugins, RemoteTransport};
 pub use role::{PluginBackend, Role};
 pub use spam::{Spam, SpamCheckerBackend, SpamCheckers};
@@ -84,6 +87,8 @@ pub struct Plugins {
     pub spam_checker: SpamCheckers,
     /// The SSO provider plugins, in configuration order.
     pub sso: SsoProviders,
+    /// The pusher plugins, in configuration order.
+    pub pushers: PusherPlugins,
     /// The plugins this instance runs, which other instances' calls reach.
     pub hosted: HostedPlugins,
 }
@@ -100,6 +105,7 @@ pub async fn load_all(
     let engine = new_engine(plugins, deployment)?;
     let mut spam_chain: Vec<Arc<dyn PluginBackend<Spam>>> = Vec::new();
     let mut sso_providers: Vec<Arc<dyn PluginBackend<Sso>>> = Vec::new();
+    let mut pushers: Vec<Arc<dyn PluginBackend<Pusher>>> = Vec::new();
     let mut hosted: Vec<Arc<dyn Hosted>> = Vec::new();
     for plugin in plugins {
         match plugin.role {
@@ -107,13 +113,16 @@ pub async fn load_all(
                 let backend = backend::<Spam>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?;
                 spam_chain.push(backend);
             }
-            PluginRole::SsoProvider => {
-                let backend = backend::<Sso>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?;
-                sso_providers.push(backend);
-            }
+            PluginRole::SsoProvider => sso_providers.push(backend::<Sso>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?),
+            PluginRole::Pusher => pushers.push(backend::<Pusher>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?),
         }
     }
-    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), sso: SsoProviders::new(sso_providers), hosted: HostedPlugins::new(hosted) })
+    Ok(Plugins {
+        spam_checker: SpamCheckers::from_backends(spam_chain),
+        sso: SsoProviders::new(sso_providers),
+        pushers: PusherPlugins::new(pushers),
+        hosted: HostedPlugins::new(hosted),
+    })
 }
 
 /// The plugin as call sites of its role see it: loaded here (and listed in

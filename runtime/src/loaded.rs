@@ -126,7 +126,8 @@ impl<R: Role> LoadedPlugin<R> {
         let pre = super::role::fits::<R>(&engine.linker, &component).map_err(wrong_world)?;
         let config_export = config_export::find(&engine.engine, &engine.linker, &component).map_err(wrong_world)?;
         let egress = Egress::parse(&config.capabilities.allowed_outbound_hosts, config.capabilities.allow_private_addresses)
-            .map_err(|entry| LoadError::Engine(format!("`{entry}` is not a valid allowed_outbound_hosts entry")))?;
+            .map_err(|entry| LoadError::Engine(format!("`{entry}` is not a valid allowed_outbound_hosts entry")))?
+            .with_policy(services.address_policy());
         let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
         let limits = Limits::from_config(&config.limits);
         let mut plugin = Self {

@@ -1,5 +1,6 @@
 //! Checks on `[[plugins]]` for configuration validation: names, instances,
-//! limits, capabilities, the pool this instance must reserve, that each
+//! limits, capabilities, a failure policy the role knows, the pool this
+//! instance must reserve, that each
 //! path is a component exporting its role's world (compiled once; the
 //! compiled form lands in the cache the server then uses), and, for a
 //! component with the optional `configuration` export, the plugin's own
@@ -21,12 +22,13 @@ use super::{
     host_services::LiveServices,
     limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
     loaded::LoadedPlugin,
+    pusher::Pusher,
     role::{Role, fits},
     spam::Spam,
     sso::Sso,
     version::WIT_VERSION,
 };
-use crate::config::{Deployment, OnError, PluginConfig, PluginRole};
+use crate::config::{Deployment, PluginConfig, PluginRole};
 
 /// The most calls one plugin may run at once.
 const MAX_CONCURRENT_CALLS: u32 = 1024;
@@ -81,7 +83,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         if let Err(entry) = Egress::parse(&plugin.capabilities.allowed_outbound_hosts, false) {
             fail(
                 &at("capabilities.allowed_outbound_hosts"),
-                format!("`{entry}` is not `scheme://host[:port]` (http or https; host may start with `*.`; port may be `*`)"),
+                format!("`{entry}` is not `scheme://host[:port]` (http or https; host may start with `*.` or be `*`; port may be `*`)"),
             );
         }
         if let Some(dir) = &plugin.capabilities.data_dir
@@ -90,8 +92,11 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         {
             fail(&at("capabilities.data_dir"), format!("{} is not a directory", dir.display()));
         }
-        if plugin.role == PluginRole::SsoProvider && plugin.on_error == Some(OnError::FailOpen) {
-            fail(&at("on_error"), "an sso-provider cannot fail open: a failed login has no user to let in (leave it out: fail-closed)".into());
+        if let Some(policy) = plugin.on_error
+            && !plugin.role.policies().contains(&policy)
+        {
+            let known: Vec<String> = plugin.role.policies().iter().map(|p| format!("`{}`", p.as_str())).collect();
+            fail(&at("on_error"), format!("`{}` is not a policy of the {} role: it knows {}", policy.as_str(), plugin.role.as_str(), known.join(" and ")));
         }
         if plugin.disable_after_failures == Some(0) {
             fail(&at("disable_after_failures"), "must be at least 1".into());
@@ -129,6 +134,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         let fits = super::version::check(&component, &engine.engine).and_then(|()| match plugin.role {
             PluginRole::SpamChecker => fits::<Spam>(&engine.linker, &component).map(drop),
             PluginRole::SsoProvider => fits::<Sso>(&engine.linker, &component).map(drop),
+            PluginRole::Pusher => fits::<Pusher>(&engine.linker, &component).map(drop),
         });
         if let Err(reason) = fits {
             fail(&at, format!("{} does not fit the `{}` world of weft:plugin@{WIT_VERSION}: {reason}", plugin.path.display(), plugin.role.as_str()));
@@ -158,6 +164,7 @@ fn ask_plugins(engine: &PluginEngine, plugins: &[PluginConfig], indices: &[usize
             let answer = match plugin.role {
                 PluginRole::SpamChecker => ask::<Spam>(engine, plugin, instance).await,
                 PluginRole::SsoProvider => ask::<Sso>(engine, plugin, instance).await,
+                PluginRole::Pusher => ask::<Pusher>(engine, plugin, instance).await,
             };
             match answer {
                 Ok(ConfigCheck::NotExported | ConfigCheck::Valid) => {}
@@ -205,4 +212,35 @@ pub fn engine_settings(plugins: &[PluginConfig], instance: &str) -> EngineSettin
         settings.fuel |= plugin.limits.fuel.is_some();
     }
     settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnError;
+
+    /// The problems of one plugin pinned to another instance (no file check).
+    fn problems(role: PluginRole, on_error: Option<OnError>) -> Vec<(String, String)> {
+        let plugin = PluginConfig { name: "p".into(), role, on_error, instances: vec!["w1".into()], ..PluginConfig::default() };
+        let deployment = Deployment { instance: "main".into(), known_instances: vec!["main".into(), "w1".into()], cache_dir: None };
+        let mut found = Vec::new();
+        check(&[plugin], &deployment, &mut |key, message| found.push((key.to_owned(), message)));
+        found
+    }
+
+    #[test]
+    fn a_failure_policy_must_be_one_the_role_knows() {
+        assert!(problems(PluginRole::Pusher, Some(OnError::Retry)).is_empty());
+        assert!(problems(PluginRole::Pusher, None).is_empty());
+        assert!(problems(PluginRole::SpamChecker, Some(OnError::FailOpen)).is_empty());
+        let pusher = problems(PluginRole::Pusher, Some(OnError::FailOpen));
+        assert_eq!(pusher.len(), 1);
+        assert_eq!(pusher[0].0, "plugins[0].on_error");
+        assert!(pusher[0].1.contains("`fail-open` is not a policy of the pusher role: it knows `retry`"), "{}", pusher[0].1);
+        let spam = problems(PluginRole::SpamChecker, Some(OnError::Retry));
+        assert!(spam[0].1.contains("it knows `fail-closed` and `fail-open`"), "{}", spam[0].1);
+        assert!(problems(PluginRole::SsoProvider, Some(OnError::FailClosed)).is_empty());
+        let sso = problems(PluginRole::SsoProvider, Some(OnError::FailOpen));
+        assert!(sso[0].1.contains("`fail-open` is not a policy of the sso-provider role: it knows `fail-closed`"), "{}", sso[0].1);
+    }
 }

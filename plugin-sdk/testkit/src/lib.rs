@@ -4,7 +4,11 @@
 //! recording HTTP that enforces the allow-list, an in-memory key-value
 //! store you seed and inspect ([`TestKv`]), a wall clock you set and
 //! advance ([`TestClock`]), seeded randomness, and a homeserver view you
-//! seed ([`FakeHomeserver`]) for plugins granted `homeserver`.
+//! seed ([`FakeHomeserver`]) for plugins granted `homeserver`. With
+//! `live_http()` requests go out for real, under the server's address
+//! policy: to a real service (an OpenID provider), or, for a pusher, to
+//! [`push_gateway::PushGateway`], a Push Gateway API double on loopback
+//! (allow it with `ip_range_whitelist(&["127.0.0.1"])`).
 //!
 //! ```text
 //! use std::time::Duration;
@@ -24,19 +28,23 @@
 //! }
 //! ```
 //!
-//! Another role: `.load_as::<Sso>()` and `plugin.call(sso::SsoCall::..)`;
-//! `.live_http()` sends its requests to a real service (an OpenID provider).
+//! Other roles: `.load_as::<Sso>()` and `plugin.call(sso::SsoCall::..)`;
+//! `.load_pusher()`, then `serves()`, `check_pusher(&pusher)` and
+//! `notify(notification)` (types in `pusher`).
 //!
 //! Build the plugin first (`cargo build --release --target wasm32-wasip2`).
 //! Calls answer `Err(CallFailure)` where the server would apply `on_error`:
 //! a trap, a timeout, a limit, a malformed answer.
 
+pub mod push_gateway;
+
 pub use weft_plugin_runtime::{
     CallFailure, CallStats, ConfigCheck, LoadError, PluginBackend, Role, Sso,
-    config::{HomeserverScope, OnError, PluginCapabilities, PluginLimitsConfig},
+    config::{HomeserverScope, OnError, PluginCapabilities, PluginLimitsConfig, PluginRole},
+    egress::AddressPolicy,
     homeserver::{Profile, UserInfo},
     host_services::{HttpRequest, LogRecord},
     kv::KvError,
-    spam, sso,
+    pusher, spam, sso,
     testkit::{FakeHomeserver, HttpCall, TestClock, TestKv, TestPlugin, Testkit},
 };

@@ -9,8 +9,18 @@
 //! server sends them (a plugin tested against a real service, such as an
 //! SSO plugin against a real OpenID provider), still recorded.
 //!
+//! `live_http()` sends the plugin's requests for real, through the
+//! server's own path (allow-list, DNS, the address policy on every resolved
+//! address, a connection pinned to them), still recorded: a plugin tested
+//! against a real service, such as an SSO plugin against a real OpenID
+//! provider. The address policy is Synapse's default unless
+//! `ip_range_blacklist` / `ip_range_whitelist` set it (a test server on
+//! loopback needs `ip_range_whitelist(["127.0.0.1"])` or the plugin's
+//! `allow_private_addresses`).
+//!
 //! Generic over the role (`load_as::<R>()`, such as `load_as::<Sso>()`);
-//! `load()` loads a spam checker.
+//! `load()` loads a spam checker, `load_pusher()` a pusher (with typed
+//! `serves`, `check_pusher`, `notify`).
 //! Used by Weft's own tests and re-exported for plugin authors as the
 //! `weft-plugin-testkit` crate (in `plugin-sdk/testkit/`).
 //!
@@ -40,11 +50,13 @@ pub use self::{
 };
 use super::{
     config_export::ConfigCheck,
+    egress::AddressPolicy,
     engine::PluginEngine,
     error::{CallFailure, LoadError},
     host_services::{HttpRequest, HttpResponse, LogRecord},
     kv::KvError,
     loaded::{CallStats, LoadedPlugin},
+    pusher::{Delivery, Notification, PushAnswer, PushCall, Pusher, PusherCheck, PusherInfo, Served},
     role::Role,
     spam::Spam,
     verify::engine_settings,
@@ -59,6 +71,8 @@ const START_MS: u64 = 1_767_225_600_000;
 #[derive(Debug, Clone)]
 pub struct Testkit {
     plugin: PluginConfig,
+    /// Set limits (else the role's defaults).
+    limits: Option<PluginLimitsConfig>,
     clock: TestClock,
     kv: TestKv,
     kv_entries: Vec<(String, Vec<u8>)>,
@@ -66,13 +80,16 @@ pub struct Testkit {
     seed: u64,
     responses: Vec<(String, HttpResponse)>,
     live_http: bool,
+    blacklist: Option<Vec<String>>,
+    whitelist: Vec<String>,
     cache_dir: Option<PathBuf>,
 }
 
 impl Testkit {
-    /// A component file; by default production limits, no capabilities,
-    /// `fail-closed`, a clock of its own at 2026-01-01T00:00:00Z, an empty
-    /// store and homeserver of its own, and seed 0.
+    /// A component file; by default the role's production limits, no
+    /// capabilities, its default `on_error`, a clock of its own at
+    /// 2026-01-01T00:00:00Z, an empty store and homeserver of its own, seed
+    /// 0, and recorded HTTP that reaches nothing.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             plugin: PluginConfig {
@@ -87,6 +104,7 @@ impl Testkit {
                 disable_after_failures: None,
                 retry_after_secs: None,
             },
+            limits: None,
             clock: TestClock::new(START_MS),
             kv: TestKv::default(),
             kv_entries: Vec::new(),
@@ -94,6 +112,8 @@ impl Testkit {
             seed: 0,
             responses: Vec::new(),
             live_http: false,
+            blacklist: None,
+            whitelist: Vec::new(),
             cache_dir: None,
         }
     }
@@ -113,7 +133,7 @@ impl Testkit {
     }
 
     pub fn limits(mut self, limits: PluginLimitsConfig) -> Self {
-        self.plugin.limits = limits;
+        self.limits = Some(limits);
         self
     }
 
@@ -140,8 +160,21 @@ impl Testkit {
         self
     }
 
+    /// The server's `ip_range_blacklist` (default: Synapse's).
+    pub fn ip_range_blacklist(mut self, ranges: &[&str]) -> Self {
+        self.blacklist = Some(ranges.iter().map(|r| (*r).to_owned()).collect());
+        self
+    }
+
+    /// The server's `ip_range_whitelist`: exceptions to the blacklist
+    /// (`["127.0.0.1"]` lets a test server on loopback be reached).
+    pub fn ip_range_whitelist(mut self, ranges: &[&str]) -> Self {
+        self.whitelist = ranges.iter().map(|r| (*r).to_owned()).collect();
+        self
+    }
+
     /// The answer to allowed requests whose URL starts with `url_prefix`
-    /// (others get 404).
+    /// (others get 404); not used with `live_http`.
     pub fn respond(mut self, url_prefix: &str, status: u16, body: &str) -> Self {
         self.responses.push((url_prefix.into(), HttpResponse { status, headers: Vec::new(), body: body.as_bytes().to_vec() }));
         self
@@ -186,9 +219,10 @@ impl Testkit {
     }
 
     /// Sends the requests the allow-list accepts over the network, as the
-    /// server does (addresses checked after DNS: grant `allow_private_addresses`
-    /// for a service on this machine), instead of answering from `respond`.
-    /// They are still recorded (`http_calls`).
+    /// server does (DNS, the address policy on every resolved address, a
+    /// connection pinned to them: for a service on this machine, grant
+    /// `allow_private_addresses` or `ip_range_whitelist` it), instead of
+    /// answering from `respond`. They are still recorded (`http_calls`).
     pub fn live_http(mut self) -> Self {
         self.live_http = true;
         self
@@ -210,11 +244,18 @@ impl Testkit {
         self.load_as::<Spam>().await
     }
 
+    /// Loads the component as a pusher.
+    pub async fn load_pusher(self) -> Result<TestPlugin<Pusher>, LoadError> {
+        self.load_as::<Pusher>().await
+    }
+
     /// Loads the component as a plugin of role `R`. Its configuration is
     /// not checked (call `validate_config`), so a test can see what a bad
     /// one does to calls.
     pub async fn load_as<R: Role>(mut self) -> Result<TestPlugin<R>, LoadError> {
         self.plugin.role = R::ROLE;
+        self.plugin.limits = self.limits.unwrap_or_else(|| PluginLimitsConfig::for_role(R::ROLE));
+        let policy = AddressPolicy::new(self.blacklist.as_deref(), &self.whitelist).map_err(LoadError::Engine)?;
         for (key, value) in self.kv_entries {
             self.kv.set(&self.plugin.name, &key, value).map_err(|error| LoadError::Engine(format!("cannot seed the key-value store with `{key}`: {error}")))?;
         }
@@ -227,6 +268,7 @@ impl Testkit {
             rng: Mutex::new(StdRng::seed_from_u64(self.seed)),
             responses: self.responses,
             live_http: self.live_http,
+            policy: Arc::new(policy),
             http_calls: Mutex::new(Vec::new()),
             logs: Mutex::new(Vec::new()),
             homeserver: self.homeserver,
@@ -243,11 +285,12 @@ pub struct TestPlugin<R: Role = Spam> {
     last: Mutex<Option<CallStats>>,
 }
 
-/// One outbound request the plugin asked for, and what the fake did.
+/// One outbound request the plugin asked for, and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCall {
     pub request: HttpRequest,
-    /// `Err` with the reason when the allow-list refused it.
+    /// The status, or `Err` with the reason it was refused (the allow-list,
+    /// the address policy) or failed (`Timeout`, `Unreachable(..)`).
     pub outcome: Result<u16, String>,
 }
 
@@ -307,5 +350,31 @@ impl<R: Role> TestPlugin<R> {
     /// The homeserver the plugin sees (change it between calls).
     pub fn homeserver(&self) -> &FakeHomeserver {
         &self.services.homeserver
+    }
+}
+
+impl TestPlugin<Pusher> {
+    /// What the plugin serves.
+    pub async fn serves(&self) -> Result<Served, CallFailure> {
+        match self.call(PushCall::Serves).await? {
+            PushAnswer::Serves(served) => Ok(served),
+            other => Err(CallFailure::Malformed(format!("{other:?} does not answer serves"))),
+        }
+    }
+
+    /// `check-pusher`: `Valid` or `Invalid` (a failed call is `Err`).
+    pub async fn check_pusher(&self, pusher: &PusherInfo) -> Result<PusherCheck, CallFailure> {
+        match self.call(PushCall::CheckPusher { pusher: Box::new(pusher.clone()) }).await? {
+            PushAnswer::Check(check) => Ok(check),
+            other => Err(CallFailure::Malformed(format!("{other:?} does not answer check-pusher"))),
+        }
+    }
+
+    /// `notify` (a failed call is `Err`; the server would retry it).
+    pub async fn notify(&self, notification: Notification) -> Result<Delivery, CallFailure> {
+        match self.call(PushCall::Notify { notification: Box::new(notification) }).await? {
+            PushAnswer::Delivery(delivery) => Ok(delivery),
+            other => Err(CallFailure::Malformed(format!("{other:?} does not answer notify"))),
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The testkit's host services: nothing leaves the process (but HTTP with
-//! `live_http`). Recording HTTP that enforces the allow-list, a settable wall clock (`TestClock`), an
-//! in-memory key-value store the test seeds and inspects (`TestKv`), seeded
-//! randomness, the log lines, and the fake homeserver view.
+//! `live_http`). Recording HTTP that enforces the allow-list and the address
+//! policy, a settable wall clock (`TestClock`), an in-memory key-value store
+//! the test seeds and inspects (`TestKv`), seeded randomness, the log lines,
+//! and the fake homeserver view.
 //!
 //! The clock and the store are handles: clones share one clock or one store,
 //! so a test moves time or reads the store after load, and two loaded
@@ -21,9 +22,9 @@ use wasmtime_wasi::{HostWallClock, WasiCtxBuilder};
 
 use super::{FakeHomeserver, HttpCall};
 use crate::{
-    egress::Egress,
+    egress::{AddressPolicy, Egress},
     homeserver::HomeserverView,
-    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord, send_checked},
+    host_services::{BoxFuture, HostServices, HttpError, HttpRequest, HttpResponse, LogRecord, check_reachable, send_checked},
     kv::{KvError, MemoryKv, PluginKv},
 };
 
@@ -99,6 +100,7 @@ pub(super) struct FakeServices {
     pub responses: Vec<(String, HttpResponse)>,
     /// Send allowed requests over the network instead of answering from `responses`.
     pub live_http: bool,
+    pub policy: Arc<AddressPolicy>,
     pub http_calls: Mutex<Vec<HttpCall>>,
     pub logs: Mutex<Vec<LogRecord>>,
     pub homeserver: FakeHomeserver,
@@ -152,6 +154,20 @@ impl HostServices for FakeServices {
         };
         self.record(request, &answer);
         Box::pin(std::future::ready(answer))
+    }
+    fn http_check<'a>(&'a self, _plugin: &'a str, egress: &'a Egress, url: String, timeout: Duration) -> BoxFuture<'a, Result<(), HttpError>> {
+        if self.live_http {
+            return Box::pin(async move { check_reachable(egress, &url, timeout).await.map(drop) });
+        }
+        // Without a network, names are not resolved: only literal addresses are judged.
+        let answer = egress.check_url(&url).map_err(HttpError::Denied).and_then(|target| match target.host.parse() {
+            Ok(ip) => egress.check_address(ip).map_err(HttpError::Denied),
+            Err(_) => Ok(()),
+        });
+        Box::pin(std::future::ready(answer))
+    }
+    fn address_policy(&self) -> Arc<AddressPolicy> {
+        self.policy.clone()
     }
     fn log(&self, record: &LogRecord) {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).push(record.clone());

@@ -1,6 +1,7 @@
-//! The generated bindings of the `spam-checker` world (`wit/spam-checker.wit`)
-//! with the optional exports, for `weft-plugin-sdk`, which re-exports them
-//! as `bindings::spam_checker` (hidden) and wraps them in the `SpamChecker` trait and `export_spam_checker!`. Empty outside wasm32.
+//! The generated bindings of the `spam-checker` world (`wit/spam-checker.wit`), with
+//! the optional exports, for `weft-plugin-sdk`: it re-exports them as
+//! `bindings::spam_checker` (hidden) and wraps them in `SpamChecker` and
+//! `export_spam_checker!`. Empty outside wasm32.
 
 // The role's world and the optional exports (which no role's world
 // requires, so the SDK adds them here).

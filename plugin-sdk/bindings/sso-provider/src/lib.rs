@@ -1,6 +1,7 @@
-//! The generated bindings of the `sso-provider` world (`wit/sso-provider.wit`)
-//! with the optional exports, for `weft-plugin-sdk`, which re-exports them
-//! as `bindings::sso_provider` (hidden) and wraps them in the `SsoProvider` trait and `export_sso_provider!`. Empty outside wasm32.
+//! The generated bindings of the `sso-provider` world (`wit/sso-provider.wit`), with
+//! the optional exports, for `weft-plugin-sdk`: it re-exports them as
+//! `bindings::sso_provider` (hidden) and wraps them in `SsoProvider` and
+//! `export_sso_provider!`. Empty outside wasm32.
 
 // The role's world and the optional exports (which no role's world
 // requires, so the SDK adds them here).
