@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Runs every Weft test on a fresh machine.
 #
-# Ensures what the suite needs first: the wasm32-wasip2 Rust target, and
-# PostgreSQL and Redis on 127.0.0.1. When either service is unreachable it
-# starts a throwaway one from the installed binaries (stopped again on exit),
-# or says what to install. Then builds the reference plugins, checks
+# Ensures what the suite needs first: the wasm32-wasip2 Rust target,
+# PostgreSQL and Redis on 127.0.0.1, and the test OpenID provider's npm
+# packages (tests/idp, installed with `npm ci` beside the target directory,
+# again only when its lock file changed; the tests start and stop the
+# provider themselves). When either service is unreachable it starts a
+# throwaway one from the installed binaries (stopped again on exit), or says
+# what to install. Then builds the reference plugins, checks
 # formatting and clippy's lints, that the plugin testkit builds no part of the
 # server, that weft-core and weft-router build no database, plugin runtime or
 # server layer, and runs the workspace's tests.
 #
 # Environment: WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
-# WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379).
+# WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379), WEFT_IDP_DIR (where the
+# provider's packages go; default node/idp beside $CARGO_TARGET_DIR, else
+# ~/.cache/weft/node/idp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +31,10 @@ if ! command -v cargo >/dev/null; then
 fi
 if ! command -v python3 >/dev/null; then
     echo "Python 3 is not installed (the client-library check needs it): apt-get install python3 python3-venv" >&2
+    exit 1
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "Node.js and npm are not installed (the SSO tests run a real OpenID provider, node's oidc-provider): apt-get install nodejs npm (Node.js 20.19 or later)" >&2
     exit 1
 fi
 if ! command -v openssl >/dev/null; then
@@ -78,9 +87,32 @@ if ! reachable "$redis_host" "$redis_port"; then
     cleanup+=("kill \$(cat $redis_dir/redis.pid); rm -rf $redis_dir")
 fi
 
+# The test OpenID provider's packages, kept beside the target directory (CI
+# keeps both between runs) and reinstalled only when the lock file changes.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    idp_default="$(realpath -m "$CARGO_TARGET_DIR/..")/node/idp"
+else
+    idp_default="$HOME/.cache/weft/node/idp"
+fi
+export WEFT_IDP_DIR="${WEFT_IDP_DIR:-$idp_default}"
+idp_lock="$(sha256sum tests/idp/package-lock.json | cut -d' ' -f1)"
+if [ ! -d "$WEFT_IDP_DIR/node_modules/oidc-provider" ] || [ "$(cat "$WEFT_IDP_DIR/.lock-sha256" 2>/dev/null)" != "$idp_lock" ]; then
+    say "installing the test OpenID provider (npm ci) into $WEFT_IDP_DIR"
+    mkdir -p "$WEFT_IDP_DIR"
+    cp tests/idp/package.json tests/idp/package-lock.json "$WEFT_IDP_DIR/"
+    rm -f "$WEFT_IDP_DIR/.lock-sha256"
+    (cd "$WEFT_IDP_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$idp_lock" >"$WEFT_IDP_DIR/.lock-sha256"
+fi
+
 say "building the reference plugins and the test guests (wasm32-wasip2)"
 for plugin in plugins/*/ host/tests/plugins/guests/*/; do
     cargo build --locked --release --target wasm32-wasip2 --manifest-path "$plugin/Cargo.toml"
+done
+
+say "running the reference plugins' own unit tests (natively)"
+for plugin in plugins/*/; do
+    cargo test --locked --quiet --manifest-path "$plugin/Cargo.toml"
 done
 
 say "checking formatting (rustfmt.toml) and lints (clippy, warnings are errors)"

@@ -21,10 +21,12 @@ impl PluginConfig {
         serde_json::from_str(text).map(Self).map_err(|e| PluginError::new(format!("configuration is not JSON: {e}")))
     }
 
+    /// The raw value of an option (`None` when absent).
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.get(key)
     }
 
+    /// A string option: `None` when absent or `null`, `Err` when not a string.
     pub fn str(&self, key: &str) -> Result<Option<&str>, PluginError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -45,6 +47,7 @@ impl PluginConfig {
         }
     }
 
+    /// A non-negative integer option: `None` when absent or `null`, `Err` otherwise when not one.
     pub fn u64(&self, key: &str) -> Result<Option<u64>, PluginError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -52,6 +55,7 @@ impl PluginConfig {
         }
     }
 
+    /// A boolean option: `None` when absent or `null`, `Err` when not a boolean.
     pub fn bool(&self, key: &str) -> Result<Option<bool>, PluginError> {
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -112,19 +116,25 @@ pub mod log {
 /// and restarts (in Weft's database) and shared by every instance running
 /// the plugin. Values up to 64 KiB, 16 MiB in all; `set` says when refused.
 pub mod kv {
+    /// The value stored under `key` (`None` when there is none). When the
+    /// host's store cannot answer, the call fails instead.
     pub fn get(key: &str) -> Option<Vec<u8>> {
         super::imp::kv_get(key)
     }
+    /// Stores `value` under `key`; `Err` says why the host refused it (too
+    /// large, the store full, a NUL in the key).
     pub fn set(key: &str, value: &[u8]) -> Result<(), super::PluginError> {
         super::imp::kv_set(key, value).map_err(super::PluginError)
     }
+    /// Removes `key` (nothing happens when it is not there).
     pub fn delete(key: &str) {
         super::imp::kv_delete(key)
     }
 }
 
 /// Outbound HTTP, made by the host for the plugin after checking the URL
-/// against `allowed_outbound_hosts`.
+/// against `allowed_outbound_hosts` and the addresses it resolves to against
+/// the server's address policy (`ip_range_blacklist`).
 pub mod http {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Request {
@@ -164,12 +174,22 @@ pub mod http {
         TooLarge,
     }
 
+    /// Sends `request` through the host, within what is left of the call's deadline.
     pub fn send(request: &Request) -> Result<Response, Error> {
         super::imp::http_send(request)
     }
+
+    /// Whether `send` may reach `url`, sending nothing: the allow-list, and
+    /// the addresses its host resolves to against the server's address
+    /// policy (`Denied` says why not; `Unreachable` or `Timeout`: the name
+    /// did not resolve now). For checking a user's URL before keeping it.
+    pub fn check(url: &str) -> Result<(), Error> {
+        super::imp::http_check(url)
+    }
 }
 
-/// Milliseconds since the Unix epoch, from the host (fixed in the testkit).
+/// Milliseconds since the Unix epoch, from the host (in the testkit, the
+/// test's clock, which it sets and advances).
 pub fn now_ms() -> u64 {
     imp::now_ms()
 }
@@ -210,13 +230,19 @@ mod imp {
     pub fn http_send(request: &http::Request) -> Result<http::Response, http::Error> {
         let request =
             wit::HttpRequest { method: request.method.clone(), url: request.url.clone(), headers: request.headers.clone(), body: request.body.clone() };
-        wit::http_send(&request).map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| match e {
+        wit::http_send(&request).map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(http_error)
+    }
+    pub fn http_check(url: &str) -> Result<(), http::Error> {
+        wit::http_check(url).map_err(http_error)
+    }
+    fn http_error(e: wit::HttpError) -> http::Error {
+        match e {
             wit::HttpError::Denied(reason) => http::Error::Denied(reason),
             wit::HttpError::InvalidRequest(reason) => http::Error::InvalidRequest(reason),
             wit::HttpError::Unreachable(reason) => http::Error::Unreachable(reason),
             wit::HttpError::Timeout => http::Error::Timeout,
             wit::HttpError::TooLarge => http::Error::TooLarge,
-        })
+        }
     }
     pub fn now_ms() -> u64 {
         wit::now_ms()
@@ -253,6 +279,9 @@ mod imp {
         KV.with(|kv| kv.borrow_mut().remove(key));
     }
     pub fn http_send(_request: &http::Request) -> Result<http::Response, http::Error> {
+        Err(http::Error::Denied("no host outside WebAssembly: use the testkit".into()))
+    }
+    pub fn http_check(_url: &str) -> Result<(), http::Error> {
         Err(http::Error::Denied("no host outside WebAssembly: use the testkit".into()))
     }
     pub fn now_ms() -> u64 {

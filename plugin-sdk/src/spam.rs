@@ -190,6 +190,22 @@ pub trait SpamChecker: Sized + 'static {
     /// once per instance.
     fn new(config: &PluginConfig) -> Result<Self, PluginError>;
 
+    /// Checks a configuration before any call runs with it: `weft
+    /// check-config` and every server start ask (the optional
+    /// `validate-config` export) and refuse the configuration with these
+    /// errors, each shown with the plugin's name. Answer every problem, one
+    /// line each, written for the operator.
+    ///
+    /// The default builds the checker with `new` and answers its error, so
+    /// what `new` refuses is refused at check time; override it to report
+    /// every problem at once, or to check more than `new` does. Keep it to
+    /// the configuration: no server runs at check time (the key-value store
+    /// is empty and [`crate::homeserver`] answers `Unavailable` when
+    /// granted, `NotGranted` when not).
+    fn validate_config(config: &PluginConfig) -> Result<(), Vec<String>> {
+        Self::new(config).map(drop).map_err(|error| vec![error.to_string()])
+    }
+
     /// A local non-membership event being created, or a federated one arriving.
     fn check_event_for_spam(&self, event: &Event) -> Verdict {
         Verdict::Allow
@@ -258,7 +274,7 @@ pub trait SpamChecker: Sized + 'static {
 #[doc(hidden)]
 pub mod glue {
     use super::*;
-    use crate::bindings::weft::plugin::types as wit;
+    use crate::bindings::spam_checker::weft::plugin::types as wit;
 
     /// Builds the instance's checker (the export macro keeps it for the
     /// instance's further calls).
@@ -310,14 +326,15 @@ pub mod glue {
 }
 
 /// Exports a [`SpamChecker`] implementation as the component's
-/// `spam-checker` world (`describe` answers the crate's name and version).
+/// `spam-checker` world (`describe` answers the crate's name and version),
+/// with the optional `configuration` export (`validate_config`).
 #[macro_export]
 macro_rules! export_spam_checker {
     ($checker:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            use $crate::bindings::exports::weft::plugin::{plugin, spam_checks};
-            use $crate::bindings::weft::plugin::types as wit;
+            use $crate::bindings::spam_checker::exports::weft::plugin::{configuration, plugin, spam_checks};
+            use $crate::bindings::spam_checker::weft::plugin::types as wit;
             use $crate::spam::{SpamChecker as _, glue};
 
             struct Export;
@@ -333,6 +350,12 @@ macro_rules! export_spam_checker {
             impl plugin::Guest for Export {
                 fn describe() -> wit::PluginInfo {
                     wit::PluginInfo { name: env!("CARGO_PKG_NAME").into(), version: env!("CARGO_PKG_VERSION").into() }
+                }
+            }
+
+            impl configuration::Guest for Export {
+                fn validate_config(config: String) -> Result<(), Vec<String>> {
+                    $crate::__private::validate_config(&config, <$checker as $crate::spam::SpamChecker>::validate_config)
                 }
             }
 
@@ -403,7 +426,11 @@ macro_rules! export_spam_checker {
                 }
             }
 
-    $crate::bindings::export_spam_checker_world!(Export with_types_in $crate::bindings);
+    $crate::bindings::spam_checker::export_world!(Export with_types_in $crate::bindings::spam_checker);
         };
+        // Outside wasm32 nothing is exported: this keeps the checker "used"
+        // for the native build that `cargo test` makes of a plugin crate.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&$crate::PluginConfig) -> ::std::result::Result<$checker, $crate::PluginError> = <$checker as $crate::spam::SpamChecker>::new;
     };
 }

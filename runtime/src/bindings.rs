@@ -1,7 +1,8 @@
 //! Host bindings of what every role shares, generated from `wit/`'s `base`
-//! world: the `host` and `types` interfaces (linked once per engine, for
-//! every role) and `describe`. A role's own bindings reuse these modules
-//! (`with` in its `bindgen!`), so one `CallState` implements `host` for all.
+//! world: the `host`, `homeserver` and `types` interfaces (linked once per
+//! engine, for every role) and `describe`. A role's own bindings reuse these
+//! modules (`with` in its `bindgen!`), so one `CallState` implements `host`
+//! and `homeserver` for all.
 //!
 //! Generated for the newest patch version of `weft:plugin@0.1`; wasmtime
 //! matches a component's `weft:plugin/...@0.1.x` names semver-compatibly, so
@@ -11,13 +12,13 @@
 //! over-quota log ends the call); every export is called with `call_async`.
 
 wasmtime::component::bindgen!({
-    world: "weft:plugin/base@0.1.1",
+    world: "weft:plugin/base@0.1.2",
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },
 });
 
-pub use weft::plugin::{host, types};
+pub use weft::plugin::{homeserver, host, types};
 
 /// The draft worlds of `wit/drafts.wit` are valid WIT and include the shared
 /// `host` interface (wasmtime's `bindgen!` parses every `@unstable` feature;
@@ -32,14 +33,16 @@ mod drafts {
                     path: "../wit",
                     imports: { default: async | trappable },
                     exports: { default: async },
-                    with: { "weft:plugin/types": crate::bindings::types, "weft:plugin/host": crate::bindings::host },
+                    with: {
+                        "weft:plugin/types": crate::bindings::types,
+                        "weft:plugin/host": crate::bindings::host,
+                        "weft:plugin/homeserver": crate::bindings::homeserver,
+                    },
                 });
             }
         };
     }
-    draft!(pusher, "weft:plugin/pusher@0.1.1");
-    draft!(appservice_notifier, "weft:plugin/appservice-notifier@0.1.1");
-    draft!(sso_provider, "weft:plugin/sso-provider@0.1.1");
+    draft!(appservice_notifier, "weft:plugin/appservice-notifier@0.1.2");
 
     #[test]
     fn the_draft_worlds_share_the_host_interface() {
@@ -49,8 +52,7 @@ mod drafts {
         let engine = wasmtime::Engine::default();
         let mut linker = Linker::<CallState>::new(&engine);
         // The state that implements `host` for the spam checker does for them.
-        let options = pusher::LinkOptions::default().draft_pusher(true).clone();
-        pusher::Pusher::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
-        let _ = (appservice_notifier::AppserviceNotifierPre::<CallState>::new, sso_provider::SsoProviderPre::<CallState>::new);
+        let options = appservice_notifier::LinkOptions::default().draft_appservice_notifier(true).clone();
+        appservice_notifier::AppserviceNotifier::add_to_linker::<_, HasSelf<_>>(&mut linker, &options, |s| s).expect("links");
     }
 }

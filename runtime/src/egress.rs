@@ -1,21 +1,35 @@
 //! Outbound HTTP rules: the `allowed_outbound_hosts` allow-list and the
 //! address check after DNS. Both the production sender and the testkit's
-//! recording sender go through `Egress::check_url`; only the production one
-//! resolves names, so only it applies `check_address`.
+//! recording sender go through `Egress::check_url`; the production one (and
+//! the testkit's live one) resolves names and applies `check_address` to
+//! every address it would connect to.
 //!
 //! An entry is `scheme://host[:port]`, `host[:port]` (any of http/https), a
-//! host of `*.example.org` (any subdomain, not the apex), and a port of `*`
-//! (any). A missing port means the scheme's default (80, 443).
+//! host of `*.example.org` (any subdomain, not the apex) or `*` (any host:
+//! `*:*` is any URL, for plugins that call user-chosen URLs such as push
+//! gateways), and a port of `*` (any). A missing port means the scheme's
+//! default (80, 443).
+//!
+//! The address check is the server's `AddressPolicy`: Synapse's
+//! `ip_range_blacklist` (default: loopback, RFC 1918 and other private,
+//! link-local, CGNAT, multicast, documentation and benchmarking ranges; the
+//! unspecified addresses always) with `ip_range_whitelist` as exceptions. A
+//! plugin with `allow_private_addresses` skips it. IPv4-mapped IPv6
+//! addresses are judged as the IPv4 address.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
+
+use ipnet::IpNet;
 
 /// One plugin's outbound HTTP permissions.
 #[derive(Debug, Clone, Default)]
 pub struct Egress {
     rules: Vec<Rule>,
-    /// `allow_private_addresses`: whether a host may resolve to loopback,
-    /// private or link-local addresses.
+    /// `allow_private_addresses`: whether a host may resolve to an address
+    /// the policy refuses.
     pub allow_private: bool,
+    /// The server's address policy.
+    policy: Arc<AddressPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +51,7 @@ enum PortRule {
 enum HostPattern {
     Exact(String),
     Subdomain(String),
+    Any,
 }
 
 /// A URL the allow-list accepted, split for connecting.
@@ -49,9 +64,16 @@ pub struct Target {
 
 impl Egress {
     /// Parses every entry; `Err` names the first one that is not valid.
+    /// Addresses are judged by the default policy until `with_policy`.
     pub fn parse(entries: &[String], allow_private: bool) -> Result<Self, String> {
         let rules = entries.iter().map(|entry| parse_rule(entry).ok_or_else(|| entry.clone())).collect::<Result<_, _>>()?;
-        Ok(Self { rules, allow_private })
+        Ok(Self { rules, allow_private, policy: Arc::default() })
+    }
+
+    /// The same permissions under the server's address policy.
+    pub fn with_policy(mut self, policy: Arc<AddressPolicy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,6 +96,7 @@ impl Egress {
                 && match &rule.host {
                     HostPattern::Exact(h) => *h == host,
                     HostPattern::Subdomain(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+                    HostPattern::Any => true,
                 }
                 && match rule.port {
                     PortRule::Exact(p) => p == port,
@@ -89,11 +112,10 @@ impl Egress {
 
     /// Checks an address a host resolved to (or a literal one).
     pub fn check_address(&self, address: IpAddr) -> Result<(), String> {
-        if self.allow_private || is_public(address) {
-            Ok(())
-        } else {
-            Err(format!("{address} is a loopback, private or link-local address and allow_private_addresses is off"))
+        if self.allow_private {
+            return Ok(());
         }
+        self.policy.check(address)
     }
 }
 
@@ -129,6 +151,7 @@ fn parse_rule(entry: &str) -> Option<Rule> {
     };
     let host = host.to_ascii_lowercase();
     let host = match host.strip_prefix("*.") {
+        _ if host == "*" => HostPattern::Any,
         Some(suffix) => HostPattern::Subdomain(suffix.to_owned()),
         None => HostPattern::Exact(host),
     };
@@ -139,28 +162,179 @@ fn parse_rule(entry: &str) -> Option<Rule> {
     Some(Rule { scheme, host, port })
 }
 
-/// Not loopback, private, link-local, shared (CGNAT), unspecified, multicast
-/// or documentation space; IPv4-mapped IPv6 is judged as IPv4.
+/// Not refused by the default address policy (Synapse's default
+/// `ip_range_blacklist`): not loopback, private, link-local, shared (CGNAT),
+/// unspecified, multicast, documentation or benchmarking space.
 pub fn is_public(address: IpAddr) -> bool {
-    match address {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || (a == 100 && (64..128).contains(&b))
-                || a == 0)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+    AddressPolicy::default().allows(address)
+}
+
+/// Synapse's default `ip_range_blacklist`.
+pub const DEFAULT_IP_RANGE_BLACKLIST: [&str; 19] = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+];
+
+/// Refused whatever `ip_range_blacklist` says (as Synapse): connecting to an
+/// unspecified address reaches this machine.
+const ALWAYS_BLACKLISTED: [&str; 2] = ["0.0.0.0/32", "::/128"];
+
+/// Which addresses outbound requests of plugins may reach: the server's
+/// `ip_range_blacklist` and `ip_range_whitelist` (CIDR ranges; an address in
+/// both is allowed). The server fills it from its configuration; the
+/// default is Synapse's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressPolicy {
+    blacklist: Vec<IpNet>,
+    whitelist: Vec<IpNet>,
+}
+
+impl Default for AddressPolicy {
+    fn default() -> Self {
+        Self::new(None, &[]).unwrap_or(Self { blacklist: Vec::new(), whitelist: Vec::new() })
+    }
+}
+
+impl AddressPolicy {
+    /// `blacklist` replaces the default when given; `Err` names the first
+    /// entry that is not a CIDR range or an address.
+    pub fn new(blacklist: Option<&[String]>, whitelist: &[String]) -> Result<Self, String> {
+        let defaults: Vec<String>;
+        let blacklist = match blacklist {
+            Some(entries) => entries,
+            None => {
+                defaults = DEFAULT_IP_RANGE_BLACKLIST.iter().map(|range| (*range).to_owned()).collect();
+                &defaults
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+        };
+        let always = ALWAYS_BLACKLISTED.iter().map(|range| (*range).to_owned()).collect::<Vec<_>>();
+        Ok(Self { blacklist: parse_ranges(blacklist.iter().chain(&always))?, whitelist: parse_ranges(whitelist)? })
+    }
+
+    /// Whether an outbound request may connect to `address`.
+    pub fn allows(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        let within = |ranges: &[IpNet]| ranges.iter().any(|range| range.contains(&address));
+        !within(&self.blacklist) || within(&self.whitelist)
+    }
+
+    pub fn check(&self, address: IpAddr) -> Result<(), String> {
+        if self.allows(address) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{address} is in ip_range_blacklist (loopback, private, link-local and other special addresses by default) and not in ip_range_whitelist"
+            ))
         }
+    }
+}
+
+/// CIDR ranges, or single addresses (a /32 or /128).
+fn parse_ranges<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Vec<IpNet>, String> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("`{entry}` is not a CIDR range such as 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_default_policy_is_synapses_blacklist() {
+        let policy = AddressPolicy::default();
+        for refused in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.31.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.169.254",
+            "192.0.0.8",
+            "198.18.0.1",
+            "203.0.113.5",
+            "224.0.0.1",
+            "0.0.0.0",
+            "::",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "2001:db8::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!policy.allows(ip(refused)), "{refused}");
+            assert!(policy.check(ip(refused)).unwrap_err().contains("ip_range_blacklist"));
+        }
+        for allowed in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "::ffff:93.184.216.34"] {
+            assert!(policy.allows(ip(allowed)), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn the_whitelist_makes_exceptions_and_a_given_blacklist_replaces_the_default() {
+        let policy = AddressPolicy::new(None, &["127.0.0.1".into(), "10.5.0.0/16".into()]).unwrap();
+        assert!(policy.allows(ip("127.0.0.1")) && policy.allows(ip("::ffff:127.0.0.1")) && policy.allows(ip("10.5.3.4")));
+        assert!(!policy.allows(ip("127.0.0.2")) && !policy.allows(ip("10.6.0.1")) && !policy.allows(ip("::1")));
+        let own = AddressPolicy::new(Some(&["203.0.113.0/24".into()]), &[]).unwrap();
+        assert!(own.allows(ip("127.0.0.1")) && own.allows(ip("10.0.0.1")));
+        assert!(!own.allows(ip("203.0.113.9")));
+        assert!(!own.allows(ip("0.0.0.0")) && !own.allows(ip("::")), "unspecified addresses are always refused");
+        assert!(AddressPolicy::new(None, &["10.0.0.0/33".into()]).unwrap_err().contains("10.0.0.0/33"));
+        assert!(AddressPolicy::new(Some(&["localhost".into()]), &[]).is_err());
+    }
+
+    #[test]
+    fn a_plugin_allowed_private_addresses_skips_the_policy() {
+        let egress = Egress::parse(&["*:*".into()], true).unwrap();
+        assert!(egress.check_address(ip("127.0.0.1")).is_ok());
+        let egress = Egress::parse(&["*:*".into()], false).unwrap().with_policy(Arc::new(AddressPolicy::new(None, &["127.0.0.1".into()]).unwrap()));
+        assert!(egress.check_address(ip("127.0.0.1")).is_ok() && egress.check_address(ip("10.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn a_host_of_star_is_any_host() {
+        let any = Egress::parse(&["*:*".into()], false).unwrap();
+        for url in ["https://push.example.org/_matrix/push/v1/notify", "http://gw.example:5000/x", "http://[2001:db8::1]:8080/"] {
+            assert!(any.check_url(url).is_ok(), "{url}");
+        }
+        assert!(any.check_url("ftp://push.example.org/").is_err());
+        let https = Egress::parse(&["https://*".into()], false).unwrap();
+        assert!(https.check_url("https://a.example/").is_ok());
+        assert!(https.check_url("https://a.example:8443/").is_err() && https.check_url("http://a.example/").is_err());
+        assert!(Egress::parse(&["https://*x.example".into()], false).is_err());
     }
 }

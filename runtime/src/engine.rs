@@ -100,7 +100,7 @@ impl PluginEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        // The `host` imports, shared by every role's world.
+        // The `host` and `homeserver` imports, shared by every role's world.
         bindings::Base::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let weak = engine.weak();

@@ -3,9 +3,12 @@
 //! `log` hook), capped per call; key-value, HTTP, clock and randomness are
 //! delegated to the plugin's `HostServices` (a key-value store that cannot
 //! be reached fails the call). HTTP gets what is left of the
-//! call's deadline, since epoch interruption cannot stop a blocked host call.
+//! call's deadline but a short reserve (a tenth, at most 50 ms), since
+//! epoch interruption cannot stop a blocked host call, and so that a plugin
+//! whose request timed out still has time to answer (a pusher says "retry"
+//! instead of failing).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{
     bindings::{host, types},
@@ -16,6 +19,8 @@ use super::{
 
 /// The most random bytes one `random-bytes` call returns.
 const MAX_RANDOM_BYTES: u32 = 4096;
+/// The most of a call's remaining time kept back from an HTTP request.
+const MAX_ANSWER_RESERVE: Duration = Duration::from_millis(50);
 
 impl types::Host for CallState {}
 
@@ -54,21 +59,21 @@ impl host::Host for CallState {
     }
 
     async fn http_send(&mut self, request: host::HttpRequest) -> wasmtime::Result<Result<host::HttpResponse, host::HttpError>> {
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = self.http_timeout();
         let plugin = self.plugin.clone();
         let request = HttpRequest { method: request.method, url: request.url, headers: request.headers, body: request.body };
         let url = request.url.clone();
-        let answer = plugin.services.http_send(&plugin.name, &plugin.egress, request, remaining).await;
+        let answer = plugin.services.http_send(&plugin.name, &plugin.egress, request, timeout).await;
         if let Err(HttpError::Denied(reason)) = &answer {
             tracing::warn!(plugin = %plugin.name, role = plugin.role, call = self.call, instance = %plugin.instance, %url, %reason, "plugin HTTP request refused");
         }
-        Ok(answer.map(|r| host::HttpResponse { status: r.status, headers: r.headers, body: r.body }).map_err(|e| match e {
-            HttpError::Denied(reason) => host::HttpError::Denied(reason),
-            HttpError::InvalidRequest(reason) => host::HttpError::InvalidRequest(reason),
-            HttpError::Unreachable(reason) => host::HttpError::Unreachable(reason),
-            HttpError::Timeout => host::HttpError::Timeout,
-            HttpError::TooLarge => host::HttpError::TooLarge,
-        }))
+        Ok(answer.map(|r| host::HttpResponse { status: r.status, headers: r.headers, body: r.body }).map_err(to_wit))
+    }
+
+    async fn http_check(&mut self, url: String) -> wasmtime::Result<Result<(), host::HttpError>> {
+        let timeout = self.http_timeout();
+        let plugin = self.plugin.clone();
+        Ok(plugin.services.http_check(&plugin.name, &plugin.egress, url, timeout).await.map_err(to_wit))
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
@@ -80,6 +85,16 @@ impl host::Host for CallState {
     }
 }
 
+fn to_wit(error: HttpError) -> host::HttpError {
+    match error {
+        HttpError::Denied(reason) => host::HttpError::Denied(reason),
+        HttpError::InvalidRequest(reason) => host::HttpError::InvalidRequest(reason),
+        HttpError::Unreachable(reason) => host::HttpError::Unreachable(reason),
+        HttpError::Timeout => host::HttpError::Timeout,
+        HttpError::TooLarge => host::HttpError::TooLarge,
+    }
+}
+
 /// A store that cannot answer fails the call: the plugin cannot tell "no
 /// value" from "unknown", so it must not carry on as if it could.
 fn unavailable(error: KvError) -> wasmtime::Error {
@@ -87,6 +102,13 @@ fn unavailable(error: KvError) -> wasmtime::Error {
 }
 
 impl CallState {
+    /// What an HTTP request of this call may take: the rest of the deadline
+    /// but the reserve the plugin needs to answer afterwards.
+    fn http_timeout(&self) -> Duration {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        remaining - (remaining / 10).min(MAX_ANSWER_RESERVE)
+    }
+
     /// Logs a line from the plugin, unless the call's log budget is spent
     /// (then one warning says so and the rest is dropped).
     pub fn emit_log(&mut self, level: tracing::Level, message: String, fields: Vec<(String, String)>) {

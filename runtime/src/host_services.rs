@@ -1,10 +1,13 @@
 //! The services behind the `host` interface: key-value store (`kv`),
-//! outbound HTTP, clock, randomness, and where plugin log lines go besides
-//! `tracing`.
+//! outbound HTTP and the address policy it is held to, clock, randomness,
+//! where plugin log lines go besides `tracing`, and the read-only homeserver
+//! view behind the `homeserver` interface (`homeserver`).
 //!
 //! A trait so the testkit can put fakes behind the same runtime (recording
-//! HTTP, fixed clock, seeded randomness) without touching the sandbox or the
-//! limits. `LiveServices` is what a server uses.
+//! HTTP, a settable clock, seeded randomness, a seedable homeserver) without
+//! touching the sandbox or the limits. `LiveServices` is what a server uses;
+//! `send_checked` and `check_reachable` are its network path, which the
+//! testkit's live mode shares.
 
 use std::{
     future::Future,
@@ -17,7 +20,8 @@ use std::{
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::{
-    egress::Egress,
+    egress::{AddressPolicy, Egress, Target},
+    homeserver::HomeserverView,
     kv::{MemoryKv, PluginKv},
 };
 
@@ -71,22 +75,51 @@ pub trait HostServices: Send + Sync + 'static {
     fn random_bytes(&self, len: usize) -> Vec<u8>;
     /// Sends a request the plugin asked for; must refuse what `egress` refuses.
     fn http_send<'a>(&'a self, plugin: &'a str, egress: &'a Egress, request: HttpRequest, timeout: Duration) -> BoxFuture<'a, Result<HttpResponse, HttpError>>;
+    /// Whether `http_send` would refuse `url` (`http-check`), sending nothing.
+    fn http_check<'a>(&'a self, _plugin: &'a str, egress: &'a Egress, url: String, timeout: Duration) -> BoxFuture<'a, Result<(), HttpError>> {
+        Box::pin(async move { check_reachable(egress, &url, timeout).await.map(drop) })
+    }
+    /// The server's outbound address policy (`ip_range_blacklist` and
+    /// `ip_range_whitelist`), which every plugin's egress is held to.
+    fn address_policy(&self) -> Arc<AddressPolicy> {
+        Arc::default()
+    }
     /// Sees every log line a plugin wrote (after it went to `tracing`).
     fn log(&self, _record: &LogRecord) {}
-    /// Adjusts the WASI context of a call (the testkit fixes clock and randomness).
+    /// Adjusts the WASI context of a call (the testkit sets clock and randomness).
     fn configure_wasi(&self, _wasi: &mut WasiCtxBuilder) {}
+    /// The homeserver view granted plugins read (`None`: this host has none,
+    /// and granted calls answer `unavailable`).
+    fn homeserver(&self) -> Option<&dyn HomeserverView> {
+        None
+    }
 }
 
 /// The services of a running server: the key-value store it is given (the
 /// database's; `default` keeps it in memory), the real clock, randomness and
-/// network.
+/// network, under the address policy it is given (Synapse's default until
+/// `with_address_policy`), and the server's homeserver view when it hands one.
 pub struct LiveServices {
     kv: Arc<dyn PluginKv>,
+    policy: Arc<AddressPolicy>,
+    homeserver: Option<Arc<dyn HomeserverView>>,
 }
 
 impl LiveServices {
     pub fn new(kv: Arc<dyn PluginKv>) -> Self {
-        Self { kv }
+        Self { kv, policy: Arc::default(), homeserver: None }
+    }
+
+    /// The server's `ip_range_blacklist` and `ip_range_whitelist`.
+    pub fn with_address_policy(mut self, policy: AddressPolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Serves the `homeserver` interface from `view` (to plugins granted it).
+    pub fn with_homeserver(mut self, view: Arc<dyn HomeserverView>) -> Self {
+        self.homeserver = Some(view);
+        self
     }
 }
 
@@ -118,13 +151,18 @@ impl HostServices for LiveServices {
     ) -> BoxFuture<'a, Result<HttpResponse, HttpError>> {
         Box::pin(send_checked(egress, request, timeout))
     }
+    fn address_policy(&self) -> Arc<AddressPolicy> {
+        self.policy.clone()
+    }
+    fn homeserver(&self) -> Option<&dyn HomeserverView> {
+        self.homeserver.as_deref()
+    }
 }
 
-/// Allow-list, then DNS, then the address check, then a connection pinned to
-/// the checked addresses (so a second lookup cannot swap in another one);
-/// `https` checks the certificate against the URL's host.
-async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
-    let target = egress.check_url(&request.url).map_err(HttpError::Denied)?;
+/// The allow-list, then DNS, then the address check: the target and the
+/// addresses a request to `url` may connect to.
+pub async fn check_reachable(egress: &Egress, url: &str, timeout: Duration) -> Result<(Target, Vec<SocketAddr>), HttpError> {
+    let target = egress.check_url(url).map_err(HttpError::Denied)?;
     let resolved: Vec<SocketAddr> = match target.host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, target.port)],
         Err(_) => tokio::time::timeout(timeout, tokio::net::lookup_host((target.host.as_str(), target.port)))
@@ -147,6 +185,14 @@ async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) 
     if allowed.is_empty() {
         return Err(HttpError::Denied(refused.unwrap_or_else(|| format!("{} resolved to no address", target.host))));
     }
+    Ok((target, allowed))
+}
+
+/// `check_reachable`, then a connection pinned to the checked addresses (so
+/// a second lookup cannot swap in another one); `https` checks the
+/// certificate against the URL's host.
+pub async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    let (target, allowed) = check_reachable(egress, &request.url, timeout).await?;
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| HttpError::InvalidRequest(format!("bad method `{}`", request.method)))?;
     let client = crate::http_client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -6,7 +6,10 @@
 //! restarts and every instance running a plugin shares it; the testkit keeps
 //! it in memory (`MemoryKv`).
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+};
 
 use super::host_services::BoxFuture;
 
@@ -76,6 +79,12 @@ impl MemoryKv {
         if let Some(store) = self.stores.lock().unwrap_or_else(|e| e.into_inner()).get_mut(plugin) {
             store.remove(key);
         }
+    }
+
+    /// Every entry of one plugin's namespace, by key.
+    pub fn entries(&self, plugin: &str) -> BTreeMap<String, Vec<u8>> {
+        let stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        stores.get(plugin).map(|store| store.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
     }
 }
 

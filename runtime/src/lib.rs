@@ -1,24 +1,28 @@
 //! Weft's plugin runtime: sandboxed WebAssembly components (WIT package
-//! `weft:plugin`, in `wit/`) that extend the server in a role, today spam
-//! checking. The `weft` server and the plugin testkit both depend on this
-//! crate; it depends on no part of the server (no storage, HTTP server,
-//! Redis or image code).
+//! `weft:plugin`, in `wit/`) that extend the server in a role: spam
+//! checking, SSO login and delivering push notifications. The `weft` server
+//! and the plugin testkit both depend on this crate; it depends on no part
+//! of the server (no storage, HTTP server, Redis or image code).
 //!
 //! Owns: the `[[plugins]]` schema (`config`), what a role is (`role`: the one
 //! trait everything else is generic over), the wasmtime engine of this
 //! process (`engine`), loading plugins and running calls under limits
 //! (`loaded`), the `host` interface every role's world imports (`bindings`,
 //! `host_api`, `host_services`, `kv`, `egress`, over the outbound client of
-//! `http_client`), the failure policy (`error`, `health`), metrics,
+//! `http_client`), the capability-gated `homeserver` view (`homeserver`), a
+//! plugin's optional check of its own configuration (`config_export`), the
+//! failure policy (`error`, `health`), metrics,
 //! configuration checks (`verify`), the WIT versions this host runs
 //! (`version`), the forwarder for a plugin pinned to other instances and
 //! the serving side of it (`remote`), the testkit (`testkit`, re-exported by
 //! `plugin-sdk/testkit` for plugin authors), and the roles: spam checking
-//! (`spam`).
+//! (`spam`), logging in with an identity provider (`sso`) and pushers
+//! (`pusher`).
 //!
 //! May call: wasmtime, the `metrics` facade, reqwest (`http-send`). What the
 //! server provides is behind traits it implements: the key-value store
-//! (`kv::PluginKv`), host services (`HostServices`) and the transport to
+//! (`kv::PluginKv`), host services (`HostServices`), the read-only view of
+//! its users and rooms (`homeserver::HomeserverView`) and the transport to
 //! other instances (`remote::RemoteTransport`). Must not: reach storage or
 //! build HTTP responses (the server turns verdicts into Matrix errors and
 //! serves the route forwarded calls arrive at, through `remote::Hosted`).
@@ -37,10 +41,12 @@ mod bindings;
 /// `[[plugins]]`: the schema, a crate of its own (`weft-plugin-config`) so
 /// that the server's configuration embeds it without building wasmtime.
 pub use weft_plugin_config as config;
+pub mod config_export;
 pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod homeserver;
 mod host_api;
 pub mod host_services;
 pub mod http_client;
@@ -49,9 +55,11 @@ pub mod limits;
 pub mod loaded;
 mod metrics;
 mod output;
+pub mod pusher;
 pub mod remote;
 pub mod role;
 pub mod spam;
+pub mod sso;
 mod state;
 pub mod testkit;
 pub mod verify;
@@ -60,13 +68,17 @@ pub mod version;
 use std::sync::Arc;
 
 pub use config::Deployment;
+pub use config_export::ConfigCheck;
 pub use error::{CallFailure, LoadError};
+pub use homeserver::HomeserverView;
 pub use host_services::{HostServices, LiveServices};
 pub use kv::{KvError, PluginKv};
 pub use loaded::{CallStats, LoadedPlugin};
+pub use pusher::{Pusher, PusherPlugins};
 pub use remote::{Hosted, HostedPlugins, RemoteTransport};
 pub use role::{PluginBackend, Role};
 pub use spam::{Spam, SpamCheckerBackend, SpamCheckers};
+pub use sso::{Sso, SsoProviders};
 
 use config::{PluginConfig, PluginRole};
 
@@ -75,6 +87,10 @@ use config::{PluginConfig, PluginRole};
 pub struct Plugins {
     /// The spam-checker chain, in configuration order.
     pub spam_checker: SpamCheckers,
+    /// The SSO provider plugins, in configuration order.
+    pub sso: SsoProviders,
+    /// The pusher plugins, in configuration order.
+    pub pushers: PusherPlugins,
     /// The plugins this instance runs, which other instances' calls reach.
     pub hosted: HostedPlugins,
 }
@@ -90,6 +106,8 @@ pub async fn load_all(
     let instance = deployment.instance.as_str();
     let engine = new_engine(plugins, deployment)?;
     let mut spam_chain: Vec<Arc<dyn PluginBackend<Spam>>> = Vec::new();
+    let mut sso_providers: Vec<Arc<dyn PluginBackend<Sso>>> = Vec::new();
+    let mut pushers: Vec<Arc<dyn PluginBackend<Pusher>>> = Vec::new();
     let mut hosted: Vec<Arc<dyn Hosted>> = Vec::new();
     for plugin in plugins {
         match plugin.role {
@@ -97,9 +115,16 @@ pub async fn load_all(
                 let backend = backend::<Spam>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?;
                 spam_chain.push(backend);
             }
+            PluginRole::SsoProvider => sso_providers.push(backend::<Sso>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?),
+            PluginRole::Pusher => pushers.push(backend::<Pusher>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?),
         }
     }
-    Ok(Plugins { spam_checker: SpamCheckers::from_backends(spam_chain), hosted: HostedPlugins::new(hosted) })
+    Ok(Plugins {
+        spam_checker: SpamCheckers::from_backends(spam_chain),
+        sso: SsoProviders::new(sso_providers),
+        pushers: PusherPlugins::new(pushers),
+        hosted: HostedPlugins::new(hosted),
+    })
 }
 
 /// The plugin as call sites of its role see it: loaded here (and listed in

@@ -1,6 +1,7 @@
 //! One loaded plugin of any role (`LoadedPlugin<R>`) and how a call into it
 //! runs; the role says which export a call runs and how its answer is
-//! checked (`Role`).
+//! checked (`Role`). An optional export (`configuration`, see
+//! `config_export`) runs the same way, in a fresh instance of its own.
 //!
 //! A call: admit (not switched off), check the input size, take a slot (the
 //! pool has `max_concurrent_calls` per plugin), take an instance (a parked
@@ -29,6 +30,7 @@ use tokio::sync::Semaphore;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{
+    config_export::{self, ConfigCheck, ConfigExport},
     egress::Egress,
     engine::{EPOCH_TICK, PluginEngine},
     error::{CallFailure, LoadError},
@@ -40,7 +42,7 @@ use super::{
     spam::Spam,
     state::CallState,
 };
-use crate::config::{OnError, PluginConfig};
+use crate::config::{HomeserverScope, OnError, PluginConfig};
 
 /// What every call of one plugin shares (read-only).
 pub struct PluginContext {
@@ -53,6 +55,8 @@ pub struct PluginContext {
     pub egress: Egress,
     pub limits: Limits,
     pub data_dir: Option<PathBuf>,
+    /// The parts of the `homeserver` view the operator granted.
+    pub homeserver: Vec<HomeserverScope>,
     pub services: Arc<dyn HostServices>,
 }
 
@@ -66,12 +70,35 @@ pub struct LoadedPlugin<R: Role = Spam> {
     /// Whether the engine counts fuel (when any plugin has a budget).
     fuel: bool,
     pre: R::Pre,
+    /// The optional `configuration` export, when the component has it.
+    config_export: Option<ConfigExport>,
     health: Health,
     /// Bounds the calls running at once to the slots the pool reserved.
     slots: Semaphore,
     /// Warm instances between calls (always empty when instances serve one call).
-    parked: Mutex<Vec<WarmInstance<R::Guest>>>,
+    parked: Parking<R::Guest>,
 }
+
+/// How a call gets a fresh instance with the exports it runs bound: the
+/// role's world (`RoleExports`) or an optional export (`ConfigExport`).
+pub trait Instantiate: Sync {
+    type Guest: Send + Sync;
+    fn instantiate<'a>(&'a self, store: &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Self::Guest>>;
+}
+
+/// The exports of role `R`'s world.
+struct RoleExports<'p, R: Role>(&'p R::Pre);
+
+impl<R: Role> Instantiate for RoleExports<'_, R> {
+    type Guest = R::Guest;
+    fn instantiate<'a>(&'a self, store: &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<R::Guest>> {
+        R::instantiate(self.0, store)
+    }
+}
+
+/// Where an instance that answered cleanly waits for its next call (role
+/// calls only: an optional export's instance is dropped).
+type Parking<G> = Mutex<Vec<WarmInstance<G>>>;
 
 /// An instance kept for further calls, with the store it lives in.
 struct WarmInstance<G> {
@@ -97,8 +124,10 @@ impl<R: Role> LoadedPlugin<R> {
         let wrong_world = |reason: String| LoadError::WrongWorld { path: config.path.clone(), role, reason };
         super::version::check(&component, &engine.engine).map_err(wrong_world)?;
         let pre = super::role::fits::<R>(&engine.linker, &component).map_err(wrong_world)?;
+        let config_export = config_export::find(&engine.engine, &engine.linker, &component).map_err(wrong_world)?;
         let egress = Egress::parse(&config.capabilities.allowed_outbound_hosts, config.capabilities.allow_private_addresses)
-            .map_err(|entry| LoadError::Engine(format!("`{entry}` is not a valid allowed_outbound_hosts entry")))?;
+            .map_err(|entry| LoadError::Engine(format!("`{entry}` is not a valid allowed_outbound_hosts entry")))?
+            .with_policy(services.address_policy());
         let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
         let limits = Limits::from_config(&config.limits);
         let mut plugin = Self {
@@ -109,6 +138,7 @@ impl<R: Role> LoadedPlugin<R> {
                 config_json: config_json.into(),
                 egress,
                 data_dir: config.capabilities.data_dir.clone(),
+                homeserver: config.capabilities.homeserver.clone(),
                 services,
                 limits: limits.clone(),
             }),
@@ -117,6 +147,7 @@ impl<R: Role> LoadedPlugin<R> {
             engine: engine.engine.clone(),
             fuel: engine.fuel,
             pre,
+            config_export,
             health: Health::new(config.disable_after_failures(), Duration::from_secs(config.retry_after_secs())),
             slots: Semaphore::new(limits.max_concurrent_calls as usize),
             parked: Mutex::new(Vec::new()),
@@ -139,8 +170,29 @@ impl<R: Role> LoadedPlugin<R> {
         self.run(R::call_name(call), R::input_size(call), |guest, store| R::invoke(guest, store, call), |raw| R::check(call, raw, limits)).await
     }
 
-    /// Runs one export in a fresh instance. `call` is the WIT callback name;
-    /// `input_size` the bytes handed in; `convert` checks the raw answer.
+    /// Asks the plugin to check its configuration (the optional
+    /// `configuration` export), in a fresh instance under its limits.
+    /// `Err` when the call failed: a trap, a timeout, a malformed answer.
+    pub async fn validate_config(&self) -> Result<ConfigCheck, CallFailure> {
+        let Some(export) = &self.config_export else { return Ok(ConfigCheck::NotExported) };
+        let config = self.ctx.config_json.to_string();
+        let max_output = self.ctx.limits.max_output_bytes;
+        let (answer, _) = self
+            .run_on(
+                config_export::CALL,
+                self.ctx.config_json.len(),
+                export,
+                None,
+                move |guest, store| config_export::invoke(guest, store, config),
+                |raw| config_export::check(raw, max_output),
+            )
+            .await?;
+        Ok(answer)
+    }
+
+    /// Runs one export of the role's world in an instance (a parked warm one
+    /// or a fresh one). `call` is the WIT callback name; `input_size` the
+    /// bytes handed in; `convert` checks the raw answer.
     pub async fn run<Raw, T>(
         &self,
         call: &'static str,
@@ -148,8 +200,22 @@ impl<R: Role> LoadedPlugin<R> {
         invoke: impl for<'a> FnOnce(&'a R::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
         convert: impl FnOnce(Raw) -> Result<T, String>,
     ) -> Result<(T, CallStats), CallFailure> {
+        self.run_on(call, input_size, &RoleExports::<R>(&self.pre), Some(&self.parked), invoke, convert).await
+    }
+
+    /// Runs one call on an instance of `exports` (parked in `parking` after a
+    /// clean return, when given), then records its metrics, log and health.
+    async fn run_on<X: Instantiate, Raw, T>(
+        &self,
+        call: &'static str,
+        input_size: usize,
+        exports: &X,
+        parking: Option<&Parking<X::Guest>>,
+        invoke: impl for<'a> FnOnce(&'a X::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
+        convert: impl FnOnce(Raw) -> Result<T, String>,
+    ) -> Result<(T, CallStats), CallFailure> {
         let start = Instant::now();
-        let (result, output) = self.run_inner(call, input_size, start, invoke, convert).await;
+        let (result, output) = self.run_inner(call, input_size, exports, parking, invoke, convert).await;
         let elapsed = start.elapsed();
         let name = &self.ctx.name;
         metrics::call(name, call, elapsed);
@@ -193,12 +259,13 @@ impl<R: Role> LoadedPlugin<R> {
         }
     }
 
-    async fn run_inner<Raw, T>(
+    async fn run_inner<X: Instantiate, Raw, T>(
         &self,
         call: &'static str,
         input_size: usize,
-        start: Instant,
-        invoke: impl for<'a> FnOnce(&'a R::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
+        exports: &X,
+        parking: Option<&Parking<X::Guest>>,
+        invoke: impl for<'a> FnOnce(&'a X::Guest, &'a mut Store<CallState>) -> BoxFuture<'a, wasmtime::Result<Raw>>,
         convert: impl FnOnce(Raw) -> Result<T, String>,
     ) -> (Result<(T, CallStats), CallFailure>, Option<String>) {
         let limits = &self.ctx.limits;
@@ -208,11 +275,11 @@ impl<R: Role> LoadedPlugin<R> {
         if input_size as u64 > limits.max_input_bytes {
             return (Err(CallFailure::InputTooLarge { size: input_size, limit: limits.max_input_bytes }), None);
         }
-        let deadline = start + limits.timeout;
+        let deadline = Instant::now() + limits.timeout;
         let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await else {
             return (Err(CallFailure::Timeout(limits.timeout)), None);
         };
-        let (mut store, warm_guest, calls) = match self.take_parked() {
+        let (mut store, warm_guest, calls) = match parking.and_then(take_parked) {
             Some(WarmInstance { mut store, guest, calls }) => {
                 store.data_mut().begin_call(call, deadline);
                 (store, Some(guest), calls)
@@ -227,12 +294,11 @@ impl<R: Role> LoadedPlugin<R> {
         }
         store.set_epoch_deadline(1);
 
-        let pre = &self.pre;
         let store_ref = &mut store;
         let run = async move {
             let guest = match warm_guest {
                 Some(guest) => guest,
-                None => R::instantiate(pre, &mut *store_ref).await?,
+                None => exports.instantiate(&mut *store_ref).await?,
             };
             let raw = invoke(&guest, &mut *store_ref).await?;
             Ok::<_, wasmtime::Error>((guest, raw))
@@ -251,7 +317,9 @@ impl<R: Role> LoadedPlugin<R> {
             Ok(Err(error)) => Err(classify(&error, &store, limits, output.as_deref())),
             Ok(Ok((guest, raw))) => match convert(raw) {
                 Ok(value) => {
-                    self.park(WarmInstance { store, guest, calls: calls + 1 });
+                    if let Some(parking) = parking {
+                        self.park(parking, WarmInstance { store, guest, calls: calls + 1 });
+                    }
                     Ok((value, stats))
                 }
                 Err(reason) => Err(CallFailure::Malformed(reason)),
@@ -270,16 +338,16 @@ impl<R: Role> LoadedPlugin<R> {
         Ok(store)
     }
 
-    fn take_parked(&self) -> Option<WarmInstance<R::Guest>> {
-        self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
-    }
-
     /// Keeps an instance that answered cleanly, unless it has served its calls.
-    fn park(&self, instance: WarmInstance<R::Guest>) {
+    fn park<G>(&self, parking: &Parking<G>, instance: WarmInstance<G>) {
         if instance.calls < self.ctx.limits.max_calls_per_instance {
-            self.parked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(instance);
+            parking.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(instance);
         }
     }
+}
+
+fn take_parked<G>(parking: &Parking<G>) -> Option<WarmInstance<G>> {
+    parking.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
 }
 
 impl<R: Role> PluginBackend<R> for LoadedPlugin<R> {

@@ -9,9 +9,10 @@
 //! `Role`.
 //!
 //! Adding a role: a world in `wit/` (including `base`), a module in this
-//! crate implementing `Role` (see `spam`), a `PluginRole` variant (`config`)
-//! and its arm in `load_all` (`lib.rs`) and `verify`, and a trait in the SDK. The recipe is
-//! in `docs/plugins.md`.
+//! crate implementing `Role` (see `spam` and `pusher`), a `PluginRole`
+//! variant (`config`, with its default and allowed failure policies) and its
+//! arm in `load_all` (`lib.rs`) and `verify`, and a trait in the SDK. The
+//! recipe is in `docs/plugins.md`.
 //!
 //! May call: wasmtime (the generated bindings). Must not: know any role.
 
@@ -95,4 +96,13 @@ pub trait PluginBackend<R: Role>: Send + Sync {
             }
         })
     }
+}
+
+/// Whether `code` looks like a Matrix errcode (`M_FORBIDDEN`,
+/// `ORG.EXAMPLE_CODE`): what a role checks in a guest's refusal.
+pub(crate) fn is_errcode(code: &str) -> bool {
+    (3..=128).contains(&code.len())
+        && code.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '_' | '.'))
+        && code.contains('_')
 }

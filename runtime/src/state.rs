@@ -8,7 +8,8 @@
 //! `capabilities.data_dir` is set), stdin closed, stdout and stderr captured
 //! up to `max_log_bytes` and logged after the call, no sockets and no name
 //! lookup (outbound HTTP goes through `host.http-send`), the host's clocks
-//! and randomness (the testkit swaps in fixed ones).
+//! and randomness (the testkit swaps in its settable wall clock and seeded
+//! randomness).
 
 use std::{sync::Arc, time::Instant};
 

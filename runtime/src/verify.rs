@@ -1,21 +1,31 @@
 //! Checks on `[[plugins]]` for configuration validation: names, instances,
-//! limits, capabilities, the pool this instance must reserve, and that each
+//! limits, capabilities, a failure policy the role knows, the pool this
+//! instance must reserve, that each
 //! path is a component exporting its role's world (compiled once; the
-//! compiled form lands in the cache the server then uses).
+//! compiled form lands in the cache the server then uses), and, for a
+//! component with the optional `configuration` export, the plugin's own
+//! verdict on its `config` table (the plugin is loaded and asked, on a
+//! thread of its own: configuration loading is synchronous and may run
+//! inside the server's async runtime).
 //!
 //! What only the hosting instances use (the component file, `data_dir`) is
 //! checked on them alone: an instance that forwards a plugin's calls needs
 //! its name, instances, limits and failure policy, not its file, which may
 //! exist only on the machine of the worker it is pinned to.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use super::{
+    config_export::{self, ConfigCheck},
     egress::Egress,
     engine::{EngineSettings, PluginEngine},
+    host_services::LiveServices,
     limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
-    role::fits,
+    loaded::LoadedPlugin,
+    pusher::Pusher,
+    role::{Role, fits},
     spam::Spam,
+    sso::Sso,
     version::WIT_VERSION,
 };
 use crate::config::{Deployment, PluginConfig, PluginRole};
@@ -73,7 +83,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         if let Err(entry) = Egress::parse(&plugin.capabilities.allowed_outbound_hosts, false) {
             fail(
                 &at("capabilities.allowed_outbound_hosts"),
-                format!("`{entry}` is not `scheme://host[:port]` (http or https; host may start with `*.`; port may be `*`)"),
+                format!("`{entry}` is not `scheme://host[:port]` (http or https; host may start with `*.` or be `*`; port may be `*`)"),
             );
         }
         if let Some(dir) = &plugin.capabilities.data_dir
@@ -81,6 +91,12 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
             && !dir.is_dir()
         {
             fail(&at("capabilities.data_dir"), format!("{} is not a directory", dir.display()));
+        }
+        if let Some(policy) = plugin.on_error
+            && !plugin.role.policies().contains(&policy)
+        {
+            let known: Vec<String> = plugin.role.policies().iter().map(|p| format!("`{}`", p.as_str())).collect();
+            fail(&at("on_error"), format!("`{}` is not a policy of the {} role: it knows {}", policy.as_str(), plugin.role.as_str(), known.join(" and ")));
         }
         if plugin.disable_after_failures == Some(0) {
             fail(&at("disable_after_failures"), "must be at least 1".into());
@@ -105,6 +121,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         Ok(engine) => engine,
         Err(error) => return fail("plugins", error.to_string()),
     };
+    let mut configurable = Vec::new();
     for (index, plugin) in plugins.iter().enumerate().filter(|(_, plugin)| plugin.runs_on(instance)) {
         let at = format!("plugins[{index}].path");
         let component = match engine.load_component(&plugin.path) {
@@ -116,11 +133,72 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
         };
         let fits = super::version::check(&component, &engine.engine).and_then(|()| match plugin.role {
             PluginRole::SpamChecker => fits::<Spam>(&engine.linker, &component).map(drop),
+            PluginRole::SsoProvider => fits::<Sso>(&engine.linker, &component).map(drop),
+            PluginRole::Pusher => fits::<Pusher>(&engine.linker, &component).map(drop),
         });
         if let Err(reason) = fits {
             fail(&at, format!("{} does not fit the `{}` world of weft:plugin@{WIT_VERSION}: {reason}", plugin.path.display(), plugin.role.as_str()));
+            continue;
+        }
+        match config_export::find(&engine.engine, &engine.linker, &component) {
+            Ok(Some(_)) => configurable.push(index),
+            Ok(None) => {}
+            Err(reason) => fail(&at, format!("{}: {reason}", plugin.path.display())),
         }
     }
+    for (index, problem) in ask_plugins(&engine, plugins, &configurable, instance) {
+        fail(&format!("plugins[{index}].config"), format!("plugin `{}`: {problem}", plugins[index].name));
+    }
+}
+
+/// Loads each plugin at `indices` and asks it to check its configuration:
+/// every error it answers, or why it could not be asked.
+fn ask_plugins(engine: &PluginEngine, plugins: &[PluginConfig], indices: &[usize], instance: &str) -> Vec<(usize, String)> {
+    if indices.is_empty() {
+        return Vec::new();
+    }
+    let ask_all = async {
+        let mut problems = Vec::new();
+        for &index in indices {
+            let plugin = &plugins[index];
+            let answer = match plugin.role {
+                PluginRole::SpamChecker => ask::<Spam>(engine, plugin, instance).await,
+                PluginRole::SsoProvider => ask::<Sso>(engine, plugin, instance).await,
+                PluginRole::Pusher => ask::<Pusher>(engine, plugin, instance).await,
+            };
+            match answer {
+                Ok(ConfigCheck::NotExported | ConfigCheck::Valid) => {}
+                Ok(ConfigCheck::Invalid(errors)) => problems.extend(errors.into_iter().map(|error| (index, error))),
+                Err(problem) => problems.push((index, problem)),
+            }
+        }
+        problems
+    };
+    let everyone = |problem: &str| -> Vec<(usize, String)> { indices.iter().map(|&index| (index, problem.to_owned())).collect() };
+    // The runtime lives and dies on the thread: neither may happen inside
+    // the caller's runtime.
+    let asked = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok::<_, std::io::Error>(runtime.block_on(ask_all))
+            })
+            .join()
+    });
+    match asked {
+        Ok(Ok(problems)) => problems,
+        Ok(Err(error)) => everyone(&format!("cannot check its configuration: no async runtime: {error}")),
+        Err(_) => everyone("checking its configuration panicked"),
+    }
+}
+
+/// One plugin's answer, with host services that reach nothing of a server
+/// (an in-memory store; no homeserver view).
+async fn ask<R: Role>(engine: &PluginEngine, plugin: &PluginConfig, instance: &str) -> Result<ConfigCheck, String> {
+    let services = Arc::new(LiveServices::default());
+    let loaded =
+        LoadedPlugin::<R>::load(engine, plugin, instance, services).await.map_err(|error| format!("cannot be loaded to check its configuration: {error}"))?;
+    loaded.validate_config().await.map_err(|failure| format!("its `{}` call failed: {failure}", config_export::CALL))
 }
 
 /// What the engine of `instance` must hold (`""`: every plugin, for the testkit).
@@ -134,4 +212,35 @@ pub fn engine_settings(plugins: &[PluginConfig], instance: &str) -> EngineSettin
         settings.fuel |= plugin.limits.fuel.is_some();
     }
     settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnError;
+
+    /// The problems of one plugin pinned to another instance (no file check).
+    fn problems(role: PluginRole, on_error: Option<OnError>) -> Vec<(String, String)> {
+        let plugin = PluginConfig { name: "p".into(), role, on_error, instances: vec!["w1".into()], ..PluginConfig::default() };
+        let deployment = Deployment { instance: "main".into(), known_instances: vec!["main".into(), "w1".into()], cache_dir: None };
+        let mut found = Vec::new();
+        check(&[plugin], &deployment, &mut |key, message| found.push((key.to_owned(), message)));
+        found
+    }
+
+    #[test]
+    fn a_failure_policy_must_be_one_the_role_knows() {
+        assert!(problems(PluginRole::Pusher, Some(OnError::Retry)).is_empty());
+        assert!(problems(PluginRole::Pusher, None).is_empty());
+        assert!(problems(PluginRole::SpamChecker, Some(OnError::FailOpen)).is_empty());
+        let pusher = problems(PluginRole::Pusher, Some(OnError::FailOpen));
+        assert_eq!(pusher.len(), 1);
+        assert_eq!(pusher[0].0, "plugins[0].on_error");
+        assert!(pusher[0].1.contains("`fail-open` is not a policy of the pusher role: it knows `retry`"), "{}", pusher[0].1);
+        let spam = problems(PluginRole::SpamChecker, Some(OnError::Retry));
+        assert!(spam[0].1.contains("it knows `fail-closed` and `fail-open`"), "{}", spam[0].1);
+        assert!(problems(PluginRole::SsoProvider, Some(OnError::FailClosed)).is_empty());
+        let sso = problems(PluginRole::SsoProvider, Some(OnError::FailOpen));
+        assert!(sso[0].1.contains("`fail-open` is not a policy of the sso-provider role: it knows `fail-closed`"), "{}", sso[0].1);
+    }
 }

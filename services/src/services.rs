@@ -152,8 +152,11 @@ impl Services {
             }
             (None, None) => None,
         };
-        // Plugins keep their key-value state in the database.
-        let plugin_services = Arc::new(LiveServices::new(Arc::new(crate::plugins::StorageKv(storage.clone()))));
+        // Plugins keep their key-value state in the database, and read it through the homeserver view.
+        let plugin_services = Arc::new(
+            LiveServices::new(Arc::new(crate::plugins::StorageKv(storage.clone())))
+                .with_homeserver(Arc::new(crate::plugins::StorageView::new(storage.clone()))),
+        );
         let media = crate::media::MediaRepository::from_config(&config)
             .map_err(|source| StartupError::MediaStore { path: config.media_store_path().display().to_string(), source })?;
         let plugins = crate::plugins::load_all(&config, plugin_services, &replication.client).await?;

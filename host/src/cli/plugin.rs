@@ -7,7 +7,10 @@
 //! `expect` an answer: `{"verdict": "allow"}`, `{"verdict": "reject",
 //! "errcode": "M_FORBIDDEN", ...}` (fields left out are not compared),
 //! `true`/`false` for the flag callbacks, `"allow"`/`"shadow-ban"`/`"deny"`
-//! for registration, or `"failure"` for a call that must fail.
+//! for registration, or `"failure"` for a call that must fail. Before the
+//! fixtures, the plugin checks its configuration (`validate-config`, when
+//! it has it): errors fail the run as `weft check-config` would refuse them.
+//! The full format is in `plugin-sdk/README.md`.
 
 use std::{
     path::PathBuf,
@@ -21,7 +24,7 @@ use serde_json::{Value, json};
 use crate::{
     config::PluginLimitsConfig,
     plugins::{
-        SpamCheckers,
+        ConfigCheck, SpamCheckers,
         spam::{SpamCall, SpamCheckerBackend, SpamEvent},
         testkit::Testkit,
     },
@@ -85,6 +88,24 @@ async fn test(plugin: PathBuf, config: Option<PathBuf>, fixtures: PathBuf) -> an
     let text = std::fs::read_to_string(&fixtures).with_context(|| format!("cannot read {}", fixtures.display()))?;
     let fixtures: Vec<Fixture> = serde_json::from_str(&text).with_context(|| format!("{} is not a list of fixtures", fixtures.display()))?;
     let loaded = Testkit::new(&plugin).name("plugin-test").config(config).load().await?;
+    let config_ok = match loaded.validate_config().await {
+        Ok(ConfigCheck::NotExported) => {
+            println!("config: not checked (the component has no validate-config export)");
+            true
+        }
+        Ok(ConfigCheck::Valid) => {
+            println!("config: ok");
+            true
+        }
+        Ok(ConfigCheck::Invalid(errors)) => {
+            errors.iter().for_each(|error| println!("config: {error}"));
+            false
+        }
+        Err(failure) => {
+            println!("config: validate-config failed: {failure}");
+            false
+        }
+    };
     let (mut passed, mut failed) = (0, 0);
     for (index, fixture) in fixtures.into_iter().enumerate() {
         let name = fixture.call.name();
@@ -112,6 +133,9 @@ async fn test(plugin: PathBuf, config: Option<PathBuf>, fixtures: PathBuf) -> an
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
         bail!("{failed} fixture(s) failed");
+    }
+    if !config_ok {
+        bail!("the plugin refuses its configuration");
     }
     Ok(())
 }

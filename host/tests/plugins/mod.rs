@@ -2,8 +2,9 @@
 //! outcome, a log line and a metric, and leaves ordinary calls alone), the
 //! sandbox and its capabilities, limits, switching off and back on, the
 //! configuration checks, the call sites through a real server, the
-//! allow-list rules, the key-value store in the database, and plugins pinned
-//! to some instances of a real deployment.
+//! allow-list rules, the key-value store in the database, the
+//! capability-gated homeserver view, and plugins pinned to some instances
+//! of a real deployment.
 //!
 //! The components are built by `tests/run.sh` for wasm32-wasip2 (the guest
 //! `misbehave` in `guests/`, and the reference plugin `spam-rules`).
@@ -14,6 +15,7 @@ mod cli;
 mod config;
 mod egress;
 mod endpoints;
+mod homeserver;
 mod https;
 mod kv;
 mod pinning;

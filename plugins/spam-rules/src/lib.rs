@@ -13,17 +13,28 @@
 //! room_publishers = ["*:example.org"]     # who may publish rooms in the directory (empty: anyone)
 //! media_max_bytes = 10485760
 //! media_allowed_types = ["image/*", "video/mp4"]  # empty: any type
+//! min_age_secs = 3600                     # local accounts younger than this may not invite or create rooms
 //! ```
 //!
-//! `new` only reads the configuration; a list of patterns is compiled by the
-//! first callback that needs it and kept in the checker, so an instance that
-//! answers several calls (`max_calls_per_instance`) compiles it once.
+//! `min_age_secs` reads the account's creation time from the homeserver
+//! view, which the operator grants with `capabilities.homeserver =
+//! ["users"]`; when the view cannot answer, the call fails (the server
+//! applies `on_error`) rather than guess an age.
+//!
+//! `validate_config` (the `validate-config` export, asked by `weft
+//! check-config` and every start) checks every option at once, in
+//! `validate`. `new` only reads the configuration; a list of patterns is
+//! compiled by the first callback that needs it and kept in the checker, so
+//! an instance that answers several calls (`max_calls_per_instance`)
+//! compiles it once.
+
+mod validate;
 
 use std::cell::OnceCell;
 
 use regex_lite::Regex;
 use weft_plugin_sdk::{
-    PluginConfig, PluginError,
+    PluginConfig, PluginError, homeserver, now_ms,
     spam::{Event, MediaInfo, RegistrationVerdict, RequestInfo, SpamChecker, UserProfile, Verdict, server_of},
 };
 
@@ -39,6 +50,7 @@ struct SpamRules {
     room_publishers: Vec<String>,
     media_max_bytes: Option<u64>,
     media_allowed_types: Vec<String>,
+    min_age_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +85,12 @@ impl SpamChecker for SpamRules {
             room_publishers: config.strings("room_publishers")?,
             media_max_bytes: config.u64("media_max_bytes")?,
             media_allowed_types: config.strings("media_allowed_types")?,
+            min_age_secs: config.u64("min_age_secs")?,
         })
+    }
+
+    fn validate_config(config: &PluginConfig) -> Result<(), Vec<String>> {
+        validate::validate(config)
     }
 
     fn check_event_for_spam(&self, event: &Event) -> Verdict {
@@ -94,7 +111,7 @@ impl SpamChecker for SpamRules {
     }
 
     fn user_may_invite(&self, inviter: &str, invitee: &str, _room: &str) -> Verdict {
-        if let Some(verdict) = self.blocked_sender(inviter) {
+        if let Some(verdict) = self.blocked_sender(inviter).or_else(|| self.too_new(inviter, "invite users")) {
             return verdict;
         }
         match self.invites {
@@ -130,7 +147,7 @@ impl SpamChecker for SpamRules {
     }
 
     fn user_may_create_room(&self, user: &str, _room_config: &weft_plugin_sdk::serde_json::Value) -> Verdict {
-        if let Some(verdict) = self.blocked_sender(user) {
+        if let Some(verdict) = self.blocked_sender(user).or_else(|| self.too_new(user, "create rooms")) {
             return verdict;
         }
         if self.room_creators.is_empty() || listed(&self.room_creators, user) { Verdict::Allow } else { self.reject("You may not create rooms on this server") }
@@ -221,6 +238,19 @@ impl SpamRules {
         self.blocked_servers.iter().any(|blocked| blocked.eq_ignore_ascii_case(server))
     }
 
+    /// A rejection, with the milliseconds left as `retry_after_ms`, when
+    /// `user`'s local account is younger than `min_age_secs`.
+    fn too_new(&self, user: &str, action: &str) -> Option<Verdict> {
+        let min_age_ms = self.min_age_secs?.saturating_mul(1000);
+        let account = match homeserver::user_info(user) {
+            // Not a local account: its age is not known here.
+            Ok(account) => account?,
+            Err(error) => panic!("`min_age_secs` cannot read the account of {user}: {error}"),
+        };
+        let age_ms = now_ms().saturating_sub(account.created_ms);
+        (age_ms < min_age_ms).then(|| self.reject(format!("Your account is too new to {action}")).with_field("retry_after_ms", (min_age_ms - age_ms).into()))
+    }
+
     /// A rejection when `user` or its server is blocked.
     fn blocked_sender(&self, user: &str) -> Option<Verdict> {
         if self.blocked_users.iter().any(|blocked| blocked == user) {
@@ -292,6 +322,14 @@ impl Matcher {
             }
         }
     }
+}
+
+/// Why `pattern` cannot be compiled, if it cannot.
+fn pattern_error(pattern: &str) -> Option<String> {
+    if as_literal(pattern).is_some() {
+        return None;
+    }
+    Regex::new(pattern).err().map(|error| error.to_string())
 }
 
 /// The literal a pattern stands for, if it has no regex syntax.

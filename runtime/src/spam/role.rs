@@ -10,19 +10,20 @@ use crate::{
     config::{OnError, PluginRole},
     host_services::BoxFuture,
     limits::Limits,
-    role::Role,
+    role::{Role, is_errcode},
     state::CallState,
 };
 
 mod bindings {
     wasmtime::component::bindgen!({
-        world: "weft:plugin/spam-checker@0.1.1",
+        world: "weft:plugin/spam-checker@0.1.2",
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
             "weft:plugin/types": crate::bindings::types,
             "weft:plugin/host": crate::bindings::host,
+            "weft:plugin/homeserver": crate::bindings::homeserver,
         },
     });
 }
@@ -89,7 +90,8 @@ impl Role for Spam {
 
     fn failure_answer(call: &SpamCall, policy: OnError) -> SpamAnswer {
         match policy {
-            OnError::FailClosed => call.refusing_answer(),
+            // `retry` is no spam checker's policy (`verify` refuses it): it refuses.
+            OnError::FailClosed | OnError::Retry => call.refusing_answer(),
             OnError::FailOpen => call.allowing_answer(),
         }
     }
@@ -190,11 +192,7 @@ fn check_verdict(verdict: types::Verdict, max_output: u64) -> Result<SpamVerdict
         return Err(format!("the rejection is {size} bytes, more than max_output_bytes ({max_output})"));
     }
     let code = &rejection.errcode;
-    let valid_code = (3..=128).contains(&code.len())
-        && code.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-        && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '_' | '.'))
-        && code.contains('_');
-    if !valid_code {
+    if !is_errcode(code) {
         return Err(format!("`{}` is not an errcode (such as M_FORBIDDEN)", code.escape_debug()));
     }
     let mut fields = serde_json::Map::new();

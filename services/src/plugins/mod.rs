@@ -9,14 +9,18 @@
 //! `RemoteTransport` (implemented in `replication::client`), the runtime's
 //! checks for configuration validation (`check_config`), and the key-value
 //! store behind `LiveServices`: `StorageKv`, the runtime's `PluginKv` over
-//! `weft_storage`'s `plugin_kv_*` functions.
+//! `weft_storage`'s `plugin_kv_*` functions, and the homeserver view granted
+//! plugins read (`homeserver_view`).
 //!
 //! May call: `weft_core::config` (read), `weft_storage` (the key-value
-//! rows), `replication::client`. The runtime never calls back into this
+//! rows; reads in `homeserver_view`), `replication::client`. The runtime never calls back into this
 //! crate except through the traits it defines.
+
+mod homeserver_view;
 
 use std::sync::Arc;
 
+pub use homeserver_view::StorageView;
 pub use weft_plugin_runtime::*;
 
 use weft_core::config::Config;

@@ -13,6 +13,13 @@
 //! - `log-flood`: writes many log lines, then allows.
 //! - `count`: counts calls in its key-value store; rejects from the third on.
 //! - `now`: rejects with the host clock and random bytes as fields.
+//! - `window`: counts the call in its key-value store under the current
+//!   minute of WASI's wall clock (`calls/<minute>`); allows `limit` calls
+//!   a minute (default 2) and rejects the rest with `minute`, `count` and
+//!   the host's `now_ms` as fields.
+//! - `homeserver`: `user-may-invite` asks the homeserver view about the
+//!   inviter, the invitee and the room, and rejects with every answer (or
+//!   error) as a field; the other callbacks allow.
 //! - `instance-calls`: counts the calls its instance answered in a static
 //!   and rejects with the count as `instance_calls`; a message whose body is
 //!   `panic` or `loop` counts, then panics or never returns.
@@ -21,10 +28,13 @@
 //! Registration answers `registration` (`allow`, `shadow-ban`, `deny`) when
 //! the mode is `allow`, and misbehaves like the other callbacks otherwise.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use weft_plugin_sdk::{
-    PluginConfig, PluginError, http, kv, log,
+    PluginConfig, PluginError, homeserver, http, kv, log,
     serde_json::{Value, json},
     spam::{Event, RegistrationVerdict, RequestInfo, SpamChecker, Verdict},
 };
@@ -34,6 +44,7 @@ struct Misbehave {
     url: String,
     path: String,
     registration: String,
+    limit: u64,
 }
 
 impl SpamChecker for Misbehave {
@@ -43,7 +54,32 @@ impl SpamChecker for Misbehave {
             url: config.str("url")?.unwrap_or("http://127.0.0.1:9/").to_owned(),
             path: config.str("path")?.unwrap_or("/etc/passwd").to_owned(),
             registration: config.str("registration")?.unwrap_or("allow").to_owned(),
+            limit: config.u64("limit")?.unwrap_or(2),
         })
+    }
+
+    fn user_may_invite(&self, inviter: &str, invitee: &str, room: &str) -> Verdict {
+        if self.mode != "homeserver" {
+            return self.act();
+        }
+        fn answer<T: Into<Value>>(result: Result<T, homeserver::ViewError>) -> Value {
+            match result {
+                Ok(value) => json!({"ok": value.into()}),
+                Err(error) => json!({"error": error.to_string()}),
+            }
+        }
+        let user = |info: Option<homeserver::UserInfo>| {
+            info.map_or(Value::Null, |i| json!({"created_ms": i.created_ms, "admin": i.admin, "deactivated": i.deactivated, "is_guest": i.is_guest}))
+        };
+        let profile = |p: Option<homeserver::Profile>| p.map_or(Value::Null, |p| json!({"displayname": p.displayname, "avatar_url": p.avatar_url}));
+        Verdict::forbidden("misbehave looked")
+            .with_field("inviter", answer(homeserver::user_info(inviter).map(user)))
+            .with_field("invitee_profile", answer(homeserver::profile(invitee).map(profile)))
+            .with_field("inviter_membership", answer(homeserver::membership(room, inviter)))
+            .with_field("invitee_membership", answer(homeserver::membership(room, invitee)))
+            .with_field("create", answer(homeserver::state_event(room, "m.room.create", "")))
+            .with_field("members", answer(homeserver::joined_members(room)))
+            .with_field("bad_id", answer(homeserver::user_info("not a user id").map(user)))
     }
 
     fn check_event_for_spam(&self, event: &Event) -> Verdict {
@@ -79,7 +115,7 @@ impl SpamChecker for Misbehave {
 impl Misbehave {
     fn act(&self) -> Verdict {
         match self.mode.as_str() {
-            "allow" | "event-panics" => Verdict::Allow,
+            "allow" | "event-panics" | "homeserver" => Verdict::Allow,
             "reject" => Verdict::forbidden("misbehave says no").with_field("misbehave", json!({"mode": "reject"})),
             "loop" => {
                 let mut n: u64 = 0;
@@ -116,6 +152,21 @@ impl Misbehave {
                 let _ = kv::set("count", &count.to_le_bytes());
                 log::log(log::Level::Info, "counted", &[("count", &count.to_string())]);
                 if count >= 3 { Verdict::forbidden("too many").with_field("count", count.into()) } else { Verdict::Allow }
+            }
+            "window" => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let minute = now / 60_000;
+                let key = format!("calls/{minute}");
+                let count = kv::get(&key).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes) + 1;
+                let _ = kv::set(&key, &count.to_le_bytes());
+                if count > self.limit {
+                    Verdict::forbidden("too many this minute")
+                        .with_field("minute", minute.into())
+                        .with_field("count", count.into())
+                        .with_field("now_ms", weft_plugin_sdk::now_ms().into())
+                } else {
+                    Verdict::Allow
+                }
             }
             "now" => Verdict::forbidden("time")
                 .with_field("now_ms", weft_plugin_sdk::now_ms().into())
