@@ -1,11 +1,12 @@
-//! Builds the reference plugin `plugins/spam-rules` for wasm32-wasip2 and
-//! puts it in `OUT_DIR`, so that the zero-setup start (`weft run` without
-//! `-c`) runs it with nothing to fetch or configure (`config::zero_setup`).
+//! Builds the reference plugins `plugins/spam-rules` and `plugins/http-pusher`
+//! for wasm32-wasip2 and puts them in `OUT_DIR`, so that the zero-setup start
+//! (`weft run` without `-c`) runs them with nothing to fetch or configure
+//! (`config::zero_setup`).
 //!
 //! It is a separate cargo build with its own target directory (the plugin is
 //! not a workspace member: it targets WebAssembly). Without the wasm32-wasip2
 //! target, or with `WEFT_NO_EMBEDDED_PLUGINS` set, weft is built without the
-//! plugin and the zero-setup start runs without it, saying so.
+//! plugins and the zero-setup start runs without them, saying so.
 
 use std::{
     env,
@@ -13,34 +14,39 @@ use std::{
     process::Command,
 };
 
-const PLUGIN: &str = "spam-rules";
-const WASM: &str = "spam_rules.wasm";
+/// Each plugin's package folder under `plugins/` and the component it builds.
+const PLUGINS: [(&str, &str); 2] = [("spam-rules", "spam_rules.wasm"), ("http-pusher", "http_pusher.wasm")];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
-    let plugin = manifest_dir.join("../plugins").join(PLUGIN);
-    for input in ["plugins/spam-rules/src", "plugins/spam-rules/Cargo.toml", "plugins/spam-rules/Cargo.lock", "plugin-sdk/src", "plugin-sdk/Cargo.toml", "wit"]
-    {
+    for (plugin, _) in PLUGINS {
+        for input in ["src", "Cargo.toml", "Cargo.lock"] {
+            println!("cargo:rerun-if-changed=../plugins/{plugin}/{input}");
+        }
+    }
+    for input in ["plugin-sdk/src", "plugin-sdk/bindings", "plugin-sdk/Cargo.toml", "wit"] {
         println!("cargo:rerun-if-changed=../{input}");
     }
     println!("cargo:rerun-if-env-changed=WEFT_NO_EMBEDDED_PLUGINS");
 
-    let wasm = if env::var_os("WEFT_NO_EMBEDDED_PLUGINS").is_some() {
-        Vec::new()
-    } else {
-        build(&plugin, &out_dir.join("plugins")).unwrap_or_else(|reason| {
-            println!("cargo:warning=weft is built without its reference plugin {PLUGIN}: {reason}");
+    for (plugin, file) in PLUGINS {
+        let wasm = if env::var_os("WEFT_NO_EMBEDDED_PLUGINS").is_some() {
             Vec::new()
-        })
-    };
-    let destination = out_dir.join(WASM);
-    if std::fs::read(&destination).ok().as_ref() != Some(&wasm) {
-        std::fs::write(&destination, &wasm).expect("OUT_DIR is writable");
+        } else {
+            build(&manifest_dir.join("../plugins").join(plugin), &out_dir.join("plugins"), file).unwrap_or_else(|reason| {
+                println!("cargo:warning=weft is built without its reference plugin {plugin}: {reason}");
+                Vec::new()
+            })
+        };
+        let destination = out_dir.join(file);
+        if std::fs::read(&destination).ok().as_ref() != Some(&wasm) {
+            std::fs::write(&destination, &wasm).expect("OUT_DIR is writable");
+        }
     }
 }
 
-fn build(plugin: &Path, target_dir: &Path) -> Result<Vec<u8>, String> {
+fn build(plugin: &Path, target_dir: &Path, file: &str) -> Result<Vec<u8>, String> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -71,6 +77,6 @@ fn build(plugin: &Path, target_dir: &Path) -> Result<Vec<u8>, String> {
         };
         return Err(reason);
     }
-    let built = target_dir.join("wasm32-wasip2/release").join(WASM);
+    let built = target_dir.join("wasm32-wasip2/release").join(file);
     std::fs::read(&built).map_err(|e| format!("cannot read {}: {e}", built.display()))
 }

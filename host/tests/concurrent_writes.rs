@@ -55,7 +55,12 @@ fn writes(server: &TestServer, localpart: &str, user: &str, room_id: &str, event
 }
 
 async fn every_writing_endpoint_family_succeeds_under_concurrent_writers(backend: Backend) {
-    let server = TestServer::builder(backend).config("[rc_media_create]\nper_second = 1000\nburst_count = 1000").start().await;
+    // http-pusher (the reference pusher) checks the pushers set.
+    let pusher = format!(
+        "[[plugins]]\nname = \"http-pusher\"\nrole = \"pusher\"\npath = {:?}\n[plugins.capabilities]\nallowed_outbound_hosts = [\"*:*\"]\n",
+        crate::plugins::guest("http_pusher").display().to_string()
+    );
+    let server = TestServer::builder(backend).config("[rc_media_create]\nper_second = 1000\nburst_count = 1000").config(&pusher).start().await;
     let mut sessions = Vec::new();
     for n in 0..USERS {
         sessions.push(server.register(&format!("u{n}"), "pw").await);

@@ -315,3 +315,20 @@ fn media_options_take_synapse_sizes_and_the_store_sits_beside_the_config() {
     assert!(has_error(&errors, "max_upload_size", "more than 0"), "{errors:?}");
     assert!(has_error(&errors, "thumbnail_sizes[0]", "at least 1"), "{errors:?}");
 }
+
+#[test]
+fn ip_ranges_are_cidr_lists_checked_at_load_time() {
+    let config = config::load_str("test.toml", MINIMAL).expect("valid");
+    assert_eq!((config.ip_range_blacklist, config.ip_range_whitelist), (None, Vec::new()), "unset: Synapse's default blacklist, no exceptions");
+    let text = format!("ip_range_blacklist = [\"10.0.0.0/8\", \"fd00::/8\", \"192.0.2.7\"]\nip_range_whitelist = [\"10.1.0.0/16\"]\n{MINIMAL}");
+    let config = config::load_str("test.toml", &text).expect("valid");
+    assert_eq!(config.ip_range_blacklist.as_deref(), Some(&["10.0.0.0/8".to_owned(), "fd00::/8".into(), "192.0.2.7".into()][..]));
+    assert_eq!(config.ip_range_whitelist, ["10.1.0.0/16"]);
+    let policy = weft::plugins::address_policy(&config).unwrap();
+    assert!(!policy.allows("10.2.0.1".parse().unwrap()) && policy.allows("10.1.0.1".parse().unwrap()) && policy.allows("127.0.0.1".parse().unwrap()));
+
+    let errors = errors_of(&format!("ip_range_blacklist = [\"10.0.0.0/33\"]\nip_range_whitelist = [\"127.0.0.0/8\", \"localhost\"]\n{MINIMAL}"));
+    assert!(has_error(&errors, "ip_range_blacklist", "`10.0.0.0/33` is not a CIDR range"), "{errors:?}");
+    assert!(has_error(&errors, "ip_range_whitelist", "`localhost` is not a CIDR range"), "{errors:?}");
+    assert!(has_error(&errors_of(&format!("ip_range_whitelist = \"127.0.0.0/8\"\n{MINIMAL}")), "ip_range_whitelist", "invalid type"));
+}

@@ -137,17 +137,21 @@ async fn zero_setup_start_registers_and_survives_a_restart() {
 }
 
 #[tokio::test]
-async fn zero_setup_runs_the_built_in_reference_plugin() {
-    assert!(!weft::config::zero_setup::REFERENCE_PLUGIN.is_empty(), "weft is built with its reference plugin (the wasm32-wasip2 target is installed)");
+async fn zero_setup_runs_the_built_in_reference_plugins() {
+    use weft::config::zero_setup::{HTTP_PUSHER, REFERENCE_PLUGINS, SPAM_RULES};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
     let (status, _) = Running::start_zero_setup(&data, port).await.terminate();
     assert!(status.success());
-    let written = std::fs::read(data.join("plugins/spam_rules.wasm")).expect("the plugin is written into the data directory");
-    assert_eq!(written, weft::config::zero_setup::REFERENCE_PLUGIN);
+    for plugin in REFERENCE_PLUGINS {
+        assert!(!plugin.wasm.is_empty(), "weft is built with its reference plugin {} (the wasm32-wasip2 target is installed)", plugin.path);
+        let written = std::fs::read(data.join(plugin.path)).expect("the plugin is written into the data directory");
+        assert_eq!(written, plugin.wasm, "{}", plugin.path);
+    }
     let config = std::fs::read_to_string(data.join("weft.toml")).unwrap();
-    assert!(config.contains("name = \"spam-rules\"") && config.contains("path = \"plugins/spam_rules.wasm\""), "{config}");
+    assert!(config.contains("name = \"spam-rules\"") && config.contains(&format!("path = \"{}\"", SPAM_RULES.path)), "{config}");
+    assert!(config.contains("name = \"http-pusher\"\nrole = \"pusher\"") && config.contains(&format!("path = \"{}\"", HTTP_PUSHER.path)), "{config}");
 
     // Give it a rule, as an operator would, and start again: the plugin runs.
     let with_rule = config.replace("# body_patterns = ", "body_patterns = ");
@@ -178,6 +182,23 @@ async fn zero_setup_runs_the_built_in_reference_plugin() {
     let refused: Value = refused.json().await.unwrap();
     assert_eq!((refused["errcode"].as_str(), refused["pattern"].as_str()), (Some("M_FORBIDDEN"), Some("(?i)buy now")), "{refused}");
     assert_eq!(send("t2", "hello").await.unwrap().status(), StatusCode::OK);
+
+    // http-pusher runs too: it accepts a push gateway URL and refuses a loopback one.
+    let set_pusher = |url: &str| {
+        let pusher = json!({
+            "kind": "http", "app_id": "org.example.app", "pushkey": url, "app_display_name": "App",
+            "device_display_name": "Phone", "lang": "en", "data": {"url": url},
+        });
+        http.post(format!("{}/_matrix/client/v3/pushers/set", server.base)).bearer_auth(&token).json(&pusher).send()
+    };
+    let accepted = set_pusher("https://push.example.org/_matrix/push/v1/notify").await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK, "{}", accepted.text().await.unwrap());
+    let refused = set_pusher("http://127.0.0.1:9/_matrix/push/v1/notify").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(refused["error"].as_str().unwrap().contains("ip_range_blacklist"), "{refused}");
+    let listed: Value = http.get(format!("{}/_matrix/client/v3/pushers", server.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["pushers"].as_array().map(Vec::len), Some(1), "{listed}");
     let (status, _) = server.terminate();
     assert!(status.success());
 }

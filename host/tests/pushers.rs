@@ -1,5 +1,6 @@
-//! `GET /pushers` and `POST /pushers/set`, and the storage functions the
-//! pusher instance will use.
+//! `GET /pushers` and `POST /pushers/set` with the reference pusher plugin
+//! `http-pusher` loaded (it decides at set time whether a pusher is valid),
+//! and the storage functions the pusher instance will use.
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -7,6 +8,7 @@ use weft::storage::PusherKey;
 
 use crate::{
     on_both_backends,
+    plugins::guest,
     support::{Backend, TestServer, errcode},
 };
 
@@ -16,10 +18,27 @@ on_both_backends!(
     invalid_pushers_are_refused_and_change_nothing,
     pushers_go_with_their_device,
     progress_is_recorded_per_pusher,
+    the_pusher_plugin_checks_each_pusher_at_set_time,
+    loopback_gateways_are_refused_unless_whitelisted,
+    without_a_pusher_plugin_every_pusher_is_refused,
 );
 
 const SET: &str = "/_matrix/client/v3/pushers/set";
 const LIST: &str = "/_matrix/client/v3/pushers";
+
+/// `top_level` options, then the reference pusher `http-pusher`, as the
+/// zero-setup configuration loads it.
+fn with_http_pusher(top_level: &str) -> String {
+    format!(
+        "{top_level}\n[[plugins]]\nname = \"http-pusher\"\nrole = \"pusher\"\npath = {:?}\n[plugins.capabilities]\nallowed_outbound_hosts = [\"*:*\"]\n",
+        guest("http_pusher").display().to_string()
+    )
+}
+
+/// A server with `http-pusher` that may push to gateways on this machine.
+async fn start(backend: Backend) -> TestServer {
+    TestServer::builder(backend).config(&with_http_pusher("ip_range_whitelist = [\"127.0.0.0/8\", \"::1/128\"]")).start().await
+}
 
 fn http_pusher(app_id: &str, pushkey: &str) -> Value {
     json!({
@@ -52,7 +71,7 @@ async fn set(server: &TestServer, token: &str, body: Value) {
 }
 
 async fn set_get_update_and_delete(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = start(backend).await;
     let alice = server.register("alice", "pw").await;
     let token = alice.access_token.as_str();
     assert_eq!(pushers(&server, token).await, Vec::<Value>::new());
@@ -92,7 +111,7 @@ async fn set_get_update_and_delete(backend: Backend) {
 }
 
 async fn append_keeps_other_users_pushers(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = start(backend).await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let carol = server.register("carol", "pw").await;
@@ -125,7 +144,7 @@ async fn append_keeps_other_users_pushers(backend: Backend) {
 }
 
 async fn invalid_pushers_are_refused_and_change_nothing(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = start(backend).await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let existing = http_pusher("org.example.app", "key");
@@ -153,11 +172,11 @@ async fn invalid_pushers_are_refused_and_change_nothing(backend: Backend) {
         (without("data"), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
         (with("data", json!({"format": "event_id_only"})), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
         (json!({"kind": null, "app_id": "org.example.app"}), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
-        (with_url("https://push.example.org/_matrix/push/v1/other"), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
-        (with_url("https://push.example.org/"), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
-        (with_url("/_matrix/push/v1/notify"), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
-        (with_url("ftp://push.example.org/_matrix/push/v1/notify"), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
-        (with_url("not a url"), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
+        (with_url("https://push.example.org/_matrix/push/v1/other"), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
+        (with_url("https://push.example.org/"), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
+        (with_url("/_matrix/push/v1/notify"), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
+        (with_url("ftp://push.example.org/_matrix/push/v1/notify"), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
+        (with_url("not a url"), StatusCode::BAD_REQUEST, "M_MISSING_PARAM"),
         (with("kind", json!("org.example.carrier-pigeon")), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
         (with("app_id", json!("a".repeat(65))), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
         (with("pushkey", json!("k".repeat(513))), StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
@@ -176,14 +195,88 @@ async fn invalid_pushers_are_refused_and_change_nothing(backend: Backend) {
     assert_eq!(pushers(&server, &alice.access_token).await, vec![existing.clone()], "nothing changed or was deleted");
     assert_eq!(pushers(&server, &bob.access_token).await, Vec::<Value>::new());
 
-    // Email pushers need an email address bound to the account, which Weft cannot have yet.
-    let email = json!({
+    // No plugin of this server delivers email pushers.
+    let (status, reply) = server.post(SET, Some(&alice.access_token), email_pusher()).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{reply}");
+    assert_eq!(pushers(&server, &alice.access_token).await, vec![existing]);
+}
+
+fn email_pusher() -> Value {
+    json!({
         "kind": "email", "app_id": "m.email", "pushkey": "alice@example.org", "app_display_name": "Email",
         "device_display_name": "alice@example.org", "lang": "en", "data": {},
-    });
-    let (status, reply) = server.post(SET, Some(&alice.access_token), email).await;
-    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_THREEPID_NOT_FOUND"));
-    assert_eq!(pushers(&server, &alice.access_token).await, vec![existing]);
+    })
+}
+
+fn with_url(url: &str) -> Value {
+    let mut pusher = http_pusher("org.example.app", url);
+    pusher["data"] = json!({"url": url});
+    pusher
+}
+
+async fn the_pusher_plugin_checks_each_pusher_at_set_time(backend: Backend) {
+    // Synapse's default address policy: no whitelist.
+    let server = TestServer::builder(backend).config(&with_http_pusher("")).start().await;
+    let alice = server.register("alice", "pw").await;
+    let token = alice.access_token.as_str();
+
+    // A gateway URL with another path: Synapse's errcode, and the path it needs.
+    let (status, reply) = server.post(SET, Some(token), with_url("https://push.example.org/_matrix/push/v1/notify/extra")).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"), "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("/_matrix/push/v1/notify"), "{reply}");
+
+    // A gateway on this machine, by address or by name: refused now rather than failing every push.
+    for url in ["http://127.0.0.1:8080/_matrix/push/v1/notify", "http://localhost:8080/_matrix/push/v1/notify", "http://[::1]/_matrix/push/v1/notify"] {
+        let (status, reply) = server.post(SET, Some(token), with_url(url)).await;
+        assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{url}: {reply}");
+        let message = reply["error"].as_str().unwrap();
+        assert!(message.contains("may not send pushes to") && message.contains("ip_range_blacklist"), "{url}: {reply}");
+    }
+    // A private address too.
+    let (status, reply) = server.post(SET, Some(token), with_url("http://10.0.0.7/_matrix/push/v1/notify")).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{reply}");
+
+    // A kind no plugin serves.
+    let (status, reply) = server.post(SET, Some(token), email_pusher()).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("`email`"), "{reply}");
+    assert_eq!(pushers(&server, token).await, Vec::<Value>::new(), "nothing refused was stored");
+
+    // A public gateway: stored and listed as set.
+    let valid = http_pusher("org.example.app", "key");
+    set(&server, token, valid.clone()).await;
+    assert_eq!(pushers(&server, token).await, vec![valid.clone()]);
+    // An update to a refused URL leaves the stored pusher as it was.
+    let mut moved = valid.clone();
+    moved["data"] = json!({"url": "http://127.0.0.1:8080/_matrix/push/v1/notify"});
+    let (status, reply) = server.post(SET, Some(token), moved).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{reply}");
+    assert_eq!(pushers(&server, token).await, vec![valid]);
+    // Deleting asks no plugin.
+    set(&server, token, json!({"kind": null, "app_id": "org.example.app", "pushkey": "key"})).await;
+    assert_eq!(pushers(&server, token).await, Vec::<Value>::new());
+}
+
+async fn loopback_gateways_are_refused_unless_whitelisted(backend: Backend) {
+    let server = TestServer::builder(backend).config(&with_http_pusher("ip_range_whitelist = [\"127.0.0.0/8\"]")).start().await;
+    let alice = server.register("alice", "pw").await;
+    let token = alice.access_token.as_str();
+    let loopback = with_url("http://127.0.0.1:8080/_matrix/push/v1/notify");
+    set(&server, token, loopback.clone()).await;
+    assert_eq!(pushers(&server, token).await, vec![loopback]);
+    // Only the listed ranges: other private addresses stay refused.
+    let (status, reply) = server.post(SET, Some(token), with_url("http://192.168.1.2/_matrix/push/v1/notify")).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{reply}");
+    assert_eq!(pushers(&server, token).await.len(), 1);
+}
+
+async fn without_a_pusher_plugin_every_pusher_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let (status, reply) = server.post(SET, Some(&alice.access_token), http_pusher("org.example.app", "key")).await;
+    assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("No pusher plugin"), "{reply}");
+    assert_eq!(pushers(&server, &alice.access_token).await, Vec::<Value>::new());
 }
 
 fn uia(user: &str) -> Value {
@@ -191,7 +284,7 @@ fn uia(user: &str) -> Value {
 }
 
 async fn pushers_go_with_their_device(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = start(backend).await;
     let alice = server.register("alice", "pw").await;
     let phone = server.login("alice", "pw").await;
     let laptop = server.login("alice", "pw").await;
@@ -223,7 +316,7 @@ async fn pushers_go_with_their_device(backend: Backend) {
 }
 
 async fn progress_is_recorded_per_pusher(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = start(backend).await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let storage = &server.state.storage;

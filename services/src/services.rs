@@ -23,7 +23,7 @@ use weft_core::ratelimit::RateLimiters;
 use weft_storage::{Storage, StorageError, Stream};
 
 use crate::{
-    plugins::{HostedPlugins, LiveServices, LoadError, SpamCheckers},
+    plugins::{HostedPlugins, LiveServices, LoadError, PusherPlugins, SpamCheckers},
     rooms::Rooms,
     sync::Notifier,
 };
@@ -46,6 +46,10 @@ pub struct Services {
     /// the instances that host them (empty: every check allows at no cost).
     /// See `crate::plugins::spam`.
     pub spam_checker: SpamCheckers,
+    /// The pusher plugins in configuration order, run here or sent to the
+    /// instances that host them: `/pushers/set` asks them whether a pusher
+    /// is valid (`check_pusher`), the push sender delivers through them.
+    pub pushers: PusherPlugins,
     /// The plugins this instance runs (of every role), which the internal
     /// route runs for the other instances.
     pub hosted_plugins: HostedPlugins,
@@ -85,6 +89,8 @@ pub enum StartupError {
     Replication(#[from] redis::RedisError),
     #[error("cannot open the media store {path}: {source}")]
     MediaStore { path: String, source: std::io::Error },
+    #[error("ip_range_blacklist or ip_range_whitelist: {0}")]
+    AddressPolicy(String),
     #[error("cannot read registration_shared_secret_path {path}: {source}")]
     SharedSecret { path: String, source: std::io::Error },
 }
@@ -152,16 +158,20 @@ impl Services {
             }
             (None, None) => None,
         };
-        // Plugins keep their key-value state in the database, and read it through the homeserver view.
+        // Plugins keep their key-value state in the database, read it through the homeserver view,
+        // and reach only the addresses `ip_range_blacklist` and `ip_range_whitelist` allow.
+        let address_policy = crate::plugins::address_policy(&config).map_err(StartupError::AddressPolicy)?;
         let plugin_services = Arc::new(
             LiveServices::new(Arc::new(crate::plugins::StorageKv(storage.clone())))
-                .with_homeserver(Arc::new(crate::plugins::StorageView::new(storage.clone()))),
+                .with_homeserver(Arc::new(crate::plugins::StorageView::new(storage.clone())))
+                .with_address_policy(address_policy),
         );
         let media = crate::media::MediaRepository::from_config(&config)
             .map_err(|source| StartupError::MediaStore { path: config.media_store_path().display().to_string(), source })?;
         let plugins = crate::plugins::load_all(&config, plugin_services, &replication.client).await?;
         Ok(Arc::new(Self {
             spam_checker: plugins.spam_checker,
+            pushers: plugins.pushers,
             hosted_plugins: plugins.hosted,
             rate_limits: RateLimiters::from_config(&config),
             server_name,

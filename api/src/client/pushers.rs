@@ -3,14 +3,17 @@
 //! and pushkey away from every other user; `kind: null` deletes. The pusher
 //! records the device it was set from and goes when that device goes.
 //!
-//! Kinds: `http`, whose `data.url` must be an absolute http(s) URL with the
-//! path `/_matrix/push/v1/notify` (`M_INVALID_PARAM` otherwise, where Synapse
-//! answers `M_MISSING_PARAM` for every configuration error), and `email`,
-//! which Synapse allows only for an email address bound to the account: Weft
-//! has no third-party identifiers yet, so every email pusher is refused with
-//! Synapse's `M_THREEPID_NOT_FOUND`. Any other kind is `M_INVALID_PARAM`
-//! (Synapse stores it and never starts it). The spec's length limits on
-//! `app_id` (64 characters) and `pushkey` (512 bytes) are enforced.
+//! Whether a pusher is valid is the pusher plugins' call
+//! (`services.pushers.check_pusher`): the plugin serving its kind and app id
+//! refuses it with 400 and its own errcode and message (the reference
+//! `http-pusher`: a `data.url` that is not a push gateway URL is Synapse's
+//! `M_MISSING_PARAM`, a gateway address `ip_range_blacklist` refuses is
+//! `M_INVALID_PARAM`); a pusher no plugin serves (an `email` pusher, unless
+//! a plugin delivers them) is `M_INVALID_PARAM`; a plugin that cannot answer
+//! is 503. Nothing is stored when refused. The spec's length limits on
+//! `app_id` (64 characters) and `pushkey` (512 bytes) are checked first.
+//!
+//! May call: `weft_storage` (the pusher rows), `weft_services::plugins::pusher`.
 
 use ruma::api::client::push::{
     Pusher, PusherKind, get_pushers,
@@ -18,7 +21,10 @@ use ruma::api::client::push::{
 };
 use serde_json::{Value, json};
 
-use weft_services::services::AppState;
+use weft_services::{
+    plugins::pusher::{PusherCheck, PusherInfo},
+    services::AppState,
+};
 use weft_storage::{NewPusher, PusherKey, StoredPusher};
 
 use crate::{
@@ -59,7 +65,6 @@ pub mod set_pusher {
 
 const MAX_APP_ID_CHARS: usize = 64;
 const MAX_PUSHKEY_BYTES: usize = 512;
-const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
 
 pub async fn list(state: AppState, request: Ruma<get_pushers::v3::Request>) -> ApiResult<get_pushers::v3::Response> {
     let sender = request.sender()?;
@@ -88,15 +93,32 @@ pub async fn set(state: AppState, request: Ruma<set_pusher::Request>) -> ApiResu
     };
     check_ids(&pusher)?;
     let kind = match &pusher.kind {
-        PusherKind::Http(data) => {
-            check_push_url(&data.url)?;
-            "http"
-        }
-        PusherKind::Email(_) => return Err(ApiError::threepid_not_found("Email not found")),
-        _ => return Err(ApiError::invalid_param("Unknown pusher kind")),
+        PusherKind::Http(_) => "http",
+        PusherKind::Email(_) => "email",
+        _ => content.get("kind").and_then(Value::as_str).ok_or_else(|| ApiError::bad_json("'kind' must be a string"))?,
     };
     // The client's own `data` object, every field as sent.
     let data = content.get("data").and_then(Value::as_object).ok_or_else(|| ApiError::bad_json("'data' must be an object"))?;
+    let info = PusherInfo {
+        user_id: sender.user_id.clone(),
+        kind: kind.to_owned(),
+        app_id: pusher.ids.app_id.clone(),
+        pushkey: pusher.ids.pushkey.clone(),
+        pushkey_ts: u64::try_from(weft_storage::now_ms()).unwrap_or_default(),
+        app_display_name: pusher.app_display_name.clone(),
+        device_display_name: pusher.device_display_name.clone(),
+        profile_tag: pusher.profile_tag.clone(),
+        lang: pusher.lang.clone(),
+        data: data.clone(),
+    };
+    match state.pushers.check_pusher(&info).await {
+        PusherCheck::Valid => {}
+        PusherCheck::Invalid(refusal) => return Err(ApiError::custom(http::StatusCode::BAD_REQUEST, &refusal.errcode, refusal.message)),
+        PusherCheck::Unavailable { reason } => {
+            tracing::warn!(%reason, kind, app_id = %info.app_id, "the pusher plugin could not check a pusher");
+            return Err(ApiError::custom(http::StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", "The pusher cannot be checked right now; try again later"));
+        }
+    }
     let new = NewPusher {
         key: PusherKey { user_id: &sender.user_id, app_id: &pusher.ids.app_id, pushkey: &pusher.ids.pushkey },
         device_id: &sender.device_id,
@@ -119,11 +141,6 @@ fn check_ids(pusher: &Pusher) -> ApiResult<()> {
         return Err(ApiError::invalid_param(format!("'pushkey' is longer than {MAX_PUSHKEY_BYTES} bytes")));
     }
     Ok(())
-}
-
-fn check_push_url(url: &str) -> ApiResult<()> {
-    let valid = reqwest::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host() && url.path() == NOTIFY_PATH);
-    if valid { Ok(()) } else { Err(ApiError::invalid_param(format!("'url' must be an absolute http(s) URL with the path {NOTIFY_PATH}"))) }
 }
 
 fn to_api(pusher: StoredPusher) -> ApiResult<Pusher> {

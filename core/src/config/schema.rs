@@ -39,6 +39,13 @@ pub struct Config {
     pub run_background_tasks_on: Option<String>,
     pub media_instance_running_background_jobs: Option<String>,
     pub outbound_federation_restricted_to: Vec<String>,
+
+    // Outbound requests (plugins' today: push gateways and the like).
+    /// CIDR ranges outbound requests may not reach; unset is Synapse's
+    /// default list (loopback, private, link-local and other special ranges).
+    pub ip_range_blacklist: Option<Vec<String>>,
+    /// Exceptions to `ip_range_blacklist` (default none).
+    pub ip_range_whitelist: Vec<String>,
     /// Weft: `weft router`, the reverse proxy in front of the instances (`[router]`).
     /// Which instance serves what is `instance_map.<name>.serves`.
     pub router: Option<RouterConfig>,

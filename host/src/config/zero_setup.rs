@@ -3,11 +3,12 @@
 //! afterwards. Registration is open there (and only there) so that a newcomer
 //! can sign up from any client at once.
 //!
-//! The reference spam checker (`plugins/spam-rules`) is built into the binary
-//! (`host/build.rs`) and written into the data directory at start when it is
-//! missing or another version, so the zero-setup server runs it with nothing
-//! to fetch; a binary built without the wasm32-wasip2 target has none and its
-//! configuration lists no plugin.
+//! The reference plugins, the spam checker `plugins/spam-rules` and the push
+//! gateway client `plugins/http-pusher`, are built into the binary
+//! (`host/build.rs`) and written into the data directory at start when they
+//! are missing or another version, so the zero-setup server runs them with
+//! nothing to fetch; a binary built without the wasm32-wasip2 target has none
+//! and its configuration lists no plugin.
 
 use std::{
     io,
@@ -22,21 +23,38 @@ pub const CONFIG_FILE: &str = "weft.toml";
 /// The port the zero-setup configuration listens on, Synapse's usual one.
 pub const DEFAULT_PORT: u16 = 8008;
 
-/// The reference spam checker's component; empty when weft was built without it.
-pub const REFERENCE_PLUGIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/spam_rules.wasm"));
-/// Where it is written, relative to the data directory (and the configuration).
-pub const REFERENCE_PLUGIN_PATH: &str = "plugins/spam_rules.wasm";
+/// A reference plugin built into weft.
+#[derive(Debug, Clone, Copy)]
+pub struct ReferencePlugin {
+    /// Its component; empty when weft was built without it.
+    pub wasm: &'static [u8],
+    /// Where it is written, relative to the data directory (and the configuration).
+    pub path: &'static str,
+    /// Its `[[plugins]]` entry in the zero-setup configuration.
+    section: &'static str,
+}
+
+/// The reference spam checker.
+pub const SPAM_RULES: ReferencePlugin =
+    ReferencePlugin { wasm: include_bytes!(concat!(env!("OUT_DIR"), "/spam_rules.wasm")), path: "plugins/spam_rules.wasm", section: SPAM_RULES_SECTION };
+/// The reference pusher: pushes to Push Gateway API gateways (`http` pushers).
+pub const HTTP_PUSHER: ReferencePlugin =
+    ReferencePlugin { wasm: include_bytes!(concat!(env!("OUT_DIR"), "/http_pusher.wasm")), path: "plugins/http_pusher.wasm", section: HTTP_PUSHER_SECTION };
+/// Every reference plugin, in the configuration's order.
+pub const REFERENCE_PLUGINS: [ReferencePlugin; 2] = [SPAM_RULES, HTTP_PUSHER];
 
 /// Creates `data_dir` and its configuration if they do not exist yet, and
 /// returns the configuration's path. An existing configuration is left alone.
 pub fn prepare(data_dir: &Path, port: u16) -> io::Result<(PathBuf, bool)> {
     std::fs::create_dir_all(data_dir)?;
-    write_reference_plugin(data_dir)?;
+    for plugin in REFERENCE_PLUGINS {
+        write_reference_plugin(data_dir, plugin)?;
+    }
     let path = data_dir.join(CONFIG_FILE);
     if path.exists() {
         return Ok((path, false));
     }
-    let text = render(port, !REFERENCE_PLUGIN.is_empty());
+    let text = render(port);
     // Written to a temporary file first so an interrupted first run never
     // leaves a half-written configuration behind.
     let partial = data_dir.join(format!("{CONFIG_FILE}.partial"));
@@ -48,24 +66,25 @@ pub fn prepare(data_dir: &Path, port: u16) -> io::Result<(PathBuf, bool)> {
 
 /// Writes the built-in reference plugin when it is missing or another
 /// version (a newer weft brings its own).
-fn write_reference_plugin(data_dir: &Path) -> io::Result<()> {
-    if REFERENCE_PLUGIN.is_empty() {
+fn write_reference_plugin(data_dir: &Path, plugin: ReferencePlugin) -> io::Result<()> {
+    if plugin.wasm.is_empty() {
         return Ok(());
     }
-    let path = data_dir.join(REFERENCE_PLUGIN_PATH);
-    if std::fs::read(&path).is_ok_and(|existing| existing == REFERENCE_PLUGIN) {
+    let path = data_dir.join(plugin.path);
+    if std::fs::read(&path).is_ok_and(|existing| existing == plugin.wasm) {
         return Ok(());
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let partial = path.with_extension("wasm.partial");
-    std::fs::write(&partial, REFERENCE_PLUGIN)?;
+    std::fs::write(&partial, plugin.wasm)?;
     std::fs::rename(&partial, &path)
 }
 
-fn render(port: u16, with_plugin: bool) -> String {
-    let plugin = if with_plugin { PLUGIN_SECTION } else { NO_PLUGIN_NOTE };
+fn render(port: u16) -> String {
+    let built_in: String = REFERENCE_PLUGINS.iter().filter(|plugin| !plugin.wasm.is_empty()).map(|plugin| plugin.section).collect();
+    let plugin = if built_in.is_empty() { NO_PLUGIN_NOTE.to_owned() } else { built_in };
     format!(
         r#"# Written by `weft run` on its first start: one process on SQLite, for trying Weft.
 # Edit freely; it is read again at every start. Paths are relative to this file.
@@ -99,7 +118,7 @@ args = {{ database = "weft.db" }}
     )
 }
 
-const PLUGIN_SECTION: &str = r#"
+const SPAM_RULES_SECTION: &str = r#"
 # The reference spam checker (plugins/spam-rules in Weft's source), built into
 # weft and written beside this file (again whenever weft brings another
 # version). It refuses nothing until it has rules; docs/plugins.md lists them
@@ -115,9 +134,22 @@ max_calls_per_instance = 1000   # warm instances: the rules are compiled once pe
 # invites = "same-server"
 "#;
 
+const HTTP_PUSHER_SECTION: &str = r#"
+# The reference pusher (plugins/http-pusher), built in the same way: it sends
+# the notifications of `http` pushers to the push gateways their apps chose
+# (the Push Gateway API). Gateways at loopback, private or link-local
+# addresses are refused unless listed in the top-level ip_range_whitelist.
+[[plugins]]
+name = "http-pusher"
+role = "pusher"
+path = "plugins/http_pusher.wasm"
+[plugins.capabilities]
+allowed_outbound_hosts = ["*:*"]   # any gateway URL a client sets
+"#;
+
 const NO_PLUGIN_NOTE: &str = r#"
 # This weft was built without the wasm32-wasip2 target, so without its
-# reference spam checker; see docs/plugins.md to add plugins.
+# reference plugins (spam checker, pusher); see docs/plugins.md to add plugins.
 "#;
 
 fn secret() -> String {

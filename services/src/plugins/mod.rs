@@ -24,6 +24,7 @@ pub use homeserver_view::StorageView;
 pub use weft_plugin_runtime::*;
 
 use weft_core::config::Config;
+use weft_plugin_runtime::egress::AddressPolicy;
 use weft_storage::{Storage, StorageError};
 
 use crate::replication::client::InternalClient;
@@ -33,6 +34,21 @@ use crate::replication::client::InternalClient;
 /// as configuration validation runs them (`weft_core::config::ExtraCheck`).
 pub fn check_config(config: &Config, fail: &mut dyn FnMut(&str, String)) {
     weft_plugin_runtime::verify::check(&config.plugins, &config.plugin_deployment(), fail);
+    if let Some(blacklist) = &config.ip_range_blacklist
+        && let Err(problem) = AddressPolicy::new(Some(blacklist), &[])
+    {
+        fail("ip_range_blacklist", problem);
+    }
+    if let Err(problem) = AddressPolicy::new(None, &config.ip_range_whitelist) {
+        fail("ip_range_whitelist", problem);
+    }
+}
+
+/// The outbound address policy of `config`'s `ip_range_blacklist` and
+/// `ip_range_whitelist` (checked by `check_config`, so `Err` only for a
+/// configuration that skipped it).
+pub fn address_policy(config: &Config) -> Result<AddressPolicy, String> {
+    AddressPolicy::new(config.ip_range_blacklist.as_deref(), &config.ip_range_whitelist)
 }
 
 /// Loads every plugin this instance runs, and stands in with `client` for
