@@ -12,7 +12,7 @@ set -euo pipefail
 checkout="$(cd "${1:-$(dirname "$0")/../..}" && pwd)"
 export CARGO_TARGET_DIR="$(mktemp -d)"
 cd "$checkout"
-if [ -d host/src/api ]; then
+if [ -f host/src/api/mod.rs ]; then
     endpoint=host/src/api/client/profile.rs storage=host/src/storage/profiles.rs
 else
     endpoint=api/src/client/profile.rs storage=storage/src/profiles.rs
@@ -21,7 +21,11 @@ trap 'rm -rf "$CARGO_TARGET_DIR"; git -C "$checkout" checkout -q -- "$endpoint" 
 timed() {
     local label=$1; shift
     local start=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
+    if ! "$@" >"$CARGO_TARGET_DIR/step.log" 2>&1; then
+        echo "$label: failed; the end of its output:" >&2
+        tail -n 30 "$CARGO_TARGET_DIR/step.log" >&2
+        exit 1
+    fi
     printf '%-55s %6.0f s\n' "$label" "$(echo "$(date +%s.%N) - $start" | bc)"
 }
 probe='    tracing::trace!("build-times probe");'
