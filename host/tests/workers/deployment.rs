@@ -316,3 +316,18 @@ pub fn timeline_bodies(sync: &Value, room_id: &str) -> Vec<String> {
         .map(|events| events.iter().filter_map(|event| event["content"]["body"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
+
+/// Syncs on `via` from `since` until `want` bodies of `room_id` arrived;
+/// returns them in order and the last token.
+pub async fn collect_bodies(d: &Deployment, via: &str, token: &str, room_id: &str, mut since: String, want: usize) -> (Vec<String>, String) {
+    let mut bodies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies.len() < want {
+        assert!(Instant::now() < deadline, "only {} of {want} messages arrived on {via}: {bodies:?}", bodies.len());
+        let sync = d.sync(via, token, Some(&since), 5_000).await;
+        assert_ne!(sync["rooms"]["join"][room_id]["timeline"]["limited"], json!(true), "a gap: {sync}");
+        bodies.extend(timeline_bodies(&sync, room_id));
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+    }
+    (bodies, since)
+}

@@ -5,22 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::deployment::{Deployment, timeline_bodies};
-
-/// Syncs on `via` from `since` until `want` bodies of `room_id` arrived;
-/// returns them in order and the last token.
-async fn collect_bodies(d: &Deployment, via: &str, token: &str, room_id: &str, mut since: String, want: usize) -> (Vec<String>, String) {
-    let mut bodies = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bodies.len() < want {
-        assert!(Instant::now() < deadline, "only {} of {want} messages arrived on {via}: {bodies:?}", bodies.len());
-        let sync = d.sync(via, token, Some(&since), 5_000).await;
-        assert_ne!(sync["rooms"]["join"][room_id]["timeline"]["limited"], json!(true), "a gap: {sync}");
-        bodies.extend(timeline_bodies(&sync, room_id));
-        since = sync["next_batch"].as_str().unwrap().to_owned();
-    }
-    (bodies, since)
-}
+use super::deployment::{Deployment, collect_bodies, timeline_bodies};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_through_one_worker_reaches_a_sync_on_another_and_tokens_carry_over() {
