@@ -23,6 +23,7 @@ use super::{
     limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
     loaded::LoadedPlugin,
     pusher::Pusher,
+    appservice::AppserviceNotifier,
     role::{Role, fits},
     spam::Spam,
     sso::Sso,
@@ -135,6 +136,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
             PluginRole::SpamChecker => fits::<Spam>(&engine.linker, &component).map(drop),
             PluginRole::SsoProvider => fits::<Sso>(&engine.linker, &component).map(drop),
             PluginRole::Pusher => fits::<Pusher>(&engine.linker, &component).map(drop),
+            PluginRole::AppserviceNotifier => fits::<AppserviceNotifier>(&engine.linker, &component).map(drop),
         });
         if let Err(reason) = fits {
             fail(&at, format!("{} does not fit the `{}` world of weft:plugin@{WIT_VERSION}: {reason}", plugin.path.display(), plugin.role.as_str()));
@@ -165,6 +167,7 @@ fn ask_plugins(engine: &PluginEngine, plugins: &[PluginConfig], indices: &[usize
                 PluginRole::SpamChecker => ask::<Spam>(engine, plugin, instance).await,
                 PluginRole::SsoProvider => ask::<Sso>(engine, plugin, instance).await,
                 PluginRole::Pusher => ask::<Pusher>(engine, plugin, instance).await,
+                PluginRole::AppserviceNotifier => ask::<AppserviceNotifier>(engine, plugin, instance).await,
             };
             match answer {
                 Ok(ConfigCheck::NotExported | ConfigCheck::Valid) => {}

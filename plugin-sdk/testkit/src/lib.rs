@@ -30,7 +30,8 @@
 //!
 //! Other roles: `.load_as::<Sso>()` and `plugin.call(sso::SsoCall::..)`;
 //! `.load_pusher()`, then `serves()`, `check_pusher(&pusher)` and
-//! `notify(notification)` (types in `pusher`).
+//! `notify(notification)` (types in `pusher`); `.load_appservice_notifier()`,
+//! then `appservice(call)` with an `appservice::AppserviceCall`.
 //!
 //! Build the plugin first (`cargo build --release --target wasm32-wasip2`).
 //! Calls answer `Err(CallFailure)` where the server would apply `on_error`:
@@ -45,6 +46,6 @@ pub use weft_plugin_runtime::{
     homeserver::{Profile, UserInfo},
     host_services::{HttpRequest, LogRecord},
     kv::KvError,
-    pusher, spam, sso,
+    appservice, pusher, spam, sso,
     testkit::{FakeHomeserver, HttpCall, TestClock, TestKv, TestPlugin, Testkit},
 };
