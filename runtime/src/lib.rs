@@ -41,13 +41,13 @@ mod bindings;
 /// `[[plugins]]`: the schema, a crate of its own (`weft-plugin-config`) so
 /// that the server's configuration embeds it without building wasmtime.
 pub use weft_plugin_config as config;
+pub mod appservice;
 pub mod config_export;
 pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod health;
 pub mod homeserver;
-pub mod appservice;
 mod host_api;
 pub mod host_services;
 pub mod http_client;

@@ -16,6 +16,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use super::{
+    appservice::AppserviceNotifier,
     config_export::{self, ConfigCheck},
     egress::Egress,
     engine::{EngineSettings, PluginEngine},
@@ -23,7 +24,6 @@ use super::{
     limits::{MAX_MEMORY_MB, MAX_TIMEOUT_MS},
     loaded::LoadedPlugin,
     pusher::Pusher,
-    appservice::AppserviceNotifier,
     role::{Role, fits},
     spam::Spam,
     sso::Sso,

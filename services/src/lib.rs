@@ -27,9 +27,9 @@
 //! another through the one `Services` struct; they live in one crate
 //! because of it (see docs/development.md).
 
+pub mod appservices;
 #[cfg(test)]
 mod input_properties;
-pub mod appservices;
 pub mod jobs;
 pub mod media;
 pub mod plugins;

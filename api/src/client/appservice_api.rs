@@ -60,9 +60,7 @@ pub async fn ping(state: AppState, request: Ruma<request_ping::v1::Request>) -> 
             error.extra.insert("body".into(), json!(body));
             Err(error)
         }
-        Err(PingFailure::Timeout) => {
-            Err(ApiError::custom(StatusCode::GATEWAY_TIMEOUT, "M_CONNECTION_TIMEOUT", "Timeout while pinging application service"))
-        }
+        Err(PingFailure::Timeout) => Err(ApiError::custom(StatusCode::GATEWAY_TIMEOUT, "M_CONNECTION_TIMEOUT", "Timeout while pinging application service")),
         Err(PingFailure::ConnectionFailed(reason)) => {
             tracing::info!(appservice = %service.id, %reason, "pinging an appservice failed");
             Err(ApiError::custom(StatusCode::BAD_GATEWAY, "M_CONNECTION_FAILED", "Failed to send request to application service"))

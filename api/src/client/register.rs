@@ -44,7 +44,8 @@ pub async fn register(state: AppState, request: Ruma<Reshaped<Request>>) -> ApiR
         let device_id = body.device_id.clone();
         let display_name = body.initial_device_display_name.as_deref();
         let sender = request.sender.as_ref();
-        let registered = super::appservice::register(&state, sender, body.username.as_deref(), device_id, display_name, body.inhibit_login, &request.client_addr);
+        let registered =
+            super::appservice::register(&state, sender, body.username.as_deref(), device_id, display_name, body.inhibit_login, &request.client_addr);
         return Ok(json_body::Response::new(registered.await?));
     }
     match &request.sender {

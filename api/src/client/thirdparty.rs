@@ -59,7 +59,10 @@ pub async fn locations(state: AppState, request: Ruma<get_location_for_protocol:
     Ok(get_location_for_protocol::v3::Response::new(typed(found)))
 }
 
-pub async fn locations_for_alias(state: AppState, request: Ruma<get_location_for_room_alias::v3::Request>) -> ApiResult<get_location_for_room_alias::v3::Response> {
+pub async fn locations_for_alias(
+    state: AppState,
+    request: Ruma<get_location_for_room_alias::v3::Request>,
+) -> ApiResult<get_location_for_room_alias::v3::Response> {
     request.sender()?;
     let fields = vec![("alias".to_owned(), request.body.alias.to_string())];
     let found = appservices::lookup(&state, ThirdpartyKind::Location, None, fields).await;

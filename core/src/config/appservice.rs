@@ -280,7 +280,7 @@ fn namespaces(value: Option<&Value>, fail: &mut Fail<'_>) -> Option<Namespaces> 
 mod tests {
     use super::*;
 
-    const MAUTRIX: &str = r#"
+    const MAUTRIX: &str = r##"
 id: telegram
 url: http://localhost:29317
 as_token: "as_secret"
@@ -300,7 +300,7 @@ de.sorunome.msc2409.push_ephemeral: true
 receive_ephemeral: true
 org.matrix.msc3202: true
 protocols: ["telegram"]
-"#;
+"##;
 
     fn keys(errors: &[ConfigError]) -> Vec<&str> {
         errors.iter().map(|e| e.key.as_str()).collect()
@@ -330,7 +330,7 @@ protocols: ["telegram"]
 
     #[test]
     fn every_problem_is_named_with_its_key() {
-        let bad = r#"
+        let bad = r##"
 id: 5
 url: "ftp://x"
 hs_token: h
@@ -342,22 +342,13 @@ namespaces:
     exclusive: true
   - regex: "@ok_.*"
   aliases: "#x"
-"#;
+"##;
         let errors = parse("bad.yaml".as_ref(), bad, "example.org").unwrap_err();
         let mut found = keys(&errors);
         found.sort();
         assert_eq!(
             found,
-            [
-                "as_token",
-                "id",
-                "namespaces.aliases",
-                "namespaces.users[0].regex",
-                "namespaces.users[1].exclusive",
-                "rate_limited",
-                "sender_localpart",
-                "url"
-            ]
+            ["as_token", "id", "namespaces.aliases", "namespaces.users[0].regex", "namespaces.users[1].exclusive", "rate_limited", "sender_localpart", "url"]
         );
     }
 
@@ -398,7 +389,8 @@ namespaces:
         assert!(plugin.capabilities.allow_private_addresses);
         assert_eq!(plugin.instances, ["main"]);
 
-        let broken = text.replace(&format!("{:?}, ", first.display().to_string()), &format!("{:?}, {:?}, ", first.display().to_string(), first.display().to_string()));
+        let broken =
+            text.replace(&format!("{:?}, ", first.display().to_string()), &format!("{:?}, {:?}, ", first.display().to_string(), first.display().to_string()));
         let errors = super::super::load_str_with("weft.toml", &broken, &|_, _| {}).unwrap_err();
         assert_eq!(errors.0.len(), 1, "{errors}");
         assert_eq!((errors.0[0].file.as_deref(), errors.0[0].key.as_str()), (Some(first.as_path()), "id"), "{errors}");

@@ -30,7 +30,9 @@ async fn get_as(server: &TestServer, path: &str, user_id: Option<&str>) -> (Stat
 }
 
 async fn register_puppet(server: &TestServer, localpart: &str) -> (StatusCode, Value) {
-    server.post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": localpart, "inhibit_login": true})).await
+    server
+        .post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": localpart, "inhibit_login": true}))
+        .await
 }
 
 async fn the_as_token_is_the_sender_and_user_id_masquerades_in_the_namespace(backend: Backend) {
@@ -80,10 +82,12 @@ async fn the_appservice_registers_and_logs_in_its_users_only(backend: Backend) {
     let (status, body) = server.post("/_matrix/client/v3/register", None, json!({"type": "m.login.application_service", "username": "bridge_a"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "no token: {body}");
     let carol = server.register("carol", "pw").await;
-    let (status, body) = server.post("/_matrix/client/v3/register", Some(&carol.access_token), json!({"type": "m.login.application_service", "username": "bridge_a"})).await;
+    let (status, body) =
+        server.post("/_matrix/client/v3/register", Some(&carol.access_token), json!({"type": "m.login.application_service", "username": "bridge_a"})).await;
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"), "a user's token: {body}");
 
-    let (status, body) = server.post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": "bridge_bob"})).await;
+    let (status, body) =
+        server.post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": "bridge_bob"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["access_token"].is_string() && body["device_id"].is_string(), "logged in without inhibit_login: {body}");
     let (status, body) = register_puppet(&server, "bridge_bob").await;
@@ -136,7 +140,8 @@ async fn exclusive_namespaces_are_refused_to_others(backend: Backend) {
 
 async fn an_appservice_without_rate_limits_is_not_limited(backend: Backend) {
     let limits = "[rc_message]\nper_second = 0.1\nburst_count = 2\n";
-    let (server, _dir) = server(backend, &[registration("bridge", None, AS_TOKEN, "rate_limited: false\n"), registration("slow", None, "as-token-slow", "")], limits).await;
+    let (server, _dir) =
+        server(backend, &[registration("bridge", None, AS_TOKEN, "rate_limited: false\n"), registration("slow", None, "as-token-slow", "")], limits).await;
     register_puppet(&server, "bridge_alice").await;
     let puppet = server.user_id("bridge_alice");
     let request = server.raw(Method::POST, "/_matrix/client/v3/createRoom").bearer_auth(AS_TOKEN).query(&[("user_id", &puppet)]).json(&json!({}));
@@ -152,11 +157,14 @@ async fn an_appservice_without_rate_limits_is_not_limited(backend: Backend) {
     let (_, room) = server.post("/_matrix/client/v3/createRoom", Some("as-token-slow"), json!({})).await;
     let room_id = room["room_id"].as_str().unwrap().to_owned();
     for n in 0..4 {
-        let (status, _) =
-            server.put(&format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/s{n}"), Some("as-token-slow"), json!({"msgtype": "m.text", "body": "x"})).await;
+        let (status, _) = server
+            .put(&format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/s{n}"), Some("as-token-slow"), json!({"msgtype": "m.text", "body": "x"}))
+            .await;
         assert_eq!(status, StatusCode::OK, "the sender user is never limited ({n})");
     }
-    let (status, _) = server.post("/_matrix/client/v3/register", Some("as-token-slow"), json!({"type": "m.login.application_service", "username": "slow_a", "inhibit_login": true})).await;
+    let (status, _) = server
+        .post("/_matrix/client/v3/register", Some("as-token-slow"), json!({"type": "m.login.application_service", "username": "slow_a", "inhibit_login": true}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let puppet = server.user_id("slow_a");
     let mut limited = false;
@@ -173,7 +181,9 @@ async fn an_appservice_without_rate_limits_is_not_limited(backend: Backend) {
 async fn device_masquerading_needs_the_registration_flag_and_a_real_device(backend: Backend) {
     let (server, _dir) =
         server(backend, &[registration("bridge", None, AS_TOKEN, "org.matrix.msc3202: true\n"), registration("plain", None, "as-token-plain", "")], "").await;
-    let (_, body) = server.post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": "bridge_d", "device_id": "PHONE"})).await;
+    let (_, body) = server
+        .post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": "bridge_d", "device_id": "PHONE"}))
+        .await;
     assert_eq!(body["device_id"], "PHONE", "{body}");
     let puppet = server.user_id("bridge_d");
     let whoami = |device: &str, token: &'static str, user: &str| {
@@ -183,10 +193,18 @@ async fn device_masquerading_needs_the_registration_flag_and_a_real_device(backe
     assert_eq!((status, me["device_id"].as_str()), (StatusCode::OK, Some("PHONE")), "{me}");
     let (status, body) = server.send(whoami("NOPE", AS_TOKEN, &puppet)).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_EXCLUSIVE"), "{body}");
-    let (status, me) = server.send(server.raw(Method::GET, "/_matrix/client/v3/account/whoami").bearer_auth(AS_TOKEN).query(&[("user_id", puppet.as_str()), ("device_id", "PHONE")])).await;
+    let (status, me) = server
+        .send(server.raw(Method::GET, "/_matrix/client/v3/account/whoami").bearer_auth(AS_TOKEN).query(&[("user_id", puppet.as_str()), ("device_id", "PHONE")]))
+        .await;
     assert_eq!((status, me["device_id"].as_str()), (StatusCode::OK, Some("PHONE")), "the stable parameter name: {me}");
     // Without the flag the parameter is ignored, as Synapse does.
-    server.post("/_matrix/client/v3/register", Some("as-token-plain"), json!({"type": "m.login.application_service", "username": "plain_d", "device_id": "PHONE"})).await;
+    server
+        .post(
+            "/_matrix/client/v3/register",
+            Some("as-token-plain"),
+            json!({"type": "m.login.application_service", "username": "plain_d", "device_id": "PHONE"}),
+        )
+        .await;
     let (status, me) = server.send(whoami("NOPE", "as-token-plain", &server.user_id("plain_d"))).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert!(me.get("device_id").is_none(), "{me}");

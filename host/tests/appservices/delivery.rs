@@ -230,7 +230,9 @@ async fn inviting_an_unknown_puppet_asks_the_appservice_first(backend: Backend) 
         "the user query was made: {asked:#?}"
     );
     // Once the appservice registered the puppet, the invite goes through.
-    server.post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": "bridge_zed", "inhibit_login": true})).await;
+    server
+        .post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": "bridge_zed", "inhibit_login": true}))
+        .await;
     let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room_id}/invite"), Some(&carol.access_token), json!({"user_id": puppet})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
@@ -238,15 +240,15 @@ async fn inviting_an_unknown_puppet_asks_the_appservice_first(backend: Backend) 
 async fn typing_and_receipts_go_to_appservices_that_ask(backend: Backend) {
     let eager = FakeAppservice::start(Mode::Accept).await;
     let plain = FakeAppservice::start(Mode::Accept).await;
-    let registrations = [
-        registration("eager", Some(&eager.url()), "as-eager", "receive_ephemeral: true\n"),
-        registration("plain", Some(&plain.url()), "as-plain", ""),
-    ];
+    let registrations =
+        [registration("eager", Some(&eager.url()), "as-eager", "receive_ephemeral: true\n"), registration("plain", Some(&plain.url()), "as-plain", "")];
     let (server, _dir) = server(backend, &registrations, "").await;
     let carol = server.register("carol", "pw").await;
     let room_id = shared_room(&server, &carol.access_token, "as-eager").await;
     assert_eq!(server.post(&format!("/_matrix/client/v3/join/{room_id}"), Some("as-plain"), json!({})).await.0, StatusCode::OK);
-    let (_, sent) = server.put(&format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t"), Some(&carol.access_token), json!({"msgtype": "m.text", "body": "x"})).await;
+    let (_, sent) = server
+        .put(&format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t"), Some(&carol.access_token), json!({"msgtype": "m.text", "body": "x"}))
+        .await;
     let typing = format!("/_matrix/client/v3/rooms/{room_id}/typing/{}", crate::support::encode(&carol.user_id));
     assert_eq!(server.put(&typing, Some(&carol.access_token), json!({"typing": true, "timeout": 30000})).await.0, StatusCode::OK);
     let receipt = format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{}", crate::support::encode(sent["event_id"].as_str().unwrap()));

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use super::Deployment;
 use crate::{
     appservices::{
-        AS_TOKEN, files,
+        AS_TOKEN,
         fake::{FakeAppservice, Mode},
-        registration,
+        files, registration,
     },
     plugins::guest,
 };

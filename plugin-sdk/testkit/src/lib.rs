@@ -40,12 +40,12 @@
 pub mod push_gateway;
 
 pub use weft_plugin_runtime::{
-    CallFailure, CallStats, ConfigCheck, LoadError, PluginBackend, Role, Sso,
+    CallFailure, CallStats, ConfigCheck, LoadError, PluginBackend, Role, Sso, appservice,
     config::{HomeserverScope, OnError, PluginCapabilities, PluginLimitsConfig, PluginRole},
     egress::AddressPolicy,
     homeserver::{Profile, UserInfo},
     host_services::{HttpRequest, LogRecord},
     kv::KvError,
-    appservice, pusher, spam, sso,
+    pusher, spam, sso,
     testkit::{FakeHomeserver, HttpCall, TestClock, TestKv, TestPlugin, Testkit},
 };

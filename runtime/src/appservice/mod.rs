@@ -95,13 +95,20 @@ impl AppserviceCall {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
-    Reply { status: u16, body: String },
+    Reply {
+        status: u16,
+        body: String,
+    },
     /// The request could not be sent, or no answer came.
-    Unreachable { reason: String },
+    Unreachable {
+        reason: String,
+    },
     /// No answer within the deadline.
     Timeout,
     /// The plugin failed (or there is none): nothing is known of the appservice.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 impl Outcome {

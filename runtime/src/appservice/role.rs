@@ -69,9 +69,7 @@ impl Role for AppserviceNotifier {
         let call = call.clone();
         Box::pin(async move {
             match call {
-                AppserviceCall::PushTransaction { registration, txn_id, body } => {
-                    g.call_push_transaction(store, &to_wit(&registration), &txn_id, &body).await
-                }
+                AppserviceCall::PushTransaction { registration, txn_id, body } => g.call_push_transaction(store, &to_wit(&registration), &txn_id, &body).await,
                 AppserviceCall::QueryUser { registration, user_id } => g.call_query_user(store, &to_wit(&registration), &user_id).await,
                 AppserviceCall::QueryAlias { registration, alias } => g.call_query_alias(store, &to_wit(&registration), &alias).await,
                 AppserviceCall::GetProtocol { registration, protocol } => g.call_get_protocol(store, &to_wit(&registration), &protocol).await,

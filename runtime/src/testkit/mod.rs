@@ -50,6 +50,7 @@ pub use self::{
     services::{TestClock, TestKv},
 };
 use super::{
+    appservice::{AppserviceCall, AppserviceNotifier, Outcome},
     config_export::ConfigCheck,
     egress::AddressPolicy,
     engine::PluginEngine,
@@ -57,7 +58,6 @@ use super::{
     host_services::{HttpRequest, HttpResponse, LogRecord},
     kv::KvError,
     loaded::{CallStats, LoadedPlugin},
-    appservice::{AppserviceCall, AppserviceNotifier, Outcome},
     pusher::{Delivery, Notification, PushAnswer, PushCall, Pusher, PusherCheck, PusherInfo, Served},
     role::Role,
     spam::Spam,

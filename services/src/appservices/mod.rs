@@ -40,7 +40,10 @@ pub enum PingFailure {
     /// The registration's `url` is null.
     NoUrl,
     /// The appservice answered with this status and body.
-    BadStatus { status: u16, body: String },
+    BadStatus {
+        status: u16,
+        body: String,
+    },
     Timeout,
     /// Not sent, no answer, or the notifier failed.
     ConnectionFailed(String),

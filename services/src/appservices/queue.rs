@@ -98,7 +98,12 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &mut Option<i64>, senders: &HashMap<String, Arc<Notify>>) -> Result<(), StorageError> {
+async fn catch_up(
+    state: &Services,
+    stopped: &watch::Receiver<bool>,
+    position: &mut Option<i64>,
+    senders: &HashMap<String, Arc<Notify>>,
+) -> Result<(), StorageError> {
     let mut at = match *position {
         Some(at) => at,
         None => *position.insert(state.storage.appservice_stream_position().await?),
