@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{AS_TOKEN, registration, server};
 use crate::{
     on_both_backends,
-    support::{Backend, TestServer, errcode},
+    support::{Backend, TestServer, encode, errcode},
 };
 
 on_both_backends!(
@@ -22,11 +22,16 @@ on_both_backends!(
 );
 
 async fn get_as(server: &TestServer, path: &str, user_id: Option<&str>) -> (StatusCode, Value) {
-    let mut request = server.raw(Method::GET, path).bearer_auth(AS_TOKEN);
-    if let Some(user_id) = user_id {
-        request = request.query(&[("user_id", user_id)]);
-    }
-    server.send(request).await
+    let path = match user_id {
+        Some(user_id) => as_user(path, user_id),
+        None => path.to_owned(),
+    };
+    server.send(server.raw(Method::GET, &path).bearer_auth(AS_TOKEN)).await
+}
+
+/// `path` with the identity assertion `?user_id=`.
+fn as_user(path: &str, user_id: &str) -> String {
+    format!("{path}?user_id={}", encode(user_id))
 }
 
 async fn register_puppet(server: &TestServer, localpart: &str) -> (StatusCode, Value) {
@@ -61,12 +66,12 @@ async fn the_as_token_is_the_sender_and_user_id_masquerades_in_the_namespace(bac
     assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"), "{body}");
 
     // The puppet acts: it creates a room and sends into it.
-    let request = server.raw(Method::POST, "/_matrix/client/v3/createRoom").bearer_auth(AS_TOKEN).query(&[("user_id", &puppet)]).json(&json!({}));
+    let request = server.raw(Method::POST, &as_user("/_matrix/client/v3/createRoom", &puppet)).bearer_auth(AS_TOKEN).json(&json!({}));
     let (status, room) = server.send(request).await;
     assert_eq!(status, StatusCode::OK, "{room}");
     let room_id = room["room_id"].as_str().unwrap();
     let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t1");
-    let request = server.raw(Method::PUT, &path).bearer_auth(AS_TOKEN).query(&[("user_id", &puppet)]).json(&json!({"msgtype": "m.text", "body": "hi"}));
+    let request = server.raw(Method::PUT, &as_user(&path, &puppet)).bearer_auth(AS_TOKEN).json(&json!({"msgtype": "m.text", "body": "hi"}));
     let (status, sent) = server.send(request.try_clone().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{sent}");
     let (_, again) = server.send(request).await;
@@ -144,12 +149,12 @@ async fn an_appservice_without_rate_limits_is_not_limited(backend: Backend) {
         server(backend, &[registration("bridge", None, AS_TOKEN, "rate_limited: false\n"), registration("slow", None, "as-token-slow", "")], limits).await;
     register_puppet(&server, "bridge_alice").await;
     let puppet = server.user_id("bridge_alice");
-    let request = server.raw(Method::POST, "/_matrix/client/v3/createRoom").bearer_auth(AS_TOKEN).query(&[("user_id", &puppet)]).json(&json!({}));
+    let request = server.raw(Method::POST, &as_user("/_matrix/client/v3/createRoom", &puppet)).bearer_auth(AS_TOKEN).json(&json!({}));
     let (_, room) = server.send(request).await;
     let room_id = room["room_id"].as_str().unwrap().to_owned();
     for n in 0..6 {
         let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/n{n}");
-        let request = server.raw(Method::PUT, &path).bearer_auth(AS_TOKEN).query(&[("user_id", &puppet)]).json(&json!({"msgtype": "m.text", "body": "x"}));
+        let request = server.raw(Method::PUT, &as_user(&path, &puppet)).bearer_auth(AS_TOKEN).json(&json!({"msgtype": "m.text", "body": "x"}));
         let (status, body) = server.send(request).await;
         assert_eq!(status, StatusCode::OK, "message {n}: {body}");
     }
@@ -171,7 +176,7 @@ async fn an_appservice_without_rate_limits_is_not_limited(backend: Backend) {
     for n in 0..4 {
         let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/p{n}");
         let request =
-            server.raw(Method::PUT, &path).bearer_auth("as-token-slow").query(&[("user_id", &puppet)]).json(&json!({"msgtype": "m.text", "body": "x"}));
+            server.raw(Method::PUT, &as_user(&path, &puppet)).bearer_auth("as-token-slow").json(&json!({"msgtype": "m.text", "body": "x"}));
         let (status, _) = server.send(request).await;
         limited |= status == StatusCode::TOO_MANY_REQUESTS;
     }
@@ -187,14 +192,16 @@ async fn device_masquerading_needs_the_registration_flag_and_a_real_device(backe
     assert_eq!(body["device_id"], "PHONE", "{body}");
     let puppet = server.user_id("bridge_d");
     let whoami = |device: &str, token: &'static str, user: &str| {
-        server.raw(Method::GET, "/_matrix/client/v3/account/whoami").bearer_auth(token).query(&[("user_id", user), ("org.matrix.msc3202.device_id", device)])
+        server
+            .raw(Method::GET, &format!("{}&org.matrix.msc3202.device_id={device}", as_user("/_matrix/client/v3/account/whoami", user)))
+            .bearer_auth(token)
     };
     let (status, me) = server.send(whoami("PHONE", AS_TOKEN, &puppet)).await;
     assert_eq!((status, me["device_id"].as_str()), (StatusCode::OK, Some("PHONE")), "{me}");
     let (status, body) = server.send(whoami("NOPE", AS_TOKEN, &puppet)).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_EXCLUSIVE"), "{body}");
     let (status, me) = server
-        .send(server.raw(Method::GET, "/_matrix/client/v3/account/whoami").bearer_auth(AS_TOKEN).query(&[("user_id", puppet.as_str()), ("device_id", "PHONE")]))
+        .send(server.raw(Method::GET, &format!("{}&device_id=PHONE", as_user("/_matrix/client/v3/account/whoami", &puppet))).bearer_auth(AS_TOKEN))
         .await;
     assert_eq!((status, me["device_id"].as_str()), (StatusCode::OK, Some("PHONE")), "the stable parameter name: {me}");
     // Without the flag the parameter is ignored, as Synapse does.
