@@ -32,6 +32,10 @@ pub enum AuthKind {
     None,
     Optional,
     Required,
+    /// An appservice's token may come, and names the appservice only: its
+    /// `user_id` is not asserted (`/register`, `/login`, whose user may
+    /// not exist yet), as Synapse's `get_appservice_by_req`.
+    AppserviceOptional,
 }
 
 pub trait AuthRequirement {
@@ -55,7 +59,7 @@ impl AuthRequirement for AppserviceToken {
     const KIND: AuthKind = AuthKind::Required;
 }
 impl AuthRequirement for AppserviceTokenOptional {
-    const KIND: AuthKind = AuthKind::Optional;
+    const KIND: AuthKind = AuthKind::AppserviceOptional;
 }
 
 /// The authenticated caller of a request.
@@ -91,7 +95,8 @@ pub fn access_token(headers: &http::HeaderMap, query: Option<&str>) -> ApiResult
 }
 
 /// Resolves a token to its owner, or `M_UNKNOWN_TOKEN`; `query` is the
-/// request's query string, for an appservice's identity assertion.
+/// request's query string, for an appservice's identity assertion (none
+/// when it is `None`).
 pub async fn authenticate(services: &Services, token: &str, client_addr: &str, query: Option<&str>) -> ApiResult<Sender> {
     if let Some(service) = services.config.app_services.by_as_token(token) {
         if !service.accepts_address(client_addr.parse().ok()) {

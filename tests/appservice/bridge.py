@@ -146,7 +146,7 @@ def bridge(record, base):
     async def query_user(user_id):
         # The bridge knows every `bridge_` user: it registers the puppet, then says so.
         await appservice.intent.user(user_id).ensure_registered()
-        return {}
+        return {"registered": True}  # mautrix answers 404 for a falsy (empty) answer
 
     appservice = Recorder(
         record, server=base, domain=SERVER, as_token=AS_TOKEN, hs_token=HS_TOKEN, bot_localpart="bridgebot", id="bridge",

@@ -175,8 +175,7 @@ async fn an_appservice_without_rate_limits_is_not_limited(backend: Backend) {
     let mut limited = false;
     for n in 0..4 {
         let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/p{n}");
-        let request =
-            server.raw(Method::PUT, &as_user(&path, &puppet)).bearer_auth("as-token-slow").json(&json!({"msgtype": "m.text", "body": "x"}));
+        let request = server.raw(Method::PUT, &as_user(&path, &puppet)).bearer_auth("as-token-slow").json(&json!({"msgtype": "m.text", "body": "x"}));
         let (status, _) = server.send(request).await;
         limited |= status == StatusCode::TOO_MANY_REQUESTS;
     }
@@ -192,17 +191,14 @@ async fn device_masquerading_needs_the_registration_flag_and_a_real_device(backe
     assert_eq!(body["device_id"], "PHONE", "{body}");
     let puppet = server.user_id("bridge_d");
     let whoami = |device: &str, token: &'static str, user: &str| {
-        server
-            .raw(Method::GET, &format!("{}&org.matrix.msc3202.device_id={device}", as_user("/_matrix/client/v3/account/whoami", user)))
-            .bearer_auth(token)
+        server.raw(Method::GET, &format!("{}&org.matrix.msc3202.device_id={device}", as_user("/_matrix/client/v3/account/whoami", user))).bearer_auth(token)
     };
     let (status, me) = server.send(whoami("PHONE", AS_TOKEN, &puppet)).await;
     assert_eq!((status, me["device_id"].as_str()), (StatusCode::OK, Some("PHONE")), "{me}");
     let (status, body) = server.send(whoami("NOPE", AS_TOKEN, &puppet)).await;
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_EXCLUSIVE"), "{body}");
-    let (status, me) = server
-        .send(server.raw(Method::GET, &format!("{}&device_id=PHONE", as_user("/_matrix/client/v3/account/whoami", &puppet))).bearer_auth(AS_TOKEN))
-        .await;
+    let (status, me) =
+        server.send(server.raw(Method::GET, &format!("{}&device_id=PHONE", as_user("/_matrix/client/v3/account/whoami", &puppet))).bearer_auth(AS_TOKEN)).await;
     assert_eq!((status, me["device_id"].as_str()), (StatusCode::OK, Some("PHONE")), "the stable parameter name: {me}");
     // Without the flag the parameter is ignored, as Synapse does.
     server
