@@ -134,10 +134,10 @@ pub(crate) fn parse(path: &std::path::Path, text: &str, server_name: &str) -> Re
     });
     let namespaces = namespaces(root.get("namespaces"), &mut fail);
     let rate_limited = flag(&root, "rate_limited", &mut fail).unwrap_or(true);
-    let receive_ephemeral = ["receive_ephemeral", "de.sorunome.msc2409.push_ephemeral", "push_ephemeral"]
-        .into_iter()
-        .filter_map(|key| flag(&root, key, &mut fail))
-        .fold(false, |any, set| any || set);
+    // Every name is checked (each bad one is reported), then any set one counts.
+    let ephemeral_flags: Vec<bool> =
+        ["receive_ephemeral", "de.sorunome.msc2409.push_ephemeral", "push_ephemeral"].into_iter().filter_map(|key| flag(&root, key, &mut fail)).collect();
+    let receive_ephemeral = ephemeral_flags.contains(&true);
     let msc3202 = flag(&root, "org.matrix.msc3202", &mut fail).unwrap_or(false);
     let msc4190 = flag(&root, "io.element.msc4190", &mut fail).unwrap_or(false);
     let protocols = string_list(&root, "protocols", &mut fail);
