@@ -62,11 +62,11 @@ async fn a_pinned_notifier_delivers_from_both_persisters_and_survives_a_sigkill(
 
     // The appservice stops answering; worker1 dies in the middle of a transaction.
     appservice.set_mode(Mode::Hang);
+    let asked = appservice.received().len();
     for n in 0..4 {
         let (status, _) = deployment.send("main", &token, &rooms[n % 2], &format!("k{n}"), &format!("around the kill {n}")).await;
         assert_eq!(status, 200);
     }
-    let asked = appservice.received().len();
     appservice.wait_for(30, "a transaction in flight", |received| received.len() > asked).await;
     deployment.kill("worker1");
     appservice.set_mode(Mode::Accept);
