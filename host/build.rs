@@ -1,4 +1,4 @@
-//! Builds the reference plugins `plugins/spam-rules` and `plugins/http-pusher`
+//! Builds the reference plugins `plugins/spam-rules`, `plugins/http-pusher` and `plugins/appservice-http`
 //! for wasm32-wasip2 and puts them in `OUT_DIR`, so that the zero-setup start
 //! (`weft run` without `-c`) runs them with nothing to fetch or configure
 //! (`config::zero_setup`).
@@ -15,7 +15,7 @@ use std::{
 };
 
 /// Each plugin's package folder under `plugins/` and the component it builds.
-const PLUGINS: [(&str, &str); 2] = [("spam-rules", "spam_rules.wasm"), ("http-pusher", "http_pusher.wasm")];
+const PLUGINS: [(&str, &str); 3] = [("spam-rules", "spam_rules.wasm"), ("http-pusher", "http_pusher.wasm"), ("appservice-http", "appservice_http.wasm")];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -15,7 +15,9 @@
 # Environment: WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
 # WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379), WEFT_IDP_DIR (where the
 # provider's packages go; default node/idp beside $CARGO_TARGET_DIR, else
-# ~/.cache/weft/node/idp).
+# ~/.cache/weft/node/idp). Last, the matrix-nio client check and the
+# mautrix-python appservice check (tests/appservice), each in a venv in the
+# target directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -166,3 +168,14 @@ done
 "$venv/bin/python" tests/clients/nio_accounts.py "http://127.0.0.1:$port"
 "$venv/bin/python" tests/clients/nio_e2ee.py "http://127.0.0.1:$port"
 "$venv/bin/python" tests/clients/nio_media.py "http://127.0.0.1:$port"
+
+# A real application service, mautrix-python's AppService, against the real
+# binary (tests/appservice/bridge.py starts its own zero-setup weft with a
+# registration for it). Its packages are kept beside the target directory.
+say "running the mautrix-python appservice check"
+as_venv="$target_dir/appservice-venv"
+if [ ! -x "$as_venv/bin/python" ] || ! "$as_venv/bin/python" -c "import mautrix, aiohttp" 2>/dev/null; then
+    python3 -m venv "$as_venv"
+    "$as_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/appservice/requirements.txt
+fi
+"$as_venv/bin/python" tests/appservice/bridge.py "$target_dir/debug/weft"

@@ -244,7 +244,9 @@ async fn before_body(state: &AppState, parts: &Parts, auth_kind: AuthKind) -> Ap
         (AuthKind::None, _) => None,
         (AuthKind::Required, None) => return Err(ApiError::missing_token()),
         (AuthKind::Optional, None) => None,
-        (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr).await?),
+        (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr, parts.uri.query()).await?),
+        (AuthKind::AppserviceOptional, None) => None,
+        (AuthKind::AppserviceOptional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr, None).await?),
     };
     let limit = match sender {
         Some(_) => state.config.max_request_body_size(),

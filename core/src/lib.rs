@@ -4,6 +4,8 @@
 //! - [`config`]: the TOML schema with Synapse's option names, merging several
 //!   files, validation with every error at once (plus the checks a caller
 //!   adds, such as the plugin runtime's).
+//! - [`appservice`]: application service registrations and their namespaces
+//!   (read from `app_service_config_files` by `config`).
 //! - [`streams`]: the streams' names, who writes each, and which events
 //!   persister owns a room.
 //! - [`endpoint_groups`]: the endpoint groups of Synapse's worker
@@ -23,6 +25,7 @@
 //! `weft-api` (HTTP), `weft-router`, and the `weft` binary.
 
 pub mod access_token;
+pub mod appservice;
 pub mod config;
 pub mod crypto;
 pub mod endpoint_groups;

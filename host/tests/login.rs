@@ -29,7 +29,8 @@ async fn login_flows_offer_password(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (status, body) = server.get(LOGIN, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["flows"], json!([{"type": "m.login.password"}]));
+    // As Synapse, appservices' login type is always listed, last.
+    assert_eq!(body["flows"], json!([{"type": "m.login.password"}, {"type": "m.login.application_service"}]));
 }
 
 async fn password_login_by_identifier_legacy_user_and_full_id(backend: Backend) {

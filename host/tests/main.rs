@@ -9,6 +9,7 @@
 mod support;
 
 mod accounts;
+mod appservices;
 mod backup;
 mod bad_input;
 mod client_address;

@@ -138,7 +138,7 @@ async fn zero_setup_start_registers_and_survives_a_restart() {
 
 #[tokio::test]
 async fn zero_setup_runs_the_built_in_reference_plugins() {
-    use weft::config::zero_setup::{HTTP_PUSHER, REFERENCE_PLUGINS, SPAM_RULES};
+    use weft::config::zero_setup::{APPSERVICE_HTTP, HTTP_PUSHER, REFERENCE_PLUGINS, SPAM_RULES};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
@@ -152,6 +152,8 @@ async fn zero_setup_runs_the_built_in_reference_plugins() {
     let config = std::fs::read_to_string(data.join("weft.toml")).unwrap();
     assert!(config.contains("name = \"spam-rules\"") && config.contains(&format!("path = \"{}\"", SPAM_RULES.path)), "{config}");
     assert!(config.contains("name = \"http-pusher\"\nrole = \"pusher\"") && config.contains(&format!("path = \"{}\"", HTTP_PUSHER.path)), "{config}");
+    let notifier = format!("name = \"appservice-http\"\nrole = \"appservice-notifier\"\npath = \"{}\"", APPSERVICE_HTTP.path);
+    assert!(config.contains(&notifier), "{config}");
 
     // Give it a rule, as an operator would, and start again: the plugin runs.
     let with_rule = config.replace("# body_patterns = ", "body_patterns = ");

@@ -30,9 +30,10 @@
 //! trait's `validate_config` (see [`spam::SpamChecker::validate_config`]);
 //! `weft check-config` and every server start ask it.
 //!
-//! Built against `weft:plugin@0.1.2` ([`WIT_VERSION`]); which Weft runs
+//! Built against `weft:plugin@0.1.3` ([`WIT_VERSION`]); which Weft runs
 //! what is the versioning rule in the SDK's README.
 
+pub mod appservice;
 pub mod homeserver;
 pub mod host;
 pub mod pusher;
@@ -44,7 +45,7 @@ pub use host::{PluginConfig, PluginError, http, kv, log, now_ms, random_bytes};
 pub use serde_json;
 
 /// The version of the WIT package (`weft:plugin`) this SDK targets.
-pub const WIT_VERSION: &str = "0.1.2";
+pub const WIT_VERSION: &str = "0.1.3";
 
 /// What a plugin says about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,14 +85,15 @@ pub mod bindings {
         inline: "
             package weft:sdk;
             world imports {
-                import weft:plugin/host@0.1.2;
-                import weft:plugin/homeserver@0.1.2;
+                import weft:plugin/host@0.1.3;
+                import weft:plugin/homeserver@0.1.3;
             }
         ",
         world: "weft:sdk/imports",
         generate_all,
     });
 
+    pub use weft_plugin_sdk_appservice_notifier_bindings as appservice_notifier;
     pub use weft_plugin_sdk_pusher_bindings as pusher;
     pub use weft_plugin_sdk_spam_checker_bindings as spam_checker;
     pub use weft_plugin_sdk_sso_provider_bindings as sso_provider;

@@ -16,8 +16,8 @@
 //! (`version`), the forwarder for a plugin pinned to other instances and
 //! the serving side of it (`remote`), the testkit (`testkit`, re-exported by
 //! `plugin-sdk/testkit` for plugin authors), and the roles: spam checking
-//! (`spam`), logging in with an identity provider (`sso`) and pushers
-//! (`pusher`).
+//! (`spam`), logging in with an identity provider (`sso`), pushers
+//! (`pusher`) and the appservice notifier (`appservice`).
 //!
 //! May call: wasmtime, the `metrics` facade, reqwest (`http-send`). What the
 //! server provides is behind traits it implements: the key-value store
@@ -41,6 +41,7 @@ mod bindings;
 /// `[[plugins]]`: the schema, a crate of its own (`weft-plugin-config`) so
 /// that the server's configuration embeds it without building wasmtime.
 pub use weft_plugin_config as config;
+pub mod appservice;
 pub mod config_export;
 pub mod egress;
 pub mod engine;
@@ -67,6 +68,7 @@ pub mod version;
 
 use std::sync::Arc;
 
+pub use appservice::{AppserviceNotifier, AppserviceNotifiers};
 pub use config::Deployment;
 pub use config_export::ConfigCheck;
 pub use error::{CallFailure, LoadError};
@@ -91,6 +93,8 @@ pub struct Plugins {
     pub sso: SsoProviders,
     /// The pusher plugins, in configuration order.
     pub pushers: PusherPlugins,
+    /// The appservice notifier (the first configured, if any).
+    pub appservices: AppserviceNotifiers,
     /// The plugins this instance runs, which other instances' calls reach.
     pub hosted: HostedPlugins,
 }
@@ -108,6 +112,7 @@ pub async fn load_all(
     let mut spam_chain: Vec<Arc<dyn PluginBackend<Spam>>> = Vec::new();
     let mut sso_providers: Vec<Arc<dyn PluginBackend<Sso>>> = Vec::new();
     let mut pushers: Vec<Arc<dyn PluginBackend<Pusher>>> = Vec::new();
+    let mut notifiers: Vec<Arc<dyn PluginBackend<AppserviceNotifier>>> = Vec::new();
     let mut hosted: Vec<Arc<dyn Hosted>> = Vec::new();
     for plugin in plugins {
         match plugin.role {
@@ -117,12 +122,16 @@ pub async fn load_all(
             }
             PluginRole::SsoProvider => sso_providers.push(backend::<Sso>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?),
             PluginRole::Pusher => pushers.push(backend::<Pusher>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?),
+            PluginRole::AppserviceNotifier => {
+                notifiers.push(backend::<AppserviceNotifier>(engine.as_ref(), plugin, instance, &services, &transport, &mut hosted).await?)
+            }
         }
     }
     Ok(Plugins {
         spam_checker: SpamCheckers::from_backends(spam_chain),
         sso: SsoProviders::new(sso_providers),
         pushers: PusherPlugins::new(pushers),
+        appservices: AppserviceNotifiers::new(notifiers),
         hosted: HostedPlugins::new(hosted),
     })
 }

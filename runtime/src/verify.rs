@@ -16,6 +16,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use super::{
+    appservice::AppserviceNotifier,
     config_export::{self, ConfigCheck},
     egress::Egress,
     engine::{EngineSettings, PluginEngine},
@@ -135,6 +136,7 @@ pub fn check(plugins: &[PluginConfig], deployment: &Deployment, fail: &mut dyn F
             PluginRole::SpamChecker => fits::<Spam>(&engine.linker, &component).map(drop),
             PluginRole::SsoProvider => fits::<Sso>(&engine.linker, &component).map(drop),
             PluginRole::Pusher => fits::<Pusher>(&engine.linker, &component).map(drop),
+            PluginRole::AppserviceNotifier => fits::<AppserviceNotifier>(&engine.linker, &component).map(drop),
         });
         if let Err(reason) = fits {
             fail(&at, format!("{} does not fit the `{}` world of weft:plugin@{WIT_VERSION}: {reason}", plugin.path.display(), plugin.role.as_str()));
@@ -165,6 +167,7 @@ fn ask_plugins(engine: &PluginEngine, plugins: &[PluginConfig], indices: &[usize
                 PluginRole::SpamChecker => ask::<Spam>(engine, plugin, instance).await,
                 PluginRole::SsoProvider => ask::<Sso>(engine, plugin, instance).await,
                 PluginRole::Pusher => ask::<Pusher>(engine, plugin, instance).await,
+                PluginRole::AppserviceNotifier => ask::<AppserviceNotifier>(engine, plugin, instance).await,
             };
             match answer {
                 Ok(ConfigCheck::NotExported | ConfigCheck::Valid) => {}

@@ -15,6 +15,9 @@
 //!   `media_store_path`, downloads and thumbnails.
 //! - [`user_directory`]: who `/user_directory/search` finds, and the
 //!   background updater that keeps it from the events stream.
+//! - [`appservices`]: what the server asks application services (ping,
+//!   user and alias queries, third-party lookups) through the
+//!   appservice-notifier plugin.
 //! - [`jobs`]: the rule every background consumer follows.
 //! - [`plugins`]: the plugin runtime (`weft-plugin-runtime`) re-exported and
 //!   wired to this server's configuration, storage and internal API.
@@ -24,6 +27,7 @@
 //! another through the one `Services` struct; they live in one crate
 //! because of it (see docs/development.md).
 
+pub mod appservices;
 #[cfg(test)]
 mod input_properties;
 pub mod jobs;

@@ -23,7 +23,7 @@ use weft_core::ratelimit::RateLimiters;
 use weft_storage::{Storage, StorageError, Stream};
 
 use crate::{
-    plugins::{HostedPlugins, LiveServices, LoadError, PusherPlugins, SpamCheckers},
+    plugins::{AppserviceNotifiers, HostedPlugins, LiveServices, LoadError, PusherPlugins, SpamCheckers},
     rooms::Rooms,
     sync::Notifier,
 };
@@ -50,6 +50,9 @@ pub struct Services {
     /// instances that host them: `/pushers/set` asks them whether a pusher
     /// is valid (`check_pusher`), the push sender delivers through them.
     pub pushers: PusherPlugins,
+    /// The appservice notifier plugin, run here or on the instance that
+    /// hosts it (`notify_appservices_from_worker`): see `crate::appservices`.
+    pub appservices: AppserviceNotifiers,
     /// The plugins this instance runs (of every role), which the internal
     /// route runs for the other instances.
     pub hosted_plugins: HostedPlugins,
@@ -135,6 +138,7 @@ impl Services {
         }
         if config.is_main_process() {
             storage.migrate().await?;
+            register_appservice_senders(&config, &storage).await?;
         } else {
             storage.wait_for_migrations().await?;
         }
@@ -172,6 +176,7 @@ impl Services {
         Ok(Arc::new(Self {
             spam_checker: plugins.spam_checker,
             pushers: plugins.pushers,
+            appservices: plugins.appservices,
             hosted_plugins: plugins.hosted,
             rate_limits: RateLimiters::from_config(&config),
             server_name,
@@ -189,4 +194,21 @@ impl Services {
             config,
         }))
     }
+}
+
+/// Each appservice's sender user gets an account (no password) if it has
+/// none, so that it has a profile and shows up as any user does.
+async fn register_appservice_senders(config: &Config, storage: &Storage) -> Result<(), StartupError> {
+    for service in config.app_services.all() {
+        if storage.user(&service.sender).await?.is_some() {
+            continue;
+        }
+        let user = weft_storage::NewUser { user_id: &service.sender, password_hash: None, admin: false, shadow_banned: false, user_type: None };
+        match storage.create_user(user, None).await {
+            Ok(()) => tracing::info!(user_id = %service.sender, appservice = %service.id, "registered an appservice's sender user"),
+            Err(weft_storage::StorageError::Conflict) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(())
 }

@@ -163,6 +163,18 @@ impl Typing {
         true
     }
 
+    /// Every room whose typists changed after `since`, with who types there now.
+    pub fn rooms_changed_since(&self, since: i64) -> Vec<(OwnedRoomId, Vec<OwnedUserId>)> {
+        let rooms: Vec<OwnedRoomId> = self.lock().rooms.iter().filter(|(_, room)| room.serial > since).map(|(room_id, _)| room_id.clone()).collect();
+        rooms
+            .into_iter()
+            .map(|room_id| {
+                let users = self.current(&room_id);
+                (room_id, users)
+            })
+            .collect()
+    }
+
     /// The room's typists if it changed after `since` (capped to the current
     /// position, see the module doc).
     pub fn changed_since(&self, room_id: &RoomId, since: i64) -> Option<Vec<OwnedUserId>> {

@@ -21,6 +21,7 @@
 
 mod account_data;
 mod aliases;
+mod appservices;
 mod cross_signing;
 mod devices;
 mod dialect;
@@ -57,6 +58,7 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
 pub use account_data::AccountDataEntry;
+pub use appservices::QueuedItem;
 pub use cross_signing::KeySignature;
 pub use devices::{Device, NewSession, TokenOwner};
 pub use dialect::Dialect;

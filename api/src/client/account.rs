@@ -18,7 +18,8 @@ use crate::{error::ApiResult, ruma_route::Ruma, uia};
 pub async fn whoami(_: AppState, request: Ruma<whoami::v3::Request>) -> ApiResult<whoami::v3::Response> {
     let sender = request.sender()?;
     let mut response = whoami::v3::Response::new(sender.user_id.clone(), false);
-    response.device_id = Some(sender.device_id.clone());
+    // An appservice acting without a device has none to show.
+    response.device_id = sender.has_device.then(|| sender.device_id.clone());
     Ok(response)
 }
 

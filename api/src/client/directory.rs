@@ -4,6 +4,9 @@
 //! Creating an alias needs membership of the room; deleting one needs to be
 //! its creator, a server admin, or allowed to set the room's canonical alias
 //! (as Synapse). Publishing needs the power to set the canonical alias.
+//! Aliases in an appservice's exclusive namespace are its own (`M_EXCLUSIVE`
+//! for others); an appservice manages those of its namespace without being
+//! in the room (`appservice::may_modify_alias`).
 
 use ruma::{
     RoomAliasId, RoomId, UInt, UserId,
@@ -63,8 +66,10 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
     let body = &request.body;
     local_alias(&state, &body.room_alias)?;
     check_alias_localpart(body.room_alias.alias())?;
+    super::appservice::may_modify_alias(&state, sender, &body.room_alias)?;
     let room = room_state(&state, &body.room_id).await?;
-    if room.membership_of(&sender.user_id).as_deref() != Some("join") {
+    // As Synapse, an appservice needs only the alias in its namespace.
+    if sender.appservice.is_none() && room.membership_of(&sender.user_id).as_deref() != Some("join") {
         return Err(ApiError::forbidden("You must be in the room to give it an alias"));
     }
     super::spam_allows(state.spam_checker.user_may_create_room_alias(&sender.user_id, &body.room_alias).await, "You are not permitted to create this alias")?;
@@ -77,8 +82,21 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
 
 pub async fn get(state: AppState, request: Ruma<get_alias::v3::Request>) -> ApiResult<get_alias::v3::Response> {
     let alias = &request.body.room_alias;
-    let (room_id, _) = state.storage.alias(alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?;
+    let room_id = resolve_alias(&state, alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?;
     Ok(get_alias::v3::Response::new(room_id, vec![state.server_name.clone()]))
+}
+
+/// The room a local alias points at; an alias this server lacks is asked of
+/// the appservices claiming it (Synapse's alias query: the appservice creates
+/// the room and the alias before it answers 200).
+pub(super) async fn resolve_alias(state: &Services, alias: &RoomAliasId) -> ApiResult<Option<ruma::OwnedRoomId>> {
+    if let Some((room_id, _)) = state.storage.alias(alias).await? {
+        return Ok(Some(room_id));
+    }
+    if alias.server_name() != state.server_name || !weft_services::appservices::query_alias(state, alias.as_str()).await {
+        return Ok(None);
+    }
+    Ok(state.storage.alias(alias).await?.map(|(room_id, _)| room_id))
 }
 
 pub async fn delete(state: AppState, request: Ruma<delete_alias::v3::Request>) -> ApiResult<delete_alias::v3::Response> {
@@ -86,9 +104,11 @@ pub async fn delete(state: AppState, request: Ruma<delete_alias::v3::Request>) -
     let alias = &request.body.room_alias;
     local_alias(&state, alias)?;
     let (room_id, creator) = state.storage.alias(alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?;
-    if !may_delete(&state, sender, &room_id, &creator).await? {
+    // As Synapse: an appservice deletes the aliases of its namespace.
+    if sender.appservice.is_none() && !may_delete(&state, sender, &room_id, &creator).await? {
         return Err(ApiError::forbidden("You may not delete this alias"));
     }
+    super::appservice::may_modify_alias(&state, sender, alias)?;
     state.storage.delete_alias(alias).await?;
     drop_from_canonical_alias(&state, &sender.user_id, &room_id, alias).await?;
     Ok(delete_alias::v3::Response::new())
@@ -203,7 +223,8 @@ pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::
 
 pub async fn public_rooms(state: AppState, request: Ruma<get_public_rooms::v3::Request>) -> ApiResult<get_public_rooms::v3::Response> {
     let body = &request.body;
-    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), None, &[]).await?;
+    let network = ruma::directory::RoomNetwork::Matrix;
+    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), None, &[], &network).await?;
     let mut response = get_public_rooms::v3::Response::new(Vec::new());
     (response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate) = page;
     Ok(response)
@@ -215,7 +236,7 @@ pub async fn public_rooms_filtered(
 ) -> ApiResult<get_public_rooms_filtered::v3::Response> {
     let body = &request.body;
     let term = body.filter.generic_search_term.as_deref();
-    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), term, &body.filter.room_types).await?;
+    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), term, &body.filter.room_types, &body.room_network).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     (response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate) = page;
     Ok(response)
@@ -226,7 +247,10 @@ type Page = (Vec<PublicRoomsChunk>, Option<String>, Option<String>, Option<UInt>
 /// Published rooms, most members first, matched against the search term on
 /// name, topic and alias, and of one of `room_types` when any is given
 /// (`null` among them meaning rooms without a type); `since` tokens are
-/// offsets (`o{n}`).
+/// offsets (`o{n}`). `network`: the Matrix directory, an appservice's
+/// network (`{appservice_id}|{network_id}`, as `/thirdparty/protocols`
+/// names its instances), or all of them.
+#[allow(clippy::too_many_arguments)]
 async fn directory_page(
     state: &Services,
     server: Option<&ruma::ServerName>,
@@ -234,6 +258,7 @@ async fn directory_page(
     since: Option<&str>,
     term: Option<&str>,
     room_types: &[ruma::directory::RoomTypeFilter],
+    network: &ruma::directory::RoomNetwork,
 ) -> ApiResult<Page> {
     if server.is_some_and(|server| server != state.server_name) {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Other servers' directories are not available yet"));
@@ -245,7 +270,22 @@ async fn directory_page(
     let limit = limit.map_or(MAX_PAGE, |limit| (u64::from(limit) as usize).clamp(1, MAX_PAGE));
     let term = term.map(str::to_lowercase).filter(|term| !term.is_empty());
 
-    let mut published = state.storage.published_rooms().await?;
+    use ruma::directory::RoomNetwork;
+    let mut published = match network {
+        RoomNetwork::Matrix => state.storage.published_rooms().await?,
+        RoomNetwork::All => {
+            let mut all = state.storage.published_rooms().await?;
+            all.extend(state.storage.appservice_listed_rooms(None).await?);
+            all.sort();
+            all.dedup_by(|a, b| a.0 == b.0);
+            all
+        }
+        RoomNetwork::ThirdParty(instance) => match instance.split_once('|') {
+            Some((appservice_id, network_id)) => state.storage.appservice_listed_rooms(Some((appservice_id, network_id))).await?,
+            None => return Err(ApiError::invalid_param(format!("Unknown third_party_instance_id `{instance}`"))),
+        },
+        _ => Vec::new(),
+    };
     published.sort_by(|(a_id, a_n), (b_id, b_n)| b_n.cmp(a_n).then_with(|| a_id.cmp(b_id)));
     let mut rooms = Vec::new();
     for (room_id, joined) in published {

@@ -77,6 +77,9 @@ fn checked_key(sender: &Sender, id: &OwnedOneTimeKeyId, key: &Value, ed25519: Op
 
 pub async fn upload(state: AppState, request: Ruma<upload_keys::v3::Request>) -> ApiResult<upload_keys::v3::Response> {
     let sender = request.sender()?;
+    if !sender.has_device {
+        return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "To upload keys, you must pass device_id when authenticating"));
+    }
     let body = &request.body;
     let storage = &state.storage;
     let device_keys = body.device_keys.as_ref().map(json_of).transpose()?;

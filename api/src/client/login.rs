@@ -1,4 +1,5 @@
-//! `GET /login` (flows), `POST /login` with `m.login.password`, and
+//! `GET /login` (flows), `POST /login` with `m.login.password` or (an
+//! appservice for a user of its namespace) `m.login.application_service`, and
 //! `POST /refresh` (always an unknown token: none are issued).
 //!
 //! Rate limits as Synapse: every attempt per client address; failed attempts
@@ -17,7 +18,7 @@ use ruma::{
     api::{
         client::{
             session::{
-                get_login_types::v3::{self as login_types, LoginType, PasswordLoginType},
+                get_login_types::v3::{self as login_types, ApplicationServiceLoginType, LoginType, PasswordLoginType},
                 login::v3::{LoginInfo, Request, Response},
             },
             uiaa::UserIdentifier,
@@ -41,6 +42,7 @@ pub async fn login_types(state: AppState, _: Ruma<login_types::Request>) -> ApiR
     if state.config.password_config.enabled {
         flows.push(LoginType::Password(PasswordLoginType::new()));
     }
+    flows.push(LoginType::ApplicationService(ApplicationServiceLoginType::new()));
     Ok(login_types::Response::new(flows))
 }
 
@@ -50,6 +52,9 @@ fn invalid_credentials() -> ApiError {
 
 pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Response> {
     let body = &request.body;
+    if let LoginInfo::ApplicationService(info) = &body.login_info {
+        return appservice_login(&state, &request, info).await;
+    }
     state.rate_limits.login_address.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
     let LoginInfo::Password(credentials) = &body.login_info else {
         return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Unknown login type"));
@@ -98,6 +103,47 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
     state.storage.open_session(&user.user_id, session.to_store(body.initial_device_display_name.as_deref(), &request.client_addr)).await?;
     state.stream_advanced(weft_storage::Stream::DeviceLists);
     let mut response = Response::new(user.user_id, session.access_token, session.device_id);
+    #[allow(deprecated)]
+    {
+        response.home_server = Some(state.server_name.clone());
+    }
+    Ok(response)
+}
+
+/// `m.login.application_service`: a new device for a user of the calling
+/// appservice's namespace, which must exist (Synapse: 403 otherwise). An
+/// appservice that manages its devices itself (`io.element.msc4190`) may
+/// not use it, as Synapse.
+async fn appservice_login(state: &Services, request: &Ruma<Request>, info: &ruma::api::client::session::login::v3::ApplicationService) -> ApiResult<Response> {
+    let body = &request.body;
+    let Some(service) = request.sender.as_ref().and_then(|sender| sender.appservice.clone()) else {
+        return Err(ApiError::unknown_token(false));
+    };
+    if service.msc4190 {
+        return Err(ApiError::unknown_token(false));
+    }
+    #[allow(deprecated)]
+    let name = match (&info.identifier, &info.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
+        (Some(_), _) => return Err(ApiError::forbidden("Only the m.id.user identifier is supported")),
+        (None, Some(user)) => user.clone(),
+        (None, None) => return Err(ApiError::missing_param("Missing identifier: expected `identifier` with type m.id.user")),
+    };
+    let user_id = qualify(state, &name).map_err(|_| ApiError::forbidden("Invalid access_token"))?;
+    if !service.is_interested_in_user(&user_id) {
+        return Err(ApiError::forbidden("Invalid access_token"));
+    }
+    let user = state.storage.user(&user_id).await?.ok_or_else(|| ApiError::forbidden("Invalid access_token"))?;
+    if user.deactivated {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated"));
+    }
+    if service.is_rate_limited(&user_id) {
+        state.rate_limits.login_account.acquire(&user_id.as_str().to_lowercase()).map_err(ApiError::limit_exceeded)?;
+    }
+    let session = IssuedSession::new(body.device_id.clone());
+    state.storage.open_session(&user_id, session.to_store(body.initial_device_display_name.as_deref(), &request.client_addr)).await?;
+    state.stream_advanced(weft_storage::Stream::DeviceLists);
+    let mut response = Response::new(user_id, session.access_token, session.device_id);
     #[allow(deprecated)]
     {
         response.home_server = Some(state.server_name.clone());

@@ -3,6 +3,8 @@
 
 mod account;
 mod account_data;
+mod appservice;
+mod appservice_api;
 mod backup;
 mod capabilities;
 mod cross_signing;
@@ -133,6 +135,8 @@ pub fn routes(table: &mut RouteTable) {
         .add::<aliases::v3::Request, _, _>(G::ClientReads, directory::room_aliases)
         .add::<get_room_visibility::v3::Request, _, _>(G::ClientReads, directory::get_visibility)
         .add::<directory::set_room_visibility::Request, _, _>(G::Directory, directory::set_visibility)
+        .add::<ruma::api::client::appservice::set_room_visibility::v3::Request, _, _>(G::Directory, appservice_api::set_network_visibility)
+        .add::<ruma::api::client::appservice::request_ping::v1::Request, _, _>(G::ClientReads, appservice_api::ping)
         .add::<get_public_rooms::v3::Request, _, _>(G::ClientReads, directory::public_rooms)
         .add::<get_public_rooms_filtered::v3::Request, _, _>(G::ClientReads, directory::public_rooms_filtered)
         .add::<listed::get_context::Request, _, _>(G::ClientReads, room_context::context)

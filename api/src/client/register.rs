@@ -13,7 +13,7 @@ use ruma::{
     api::{
         client::account::{
             get_username_availability,
-            register::{RegistrationKind, v3::Request},
+            register::{LoginType, RegistrationKind, v3::Request},
         },
         error::ErrorKind,
     },
@@ -39,6 +39,25 @@ use crate::{
 /// write `"device_id": null`).
 pub async fn register(state: AppState, request: Ruma<Reshaped<Request>>) -> ApiResult<json_body::Response> {
     let body = &request.body.0;
+    // An appservice registers its users its own way; any other token is refused.
+    if matches!(body.login_type, Some(LoginType::ApplicationService)) {
+        let device_id = body.device_id.clone();
+        let display_name = body.initial_device_display_name.as_deref();
+        let sender = request.sender.as_ref();
+        let registered =
+            super::appservice::register(&state, sender, body.username.as_deref(), device_id, display_name, body.inhibit_login, &request.client_addr);
+        return Ok(json_body::Response::new(registered.await?));
+    }
+    match &request.sender {
+        Some(sender) if sender.appservice.is_some() => {
+            return Err(ApiError::unknown(
+                StatusCode::BAD_REQUEST,
+                "An access token should not be provided on requests to /register without a 'type' of m.login.application_service",
+            ));
+        }
+        Some(_) => return Err(ApiError::unknown_token(false)),
+        None => {}
+    }
     state.rate_limits.registration.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
     match body.kind {
         RegistrationKind::User => {}
@@ -75,6 +94,7 @@ pub async fn register(state: AppState, request: Ruma<Reshaped<Request>>) -> ApiR
     let user_id = match &params.username {
         Some(name) => {
             let user_id = validate_new_localpart(&state, &name.to_lowercase())?;
+            super::appservice::user_not_exclusive(&state, &user_id, None)?;
             if state.storage.user_id_taken(&user_id).await? {
                 return Err(ApiError::user_in_use());
             }
@@ -144,6 +164,7 @@ pub async fn available(state: AppState, request: Ruma<get_username_availability:
     // Unlike `/register`, which lowercases the name, Synapse checks it as
     // typed here, so a client can tell its user that capitals are not kept.
     let user_id = validate_new_localpart(&state, &request.body.username)?;
+    super::appservice::user_not_exclusive(&state, &user_id, None)?;
     if state.storage.user_id_taken(&user_id).await? {
         return Err(ApiError::user_in_use());
     }
@@ -189,7 +210,7 @@ async fn generate_user_id(state: &Services) -> ApiResult<OwnedUserId> {
     loop {
         let localpart = format!("u{}", token::random_string(10).to_lowercase());
         let user_id = validate_new_localpart(state, &localpart)?;
-        if !state.storage.user_id_taken(&user_id).await? {
+        if !state.storage.user_id_taken(&user_id).await? && super::appservice::user_not_exclusive(state, &user_id, None).is_ok() {
             return Ok(user_id);
         }
     }

@@ -83,13 +83,16 @@ fn size_allows(candidate: &Value) -> ApiResult<()> {
 }
 
 /// `rc_message`, as Synapse applies it: to every non-membership event a user sends.
-fn rate_limit(state: &Services, user_id: &UserId) -> ApiResult<()> {
-    state.rate_limits.message.acquire(user_id.as_str()).map_err(ApiError::limit_exceeded)
+fn rate_limit(state: &Services, sender: &crate::auth::Sender) -> ApiResult<()> {
+    if !sender.rate_limited {
+        return Ok(());
+    }
+    state.rate_limits.message.acquire(sender.user_id.as_str()).map_err(ApiError::limit_exceeded)
 }
 
 pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request>) -> ApiResult<send_message_event::v3::Response> {
     let sender = request.sender()?;
-    rate_limit(&state, &sender.user_id)?;
+    rate_limit(&state, sender)?;
     let body = &request.body;
     let kind = body.event_type.to_string();
     if kind == "m.room.redaction" || kind.is_empty() {
@@ -119,7 +122,7 @@ pub async fn send(state: AppState, request: Ruma<send_message_event::v3::Request
 
 pub async fn put_state(state: AppState, request: Ruma<send_state_event::v3::Request>) -> ApiResult<send_state_event::v3::Response> {
     let sender = request.sender()?;
-    rate_limit(&state, &sender.user_id)?;
+    rate_limit(&state, sender)?;
     let body = &request.body;
     let kind = body.event_type.to_string();
     if kind == "m.room.member" && UserId::parse(&body.state_key).is_err() {
@@ -315,7 +318,7 @@ pub async fn redact(
 ) -> ApiResult<ruma::api::client::redact::redact_event::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
-    rate_limit(&state, &sender.user_id)?;
+    rate_limit(&state, sender)?;
     let event_id = state
         .rooms
         .redact(&state, &body.room_id, &sender.user_id, &body.event_id, body.reason.as_deref(), (&sender.device_id, request.action.as_str()))

@@ -58,7 +58,11 @@ fn alias_from_name(state: &AppState, name: &str) -> ApiResult<ruma::OwnedRoomAli
 /// `rc_room_creation`, as Synapse applies it to `createRoom` and upgrades:
 /// checked first, then the request counts against `rc_message` too, then
 /// against `rc_room_creation`.
-pub(super) fn limit_room_creation(state: &AppState, user_id: &UserId) -> ApiResult<()> {
+pub(super) fn limit_room_creation(state: &AppState, sender: &crate::auth::Sender) -> ApiResult<()> {
+    if !sender.rate_limited {
+        return Ok(());
+    }
+    let user_id = &sender.user_id;
     let limits = &state.rate_limits;
     limits.room_creation.peek(user_id.as_str()).map_err(ApiError::limit_exceeded)?;
     limits.message.acquire(user_id.as_str()).map_err(ApiError::limit_exceeded)?;
@@ -67,7 +71,11 @@ pub(super) fn limit_room_creation(state: &AppState, user_id: &UserId) -> ApiResu
 
 /// `rc_invites`, as Synapse applies it to one invite: by room, by invitee,
 /// then by inviter, each counted as it passes.
-fn limit_invite(state: &AppState, room_id: &RoomId, inviter: &UserId, invitee: &UserId) -> ApiResult<()> {
+fn limit_invite(state: &AppState, room_id: &RoomId, sender: &crate::auth::Sender, invitee: &UserId) -> ApiResult<()> {
+    if !sender.rate_limited {
+        return Ok(());
+    }
+    let inviter = &sender.user_id;
     let limits = &state.rate_limits;
     limits.invites_per_room.acquire(room_id.as_str()).map_err(ApiError::limit_exceeded)?;
     limits.invites_per_user.acquire(invitee.as_str()).map_err(ApiError::limit_exceeded)?;
@@ -78,8 +86,13 @@ fn limit_invite(state: &AppState, room_id: &RoomId, inviter: &UserId, invitee: &
 /// accepts such invites (they wait for someone to register the name); Weft
 /// refuses them, as Dendrite does, so that a client cannot fill rooms with
 /// invites nobody can answer.
+/// A user an appservice claims is asked of it first (Synapse's user query):
+/// the appservice registers its puppet and answers 200, and the invite goes on.
 async fn invitee_exists(state: &AppState, invitee: &UserId) -> ApiResult<()> {
-    if invitee.server_name() == state.server_name && state.storage.user(invitee).await?.is_none() {
+    if invitee.server_name() == state.server_name
+        && state.storage.user(invitee).await?.is_none()
+        && !(weft_services::appservices::query_user(state, invitee.as_str()).await && state.storage.user(invitee).await?.is_some())
+    {
         return Err(ApiError::not_found(format!("Unknown user {invitee}")));
     }
     Ok(())
@@ -88,7 +101,7 @@ async fn invitee_exists(state: &AppState, invitee: &UserId) -> ApiResult<()> {
 pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) -> ApiResult<create_room::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
-    limit_room_creation(&state, &sender.user_id)?;
+    limit_room_creation(&state, sender)?;
     if body.initial_state.len() > weft_services::rooms::create::MAX_INITIAL_STATE {
         return Err(ApiError::invalid_param(format!("initial_state has more than {} entries", weft_services::rooms::create::MAX_INITIAL_STATE)));
     }
@@ -155,6 +168,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
     });
     spam_allows(checker.user_may_create_room(&sender.user_id, &config).await, "You are not permitted to create rooms")?;
     if let Some(alias) = &create.alias {
+        super::appservice::may_modify_alias(&state, sender, alias)?;
         spam_allows(checker.user_may_create_room_alias(&sender.user_id, alias).await, "You are not permitted to create this alias")?;
     }
     let room_id = state.rooms.create_room(&state, &sender.user_id, create).await?;
@@ -170,7 +184,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
 pub async fn join_by_id(state: AppState, request: Ruma<join_room_by_id::v3::Request>) -> ApiResult<join_room_by_id::v3::Response> {
     let sender = request.sender()?;
     let room_id = &request.body.room_id;
-    may_join(&state, room_id, &sender.user_id).await?;
+    may_join(&state, room_id, sender).await?;
     state.rooms.set_membership(&state, room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
     Ok(join_room_by_id::v3::Response::new(room_id.clone()))
 }
@@ -179,9 +193,9 @@ pub async fn join_by_id_or_alias(state: AppState, request: Ruma<join_room_by_id_
     let sender = request.sender()?;
     let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) => state.storage.alias(&alias).await?.map(|(room_id, _)| room_id).ok_or_else(|| ApiError::not_found("Room alias not found"))?,
+        Err(alias) => super::directory::resolve_alias(&state, &alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?,
     };
-    may_join(&state, &room_id, &sender.user_id).await?;
+    may_join(&state, &room_id, sender).await?;
     state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
@@ -190,10 +204,11 @@ pub async fn join_by_id_or_alias(state: AppState, request: Ruma<join_room_by_id_
 /// already (as Synapse: a repeated join only refreshes the profile), then
 /// asks the spam checkers whether the user may join, telling them whether
 /// the user holds an invite.
-async fn may_join(state: &AppState, room_id: &ruma::RoomId, user_id: &ruma::UserId) -> ApiResult<()> {
+async fn may_join(state: &AppState, room_id: &ruma::RoomId, sender: &crate::auth::Sender) -> ApiResult<()> {
+    let user_id = &sender.user_id;
     let history = state.storage.membership_history(room_id, user_id).await?;
     let current = history.last().map(|(_, membership)| membership.as_str());
-    if current != Some("join") {
+    if current != Some("join") && sender.rate_limited {
         state.rate_limits.joins_local.acquire(user_id.as_str()).map_err(ApiError::limit_exceeded)?;
     }
     let invited = current == Some("invite");
@@ -221,7 +236,7 @@ pub async fn invite(state: AppState, request: Ruma<invite_user::v3::Request>) ->
     let invite_user::v3::InvitationRecipient::UserId(recipient) = &request.body.recipient else {
         return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Third-party invites are not supported yet"));
     };
-    limit_invite(&state, &request.body.room_id, &sender.user_id, &recipient.user_id)?;
+    limit_invite(&state, &request.body.room_id, sender, &recipient.user_id)?;
     invitee_exists(&state, &recipient.user_id).await?;
     let verdict = state.spam_checker.user_may_invite(&sender.user_id, &recipient.user_id, &request.body.room_id).await;
     spam_allows(verdict, "You are not permitted to invite this user")?;
@@ -289,7 +304,7 @@ pub async fn knock(
     let sender = request.sender()?;
     let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
         Ok(room_id) => room_id,
-        Err(alias) => state.storage.alias(&alias).await?.map(|(room_id, _)| room_id).ok_or_else(|| ApiError::not_found("Room alias not found"))?,
+        Err(alias) => super::directory::resolve_alias(&state, &alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?,
     };
     let reason = request.body.reason.as_deref();
     state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Knock, reason).await.map_err(|error| match error {
@@ -302,7 +317,7 @@ pub async fn knock(
 pub async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) -> ApiResult<upgrade_room::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
-    limit_room_creation(&state, &sender.user_id)?;
+    limit_room_creation(&state, sender)?;
     let new_room = state.rooms.upgrade(&state, &sender.user_id, &body.room_id, body.new_version.clone()).await?;
     Ok(upgrade_room::v3::Response::new(new_room))
 }

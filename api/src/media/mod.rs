@@ -69,7 +69,7 @@ fn repository(state: &AppState) -> ApiResult<&weft_services::media::MediaReposit
 async fn authenticated(state: &AppState, request: &Parts) -> ApiResult<Sender> {
     let token = auth::access_token(&request.headers, request.uri.query())?.ok_or_else(ApiError::missing_token)?;
     let addr = super::ruma_route::client_addr(&request.headers, &request.extensions);
-    auth::authenticate(state, &token, &addr).await
+    auth::authenticate(state, &token, &addr, request.uri.query()).await
 }
 
 /// The path's parameters in order, or why they could not be read.

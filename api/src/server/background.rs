@@ -4,7 +4,9 @@
 //! replication handler. On the instance named by `run_background_tasks_on`
 //! (main by default): purging expired user-interactive auth sessions. On the
 //! one named by `update_user_directory_from_worker` (main by default): the
-//! user directory updater. On media instances, as
+//! user directory updater. On the one named by `notify_appservices_from_worker`
+//! (main by default), with appservices registered: the appservice notifier.
+//! On media instances, as
 //! `media_instance_running_background_jobs` says: the media clean-up. On the
 //! presence writer, with presence enabled: the presence timer.
 
@@ -29,6 +31,9 @@ pub(super) fn jobs(state: &AppState) -> Vec<Arc<dyn Job>> {
     };
     jobs.push(job("stream positions", with(|state, stop| weft_services::replication::handler::record_positions(state, stop).boxed())));
     jobs.push(job("replication", with(|state, stop| weft_services::replication::handler::run(state, stop).boxed())));
+    if weft_services::appservices::queue::notifies_here(&state.config) {
+        jobs.push(job("appservice notifier", with(|state, stop| weft_services::appservices::queue::run(state, stop).boxed())));
+    }
     if weft_services::user_directory::updates_here(&state.config) {
         jobs.push(job("user directory", with(|state, stop| weft_services::user_directory::run(state, stop).boxed())));
     }

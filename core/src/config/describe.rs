@@ -47,6 +47,19 @@ pub fn describe(config: &Config) -> String {
         (false, false) => "closed",
     };
     let _ = writeln!(out, "registration: {registration}");
+    let notifier = config.notify_appservices_from_worker.as_deref().unwrap_or(MAIN_INSTANCE);
+    for service in config.app_services.all() {
+        let url = service.url.as_deref().unwrap_or("no URL: receives nothing");
+        let here = if notifier == instance { "notified from here" } else { "notified from `{notifier}`" };
+        let _ = writeln!(
+            out,
+            "appservice `{}` ({}) at {url}, sender {}; {}",
+            service.id,
+            service.file.display(),
+            service.sender,
+            here.replace("{notifier}", notifier)
+        );
+    }
     for plugin in &config.plugins {
         let place = if plugin.runs_on(instance) {
             "runs here".to_owned()

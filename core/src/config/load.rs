@@ -154,6 +154,12 @@ fn load_sources(sources: &[(PathBuf, String)], extra: ExtraCheck<'_>) -> Result<
     let mut config =
         Config::deserialize(Value::Table(merged)).map_err(|e| ConfigErrors(vec![ConfigError { file: None, key: String::new(), message: e.to_string() }]))?;
     resolve_relative_paths(&mut config, &origins);
+    if !config.app_service_config_files.is_empty() {
+        let (services, invalid) = super::appservice::load(&config.app_service_config_files, config.server_name());
+        config.app_services = crate::appservice::AppServices::new(services);
+        errors.extend(invalid);
+    }
+    super::appservice::grant_notifier(&mut config);
     if let Err(ConfigErrors(invalid)) = validate::validate(&config, &origins, extra) {
         errors.extend(invalid);
     }
@@ -232,6 +238,9 @@ fn resolve_relative_paths(config: &mut Config, origins: &Origins) {
     }
     if let Some(path) = config.registration_shared_secret_path.as_mut() {
         resolve("registration_shared_secret_path", path);
+    }
+    for path in &mut config.app_service_config_files {
+        resolve("app_service_config_files", path);
     }
     if let Some(path) = config.plugin_cache_dir.as_mut() {
         resolve("plugin_cache_dir", path);

@@ -14,6 +14,7 @@
 //! (Synapse resolves them against the working directory; a data directory that
 //! moves as a whole is the more useful behaviour).
 
+mod appservice;
 mod describe;
 mod duration;
 mod load;

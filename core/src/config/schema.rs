@@ -40,6 +40,19 @@ pub struct Config {
     pub media_instance_running_background_jobs: Option<String>,
     pub outbound_federation_restricted_to: Vec<String>,
 
+    // Application services (`docs/appservices.md`).
+    /// The registration files (YAML, as bridges write them), relative to the
+    /// file that names them.
+    pub app_service_config_files: Vec<PathBuf>,
+    /// Accepted for compatibility: Weft records appservice users' addresses
+    /// as every user's.
+    pub track_appservice_user_ips: bool,
+    /// Refused when true: Weft sends the `hs_token` only as a Bearer header.
+    pub use_appservice_legacy_authorization: bool,
+    /// The registrations read from `app_service_config_files` when loading.
+    #[serde(skip)]
+    pub app_services: crate::appservice::AppServices,
+
     // Outbound requests (plugins' today: push gateways and the like).
     /// CIDR ranges outbound requests may not reach; unset is Synapse's
     /// default list (loopback, private, link-local and other special ranges).

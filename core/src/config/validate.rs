@@ -230,6 +230,12 @@ fn valid_instance_name(name: &str) -> bool {
 }
 
 fn check_registration(config: &Config, fail: &mut Fail<'_>) {
+    if config.use_appservice_legacy_authorization {
+        fail(
+            "use_appservice_legacy_authorization",
+            "Weft sends an appservice's hs_token only in the `Authorization` header, never in the query string: remove this option".into(),
+        );
+    }
     if config.enable_registration && !config.enable_registration_without_verification {
         fail(
             "enable_registration",

@@ -3,8 +3,9 @@
 //! afterwards. Registration is open there (and only there) so that a newcomer
 //! can sign up from any client at once.
 //!
-//! The reference plugins, the spam checker `plugins/spam-rules` and the push
-//! gateway client `plugins/http-pusher`, are built into the binary
+//! The reference plugins, the spam checker `plugins/spam-rules`, the push
+//! gateway client `plugins/http-pusher` and the appservice notifier
+//! `plugins/appservice-http`, are built into the binary
 //! (`host/build.rs`) and written into the data directory at start when they
 //! are missing or another version, so the zero-setup server runs them with
 //! nothing to fetch; a binary built without the wasm32-wasip2 target has none
@@ -40,8 +41,14 @@ pub const SPAM_RULES: ReferencePlugin =
 /// The reference pusher: pushes to Push Gateway API gateways (`http` pushers).
 pub const HTTP_PUSHER: ReferencePlugin =
     ReferencePlugin { wasm: include_bytes!(concat!(env!("OUT_DIR"), "/http_pusher.wasm")), path: "plugins/http_pusher.wasm", section: HTTP_PUSHER_SECTION };
+/// The reference appservice notifier: the Application Service API.
+pub const APPSERVICE_HTTP: ReferencePlugin = ReferencePlugin {
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/appservice_http.wasm")),
+    path: "plugins/appservice_http.wasm",
+    section: APPSERVICE_HTTP_SECTION,
+};
 /// Every reference plugin, in the configuration's order.
-pub const REFERENCE_PLUGINS: [ReferencePlugin; 2] = [SPAM_RULES, HTTP_PUSHER];
+pub const REFERENCE_PLUGINS: [ReferencePlugin; 3] = [SPAM_RULES, HTTP_PUSHER, APPSERVICE_HTTP];
 
 /// Creates `data_dir` and its configuration if they do not exist yet, and
 /// returns the configuration's path. An existing configuration is left alone.
@@ -147,9 +154,20 @@ path = "plugins/http_pusher.wasm"
 allowed_outbound_hosts = ["*:*"]   # any gateway URL a client sets
 "#;
 
+const APPSERVICE_HTTP_SECTION: &str = r#"
+# The reference appservice notifier (plugins/appservice-http), built in the
+# same way: it delivers transactions to the application services (bridges,
+# bots) registered in app_service_config_files, and does nothing without
+# them. Weft lets it reach exactly their `url`s (private addresses included).
+[[plugins]]
+name = "appservice-http"
+role = "appservice-notifier"
+path = "plugins/appservice_http.wasm"
+"#;
+
 const NO_PLUGIN_NOTE: &str = r#"
 # This weft was built without the wasm32-wasip2 target, so without its
-# reference plugins (spam checker, pusher); see docs/plugins.md to add plugins.
+# reference plugins (spam checker, pusher, appservice notifier); see docs/plugins.md to add plugins.
 "#;
 
 fn secret() -> String {

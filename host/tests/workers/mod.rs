@@ -2,6 +2,7 @@
 //! generic workers as separate `weft` processes, on a fresh PostgreSQL
 //! database and a Redis server of the test's own (so it can be restarted).
 
+mod appservices;
 mod deployment;
 mod failover;
 mod faults;

@@ -30,7 +30,8 @@
 //!
 //! Other roles: `.load_as::<Sso>()` and `plugin.call(sso::SsoCall::..)`;
 //! `.load_pusher()`, then `serves()`, `check_pusher(&pusher)` and
-//! `notify(notification)` (types in `pusher`).
+//! `notify(notification)` (types in `pusher`); `.load_appservice_notifier()`,
+//! then `appservice(call)` with an `appservice::AppserviceCall`.
 //!
 //! Build the plugin first (`cargo build --release --target wasm32-wasip2`).
 //! Calls answer `Err(CallFailure)` where the server would apply `on_error`:
@@ -39,7 +40,7 @@
 pub mod push_gateway;
 
 pub use weft_plugin_runtime::{
-    CallFailure, CallStats, ConfigCheck, LoadError, PluginBackend, Role, Sso,
+    CallFailure, CallStats, ConfigCheck, LoadError, PluginBackend, Role, Sso, appservice,
     config::{HomeserverScope, OnError, PluginCapabilities, PluginLimitsConfig, PluginRole},
     egress::AddressPolicy,
     homeserver::{Profile, UserInfo},

@@ -20,6 +20,7 @@
 //! homeserver = ["users", "rooms"]   # the read-only `homeserver` view (default: none)
 //! ```
 //!
+//! An appservice notifier (`role = "appservice-notifier"`) retries too.
 //! A pusher (`role = "pusher"`) retries later when a call fails
 //! (`on_error = "retry"`, its default and only policy); an SSO provider
 //! (`role = "sso-provider"`) always fails closed. The deadline of both
@@ -123,6 +124,9 @@ pub enum PluginRole {
     SsoProvider,
     /// Delivers push notifications (the runtime's `pusher`).
     Pusher,
+    /// Speaks the Application Service API to the registered appservices
+    /// (the runtime's `appservice`).
+    AppserviceNotifier,
 }
 
 impl PluginRole {
@@ -131,6 +135,7 @@ impl PluginRole {
             Self::SpamChecker => "spam-checker",
             Self::SsoProvider => "sso-provider",
             Self::Pusher => "pusher",
+            Self::AppserviceNotifier => "appservice-notifier",
         }
     }
 
@@ -139,7 +144,7 @@ impl PluginRole {
     pub fn default_on_error(self) -> OnError {
         match self {
             Self::SpamChecker | Self::SsoProvider => OnError::FailClosed,
-            Self::Pusher => OnError::Retry,
+            Self::Pusher | Self::AppserviceNotifier => OnError::Retry,
         }
     }
 
@@ -150,7 +155,7 @@ impl PluginRole {
         match self {
             Self::SpamChecker => &[OnError::FailClosed, OnError::FailOpen],
             Self::SsoProvider => &[OnError::FailClosed],
-            Self::Pusher => &[OnError::Retry],
+            Self::Pusher | Self::AppserviceNotifier => &[OnError::Retry],
         }
     }
 }
@@ -209,6 +214,10 @@ impl PluginLimitsConfig {
             PluginRole::SpamChecker => Self::default(),
             PluginRole::SsoProvider => Self { timeout_ms: 10_000, ..Self::default() },
             PluginRole::Pusher => Self { timeout_ms: 10_000, max_concurrent_calls: 64, ..Self::default() },
+            // A transaction holds up to 100 events, each up to 64 KiB.
+            PluginRole::AppserviceNotifier => {
+                Self { timeout_ms: 30_000, max_concurrent_calls: 64, max_input_bytes: 16 * 1024 * 1024, max_output_bytes: 1024 * 1024, ..Self::default() }
+            }
         }
     }
 }

@@ -20,7 +20,8 @@
 //!
 //! Generic over the role (`load_as::<R>()`, such as `load_as::<Sso>()`);
 //! `load()` loads a spam checker, `load_pusher()` a pusher (with typed
-//! `serves`, `check_pusher`, `notify`).
+//! `serves`, `check_pusher`, `notify`), `load_appservice_notifier()` an
+//! appservice notifier (`appservice(call)` runs any of its exports).
 //! Used by Weft's own tests and re-exported for plugin authors as the
 //! `weft-plugin-testkit` crate (in `plugin-sdk/testkit/`).
 //!
@@ -49,6 +50,7 @@ pub use self::{
     services::{TestClock, TestKv},
 };
 use super::{
+    appservice::{AppserviceCall, AppserviceNotifier, Outcome},
     config_export::ConfigCheck,
     egress::AddressPolicy,
     engine::PluginEngine,
@@ -249,6 +251,11 @@ impl Testkit {
         self.load_as::<Pusher>().await
     }
 
+    /// Loads the component as an appservice notifier.
+    pub async fn load_appservice_notifier(self) -> Result<TestPlugin<AppserviceNotifier>, LoadError> {
+        self.load_as::<AppserviceNotifier>().await
+    }
+
     /// Loads the component as a plugin of role `R`. Its configuration is
     /// not checked (call `validate_config`), so a test can see what a bad
     /// one does to calls.
@@ -350,6 +357,13 @@ impl<R: Role> TestPlugin<R> {
     /// The homeserver the plugin sees (change it between calls).
     pub fn homeserver(&self) -> &FakeHomeserver {
         &self.services.homeserver
+    }
+}
+
+impl TestPlugin<AppserviceNotifier> {
+    /// Runs one export of the appservice-notifier world (a failed call is `Err`).
+    pub async fn appservice(&self, call: AppserviceCall) -> Result<Outcome, CallFailure> {
+        self.call(call).await
     }
 }
 

@@ -1,0 +1,189 @@
+//! Application services' data: the rooms each published in the directory of
+//! its third-party networks, and the notifier's queue: how far it matched
+//! the events stream, the items each appservice is owed, and the
+//! transactions built from them until the appservice acknowledges them.
+
+use ruma::{OwnedRoomId, RoomId};
+use sqlx::Row;
+
+use super::{Result, Storage, StorageError, StoredEvent};
+
+/// One queued item: its place in the queue, its kind (`event`,
+/// `ephemeral`, `to_device`) and its JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedItem {
+    pub seq: i64,
+    pub kind: String,
+    pub json: String,
+}
+
+impl Storage {
+    /// Publishes `room_id` in (or removes it from) the directory of the
+    /// appservice's network `network_id`.
+    pub async fn set_appservice_room_listed(&self, appservice_id: &str, network_id: &str, room_id: &RoomId, listed: bool) -> Result<()> {
+        let sql = if listed {
+            "INSERT INTO appservice_room_list (appservice_id, network_id, room_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM appservice_room_list WHERE appservice_id = $1 AND network_id = $2 AND room_id = $3"
+        };
+        sqlx::query(sql).bind(appservice_id).bind(network_id).bind(room_id.as_str()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Rooms in appservices' network directories, with their joined member
+    /// counts: of one network (`(appservice_id, network_id)`), or of all.
+    pub async fn appservice_listed_rooms(&self, network: Option<(&str, &str)>) -> Result<Vec<(OwnedRoomId, i64)>> {
+        let count = "(SELECT COUNT(*) FROM current_state c WHERE c.room_id = l.room_id AND c.type = 'm.room.member' AND c.membership = 'join') AS joined";
+        let rows = match network {
+            Some((appservice_id, network_id)) => {
+                let sql = format!("SELECT DISTINCT l.room_id, {count} FROM appservice_room_list l WHERE l.appservice_id = $1 AND l.network_id = $2");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(appservice_id).bind(network_id).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!("SELECT DISTINCT l.room_id, {count} FROM appservice_room_list l");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                let room: String = row.try_get("room_id")?;
+                Ok((OwnedRoomId::try_from(room).map_err(|e| StorageError::corrupt("appservice_room_list.room_id", e))?, row.try_get("joined")?))
+            })
+            .collect()
+    }
+}
+
+impl Storage {
+    /// How far the notifier has matched the events stream.
+    pub async fn appservice_stream_position(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT stream_ordering FROM appservice_stream_position").fetch_one(&self.pool).await?)
+    }
+
+    /// Every event with an ordering in `(after, upto]`, oldest first, at most `limit`.
+    pub async fn appservice_events(&self, after: i64, upto: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let columns = super::events::EVENT_COLUMNS;
+        let sql = format!("SELECT {columns} FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2 ORDER BY stream_ordering LIMIT $3");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(super::events::event_from_row).collect()
+    }
+
+    /// Queues `items` (`(appservice_id, kind, json)`, in order) and, when
+    /// given, moves the matched position to `position`, all or nothing.
+    pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for (appservice_id, kind, json) in items {
+            sqlx::query("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES ($1, $2, $3)")
+                .bind(appservice_id)
+                .bind(*kind)
+                .bind(json)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(position) = position {
+            sqlx::query("UPDATE appservice_stream_position SET stream_ordering = $1").bind(position).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The oldest items queued for the appservice: up to `per_kind` of each kind.
+    pub async fn appservice_queued(&self, appservice_id: &str, per_kind: i64) -> Result<Vec<QueuedItem>> {
+        let mut items = Vec::new();
+        for kind in ["event", "ephemeral", "to_device"] {
+            let rows = sqlx::query("SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = $2 ORDER BY seq LIMIT $3")
+                .bind(appservice_id)
+                .bind(kind)
+                .bind(per_kind)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                items.push(QueuedItem { seq: row.try_get("seq")?, kind: row.try_get("kind")?, json: row.try_get("item_json")? });
+            }
+        }
+        items.sort_by_key(|item| item.seq);
+        Ok(items)
+    }
+
+    /// Stores a transaction of `items` under the next transaction id and
+    /// takes them off the queue, all or nothing; the id.
+    pub async fn store_appservice_txn(&self, appservice_id: &str, body_json: &str, items: &[QueuedItem]) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1").execute(&mut *tx).await?;
+        let txn_id: i64 = sqlx::query_scalar("SELECT last_txn_id FROM appservice_txn_id").fetch_one(&mut *tx).await?;
+        sqlx::query("INSERT INTO appservice_txns (appservice_id, txn_id, body_json) VALUES ($1, $2, $3)")
+            .bind(appservice_id)
+            .bind(txn_id)
+            .bind(body_json)
+            .execute(&mut *tx)
+            .await?;
+        for item in items {
+            sqlx::query("DELETE FROM appservice_queue WHERE seq = $1").bind(item.seq).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(txn_id)
+    }
+
+    /// The appservice's oldest unacknowledged transaction: its id and body.
+    pub async fn oldest_appservice_txn(&self, appservice_id: &str) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT txn_id, body_json FROM appservice_txns WHERE appservice_id = $1 ORDER BY txn_id LIMIT 1")
+            .bind(appservice_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((row.try_get("txn_id")?, row.try_get("body_json")?))).transpose()
+    }
+
+    /// Forgets a transaction the appservice acknowledged.
+    pub async fn delete_appservice_txn(&self, appservice_id: &str, txn_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2").bind(appservice_id).bind(txn_id).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl Storage {
+    /// How far the notifier has matched the receipts stream.
+    pub async fn appservice_receipts_position(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT receipts_stream_id FROM appservice_stream_position").fetch_one(&self.pool).await?)
+    }
+
+    /// Every public receipt (`m.read`) written in `(after, upto]`, oldest first, at most `limit`.
+    pub async fn appservice_receipts(&self, after: i64, upto: i64, limit: i64) -> Result<Vec<super::Receipt>> {
+        let rows = sqlx::query(
+            "SELECT stream_id, room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts \
+             WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type = 'm.read' ORDER BY stream_id LIMIT $3",
+        )
+        .bind(after)
+        .bind(upto)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(super::Receipt {
+                    stream_id: row.try_get("stream_id")?,
+                    room_id: row.try_get("room_id")?,
+                    receipt_type: row.try_get("receipt_type")?,
+                    user_id: row.try_get("user_id")?,
+                    thread_id: row.try_get("thread_id")?,
+                    event_id: row.try_get("event_id")?,
+                    ts: row.try_get("ts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues ephemeral `items` and moves the receipts position to `receipts`, all or nothing.
+    pub async fn enqueue_appservice_ephemeral(&self, items: &[(String, &str, String)], receipts: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for (appservice_id, kind, json) in items {
+            sqlx::query("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES ($1, $2, $3)")
+                .bind(appservice_id)
+                .bind(*kind)
+                .bind(json)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE appservice_stream_position SET receipts_stream_id = $1").bind(receipts).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
