@@ -166,3 +166,4 @@ done
 "$venv/bin/python" tests/clients/nio_accounts.py "http://127.0.0.1:$port"
 "$venv/bin/python" tests/clients/nio_e2ee.py "http://127.0.0.1:$port"
 "$venv/bin/python" tests/clients/nio_media.py "http://127.0.0.1:$port"
+"$venv/bin/python" tests/clients/nio_push.py "http://127.0.0.1:$port"

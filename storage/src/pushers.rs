@@ -122,6 +122,13 @@ impl Storage {
         rows.iter().map(pusher_from_row).collect()
     }
 
+    /// One pusher, if it exists.
+    pub async fn pusher(&self, key: PusherKey<'_>) -> Result<Option<StoredPusher>> {
+        let sql = format!("SELECT {PUSHER_COLUMNS} FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.user_id.as_str()).bind(key.app_id).bind(key.pushkey).fetch_optional(&self.pool).await?;
+        row.as_ref().map(pusher_from_row).transpose()
+    }
+
     /// Every pusher of every user, by user.
     pub async fn all_pushers(&self) -> Result<Vec<StoredPusher>> {
         let sql = format!("SELECT {PUSHER_COLUMNS} FROM pushers ORDER BY user_id, created_ts, app_id, pushkey");
@@ -150,6 +157,19 @@ impl Storage {
     /// to send, or it gave up on a notification).
     pub async fn record_pusher_progress(&self, key: PusherKey<'_>, stream_ordering: i64) -> Result<bool> {
         let updated = sqlx::query("UPDATE pushers SET last_stream_ordering = $4 WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
+            .bind(key.user_id.as_str())
+            .bind(key.app_id)
+            .bind(key.pushkey)
+            .bind(stream_ordering)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// The pusher gave up on the notification at `stream_ordering` after
+    /// failing too long: it moves past it and is no longer failing.
+    pub async fn record_pusher_skipped(&self, key: PusherKey<'_>, stream_ordering: i64) -> Result<bool> {
+        let updated = sqlx::query("UPDATE pushers SET last_stream_ordering = $4, failing_since_ts = NULL WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
             .bind(key.user_id.as_str())
             .bind(key.app_id)
             .bind(key.pushkey)
