@@ -63,12 +63,17 @@ async fn two_pusher_instances_split_users_by_hash_and_a_killed_one_resumes() {
         let (token, user_id) = d.register("main", &format!("user{n}")).await;
         let (status, reply) = d.call("main", "POST", &format!("/_matrix/client/v3/join/{room}"), Some(&token), Some(json!({}))).await;
         assert_eq!(status, 200, "{reply}");
+        users.push((token, user_id));
+    }
+    // Sent before the pushers exist: never pushed.
+    let (status, reply) = d.send("main", &alice, &room, "early", "before the pushers").await;
+    assert_eq!(status, 200, "{reply}");
+    for (token, user_id) in &users {
         // The pushkey is the user id, so the gateway tells users apart.
         let pusher = json!({"kind": "http", "app_id": "org.example.app", "pushkey": user_id, "app_display_name": "App",
             "device_display_name": "Phone", "lang": "en", "data": {"url": gateway.url()}});
-        let (status, reply) = d.call("main", "POST", "/_matrix/client/v3/pushers/set", Some(&token), Some(pusher)).await;
+        let (status, reply) = d.call("main", "POST", "/_matrix/client/v3/pushers/set", Some(token), Some(pusher)).await;
         assert_eq!(status, 200, "main checks the pusher through worker2: {reply}");
-        users.push((token, user_id));
     }
     let on = |instance: &str| users.iter().filter(|(_, user)| PUSHER_INSTANCES[weft::replication::shard(user, 2)] == instance).count();
     assert!(on("worker1") > 0 && on("worker2") > 0, "the users fall on both instances");
@@ -81,7 +86,7 @@ async fn two_pusher_instances_split_users_by_hash_and_a_killed_one_resumes() {
     }
     let got = wait_for_all(&gateway, &users, &sent).await;
     for (_, user) in &users {
-        assert_eq!(got.get(user), Some(&sent), "{user}: each notification once, in order");
+        assert_eq!(got.get(user), Some(&sent), "{user}: each notification once, in order, none from before the pusher");
     }
     for instance in PUSHER_INSTANCES {
         let expected = (on(instance) * sent.len()) as f64;
