@@ -18,7 +18,7 @@ use weft_plugin_testkit::push_gateway::{PushGateway, Received, Reply};
 use crate::{
     on_both_backends,
     plugins::guest,
-    rooms::{create_room, send_text},
+    rooms::create_room,
     support::{Backend, Session, TestServer},
 };
 
@@ -157,8 +157,11 @@ async fn mentions_are_high_priority_and_receipts_update_the_badge(backend: Backe
     let other_room = shared_room(&server, &carol, &[&alice, &bob], None).await;
 
     let mention = json!({"msgtype": "m.text", "body": "bob: look", "m.mentions": {"user_ids": [server.user_id("bob")]}});
+    // One at a time: a notification carries the badge as it is when it is sent.
     let first = send(&server, &alice, &room, "m.room.message", mention).await;
+    exactly(&gateway, 1).await;
     let second = send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "two"})).await;
+    exactly(&gateway, 2).await;
     let third = send(&server, &carol, &other_room, "m.room.message", json!({"msgtype": "m.text", "body": "three"})).await;
     let received = exactly(&gateway, 3).await;
     let ids: Vec<&Value> = received.iter().map(|r| &r.notification()["event_id"]).collect();
@@ -194,10 +197,11 @@ async fn the_badge_counts_messages_when_not_grouped_by_room(backend: Backend) {
     let gateway = PushGateway::start().await.unwrap();
     let server = start(backend, "[push]\ngroup_unread_count_by_room = false\ninclude_content = false").await;
     let (alice, _bob, room) = lounge(&server, &gateway, None).await;
-    for text in ["one", "two", "three"] {
+    for (n, text) in ["one", "two", "three"].into_iter().enumerate() {
         send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": text})).await;
+        exactly(&gateway, n + 1).await;
     }
-    let received = exactly(&gateway, 3).await;
+    let received = gateway.received();
     let badges: Vec<&Value> = received.iter().map(|r| &r.notification()["counts"]["unread"]).collect();
     assert_eq!(badges, [&json!(1), &json!(2), &json!(3)]);
     assert!(received.iter().all(|r| r.notification().get("content").is_none()), "push.include_content = false");
@@ -260,8 +264,12 @@ async fn a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order
     gateway.script([Reply::Status(500), Reply::Status(500), Reply::Status(500)]);
     let first = send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "one"})).await;
     gateway.wait_for(1, Duration::from_secs(10)).await;
-    let failing = server.state.storage.user_pushers(&server.uid("bob")).await.unwrap();
-    assert!(failing[0].failing_since_ts.is_some(), "failing_since is stored");
+    // The failure is recorded once the gateway's answer is in.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.state.storage.user_pushers(&server.uid("bob")).await.unwrap()[0].failing_since_ts.is_none() {
+        assert!(Instant::now() < deadline, "failing_since is stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // New events during the backoff do not wake the pusher early.
     let mut sent = vec![first];
     for text in ["two", "three"] {
@@ -271,7 +279,8 @@ async fn a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order
     let statuses: Vec<u16> = received.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 500, 500, 200, 200, 200]);
     let ids: Vec<String> = received.iter().map(|r| r.notification()["event_id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, [&sent[0], &sent[0], &sent[0], &sent[0], &sent[1], &sent[2]], "the failing one again and again, then all in order, once");
+    let expected: Vec<String> = [0, 0, 0, 0, 1, 2].iter().map(|n: &usize| sent[*n].clone()).collect();
+    assert_eq!(ids, expected, "the failing one again and again, then all in order, once");
     let gaps: Vec<Duration> = received.windows(2).map(|pair| pair[1].at - pair[0].at).collect();
     for (gap, backoff) in gaps.iter().zip([1, 2, 4]) {
         let backoff = Duration::from_secs(backoff);

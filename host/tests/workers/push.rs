@@ -72,7 +72,7 @@ async fn two_pusher_instances_split_users_by_hash_and_a_killed_one_resumes() {
         // The pushkey is the user id, so the gateway tells users apart.
         let pusher = json!({"kind": "http", "app_id": "org.example.app", "pushkey": user_id, "app_display_name": "App",
             "device_display_name": "Phone", "lang": "en", "data": {"url": gateway.url()}});
-        let (status, reply) = d.call("main", "POST", "/_matrix/client/v3/pushers/set", Some(token), Some(pusher)).await;
+        let (status, reply) = d.call("main", "POST", "/_matrix/client/v3/pushers/set", Some(token.as_str()), Some(pusher)).await;
         assert_eq!(status, 200, "main checks the pusher through worker2: {reply}");
     }
     let on = |instance: &str| users.iter().filter(|(_, user)| PUSHER_INSTANCES[weft::replication::shard(user, 2)] == instance).count();
