@@ -194,8 +194,7 @@ fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
         config.follows_event_rows()
     };
     assert!(follows(root.join("main.toml")), "main");
-    for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", true)]
-    {
+    for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", true)] {
         assert_eq!(follows(root.join(format!("workers/{worker}.toml"))), expected, "{worker}");
     }
     // With every room on persister1, persister2 still serves `event_sending`

@@ -20,7 +20,7 @@ use std::{
 use ruma::{OwnedEventId, OwnedRoomAliasId, UserId};
 use serde_json::{Map, Value};
 
-use weft_plugin_runtime::pusher::{Counts, Notification, PushEvent, PusherInfo, Priority, Subject};
+use weft_plugin_runtime::pusher::{Counts, Notification, Priority, PushEvent, PusherInfo, Subject};
 use weft_storage::{PendingPush, Storage, StorageError, StoredEvent, StoredPusher};
 
 /// Contexts kept before the cache is emptied (a burst of messages into

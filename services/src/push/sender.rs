@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use weft_core::lifecycle::{Stop, stopped};
 use weft_plugin_runtime::pusher::{Delivery, MAX_RETRY_AFTER_MS};
-use weft_storage::{PendingPush, PusherId, Stream, StorageError, StoredPusher, now_ms};
+use weft_storage::{PendingPush, PusherId, StorageError, StoredPusher, Stream, now_ms};
 
 use super::notification::{self, ContextCache, Shape};
 use crate::services::Services;
