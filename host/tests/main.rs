@@ -30,6 +30,7 @@ mod media;
 mod plugins;
 mod process;
 mod profile;
+mod push_delivery;
 mod push_rules;
 mod pushers;
 mod refusals;

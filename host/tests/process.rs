@@ -273,3 +273,25 @@ fn help_explains_each_command() {
     let version = Command::new(WEFT).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("weft "));
 }
+
+#[test]
+fn check_config_says_who_sends_pushes_and_warns_when_nobody_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("homeserver.toml");
+    let check = |extra: &str| {
+        let text = format!(
+            "server_name = \"example.org\"\n{extra}\n[database]\nname = \"sqlite3\"\nargs = {{ database = \"weft.db\" }}\n\
+             [[listeners]]\nport = 8008\nbind_addresses = [\"127.0.0.1\"]\n[[listeners.resources]]\nnames = [\"client\"]\n"
+        );
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&file).output().unwrap();
+        assert!(output.status.success(), "a warning, not an error: {}", String::from_utf8_lossy(&output.stderr));
+        (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (stdout, stderr) = check("");
+    assert!(stdout.contains("sends push notifications: yes, for every user"), "unset is main: {stdout}");
+    assert!(!stderr.contains("pusher_instances"), "{stderr}");
+    let (stdout, stderr) = check("pusher_instances = []");
+    assert!(stdout.contains("sends push notifications: no (pusher_instances is empty"), "{stdout}");
+    assert!(stderr.contains("warning: `pusher_instances`: the list is empty, so no instance sends push notifications"), "{stderr}");
+}

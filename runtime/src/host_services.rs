@@ -7,13 +7,14 @@
 //! HTTP, a settable clock, seeded randomness, a seedable homeserver) without
 //! touching the sandbox or the limits. `LiveServices` is what a server uses;
 //! `send_checked` and `check_reachable` are its network path, which the
-//! testkit's live mode shares.
+//! testkit's live mode shares. Its clients are pooled per host and checked
+//! addresses, so requests to one gateway reuse connections.
 
 use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -194,14 +195,8 @@ pub async fn check_reachable(egress: &Egress, url: &str, timeout: Duration) -> R
 pub async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
     let (target, allowed) = check_reachable(egress, &request.url, timeout).await?;
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| HttpError::InvalidRequest(format!("bad method `{}`", request.method)))?;
-    let client = crate::http_client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(timeout)
-        .resolve_to_addrs(&target.host, &allowed)
-        .build()
-        .map_err(|e| HttpError::Unreachable(e.to_string()))?;
-    let mut builder = client.request(method, &request.url).body(request.body);
+    let client = pooled_client(&target.host, allowed)?;
+    let mut builder = client.request(method, &request.url).timeout(timeout).body(request.body);
     for (name, value) in &request.headers {
         // The host sets these from the checked URL and the body; a plugin
         // must not point `Host` at another site behind the same address.
@@ -221,6 +216,33 @@ pub async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Durati
         body.extend_from_slice(&chunk);
     }
     Ok(HttpResponse { status, headers, body })
+}
+
+/// Clients kept before the pool starts afresh.
+const MAX_POOLED_CLIENTS: usize = 256;
+
+/// The client for `host` pinned to `addresses` (checked, in the order
+/// checked): one per pair, kept, so its connections are reused.
+fn pooled_client(host: &str, addresses: Vec<SocketAddr>) -> Result<reqwest::Client, HttpError> {
+    type Clients = Mutex<std::collections::HashMap<(String, Vec<SocketAddr>), reqwest::Client>>;
+    static CLIENTS: OnceLock<Clients> = OnceLock::new();
+    let clients = CLIENTS.get_or_init(Clients::default);
+    let key = (host.to_owned(), addresses);
+    if let Some(client) = clients.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(client.clone());
+    }
+    let client = crate::http_client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .resolve_to_addrs(host, &key.1)
+        .build()
+        .map_err(|e| HttpError::Unreachable(e.to_string()))?;
+    let mut clients = clients.lock().unwrap_or_else(|e| e.into_inner());
+    if clients.len() >= MAX_POOLED_CLIENTS {
+        clients.clear();
+    }
+    clients.insert(key, client.clone());
+    Ok(client)
 }
 
 /// A timeout, or what went wrong with every cause (reqwest's message alone

@@ -39,6 +39,7 @@ mod positions;
 mod presence;
 mod profiles;
 mod push_actions;
+mod push_queue;
 mod push_rules;
 mod pushers;
 mod receipts;
@@ -69,6 +70,7 @@ pub use key_backup::{BackupCounts, BackupKey, BackupKeysWrite, BackupVersion, Ba
 pub use media::{AttachError, LocalMedia, MediaContent};
 pub use presence::{NewPresence, PresenceRow};
 pub use push_actions::{Notification, PushAction};
+pub use push_queue::{PendingPush, PusherId};
 pub use pushers::{NewPusher, PusherKey, StoredPusher};
 pub use receipts::{NewReceipt, Receipt, UNTHREADED};
 pub use reports::Report;

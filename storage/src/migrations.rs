@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0018_uia_client_params.sql"),
     ),
     (19, "media", include_str!("../migrations/postgres/0019_media.sql"), include_str!("../migrations/sqlite/0019_media.sql")),
+    (20, "push_queue", include_str!("../migrations/postgres/0020_push_queue.sql"), include_str!("../migrations/sqlite/0020_push_queue.sql")),
     (22, "appservices", include_str!("../migrations/postgres/0022_appservices.sql"), include_str!("../migrations/sqlite/0022_appservices.sql")),
 ];
 

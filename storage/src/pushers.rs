@@ -61,7 +61,7 @@ const PUSHER_COLUMNS: &str = "user_id, app_id, pushkey, device_id, kind, app_dis
 
 impl Storage {
     /// Creates or updates the user's pusher with this app id and pushkey,
-    /// starting it at the current events position. Unless `append`, the
+    /// starting it at the newest event's position. Unless `append`, the
     /// same app id and pushkey are taken away from every other user.
     pub async fn set_pusher(&self, pusher: NewPusher<'_>, append: bool) -> Result<()> {
         let data = Value::Object(pusher.data.clone()).to_string();
@@ -76,7 +76,10 @@ impl Storage {
                 .await?;
         }
         // A changed configuration starts afresh from now: earlier failures
-        // and the old position belong to the old one.
+        // and the old position belong to the old one. "Now" is the newest
+        // event in the database: any instance may set a pusher, and one that
+        // persists no events has no position of its own to go by.
+        let now_position: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(stream_ordering), 0) FROM events").fetch_one(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO pushers (user_id, app_id, pushkey, device_id, kind, app_display_name, device_display_name, profile_tag, \
              lang, data, created_ts, last_stream_ordering) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -96,7 +99,7 @@ impl Storage {
         .bind(pusher.lang)
         .bind(data)
         .bind(now_ms())
-        .bind(self.persisted_events_position())
+        .bind(now_position.max(self.persisted_events_position()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -120,6 +123,13 @@ impl Storage {
         let sql = format!("SELECT {PUSHER_COLUMNS} FROM pushers WHERE user_id = $1 ORDER BY created_ts, app_id, pushkey");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(pusher_from_row).collect()
+    }
+
+    /// One pusher, if it exists.
+    pub async fn pusher(&self, key: PusherKey<'_>) -> Result<Option<StoredPusher>> {
+        let sql = format!("SELECT {PUSHER_COLUMNS} FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.user_id.as_str()).bind(key.app_id).bind(key.pushkey).fetch_optional(&self.pool).await?;
+        row.as_ref().map(pusher_from_row).transpose()
     }
 
     /// Every pusher of every user, by user.
@@ -150,6 +160,19 @@ impl Storage {
     /// to send, or it gave up on a notification).
     pub async fn record_pusher_progress(&self, key: PusherKey<'_>, stream_ordering: i64) -> Result<bool> {
         let updated = sqlx::query("UPDATE pushers SET last_stream_ordering = $4 WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
+            .bind(key.user_id.as_str())
+            .bind(key.app_id)
+            .bind(key.pushkey)
+            .bind(stream_ordering)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// The pusher gave up on the notification at `stream_ordering` after
+    /// failing too long: it moves past it and is no longer failing.
+    pub async fn record_pusher_skipped(&self, key: PusherKey<'_>, stream_ordering: i64) -> Result<bool> {
+        let updated = sqlx::query("UPDATE pushers SET last_stream_ordering = $4, failing_since_ts = NULL WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
             .bind(key.user_id.as_str())
             .bind(key.app_id)
             .bind(key.pushkey)

@@ -4,9 +4,10 @@
 //! replication handler. On the instance named by `run_background_tasks_on`
 //! (main by default): purging expired user-interactive auth sessions. On the
 //! one named by `update_user_directory_from_worker` (main by default): the
-//! user directory updater. On the one named by `notify_appservices_from_worker`
-//! (main by default), with appservices registered: the appservice notifier.
-//! On media instances, as
+//! user directory updater. On the instances in `pusher_instances` (main by
+//! default) with `push.enabled`: the push sender. On the one named by
+//! `notify_appservices_from_worker` (main by default), with appservices
+//! registered: the appservice notifier. On media instances, as
 //! `media_instance_running_background_jobs` says: the media clean-up. On the
 //! presence writer, with presence enabled: the presence timer.
 
@@ -36,6 +37,9 @@ pub(super) fn jobs(state: &AppState) -> Vec<Arc<dyn Job>> {
     }
     if weft_services::user_directory::updates_here(&state.config) {
         jobs.push(job("user directory", with(|state, stop| weft_services::user_directory::run(state, stop).boxed())));
+    }
+    if weft_services::push::pusher_pool::sends_here(state) {
+        jobs.push(job("push sender", with(|state, stop| weft_services::push::pusher_pool::run(state, stop).boxed())));
     }
     let runs_here = state.config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == state.config.instance_name();
     if runs_here {

@@ -39,6 +39,17 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(out, "writes streams: {}", if written.is_empty() { "none".to_owned() } else { written.join(", ") });
     let background = config.run_background_tasks_on.as_deref().unwrap_or(MAIN_INSTANCE) == instance;
     let _ = writeln!(out, "runs background tasks: {}", if background { "yes" } else { "no" });
+    let pushers = config.pusher_instances();
+    let push = if !config.push.enabled {
+        "no (push.enabled is false)".to_owned()
+    } else if pushers.is_empty() {
+        "no (pusher_instances is empty: no instance sends them)".to_owned()
+    } else if pushers.iter().any(|name| name == instance) {
+        if pushers.len() == 1 { "yes, for every user".to_owned() } else { format!("yes, for 1/{} of the users (by sha256 of the user id)", pushers.len()) }
+    } else {
+        format!("no ({} send them)", pushers.join(", "))
+    };
+    let _ = writeln!(out, "sends push notifications: {push}");
     let media = if config.runs_media_repo() { format!("yes, files in {}", config.media_store_path().display()) } else { "no".to_owned() };
     let _ = writeln!(out, "media repository: {media}");
     let registration = match (config.enable_registration, config.registration_shared_secret.is_some() || config.registration_shared_secret_path.is_some()) {

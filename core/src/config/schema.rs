@@ -32,7 +32,9 @@ pub struct Config {
     pub worker_replication_secret: Option<String>,
     pub instance_map: BTreeMap<String, InstanceLocation>,
     pub stream_writers: StreamWriters,
-    pub pusher_instances: Vec<String>,
+    /// Who sends push notifications: `pusher_instances()` (unset is main;
+    /// an explicit `[]` is nobody).
+    pub pusher_instances: Option<Vec<String>>,
     pub federation_sender_instances: Vec<String>,
     pub notify_appservices_from_worker: Option<String>,
     pub update_user_directory_from_worker: Option<String>,
@@ -94,6 +96,8 @@ pub struct Config {
 
     // Per-user data.
     pub presence: PresenceConfig,
+    /// `push`: push notifications, Synapse's options.
+    pub push: PushConfig,
 
     // VoIP: the TURN servers handed to clients by `/voip/turnServer`.
     pub turn_uris: Vec<String>,
@@ -160,6 +164,29 @@ impl Config {
         }
     }
 
+    /// The instances that send push notifications: `pusher_instances`, or
+    /// main when it is unset (an explicit empty list: nobody).
+    pub fn pusher_instances(&self) -> &[String] {
+        static MAIN: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec![super::MAIN_INSTANCE.to_owned()]);
+        self.pusher_instances.as_deref().unwrap_or(MAIN.as_slice())
+    }
+
+    /// Whether this instance sends the push notifications of some users.
+    pub fn sends_pushes(&self) -> bool {
+        self.push.enabled && self.pusher_instances().iter().any(|name| name == self.instance_name())
+    }
+
+    /// The instance that sends `user_id`'s push notifications: the sha256 of
+    /// the user id modulo the number of `pusher_instances`, as Synapse
+    /// shards them; none when nobody sends pushes.
+    pub fn pusher_instance_for(&self, user_id: &str) -> Option<&str> {
+        let instances = self.pusher_instances();
+        if instances.is_empty() {
+            return None;
+        }
+        Some(&instances[crate::streams::shard(user_id, instances.len())])
+    }
+
     /// The listeners this instance opens: `worker_listeners` on a worker.
     pub fn own_listeners(&self) -> &[ListenerConfig] {
         if self.is_main_process() { &self.listeners } else { &self.worker_listeners }
@@ -191,7 +218,7 @@ impl Config {
         let instance = self.instance_name();
         let named = |names: &[String]| names.iter().any(|name| name == instance);
         if self.is_main_process()
-            || named(&self.pusher_instances)
+            || named(self.pusher_instances())
             || named(&self.federation_sender_instances)
             || self.notify_appservices_from_worker.as_deref() == Some(instance)
         {
@@ -426,6 +453,29 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// `push`: Synapse's push options.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PushConfig {
+    /// Whether push notifications are sent at all (unread counts are kept
+    /// either way).
+    pub enabled: bool,
+    /// Whether full-format notifications carry the event's `content`.
+    pub include_content: bool,
+    /// Whether the badge (`counts.unread`) counts rooms with unread
+    /// notifications rather than the notifications themselves.
+    pub group_unread_count_by_room: bool,
+    /// Delays each push by a random time up to this, counted from the
+    /// event's `origin_server_ts` (default none).
+    pub jitter_delay: Option<SynapseDuration>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self { enabled: true, include_content: true, group_unread_count_by_room: true, jitter_delay: None }
     }
 }
 

@@ -193,7 +193,7 @@ fn check_workers(config: &Config, fail: &mut Fail<'_>) {
         }
     }
     for (key, names) in [
-        ("pusher_instances", &config.pusher_instances),
+        ("pusher_instances", config.pusher_instances()),
         ("federation_sender_instances", &config.federation_sender_instances),
         ("outbound_federation_restricted_to", &config.outbound_federation_restricted_to),
     ] {

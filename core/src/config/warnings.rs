@@ -1,6 +1,6 @@
 //! Advice on a configuration that is valid but probably exposes more than was
-//! meant: printed by `weft check-config` (which still succeeds) and logged at
-//! start-up.
+//! meant, or does less than it seems to (nobody sends pushes): printed by
+//! `weft check-config` (which still succeeds) and logged at start-up.
 
 use super::{Config, Resource};
 
@@ -21,6 +21,12 @@ pub fn warnings(config: &Config) -> Vec<String> {
                 exposed.join(", ")
             ));
         }
+    }
+    if config.pusher_instances.as_ref().is_some_and(Vec::is_empty) {
+        warnings.push("`pusher_instances`: the list is empty, so no instance sends push notifications (remove the option to send them from main)".to_owned());
+    }
+    if !config.push.enabled {
+        warnings.push("`push.enabled`: push notifications are switched off; pushers can be set but no notification is sent".to_owned());
     }
     warnings
 }

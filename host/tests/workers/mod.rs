@@ -7,6 +7,7 @@ mod deployment;
 mod failover;
 mod faults;
 mod media;
+mod push;
 mod replication;
 mod supervisor;
 mod validation;

@@ -169,7 +169,8 @@ async fn event_rows_reach_only_their_followers_and_positions_reach_everyone() {
     assert_eq!(d.metric("persister1", "weft_replication_lag_seconds_count", &rows).await.unwrap_or(0.0), 0.0, "persister1 received events rows");
 }
 
-/// Which instances of the example deployment follow `events` rows.
+/// Which instances of the example deployment follow `events` rows (background1
+/// sends the pushes).
 #[test]
 fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/workers");
@@ -178,8 +179,7 @@ fn in_the_example_deployment_main_and_the_read_workers_follow_event_rows() {
         config.follows_event_rows()
     };
     assert!(follows(root.join("main.toml")), "main");
-    for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", false)]
-    {
+    for (worker, expected) in [("sync1", true), ("client1", true), ("persister1", false), ("persister2", false), ("ephemeral1", false), ("background1", true)] {
         assert_eq!(follows(root.join(format!("workers/{worker}.toml"))), expected, "{worker}");
     }
     // With every room on persister1, persister2 still serves `event_sending`

@@ -29,6 +29,14 @@ fn each_worker_misconfiguration_is_refused_with_its_reason() {
         ("federation_sender_instances = [\"fed9\"]\n", "`fed9` is not a known instance"),
         ("media_instance_running_background_jobs = \"media9\"\n", "`media9` is not a known instance"),
         ("outbound_federation_restricted_to = [\"proxy9\"]\n", "`proxy9` is not a known instance"),
+        (
+            "pusher_instances = [\"main\"]\n[[plugins]]\nname = \"gw\"\nrole = \"pusher\"\npath = \"gw.wasm\"\ninstances = [\"persister1\"]\n",
+            "`persister1` is not one of `pusher_instances` (main)",
+        ),
+        (
+            "pusher_instances = []\n[[plugins]]\nname = \"gw\"\nrole = \"pusher\"\npath = \"gw.wasm\"\ninstances = [\"persister1\"]\n",
+            "`persister1` is not one of `pusher_instances` (none)",
+        ),
     ];
     for (extra, expected) in cases {
         let output = check(extra);

@@ -65,6 +65,8 @@ pub struct Received {
     pub body: Value,
     /// The status the gateway answered with.
     pub status: u16,
+    /// When the request arrived (its whole body read).
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -200,7 +202,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
             }
         }
     };
-    lock(&state.received).push(Received { method, path, headers, body: json, status });
+    lock(&state.received).push(Received { method, path, headers, body: json, status, at: std::time::Instant::now() });
     state.arrived.notify_waiters();
     let delay = *lock(&state.delay);
     if !delay.is_zero() {

@@ -42,6 +42,24 @@ pub fn check_config(config: &Config, fail: &mut dyn FnMut(&str, String)) {
     if let Err(problem) = AddressPolicy::new(None, &config.ip_range_whitelist) {
         fail("ip_range_whitelist", problem);
     }
+    // A pusher plugin delivers from the pusher instances: pinned elsewhere,
+    // it would be called only remotely, and only by them.
+    let pushers = config.pusher_instances();
+    for (index, plugin) in config.plugins.iter().enumerate() {
+        if plugin.role != weft_core::config::PluginRole::Pusher {
+            continue;
+        }
+        for instance in plugin.instances.iter().filter(|instance| !pushers.contains(instance)) {
+            fail(
+                &format!("plugins[{index}].instances"),
+                format!("`{instance}` is not one of `pusher_instances` ({}): a pusher plugin runs on pusher instances", describe(pushers)),
+            );
+        }
+    }
+}
+
+fn describe(instances: &[String]) -> String {
+    if instances.is_empty() { "none".to_owned() } else { instances.join(", ") }
 }
 
 /// The outbound address policy of `config`'s `ip_range_blacklist` and

@@ -1,5 +1,5 @@
 //! Push rule evaluation at persistence: for each local user joined to the
-//! room (the sender aside), their push rules (ruma's evaluator over the
+//! room (the sender aside), and a local user invited by the event, their push rules (ruma's evaluator over the
 //! rules stored by `weft_storage`'s `push_rules`) decide whether the event notifies
 //! and highlights. The results are written with the event and become unread
 //! counts, `/notifications` and, later, a pusher's work.
@@ -10,8 +10,15 @@
 //! Rulesets and ignore lists are cached in memory, since every event needs
 //! every member's: each cache empties whenever its stream (`push_rules`,
 //! `account_data`) moves, here or, with workers, replicated from its writer.
+//!
+//! Sending what was decided is the pusher instances' work: `pusher_pool`
+//! (which pushers have work), `sender` (one pusher's deliveries),
+//! `notification` (what a notification carries).
 
 pub mod client_format;
+pub mod notification;
+pub mod pusher_pool;
+pub mod sender;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -92,7 +99,13 @@ impl RulesetCache {
 /// The push actions the event gets for each local member it notifies.
 pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent) -> Result<Vec<PushAction>, StorageError> {
     let members = state.joined_members();
-    let local: Vec<_> = members.iter().filter(|(user_id, _)| user_id.server_name() == services.server_name && *user_id != event.pdu.sender).collect();
+    let mut local: Vec<_> =
+        members.iter().filter(|(user_id, _)| user_id.server_name() == services.server_name && *user_id != event.pdu.sender).cloned().collect();
+    if let Some(invitee) = local_invitee(services, event)
+        && !local.iter().any(|(user_id, _)| *user_id == invitee)
+    {
+        local.push((invitee, None));
+    }
     if local.is_empty() {
         return Ok(Vec::new());
     }
@@ -103,7 +116,7 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
     let thread_id = thread_of(event);
     let mut actions = Vec::new();
     let is_state = event.state_key.is_some();
-    for (user_id, display_name) in local {
+    for (user_id, display_name) in &local {
         if !is_state && services.push_rulesets.ignored(services, user_id).await?.contains(&event.pdu.sender) {
             continue;
         }
@@ -124,6 +137,16 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
         }
     }
     Ok(actions)
+}
+
+/// The local user an `m.room.member` invite is for (they are not a member
+/// yet, and the rules decide whether the invite notifies them).
+fn local_invitee(services: &Services, event: &BuiltEvent) -> Option<OwnedUserId> {
+    if event.kind != "m.room.member" || event.membership.as_deref() != Some("invite") {
+        return None;
+    }
+    let invitee = OwnedUserId::try_from(event.state_key.as_deref()?).ok()?;
+    (invitee.server_name() == services.server_name && invitee != event.pdu.sender).then_some(invitee)
 }
 
 /// The event as rules see it: the PDU's fields that conditions name.

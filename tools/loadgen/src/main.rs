@@ -6,6 +6,9 @@
 //!   reports messages per second and send latency percentiles.
 //! - `fanout`: L listeners long-polling `/sync` in one room and one sender;
 //!   reports send-to-delivery latency percentiles (one clock: both ends run here).
+//! - `push`: every user holds an HTTP pusher to a push gateway this process
+//!   runs; messages at a fixed rate; reports notifications per second and
+//!   event-to-gateway latency (`push`).
 //!
 //! `--metrics URL` (repeatable) points at Weft processes' `/metrics`: the
 //! replication lag they observed during the measured phase is reported too.
@@ -15,6 +18,7 @@
 //! be lifted. See docs/benchmarks.md.
 
 mod lag;
+mod push;
 
 use std::{
     sync::{
@@ -64,6 +68,24 @@ enum Scenario {
         messages: usize,
         #[arg(long, default_value_t = 20)]
         interval_ms: u64,
+    },
+    /// U users with HTTP pushers to a gateway run here, in R rooms; messages at a fixed rate.
+    Push {
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        /// Messages per second, spread over the rooms and users.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Where the push gateway listens.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        gateway_bind: String,
+        /// The gateway's host as the homeserver reaches it.
+        #[arg(long, default_value = "127.0.0.1")]
+        gateway_host: String,
     },
 }
 
@@ -172,6 +194,9 @@ async fn main() -> anyhow::Result<()> {
     match args.scenario {
         Scenario::Send { users, rooms, concurrency, seconds } => send(client, &run, users, rooms, concurrency, seconds).await,
         Scenario::Fanout { listeners, messages, interval_ms } => fanout(client, &run, listeners, messages, interval_ms).await,
+        Scenario::Push { users, rooms, rate, seconds, gateway_bind, gateway_host } => {
+            push::run(client, &run, push::PushRun { users, rooms, rate, seconds, gateway_bind, gateway_host }).await
+        }
     }
 }
 

@@ -1,0 +1,115 @@
+//! The work of the pusher instances, read from the database, which is the
+//! queue: which pushers have new notifications or new read receipts in a
+//! range of their streams, a pusher's notifications after its position
+//! (those its user has not read meanwhile), and the unread counts behind
+//! a badge.
+//!
+//! A pusher's progress is written by `pushers` (`record_pusher_*`).
+
+use ruma::{OwnedUserId, UserId};
+use sqlx::{Row, any::AnyRow};
+
+use super::{Result, Storage, StorageError};
+
+/// A pusher, by user, app id and pushkey.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PusherId {
+    pub user_id: OwnedUserId,
+    pub app_id: String,
+    pub pushkey: String,
+}
+
+impl PusherId {
+    pub fn key(&self) -> super::PusherKey<'_> {
+        super::PusherKey { user_id: &self.user_id, app_id: &self.app_id, pushkey: &self.pushkey }
+    }
+}
+
+/// One notification a pusher is to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingPush {
+    pub stream_ordering: i64,
+    pub event_id: String,
+    pub room_id: String,
+    /// The push rule's actions as JSON.
+    pub actions: serde_json::Value,
+    /// When the push action was written with its event, in milliseconds.
+    pub ts: i64,
+}
+
+/// Read receipts only: the ones that move unread counts.
+const READ: &str = "('m.read', 'm.read.private')";
+
+impl Storage {
+    /// The pushers of users with notifications at positions in `(after, upto]`.
+    pub async fn pushers_with_notifications(&self, after: i64, upto: i64) -> Result<Vec<PusherId>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT p.user_id, p.app_id, p.pushkey FROM pushers p JOIN \
+             (SELECT DISTINCT user_id FROM event_push_actions WHERE stream_ordering > $1 AND stream_ordering <= $2) a \
+             ON a.user_id = p.user_id",
+        )
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pusher_id).collect()
+    }
+
+    /// The pushers of users whose read receipts moved at receipts stream
+    /// positions in `(after, upto]`.
+    pub async fn pushers_with_receipts(&self, after: i64, upto: i64) -> Result<Vec<PusherId>> {
+        let sql = format!(
+            "SELECT DISTINCT p.user_id, p.app_id, p.pushkey FROM pushers p JOIN \
+             (SELECT DISTINCT user_id FROM receipts WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type IN {READ}) r \
+             ON r.user_id = p.user_id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto).fetch_all(&self.pool).await?;
+        rows.iter().map(pusher_id).collect()
+    }
+
+    /// Up to `limit` of `user_id`'s notifications at positions in `(after,
+    /// upto]`, oldest first, leaving out those already read (a read receipt
+    /// at or after them, unthreaded or of their thread).
+    pub async fn pending_pushes(&self, user_id: &UserId, after: i64, upto: i64, limit: i64) -> Result<Vec<PendingPush>> {
+        let sql = format!(
+            "SELECT p.stream_ordering, p.event_id, p.room_id, p.actions, p.ts FROM event_push_actions p \
+             WHERE p.user_id = $1 AND p.stream_ordering > $2 AND p.stream_ordering <= $3 AND p.stream_ordering > COALESCE( \
+             (SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id AND r.user_id = p.user_id \
+             AND r.receipt_type IN {READ} AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0) \
+             ORDER BY p.stream_ordering LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).bind(after).bind(upto).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let actions: String = row.try_get("actions")?;
+                Ok(PendingPush {
+                    stream_ordering: row.try_get("stream_ordering")?,
+                    event_id: row.try_get("event_id")?,
+                    room_id: row.try_get("room_id")?,
+                    actions: serde_json::from_str(&actions).map_err(|e| StorageError::corrupt("event_push_actions.actions", e))?,
+                    ts: row.try_get("ts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// `user_id`'s unread notifications per room (every thread together),
+    /// for rooms with any: those after the read receipt that covers each.
+    pub async fn unread_notifications_by_room(&self, user_id: &UserId) -> Result<Vec<(String, i64)>> {
+        let sql = format!(
+            "SELECT p.room_id, COUNT(*) AS notifications FROM event_push_actions p WHERE p.user_id = $1 AND p.stream_ordering > COALESCE( \
+             (SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id AND r.user_id = p.user_id \
+             AND r.receipt_type IN {READ} AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0) GROUP BY p.room_id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get("room_id")?, row.try_get("notifications")?))).collect()
+    }
+}
+
+fn pusher_id(row: &AnyRow) -> Result<PusherId> {
+    Ok(PusherId {
+        user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?).map_err(|e| StorageError::corrupt("pushers.user_id", e))?,
+        app_id: row.try_get("app_id")?,
+        pushkey: row.try_get("pushkey")?,
+    })
+}
