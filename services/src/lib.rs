@@ -34,6 +34,7 @@ pub mod push;
 pub mod replication;
 pub mod rooms;
 pub mod services;
+pub mod sso;
 pub mod sync;
 pub mod typing;
 pub mod user_directory;

@@ -50,6 +50,9 @@ pub struct Services {
     /// instances that host them: `/pushers/set` asks them whether a pusher
     /// is valid (`check_pusher`), the push sender delivers through them.
     pub pushers: PusherPlugins,
+    /// The `sso-provider` plugins, run here or sent to the instances that
+    /// host them, and the identity providers they stand for.
+    pub sso: crate::sso::SsoLogins,
     /// The plugins this instance runs (of every role), which the internal
     /// route runs for the other instances.
     pub hosted_plugins: HostedPlugins,
@@ -172,6 +175,7 @@ impl Services {
         Ok(Arc::new(Self {
             spam_checker: plugins.spam_checker,
             pushers: plugins.pushers,
+            sso: crate::sso::SsoLogins::new(plugins.sso),
             hosted_plugins: plugins.hosted,
             rate_limits: RateLimiters::from_config(&config),
             server_name,

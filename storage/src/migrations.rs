@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0018_uia_client_params.sql"),
     ),
     (19, "media", include_str!("../migrations/postgres/0019_media.sql"), include_str!("../migrations/sqlite/0019_media.sql")),
+    (21, "sso", include_str!("../migrations/postgres/0021_sso.sql"), include_str!("../migrations/sqlite/0021_sso.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {
