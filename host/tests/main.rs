@@ -41,6 +41,8 @@ mod search;
 mod shutdown;
 mod slow_clients;
 mod spaces;
+mod sso;
+mod sso_instances;
 mod storage;
 mod sync;
 mod upgrades;

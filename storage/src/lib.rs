@@ -71,7 +71,7 @@ pub use push_actions::{Notification, PushAction};
 pub use pushers::{NewPusher, PusherKey, StoredPusher};
 pub use receipts::{NewReceipt, Receipt, UNTHREADED};
 pub use reports::Report;
-pub use sso::{SsoAttempt, UsernameSession};
+pub use sso::{SsoAttempt, SsoCounts, UsernameSession};
 pub use streams::{DeviceListChange, Stream};
 pub use to_device::{Delivery, ToDeviceMessage};
 pub use uia::UiaSession;

@@ -47,6 +47,16 @@ pub struct UsernameSession {
     pub expires_ts: i64,
 }
 
+/// Row counts of the SSO tables, and of accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SsoCounts {
+    pub attempts: i64,
+    pub external_ids: i64,
+    pub username_sessions: i64,
+    pub login_tokens: i64,
+    pub users: i64,
+}
+
 const ATTEMPT_COLUMNS: &str = "state, idp_id, nonce, code_verifier, callback_url, context, client_redirect_url, ui_auth_session_id, expires_ts";
 const SESSION_COLUMNS: &str =
     "session_id, idp_id, subject, suggested_localpart, display_name, emails, client_redirect_url, chosen_localpart, use_display_name, expires_ts";
@@ -111,9 +121,19 @@ impl Storage {
         rows.iter().map(|row| Ok((row.try_get("auth_provider")?, row.try_get("external_id")?))).collect()
     }
 
-    /// How many provider users are mapped, on the whole server.
-    pub async fn count_external_ids(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM user_external_ids").fetch_one(&self.pool).await?)
+    /// How many rows each SSO table holds (operators' diagnostics, tests).
+    pub async fn sso_counts(&self) -> Result<SsoCounts> {
+        let count = |table: &'static str| async move {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await
+        };
+        Ok(SsoCounts {
+            attempts: count("sso_login_attempts").await?,
+            external_ids: count("user_external_ids").await?,
+            username_sessions: count("sso_username_sessions").await?,
+            login_tokens: count("login_tokens").await?,
+            users: count("users").await?,
+        })
     }
 
     /// Maps a provider's user to an existing Matrix user (`allow_existing_users`).
