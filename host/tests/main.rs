@@ -42,6 +42,7 @@ mod shutdown;
 mod slow_clients;
 mod spaces;
 mod sso;
+mod sso_browser;
 mod sso_instances;
 mod storage;
 mod sync;

@@ -75,9 +75,14 @@ impl Provider {
 /// A server on a port known in advance (`public_baseurl` names it) with the
 /// SSO plugins of `providers`, and `extra` top-level options.
 pub async fn start(backend: Backend, providers: &[Provider], extra: &str) -> TestServer {
+    start_with_whitelist(backend, providers, extra, &[CLIENT]).await
+}
+
+/// `start` with `sso.client_whitelist` = `whitelist`.
+pub async fn start_with_whitelist(backend: Backend, providers: &[Provider], extra: &str, whitelist: &[&str]) -> TestServer {
     let port = free_port();
     let mut text = format!("public_baseurl = \"http://127.0.0.1:{port}/\"\nip_range_whitelist = [\"127.0.0.0/8\"]\n{extra}\n");
-    text.push_str(&format!("[sso]\nclient_whitelist = [\"{CLIENT}\"]\n"));
+    text.push_str(&format!("[sso]\nclient_whitelist = {whitelist:?}\n"));
     for provider in providers {
         text.push_str(&provider.toml());
     }
