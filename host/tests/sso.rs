@@ -432,3 +432,20 @@ async fn a_provider_that_does_not_answer_fails_closed(backend: Backend) {
     assert_eq!(counts(&server).await.attempts, 0, "no attempt stored");
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_templates_replace_the_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sso_error.html"), "<!doctype html><html lang=\"en\"><p>Our own page: {{ error }} on {{ server_name }} <b>{{ error_description }}</b></p></html>").unwrap();
+    // A template that does not render: the built-in page instead.
+    std::fs::write(dir.path().join("sso_redirect_confirm.html"), "{% if %}").unwrap();
+    let extra = format!("[templates]\ncustom_template_directory = {:?}", dir.path().display().to_string());
+    let server = start(Backend::Sqlite, &[Provider::new("basic", "weft-basic")], &extra).await;
+    let page = Browser::new().get(&format!("{}/_synapse/client/oidc/callback?state=x&code=y", server.base)).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.starts_with("<!doctype html><html lang=\"en\"><p>Our own page: missing_session on "), "{}", page.body);
+    assert!(page.body.contains(&server.server_name));
+    let confirm = log_in(&server, &Browser::new(), "basic", "alice", "wonderland", "https://elsewhere.example/").await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("Continue to your account"), "the built-in page: {}", confirm.body);
+}

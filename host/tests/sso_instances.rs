@@ -112,3 +112,32 @@ async fn the_redirect_on_one_instance_and_the_callback_on_another_through_the_ro
     assert_eq!(whoami["user_id"], "@alice.liddell:shared-sso.test");
     drop(b);
 }
+
+#[test]
+fn check_config_refuses_an_sso_plugin_pinned_where_sso_is_not_served() {
+    let config = |pinned: &str| {
+        format!(
+            "server_name = \"r.test\"\nworker_replication_secret = \"s\"\n[redis]\nenabled = true\n\
+             [database]\nname = \"psycopg2\"\nargs = {{ dbname = \"weft\" }}\n\
+             [instance_map.main]\nhost = \"127.0.0.1\"\nport = 9093\nclient_port = 8080\n\
+             [instance_map.login1]\nhost = \"127.0.0.1\"\nport = 9094\nclient_port = 8081\nserves = [\"sso\"]\n\
+             [instance_map.login2]\nhost = \"127.0.0.1\"\nport = 9095\nclient_port = 8082\nserves = [\"sso\", \"login\"]\n\
+             [instance_map.sync1]\nhost = \"127.0.0.1\"\nport = 9096\nclient_port = 8083\nserves = [\"sync\"]\n\
+             [[plugins]]\nname = \"sso-test\"\nrole = \"sso-provider\"\npath = {:?}\ninstances = [{pinned}]\n\
+             [plugins.config]\nidp_id = \"test\"\nidp_name = \"Test\"\nissuer = \"https://id.example.org\"\nclient_id = \"weft\"\nclient_secret = \"s\"\n",
+            guest("oidc").display().to_string()
+        )
+    };
+    let errors = |text: &str| match weft::config::load_str("shared.toml", text) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    let refused = errors(&config("\"login1\", \"sync1\""));
+    assert!(
+        refused.iter().any(|e| e.contains("`plugins[0].instances`: the SSO provider is pinned to `sync1`, which does not serve the `sso` endpoint group (served by login1, login2)")),
+        "{refused:#?}"
+    );
+    assert!(!refused.iter().any(|e| e.contains("pinned to `login1`")), "{refused:#?}");
+    let fine = errors(&config("\"login1\", \"login2\""));
+    assert!(!fine.iter().any(|e| e.contains("does not serve the `sso` endpoint group")), "several instances may serve SSO: {fine:#?}");
+}
