@@ -24,6 +24,9 @@ const ATTEMPT_LIFETIME_MS: i64 = cookies::SESSION_MAX_AGE_SECS * 1000;
 
 /// Without an identity provider: the only one, or a page to choose.
 pub async fn redirect(State(state): State<AppState>, uri: Uri, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if !state.sso.enabled() {
+        return no_sso();
+    }
     let client_redirect = match checked_request(&state, &uri, &headers, query.as_deref()) {
         None => return missing_redirect_url(),
         Some(Err(response)) => return response,
@@ -31,8 +34,7 @@ pub async fn redirect(State(state): State<AppState>, uri: Uri, headers: HeaderMa
     };
     let providers = state.sso.providers().await;
     match providers.as_slice() {
-        [] if state.sso.enabled() => refused_page(&state, RefusalKind::PluginFailed, &Refusal::plugin_failed().message),
-        [] => no_sso(),
+        [] => refused_page(&state, RefusalKind::PluginFailed, &Refusal::plugin_failed().message),
         [only] => start(&state, only, &client_redirect).await,
         several => {
             let listed: Vec<_> = several
@@ -54,14 +56,14 @@ pub async fn redirect(State(state): State<AppState>, uri: Uri, headers: HeaderMa
 
 /// With an identity provider: 404 when there is none by that id.
 pub async fn redirect_to_idp(State(state): State<AppState>, Path(idp_id): Path<String>, uri: Uri, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if !state.sso.enabled() {
+        return no_sso();
+    }
     let client_redirect = match checked_request(&state, &uri, &headers, query.as_deref()) {
         None => return missing_redirect_url(),
         Some(Err(response)) => return response,
         Some(Ok(url)) => url,
     };
-    if !state.sso.enabled() {
-        return no_sso();
-    }
     match state.sso.provider(&idp_id).await {
         Some(provider) => start(&state, &provider, &client_redirect).await,
         None => ApiError::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, "Unknown identity provider ID").into_response(),
@@ -82,6 +84,7 @@ fn missing_redirect_url() -> Response {
     ApiError::missing_param("Missing string query parameter redirectUrl").into_response()
 }
 
+/// Without SSO plugins the endpoints are unknown, as in Synapse without SSO.
 fn no_sso() -> Response {
     ApiError::unrecognized(StatusCode::NOT_FOUND).into_response()
 }
