@@ -436,7 +436,11 @@ async fn a_provider_that_does_not_answer_fails_closed(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_templates_replace_the_pages() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("sso_error.html"), "<!doctype html><html lang=\"en\"><p>Our own page: {{ error }} on {{ server_name }} <b>{{ error_description }}</b></p></html>").unwrap();
+    std::fs::write(
+        dir.path().join("sso_error.html"),
+        "<!doctype html><html lang=\"en\"><p>Our own page: {{ error }} on {{ server_name }} <b>{{ error_description }}</b></p></html>",
+    )
+    .unwrap();
     // A template that does not render: the built-in page instead.
     std::fs::write(dir.path().join("sso_redirect_confirm.html"), "{% if %}").unwrap();
     let extra = format!("[templates]\ncustom_template_directory = {:?}", dir.path().display().to_string());

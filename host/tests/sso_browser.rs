@@ -19,7 +19,11 @@ use crate::{
 
 fn chromium() -> PathBuf {
     let path = std::env::var_os("WEFT_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(path.exists(), "{} is missing: install Debian's Chromium (`apt-get install -y chromium`, as tests/run.sh does) or set WEFT_CHROMIUM", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: install Debian's Chromium (`apt-get install -y chromium`, as tests/run.sh does) or set WEFT_CHROMIUM",
+        path.display()
+    );
     path
 }
 

@@ -134,7 +134,9 @@ fn check_config_refuses_an_sso_plugin_pinned_where_sso_is_not_served() {
     };
     let refused = errors(&config("\"login1\", \"sync1\""));
     assert!(
-        refused.iter().any(|e| e.contains("`plugins[0].instances`: the SSO provider is pinned to `sync1`, which does not serve the `sso` endpoint group (served by login1, login2)")),
+        refused.iter().any(|e| e.contains(
+            "`plugins[0].instances`: the SSO provider is pinned to `sync1`, which does not serve the `sso` endpoint group (served by login1, login2)"
+        )),
         "{refused:#?}"
     );
     assert!(!refused.iter().any(|e| e.contains("pinned to `login1`")), "{refused:#?}");

@@ -97,8 +97,7 @@ impl Storage {
 
     /// Whether an attempt with `state` is stored (for tests and diagnostics).
     pub async fn sso_attempt_exists(&self, state: &str) -> Result<bool> {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT state FROM sso_login_attempts WHERE state = $1").bind(state).fetch_optional(&self.pool).await?;
+        let found: Option<String> = sqlx::query_scalar("SELECT state FROM sso_login_attempts WHERE state = $1").bind(state).fetch_optional(&self.pool).await?;
         Ok(found.is_some())
     }
 

@@ -28,7 +28,9 @@ async fn session(services: &Services, headers: &HeaderMap) -> Result<UsernameSes
     };
     match services.storage.username_session(&id).await {
         Ok(Some(session)) => Ok(session),
-        Ok(None) => Err(pages::error(services, StatusCode::BAD_REQUEST, "expired_session", "This session has expired: start the login again from your client.")),
+        Ok(None) => {
+            Err(pages::error(services, StatusCode::BAD_REQUEST, "expired_session", "This session has expired: start the login again from your client."))
+        }
         Err(error) => {
             tracing::error!(%error, "could not read a username session");
             Err(pages::error(services, StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Try again later."))

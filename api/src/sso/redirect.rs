@@ -160,7 +160,12 @@ async fn callback_outcome(services: &Services, headers: &HeaderMap, params: Vec<
         return pages::error(services, StatusCode::BAD_REQUEST, "invalid_request", "The identity provider's answer has no state.");
     };
     if state != cookie {
-        return pages::error(services, StatusCode::BAD_REQUEST, "mismatching_session", "The state does not match this browser's session: start the login again.");
+        return pages::error(
+            services,
+            StatusCode::BAD_REQUEST,
+            "mismatching_session",
+            "The state does not match this browser's session: start the login again.",
+        );
     }
     let attempt = match services.storage.take_sso_attempt(&state).await {
         Ok(Some(attempt)) => attempt,
