@@ -10,7 +10,7 @@
 use http::StatusCode;
 use reqwest::Url;
 use serde_json::{Value, json};
-use weft::storage::SsoCounts;
+use weft::{crypto::token::hash_access_token, storage::SsoCounts};
 
 use crate::{
     on_both_backends,
@@ -369,12 +369,12 @@ async fn login_tokens_are_single_use_and_expire(backend: Backend) {
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "unknown: {body}");
 
     let user = server.uid("alice.liddell");
-    server.state.storage.add_login_token("expired-token", &user, Some("oidc-basic"), weft::storage::now_ms() - 1).await.unwrap();
+    server.state.storage.add_login_token(&hash_access_token("expired-token"), &user, Some("oidc-basic"), weft::storage::now_ms() - 1).await.unwrap();
     let (status, body) = exchange(&server, "expired-token").await;
     assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "expired: {body}");
     let valid_until = weft::storage::now_ms() + weft::api::sso::LOGIN_TOKEN_LIFETIME_MS;
     assert_eq!(weft::api::sso::LOGIN_TOKEN_LIFETIME_MS, 120_000, "two minutes");
-    server.state.storage.add_login_token("fresh-token", &user, Some("oidc-basic"), valid_until).await.unwrap();
+    server.state.storage.add_login_token(&hash_access_token("fresh-token"), &user, Some("oidc-basic"), valid_until).await.unwrap();
     let (status, body) = exchange(&server, "fresh-token").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_ne!(devices(&body), first_device, "each login a new device");

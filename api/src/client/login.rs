@@ -75,7 +75,7 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
         LoginInfo::Password(credentials) => credentials,
         LoginInfo::Token(token) if state.sso.enabled() => {
             // Single use: taken (deleted) whether or not the login then succeeds.
-            let Some(user_id) = state.storage.take_login_token(&token.token).await? else {
+            let Some(user_id) = state.storage.take_login_token(&weft_core::crypto::token::hash_access_token(&token.token)).await? else {
                 return Err(ApiError::forbidden("Invalid login token"));
             };
             let Some(user) = state.storage.user(&user_id).await? else {

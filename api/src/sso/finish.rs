@@ -124,7 +124,8 @@ pub(super) async fn register(services: &Services, user_id: &UserId, display_name
     }
 }
 
-/// A login token for `user_id`, and the browser on to the client.
+/// A login token for `user_id` (only its SHA-256 stored, as access tokens),
+/// and the browser on to the client.
 pub(super) async fn to_client(services: &Services, user_id: &UserId, idp: &str, client_redirect: &str, new_user: bool) -> Response {
     match services.storage.user(user_id).await {
         Ok(Some(user)) if user.deactivated => {
@@ -136,7 +137,7 @@ pub(super) async fn to_client(services: &Services, user_id: &UserId, idp: &str, 
     }
     let login_token = token::random_string(32);
     let expires = weft_storage::now_ms() + LOGIN_TOKEN_LIFETIME_MS;
-    if let Err(error) = services.storage.add_login_token(&login_token, user_id, Some(idp), expires).await {
+    if let Err(error) = services.storage.add_login_token(&token::hash_access_token(&login_token), user_id, Some(idp), expires).await {
         return server_error(services, &error);
     }
     let target = with_login_token(client_redirect, &login_token);

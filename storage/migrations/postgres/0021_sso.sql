@@ -50,7 +50,8 @@ CREATE TABLE sso_username_sessions (
 );
 CREATE INDEX sso_username_sessions_by_expiry ON sso_username_sessions (expires_ts);
 
--- `m.login.token` tokens: single use, short-lived.
+-- `m.login.token` tokens: single use, short-lived; the SHA-256 of the token
+-- (hex), as access tokens are kept.
 CREATE TABLE login_tokens (
     token TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
