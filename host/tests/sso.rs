@@ -301,7 +301,7 @@ async fn a_missing_tampered_or_replayed_state_is_refused_and_creates_nothing(bac
     // A tampered state.
     let mut tampered = callback.clone();
     let pairs: Vec<(String, String)> =
-        callback.query_pairs().map(|(k, v)| (k.into_owned(), if k == "state" { format!("{v}x") } else { v.into_owned() })).collect();
+        callback.query_pairs().map(|(k, v)| (k.to_string(), if k == "state" { format!("{v}x") } else { v.into_owned() })).collect();
     tampered.query_pairs_mut().clear().extend_pairs(pairs);
     let state = callback.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
     let page = browser.get(tampered.as_str()).await;

@@ -47,7 +47,7 @@ pub fn generate(config: &Config) -> Result<String, RouterError> {
     line(w, "");
 
     line(w, "upstream weft_main {");
-    server_lines(w, &table, &[0], false);
+    server_lines(w, &table, &[0]);
     line(w, "    keepalive 16;\n}");
     for group in EndpointGroup::ALL {
         if group == EndpointGroup::InitialSync && !initial_separately {

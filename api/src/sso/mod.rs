@@ -33,7 +33,7 @@ use axum::{
     extract::Request,
     middleware::Next,
     response::Response,
-    routing::{get, post},
+    routing::get,
 };
 use http::{HeaderMap, Method, header};
 

@@ -80,7 +80,6 @@ struct Cookie {
 /// A response as a browser sees it.
 #[derive(Debug)]
 pub struct Page {
-    pub url: Url,
     pub status: StatusCode,
     /// The redirect target, absolute.
     pub location: Option<Url>,
@@ -121,12 +120,6 @@ impl Browser {
         pairs.join("; ")
     }
 
-    /// The value of cookie `name` kept for `url`'s host and port.
-    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
-        let origin = Self::origin(&Url::parse(url).unwrap());
-        self.jar.lock().unwrap().iter().find(|c| c.origin == origin && c.name == name).map(|c| c.value.clone())
-    }
-
     /// Sets a cookie by hand (a test's forgery or replay).
     pub fn set_cookie(&self, url: &str, name: &str, value: &str, path: &str) {
         let origin = Self::origin(&Url::parse(url).unwrap());
@@ -160,7 +153,7 @@ impl Browser {
         let location = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()).map(|l| url.join(l).expect("a redirect URL"));
         let body = response.text().await.unwrap_or_default();
         assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{url}: {body}");
-        Page { url, status, location, set_cookies, body }
+        Page { status, location, set_cookies, body }
     }
 
     fn store(&self, url: &Url, set: &str) {
