@@ -28,13 +28,7 @@ mod redirect;
 
 use std::time::Instant;
 
-use axum::{
-    Router,
-    extract::Request,
-    middleware::Next,
-    response::Response,
-    routing::get,
-};
+use axum::{Router, extract::Request, middleware::Next, response::Response, routing::get};
 use http::{HeaderMap, Method, header};
 
 use weft_core::endpoint_groups::EndpointGroup;
