@@ -2,8 +2,9 @@
 # Runs every Weft test on a fresh machine.
 #
 # Ensures what the suite needs first: the wasm32-wasip2 Rust target,
-# PostgreSQL and Redis on 127.0.0.1, and the test OpenID provider's npm
-# packages (tests/idp, installed with `npm ci` beside the target directory,
+# PostgreSQL and Redis on 127.0.0.1, Chromium (Debian's package, for the SSO
+# browser test), and the test OpenID provider's npm packages with
+# puppeteer-core (tests/idp, installed with `npm ci` beside the target directory,
 # again only when its lock file changed; the tests start and stop the
 # provider themselves). When either service is unreachable it starts a
 # throwaway one from the installed binaries (stopped again on exit), or says
@@ -15,9 +16,9 @@
 # Environment: WEFT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432),
 # WEFT_TEST_REDIS_URL (default redis://127.0.0.1:6379), WEFT_IDP_DIR (where the
 # provider's packages go; default node/idp beside $CARGO_TARGET_DIR, else
-# ~/.cache/weft/node/idp). Last, the matrix-nio client check and the
-# mautrix-python appservice check (tests/appservice), each in a venv in the
-# target directory.
+# ~/.cache/weft/node/idp), WEFT_CHROMIUM (default /usr/bin/chromium). Last,
+# the matrix-nio client checks and the mautrix-python appservice check
+# (tests/appservice), each in a venv in the target directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,17 @@ fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "Node.js and npm are not installed (the SSO tests run a real OpenID provider, node's oidc-provider): apt-get install nodejs npm (Node.js 20.19 or later)" >&2
     exit 1
+fi
+# The SSO browser test drives Debian's Chromium (headless) with puppeteer-core.
+export WEFT_CHROMIUM="${WEFT_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$WEFT_CHROMIUM" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing Chromium (apt-get install chromium) for the SSO browser test"
+        apt-get install -y --no-install-recommends chromium >/dev/null || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
+    else
+        echo "Chromium is not installed (the SSO browser test drives it headless): apt-get install chromium, or set WEFT_CHROMIUM to a Chromium binary" >&2
+        exit 1
+    fi
 fi
 if ! command -v openssl >/dev/null; then
     echo "The openssl command is not installed (the plugin HTTPS test makes a CA and serves TLS with it): apt-get install openssl" >&2
@@ -180,3 +192,61 @@ if [ ! -x "$as_venv/bin/python" ] || ! "$as_venv/bin/python" -c "import mautrix,
     "$as_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/appservice/requirements.txt
 fi
 "$as_venv/bin/python" tests/appservice/bridge.py "$target_dir/debug/weft"
+
+# An SSO login finished by matrix-nio: Weft with the reference OpenID Connect
+# plugin and the test provider.
+say "running the matrix-nio SSO check (m.login.token)"
+sso_dir="$(mktemp -d)"
+mkfifo "$sso_dir/idp-stdin"
+sleep infinity >"$sso_dir/idp-stdin" &
+hold_pid=$!
+WEFT_IDP_NODE_MODULES="$WEFT_IDP_DIR/node_modules" node tests/idp/server.mjs <"$sso_dir/idp-stdin" >"$sso_dir/idp.out" 2>"$sso_dir/idp.err" &
+idp_pid=$!
+cleanup+=("kill $hold_pid $idp_pid 2>/dev/null")
+for _ in $(seq 1 100); do
+    [ -s "$sso_dir/idp.out" ] && break
+    sleep 0.1
+done
+issuer="$(python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["issuer"])' <"$sso_dir/idp.out")"
+sso_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+cat >"$sso_dir/weft.toml" <<TOML
+server_name = "localhost"
+public_baseurl = "http://127.0.0.1:$sso_port/"
+signing_key_path = "$sso_dir/signing.key"
+ip_range_whitelist = ["127.0.0.0/8"]
+[database]
+name = "sqlite3"
+args = { database = "$sso_dir/homeserver.db" }
+[sso]
+client_whitelist = ["http://client.invalid/"]
+[[listeners]]
+port = $sso_port
+bind_addresses = ["127.0.0.1"]
+type = "http"
+[[listeners.resources]]
+names = ["client"]
+[[plugins]]
+name = "sso-test"
+role = "sso-provider"
+path = "$(realpath "$target_dir")/wasm32-wasip2/release/oidc.wasm"
+[plugins.config]
+idp_id = "test"
+idp_name = "Test IdP"
+issuer = "$issuer"
+skip_verification = true
+client_id = "weft-basic"
+client_secret = "weft-basic-secret"
+scopes = ["openid", "profile", "email"]
+[plugins.config.user_mapping_provider.config]
+localpart_template = "{{ user.preferred_username | lower }}"
+[plugins.capabilities]
+allowed_outbound_hosts = ["$issuer"]
+TOML
+"$target_dir/debug/weft" run -c "$sso_dir/weft.toml" >"$sso_dir/stdout" 2>"$sso_dir/stderr" &
+sso_weft_pid=$!
+cleanup+=("kill $sso_weft_pid 2>/dev/null; wait $sso_weft_pid 2>/dev/null; rm -rf $sso_dir")
+for _ in $(seq 1 100); do
+    reachable 127.0.0.1 "$sso_port" && break
+    sleep 0.1
+done
+"$venv/bin/python" tests/clients/nio_sso.py "http://127.0.0.1:$sso_port" oidc-test alice wonderland

@@ -10,7 +10,7 @@
 //! `weft_storage`; nothing below this layer builds an HTTP response.
 //!
 //! The map: `ruma_route` (the typed request pipeline), `auth`, `uia`,
-//! `error`; the endpoints in `client`, `admin`, `federation`, `media`,
+//! `error`; the endpoints in `client`, `admin`, `federation`, `media`, `sso`,
 //! `well_known`, `ops`; the internal endpoints other instances call
 //! (`replication`, `forward`); `route_list` (every route with its endpoint
 //! group, checked against `weft_core::routes`); `server` (binding,
@@ -37,6 +37,7 @@ pub mod route_list;
 pub mod ruma_route;
 pub mod server;
 pub mod session;
+pub mod sso;
 pub mod uia;
 pub mod well_known;
 
@@ -83,7 +84,7 @@ pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
         router = router.merge(internal);
     }
     if serves_client {
-        router = router.route("/.well-known/matrix/client", get(well_known::client));
+        router = router.route("/.well-known/matrix/client", get(well_known::client)).merge(sso::routes());
     }
     if listener.serves(Resource::Health) {
         router = router.route("/health", get(ops::health));

@@ -8,7 +8,7 @@
 //! Two sources: the routes the server registers (the same `RouteTable` calls
 //! that build each listener's router, so the list cannot drift from what is
 //! served), and routes declared here from ruma's request types: those of the
-//! worker document's groups that Weft does not serve yet (federation, SSO),
+//! worker document's groups that Weft does not serve yet (federation),
 //! and the media repository's, which `media` serves with handlers of its
 //! own (file bodies, not JSON). A registered route wins over a declared one with the same method and
 //! path, so implementing an endpoint needs no change here, only eventually
@@ -35,6 +35,7 @@ pub fn all_routes() -> Vec<RouteEntry> {
     federation::key_routes(&mut table);
     federation::federation_routes(&mut table);
     let mut routes = table.entries().to_vec();
+    routes.extend(super::sso::route_entries());
     routes.extend(not_yet_served());
 
     let mut seen = BTreeSet::new();
@@ -108,7 +109,6 @@ fn not_yet_served() -> Vec<RouteEntry> {
             declared::<f::authenticated_media::get_content_thumbnail::v1::Request>(),
         ],
     );
-    add(G::Sso, &[declared::<c::session::sso_login::v3::Request>(), declared::<c::session::sso_login_with_provider::v3::Request>()]);
     out
 }
 

@@ -1,5 +1,7 @@
 //! User-interactive authentication (the spec's UIA): sessions bound to one
-//! request, with the `m.login.dummy` and `m.login.password` stages.
+//! request, with the `m.login.dummy`, `m.login.password` and `m.login.sso`
+//! stages (the last completed by `sso::reauth` through the fallback page,
+//! then acknowledged by the client with the session alone).
 //!
 //! A request without `auth` gets 401 with the flows and a new session; each
 //! completed stage is stored on the session (shared by all processes) until a
@@ -39,6 +41,24 @@ impl<'a> Requirement<'a> {
     /// Proving ownership of `user` by password, as account operations need.
     pub fn password(action: &'a str, user: &'a UserId) -> Self {
         Self { action, user: Some(user), flows: vec![vec![AuthType::Password]], client_params: None }
+    }
+
+    /// Proving ownership of `user` as the account allows: by password when
+    /// it has one, by SSO when it is mapped to an identity provider (an
+    /// SSO-only user is offered `m.login.sso` alone).
+    pub async fn account(services: &Services, action: &'a str, user: &'a UserId) -> ApiResult<Self> {
+        let mut flows = Vec::new();
+        let has_password = services.storage.user(user).await?.is_some_and(|account| account.password_hash.is_some());
+        if has_password {
+            flows.push(vec![AuthType::Password]);
+        }
+        if services.sso.enabled() && !services.storage.external_ids_of(user).await?.is_empty() {
+            flows.push(vec![AuthType::Sso]);
+        }
+        if flows.is_empty() {
+            flows.push(vec![AuthType::Password]);
+        }
+        Ok(Self { action, user: Some(user), flows, client_params: None })
     }
 
     /// Registration with nothing to prove but the wish to register.
@@ -82,6 +102,9 @@ pub async fn authenticate(services: &Services, auth: Option<&AuthData>, requirem
             storage.uia_session(&id).await?.ok_or_else(ApiError::internal)?
         }
     };
+    if let Some(reason) = &session.refused {
+        return Err(ApiError::forbidden(reason.clone()));
+    }
     if session.action != requirement.action || session.user_id.as_deref() != requirement.user.map(UserId::as_str) {
         return Err(ApiError::forbidden("Requested operation has changed during the UI authentication session."));
     }
@@ -98,8 +121,9 @@ pub async fn authenticate(services: &Services, auth: Option<&AuthData>, requirem
         Err(ApiError::uia(info(requirement, &session.session_id, completed.to_vec()), Some((kind, message.to_owned()))))
     };
     match auth {
-        // Only the session: the client asks how far it has got.
-        AuthData::FallbackAcknowledgement(_) => return Err(ApiError::uia(info(requirement, &session.session_id, completed), None)),
+        // Only the session: the client asks how far it has got, or says a
+        // fallback page (SSO) completed a stage.
+        AuthData::FallbackAcknowledgement(_) => {}
         AuthData::Dummy(_) if offered(&AuthType::Dummy) => {}
         AuthData::Password(password) if offered(&AuthType::Password) => {
             let Some(owner) = requirement.user else {
@@ -134,6 +158,17 @@ pub async fn authenticate(services: &Services, auth: Option<&AuthData>, requirem
         storage.set_uia_completed(&session.session_id, &names).await?;
         Err(ApiError::uia(info(requirement, &session.session_id, completed), None))
     }
+}
+
+/// Records `stage` as completed on `session` (a fallback page's stage, such
+/// as SSO's, done outside the request it authorises).
+pub async fn record_stage(services: &Services, session: &weft_storage::UiaSession, stage: AuthType) -> ApiResult<()> {
+    let mut completed = session.completed.clone();
+    if !completed.iter().any(|done| *done == stage.as_str()) {
+        completed.push(stage.as_str().to_owned());
+    }
+    services.storage.set_uia_completed(&session.session_id, &completed).await?;
+    Ok(())
 }
 
 fn info(requirement: &Requirement<'_>, session: &str, completed: Vec<AuthType>) -> UiaaInfo {

@@ -2,7 +2,7 @@
 //! is declared with its group; metrics are labelled by it, and `weft router`
 //! keys its table by it (`instance_map.<name>.serves` lists group names).
 //!
-//! `InitialSync`, `Federation`, `FederationTransactions`, `Media` and `Sso`
+//! `InitialSync`, `Federation`, `FederationTransactions` and `Media`
 //! name groups of the worker document whose endpoints Weft does not all serve
 //! yet; `weft_api::route_list` declares their paths from ruma's types so that the
 //! router can send them to the right instance the day they are.
@@ -63,7 +63,8 @@ pub enum EndpointGroup {
     FederationTransactions,
     /// The media repository: `/_matrix/media/*`, `/_matrix/client/v1/media/*`, federation media.
     Media,
-    /// Single sign-on, which must reach one instance for a whole login.
+    /// Single sign-on: the redirect, the provider's callback, the username
+    /// picker. Any instance serving it may take any step of a login.
     Sso,
 }
 

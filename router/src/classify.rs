@@ -5,7 +5,8 @@
 //!
 //! Also decides what a request sticks by: `/sync` by user, room pagination by
 //! room, events sent into a room to the room's persister, inbound federation
-//! transactions by origin, SSO to a single instance.
+//! transactions by origin. SSO sticks to nothing: a login's state is in the
+//! database, so each of its requests may reach any instance serving `sso`.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +29,6 @@ pub enum Sticky {
     RoomWriter(String),
     /// The origin server of a federation request (`X-Matrix` authorization).
     Origin,
-    /// Always the same instance while it is up.
-    Single,
 }
 
 /// Where a request goes: a group (or `main` for unknown paths) and how it sticks.
@@ -92,7 +91,6 @@ impl Classifier {
                 None => Sticky::None,
             },
             EndpointGroup::FederationTransactions => Sticky::Origin,
-            EndpointGroup::Sso => Sticky::Single,
             _ => Sticky::None,
         };
         Classified { group: Some(group), sticky }

@@ -7,8 +7,9 @@
 //! same place, as the router's matcher decides. Sticky groups hash
 //! consistently: `/sync` by access token (nginx cannot look up its owner as
 //! the router does, so each device, not each user, keeps its instance), room
-//! pagination by room, federation transactions by origin; SSO uses one server
-//! with the others as backups. Failover is nginx's `proxy_next_upstream`.
+//! pagination by room, federation transactions by origin. SSO is balanced
+//! like any other group (its logins are kept in the database). Failover is
+//! nginx's `proxy_next_upstream`.
 
 use std::{collections::BTreeMap, fmt::Write};
 
@@ -46,7 +47,7 @@ pub fn generate(config: &Config) -> Result<String, RouterError> {
     line(w, "");
 
     line(w, "upstream weft_main {");
-    server_lines(w, &table, &[0], false);
+    server_lines(w, &table, &[0]);
     line(w, "    keepalive 16;\n}");
     for group in EndpointGroup::ALL {
         if group == EndpointGroup::InitialSync && !initial_separately {
@@ -61,7 +62,7 @@ pub fn generate(config: &Config) -> Result<String, RouterError> {
             EndpointGroup::FederationTransactions => line(w, "    hash $weft_origin consistent;"),
             _ => {}
         }
-        server_lines(w, &table, serving, group == EndpointGroup::Sso);
+        server_lines(w, &table, serving);
         line(w, "    keepalive 16;\n}");
     }
     line(w, "");
@@ -149,14 +150,13 @@ fn upstream(group: EndpointGroup) -> String {
     format!("weft_{}", group.as_str())
 }
 
-fn server_lines(w: &mut String, table: &RoutingTable, serving: &[usize], single: bool) {
-    for (position, &index) in serving.iter().enumerate() {
+fn server_lines(w: &mut String, table: &RoutingTable, serving: &[usize]) {
+    for &index in serving {
         let address = match &table.instances()[index].address {
             Address::Unix(path) => format!("unix:{}", path.display()),
             tcp => tcp.to_string(),
         };
-        let backup = if single && position > 0 { " backup" } else { "" };
-        let _ = writeln!(w, "    server {address}{backup};");
+        let _ = writeln!(w, "    server {address};");
     }
 }
 

@@ -126,7 +126,6 @@ async fn sticky_key(state: &RouterState, classified: &Classified, headers: &Head
                 .and_then(|value| ruma::api::federation::authentication::XMatrix::try_from(value).ok())
                 .map_or_else(|| peer.ip().to_string(), |x_matrix| x_matrix.origin.to_string()),
         ),
-        Sticky::Single => Some(classified.group.map_or("main", |group| group.as_str()).to_owned()),
     }
 }
 

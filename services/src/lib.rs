@@ -21,6 +21,8 @@
 //! - [`jobs`]: the rule every background consumer follows.
 //! - [`plugins`]: the plugin runtime (`weft-plugin-runtime`) re-exported and
 //!   wired to this server's configuration, storage and internal API.
+//! - [`sso`]: the `sso-provider` plugins and the identity providers they
+//!   stand for, as the API's SSO endpoints use them.
 //!
 //! May call: `weft_core`, `weft_storage`, `weft_plugin_runtime`. Must not:
 //! build HTTP responses (that is `weft-api`, above). The modules reach one
@@ -38,6 +40,7 @@ pub mod push;
 pub mod replication;
 pub mod rooms;
 pub mod services;
+pub mod sso;
 pub mod sync;
 pub mod typing;
 pub mod user_directory;

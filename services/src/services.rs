@@ -53,6 +53,9 @@ pub struct Services {
     /// The appservice notifier plugin, run here or on the instance that
     /// hosts it (`notify_appservices_from_worker`): see `crate::appservices`.
     pub appservices: AppserviceNotifiers,
+    /// The `sso-provider` plugins, run here or sent to the instances that
+    /// host them, and the identity providers they stand for.
+    pub sso: crate::sso::SsoLogins,
     /// The plugins this instance runs (of every role), which the internal
     /// route runs for the other instances.
     pub hosted_plugins: HostedPlugins,
@@ -177,6 +180,7 @@ impl Services {
             spam_checker: plugins.spam_checker,
             pushers: plugins.pushers,
             appservices: plugins.appservices,
+            sso: crate::sso::SsoLogins::new(plugins.sso),
             hosted_plugins: plugins.hosted,
             rate_limits: RateLimiters::from_config(&config),
             server_name,

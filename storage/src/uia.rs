@@ -19,6 +19,9 @@ pub struct UiaSession {
     /// The request's own parameters as last given (JSON), for requests that
     /// later carry only `auth`.
     pub client_params: Option<String>,
+    /// Why the session was refused (an SSO re-authentication as another
+    /// user): every later request with it is refused.
+    pub refused: Option<String>,
 }
 
 impl Storage {
@@ -36,7 +39,7 @@ impl Storage {
     }
 
     pub async fn uia_session(&self, session_id: &str) -> Result<Option<UiaSession>> {
-        let row = sqlx::query("SELECT session_id, created_ts, action, user_id, completed, client_params FROM ui_auth_sessions WHERE session_id = $1")
+        let row = sqlx::query("SELECT session_id, created_ts, action, user_id, completed, client_params, refused FROM ui_auth_sessions WHERE session_id = $1")
             .bind(session_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -49,6 +52,7 @@ impl Storage {
                 user_id: row.try_get("user_id")?,
                 completed: serde_json::from_str(&completed).map_err(|e| StorageError::corrupt("ui_auth_sessions.completed", e))?,
                 client_params: row.try_get("client_params")?,
+                refused: row.try_get("refused")?,
             })
         })
         .transpose()

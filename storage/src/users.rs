@@ -37,25 +37,7 @@ impl Storage {
     pub async fn create_user(&self, user: NewUser<'_>, session: Option<NewSession<'_>>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let mut guards = Vec::new();
-        sqlx::query(
-            "INSERT INTO users (user_id, password_hash, created_ts, admin, deactivated, shadow_banned, user_type) \
-             VALUES ($1, $2, $3, $4, FALSE, $5, $6)",
-        )
-        .bind(user.user_id.as_str())
-        .bind(user.password_hash)
-        .bind(now_ms())
-        .bind(user.admin)
-        .bind(user.shadow_banned)
-        .bind(user.user_type)
-        .execute(&mut *tx)
-        .await
-        .map_err(StorageError::from_insert)?;
-        // Synapse's default display name: the local part.
-        sqlx::query("INSERT INTO profile_fields (user_id, field, value_json) VALUES ($1, 'displayname', $2)")
-            .bind(user.user_id.as_str())
-            .bind(serde_json::Value::String(user.user_id.localpart().to_owned()).to_string())
-            .execute(&mut *tx)
-            .await?;
+        insert_user_in(&mut tx, user, user.user_id.localpart()).await?;
         if let Some(session) = session {
             self.open_session_in(&mut tx, user.user_id, session, &mut guards).await?;
         }
@@ -126,4 +108,28 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
         shadow_banned: super::flag(row, "shadow_banned")?,
         user_type: row.try_get("user_type")?,
     })
+}
+
+/// Inserts an account and its display name (Synapse's default: the local
+/// part) in `tx`; a taken id is `StorageError::Conflict`.
+pub(super) async fn insert_user_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>, user: NewUser<'_>, display_name: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (user_id, password_hash, created_ts, admin, deactivated, shadow_banned, user_type) \
+             VALUES ($1, $2, $3, $4, FALSE, $5, $6)",
+    )
+    .bind(user.user_id.as_str())
+    .bind(user.password_hash)
+    .bind(now_ms())
+    .bind(user.admin)
+    .bind(user.shadow_banned)
+    .bind(user.user_type)
+    .execute(&mut **tx)
+    .await
+    .map_err(StorageError::from_insert)?;
+    sqlx::query("INSERT INTO profile_fields (user_id, field, value_json) VALUES ($1, 'displayname', $2)")
+        .bind(user.user_id.as_str())
+        .bind(serde_json::Value::String(display_name.to_owned()).to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -9,16 +9,19 @@
 // when its standard input closes, so a test process that dies takes it along.
 //
 // Clients (redirect URI https://weft.example.org/_synapse/client/oidc/callback,
-// PKCE required, secrets "<client id>-secret"):
+// or Weft's callback on any port of 127.0.0.1 or localhost over http, as a test
+// server listens; PKCE required, secrets "<client id>-secret"):
 //   weft-basic   client_secret_basic, ID token RS256
 //   weft-post    client_secret_post
 //   weft-es256   client_secret_basic, ID token ES256
 //   weft-eddsa   client_secret_basic, ID token EdDSA
 //   weft-pkjwt   private_key_jwt (ES256)
-//   weft-tamper-aud, -iss, -key, -none: client_secret_basic; the token
-//     endpoint's ID token is rewritten (another audience, another issuer,
-//     signed with a key the provider does not publish under the same kid,
-//     `alg: none`), as a compromised or misconfigured provider would answer.
+//   weft-tamper-aud, -iss, -key, -none, -nonce, -exp: client_secret_basic;
+//     the token endpoint's ID token is rewritten (another audience, another
+//     issuer, signed with a key the provider does not publish under the same
+//     kid, `alg: none`, another nonce, expired two hours ago; the last two
+//     signed with the provider's own key), as a compromised, misconfigured
+//     or replaying provider would answer.
 // Users: alice / wonderland, bob / builder (see USERS).
 //
 // Login: GET /interaction/{uid} is a form; POST /interaction/{uid}/login with
@@ -98,6 +101,8 @@ const clients = [
   client('weft-tamper-iss'),
   client('weft-tamper-key'),
   client('weft-tamper-none'),
+  client('weft-tamper-nonce'),
+  client('weft-tamper-exp'),
 ];
 
 const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -117,6 +122,8 @@ const TAMPER = {
   'weft-tamper-iss': (token) => resign(token, (_h, p) => { p.iss = 'https://evil.example'; }, rsa.privateKey),
   'weft-tamper-key': (token) => resign(token, () => {}, rogue.privateKey),
   'weft-tamper-none': (token) => resign(token, (h) => { h.alg = 'none'; }, null),
+  'weft-tamper-nonce': (token) => resign(token, (_h, p) => { p.nonce = 'another-attempts-nonce'; }, rsa.privateKey),
+  'weft-tamper-exp': (token) => resign(token, (_h, p) => { p.iat -= 7200; p.exp = p.iat + 600; }, rsa.privateKey),
 };
 
 const configuration = (issuer) => ({
@@ -168,9 +175,16 @@ ${error ? `<p role="alert">${escape(error)}</p>` : ''}
 <button type="submit">Sign in</button>
 </form></body></html>`;
 
+/** Weft's callback on a test server's port, which changes from run to run. */
+const LOOPBACK_CALLBACK = /^http:\/\/(127\.0\.0\.1|localhost):\d+\/_synapse\/client\/oidc\/callback$/;
+
 /** The provider with the test login routes, and the tampering of the token endpoint. */
 function provider(issuer) {
   const provider = new Provider(issuer, configuration(issuer));
+  const registered = provider.Client.prototype.redirectUriAllowed;
+  provider.Client.prototype.redirectUriAllowed = function allowed(uri) {
+    return registered.call(this, uri) || LOOPBACK_CALLBACK.test(uri);
+  };
   provider.use(async (ctx, next) => {
     const route = ctx.path.match(/^\/interaction\/([^/]+)(\/login)?$/);
     if (!route) {

@@ -61,7 +61,7 @@ pub async fn change_password(state: AppState, request: Ruma<change_password::v3:
     if body.auth.is_some() {
         required_password(Some(&body.new_password))?;
     }
-    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
+    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::account(&state, &request.action, &sender.user_id).await?).await?;
     let hash = password::hash(required_password(Some(&body.new_password))?).await;
     // `logout_devices` (default true) signs out every other device.
     let keep_only = body.logout_devices.then_some(sender.device_id.as_ref());
@@ -72,7 +72,7 @@ pub async fn change_password(state: AppState, request: Ruma<change_password::v3:
 
 pub async fn deactivate(state: AppState, request: Ruma<deactivate::v3::Request>) -> ApiResult<deactivate::v3::Response> {
     let sender = request.sender()?;
-    uia::authenticate(&state, request.body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
+    uia::authenticate(&state, request.body.auth.as_ref(), &uia::Requirement::account(&state, &request.action, &sender.user_id).await?).await?;
     // Rooms first: should this request fail half-way, the account is still
     // usable and the client may try again, where the other order would leave
     // a deactivated member in rooms nobody can take it out of.

@@ -64,7 +64,7 @@ pub async fn upload_keys(state: AppState, request: Ruma<upload_signing_keys::v3:
         }
     }
     if stored_master.is_some() && !stored_all {
-        uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, user_id)).await?;
+        uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::account(&state, &request.action, user_id).await?).await?;
     }
 
     let master_key = master.clone().or(stored_master).ok_or_else(|| ApiError::missing_param("A master key is needed first"))?;

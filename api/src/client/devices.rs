@@ -63,7 +63,7 @@ pub async fn update(state: AppState, request: Ruma<update_device::v3::Request>) 
 pub async fn delete(state: AppState, request: Ruma<delete_device::v3::Request>) -> ApiResult<delete_device::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
-    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
+    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::account(&state, &request.action, &sender.user_id).await?).await?;
     state.storage.delete_devices(&sender.user_id, &[&body.device_id]).await?;
     state.stream_advanced(weft_storage::Stream::DeviceLists);
     Ok(delete_device::v3::Response::new())
@@ -72,7 +72,7 @@ pub async fn delete(state: AppState, request: Ruma<delete_device::v3::Request>) 
 pub async fn delete_many(state: AppState, request: Ruma<delete_devices::v3::Request>) -> ApiResult<delete_devices::v3::Response> {
     let sender = request.sender()?;
     let body = &request.body;
-    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::password(&request.action, &sender.user_id)).await?;
+    uia::authenticate(&state, body.auth.as_ref(), &uia::Requirement::account(&state, &request.action, &sender.user_id).await?).await?;
     let device_ids: Vec<&DeviceId> = body.devices.iter().map(|id| id.as_ref()).collect();
     state.storage.delete_devices(&sender.user_id, &device_ids).await?;
     state.stream_advanced(weft_storage::Stream::DeviceLists);

@@ -1,6 +1,9 @@
-//! `GET /login` (flows), `POST /login` with `m.login.password` or (an
-//! appservice for a user of its namespace) `m.login.application_service`, and
-//! `POST /refresh` (always an unknown token: none are issued).
+//! `GET /login` (flows: password, `m.login.application_service`, and with
+//! SSO plugins `m.login.sso` with the identity providers and
+//! `m.login.token`), `POST /login` with `m.login.password`,
+//! `m.login.token` (a single-use token from an SSO login, `crate::sso`) or
+//! (an appservice for a user of its namespace) `m.login.application_service`,
+//! and `POST /refresh` (always an unknown token: none are issued).
 //!
 //! Rate limits as Synapse: every attempt per client address; failed attempts
 //! per account (`rc_login.failed_attempts`: checked before the password,
@@ -18,7 +21,9 @@ use ruma::{
     api::{
         client::{
             session::{
-                get_login_types::v3::{self as login_types, ApplicationServiceLoginType, LoginType, PasswordLoginType},
+                get_login_types::v3::{
+                    self as login_types, ApplicationServiceLoginType, IdentityProvider, LoginType, PasswordLoginType, SsoLoginType, TokenLoginType,
+                },
                 login::v3::{LoginInfo, Request, Response},
             },
             uiaa::UserIdentifier,
@@ -43,6 +48,23 @@ pub async fn login_types(state: AppState, _: Ruma<login_types::Request>) -> ApiR
         flows.push(LoginType::Password(PasswordLoginType::new()));
     }
     flows.push(LoginType::ApplicationService(ApplicationServiceLoginType::new()));
+    if state.sso.enabled() {
+        let mut sso = SsoLoginType::new();
+        sso.identity_providers = state
+            .sso
+            .providers()
+            .await
+            .into_iter()
+            .map(|provider| {
+                let mut idp = IdentityProvider::new(provider.info.id, provider.info.name);
+                idp.icon = provider.info.icon.map(Into::into);
+                idp.brand = provider.info.brand.map(|brand| brand.as_str().into());
+                idp
+            })
+            .collect();
+        flows.push(LoginType::Sso(sso));
+        flows.push(LoginType::Token(TokenLoginType::new()));
+    }
     Ok(login_types::Response::new(flows))
 }
 
@@ -56,8 +78,19 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
         return appservice_login(&state, &request, info).await;
     }
     state.rate_limits.login_address.acquire(&request.client_addr).map_err(ApiError::limit_exceeded)?;
-    let LoginInfo::Password(credentials) = &body.login_info else {
-        return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Unknown login type"));
+    let credentials = match &body.login_info {
+        LoginInfo::Password(credentials) => credentials,
+        LoginInfo::Token(token) if state.sso.enabled() => {
+            // Single use: taken (deleted) whether or not the login then succeeds.
+            let Some(user_id) = state.storage.take_login_token(&weft_core::crypto::token::hash_access_token(&token.token)).await? else {
+                return Err(ApiError::forbidden("Invalid login token"));
+            };
+            let Some(user) = state.storage.user(&user_id).await? else {
+                return Err(ApiError::forbidden("Invalid login token"));
+            };
+            return open_session(&state, &request, user).await;
+        }
+        _ => return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Unknown login type")),
     };
     if !state.config.password_config.enabled {
         return Err(ApiError::unknown(StatusCode::BAD_REQUEST, "Password login has been disabled"));
@@ -87,6 +120,16 @@ pub async fn login(state: AppState, request: Ruma<Request>) -> ApiResult<Respons
     if !valid {
         state.rate_limits.login_failed_attempts.acquire(&key).ok();
         return Err(invalid_credentials());
+    }
+    open_session(&state, &request, user).await
+}
+
+/// The login of `user` with its credentials checked: the account's rate
+/// limit, the spam checker, then a new device and access token.
+async fn open_session(state: &Services, request: &Ruma<Request>, user: weft_storage::User) -> ApiResult<Response> {
+    let body = &request.body;
+    if user.deactivated {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated"));
     }
     state.rate_limits.login_account.acquire(&user.user_id.as_str().to_lowercase()).map_err(ApiError::limit_exceeded)?;
 

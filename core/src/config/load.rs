@@ -245,6 +245,9 @@ fn resolve_relative_paths(config: &mut Config, origins: &Origins) {
     if let Some(path) = config.plugin_cache_dir.as_mut() {
         resolve("plugin_cache_dir", path);
     }
+    if let Some(path) = config.templates.custom_template_directory.as_mut() {
+        resolve("templates", path);
+    }
     // Synapse's default media store, `media_store`, sits next to the first configuration file.
     match config.media_store_path.as_mut() {
         Some(path) => resolve("media_store_path", path),

@@ -71,6 +71,11 @@ pub struct Config {
     pub registration_shared_secret: Option<String>,
     pub registration_shared_secret_path: Option<PathBuf>,
     pub password_config: PasswordConfig,
+    /// Single sign-on (Synapse's `sso`): redirect targets trusted without a
+    /// confirmation page. The identity providers are `sso-provider` plugins.
+    pub sso: SsoConfig,
+    /// Synapse's `templates`: where an operator's versions of the SSO pages are.
+    pub templates: TemplatesConfig,
 
     // Keys and secrets.
     pub signing_key_path: Option<PathBuf>,
@@ -553,6 +558,27 @@ impl Default for PasswordConfig {
     fn default() -> Self {
         Self { enabled: true }
     }
+}
+
+/// Synapse's `sso` options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SsoConfig {
+    /// A `redirectUrl` starting with one of these is redirected to at once
+    /// after an SSO login; any other gets a confirmation page first.
+    pub client_whitelist: Vec<String>,
+    /// Whether a returning user's display name is updated from the provider
+    /// at each login (Synapse's default: no).
+    pub update_profile_information: bool,
+}
+
+/// Synapse's `templates` options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TemplatesConfig {
+    /// A directory whose `sso_*.html` files (Synapse's names) replace the
+    /// built-in SSO pages.
+    pub custom_template_directory: Option<PathBuf>,
 }
 
 /// A leaky bucket, as Synapse's `rc_*` options: `burst_count` actions at once,

@@ -258,6 +258,31 @@ fn check_rate_limit(key: &str, limit: &RateLimit, fail: &mut Fail<'_>) {
     }
 }
 
+/// With the router configured: an `sso-provider` plugin pinned to
+/// `instances` must be pinned where the `sso` endpoint group is served (any
+/// instance listing it, or `main` when none does), so that the logins it
+/// serves are run where they arrive.
+fn check_sso_pinning(config: &Config, fail: &mut Fail<'_>) {
+    let sso = crate::endpoint_groups::EndpointGroup::Sso.as_str();
+    let mut serving: Vec<&str> = config.instance_map.iter().filter(|(_, l)| l.serves.iter().any(|g| g == sso)).map(|(name, _)| name.as_str()).collect();
+    if serving.is_empty() {
+        serving.push(MAIN_INSTANCE);
+    }
+    for (index, plugin) in config.plugins.iter().enumerate() {
+        if plugin.role != super::PluginRole::SsoProvider || plugin.instances.is_empty() {
+            continue;
+        }
+        for instance in &plugin.instances {
+            if !serving.contains(&instance.as_str()) {
+                fail(
+                    &format!("plugins[{index}].instances"),
+                    format!("the SSO provider is pinned to `{instance}`, which does not serve the `sso` endpoint group (served by {})", serving.join(", ")),
+                );
+            }
+        }
+    }
+}
+
 /// `[router]` and `instance_map.*.serves`/`client_*`: what `weft router` needs.
 fn check_routes(config: &Config, fail: &mut Fail<'_>) {
     use crate::endpoint_groups::EndpointGroup;
@@ -300,6 +325,9 @@ fn check_routes(config: &Config, fail: &mut Fail<'_>) {
         if router.bind_addresses.is_empty() {
             fail("router.bind_addresses", "needs at least one address".into());
         }
+    }
+    if routing {
+        check_sso_pinning(config, fail);
     }
     let main_from_map = config.instance_map.get(MAIN_INSTANCE).is_some_and(|l| l.client_port.is_some() || l.client_path.is_some());
     if routing && !main_from_map && !main_from_listeners {

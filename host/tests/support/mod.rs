@@ -2,10 +2,12 @@
 //! HTTP client that fails any test that sees a 500.
 
 mod database;
+mod idp;
 mod processes;
 mod server;
 
 pub use database::{Backend, TestDb, unique};
+pub use idp::{Browser, Page, idp, idp_install_dir};
 pub use processes::{KillOnDrop, WEFT, free_port};
 pub use server::{Session, TestServer, errcode, login_body};
 

@@ -40,11 +40,12 @@ pub struct TestServerBuilder {
     extra: String,
     shared_secret: bool,
     x_forwarded: bool,
+    port: u16,
 }
 
 impl TestServer {
     pub fn builder(backend: Backend) -> TestServerBuilder {
-        TestServerBuilder { backend, extra: String::new(), shared_secret: true, x_forwarded: false }
+        TestServerBuilder { backend, extra: String::new(), shared_secret: true, x_forwarded: false, port: 0 }
     }
 
     pub async fn start(backend: Backend) -> Self {
@@ -188,6 +189,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Listens on `port` rather than a free one the system picks (for a
+    /// `public_baseurl` known before the start; `free_port` finds one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     pub async fn start(self) -> TestServer {
         let db = TestDb::new(self.backend).await;
         let server_name = format!("{}.test", unique("hs"));
@@ -223,10 +231,11 @@ impl TestServerBuilder {
             }
         }
         let text = format!(
-            "{text}{extra}\n{tables}\n{db}\n[[listeners]]\nport = 0\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\nx_forwarded = {x_forwarded}\n\
+            "{text}{extra}\n{tables}\n{db}\n[[listeners]]\nport = {port}\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\nx_forwarded = {x_forwarded}\n\
              [[listeners.resources]]\nnames = [\"client\", \"federation\", \"health\", \"metrics\"]\n",
             extra = extra,
             x_forwarded = self.x_forwarded,
+            port = self.port,
             db = db.config_toml,
         );
         launch(text, server_name, db).await

@@ -243,6 +243,11 @@ impl SsoProviders {
         self.plugins.is_empty()
     }
 
+    /// How many plugins (whether or not they answer).
+    pub fn len(&self) -> usize {
+        self.plugins.len()
+    }
+
     /// Asks every plugin which identity provider it is, in configuration
     /// order. A plugin that fails is left out (the runtime logged why), and
     /// so is one whose id an earlier plugin already has (logged here).
