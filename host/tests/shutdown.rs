@@ -26,10 +26,13 @@ async fn the_jobs_an_instance_runs_follow_its_configuration() {
     let server = TestServer::start(Backend::Sqlite).await;
     assert_eq!(
         weft::server::job_names(&server.state),
-        ["stream positions", "replication", "user directory", "auth session purge", "media clean-up", "presence timer"]
+        ["stream positions", "replication", "user directory", "push sender", "auth session purge", "media clean-up", "presence timer"]
     );
     let server = TestServer::builder(Backend::Sqlite).config("[presence]\nenabled = false").start().await;
-    assert_eq!(weft::server::job_names(&server.state), ["stream positions", "replication", "user directory", "auth session purge", "media clean-up"]);
+    assert_eq!(
+        weft::server::job_names(&server.state),
+        ["stream positions", "replication", "user directory", "push sender", "auth session purge", "media clean-up"]
+    );
 }
 
 const CLIENTS: usize = 8;

@@ -177,7 +177,7 @@ fn is_html_page(page: &Page) -> bool {
 async fn login_flows_advertise_the_providers_and_login_tokens(backend: Backend) {
     let plain = TestServer::start(backend).await;
     let (_, flows) = plain.get("/_matrix/client/v3/login", None).await;
-    assert_eq!(flows["flows"], json!([{"type": "m.login.password"}]), "no SSO without an SSO plugin");
+    assert_eq!(flows["flows"], json!([{"type": "m.login.password"}, {"type": "m.login.application_service"}]), "no SSO without an SSO plugin");
     drop(plain);
 
     let server = start(backend, &[Provider::new("basic", "weft-basic"), Provider::new("post", "weft-post")], "").await;
