@@ -33,6 +33,11 @@ async def main(base):
     check("register", isinstance(registered, RegisterResponse), registered)
     check("register gives the user id", getattr(registered, "user_id", "").startswith(f"@{name}:"), registered)
 
+    await client.close()
+
+    # A new client: a user's access token on /register is read as an
+    # appservice's token and refused (M_UNKNOWN_TOKEN), as Synapse does.
+    client = AsyncClient(base, name)
     again = await client.register(name, password)
     check("a taken name is refused", isinstance(again, ErrorResponse) and again.status_code == "M_USER_IN_USE", again)
     await client.close()
