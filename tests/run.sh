@@ -180,7 +180,7 @@ done
 "$venv/bin/python" tests/clients/nio_accounts.py "http://127.0.0.1:$port"
 "$venv/bin/python" tests/clients/nio_e2ee.py "http://127.0.0.1:$port"
 "$venv/bin/python" tests/clients/nio_media.py "http://127.0.0.1:$port"
-"$venv/bin/python" tests/clients/nio_push.py "http://127.0.0.1:$port"
+"$venv/bin/python" tests/clients/nio_push.py "http://127.0.0.1:$port" "$target_dir/debug/weft"
 
 # A real application service, mautrix-python's AppService, against the real
 # binary (tests/appservice/bridge.py starts its own zero-setup weft with a

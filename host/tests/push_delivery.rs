@@ -28,6 +28,7 @@ on_both_backends!(
     the_badge_counts_messages_when_not_grouped_by_room,
     event_id_only_and_encrypted_events,
     an_invite_is_pushed_with_its_membership,
+    an_invite_made_by_create_room_is_pushed,
     a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order,
     a_rejected_pushkey_deletes_the_pusher,
     a_notification_failing_for_more_than_a_day_is_skipped,
@@ -255,6 +256,25 @@ async fn an_invite_is_pushed_with_its_membership(backend: Backend) {
     assert_eq!(notification["room_name"], "Party");
     assert_eq!(notification["counts"], json!({"unread": 1}), "a pending invite counts in the badge");
     assert_eq!(notification["prio"], "high", "the invite rule sets a sound");
+}
+
+/// How clients open a direct chat: `createRoom` with `invite` and
+/// `is_direct`. The invite is pushed like any other.
+async fn an_invite_made_by_create_room_is_pushed(backend: Backend) {
+    let gateway = PushGateway::start().await.unwrap();
+    let server = start(backend, "").await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    set_pusher(&server, &bob, pusher_body(&gateway.url(), None)).await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [server.user_id("bob")]})).await;
+    let received = exactly(&gateway, 1).await;
+    let notification = received[0].notification();
+    assert_eq!(notification["room_id"], room);
+    assert_eq!(notification["type"], "m.room.member");
+    assert_eq!(notification["membership"], "invite");
+    assert_eq!(notification["user_is_target"], true);
+    assert_eq!(notification["content"]["is_direct"], true);
+    assert_eq!(notification["counts"], json!({"unread": 1}));
 }
 
 async fn a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order(backend: Backend) {

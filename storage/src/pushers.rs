@@ -159,38 +159,26 @@ impl Storage {
     /// The pusher moved past `stream_ordering` without delivering (nothing
     /// to send, or it gave up on a notification).
     pub async fn record_pusher_progress(&self, key: PusherKey<'_>, stream_ordering: i64) -> Result<bool> {
-        let updated = sqlx::query("UPDATE pushers SET last_stream_ordering = $4 WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
-            .bind(key.user_id.as_str())
-            .bind(key.app_id)
-            .bind(key.pushkey)
-            .bind(stream_ordering)
-            .execute(&self.pool)
-            .await?;
-        Ok(updated.rows_affected() == 1)
+        self.update_pusher(key, "last_stream_ordering = $4", stream_ordering).await
     }
 
     /// The pusher gave up on the notification at `stream_ordering` after
     /// failing too long: it moves past it and is no longer failing.
     pub async fn record_pusher_skipped(&self, key: PusherKey<'_>, stream_ordering: i64) -> Result<bool> {
-        let updated = sqlx::query("UPDATE pushers SET last_stream_ordering = $4, failing_since_ts = NULL WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
-            .bind(key.user_id.as_str())
-            .bind(key.app_id)
-            .bind(key.pushkey)
-            .bind(stream_ordering)
-            .execute(&self.pool)
-            .await?;
-        Ok(updated.rows_affected() == 1)
+        self.update_pusher(key, "last_stream_ordering = $4, failing_since_ts = NULL", stream_ordering).await
     }
 
     /// A delivery failed at `ts`; the start of a run of failures is kept.
     pub async fn record_pusher_failure(&self, key: PusherKey<'_>, ts: i64) -> Result<bool> {
-        let updated = sqlx::query("UPDATE pushers SET failing_since_ts = COALESCE(failing_since_ts, $4) WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
-            .bind(key.user_id.as_str())
-            .bind(key.app_id)
-            .bind(key.pushkey)
-            .bind(ts)
-            .execute(&self.pool)
-            .await?;
+        self.update_pusher(key, "failing_since_ts = COALESCE(failing_since_ts, $4)", ts).await
+    }
+
+    /// One pusher's row updated by `assignments`, whose one parameter is `$4`;
+    /// false when the pusher is gone.
+    async fn update_pusher(&self, key: PusherKey<'_>, assignments: &'static str, value: i64) -> Result<bool> {
+        let sql = format!("UPDATE pushers SET {assignments} WHERE user_id = $1 AND app_id = $2 AND pushkey = $3");
+        let updated =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.user_id.as_str()).bind(key.app_id).bind(key.pushkey).bind(value).execute(&self.pool).await?;
         Ok(updated.rows_affected() == 1)
     }
 

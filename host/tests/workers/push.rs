@@ -5,7 +5,8 @@
 //! remotely (and `/pushers/set` on main checks through it remotely). A
 //! pusher instance SIGKILLed in the middle of a backlog and started again
 //! delivers the rest: nothing is lost, nothing is duplicated beyond the
-//! notification in flight.
+//! notification in flight, also when `weft supervise` is the one that
+//! restarts it.
 
 use std::{
     collections::BTreeMap,
@@ -125,4 +126,108 @@ async fn two_pusher_instances_split_users_by_hash_and_a_killed_one_resumes() {
         assert_eq!(once, all, "{user}: nothing lost, in order: {events:?}");
         assert!(events.len() <= all.len() + 1, "{user}: at most the one in flight again: {events:?}");
     }
+}
+
+/// The supervisor's part: pusher1, the only pusher instance, is SIGKILLed
+/// while the gateway answers slowly and `weft supervise` starts it again;
+/// it resumes from its stored positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pusher_instance_sigkilled_under_the_supervisor_resumes_with_nothing_lost() {
+    use std::process::{Command, Stdio};
+
+    use super::{
+        deployment::Redis,
+        supervisor::{alive, pid_of, sigkill, supervise, write_deployment_with},
+    };
+    use crate::support::{Backend, TestDb, WEFT};
+
+    let gateway = PushGateway::start().await.unwrap();
+    let db = TestDb::new(Backend::Postgres).await;
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = format!(
+        "pusher_instances = [\"pusher1\"]\nip_range_whitelist = [\"127.0.0.0/8\"]\n\
+         plugins = [{{name = \"http-pusher\", role = \"pusher\", path = {:?}, instances = [\"pusher1\"], \
+         capabilities = {{allowed_outbound_hosts = [\"*:*\"]}}}}]\n",
+        guest("http_pusher").display().to_string()
+    );
+    let (router_port, _) = write_deployment_with(dir.path(), &db, &redis, &shared, &["pusher1"]);
+    let run = dir.path().join("run");
+    let mut supervisor =
+        Command::new(WEFT).args(["supervise", "-c"]).arg(dir.path().join("shared.toml")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let log_of = |name: &str| std::fs::read_to_string(run.join(format!("{name}.log"))).unwrap_or_default();
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
+    let base = format!("http://127.0.0.1:{router_port}/_matrix/client/v3");
+    let call = |method: reqwest::Method, path: String, token: Option<String>, body: serde_json::Value| {
+        let mut request = http.request(method, format!("{base}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !http.get(format!("http://127.0.0.1:{router_port}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(supervisor.try_wait().unwrap().is_none(), "the supervisor exited\n{}", log_of("main"));
+        assert!(Instant::now() < deadline, "the router never answered\n{}", log_of("router"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let register = |name: &str| {
+        let body = json!({"username": name, "password": "correct horse battery", "auth": {"type": "m.login.dummy"}});
+        call(reqwest::Method::POST, "/register".into(), None, body)
+    };
+    let (alice, bob) = loop {
+        // The router answers once main is up; the first registration may race the workers.
+        let (status, reply) = register("alice").await;
+        if status == 200 {
+            let (status, bob) = register("bob").await;
+            assert_eq!(status, 200, "{bob}");
+            break (reply, bob);
+        }
+        assert!(supervisor.try_wait().unwrap().is_none(), "the supervisor exited\n{}", log_of("main"));
+        assert!(Instant::now() < deadline, "registration through the router never worked: {status} {reply}\n{}", log_of("router"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let token = |reply: &serde_json::Value| Some(reply["access_token"].as_str().unwrap().to_owned());
+    let (status, room) = call(reqwest::Method::POST, "/createRoom".into(), token(&alice), json!({"preset": "public_chat"})).await;
+    assert_eq!(status, 200, "{room}");
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    let (status, reply) = call(reqwest::Method::POST, format!("/join/{room}"), token(&bob), json!({})).await;
+    assert_eq!(status, 200, "{reply}");
+    let pusher = json!({"kind": "http", "app_id": "org.example.app", "pushkey": "bob-phone", "app_display_name": "App",
+        "device_display_name": "Phone", "lang": "en", "data": {"url": gateway.url()}});
+    let (status, reply) = call(reqwest::Method::POST, "/pushers/set".into(), token(&bob), pusher).await;
+    assert_eq!(status, 200, "main checks the pusher through pusher1: {reply}");
+
+    gateway.set_delay(Duration::from_millis(300));
+    let mut sent = Vec::new();
+    for n in 0..8 {
+        let (status, reply) =
+            call(reqwest::Method::PUT, format!("/rooms/{room}/send/m.room.message/s{n}"), token(&alice), json!({"msgtype": "m.text", "body": format!("m{n}")}))
+                .await;
+        assert_eq!(status, 200, "{reply}");
+        sent.push(reply["event_id"].as_str().unwrap().to_owned());
+    }
+    gateway.wait_for(2, Duration::from_secs(30)).await;
+    let killed = pid_of(&run, "pusher1").expect("pusher1.pid");
+    assert!(sigkill(killed));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pid_of(&run, "pusher1").is_some_and(|pid| pid != killed && alive(pid)) {
+        assert!(Instant::now() < deadline, "the supervisor did not restart pusher1\n{}", log_of("pusher1"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gateway.set_delay(Duration::ZERO);
+    let users = [(String::new(), "bob-phone".to_owned())];
+    let got = wait_for_all(&gateway, &users, &sent).await;
+    let events = got.get("bob-phone").cloned().unwrap_or_default();
+    let mut once = events.clone();
+    once.dedup();
+    assert_eq!(once, sent, "nothing lost, in order, across the SIGKILL: {events:?}\n{}", log_of("pusher1"));
+    assert!(events.len() <= sent.len() + 1, "at most the one in flight again: {events:?}");
+
+    let stop = supervise(dir.path(), "stop");
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    assert!(supervisor.wait().unwrap().success());
 }

@@ -2,7 +2,9 @@
 //! (shared.toml, main.toml, workers/*.toml): everything starts, the router
 //! serves, a worker's `/metrics` shows replication lag, a SIGKILLed worker
 //! is restarted, `weft supervise stop` stops it all. And the example in
-//! `config/workers/` itself passes `weft check-config`.
+//! `config/workers/` itself passes `weft check-config`. The deployment
+//! writer and the process helpers serve the other supervised tests too
+//! (push: a pusher instance SIGKILLed and restarted by the supervisor).
 
 use std::{
     path::Path,
@@ -27,14 +29,21 @@ fn own_file(key: &str, header: &str, listeners: &[String]) -> String {
     text
 }
 
-fn write_deployment(dir: &Path, db: &TestDb, redis: &Redis) -> (u16, u16) {
+/// Writes shared.toml, main.toml and workers/{persister1,sync1}.toml, plus
+/// each of `extra_workers` with a replication listener; `extra_shared` opens
+/// shared.toml, so it holds top-level keys only (tables inline). Returns the
+/// router's port and sync1's metrics port.
+pub(super) fn write_deployment_with(dir: &Path, db: &TestDb, redis: &Redis, extra_shared: &str, extra_workers: &[&str]) -> (u16, u16) {
     let (main_client, main_repl, persister_repl, sync_client, sync_repl, sync_metrics, router) =
         (free_port(), free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
     let server_name = format!("{}.test", unique("supervised"));
+    let extra_ports: Vec<(String, u16)> = extra_workers.iter().map(|name| (name.to_string(), free_port())).collect();
+    let extra_instances: String = extra_ports.iter().map(|(name, port)| format!("[instance_map.{name}]\nhost = \"127.0.0.1\"\nport = {port}\n")).collect();
     std::fs::write(
         dir.join("shared.toml"),
-        format!(
-            "server_name = \"{server_name}\"\nsigning_key_path = \"signing.key\"\nenable_metrics = true\n\
+        extra_shared.to_owned()
+            + &format!(
+                "server_name = \"{server_name}\"\nsigning_key_path = \"signing.key\"\nenable_metrics = true\n\
              enable_registration = true\nenable_registration_without_verification = true\n\
              worker_replication_secret = \"{SECRET}\"\n{}\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
              [stream_writers]\nevents = [\"persister1\"]\n\
@@ -42,8 +51,9 @@ fn write_deployment(dir: &Path, db: &TestDb, redis: &Redis) -> (u16, u16) {
              [instance_map.persister1]\nhost = \"127.0.0.1\"\nport = {persister_repl}\n\
              [instance_map.sync1]\nhost = \"127.0.0.1\"\nport = {sync_repl}\nclient_port = {sync_client}\nserves = [\"sync\"]\n\
              [router]\nbind_addresses = [\"127.0.0.1\"]\nport = {router}\n[logging]\nlevel = \"info,sqlx=warn\"\n",
-            db.config_toml, redis.port
-        ),
+                db.config_toml, redis.port
+            )
+            + &extra_instances,
     )
     .unwrap();
     std::fs::write(
@@ -68,18 +78,29 @@ fn write_deployment(dir: &Path, db: &TestDb, redis: &Redis) -> (u16, u16) {
         ),
     )
     .unwrap();
+    for (name, port) in &extra_ports {
+        std::fs::write(
+            dir.join(format!("workers/{name}.toml")),
+            own_file("worker_listeners", &worker(name), &[listener(*port, "\"replication\", \"health\"")]),
+        )
+        .unwrap();
+    }
     (router, sync_metrics)
 }
 
-fn pid_of(run: &Path, name: &str) -> Option<u32> {
+fn write_deployment(dir: &Path, db: &TestDb, redis: &Redis) -> (u16, u16) {
+    write_deployment_with(dir, db, redis, "", &[])
+}
+
+pub(super) fn pid_of(run: &Path, name: &str) -> Option<u32> {
     std::fs::read_to_string(run.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
 }
 
-fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists() && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
 
-fn supervise(dir: &Path, action: &str) -> std::process::Output {
+pub(super) fn supervise(dir: &Path, action: &str) -> std::process::Output {
     Command::new(WEFT).args(["supervise", action, "-c"]).arg(dir.join("shared.toml")).output().unwrap()
 }
 
@@ -127,10 +148,23 @@ async fn supervise_starts_restarts_and_stops_a_deployment() {
     let (status, body) =
         call(reqwest::Method::PUT, format!("/rooms/{room}/send/m.room.message/t1"), Some(json!({"msgtype": "m.text", "body": "supervised"}))).await;
     assert_eq!(status, 200, "{body}");
-    let (status, sync) = call(reqwest::Method::GET, "/sync?timeout=0".into(), None).await;
+    // sync1 sees the message once persister1's row has reached it over
+    // replication: long-poll from the previous batch until it does.
+    let (status, mut sync) = call(reqwest::Method::GET, "/sync?timeout=0".into(), None).await;
     assert_eq!(status, 200, "{sync}");
-    let last = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().and_then(|events| events.last().cloned()).unwrap_or_default();
-    assert_eq!(last["content"]["body"], "supervised", "{sync}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let bodies: Vec<_> =
+            sync["rooms"]["join"][&room]["timeline"]["events"].as_array().into_iter().flatten().map(|e| e["content"]["body"].clone()).collect();
+        if bodies.contains(&json!("supervised")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the message never reached sync1: {sync}");
+        let since = sync["next_batch"].as_str().unwrap_or_default().to_owned();
+        let (status, next) = call(reqwest::Method::GET, format!("/sync?timeout=5000&since={since}"), None).await;
+        assert_eq!(status, 200, "{next}");
+        sync = next;
+    }
 
     // sync1 applied persister1's rows: its /metrics shows the lag it saw.
     let metrics = http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -175,7 +209,7 @@ async fn supervise_starts_restarts_and_stops_a_deployment() {
     assert!(!stop_again.status.success(), "stopping what is not running is an error");
 }
 
-fn sigkill(pid: u32) -> bool {
+pub(super) fn sigkill(pid: u32) -> bool {
     Command::new("kill").args(["-KILL", &pid.to_string()]).status().is_ok_and(|status| status.success())
 }
 

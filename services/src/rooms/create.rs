@@ -8,7 +8,7 @@
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
 
-use weft_storage::NewRoom;
+use weft_storage::{NewEvent, NewRoom};
 
 use super::{Outgoing, RoomError, RoomState, versions};
 use crate::{
@@ -165,13 +165,16 @@ impl super::Rooms {
         }
 
         let mut built = Vec::with_capacity(plan.len());
+        let mut push_actions = Vec::with_capacity(plan.len());
         for (kind, state_key, content) in &plan {
             let outgoing = Outgoing { kind, state_key: state_key.as_deref(), content: content.clone(), txn: None, redacts: None };
             let event = room.build(services, creator, &outgoing)?;
+            // The creator is the only member: of these events only the invites notify anyone.
+            push_actions.push(crate::push::evaluate(services, &room, &event).await?);
             room.apply(&event);
             built.push(event);
         }
-        let events: Vec<_> = built.iter().map(|event| event.as_new_event()).collect();
+        let events: Vec<_> = built.iter().zip(&push_actions).map(|(event, push_actions)| NewEvent { push_actions, ..event.as_new_event() }).collect();
         let new_room = NewRoom {
             room_id: &room_id,
             room_version: version.as_str(),
