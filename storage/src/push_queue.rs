@@ -93,16 +93,30 @@ impl Storage {
             .collect()
     }
 
-    /// `user_id`'s unread notifications per room (every thread together),
-    /// for rooms with any: those after the read receipt that covers each.
-    pub async fn unread_notifications_by_room(&self, user_id: &UserId) -> Result<Vec<(String, i64)>> {
-        let sql = format!(
-            "SELECT p.room_id, COUNT(*) AS notifications FROM event_push_actions p WHERE p.user_id = $1 AND p.stream_ordering > COALESCE( \
-             (SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id AND r.user_id = p.user_id \
-             AND r.receipt_type IN {READ} AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0) GROUP BY p.room_id"
+    /// `user_id`'s unread notifications per joined room (every thread
+    /// together), for rooms with any: those after the read receipt that
+    /// covers each. With `only_whether`, each room's count is 1: it says
+    /// which rooms have any, and stops at the first unread one in each.
+    ///
+    /// Both read from each room's unthreaded read receipt on (the index on
+    /// user, room and position), so the cost follows what is unread, not
+    /// the user's whole history.
+    pub async fn unread_notifications_by_room(&self, user_id: &UserId, only_whether: bool) -> Result<Vec<(String, i64)>> {
+        let unread = format!(
+            "FROM event_push_actions p WHERE p.user_id = $1 AND p.room_id = m.room_id \
+             AND p.stream_ordering > COALESCE((SELECT MAX(u.event_stream_ordering) FROM receipts u WHERE u.room_id = m.room_id \
+             AND u.user_id = $1 AND u.receipt_type IN {READ} AND u.thread_id = ''), 0) \
+             AND p.stream_ordering > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id \
+             AND r.user_id = p.user_id AND r.receipt_type IN {READ} AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)"
         );
+        let joined = "FROM current_state m WHERE m.state_key = $1 AND m.type = 'm.room.member' AND m.membership = 'join'";
+        let sql = if only_whether {
+            format!("SELECT m.room_id, CAST(1 AS BIGINT) AS notifications {joined} AND EXISTS (SELECT 1 {unread})")
+        } else {
+            format!("SELECT room_id, notifications FROM (SELECT m.room_id, (SELECT COUNT(*) {unread}) AS notifications {joined}) c WHERE notifications > 0")
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get("room_id")?, row.try_get("notifications")?))).collect()
+        rows.iter().map(|row| Ok((row.try_get("room_id")?, row.try_get::<i64, _>("notifications")?))).collect()
     }
 }
 

@@ -174,11 +174,8 @@ pub fn tweaks(actions: &Value) -> Map<String, Value> {
 pub async fn badge(storage: &Storage, user_id: &UserId, by_room: bool) -> Result<u64, StorageError> {
     let memberships = storage.memberships_of(user_id).await?;
     let invites = memberships.iter().filter(|(_, membership, _)| membership == "invite").count() as u64;
-    let joined: std::collections::HashSet<&str> =
-        memberships.iter().filter(|(_, membership, _)| membership == "join").map(|(room_id, ..)| room_id.as_str()).collect();
-    let unread = storage.unread_notifications_by_room(user_id).await?;
-    let rooms = unread.iter().filter(|(room_id, count)| *count > 0 && joined.contains(room_id.as_str()));
-    let counted: u64 = if by_room { rooms.count() as u64 } else { rooms.map(|(_, count)| *count as u64).sum() };
+    let unread = storage.unread_notifications_by_room(user_id, by_room).await?;
+    let counted: u64 = unread.iter().map(|(_, count)| *count as u64).sum();
     Ok(invites + counted)
 }
 
