@@ -113,7 +113,9 @@ enable_registration_without_verification: true
 ip_range_whitelist: ["127.0.0.0/8"]
 rc_message: {per_second: 100000, burst_count: 100000}
 rc_registration: {per_second: 100000, burst_count: 100000}
-rc_joins: {local: {per_second: 100000, burst_count: 100000}}
+rc_joins: {local: {per_second: 100000, burst_count: 100000}, remote: {per_second: 100000, burst_count: 100000}}
+rc_joins_per_room: {per_second: 100000, burst_count: 100000}
+rc_invites: {per_room: {per_second: 100000, burst_count: 100000}, per_user: {per_second: 100000, burst_count: 100000}, per_issuer: {per_second: 100000, burst_count: 100000}}
 rc_room_creation: {per_second: 100000, burst_count: 100000}
 rc_login: {address: {per_second: 100000, burst_count: 100000}}
 YAML
