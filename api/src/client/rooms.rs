@@ -318,6 +318,6 @@ pub async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) 
     let sender = request.sender()?;
     let body = &request.body;
     limit_room_creation(&state, sender)?;
-    let new_room = state.rooms.upgrade(&state, &sender.user_id, &body.room_id, body.new_version.clone()).await?;
+    let new_room = state.rooms.upgrade(&state, &sender.user_id, &body.room_id, body.new_version.clone(), &body.additional_creators).await?;
     Ok(upgrade_room::v3::Response::new(new_room))
 }
