@@ -153,6 +153,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
         invite: body.invite.clone(),
         is_direct: body.is_direct,
         alias: body.room_alias_name.as_deref().map(|name| alias_from_name(&state, name)).transpose()?,
+        create_ts: None,
     };
     let checker = &state.spam_checker;
     // The request as the checker sees it (Synapse passes the request body).
