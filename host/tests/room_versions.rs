@@ -236,7 +236,11 @@ async fn a_room_of_version_works(backend: Backend, version: &str) {
     let joined = &sync["rooms"]["join"][&room];
     let timeline: Vec<&str> = joined["timeline"]["events"].as_array().unwrap().iter().filter_map(|event| event["event_id"].as_str()).collect();
     assert!(timeline.contains(&redaction.as_str()), "v{version}: sync's timeline has the redaction: {joined}");
-    let bob_left = joined["timeline"]["events"].as_array().unwrap().iter().any(|event| event["state_key"] == json!(bob.user_id) && event["content"]["membership"] == "leave");
+    let bob_left = joined["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|event| event["state_key"] == json!(bob.user_id) && event["content"]["membership"] == "leave");
     assert!(bob_left, "v{version}: sync shows bob leaving: {joined}");
     let (_, bob_sync) = server.get("/_matrix/client/v3/sync?filter=%7B%22room%22%3A%7B%22include_leave%22%3Atrue%7D%7D", Some(b)).await;
     assert!(bob_sync["rooms"]["leave"].get(&room).is_some(), "v{version}: bob's sync lists the room as left: {bob_sync}");
@@ -327,7 +331,8 @@ async fn v12_creators_have_unlimited_power(backend: Backend) {
     // `additional_creators` in creation_content are creators too.
     let room = create_room(&server, a, json!({"preset": "public_chat", "creation_content": {"additional_creators": [bob.user_id]}})).await;
     server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(b), json!({})).await;
-    let (status, reply) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/"), Some(b), json!({"history_visibility": "joined"})).await;
+    let (status, reply) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/"), Some(b), json!({"history_visibility": "joined"})).await;
     assert_eq!(status, StatusCode::OK, "an additional creator may send what needs 100: {reply}");
     let (_, levels) = state(&server, a, &room, "m.room.power_levels", "").await;
     let mut listed = levels.clone();
@@ -348,8 +353,7 @@ async fn v12_trusted_private_chats_make_the_invitees_creators(backend: Backend) 
     assert_eq!(levels["users"], json!({}), "neither creator is listed: {levels}");
     let (status, reply) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&bob.access_token), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
-    let (status, reply) =
-        server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&bob.access_token), json!({"name": "ours"})).await;
+    let (status, reply) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), Some(&bob.access_token), json!({"name": "ours"})).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     // Before 12 the invitees get 100 instead.
     let room = create_room(&server, a, json!({"preset": "trusted_private_chat", "invite": [bob.user_id], "room_version": "11"})).await;

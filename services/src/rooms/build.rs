@@ -192,8 +192,7 @@ impl RoomState {
         if versions::references_carry_hashes(&self.rules) {
             self.reference_hashes.insert(event.event_id.clone(), event.reference_hash.clone());
             if self.reference_hashes.len() > 2 * (self.state.len() + self.prev_events.len()) + 64 {
-                let kept: std::collections::HashSet<&OwnedEventId> =
-                    self.state.values().map(|pdu| &pdu.event_id).chain(&self.prev_events).collect();
+                let kept: std::collections::HashSet<&OwnedEventId> = self.state.values().map(|pdu| &pdu.event_id).chain(&self.prev_events).collect();
                 let kept: std::collections::HashSet<OwnedEventId> = kept.into_iter().cloned().collect();
                 self.reference_hashes.retain(|id, _| kept.contains(id));
             }
