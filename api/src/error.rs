@@ -193,6 +193,9 @@ impl From<RoomError> for ApiError {
             RoomError::FieldTooLarge(field) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, format!("'{field}' too large")),
             RoomError::Invalid(reason) => Self::bad_json(reason),
             RoomError::InvalidParam(reason) => Self::invalid_param(reason),
+            RoomError::CreatorInPowerLevels(creator) => {
+                Self::unknown(StatusCode::BAD_REQUEST, format!("Creator user {creator} must not appear in content.users"))
+            }
             RoomError::UnsupportedVersion(version) => {
                 Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, format!("Room version {version} is not supported"))
             }

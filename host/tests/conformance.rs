@@ -49,10 +49,17 @@ async fn power_levels_leaving_out_the_creator_are_refused_up_front(backend: Back
     let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", token).await;
     assert_eq!(rooms["joined_rooms"], json!([]), "nothing was created");
 
-    let request = json!({"power_level_content_override": {"users": {alice.user_id.clone(): 100, bob.user_id.clone(): 50}}});
+    let request = json!({"room_version": "11", "power_level_content_override": {"users": {alice.user_id.clone(): 100, bob.user_id.clone(): 50}}});
     let room = create_room(&server, &alice.access_token, request).await;
     let (_, levels) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), token).await;
     assert_eq!(levels["users"][&bob.user_id], 50);
+    // From v12 the creator must not be listed (unlimited power), as Synapse.
+    let room = create_room(&server, &alice.access_token, json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}})).await;
+    let (_, levels) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), token).await;
+    assert_eq!(levels["users"], json!({bob.user_id.clone(): 50}));
+    let request = json!({"power_level_content_override": {"users": {alice.user_id.clone(): 100}}});
+    let (status, body) = server.post("/_matrix/client/v3/createRoom", token, request).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_UNKNOWN"), "{body}");
     // An override without `users` keeps the generated ones.
     create_room(&server, &alice.access_token, json!({"power_level_content_override": {"events_default": 10}})).await;
 }

@@ -92,8 +92,9 @@ async fn versions_and_capabilities(backend: Backend) {
     let capabilities = &body["capabilities"];
     // ruma leaves out capabilities at their default (enabled), which the spec allows.
     assert_ne!(capabilities["m.change_password"]["enabled"], false);
-    assert_eq!(capabilities["m.room_versions"]["default"], "10");
-    assert_eq!(capabilities["m.room_versions"]["available"], json!({"10": "stable", "11": "stable"}));
+    assert_eq!(capabilities["m.room_versions"]["default"], "12");
+    assert_eq!(capabilities["m.room_versions"]["available"]["1"], "stable");
+    assert_eq!(capabilities["m.room_versions"]["available"]["12"], "stable");
     assert_eq!(capabilities["m.3pid_changes"]["enabled"], false);
 }
 

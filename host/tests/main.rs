@@ -37,6 +37,7 @@ mod refusals;
 mod register;
 mod relations;
 mod request_limits;
+mod room_versions;
 mod rooms;
 mod router;
 mod search;

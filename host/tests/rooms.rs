@@ -108,16 +108,21 @@ async fn create_room_applies_every_option(backend: Backend) {
     for kind in ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules", "m.room.guest_access", "m.room.name", "m.room.topic"] {
         assert!(kinds.contains(kind), "{kind} in {state}");
     }
-    let v10 = create_room(&server, &alice.access_token, json!({})).await;
+    let v12 = create_room(&server, &alice.access_token, json!({})).await;
+    let (_, create) = state_event(&server, &alice.access_token, &v12, "m.room.create").await;
+    assert_eq!(create["room_version"], "12", "12 is the default");
+    assert!(create.get("creator").is_none(), "v12 has no creator field");
+    let (_, levels) = state_event(&server, &alice.access_token, &v12, "m.room.power_levels").await;
+    assert!(levels["users"].get(&alice.user_id).is_none(), "v12 creators are not listed: {levels}");
+    let v10 = create_room(&server, &alice.access_token, json!({"room_version": "10"})).await;
     let (_, create) = state_event(&server, &alice.access_token, &v10, "m.room.create").await;
-    assert_eq!(create["room_version"], "10", "10 is the default");
-    assert_eq!(create["creator"], json!(alice.user_id));
+    assert_eq!(create["creator"], json!(alice.user_id), "v10 names its creator");
 }
 
 async fn unsupported_room_versions_are_refused(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice", "pw").await;
-    for version in ["1", "9", "12", "banana"] {
+    for version in ["13", "org.matrix.msc2870", "banana"] {
         let (status, body) = server.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_version": version})).await;
         assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION"), "{version}: {body}");
     }
@@ -625,7 +630,8 @@ async fn state_events_carry_what_they_replace(backend: Backend) {
 async fn initial_state_may_set_the_power_levels(backend: Backend) {
     let server = TestServer::start(backend).await;
     let alice = server.register("alice", "pw").await;
-    let levels = json!({"users": {alice.user_id.clone(): 100}, "users_default": 10, "events_default": 20, "state_default": 60, "ban": 70, "kick": 70, "redact": 70, "invite": 0});
+    // Room version 12 (the default): the creator is not listed, her power is unlimited.
+    let levels = json!({"users": {}, "users_default": 10, "events_default": 20, "state_default": 60, "ban": 70, "kick": 70, "redact": 70, "invite": 0});
     let body = json!({"initial_state": [{"type": "m.room.power_levels", "state_key": "", "content": levels}], "name": "Levels"});
     let room = create_room(&server, &alice.access_token, body).await;
     let (_, stored) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"), Some(&alice.access_token)).await;

@@ -153,6 +153,7 @@ pub async fn create(state: AppState, request: Ruma<create_room::v3::Request>) ->
         invite: body.invite.clone(),
         is_direct: body.is_direct,
         alias: body.room_alias_name.as_deref().map(|name| alias_from_name(&state, name)).transpose()?,
+        create_ts: None,
     };
     let checker = &state.spam_checker;
     // The request as the checker sees it (Synapse passes the request body).
@@ -318,6 +319,6 @@ pub async fn upgrade(state: AppState, request: Ruma<upgrade_room::v3::Request>) 
     let sender = request.sender()?;
     let body = &request.body;
     limit_room_creation(&state, sender)?;
-    let new_room = state.rooms.upgrade(&state, &sender.user_id, &body.room_id, body.new_version.clone()).await?;
+    let new_room = state.rooms.upgrade(&state, &sender.user_id, &body.room_id, body.new_version.clone(), &body.additional_creators).await?;
     Ok(upgrade_room::v3::Response::new(new_room))
 }

@@ -4,8 +4,17 @@
 //! topic, invites), each built on the
 //! state the previous ones made, then persisted with the room in one
 //! transaction, so a room is created whole or not at all.
+//!
+//! Room ids: `!random:server` up to room version 11; from 12 the room id is
+//! `!` and the create event's reference hash, so the create event is built
+//! first (by the instance that got the request, to find the room's
+//! persister) and its timestamp travels with the request, so that the
+//! persister builds the same event. From 12 the creators (the sender, and
+//! `additional_creators`, which `trusted_private_chat` fills with the
+//! invitees as Synapse does) have unlimited power and are not listed in the
+//! power levels' `users`.
 
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId, room_version_rules::RoomVersionRules};
 use serde_json::{Map, Value, json};
 
 use weft_storage::{NewEvent, NewRoom};
@@ -46,12 +55,37 @@ pub struct CreateRoom {
     pub is_direct: bool,
     /// A local alias to create with the room, set as its canonical alias.
     pub alias: Option<OwnedRoomAliasId>,
+    /// The create event's `origin_server_ts`, set where a v12 room id is
+    /// chosen, so that the persister builds the same create event.
+    #[serde(default)]
+    pub create_ts: Option<i64>,
 }
+
+/// How many times a v12 room id taken already is drawn again with another
+/// timestamp (two identical create events in one millisecond), as Synapse.
+const ROOM_ID_ATTEMPTS: usize = 5;
 
 impl super::Rooms {
     /// Creates a room with a new id, on the persister that id belongs to.
     pub async fn create_room(&self, services: &Services, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId, RoomError> {
-        let room_id = RoomId::new_v1(&services.server_name);
+        let mut request = request;
+        let version = request.room_version.clone().unwrap_or(versions::DEFAULT);
+        let rules = versions::rules(&version).ok_or_else(|| RoomError::UnsupportedVersion(version.to_string()))?;
+        let room_id = if versions::room_id_is_create_hash(&rules) {
+            let mut attempt = 0;
+            loop {
+                let jitter = if attempt == 0 { 0 } else { rand::Rng::gen_range(&mut rand::thread_rng(), 1..=10) };
+                let create_ts = weft_storage::now_ms() + jitter;
+                let room_id = create_hash_room_id(services, creator, &request, &version, create_ts)?;
+                attempt += 1;
+                if services.storage.room_version(&room_id).await?.is_none() || attempt >= ROOM_ID_ATTEMPTS {
+                    request.create_ts = Some(create_ts);
+                    break room_id;
+                }
+            }
+        } else {
+            RoomId::new_v1(&services.server_name)
+        };
         // Not `at_remote_persister`: the request is needed here when this instance persists the room.
         if let Some(persister) = room_writes::remote_persister(services, &room_id) {
             let write = RoomWrite::Create { creator: creator.to_owned(), request };
@@ -77,29 +111,27 @@ impl super::Rooms {
             return Err(RoomError::AliasTaken);
         }
         let mut room = RoomState::new_room(room_id.clone(), version.clone())?;
-        let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
-
-        let mut create = request.creation_content.clone().unwrap_or_default();
-        create.insert("room_version".into(), json!(version.as_str()));
-        if !room.rules.authorization.use_room_create_sender {
-            create.insert("creator".into(), json!(creator));
-        } else {
-            create.remove("creator");
-        }
+        let preset = preset_of(&request);
+        let create = create_content(&request, creator, &version, &room.rules);
+        let creators_privileged = room.rules.authorization.explicitly_privilege_room_creators;
 
         let mut users = Map::new();
-        users.insert(creator.to_string(), json!(100));
-        if preset == Preset::TrustedPrivateChat {
-            for invitee in &request.invite {
-                users.insert(invitee.to_string(), json!(100));
+        if !creators_privileged {
+            users.insert(creator.to_string(), json!(100));
+            if preset == Preset::TrustedPrivateChat {
+                for invitee in &request.invite {
+                    users.insert(invitee.to_string(), json!(100));
+                }
             }
         }
+        // Synapse: from v12 only a creator may upgrade (tombstone) by default.
+        let tombstone_level = if creators_privileged { 150 } else { 100 };
         let mut power_levels = json!({
             "users": users,
             "users_default": 0,
             "events": {
                 "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+                "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": tombstone_level,
                 "m.room.server_acl": 100, "m.room.encryption": 100,
             },
             "events_default": 0,
@@ -168,7 +200,13 @@ impl super::Rooms {
         let mut push_actions = Vec::with_capacity(plan.len());
         for (kind, state_key, content) in &plan {
             let outgoing = Outgoing { kind, state_key: state_key.as_deref(), content: content.clone(), txn: None, redacts: None };
-            let event = room.build(services, creator, &outgoing)?;
+            let event = match (kind.as_str(), request.create_ts) {
+                ("m.room.create", Some(create_ts)) => room.build_at(services, creator, &outgoing, create_ts)?,
+                _ => room.build(services, creator, &outgoing)?,
+            };
+            if kind == "m.room.create" && versions::room_id_is_create_hash(&room.rules) && room_id.as_str() != format!("!{}", event.reference_hash) {
+                return Err(RoomError::Invalid(format!("room id {room_id} is not its create event's reference hash")));
+            }
             // The creator is the only member: of these events only the invites notify anyone.
             push_actions.push(crate::push::evaluate(services, &room, &event).await?);
             room.apply(&event);
@@ -192,6 +230,44 @@ impl super::Rooms {
         self.remember(room).await;
         Ok(room_id)
     }
+}
+
+fn preset_of(request: &CreateRoom) -> Preset {
+    request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat })
+}
+
+/// The create event's content: the client's `creation_content` with the
+/// room version, `creator` before v11, and from v12 the invitees of a
+/// `trusted_private_chat` added to `additional_creators` (as Synapse).
+fn create_content(request: &CreateRoom, creator: &UserId, version: &RoomVersionId, rules: &RoomVersionRules) -> Map<String, Value> {
+    let mut create = request.creation_content.clone().unwrap_or_default();
+    create.insert("room_version".into(), json!(version.as_str()));
+    if !rules.authorization.use_room_create_sender {
+        create.insert("creator".into(), json!(creator));
+    } else {
+        create.remove("creator");
+    }
+    if rules.authorization.additional_room_creators && preset_of(request) == Preset::TrustedPrivateChat && !request.invite.is_empty() {
+        let mut creators: Vec<Value> = create.get("additional_creators").and_then(Value::as_array).cloned().unwrap_or_default();
+        for invitee in &request.invite {
+            if !creators.iter().any(|known| known.as_str() == Some(invitee.as_str())) {
+                creators.push(json!(invitee));
+            }
+        }
+        create.insert("additional_creators".into(), Value::Array(creators));
+    }
+    create
+}
+
+/// The id of a v12 room: `!` and the reference hash of the create event
+/// `creator` sends at `create_ts` (a create event carries no room id).
+fn create_hash_room_id(services: &Services, creator: &UserId, request: &CreateRoom, version: &RoomVersionId, create_ts: i64) -> Result<OwnedRoomId, RoomError> {
+    let placeholder = OwnedRoomId::try_from("!unknown").map_err(|e| RoomError::Invalid(e.to_string()))?;
+    let room = RoomState::new_room(placeholder, version.clone())?;
+    let content = Value::Object(create_content(request, creator, version, &room.rules));
+    let outgoing = Outgoing { kind: "m.room.create", state_key: Some(""), content, txn: None, redacts: None };
+    let event = room.build_at(services, creator, &outgoing, create_ts)?;
+    RoomId::new_v2(&event.reference_hash).map_err(|e| RoomError::Invalid(e.to_string()))
 }
 
 /// One entry per `(type, state_key)`, as Synapse reads `initial_state`: the

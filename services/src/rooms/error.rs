@@ -24,6 +24,9 @@ pub enum RoomError {
     AliasTaken,
     #[error("no local member may authorise this join")]
     UnableToGrantJoin,
+    /// A v12 power levels event listing a creator in `users` (Synapse: 400 `M_UNKNOWN`).
+    #[error("Creator user {0} must not appear in content.users")]
+    CreatorInPowerLevels(String),
     #[error("unsupported room version `{0}`")]
     UnsupportedVersion(String),
     #[error(transparent)]

@@ -7,11 +7,16 @@ use serde_json::{Map, Value, value::RawValue as RawJsonValue};
 
 use weft_storage::StoredEvent;
 
-/// The fields of a PDU the authorization rules read.
+/// The fields of a PDU the authorization rules read, in any room version:
+/// `prev_events` and `auth_events` are read as ids whether the PDU lists ids
+/// (v3 on) or `[id, hashes]` pairs (v1, v2).
 #[derive(Debug, Clone)]
 pub struct Pdu {
     pub event_id: OwnedEventId,
+    /// The room the event is in. A v12 create event carries no `room_id`:
+    /// its room is `!` and its event id's hash (`room_id_in_pdu` is then false).
     pub room_id: OwnedRoomId,
+    pub room_id_in_pdu: bool,
     pub sender: OwnedUserId,
     pub origin_server_ts: MilliSecondsSinceUnixEpoch,
     pub kind: TimelineEventType,
@@ -24,7 +29,7 @@ pub struct Pdu {
 
 #[derive(Deserialize)]
 struct PduFields {
-    room_id: OwnedRoomId,
+    room_id: Option<OwnedRoomId>,
     sender: OwnedUserId,
     origin_server_ts: UInt,
     #[serde(rename = "type")]
@@ -32,26 +37,54 @@ struct PduFields {
     content: Box<RawJsonValue>,
     state_key: Option<String>,
     #[serde(default)]
-    prev_events: Vec<OwnedEventId>,
+    prev_events: Vec<EventReference>,
     #[serde(default)]
-    auth_events: Vec<OwnedEventId>,
+    auth_events: Vec<EventReference>,
     redacts: Option<OwnedEventId>,
 }
 
+/// An entry of `prev_events` or `auth_events`: an id (v3 on), or an id and
+/// the referenced event's hashes (v1, v2).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EventReference {
+    Id(OwnedEventId),
+    WithHashes(OwnedEventId, serde::de::IgnoredAny),
+}
+
+impl EventReference {
+    fn into_id(self) -> OwnedEventId {
+        match self {
+            Self::Id(id) | Self::WithHashes(id, _) => id,
+        }
+    }
+}
+
 impl Pdu {
-    /// Parses a PDU's JSON; the event id is not part of it in current room versions.
+    /// Parses a PDU's JSON; the event id is given, as it is not part of
+    /// the PDU from room version 3.
     pub fn parse(event_id: OwnedEventId, json: &str) -> Result<Self, serde_json::Error> {
         let fields: PduFields = serde_json::from_str(json)?;
+        let room_id_in_pdu = fields.room_id.is_some();
+        let room_id = match fields.room_id {
+            Some(room_id) => room_id,
+            None if fields.kind == TimelineEventType::RoomCreate => {
+                let hash = event_id.as_str().trim_start_matches('$');
+                OwnedRoomId::try_from(format!("!{hash}")).map_err(serde::de::Error::custom)?
+            }
+            None => return Err(serde::de::Error::missing_field("room_id")),
+        };
         Ok(Self {
             event_id,
-            room_id: fields.room_id,
+            room_id,
+            room_id_in_pdu,
             sender: fields.sender,
             origin_server_ts: MilliSecondsSinceUnixEpoch(fields.origin_server_ts),
             kind: fields.kind,
             content: fields.content,
             state_key: fields.state_key,
-            prev_events: fields.prev_events,
-            auth_events: fields.auth_events,
+            prev_events: fields.prev_events.into_iter().map(EventReference::into_id).collect(),
+            auth_events: fields.auth_events.into_iter().map(EventReference::into_id).collect(),
             redacts: fields.redacts,
         })
     }
@@ -68,7 +101,7 @@ impl ruma::state_res::Event for Pdu {
         &self.event_id
     }
     fn room_id(&self) -> Option<&RoomId> {
-        Some(&self.room_id)
+        self.room_id_in_pdu.then_some(&*self.room_id)
     }
     fn sender(&self) -> &UserId {
         &self.sender

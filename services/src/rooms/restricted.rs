@@ -1,5 +1,5 @@
 //! Joins under the `restricted` and `knock_restricted` join rules (in
-//! every supported room version, 10 and 11): a user not invited may
+//! the room versions whose rules have them, 8 and 10 on): a user not invited may
 //! join if they are joined to a room in the rule's `allow` list. The join
 //! event then names, in `join_authorised_via_users_server`, a local member
 //! with the power to invite, which is what the authorization rules check.

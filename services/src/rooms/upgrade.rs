@@ -20,9 +20,15 @@
 //!
 //! Steps 3 to 6 follow the upgrade itself; a failure there is logged and
 //! does not undo it, as in Synapse.
+//!
+//! To room version 12, as Synapse: the predecessor names only the old room
+//! (the new room's id is its create event's hash, made before anything is
+//! sent in the old room), the upgrader and the request's
+//! `additional_creators` are the new room's creators, and they are taken
+//! out of the copied power levels' `users`.
 
 use ruma::{
-    OwnedRoomId, RoomId, RoomVersionId, UserId,
+    OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId,
     events::StateEventType,
     push::{EventMatchConditionData, NewConditionalPushRule, NewPushRule, NewSimplePushRule, PushCondition, Ruleset},
 };
@@ -50,10 +56,18 @@ const RESTRICTED_LEVEL: i64 = 50;
 
 impl super::Rooms {
     /// Replaces `old_room` with a new room of `new_version`; returns its id.
-    pub async fn upgrade(&self, services: &Services, user: &UserId, old_room: &RoomId, new_version: RoomVersionId) -> Result<OwnedRoomId, RoomError> {
-        if versions::rules(&new_version).is_none() {
+    pub async fn upgrade(
+        &self,
+        services: &Services,
+        user: &UserId,
+        old_room: &RoomId,
+        new_version: RoomVersionId,
+        additional_creators: &[OwnedUserId],
+    ) -> Result<OwnedRoomId, RoomError> {
+        let Some(new_rules) = versions::rules(&new_version) else {
             return Err(RoomError::UnsupportedVersion(new_version.to_string()));
-        }
+        };
+        let additional_creators = if new_rules.authorization.additional_room_creators { additional_creators } else { &[] };
         let old = RoomState::load(services, old_room).await?;
         if old.membership_of(user).as_deref() != Some("join") {
             return Err(RoomError::Forbidden("You are not in the room".into()));
@@ -63,7 +77,7 @@ impl super::Rooms {
         }
 
         let power_levels = old.content_of(&StateEventType::RoomPowerLevels, "").unwrap_or_else(|| json!({}));
-        let (request, restore_levels) = replacement_request(services, &old, user, old_room, new_version, &power_levels).await?;
+        let (request, restore_levels) = replacement_request(services, &old, user, new_version, additional_creators, &power_levels).await?;
         let new_room = self.create_room(services, user, request).await?;
         if let Some(levels) = restore_levels {
             self.send_state(services, &new_room, user, "m.room.power_levels", levels).await?;
@@ -234,10 +248,13 @@ async fn replacement_request(
     services: &Services,
     old: &RoomState,
     user: &UserId,
-    old_room: &RoomId,
     new_version: RoomVersionId,
+    additional_creators: &[OwnedUserId],
     power_levels: &Value,
 ) -> Result<(CreateRoom, Option<Value>), RoomError> {
+    let old_room = &old.room_id;
+    let new_rules = versions::rules(&new_version).ok_or_else(|| RoomError::UnsupportedVersion(new_version.to_string()))?;
+    let creators_privileged = new_rules.authorization.explicitly_privilege_room_creators;
     let old_create = old.content_of(&StateEventType::RoomCreate, "").unwrap_or_default();
     let mut creation_content = Map::new();
     for key in ["type", "m.federate"] {
@@ -245,8 +262,15 @@ async fn replacement_request(
             creation_content.insert(key.into(), value.clone());
         }
     }
-    let last_event = services.storage.forward_extremities(old_room).await?.into_iter().max_by_key(|(_, depth)| *depth).map(|(id, _)| id);
-    creation_content.insert("predecessor".into(), json!({"room_id": old_room, "event_id": last_event}));
+    if versions::room_id_is_create_hash(&new_rules) {
+        creation_content.insert("predecessor".into(), json!({"room_id": old_room}));
+    } else {
+        let last_event = services.storage.forward_extremities(old_room).await?.into_iter().max_by_key(|(_, depth)| *depth).map(|(id, _)| id);
+        creation_content.insert("predecessor".into(), json!({"room_id": old_room, "event_id": last_event}));
+    }
+    if !additional_creators.is_empty() {
+        creation_content.insert("additional_creators".into(), json!(additional_creators));
+    }
 
     let mut initial_state = Vec::new();
     for kind in COPIED_STATE {
@@ -279,8 +303,18 @@ async fn replacement_request(
         .max()
         .unwrap_or(0);
     let mut levels = power_levels.as_object().cloned().unwrap_or_default();
-    let own_level = old.power_level_of(user);
-    let restore = (own_level < needed).then(|| Value::Object(levels.clone()));
+    if creators_privileged {
+        // The new room's creators have unlimited power and may not be listed.
+        if let Some(users) = levels.get_mut("users").and_then(Value::as_object_mut) {
+            users.remove(user.as_str());
+            for creator in additional_creators {
+                users.remove(creator.as_str());
+            }
+        }
+    }
+    let listed = levels.get("users").and_then(|users| users.get(user.as_str())).or(levels.get("users_default"));
+    let own_level = listed.and_then(Value::as_i64).unwrap_or(0);
+    let restore = (!creators_privileged && own_level < needed).then(|| Value::Object(levels.clone()));
     if restore.is_some() {
         let users = levels.entry("users").or_insert_with(|| json!({}));
         if !users.is_object() {
