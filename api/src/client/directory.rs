@@ -82,6 +82,10 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
 
 pub async fn get(state: AppState, request: Ruma<get_alias::v3::Request>) -> ApiResult<get_alias::v3::Response> {
     let alias = &request.body.room_alias;
+    if alias.server_name() != state.server_name {
+        let (room_id, servers) = super::federated::alias(&state, alias).await?;
+        return Ok(get_alias::v3::Response::new(room_id, servers));
+    }
     let room_id = resolve_alias(&state, alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?;
     Ok(get_alias::v3::Response::new(room_id, vec![state.server_name.clone()]))
 }
