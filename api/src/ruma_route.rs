@@ -264,8 +264,12 @@ fn refuse_nul_in_uri(uri: &http::Uri) -> ApiResult<()> {
 async fn before_body(state: &AppState, parts: &Parts, auth_kind: AuthKind) -> ApiResult<(String, Option<Sender>, u64)> {
     refuse_nul_in_uri(&parts.uri)?;
     let client_addr = client_addr(&parts.headers, &parts.extensions);
+    // Another server's X-Matrix header on an endpoint without authentication
+    // (`version`, the key endpoints) is not a malformed access token.
+    let x_matrix = || parts.headers.get(http::header::AUTHORIZATION).and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with("X-Matrix"));
     let token = match auth_kind {
         AuthKind::Server => None,
+        AuthKind::None if x_matrix() => None,
         _ => auth::access_token(&parts.headers, parts.uri.query())?,
     };
     let sender = match (auth_kind, token) {

@@ -93,7 +93,7 @@ pub async fn get(state: AppState, request: Ruma<get_alias::v3::Request>) -> ApiR
 /// The room a local alias points at; an alias this server lacks is asked of
 /// the appservices claiming it (Synapse's alias query: the appservice creates
 /// the room and the alias before it answers 200).
-pub(super) async fn resolve_alias(state: &Services, alias: &RoomAliasId) -> ApiResult<Option<ruma::OwnedRoomId>> {
+pub(crate) async fn resolve_alias(state: &Services, alias: &RoomAliasId) -> ApiResult<Option<ruma::OwnedRoomId>> {
     if let Some((room_id, _)) = state.storage.alias(alias).await? {
         return Ok(Some(room_id));
     }

@@ -19,7 +19,7 @@ pub(crate) struct DeviceKey {
 
 impl DeviceKey {
     pub(crate) fn new() -> Self {
-        let der = Ed25519KeyPair::generate().unwrap().to_vec();
+        let der = Ed25519KeyPair::generate().to_vec();
         let pair = Ed25519KeyPair::from_der(&der, "x".into()).unwrap();
         Self { public: STANDARD_NO_PAD.encode(pair.public_key()), der }
     }

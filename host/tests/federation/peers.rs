@@ -19,6 +19,10 @@ trait Peer {
     fn name(&self) -> &str;
     async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value);
     async fn user(&self, localpart: &str) -> Session;
+    /// What to show when an assertion fails.
+    fn logs(&self) -> String {
+        String::new()
+    }
 }
 
 impl Peer for TestServer {
@@ -43,6 +47,9 @@ impl Peer for Synapse {
     async fn user(&self, localpart: &str) -> Session {
         self.register(localpart).await
     }
+    fn logs(&self) -> String {
+        Synapse::logs(self)
+    }
 }
 
 /// `asker`'s users see `owner`'s: profiles, aliases, device and one-time keys.
@@ -57,7 +64,7 @@ async fn ask_across(asker: &impl Peer, owner: &impl Peer, tag: &str) {
     // Profiles.
     let profile = format!("/_matrix/client/v3/profile/{}", encode(&them.user_id));
     let (status, body) = asker.call(Method::GET, &profile, &me.access_token, None).await;
-    assert_eq!(status, StatusCode::OK, "{} asks {} for a profile: {body}", asker.name(), owner.name());
+    assert_eq!(status, StatusCode::OK, "{} asks {} for a profile: {body}\n{}{}", asker.name(), owner.name(), asker.logs(), owner.logs());
     assert_eq!(body["displayname"], name);
     let (status, body) = asker.call(Method::GET, &format!("{profile}/displayname"), &me.access_token, None).await;
     assert_eq!((status, &body["displayname"]), (StatusCode::OK, &json!(name)), "{body}");

@@ -154,7 +154,7 @@ impl Synapse {
         );
         std::fs::write(d.join("homeserver.yaml"), config).unwrap();
         // A signing key in Synapse's format (`--generate-keys` would cost a second start).
-        let der = ruma::signatures::Ed25519KeyPair::generate().expect("key");
+        let der = ruma::signatures::Ed25519KeyPair::generate();
         let seed = base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, &der[16..48]);
         std::fs::write(d.join("signing.key"), format!("ed25519 a_syn {seed}\n")).unwrap();
         std::fs::write(
