@@ -109,7 +109,12 @@ impl FederationClient {
             .map_err(|e| FederationError::InvalidResponse { server: destination.to_string(), reason: e.to_string() })
     }
 
-    async fn execute(&self, server: &ServerName, target: &Destination, request: http::Request<Vec<u8>>) -> Result<(http::StatusCode, Vec<u8>), FederationError> {
+    async fn execute(
+        &self,
+        server: &ServerName,
+        target: &Destination,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<(http::StatusCode, Vec<u8>), FederationError> {
         let transport = |error: reqwest::Error| {
             let mut reason = error.to_string();
             let mut source = std::error::Error::source(&error);
@@ -122,15 +127,8 @@ impl FederationClient {
         let (parts, body) = request.into_parts();
         let mut headers = parts.headers;
         headers.insert(HOST, target.host_header.parse().map_err(|_| FederationError::Request(format!("bad Host {}", target.host_header)))?);
-        let response = self
-            .http
-            .request(parts.method, parts.uri.to_string())
-            .headers(headers)
-            .body(body)
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(transport)?;
+        let response =
+            self.http.request(parts.method, parts.uri.to_string()).headers(headers).body(body).timeout(REQUEST_TIMEOUT).send().await.map_err(transport)?;
         let status = response.status();
         if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_SIZE) {
             return Err(FederationError::InvalidResponse { server: server.to_string(), reason: "the answer is too large".into() });
@@ -140,10 +138,6 @@ impl FederationClient {
     }
 
     fn check_allowed(&self, destination: &ServerName) -> Result<(), FederationError> {
-        if crate::allowed(self.domain_whitelist.as_deref(), destination) {
-            Ok(())
-        } else {
-            Err(FederationError::NotWhitelisted(destination.to_string()))
-        }
+        if crate::allowed(self.domain_whitelist.as_deref(), destination) { Ok(()) } else { Err(FederationError::NotWhitelisted(destination.to_string())) }
     }
 }

@@ -70,7 +70,9 @@ impl Federation {
         };
         let keys: PublicKeyMap = [(origin.to_string(), [(xmatrix.key.to_string(), key)].into())].into();
         xmatrix.verify_http_request(request, own_name, &keys).map_err(|error| match error {
-            XMatrixVerificationError::DestinationMismatch => InboundError::WrongDestination(xmatrix.destination.as_ref().map(ToString::to_string).unwrap_or_default()),
+            XMatrixVerificationError::DestinationMismatch => {
+                InboundError::WrongDestination(xmatrix.destination.as_ref().map(ToString::to_string).unwrap_or_default())
+            }
             _ => InboundError::BadSignature(origin.to_string()),
         })?;
         Ok(origin.clone())

@@ -97,9 +97,9 @@ impl ServerKeys {
             .into_iter()
             .filter_map(|notary| {
                 let name = OwnedServerName::try_from(notary.server_name).ok()?;
-                let verify_keys = notary.verify_keys.map(|keys| {
-                    keys.into_iter().filter_map(|(id, key)| Some((id, Base64::parse(key.trim_end_matches('=')).ok()?))).collect::<PublicKeySet>()
-                });
+                let verify_keys = notary
+                    .verify_keys
+                    .map(|keys| keys.into_iter().filter_map(|(id, key)| Some((id, Base64::parse(key.trim_end_matches('=')).ok()?))).collect::<PublicKeySet>());
                 Some(Notary { name, verify_keys })
             })
             .collect();
@@ -232,10 +232,16 @@ impl ServerKeys {
 
     /// Verifies an answer about `server` (self-signed, and signed by the
     /// notary when it came through one), stores it and caches it.
-    async fn accept(&self, server: &ServerName, answer: Raw<ServerSigningKeys>, notary: Option<(&ServerName, &PublicKeySet)>) -> Result<Arc<KeySet>, FederationError> {
+    async fn accept(
+        &self,
+        server: &ServerName,
+        answer: Raw<ServerSigningKeys>,
+        notary: Option<(&ServerName, &PublicKeySet)>,
+    ) -> Result<Arc<KeySet>, FederationError> {
         let (object, parsed) = self_signed(server, &answer)?;
         if let Some((notary, keys)) = notary {
-            verify_by(&object, notary, keys).map_err(|reason| FederationError::Keys { server: server.to_string(), reason: format!("notary {notary}: {reason}") })?;
+            verify_by(&object, notary, keys)
+                .map_err(|reason| FederationError::Keys { server: server.to_string(), reason: format!("notary {notary}: {reason}") })?;
         }
         let now = now_ms();
         let valid_until_ts = i64::from(parsed.valid_until_ts.get()).min(now + MAX_VALIDITY_MS);

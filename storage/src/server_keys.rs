@@ -51,7 +51,8 @@ impl Storage {
 
     /// The latest verified key answer of `server_name` and its `valid_until_ts`.
     pub async fn server_keys_json(&self, server_name: &str) -> Result<Option<(String, i64)>> {
-        let row = sqlx::query("SELECT key_json, valid_until_ts FROM server_keys_json WHERE server_name = $1").bind(server_name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT key_json, valid_until_ts FROM server_keys_json WHERE server_name = $1").bind(server_name).fetch_optional(&self.pool).await?;
         row.map(|row| Ok((row.try_get("key_json")?, row.try_get("valid_until_ts")?))).transpose()
     }
 

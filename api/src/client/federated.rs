@@ -28,7 +28,9 @@ const KEYS_TIMEOUT: Duration = Duration::from_secs(10);
 /// A failure as `/keys/query` lists it per server.
 fn failure(error: &FederationError) -> Value {
     match error {
-        FederationError::Remote { status, body, .. } => json!({"status": status.as_u16(), "errcode": error.errcode().unwrap_or("M_UNKNOWN"), "message": body.to_string()}),
+        FederationError::Remote { status, body, .. } => {
+            json!({"status": status.as_u16(), "errcode": error.errcode().unwrap_or("M_UNKNOWN"), "message": body.to_string()})
+        }
         other => json!({"status": 503, "message": other.to_string()}),
     }
 }
@@ -44,10 +46,7 @@ fn by_server<V: Clone>(state: &Services, wanted: &BTreeMap<OwnedUserId, V>) -> B
     servers
 }
 
-pub(super) async fn query_keys(
-    state: &Services,
-    wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-) -> Vec<(String, Result<get_keys::v1::Response, Value>)> {
+pub(super) async fn query_keys(state: &Services, wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>) -> Vec<(String, Result<get_keys::v1::Response, Value>)> {
     let asks = by_server(state, wanted).into_iter().map(|(server, users)| async move {
         let sent = state.federation.client.send_request(&server, get_keys::v1::Request::new(users));
         let answer = match tokio::time::timeout(KEYS_TIMEOUT, sent).await {

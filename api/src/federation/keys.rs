@@ -53,10 +53,7 @@ pub async fn query(state: AppState, request: Ruma<get_remote_server_keys::v2::Re
     Ok(get_remote_server_keys::v2::Response::new(notarised(&state, &body.server_name, body.minimum_valid_until_ts).await))
 }
 
-pub async fn query_batch(
-    state: AppState,
-    request: Ruma<get_remote_server_keys_batch::v2::Request>,
-) -> ApiResult<get_remote_server_keys_batch::v2::Response> {
+pub async fn query_batch(state: AppState, request: Ruma<get_remote_server_keys_batch::v2::Request>) -> ApiResult<get_remote_server_keys_batch::v2::Response> {
     let servers = request.body.server_keys;
     if servers.len() > MAX_QUERIED_SERVERS {
         return Err(ApiError::invalid_param(format!("server_keys names more than {MAX_QUERIED_SERVERS} servers")));

@@ -33,9 +33,11 @@ pub async fn devices(state: AppState, request: Ruma<get_devices::v1::Request>) -
     let stream_id = UInt::try_from(state.storage.persisted_position(Stream::DeviceLists).max(0) as u64).unwrap_or_default();
     let mut response = get_devices::v1::Response::new(user_id.clone(), stream_id);
     for (device_id, device_keys) in keys.device_keys.remove(&user_id).unwrap_or_default() {
-        let name = device_keys.get_field::<serde_json::Value>("unsigned").ok().flatten().and_then(|unsigned| {
-            unsigned.get("device_display_name").and_then(|name| name.as_str()).map(str::to_owned)
-        });
+        let name = device_keys
+            .get_field::<serde_json::Value>("unsigned")
+            .ok()
+            .flatten()
+            .and_then(|unsigned| unsigned.get("device_display_name").and_then(|name| name.as_str()).map(str::to_owned));
         let mut device = get_devices::v1::UserDevice::new(device_id, device_keys);
         device.device_display_name = name;
         response.devices.push(device);

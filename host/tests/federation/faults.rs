@@ -51,7 +51,14 @@ async fn unsigned_and_badly_signed_requests_are_refused() {
     // Signed properly: answered (the target fetched the caller's key).
     let (status, body) = send(&base, get.clone(), &uri, Some(x_matrix(origin, destination, own_key, &get, &uri, b"")), b"").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = send(&base, get.clone(), "/_matrix/federation/v1/version", Some(x_matrix(origin, destination, own_key, &get, "/_matrix/federation/v1/version", b"")), b"").await;
+    let (status, body) = send(
+        &base,
+        get.clone(),
+        "/_matrix/federation/v1/version",
+        Some(x_matrix(origin, destination, own_key, &get, "/_matrix/federation/v1/version", b"")),
+        b"",
+    )
+    .await;
     assert_eq!((status, &body["server"]["name"]), (StatusCode::OK, &Value::from("Weft")), "{body}");
 
     let unauthorized = |(status, body): (StatusCode, Value), what: &str| {

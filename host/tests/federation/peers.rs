@@ -57,8 +57,9 @@ async fn ask_across(asker: &impl Peer, owner: &impl Peer, tag: &str) {
     let them = owner.user(&format!("owner{tag}")).await;
     let me = asker.user(&format!("asker{tag}")).await;
     let name = format!("Owner {tag} on {}", owner.name());
-    let (status, body) =
-        owner.call(Method::PUT, &format!("/_matrix/client/v3/profile/{}/displayname", encode(&them.user_id)), &them.access_token, Some(json!({"displayname": name}))).await;
+    let (status, body) = owner
+        .call(Method::PUT, &format!("/_matrix/client/v3/profile/{}/displayname", encode(&them.user_id)), &them.access_token, Some(json!({"displayname": name})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Profiles.
@@ -74,8 +75,9 @@ async fn ask_across(asker: &impl Peer, owner: &impl Peer, tag: &str) {
 
     // Room aliases.
     let alias_name = format!("room{tag}");
-    let (status, room) =
-        owner.call(Method::POST, "/_matrix/client/v3/createRoom", &them.access_token, Some(json!({"room_alias_name": alias_name, "preset": "public_chat"}))).await;
+    let (status, room) = owner
+        .call(Method::POST, "/_matrix/client/v3/createRoom", &them.access_token, Some(json!({"room_alias_name": alias_name, "preset": "public_chat"})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{room}");
     let alias = format!("#{alias_name}:{}", owner.name());
     let (status, body) = asker.call(Method::GET, &format!("/_matrix/client/v3/directory/room/{}", encode(&alias)), &me.access_token, None).await;
@@ -88,7 +90,8 @@ async fn ask_across(asker: &impl Peer, owner: &impl Peer, tag: &str) {
 
     // Device keys and one-time keys.
     let key = DeviceKey::new();
-    let (status, body) = owner.call(Method::POST, "/_matrix/client/v3/keys/upload", &them.access_token, Some(key.upload_body(&them.user_id, &them.device_id))).await;
+    let (status, body) =
+        owner.call(Method::POST, "/_matrix/client/v3/keys/upload", &them.access_token, Some(key.upload_body(&them.user_id, &them.device_id))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) =
         asker.call(Method::POST, "/_matrix/client/v3/keys/query", &me.access_token, Some(json!({"device_keys": {them.user_id.clone(): []}}))).await;

@@ -43,20 +43,24 @@ pub fn test_ca() -> &'static TestCa {
         };
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
         openssl(
-            &[&["req", "-x509"], &ec[..], &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "3",
-                "-subj",
-                "/CN=Weft test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ]]
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "3",
+                    "-subj",
+                    "/CN=Weft test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
             .concat(),
         );
         openssl(&[&["req"], &ec[..], &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"]].concat());
@@ -66,7 +70,21 @@ pub fn test_ca() -> &'static TestCa {
         )
         .unwrap();
         openssl(&[
-            "x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.crt", "-days", "3", "-extfile", "leaf.ext",
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.crt",
+            "-days",
+            "3",
+            "-extfile",
+            "leaf.ext",
         ]);
         let chain = [std::fs::read_to_string(path("leaf.crt")).unwrap(), std::fs::read_to_string(path("ca.crt")).unwrap()].concat();
         std::fs::write(path("chain.pem"), chain).unwrap();

@@ -103,4 +103,3 @@ fn parse_ranges<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Vec
         })
         .collect()
 }
-
