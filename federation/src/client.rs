@@ -45,7 +45,7 @@ impl SignWith for ServerSignatures {
 }
 
 impl SignWith for NoAuthentication {
-    fn input<'a>(_: &ServerName, _: &ServerName, _: &'a Ed25519KeyPair) {}
+    fn input(_: &ServerName, _: &ServerName, _: &Ed25519KeyPair) {}
 }
 
 pub struct FederationClient {

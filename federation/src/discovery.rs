@@ -109,15 +109,15 @@ impl Discovery {
     /// Steps 4 and 5: SRV records of `host`, else `host:8448`.
     async fn srv_or_default(&self, host: &str, host_header: &str) -> Destination {
         for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
-            if let Some((target, port)) = self.srv(&format!("{service}.{host}.")).await {
-                if let Ok(addresses) = tokio::net::lookup_host((target.as_str(), port)).await {
-                    let addresses: Vec<SocketAddr> = addresses.collect();
-                    if !addresses.is_empty() {
-                        // The certificate stays the server name's: connect to the
-                        // target's addresses under the server's host name.
-                        self.resolver.route(host, addresses);
-                        return Destination { host: host.to_owned(), port, host_header: host_header.to_owned() };
-                    }
+            if let Some((target, port)) = self.srv(&format!("{service}.{host}.")).await
+                && let Ok(addresses) = tokio::net::lookup_host((target.as_str(), port)).await
+            {
+                let addresses: Vec<SocketAddr> = addresses.collect();
+                if !addresses.is_empty() {
+                    // The certificate stays the server name's: connect to the
+                    // target's addresses under the server's host name.
+                    self.resolver.route(host, addresses);
+                    return Destination { host: host.to_owned(), port, host_header: host_header.to_owned() };
                 }
             }
         }

@@ -217,14 +217,6 @@ impl Synapse {
         logs(self.dir.path())
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn user_id(&self, localpart: &str) -> String {
-        format!("@{localpart}:{}", self.server_name)
-    }
-
     pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -239,16 +231,8 @@ impl Synapse {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        self.request(Method::GET, path, token, None).await
-    }
-
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         self.request(Method::POST, path, token, Some(body)).await
-    }
-
-    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        self.request(Method::PUT, path, token, Some(body)).await
     }
 
     /// Registers through user-interactive auth's dummy stage.
