@@ -18,7 +18,8 @@
 # provider's packages go; default node/idp beside $CARGO_TARGET_DIR, else
 # ~/.cache/weft/node/idp), WEFT_CHROMIUM (default /usr/bin/chromium). Last,
 # the matrix-nio client checks and the mautrix-python appservice check
-# (tests/appservice), each in a venv in the target directory.
+# (tests/appservice), each in a venv in the target directory, as is Synapse
+# (the federation tests' peer, WEFT_SYNAPSE_VENV).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -155,6 +156,17 @@ if grep -E '^(sqlx|wasmtime|redis|image|weft-plugin-runtime|weft-storage|weft-se
     echo "weft-router pulls in the dependencies above: it must depend on weft-core and weft-http only" >&2
     exit 1
 fi
+
+# Synapse, the federation peer of host/tests/federation, in a venv beside the
+# target directory (kept between runs), reinstalled only when missing or of
+# another version.
+synapse_venv="${CARGO_TARGET_DIR:-target}/synapse-venv"
+if [ ! -x "$synapse_venv/bin/python" ] || [ "$("$synapse_venv/bin/python" -c 'import synapse; print(synapse.__version__)' 2>/dev/null)" != "1.163.0" ]; then
+    say "installing Synapse 1.163.0 (the federation peer of the tests) into $synapse_venv"
+    python3 -m venv "$synapse_venv"
+    "$synapse_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/federation/requirements.txt
+fi
+export WEFT_SYNAPSE_VENV="$(realpath "$synapse_venv")"
 
 say "running the test suite"
 cargo test --workspace --locked

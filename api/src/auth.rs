@@ -36,6 +36,9 @@ pub enum AuthKind {
     /// `user_id` is not asserted (`/register`, `/login`, whose user may
     /// not exist yet), as Synapse's `get_appservice_by_req`.
     AppserviceOptional,
+    /// Another server, by the X-Matrix signature of the request
+    /// (`weft_federation::inbound`), checked once the body is read.
+    Server,
 }
 
 pub trait AuthRequirement {
@@ -57,6 +60,9 @@ impl AuthRequirement for AccessTokenOptional {
 impl AuthRequirement for AppserviceToken {
     // Any token: the handler refuses one that is not an appservice's, as Synapse does (403).
     const KIND: AuthKind = AuthKind::Required;
+}
+impl AuthRequirement for ruma::api::federation::authentication::ServerSignatures {
+    const KIND: AuthKind = AuthKind::Server;
 }
 impl AuthRequirement for AppserviceTokenOptional {
     const KIND: AuthKind = AuthKind::AppserviceOptional;

@@ -86,6 +86,9 @@ pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
     if serves_client {
         router = router.route("/.well-known/matrix/client", get(well_known::client)).merge(sso::routes());
     }
+    if serves_client || listener.serves(Resource::Federation) {
+        router = router.route("/.well-known/matrix/server", get(well_known::server));
+    }
     if listener.serves(Resource::Health) {
         router = router.route("/health", get(ops::health));
     }

@@ -41,11 +41,19 @@ pub struct Ruma<R> {
     pub client_addr: String,
     /// Method and path, which user-interactive auth sessions are bound to.
     pub action: String,
+    /// The server that signed the request; always set when `R` requires
+    /// server signatures.
+    pub origin: Option<ruma::OwnedServerName>,
 }
 
 impl<R> Ruma<R> {
     pub fn sender(&self) -> ApiResult<&Sender> {
         self.sender.as_ref().ok_or_else(ApiError::missing_token)
+    }
+
+    /// The authenticated origin of a federation request.
+    pub fn origin(&self) -> ApiResult<&ruma::ServerName> {
+        self.origin.as_deref().ok_or_else(|| ApiError::unauthorized("Missing X-Matrix Authorization header"))
     }
 }
 
@@ -174,13 +182,14 @@ where
             return Err(ApiError::bad_json("Malformed request body"));
         }
     };
-    Ok(Ruma { body, sender: incoming.sender, client_addr: incoming.client_addr, action: incoming.action })
+    Ok(Ruma { body, sender: incoming.sender, client_addr: incoming.client_addr, action: incoming.action, origin: incoming.origin })
 }
 
 struct Incoming {
     parts: Parts,
     body: Bytes,
     sender: Option<Sender>,
+    origin: Option<ruma::OwnedServerName>,
     client_addr: String,
     action: String,
 }
@@ -195,6 +204,10 @@ const UNAUTHENTICATED_BODY_LIMIT: u64 = 64 * 1024;
 /// takes a `POST` or `PUT` without a body.
 async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind, empty_body: bool) -> ApiResult<Incoming> {
     let (parts, body) = request.into_parts();
+    let xmatrix = match auth_kind {
+        AuthKind::Server => Some(state.federation.authorization(&parts.headers, &state.server_name).map_err(inbound_error)?),
+        _ => None,
+    };
     let (client_addr, sender, limit) = before_body(state, &parts, auth_kind).await?;
     let read = tokio::time::timeout(state.config.http_timeouts.body.0, Limited::new(body, limit as usize).collect());
     let body = read.await.map_err(|_| ApiError::body_timeout())?.map_err(|error| {
@@ -216,11 +229,23 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind, e
         }
         refuse_nul_in_json(&body)?;
     }
-    if !body.is_empty() {
+    // The signature covers the body as sent.
+    let origin = match xmatrix {
+        Some(xmatrix) => {
+            let signed = http::Request::builder().method(parts.method.clone()).uri(parts.uri.clone()).body(body.as_ref()).map_err(|_| ApiError::internal())?;
+            Some(state.federation.verify(&xmatrix, &signed, &state.server_name).await.map_err(inbound_error)?)
+        }
+        None => None,
+    };
+    if origin.is_none() && !body.is_empty() {
         body = super::legacy_fields::upgrade_auth_user(body);
     }
     let action = format!("{} {}", parts.method, parts.uri.path());
-    Ok(Incoming { parts, body, sender, client_addr, action })
+    Ok(Incoming { parts, body, sender, origin, client_addr, action })
+}
+
+fn inbound_error(error: weft_federation::inbound::InboundError) -> ApiError {
+    if error.is_forbidden() { ApiError::forbidden(error.to_string()) } else { ApiError::unauthorized(error.to_string()) }
 }
 
 /// U+0000 cannot be stored in PostgreSQL text, and no identifier or text of
@@ -239,18 +264,25 @@ fn refuse_nul_in_uri(uri: &http::Uri) -> ApiResult<()> {
 async fn before_body(state: &AppState, parts: &Parts, auth_kind: AuthKind) -> ApiResult<(String, Option<Sender>, u64)> {
     refuse_nul_in_uri(&parts.uri)?;
     let client_addr = client_addr(&parts.headers, &parts.extensions);
-    let token = auth::access_token(&parts.headers, parts.uri.query())?;
+    // Another server's X-Matrix header on an endpoint without authentication
+    // (`version`, the key endpoints) is not a malformed access token.
+    let x_matrix = || parts.headers.get(http::header::AUTHORIZATION).and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with("X-Matrix"));
+    let token = match auth_kind {
+        AuthKind::Server => None,
+        AuthKind::None if x_matrix() => None,
+        _ => auth::access_token(&parts.headers, parts.uri.query())?,
+    };
     let sender = match (auth_kind, token) {
-        (AuthKind::None, _) => None,
+        (AuthKind::None | AuthKind::Server, _) => None,
         (AuthKind::Required, None) => return Err(ApiError::missing_token()),
         (AuthKind::Optional, None) => None,
         (AuthKind::Required | AuthKind::Optional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr, parts.uri.query()).await?),
         (AuthKind::AppserviceOptional, None) => None,
         (AuthKind::AppserviceOptional, Some(token)) => Some(auth::authenticate(state, &token, &client_addr, None).await?),
     };
-    let limit = match sender {
-        Some(_) => state.config.max_request_body_size(),
-        None => state.config.max_request_body_size().min(UNAUTHENTICATED_BODY_LIMIT),
+    let limit = match (&sender, auth_kind) {
+        (Some(_), _) | (None, AuthKind::Server) => state.config.max_request_body_size(),
+        (None, _) => state.config.max_request_body_size().min(UNAUTHENTICATED_BODY_LIMIT),
     };
     let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {

@@ -3,6 +3,10 @@
 //! `m.homeserver.base_url` is `public_baseurl` (Synapse's default,
 //! `https://<server_name>/`, when unset), plus
 //! `extra_well_known_client_content`. Otherwise a 404.
+//!
+//! `/.well-known/matrix/server` (with `serve_server_wellknown`): other
+//! servers are sent to port 443 of the server name's host (or the server
+//! name's own port), as Synapse does.
 
 use axum::{Json, extract::State, response::IntoResponse};
 use serde_json::{Value, json};
@@ -22,4 +26,13 @@ pub async fn client(State(state): State<AppState>) -> axum::response::Response {
         fields.extend(config.extra_well_known_client_content.clone());
     }
     Json(body).into_response()
+}
+
+pub async fn server(State(state): State<AppState>) -> axum::response::Response {
+    if !state.config.serve_server_wellknown {
+        return ApiError::not_found(".well-known not available").into_response();
+    }
+    let name = &state.server_name;
+    let delegated = format!("{}:{}", name.host(), name.port().unwrap_or(443));
+    Json(json!({"m.server": delegated})).into_response()
 }

@@ -24,6 +24,10 @@
 //! Above it: `weft-storage` (SQL), `weft-services` (the homeserver),
 //! `weft-api` (HTTP), `weft-router`, and the `weft` binary.
 
+/// The outbound address policy (`ip_range_blacklist`, `ip_range_whitelist`),
+/// shared by plugins and federation.
+pub use weft_plugin_config::address_policy;
+
 pub mod access_token;
 pub mod appservice;
 pub mod config;

@@ -33,6 +33,7 @@ pub mod supervisor;
 
 pub use weft_api::{self as api, server};
 pub use weft_core::{access_token, crypto, endpoint_groups, json, lifecycle, ratelimit, routes, streams, telemetry};
+pub use weft_federation as federation;
 pub use weft_plugin_runtime::http_client;
 pub use weft_router as router;
 pub use weft_services::{jobs, media, plugins, presence, push, replication, rooms, services, sync, typing, user_directory};

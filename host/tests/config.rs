@@ -332,3 +332,39 @@ fn ip_ranges_are_cidr_lists_checked_at_load_time() {
     assert!(has_error(&errors, "ip_range_whitelist", "`localhost` is not a CIDR range"), "{errors:?}");
     assert!(has_error(&errors_of(&format!("ip_range_whitelist = \"127.0.0.0/8\"\n{MINIMAL}")), "ip_range_whitelist", "invalid type"));
 }
+
+#[test]
+fn federation_files_must_be_readable_pem_and_tls_needs_a_certificate_and_key() {
+    let text = r#"
+server_name = "example.org"
+tls_certificate_path = "/nonexistent/weft/cert.pem"
+federation_custom_ca_list = ["/nonexistent/weft/ca.pem"]
+federation_domain_whitelist = ["not a server name"]
+trusted_key_servers = [{ server_name = "notary.example", verify_keys = { "ed25519:a" = "short" } }]
+[[listeners]]
+port = 8448
+type = "http"
+tls = true
+[[listeners.resources]]
+names = ["federation"]
+"#;
+    let errors = errors_of(text);
+    assert!(has_error(&errors, "tls_certificate_path", "/nonexistent/weft/cert.pem"), "{errors:?}");
+    assert!(has_error(&errors, "federation_custom_ca_list[0]", "/nonexistent/weft/ca.pem"), "{errors:?}");
+    assert!(has_error(&errors, "listeners[0].tls", "tls_private_key_path"), "{errors:?}");
+    assert!(has_error(&errors, "federation_domain_whitelist[0]", "not a server name"), "{errors:?}");
+    assert!(has_error(&errors, "trusted_key_servers[0].verify_keys", "ed25519:a"), "{errors:?}");
+
+    // A file that exists but holds no certificate is refused too.
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = write(&dir, "cert.pem", "hello");
+    let key = write(&dir, "key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    let text = format!(
+        "server_name = \"example.org\"\ntls_certificate_path = {:?}\ntls_private_key_path = {:?}\n[[listeners]]\nport = 8448\ntype = \"http\"\ntls = true\n[[listeners.resources]]\nnames = [\"federation\"]\n",
+        not_pem.display().to_string(),
+        key.display().to_string()
+    );
+    let errors = errors_of(&text);
+    assert!(has_error(&errors, "tls_certificate_path", "no PEM certificate"), "{errors:?}");
+    assert!(!errors.iter().any(|e| e.key == "listeners[0].tls"), "{errors:?}");
+}

@@ -21,6 +21,7 @@ mod directory;
 mod e2e_keys;
 mod errors;
 mod event_content;
+mod federation;
 mod filters;
 mod ignoring;
 mod join_rules;

@@ -34,7 +34,10 @@ pub struct Services {
     pub config: Config,
     pub server_name: OwnedServerName,
     pub storage: Storage,
-    pub signing_key: SigningKey,
+    pub signing_key: Arc<SigningKey>,
+    /// Other servers: discovery, the signed outbound client, their keys,
+    /// and checking the signatures of their requests.
+    pub federation: weft_federation::Federation,
     pub rate_limits: RateLimiters,
     /// The shared secret of `/_synapse/admin/v1/register`, read from the
     /// configuration or its `_path` file at start-up.
@@ -97,6 +100,8 @@ pub enum StartupError {
     MediaStore { path: String, source: std::io::Error },
     #[error("ip_range_blacklist or ip_range_whitelist: {0}")]
     AddressPolicy(String),
+    #[error(transparent)]
+    Federation(#[from] weft_federation::FederationError),
     #[error("cannot read registration_shared_secret_path {path}: {source}")]
     SharedSecret { path: String, source: std::io::Error },
 }
@@ -176,6 +181,8 @@ impl Services {
         let media = crate::media::MediaRepository::from_config(&config)
             .map_err(|source| StartupError::MediaStore { path: config.media_store_path().display().to_string(), source })?;
         let plugins = crate::plugins::load_all(&config, plugin_services, &replication.client).await?;
+        let signing_key = Arc::new(signing_key);
+        let federation = weft_federation::Federation::from_config(&config, server_name.clone(), signing_key.clone(), storage.clone())?;
         Ok(Arc::new(Self {
             spam_checker: plugins.spam_checker,
             pushers: plugins.pushers,
@@ -186,6 +193,7 @@ impl Services {
             server_name,
             storage,
             signing_key,
+            federation,
             registration_shared_secret,
             admin_nonces: Mutex::new(HashMap::new()),
             rooms: Rooms::default(),

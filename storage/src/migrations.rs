@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (20, "push_queue", include_str!("../migrations/postgres/0020_push_queue.sql"), include_str!("../migrations/sqlite/0020_push_queue.sql")),
     (21, "sso", include_str!("../migrations/postgres/0021_sso.sql"), include_str!("../migrations/sqlite/0021_sso.sql")),
     (22, "appservices", include_str!("../migrations/postgres/0022_appservices.sql"), include_str!("../migrations/sqlite/0022_appservices.sql")),
+    (23, "server_keys", include_str!("../migrations/postgres/0023_server_keys.sql"), include_str!("../migrations/sqlite/0023_server_keys.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -82,6 +82,10 @@ pub async fn create(state: AppState, request: Ruma<create_alias::v3::Request>) -
 
 pub async fn get(state: AppState, request: Ruma<get_alias::v3::Request>) -> ApiResult<get_alias::v3::Response> {
     let alias = &request.body.room_alias;
+    if alias.server_name() != state.server_name {
+        let (room_id, servers) = super::federated::alias(&state, alias).await?;
+        return Ok(get_alias::v3::Response::new(room_id, servers));
+    }
     let room_id = resolve_alias(&state, alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?;
     Ok(get_alias::v3::Response::new(room_id, vec![state.server_name.clone()]))
 }
@@ -89,7 +93,7 @@ pub async fn get(state: AppState, request: Ruma<get_alias::v3::Request>) -> ApiR
 /// The room a local alias points at; an alias this server lacks is asked of
 /// the appservices claiming it (Synapse's alias query: the appservice creates
 /// the room and the alias before it answers 200).
-pub(super) async fn resolve_alias(state: &Services, alias: &RoomAliasId) -> ApiResult<Option<ruma::OwnedRoomId>> {
+pub(crate) async fn resolve_alias(state: &Services, alias: &RoomAliasId) -> ApiResult<Option<ruma::OwnedRoomId>> {
     if let Some((room_id, _)) = state.storage.alias(alias).await? {
         return Ok(Some(room_id));
     }

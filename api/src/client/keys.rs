@@ -149,37 +149,38 @@ pub(super) fn cross_signing_public(key: &Value) -> Option<(String, String)> {
 pub const MAX_QUERY_USERS: usize = 10_000;
 pub const MAX_CLAIM_DEVICES: usize = 10_000;
 
-pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> ApiResult<get_keys::v3::Response> {
-    let sender = request.sender()?;
+/// The keys of local users: what `/keys/query` and the federation
+/// `user/keys/query` answer for this server's users. `requester`: the local
+/// user asking (who alone sees their own user-signing key and the
+/// signatures they made of others); `None` for another server.
+pub(crate) struct LocalKeys {
+    pub device_keys: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Raw<ruma::encryption::DeviceKeys>>>,
+    pub master_keys: BTreeMap<OwnedUserId, Raw<ruma::encryption::CrossSigningKey>>,
+    pub self_signing_keys: BTreeMap<OwnedUserId, Raw<ruma::encryption::CrossSigningKey>>,
+    pub user_signing_keys: BTreeMap<OwnedUserId, Raw<ruma::encryption::CrossSigningKey>>,
+}
+
+pub(crate) async fn local_keys(state: &Services, wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>, requester: Option<&ruma::UserId>) -> ApiResult<LocalKeys> {
     let storage = &state.storage;
-    if request.body.device_keys.len() > MAX_QUERY_USERS {
-        return Err(ApiError::invalid_param(format!("device_keys names more than {MAX_QUERY_USERS} users")));
-    }
-    let mut response = get_keys::v3::Response::new();
-    let mut local = Vec::with_capacity(request.body.device_keys.len());
-    for user_id in request.body.device_keys.keys() {
-        if user_id.server_name() == state.server_name {
-            local.push(user_id.as_ref());
-        } else {
-            response.failures.insert(user_id.server_name().to_string(), json!({"errcode": "M_UNKNOWN", "error": "Federation is not available"}));
-        }
-    }
+    let local: Vec<&ruma::UserId> = wanted.keys().filter(|user_id| user_id.server_name() == state.server_name).map(|user_id| user_id.as_ref()).collect();
+    let mut keys =
+        LocalKeys { device_keys: BTreeMap::new(), master_keys: BTreeMap::new(), self_signing_keys: BTreeMap::new(), user_signing_keys: BTreeMap::new() };
     let mut all_devices = storage.device_keys_of_users(&local).await?;
     let mut all_signatures = storage.key_signatures_of_users(&local).await?;
     let mut cross_signing = storage.cross_signing_keys_of_users(&local).await?;
     for user_id in local {
-        let wanted = &request.body.device_keys[user_id];
+        let wanted = &wanted[user_id];
         // As Synapse: another user's signature (made with their user-signing
         // key) says they verified this user, which only they may learn.
         let mut signatures = all_signatures.remove(user_id.as_str()).unwrap_or_default();
-        signatures.retain(|signature| signature.signer_user_id == user_id.as_str() || signature.signer_user_id == sender.user_id.as_str());
+        signatures.retain(|signature| signature.signer_user_id == user_id.as_str() || requester.is_some_and(|r| signature.signer_user_id == r.as_str()));
         let mut devices = BTreeMap::new();
-        for (device_id, keys, display_name) in all_devices.remove(user_id.as_str()).unwrap_or_default() {
+        for (device_id, device_keys, display_name) in all_devices.remove(user_id.as_str()).unwrap_or_default() {
             if !wanted.is_empty() && !wanted.iter().any(|wanted| wanted.as_str() == device_id) {
                 continue;
             }
-            let mut keys = with_signatures(keys, &device_id, &signatures);
-            if let Some(object) = keys.as_object_mut() {
+            let mut device_keys = with_signatures(device_keys, &device_id, &signatures);
+            if let Some(object) = device_keys.as_object_mut() {
                 // As Synapse: the name only when the device has one.
                 let unsigned = match display_name {
                     Some(name) => json!({"device_display_name": name}),
@@ -187,25 +188,78 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
                 };
                 object.insert("unsigned".to_owned(), unsigned);
             }
-            devices.insert(OwnedDeviceId::from(device_id), raw(&keys));
+            devices.insert(OwnedDeviceId::from(device_id), raw(&device_keys));
         }
-        response.device_keys.insert(user_id.to_owned(), devices);
+        keys.device_keys.insert(user_id.to_owned(), devices);
         for (key_type, target) in [("master", 0), ("self_signing", 1), ("user_signing", 2)] {
-            if key_type == "user_signing" && *user_id != sender.user_id {
+            if key_type == "user_signing" && requester != Some(user_id) {
                 continue;
             }
             let Some(key) = cross_signing.remove(&(user_id.to_string(), key_type.to_owned())) else { continue };
             let public = cross_signing_public(&key).map(|(_, public)| public).unwrap_or_default();
             let key = raw(&with_signatures(key, &public, &signatures));
             let map = match target {
-                0 => &mut response.master_keys,
-                1 => &mut response.self_signing_keys,
-                _ => &mut response.user_signing_keys,
+                0 => &mut keys.master_keys,
+                1 => &mut keys.self_signing_keys,
+                _ => &mut keys.user_signing_keys,
             };
             map.insert(user_id.to_owned(), key);
         }
     }
+    Ok(keys)
+}
+
+pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> ApiResult<get_keys::v3::Response> {
+    let sender = request.sender()?;
+    if request.body.device_keys.len() > MAX_QUERY_USERS {
+        return Err(ApiError::invalid_param(format!("device_keys names more than {MAX_QUERY_USERS} users")));
+    }
+    let wanted = &request.body.device_keys;
+    let remote = super::federated::query_keys(&state, wanted);
+    let local = local_keys(&state, wanted, Some(&sender.user_id));
+    let (remote, local) = futures_util::future::join(remote, local).await;
+    let local = local?;
+    let mut response = get_keys::v3::Response::new();
+    response.device_keys = local.device_keys;
+    response.master_keys = local.master_keys;
+    response.self_signing_keys = local.self_signing_keys;
+    response.user_signing_keys = local.user_signing_keys;
+    for (server, answer) in remote {
+        match answer {
+            Ok(answer) => {
+                response.device_keys.extend(answer.device_keys);
+                response.master_keys.extend(answer.master_keys);
+                response.self_signing_keys.extend(answer.self_signing_keys);
+            }
+            Err(failure) => {
+                response.failures.insert(server, failure);
+            }
+        }
+    }
     Ok(response)
+}
+
+/// One-time keys of local devices (fallback keys when none is left).
+pub(crate) async fn claim_local(
+    state: &Services,
+    wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
+) -> ApiResult<BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>>> {
+    let mut claims = Vec::new();
+    for (user_id, devices) in wanted {
+        if user_id.server_name() == state.server_name {
+            claims.extend(devices.iter().map(|(device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())));
+        }
+    }
+    let mut claimed: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>> = BTreeMap::new();
+    if claims.is_empty() {
+        return Ok(claimed);
+    }
+    for ((user_id, device_id, _), key) in claims.iter().zip(state.storage.claim_keys(&claims).await?) {
+        let Some((key_id, key)) = key else { continue };
+        let Ok(key_id) = OwnedOneTimeKeyId::try_from(key_id.as_str()) else { continue };
+        claimed.entry((*user_id).to_owned()).or_default().entry((*device_id).to_owned()).or_default().insert(key_id, raw(&key));
+    }
+    Ok(claimed)
 }
 
 pub async fn claim(state: AppState, request: Ruma<claim_keys::v3::Request>) -> ApiResult<claim_keys::v3::Response> {
@@ -214,23 +268,16 @@ pub async fn claim(state: AppState, request: Ruma<claim_keys::v3::Request>) -> A
     if wanted.values().map(BTreeMap::len).sum::<usize>() > MAX_CLAIM_DEVICES {
         return Err(ApiError::invalid_param(format!("one_time_keys names more than {MAX_CLAIM_DEVICES} devices")));
     }
-    let mut failures = BTreeMap::new();
-    let mut claims = Vec::new();
-    for (user_id, devices) in wanted {
-        if user_id.server_name() != state.server_name {
-            failures.insert(user_id.server_name().to_string(), json!({"errcode": "M_UNKNOWN", "error": "Federation is not available"}));
-            continue;
+    let (remote, local) = futures_util::future::join(super::federated::claim_keys(&state, wanted), claim_local(&state, wanted)).await;
+    let mut response = claim_keys::v3::Response::new(local?);
+    for (server, answer) in remote {
+        match answer {
+            Ok(claimed) => response.one_time_keys.extend(claimed),
+            Err(failure) => {
+                response.failures.insert(server, failure);
+            }
         }
-        claims.extend(devices.iter().map(|(device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())));
     }
-    let mut claimed: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>> = BTreeMap::new();
-    for ((user_id, device_id, _), key) in claims.iter().zip(state.storage.claim_keys(&claims).await?) {
-        let Some((key_id, key)) = key else { continue };
-        let Ok(key_id) = OwnedOneTimeKeyId::try_from(key_id.as_str()) else { continue };
-        claimed.entry((*user_id).to_owned()).or_default().entry((*device_id).to_owned()).or_default().insert(key_id, raw(&key));
-    }
-    let mut response = claim_keys::v3::Response::new(claimed);
-    response.failures = failures;
     Ok(response)
 }
 

@@ -26,7 +26,7 @@ const MAX_FIELD_BYTES: usize = 65_536;
 
 async fn known_local_user(state: &Services, user_id: &UserId) -> ApiResult<()> {
     if user_id.server_name() != state.server_name {
-        return Err(ApiError::not_found("Profiles of remote users are not available yet"));
+        return Err(ApiError::forbidden("Cannot change the profile of a user of another server"));
     }
     match state.storage.user(user_id).await? {
         Some(user) if !user.deactivated => Ok(()),
@@ -36,9 +36,14 @@ async fn known_local_user(state: &Services, user_id: &UserId) -> ApiResult<()> {
 
 pub async fn get(state: AppState, request: Ruma<get_profile::v3::Request>) -> ApiResult<get_profile::v3::Response> {
     let user_id = &request.body.user_id;
-    known_local_user(&state, user_id).await?;
+    let profile = if user_id.server_name() != state.server_name {
+        super::federated::profile(&state, user_id, None).await?
+    } else {
+        known_local_user(&state, user_id).await?;
+        state.storage.profile(user_id).await?
+    };
     let mut response = get_profile::v3::Response::new();
-    for (field, value) in state.storage.profile(user_id).await? {
+    for (field, value) in profile {
         response.set(field, value);
     }
     Ok(response)
@@ -46,9 +51,13 @@ pub async fn get(state: AppState, request: Ruma<get_profile::v3::Request>) -> Ap
 
 pub async fn get_field(state: AppState, request: Ruma<get_profile_field::v3::Request>) -> ApiResult<get_profile_field::v3::Response> {
     let body = &request.body;
-    known_local_user(&state, &body.user_id).await?;
-    let profile = state.storage.profile(&body.user_id).await?;
     let field = body.field.as_str();
+    let profile = if body.user_id.server_name() != state.server_name {
+        super::federated::profile(&state, &body.user_id, Some(field)).await?
+    } else {
+        known_local_user(&state, &body.user_id).await?;
+        state.storage.profile(&body.user_id).await?
+    };
     let value = profile.get(field).ok_or_else(|| ApiError::not_found("Profile field not set"))?;
     let value = ProfileFieldValue::new(field, value.clone()).map_err(|_| ApiError::internal())?;
     Ok(get_profile_field::v3::Response::new(value))

@@ -1,18 +1,35 @@
-//! The Server-Server API. So far the server's own signing keys and the
-//! OpenID userinfo check.
+//! The Server-Server API: the server's keys and the notary (`keys`), and the
+//! requests that need no room events: `version`, `query/profile`,
+//! `query/directory` (`query`), a user's devices and keys (`user`), the
+//! OpenID userinfo check (`openid`). Every endpoint but the keys requires an
+//! X-Matrix signature, checked by the request pipeline
+//! (`ruma_route`, `weft_federation::inbound`) before the handler runs.
 
 mod keys;
 mod openid;
+mod query;
+mod user;
 
+use ruma::api::federation as fed;
 use weft_core::endpoint_groups::EndpointGroup;
 
 use super::ruma_route::RouteTable;
 
 pub fn key_routes(table: &mut RouteTable) {
-    table.add::<ruma::api::federation::discovery::get_server_keys::v2::Request, _, _>(EndpointGroup::ServerKeys, keys::server_keys);
+    table
+        .add::<fed::discovery::get_server_keys::v2::Request, _, _>(EndpointGroup::ServerKeys, keys::server_keys)
+        .add::<fed::discovery::get_remote_server_keys::v2::Request, _, _>(EndpointGroup::Federation, keys::query)
+        .add::<fed::discovery::get_remote_server_keys_batch::v2::Request, _, _>(EndpointGroup::Federation, keys::query_batch);
 }
 
 /// What the `federation` resource serves besides the keys.
 pub fn federation_routes(table: &mut RouteTable) {
-    table.add::<ruma::api::federation::openid::get_openid_userinfo::v1::Request, _, _>(EndpointGroup::Federation, openid::userinfo);
+    table
+        .add::<fed::openid::get_openid_userinfo::v1::Request, _, _>(EndpointGroup::Federation, openid::userinfo)
+        .add::<fed::discovery::get_server_version::v1::Request, _, _>(EndpointGroup::Federation, query::version)
+        .add::<fed::query::get_profile_information::v1::Request, _, _>(EndpointGroup::Federation, query::profile)
+        .add::<fed::query::get_room_information::v1::Request, _, _>(EndpointGroup::Federation, query::directory)
+        .add::<fed::device::get_devices::v1::Request, _, _>(EndpointGroup::Federation, user::devices)
+        .add::<fed::keys::get_keys::v1::Request, _, _>(EndpointGroup::Federation, user::query)
+        .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim);
 }

@@ -10,6 +10,7 @@
 //! the bound addresses before traffic starts; tests bind port 0.
 
 mod background;
+mod tls;
 
 /// The connection loop every listener serves with (the `weft-http` crate,
 /// which `weft router` shares).
@@ -33,6 +34,7 @@ pub enum BoundAddress {
 
 enum Socket {
     Tcp(TcpListener),
+    Tls(tls::TlsListener),
     Unix(tokio::net::UnixListener, PathBuf),
 }
 
@@ -60,7 +62,21 @@ impl Server {
         let mut sockets = Vec::new();
         let mut serves_client = Vec::new();
         for listener in state.config.own_listeners() {
+            let acceptor = match listener.tls {
+                true => Some(tls::acceptor(&state.config).map_err(|message| BindError {
+                    address: format!("port {}", listener.port.unwrap_or(0)),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, message),
+                })?),
+                false => None,
+            };
             for socket in bind_listener(listener).await? {
+                let socket = match (socket, &acceptor) {
+                    (Socket::Tcp(tcp), Some(acceptor)) => {
+                        let address = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                        Socket::Tls(tls::TlsListener::new(tcp, acceptor.clone()).map_err(|source| BindError { address, source })?)
+                    }
+                    (socket, _) => socket,
+                };
                 sockets.push((socket, crate::router(state.clone(), listener)));
                 serves_client.push(listener.serves(weft_core::config::Resource::Client));
             }
@@ -85,6 +101,7 @@ impl Server {
             .iter()
             .filter_map(|(socket, _)| match socket {
                 Socket::Tcp(listener) => listener.local_addr().ok().map(BoundAddress::Tcp),
+                Socket::Tls(listener) => axum::serve::Listener::local_addr(listener).ok().map(BoundAddress::Tcp),
                 Socket::Unix(_, path) => Some(BoundAddress::Unix(path.clone())),
             })
             .collect()
@@ -103,6 +120,9 @@ impl Server {
             match socket {
                 Socket::Tcp(listener) => {
                     tasks.spawn(connections::serve(listener.tap_io(no_delay), router, limits, signal));
+                }
+                Socket::Tls(listener) => {
+                    tasks.spawn(connections::serve(listener, router, limits, signal));
                 }
                 Socket::Unix(listener, _) => {
                     tasks.spawn(connections::serve(listener, router, limits, signal));

@@ -242,6 +242,14 @@ fn resolve_relative_paths(config: &mut Config, origins: &Origins) {
     for path in &mut config.app_service_config_files {
         resolve("app_service_config_files", path);
     }
+    for (key, path) in [("tls_certificate_path", config.tls_certificate_path.as_mut()), ("tls_private_key_path", config.tls_private_key_path.as_mut())] {
+        if let Some(path) = path {
+            resolve(key, path);
+        }
+    }
+    for path in &mut config.federation_custom_ca_list {
+        resolve("federation_custom_ca_list", path);
+    }
     if let Some(path) = config.plugin_cache_dir.as_mut() {
         resolve("plugin_cache_dir", path);
     }

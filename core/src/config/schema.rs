@@ -61,6 +61,26 @@ pub struct Config {
     pub ip_range_blacklist: Option<Vec<String>>,
     /// Exceptions to `ip_range_blacklist` (default none).
     pub ip_range_whitelist: Vec<String>,
+    // Federation (`docs/federation.md`), Synapse's options.
+    /// The certificate chain (PEM, leaf first) of listeners with `tls = true`.
+    pub tls_certificate_path: Option<PathBuf>,
+    /// The private key (PEM) of `tls_certificate_path`.
+    pub tls_private_key_path: Option<PathBuf>,
+    /// Whether `/.well-known/matrix/server` is served (Synapse's default: no).
+    pub serve_server_wellknown: bool,
+    /// Whether remote servers' certificates are checked (default true).
+    #[serde(default = "default_true")]
+    pub federation_verify_certificates: bool,
+    /// CA certificates (PEM files) trusted for federation instead of the system's.
+    pub federation_custom_ca_list: Vec<PathBuf>,
+    /// Server names (`*` wildcards allowed) whose certificates are not checked.
+    pub federation_certificate_verification_whitelist: Vec<String>,
+    /// The only servers federated with, when set.
+    pub federation_domain_whitelist: Option<Vec<String>>,
+    /// Notaries asked for other servers' keys; unset is Synapse's `matrix.org`.
+    pub trusted_key_servers: Option<Vec<TrustedKeyServer>>,
+    /// Whether other servers may read the public room directory.
+    pub allow_public_rooms_over_federation: bool,
     /// Weft: `weft router`, the reverse proxy in front of the instances (`[router]`).
     /// Which instance serves what is `instance_map.<name>.serves`.
     pub router: Option<RouterConfig>,
@@ -243,6 +263,29 @@ impl Config {
     pub fn has_workers(&self) -> bool {
         let not_main = |name: &String| name != super::MAIN_INSTANCE;
         self.worker_name.is_some() || self.instance_map.keys().any(not_main) || self.stream_writers.all().any(|(_, writers)| writers.iter().any(not_main))
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One entry of `trusted_key_servers`: a notary and, optionally, the keys its
+/// answers must be signed with (without them, any key it serves itself).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TrustedKeyServer {
+    pub server_name: String,
+    /// Key id (`ed25519:abc`) to unpadded base64 public key.
+    pub verify_keys: Option<BTreeMap<String, String>>,
+    /// Accepted for compatibility (Synapse only silences a warning with it).
+    pub accept_keys_insecurely: bool,
+}
+
+impl Config {
+    /// `trusted_key_servers`, with Synapse's default (`matrix.org`) when unset.
+    pub fn trusted_key_servers(&self) -> Vec<TrustedKeyServer> {
+        self.trusted_key_servers.clone().unwrap_or_else(|| vec![TrustedKeyServer { server_name: "matrix.org".into(), ..Default::default() }])
     }
 }
 

@@ -35,6 +35,7 @@ pub(super) fn validate(config: &Config, origins: &Origins, extra: ExtraCheck<'_>
     check_rate_limit("rc_joins.local", &config.rc_joins.local, &mut fail);
     check_rate_limit("rc_joins.remote", &config.rc_joins.remote, &mut fail);
     super::media::check(config, &mut fail);
+    check_federation(config, &mut fail);
     extra(config, &mut fail);
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
         fail("logging.level", format!("not a valid log filter: {e}"));
@@ -80,7 +81,12 @@ fn check_listeners(key: &str, listeners: &[ListenerConfig], config: &Config, fai
             _ => {}
         }
         if listener.tls {
-            fail(&format!("{at}.tls"), "Weft does not terminate TLS: put a reverse proxy in front of it".into());
+            if listener.path.is_some() {
+                fail(&format!("{at}.tls"), "TLS is for TCP listeners, not Unix sockets".into());
+            }
+            if config.tls_certificate_path.is_none() || config.tls_private_key_path.is_none() {
+                fail(&format!("{at}.tls"), "needs `tls_certificate_path` and `tls_private_key_path`".into());
+            }
         }
         if listener.kind == ListenerType::Http && listener.resources.iter().all(|r| r.names.is_empty()) {
             fail(&format!("{at}.resources"), "an http listener needs at least one resource name".into());
@@ -335,5 +341,50 @@ fn check_routes(config: &Config, fail: &mut Fail<'_>) {
             "instance_map.main.client_port",
             "the router sends every group no instance serves to `main`: give `main` a client listener in `listeners` or a `client_port`".into(),
         );
+    }
+}
+
+/// Files named by the federation options must be readable PEM of the right
+/// kind; server names must be valid.
+fn check_federation(config: &Config, fail: &mut Fail<'_>) {
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    if let Some(path) = &config.tls_certificate_path {
+        match read(path) {
+            Ok(text) if !text.contains("-----BEGIN CERTIFICATE-----") => fail("tls_certificate_path", format!("{} holds no PEM certificate", path.display())),
+            Ok(_) => {}
+            Err(message) => fail("tls_certificate_path", message),
+        }
+    }
+    if let Some(path) = &config.tls_private_key_path {
+        match read(path) {
+            Ok(text) if !text.contains("PRIVATE KEY-----") => fail("tls_private_key_path", format!("{} holds no PEM private key", path.display())),
+            Ok(_) => {}
+            Err(message) => fail("tls_private_key_path", message),
+        }
+    }
+    for (index, path) in config.federation_custom_ca_list.iter().enumerate() {
+        match read(path) {
+            Ok(text) if !text.contains("-----BEGIN CERTIFICATE-----") => {
+                fail(&format!("federation_custom_ca_list[{index}]"), format!("{} holds no PEM certificate", path.display()))
+            }
+            Ok(_) => {}
+            Err(message) => fail(&format!("federation_custom_ca_list[{index}]"), message),
+        }
+    }
+    for (index, name) in config.federation_domain_whitelist.iter().flatten().enumerate() {
+        if <&ServerName>::try_from(name.as_str()).is_err() {
+            fail(&format!("federation_domain_whitelist[{index}]"), format!("`{name}` is not a valid server name"));
+        }
+    }
+    for (index, server) in config.trusted_key_servers.iter().flatten().enumerate() {
+        if <&ServerName>::try_from(server.server_name.as_str()).is_err() {
+            fail(&format!("trusted_key_servers[{index}].server_name"), format!("`{}` is not a valid server name", server.server_name));
+        }
+        for (key_id, key) in server.verify_keys.iter().flatten() {
+            let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD_NO_PAD, key.trim_end_matches('='));
+            if !key_id.starts_with("ed25519:") || decoded.map(|k| k.len()) != Ok(32) {
+                fail(&format!("trusted_key_servers[{index}].verify_keys"), format!("`{key_id}`: expected an `ed25519:` key id and a 32-byte base64 key"));
+            }
+        }
     }
 }

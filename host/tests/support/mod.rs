@@ -5,6 +5,7 @@ mod database;
 mod idp;
 mod processes;
 mod server;
+pub mod synapse;
 
 pub use database::{Backend, TestDb, unique};
 pub use idp::{Browser, Page, idp, idp_install_dir};

@@ -41,11 +41,14 @@ pub struct TestServerBuilder {
     shared_secret: bool,
     x_forwarded: bool,
     port: u16,
+    /// The port of a TLS federation listener; the server is then named
+    /// `localhost:PORT` (`federation`).
+    federation_port: Option<u16>,
 }
 
 impl TestServer {
     pub fn builder(backend: Backend) -> TestServerBuilder {
-        TestServerBuilder { backend, extra: String::new(), shared_secret: true, x_forwarded: false, port: 0 }
+        TestServerBuilder { backend, extra: String::new(), shared_secret: true, x_forwarded: false, port: 0, federation_port: None }
     }
 
     pub async fn start(backend: Backend) -> Self {
@@ -91,6 +94,12 @@ impl TestServer {
 
     pub async fn delete(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         self.request(Method::DELETE, path, token, Some(body)).await
+    }
+
+    /// The TLS federation listener of a server started with `federation()`.
+    pub fn federation_base(&self) -> String {
+        let port = self.server_name.rsplit_once(':').map(|(_, port)| port).expect("a federating test server is named localhost:PORT");
+        format!("https://127.0.0.1:{port}")
     }
 
     pub fn uid(&self, localpart: &str) -> ruma::OwnedUserId {
@@ -196,9 +205,21 @@ impl TestServerBuilder {
         self
     }
 
+    /// A federating server: named `localhost:PORT`, with a TLS listener
+    /// (`federation`, `keys`) on that port whose certificate is the test
+    /// CA's, trusting that CA for its own requests and allowed to reach
+    /// loopback (the address policy refuses it by default), with no notary.
+    pub fn federation(mut self) -> Self {
+        self.federation_port = Some(super::free_port());
+        self
+    }
+
     pub async fn start(self) -> TestServer {
         let db = TestDb::new(self.backend).await;
-        let server_name = format!("{}.test", unique("hs"));
+        let server_name = match self.federation_port {
+            Some(port) => format!("localhost:{port}"),
+            None => format!("{}.test", unique("hs")),
+        };
         // Configurations may name users of this server: `{server_name}` stands for its name.
         let extra = self.extra.replace("{server_name}", &server_name);
         let key_path = db.dir().join("signing.key");
@@ -212,6 +233,25 @@ impl TestServerBuilder {
         }
         if self.shared_secret && !has("registration_shared_secret") {
             text.push_str("registration_shared_secret = \"test-shared-secret\"\n");
+        }
+        let mut federation_listener = String::new();
+        if let Some(port) = self.federation_port {
+            let ca = super::synapse::test_ca();
+            text.push_str(&format!(
+                "tls_certificate_path = {:?}\ntls_private_key_path = {:?}\nfederation_custom_ca_list = [{:?}]\n",
+                ca.chain.display().to_string(),
+                ca.key.display().to_string(),
+                ca.ca.display().to_string()
+            ));
+            if !has("ip_range_whitelist") {
+                text.push_str("ip_range_whitelist = [\"127.0.0.0/8\", \"::1\"]\n");
+            }
+            if !has("trusted_key_servers") {
+                text.push_str("trusted_key_servers = []\n");
+            }
+            federation_listener = format!(
+                "[[listeners]]\nport = {port}\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\ntls = true\n[[listeners.resources]]\nnames = [\"federation\", \"keys\"]\n"
+            );
         }
         let mut tables = String::new();
         for (name, body) in [
@@ -232,7 +272,7 @@ impl TestServerBuilder {
         }
         let text = format!(
             "{text}{extra}\n{tables}\n{db}\n[[listeners]]\nport = {port}\nbind_addresses = [\"127.0.0.1\"]\ntype = \"http\"\nx_forwarded = {x_forwarded}\n\
-             [[listeners.resources]]\nnames = [\"client\", \"federation\", \"health\", \"metrics\"]\n",
+             [[listeners.resources]]\nnames = [\"client\", \"federation\", \"health\", \"metrics\"]\n{federation_listener}",
             extra = extra,
             x_forwarded = self.x_forwarded,
             port = self.port,

@@ -40,6 +40,8 @@
 //! `weft_plugin_runtime::config`) so that the server's configuration crate
 //! (`weft-core`) can embed the schema without building wasmtime.
 
+pub mod address_policy;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,109 @@
+//! What the client API asks other servers: remote users' keys (`/keys/query`,
+//! `/keys/claim`, one request per server, all at once), remote profiles and
+//! remote room aliases. A server that fails is reported as Synapse reports
+//! it: in `failures` for keys, as the remote error (or 502 when it cannot be
+//! reached) otherwise.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use http::StatusCode;
+use ruma::{
+    OneTimeKeyAlgorithm, OwnedDeviceId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomAliasId, UserId,
+    api::federation::{
+        keys::{claim_keys, get_keys},
+        query::{get_profile_information, get_room_information},
+    },
+};
+use serde_json::{Value, json};
+
+use weft_federation::FederationError;
+use weft_services::services::Services;
+
+use crate::error::{ApiError, ApiResult};
+
+/// How long `/keys/query` and `/keys/claim` wait for a remote server
+/// (Synapse's default `timeout` of those endpoints).
+const KEYS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A failure as `/keys/query` lists it per server.
+fn failure(error: &FederationError) -> Value {
+    match error {
+        FederationError::Remote { status, body, .. } => {
+            json!({"status": status.as_u16(), "errcode": error.errcode().unwrap_or("M_UNKNOWN"), "message": body.to_string()})
+        }
+        other => json!({"status": 503, "message": other.to_string()}),
+    }
+}
+
+/// The wanted entries of other servers, per server.
+fn by_server<V: Clone>(state: &Services, wanted: &BTreeMap<OwnedUserId, V>) -> BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, V>> {
+    let mut servers: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, V>> = BTreeMap::new();
+    for (user_id, value) in wanted {
+        if user_id.server_name() != state.server_name {
+            servers.entry(user_id.server_name().to_owned()).or_default().insert(user_id.clone(), value.clone());
+        }
+    }
+    servers
+}
+
+pub(super) async fn query_keys(state: &Services, wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>) -> Vec<(String, Result<get_keys::v1::Response, Value>)> {
+    let asks = by_server(state, wanted).into_iter().map(|(server, users)| async move {
+        let sent = state.federation.client.send_request(&server, get_keys::v1::Request::new(users));
+        let answer = match tokio::time::timeout(KEYS_TIMEOUT, sent).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(failure(&error)),
+            Err(_) => Err(json!({"status": 503, "message": "Not ready for retry"})),
+        };
+        (server.to_string(), answer)
+    });
+    futures_util::future::join_all(asks).await
+}
+
+type Claimed = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<ruma::OwnedOneTimeKeyId, ruma::serde::Raw<ruma::encryption::OneTimeKey>>>>;
+
+pub(super) async fn claim_keys(
+    state: &Services,
+    wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
+) -> Vec<(String, Result<Claimed, Value>)> {
+    let asks = by_server(state, wanted).into_iter().map(|(server, claims)| async move {
+        let sent = state.federation.client.send_request(&server, claim_keys::v1::Request::new(claims));
+        let answer = match tokio::time::timeout(KEYS_TIMEOUT, sent).await {
+            Ok(Ok(response)) => Ok(response.one_time_keys),
+            Ok(Err(error)) => Err(failure(&error)),
+            Err(_) => Err(json!({"status": 503, "message": "Not ready for retry"})),
+        };
+        (server.to_string(), answer)
+    });
+    futures_util::future::join_all(asks).await
+}
+
+/// A remote user's profile (one field when `field` is set).
+pub(crate) async fn profile(state: &Services, user_id: &UserId, field: Option<&str>) -> ApiResult<BTreeMap<String, Value>> {
+    let mut request = get_profile_information::v1::Request::new(user_id.to_owned());
+    request.field = field.map(Into::into);
+    let response = state.federation.client.send_request(user_id.server_name(), request).await.map_err(remote_error)?;
+    Ok(response.data.iter().map(|(key, value)| (key.clone(), value.clone())).collect())
+}
+
+/// The room a remote alias points at and the servers to join it through.
+pub(crate) async fn alias(state: &Services, alias: &RoomAliasId) -> ApiResult<(OwnedRoomId, Vec<OwnedServerName>)> {
+    let request = get_room_information::v1::Request::new(alias.to_owned());
+    let response = state.federation.client.send_request(alias.server_name(), request).await.map_err(remote_error)?;
+    Ok((response.room_id, response.servers))
+}
+
+/// A remote server's error as the client's answer (Synapse passes 4xx
+/// answers on); a server that cannot be reached or refused is a 502.
+pub(crate) fn remote_error(error: FederationError) -> ApiError {
+    match &error {
+        FederationError::Remote { status, body, .. } if status.is_client_error() => {
+            let message = body.get("error").and_then(Value::as_str).unwrap_or("The remote server refused the request").to_owned();
+            ApiError::custom(*status, error.errcode().unwrap_or("M_UNKNOWN"), message)
+        }
+        FederationError::NotWhitelisted(_) => ApiError::forbidden(error.to_string()),
+        _ => {
+            tracing::info!(%error, "a request to another server failed");
+            ApiError::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Failed to reach the remote server: {error}"))
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! What other servers ask about this server's users' devices and keys:
+//! `user/devices/{userId}`, `user/keys/query`, `user/keys/claim`. Only local
+//! users are answered; the user-signing key and the signatures users made of
+//! others never leave this server.
+
+use std::collections::BTreeMap;
+
+use ruma::{
+    OwnedDeviceId, UInt,
+    api::federation::{
+        device::get_devices,
+        keys::{claim_keys, get_keys},
+    },
+};
+
+use weft_services::services::AppState;
+use weft_storage::Stream;
+
+use crate::{
+    client::keys::{MAX_CLAIM_DEVICES, MAX_QUERY_USERS, claim_local, local_keys},
+    error::{ApiError, ApiResult},
+    ruma_route::Ruma,
+};
+
+pub async fn devices(state: AppState, request: Ruma<get_devices::v1::Request>) -> ApiResult<get_devices::v1::Response> {
+    request.origin()?;
+    let user_id = request.body.user_id;
+    if user_id.server_name() != state.server_name {
+        return Err(ApiError::invalid_param("User is not hosted on this homeserver"));
+    }
+    let wanted = BTreeMap::from([(user_id.clone(), Vec::<OwnedDeviceId>::new())]);
+    let mut keys = local_keys(&state, &wanted, None).await?;
+    let stream_id = UInt::try_from(state.storage.persisted_position(Stream::DeviceLists).max(0) as u64).unwrap_or_default();
+    let mut response = get_devices::v1::Response::new(user_id.clone(), stream_id);
+    for (device_id, device_keys) in keys.device_keys.remove(&user_id).unwrap_or_default() {
+        let name = device_keys
+            .get_field::<serde_json::Value>("unsigned")
+            .ok()
+            .flatten()
+            .and_then(|unsigned| unsigned.get("device_display_name").and_then(|name| name.as_str()).map(str::to_owned));
+        let mut device = get_devices::v1::UserDevice::new(device_id, device_keys);
+        device.device_display_name = name;
+        response.devices.push(device);
+    }
+    response.master_key = keys.master_keys.remove(&user_id);
+    response.self_signing_key = keys.self_signing_keys.remove(&user_id);
+    Ok(response)
+}
+
+pub async fn query(state: AppState, request: Ruma<get_keys::v1::Request>) -> ApiResult<get_keys::v1::Response> {
+    request.origin()?;
+    let wanted = &request.body.device_keys;
+    if wanted.len() > MAX_QUERY_USERS {
+        return Err(ApiError::invalid_param(format!("device_keys names more than {MAX_QUERY_USERS} users")));
+    }
+    let keys = local_keys(&state, wanted, None).await?;
+    let mut response = get_keys::v1::Response::new(keys.device_keys);
+    response.master_keys = keys.master_keys;
+    response.self_signing_keys = keys.self_signing_keys;
+    Ok(response)
+}
+
+pub async fn claim(state: AppState, request: Ruma<claim_keys::v1::Request>) -> ApiResult<claim_keys::v1::Response> {
+    request.origin()?;
+    let wanted = &request.body.one_time_keys;
+    if wanted.values().map(BTreeMap::len).sum::<usize>() > MAX_CLAIM_DEVICES {
+        return Err(ApiError::invalid_param(format!("one_time_keys names more than {MAX_CLAIM_DEVICES} devices")));
+    }
+    Ok(claim_keys::v1::Response::new(claim_local(&state, wanted).await?))
+}
