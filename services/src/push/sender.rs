@@ -1,6 +1,7 @@
 //! One pusher's deliveries, in order, from its stored position: each pass
 //! reads the pusher (a deleted pusher stops), its notifications after its
-//! position up to the events stream's, and hands them one at a time to the
+//! position up to the events stream's and the user's badge, and hands the
+//! notifications one at a time to the
 //! pusher plugins (`services.pushers.notify`), writing its progress after
 //! each so that a restart resumes where it stopped. Then, when a read
 //! receipt asked for it and the badge changed, a badge-only update.
@@ -135,10 +136,18 @@ impl PusherWorker {
         let upto = services.notifier.position(Stream::Events);
         let mut position = pusher.last_stream_ordering;
         let mut failing_since = pusher.failing_since_ts;
+        // Read once a pass: every notification of the pass is already among
+        // the unread it counts (a receipt during the pass asks for a badge
+        // update after it).
+        let mut badge = None;
         loop {
             let pending = storage.pending_pushes(&pusher.user_id, position, upto, BATCH).await?;
             for push in &pending {
-                match self.deliver(services, contexts, &pusher, push, failing_since).await? {
+                let badge = match badge {
+                    Some(badge) => badge,
+                    None => *badge.insert(notification::badge(storage, &pusher.user_id, services.config.push.group_unread_count_by_room).await?),
+                };
+                match self.deliver(services, contexts, &pusher, push, badge, failing_since).await? {
                     Step::Next => failing_since = None,
                     Step::Stop(pass) => return Ok(pass),
                 }
@@ -161,6 +170,7 @@ impl PusherWorker {
         contexts: &ContextCache,
         pusher: &StoredPusher,
         push: &PendingPush,
+        badge: u64,
         failing_since: Option<i64>,
     ) -> Result<Step, StorageError> {
         let storage = &services.storage;
@@ -170,7 +180,6 @@ impl PusherWorker {
             return Ok(if storage.record_pusher_progress(key, push.stream_ordering).await? { Step::Next } else { Step::Stop(Pass::Gone) });
         };
         let push_config = &services.config.push;
-        let badge = notification::badge(storage, &pusher.user_id, push_config.group_unread_count_by_room).await?;
         let shape = Shape { include_content: push_config.include_content };
         let notification = notification::for_event(pusher, push, &context, badge, shape);
         if let Some(jitter) = push_config.jitter_delay.filter(|jitter| !jitter.0.is_zero()) {
