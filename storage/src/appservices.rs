@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::{Result, Storage, StorageError, StoredEvent};
 
 /// One queued item: its place in the queue, its kind (`event`,
-/// `ephemeral`, `to_device`) and its JSON text.
+/// `ephemeral`, `to_device`, `device_lists`) and its JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedItem {
     pub seq: i64,
@@ -89,7 +89,7 @@ impl Storage {
     /// The oldest items queued for the appservice: up to `per_kind` of each kind.
     pub async fn appservice_queued(&self, appservice_id: &str, per_kind: i64) -> Result<Vec<QueuedItem>> {
         let mut items = Vec::new();
-        for kind in ["event", "ephemeral", "to_device"] {
+        for kind in ["event", "ephemeral", "to_device", "device_lists"] {
             let rows = sqlx::query("SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = $2 ORDER BY seq LIMIT $3")
                 .bind(appservice_id)
                 .bind(kind)
@@ -140,11 +140,6 @@ impl Storage {
 }
 
 impl Storage {
-    /// How far the notifier has matched the receipts stream.
-    pub async fn appservice_receipts_position(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT receipts_stream_id FROM appservice_stream_position").fetch_one(&self.pool).await?)
-    }
-
     /// Every public receipt (`m.read`) written in `(after, upto]`, oldest first, at most `limit`.
     pub async fn appservice_receipts(&self, after: i64, upto: i64, limit: i64) -> Result<Vec<super::Receipt>> {
         let rows = sqlx::query(
@@ -169,21 +164,5 @@ impl Storage {
                 })
             })
             .collect()
-    }
-
-    /// Queues ephemeral `items` and moves the receipts position to `receipts`, all or nothing.
-    pub async fn enqueue_appservice_ephemeral(&self, items: &[(String, &str, String)], receipts: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for (appservice_id, kind, json) in items {
-            sqlx::query("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES ($1, $2, $3)")
-                .bind(appservice_id)
-                .bind(*kind)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE appservice_stream_position SET receipts_stream_id = $1").bind(receipts).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }

@@ -38,6 +38,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (20, "push_queue", include_str!("../migrations/postgres/0020_push_queue.sql"), include_str!("../migrations/sqlite/0020_push_queue.sql")),
     (21, "sso", include_str!("../migrations/postgres/0021_sso.sql"), include_str!("../migrations/sqlite/0021_sso.sql")),
     (22, "appservices", include_str!("../migrations/postgres/0022_appservices.sql"), include_str!("../migrations/sqlite/0022_appservices.sql")),
+    (
+        27,
+        "appservice_streams",
+        include_str!("../migrations/postgres/0027_appservice_streams.sql"),
+        include_str!("../migrations/sqlite/0027_appservice_streams.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {
