@@ -80,15 +80,16 @@ async fn to_device_messages_reach_the_appservice_once_across_a_restart(backend: 
     send_to_device(&server, &carol.access_token, "t2", &puppet, "PUPPETDEV", 2).await;
     appservice
         .wait_for(20, "a first try of the second", |_| {
-            appservice.transactions().iter().any(|(_, body)| body["de.sorunome.msc2409.to_device"].as_array().is_some_and(|m| m.iter().any(|m| m["content"]["n"] == 2)))
+            appservice
+                .transactions()
+                .iter()
+                .any(|(_, body)| body["de.sorunome.msc2409.to_device"].as_array().is_some_and(|m| m.iter().any(|m| m["content"]["n"] == 2)))
         })
         .await;
     let server = server.restart().await;
     send_to_device(&server, &carol.access_token, "t3", &puppet, "PUPPETDEV", 3).await;
     appservice.set_mode(Mode::Accept);
-    appservice
-        .wait_for(40, "every message", |_| all_of(&appservice, "de.sorunome.msc2409.to_device").iter().any(|m| m["content"]["n"] == 3))
-        .await;
+    appservice.wait_for(40, "every message", |_| all_of(&appservice, "de.sorunome.msc2409.to_device").iter().any(|m| m["content"]["n"] == 3)).await;
     let numbers: Vec<u64> = all_of(&appservice, "de.sorunome.msc2409.to_device").iter().filter_map(|m| m["content"]["n"].as_u64()).collect();
     assert_eq!(numbers, [1, 2, 3], "each once, in order, nothing for users outside the namespace");
     let mut ids: HashMap<i64, Value> = HashMap::new();
@@ -127,7 +128,10 @@ async fn device_lists_and_key_counts_go_to_msc3202_appservices(backend: Backend)
         async move { server.put(&path, Some(&token), json!({"msgtype": "m.text", "body": format!("count {n}")})).await.0 }
     };
     let count_with = |body: &str| -> Option<Value> {
-        unique(&appservice).into_iter().find(|(_, txn)| txn["events"].as_array().is_some_and(|events| events.iter().any(|e| e["content"]["body"] == body))).map(|(_, txn)| txn)
+        unique(&appservice)
+            .into_iter()
+            .find(|(_, txn)| txn["events"].as_array().is_some_and(|events| events.iter().any(|e| e["content"]["body"] == body)))
+            .map(|(_, txn)| txn)
     };
     assert_eq!(say(1).await, StatusCode::OK);
     appservice.wait_for(20, "the first message", |_| count_with("count 1").is_some()).await;
@@ -196,8 +200,9 @@ async fn presence_goes_to_appservices_that_ask(backend: Backend) {
     assert_eq!((event["content"]["presence"].as_str(), event["content"]["status_msg"].as_str()), (Some("online"), Some("bridging")), "{event}");
     assert!(event["content"].get("user_id").is_none(), "as Synapse: the sender, no user_id in the content: {event}");
     assert!(presence(&eager).iter().all(|e| e["sender"] != dave.user_id.as_str()), "dave shares no room with the appservice");
-    let (_, sent) =
-        server.put(&format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/p"), Some(&carol.access_token), json!({"msgtype": "m.text", "body": "p"})).await;
+    let (_, sent) = server
+        .put(&format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/p"), Some(&carol.access_token), json!({"msgtype": "m.text", "body": "p"}))
+        .await;
     let event_id = sent["event_id"].as_str().unwrap().to_owned();
     plain.wait_for(20, "the message", |_| plain.transactions().iter().any(|(_, txn)| txn["events"].to_string().contains(&event_id))).await;
     assert!(presence(&plain).is_empty(), "an appservice that did not ask gets none");

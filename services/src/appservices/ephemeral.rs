@@ -100,7 +100,12 @@ pub(super) async fn catch_up(state: &Services, cursor: &mut Cursor) -> Result<Ve
 }
 
 /// Queues the presence changes since the cursor; the appservices that got some.
-async fn presence(state: &Services, services: &[std::sync::Arc<AppService>], cursor: &mut Cursor, rooms: &mut super::interest::Rooms) -> Result<Vec<String>, StorageError> {
+async fn presence(
+    state: &Services,
+    services: &[std::sync::Arc<AppService>],
+    cursor: &mut Cursor,
+    rooms: &mut super::interest::Rooms,
+) -> Result<Vec<String>, StorageError> {
     let at = match cursor.presence {
         Some(at) => at,
         None => *cursor.presence.insert(state.storage.appservice_feed_position(AppserviceFeed::Presence).await?),
