@@ -70,9 +70,10 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut position = None;
     let mut cursor = super::ephemeral::Cursor::default();
     let mut devices = super::encryption::Cursor::default();
+    let known = KnownUsers::default();
     loop {
         let caught_up = async {
-            catch_up(&state, &stopped, &mut position, &senders).await?;
+            catch_up(&state, &stopped, &mut position, &senders, &known).await?;
             let mut woken = super::ephemeral::catch_up(&state, &mut cursor).await?;
             woken.extend(super::encryption::catch_up(&state, &mut devices).await?);
             for id in woken {
@@ -109,6 +110,7 @@ async fn catch_up(
     stopped: &watch::Receiver<bool>,
     position: &mut Option<i64>,
     senders: &HashMap<String, Arc<Notify>>,
+    known: &KnownUsers,
 ) -> Result<(), StorageError> {
     let mut at = match *position {
         Some(at) => at,
@@ -129,7 +131,7 @@ async fn catch_up(
             let matched = std::sync::Mutex::new(Vec::new());
             let found = &matched;
             let outcome = crate::jobs::process_item("appservice_notifier", event.event_id.as_str(), &state.storage, || async move {
-                let ids = matches(state, event).await?;
+                let ids = matches(state, event, known).await?;
                 *found.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = ids;
                 Ok::<_, StorageError>(())
             })
@@ -155,7 +157,7 @@ async fn catch_up(
 /// some, an unknown local sender or member event target in an appservice's
 /// users namespace is asked about first (the user query), as Synapse does
 /// before it queues the event.
-async fn matches(state: &Services, event: &StoredEvent) -> Result<Vec<String>, StorageError> {
+async fn matches(state: &Services, event: &StoredEvent, known: &KnownUsers) -> Result<Vec<String>, StorageError> {
     let mut found = Vec::new();
     let mut aliases = None;
     let mut members = None;
@@ -165,11 +167,11 @@ async fn matches(state: &Services, event: &StoredEvent) -> Result<Vec<String>, S
         }
     }
     if !found.is_empty() {
-        ask_if_unknown(state, &event.sender).await?;
+        ask_if_unknown(state, &event.sender, known).await?;
         if event.kind == "m.room.member"
             && let Some(target) = event.state_key.as_deref().and_then(|key| ruma::UserId::parse(key).ok())
         {
-            ask_if_unknown(state, &target).await?;
+            ask_if_unknown(state, &target, known).await?;
         }
     }
     Ok(found)
@@ -177,15 +179,40 @@ async fn matches(state: &Services, event: &StoredEvent) -> Result<Vec<String>, S
 
 /// The user query for a local user this server has no account for (and who
 /// is no appservice's sender), when an appservice claims it.
-async fn ask_if_unknown(state: &Services, user_id: &ruma::UserId) -> Result<(), StorageError> {
-    if user_id.server_name() != state.server_name || state.config.app_services.is_sender(user_id) {
+async fn ask_if_unknown(state: &Services, user_id: &ruma::UserId, known: &KnownUsers) -> Result<(), StorageError> {
+    if user_id.server_name() != state.server_name || state.config.app_services.is_sender(user_id) || known.has(user_id) {
         return Ok(());
     }
-    if !state.config.app_services.all().iter().any(|service| service.is_user_in_namespace(user_id.as_str())) || state.storage.user(user_id).await?.is_some() {
+    if !state.config.app_services.all().iter().any(|service| service.is_user_in_namespace(user_id.as_str())) {
         return Ok(());
     }
-    super::query_user(state, user_id.as_str()).await;
+    if state.storage.user(user_id).await?.is_some() {
+        known.add(user_id);
+    } else {
+        super::query_user(state, user_id.as_str()).await;
+    }
     Ok(())
+}
+
+/// Local users known to have an account (accounts are never removed), so
+/// the matcher reads each one once; forgotten wholesale past `KNOWN_USERS`.
+#[derive(Debug, Default)]
+struct KnownUsers(std::sync::Mutex<std::collections::HashSet<ruma::OwnedUserId>>);
+
+const KNOWN_USERS: usize = 100_000;
+
+impl KnownUsers {
+    fn has(&self, user_id: &ruma::UserId) -> bool {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(user_id)
+    }
+
+    fn add(&self, user_id: &ruma::UserId) {
+        let mut known = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.len() >= KNOWN_USERS {
+            known.clear();
+        }
+        known.insert(user_id.to_owned());
+    }
 }
 
 /// One appservice's sender: transactions in order, with backoff, until `stopped`.
