@@ -62,14 +62,7 @@ impl Storage {
     /// the position of `feed` to `position`, all or nothing.
     pub async fn enqueue_appservice_feed(&self, items: &[(String, &str, String)], feed: AppserviceFeed, position: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for (appservice_id, kind, json) in items {
-            sqlx::query("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES ($1, $2, $3)")
-                .bind(appservice_id)
-                .bind(*kind)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-        }
+        super::appservices::insert_queued(&mut tx, items).await?;
         let sql = format!("UPDATE appservice_stream_position SET {} = $1", feed.column());
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(position).execute(&mut *tx).await?;
         tx.commit().await?;

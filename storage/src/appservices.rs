@@ -8,6 +8,25 @@ use sqlx::Row;
 
 use super::{Result, Storage, StorageError, StoredEvent};
 
+/// Rows written or deleted by one statement (well under both engines'
+/// limits on bound parameters).
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// Appends `items` (`(appservice_id, kind, json)`) to the queue, in order,
+/// a statement per `ROWS_PER_STATEMENT`.
+pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(String, &str, String)]) -> Result<()> {
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3)).collect();
+        let sql = format!("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {}", rows.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (appservice_id, kind, json) in chunk {
+            query = query.bind(appservice_id.as_str()).bind(*kind).bind(json.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// One queued item: its place in the queue, its kind (`event`,
 /// `ephemeral`, `to_device`, `device_lists`) and its JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,14 +90,7 @@ impl Storage {
     /// given, moves the matched position to `position`, all or nothing.
     pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for (appservice_id, kind, json) in items {
-            sqlx::query("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES ($1, $2, $3)")
-                .bind(appservice_id)
-                .bind(*kind)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_queued(&mut tx, items).await?;
         if let Some(position) = position {
             sqlx::query("UPDATE appservice_stream_position SET stream_ordering = $1").bind(position).execute(&mut *tx).await?;
         }
@@ -116,8 +128,14 @@ impl Storage {
             .bind(body_json)
             .execute(&mut *tx)
             .await?;
-        for item in items {
-            sqlx::query("DELETE FROM appservice_queue WHERE seq = $1").bind(item.seq).execute(&mut *tx).await?;
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            let list = (1..=chunk.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("DELETE FROM appservice_queue WHERE seq IN ({list})");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for item in chunk {
+                query = query.bind(item.seq);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(txn_id)
