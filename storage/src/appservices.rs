@@ -8,8 +8,27 @@ use sqlx::Row;
 
 use super::{Result, Storage, StorageError, StoredEvent};
 
+/// Rows written or deleted by one statement (well under both engines'
+/// limits on bound parameters).
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// Appends `items` (`(appservice_id, kind, json)`) to the queue, in order,
+/// a statement per `ROWS_PER_STATEMENT`.
+pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(String, &str, String)]) -> Result<()> {
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3)).collect();
+        let sql = format!("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {}", rows.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (appservice_id, kind, json) in chunk {
+            query = query.bind(appservice_id.as_str()).bind(*kind).bind(json.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// One queued item: its place in the queue, its kind (`event`,
-/// `ephemeral`, `to_device`) and its JSON text.
+/// `ephemeral`, `to_device`, `device_lists`) and its JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedItem {
     pub seq: i64,
@@ -71,14 +90,7 @@ impl Storage {
     /// given, moves the matched position to `position`, all or nothing.
     pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for (appservice_id, kind, json) in items {
-            sqlx::query("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES ($1, $2, $3)")
-                .bind(appservice_id)
-                .bind(*kind)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_queued(&mut tx, items).await?;
         if let Some(position) = position {
             sqlx::query("UPDATE appservice_stream_position SET stream_ordering = $1").bind(position).execute(&mut *tx).await?;
         }
@@ -89,7 +101,7 @@ impl Storage {
     /// The oldest items queued for the appservice: up to `per_kind` of each kind.
     pub async fn appservice_queued(&self, appservice_id: &str, per_kind: i64) -> Result<Vec<QueuedItem>> {
         let mut items = Vec::new();
-        for kind in ["event", "ephemeral", "to_device"] {
+        for kind in ["event", "ephemeral", "to_device", "device_lists"] {
             let rows = sqlx::query("SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = $2 ORDER BY seq LIMIT $3")
                 .bind(appservice_id)
                 .bind(kind)
@@ -116,8 +128,14 @@ impl Storage {
             .bind(body_json)
             .execute(&mut *tx)
             .await?;
-        for item in items {
-            sqlx::query("DELETE FROM appservice_queue WHERE seq = $1").bind(item.seq).execute(&mut *tx).await?;
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            let list = (1..=chunk.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("DELETE FROM appservice_queue WHERE seq IN ({list})");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for item in chunk {
+                query = query.bind(item.seq);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(txn_id)
@@ -140,11 +158,6 @@ impl Storage {
 }
 
 impl Storage {
-    /// How far the notifier has matched the receipts stream.
-    pub async fn appservice_receipts_position(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT receipts_stream_id FROM appservice_stream_position").fetch_one(&self.pool).await?)
-    }
-
     /// Every public receipt (`m.read`) written in `(after, upto]`, oldest first, at most `limit`.
     pub async fn appservice_receipts(&self, after: i64, upto: i64, limit: i64) -> Result<Vec<super::Receipt>> {
         let rows = sqlx::query(
@@ -169,21 +182,5 @@ impl Storage {
                 })
             })
             .collect()
-    }
-
-    /// Queues ephemeral `items` and moves the receipts position to `receipts`, all or nothing.
-    pub async fn enqueue_appservice_ephemeral(&self, items: &[(String, &str, String)], receipts: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        for (appservice_id, kind, json) in items {
-            sqlx::query("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES ($1, $2, $3)")
-                .bind(appservice_id)
-                .bind(*kind)
-                .bind(json)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE appservice_stream_position SET receipts_stream_id = $1").bind(receipts).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }

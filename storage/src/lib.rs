@@ -21,6 +21,7 @@
 
 mod account_data;
 mod aliases;
+mod appservice_feeds;
 mod appservices;
 mod cross_signing;
 mod devices;
@@ -61,6 +62,7 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{AnyPool, any::AnyPoolOptions};
 
 pub use account_data::AccountDataEntry;
+pub use appservice_feeds::{AppserviceFeed, InboxMessage, OneTimeKeyCounts, UnusedFallbackKeys};
 pub use appservices::QueuedItem;
 pub use cross_signing::KeySignature;
 pub use devices::{Device, NewSession, TokenOwner};

@@ -39,6 +39,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (21, "sso", include_str!("../migrations/postgres/0021_sso.sql"), include_str!("../migrations/sqlite/0021_sso.sql")),
     (22, "appservices", include_str!("../migrations/postgres/0022_appservices.sql"), include_str!("../migrations/sqlite/0022_appservices.sql")),
     (23, "server_keys", include_str!("../migrations/postgres/0023_server_keys.sql"), include_str!("../migrations/sqlite/0023_server_keys.sql")),
+    (
+        24,
+        "appservice_streams",
+        include_str!("../migrations/postgres/0024_appservice_streams.sql"),
+        include_str!("../migrations/sqlite/0024_appservice_streams.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -13,7 +13,11 @@ registration file for this appservice, then, as a bridge would:
   invite of a puppet the server learnt of by the user query);
 - answers the user query that makes the server create a puppet on the
   first invite;
-- receives typing and receipts (`receive_ephemeral`);
+- receives typing, receipts and presence (`receive_ephemeral`);
+- with its encryption support (`org.matrix.msc3202`, mautrix's
+  `encryption_events`): receives a to-device message for a puppet's device,
+  the one-time key counts of that device after it uploads keys and after
+  one is claimed, and a device-list change of a user sharing its room;
 - is pinged through `/appservice/{id}/ping`;
 - is down for a while: the transactions wait and then arrive in order, no
   event lost or repeated.
@@ -89,6 +93,7 @@ sender_localpart: bridgebot
 rate_limited: false
 receive_ephemeral: true
 de.sorunome.msc2409.push_ephemeral: true
+org.matrix.msc3202: true
 namespaces:
   users:
   - regex: '@bridge_.*:localhost'
@@ -107,6 +112,9 @@ class Record:
         self.txns = []
         self.events = []
         self.ephemeral = []
+        self.to_device = []
+        self.otk_counts = []
+        self.device_lists = []
 
 
 class Recorder(AppService):
@@ -150,8 +158,22 @@ def bridge(record, base):
 
     appservice = Recorder(
         record, server=base, domain=SERVER, as_token=AS_TOKEN, hs_token=HS_TOKEN, bot_localpart="bridgebot", id="bridge",
-        query_user=query_user, ephemeral_events=True,
+        query_user=query_user, ephemeral_events=True, encryption_events=True,
     )
+
+    # What mautrix parsed out of the transactions for its encryption support.
+    async def on_to_device(event):
+        record.to_device.append(event)
+
+    async def on_otk_counts(counts):
+        record.otk_counts.append(counts)
+
+    async def on_device_lists(lists):
+        record.device_lists.append(lists)
+
+    appservice.to_device_handler = on_to_device
+    appservice.otk_handler = on_otk_counts
+    appservice.device_list_handler = on_device_lists
     return appservice
 
 
@@ -221,6 +243,57 @@ async def scenario(base, as_port):
         check(status == 200, "carol sends a read receipt")
         await wait_until(lambda: any(e.get("type") == "m.typing" and e.get("room_id") == room_id for e in record.ephemeral), "typing arrives as an ephemeral event")
         await wait_until(lambda: any(e.get("type") == "m.receipt" and e.get("room_id") == room_id for e in record.ephemeral), "the receipt arrives as an ephemeral event")
+
+        # Presence of a user in its room.
+        status, _ = await call(http, base, "PUT", f"/_matrix/client/v3/presence/{carol_id}/status", carol_token, {"presence": "online"})
+        check(status == 200, "carol sets her presence")
+        await wait_until(
+            lambda: any(e.get("type") == "m.presence" and e.get("sender") == carol_id for e in record.ephemeral), "carol's presence arrives as an ephemeral event"
+        )
+
+        # Encryption (MSC2409 to-device, MSC3202): a puppet with a device.
+        status, body = await call(
+            http, base, "POST", "/_matrix/client/v3/register", AS_TOKEN,
+            {"type": "m.login.application_service", "username": "bridge_eve", "device_id": "EVEDEVICE"},
+        )
+        check(status == 200 and body.get("device_id") == "EVEDEVICE", f"a puppet gets a device ({status} {body})")
+        eve = body["user_id"]
+        as_eve = {"user_id": eve, "device_id": "EVEDEVICE"}
+        status, body = await call(http, base, "POST", f"/_matrix/client/v3/rooms/{room_id}/invite", carol_token, {"user_id": eve})
+        check(status == 200, f"carol invites the puppet ({status} {body})")
+        status, body = await call(http, base, "POST", f"/_matrix/client/v3/join/{room_id}", AS_TOKEN, {}, params=as_eve)
+        check(status == 200, f"the puppet joins through its device ({status} {body})")
+        keys = {"one_time_keys": {f"signed_curve25519:K{n}": {"key": f"key{n}"} for n in range(5)}}
+        status, body = await call(http, base, "POST", "/_matrix/client/v3/keys/upload", AS_TOKEN, keys, params=as_eve)
+        check(status == 200, f"the puppet's device uploads one-time keys ({status} {body})")
+        status, _ = await call(
+            http, base, "PUT", "/_matrix/client/v3/sendToDevice/m.room_key_request/td1", carol_token,
+            {"messages": {eve: {"EVEDEVICE": {"action": "request_cancellation", "request_id": "r1", "requesting_device_id": "CAROL"}}}},
+        )
+        check(status == 200, "carol sends a to-device message to the puppet's device")
+        await wait_until(
+            lambda: any(getattr(e, "to_user_id", None) == eve and getattr(e, "to_device_id", None) == "EVEDEVICE" for e in record.to_device),
+            "mautrix receives the to-device message with to_user_id and to_device_id",
+        )
+        got = [e for e in record.to_device if getattr(e, "to_device_id", None) == "EVEDEVICE"]
+        check(len(got) == 1 and str(got[0].sender) == carol_id, f"once, from carol ({got})")
+
+        def eve_count():
+            for counts in reversed(record.otk_counts):
+                device = counts.get(eve, {}).get("EVEDEVICE")
+                if device is not None:
+                    return device.signed_curve25519
+            return None
+
+        await wait_until(lambda: eve_count() == 5, "mautrix reads the puppet device's one-time key count (5)")
+        status, claimed = await call(http, base, "POST", "/_matrix/client/v3/keys/claim", carol_token, {"one_time_keys": {eve: {"EVEDEVICE": "signed_curve25519"}}})
+        check(status == 200 and claimed["one_time_keys"].get(eve), f"carol claims one of its keys ({status} {claimed})")
+        status, _ = await call(http, base, "PUT", f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/c2", carol_token, {"msgtype": "m.text", "body": "after the claim"})
+        await wait_until(lambda: eve_count() == 4, "the next transaction counts one key fewer (4)")
+
+        status, _ = await call(http, base, "POST", "/_matrix/client/v3/login", body={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "carol"}, "password": "pw"})
+        check(status == 200, "carol logs in on a second device")
+        await wait_until(lambda: any(carol_id in lists.changed for lists in record.device_lists), "mautrix receives carol's device-list change")
 
         # The ping.
         duration = await appservice.ping_self("ping-1")

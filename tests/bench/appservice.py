@@ -4,18 +4,20 @@ rooms send through the appservice's token with masquerading (`?user_id=`),
 while the appservice receives every event in transactions.
 
 Reports messages per second sent by the appservice and the delivery latency
-from persistence (the send's 200) to the appservice's receipt of the event,
-p50 and p99. Runs against Weft (zero-setup, in a temporary data directory)
-or, as the reference in the same run, Synapse from PyPI (`pip install
-matrix-synapse` into the venv running this script).
+from persistence (the send's 200) to the appservice's receipt of the
+transaction holding the event, p50 and p99. Runs Weft (a release build, the
+monolith, `config/bench.toml`: PostgreSQL database `weft_bench`, port 18800)
+and, as the reference in the same run, Synapse from PyPI (the Python running
+this script must have `matrix-synapse[postgres]`; database `synapse_bench`,
+port 18008), each given a fresh database, in alternating rounds.
 
-Needs a quiet machine (it measures latency): not run in CI.
+Needs a quiet machine (it measures latency), PostgreSQL on 127.0.0.1:5432
+(user postgres, trust) and `psql`: not run in CI.
 
-  python tests/bench/appservice.py --weft target/release/weft [--seconds 20]
-  python tests/bench/appservice.py --synapse [--seconds 20]
+  python tests/bench/appservice.py --weft target/release/weft \\
+      --plugin target/wasm32-wasip2/release/appservice_http.wasm --synapse [--seconds 20] [--rounds 2]
 
-Both: the venv of tests/appservice/requirements.txt (aiohttp), plus
-matrix-synapse for --synapse.
+The Python: a venv with matrix-synapse[postgres]==1.163.0 (aiohttp comes with it).
 """
 
 import argparse
@@ -35,6 +37,7 @@ AS_TOKEN = "bench-as-token"
 HS_TOKEN = "bench-hs-token"
 PUPPETS = 50
 ROOMS = 10
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def free_port():
@@ -43,17 +46,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def registration(as_port):
+def registration(as_port, server_name):
     return (
         f"id: bench\nurl: http://127.0.0.1:{as_port}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\n"
-        "sender_localpart: benchbot\nrate_limited: false\nnamespaces:\n  users:\n  - regex: '@bench_.*'\n    exclusive: true\n"
+        f"sender_localpart: benchbot\nrate_limited: false\nnamespaces:\n  users:\n  - regex: '@bench_.*:{server_name}'\n    exclusive: true\n"
         "  aliases: []\n  rooms: []\n"
     )
 
 
-def wait_for(port, seconds=60):
+def wait_for(port, process, seconds=120):
     deadline = time.time() + seconds
     while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the homeserver exited with {process.returncode}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -61,39 +66,57 @@ def wait_for(port, seconds=60):
     raise SystemExit("the homeserver did not start")
 
 
-def start_weft(binary, data, port, as_port):
-    first = subprocess.Popen([binary, "run", "--data-dir", data, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(port)
-    first.send_signal(signal.SIGTERM)
-    first.wait()
-    with open(os.path.join(data, "bench.yaml"), "w") as f:
-        f.write(registration(as_port))
-    path = os.path.join(data, "weft.toml")
-    text = open(path).read().replace('server_name = "localhost"\n', 'server_name = "localhost"\napp_service_config_files = ["bench.yaml"]\n', 1)
-    open(path, "w").write(text)
-    process = subprocess.Popen([binary, "run", "--data-dir", data, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(port)
-    return process
+def fresh_database(name):
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"DROP DATABASE IF EXISTS {name}",
+         "-c", f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"],
+        check=True,
+    )
 
 
-def start_synapse(data, port, as_port):
-    with open(os.path.join(data, "bench.yaml"), "w") as f:
-        f.write(registration(as_port))
+def start_weft(binary, plugin, data, as_port):
+    fresh_database("weft_bench")
+    registration_path = os.path.join(data, "bench.yaml")
+    with open(registration_path, "w") as f:
+        f.write(registration(as_port, "bench.local"))
+    extra = os.path.join(data, "appservice.toml")
+    with open(extra, "w") as f:
+        f.write(
+            f"app_service_config_files = [{registration_path!r}]\n"
+            f"[[plugins]]\nname = \"appservice-http\"\nrole = \"appservice-notifier\"\npath = {plugin!r}\n"
+        )
+    log = open(os.path.join(data, "weft.log"), "wb")
+    process = subprocess.Popen([binary, "run", "-c", os.path.join(REPO, "config/bench.toml"), "-c", extra], cwd=data, stdout=log, stderr=log)
+    wait_for(18800, process)
+    return process, "http://127.0.0.1:18800", "bench.local"
+
+
+def start_synapse(data, as_port):
+    fresh_database("synapse_bench")
+    registration_path = os.path.join(data, "bench.yaml")
+    with open(registration_path, "w") as f:
+        f.write(registration(as_port, "bench.local"))
     config = os.path.join(data, "homeserver.yaml")
     subprocess.run(
-        [sys.executable, "-m", "synapse.app.homeserver", "-c", config, "--generate-config", "--server-name", "localhost", "--report-stats", "no"],
+        [sys.executable, "-m", "synapse.app.homeserver", "-c", config, "--generate-config", "--server-name", "bench.local", "--report-stats", "no"],
         cwd=data, check=True, capture_output=True,
     )
-    text = open(config).read().replace("port: 8008", f"port: {port}")
-    text += (
-        f"\napp_service_config_files: [{os.path.join(data, 'bench.yaml')}]\n"
-        "rc_message: {per_second: 10000, burst_count: 10000}\nrc_joins: {local: {per_second: 10000, burst_count: 10000}}\n"
-        "rc_room_creation: {per_second: 10000, burst_count: 10000}\n"
-    )
-    open(config, "w").write(text)
-    process = subprocess.Popen([sys.executable, "-m", "synapse.app.homeserver", "-c", config], cwd=data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(port)
-    return process
+    with open(config, "a") as f:
+        f.write(
+            "\n# Benchmark overrides (later keys win in PyYAML's loader).\n"
+            "listeners:\n  - port: 18008\n    bind_addresses: ['127.0.0.1']\n    type: http\n    x_forwarded: false\n"
+            "    resources: [{names: [client], compress: false}]\n"
+            "database:\n  name: psycopg2\n"
+            "  args: {user: postgres, host: 127.0.0.1, port: 5432, dbname: synapse_bench, cp_min: 10, cp_max: 20}\n"
+            f"app_service_config_files: [{registration_path}]\n"
+            "rc_message: {per_second: 100000, burst_count: 100000}\n"
+            "rc_joins: {local: {per_second: 100000, burst_count: 100000}}\n"
+            "rc_room_creation: {per_second: 100000, burst_count: 100000}\n"
+        )
+    log = open(os.path.join(data, "synapse.log"), "wb")
+    process = subprocess.Popen([sys.executable, "-m", "synapse.app.homeserver", "-c", config], cwd=data, stdout=log, stderr=log)
+    wait_for(18008, process)
+    return process, "http://127.0.0.1:18008", "bench.local"
 
 
 class Receiver:
@@ -101,10 +124,12 @@ class Receiver:
 
     def __init__(self):
         self.arrived = {}
+        self.transactions = 0
 
     async def transaction(self, request):
         body = await request.json()
         now = time.monotonic()
+        self.transactions += 1
         for event in body.get("events", []):
             self.arrived.setdefault(event["event_id"], now)
         return web.json_response({})
@@ -118,7 +143,7 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
 
 
-async def run(base, as_port, seconds):
+async def run(base, server_name, as_port, seconds):
     receiver = Receiver()
     app = web.Application()
     app.router.add_put("/_matrix/app/v1/transactions/{txn}", receiver.transaction)
@@ -127,11 +152,12 @@ async def run(base, as_port, seconds):
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", as_port).start()
     headers = {"Authorization": f"Bearer {AS_TOKEN}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
-        puppets = [f"@bench_{n}:localhost" for n in range(PUPPETS)]
+    connector = aiohttp.TCPConnector(limit=PUPPETS + 10)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+        puppets = [f"@bench_{n}:{server_name}" for n in range(PUPPETS)]
         for n in range(PUPPETS):
             async with http.post(f"{base}/_matrix/client/v3/register", json={"type": "m.login.application_service", "username": f"bench_{n}", "inhibit_login": True}) as r:
-                await r.read()
+                assert r.status == 200, await r.text()
         rooms = []
         for n in range(ROOMS):
             async with http.post(f"{base}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}) as r:
@@ -139,11 +165,14 @@ async def run(base, as_port, seconds):
         for index, puppet in enumerate(puppets):
             room = rooms[index % ROOMS]
             async with http.post(f"{base}/_matrix/client/v3/join/{room}", params={"user_id": puppet}, json={}) as r:
-                await r.read()
+                assert r.status == 200, await r.text()
+        await asyncio.sleep(2)
         sent = {}
+        failed = 0
         deadline = time.monotonic() + seconds
 
         async def sender(index):
+            nonlocal failed
             puppet, room, n = puppets[index], rooms[index % ROOMS], 0
             while time.monotonic() < deadline:
                 n += 1
@@ -151,33 +180,59 @@ async def run(base, as_port, seconds):
                 async with http.put(url, params={"user_id": puppet}, json={"msgtype": "m.text", "body": f"{index} {n}"}) as r:
                     if r.status == 200:
                         sent[(await r.json())["event_id"]] = time.monotonic()
+                    else:
+                        failed += 1
 
         started = time.monotonic()
         await asyncio.gather(*(sender(index) for index in range(PUPPETS)))
         elapsed = time.monotonic() - started
-        settle = time.monotonic() + 30
+        settle = time.monotonic() + 60
         while time.monotonic() < settle and not all(event in receiver.arrived for event in sent):
             await asyncio.sleep(0.1)
     await runner.cleanup()
     latencies = [(receiver.arrived[e] - t) * 1000 for e, t in sent.items() if e in receiver.arrived]
-    print(f"messages sent: {len(sent)} in {elapsed:.1f} s = {len(sent) / elapsed:.0f}/s")
-    print(f"delivered: {len(latencies)}; latency p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms")
+    return {
+        "sent": len(sent), "failed": failed, "rate": len(sent) / elapsed, "delivered": len(latencies),
+        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "transactions": receiver.transactions,
+    }
+
+
+def one(name, start, seconds):
+    data = tempfile.mkdtemp(prefix=f"appservice-bench-{name}-")
+    as_port = free_port()
+    process, base, server_name = start(data, as_port)
+    try:
+        result = asyncio.run(run(base, server_name, as_port, seconds))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    print(
+        f"{name}: {result['sent']} sent ({result['failed']} failed) in {seconds} s = {result['rate']:.0f} msg/s; "
+        f"delivered {result['delivered']} in {result['transactions']} transactions; "
+        f"latency p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms",
+        flush=True,
+    )
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--weft")
+    parser.add_argument("--weft", help="the weft binary (a release build)")
+    parser.add_argument("--plugin", help="appservice_http.wasm (release)")
     parser.add_argument("--synapse", action="store_true")
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    data = tempfile.mkdtemp(prefix="appservice-bench-")
-    port, as_port = free_port(), free_port()
-    process = start_weft(args.weft, data, port, as_port) if args.weft else start_synapse(data, port, as_port)
-    try:
-        asyncio.run(run(f"http://127.0.0.1:{port}", as_port, args.seconds))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait()
+    results = {"weft": [], "synapse": []}
+    for _ in range(args.rounds):
+        if args.weft:
+            results["weft"].append(one("weft", lambda data, port: start_weft(os.path.abspath(args.weft), os.path.abspath(args.plugin), data, port), args.seconds))
+        if args.synapse:
+            results["synapse"].append(one("synapse", start_synapse, args.seconds))
+    if results["weft"] and results["synapse"]:
+        weft = sum(r["rate"] for r in results["weft"]) / len(results["weft"])
+        synapse = sum(r["rate"] for r in results["synapse"]) / len(results["synapse"])
+        print(f"throughput ratio (mean msg/s): {weft / synapse:.1f}x")
 
 
 if __name__ == "__main__":

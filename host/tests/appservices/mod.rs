@@ -1,11 +1,13 @@
 //! Application services: registrations in the configuration, the client
 //! side of an appservice (`client`), and transaction delivery through the
-//! reference notifier `appservice-http` (`delivery`), against `fake`, an
+//! reference notifier `appservice-http` (`delivery`; to-device messages,
+//! device lists, key counts and presence: `encryption`), against `fake`, an
 //! appservice that answers as the test says. The real appservice
 //! (mautrix-python) is `tests/appservice/bridge.py`, run by tests/run.sh.
 
 mod client;
 mod delivery;
+mod encryption;
 pub mod fake;
 
 use std::path::PathBuf;

@@ -1,13 +1,15 @@
 //! The reference plugins through the testkit (the real runtime with
 //! production limits): `spam_rules` (every rule), `oidc` (logging in with
-//! a real OpenID provider, `idp`) and `http_pusher` (pushing to the Push
-//! Gateway API double); and the testkit's own tools (`sandbox`: the clock
+//! a real OpenID provider, `idp`), `http_pusher` (pushing to the Push
+//! Gateway API double) and `appservice_http` (the Application Service API,
+//! with recorded HTTP); and the testkit's own tools (`sandbox`: the clock
 //! and the key-value store; `homeserver`: the fake view and its grants;
 //! `config`: `validate-config`), with spam-rules and the test guest
 //! `misbehave`. Build them first, e.g.
 //! `cargo build --release --target wasm32-wasip2 --manifest-path plugins/oidc/Cargo.toml`,
 //! and install the provider (tests/run.sh does both).
 
+mod appservice_http;
 mod config;
 mod homeserver;
 mod http_pusher;

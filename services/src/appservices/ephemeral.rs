@@ -1,18 +1,21 @@
 //! Ephemeral events for the appservices that ask for them
 //! (`receive_ephemeral` or its legacy names): typing (`m.typing`, a room's
-//! typists now, for a room the appservice is interested in) and public read
-//! receipts (`m.receipt`, one per receipt, in the format of `/sync`), queued
+//! typists now, for a room the appservice is interested in), public read
+//! receipts (`m.receipt`, one per receipt, in the format of `/sync`) and
+//! presence (`m.presence`, as Synapse sends it: `sender` and the content
+//! without `user_id`, for a user the appservice is interested in), queued
 //! in the database like events, so a retried transaction keeps them (Synapse
-//! drops them on retry). Receipts are followed from a position saved with
-//! the items; typing, which is not kept anywhere, from the position the
-//! notifier started at.
+//! drops them on retry). Receipts and presence are followed from positions
+//! saved with the items; typing, which is not kept anywhere, from the
+//! position the notifier started at.
 //!
-//! May call: storage, the typing stream, `interest`.
+//! May call: storage, the typing stream, `interest`, the presence format of `sync`.
 
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use weft_storage::{StorageError, Stream};
+use weft_core::appservice::AppService;
+use weft_storage::{AppserviceFeed, StorageError, Stream};
 
 use crate::services::Services;
 
@@ -24,9 +27,10 @@ const BATCH: i64 = 100;
 pub(super) struct Cursor {
     typing: Option<i64>,
     receipts: Option<i64>,
+    presence: Option<i64>,
 }
 
-/// Queues what happened on the typing and receipts streams since the
+/// Queues what happened on the typing, receipts and presence streams since the
 /// cursor; the appservices that got something.
 pub(super) async fn catch_up(state: &Services, cursor: &mut Cursor) -> Result<Vec<String>, StorageError> {
     let services: Vec<_> = state.config.app_services.all().iter().filter(|service| service.url.is_some() && service.receive_ephemeral).cloned().collect();
@@ -44,7 +48,7 @@ pub(super) async fn catch_up(state: &Services, cursor: &mut Cursor) -> Result<Ve
 
     let receipts_at = match cursor.receipts {
         Some(at) => at,
-        None => *cursor.receipts.insert(state.storage.appservice_receipts_position().await?),
+        None => *cursor.receipts.insert(state.storage.appservice_feed_position(AppserviceFeed::Receipts).await?),
     };
     let receipts_upto = state.notifier.position(Stream::Receipts);
     let receipts = if receipts_upto > receipts_at { state.storage.appservice_receipts(receipts_at, receipts_upto, BATCH).await? } else { Vec::new() };
@@ -53,7 +57,7 @@ pub(super) async fn catch_up(state: &Services, cursor: &mut Cursor) -> Result<Ve
         _ => receipts_upto.max(receipts_at),
     };
 
-    let mut rooms: HashMap<String, (Option<_>, Option<_>)> = HashMap::new();
+    let mut rooms = super::interest::Rooms::new();
     for (room_id, users) in &typing {
         let (aliases, members) = rooms.entry(room_id.to_string()).or_default();
         for service in &services {
@@ -84,11 +88,46 @@ pub(super) async fn catch_up(state: &Services, cursor: &mut Cursor) -> Result<Ve
         }
     }
     if !items.is_empty() || receipts_reached != receipts_at {
-        state.storage.enqueue_appservice_ephemeral(&items, receipts_reached).await?;
+        state.storage.enqueue_appservice_feed(&items, AppserviceFeed::Receipts, receipts_reached).await?;
     }
     cursor.typing = Some(typing_now);
     cursor.receipts = Some(receipts_reached);
     let mut woken: Vec<String> = items.into_iter().map(|(id, _, _)| id).collect();
+    woken.extend(presence(state, &services, cursor, &mut rooms).await?);
+    woken.sort();
     woken.dedup();
     Ok(woken)
+}
+
+/// Queues the presence changes since the cursor; the appservices that got some.
+async fn presence(
+    state: &Services,
+    services: &[std::sync::Arc<AppService>],
+    cursor: &mut Cursor,
+    rooms: &mut super::interest::Rooms,
+) -> Result<Vec<String>, StorageError> {
+    let at = match cursor.presence {
+        Some(at) => at,
+        None => *cursor.presence.insert(state.storage.appservice_feed_position(AppserviceFeed::Presence).await?),
+    };
+    let upto = state.notifier.position(Stream::Presence);
+    if upto <= at {
+        return Ok(Vec::new());
+    }
+    let rows = if state.config.presence.enabled { state.storage.presence_between(at, upto).await? } else { Vec::new() };
+    let now = weft_storage::now_ms();
+    let mut joined = HashMap::new();
+    let mut items = Vec::new();
+    for row in &rows {
+        let Ok(user_id) = ruma::OwnedUserId::try_from(row.user_id.as_str()) else { continue };
+        for service in services {
+            if super::interest::interested_in_user_rooms(state, service, &user_id, &mut joined, rooms).await? {
+                let edu = json!({"type": "m.presence", "sender": row.user_id, "content": crate::sync::presence_content(row, now)});
+                items.push((service.id.clone(), "ephemeral", edu.to_string()));
+            }
+        }
+    }
+    state.storage.enqueue_appservice_feed(&items, AppserviceFeed::Presence, upto).await?;
+    cursor.presence = Some(upto);
+    Ok(items.into_iter().map(|(id, _, _)| id).collect())
 }

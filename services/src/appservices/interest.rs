@@ -3,10 +3,15 @@
 //! appservice's sender or in its users namespace; a member event's state key
 //! is; the room id is in its rooms namespace; one of the room's aliases is
 //! in its aliases namespace; or one of the room's joined local members is
-//! one of its users.
+//! one of its users. And, for presence and device-list changes, whether it
+//! is interested in a user: the user is one of its users, or is joined to a
+//! room it is interested in (Synapse's `is_interested_in_presence` and
+//! `_is_appservice_interested_in_device_lists_of_user`).
 //!
 //! May call: storage (the room's aliases and members, read once per event
 //! for every appservice).
+
+use std::collections::HashMap;
 
 use ruma::{OwnedRoomAliasId, OwnedUserId, RoomId, UserId};
 use weft_core::appservice::AppService;
@@ -61,4 +66,34 @@ pub(super) async fn interested_in_room(
         None => members.insert(state.storage.members_with(room_id, "join").await?),
     };
     Ok(members.iter().any(|member| member.server_name() == state.server_name && service.is_interested_in_user(member)))
+}
+
+/// Rooms' aliases and joined members, read once for every appservice asking.
+pub(super) type Rooms = HashMap<String, (Option<Vec<OwnedRoomAliasId>>, Option<Vec<OwnedUserId>>)>;
+
+/// Whether the appservice is interested in `user_id`'s presence or device
+/// list: one of its users, or joined to a room it is interested in.
+/// `joined` caches users' joined rooms, `rooms` the rooms' aliases and members.
+pub(super) async fn interested_in_user_rooms(
+    state: &Services,
+    service: &AppService,
+    user_id: &UserId,
+    joined: &mut HashMap<OwnedUserId, Vec<ruma::OwnedRoomId>>,
+    rooms: &mut Rooms,
+) -> Result<bool, StorageError> {
+    if service.is_interested_in_user(user_id) {
+        return Ok(true);
+    }
+    if !joined.contains_key(user_id) {
+        let memberships = state.storage.memberships_of(user_id).await?;
+        let ids = memberships.into_iter().filter(|(_, membership, _)| membership == "join").map(|(room, _, _)| room).collect();
+        joined.insert(user_id.to_owned(), ids);
+    }
+    for room_id in joined.get(user_id).map(Vec::as_slice).unwrap_or_default() {
+        let (aliases, members) = rooms.entry(room_id.to_string()).or_default();
+        if interested_in_room(state, service, room_id, aliases, members).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

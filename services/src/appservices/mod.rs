@@ -12,10 +12,12 @@
 //!
 //! An appservice whose `url` is null is asked nothing and sent nothing.
 //! Which events go to which appservice is `interest`'s; queueing them and
-//! delivering transactions `queue`'s.
+//! delivering transactions `queue`'s; ephemeral events `ephemeral`'s;
+//! to-device messages, device lists and key counts `encryption`'s.
 //!
 //! May call: the plugin runtime's `appservice` module, storage.
 
+mod encryption;
 mod ephemeral;
 mod interest;
 pub mod queue;

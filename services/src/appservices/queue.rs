@@ -7,10 +7,13 @@
 //!   appservice interested in it (`interest`), saving the position in the same
 //!   database transaction as the items: a restart neither loses nor repeats
 //!   one. It wakes when any stream moves (replication on a worker), and
-//!   queues typing and receipts for the appservices that ask for them
-//!   (`ephemeral`).
+//!   queues typing, receipts and presence for the appservices that ask for
+//!   them (`ephemeral`), and to-device messages and device-list changes
+//!   (`encryption`). Before queueing an event it asks the appservices about
+//!   an unknown local sender or member in their namespace (the user query).
 //! - one sender per appservice with a `url` turns its queued items into
 //!   transactions (up to 100 events, 100 ephemeral and 100 to-device items,
+//!   the device-list changes merged, the MSC3202 key counts of the moment;
 //!   ids from one sequence for every appservice), stored whole before they
 //!   are sent, and sends them oldest first, one at a time, through the
 //!   appservice-notifier plugin. A transaction is removed only when the
@@ -66,10 +69,14 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut positions = state.notifier.subscribe();
     let mut position = None;
     let mut cursor = super::ephemeral::Cursor::default();
+    let mut devices = super::encryption::Cursor::default();
+    let known = KnownUsers::default();
     loop {
         let caught_up = async {
-            catch_up(&state, &stopped, &mut position, &senders).await?;
-            for id in super::ephemeral::catch_up(&state, &mut cursor).await? {
+            catch_up(&state, &stopped, &mut position, &senders, &known).await?;
+            let mut woken = super::ephemeral::catch_up(&state, &mut cursor).await?;
+            woken.extend(super::encryption::catch_up(&state, &mut devices).await?);
+            for id in woken {
                 if let Some(wake) = senders.get(&id) {
                     wake.notify_one();
                 }
@@ -103,6 +110,7 @@ async fn catch_up(
     stopped: &watch::Receiver<bool>,
     position: &mut Option<i64>,
     senders: &HashMap<String, Arc<Notify>>,
+    known: &KnownUsers,
 ) -> Result<(), StorageError> {
     let mut at = match *position {
         Some(at) => at,
@@ -123,7 +131,7 @@ async fn catch_up(
             let matched = std::sync::Mutex::new(Vec::new());
             let found = &matched;
             let outcome = crate::jobs::process_item("appservice_notifier", event.event_id.as_str(), &state.storage, || async move {
-                let ids = matches(state, event).await?;
+                let ids = matches(state, event, known).await?;
                 *found.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = ids;
                 Ok::<_, StorageError>(())
             })
@@ -145,8 +153,11 @@ async fn catch_up(
     }
 }
 
-/// The appservices (with a `url`) interested in `event`.
-async fn matches(state: &Services, event: &StoredEvent) -> Result<Vec<String>, StorageError> {
+/// The appservices (with a `url`) interested in `event`. When there are
+/// some, an unknown local sender or member event target in an appservice's
+/// users namespace is asked about first (the user query), as Synapse does
+/// before it queues the event.
+async fn matches(state: &Services, event: &StoredEvent, known: &KnownUsers) -> Result<Vec<String>, StorageError> {
     let mut found = Vec::new();
     let mut aliases = None;
     let mut members = None;
@@ -155,7 +166,53 @@ async fn matches(state: &Services, event: &StoredEvent) -> Result<Vec<String>, S
             found.push(service.id.clone());
         }
     }
+    if !found.is_empty() {
+        ask_if_unknown(state, &event.sender, known).await?;
+        if event.kind == "m.room.member"
+            && let Some(target) = event.state_key.as_deref().and_then(|key| ruma::UserId::parse(key).ok())
+        {
+            ask_if_unknown(state, &target, known).await?;
+        }
+    }
     Ok(found)
+}
+
+/// The user query for a local user this server has no account for (and who
+/// is no appservice's sender), when an appservice claims it.
+async fn ask_if_unknown(state: &Services, user_id: &ruma::UserId, known: &KnownUsers) -> Result<(), StorageError> {
+    if user_id.server_name() != state.server_name || state.config.app_services.is_sender(user_id) || known.has(user_id) {
+        return Ok(());
+    }
+    if !state.config.app_services.all().iter().any(|service| service.is_user_in_namespace(user_id.as_str())) {
+        return Ok(());
+    }
+    if state.storage.user(user_id).await?.is_some() {
+        known.add(user_id);
+    } else {
+        super::query_user(state, user_id.as_str()).await;
+    }
+    Ok(())
+}
+
+/// Local users known to have an account (accounts are never removed), so
+/// the matcher reads each one once; forgotten wholesale past `KNOWN_USERS`.
+#[derive(Debug, Default)]
+struct KnownUsers(std::sync::Mutex<std::collections::HashSet<ruma::OwnedUserId>>);
+
+const KNOWN_USERS: usize = 100_000;
+
+impl KnownUsers {
+    fn has(&self, user_id: &ruma::UserId) -> bool {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(user_id)
+    }
+
+    fn add(&self, user_id: &ruma::UserId) {
+        let mut known = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.len() >= KNOWN_USERS {
+            known.clear();
+        }
+        known.insert(user_id.to_owned());
+    }
 }
 
 /// One appservice's sender: transactions in order, with backoff, until `stopped`.
@@ -226,24 +283,32 @@ async fn next_txn(state: &Services, service: &AppService) -> Result<Option<(i64,
     if items.is_empty() {
         return Ok(None);
     }
-    let body = body(service, &items).to_string();
+    let mut body = body(service, &items);
+    if let Value::Object(fields) = &mut body {
+        fields.extend(super::encryption::msc3202_fields(state, service, &items).await?);
+    }
+    let body = body.to_string();
     let txn_id = state.storage.store_appservice_txn(&service.id, &body, &items).await?;
     Ok(Some((txn_id, body)))
 }
 
 /// A transaction's body as Synapse 1.163 sends it: `events`, `ephemeral`
-/// and `de.sorunome.msc2409.to_device`, even when empty (the ephemeral
-/// events also under the unstable `de.sorunome.msc2409.ephemeral`).
+/// and `de.sorunome.msc2409.to_device`, even when empty (for an appservice
+/// that asks for ephemeral events, these also under the unstable
+/// `de.sorunome.msc2409.ephemeral` and the stable `to_device` of MSC4203).
+/// The MSC3202 fields are `encryption`'s.
 pub fn body(service: &AppService, items: &[QueuedItem]) -> Value {
     let of = |kind: &str| -> Vec<Value> { items.iter().filter(|item| item.kind == kind).filter_map(|item| serde_json::from_str(&item.json).ok()).collect() };
     let ephemeral = of("ephemeral");
+    let to_device = of("to_device");
     let mut body = json!({
         "events": of("event"),
         "ephemeral": ephemeral.clone(),
-        "de.sorunome.msc2409.to_device": of("to_device"),
+        "de.sorunome.msc2409.to_device": to_device.clone(),
     });
     if service.receive_ephemeral {
         body["de.sorunome.msc2409.ephemeral"] = Value::Array(ephemeral);
+        body["to_device"] = Value::Array(to_device);
     }
     body
 }

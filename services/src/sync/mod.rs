@@ -31,6 +31,7 @@ use ruma::{
 
 pub use notifier::{Notifier, Positions};
 pub use token::{MultiWriterPosition, StreamToken};
+pub use user_data::presence_content;
 
 use weft_core::json::raw;
 use weft_storage::{AccountDataEntry, StorageError};
