@@ -6,10 +6,11 @@
 #
 # Usage: tests/bench/compare.sh BASE_COMMIT [ROUNDS]
 #
-# BASE_COMMIT is checked out in a temporary git worktree and built with its
-# own target directory, BASE_TARGET_DIR (default: $CARGO_TARGET_DIR-base, or
-# target-base beside the repository), so the working tree's build is not
-# invalidated. The working tree builds into $CARGO_TARGET_DIR (or target).
+# BASE_COMMIT is checked out in a git worktree inside its own target
+# directory, BASE_TARGET_DIR (default: $CARGO_TARGET_DIR-base, or
+# target-base beside the repository), and built there, so the working
+# tree's build is not invalidated; deleting that directory and running
+# `git worktree prune` removes both. The working tree builds into $CARGO_TARGET_DIR (or target).
 # SKIP_BUILD=1 reuses both builds as they are. The scenarios are
 # side-by-side.sh's knobs, with these defaults here:
 #   SEND_SECONDS=8 FANOUT="20 1 200" MESSAGES=300 INTERVAL_MS=20 PLUGIN=0
@@ -26,14 +27,16 @@ rounds="${2:-3}"
 head_target="${CARGO_TARGET_DIR:-$repo/target}"
 base_target="${BASE_TARGET_DIR:-${CARGO_TARGET_DIR:-$repo/target}-base}"
 work="$(mktemp -d)"
-base_tree="$work/base"
-cleanup() {
-    git -C "$repo" worktree remove --force "$base_tree" >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# Kept beside its build, at a path that does not change: cargo rebuilds a
+# workspace whose path moved.
+base_tree="$base_target/worktree-${base_commit:0:12}"
+trap 'rm -rf "$work"' EXIT
 
-git -C "$repo" worktree add --detach "$base_tree" "$base_commit" >/dev/null
+mkdir -p "$base_target"
+if [ ! -e "$base_tree/.git" ]; then
+    git -C "$repo" worktree prune
+    git -C "$repo" worktree add --detach "$base_tree" "$base_commit" >/dev/null
+fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     echo "== building $base_commit (release, $base_target)"
     (cd "$base_tree" && CARGO_TARGET_DIR="$base_target" nice -n 10 cargo build --release -q -p weft)
