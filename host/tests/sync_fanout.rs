@@ -184,8 +184,7 @@ async fn each_listener_gets_its_own_view_of_shared_events(backend: Backend) {
 
     // Woken together by one more event, each long-poll gets its own answer.
     let mut polls = Vec::new();
-    for (((listener, filter), old), recent) in listeners.iter().zip(&before_start).zip(&after_start) {
-        let _ = old;
+    for ((listener, filter), recent) in listeners.iter().zip(&after_start) {
         let since = sync(&server, listener, filter, Some(recent), 0).await["next_batch"].as_str().unwrap().to_owned();
         let timeout = if listener.user_id == bob.user_id || listener.user_id == dave.user_id || listener.user_id == frank.user_id { 10_000 } else { 1_500 };
         let path = format!("/_matrix/client/v3/sync?timeout={timeout}&since={since}&filter={}", crate::support::encode(filter));

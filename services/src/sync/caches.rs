@@ -28,6 +28,9 @@ const PER_POSITION_ENTRIES: usize = 1024;
 /// A user's current membership in every room they have one in: `(room, membership, ordering)`.
 pub type Memberships = Vec<(OwnedRoomId, String, i64)>;
 
+/// A value with the recent-events log's stamp when it was read.
+type Stamped<T> = (Vec<i64>, Arc<T>);
+
 /// A room's current members with their membership, in the order reached,
 /// and whether it has a name or canonical alias: the shared part of a summary.
 pub struct RoomMembers {
@@ -37,7 +40,7 @@ pub struct RoomMembers {
 
 pub struct SyncCaches {
     pub recent: RecentEvents,
-    memberships: Mutex<HashMap<OwnedUserId, (Vec<i64>, Arc<Memberships>)>>,
+    memberships: Mutex<HashMap<OwnedUserId, Stamped<Memberships>>>,
     /// `(room, after, upto)` → the events of that window that have relations.
     pub related: Shared<(OwnedRoomId, i64, i64), HashSet<String>>,
     /// `(room, position, users)` → those users' member events then.

@@ -199,7 +199,7 @@ pub(super) async fn recent_delta(
                 txn_ids.client_event(event, false)
             } else {
                 let mut form = held.client_form().clone();
-                form["unsigned"]["age"] = (now.saturating_sub(event.origin_server_ts).max(0)).into();
+                form["unsigned"]["age"] = now.saturating_sub(event.origin_server_ts).max(0).into();
                 form
             };
             raw(&super::event_shape::shape(&options.filter, event, aggregations.bundle(event, form)))
