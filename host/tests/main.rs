@@ -50,6 +50,7 @@ mod sso_browser;
 mod sso_instances;
 mod storage;
 mod sync;
+mod sync_fanout;
 mod upgrades;
 mod user_directory;
 mod user_streams;

@@ -51,7 +51,17 @@ pub struct Presence {
     syncing: Mutex<HashMap<OwnedUserId, usize>>,
     /// `(process id, user id)` → when last reported.
     remote: Mutex<HashMap<(String, String), Instant>>,
+    /// On the writer: the state each user's row was last seen in by a sync,
+    /// and when that sync recorded itself (`touched`).
+    touched: Mutex<HashMap<OwnedUserId, (String, Instant)>>,
 }
+
+/// A sync that finds the user's row in the state it asks for records itself
+/// at most this often: the row's `last_sync_ts` only matters to the timer,
+/// which waits `SYNC_TIMEOUT_MS` and also counts users syncing right now.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
+/// Most users whose last touch is remembered.
+const MAX_TOUCHED: usize = 100_000;
 
 /// Marks a user as syncing until dropped.
 pub struct Syncing<'a> {
@@ -85,6 +95,26 @@ impl Presence {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .iter()
                 .any(|((_, user), at)| user == user_id && at.elapsed() < REMOTE_SYNC_EXPIRY)
+    }
+
+    fn touched_recently(&self, user_id: &UserId, state: &str) -> bool {
+        let touched = self.touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        touched.get(user_id).is_some_and(|(held, at)| held == state && at.elapsed() < TOUCH_INTERVAL)
+    }
+
+    fn set_touched(&self, user_id: &UserId, state: Option<&str>) {
+        let mut touched = self.touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match state {
+            Some(state) => {
+                if touched.len() >= MAX_TOUCHED {
+                    touched.clear();
+                }
+                touched.insert(user_id.to_owned(), (state.to_owned(), Instant::now()));
+            }
+            None => {
+                touched.remove(user_id);
+            }
+        }
     }
 
     fn syncing_users(&self) -> Vec<OwnedUserId> {
@@ -196,17 +226,26 @@ pub async fn on_sync(services: &Services, user_id: &UserId, set_presence: &str) 
         }
         return Ok(());
     }
+    if services.presence.touched_recently(user_id, set_presence) {
+        return Ok(());
+    }
     let now = now_ms();
     match services.storage.presence(user_id).await? {
         Some(row) if row.state == set_presence || (set_presence == "online" && row.state == "unavailable" && now - row.last_active_ts > IDLE_TIMEOUT_MS) => {
             // Syncing alone is not activity: an idle user stays idle.
-            services.storage.touch_presence_sync(user_id, now).await
+            services.storage.touch_presence_sync(user_id, now).await?;
+            if row.state == set_presence {
+                services.presence.set_touched(user_id, Some(set_presence));
+            }
+            Ok(())
         }
         current => {
             let status = current.as_ref().and_then(|row| row.status_msg.clone());
             let active = set_presence == "online";
             let last_active = if active { now } else { current.as_ref().map_or(now, |row| row.last_active_ts) };
-            write(services, user_id, set_presence, status.as_deref(), last_active, now, active).await
+            write(services, user_id, set_presence, status.as_deref(), last_active, now, active).await?;
+            services.presence.set_touched(user_id, Some(set_presence));
+            Ok(())
         }
     }
 }
@@ -245,6 +284,7 @@ async fn write(
     currently_active: bool,
 ) -> Result<(), StorageError> {
     let presence = NewPresence { state, status_msg, last_active_ts, last_sync_ts, currently_active };
+    services.presence.set_touched(user_id, None);
     services.storage.set_presence(user_id, presence).await?;
     services.stream_advanced(Stream::Presence);
     Ok(())

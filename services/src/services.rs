@@ -66,6 +66,8 @@ pub struct Services {
     pub rooms: Rooms,
     /// Stream positions readers may trust, and the wake-ups of `/sync`.
     pub notifier: Notifier,
+    /// What `/sync` shares between listeners and keeps between requests.
+    pub sync_caches: crate::sync::SyncCaches,
     /// Who is typing where (this instance writes the `typing` stream).
     pub typing: crate::typing::Typing,
     /// Who is syncing here, for the presence timer.
@@ -203,6 +205,7 @@ impl Services {
             media,
             presence: Default::default(),
             push_rulesets: Default::default(),
+            sync_caches: Default::default(),
             config,
         }))
     }

@@ -466,3 +466,37 @@ impl Storage {
         Ok(found.is_some())
     }
 }
+
+impl Storage {
+    /// The events `instance` persisted with orderings in `(after, upto]`,
+    /// oldest first, at most `limit`: the recent-events log of `/sync` reads
+    /// each persister's new events with this once per position it reaches.
+    pub async fn events_written_between(&self, instance: &str, after: i64, upto: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2 AND instance_name = $3 \
+             ORDER BY stream_ordering LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto).bind(instance).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The member events of `users` in a room as of `position` (each one's
+    /// latest at or before it), oldest first.
+    pub async fn member_events_at(&self, room_id: &RoomId, users: &[&str], position: i64) -> Result<Vec<StoredEvent>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (3..users.len() + 3).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_ordering IN (SELECT MAX(stream_ordering) FROM room_memberships \
+             WHERE room_id = $1 AND stream_ordering <= $2 AND user_id IN ({}) GROUP BY user_id) ORDER BY stream_ordering",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(room_id.as_str()).bind(position);
+        for user in users {
+            query = query.bind(*user);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}

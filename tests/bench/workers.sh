@@ -4,6 +4,9 @@
 # weft-loadgen's send and fanout scenarios, first with two event persisters,
 # then with one; replication lag read off every process's /metrics.
 #
+# SEND_SECONDS (default 20; 0 skips the send scenario), LISTENERS (default
+# 20) and PERSISTERS (default "2 1") change the runs.
+#
 # Needs release binaries (cargo build --release -p weft -p weft-loadgen), PostgreSQL
 # and Redis on their default local ports, and ports 8008, 8080-8085,
 # 9093-9106 free. Drops and recreates the database weft_bench_workers.
@@ -24,7 +27,7 @@ stop() {
 }
 trap 'stop; rm -rf "$run"' EXIT
 
-for persisters in 2 1; do
+for persisters in ${PERSISTERS:-2 1}; do
     echo "==> $persisters event persister(s)"
     psql -h 127.0.0.1 -U postgres -q -c 'DROP DATABASE IF EXISTS weft_bench_workers' -c 'CREATE DATABASE weft_bench_workers'
     files=(-c config/workers/shared.toml -c config/workers/bench.toml)
@@ -36,8 +39,10 @@ for persisters in 2 1; do
         curl -fsS http://127.0.0.1:8008/health >/dev/null 2>&1 && break
         sleep 0.2
     done
-    "$bin/weft-loadgen" --url http://127.0.0.1:8008 "${metrics[@]}" send --users 20 --rooms 10 --concurrency 20 --seconds 20
-    "$bin/weft-loadgen" --url http://127.0.0.1:8008 "${metrics[@]}" fanout --listeners 20 --messages 300 --interval-ms 20
+    if [ "${SEND_SECONDS:-20}" != 0 ]; then
+        "$bin/weft-loadgen" --url http://127.0.0.1:8008 "${metrics[@]}" send --users 20 --rooms 10 --concurrency 20 --seconds "${SEND_SECONDS:-20}"
+    fi
+    "$bin/weft-loadgen" --url http://127.0.0.1:8008 "${metrics[@]}" fanout --listeners "${LISTENERS:-20}" --messages 300 --interval-ms 20
     for pid in "$run"/current/*.pid; do
         name="$(basename "$pid" .pid)"
         [ "$name" = supervisor ] && continue

@@ -9,7 +9,7 @@ use ruma::{OwnedUserId, RoomId, UserId};
 
 use weft_storage::StorageError;
 
-use super::StreamToken;
+use super::{StreamToken, caches::Memberships};
 use crate::services::Services;
 
 #[derive(Debug, Default)]
@@ -19,10 +19,34 @@ pub struct DeviceListChanges {
 }
 
 pub async fn changes(services: &Services, user_id: &UserId, from: &StreamToken, to: &StreamToken) -> Result<DeviceListChanges, StorageError> {
+    changes_among(services, user_id, from, to, None).await
+}
+
+/// `changes`, given the user's current memberships when the caller has
+/// them: then membership changes are looked for in the recent-events log
+/// first, and the database is asked only when the log shows one (or cannot
+/// tell).
+pub(super) async fn changes_among(
+    services: &Services,
+    user_id: &UserId,
+    from: &StreamToken,
+    to: &StreamToken,
+    memberships: Option<&Memberships>,
+) -> Result<DeviceListChanges, StorageError> {
     let storage = &services.storage;
     let mut changed = storage.device_lists_changed(from.device_lists, to.device_lists).await?;
     let mut left_candidates = HashSet::new();
-    for (room_id, member, membership) in storage.membership_changes_around(user_id, from.events.min, to.events.min).await? {
+    let (after, upto) = (from.events.min, to.events.min);
+    let writers = services.notifier.writers();
+    let none_changed = after >= upto
+        || memberships.is_some_and(|memberships| {
+            memberships.iter().all(|(room_id, _, _)| {
+                let window = services.sync_caches.recent.window(room_id, writers.events_writer_index(room_id.as_str()), after, upto);
+                window.is_some_and(|events| events.iter().all(|held| held.event.kind != "m.room.member"))
+            })
+        });
+    let membership_changes = if none_changed { Vec::new() } else { storage.membership_changes_around(user_id, after, upto).await? };
+    for (room_id, member, membership) in membership_changes {
         let joined = membership == "join";
         let gone = membership == "leave" || membership == "ban";
         if member == user_id.as_str() {

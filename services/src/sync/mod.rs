@@ -5,13 +5,21 @@
 //! unread counts; global account data and push rules; presence; to-device
 //! messages (acknowledged, hence deleted, by the next sync's token); device
 //! list changes and one-time key counts. Long-polls wait on the notifier,
-//! not by polling the database. May call: `weft_storage`, `rooms`, `typing`.
+//! not by polling the database, and a token already at every stream's
+//! position waits before looking at all. What listeners woken by the same
+//! event share is read once for all of them (`caches`: the recent-events
+//! log, memberships, relations, summaries); a room or stream that did not
+//! move for the user costs no query. May call: `weft_storage`, `rooms`,
+//! `typing`.
 
+mod caches;
 pub mod device_lists;
 mod event_shape;
 pub mod filter;
 pub mod notifier;
+mod recent;
 mod rooms;
+mod shared;
 mod summary;
 pub mod token;
 mod user_data;
@@ -29,6 +37,7 @@ use ruma::{
     },
 };
 
+pub use caches::SyncCaches;
 pub use notifier::{Notifier, Positions};
 pub use token::{MultiWriterPosition, StreamToken};
 pub use user_data::presence_content;
@@ -73,20 +82,31 @@ pub struct SyncOptions {
 /// sync), otherwise waits up to the timeout for something to.
 pub async fn sync(services: &Services, user_id: &UserId, options: &SyncOptions) -> Result<Response, StorageError> {
     let deadline = Instant::now() + options.timeout.min(MAX_TIMEOUT);
-    if let Some(since) = &options.since {
+    if let Some(since) = &options.since
+        && !services.sync_caches.inbox_empty_upto(user_id, &options.device_id, since.to_device)
+    {
         // The client holds everything up to its token: acknowledged.
         services.storage.delete_to_device_messages(user_id, &options.device_id, since.to_device).await?;
+        services.sync_caches.set_inbox_empty_upto(user_id, &options.device_id, since.to_device);
     }
     let mut wake = services.notifier.subscribe();
+    let mut first = true;
     loop {
         wake.borrow_and_update();
         let positions = services.notifier.positions();
-        let response = compute(services, user_id, options, &positions).await?;
-        if options.since.is_none() || has_news(&response) || options.full_state || Instant::now() >= deadline {
-            return Ok(response);
+        // A token at the current positions of every stream has nothing to
+        // catch up on: wait for something to move before looking.
+        let nothing_moved = first && options.since.as_ref().is_some_and(|since| *since == StreamToken::from_positions(&positions)) && !options.full_state;
+        first = false;
+        if !nothing_moved || Instant::now() >= deadline {
+            let response = compute(services, user_id, options, &positions).await?;
+            if options.since.is_none() || has_news(&response) || options.full_state || Instant::now() >= deadline {
+                return Ok(response);
+            }
         }
         if tokio::time::timeout_at(deadline.into(), wake.changed()).await.is_err() {
-            return Ok(response);
+            let positions = services.notifier.positions();
+            return compute(services, user_id, options, &positions).await;
         }
     }
 }
@@ -129,7 +149,11 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
     }
     let context = RoomContext { since_token: &since_token, positions, options, room_account_data: &room_account_data };
 
-    for (room_id, mut membership, mut at) in storage.memberships_of(user_id).await? {
+    let events_writers = writers.of(weft_storage::Stream::Events);
+    let targets: Vec<i64> = (0..events_writers.len()).map(|writer| positions.events_writer(writer)).collect();
+    services.sync_caches.recent.catch_up(storage, events_writers, &targets).await?;
+    let memberships = services.sync_caches.memberships(storage, user_id).await?;
+    for (room_id, mut membership, mut at) in memberships.iter().cloned() {
         // A room's events all come from its persister: read it up to that persister's position.
         let writer = writers.events_writer_index(room_id.as_str());
         let since = options.since.as_ref().map(|token| token.events.of_writer(writer));
@@ -148,7 +172,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
         match membership.as_str() {
             "join" => {
                 let new_to_client = changed_since_last || options.full_state;
-                if let Some(room) = joined_room(services, &room_id, user_id, since, now, new_to_client, &context).await? {
+                if let Some(room) = joined_room(services, &room_id, user_id, (writer, since), now, new_to_client, &context).await? {
                     response.rooms.join.insert(room_id, room);
                 }
             }
@@ -183,8 +207,12 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
     }
     user_data::presence(services, user_id, &since_token, &next, &options.filter.presence, &mut response).await?;
     next.to_device = user_data::to_device(services, user_id, options, &since_token, next.to_device, &mut response).await?;
+    if options.since.is_some() && response.to_device.events.is_empty() {
+        // Nothing waited after the token, and nothing before it (it was acknowledged).
+        services.sync_caches.set_inbox_empty_upto(user_id, &options.device_id, next.to_device);
+    }
     if options.since.is_some() {
-        let changes = device_lists::changes(services, user_id, &since_token, &next).await?;
+        let changes = device_lists::changes_among(services, user_id, &since_token, &next, Some(memberships.as_ref())).await?;
         response.device_lists.changed = changes.changed;
         response.device_lists.left = changes.left;
     }
@@ -205,15 +233,21 @@ async fn joined_room(
     services: &Services,
     room_id: &RoomId,
     user_id: &UserId,
-    since: Option<i64>,
+    (writer, since): (usize, Option<i64>),
     now: i64,
     new_to_client: bool,
     context: &RoomContext<'_>,
 ) -> Result<Option<JoinedRoom>, StorageError> {
     let options = context.options;
     let since_for_room = if new_to_client { None } else { since };
-    let rooms::RoomDelta { timeline, state, memberships_changed } =
-        rooms::timeline_and_state(services, room_id, user_id, since_for_room, now, options, new_to_client).await?;
+    let recent = match since_for_room {
+        Some(since) => rooms::recent_delta(services, room_id, user_id, writer, since, now, options).await?,
+        None => None,
+    };
+    let rooms::RoomDelta { timeline, state, memberships_changed } = match recent {
+        Some(delta) => delta,
+        None => rooms::timeline_and_state(services, room_id, user_id, since_for_room, now, options, new_to_client).await?,
+    };
     let room_filter = &options.filter.room;
     let mut ephemeral = user_data::ephemeral(services, room_id, user_id, context.since_token, context.positions, new_to_client, &room_filter.ephemeral).await?;
     if let Some(limit) = filter::limit_of(room_filter.ephemeral.limit) {
@@ -236,7 +270,7 @@ async fn joined_room(
     // As Synapse: recomputed when the client may not have the counts yet, or
     // when a membership changed in what it gets now.
     if new_to_client || memberships_changed {
-        room.summary = summary::summary(services, room_id, user_id).await?;
+        room.summary = summary::summary(services, room_id, user_id, now).await?;
     }
     room.timeline = timeline;
     room.state = State::Before(state);

@@ -15,7 +15,7 @@ use ruma::{
 use weft_core::json::raw;
 use weft_storage::{StorageError, StoredEvent};
 
-use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, filter};
+use super::{INVITE_STATE_TYPES, StreamToken, SyncOptions, filter, recent::RecentEvent};
 use crate::{
     rooms::{aggregations::Aggregations, pdu, txn_ids::TransactionIds, visibility::Visibility},
     services::Services,
@@ -140,6 +140,102 @@ pub(super) async fn timeline_and_state(
     let mut state = StateEvents::new();
     state.events = state_events.iter().map(|event| raw(&shaped(event, pdu::client_event(event, false)))).collect();
     Ok(RoomDelta { timeline, state, memberships_changed })
+}
+
+/// The same as `timeline_and_state` for a room the user was joined to
+/// throughout `(since, upto]`, when the recent-events log holds that window
+/// and it fits the timeline: the events come from memory in the client
+/// format every listener shares, each listener adding only its own parts
+/// (what it ignores, its transaction ids, the thread participation of
+/// bundled aggregations, lazily loaded members). `None` when the window
+/// needs the database (`timeline_and_state` gives the same answer then).
+pub(super) async fn recent_delta(
+    services: &Services,
+    room_id: &RoomId,
+    user_id: &UserId,
+    writer: usize,
+    since: i64,
+    upto: i64,
+    options: &SyncOptions,
+) -> Result<Option<RoomDelta>, StorageError> {
+    let timeline_filter = &options.filter.room.timeline;
+    if filter::drops_events(timeline_filter) {
+        return Ok(None);
+    }
+    let caches = &services.sync_caches;
+    let Some(window) = caches.recent.window(room_id, writer, since, upto) else { return Ok(None) };
+    // Joined before every event of the window: all of it is visible
+    // (`Visibility::can_see` for a member), but what ignored users sent.
+    let visible: Vec<&RecentEvent> =
+        window.iter().map(|held| &**held).filter(|held| held.event.state_key.is_some() || !options.ignored_users.contains(&held.event.sender)).collect();
+    if visible.len() > options.timeline_limit {
+        return Ok(None);
+    }
+    let storage = &services.storage;
+    let timeline_start = visible.first().map_or(upto, |held| held.event.stream_ordering - 1);
+    let mut timeline = Timeline::new();
+    timeline.prev_batch = Some(StreamToken::events_at(timeline_start).to_string());
+    let events: Vec<&StoredEvent> = visible.iter().map(|held| &held.event).collect();
+    let txn_ids = TransactionIds::load(storage, user_id, &options.device_id, events.iter().copied()).await?;
+    let related = caches
+        .related
+        .get((room_id.to_owned(), since, upto), async || {
+            let ids: Vec<&str> = window.iter().map(|held| held.event.event_id.as_str()).collect();
+            let counts = storage.relation_counts(room_id, &ids, user_id).await?;
+            Ok::<_, StorageError>(counts.into_iter().map(|count| count.parent).collect())
+        })
+        .await?;
+    let aggregations = if events.iter().any(|event| related.contains(event.event_id.as_str())) {
+        Aggregations::load(storage, user_id, events.iter().copied(), false).await?
+    } else {
+        Aggregations::default()
+    };
+    let now = weft_storage::now_ms();
+    timeline.events = visible
+        .iter()
+        .map(|held| {
+            let event = &held.event;
+            let form = if event.sender == user_id {
+                txn_ids.client_event(event, false)
+            } else {
+                let mut form = held.client_form().clone();
+                form["unsigned"]["age"] = now.saturating_sub(event.origin_server_ts).max(0).into();
+                form
+            };
+            raw(&super::event_shape::shape(&options.filter, event, aggregations.bundle(event, form)))
+        })
+        .collect();
+    let memberships_changed = events.iter().any(|event| event.kind == "m.room.member");
+    let mut state_events: Vec<StoredEvent> = Vec::new();
+    if options.lazy_load_members {
+        // The senders' member events before the timeline, unless it holds them.
+        let have: HashSet<&str> = events.iter().filter(|event| event.kind == "m.room.member").filter_map(|event| event.state_key.as_deref()).collect();
+        let mut missing: Vec<String> = events
+            .iter()
+            .map(|event| event.sender.as_str())
+            .filter(|sender| *sender != user_id.as_str() && !have.contains(sender))
+            .map(str::to_owned)
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let members = caches
+                .members_at
+                .get((room_id.to_owned(), timeline_start, missing.clone()), async || {
+                    let users: Vec<&str> = missing.iter().map(String::as_str).collect();
+                    storage.member_events_at(room_id, &users, timeline_start).await
+                })
+                .await?;
+            state_events = members.to_vec();
+        }
+    }
+    state_events.retain(|event| filter::event_matches(&options.filter.room.state, event));
+    if let Some(limit) = filter::limit_of(options.filter.room.state.limit) {
+        state_events.truncate(limit);
+    }
+    let mut state = StateEvents::new();
+    state.events = state_events.iter().map(|event| raw(&super::event_shape::shape(&options.filter, event, pdu::client_event(event, false)))).collect();
+    Ok(Some(RoomDelta { timeline, state, memberships_changed }))
 }
 
 /// The stripped state shown with an invite or a knock.

@@ -7,20 +7,22 @@
 use ruma::{RoomId, UInt, UserId, api::client::sync::sync_events::v3::RoomSummary};
 use serde_json::Value;
 
-use weft_storage::StorageError;
+use weft_storage::{Storage, StorageError};
 
 use crate::services::Services;
 
 const HEROES: usize = 5;
 
-pub(super) async fn summary(services: &Services, room_id: &RoomId, user_id: &UserId) -> Result<RoomSummary, StorageError> {
-    let storage = &services.storage;
-    let memberships = storage.memberships_in(room_id).await?;
+/// The summary `user_id` gets, from the room's members as of `position`
+/// (read once for every listener woken at that position).
+pub(super) async fn summary(services: &Services, room_id: &RoomId, user_id: &UserId, position: i64) -> Result<RoomSummary, StorageError> {
+    let members = services.sync_caches.room_members(&services.storage, room_id, position).await?;
+    let memberships = &members.memberships;
     let count = |membership: &str| UInt::try_from(memberships.iter().filter(|(_, held)| held == membership).count()).unwrap_or_default();
     let mut summary = RoomSummary::new();
     summary.joined_member_count = Some(count("join"));
     summary.invited_member_count = Some(count("invite"));
-    if has_a_name(services, room_id).await? {
+    if members.named {
         return Ok(summary);
     }
     let others = |wanted: &[&str]| -> Vec<_> {
@@ -39,9 +41,9 @@ pub(super) async fn summary(services: &Services, room_id: &RoomId, user_id: &Use
 }
 
 /// Whether the room has a non-empty `m.room.name` or canonical alias.
-async fn has_a_name(services: &Services, room_id: &RoomId) -> Result<bool, StorageError> {
+pub(super) async fn has_a_name(storage: &Storage, room_id: &RoomId) -> Result<bool, StorageError> {
     for (kind, field) in [("m.room.name", "name"), ("m.room.canonical_alias", "alias")] {
-        let Some(event) = services.storage.current_state_event(room_id, kind, "").await? else { continue };
+        let Some(event) = storage.current_state_event(room_id, kind, "").await? else { continue };
         let json: Value = serde_json::from_str(&event.json).unwrap_or_default();
         if json["content"][field].as_str().is_some_and(|value| !value.is_empty()) {
             return Ok(true);
