@@ -23,8 +23,15 @@ use crate::FederationError;
 
 pub(crate) fn client_config(config: &Config) -> Result<ClientConfig, FederationError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let checked: Arc<dyn ServerCertVerifier> = if config.federation_custom_ca_list.is_empty() {
-        Arc::new(rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| FederationError::Config(format!("the system's trust store: {e}")))?)
+    let checked: Option<Arc<dyn ServerCertVerifier>> = if config.federation_custom_ca_list.is_empty() {
+        match rustls_platform_verifier::Verifier::new(provider.clone()) {
+            Ok(system) => Some(Arc::new(system)),
+            Err(error) => {
+                // As the plugins' HTTPS: the server starts; only what needs a trusted certificate fails.
+                tracing::warn!(%error, "no trusted certificates: federation over HTTPS will fail (install the system's CA certificates, or set federation_custom_ca_list)");
+                None
+            }
+        }
     } else {
         let mut roots = RootCertStore::empty();
         for path in &config.federation_custom_ca_list {
@@ -32,9 +39,11 @@ pub(crate) fn client_config(config: &Config) -> Result<ClientConfig, FederationE
                 roots.add(cert).map_err(|e| FederationError::Config(format!("federation_custom_ca_list: {}: {e}", path.display())))?;
             }
         }
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| FederationError::Config(format!("federation_custom_ca_list: {e}")))?
+        Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| FederationError::Config(format!("federation_custom_ca_list: {e}")))?,
+        )
     };
     let verifier = Verifier {
         checked,
@@ -64,7 +73,8 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Federa
 
 #[derive(Debug)]
 struct Verifier {
-    checked: Arc<dyn ServerCertVerifier>,
+    /// `None`: no trust store could be loaded, so no certificate is trusted.
+    checked: Option<Arc<dyn ServerCertVerifier>>,
     verify_all: bool,
     /// `federation_certificate_verification_whitelist`, lowercased.
     unchecked: Vec<String>,
@@ -108,7 +118,10 @@ impl ServerCertVerifier for Verifier {
         if self.skips(server_name) {
             return Ok(ServerCertVerified::assertion());
         }
-        self.checked.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        match &self.checked {
+            Some(checked) => checked.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            None => Err(Error::General("no trusted certificates (install the system's CA certificates, or set federation_custom_ca_list)".into())),
+        }
     }
 
     fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {

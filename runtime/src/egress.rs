@@ -28,6 +28,11 @@ pub struct Egress {
     pub allow_private: bool,
     /// The server's address policy.
     policy: Arc<AddressPolicy>,
+    /// The HTTP clients of this plugin's requests, one per host and checked
+    /// addresses, so connections are reused; kept here rather than process
+    /// wide because a client's connections belong to the runtime that
+    /// opened them.
+    pub(crate) clients: Arc<crate::host_services::ClientPool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +70,7 @@ impl Egress {
     /// Addresses are judged by the default policy until `with_policy`.
     pub fn parse(entries: &[String], allow_private: bool) -> Result<Self, String> {
         let rules = entries.iter().map(|entry| parse_rule(entry).ok_or_else(|| entry.clone())).collect::<Result<_, _>>()?;
-        Ok(Self { rules, allow_private, policy: Arc::default() })
+        Ok(Self { rules, allow_private, policy: Arc::default(), clients: Arc::default() })
     }
 
     /// The same permissions under the server's address policy.

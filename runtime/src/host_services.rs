@@ -14,7 +14,7 @@ use std::{
     future::Future,
     net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -195,7 +195,7 @@ pub async fn check_reachable(egress: &Egress, url: &str, timeout: Duration) -> R
 pub async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
     let (target, allowed) = check_reachable(egress, &request.url, timeout).await?;
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| HttpError::InvalidRequest(format!("bad method `{}`", request.method)))?;
-    let client = pooled_client(&target.host, allowed)?;
+    let client = pooled_client(&egress.clients, &target.host, allowed)?;
     let mut builder = client.request(method, &request.url).timeout(timeout).body(request.body);
     for (name, value) in &request.headers {
         // The host sets these from the checked URL and the body; a plugin
@@ -218,15 +218,15 @@ pub async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Durati
     Ok(HttpResponse { status, headers, body })
 }
 
+/// A plugin's HTTP clients by host and checked addresses.
+pub type ClientPool = Mutex<std::collections::HashMap<(String, Vec<SocketAddr>), reqwest::Client>>;
+
 /// Clients kept before the pool starts afresh.
 const MAX_POOLED_CLIENTS: usize = 256;
 
 /// The client for `host` pinned to `addresses` (checked, in the order
 /// checked): one per pair, kept, so its connections are reused.
-fn pooled_client(host: &str, addresses: Vec<SocketAddr>) -> Result<reqwest::Client, HttpError> {
-    type Clients = Mutex<std::collections::HashMap<(String, Vec<SocketAddr>), reqwest::Client>>;
-    static CLIENTS: OnceLock<Clients> = OnceLock::new();
-    let clients = CLIENTS.get_or_init(Clients::default);
+fn pooled_client(clients: &ClientPool, host: &str, addresses: Vec<SocketAddr>) -> Result<reqwest::Client, HttpError> {
     let key = (host.to_owned(), addresses);
     if let Some(client) = clients.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(client.clone());

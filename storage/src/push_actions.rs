@@ -86,11 +86,13 @@ impl Storage {
     }
 
     /// Unread `(notifications, highlights)` per thread id (`main` for the
-    /// main timeline): push actions after the user's latest read receipt
-    /// that covers their thread (unthreaded, or of that thread).
+    /// main timeline): push actions after the user's membership event (their
+    /// join: an invite's own notification does not count once they joined,
+    /// as Synapse counts) and after their latest read receipt that covers
+    /// their thread (unthreaded, or of that thread).
     pub async fn unread_counts(&self, room_id: &RoomId, user_id: &UserId) -> Result<HashMap<String, (i64, i64)>> {
         let rows = sqlx::query(
-            "SELECT p.thread_id, COUNT(*) AS notifications, SUM(CASE WHEN p.highlight THEN 1 ELSE 0 END) AS highlights              FROM event_push_actions p WHERE p.user_id = $1 AND p.room_id = $2 AND p.stream_ordering > COALESCE(                  (SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id AND r.user_id = p.user_id                   AND r.receipt_type IN ('m.read', 'm.read.private') AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)              GROUP BY p.thread_id",
+            "SELECT p.thread_id, COUNT(*) AS notifications, SUM(CASE WHEN p.highlight THEN 1 ELSE 0 END) AS highlights              FROM event_push_actions p WHERE p.user_id = $1 AND p.room_id = $2 AND p.stream_ordering > COALESCE(                  (SELECT m.stream_ordering FROM current_state m WHERE m.room_id = p.room_id AND m.type = 'm.room.member' AND m.state_key = p.user_id), 0)              AND p.stream_ordering > COALESCE(                  (SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id AND r.user_id = p.user_id                   AND r.receipt_type IN ('m.read', 'm.read.private') AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)              GROUP BY p.thread_id",
         )
         .bind(user_id.as_str())
         .bind(room_id.as_str())

@@ -94,7 +94,8 @@ impl Storage {
     }
 
     /// `user_id`'s unread notifications per joined room (every thread
-    /// together), for rooms with any: those after the read receipt that
+    /// together), for rooms with any: those after the user's membership
+    /// event (their join, as Synapse counts) and after the read receipt that
     /// covers each. With `only_whether`, each room's count is 1: it says
     /// which rooms have any, and stops at the first unread one in each.
     ///
@@ -103,7 +104,7 @@ impl Storage {
     /// the user's whole history.
     pub async fn unread_notifications_by_room(&self, user_id: &UserId, only_whether: bool) -> Result<Vec<(String, i64)>> {
         let unread = format!(
-            "FROM event_push_actions p WHERE p.user_id = $1 AND p.room_id = m.room_id \
+            "FROM event_push_actions p WHERE p.user_id = $1 AND p.room_id = m.room_id AND p.stream_ordering > m.stream_ordering \
              AND p.stream_ordering > COALESCE((SELECT MAX(u.event_stream_ordering) FROM receipts u WHERE u.room_id = m.room_id \
              AND u.user_id = $1 AND u.receipt_type IN {READ} AND u.thread_id = ''), 0) \
              AND p.stream_ordering > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id \
