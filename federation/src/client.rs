@@ -65,16 +65,25 @@ impl FederationClient {
     ) -> Result<Self, FederationError> {
         let policy = AddressPolicy::new(config.ip_range_blacklist.as_deref(), &config.ip_range_whitelist).map_err(FederationError::Config)?;
         let resolver = PolicyResolver::new(Arc::new(policy));
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::tls::client_config(config)?)
-            .dns_resolver(resolver.clone())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("Weft/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FederationError::Config(e.to_string()))?;
-        let discovery = Discovery::new(resolver, http.clone());
+        let tls = crate::tls::client_config(config)?;
+        let builder = |redirects: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls.clone())
+                .dns_resolver(resolver.clone())
+                .no_proxy()
+                .https_only(true)
+                .redirect(redirects)
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .user_agent(concat!("Weft/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| FederationError::Config(e.to_string()))
+        };
+        // Federation requests never follow redirects: a redirect to an IP
+        // literal would never meet the resolver's address policy.
+        let http = builder(reqwest::redirect::Policy::none())?;
+        let well_known_http = builder(crate::discovery::checked_redirects(resolver.policy_handle()))?;
+        let discovery = Discovery::new(resolver, well_known_http);
         Ok(Self { origin, key, http, discovery, domain_whitelist })
     }
 
@@ -133,11 +142,35 @@ impl FederationClient {
         if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_SIZE) {
             return Err(FederationError::InvalidResponse { server: server.to_string(), reason: "the answer is too large".into() });
         }
-        let body = response.bytes().await.map_err(transport)?;
-        Ok((status, body.to_vec()))
+        let body = read_bounded(response, MAX_RESPONSE_SIZE).await.map_err(|error| match error {
+            BodyError::TooLarge => FederationError::InvalidResponse { server: server.to_string(), reason: "the answer is too large".into() },
+            BodyError::Transport(error) => transport(error),
+        })?;
+        Ok((status, body))
     }
 
     fn check_allowed(&self, destination: &ServerName) -> Result<(), FederationError> {
         if crate::allowed(self.domain_whitelist.as_deref(), destination) { Ok(()) } else { Err(FederationError::NotWhitelisted(destination.to_string())) }
     }
+}
+
+pub(crate) enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// The answer's body, read chunk by chunk and abandoned once past `limit`
+/// bytes, whatever `Content-Length` said (a chunked answer has none).
+pub(crate) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|length| length as usize > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

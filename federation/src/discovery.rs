@@ -142,10 +142,7 @@ impl Discovery {
             if !response.status().is_success() {
                 return None;
             }
-            let body = response.bytes().await.ok()?;
-            if body.len() > WELL_KNOWN_MAX_SIZE {
-                return None;
-            }
+            let body = crate::client::read_bounded(response, WELL_KNOWN_MAX_SIZE).await.ok()?;
             let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
             value.get("m.server")?.as_str().map(str::to_owned)
         };
@@ -154,6 +151,26 @@ impl Discovery {
             None => (None, WELL_KNOWN_FAILURE_TTL),
         }
     }
+}
+
+/// The redirects a well-known fetch follows (the specification asks for
+/// them): at most ten, https only, and never to an IP literal the address
+/// policy refuses (a host name meets the policy in the resolver).
+pub(crate) fn checked_redirects(policy: std::sync::Arc<weft_core::address_policy::AddressPolicy>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 10 {
+            return attempt.error("too many redirects");
+        }
+        let url = attempt.url();
+        if url.scheme() != "https" {
+            return attempt.error("a redirect away from https");
+        }
+        let literal = url.host_str().and_then(|host| host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok());
+        match literal.map(|address| policy.check(address)) {
+            Some(Err(refused)) => attempt.error(refused),
+            _ => attempt.follow(),
+        }
+    })
 }
 
 /// Steps 1 and 2: an IP literal, or a host name with an explicit port.

@@ -9,7 +9,11 @@
 //!
 //! A server is fetched at most once at a time, and a key id it did not list
 //! is not asked for again within `REFETCH_AFTER`: an unknown key costs a
-//! caller one fetch, not one per request.
+//! caller one fetch, not one per request. A server whose fetch failed is not
+//! tried again within `FAILURE_BACKOFF` (its callers fail at once), and
+//! the per-server fetch state is dropped once no fetch is under way, so
+//! requests naming made-up servers hold no memory. A notary's answer that
+//! is already expired is ignored.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -81,10 +85,17 @@ pub struct ServerKeys {
     notaries: Vec<Notary>,
     /// Verified keys, as in the database. Read on every signed request.
     memory: RwLock<HashMap<OwnedServerName, Arc<KeySet>>>,
-    /// When each server was last fetched, and the lock that makes one fetch
-    /// at a time per server.
+    /// The lock that makes one fetch at a time per server, and when that
+    /// server was last fetched; only while a fetch is under way or waited for.
     fetches: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
+    /// When fetching a server's keys last failed (bounded: see `remember_failure`).
+    failures: Mutex<HashMap<OwnedServerName, Instant>>,
 }
+
+/// How long after a failed fetch a server's keys are not asked for again.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(10);
+/// The most servers whose failed fetch is remembered.
+const MAX_REMEMBERED_FAILURES: usize = 10_000;
 
 fn now_ms() -> i64 {
     MilliSecondsSinceUnixEpoch::now().get().into()
@@ -103,7 +114,7 @@ impl ServerKeys {
                 Some(Notary { name, verify_keys })
             })
             .collect();
-        Self { own_name, own_key, storage, client, notaries, memory: RwLock::default(), fetches: Mutex::default() }
+        Self { own_name, own_key, storage, client, notaries, memory: RwLock::default(), fetches: Mutex::default(), failures: Mutex::default() }
     }
 
     /// The public key `key_id` of `server` as valid at `at_ms` (now for a
@@ -167,7 +178,42 @@ impl ServerKeys {
     /// Fetches `server`'s keys unless another caller just did; `seen_until`
     /// is the validity of what the caller already knew.
     async fn fetch(&self, server: &ServerName, seen_until: Option<i64>) -> Result<Option<Arc<KeySet>>, FederationError> {
+        if let Some(failed) = self.failures.lock().unwrap_or_else(|p| p.into_inner()).get(server)
+            && failed.elapsed() < FAILURE_BACKOFF
+        {
+            return Err(FederationError::Keys { server: server.to_string(), reason: "its keys could not be fetched a moment ago".into() });
+        }
         let lock = self.fetches.lock().unwrap_or_else(|p| p.into_inner()).entry(server.to_owned()).or_default().clone();
+        let fetched = self.fetch_locked(server, seen_until, &lock).await;
+        let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else waits, the entry can go.
+        if Arc::strong_count(&lock) == 2 {
+            fetches.remove(server);
+        }
+        drop(fetches);
+        if fetched.is_err() {
+            self.remember_failure(server);
+        }
+        fetched
+    }
+
+    fn remember_failure(&self, server: &ServerName) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() >= MAX_REMEMBERED_FAILURES {
+            failures.retain(|_, at| at.elapsed() < FAILURE_BACKOFF);
+            if failures.len() >= MAX_REMEMBERED_FAILURES {
+                return;
+            }
+        }
+        failures.insert(server.to_owned(), Instant::now());
+    }
+
+    async fn fetch_locked(
+        &self,
+        server: &ServerName,
+        seen_until: Option<i64>,
+        lock: &tokio::sync::Mutex<Option<Instant>>,
+    ) -> Result<Option<Arc<KeySet>>, FederationError> {
         let mut last = lock.lock().await;
         let current = self.memory.read().unwrap_or_else(|p| p.into_inner()).get(server).cloned();
         if let Some(current) = &current
@@ -220,6 +266,11 @@ impl ServerKeys {
         let mut newest: Option<Arc<KeySet>> = None;
         for answer in response.server_keys {
             if answer.get_field::<OwnedServerName>("server_name").ok().flatten().as_deref() != Some(server) {
+                continue;
+            }
+            // A stale copy would mark the server's current keys old.
+            let valid_until: Option<MilliSecondsSinceUnixEpoch> = answer.get_field("valid_until_ts").ok().flatten();
+            if valid_until.is_none_or(|until| i64::from(until.get()) <= now_ms()) {
                 continue;
             }
             let keys = self.accept(server, answer, Some((&notary.name, &notary_keys))).await?;

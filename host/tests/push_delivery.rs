@@ -307,9 +307,16 @@ async fn a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order
         assert!(*gap >= backoff - Duration::from_millis(100) && *gap < backoff + Duration::from_millis(1500), "gaps {gaps:?}");
     }
     assert!(gaps[3] < Duration::from_millis(900) && gaps[4] < Duration::from_millis(900), "the backlog goes back to back: {gaps:?}");
-    let stored = server.state.storage.user_pushers(&server.uid("bob")).await.unwrap();
-    assert_eq!(stored[0].failing_since_ts, None, "no longer failing");
-    assert!(stored[0].last_success_ts.is_some());
+    // Written once the pusher's run through its backlog ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = server.state.storage.user_pushers(&server.uid("bob")).await.unwrap();
+        if stored[0].failing_since_ts.is_none() && stored[0].last_success_ts.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still failing, or no success written: {:?}", stored[0]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = bob;
 }
 
@@ -382,8 +389,16 @@ async fn a_restart_resumes_delivery_where_it_stopped(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(delivered, sent, "both delivered after the restart, in order, once");
-    let stored = server.state.storage.user_pushers(&server.uid("bob")).await.unwrap();
-    assert!(stored[0].last_stream_ordering > 0);
+    // The position is written once the pusher's run through its backlog ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = server.state.storage.user_pushers(&server.uid("bob")).await.unwrap();
+        if stored[0].last_stream_ordering > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pusher's position was never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn nobody_sends_pushes_with_no_pusher_instances(backend: Backend) {

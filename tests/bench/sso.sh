@@ -33,7 +33,7 @@ sleep infinity >"$run/idp-stdin" &
 pids+=($!)
 WEFT_IDP_NODE_MODULES="$idp_dir/node_modules" node tests/idp/server.mjs <"$run/idp-stdin" >"$run/idp.out" 2>"$run/idp.err" &
 pids+=($!)
-for _ in $(seq 1 100); do [ -s "$run/idp.out" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -s "$run/idp.out" ] && break; sleep 0.1; done
 issuer="$(python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["issuer"])' <"$run/idp.out")"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 cat >"$run/weft.toml" <<TOML

@@ -96,7 +96,9 @@ pub(crate) async fn alias(state: &Services, alias: &RoomAliasId) -> ApiResult<(O
 /// answers on); a server that cannot be reached or refused is a 502.
 pub(crate) fn remote_error(error: FederationError) -> ApiError {
     match &error {
-        FederationError::Remote { status, body, .. } if status.is_client_error() => {
+        // Only refusals about the thing asked for pass through: a remote 401
+        // or 429 would read as this server's (a client logs out on 401).
+        FederationError::Remote { status, body, .. } if matches!(status.as_u16(), 400 | 403 | 404) => {
             let message = body.get("error").and_then(Value::as_str).unwrap_or("The remote server refused the request").to_owned();
             ApiError::custom(*status, error.errcode().unwrap_or("M_UNKNOWN"), message)
         }

@@ -127,6 +127,9 @@ pub(super) async fn register(services: &Services, user_id: &UserId, display_name
 /// A login token for `user_id` (only its SHA-256 stored, as access tokens),
 /// and the browser on to the client.
 pub(super) async fn to_client(services: &Services, user_id: &UserId, idp: &str, client_redirect: &str, new_user: bool) -> Response {
+    if !super::safe_client_redirect(client_redirect) {
+        return pages::error(services, StatusCode::BAD_REQUEST, "invalid_redirect", "This client's address cannot be returned to.");
+    }
     match services.storage.user(user_id).await {
         Ok(Some(user)) if user.deactivated => {
             return pages::html(StatusCode::FORBIDDEN, pages::render(services, "sso_account_deactivated.html", serde_json::json!({})));

@@ -136,3 +136,30 @@ fn found(location: &str) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     response
 }
+
+/// Whether a client's `redirectUrl` may receive a login token: anything but
+/// a URL that would run or show content on this server's pages (`javascript:`,
+/// `data:`, `vbscript:`, `file:`), whatever its case or leading blanks.
+fn safe_client_redirect(url: &str) -> bool {
+    let trimmed: String = url
+        .trim_start_matches(|c: char| c.is_ascii_whitespace() || c.is_ascii_control())
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .take(16)
+        .collect();
+    let lowered = trimmed.to_ascii_lowercase();
+    !["javascript:", "data:", "vbscript:", "file:"].iter().any(|scheme| lowered.starts_with(scheme))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn script_and_data_urls_get_no_login_token() {
+        for refused in ["javascript:alert(1)", " JavaScript:x", "java\tscript:x", "data:text/html,x", "vbscript:x", "FILE:///etc/passwd"] {
+            assert!(!super::safe_client_redirect(refused), "{refused}");
+        }
+        for allowed in ["https://client.example/app", "element://vector/webapp/", "http://localhost:8080/"] {
+            assert!(super::safe_client_redirect(allowed), "{allowed}");
+        }
+    }
+}

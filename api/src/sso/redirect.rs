@@ -74,6 +74,9 @@ pub async fn redirect_to_idp(State(state): State<AppState>, Path(idp_id): Path<S
 /// first; `None` without one.
 fn checked_request(services: &Services, uri: &Uri, headers: &HeaderMap, query: Option<&str>) -> Option<Result<String, Response>> {
     let client_redirect = query_pairs(query).into_iter().find(|(k, _)| k == "redirectUrl").map(|(_, v)| v).filter(|v| !v.is_empty())?;
+    if !super::safe_client_redirect(&client_redirect) {
+        return Some(Err(ApiError::invalid_param("redirectUrl may not be a script, data or file URL").into_response()));
+    }
     if let Some(elsewhere) = on_public_host(services, headers, uri.path_and_query().map_or("/", |pq| pq.as_str())) {
         return Some(Err(found(&elsewhere)));
     }
@@ -167,6 +170,10 @@ async fn callback_outcome(services: &Services, headers: &HeaderMap, params: Vec<
             "The state does not match this browser's session: start the login again.",
         );
     }
+    let started = std::time::Instant::now();
+    let step = |name: &'static str, since: std::time::Instant| {
+        metrics::histogram!("weft_sso_callback_step_seconds", "step" => name).record(since.elapsed().as_secs_f64())
+    };
     let attempt = match services.storage.take_sso_attempt(&state).await {
         Ok(Some(attempt)) => attempt,
         Ok(None) => {
@@ -177,6 +184,7 @@ async fn callback_outcome(services: &Services, headers: &HeaderMap, params: Vec<
             return pages::error(services, StatusCode::INTERNAL_SERVER_ERROR, "server_error", "The login could not be completed. Try again later.");
         }
     };
+    step("take_attempt", started);
     let Some(provider) = services.sso.provider(&attempt.idp_id).await else {
         return refused_page(services, RefusalKind::PluginFailed, "This identity provider is not available any more.");
     };
@@ -186,7 +194,10 @@ async fn callback_outcome(services: &Services, headers: &HeaderMap, params: Vec<
         code_verifier: attempt.code_verifier.clone(),
         redirect_uri: attempt.callback_url.clone(),
     };
-    let user = match provider.complete(&login, &attempt.context, &params).await {
+    let plugin_started = std::time::Instant::now();
+    let completed = provider.complete(&login, &attempt.context, &params).await;
+    step("plugin", plugin_started);
+    let user = match completed {
         Ok(user) => user,
         Err(refusal) => {
             tracing::info!(idp = %attempt.idp_id, kind = refusal.kind.as_str(), message = %refusal.message, "an SSO login was refused");
@@ -194,10 +205,13 @@ async fn callback_outcome(services: &Services, headers: &HeaderMap, params: Vec<
             return refused_page(services, refusal.kind, &refusal.message);
         }
     };
-    match &attempt.ui_auth_session_id {
+    let finish_started = std::time::Instant::now();
+    let response = match &attempt.ui_auth_session_id {
         Some(session) => reauth::completed(services, &provider, session, &user).await,
         None => finish::logged_in(services, &provider, &attempt.client_redirect_url, user).await,
-    }
+    };
+    step("finish", finish_started);
+    response
 }
 
 /// The page of a refused login: the plugin's message; a plugin failure

@@ -4,8 +4,9 @@
 //! pusher plugin is pinned to worker2 alone, so worker1 delivers through it
 //! remotely (and `/pushers/set` on main checks through it remotely). A
 //! pusher instance SIGKILLed in the middle of a backlog and started again
-//! delivers the rest: nothing is lost, nothing is duplicated beyond the
-//! notification in flight, also when `weft supervise` is the one that
+//! delivers the rest: nothing is lost, nothing is duplicated beyond what
+//! was delivered since the pusher last wrote its position (at most 50
+//! notifications, docs/push.md), also when `weft supervise` is the one that
 //! restarts it.
 
 use std::{
@@ -21,6 +22,9 @@ use crate::plugins::guest;
 
 const PUSHER_INSTANCES: [&str; 2] = ["worker1", "worker2"];
 const USERS: usize = 8;
+/// What a killed pusher instance may send again: the deliveries since its
+/// last written position (50 at most) and the one in flight.
+pub(super) const UNRECORDED_AT_MOST: usize = 51;
 
 fn shared_toml() -> String {
     format!(
@@ -124,7 +128,7 @@ async fn two_pusher_instances_split_users_by_hash_and_a_killed_one_resumes() {
         let mut once = events.clone();
         once.dedup();
         assert_eq!(once, all, "{user}: nothing lost, in order: {events:?}");
-        assert!(events.len() <= all.len() + 1, "{user}: at most the one in flight again: {events:?}");
+        assert!(events.len() <= all.len() + UNRECORDED_AT_MOST, "{user}: at most the unrecorded deliveries again: {events:?}");
     }
 }
 

@@ -210,12 +210,15 @@ impl PluginLimitsConfig {
     /// The defaults of a plugin of `role`: an SSO provider makes several
     /// round trips to its identity provider per call and a pusher waits on a
     /// gateway across the internet (10 s each), and more notifications are
-    /// in flight at once than spam checks.
+    /// in flight at once than spam checks. A pusher's instances are warm
+    /// (1,000 calls each): a pusher delivers every notification of the
+    /// server, and a fresh instance per notification halved the rate a
+    /// pusher keeps up with (docs/benchmarks.md, "Push").
     pub fn for_role(role: PluginRole) -> Self {
         match role {
             PluginRole::SpamChecker => Self::default(),
             PluginRole::SsoProvider => Self { timeout_ms: 10_000, ..Self::default() },
-            PluginRole::Pusher => Self { timeout_ms: 10_000, max_concurrent_calls: 64, ..Self::default() },
+            PluginRole::Pusher => Self { timeout_ms: 10_000, max_concurrent_calls: 64, max_calls_per_instance: 1000, ..Self::default() },
             // A transaction holds up to 100 events, each up to 64 KiB.
             PluginRole::AppserviceNotifier => {
                 Self { timeout_ms: 30_000, max_concurrent_calls: 64, max_input_bytes: 16 * 1024 * 1024, max_output_bytes: 1024 * 1024, ..Self::default() }
@@ -357,6 +360,7 @@ mod tests {
         let pusher: PluginConfig = toml::from_str("name = \"p\"\nrole = \"pusher\"\n[limits]\nmemory_mb = 32\n").unwrap();
         assert_eq!((pusher.role, pusher.on_error, pusher.on_error()), (PluginRole::Pusher, None, OnError::Retry));
         assert_eq!((pusher.limits.timeout_ms, pusher.limits.max_concurrent_calls, pusher.limits.memory_mb), (10_000, 64, 32));
+        assert_eq!(pusher.limits.max_calls_per_instance, 1000, "warm instances for pushers");
         let told: PluginConfig = toml::from_str("role = \"pusher\"\non_error = \"retry\"\n[limits]\ntimeout_ms = 300\n").unwrap();
         assert_eq!((told.on_error, told.limits.timeout_ms, told.limits.max_concurrent_calls), (Some(OnError::Retry), 300, 64));
         let sso: PluginConfig = toml::from_str("role = \"sso-provider\"\n").unwrap();

@@ -2,8 +2,9 @@
 //! reads the pusher (a deleted pusher stops), its notifications after its
 //! position up to the events stream's and the user's badge, and hands the
 //! notifications one at a time to the
-//! pusher plugins (`services.pushers.notify`), writing its progress after
-//! each so that a restart resumes where it stopped. Then, when a read
+//! pusher plugins (`services.pushers.notify`), writing its progress every
+//! few deliveries (`Progress`) and at the end of the pass, so that a
+//! restart resumes where it stopped (a crash repeats at most those few). Then, when a read
 //! receipt asked for it and the badge changed, a badge-only update.
 //!
 //! As Synapse's HTTP pusher: a failed delivery is retried after 1 s,
@@ -135,11 +136,11 @@ impl PusherWorker {
         let Some(pusher) = storage.pusher(self.id.key()).await? else { return Ok(Pass::Gone) };
         let upto = services.notifier.position(Stream::Events);
         let mut position = pusher.last_stream_ordering;
-        let mut failing_since = pusher.failing_since_ts;
         // Read once a pass: every notification of the pass is already among
         // the unread it counts (a receipt during the pass asks for a badge
         // update after it).
         let mut badge = None;
+        let mut progress = Progress { failing_since: pusher.failing_since_ts, ..Progress::default() };
         loop {
             let pending = storage.pending_pushes(&pusher.user_id, position, upto, BATCH).await?;
             for push in &pending {
@@ -147,15 +148,21 @@ impl PusherWorker {
                     Some(badge) => badge,
                     None => *badge.insert(notification::badge(storage, &pusher.user_id, services.config.push.group_unread_count_by_room).await?),
                 };
-                match self.deliver(services, contexts, &pusher, push, badge, failing_since).await? {
-                    Step::Next => failing_since = None,
+                match self.deliver(services, contexts, &pusher, push, badge, &mut progress).await? {
+                    Step::Next => progress.failing_since = None,
                     Step::Stop(pass) => return Ok(pass),
+                }
+                if progress.due() && !self.record(storage, &mut progress).await? {
+                    return Ok(Pass::Gone);
                 }
                 position = push.stream_ordering;
             }
             if (pending.len() as i64) < BATCH {
                 break;
             }
+        }
+        if !self.record(storage, &mut progress).await? {
+            return Ok(Pass::Gone);
         }
         if self.badge_wanted.swap(false, Ordering::SeqCst) {
             self.send_badge(services, &pusher).await?;
@@ -171,12 +178,15 @@ impl PusherWorker {
         pusher: &StoredPusher,
         push: &PendingPush,
         badge: u64,
-        failing_since: Option<i64>,
+        progress: &mut Progress,
     ) -> Result<Step, StorageError> {
         let storage = &services.storage;
         let key = self.id.key();
         let Some(context) = contexts.get(storage, &push.event_id).await? else {
             // The event is gone (purged): nothing to send, as Synapse.
+            if !self.record(storage, progress).await? {
+                return Ok(Step::Stop(Pass::Gone));
+            }
             return Ok(if storage.record_pusher_progress(key, push.stream_ordering).await? { Step::Next } else { Step::Stop(Pass::Gone) });
         };
         let push_config = &services.config.push;
@@ -205,12 +215,15 @@ impl PusherWorker {
                 }
                 metrics::counter!("weft_push_notifications_sent_total").increment(1);
                 self.set_last_badge(badge);
-                let exists = storage.record_pusher_success(key, push.stream_ordering, answered).await?;
-                Ok(if exists { Step::Next } else { Step::Stop(Pass::Gone) })
+                progress.delivered(push.stream_ordering, answered);
+                Ok(Step::Next)
             }
             Delivery::Retry { after_ms, reason } => {
                 metrics::counter!("weft_push_notifications_failed_total").increment(1);
-                let since = failing_since.unwrap_or(answered);
+                if !self.record(storage, progress).await? {
+                    return Ok(Step::Stop(Pass::Gone));
+                }
+                let since = progress.failing_since.unwrap_or(answered);
                 if answered - since > GIVE_UP_AFTER_MS {
                     metrics::counter!("weft_push_notifications_skipped_total").increment(1);
                     tracing::warn!(user_id = %pusher.user_id, app_id = %pusher.app_id, event_id = %push.event_id, %reason,
@@ -226,6 +239,14 @@ impl PusherWorker {
                 Ok(Step::Stop(Pass::Failed(asked)))
             }
         }
+    }
+
+    /// Writes the deliveries not yet recorded; false when the pusher is gone.
+    async fn record(&self, storage: &weft_storage::Storage, progress: &mut Progress) -> Result<bool, StorageError> {
+        let Some((stream_ordering, answered)) = progress.upto.take() else { return Ok(true) };
+        progress.count = 0;
+        progress.since = None;
+        storage.record_pusher_success(self.id.key(), stream_ordering, answered).await
     }
 
     /// The badge-only update after a read receipt, when the badge changed
@@ -244,6 +265,39 @@ impl PusherWorker {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Where a pass stands: since when its notifications have been failing,
+/// and its successful deliveries not written yet. A pass writes them after
+/// `RECORD_EVERY` deliveries or `RECORD_AFTER`, at its end, and before any
+/// other write about the pusher: one commit per notification would bound a
+/// pusher to the database's commit rate. A crash sends those few
+/// notifications again (never loses one).
+#[derive(Default)]
+struct Progress {
+    failing_since: Option<i64>,
+    /// The last delivered notification's stream ordering and answer time.
+    upto: Option<(i64, i64)>,
+    count: usize,
+    since: Option<std::time::Instant>,
+}
+
+/// Deliveries written at once at most.
+const RECORD_EVERY: usize = 50;
+/// The longest a delivery waits to be written while a pass goes on.
+const RECORD_AFTER: Duration = Duration::from_millis(250);
+
+impl Progress {
+    fn delivered(&mut self, stream_ordering: i64, answered: i64) {
+        self.failing_since = None;
+        self.upto = Some((stream_ordering, answered));
+        self.count += 1;
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn due(&self) -> bool {
+        self.count >= RECORD_EVERY || self.since.is_some_and(|since| since.elapsed() >= RECORD_AFTER)
     }
 }
 
