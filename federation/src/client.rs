@@ -125,12 +125,14 @@ impl FederationClient {
         let http_request = request
             .try_into_http_request::<Vec<u8>>(&target.base_url(), R::Authentication::input(&self.origin, destination, &self.key.pair), ())
             .map_err(|e| FederationError::Request(e.to_string()))?;
-        let (status, _, body) = self.execute(destination, &target, http_request, MAX_RESPONSE_SIZE).await?;
+        let (status, headers, body) = self.execute(destination, &target, http_request, MAX_RESPONSE_SIZE).await?;
         if status.as_u16() >= 400 {
             let body = serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
             return Err(FederationError::Remote { server: destination.to_string(), status, body });
         }
-        let response = http::Response::builder().status(status).body(body.as_slice()).map_err(|e| FederationError::Request(e.to_string()))?;
+        let mut response = http::Response::builder().status(status).body(body.as_slice()).map_err(|e| FederationError::Request(e.to_string()))?;
+        // Some answers are read from their headers too (multipart media).
+        *response.headers_mut() = headers;
         R::IncomingResponse::try_from_http_response(response)
             .map_err(|e| FederationError::InvalidResponse { server: destination.to_string(), reason: e.to_string() })
     }

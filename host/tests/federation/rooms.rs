@@ -56,7 +56,8 @@ async fn synapse_walks_into_a_weft_room_from_its_space() {
 
 async fn another_server_reads_a_rooms_hierarchy_and_finds_events_by_time_within_the_acl(backend: Backend) {
     let home = TestServer::builder(backend).federation().start().await;
-    let other = TestServer::builder(backend).federation().start().await;
+    // Named by its address, so that the ACL can refuse it and not `home`.
+    let other = TestServer::builder(backend).named_by_address().start().await;
     let home_name = ruma::ServerName::parse(&home.server_name).unwrap();
     let owner = home.register("owner", "password-of-owner").await;
     let a = owner.access_token.as_str();
@@ -107,11 +108,10 @@ async fn another_server_reads_a_rooms_hierarchy_and_finds_events_by_time_within_
     let missing = client.send_request(&home_name, at(now, Direction::Backward, &unknown)).await.expect_err("no such room");
     assert_eq!(missing.status(), Some(StatusCode::NOT_FOUND), "{missing}");
 
-    // The server ACL: both servers are named `localhost:PORT`, and the port
-    // does not count, so denying `localhost` refuses the asking server.
-    for room in [&space, &open] {
-        put_state(&home, a, room, "m.room.server_acl", "", json!({"allow": ["*"], "deny": ["localhost"]})).await;
-    }
+    // The server ACL refuses the asking server: by its address, or by name
+    // (`127.0.0.1`, the port not counting).
+    put_state(&home, a, &space, "m.room.server_acl", "", json!({"allow": ["*"], "allow_ip_literals": false})).await;
+    put_state(&home, a, &open, "m.room.server_acl", "", json!({"allow": ["*"], "deny": ["127.0.0.*"]})).await;
     let banned = client.send_request(&home_name, get_hierarchy::v1::Request::new(room_id(&space))).await.expect_err("banned");
     assert_eq!((banned.status(), banned.errcode()), (Some(StatusCode::FORBIDDEN), Some("M_FORBIDDEN")), "{banned}");
     let banned = client.send_request(&home_name, at(now + 60_000, Direction::Backward, &open)).await.expect_err("banned");
