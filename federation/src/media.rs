@@ -79,7 +79,8 @@ impl FederationClient {
         let mut request = get_content::v1::Request::new(media_id.to_owned());
         request.timeout_ms = wait;
         let http_request = request
-            .try_into_http_request::<Vec<u8>>(&target.base_url(), self.signing_input(server), ()).map_err(|e| FederationError::Request(e.to_string()))?;
+            .try_into_http_request::<Vec<u8>>(&target.base_url(), self.signing_input(server), ())
+            .map_err(|e| FederationError::Request(e.to_string()))?;
         let (status, headers, body) = self.execute(server, &target, http_request, limit.saturating_add(FRAMING_ALLOWANCE)).await?;
         if status.as_u16() >= 400 {
             return Err(remote(server, status, &body));
@@ -157,7 +158,8 @@ fn remote(server: &ServerName, status: StatusCode, body: &[u8]) -> FederationErr
 
 fn file_from(headers: http::HeaderMap, bytes: Vec<u8>) -> RemoteFile {
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let file_name = headers.get(http::header::CONTENT_DISPOSITION).and_then(|value| ContentDisposition::try_from(value.as_bytes()).ok()).and_then(|d| d.filename);
+    let file_name =
+        headers.get(http::header::CONTENT_DISPOSITION).and_then(|value| ContentDisposition::try_from(value.as_bytes()).ok()).and_then(|d| d.filename);
     RemoteFile { bytes, content_type, file_name }
 }
 

@@ -188,11 +188,9 @@ async fn downloads_refuse_strangers_unknown_ids_and_other_servers(backend: Backe
     let legacy = fetch(&server, &format!("/_matrix/media/v3/download/{name}/{pending}?timeout_ms=50"), None).await;
     assert_eq!(error_of(legacy).await, (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED".into()));
 
-    for path in [
-        format!("{DOWNLOAD}/{name}/AAAAAAAAAAAAAAAAAAAAAAAA"),
-        format!("{DOWNLOAD}/{name}/..%2F..%2F..%2Fetc%2Fpasswd"),
-        format!("{DOWNLOAD}/{name}/ab"),
-    ] {
+    for path in
+        [format!("{DOWNLOAD}/{name}/AAAAAAAAAAAAAAAAAAAAAAAA"), format!("{DOWNLOAD}/{name}/..%2F..%2F..%2Fetc%2Fpasswd"), format!("{DOWNLOAD}/{name}/ab")]
+    {
         assert_eq!(error_of(fetch(&server, &path, Some(token)).await).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()), "{path}");
     }
     // Another server's media is asked of it, here at an address the

@@ -134,8 +134,7 @@ pub async fn hierarchy(state: AppState, request: Ruma<get_hierarchy::Request>) -
         return Err(unknown());
     }
     let children = children_of(&state, &body.room_id, body.suggested_only).await?;
-    let mut response =
-        get_hierarchy::Response { room: room_entry(&state, &room, &children).await?, children: Vec::new(), inaccessible_children: Vec::new() };
+    let mut response = get_hierarchy::Response { room: room_entry(&state, &room, &children).await?, children: Vec::new(), inaccessible_children: Vec::new() };
     for child in children.iter().take(MAX_CHILDREN) {
         let Some(child_id) = child.state_key.as_deref().and_then(|key| OwnedRoomId::try_from(key).ok()) else { continue };
         // Rooms this server is not in are for the asking server to find elsewhere.

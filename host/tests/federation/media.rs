@@ -187,8 +187,11 @@ async fn weft_serves_its_media_to_other_servers(backend: Backend) {
     let other = TestServer::builder(backend).federation().start().await;
     let owner = home.register("owner", "password-of-owner").await;
     let picture = png(64, 64);
-    let upload =
-        home.raw(Method::POST, "/_matrix/media/v3/upload?filename=a.png").bearer_auth(&owner.access_token).header("content-type", "image/png").body(picture.clone());
+    let upload = home
+        .raw(Method::POST, "/_matrix/media/v3/upload?filename=a.png")
+        .bearer_auth(&owner.access_token)
+        .header("content-type", "image/png")
+        .body(picture.clone());
     let (status, body) = home.send(upload).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let id = media_id(&body, &home.server_name);

@@ -7,8 +7,8 @@
 //! (`media`, with a scripted remote server, `fake_remote`).
 
 mod directory;
-mod faults;
 mod fake_remote;
+mod faults;
 mod media;
 mod peers;
 mod rooms;

@@ -88,7 +88,8 @@ async fn another_server_reads_a_rooms_hierarchy_and_finds_events_by_time_within_
     // The event nearest a time, in a room whose history anyone may read.
     let first = send_text(&home, a, &open, "first").await;
     put_state(&home, a, &open, "m.room.history_visibility", "", json!({"history_visibility": "world_readable"})).await;
-    let at = |ts: u64, dir: Direction, room: &str| get_event_by_timestamp::v1::Request::new(room_id(room), MilliSecondsSinceUnixEpoch(UInt::new(ts).unwrap()), dir);
+    let at =
+        |ts: u64, dir: Direction, room: &str| get_event_by_timestamp::v1::Request::new(room_id(room), MilliSecondsSinceUnixEpoch(UInt::new(ts).unwrap()), dir);
     let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
     let latest = client.send_request(&home_name, at(now + 60_000, Direction::Backward, &open)).await.expect("an event before now");
     let (status, events) = home.get(&format!("/_matrix/client/v3/rooms/{open}/messages?dir=b&limit=1"), Some(a)).await;
