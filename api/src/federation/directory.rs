@@ -132,3 +132,25 @@ pub async fn public_rooms_filtered(state: AppState, request: Ruma<get_public_roo
     (response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate) = page;
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::directory::RoomNetwork;
+    use serde_json::json;
+
+    use super::{flag, network};
+
+    #[test]
+    fn synapse_sends_its_flags_as_strings() {
+        assert!(flag(&json!(true)) && flag(&json!("true")) && flag(&json!("TRUE")));
+        assert!(!flag(&json!(false)) && !flag(&json!("false")) && !flag(&json!(null)) && !flag(&json!(1)));
+    }
+
+    #[test]
+    fn all_networks_and_one_network_are_exclusive() {
+        assert_eq!(network(false, None).unwrap(), RoomNetwork::Matrix);
+        assert_eq!(network(true, None).unwrap(), RoomNetwork::All);
+        assert_eq!(network(false, Some("irc|freenode")).unwrap(), RoomNetwork::ThirdParty("irc|freenode".into()));
+        assert!(network(true, Some("irc|freenode")).is_err());
+    }
+}
