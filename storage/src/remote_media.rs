@@ -18,6 +18,8 @@ pub struct RemoteMedia {
     /// Downloaded under `enable_authenticated_media`.
     pub authenticated: bool,
     pub created_ts: i64,
+    /// When it was last served (milliseconds), noted at most every few minutes.
+    pub last_access_ts: i64,
 }
 
 impl Storage {
@@ -26,7 +28,7 @@ impl Storage {
     pub async fn add_remote_media(&self, media: &RemoteMedia) -> Result<bool> {
         let inserted = sqlx::query(
             "INSERT INTO remote_media_cache (media_origin, media_id, filesystem_id, media_type, media_length, upload_name, sha256, \
-             authenticated, created_ts, last_access_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+             authenticated, created_ts, last_access_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(media.media_origin.as_str())
         .bind(media.media_id.as_str())
@@ -37,6 +39,7 @@ impl Storage {
         .bind(media.sha256.as_str())
         .bind(media.authenticated)
         .bind(media.created_ts)
+        .bind(media.last_access_ts)
         .execute(&self.pool)
         .await
         .map_err(StorageError::from_insert);
@@ -50,7 +53,7 @@ impl Storage {
     pub async fn remote_media(&self, origin: &str, media_id: &str) -> Result<Option<RemoteMedia>> {
         use sqlx::Row;
         let row = sqlx::query(
-            "SELECT media_origin, media_id, filesystem_id, media_type, media_length, upload_name, sha256, authenticated, created_ts \
+            "SELECT media_origin, media_id, filesystem_id, media_type, media_length, upload_name, sha256, authenticated, created_ts, last_access_ts \
              FROM remote_media_cache WHERE media_origin = $1 AND media_id = $2",
         )
         .bind(origin)
@@ -68,6 +71,7 @@ impl Storage {
             sha256: row.try_get("sha256")?,
             authenticated: super::flag(&row, "authenticated")?,
             created_ts: row.try_get("created_ts")?,
+            last_access_ts: row.try_get("last_access_ts")?,
         }))
     }
 

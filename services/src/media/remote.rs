@@ -31,6 +31,10 @@ use super::{Access, Download, MAX_WAIT, MediaError, MediaRepository, Thumbnail, 
 
 type Key = (String, String);
 
+/// How stale a kept file's last access may be before a download notes it
+/// again: a write per download of popular media would be wasted.
+const ACCESS_NOTE_INTERVAL_MS: i64 = 10 * 60 * 1000;
+
 /// The downloads in progress on this instance, one lock per remote media.
 #[derive(Debug, Default)]
 pub(super) struct Downloads {
@@ -110,7 +114,9 @@ impl MediaRepository {
             if frozen && cached.authenticated {
                 return Err(MediaError::NotFound);
             }
-            if let Err(error) = storage.touch_remote_media(origin.as_str(), media_id).await {
+            if weft_storage::now_ms() - cached.last_access_ts > ACCESS_NOTE_INTERVAL_MS
+                && let Err(error) = storage.touch_remote_media(origin.as_str(), media_id).await
+            {
                 tracing::warn!(%error, "could not note a remote media's last access");
             }
             return Ok(cached);
@@ -162,6 +168,7 @@ impl MediaRepository {
             sha256,
             authenticated: self.authenticated_media,
             created_ts: weft_storage::now_ms(),
+            last_access_ts: weft_storage::now_ms(),
         };
         match storage.add_remote_media(&row).await {
             Ok(true) => Ok(row),
