@@ -180,6 +180,22 @@ async fn remote_media_is_downloaded_once_kept_and_limited(backend: Backend) {
     // Without a token, nothing.
     let anonymous = weft.raw(Method::GET, &download("inline1")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Under enable_authenticated_media the deprecated endpoints neither serve
+    // what was kept nor download (Synapse's freeze)...
+    let legacy = |id: &str| format!("/_matrix/media/v3/download/{name}/{id}");
+    for id in ["inline1", "inline9"] {
+        let response = weft.raw(Method::GET, &legacy(id)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{id}");
+    }
+    assert!(remote.seen("inline9").is_empty(), "{:?}", remote.seen("inline9"));
+    // ...and without it they download over the legacy endpoint only.
+    let open = TestServer::builder(backend).federation().config("enable_authenticated_media = false").start().await;
+    let (status, _, body) = read(open.raw(Method::GET, &legacy("legacy2")).send().await.unwrap(), "").await;
+    assert_eq!((status, body), (StatusCode::OK, content_of("legacy2")));
+    assert!(remote.seen("/media/download/legacy2").is_empty(), "the federation endpoint is not asked");
+    let kept = open.state.storage.remote_media(&name, "legacy2").await.unwrap().expect("kept");
+    assert!(!kept.authenticated);
 }
 
 async fn weft_serves_its_media_to_other_servers(backend: Backend) {
