@@ -6,7 +6,9 @@
 //! the other server for a thumbnail).
 //!
 //! Requests for media being downloaded wait for that download rather than
-//! start another (`Downloads`, per instance); two media instances racing
+//! start another (`Downloads`, per instance), and at most eight downloads
+//! run at once per instance (each holds its file in memory until it is
+//! written); two media instances racing
 //! each download once, the first row stands and the other file goes.
 //! Files larger than `max_upload_size` are refused. As Synapse, with
 //! `enable_authenticated_media` the deprecated unauthenticated endpoints
@@ -35,10 +37,22 @@ type Key = (String, String);
 /// again: a write per download of popular media would be wasted.
 const ACCESS_NOTE_INTERVAL_MS: i64 = 10 * 60 * 1000;
 
+/// The most downloads of remote media at once on an instance: each holds
+/// its file in memory (up to `max_upload_size`) until it is written.
+const MAX_CONCURRENT_DOWNLOADS: usize = 8;
+
 /// The downloads in progress on this instance, one lock per remote media.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Downloads {
     locks: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the memory downloads hold (`MAX_CONCURRENT_DOWNLOADS`).
+    slots: tokio::sync::Semaphore,
+}
+
+impl Default for Downloads {
+    fn default() -> Self {
+        Self { locks: Mutex::default(), slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_DOWNLOADS) }
+    }
 }
 
 impl Downloads {
@@ -154,10 +168,12 @@ impl MediaRepository {
             Access::Legacy => MediaEndpoint::Legacy,
         };
         let limit = self.max_upload_size;
+        let slot = self.remote_downloads.slots.acquire().await.map_err(|_| MediaError::RemoteFailed("shutting down".into()))?;
         let RemoteFile { bytes, content_type, file_name } =
             federation.download_media(origin, media_id, limit, wait.min(MAX_WAIT), endpoint).await.map_err(|error| remote_error(error, limit))?;
         let file_id = random_id();
         let (length, sha256) = self.store.put_remote(origin.as_str(), &file_id, &bytes).await?;
+        drop((slot, bytes));
         let row = RemoteMedia {
             media_origin: origin.as_str().to_owned(),
             media_id: media_id.to_owned(),
