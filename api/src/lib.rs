@@ -76,7 +76,8 @@ pub fn router(state: AppState, listener: &ListenerConfig) -> Router {
     }
     let mut router = table.into_router();
     let serves_media = [Resource::Client, Resource::Federation, Resource::Media].into_iter().any(|resource| listener.serves(resource));
-    if serves_media && let Some(media) = media::routes(&state) {
+    let serves_federation_media = listener.serves(Resource::Federation) || listener.serves(Resource::Media);
+    if serves_media && let Some(media) = media::routes(&state, serves_federation_media) {
         router = router.merge(media);
     }
     if listener.serves(Resource::Replication) {

@@ -67,10 +67,7 @@ fn not_yet_served() -> Vec<RouteEntry> {
             declared::<f::event::get_room_state::v1::Request>(),
             declared::<f::event::get_room_state_ids::v1::Request>(),
             declared::<f::event::get_missing_events::v1::Request>(),
-            declared::<f::event::get_event_by_timestamp::v1::Request>(),
             declared::<f::backfill::get_backfill::v1::Request>(),
-            declared::<f::directory::get_public_rooms::v1::Request>(),
-            declared::<f::directory::get_public_rooms_filtered::v1::Request>(),
             declared::<f::query::get_profile_information::v1::Request>(),
             declared::<f::query::get_room_information::v1::Request>(),
             declared::<f::membership::prepare_join_event::v1::Request>(),
@@ -86,7 +83,6 @@ fn not_yet_served() -> Vec<RouteEntry> {
             declared::<f::keys::claim_keys::v1::Request>(),
             declared::<f::discovery::get_remote_server_keys::v2::Request>(),
             declared::<f::discovery::get_remote_server_keys_batch::v2::Request>(),
-            declared::<f::space::get_hierarchy::v1::Request>(),
         ],
     );
     add(

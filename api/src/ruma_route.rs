@@ -244,7 +244,7 @@ async fn read_request(state: &AppState, request: Request, auth_kind: AuthKind, e
     Ok(Incoming { parts, body, sender, origin, client_addr, action })
 }
 
-fn inbound_error(error: weft_federation::inbound::InboundError) -> ApiError {
+pub(crate) fn inbound_error(error: weft_federation::inbound::InboundError) -> ApiError {
     if error.is_forbidden() { ApiError::forbidden(error.to_string()) } else { ApiError::unauthorized(error.to_string()) }
 }
 

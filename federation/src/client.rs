@@ -4,7 +4,9 @@
 //! the signature of the request object) made with this server's signing key;
 //! key requests go unsigned. Destinations are checked against
 //! `federation_domain_whitelist` before anything is sent, resolved by
-//! `discovery`, and reached only at addresses the address policy allows.
+//! `discovery`, and reached only at addresses the address policy allows
+//! (host names through the resolver; IP literals, also those a redirect
+//! names, checked here). Media downloads are `media`'s.
 
 use std::{sync::Arc, time::Duration};
 
@@ -32,6 +34,13 @@ use crate::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most of an answer read into memory.
 const MAX_RESPONSE_SIZE: usize = 100 * 1024 * 1024;
+/// The most redirects followed (well-known look-ups, media locations).
+const MAX_REDIRECTS: usize = 10;
+
+/// The IP address a URL names literally, if it does.
+pub(crate) fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
 
 /// How a request of an endpoint is authenticated from this server's key.
 pub trait SignWith: AuthScheme {
@@ -51,7 +60,9 @@ impl SignWith for NoAuthentication {
 pub struct FederationClient {
     origin: OwnedServerName,
     key: Arc<SigningKey>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    /// Judges IP literals in URLs, which reqwest does not resolve.
+    pub(crate) policy: Arc<AddressPolicy>,
     discovery: Discovery,
     domain_whitelist: Option<Arc<[String]>>,
 }
@@ -63,32 +74,38 @@ impl FederationClient {
         key: Arc<SigningKey>,
         domain_whitelist: Option<Arc<[String]>>,
     ) -> Result<Self, FederationError> {
-        let policy = AddressPolicy::new(config.ip_range_blacklist.as_deref(), &config.ip_range_whitelist).map_err(FederationError::Config)?;
-        let resolver = PolicyResolver::new(Arc::new(policy));
-        let tls = crate::tls::client_config(config)?;
-        let builder = |redirects: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
-                .tls_backend_preconfigured(tls.clone())
-                .dns_resolver(resolver.clone())
-                .no_proxy()
-                .https_only(true)
-                .redirect(redirects)
-                .connect_timeout(Duration::from_secs(10))
-                .pool_idle_timeout(Duration::from_secs(90))
-                .user_agent(concat!("Weft/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| FederationError::Config(e.to_string()))
-        };
-        // Federation requests never follow redirects: a redirect to an IP
-        // literal would never meet the resolver's address policy.
-        let http = builder(reqwest::redirect::Policy::none())?;
-        let well_known_http = builder(crate::discovery::checked_redirects(resolver.policy_handle()))?;
-        let discovery = Discovery::new(resolver, well_known_http);
-        Ok(Self { origin, key, http, discovery, domain_whitelist })
+        let policy = Arc::new(AddressPolicy::new(config.ip_range_blacklist.as_deref(), &config.ip_range_whitelist).map_err(FederationError::Config)?);
+        let resolver = PolicyResolver::new(policy.clone());
+        let redirect_policy = policy.clone();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config(config)?)
+            .dns_resolver(resolver.clone())
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    return attempt.error("too many redirects");
+                }
+                match literal_ip(attempt.url()).map(|ip| redirect_policy.check(ip)) {
+                    Some(Err(refused)) => attempt.error(refused),
+                    _ => attempt.follow(),
+                }
+            }))
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("Weft/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FederationError::Config(e.to_string()))?;
+        let discovery = Discovery::new(resolver, http.clone());
+        Ok(Self { origin, key, http, policy, discovery, domain_whitelist })
     }
 
     pub fn origin(&self) -> &ServerName {
         &self.origin
+    }
+
+    /// What signs a request to `destination` with the X-Matrix scheme.
+    pub(crate) fn signing_input<'a>(&'a self, destination: &ServerName) -> XMatrixSigningInput<'a> {
+        ServerSignatures::input(&self.origin, destination, &self.key.pair)
     }
 
     /// Where `destination` is reached (discovery, cached).
@@ -108,50 +125,63 @@ impl FederationClient {
         let http_request = request
             .try_into_http_request::<Vec<u8>>(&target.base_url(), R::Authentication::input(&self.origin, destination, &self.key.pair), ())
             .map_err(|e| FederationError::Request(e.to_string()))?;
-        let (status, body) = self.execute(destination, &target, http_request).await?;
+        let (status, headers, body) = self.execute(destination, &target, http_request, MAX_RESPONSE_SIZE).await?;
         if status.as_u16() >= 400 {
             let body = serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
             return Err(FederationError::Remote { server: destination.to_string(), status, body });
         }
-        let response = http::Response::builder().status(status).body(body.as_slice()).map_err(|e| FederationError::Request(e.to_string()))?;
+        let mut response = http::Response::builder().status(status).body(body.as_slice()).map_err(|e| FederationError::Request(e.to_string()))?;
+        // Some answers are read from their headers too (multipart media).
+        *response.headers_mut() = headers;
         R::IncomingResponse::try_from_http_response(response)
             .map_err(|e| FederationError::InvalidResponse { server: destination.to_string(), reason: e.to_string() })
     }
 
-    async fn execute(
+    /// Sends `request` to `target` and reads at most `limit` bytes of the answer.
+    pub(crate) async fn execute(
         &self,
         server: &ServerName,
         target: &Destination,
         request: http::Request<Vec<u8>>,
-    ) -> Result<(http::StatusCode, Vec<u8>), FederationError> {
-        let transport = |error: reqwest::Error| {
-            let mut reason = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                reason = format!("{reason}: {cause}");
-                source = cause.source();
-            }
-            FederationError::Transport { server: server.to_string(), reason }
-        };
+        limit: usize,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), FederationError> {
         let (parts, body) = request.into_parts();
         let mut headers = parts.headers;
         headers.insert(HOST, target.host_header.parse().map_err(|_| FederationError::Request(format!("bad Host {}", target.host_header)))?);
-        let response =
-            self.http.request(parts.method, parts.uri.to_string()).headers(headers).body(body).timeout(REQUEST_TIMEOUT).send().await.map_err(transport)?;
-        let status = response.status();
-        if response.content_length().is_some_and(|length| length as usize > MAX_RESPONSE_SIZE) {
-            return Err(FederationError::InvalidResponse { server: server.to_string(), reason: "the answer is too large".into() });
-        }
-        let body = read_bounded(response, MAX_RESPONSE_SIZE).await.map_err(|error| match error {
-            BodyError::TooLarge => FederationError::InvalidResponse { server: server.to_string(), reason: "the answer is too large".into() },
-            BodyError::Transport(error) => transport(error),
-        })?;
-        Ok((status, body))
+        let request = self.http.request(parts.method, parts.uri.to_string()).headers(headers).body(body).timeout(REQUEST_TIMEOUT);
+        let response = request.send().await.map_err(|error| transport(server, error))?;
+        read_limited(server, response, limit).await
     }
 
     fn check_allowed(&self, destination: &ServerName) -> Result<(), FederationError> {
         if crate::allowed(self.domain_whitelist.as_deref(), destination) { Ok(()) } else { Err(FederationError::NotWhitelisted(destination.to_string())) }
     }
+}
+
+/// A transport failure with its whole chain of causes (such as a refused address).
+pub(crate) fn transport(server: &ServerName, error: reqwest::Error) -> FederationError {
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        reason = format!("{reason}: {cause}");
+        source = cause.source();
+    }
+    FederationError::Transport { server: server.to_string(), reason }
+}
+
+/// The status, headers and body of `response`, refused once the body passes `limit` bytes.
+pub(crate) async fn read_limited(
+    server: &ServerName,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), FederationError> {
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let body = read_bounded(response, limit).await.map_err(|error| match error {
+        BodyError::TooLarge => FederationError::TooLarge { server: server.to_string(), limit: limit as u64 },
+        BodyError::Transport(error) => transport(server, error),
+    })?;
+    Ok((status, headers, body))
 }
 
 pub(crate) enum BodyError {

@@ -153,26 +153,6 @@ impl Discovery {
     }
 }
 
-/// The redirects a well-known fetch follows (the specification asks for
-/// them): at most ten, https only, and never to an IP literal the address
-/// policy refuses (a host name meets the policy in the resolver).
-pub(crate) fn checked_redirects(policy: std::sync::Arc<weft_core::address_policy::AddressPolicy>) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 10 {
-            return attempt.error("too many redirects");
-        }
-        let url = attempt.url();
-        if url.scheme() != "https" {
-            return attempt.error("a redirect away from https");
-        }
-        let literal = url.host_str().and_then(|host| host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok());
-        match literal.map(|address| policy.check(address)) {
-            Some(Err(refused)) => attempt.error(refused),
-            _ => attempt.follow(),
-        }
-    })
-}
-
 /// Steps 1 and 2: an IP literal, or a host name with an explicit port.
 fn literal_or_explicit(name: &str, host: &str, port: Option<u16>) -> Option<Destination> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');

@@ -17,6 +17,9 @@ pub enum FederationError {
     /// The remote server answered with an error (`body` is its JSON, if any).
     #[error("{server} answered {status}: {body}")]
     Remote { server: String, status: StatusCode, body: serde_json::Value },
+    /// The answer was larger than the caller accepts.
+    #[error("the answer of {server} is larger than {limit} bytes")]
+    TooLarge { server: String, limit: u64 },
     #[error("the answer of {server} is not valid: {reason}")]
     InvalidResponse { server: String, reason: String },
     #[error("cannot build the request: {0}")]

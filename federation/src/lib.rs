@@ -9,7 +9,8 @@
 //! request, X-Matrix signed, to any destination), `keys` (other servers'
 //! signing keys: fetched directly or through notaries, verified, cached in
 //! memory and in the database), `inbound` (checking an incoming request's
-//! X-Matrix signature). `Federation` bundles them for the server's state.
+//! X-Matrix signature), `media` (downloading other servers' media).
+//! `Federation` bundles them for the server's state.
 //!
 //! May call: `weft_core` (configuration, the signing key, the address
 //! policy), `weft_storage` (the key cache). Knows nothing of rooms or of
@@ -20,6 +21,7 @@ pub mod discovery;
 mod error;
 pub mod inbound;
 pub mod keys;
+pub mod media;
 mod resolver;
 mod tls;
 

@@ -35,10 +35,6 @@ impl PolicyResolver {
     pub(crate) fn policy(&self) -> &AddressPolicy {
         &self.policy
     }
-
-    pub(crate) fn policy_handle(&self) -> Arc<AddressPolicy> {
-        self.policy.clone()
-    }
 }
 
 impl Resolve for PolicyResolver {

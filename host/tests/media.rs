@@ -188,14 +188,15 @@ async fn downloads_refuse_strangers_unknown_ids_and_other_servers(backend: Backe
     let legacy = fetch(&server, &format!("/_matrix/media/v3/download/{name}/{pending}?timeout_ms=50"), None).await;
     assert_eq!(error_of(legacy).await, (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED".into()));
 
-    for path in [
-        format!("{DOWNLOAD}/{name}/AAAAAAAAAAAAAAAAAAAAAAAA"),
-        format!("{DOWNLOAD}/{name}/..%2F..%2F..%2Fetc%2Fpasswd"),
-        format!("{DOWNLOAD}/{name}/ab"),
-        format!("{DOWNLOAD}/elsewhere.example/{media_id}"),
-        format!("{THUMBNAIL}/elsewhere.example/{media_id}?width=32&height=32"),
-    ] {
+    for path in
+        [format!("{DOWNLOAD}/{name}/AAAAAAAAAAAAAAAAAAAAAAAA"), format!("{DOWNLOAD}/{name}/..%2F..%2F..%2Fetc%2Fpasswd"), format!("{DOWNLOAD}/{name}/ab")]
+    {
         assert_eq!(error_of(fetch(&server, &path, Some(token)).await).await, (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()), "{path}");
+    }
+    // Another server's media is asked of it, here at an address the
+    // address policy refuses: the gateway failed, as Synapse answers.
+    for path in [format!("{DOWNLOAD}/10.0.0.1/{media_id}"), format!("{THUMBNAIL}/10.0.0.1/{media_id}?width=32&height=32")] {
+        assert_eq!(error_of(fetch(&server, &path, Some(token)).await).await, (StatusCode::BAD_GATEWAY, "M_UNKNOWN".into()), "{path}");
     }
     for config in ["/_matrix/client/v1/media/config", "/_matrix/media/v3/config"] {
         assert_eq!(error_of(fetch(&server, config, None).await).await, (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN".into()), "{config}");

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0024_appservice_streams.sql"),
         include_str!("../migrations/sqlite/0024_appservice_streams.sql"),
     ),
+    (28, "remote_media", include_str!("../migrations/postgres/0028_remote_media.sql"), include_str!("../migrations/sqlite/0028_remote_media.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -12,7 +12,7 @@ use ruma::{
     RoomAliasId, RoomId, UInt, UserId,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
-        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility},
+        directory::{get_public_rooms_filtered, get_room_visibility},
         room::{Visibility, aliases},
     },
     directory::PublicRoomsChunk,
@@ -225,11 +225,55 @@ pub async fn set_visibility(state: AppState, request: Ruma<set_room_visibility::
     Ok(set_room_visibility::Response::default())
 }
 
-pub async fn public_rooms(state: AppState, request: Ruma<get_public_rooms::v3::Request>) -> ApiResult<get_public_rooms::v3::Response> {
+pub mod get_public_rooms {
+    //! `GET /publicRooms`, declared here with an optional access token
+    //! where ruma's takes none: listing another server's directory
+    //! (`server`) asks it over federation, which needs a user, as in Synapse.
+    use ruma::{
+        OwnedServerName, UInt,
+        api::{auth_scheme::AccessTokenOptional, metadata, request},
+    };
+
+    pub use ruma::api::client::directory::get_public_rooms::v3::Response;
+
+    metadata! {
+        method: GET,
+        rate_limited: false,
+        authentication: AccessTokenOptional,
+        history: {
+            1.0 => "/_matrix/client/r0/publicRooms",
+            1.1 => "/_matrix/client/v3/publicRooms",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(query)]
+        pub limit: Option<UInt>,
+        #[ruma_api(query)]
+        pub since: Option<String>,
+        #[ruma_api(query)]
+        pub server: Option<OwnedServerName>,
+    }
+}
+
+/// The server whose directory is asked for, when it is another one.
+fn remote_server<'a>(state: &Services, server: Option<&'a ruma::ServerName>) -> Option<&'a ruma::ServerName> {
+    server.filter(|server| *server != state.server_name)
+}
+
+pub async fn public_rooms(state: AppState, request: Ruma<get_public_rooms::Request>) -> ApiResult<get_public_rooms::Response> {
     let body = &request.body;
     let network = ruma::directory::RoomNetwork::Matrix;
-    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), None, &[], &network).await?;
-    let mut response = get_public_rooms::v3::Response::new(Vec::new());
+    let page = match remote_server(&state, body.server.as_deref()) {
+        Some(server) => {
+            request.sender()?;
+            let remote = super::federated::RemoteDirectoryQuery { limit: body.limit, since: body.since.clone(), filter: None, network };
+            super::federated::public_rooms(&state, server, remote).await?
+        }
+        None => directory_page(&state, body.limit, body.since.as_deref(), None, &[], &network, false).await?,
+    };
+    let mut response = get_public_rooms::Response::new(Vec::new());
     (response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate) = page;
     Ok(response)
 }
@@ -240,33 +284,37 @@ pub async fn public_rooms_filtered(
 ) -> ApiResult<get_public_rooms_filtered::v3::Response> {
     let body = &request.body;
     let term = body.filter.generic_search_term.as_deref();
-    let page = directory_page(&state, body.server.as_deref(), body.limit, body.since.as_deref(), term, &body.filter.room_types, &body.room_network).await?;
+    let page = match remote_server(&state, body.server.as_deref()) {
+        Some(server) => {
+            let filter = (term.is_some_and(|term| !term.is_empty()) || !body.filter.room_types.is_empty()).then(|| body.filter.clone());
+            let remote = super::federated::RemoteDirectoryQuery { limit: body.limit, since: body.since.clone(), filter, network: body.room_network.clone() };
+            super::federated::public_rooms(&state, server, remote).await?
+        }
+        None => directory_page(&state, body.limit, body.since.as_deref(), term, &body.filter.room_types, &body.room_network, false).await?,
+    };
     let mut response = get_public_rooms_filtered::v3::Response::new();
     (response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate) = page;
     Ok(response)
 }
 
-type Page = (Vec<PublicRoomsChunk>, Option<String>, Option<String>, Option<UInt>);
+pub(crate) type Page = (Vec<PublicRoomsChunk>, Option<String>, Option<String>, Option<UInt>);
 
 /// Published rooms, most members first, matched against the search term on
 /// name, topic and alias, and of one of `room_types` when any is given
 /// (`null` among them meaning rooms without a type); `since` tokens are
 /// offsets (`o{n}`). `network`: the Matrix directory, an appservice's
 /// network (`{appservice_id}|{network_id}`, as `/thirdparty/protocols`
-/// names its instances), or all of them.
-#[allow(clippy::too_many_arguments)]
-async fn directory_page(
+/// names its instances), or all of them. For another server
+/// (`for_federation`), rooms created with `m.federate: false` are left out.
+pub(crate) async fn directory_page(
     state: &Services,
-    server: Option<&ruma::ServerName>,
     limit: Option<UInt>,
     since: Option<&str>,
     term: Option<&str>,
     room_types: &[ruma::directory::RoomTypeFilter],
     network: &ruma::directory::RoomNetwork,
+    for_federation: bool,
 ) -> ApiResult<Page> {
-    if server.is_some_and(|server| server != state.server_name) {
-        return Err(ApiError::unknown(http::StatusCode::BAD_REQUEST, "Other servers' directories are not available yet"));
-    }
     let offset = match since {
         None => 0,
         Some(token) => token.strip_prefix('o').and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| ApiError::invalid_param("Invalid since token"))?,
@@ -299,6 +347,10 @@ async fn directory_page(
         let topic = text(StateEventType::RoomTopic, "topic");
         let alias = text(StateEventType::RoomCanonicalAlias, "alias");
         let room_type = text(StateEventType::RoomCreate, "type");
+        let federates = room.content_of(&StateEventType::RoomCreate, "").and_then(|c| c.get("m.federate").and_then(Value::as_bool)).unwrap_or(true);
+        if for_federation && !federates {
+            continue;
+        }
         if !room_types.is_empty() && !room_types.iter().any(|wanted| wanted.as_str() == room_type.as_deref()) {
             continue;
         }

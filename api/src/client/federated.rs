@@ -1,6 +1,6 @@
 //! What the client API asks other servers: remote users' keys (`/keys/query`,
-//! `/keys/claim`, one request per server, all at once), remote profiles and
-//! remote room aliases. A server that fails is reported as Synapse reports
+//! `/keys/claim`, one request per server, all at once), remote profiles,
+//! remote room aliases and remote public room directories. A server that fails is reported as Synapse reports
 //! it: in `failures` for keys, as the remote error (or 502 when it cannot be
 //! reached) otherwise.
 
@@ -8,11 +8,13 @@ use std::{collections::BTreeMap, time::Duration};
 
 use http::StatusCode;
 use ruma::{
-    OneTimeKeyAlgorithm, OwnedDeviceId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomAliasId, UserId,
+    OneTimeKeyAlgorithm, OwnedDeviceId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomAliasId, ServerName, UInt, UserId,
     api::federation::{
+        directory::{get_public_rooms, get_public_rooms_filtered},
         keys::{claim_keys, get_keys},
         query::{get_profile_information, get_room_information},
     },
+    directory::{Filter, PublicRoomsChunk, RoomNetwork},
 };
 use serde_json::{Value, json};
 
@@ -108,4 +110,60 @@ pub(crate) fn remote_error(error: FederationError) -> ApiError {
             ApiError::custom(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Failed to reach the remote server: {error}"))
         }
     }
+}
+
+/// What a client asks of another server's public room directory.
+pub(crate) struct RemoteDirectoryQuery {
+    pub limit: Option<UInt>,
+    pub since: Option<String>,
+    /// A search: sent with `POST` (MSC2197), as Synapse does.
+    pub filter: Option<Filter>,
+    pub network: RoomNetwork,
+}
+
+/// A page of `server`'s public room directory. A filtered search a server
+/// does not support (404, 405, `M_UNRECOGNIZED`) is done here on its whole
+/// list, as Synapse falls back.
+pub(crate) async fn public_rooms(state: &Services, server: &ServerName, query: RemoteDirectoryQuery) -> ApiResult<super::directory::Page> {
+    let refused = |error: FederationError| match error.status() {
+        Some(StatusCode::FORBIDDEN) => ApiError::forbidden(format!("You are not allowed to view the public rooms list of {server}")),
+        _ => remote_error(error),
+    };
+    let client = &state.federation.client;
+    let Some(filter) = query.filter else {
+        let mut request = get_public_rooms::v1::Request::new();
+        (request.limit, request.since, request.room_network) = (query.limit, query.since, query.network);
+        let response = client.send_request(server, request).await.map_err(refused)?;
+        return Ok((response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate));
+    };
+    let mut request = get_public_rooms_filtered::v1::Request::new();
+    (request.limit, request.since, request.filter, request.room_network) = (query.limit, query.since, filter.clone(), query.network.clone());
+    match client.send_request(server, request).await {
+        Ok(response) => return Ok((response.chunk, response.next_batch, response.prev_batch, response.total_room_count_estimate)),
+        Err(error) if !search_unsupported(&error) => return Err(refused(error)),
+        Err(_) => tracing::debug!(%server, "no filtered /publicRooms: filtering its whole list here"),
+    }
+    let mut request = get_public_rooms::v1::Request::new();
+    request.room_network = query.network;
+    let response = client.send_request(server, request).await.map_err(refused)?;
+    let chunk: Vec<PublicRoomsChunk> = response.chunk.into_iter().filter(|room| room_matches(room, &filter)).collect();
+    Ok((chunk, None, None, None))
+}
+
+fn search_unsupported(error: &FederationError) -> bool {
+    matches!(error.status(), Some(StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)) || error.errcode() == Some("M_UNRECOGNIZED")
+}
+
+/// Whether a listed room matches a search: the term in its name, topic or
+/// canonical alias (case-insensitively), and one of the room types if any.
+fn room_matches(room: &PublicRoomsChunk, filter: &Filter) -> bool {
+    let typed = filter.room_types.is_empty() || filter.room_types.iter().any(|wanted| wanted.as_str() == room.room_type.as_ref().map(|kind| kind.as_str()));
+    let term = filter.generic_search_term.as_deref().map(str::to_lowercase).filter(|term| !term.is_empty());
+    let found = term.is_none_or(|term| {
+        [room.name.as_deref(), room.topic.as_deref(), room.canonical_alias.as_ref().map(|alias| alias.as_str())]
+            .into_iter()
+            .flatten()
+            .any(|text| text.to_lowercase().contains(&term))
+    });
+    typed && found
 }

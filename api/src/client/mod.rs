@@ -30,7 +30,7 @@ mod room_context;
 mod room_events;
 mod rooms;
 mod search;
-mod spaces;
+pub(crate) mod spaces;
 mod sync;
 mod thirdparty;
 mod to_device;
@@ -54,7 +54,7 @@ use ruma::api::client::{
     account::{change_password, deactivate, get_username_availability, register as register_api, whoami},
     alias::{create_alias, delete_alias, get_alias},
     device::{delete_device, delete_devices, get_device, get_devices, update_device},
-    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility},
+    directory::{get_public_rooms_filtered, get_room_visibility},
     discovery::{get_capabilities, get_supported_versions},
     filter::{create_filter, get_filter},
     membership::{
@@ -138,7 +138,7 @@ pub fn routes(table: &mut RouteTable) {
         .add::<directory::set_room_visibility::Request, _, _>(G::Directory, directory::set_visibility)
         .add::<ruma::api::client::appservice::set_room_visibility::v3::Request, _, _>(G::Directory, appservice_api::set_network_visibility)
         .add::<ruma::api::client::appservice::request_ping::v1::Request, _, _>(G::ClientReads, appservice_api::ping)
-        .add::<get_public_rooms::v3::Request, _, _>(G::ClientReads, directory::public_rooms)
+        .add::<directory::get_public_rooms::Request, _, _>(G::ClientReads, directory::public_rooms)
         .add::<get_public_rooms_filtered::v3::Request, _, _>(G::ClientReads, directory::public_rooms_filtered)
         .add::<listed::get_context::Request, _, _>(G::ClientReads, room_context::context)
         .add::<ruma::api::client::room::get_event_by_timestamp::v1::Request, _, _>(G::ClientReads, room_context::timestamp_to_event)

@@ -107,7 +107,7 @@ async fn accessible(state: &Services, room: &RoomState, user_id: &UserId) -> Api
 /// The room's `m.space.child` events that name a child (a non-empty `via`),
 /// in the spec's order: by `order` (rooms with a valid one first), then by
 /// when the child was added, then by room id.
-async fn children_of(state: &Services, room_id: &RoomId, suggested_only: bool) -> ApiResult<Vec<StoredEvent>> {
+pub(crate) async fn children_of(state: &Services, room_id: &RoomId, suggested_only: bool) -> ApiResult<Vec<StoredEvent>> {
     let mut children: Vec<(Option<String>, StoredEvent)> = Vec::new();
     for event in state.storage.current_state(room_id).await? {
         if event.kind != "m.space.child" {
@@ -144,7 +144,7 @@ fn content(event: &StoredEvent) -> Value {
 }
 
 /// One room of the hierarchy, in the spec's format.
-async fn room_entry(state: &Services, room: &RoomState, children: &[StoredEvent]) -> ApiResult<Value> {
+pub(crate) async fn room_entry(state: &Services, room: &RoomState, children: &[StoredEvent]) -> ApiResult<Value> {
     let field = |kind: StateEventType, name: &str| room.content_of(&kind, "").and_then(|c| c.get(name).cloned()).filter(|v| !v.is_null());
     let text = |kind: StateEventType, name: &str| field(kind, name).and_then(|v| v.as_str().map(str::to_owned));
     let join_rule = text(StateEventType::RoomJoinRules, "join_rule").unwrap_or_else(|| "invite".into());

@@ -1,13 +1,17 @@
 //! The Server-Server API: the server's keys and the notary (`keys`), and the
 //! requests that need no room events: `version`, `query/profile`,
 //! `query/directory` (`query`), a user's devices and keys (`user`), the
-//! OpenID userinfo check (`openid`). Every endpoint but the keys requires an
+//! OpenID userinfo check (`openid`), the public room directory
+//! (`directory`), a room's hierarchy and `timestamp_to_event` (`rooms`).
+//! The authenticated media downloads are `crate::media`'s. Every endpoint but the keys requires an
 //! X-Matrix signature, checked by the request pipeline
 //! (`ruma_route`, `weft_federation::inbound`) before the handler runs.
 
+mod directory;
 mod keys;
 mod openid;
 mod query;
+mod rooms;
 mod user;
 
 use ruma::api::federation as fed;
@@ -31,5 +35,9 @@ pub fn federation_routes(table: &mut RouteTable) {
         .add::<fed::query::get_room_information::v1::Request, _, _>(EndpointGroup::Federation, query::directory)
         .add::<fed::device::get_devices::v1::Request, _, _>(EndpointGroup::Federation, user::devices)
         .add::<fed::keys::get_keys::v1::Request, _, _>(EndpointGroup::Federation, user::query)
-        .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim);
+        .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim)
+        .add::<directory::get_public_rooms::Request, _, _>(EndpointGroup::Federation, directory::public_rooms)
+        .add::<directory::get_public_rooms_filtered::Request, _, _>(EndpointGroup::Federation, directory::public_rooms_filtered)
+        .add::<rooms::get_hierarchy::Request, _, _>(EndpointGroup::Federation, rooms::hierarchy)
+        .add::<fed::event::get_event_by_timestamp::v1::Request, _, _>(EndpointGroup::Federation, rooms::timestamp_to_event);
 }

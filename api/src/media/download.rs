@@ -24,7 +24,7 @@ use weft_core::config::ThumbnailMethod;
 use weft_services::media::{Access, ThumbnailRequest};
 use weft_services::services::AppState;
 
-use super::{PathArgs, authenticated, is_local, param, path_args, query_params, remote_media, repository};
+use super::{PathArgs, authenticated, is_local, param, path_args, query_params, remote_server, repository};
 use crate::error::{ApiError, ApiResult};
 
 /// How long a download waits for content still being uploaded, unless it says.
@@ -93,7 +93,7 @@ pub async fn legacy_thumbnail(State(state): State<AppState>, path: PathArgs, req
     respond(serve_thumbnail(state, Access::Legacy, path, request).await)
 }
 
-fn respond(result: ApiResult<Response>) -> Response {
+pub(super) fn respond(result: ApiResult<Response>) -> Response {
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
@@ -111,7 +111,7 @@ async fn admit(state: &AppState, access: Access, request: &Parts) -> ApiResult<(
     }
 }
 
-fn wait_of(params: &[(String, String)]) -> ApiResult<Duration> {
+pub(super) fn wait_of(params: &[(String, String)]) -> ApiResult<Duration> {
     match param(params, "timeout_ms") {
         None => Ok(DEFAULT_WAIT),
         Some(value) => value.parse::<u64>().map(Duration::from_millis).map_err(|_| ApiError::invalid_param("`timeout_ms` must be a non-negative integer")),
@@ -125,10 +125,12 @@ async fn serve_file(state: AppState, access: Access, path: PathArgs, request: Re
     let (request, _) = request.into_parts();
     admit(&state, access, &request).await?;
     let wait = wait_of(&query_params(&request))?;
-    if !is_local(&state, &server_name) {
-        return Err(remote_media());
-    }
-    let download = media.open(&state.storage, &media_id, access, wait).await?;
+    let download = if is_local(&state, &server_name) {
+        media.open(&state.storage, &media_id, access, wait).await?
+    } else {
+        let origin = remote_server(&server_name)?;
+        media.open_remote(&state.storage, &state.federation.client, &origin, &media_id, access, wait).await?
+    };
     let content_type = served_type(download.content.media_type.as_deref());
     let name = file_name.or(download.content.upload_name.clone());
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(download.file));
@@ -148,31 +150,43 @@ async fn serve_thumbnail(state: AppState, access: Access, path: PathArgs, reques
     let (request, _) = request.into_parts();
     admit(&state, access, &request).await?;
     let params = query_params(&request);
-    let dimension = |name: &str| -> ApiResult<u32> {
-        let value = param(&params, name).ok_or_else(|| ApiError::missing_param(format!("Missing `{name}`")))?;
-        value.parse::<u32>().ok().filter(|&v| v > 0).ok_or_else(|| ApiError::invalid_param(format!("`{name}` must be a positive integer")))
-    };
-    let (width, height) = (dimension("width")?, dimension("height")?);
-    let method = match param(&params, "method") {
-        None | Some("scale") => ThumbnailMethod::Scale,
-        Some("crop") => ThumbnailMethod::Crop,
-        Some(other) => return Err(ApiError::invalid_param(format!("`{other}` is not a thumbnail method: `crop` or `scale`"))),
-    };
+    let wanted = thumbnail_request(&params)?;
     let wait = wait_of(&params)?;
-    if !is_local(&state, &server_name) {
-        return Err(remote_media());
-    }
-    let thumbnail = media.thumbnail(&state.storage, &media_id, ThumbnailRequest { width, height, method }, access, wait).await?;
+    let thumbnail = if is_local(&state, &server_name) {
+        media.thumbnail(&state.storage, &media_id, wanted, access, wait).await?
+    } else {
+        let origin = remote_server(&server_name)?;
+        media.remote_thumbnail(&state.storage, &state.federation.client, &origin, &media_id, wanted, access, wait).await?
+    };
     let mut response = Response::new(Body::from(thumbnail.bytes));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(thumbnail.content_type));
-    let name = if thumbnail.content_type == "image/png" { "inline; filename=thumbnail.png" } else { "inline; filename=thumbnail.jpg" };
-    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(name));
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(thumbnail_disposition(thumbnail.content_type)));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public,max-age=86400,s-maxage=86400"));
     Ok(response)
 }
 
-fn insert(headers: &mut http::HeaderMap, name: header::HeaderName, value: &str) {
+/// The `Content-Disposition` of a thumbnail of `content_type`.
+pub(super) fn thumbnail_disposition(content_type: &str) -> &'static str {
+    if content_type == "image/png" { "inline; filename=thumbnail.png" } else { "inline; filename=thumbnail.jpg" }
+}
+
+/// The size and method a thumbnail request asks for.
+pub(super) fn thumbnail_request(params: &[(String, String)]) -> ApiResult<ThumbnailRequest> {
+    let dimension = |name: &str| -> ApiResult<u32> {
+        let value = param(params, name).ok_or_else(|| ApiError::missing_param(format!("Missing `{name}`")))?;
+        value.parse::<u32>().ok().filter(|&v| v > 0).ok_or_else(|| ApiError::invalid_param(format!("`{name}` must be a positive integer")))
+    };
+    let (width, height) = (dimension("width")?, dimension("height")?);
+    let method = match param(params, "method") {
+        None | Some("scale") => ThumbnailMethod::Scale,
+        Some("crop") => ThumbnailMethod::Crop,
+        Some(other) => return Err(ApiError::invalid_param(format!("`{other}` is not a thumbnail method: `crop` or `scale`"))),
+    };
+    Ok(ThumbnailRequest { width, height, method })
+}
+
+pub(super) fn insert(headers: &mut http::HeaderMap, name: header::HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
@@ -194,7 +208,7 @@ const TEXT_CONTENT_TYPES: [&str; 11] = [
 ];
 
 /// The stored type, with a charset for text as Synapse adds it.
-fn served_type(stored: Option<&str>) -> String {
+pub(super) fn served_type(stored: Option<&str>) -> String {
     match stored {
         None => "application/octet-stream".to_owned(),
         Some(kind) if TEXT_CONTENT_TYPES.contains(&kind.trim().to_ascii_lowercase().as_str()) => format!("{kind}; charset=UTF-8"),
@@ -204,7 +218,7 @@ fn served_type(stored: Option<&str>) -> String {
 
 /// `inline` for types safe to show, `attachment` otherwise, with the file's
 /// name as a plain token when it is one and RFC 5987's encoding when not.
-fn disposition(content_type: &str, name: Option<&str>) -> String {
+pub(super) fn disposition(content_type: &str, name: Option<&str>) -> String {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let kind = if INLINE_CONTENT_TYPES.contains(&essence.as_str()) { "inline" } else { "attachment" };
     match name.filter(|name| !name.is_empty()) {

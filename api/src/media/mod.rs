@@ -1,13 +1,18 @@
 //! The media endpoints: `/_matrix/media/*` (uploads, and the deprecated
-//! unauthenticated downloads) and `/_matrix/client/v1/media/*`
-//! (authenticated downloads, thumbnails, configuration).
+//! unauthenticated downloads), `/_matrix/client/v1/media/*`
+//! (authenticated downloads, thumbnails, configuration; other servers'
+//! media is downloaded over federation and kept) and
+//! `/_matrix/federation/v1/media/*` (this server's media for other servers,
+//! `federation`).
 //!
 //! Their bodies are files, not JSON, so they are plain axum handlers rather
 //! than ruma-typed routes; `route_list` declares their paths for the
 //! router. Served where `Config::runs_media_repo` says, on listeners with a
-//! `client`, `federation` or `media` resource, as Synapse serves them.
+//! `client`, `federation` or `media` resource, as Synapse serves them (the
+//! federation ones on `federation` and `media` listeners only).
 
 mod download;
+mod federation;
 mod upload;
 
 use std::{sync::Arc, time::Instant};
@@ -30,8 +35,9 @@ use super::{
 };
 
 /// The media routes, or `None` on an instance that does not run the media
-/// repository (its media requests are unknown endpoints, as in Synapse).
-pub fn routes(state: &AppState) -> Option<Router<AppState>> {
+/// repository (its media requests are unknown endpoints, as in Synapse);
+/// with `federation`, also those other servers call.
+pub fn routes(state: &AppState, federation: bool) -> Option<Router<AppState>> {
     state.media.as_ref()?;
     // Synapse also takes uploads on v1, which old bridges still use.
     let mut router = Router::new().route("/_matrix/media/v1/create", post(upload::create)).route("/_matrix/media/v1/upload", post(upload::upload));
@@ -49,6 +55,11 @@ pub fn routes(state: &AppState) -> Option<Router<AppState>> {
         .route("/_matrix/client/v1/media/download/{server_name}/{media_id}", get(download::download))
         .route("/_matrix/client/v1/media/download/{server_name}/{media_id}/{file_name}", get(download::download))
         .route("/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}", get(download::thumbnail));
+    if federation {
+        router = router
+            .route("/_matrix/federation/v1/media/download/{media_id}", get(federation::download))
+            .route("/_matrix/federation/v1/media/thumbnail/{media_id}", get(federation::thumbnail));
+    }
     Some(router.route_layer(axum::middleware::from_fn(record)))
 }
 
@@ -96,9 +107,9 @@ fn is_local(state: &Arc<weft_services::services::Services>, server_name: &str) -
     server_name == state.server_name.as_str()
 }
 
-/// Remote media would come over federation, which Weft does not speak yet.
-fn remote_media() -> ApiError {
-    ApiError::not_found("Remote media is not available: this server does not federate yet")
+/// The server named in a media path, when it is another one.
+fn remote_server(server_name: &str) -> ApiResult<ruma::OwnedServerName> {
+    ruma::ServerName::parse(server_name).map_err(|_| ApiError::invalid_param(format!("`{server_name}` is not a server name")))
 }
 
 impl From<MediaError> for ApiError {
@@ -120,6 +131,11 @@ impl From<MediaError> for ApiError {
             MediaError::NotOwner => Self::forbidden("You must be the creator of the media ID to upload its content"),
             MediaError::CannotThumbnail => Self::unknown(StatusCode::BAD_REQUEST, "This content cannot be thumbnailed"),
             MediaError::ImageTooLarge => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ruma::api::error::ErrorKind::TooLarge, "The image is too large to thumbnail"),
+            MediaError::RemoteDenied(server) => Self::forbidden(format!("Federation denied with {server}.")),
+            MediaError::RemoteFailed(_) => Self::unknown(StatusCode::BAD_GATEWAY, "Failed to fetch remote media"),
+            MediaError::RemoteTooLarge { limit } => {
+                Self::new(StatusCode::BAD_GATEWAY, ruma::api::error::ErrorKind::TooLarge, format!("Requested file is too large > {limit} bytes"))
+            }
             MediaError::Io(error) => {
                 tracing::error!(%error, "media store failure");
                 Self::internal()

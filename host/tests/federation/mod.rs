@@ -1,11 +1,17 @@
 //! Federation: Weft with Synapse 1.163 (a real peer, `support::synapse`) and
 //! Weft with Weft, each direction, over TLS with the test CA: signing keys
 //! fetched directly and through a notary, profiles, directory aliases and
-//! end-to-end keys across servers (`peers`), and the requests that must be
-//! refused (`faults`).
+//! end-to-end keys across servers (`peers`), the requests that must be
+//! refused (`faults`), the public room directory (`directory`), rooms'
+//! hierarchy, `timestamp_to_event` and server ACLs (`rooms`), and media
+//! (`media`, with a scripted remote server, `fake_remote`).
 
+mod directory;
+mod fake_remote;
 mod faults;
+mod media;
 mod peers;
+mod rooms;
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use ruma::{CanonicalJsonObject, signatures::Ed25519KeyPair};

@@ -44,11 +44,13 @@ pub struct TestServerBuilder {
     /// The port of a TLS federation listener; the server is then named
     /// `localhost:PORT` (`federation`).
     federation_port: Option<u16>,
+    /// Named `127.0.0.1:PORT` rather than `localhost:PORT` (`named_by_address`).
+    named_by_address: bool,
 }
 
 impl TestServer {
     pub fn builder(backend: Backend) -> TestServerBuilder {
-        TestServerBuilder { backend, extra: String::new(), shared_secret: true, x_forwarded: false, port: 0, federation_port: None }
+        TestServerBuilder { backend, extra: String::new(), shared_secret: true, x_forwarded: false, port: 0, federation_port: None, named_by_address: false }
     }
 
     pub async fn start(backend: Backend) -> Self {
@@ -214,9 +216,17 @@ impl TestServerBuilder {
         self
     }
 
+    /// A federating server named by its address, `127.0.0.1:PORT` (an IP
+    /// literal, which server ACLs can tell from `localhost`).
+    pub fn named_by_address(mut self) -> Self {
+        self.named_by_address = true;
+        self.federation()
+    }
+
     pub async fn start(self) -> TestServer {
         let db = TestDb::new(self.backend).await;
         let server_name = match self.federation_port {
+            Some(port) if self.named_by_address => format!("127.0.0.1:{port}"),
             Some(port) => format!("localhost:{port}"),
             None => format!("{}.test", unique("hs")),
         };

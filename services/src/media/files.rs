@@ -3,6 +3,8 @@
 //!
 //! - `local_content/ab/cd/efgh...`: the uploaded files, by media id;
 //! - `local_thumbnails/ab/cd/efgh.../<w>-<h>-<type>-<subtype>-<method>`: thumbnails;
+//! - `remote_content/<server>/ab/cd/efgh...`: other servers' media, by a
+//!   file id chosen here; `remote_thumbnail/<server>/ab/cd/efgh.../...` their thumbnails;
 //! - `tmp/`: uploads being received (renamed into place once complete).
 //!
 //! A file is complete once it is in place: uploads are written and synced
@@ -37,7 +39,7 @@ pub struct MediaStore {
 impl MediaStore {
     /// The store at `root`, with its directories created.
     pub fn open(root: PathBuf) -> std::io::Result<Self> {
-        for dir in ["local_content", "local_thumbnails", "tmp"] {
+        for dir in ["local_content", "local_thumbnails", "remote_content", "remote_thumbnail", "tmp"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         Ok(Self { root })
@@ -48,14 +50,48 @@ impl MediaStore {
         self.root.join("local_content").join(a).join(b).join(rest)
     }
 
-    pub fn thumbnail_path(&self, media_id: &str, width: u32, height: u32, content_type: &str, method: &str) -> PathBuf {
-        let kind = content_type.replace('/', "-");
-        self.thumbnail_dir(media_id).join(format!("{width}-{height}-{kind}-{method}"))
-    }
-
-    fn thumbnail_dir(&self, media_id: &str) -> PathBuf {
+    pub fn thumbnail_dir(&self, media_id: &str) -> PathBuf {
         let (a, b, rest) = split(media_id);
         self.root.join("local_thumbnails").join(a).join(b).join(rest)
+    }
+
+    /// Where `origin`'s media kept under `file_id` lies. `origin` is a
+    /// server name (no `/`), never `.` or `..` (`remote::store_name`).
+    pub fn remote_content_path(&self, origin: &str, file_id: &str) -> PathBuf {
+        let (a, b, rest) = split(file_id);
+        self.root.join("remote_content").join(origin).join(a).join(b).join(rest)
+    }
+
+    pub fn remote_thumbnail_dir(&self, origin: &str, file_id: &str) -> PathBuf {
+        let (a, b, rest) = split(file_id);
+        self.root.join("remote_thumbnail").join(origin).join(a).join(b).join(rest)
+    }
+
+    /// Writes another server's file under `file_id`, complete or not at
+    /// all; returns its length and SHA-256.
+    pub async fn put_remote(&self, origin: &str, file_id: &str, bytes: &[u8]) -> std::io::Result<(u64, String)> {
+        let path = self.remote_content_path(origin, file_id);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let temp_path = self.root.join("tmp").join(super::random_id());
+        let written = async {
+            let mut file = tokio::fs::File::create(&temp_path).await?;
+            file.write_all(bytes).await?;
+            file.sync_all().await?;
+            tokio::fs::rename(&temp_path, &path).await
+        };
+        if let Err(error) = written.await {
+            let _ = tokio::fs::remove_file(&temp_path).await;
+            return Err(error);
+        }
+        Ok((bytes.len() as u64, hex::encode(Sha256::digest(bytes))))
+    }
+
+    /// Removes a remote file and its thumbnails, whichever exist.
+    pub async fn remove_remote(&self, origin: &str, file_id: &str) {
+        let _ = tokio::fs::remove_file(self.remote_content_path(origin, file_id)).await;
+        let _ = tokio::fs::remove_dir_all(self.remote_thumbnail_dir(origin, file_id)).await;
     }
 
     /// Reads `body` (a request body's data frames) to a file under `tmp/`,
@@ -149,6 +185,12 @@ async fn write_limited<E>(
     }
     file.sync_all().await?;
     Ok((length, hex::encode(hasher.finalize()), head))
+}
+
+/// A thumbnail's file in its media's thumbnail directory.
+pub fn thumbnail_file(dir: &Path, width: u32, height: u32, content_type: &str, method: &str) -> PathBuf {
+    let kind = content_type.replace('/', "-");
+    dir.join(format!("{width}-{height}-{kind}-{method}"))
 }
 
 /// Synapse's fan-out: the first two pairs of characters make directories.

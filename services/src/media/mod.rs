@@ -8,10 +8,15 @@
 //! names; several such instances must share the store's directory. The
 //! clean-up (`clean_up`) runs where `Config::runs_media_background_jobs` says.
 //!
-//! Must not: serve remote media (federation is not there yet) or trust a
-//! media id from a request before `valid_media_id` says it can name a file.
+//! Other servers' media is downloaded over federation on first request and
+//! kept (`remote`, the `remote_media_cache` rows).
+//!
+//! Must not: trust a media id from a request before `valid_media_id` says it
+//! can name a file (remote media ids never name one: their files get ids of
+//! ours).
 
 mod files;
+mod remote;
 pub mod thumbnail;
 
 use std::time::Duration;
@@ -54,6 +59,15 @@ pub enum MediaError {
     CannotThumbnail,
     #[error("the image is too large to thumbnail")]
     ImageTooLarge,
+    /// Federation with the media's server is not allowed.
+    #[error("federation with {0} is not allowed")]
+    RemoteDenied(String),
+    /// The media's server could not be reached or gave no file.
+    #[error("remote media: {0}")]
+    RemoteFailed(String),
+    /// The media's server offered a file larger than `max_upload_size`.
+    #[error("the remote file is larger than {limit} bytes")]
+    RemoteTooLarge { limit: u64 },
     #[error("media store: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -107,6 +121,10 @@ pub struct MediaRepository {
     renders: tokio::sync::Semaphore,
     /// `enable_authenticated_media`: uploads are marked for the authenticated endpoints only.
     authenticated_media: bool,
+    /// One download at a time per remote media: a request for media being
+    /// downloaded waits for that download (keyed by origin and media id;
+    /// entries go when no one holds them).
+    remote_downloads: remote::Downloads,
 }
 
 impl MediaRepository {
@@ -127,6 +145,7 @@ impl MediaRepository {
             unused_expiration: config.unused_expiration_time(),
             uploaded: tokio::sync::Notify::new(),
             authenticated_media: config.enable_authenticated_media(),
+            remote_downloads: remote::Downloads::default(),
             renders: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |cores| cores.get())),
         }))
     }
@@ -262,8 +281,7 @@ impl MediaRepository {
     }
 
     /// A thumbnail of `media_id` for a request of `width` x `height`, made
-    /// on first request and kept beside the others. At most one per core is
-    /// made at a time, which bounds the memory decoding takes.
+    /// on first request and kept beside the others.
     pub async fn thumbnail(
         &self,
         storage: &Storage,
@@ -272,13 +290,26 @@ impl MediaRepository {
         access: Access,
         wait: Duration,
     ) -> Result<Thumbnail, MediaError> {
-        let ThumbnailRequest { width, height, method } = request;
         let content = self.content(storage, media_id, access, wait).await?;
+        self.render_thumbnail(&content, self.store.content_path(media_id), self.store.thumbnail_dir(media_id), request, media_id).await
+    }
+
+    /// A thumbnail of the file at `source_path` (whose content is `content`),
+    /// kept in `thumbnail_dir`. At most one per core is made at a time,
+    /// which bounds the memory decoding takes. `label` names the media in logs.
+    async fn render_thumbnail(
+        &self,
+        content: &MediaContent,
+        source_path: std::path::PathBuf,
+        thumbnail_dir: std::path::PathBuf,
+        request: ThumbnailRequest,
+        label: &str,
+    ) -> Result<Thumbnail, MediaError> {
+        let ThumbnailRequest { width, height, method } = request;
         let output_type = content.media_type.as_deref().and_then(thumbnail::output_type).ok_or(MediaError::CannotThumbnail)?;
-        let source_path = self.store.content_path(media_id);
         let header_path = source_path.clone();
         let dimensions = match tokio::task::spawn_blocking(move || thumbnail::shown_dimensions(&header_path)).await {
-            Ok(Err(MediaError::Io(error))) if error.kind() == std::io::ErrorKind::NotFound => return Err(missing_file(media_id)),
+            Ok(Err(MediaError::Io(error))) if error.kind() == std::io::ErrorKind::NotFound => return Err(missing_file(label)),
             Ok(result) => result?,
             Err(_) => return Err(MediaError::CannotThumbnail),
         };
@@ -286,7 +317,7 @@ impl MediaRepository {
             return Err(MediaError::ImageTooLarge);
         }
         let size = thumbnail::choose(&self.thumbnail_sizes, self.dynamic_thumbnails, width, height, method, dimensions);
-        let path = self.store.thumbnail_path(media_id, size.width, size.height, output_type, size.method.as_str());
+        let path = files::thumbnail_file(&thumbnail_dir, size.width, size.height, output_type, size.method.as_str());
         if let Some(bytes) = read_if_present(&path).await? {
             return Ok(Thumbnail { content_type: output_type, bytes });
         }
@@ -295,7 +326,7 @@ impl MediaRepository {
         if let Some(bytes) = read_if_present(&path).await? {
             return Ok(Thumbnail { content_type: output_type, bytes });
         }
-        let source = read_if_present(&source_path).await?.ok_or_else(|| missing_file(media_id))?;
+        let source = read_if_present(&source_path).await?.ok_or_else(|| missing_file(label))?;
         let bytes = tokio::task::spawn_blocking(move || thumbnail::render(&source, size, output_type)).await.map_err(|_| MediaError::CannotThumbnail)??;
         self.store.put_thumbnail(&path, &bytes).await?;
         Ok(Thumbnail { content_type: output_type, bytes })

@@ -18,6 +18,7 @@ mod membership;
 pub mod pdu;
 mod redact;
 mod restricted;
+pub mod server_acl;
 pub mod txn_ids;
 mod upgrade;
 pub mod versions;
