@@ -1,13 +1,15 @@
 //! The Server-Server API: the server's keys and the notary (`keys`), and the
 //! requests that need no room events: `version`, `query/profile`,
 //! `query/directory` (`query`), a user's devices and keys (`user`), the
-//! OpenID userinfo check (`openid`). Every endpoint but the keys requires an
+//! OpenID userinfo check (`openid`), and rooms across servers (`rooms`:
+//! transactions, joins, missing events). Every endpoint but the keys requires an
 //! X-Matrix signature, checked by the request pipeline
 //! (`ruma_route`, `weft_federation::inbound`) before the handler runs.
 
 mod keys;
 mod openid;
 mod query;
+mod rooms;
 mod user;
 
 use ruma::api::federation as fed;
@@ -31,5 +33,15 @@ pub fn federation_routes(table: &mut RouteTable) {
         .add::<fed::query::get_room_information::v1::Request, _, _>(EndpointGroup::Federation, query::directory)
         .add::<fed::device::get_devices::v1::Request, _, _>(EndpointGroup::Federation, user::devices)
         .add::<fed::keys::get_keys::v1::Request, _, _>(EndpointGroup::Federation, user::query)
-        .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim);
+        .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim)
+        .add::<fed::transactions::send_transaction_message::v1::Request, _, _>(EndpointGroup::Federation, rooms::send_transaction)
+        .add::<fed::membership::prepare_join_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::make_join)
+        .add::<fed::membership::create_join_event::v2::Request, _, _>(EndpointGroup::Federation, rooms::send_join)
+        .add::<fed::event::get_missing_events::v1::Request, _, _>(EndpointGroup::Federation, rooms::missing_events)
+        .add::<fed::event::get_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::event)
+        .add::<fed::event::get_room_state::v1::Request, _, _>(EndpointGroup::Federation, rooms::state)
+        .add::<fed::event::get_room_state_ids::v1::Request, _, _>(EndpointGroup::Federation, rooms::state_ids)
+        .add::<fed::authorization::get_event_authorization::v1::Request, _, _>(EndpointGroup::Federation, rooms::event_auth)
+        .add::<fed::backfill::get_backfill::v1::Request, _, _>(EndpointGroup::Federation, rooms::backfill)
+        .add::<fed::membership::create_invite::v2::Request, _, _>(EndpointGroup::Federation, rooms::invite);
 }

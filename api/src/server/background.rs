@@ -38,6 +38,9 @@ pub(super) fn jobs(state: &AppState) -> Vec<Arc<dyn Job>> {
     if weft_services::user_directory::updates_here(&state.config) {
         jobs.push(job("user directory", with(|state, stop| weft_services::user_directory::run(state, stop).boxed())));
     }
+    if weft_services::federation::sender::sends_here(state) {
+        jobs.push(job("federation sender", with(|state, stop| weft_services::federation::sender::run(state, stop).boxed())));
+    }
     if weft_services::push::pusher_pool::sends_here(state) {
         jobs.push(job("push sender", with(|state, stop| weft_services::push::pusher_pool::run(state, stop).boxed())));
     }

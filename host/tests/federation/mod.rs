@@ -6,6 +6,8 @@
 
 mod faults;
 mod peers;
+mod pdu_checks;
+mod rooms;
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use ruma::{CanonicalJsonObject, signatures::Ed25519KeyPair};

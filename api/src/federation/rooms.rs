@@ -1,0 +1,130 @@
+//! What other servers send and ask about rooms: transactions
+//! (`send/{txnId}`), `make_join`, `send_join` (v2), `get_missing_events`
+//! `event/{eventId}`, `state`, `state_ids`, `event_auth` and `backfill`.
+//! The work is in `weft_services::federation`.
+
+use http::StatusCode;
+use ruma::{
+    MilliSecondsSinceUnixEpoch,
+    api::federation::{
+        authorization::get_event_authorization,
+        backfill::get_backfill,
+        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+        membership::{create_invite, create_join_event, prepare_join_event},
+        transactions::send_transaction_message,
+    },
+};
+
+use weft_services::{
+    federation::{FederationRoomError, inbound, invite, resident, sender::MAX_PDUS},
+    services::AppState,
+};
+
+use crate::{
+    error::{ApiError, ApiResult},
+    ruma_route::Ruma,
+};
+
+/// The most EDUs in one transaction (the specification's limit).
+const MAX_EDUS: usize = 100;
+
+fn api_error(error: FederationRoomError) -> ApiError {
+    match error {
+        FederationRoomError::Forbidden(reason) => ApiError::forbidden(reason),
+        FederationRoomError::NotFound(reason) => ApiError::not_found(reason),
+        FederationRoomError::BadRequest(reason) => ApiError::bad_json(reason),
+        FederationRoomError::IncompatibleRoomVersion(version) => {
+            ApiError::custom(StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", format!("Your homeserver does not support the features required to join this room (version {version})"))
+        }
+        FederationRoomError::Room(error) => error.into(),
+        FederationRoomError::Storage(error) => error.into(),
+    }
+}
+
+pub async fn send_transaction(state: AppState, request: Ruma<send_transaction_message::v1::Request>) -> ApiResult<send_transaction_message::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    if body.origin != origin {
+        return Err(ApiError::forbidden("The transaction's origin is not the server that signed the request"));
+    }
+    if body.pdus.len() as i64 > MAX_PDUS || body.edus.len() > MAX_EDUS {
+        return Err(ApiError::bad_json("A transaction holds at most 50 PDUs and 100 EDUs"));
+    }
+    let answer = inbound::transaction(&state, &origin, body.transaction_id.as_str(), &body.pdus).await?;
+    weft_services::federation::edus::handle(&state, &origin, &body.edus).await?;
+    Ok(send_transaction_message::v1::Response::new(answer))
+}
+
+pub async fn make_join(state: AppState, request: Ruma<prepare_join_event::v1::Request>) -> ApiResult<prepare_join_event::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let (version, event) = resident::make_join(&state, &origin, &body.room_id, &body.user_id, &body.ver).await.map_err(api_error)?;
+    let mut response = prepare_join_event::v1::Response::new(event);
+    response.room_version = Some(version);
+    Ok(response)
+}
+
+pub async fn send_join(state: AppState, request: Ruma<create_join_event::v2::Request>) -> ApiResult<create_join_event::v2::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let answer = resident::send_join(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await.map_err(api_error)?;
+    let mut room_state = create_join_event::v2::RoomState::new();
+    room_state.state = answer.state;
+    room_state.auth_chain = answer.auth_chain;
+    room_state.servers_in_room = Some(answer.servers_in_room);
+    Ok(create_join_event::v2::Response::new(room_state))
+}
+
+pub async fn missing_events(state: AppState, request: Ruma<get_missing_events::v1::Request>) -> ApiResult<get_missing_events::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let limit = u64::from(body.limit) as usize;
+    let min_depth = i64::try_from(u64::from(body.min_depth)).unwrap_or(i64::MAX);
+    let events = resident::missing_events(&state, &origin, &body.room_id, &body.earliest_events, &body.latest_events, limit, min_depth)
+        .await
+        .map_err(api_error)?;
+    Ok(get_missing_events::v1::Response::new(events))
+}
+
+pub async fn event(state: AppState, request: Ruma<get_event::v1::Request>) -> ApiResult<get_event::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let pdu = resident::event(&state, &origin, &request.body.event_id).await.map_err(api_error)?;
+    Ok(get_event::v1::Response::new(state.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdu))
+}
+
+pub async fn state(state: AppState, request: Ruma<get_room_state::v1::Request>) -> ApiResult<get_room_state::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let (pdus, chain) = resident::state_before(&state, &origin, &body.room_id, &body.event_id).await.map_err(api_error)?;
+    let outgoing = |events: &[(ruma::OwnedEventId, String)]| events.iter().filter_map(|(_, json)| weft_services::federation::pdus::outgoing(json)).collect();
+    Ok(get_room_state::v1::Response::new(outgoing(&chain), outgoing(&pdus)))
+}
+
+pub async fn state_ids(state: AppState, request: Ruma<get_room_state_ids::v1::Request>) -> ApiResult<get_room_state_ids::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let (pdus, chain) = resident::state_before(&state, &origin, &body.room_id, &body.event_id).await.map_err(api_error)?;
+    Ok(get_room_state_ids::v1::Response::new(chain.into_iter().map(|(id, _)| id).collect(), pdus.into_iter().map(|(id, _)| id).collect()))
+}
+
+pub async fn event_auth(state: AppState, request: Ruma<get_event_authorization::v1::Request>) -> ApiResult<get_event_authorization::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let chain = resident::event_auth(&state, &origin, &body.room_id, &body.event_id).await.map_err(api_error)?;
+    Ok(get_event_authorization::v1::Response::new(chain))
+}
+
+pub async fn backfill(state: AppState, request: Ruma<get_backfill::v1::Request>) -> ApiResult<get_backfill::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let limit = u64::from(body.limit) as usize;
+    let pdus = resident::backfill(&state, &origin, &body.room_id, &body.v, limit).await.map_err(api_error)?;
+    Ok(get_backfill::v1::Response::new(state.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdus))
+}
+
+pub async fn invite(state: AppState, request: Ruma<create_invite::v2::Request>) -> ApiResult<create_invite::v2::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let event = invite::receive_invite(&state, &origin, &body.room_id, &body.event_id, &body.room_version, &body.event).await.map_err(api_error)?;
+    Ok(create_invite::v2::Response::new(event))
+}
