@@ -4,6 +4,7 @@
 //! The work is in `weft_services::federation`.
 
 use http::StatusCode;
+use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
 use ruma::{
     MilliSecondsSinceUnixEpoch,
     api::federation::{
@@ -34,7 +35,11 @@ fn api_error(error: FederationRoomError) -> ApiError {
         FederationRoomError::NotFound(reason) => ApiError::not_found(reason),
         FederationRoomError::BadRequest(reason) => ApiError::bad_json(reason),
         FederationRoomError::IncompatibleRoomVersion(version) => {
-            ApiError::custom(StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", format!("Your homeserver does not support the features required to join this room (version {version})"))
+            let message = format!("Your homeserver does not support the features required to join this room (version {version})");
+            match ruma::RoomVersionId::try_from(version.as_str()) {
+                Ok(room_version) => ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::IncompatibleRoomVersion(IncompatibleRoomVersionErrorData::new(room_version)), message),
+                Err(_) => ApiError::custom(StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", message),
+            }
         }
         FederationRoomError::Room(error) => error.into(),
         FederationRoomError::Storage(error) => error.into(),
