@@ -159,6 +159,13 @@ async fn join_through(
     let accepted = authorise_all(rules, &received, &create);
     let mut state: Vec<&Checked> = state_ids.iter().filter(|id| accepted.contains(*id)).filter_map(|id| received.get(id)).collect();
     state.sort_by_key(|event| event.depth);
+    // Events stored before (an invite received here, an earlier stay in the room) are not stored again.
+    let mut stored_before = HashSet::new();
+    for event in &state {
+        if services.storage.event(&event.pdu.event_id).await?.is_some() {
+            stored_before.insert(event.pdu.event_id.clone());
+        }
+    }
     let by_key: HashMap<(StateEventType, String), Arc<Pdu>> = state
         .iter()
         .filter_map(|event| Some(((StateEventType::from(event.pdu.kind.to_string()), event.pdu.state_key.clone()?), event.pdu.clone())))
@@ -175,7 +182,7 @@ async fn join_through(
     let state_set: HashSet<&OwnedEventId> = state.iter().map(|event| &event.pdu.event_id).collect();
     let outliers: Vec<(&EventId, &str)> =
         received.iter().filter(|(id, _)| accepted.contains(*id) && !state_set.contains(id)).map(|(id, event)| (&**id, event.json.as_str())).collect();
-    let new_events: Vec<NewEvent<'_>> = state.iter().map(|event| new_event(&event.pdu, &event.kind, &event.json, event.depth)).collect();
+    let new_events: Vec<NewEvent<'_>> = state.iter().filter(|event| !stored_before.contains(&event.pdu.event_id)).map(|event| new_event(&event.pdu, &event.kind, &event.json, event.depth)).collect();
     let join_depth = match join_object.get("depth") {
         Some(CanonicalJsonValue::Integer(depth)) => i64::from(*depth),
         _ => 0,
