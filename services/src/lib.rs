@@ -33,13 +33,13 @@
 //! because of it (see docs/development.md).
 
 pub mod appservices;
+pub mod federation;
 #[cfg(test)]
 mod input_properties;
 pub mod jobs;
 pub mod media;
 pub mod plugins;
 pub mod presence;
-pub mod federation;
 pub mod push;
 pub mod replication;
 pub mod rooms;

@@ -205,16 +205,14 @@ impl Storage {
     pub async fn persist_remote_join(&self, room: NewRoom<'_>, outliers: &[(&EventId, &str)], state: &[NewEvent<'_>], join: &NewEvent<'_>) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         // The room may be known from an invite received before the join.
-        sqlx::query(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts, published) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) DO NOTHING",
-        )
-        .bind(room.room_id.as_str())
-        .bind(room.room_version)
-        .bind(room.creator.as_str())
-        .bind(now_ms())
-        .bind(room.published)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO rooms (room_id, room_version, creator, created_ts, published) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) DO NOTHING")
+            .bind(room.room_id.as_str())
+            .bind(room.room_version)
+            .bind(room.creator.as_str())
+            .bind(now_ms())
+            .bind(room.published)
+            .execute(&mut *tx)
+            .await?;
         for (event_id, json) in outliers {
             sqlx::query(
                 "INSERT INTO event_outliers (event_id, room_id, kind, json, received_ts) VALUES ($1, $2, 'outlier', $3, $4) ON CONFLICT (event_id) DO NOTHING",

@@ -45,12 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0024_appservice_streams.sql"),
         include_str!("../migrations/sqlite/0024_appservice_streams.sql"),
     ),
-    (
-        25,
-        "federation_rooms",
-        include_str!("../migrations/postgres/0025_federation_rooms.sql"),
-        include_str!("../migrations/sqlite/0025_federation_rooms.sql"),
-    ),
+    (25, "federation_rooms", include_str!("../migrations/postgres/0025_federation_rooms.sql"), include_str!("../migrations/sqlite/0025_federation_rooms.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -34,7 +34,7 @@ pub fn federation_routes(table: &mut RouteTable) {
         .add::<fed::device::get_devices::v1::Request, _, _>(EndpointGroup::Federation, user::devices)
         .add::<fed::keys::get_keys::v1::Request, _, _>(EndpointGroup::Federation, user::query)
         .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim)
-        .add::<fed::transactions::send_transaction_message::v1::Request, _, _>(EndpointGroup::Federation, rooms::send_transaction)
+        .add::<fed::transactions::send_transaction_message::v1::Request, _, _>(EndpointGroup::FederationTransactions, rooms::send_transaction)
         .add::<fed::membership::prepare_join_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::make_join)
         .add::<fed::membership::create_join_event::v2::Request, _, _>(EndpointGroup::Federation, rooms::send_join)
         .add::<fed::event::get_missing_events::v1::Request, _, _>(EndpointGroup::Federation, rooms::missing_events)

@@ -37,7 +37,9 @@ fn api_error(error: FederationRoomError) -> ApiError {
         FederationRoomError::IncompatibleRoomVersion(version) => {
             let message = format!("Your homeserver does not support the features required to join this room (version {version})");
             match ruma::RoomVersionId::try_from(version.as_str()) {
-                Ok(room_version) => ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::IncompatibleRoomVersion(IncompatibleRoomVersionErrorData::new(room_version)), message),
+                Ok(room_version) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::IncompatibleRoomVersion(IncompatibleRoomVersionErrorData::new(room_version)), message)
+                }
                 Err(_) => ApiError::custom(StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", message),
             }
         }
@@ -85,9 +87,8 @@ pub async fn missing_events(state: AppState, request: Ruma<get_missing_events::v
     let body = &request.body;
     let limit = u64::from(body.limit) as usize;
     let min_depth = i64::try_from(u64::from(body.min_depth)).unwrap_or(i64::MAX);
-    let events = resident::missing_events(&state, &origin, &body.room_id, &body.earliest_events, &body.latest_events, limit, min_depth)
-        .await
-        .map_err(api_error)?;
+    let events =
+        resident::missing_events(&state, &origin, &body.room_id, &body.earliest_events, &body.latest_events, limit, min_depth).await.map_err(api_error)?;
     Ok(get_missing_events::v1::Response::new(events))
 }
 

@@ -5,8 +5,8 @@
 //! refused (`faults`).
 
 mod faults;
-mod peers;
 mod pdu_checks;
+mod peers;
 mod rooms;
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};

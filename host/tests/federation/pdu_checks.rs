@@ -72,7 +72,16 @@ fn event_id_of(pdu: &Value) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn unsigned_event(room_id: &str, sender: &str, kind: &str, state_key: Option<&str>, content: Value, prev: &str, auth: &[&str], depth: i64) -> CanonicalJsonObject {
+fn unsigned_event(
+    room_id: &str,
+    sender: &str,
+    kind: &str,
+    state_key: Option<&str>,
+    content: Value,
+    prev: &str,
+    auth: &[&str],
+    depth: i64,
+) -> CanonicalJsonObject {
     let mut event = json!({
         "room_id": room_id, "sender": sender, "type": kind, "content": content,
         "prev_events": [prev], "auth_events": auth, "depth": depth,
@@ -91,7 +100,12 @@ async fn pdus_from_another_server_are_checked_before_they_are_stored(backend: Ba
     let (status, room) = target.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"preset": "public_chat"})).await;
     assert_eq!(status, StatusCode::OK, "{room}");
     let room_id = room["room_id"].as_str().unwrap().to_owned();
-    let caller = Caller { origin: other.server_name.clone(), destination: target.server_name.clone(), base: target.federation_base(), key: &other.state.signing_key.pair };
+    let caller = Caller {
+        origin: other.server_name.clone(),
+        destination: target.server_name.clone(),
+        base: target.federation_base(),
+        key: &other.state.signing_key.pair,
+    };
     let mallory = format!("@mallory:{}", caller.origin);
 
     // Joining: the template, signed here, then send_join.
@@ -102,7 +116,8 @@ async fn pdus_from_another_server_are_checked_before_they_are_stored(backend: Ba
     let (status, refused) = caller.call(Method::GET, &format!("/_matrix/federation/v1/make_join/{}/{}?ver=11", encode(&room_id), encode(&mallory)), None).await;
     assert_eq!((status, errcode(&refused)), (StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"), "{refused}");
     let someone_else = format!("@eve:{}", target.server_name);
-    let (status, refused) = caller.call(Method::GET, &format!("/_matrix/federation/v1/make_join/{}/{}?ver=12", encode(&room_id), encode(&someone_else)), None).await;
+    let (status, refused) =
+        caller.call(Method::GET, &format!("/_matrix/federation/v1/make_join/{}/{}?ver=12", encode(&room_id), encode(&someone_else)), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a join for another server's user: {refused}");
     let (join_id, join) = signed(&caller.origin, caller.key, serde_json::from_value(body["event"].clone()).unwrap());
     let (status, answer) = caller.call(Method::PUT, &format!("/_matrix/federation/v2/send_join/{}/{}", encode(&room_id), encode(&join_id)), Some(&join)).await;

@@ -89,7 +89,8 @@ async fn synapse_joins_weft_rooms_and_messages_flow_both_ways(backend: Backend) 
     let bob = synapse.register("bob").await;
 
     // By alias: Synapse asks Weft's directory, then joins through Weft.
-    let (status, room) = weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_alias_name": "fed", "preset": "public_chat"})).await;
+    let (status, room) =
+        weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_alias_name": "fed", "preset": "public_chat"})).await;
     assert_eq!(status, StatusCode::OK, "{room}");
     let room_id = room["room_id"].as_str().unwrap().to_owned();
     let alias = format!("#fed:{}", weft.server_name);
@@ -114,15 +115,26 @@ async fn synapse_joins_weft_rooms_and_messages_flow_both_ways(backend: Backend) 
     let weft_message = send_message(&weft, &alice, &room_id, "read me").await;
     sync_until(&synapse, &bob, &room_id, "the message to read", |events| has_message(events, "read me")).await;
     let (status, body) = synapse
-        .request(Method::PUT, &format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&bob.user_id)), Some(&bob.access_token), Some(json!({"typing": true, "timeout": 30000})))
+        .request(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&bob.user_id)),
+            Some(&bob.access_token),
+            Some(json!({"typing": true, "timeout": 30000})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    sync_until_ephemeral(&weft, &alice, &room_id, "bob typing", |edu| edu["type"] == "m.typing" && edu["content"]["user_ids"].as_array().is_some_and(|ids| ids.contains(&json!(bob.user_id)))).await;
+    sync_until_ephemeral(&weft, &alice, &room_id, "bob typing", |edu| {
+        edu["type"] == "m.typing" && edu["content"]["user_ids"].as_array().is_some_and(|ids| ids.contains(&json!(bob.user_id)))
+    })
+    .await;
     let (status, body) = synapse
         .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(&room_id), encode(&weft_message)), Some(&bob.access_token), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    sync_until_ephemeral(&weft, &alice, &room_id, "bob's receipt", |edu| edu["type"] == "m.receipt" && edu["content"][&weft_message]["m.read"].get(&bob.user_id).is_some()).await;
+    sync_until_ephemeral(&weft, &alice, &room_id, "bob's receipt", |edu| {
+        edu["type"] == "m.receipt" && edu["content"][&weft_message]["m.read"].get(&bob.user_id).is_some()
+    })
+    .await;
 
     // By room id with `server_name` (version 12 room ids name no server).
     let (status, room) = weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"preset": "public_chat"})).await;
@@ -155,7 +167,12 @@ async fn join_across(owner: &impl Peer, joiner: &impl Peer, tag: &str, version: 
     let them = owner.user(&format!("owner{tag}")).await;
     let me = joiner.user(&format!("joiner{tag}")).await;
     let (status, room) = owner
-        .call(Method::POST, "/_matrix/client/v3/createRoom", &them.access_token, Some(json!({"room_alias_name": format!("across{tag}"), "preset": "public_chat"})))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/createRoom",
+            &them.access_token,
+            Some(json!({"room_alias_name": format!("across{tag}"), "preset": "public_chat"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{room}");
     let room_id = room["room_id"].as_str().unwrap().to_owned();
@@ -177,9 +194,8 @@ async fn join_across(owner: &impl Peer, joiner: &impl Peer, tag: &str, version: 
     assert!(members["joined"].get(&them.user_id).is_some() && members["joined"].get(&me.user_id).is_some(), "{members}");
 
     // By id with `via`, in the given room version.
-    let (status, room) = owner
-        .call(Method::POST, "/_matrix/client/v3/createRoom", &them.access_token, Some(json!({"preset": "public_chat", "room_version": version})))
-        .await;
+    let (status, room) =
+        owner.call(Method::POST, "/_matrix/client/v3/createRoom", &them.access_token, Some(json!({"preset": "public_chat", "room_version": version}))).await;
     assert_eq!(status, StatusCode::OK, "{room}");
     let second = room["room_id"].as_str().unwrap().to_owned();
     let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&second), encode(owner.name()));
@@ -243,7 +259,8 @@ async fn invite_across(inviter_side: &impl Peer, invitee_side: &impl Peer, tag: 
         .await;
     assert_eq!(status, StatusCode::OK, "{} invites {}: {body}\n{}{}", inviter_side.name(), invitee.user_id, inviter_side.logs(), invitee_side.logs());
     sync_until_in(invitee_side, &invitee, "invite", &room_id).await;
-    let (status, body) = invitee_side.call(Method::POST, &format!("/_matrix/client/v3/join/{}", encode(&room_id)), &invitee.access_token, Some(json!({}))).await;
+    let (status, body) =
+        invitee_side.call(Method::POST, &format!("/_matrix/client/v3/join/{}", encode(&room_id)), &invitee.access_token, Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{} accepts: {body}\n{}{}", invitee_side.name(), invitee_side.logs(), inviter_side.logs());
     sync_until(inviter_side, &inviter, &room_id, "the invitee's join", |events| member_is(events, &invitee.user_id, "join")).await;
     send_message(invitee_side, &invitee, &room_id, "thanks for the invite").await;

@@ -20,10 +20,7 @@ use std::{
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName, UInt,
-    api::federation::event::get_missing_events,
-    events::StateEventType,
-    room_version_rules::RoomVersionRules,
-    state_res,
+    api::federation::event::get_missing_events, events::StateEventType, room_version_rules::RoomVersionRules, state_res,
 };
 use serde_json::{Value, value::RawValue};
 
@@ -50,7 +47,12 @@ pub enum Accepted {
 
 /// Handles one transaction's PDUs; the answer for each, by event id.
 /// `edus` are not handled yet.
-pub async fn transaction(services: &Services, origin: &ServerName, txn_id: &str, pdus: &[Box<RawValue>]) -> Result<BTreeMap<OwnedEventId, Result<(), String>>, StorageError> {
+pub async fn transaction(
+    services: &Services,
+    origin: &ServerName,
+    txn_id: &str,
+    pdus: &[Box<RawValue>],
+) -> Result<BTreeMap<OwnedEventId, Result<(), String>>, StorageError> {
     if let Some(answer) = services.storage.received_txn(origin.as_str(), txn_id).await? {
         let stored: BTreeMap<OwnedEventId, Option<String>> = serde_json::from_str(&answer).unwrap_or_default();
         return Ok(stored.into_iter().map(|(id, error)| (id, error.map_or(Ok(()), Err))).collect());

@@ -54,7 +54,9 @@ pub async fn invite_remote(
     let server = target.server_name();
     let answer = services.federation.client.send_request(server, request).await.map_err(|error| match error {
         weft_federation::FederationError::Remote { status, body, .. } if status.is_client_error() => RoomError::Remote { status: status.as_u16(), body },
-        other => RoomError::Remote { status: 502, body: json!({"errcode": "M_UNKNOWN", "error": format!("The invitee's server could not be reached: {other}")}) },
+        other => {
+            RoomError::Remote { status: 502, body: json!({"errcode": "M_UNKNOWN", "error": format!("The invitee's server could not be reached: {other}")}) }
+        }
     })?;
     let returned = pdus::parse_object(&answer.event).map_err(RoomError::Invalid)?;
     if pdus::event_id_of(&returned, &state.rules).map_err(RoomError::Invalid)? != built.event_id {
@@ -90,10 +92,7 @@ async fn check_signed_by(
     }
     let map: PublicKeyMap = [(server.to_string(), keys)].into();
     let mut only = redact(object.clone(), &rules.redaction, None).map_err(|e| refuse(e.to_string()))?;
-    only.insert(
-        "signatures".into(),
-        CanonicalJsonValue::Object([(server.to_string(), CanonicalJsonValue::Object(by_key.clone()))].into_iter().collect()),
-    );
+    only.insert("signatures".into(), CanonicalJsonValue::Object([(server.to_string(), CanonicalJsonValue::Object(by_key.clone()))].into_iter().collect()));
     ruma::signatures::verify_json(&map, &only).map_err(|e| refuse(e.to_string()))
 }
 

@@ -41,7 +41,13 @@ struct Checked {
 
 /// Joins `user_id` to the remote room `room_id` through one of `servers`;
 /// returns the join's event id once the room is stored here.
-pub async fn join(services: &Services, room_id: &RoomId, user_id: &UserId, servers: &[OwnedServerName], reason: Option<&str>) -> Result<OwnedEventId, RoomError> {
+pub async fn join(
+    services: &Services,
+    room_id: &RoomId,
+    user_id: &UserId,
+    servers: &[OwnedServerName],
+    reason: Option<&str>,
+) -> Result<OwnedEventId, RoomError> {
     let supported: Vec<RoomVersionId> = versions::supported().into_iter().map(|(version, _)| version).collect();
     let mut candidates: Vec<OwnedServerName> = servers.iter().filter(|server| **server != services.server_name).cloned().collect();
     candidates.dedup();
@@ -126,12 +132,10 @@ async fn join_through(
         .map_err(|e| RoomError::Invalid(format!("cannot sign the join: {e}")))?;
     let event_id = pdus::event_id_of(&object, rules).map_err(invalid)?;
     let raw = serde_json::value::to_raw_value(&object).map_err(|e| invalid(e.to_string()))?;
-    let answer = services
-        .federation
-        .client
-        .send_request(server, create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw))
-        .await
-        .map_err(|error| RoomError::Remote { status: 502, body: json!({"errcode": "M_UNKNOWN", "error": format!("send_join to {server} failed: {error}")}) })?;
+    let answer =
+        services.federation.client.send_request(server, create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw)).await.map_err(
+            |error| RoomError::Remote { status: 502, body: json!({"errcode": "M_UNKNOWN", "error": format!("send_join to {server} failed: {error}")}) },
+        )?;
     let room_state = answer.room_state;
     let join_object = match &room_state.event {
         Some(event) => {
@@ -166,14 +170,14 @@ async fn join_through(
             stored_before.insert(event.pdu.event_id.clone());
         }
     }
-    let by_key: HashMap<(StateEventType, String), Arc<Pdu>> = state
-        .iter()
-        .filter_map(|event| Some(((StateEventType::from(event.pdu.kind.to_string()), event.pdu.state_key.clone()?), event.pdu.clone())))
-        .collect();
+    let by_key: HashMap<(StateEventType, String), Arc<Pdu>> =
+        state.iter().filter_map(|event| Some(((StateEventType::from(event.pdu.kind.to_string()), event.pdu.state_key.clone()?), event.pdu.clone()))).collect();
 
     let join_json = CanonicalJsonValue::Object(join_object.clone()).to_string();
     let join_pdu = Arc::new(Pdu::parse(event_id.clone(), &join_json).map_err(|e| invalid(e.to_string()))?);
-    let by_id = |id: &EventId| received.get(id).filter(|_| accepted.contains(id)).map(|event| event.pdu.clone()).or_else(|| (*create.event_id == *id).then(|| create.clone()));
+    let by_id = |id: &EventId| {
+        received.get(id).filter(|_| accepted.contains(id)).map(|event| event.pdu.clone()).or_else(|| (*create.event_id == *id).then(|| create.clone()))
+    };
     state_res::check_state_independent_auth_rules(&rules.authorization, &*join_pdu, by_id).map_err(|e| RoomError::Forbidden(format!("the join: {e}")))?;
     state_res::check_state_dependent_auth_rules(&rules.authorization, &*join_pdu, |kind, key| by_key.get(&(kind.clone(), key.to_owned())).cloned())
         .map_err(|e| RoomError::Forbidden(format!("the join is not allowed by the room's state: {e}")))?;
@@ -182,7 +186,11 @@ async fn join_through(
     let state_set: HashSet<&OwnedEventId> = state.iter().map(|event| &event.pdu.event_id).collect();
     let outliers: Vec<(&EventId, &str)> =
         received.iter().filter(|(id, _)| accepted.contains(*id) && !state_set.contains(id)).map(|(id, event)| (&**id, event.json.as_str())).collect();
-    let new_events: Vec<NewEvent<'_>> = state.iter().filter(|event| !stored_before.contains(&event.pdu.event_id)).map(|event| new_event(&event.pdu, &event.kind, &event.json, event.depth)).collect();
+    let new_events: Vec<NewEvent<'_>> = state
+        .iter()
+        .filter(|event| !stored_before.contains(&event.pdu.event_id))
+        .map(|event| new_event(&event.pdu, &event.kind, &event.json, event.depth))
+        .collect();
     let join_depth = match join_object.get("depth") {
         Some(CanonicalJsonValue::Integer(depth)) => i64::from(*depth),
         _ => 0,
@@ -279,7 +287,8 @@ fn authorise_all(rules: &RoomVersionRules, received: &HashMap<OwnedEventId, Chec
             }
         }
         let independent = state_res::check_state_independent_auth_rules(&rules.authorization, &**pdu, by_id);
-        let dependent = state_res::check_state_dependent_auth_rules(&rules.authorization, &**pdu, |kind, key| by_key.get(&(kind.clone(), key.to_owned())).cloned());
+        let dependent =
+            state_res::check_state_dependent_auth_rules(&rules.authorization, &**pdu, |kind, key| by_key.get(&(kind.clone(), key.to_owned())).cloned());
         match (independent, dependent) {
             (Ok(()), Ok(())) => {
                 accepted.insert(pdu.event_id.clone());

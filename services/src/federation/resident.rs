@@ -236,7 +236,12 @@ pub async fn state_before(
     event_id: &EventId,
 ) -> Result<(Vec<(OwnedEventId, String)>, Vec<(OwnedEventId, String)>), FederationRoomError> {
     ensure_origin_in_room(services, origin, room_id).await?;
-    let event = services.storage.event(event_id).await?.filter(|event| event.room_id == room_id).ok_or_else(|| FederationRoomError::NotFound("Event not found".into()))?;
+    let event = services
+        .storage
+        .event(event_id)
+        .await?
+        .filter(|event| event.room_id == room_id)
+        .ok_or_else(|| FederationRoomError::NotFound("Event not found".into()))?;
     let state = services.storage.state_at(room_id, event.stream_ordering - 1).await?;
     let chain = auth_chain(services, state.iter()).await?;
     Ok((state.into_iter().map(|event| (event.event_id, event.json)).collect(), chain))
@@ -245,14 +250,25 @@ pub async fn state_before(
 /// `event_auth`: the auth chain of one event.
 pub async fn event_auth(services: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Vec<Box<RawValue>>, FederationRoomError> {
     ensure_origin_in_room(services, origin, room_id).await?;
-    let event = services.storage.event(event_id).await?.filter(|event| event.room_id == room_id).ok_or_else(|| FederationRoomError::NotFound("Event not found".into()))?;
+    let event = services
+        .storage
+        .event(event_id)
+        .await?
+        .filter(|event| event.room_id == room_id)
+        .ok_or_else(|| FederationRoomError::NotFound("Event not found".into()))?;
     let chain = auth_chain(services, std::iter::once(&event)).await?;
     Ok(chain.iter().filter_map(|(_, json)| pdus::outgoing(json)).collect())
 }
 
 /// `backfill`: the events named and those before them along `prev_events`,
 /// newest first, at most `limit` (100 at most).
-pub async fn backfill(services: &Services, origin: &ServerName, room_id: &RoomId, from: &[OwnedEventId], limit: usize) -> Result<Vec<Box<RawValue>>, FederationRoomError> {
+pub async fn backfill(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    from: &[OwnedEventId],
+    limit: usize,
+) -> Result<Vec<Box<RawValue>>, FederationRoomError> {
     ensure_origin_in_room(services, origin, room_id).await?;
     let limit = limit.min(100);
     let mut seen: HashSet<OwnedEventId> = HashSet::new();

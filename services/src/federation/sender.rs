@@ -25,7 +25,7 @@ use std::{
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, OwnedTransactionId, UserId, api::federation::transactions::send_transaction_message};
 use tokio::sync::{Notify, watch};
 
-use weft_storage::{DestinationRetry, OutboxRow, StorageError, Stream, StoredEvent};
+use weft_storage::{DestinationRetry, OutboxRow, StorageError, StoredEvent, Stream};
 
 use super::pdus;
 use crate::services::{AppState, Services};
@@ -116,7 +116,12 @@ async fn dispatch(state: &AppState, stopped: &watch::Receiver<bool>, destination
         let mut rows = Vec::new();
         for event in &events {
             for destination in destinations_of(state, event).await? {
-                rows.push(OutboxRow { destination, stream_ordering: event.stream_ordering, room_id: event.room_id.clone(), event_id: event.event_id.to_string() });
+                rows.push(OutboxRow {
+                    destination,
+                    stream_ordering: event.stream_ordering,
+                    room_id: event.room_id.clone(),
+                    event_id: event.event_id.to_string(),
+                });
             }
         }
         state.storage.enqueue_outbox(&rows, reached).await?;
