@@ -42,12 +42,12 @@ pub async fn invite_remote(
     let mut stripped = Vec::new();
     for pdu in state.events() {
         let kind = pdu.kind.to_string();
-        if INVITE_STATE_TYPES.contains(&kind.as_str()) || (kind == "m.room.member" && pdu.state_key.as_deref() == Some(sender.as_str())) {
-            if let Some(stored) = services.storage.event(&pdu.event_id).await?
-                && let Some(raw) = pdus::outgoing(&stored.json)
-            {
-                stripped.push(RawStrippedState::Pdu(raw));
-            }
+        let wanted = INVITE_STATE_TYPES.contains(&kind.as_str()) || (kind == "m.room.member" && pdu.state_key.as_deref() == Some(sender.as_str()));
+        if wanted
+            && let Some(stored) = services.storage.event(&pdu.event_id).await?
+            && let Some(raw) = pdus::outgoing(&stored.json)
+        {
+            stripped.push(RawStrippedState::Pdu(raw));
         }
     }
     let request = create_invite::v2::Request::new(state.room_id.clone(), built.event_id.clone(), state.version.clone(), event, stripped);
