@@ -136,6 +136,22 @@ async fn synapse_joins_weft_rooms_and_messages_flow_both_ways(backend: Backend) 
     })
     .await;
 
+    // A to-device message from Synapse reaches the Weft device, once.
+    let to_device = json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): {"secret": "for alice's device"}}}});
+    let (status, body) = synapse.request(Method::PUT, "/_matrix/client/v3/sendToDevice/m.test.secret/td1", Some(&bob.access_token), Some(to_device)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = Instant::now();
+    loop {
+        let (status, body) = weft.get("/_matrix/client/v3/sync?timeout=1000", Some(&alice.access_token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let events = body["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        if let Some(message) = events.iter().find(|event| event["type"] == "m.test.secret") {
+            assert_eq!((&message["sender"], &message["content"]["secret"]), (&json!(bob.user_id), &json!("for alice's device")), "{message}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the to-device message never came\n{}", synapse.logs());
+    }
+
     // By room id with `server_name` (version 12 room ids name no server).
     let (status, room) = weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"preset": "public_chat"})).await;
     assert_eq!(status, StatusCode::OK, "{room}");

@@ -1,8 +1,10 @@
 //! EDUs received in a transaction: typing (`m.typing`) and read receipts
-//! (`m.receipt`) of the origin's users in rooms they are joined to here.
+//! (`m.receipt`) of the origin's users in rooms they are joined to here,
+//! and to-device messages (`m.direct_to_device`) from the origin's users to
+//! local devices, once per `message_id`.
 //! Each is applied by the instance that writes its stream (main by
 //! default); on another instance it is dropped with a log line, as are EDU
-//! types not handled yet (presence, device lists, signing keys, to-device).
+//! types not handled yet (presence, device lists, signing keys).
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, ServerName, UserId, api::f
 use serde_json::Value;
 
 use weft_core::config::MAIN_INSTANCE;
-use weft_storage::{NewReceipt, StorageError, Stream, UNTHREADED};
+use weft_storage::{Delivery, NewReceipt, StorageError, Stream, UNTHREADED};
 
 use crate::services::AppState;
 
@@ -24,6 +26,7 @@ pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Raw<Edu>]) ->
         match edu["edu_type"].as_str() {
             Some("m.typing") => typing(state, origin, content).await?,
             Some("m.receipt") => receipts(state, origin, content).await?,
+            Some("m.direct_to_device") => to_device(state, origin, content).await?,
             other => tracing::debug!(%origin, edu_type = ?other, "an EDU type not handled yet"),
         }
     }
@@ -104,6 +107,44 @@ async fn receipts(state: &AppState, origin: &ServerName, content: &Value) -> Res
     }
     if advanced {
         state.stream_advanced(Stream::Receipts);
+    }
+    Ok(())
+}
+
+/// `{sender, type, message_id, messages: {user_id: {device_id | "*": content}}}`
+async fn to_device(state: &AppState, origin: &ServerName, content: &Value) -> Result<(), StorageError> {
+    if !writes(state, &state.config.stream_writers.to_device) {
+        return Ok(());
+    }
+    let sender = content["sender"].as_str().and_then(|id| OwnedUserId::try_from(id).ok());
+    let (Some(sender), Some(kind), Some(message_id)) = (sender, content["type"].as_str(), content["message_id"].as_str()) else { return Ok(()) };
+    if sender.server_name() != origin {
+        return Ok(());
+    }
+    let Some(messages) = content["messages"].as_object() else { return Ok(()) };
+    let mut targets: Vec<(OwnedUserId, ruma::OwnedDeviceId, Value)> = Vec::new();
+    for (user_id, devices) in messages {
+        let Ok(user_id) = OwnedUserId::try_from(user_id.as_str()) else { continue };
+        if user_id.server_name() != state.server_name {
+            continue;
+        }
+        let known = state.storage.device_ids_of_users(&[user_id.as_ref()]).await?.remove(user_id.as_str()).unwrap_or_default();
+        for (device, body) in devices.as_object().into_iter().flatten() {
+            if !body.is_object() {
+                continue;
+            }
+            let message = serde_json::json!({"type": kind, "sender": sender, "content": body});
+            let chosen: Vec<&String> = if device == "*" { known.iter().collect() } else { known.iter().filter(|known| *known == device).collect() };
+            for device_id in chosen {
+                targets.push((user_id.clone(), device_id.as_str().into(), message.clone()));
+            }
+        }
+    }
+    let deliveries = targets.iter().map(|(user_id, device_id, message)| Delivery { user_id, device_id, message: message.clone() }).collect();
+    // Idempotent per sending server and message id.
+    let origin_device: ruma::OwnedDeviceId = format!("federation:{origin}").into();
+    if state.storage.send_to_devices(&sender, &origin_device, &format!("{kind}/{message_id}"), deliveries).await? {
+        state.stream_advanced(Stream::ToDevice);
     }
     Ok(())
 }
