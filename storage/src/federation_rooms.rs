@@ -242,4 +242,35 @@ impl Storage {
         drop(guards);
         Ok(last)
     }
+
+    /// Queues EDUs (`(destination, EDU JSON)`) for their destinations.
+    pub async fn enqueue_edus(&self, edus: &[(String, String)]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for (destination, json) in edus {
+            sqlx::query("INSERT INTO federation_edu_outbox (destination, edu_json) VALUES ($1, $2)").bind(destination).bind(json).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Destinations with queued EDUs.
+    pub async fn edu_destinations(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT DISTINCT destination FROM federation_edu_outbox").fetch_all(&self.pool).await?)
+    }
+
+    /// The oldest EDUs queued for `destination`: `(id, JSON)`, at most `limit`.
+    pub async fn outbox_edus(&self, destination: &str, limit: i64) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query("SELECT id, edu_json FROM federation_edu_outbox WHERE destination = $1 ORDER BY id LIMIT $2")
+            .bind(destination)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("edu_json")?))).collect()
+    }
+
+    /// `destination` accepted the EDUs up to `upto` (an id).
+    pub async fn acknowledge_edus(&self, destination: &str, upto: i64) -> Result<()> {
+        sqlx::query("DELETE FROM federation_edu_outbox WHERE destination = $1 AND id <= $2").bind(destination).bind(upto).execute(&self.pool).await?;
+        Ok(())
+    }
 }

@@ -152,6 +152,28 @@ async fn synapse_joins_weft_rooms_and_messages_flow_both_ways(backend: Backend) 
         assert!(started.elapsed() < Duration::from_secs(60), "the to-device message never came\n{}", synapse.logs());
     }
 
+    // And one from Weft reaches the Synapse device.
+    let to_device = json!({"messages": {bob.user_id.clone(): {bob.device_id.clone(): {"secret": "for bob's device"}}}});
+    let (status, body) = weft.put("/_matrix/client/v3/sendToDevice/m.test.secret/td2", Some(&alice.access_token), to_device).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = Instant::now();
+    let mut since: Option<String> = None;
+    loop {
+        let path = match &since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&since={}", encode(since)),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        let (status, body) = synapse.request(Method::GET, &path, Some(&bob.access_token), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let events = body["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        if let Some(message) = events.iter().find(|event| event["type"] == "m.test.secret") {
+            assert_eq!((&message["sender"], &message["content"]["secret"]), (&json!(alice.user_id), &json!("for bob's device")), "{message}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the to-device message never reached Synapse\n{}", synapse.logs());
+        since = body["next_batch"].as_str().map(str::to_owned);
+    }
+
     // By room id with `server_name` (version 12 room ids name no server).
     let (status, room) = weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"preset": "public_chat"})).await;
     assert_eq!(status, StatusCode::OK, "{room}");

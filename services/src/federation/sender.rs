@@ -5,7 +5,9 @@
 //! position, for every other server with a joined member in its room (and
 //! the server of a remote member it removes). One task per destination then
 //! sends that destination's queue in `PUT /send/{txnId}` transactions, in
-//! stream order, up to 50 PDUs each, one transaction in flight; a queued
+//! stream order, up to 50 PDUs each with up to 100 queued EDUs
+//! (`federation_edu_outbox`: to-device messages, see `queue_edus`), one
+//! transaction in flight; a queued
 //! event leaves the queue only when a transaction holding it was accepted,
 //! so nothing acknowledged to a client is lost across a restart. A failed
 //! transaction is retried after a backoff (1 s doubling to 5 minutes). After
@@ -22,7 +24,9 @@ use std::{
     time::Duration,
 };
 
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, OwnedTransactionId, UserId, api::federation::transactions::send_transaction_message};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, OwnedTransactionId, UserId, api::federation::transactions::send_transaction_message, serde::Raw,
+};
 use tokio::sync::{Notify, watch};
 
 use weft_storage::{DestinationRetry, OutboxRow, StorageError, StoredEvent, Stream};
@@ -32,6 +36,8 @@ use crate::services::{AppState, Services};
 
 /// The most PDUs in one transaction (the specification's limit).
 pub const MAX_PDUS: i64 = 50;
+/// The most EDUs in one transaction (the specification's limit).
+pub const MAX_EDUS: i64 = 100;
 /// Events read from the stream at once.
 const BATCH: i64 = 200;
 const FIRST_RETRY_MS: i64 = 1_000;
@@ -99,6 +105,9 @@ impl Destinations {
 }
 
 async fn dispatch(state: &AppState, stopped: &watch::Receiver<bool>, destinations: &Destinations, position: &mut Option<i64>) -> Result<(), StorageError> {
+    for destination in state.storage.edu_destinations().await? {
+        destinations.wake(state, stopped, &destination);
+    }
     let mut at = match *position {
         Some(at) => at,
         None => *position.insert(state.storage.federation_sender_position().await?),
@@ -195,7 +204,8 @@ async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mu
         return Err(Duration::from_millis((retry.retry_last_ts + retry.retry_interval - now) as u64));
     }
     let queued = storage.outbox_len(name).await.map_err(|_| RETRY_DELAY)?;
-    if queued == 0 {
+    let edus = storage.outbox_edus(name, MAX_EDUS).await.map_err(|_| RETRY_DELAY)?;
+    if queued == 0 && edus.is_empty() {
         return Ok(false);
     }
     let catching_up = retry.retry_interval > 0 && queued > MAX_PDUS;
@@ -205,6 +215,7 @@ async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mu
     let txn_id = OwnedTransactionId::from(format!("{started}-{counter}"));
     let mut request = send_transaction_message::v1::Request::new(txn_id, state.server_name.clone(), MilliSecondsSinceUnixEpoch::now());
     request.pdus = events.iter().filter_map(|event| pdus::outgoing(&event.json)).collect();
+    request.edus = edus.iter().filter_map(|(_, json)| Raw::from_json_string(json.clone()).ok()).collect();
     match state.federation.client.send_request(destination, request).await {
         Ok(response) => {
             for (event_id, outcome) in &response.pdus {
@@ -218,7 +229,15 @@ async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mu
                 *newest = (*newest).max(event.stream_ordering);
             }
             let sent: Vec<(OwnedRoomId, i64)> = sent.into_iter().collect();
-            storage.outbox_acknowledge(name, &sent).await.map_err(|_| RETRY_DELAY)?;
+            if !sent.is_empty() {
+                storage.outbox_acknowledge(name, &sent).await.map_err(|_| RETRY_DELAY)?;
+            }
+            if let Some((last, _)) = edus.last() {
+                storage.acknowledge_edus(name, *last).await.map_err(|_| RETRY_DELAY)?;
+                if sent.is_empty() {
+                    storage.outbox_acknowledge(name, &[]).await.map_err(|_| RETRY_DELAY)?;
+                }
+            }
             Ok(true)
         }
         Err(error) => {
@@ -228,4 +247,10 @@ async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mu
             Err(Duration::from_millis(interval as u64))
         }
     }
+}
+
+/// Queues EDUs for other servers (`(destination, EDU JSON)`): they go with
+/// each destination's next transaction, woken by the next stream change.
+pub async fn queue_edus(services: &Services, edus: &[(String, String)]) -> Result<(), StorageError> {
+    services.storage.enqueue_edus(edus).await
 }
