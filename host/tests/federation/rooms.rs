@@ -136,6 +136,30 @@ async fn synapse_joins_weft_rooms_and_messages_flow_both_ways(backend: Backend) 
     })
     .await;
 
+    // And Weft's typing and read receipt reach Synapse's /sync.
+    let synapse_message = send_message(&synapse, &bob, &room_id, "read me too").await;
+    sync_until(&weft, &alice, &room_id, "the message to read", |events| has_message(events, "read me too")).await;
+    let (status, body) = weft
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&alice.user_id)),
+            Some(&alice.access_token),
+            json!({"typing": true, "timeout": 30000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_ephemeral(&synapse, &bob, &room_id, "alice typing", |edu| {
+        edu["type"] == "m.typing" && edu["content"]["user_ids"].as_array().is_some_and(|ids| ids.contains(&json!(alice.user_id)))
+    })
+    .await;
+    let (status, body) = weft
+        .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(&room_id), encode(&synapse_message)), Some(&alice.access_token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_ephemeral(&synapse, &bob, &room_id, "alice's receipt", |edu| {
+        edu["type"] == "m.receipt" && edu["content"][&synapse_message]["m.read"].get(&alice.user_id).is_some()
+    })
+    .await;
+
     // A to-device message from Synapse reaches the Weft device, once.
     let to_device = json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): {"secret": "for alice's device"}}}});
     let (status, body) = synapse.request(Method::PUT, "/_matrix/client/v3/sendToDevice/m.test.secret/td1", Some(&bob.access_token), Some(to_device)).await;

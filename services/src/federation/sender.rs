@@ -254,3 +254,19 @@ async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mu
 pub async fn queue_edus(services: &Services, edus: &[(String, String)]) -> Result<(), StorageError> {
     services.storage.enqueue_edus(edus).await
 }
+
+/// Queues one EDU for every other server with a joined member in the room
+/// (typing, receipts).
+pub async fn queue_room_edu(services: &Services, room_id: &ruma::RoomId, edu: &serde_json::Value) -> Result<(), StorageError> {
+    let json = edu.to_string();
+    let edus: Vec<(String, String)> = super::inbound::servers_in_room(services, room_id)
+        .await?
+        .into_iter()
+        .filter(|server| server != services.server_name.as_str())
+        .map(|server| (server, json.clone()))
+        .collect();
+    if edus.is_empty() {
+        return Ok(());
+    }
+    services.storage.enqueue_edus(&edus).await
+}
