@@ -114,6 +114,27 @@ impl Storage {
         Ok(sqlx::query_scalar("SELECT DISTINCT destination FROM federation_outbox").fetch_all(&self.pool).await?)
     }
 
+    /// Queues events of other servers for more destinations (a join this
+    /// server accepted through `send_join`, for the room's other servers),
+    /// without moving the sender's position.
+    pub async fn forward_events(&self, rows: &[OutboxRow]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO federation_outbox (destination, stream_ordering, room_id, event_id) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (destination, stream_ordering) DO NOTHING",
+            )
+            .bind(&row.destination)
+            .bind(row.stream_ordering)
+            .bind(row.room_id.as_str())
+            .bind(&row.event_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// How many events wait for `destination`.
     pub async fn outbox_len(&self, destination: &str) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM federation_outbox WHERE destination = $1").bind(destination).fetch_one(&self.pool).await?)

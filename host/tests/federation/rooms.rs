@@ -20,7 +20,8 @@ on_both_backends!(
     synapse_joins_weft_rooms_and_messages_flow_both_ways,
     weft_joins_synapse_rooms_and_messages_flow_both_ways,
     weft_joins_weft_rooms,
-    invites_kicks_and_leaves_across_servers
+    invites_kicks_and_leaves_across_servers,
+    three_servers_share_a_room
 );
 
 /// Syncs as `session` on `peer` until `found` holds for the room's
@@ -354,4 +355,32 @@ async fn invites_kicks_and_leaves_across_servers(backend: Backend) {
     let (status, body) = weft.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&room_id)), Some(&leaver.access_token), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     sync_until(&synapse, &owner, &room_id, "the Weft user's leave", |events| member_is(events, &leaver.user_id, "leave")).await;
+}
+
+/// Weft, Synapse and a second Weft in one room of the first: the resident
+/// Weft passes each joining server's join on to the others, so messages of
+/// each server reach the other two.
+async fn three_servers_share_a_room(backend: Backend) {
+    let synapse = Synapse::start().await;
+    let weft = TestServer::builder(backend).federation().start().await;
+    let other = TestServer::builder(backend).federation().start().await;
+    let alice = weft.register("alice", "password-of-alice").await;
+    let bob = synapse.register("bob").await;
+    let carol = other.register("carol", "password-of-carol").await;
+    let (status, room) =
+        weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_alias_name": "three", "preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let alias = format!("#three:{}", weft.server_name);
+    let (status, body) = synapse.post(&format!("/_matrix/client/v3/join/{}", encode(&alias)), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = other.post(&format!("/_matrix/client/v3/join/{}", encode(&alias)), Some(&carol.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&synapse, &bob, &room_id, "carol's join, passed on", |events| member_is(events, &carol.user_id, "join")).await;
+    send_message(&synapse, &bob, &room_id, "from Synapse to both").await;
+    sync_until(&other, &carol, &room_id, "Synapse's message", |events| has_message(events, "from Synapse to both")).await;
+    sync_until(&weft, &alice, &room_id, "Synapse's message", |events| has_message(events, "from Synapse to both")).await;
+    send_message(&other, &carol, &room_id, "from the second Weft").await;
+    sync_until(&synapse, &bob, &room_id, "the second Weft's message", |events| has_message(events, "from the second Weft")).await;
+    sync_until(&weft, &alice, &room_id, "the second Weft's message", |events| has_message(events, "from the second Weft")).await;
 }

@@ -104,6 +104,21 @@ pub async fn send_join(
         Err(PduError::Storage(error)) => return Err(error.into()),
     }
     let join = services.storage.event(event_id).await?.ok_or_else(|| FederationRoomError::NotFound("the join was not stored".into()))?;
+    // As Synapse, the resident server passes the join on to the room's other servers.
+    let forward: Vec<weft_storage::OutboxRow> = inbound::servers_in_room(services, room_id)
+        .await?
+        .into_iter()
+        .filter(|server| server != origin.as_str() && server != services.server_name.as_str())
+        .map(|destination| weft_storage::OutboxRow {
+            destination,
+            stream_ordering: join.stream_ordering,
+            room_id: room_id.clone(),
+            event_id: event_id.to_string(),
+        })
+        .collect();
+    if !forward.is_empty() {
+        services.storage.forward_events(&forward).await?;
+    }
     let state = services.storage.state_at(room_id, join.stream_ordering - 1).await?;
     let auth_chain = auth_chain(services, state.iter().chain(std::iter::once(&join))).await?;
     Ok(JoinAnswer {

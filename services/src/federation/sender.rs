@@ -42,6 +42,9 @@ pub const MAX_EDUS: i64 = 100;
 const BATCH: i64 = 200;
 const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_RETRY_MS: i64 = 5 * 60 * 1_000;
+/// How often the dispatcher looks for destinations with queued EDUs or
+/// forwarded events even when no stream moved.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// After a failure of the database, the dispatcher tries again after this.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -79,6 +82,8 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                 }
             }
             _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => continue,
+            // What was queued outside the events stream without a wake-up.
+            _ = tokio::time::sleep(SWEEP_INTERVAL), if delay.is_none() => {}
             _ = stopped.wait_for(|stop| *stop) => break,
         }
     }
@@ -105,7 +110,12 @@ impl Destinations {
 }
 
 async fn dispatch(state: &AppState, stopped: &watch::Receiver<bool>, destinations: &Destinations, position: &mut Option<i64>) -> Result<(), StorageError> {
-    for destination in state.storage.edu_destinations().await? {
+    // EDUs and forwarded events are queued outside the events stream.
+    let mut queued = state.storage.edu_destinations().await?;
+    queued.extend(state.storage.outbox_destinations().await?);
+    queued.sort();
+    queued.dedup();
+    for destination in queued {
         destinations.wake(state, stopped, &destination);
     }
     let mut at = match *position {
