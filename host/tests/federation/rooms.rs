@@ -291,9 +291,11 @@ async fn sync_until_in(peer: &impl Peer, session: &Session, section: &str, room_
     let started = Instant::now();
     let mut since: Option<String> = None;
     loop {
+        // Left rooms are in an initial sync only when the filter asks.
+        let filter = encode(r#"{"room":{"include_leave":true}}"#);
         let path = match &since {
-            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&since={}", encode(since)),
-            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&filter={filter}&since={}", encode(since)),
+            None => format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
         };
         let (status, body) = peer.call(Method::GET, &path, &session.access_token, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");

@@ -37,9 +37,11 @@ fn writes(state: &AppState, writers: &[String]) -> bool {
     writers.first().map_or(MAIN_INSTANCE, String::as_str) == state.config.instance_name()
 }
 
-/// A user of `origin` joined to the room.
+/// A user of `origin` joined to the room, and the room's server ACL allows `origin`.
 async fn member_of(state: &AppState, origin: &ServerName, room_id: &RoomId, user_id: &UserId) -> Result<bool, StorageError> {
-    Ok(user_id.server_name() == origin && state.storage.current_membership(room_id, user_id).await?.as_deref() == Some("join"))
+    Ok(user_id.server_name() == origin
+        && state.storage.current_membership(room_id, user_id).await?.as_deref() == Some("join")
+        && super::acl::allows(state, room_id, origin).await?)
 }
 
 async fn typing(state: &AppState, origin: &ServerName, content: &Value) -> Result<(), StorageError> {

@@ -64,6 +64,11 @@ pub async fn transaction(
             continue;
         };
         let event_id = received.event_id.clone();
+        if !super::acl::allows(services, &received.room_id, origin).await? {
+            tracing::info!(%origin, %event_id, "dropped a PDU: the room's server ACL denies the origin");
+            answer.insert(event_id, Err("Server is banned from room".into()));
+            continue;
+        }
         let outcome = match handle_pdu(services, origin, received, true).await {
             Ok(_) => Ok(()),
             Err(PduError::Storage(error)) => return Err(error),

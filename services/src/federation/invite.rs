@@ -149,6 +149,7 @@ pub async fn receive_invite(
         .map_err(|e| FederationRoomError::BadRequest(format!("cannot countersign: {e}")))?;
     let json = CanonicalJsonValue::Object(signed.clone()).to_string();
 
+    super::acl::check(services, room_id, origin).await?;
     let in_room = services.storage.room_version(room_id).await?.is_some()
         && services.storage.members_with(room_id, "join").await?.iter().any(|user| user.server_name() == services.server_name);
     if in_room {

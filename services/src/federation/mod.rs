@@ -21,6 +21,7 @@
 //! May call: `rooms` (the per-room write lock, the room's state), `push`,
 //! `weft_storage`, `weft_federation` (requests and other servers' keys).
 
+pub mod acl;
 pub mod edus;
 pub mod inbound;
 pub mod invite;

@@ -5,7 +5,8 @@
 //! `get_missing_events` (walking back from the events named), `event`,
 //! `state` and `state_ids` (the state before an event, with its auth
 //! chain), `event_auth` and `backfill`. Other servers are answered about a
-//! room's events only while one of their users is (or was) in it.
+//! room's events only while one of their users is (or was) in it, and
+//! never when the room's server ACL denies them.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -37,6 +38,7 @@ pub async fn make_join(
         return Err(FederationRoomError::Forbidden("The user is not of the requesting server".into()));
     }
     let (version, _) = inbound::known_room(services, room_id).await?;
+    super::acl::check(services, room_id, origin).await?;
     if !supported.contains(&version) {
         return Err(FederationRoomError::IncompatibleRoomVersion(version.to_string()));
     }
@@ -69,6 +71,7 @@ pub async fn send_join(
     raw: &RawValue,
 ) -> Result<JoinAnswer, FederationRoomError> {
     let (_, rules) = inbound::known_room(services, room_id).await?;
+    super::acl::check(services, room_id, origin).await?;
     ensure_persisted_here(services, room_id)?;
     let object = pdus::parse_object(raw).map_err(FederationRoomError::BadRequest)?;
     let computed = pdus::event_id_of(&object, &rules).map_err(FederationRoomError::BadRequest)?;
@@ -227,6 +230,7 @@ pub async fn event(services: &Services, origin: &ServerName, event_id: &EventId)
 /// Other servers see a room's events only while one of their users is (or
 /// was) in it.
 async fn ensure_origin_in_room(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<(), FederationRoomError> {
+    super::acl::check(services, room_id, origin).await?;
     let members = services.storage.memberships_in(room_id).await?;
     if members.iter().any(|(user, _)| user.server_name() == origin) {
         Ok(())
