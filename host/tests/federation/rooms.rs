@@ -112,6 +112,23 @@ async fn synapse_joins_weft_rooms_and_messages_flow_both_ways(backend: Backend) 
     assert_eq!(status, StatusCode::OK, "{members}");
     assert!(members["joined"].get(&bob.user_id).is_some(), "{members}");
 
+    // Synapse redacts its message: Weft applies the redaction.
+    let regretted = send_message(&synapse, &bob, &room_id, "regretted").await;
+    sync_until(&weft, &alice, &room_id, "the message to redact", |events| has_message(events, "regretted")).await;
+    let (status, body) = synapse
+        .request(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", encode(&room_id), encode(&regretted)),
+            Some(&bob.access_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&weft, &alice, &room_id, "the redaction", |events| events.iter().any(|event| event["type"] == "m.room.redaction")).await;
+    let (status, event) = weft.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", encode(&room_id), encode(&regretted)), Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["content"], json!({}), "redacted on Weft: {event}");
+
     // Typing and a read receipt from Synapse reach Weft's /sync.
     let weft_message = send_message(&weft, &alice, &room_id, "read me").await;
     sync_until(&synapse, &bob, &room_id, "the message to read", |events| has_message(events, "read me")).await;

@@ -175,7 +175,15 @@ pub async fn handle_pdu(services: &Services, origin: &ServerName, received: Rece
             }
             let built = built_event(&pdu, &object, &json, &rules)?;
             let push_actions = crate::push::evaluate(services, state, &built).await?;
-            let new = NewEvent { push_actions: &push_actions, ..built.as_new_event() };
+            let redaction = redaction_of(services, state, &pdu, &built).await?;
+            if redaction.as_ref().is_some_and(|(_, _, state_event)| *state_event) {
+                fork = true;
+            }
+            let new = NewEvent {
+                push_actions: &push_actions,
+                redaction: redaction.as_ref().map(|(target, json, _)| (target.as_ref(), json.as_str())),
+                ..built.as_new_event()
+            };
             match services.storage.persist_events(None, &[new]).await {
                 Ok(_) => {}
                 // Another transaction brought the same event first.
@@ -191,6 +199,36 @@ pub async fn handle_pdu(services: &Services, origin: &ServerName, received: Rece
         rooms.forget(&room_id).await;
     }
     Ok(accepted)
+}
+
+/// For a redaction this server applies now: the target, its redacted PDU,
+/// and whether it is a state event. Applied, as for local redactions, when
+/// the target is in the room and the redacting user sent it, is of the same
+/// server, or has the room's `redact` power level; otherwise the redaction
+/// is kept without effect.
+async fn redaction_of(services: &Services, state: &RoomState, pdu: &Pdu, built: &BuiltEvent) -> Result<Option<(OwnedEventId, String, bool)>, RoomError> {
+    if pdu.kind != ruma::events::TimelineEventType::RoomRedaction {
+        return Ok(None);
+    }
+    let content: Value = serde_json::from_str(pdu.content.get()).unwrap_or_default();
+    let target_id = pdu.redacts.clone().or_else(|| content.get("redacts").and_then(Value::as_str).and_then(|id| OwnedEventId::try_from(id).ok()));
+    let Some(target_id) = target_id else { return Ok(None) };
+    let Some(target) = services.storage.event(&target_id).await?.filter(|target| target.room_id == pdu.room_id) else { return Ok(None) };
+    let levels = state.content_of(&StateEventType::RoomPowerLevels, "").unwrap_or_default();
+    let needed = levels.get("redact").and_then(Value::as_i64).unwrap_or(50);
+    let allowed = target.sender == pdu.sender || state.power_level_of(&pdu.sender) >= needed;
+    if !allowed {
+        return Ok(None);
+    }
+    let CanonicalJsonValue::Object(mut because) = serde_json::from_str::<CanonicalJsonValue>(&built.json).map_err(|e| RoomError::Invalid(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    because.insert("event_id".into(), CanonicalJsonValue::String(built.event_id.to_string()));
+    let original: CanonicalJsonObject = serde_json::from_str(&target.json).map_err(|e| RoomError::Invalid(e.to_string()))?;
+    let redacted = ruma::canonical_json::redact(original, &state.rules.redaction, Some(ruma::canonical_json::RedactedBecause::from_json(because)))
+        .map_err(|e| RoomError::Invalid(e.to_string()))?;
+    Ok(Some((target_id, CanonicalJsonValue::Object(redacted).to_string(), target.state_key.is_some())))
 }
 
 /// The fields every PDU must carry with the right JSON types.
