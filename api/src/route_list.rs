@@ -58,25 +58,16 @@ fn not_yet_served() -> Vec<RouteEntry> {
         }
     };
 
-    add(G::FederationTransactions, &[declared::<f::transactions::send_transaction_message::v1::Request>()]);
     add(
         G::Federation,
         &[
             declared::<f::discovery::get_server_version::v1::Request>(),
-            declared::<f::event::get_event::v1::Request>(),
-            declared::<f::event::get_room_state::v1::Request>(),
-            declared::<f::event::get_room_state_ids::v1::Request>(),
-            declared::<f::event::get_missing_events::v1::Request>(),
-            declared::<f::backfill::get_backfill::v1::Request>(),
             declared::<f::query::get_profile_information::v1::Request>(),
             declared::<f::query::get_room_information::v1::Request>(),
-            declared::<f::membership::prepare_join_event::v1::Request>(),
             declared::<f::membership::prepare_leave_event::v1::Request>(),
             declared::<f::membership::prepare_knock_event::v1::Request>(),
-            declared::<f::membership::create_join_event::v2::Request>(),
             declared::<f::membership::create_leave_event::v2::Request>(),
             declared::<f::membership::create_knock_event::v1::Request>(),
-            declared::<f::membership::create_invite::v2::Request>(),
             declared::<f::thirdparty::exchange_invite::v1::Request>(),
             declared::<f::device::get_devices::v1::Request>(),
             declared::<f::keys::get_keys::v1::Request>(),

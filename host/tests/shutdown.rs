@@ -26,12 +26,12 @@ async fn the_jobs_an_instance_runs_follow_its_configuration() {
     let server = TestServer::start(Backend::Sqlite).await;
     assert_eq!(
         weft::server::job_names(&server.state),
-        ["stream positions", "replication", "user directory", "push sender", "auth session purge", "media clean-up", "presence timer"]
+        ["stream positions", "replication", "user directory", "federation sender", "push sender", "auth session purge", "media clean-up", "presence timer"]
     );
     let server = TestServer::builder(Backend::Sqlite).config("[presence]\nenabled = false").start().await;
     assert_eq!(
         weft::server::job_names(&server.state),
-        ["stream positions", "replication", "user directory", "push sender", "auth session purge", "media clean-up"]
+        ["stream positions", "replication", "user directory", "federation sender", "push sender", "auth session purge", "media clean-up"]
     );
 }
 

@@ -7,6 +7,9 @@
 //!   creation, membership, history visibility, supported room versions.
 //! - [`sync`]: `/sync` tokens, the notifier that wakes long-polls, and the
 //!   assembly of sync responses.
+//! - [`federation`]: rooms across servers: PDUs received and checked,
+//!   this server as a resident server, joining and inviting across
+//!   servers, and the outbound transaction sender.
 //! - [`push`]: push rules and the notifications they make.
 //! - [`presence`], [`typing`]: the in-memory streams and their handlers.
 //! - [`replication`]: who writes what, the bus between processes, and calls
@@ -24,12 +27,13 @@
 //! - [`sso`]: the `sso-provider` plugins and the identity providers they
 //!   stand for, as the API's SSO endpoints use them.
 //!
-//! May call: `weft_core`, `weft_storage`, `weft_plugin_runtime`. Must not:
+//! May call: `weft_core`, `weft_storage`, `weft_federation`, `weft_plugin_runtime`. Must not:
 //! build HTTP responses (that is `weft-api`, above). The modules reach one
 //! another through the one `Services` struct; they live in one crate
 //! because of it (see docs/development.md).
 
 pub mod appservices;
+pub mod federation;
 #[cfg(test)]
 mod input_properties;
 pub mod jobs;

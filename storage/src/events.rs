@@ -98,7 +98,7 @@ impl Storage {
         Ok(orderings)
     }
 
-    async fn insert_event(&self, conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>, ordering: i64) -> Result<()> {
+    pub(super) async fn insert_event(&self, conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>, ordering: i64) -> Result<()> {
         if let Some((user_id, device_id, txn_id)) = event.txn {
             sqlx::query("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
                 .bind(user_id.as_str())

@@ -95,6 +95,16 @@ async fn record(state: &AppState, sender: &Sender, room_id: &RoomId, kind: &str,
     let ordering = event.stream_ordering;
     let receipt = NewReceipt { room_id, receipt_type: kind, user_id: &sender.user_id, thread_id, event_id: event_id.as_str(), event_stream_ordering: ordering };
     if state.storage.set_receipt(receipt).await?.is_some() {
+        // Public read receipts reach the room's other servers as an `m.receipt` EDU.
+        if kind == "m.read" {
+            let mut data = json!({"ts": weft_storage::now_ms()});
+            if thread_id != UNTHREADED {
+                data["thread_id"] = json!(thread_id);
+            }
+            let edu =
+                json!({"edu_type": "m.receipt", "content": {room_id.as_str(): {"m.read": {sender.user_id.as_str(): {"event_ids": [event_id], "data": data}}}}});
+            weft_services::federation::sender::queue_room_edu(state, room_id, &edu).await?;
+        }
         state.stream_advanced(Stream::Receipts);
     }
     Ok(())

@@ -186,19 +186,51 @@ pub async fn join_by_id(state: AppState, request: Ruma<join_room_by_id::v3::Requ
     let sender = request.sender()?;
     let room_id = &request.body.room_id;
     may_join(&state, room_id, sender).await?;
+    if join_remotely(&state, room_id, sender, &[], request.body.reason.as_deref()).await? {
+        return Ok(join_room_by_id::v3::Response::new(room_id.clone()));
+    }
     state.rooms.set_membership(&state, room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
     Ok(join_room_by_id::v3::Response::new(room_id.clone()))
 }
 
 pub async fn join_by_id_or_alias(state: AppState, request: Ruma<join_room_by_id_or_alias::v3::Request>) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
     let sender = request.sender()?;
-    let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
-        Ok(room_id) => room_id,
-        Err(alias) => super::directory::resolve_alias(&state, &alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?,
+    let (room_id, servers) = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
+        Ok(room_id) => (room_id, request.body.via.clone()),
+        Err(alias) if alias.server_name() != state.server_name => super::federated::alias(&state, &alias).await?,
+        Err(alias) => (super::directory::resolve_alias(&state, &alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?, Vec::new()),
     };
     may_join(&state, &room_id, sender).await?;
+    if join_remotely(&state, &room_id, sender, &servers, request.body.reason.as_deref()).await? {
+        return Ok(join_room_by_id_or_alias::v3::Response::new(room_id));
+    }
     state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Join, request.body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// Joins a room this server is not in (unknown, or known only from an
+/// invite) through other servers: those the client named, the room id's,
+/// the inviter's. `false` when the room is known here.
+async fn join_remotely(
+    state: &AppState,
+    room_id: &ruma::RoomId,
+    sender: &crate::auth::Sender,
+    servers: &[ruma::OwnedServerName],
+    reason: Option<&str>,
+) -> ApiResult<bool> {
+    // A room known only from an invite has no create event here.
+    if state.storage.room_version(room_id).await?.is_some() && state.storage.current_state_event(room_id, "m.room.create", "").await?.is_some() {
+        return Ok(false);
+    }
+    let mut servers = servers.to_vec();
+    if let Some(invite) = state.storage.current_state_event(room_id, "m.room.member", sender.user_id.as_str()).await? {
+        servers.push(invite.sender.server_name().to_owned());
+    }
+    if let Some(server) = room_id.server_name() {
+        servers.push(server.to_owned());
+    }
+    weft_services::federation::join_remote::join(state, room_id, &sender.user_id, &servers, reason).await?;
+    Ok(true)
 }
 
 /// Counts the join against `rc_joins.local` unless the user is joined

@@ -1,7 +1,8 @@
 //! `PUT /sendToDevice/{eventType}/{txnId}`: messages straight to devices,
 //! queued in each device's inbox for `/sync`. `*` means every device of the
 //! user; a repeated transaction id of the same device sends nothing again.
-//! Only local users for now (federation is a later issue).
+//! Messages for other servers' users are queued for each server as one
+//! `m.direct_to_device` EDU (the federation sender delivers it).
 
 use ruma::{api::client::to_device::send_event_to_device, to_device::DeviceIdOrAllDevices};
 use serde_json::{Value, json};
@@ -49,6 +50,33 @@ pub async fn send(state: AppState, request: Ruma<send_event_to_device::v3::Reque
     let deliveries = targets.into_iter().zip(&owned_devices).map(|((user_id, _, message), device_id)| Delivery { user_id, device_id, message }).collect();
     let txn = format!("{event_type}/{}", body.txn_id);
     if state.storage.send_to_devices(&sender.user_id, &sender.device_id, &txn, deliveries).await? {
+        let mut remote: std::collections::BTreeMap<String, serde_json::Map<String, Value>> = std::collections::BTreeMap::new();
+        for (user_id, devices) in &body.messages {
+            if user_id.server_name() == state.server_name {
+                continue;
+            }
+            let mut by_device = serde_json::Map::new();
+            for (device, content) in devices {
+                let content: Value = serde_json::from_str(content.json().get()).map_err(|_| ApiError::bad_json("Message content must be JSON"))?;
+                let key = match device {
+                    DeviceIdOrAllDevices::AllDevices => "*".to_owned(),
+                    DeviceIdOrAllDevices::DeviceId(device_id) => device_id.to_string(),
+                };
+                by_device.insert(key, content);
+            }
+            remote.entry(user_id.server_name().to_string()).or_default().insert(user_id.to_string(), Value::Object(by_device));
+        }
+        if !remote.is_empty() {
+            let message_id = format!("{}/{}/{txn}", sender.user_id, sender.device_id);
+            let edus: Vec<(String, String)> = remote
+                .into_iter()
+                .map(|(server, messages)| {
+                    let edu = json!({"edu_type": "m.direct_to_device", "content": {"sender": sender.user_id, "type": event_type, "message_id": message_id, "messages": messages}});
+                    (server, edu.to_string())
+                })
+                .collect();
+            weft_services::federation::sender::queue_edus(&state, &edus).await?;
+        }
         state.stream_advanced(Stream::ToDevice);
     }
     Ok(send_event_to_device::v3::Response::new())

@@ -58,6 +58,10 @@ pub async fn set(state: AppState, request: Ruma<create_typing_event::Request>) -
     if state.storage.current_membership(&body.room_id, &sender.user_id).await?.as_deref() != Some("join") {
         return Err(ApiError::forbidden("You are not joined to this room"));
     }
+    // Other servers in the room hear it as an `m.typing` EDU, queued before
+    // the change wakes the federation sender.
+    let edu = serde_json::json!({"edu_type": "m.typing", "content": {"room_id": body.room_id, "user_id": sender.user_id, "typing": body.typing}});
+    weft_services::federation::sender::queue_room_edu(&state, &body.room_id, &edu).await?;
     if body.typing {
         let timeout = body.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_millis);
         let (position, until) = state.typing.start(&body.room_id, &sender.user_id, timeout);

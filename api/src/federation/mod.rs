@@ -2,8 +2,10 @@
 //! requests that need no room events: `version`, `query/profile`,
 //! `query/directory` (`query`), a user's devices and keys (`user`), the
 //! OpenID userinfo check (`openid`), the public room directory
-//! (`directory`), a room's hierarchy and `timestamp_to_event` (`rooms`).
-//! The authenticated media downloads are `crate::media`'s. Every endpoint but the keys requires an
+//! (`directory`), a room's hierarchy and `timestamp_to_event`
+//! (`room_queries`), and rooms across servers (`rooms`: transactions, joins,
+//! missing events). The authenticated media downloads are `crate::media`'s.
+//! Every endpoint but the keys requires an
 //! X-Matrix signature, checked by the request pipeline
 //! (`ruma_route`, `weft_federation::inbound`) before the handler runs.
 
@@ -11,6 +13,7 @@ mod directory;
 mod keys;
 mod openid;
 mod query;
+mod room_queries;
 mod rooms;
 mod user;
 
@@ -38,6 +41,16 @@ pub fn federation_routes(table: &mut RouteTable) {
         .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim)
         .add::<directory::get_public_rooms::Request, _, _>(EndpointGroup::Federation, directory::public_rooms)
         .add::<directory::get_public_rooms_filtered::Request, _, _>(EndpointGroup::Federation, directory::public_rooms_filtered)
-        .add::<rooms::get_hierarchy::Request, _, _>(EndpointGroup::Federation, rooms::hierarchy)
-        .add::<fed::event::get_event_by_timestamp::v1::Request, _, _>(EndpointGroup::Federation, rooms::timestamp_to_event);
+        .add::<room_queries::get_hierarchy::Request, _, _>(EndpointGroup::Federation, room_queries::hierarchy)
+        .add::<fed::event::get_event_by_timestamp::v1::Request, _, _>(EndpointGroup::Federation, room_queries::timestamp_to_event)
+        .add::<fed::transactions::send_transaction_message::v1::Request, _, _>(EndpointGroup::FederationTransactions, rooms::send_transaction)
+        .add::<fed::membership::prepare_join_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::make_join)
+        .add::<fed::membership::create_join_event::v2::Request, _, _>(EndpointGroup::Federation, rooms::send_join)
+        .add::<fed::event::get_missing_events::v1::Request, _, _>(EndpointGroup::Federation, rooms::missing_events)
+        .add::<fed::event::get_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::event)
+        .add::<fed::event::get_room_state::v1::Request, _, _>(EndpointGroup::Federation, rooms::state)
+        .add::<fed::event::get_room_state_ids::v1::Request, _, _>(EndpointGroup::Federation, rooms::state_ids)
+        .add::<fed::authorization::get_event_authorization::v1::Request, _, _>(EndpointGroup::Federation, rooms::event_auth)
+        .add::<fed::backfill::get_backfill::v1::Request, _, _>(EndpointGroup::Federation, rooms::backfill)
+        .add::<fed::membership::create_invite::v2::Request, _, _>(EndpointGroup::Federation, rooms::invite);
 }

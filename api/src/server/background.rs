@@ -4,7 +4,8 @@
 //! replication handler. On the instance named by `run_background_tasks_on`
 //! (main by default): purging expired user-interactive auth sessions. On the
 //! one named by `update_user_directory_from_worker` (main by default): the
-//! user directory updater. On the instances in `pusher_instances` (main by
+//! user directory updater. On main: the federation sender (federation-sender
+//! workers come later). On the instances in `pusher_instances` (main by
 //! default) with `push.enabled`: the push sender. On the one named by
 //! `notify_appservices_from_worker` (main by default), with appservices
 //! registered: the appservice notifier. On media instances, as
@@ -37,6 +38,9 @@ pub(super) fn jobs(state: &AppState) -> Vec<Arc<dyn Job>> {
     }
     if weft_services::user_directory::updates_here(&state.config) {
         jobs.push(job("user directory", with(|state, stop| weft_services::user_directory::run(state, stop).boxed())));
+    }
+    if weft_services::federation::sender::sends_here(state) {
+        jobs.push(job("federation sender", with(|state, stop| weft_services::federation::sender::run(state, stop).boxed())));
     }
     if weft_services::push::pusher_pool::sends_here(state) {
         jobs.push(job("push sender", with(|state, stop| weft_services::push::pusher_pool::run(state, stop).boxed())));

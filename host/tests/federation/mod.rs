@@ -3,14 +3,17 @@
 //! fetched directly and through a notary, profiles, directory aliases and
 //! end-to-end keys across servers (`peers`), the requests that must be
 //! refused (`faults`), the public room directory (`directory`), rooms'
-//! hierarchy, `timestamp_to_event` and server ACLs (`rooms`), and media
-//! (`media`, with a scripted remote server, `fake_remote`).
+//! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
+//! (`media`, with a scripted remote server, `fake_remote`), rooms shared
+//! across servers (`rooms`) and the checks of incoming PDUs (`pdu_checks`).
 
 mod directory;
 mod fake_remote;
 mod faults;
 mod media;
+mod pdu_checks;
 mod peers;
+mod room_queries;
 mod rooms;
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};

@@ -15,7 +15,7 @@ use crate::{
 on_both_backends!(weft_and_weft_ask_each_other_and_keys_come_through_a_notary);
 
 /// One side of a pair, whatever its implementation: a client API and its users.
-trait Peer {
+pub(super) trait Peer {
     fn name(&self) -> &str;
     async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value);
     async fn user(&self, localpart: &str) -> Session;

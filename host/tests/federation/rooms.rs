@@ -1,120 +1,405 @@
-//! What other servers learn of a room without its events: its hierarchy
-//! (a Synapse client walking a Synapse space whose child is a Weft room,
-//! and a Weft server asking another: what it may see, `suggested_only`),
-//! `timestamp_to_event`, and the room's server ACL refusing a server.
+//! Rooms across servers with Synapse 1.163 as the peer, and Weft with Weft:
+//! a user of one joins rooms created on the other (by alias through the
+//! directory query, and by room id with `server_name`/`via`), and messages
+//! flow both ways, each seen in the other side's `/sync`; the Synapse side
+//! goes down for a while and the events sent meanwhile reach it when it
+//! returns.
+
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedRoomId, RoomId, UInt,
-    api::{
-        Direction,
-        federation::{event::get_event_by_timestamp, space::get_hierarchy},
-    },
-};
 use serde_json::{Value, json};
 
+use super::peers::Peer;
 use crate::{
     on_both_backends,
-    rooms::{create_room, send_text},
-    support::{Backend, TestServer, synapse::Synapse},
+    support::{Backend, Session, TestServer, encode, synapse::Synapse},
 };
 
-on_both_backends!(another_server_reads_a_rooms_hierarchy_and_finds_events_by_time_within_the_acl);
+on_both_backends!(
+    synapse_joins_weft_rooms_and_messages_flow_both_ways,
+    weft_joins_synapse_rooms_and_messages_flow_both_ways,
+    weft_joins_weft_rooms,
+    invites_kicks_and_leaves_across_servers,
+    three_servers_share_a_room
+);
 
-async fn put_state(server: &TestServer, token: &str, room: &str, kind: &str, state_key: &str, content: Value) {
-    let (status, body) = server.put(&format!("/_matrix/client/v3/rooms/{room}/state/{kind}/{state_key}"), Some(token), content).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-fn room_id(id: &str) -> OwnedRoomId {
-    RoomId::parse(id).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn synapse_walks_into_a_weft_room_from_its_space() {
-    let synapse = Synapse::start().await;
-    let weft = TestServer::builder(Backend::Sqlite).federation().start().await;
-    let owner = weft.register("owner", "password-of-owner").await;
-    let weft_room = create_room(&weft, &owner.access_token, json!({"preset": "public_chat", "name": "Weft child", "topic": "over there"})).await;
-
-    let walker = synapse.register("walker").await;
-    let body = json!({"preset": "public_chat", "name": "Synapse space", "creation_content": {"type": "m.space"}});
-    let (status, created) = synapse.post("/_matrix/client/v3/createRoom", Some(&walker.access_token), body).await;
-    assert_eq!(status, StatusCode::OK, "{created}");
-    let space = created["room_id"].as_str().unwrap().to_owned();
-    let child = format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{weft_room}");
-    let (status, body) = synapse.request(Method::PUT, &child, Some(&walker.access_token), Some(json!({"via": [weft.server_name]}))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-
-    // Synapse is not in the Weft room: it asks Weft's federation hierarchy.
-    let (status, body) = synapse.request(Method::GET, &format!("/_matrix/client/v1/rooms/{space}/hierarchy"), Some(&walker.access_token), None).await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.logs());
-    let rooms = body["rooms"].as_array().unwrap();
-    let found = rooms.iter().find(|room| room["room_id"] == json!(weft_room)).unwrap_or_else(|| panic!("the Weft room is listed: {body}\n{}", synapse.logs()));
-    assert_eq!((found["name"].as_str(), found["topic"].as_str(), found["num_joined_members"].as_u64()), (Some("Weft child"), Some("over there"), Some(1)));
-}
-
-async fn another_server_reads_a_rooms_hierarchy_and_finds_events_by_time_within_the_acl(backend: Backend) {
-    let home = TestServer::builder(backend).federation().start().await;
-    // Named by its address, so that the ACL can refuse it and not `home`.
-    let other = TestServer::builder(backend).named_by_address().start().await;
-    let home_name = ruma::ServerName::parse(&home.server_name).unwrap();
-    let owner = home.register("owner", "password-of-owner").await;
-    let a = owner.access_token.as_str();
-    let space = create_room(&home, a, json!({"preset": "public_chat", "name": "Space", "creation_content": {"type": "m.space"}})).await;
-    let open = create_room(&home, a, json!({"preset": "public_chat", "name": "Open"})).await;
-    let closed = create_room(&home, a, json!({"preset": "private_chat", "name": "Closed"})).await;
-    for (child, suggested) in [(&open, true), (&closed, false)] {
-        put_state(&home, a, &space, "m.space.child", child, json!({"via": [home.server_name], "suggested": suggested})).await;
+/// Syncs as `session` on `peer` until `found` holds for the room's
+/// timeline events; fails after 60 s.
+pub(super) async fn sync_until(peer: &impl Peer, session: &Session, room_id: &str, what: &str, found: impl Fn(&[Value]) -> bool) {
+    let started = Instant::now();
+    let mut since: Option<String> = None;
+    let mut seen: Vec<Value> = Vec::new();
+    loop {
+        let path = match &since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&since={}", encode(since)),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        let (status, body) = peer.call(Method::GET, &path, &session.access_token, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if let Some(events) = body["rooms"]["join"][room_id]["timeline"]["events"].as_array() {
+            seen.extend(events.iter().cloned());
+        }
+        if found(&seen) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{} never saw {what} in {room_id}: {seen:?}\n{}", peer.name(), peer.logs());
+        since = body["next_batch"].as_str().map(str::to_owned);
     }
-    let client = &other.state.federation.client;
+}
 
-    let answer = client.send_request(&home_name, get_hierarchy::v1::Request::new(room_id(&space))).await.expect("the hierarchy");
-    assert_eq!(answer.room.summary.room_id, space);
-    assert_eq!(answer.room.summary.name.as_deref(), Some("Space"));
-    assert_eq!(answer.room.children_state.len(), 2);
-    let children: Vec<String> = answer.children.iter().map(|room| room.room_id.to_string()).collect();
-    assert_eq!(children, vec![open.clone()], "the public child is described");
-    assert_eq!(answer.inaccessible_children, vec![room_id(&closed)], "the invite-only one is not");
-    let mut suggested = get_hierarchy::v1::Request::new(room_id(&space));
-    suggested.suggested_only = true;
-    let answer = client.send_request(&home_name, suggested).await.expect("the suggested hierarchy");
-    assert_eq!(answer.room.children_state.len(), 1);
-    assert!(answer.inaccessible_children.is_empty());
-    // A room another server may not see is unknown to it.
-    let refused = client.send_request(&home_name, get_hierarchy::v1::Request::new(room_id(&closed))).await.expect_err("hidden");
-    assert_eq!((refused.status(), refused.errcode()), (Some(StatusCode::NOT_FOUND), Some("M_NOT_FOUND")), "{refused}");
+/// Syncs until an ephemeral event of the room satisfies `found`; fails after 60 s.
+async fn sync_until_ephemeral(peer: &impl Peer, session: &Session, room_id: &str, what: &str, found: impl Fn(&Value) -> bool) {
+    let started = Instant::now();
+    let mut since: Option<String> = None;
+    loop {
+        let path = match &since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&since={}", encode(since)),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        let (status, body) = peer.call(Method::GET, &path, &session.access_token, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["rooms"]["join"][room_id]["ephemeral"]["events"].as_array().is_some_and(|events| events.iter().any(&found)) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{} never saw {what} in {room_id}\n{}", peer.name(), peer.logs());
+        since = body["next_batch"].as_str().map(str::to_owned);
+    }
+}
 
-    // The event nearest a time, in a room whose history anyone may read.
-    let first = send_text(&home, a, &open, "first").await;
-    put_state(&home, a, &open, "m.room.history_visibility", "", json!({"history_visibility": "world_readable"})).await;
-    let at =
-        |ts: u64, dir: Direction, room: &str| get_event_by_timestamp::v1::Request::new(room_id(room), MilliSecondsSinceUnixEpoch(UInt::new(ts).unwrap()), dir);
-    let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
-    let latest = client.send_request(&home_name, at(now + 60_000, Direction::Backward, &open)).await.expect("an event before now");
-    let (status, events) = home.get(&format!("/_matrix/client/v3/rooms/{open}/messages?dir=b&limit=1"), Some(a)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(json!(latest.event_id), events["chunk"][0]["event_id"], "the newest event");
-    let earliest = client.send_request(&home_name, at(0, Direction::Forward, &open)).await.expect("the first event");
-    let (status, events) = home.get(&format!("/_matrix/client/v3/rooms/{open}/messages?dir=f&limit=1"), Some(a)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(json!(earliest.event_id), events["chunk"][0]["event_id"], "the room's first event");
-    assert_ne!(earliest.event_id.as_str(), first);
-    let none = client.send_request(&home_name, at(now + 3_600_000, Direction::Forward, &open)).await.expect_err("nothing after");
-    assert_eq!((none.status(), none.errcode()), (Some(StatusCode::NOT_FOUND), Some("M_NOT_FOUND")), "{none}");
-    // A room whose history is not public, where the asking server has no one.
-    let hidden = client.send_request(&home_name, at(now, Direction::Backward, &closed)).await.expect_err("not in the room");
-    assert_eq!((hidden.status(), hidden.errcode()), (Some(StatusCode::FORBIDDEN), Some("M_FORBIDDEN")), "{hidden}");
-    let unknown = format!("!nothing:{}", home.server_name);
-    let missing = client.send_request(&home_name, at(now, Direction::Backward, &unknown)).await.expect_err("no such room");
-    assert_eq!(missing.status(), Some(StatusCode::NOT_FOUND), "{missing}");
+pub(super) fn has_message(events: &[Value], text: &str) -> bool {
+    events.iter().any(|event| event["type"] == "m.room.message" && event["content"]["body"] == text)
+}
 
-    // The server ACL refuses the asking server: by its address, or by name
-    // (`127.0.0.1`, the port not counting).
-    put_state(&home, a, &space, "m.room.server_acl", "", json!({"allow": ["*"], "allow_ip_literals": false})).await;
-    put_state(&home, a, &open, "m.room.server_acl", "", json!({"allow": ["*"], "deny": ["127.0.0.*"]})).await;
-    let banned = client.send_request(&home_name, get_hierarchy::v1::Request::new(room_id(&space))).await.expect_err("banned");
-    assert_eq!((banned.status(), banned.errcode()), (Some(StatusCode::FORBIDDEN), Some("M_FORBIDDEN")), "{banned}");
-    let banned = client.send_request(&home_name, at(now + 60_000, Direction::Backward, &open)).await.expect_err("banned");
-    assert_eq!((banned.status(), banned.errcode()), (Some(StatusCode::FORBIDDEN), Some("M_FORBIDDEN")), "{banned}");
+pub(super) async fn send_message(peer: &impl Peer, session: &Session, room_id: &str, text: &str) -> String {
+    let txn = format!("t{}", rand_suffix());
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", encode(room_id));
+    let (status, body) = peer.call(Method::PUT, &path, &session.access_token, Some(json!({"msgtype": "m.text", "body": text}))).await;
+    assert_eq!(status, StatusCode::OK, "{} sends into {room_id}: {body}", peer.name());
+    body["event_id"].as_str().unwrap().to_owned()
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+async fn synapse_joins_weft_rooms_and_messages_flow_both_ways(backend: Backend) {
+    let mut synapse = Synapse::start().await;
+    let weft = TestServer::builder(backend).federation().start().await;
+    let alice = weft.register("alice", "password-of-alice").await;
+    let bob = synapse.register("bob").await;
+
+    // By alias: Synapse asks Weft's directory, then joins through Weft.
+    let (status, room) =
+        weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_alias_name": "fed", "preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let alias = format!("#fed:{}", weft.server_name);
+    let (status, body) = synapse.post(&format!("/_matrix/client/v3/join/{}", encode(&alias)), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "Synapse joins {alias}: {body}\n{}", synapse.logs());
+    assert_eq!(body["room_id"], room_id);
+
+    // Weft sees the remote join, then messages go both ways.
+    sync_until(&weft, &alice, &room_id, "bob's join", |events| {
+        events.iter().any(|event| event["type"] == "m.room.member" && event["state_key"] == bob.user_id && event["content"]["membership"] == "join")
+    })
+    .await;
+    send_message(&weft, &alice, &room_id, "hello from Weft").await;
+    sync_until(&synapse, &bob, &room_id, "Weft's message", |events| has_message(events, "hello from Weft")).await;
+    send_message(&synapse, &bob, &room_id, "hello from Synapse").await;
+    sync_until(&weft, &alice, &room_id, "Synapse's message", |events| has_message(events, "hello from Synapse")).await;
+    let (status, members) = weft.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", encode(&room_id)), Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{members}");
+    assert!(members["joined"].get(&bob.user_id).is_some(), "{members}");
+
+    // Synapse redacts its message: Weft applies the redaction.
+    let regretted = send_message(&synapse, &bob, &room_id, "regretted").await;
+    sync_until(&weft, &alice, &room_id, "the message to redact", |events| has_message(events, "regretted")).await;
+    let (status, body) = synapse
+        .request(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", encode(&room_id), encode(&regretted)),
+            Some(&bob.access_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&weft, &alice, &room_id, "the redaction", |events| events.iter().any(|event| event["type"] == "m.room.redaction")).await;
+    let (status, event) = weft.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", encode(&room_id), encode(&regretted)), Some(&alice.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["content"], json!({}), "redacted on Weft: {event}");
+
+    // Typing and a read receipt from Synapse reach Weft's /sync.
+    let weft_message = send_message(&weft, &alice, &room_id, "read me").await;
+    sync_until(&synapse, &bob, &room_id, "the message to read", |events| has_message(events, "read me")).await;
+    let (status, body) = synapse
+        .request(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&bob.user_id)),
+            Some(&bob.access_token),
+            Some(json!({"typing": true, "timeout": 30000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_ephemeral(&weft, &alice, &room_id, "bob typing", |edu| {
+        edu["type"] == "m.typing" && edu["content"]["user_ids"].as_array().is_some_and(|ids| ids.contains(&json!(bob.user_id)))
+    })
+    .await;
+    let (status, body) = synapse
+        .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(&room_id), encode(&weft_message)), Some(&bob.access_token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_ephemeral(&weft, &alice, &room_id, "bob's receipt", |edu| {
+        edu["type"] == "m.receipt" && edu["content"][&weft_message]["m.read"].get(&bob.user_id).is_some()
+    })
+    .await;
+
+    // And Weft's typing and read receipt reach Synapse's /sync.
+    let synapse_message = send_message(&synapse, &bob, &room_id, "read me too").await;
+    sync_until(&weft, &alice, &room_id, "the message to read", |events| has_message(events, "read me too")).await;
+    let (status, body) = weft
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&alice.user_id)),
+            Some(&alice.access_token),
+            json!({"typing": true, "timeout": 30000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_ephemeral(&synapse, &bob, &room_id, "alice typing", |edu| {
+        edu["type"] == "m.typing" && edu["content"]["user_ids"].as_array().is_some_and(|ids| ids.contains(&json!(alice.user_id)))
+    })
+    .await;
+    let (status, body) = weft
+        .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(&room_id), encode(&synapse_message)), Some(&alice.access_token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_ephemeral(&synapse, &bob, &room_id, "alice's receipt", |edu| {
+        edu["type"] == "m.receipt" && edu["content"][&synapse_message]["m.read"].get(&alice.user_id).is_some()
+    })
+    .await;
+
+    // A to-device message from Synapse reaches the Weft device, once.
+    let to_device = json!({"messages": {alice.user_id.clone(): {alice.device_id.clone(): {"secret": "for alice's device"}}}});
+    let (status, body) = synapse.request(Method::PUT, "/_matrix/client/v3/sendToDevice/m.test.secret/td1", Some(&bob.access_token), Some(to_device)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = Instant::now();
+    loop {
+        let (status, body) = weft.get("/_matrix/client/v3/sync?timeout=1000", Some(&alice.access_token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let events = body["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        if let Some(message) = events.iter().find(|event| event["type"] == "m.test.secret") {
+            assert_eq!((&message["sender"], &message["content"]["secret"]), (&json!(bob.user_id), &json!("for alice's device")), "{message}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the to-device message never came\n{}", synapse.logs());
+    }
+
+    // And one from Weft reaches the Synapse device.
+    let to_device = json!({"messages": {bob.user_id.clone(): {bob.device_id.clone(): {"secret": "for bob's device"}}}});
+    let (status, body) = weft.put("/_matrix/client/v3/sendToDevice/m.test.secret/td2", Some(&alice.access_token), to_device).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = Instant::now();
+    let mut since: Option<String> = None;
+    loop {
+        let path = match &since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&since={}", encode(since)),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        let (status, body) = synapse.request(Method::GET, &path, Some(&bob.access_token), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let events = body["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        if let Some(message) = events.iter().find(|event| event["type"] == "m.test.secret") {
+            assert_eq!((&message["sender"], &message["content"]["secret"]), (&json!(alice.user_id), &json!("for bob's device")), "{message}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the to-device message never reached Synapse\n{}", synapse.logs());
+        since = body["next_batch"].as_str().map(str::to_owned);
+    }
+
+    // By room id with `server_name` (version 12 room ids name no server).
+    let (status, room) = weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let second = room["room_id"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/join/{}?server_name={}", encode(&second), encode(&weft.server_name));
+    let (status, body) = synapse.post(&path, Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "Synapse joins {second} by id: {body}\n{}", synapse.logs());
+    send_message(&synapse, &bob, &second, "by id from Synapse").await;
+    sync_until(&weft, &alice, &second, "Synapse's message", |events| has_message(events, "by id from Synapse")).await;
+    for n in 0..3 {
+        send_message(&weft, &alice, &second, &format!("burst {n}")).await;
+    }
+    sync_until(&synapse, &bob, &second, "Weft's burst", |events| (0..3).all(|n| has_message(events, &format!("burst {n}")))).await;
+
+    // Synapse goes down: what Weft sends meanwhile is queued (the sender
+    // fails and backs off) and delivered when Synapse is back.
+    synapse.stop();
+    for n in 0..3 {
+        send_message(&weft, &alice, &room_id, &format!("while down {n}")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    synapse.resume().await;
+    sync_until(&synapse, &bob, &room_id, "what was sent while it was down", |events| (0..3).all(|n| has_message(events, &format!("while down {n}")))).await;
+}
+
+/// A user of `joiner` joins a room of `owner` by alias and one by id with
+/// `via` (of `version`), and messages go both ways in each.
+async fn join_across(owner: &impl Peer, joiner: &impl Peer, tag: &str, version: &str) {
+    let them = owner.user(&format!("owner{tag}")).await;
+    let me = joiner.user(&format!("joiner{tag}")).await;
+    let (status, room) = owner
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/createRoom",
+            &them.access_token,
+            Some(json!({"room_alias_name": format!("across{tag}"), "preset": "public_chat"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    send_message(owner, &them, &room_id, "before the join").await;
+    let alias = format!("#across{tag}:{}", owner.name());
+    let (status, body) = joiner.call(Method::POST, &format!("/_matrix/client/v3/join/{}", encode(&alias)), &me.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{} joins {alias}: {body}\n{}{}", joiner.name(), joiner.logs(), owner.logs());
+    assert_eq!(body["room_id"], room_id);
+    sync_until(owner, &them, &room_id, "the remote join", |events| {
+        events.iter().any(|event| event["type"] == "m.room.member" && event["state_key"] == me.user_id && event["content"]["membership"] == "join")
+    })
+    .await;
+    send_message(joiner, &me, &room_id, &format!("hello from {}", joiner.name())).await;
+    sync_until(owner, &them, &room_id, "the joiner's message", |events| has_message(events, &format!("hello from {}", joiner.name()))).await;
+    send_message(owner, &them, &room_id, &format!("hello from {}", owner.name())).await;
+    sync_until(joiner, &me, &room_id, "the owner's message", |events| has_message(events, &format!("hello from {}", owner.name()))).await;
+    let (status, members) = joiner.call(Method::GET, &format!("/_matrix/client/v3/rooms/{}/joined_members", encode(&room_id)), &me.access_token, None).await;
+    assert_eq!(status, StatusCode::OK, "{members}");
+    assert!(members["joined"].get(&them.user_id).is_some() && members["joined"].get(&me.user_id).is_some(), "{members}");
+
+    // By id with `via`, in the given room version.
+    let (status, room) =
+        owner.call(Method::POST, "/_matrix/client/v3/createRoom", &them.access_token, Some(json!({"preset": "public_chat", "room_version": version}))).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let second = room["room_id"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&second), encode(owner.name()));
+    let (status, body) = joiner.call(Method::POST, &path, &me.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{} joins {second} (v{version}) by id: {body}\n{}{}", joiner.name(), joiner.logs(), owner.logs());
+    send_message(owner, &them, &second, "by id").await;
+    sync_until(joiner, &me, &second, "the owner's message", |events| has_message(events, "by id")).await;
+    send_message(joiner, &me, &second, "by id, answered").await;
+    sync_until(owner, &them, &second, "the joiner's message", |events| has_message(events, "by id, answered")).await;
+}
+
+async fn weft_joins_synapse_rooms_and_messages_flow_both_ways(backend: Backend) {
+    let synapse = Synapse::start().await;
+    let weft = TestServer::builder(backend).federation().start().await;
+    join_across(&synapse, &weft, "s12", "12").await;
+    join_across(&synapse, &weft, "s10", "10").await;
+    join_across(&synapse, &weft, "s1", "1").await;
+}
+
+async fn weft_joins_weft_rooms(backend: Backend) {
+    let one = TestServer::builder(backend).federation().start().await;
+    let two = TestServer::builder(backend).federation().start().await;
+    join_across(&one, &two, "w12", "12").await;
+    join_across(&one, &two, "w3", "3").await;
+}
+
+/// Syncs as `session` on `peer` until the room is in the `section` of
+/// `rooms` (`invite`, `leave`); fails after 60 s.
+async fn sync_until_in(peer: &impl Peer, session: &Session, section: &str, room_id: &str) {
+    let started = Instant::now();
+    let mut since: Option<String> = None;
+    loop {
+        // Left rooms are in an initial sync only when the filter asks.
+        let filter = encode(r#"{"room":{"include_leave":true}}"#);
+        let path = match &since {
+            Some(since) => format!("/_matrix/client/v3/sync?timeout=1000&filter={filter}&since={}", encode(since)),
+            None => format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
+        };
+        let (status, body) = peer.call(Method::GET, &path, &session.access_token, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["rooms"][section].get(room_id).is_some() {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{} never listed {room_id} in rooms.{section}\n{}", peer.name(), peer.logs());
+        since = body["next_batch"].as_str().map(str::to_owned);
+    }
+}
+
+fn member_is(events: &[Value], user_id: &str, membership: &str) -> bool {
+    events.iter().any(|event| event["type"] == "m.room.member" && event["state_key"] == user_id && event["content"]["membership"] == membership)
+}
+
+/// `inviter` invites a user of `invitee_side`, who accepts; then the
+/// inviter kicks them, and they join again and leave.
+async fn invite_across(inviter_side: &impl Peer, invitee_side: &impl Peer, tag: &str) {
+    let inviter = inviter_side.user(&format!("inviter{tag}")).await;
+    let invitee = invitee_side.user(&format!("invitee{tag}")).await;
+    let (status, room) = inviter_side.call(Method::POST, "/_matrix/client/v3/createRoom", &inviter.access_token, Some(json!({"preset": "private_chat"}))).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let (status, body) = inviter_side
+        .call(Method::POST, &format!("/_matrix/client/v3/rooms/{}/invite", encode(&room_id)), &inviter.access_token, Some(json!({"user_id": invitee.user_id})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{} invites {}: {body}\n{}{}", inviter_side.name(), invitee.user_id, inviter_side.logs(), invitee_side.logs());
+    sync_until_in(invitee_side, &invitee, "invite", &room_id).await;
+    let (status, body) =
+        invitee_side.call(Method::POST, &format!("/_matrix/client/v3/join/{}", encode(&room_id)), &invitee.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{} accepts: {body}\n{}{}", invitee_side.name(), invitee_side.logs(), inviter_side.logs());
+    sync_until(inviter_side, &inviter, &room_id, "the invitee's join", |events| member_is(events, &invitee.user_id, "join")).await;
+    send_message(invitee_side, &invitee, &room_id, "thanks for the invite").await;
+    sync_until(inviter_side, &inviter, &room_id, "the invitee's message", |events| has_message(events, "thanks for the invite")).await;
+
+    // A kick from the inviter's side reaches the invitee's.
+    let (status, body) = inviter_side
+        .call(Method::POST, &format!("/_matrix/client/v3/rooms/{}/kick", encode(&room_id)), &inviter.access_token, Some(json!({"user_id": invitee.user_id})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_in(invitee_side, &invitee, "leave", &room_id).await;
+}
+
+async fn invites_kicks_and_leaves_across_servers(backend: Backend) {
+    let synapse = Synapse::start().await;
+    let weft = TestServer::builder(backend).federation().start().await;
+    invite_across(&weft, &synapse, "ws").await;
+    invite_across(&synapse, &weft, "sw").await;
+
+    // A Weft user leaves a Synapse room.
+    let owner = synapse.register("leaveowner").await;
+    let leaver = weft.register("leaver", "password-of-leaver").await;
+    let (status, room) = synapse.post("/_matrix/client/v3/createRoom", Some(&owner.access_token), json!({"preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&room_id), encode(&synapse.server_name));
+    let (status, body) = weft.post(&path, Some(&leaver.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = weft.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&room_id)), Some(&leaver.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&synapse, &owner, &room_id, "the Weft user's leave", |events| member_is(events, &leaver.user_id, "leave")).await;
+}
+
+/// Weft, Synapse and a second Weft in one room of the first: the resident
+/// Weft passes each joining server's join on to the others, so messages of
+/// each server reach the other two.
+async fn three_servers_share_a_room(backend: Backend) {
+    let synapse = Synapse::start().await;
+    let weft = TestServer::builder(backend).federation().start().await;
+    let other = TestServer::builder(backend).federation().start().await;
+    let alice = weft.register("alice", "password-of-alice").await;
+    let bob = synapse.register("bob").await;
+    let carol = other.register("carol", "password-of-carol").await;
+    let (status, room) =
+        weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_alias_name": "three", "preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let alias = format!("#three:{}", weft.server_name);
+    let (status, body) = synapse.post(&format!("/_matrix/client/v3/join/{}", encode(&alias)), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = other.post(&format!("/_matrix/client/v3/join/{}", encode(&alias)), Some(&carol.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&synapse, &bob, &room_id, "carol's join, passed on", |events| member_is(events, &carol.user_id, "join")).await;
+    send_message(&synapse, &bob, &room_id, "from Synapse to both").await;
+    sync_until(&other, &carol, &room_id, "Synapse's message", |events| has_message(events, "from Synapse to both")).await;
+    sync_until(&weft, &alice, &room_id, "Synapse's message", |events| has_message(events, "from Synapse to both")).await;
+    send_message(&other, &carol, &room_id, "from the second Weft").await;
+    sync_until(&synapse, &bob, &room_id, "the second Weft's message", |events| has_message(events, "from the second Weft")).await;
+    sync_until(&weft, &alice, &room_id, "the second Weft's message", |events| has_message(events, "from the second Weft")).await;
 }

@@ -123,7 +123,7 @@ pub struct Synapse {
     pub base: String,
     client: reqwest::Client,
     dir: tempfile::TempDir,
-    _process: KillOnDrop,
+    process: Option<KillOnDrop>,
 }
 
 impl Synapse {
@@ -185,31 +185,21 @@ impl Synapse {
             ),
         )
         .unwrap();
-        let child = Command::new(venv.join("bin/python"))
-            .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(d.join("homeserver.yaml"))
-            .current_dir(d)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("start Synapse");
-        let mut process = KillOnDrop(child);
         let client = https_client();
         let base = format!("https://127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(format!("{base}/health")).send().await
-                && response.status() == StatusCode::OK
-            {
-                break;
-            }
-            if let Ok(Some(status)) = process.0.try_wait() {
-                panic!("Synapse exited ({status}) before answering:\n{}", logs(d));
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "Synapse did not answer within 60 s:\n{}", logs(d));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Synapse { server_name: format!("localhost:{port}"), base, client, dir, _process: process }
+        let process = spawn(&venv, d, &client, &base).await;
+        Synapse { server_name: format!("localhost:{port}"), base, client, dir, process: Some(process) }
+    }
+
+    /// Stops Synapse (its data stays): an outage, until `resume`.
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts the stopped Synapse again on the same data and port.
+    pub async fn resume(&mut self) {
+        let process = spawn(&venv(), self.dir.path(), &self.client, &self.base).await;
+        self.process = Some(process);
     }
 
     /// The end of Synapse's logs, for failure messages.
@@ -251,6 +241,33 @@ impl Synapse {
         assert_eq!(status, StatusCode::OK, "register {localpart} on Synapse: {answer}");
         super::server::session(&answer)
     }
+}
+
+/// Starts Synapse on the configuration in `d` and waits until it answers.
+async fn spawn(venv: &Path, d: &Path, client: &reqwest::Client, base: &str) -> KillOnDrop {
+    let child = Command::new(venv.join("bin/python"))
+        .args(["-m", "synapse.app.homeserver", "-c"])
+        .arg(d.join("homeserver.yaml"))
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(d.join("stderr.log")).unwrap())
+        .spawn()
+        .expect("start Synapse");
+    let mut process = KillOnDrop(child);
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = client.get(format!("{base}/health")).send().await
+            && response.status() == StatusCode::OK
+        {
+            break;
+        }
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!("Synapse exited ({status}) before answering:\n{}", logs(d));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "Synapse did not answer within 60 s:\n{}", logs(d));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    process
 }
 
 fn logs(dir: &Path) -> String {

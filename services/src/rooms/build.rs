@@ -218,6 +218,46 @@ impl RoomState {
         Ok(CanonicalJsonValue::Array(out))
     }
 
+    /// The forward extremities this state builds on.
+    pub fn prev_events(&self) -> &[OwnedEventId] {
+        &self.prev_events
+    }
+
+    /// Every current state event.
+    pub fn events(&self) -> impl Iterator<Item = &Arc<Pdu>> {
+        self.state.values()
+    }
+
+    /// An unsigned event on this state, as `make_join` and `make_leave`
+    /// offer it to another server, which signs it: prev and auth events,
+    /// depth, and no hashes, signatures or id. Checked against the
+    /// authorization rules with a placeholder id.
+    pub fn template(&self, sender: &UserId, kind: &str, state_key: &str, content: &Value, origin_server_ts: i64) -> Result<CanonicalJsonObject, RoomError> {
+        let content_value = CanonicalJsonValue::try_from(content.clone()).map_err(|e| RoomError::Invalid(e.to_string()))?;
+        let content_raw = to_raw_value(content).map_err(|e| RoomError::Invalid(e.to_string()))?;
+        let event_type = TimelineEventType::from(kind);
+        let auth_types =
+            state_res::auth_types_for_event(&event_type, sender, Some(state_key), &content_raw, &self.rules.authorization).map_err(RoomError::Invalid)?;
+        let mut auth_pdus: Vec<Arc<Pdu>> = auth_types.iter().filter_map(|(kind, key)| self.get(kind, key)).cloned().collect();
+        auth_pdus.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        auth_pdus.dedup_by(|a, b| a.event_id == b.event_id);
+        let auth_events: Vec<OwnedEventId> = auth_pdus.iter().map(|pdu| pdu.event_id.clone()).collect();
+        let mut object = CanonicalJsonObject::new();
+        object.insert("auth_events".into(), self.references(&auth_events)?);
+        object.insert("content".into(), content_value);
+        object.insert("depth".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(self.depth)));
+        object.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(origin_server_ts)));
+        object.insert("prev_events".into(), self.references(&self.prev_events)?);
+        object.insert("room_id".into(), CanonicalJsonValue::String(self.room_id.to_string()));
+        object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+        object.insert("state_key".into(), CanonicalJsonValue::String(state_key.to_owned()));
+        object.insert("type".into(), CanonicalJsonValue::String(kind.to_owned()));
+        let placeholder = OwnedEventId::try_from(format!("$template:{}", sender.server_name())).map_err(|e| RoomError::Invalid(e.to_string()))?;
+        let pdu = Pdu::parse(placeholder, &CanonicalJsonValue::Object(object.clone()).to_string()).map_err(|e| RoomError::Invalid(e.to_string()))?;
+        self.authorise(&pdu, &auth_pdus)?;
+        Ok(object)
+    }
+
     /// Builds, signs and authorises the next event on this state.
     pub fn build(&self, services: &Services, sender: &UserId, outgoing: &Outgoing<'_>) -> Result<BuiltEvent, RoomError> {
         self.build_at(services, sender, outgoing, weft_storage::now_ms())
@@ -371,14 +411,14 @@ fn reference_hash_of(json: &str, rules: &RoomVersionRules) -> Result<String, Roo
 }
 
 /// The parent and type of a relation (`m.relates_to` with both `event_id` and `rel_type`).
-fn relation_of(content: &Value) -> Option<(String, String)> {
+pub fn relation_of(content: &Value) -> Option<(String, String)> {
     let relates_to = content.get("m.relates_to")?;
     let parent = relates_to.get("event_id")?.as_str()?;
     let rel_type = relates_to.get("rel_type")?.as_str()?;
     Some((parent.to_owned(), rel_type.to_owned()))
 }
 
-fn search_text_of(kind: &str, content: &Value) -> Option<String> {
+pub fn search_text_of(kind: &str, content: &Value) -> Option<String> {
     let field = match kind {
         "m.room.message" => "body",
         "m.room.name" => "name",

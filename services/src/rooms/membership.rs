@@ -81,6 +81,9 @@ impl super::Rooms {
                 content["join_authorised_via_users_server"] = json!(authoriser);
             }
             let outgoing = Outgoing { kind: "m.room.member", state_key: Some(target.as_str()), content, txn: None, redacts: None };
+            if membership == Membership::Invite && target.server_name() != services.server_name {
+                return crate::federation::invite::invite_remote(services, state, sender, target, &outgoing).await;
+            }
             super::persist_one(services, state, sender, &outgoing).await
         })
         .await
@@ -88,7 +91,7 @@ impl super::Rooms {
 }
 
 /// A member event's `displayname` and `avatar_url`, from the user's profile.
-pub(super) async fn add_profile(services: &Services, user_id: &UserId, content: &mut serde_json::Value) -> Result<(), RoomError> {
+pub(crate) async fn add_profile(services: &Services, user_id: &UserId, content: &mut serde_json::Value) -> Result<(), RoomError> {
     let profile = services.storage.profile(user_id).await?;
     for field in ["displayname", "avatar_url"] {
         if let Some(value) = profile.get(field) {

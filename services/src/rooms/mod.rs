@@ -14,10 +14,10 @@ mod build;
 pub(crate) mod content_checks;
 pub mod create;
 mod error;
-mod membership;
+pub(crate) mod membership;
 pub mod pdu;
 mod redact;
-mod restricted;
+pub(crate) mod restricted;
 pub mod server_acl;
 pub mod txn_ids;
 mod upgrade;
@@ -32,7 +32,7 @@ use std::{
 use ruma::{DeviceId, OwnedEventId, OwnedRoomId, RoomId, UserId};
 use serde_json::Value;
 
-pub use build::{BuiltEvent, RoomState};
+pub use build::{BuiltEvent, RoomState, relation_of, search_text_of};
 pub use create::CreateRoom;
 pub use error::RoomError;
 pub use membership::Membership;
@@ -97,7 +97,7 @@ impl Rooms {
     /// Runs `write` with the room's state under the room's lock, loading the
     /// state first if it is not in memory. `write` returns the events it
     /// persisted; they are applied to the cached state, and any error drops it.
-    pub(super) async fn with_room<T>(
+    pub(crate) async fn with_room<T>(
         &self,
         services: &Services,
         room_id: &RoomId,
@@ -124,7 +124,7 @@ impl Rooms {
     }
 
     /// Drops a room's cached state; the next write reloads it.
-    pub(super) async fn forget(&self, room_id: &RoomId) {
+    pub(crate) async fn forget(&self, room_id: &RoomId) {
         *self.slot(room_id).lock().await = None;
     }
 

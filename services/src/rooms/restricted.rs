@@ -17,7 +17,7 @@ use crate::services::Services;
 /// The user to name in a join's `join_authorised_via_users_server`, when
 /// the room's join rule asks for one: `None` when the join needs none (the
 /// rule is not restricted, or the user is invited or joined already).
-pub(super) async fn authorising_user(services: &Services, state: &RoomState, joiner: &UserId) -> Result<Option<OwnedUserId>, RoomError> {
+pub(crate) async fn authorising_user(services: &Services, state: &RoomState, joiner: &UserId) -> Result<Option<OwnedUserId>, RoomError> {
     let Some(join_rules) = state.content_of(&StateEventType::RoomJoinRules, "") else { return Ok(None) };
     let rules = &state.rules.authorization;
     let restricted = match join_rules.get("join_rule").and_then(Value::as_str) {

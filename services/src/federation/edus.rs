@@ -1,0 +1,152 @@
+//! EDUs received in a transaction: typing (`m.typing`) and read receipts
+//! (`m.receipt`) of the origin's users in rooms they are joined to here,
+//! and to-device messages (`m.direct_to_device`) from the origin's users to
+//! local devices, once per `message_id`.
+//! Each is applied by the instance that writes its stream (main by
+//! default); on another instance it is dropped with a log line, as are EDU
+//! types not handled yet (presence, device lists, signing keys).
+
+use std::time::Duration;
+
+use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, ServerName, UserId, api::federation::transactions::edu::Edu, serde::Raw};
+use serde_json::Value;
+
+use weft_core::config::MAIN_INSTANCE;
+use weft_storage::{Delivery, NewReceipt, StorageError, Stream, UNTHREADED};
+
+use crate::services::AppState;
+
+/// How long a remote user is shown typing without a refresh (Synapse's 30 s).
+const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Raw<Edu>]) -> Result<(), StorageError> {
+    for raw in edus {
+        let Ok(edu) = serde_json::from_str::<Value>(raw.json().get()) else { continue };
+        let content = &edu["content"];
+        match edu["edu_type"].as_str() {
+            Some("m.typing") => typing(state, origin, content).await?,
+            Some("m.receipt") => receipts(state, origin, content).await?,
+            Some("m.direct_to_device") => to_device(state, origin, content).await?,
+            other => tracing::debug!(%origin, edu_type = ?other, "an EDU type not handled yet"),
+        }
+    }
+    Ok(())
+}
+
+fn writes(state: &AppState, writers: &[String]) -> bool {
+    writers.first().map_or(MAIN_INSTANCE, String::as_str) == state.config.instance_name()
+}
+
+/// A user of `origin` joined to the room, and the room's server ACL allows `origin`.
+async fn member_of(state: &AppState, origin: &ServerName, room_id: &RoomId, user_id: &UserId) -> Result<bool, StorageError> {
+    Ok(user_id.server_name() == origin
+        && state.storage.current_membership(room_id, user_id).await?.as_deref() == Some("join")
+        && super::acl::allows(state, room_id, origin).await?)
+}
+
+async fn typing(state: &AppState, origin: &ServerName, content: &Value) -> Result<(), StorageError> {
+    if !writes(state, &state.config.stream_writers.typing) {
+        return Ok(());
+    }
+    let room_id = content["room_id"].as_str().and_then(|id| OwnedRoomId::try_from(id).ok());
+    let user_id = content["user_id"].as_str().and_then(|id| OwnedUserId::try_from(id).ok());
+    let (Some(room_id), Some(user_id)) = (room_id, user_id) else { return Ok(()) };
+    if !member_of(state, origin, &room_id, &user_id).await? {
+        return Ok(());
+    }
+    if content["typing"].as_bool() == Some(true) {
+        let (position, until) = state.typing.start(&room_id, &user_id, REMOTE_TYPING_TIMEOUT);
+        state.typing_changed(&room_id, position);
+        let services = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(until.into()).await;
+            if let Some(position) = services.typing.expire(&room_id, &user_id, until) {
+                services.typing_changed(&room_id, position);
+            }
+        });
+    } else if let Some(position) = state.typing.stop(&room_id, &user_id) {
+        state.typing_changed(&room_id, position);
+    }
+    Ok(())
+}
+
+/// `{room_id: {receipt_type: {user_id: {event_ids, data}}}}`
+async fn receipts(state: &AppState, origin: &ServerName, content: &Value) -> Result<(), StorageError> {
+    if !writes(state, &state.config.stream_writers.receipts) {
+        return Ok(());
+    }
+    let Some(rooms) = content.as_object() else { return Ok(()) };
+    let mut advanced = false;
+    for (room_id, by_type) in rooms {
+        let Ok(room_id) = OwnedRoomId::try_from(room_id.as_str()) else { continue };
+        let Some(by_type) = by_type.as_object() else { continue };
+        for (receipt_type, by_user) in by_type {
+            if receipt_type != "m.read" {
+                continue;
+            }
+            let Some(by_user) = by_user.as_object() else { continue };
+            for (user_id, receipt) in by_user {
+                let Ok(user_id) = OwnedUserId::try_from(user_id.as_str()) else { continue };
+                if !member_of(state, origin, &room_id, &user_id).await? {
+                    continue;
+                }
+                let thread_id = receipt["data"]["thread_id"].as_str().unwrap_or(UNTHREADED);
+                for event_id in receipt["event_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    let Ok(event_id) = <&EventId>::try_from(event_id) else { continue };
+                    let Some(event) = state.storage.event(event_id).await?.filter(|event| event.room_id == room_id) else { continue };
+                    let new = NewReceipt {
+                        room_id: &room_id,
+                        receipt_type: "m.read",
+                        user_id: &user_id,
+                        thread_id,
+                        event_id: event_id.as_str(),
+                        event_stream_ordering: event.stream_ordering,
+                    };
+                    advanced |= state.storage.set_receipt(new).await?.is_some();
+                }
+            }
+        }
+    }
+    if advanced {
+        state.stream_advanced(Stream::Receipts);
+    }
+    Ok(())
+}
+
+/// `{sender, type, message_id, messages: {user_id: {device_id | "*": content}}}`
+async fn to_device(state: &AppState, origin: &ServerName, content: &Value) -> Result<(), StorageError> {
+    if !writes(state, &state.config.stream_writers.to_device) {
+        return Ok(());
+    }
+    let sender = content["sender"].as_str().and_then(|id| OwnedUserId::try_from(id).ok());
+    let (Some(sender), Some(kind), Some(message_id)) = (sender, content["type"].as_str(), content["message_id"].as_str()) else { return Ok(()) };
+    if sender.server_name() != origin {
+        return Ok(());
+    }
+    let Some(messages) = content["messages"].as_object() else { return Ok(()) };
+    let mut targets: Vec<(OwnedUserId, ruma::OwnedDeviceId, Value)> = Vec::new();
+    for (user_id, devices) in messages {
+        let Ok(user_id) = OwnedUserId::try_from(user_id.as_str()) else { continue };
+        if user_id.server_name() != state.server_name {
+            continue;
+        }
+        let known = state.storage.device_ids_of_users(&[user_id.as_ref()]).await?.remove(user_id.as_str()).unwrap_or_default();
+        for (device, body) in devices.as_object().into_iter().flatten() {
+            if !body.is_object() {
+                continue;
+            }
+            let message = serde_json::json!({"type": kind, "sender": sender, "content": body});
+            let chosen: Vec<&String> = if device == "*" { known.iter().collect() } else { known.iter().filter(|known| *known == device).collect() };
+            for device_id in chosen {
+                targets.push((user_id.clone(), device_id.as_str().into(), message.clone()));
+            }
+        }
+    }
+    let deliveries = targets.iter().map(|(user_id, device_id, message)| Delivery { user_id, device_id, message: message.clone() }).collect();
+    // Idempotent per sending server and message id.
+    let origin_device: ruma::OwnedDeviceId = format!("federation:{origin}").into();
+    if state.storage.send_to_devices(&sender, &origin_device, &format!("{kind}/{message_id}"), deliveries).await? {
+        state.stream_advanced(Stream::ToDevice);
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! Invites across servers (`invite` v2). Outbound: an invite of another
+//! server's user is built and authorised here, sent to the invitee's server
+//! with the room's stripped state (as full PDUs), and persisted only once
+//! that server returned it countersigned (its signature checked). Inbound:
+//! an invite of a local user into a room of another server is checked (the
+//! room version, the inviting server's signature, an invite of a local
+//! user by a user of the calling server), countersigned, and, when this
+//! server is not in the room, stored on its own so that the user sees it in
+//! `/sync` and can accept it (a join through the inviting server).
+
+use ruma::{
+    CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId,
+    api::federation::membership::{RawStrippedState, create_invite},
+    canonical_json::redact,
+    signatures::PublicKeyMap,
+};
+use serde_json::{json, value::RawValue};
+
+use weft_storage::{NewEvent, NewRoom, StorageError};
+
+use super::{FederationRoomError, inbound, pdus};
+use crate::{
+    rooms::{BuiltEvent, Outgoing, RoomError, RoomState, versions},
+    services::Services,
+};
+
+/// State types sent with an invite (as Synapse's `room_prejoin_state`).
+const INVITE_STATE_TYPES: [&str; 7] =
+    ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
+
+/// Builds an invite of the remote user `target`, has the target's server
+/// countersign it, and persists it. Runs under the room's write lock.
+pub async fn invite_remote(
+    services: &Services,
+    state: &RoomState,
+    sender: &UserId,
+    target: &UserId,
+    outgoing: &Outgoing<'_>,
+) -> Result<(OwnedEventId, Vec<BuiltEvent>), RoomError> {
+    let built = state.build(services, sender, outgoing)?;
+    let event = pdus::outgoing(&built.json).ok_or_else(|| RoomError::Invalid("cannot serialise the invite".into()))?;
+    let mut stripped = Vec::new();
+    for pdu in state.events() {
+        let kind = pdu.kind.to_string();
+        let wanted = INVITE_STATE_TYPES.contains(&kind.as_str()) || (kind == "m.room.member" && pdu.state_key.as_deref() == Some(sender.as_str()));
+        if wanted
+            && let Some(stored) = services.storage.event(&pdu.event_id).await?
+            && let Some(raw) = pdus::outgoing(&stored.json)
+        {
+            stripped.push(RawStrippedState::Pdu(raw));
+        }
+    }
+    let request = create_invite::v2::Request::new(state.room_id.clone(), built.event_id.clone(), state.version.clone(), event, stripped);
+    let server = target.server_name();
+    let answer = services.federation.client.send_request(server, request).await.map_err(|error| match error {
+        weft_federation::FederationError::Remote { status, body, .. } if status.is_client_error() => RoomError::Remote { status: status.as_u16(), body },
+        other => {
+            RoomError::Remote { status: 502, body: json!({"errcode": "M_UNKNOWN", "error": format!("The invitee's server could not be reached: {other}")}) }
+        }
+    })?;
+    let returned = pdus::parse_object(&answer.event).map_err(RoomError::Invalid)?;
+    if pdus::event_id_of(&returned, &state.rules).map_err(RoomError::Invalid)? != built.event_id {
+        return Err(RoomError::Invalid(format!("{server} returned another event than the invite")));
+    }
+    check_signed_by(services, &returned, server, &state.rules).await?;
+    let mut signed = returned;
+    signed.remove("unsigned");
+    let json = CanonicalJsonValue::Object(signed).to_string();
+    let built = BuiltEvent { json, ..built };
+    let push_actions = crate::push::evaluate(services, state, &built).await?;
+    let new = NewEvent { push_actions: &push_actions, ..built.as_new_event() };
+    services.storage.persist_events(None, &[new]).await?;
+    services.events_persisted(state.room_id.as_str(), &[built.event_id.as_str()]);
+    Ok((built.event_id.clone(), vec![built]))
+}
+
+/// Checks that `server` signed the (redacted) event.
+async fn check_signed_by(
+    services: &Services,
+    object: &ruma::CanonicalJsonObject,
+    server: &ServerName,
+    rules: &ruma::room_version_rules::RoomVersionRules,
+) -> Result<(), RoomError> {
+    let refuse = |reason: String| RoomError::Forbidden(format!("the invite is not countersigned by {server}: {reason}"));
+    let Some(CanonicalJsonValue::Object(signatures)) = object.get("signatures") else { return Err(refuse("no signatures".into())) };
+    let Some(CanonicalJsonValue::Object(by_key)) = signatures.get(server.as_str()) else { return Err(refuse("no signature".into())) };
+    let mut keys = std::collections::BTreeMap::new();
+    for key_id in by_key.keys() {
+        if let Ok(Some(key)) = services.federation.keys.key(server, key_id, weft_storage::now_ms()).await {
+            keys.insert(key_id.clone(), key);
+        }
+    }
+    let map: PublicKeyMap = [(server.to_string(), keys)].into();
+    let mut only = redact(object.clone(), &rules.redaction, None).map_err(|e| refuse(e.to_string()))?;
+    only.insert("signatures".into(), CanonicalJsonValue::Object([(server.to_string(), CanonicalJsonValue::Object(by_key.clone()))].into_iter().collect()));
+    ruma::signatures::verify_json(&map, &only).map_err(|e| refuse(e.to_string()))
+}
+
+/// Inbound `invite` v2: returns the event countersigned by this server.
+pub async fn receive_invite(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+    version: &RoomVersionId,
+    raw: &RawValue,
+) -> Result<Box<RawValue>, FederationRoomError> {
+    let rules = versions::rules(version).ok_or_else(|| FederationRoomError::IncompatibleRoomVersion(version.to_string()))?;
+    let object = pdus::parse_object(raw).map_err(FederationRoomError::BadRequest)?;
+    if pdus::event_id_of(&object, &rules).map_err(FederationRoomError::BadRequest)? != event_id {
+        return Err(FederationRoomError::BadRequest("the event id does not match the event".into()));
+    }
+    if pdus::room_of(&object).as_deref() != Some(room_id) {
+        return Err(FederationRoomError::BadRequest("the event is not in this room".into()));
+    }
+    let text = |name: &str| match object.get(name) {
+        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let membership = match object.get("content") {
+        Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
+            Some(CanonicalJsonValue::String(membership)) => Some(membership.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    if text("type").as_deref() != Some("m.room.member") || membership.as_deref() != Some("invite") {
+        return Err(FederationRoomError::BadRequest("not an invite".into()));
+    }
+    let sender = text("sender").and_then(|sender| UserId::parse(sender).ok()).ok_or_else(|| FederationRoomError::BadRequest("bad sender".into()))?;
+    if sender.server_name() != origin {
+        return Err(FederationRoomError::Forbidden("The inviter is not of the requesting server".into()));
+    }
+    let invitee = text("state_key").and_then(|key| UserId::parse(key).ok()).ok_or_else(|| FederationRoomError::BadRequest("bad state_key".into()))?;
+    if invitee.server_name() != services.server_name {
+        return Err(FederationRoomError::BadRequest("The invitee is not a user of this server".into()));
+    }
+    match services.storage.user(&invitee).await? {
+        Some(user) if !user.deactivated => {}
+        _ => return Err(FederationRoomError::NotFound("Unknown user".into())),
+    }
+    let (verified, redacted) = pdus::verify(services, &object, &rules).await.map_err(FederationRoomError::Forbidden)?;
+    if redacted {
+        return Err(FederationRoomError::Forbidden("The invite's content hash does not match".into()));
+    }
+    let mut signed = verified;
+    signed.remove("unsigned");
+    ruma::signatures::sign_event(services.server_name.as_str(), &services.signing_key.pair, &mut signed, &rules.redaction)
+        .map_err(|e| FederationRoomError::BadRequest(format!("cannot countersign: {e}")))?;
+    let json = CanonicalJsonValue::Object(signed.clone()).to_string();
+
+    super::acl::check(services, room_id, origin).await?;
+    let in_room = services.storage.room_version(room_id).await?.is_some()
+        && services.storage.members_with(room_id, "join").await?.iter().any(|user| user.server_name() == services.server_name);
+    if in_room {
+        // This server is in the room: the invite comes as any event.
+        let received = pdus::ReceivedPdu { event_id: event_id.to_owned(), room_id: room_id.to_owned(), object: signed.clone() };
+        match inbound::handle_pdu(services, origin, received, true).await {
+            Ok(_) => {}
+            Err(inbound::PduError::Refused(reason)) => return Err(FederationRoomError::Forbidden(reason)),
+            Err(inbound::PduError::Storage(error)) => return Err(error.into()),
+        }
+    } else if services.storage.event(event_id).await?.is_none() {
+        store_out_of_room(services, room_id, version, event_id, &sender, &invitee, &json, &object).await?;
+    }
+    serde_json::value::to_raw_value(&signed).map_err(|e| FederationRoomError::BadRequest(e.to_string()))
+}
+
+/// An invite into a room this server is not in: the room (known by its
+/// version only) and the invite event alone, so the user's `/sync` lists it.
+#[allow(clippy::too_many_arguments)]
+async fn store_out_of_room(
+    services: &Services,
+    room_id: &RoomId,
+    version: &RoomVersionId,
+    event_id: &EventId,
+    sender: &UserId,
+    invitee: &UserId,
+    json: &str,
+    object: &ruma::CanonicalJsonObject,
+) -> Result<(), StorageError> {
+    let depth = match object.get("depth") {
+        Some(CanonicalJsonValue::Integer(depth)) => i64::from(*depth),
+        _ => 0,
+    };
+    let origin_server_ts = match object.get("origin_server_ts") {
+        Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
+        _ => weft_storage::now_ms(),
+    };
+    let event = NewEvent {
+        event_id,
+        room_id,
+        sender,
+        kind: "m.room.member",
+        state_key: Some(invitee.as_str()),
+        depth,
+        origin_server_ts,
+        json,
+        prev_events: &[],
+        membership: Some("invite"),
+        txn: None,
+        redaction: None,
+        relation: None,
+        search_text: None,
+        push_actions: &[],
+    };
+    let room = NewRoom { room_id, room_version: version.as_str(), creator: sender, published: false, alias: None };
+    services.storage.persist_remote_join(room, &[], &[], &event).await?;
+    services.events_persisted(room_id.as_str(), &[event_id.as_str()]);
+    services.rooms.forget(room_id).await;
+    Ok(())
+}

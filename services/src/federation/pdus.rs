@@ -1,0 +1,99 @@
+//! One PDU received from another server, before it is trusted: its event id
+//! (the reference hash from room version 3, the `event_id` field before),
+//! its signatures (the sender's server, and the event id's server in room
+//! versions 1 and 2, with keys from `weft_federation::keys`) and its content
+//! hash (a mismatch redacts the event, as the specification says). Also the
+//! format this server sends a stored event in.
+
+use std::collections::BTreeMap;
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId,
+    canonical_json::redact,
+    room_version_rules::RoomVersionRules,
+    signatures::{PublicKeyMap, Verified},
+};
+use serde_json::value::RawValue;
+
+use crate::{rooms::versions, services::Services};
+
+/// A PDU parsed as canonical JSON, with its room and id.
+#[derive(Debug, Clone)]
+pub struct ReceivedPdu {
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub object: CanonicalJsonObject,
+}
+
+/// The room a raw PDU names (the create event of a v12 room names none).
+pub fn room_of(object: &CanonicalJsonObject) -> Option<OwnedRoomId> {
+    match object.get("room_id") {
+        Some(CanonicalJsonValue::String(room_id)) => OwnedRoomId::try_from(room_id.as_str()).ok(),
+        _ => None,
+    }
+}
+
+/// Parses a PDU's JSON into a canonical object; anything else is refused.
+pub fn parse_object(raw: &RawValue) -> Result<CanonicalJsonObject, String> {
+    serde_json::from_str::<CanonicalJsonObject>(raw.get()).map_err(|e| format!("not a canonical JSON object: {e}"))
+}
+
+/// The event id of `object` in a room with `rules`.
+pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId, String> {
+    if versions::event_ids_are_random(rules) {
+        return match object.get("event_id") {
+            Some(CanonicalJsonValue::String(id)) => OwnedEventId::try_from(id.as_str()).map_err(|e| format!("bad event_id: {e}")),
+            _ => Err("no event_id".into()),
+        };
+    }
+    let hash = ruma::signatures::reference_hash(object, rules).map_err(|e| format!("cannot hash the event: {e}"))?;
+    OwnedEventId::try_from(format!("${hash}")).map_err(|e| e.to_string())
+}
+
+/// Checks the signatures the room version requires, fetching the signing
+/// servers' keys as valid at the event's `origin_server_ts`. A bad content
+/// hash with good signatures gives the redacted event (`Ok`, and `true`).
+pub async fn verify(services: &Services, object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<(CanonicalJsonObject, bool), String> {
+    let servers = ruma::signatures::required_server_signatures_to_verify_event(object, &rules.signatures).map_err(|e| e.to_string())?;
+    let at_ms = match object.get("origin_server_ts") {
+        Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
+        _ => return Err("no origin_server_ts".into()),
+    };
+    let Some(CanonicalJsonValue::Object(signatures)) = object.get("signatures") else { return Err("no signatures".into()) };
+    let mut keys: PublicKeyMap = BTreeMap::new();
+    for server in &servers {
+        let Some(CanonicalJsonValue::Object(by_key)) = signatures.get(server.as_str()) else {
+            return Err(format!("not signed by {server}"));
+        };
+        let mut set = BTreeMap::new();
+        for key_id in by_key.keys() {
+            match services.federation.keys.key(server, key_id, at_ms).await {
+                Ok(Some(key)) => {
+                    set.insert(key_id.clone(), key);
+                }
+                Ok(None) => {}
+                Err(error) => return Err(format!("cannot fetch the keys of {server}: {error}")),
+            }
+        }
+        if set.is_empty() {
+            return Err(format!("no known key of {server} signed the event"));
+        }
+        keys.insert(server.to_string(), set);
+    }
+    match ruma::signatures::verify_event(&keys, object, rules) {
+        Ok(Verified::All) => Ok((object.clone(), false)),
+        Ok(Verified::Signatures) => {
+            let redacted = redact(object.clone(), &rules.redaction, None).map_err(|e| format!("cannot redact: {e}"))?;
+            Ok((redacted, true))
+        }
+        Err(error) => Err(format!("signature check failed: {error}")),
+    }
+}
+
+/// A stored event as this server sends it to others: the PDU without
+/// `unsigned` (which holds only this server's own annotations).
+pub fn outgoing(json: &str) -> Option<Box<RawValue>> {
+    let mut object: CanonicalJsonObject = serde_json::from_str(json).ok()?;
+    object.remove("unsigned");
+    serde_json::value::to_raw_value(&object).ok()
+}

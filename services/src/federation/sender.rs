@@ -1,0 +1,282 @@
+//! Outbound transactions. A dispatcher follows the events stream (woken by
+//! the notifier: local persists and every other persister's, through
+//! replication) from its saved position; each event this server's users
+//! sent is queued, in the same database transaction that moves the
+//! position, for every other server with a joined member in its room (and
+//! the server of a remote member it removes). One task per destination then
+//! sends that destination's queue in `PUT /send/{txnId}` transactions, in
+//! stream order, up to 50 PDUs each with up to 100 queued EDUs
+//! (`federation_edu_outbox`: to-device messages, see `queue_edus`), one
+//! transaction in flight; a queued
+//! event leaves the queue only when a transaction holding it was accepted,
+//! so nothing acknowledged to a client is lost across a restart. A failed
+//! transaction is retried after a backoff (1 s doubling to 5 minutes). After
+//! an outage with more queued than one transaction holds, the destination is
+//! caught up as Synapse does: the newest event of each room, from which the
+//! destination fetches what it misses with `get_missing_events`.
+//!
+//! Runs on the instance named by `federation_sender_instances` (main for
+//! now; federation-sender workers are the next step).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, OwnedTransactionId, UserId, api::federation::transactions::send_transaction_message, serde::Raw,
+};
+use tokio::sync::{Notify, watch};
+
+use weft_storage::{DestinationRetry, OutboxRow, StorageError, StoredEvent, Stream};
+
+use super::pdus;
+use crate::services::{AppState, Services};
+
+/// The most PDUs in one transaction (the specification's limit).
+pub const MAX_PDUS: i64 = 50;
+/// The most EDUs in one transaction (the specification's limit).
+pub const MAX_EDUS: i64 = 100;
+/// Events read from the stream at once.
+const BATCH: i64 = 200;
+const FIRST_RETRY_MS: i64 = 1_000;
+const MAX_RETRY_MS: i64 = 5 * 60 * 1_000;
+/// How often the dispatcher looks for destinations with queued EDUs or
+/// forwarded events even when no stream moved.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// After a failure of the database, the dispatcher tries again after this.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Whether this instance sends federation transactions.
+pub fn sends_here(services: &Services) -> bool {
+    services.config.is_main_process()
+}
+
+/// The sender: dispatches new events to the destinations' queues and runs
+/// one task per destination, until `stopped`.
+pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let destinations = Destinations::default();
+    match state.storage.outbox_destinations().await {
+        Ok(names) => {
+            for name in names {
+                destinations.wake(&state, &stopped, &name);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read the federation queue"),
+    }
+    let mut positions = state.notifier.subscribe();
+    let mut position = None;
+    loop {
+        let delay = match dispatch(&state, &stopped, &destinations, &mut position).await {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(%error, "the federation sender failed; retrying");
+                Some(RETRY_DELAY)
+            }
+        };
+        tokio::select! {
+            moved = positions.changed(), if delay.is_none() => {
+                if moved.is_err() {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => continue,
+            // What was queued outside the events stream without a wake-up.
+            _ = tokio::time::sleep(SWEEP_INTERVAL), if delay.is_none() => {}
+            _ = stopped.wait_for(|stop| *stop) => break,
+        }
+    }
+}
+
+/// The destination tasks, each woken when its queue grows.
+#[derive(Default, Clone)]
+struct Destinations {
+    tasks: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+impl Destinations {
+    fn wake(&self, state: &AppState, stopped: &watch::Receiver<bool>, destination: &str) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = tasks.get(destination) {
+            notify.notify_one();
+            return;
+        }
+        let Ok(name) = OwnedServerName::try_from(destination) else { return };
+        let notify = Arc::new(Notify::new());
+        tasks.insert(destination.to_owned(), notify.clone());
+        tokio::spawn(destination_loop(state.clone(), stopped.clone(), name, notify));
+    }
+}
+
+async fn dispatch(state: &AppState, stopped: &watch::Receiver<bool>, destinations: &Destinations, position: &mut Option<i64>) -> Result<(), StorageError> {
+    // EDUs and forwarded events are queued outside the events stream.
+    let mut queued = state.storage.edu_destinations().await?;
+    queued.extend(state.storage.outbox_destinations().await?);
+    queued.sort();
+    queued.dedup();
+    for destination in queued {
+        destinations.wake(state, stopped, &destination);
+    }
+    let mut at = match *position {
+        Some(at) => at,
+        None => *position.insert(state.storage.federation_sender_position().await?),
+    };
+    loop {
+        let upto = state.notifier.position(Stream::Events);
+        if at >= upto || *stopped.borrow() {
+            return Ok(());
+        }
+        let events = state.storage.events_between(at, upto, BATCH).await?;
+        let reached = match events.last() {
+            Some(last) if events.len() as i64 == BATCH => last.stream_ordering,
+            _ => upto,
+        };
+        let mut rows = Vec::new();
+        for event in &events {
+            for destination in destinations_of(state, event).await? {
+                rows.push(OutboxRow {
+                    destination,
+                    stream_ordering: event.stream_ordering,
+                    room_id: event.room_id.clone(),
+                    event_id: event.event_id.to_string(),
+                });
+            }
+        }
+        state.storage.enqueue_outbox(&rows, reached).await?;
+        let mut woken: Vec<&str> = rows.iter().map(|row| row.destination.as_str()).collect();
+        woken.sort_unstable();
+        woken.dedup();
+        for destination in woken {
+            destinations.wake(state, stopped, destination);
+        }
+        at = reached;
+        *position = Some(reached);
+    }
+}
+
+/// The servers an event of this server goes to: those with a joined member
+/// in its room, and the server of a remote user it removes or invites.
+async fn destinations_of(state: &Services, event: &StoredEvent) -> Result<Vec<String>, StorageError> {
+    if event.sender.server_name() != state.server_name {
+        return Ok(Vec::new());
+    }
+    let mut servers = super::inbound::servers_in_room(state, &event.room_id).await?;
+    if event.kind == "m.room.member"
+        && let Some(target) = event.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
+    {
+        servers.push(target.server_name().to_string());
+    }
+    servers.sort();
+    servers.dedup();
+    servers.retain(|server| server != state.server_name.as_str());
+    Ok(servers)
+}
+
+async fn destination_loop(state: AppState, mut stopped: watch::Receiver<bool>, destination: OwnedServerName, notify: Arc<Notify>) {
+    let mut counter: u64 = 0;
+    let started = weft_storage::now_ms();
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let wait = match send_some(&state, &destination, &mut counter, started).await {
+            Ok(true) => continue,
+            Ok(false) => None,
+            Err(retry_in) => Some(retry_in),
+        };
+        match wait {
+            None => {
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                }
+            }
+            Some(delay) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Sends one transaction if anything is queued: `Ok(true)` when one was
+/// accepted, `Ok(false)` when the queue is empty, `Err(delay)` to wait
+/// before the next try.
+async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mut u64, started: i64) -> Result<bool, Duration> {
+    let storage = &state.storage;
+    let name = destination.as_str();
+    let retry = storage.destination_retry(name).await.map_err(|_| RETRY_DELAY)?;
+    let now = weft_storage::now_ms();
+    if retry.retry_interval > 0 && now < retry.retry_last_ts + retry.retry_interval {
+        return Err(Duration::from_millis((retry.retry_last_ts + retry.retry_interval - now) as u64));
+    }
+    let queued = storage.outbox_len(name).await.map_err(|_| RETRY_DELAY)?;
+    let edus = storage.outbox_edus(name, MAX_EDUS).await.map_err(|_| RETRY_DELAY)?;
+    if queued == 0 && edus.is_empty() {
+        return Ok(false);
+    }
+    let catching_up = retry.retry_interval > 0 && queued > MAX_PDUS;
+    let events = if catching_up { storage.outbox_latest_per_room(name, MAX_PDUS).await } else { storage.outbox_events(name, MAX_PDUS).await }
+        .map_err(|_| RETRY_DELAY)?;
+    *counter += 1;
+    let txn_id = OwnedTransactionId::from(format!("{started}-{counter}"));
+    let mut request = send_transaction_message::v1::Request::new(txn_id, state.server_name.clone(), MilliSecondsSinceUnixEpoch::now());
+    request.pdus = events.iter().filter_map(|event| pdus::outgoing(&event.json)).collect();
+    request.edus = edus.iter().filter_map(|(_, json)| Raw::from_json_string(json.clone()).ok()).collect();
+    match state.federation.client.send_request(destination, request).await {
+        Ok(response) => {
+            for (event_id, outcome) in &response.pdus {
+                if let Err(reason) = outcome {
+                    tracing::info!(%destination, %event_id, %reason, "the destination refused an event");
+                }
+            }
+            let mut sent: BTreeMap<OwnedRoomId, i64> = BTreeMap::new();
+            for event in &events {
+                let newest = sent.entry(event.room_id.clone()).or_default();
+                *newest = (*newest).max(event.stream_ordering);
+            }
+            let sent: Vec<(OwnedRoomId, i64)> = sent.into_iter().collect();
+            if !sent.is_empty() {
+                storage.outbox_acknowledge(name, &sent).await.map_err(|_| RETRY_DELAY)?;
+            }
+            if let Some((last, _)) = edus.last() {
+                storage.acknowledge_edus(name, *last).await.map_err(|_| RETRY_DELAY)?;
+                if sent.is_empty() {
+                    storage.outbox_acknowledge(name, &[]).await.map_err(|_| RETRY_DELAY)?;
+                }
+            }
+            Ok(true)
+        }
+        Err(error) => {
+            let interval = if retry.retry_interval == 0 { FIRST_RETRY_MS } else { (retry.retry_interval * 2).min(MAX_RETRY_MS) };
+            tracing::info!(%destination, %error, retry_in_ms = interval, "a transaction failed");
+            let _ = storage.set_destination_retry(name, DestinationRetry { retry_last_ts: weft_storage::now_ms(), retry_interval: interval }).await;
+            Err(Duration::from_millis(interval as u64))
+        }
+    }
+}
+
+/// Queues EDUs for other servers (`(destination, EDU JSON)`): they go with
+/// each destination's next transaction, woken by the next stream change.
+pub async fn queue_edus(services: &Services, edus: &[(String, String)]) -> Result<(), StorageError> {
+    services.storage.enqueue_edus(edus).await
+}
+
+/// Queues one EDU for every other server with a joined member in the room
+/// (typing, receipts).
+pub async fn queue_room_edu(services: &Services, room_id: &ruma::RoomId, edu: &serde_json::Value) -> Result<(), StorageError> {
+    let json = edu.to_string();
+    let edus: Vec<(String, String)> = super::inbound::servers_in_room(services, room_id)
+        .await?
+        .into_iter()
+        .filter(|server| server != services.server_name.as_str())
+        .map(|server| (server, json.clone()))
+        .collect();
+    if edus.is_empty() {
+        return Ok(());
+    }
+    services.storage.enqueue_edus(&edus).await
+}
