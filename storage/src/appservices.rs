@@ -27,6 +27,9 @@ pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(Stri
     Ok(())
 }
 
+/// The kinds of queued items, each read up to its own limit.
+const QUEUED_KINDS: [&str; 4] = ["event", "ephemeral", "to_device", "device_lists"];
+
 /// One queued item: its place in the queue, its kind (`event`,
 /// `ephemeral`, `to_device`, `device_lists`) and its JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,30 +101,32 @@ impl Storage {
         Ok(())
     }
 
-    /// The oldest items queued for the appservice: up to `per_kind` of each kind.
+    /// The oldest items queued for the appservice: up to `per_kind` of each
+    /// kind, oldest first, in one statement.
     pub async fn appservice_queued(&self, appservice_id: &str, per_kind: i64) -> Result<Vec<QueuedItem>> {
-        let mut items = Vec::new();
-        for kind in ["event", "ephemeral", "to_device", "device_lists"] {
-            let rows = sqlx::query("SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = $2 ORDER BY seq LIMIT $3")
-                .bind(appservice_id)
-                .bind(kind)
-                .bind(per_kind)
-                .fetch_all(&self.pool)
-                .await?;
-            for row in rows {
-                items.push(QueuedItem { seq: row.try_get("seq")?, kind: row.try_get("kind")?, json: row.try_get("item_json")? });
-            }
-        }
+        let arm = |n: usize| {
+            format!("SELECT * FROM (SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = '{}' ORDER BY seq LIMIT $2) AS k{n}", QUEUED_KINDS[n])
+        };
+        let sql = (0..QUEUED_KINDS.len()).map(arm).collect::<Vec<_>>().join(" UNION ALL ");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(appservice_id).bind(per_kind).fetch_all(&self.pool).await?;
+        let mut items = rows
+            .iter()
+            .map(|row| Ok(QueuedItem { seq: row.try_get("seq")?, kind: row.try_get("kind")?, json: row.try_get("item_json")? }))
+            .collect::<Result<Vec<_>>>()?;
         items.sort_by_key(|item| item.seq);
         Ok(items)
     }
 
     /// Stores a transaction of `items` under the next transaction id and
-    /// takes them off the queue, all or nothing; the id.
-    pub async fn store_appservice_txn(&self, appservice_id: &str, body_json: &str, items: &[QueuedItem]) -> Result<i64> {
+    /// takes them off the queue, all or nothing; the id. `acknowledged`, a
+    /// transaction the appservice already answered 2xx, is forgotten in the
+    /// same database transaction (one commit a transaction sent).
+    pub async fn store_appservice_txn(&self, appservice_id: &str, body_json: &str, items: &[QueuedItem], acknowledged: Option<i64>) -> Result<i64> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1").execute(&mut *tx).await?;
-        let txn_id: i64 = sqlx::query_scalar("SELECT last_txn_id FROM appservice_txn_id").fetch_one(&mut *tx).await?;
+        if let Some(acknowledged) = acknowledged {
+            sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2").bind(appservice_id).bind(acknowledged).execute(&mut *tx).await?;
+        }
+        let txn_id: i64 = sqlx::query_scalar("UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1 RETURNING last_txn_id").fetch_one(&mut *tx).await?;
         sqlx::query("INSERT INTO appservice_txns (appservice_id, txn_id, body_json) VALUES ($1, $2, $3)")
             .bind(appservice_id)
             .bind(txn_id)

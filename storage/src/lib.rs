@@ -70,6 +70,7 @@ pub use dialect::Dialect;
 pub use e2e_keys::{ClaimedKey, NewKey};
 pub use error::StorageError;
 pub use events::{NewEvent, NewRoom, StoredEvent};
+pub use key_queries::{KeyClaim, KeySources};
 pub use key_backup::{BackupCounts, BackupKey, BackupKeysWrite, BackupVersion, BackupVersionUpdate, StoredBackupKey};
 pub use media::{AttachError, LocalMedia, MediaContent};
 pub use presence::{NewPresence, PresenceRow};

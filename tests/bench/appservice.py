@@ -5,7 +5,9 @@ while the appservice receives every event in transactions.
 
 Reports messages per second sent by the appservice and the delivery latency
 from persistence (the send's 200) to the appservice's receipt of the
-transaction holding the event, p50 and p99. Runs Weft (a release build, the
+transaction holding the event, p50 and p99. The appservice runs in a
+process of its own (the senders' event loop would delay its answers and its
+clock readings). Runs Weft (a release build, the
 monolith, `config/bench.toml`: PostgreSQL database `weft_bench`, port 18800)
 and, as the reference in the same run, Synapse from PyPI (the Python running
 this script must have `matrix-synapse[postgres]`; database `synapse_bench`,
@@ -22,6 +24,7 @@ The Python: a venv with matrix-synapse[postgres]==1.163.0 (aiohttp comes with it
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import signal
 import socket
@@ -120,7 +123,10 @@ def start_synapse(data, as_port):
 
 
 class Receiver:
-    """The appservice: records when each event arrived."""
+    """The appservice: records when each event arrived. It runs in a process
+    of its own (`serve_appservice`), so that the 50 senders' event loop does
+    not delay its answers or its clock readings; `time.monotonic` is the
+    system's monotonic clock, the same in both processes."""
 
     def __init__(self):
         self.arrived = {}
@@ -137,6 +143,25 @@ class Receiver:
     async def query(self, request):
         return web.json_response({}, status=404)
 
+    async def stats(self, request):
+        return web.json_response({"arrived": self.arrived, "transactions": self.transactions})
+
+
+def serve_appservice(port, ready):
+    async def main():
+        receiver = Receiver()
+        app = web.Application()
+        app.router.add_put("/_matrix/app/v1/transactions/{txn}", receiver.transaction)
+        app.router.add_get("/_matrix/app/v1/users/{user}", receiver.query)
+        app.router.add_get("/bench/stats", receiver.stats)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
 
 def percentile(values, fraction):
     ordered = sorted(values)
@@ -144,13 +169,6 @@ def percentile(values, fraction):
 
 
 async def run(base, server_name, as_port, seconds):
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_put("/_matrix/app/v1/transactions/{txn}", receiver.transaction)
-    app.router.add_get("/_matrix/app/v1/users/{user}", receiver.query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", as_port).start()
     headers = {"Authorization": f"Bearer {AS_TOKEN}"}
     connector = aiohttp.TCPConnector(limit=PUPPETS + 10)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
@@ -187,25 +205,36 @@ async def run(base, server_name, as_port, seconds):
         await asyncio.gather(*(sender(index) for index in range(PUPPETS)))
         elapsed = time.monotonic() - started
         settle = time.monotonic() + 60
-        while time.monotonic() < settle and not all(event in receiver.arrived for event in sent):
-            await asyncio.sleep(0.1)
-    await runner.cleanup()
-    latencies = [(receiver.arrived[e] - t) * 1000 for e, t in sent.items() if e in receiver.arrived]
+        while True:
+            async with aiohttp.ClientSession() as plain:
+                async with plain.get(f"http://127.0.0.1:{as_port}/bench/stats") as r:
+                    stats = await r.json()
+            if time.monotonic() >= settle or all(event in stats["arrived"] for event in sent):
+                break
+            await asyncio.sleep(0.5)
+    arrived = stats["arrived"]
+    latencies = [(arrived[e] - t) * 1000 for e, t in sent.items() if e in arrived]
     return {
         "sent": len(sent), "failed": failed, "rate": len(sent) / elapsed, "delivered": len(latencies),
-        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "transactions": receiver.transactions,
+        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "transactions": stats["transactions"],
     }
 
 
 def one(name, start, seconds):
     data = tempfile.mkdtemp(prefix=f"appservice-bench-{name}-")
     as_port = free_port()
+    ready = multiprocessing.Event()
+    appservice = multiprocessing.Process(target=serve_appservice, args=(as_port, ready), daemon=True)
+    appservice.start()
+    ready.wait(30)
     process, base, server_name = start(data, as_port)
     try:
         result = asyncio.run(run(base, server_name, as_port, seconds))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
+        appservice.terminate()
+        appservice.join()
     print(
         f"{name}: {result['sent']} sent ({result['failed']} failed) in {seconds} s = {result['rate']:.0f} msg/s; "
         f"delivered {result['delivered']} in {result['transactions']} transactions; "

@@ -24,6 +24,8 @@ use weft_plugin_sdk::{
 };
 
 const PREFIX: &str = "/_matrix/app/v1";
+/// Where the MSC3983/MSC3984 endpoints are, as Synapse calls them.
+const UNSTABLE: &str = "/_matrix/app/unstable";
 
 struct AppserviceHttp;
 
@@ -72,6 +74,18 @@ impl AppserviceNotifier for AppserviceHttp {
         let request = http::Request::post(format!("{}{PREFIX}/ping", registration.url), body.to_string());
         send(registration, request.header("content-type", "application/json"))
     }
+
+    fn claim_keys(&self, registration: &Registration, body: &str) -> Outcome {
+        post_json(registration, format!("{}{UNSTABLE}/org.matrix.msc3983/keys/claim", registration.url), body)
+    }
+
+    fn query_keys(&self, registration: &Registration, body: &str) -> Outcome {
+        post_json(registration, format!("{}{UNSTABLE}/org.matrix.msc3984/keys/query", registration.url), body)
+    }
+}
+
+fn post_json(registration: &Registration, url: String, body: &str) -> Outcome {
+    send(registration, http::Request::post(url, body.to_owned()).header("content-type", "application/json"))
 }
 
 fn send(registration: &Registration, request: http::Request) -> Outcome {
