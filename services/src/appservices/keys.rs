@@ -71,7 +71,7 @@ pub async fn claim(services: &Services, claims: Vec<Claim>) -> (ClaimedKeys, Vec
     let asks = by_service.into_values().map(|(service, claims)| async move {
         let mut body: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
         for (user, device, algorithm) in &claims {
-            body.entry(user).or_default().entry(device).or_default().push(algorithm);
+            body.entry(user.as_str()).or_default().entry(device.as_str()).or_default().push(algorithm.as_str());
         }
         let answer = ask(services, &service, "claim", json!(body).to_string(), |registration, body| AppserviceCall::ClaimKeys { registration, body }).await;
         (claims, answer)
