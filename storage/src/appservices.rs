@@ -12,6 +12,10 @@ use super::{Result, Storage, StorageError, StoredEvent};
 /// limits on bound parameters).
 const ROWS_PER_STATEMENT: usize = 100;
 
+/// Rows PostgreSQL takes in one statement of the notifier (three parameters
+/// a row, far below its 65,535).
+const MAX_ROWS_ONE_STATEMENT: usize = 1_000;
+
 /// Appends `items` (`(appservice_id, kind, json)`) to the queue, in order,
 /// a statement per `ROWS_PER_STATEMENT`.
 pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(String, &str, String)]) -> Result<()> {
@@ -90,8 +94,22 @@ impl Storage {
     }
 
     /// Queues `items` (`(appservice_id, kind, json)`, in order) and, when
-    /// given, moves the matched position to `position`, all or nothing.
+    /// given, moves the matched position to `position`, all or nothing. On
+    /// PostgreSQL, items and a position, one statement.
     pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<()> {
+        if let Some(position) = position.filter(|_| self.dialect == super::Dialect::Postgres && !items.is_empty() && items.len() <= MAX_ROWS_ONE_STATEMENT) {
+            let rows: Vec<String> = (0..items.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 2, 3 * n + 3, 3 * n + 4)).collect();
+            let sql = format!(
+                "WITH moved AS (UPDATE appservice_stream_position SET stream_ordering = $1) INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(position);
+            for (appservice_id, kind, json) in items {
+                query = query.bind(appservice_id.as_str()).bind(*kind).bind(json.as_str());
+            }
+            query.execute(&self.pool).await?;
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         insert_queued(&mut tx, items).await?;
         if let Some(position) = position {
@@ -120,8 +138,24 @@ impl Storage {
     /// Stores a transaction of `items` under the next transaction id and
     /// takes them off the queue, all or nothing; the id. `acknowledged`, a
     /// transaction the appservice already answered 2xx, is forgotten in the
-    /// same database transaction (one commit a transaction sent).
+    /// same database transaction (one commit a transaction sent). On
+    /// PostgreSQL this is one statement (each statement is a round trip to
+    /// the server, and the sender waits for them between transactions).
     pub async fn store_appservice_txn(&self, appservice_id: &str, body_json: &str, items: &[QueuedItem], acknowledged: Option<i64>) -> Result<i64> {
+        if self.dialect == super::Dialect::Postgres && items.len() <= MAX_ROWS_ONE_STATEMENT {
+            let seqs = (0..items.len()).map(|n| format!("${}", n + 4)).collect::<Vec<_>>().join(", ");
+            let taken = if items.is_empty() { String::new() } else { format!("taken AS (DELETE FROM appservice_queue WHERE seq IN ({seqs})), ") };
+            let sql = format!(
+                "WITH acked AS (DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2), {taken}\
+                 id AS (UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1 RETURNING last_txn_id) \
+                 INSERT INTO appservice_txns (appservice_id, txn_id, body_json) SELECT $1, last_txn_id, $3 FROM id RETURNING txn_id"
+            );
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(appservice_id).bind(acknowledged.unwrap_or(-1)).bind(body_json);
+            for item in items {
+                query = query.bind(item.seq);
+            }
+            return Ok(query.fetch_one(&self.pool).await?);
+        }
         let mut tx = self.begin_write().await?;
         if let Some(acknowledged) = acknowledged {
             sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2").bind(appservice_id).bind(acknowledged).execute(&mut *tx).await?;

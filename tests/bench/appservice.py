@@ -17,9 +17,12 @@ Needs a quiet machine (it measures latency), PostgreSQL on 127.0.0.1:5432
 (user postgres, trust) and `psql`: not run in CI.
 
   python tests/bench/appservice.py --weft target/release/weft \\
-      --plugin target/wasm32-wasip2/release/appservice_http.wasm --synapse [--seconds 20] [--rounds 2]
+      --plugin target/wasm32-wasip2/release/appservice_http.wasm --synapse \\
+      [--synapse-python synapse-venv/bin/python] [--seconds 20] [--rounds 2]
 
-The Python: a venv with matrix-synapse[postgres]==1.163.0 (aiohttp comes with it).
+The Python running it needs aiohttp (tests/appservice/requirements.txt pins
+it); Synapse runs with `--synapse-python`, a venv with
+matrix-synapse[postgres]==1.163.0 (default: the same Python).
 """
 
 import argparse
@@ -94,6 +97,9 @@ def start_weft(binary, plugin, data, as_port):
     return process, "http://127.0.0.1:18800", "bench.local"
 
 
+SYNAPSE_PYTHON = sys.executable
+
+
 def start_synapse(data, as_port):
     fresh_database("synapse_bench")
     registration_path = os.path.join(data, "bench.yaml")
@@ -101,7 +107,7 @@ def start_synapse(data, as_port):
         f.write(registration(as_port, "bench.local"))
     config = os.path.join(data, "homeserver.yaml")
     subprocess.run(
-        [sys.executable, "-m", "synapse.app.homeserver", "-c", config, "--generate-config", "--server-name", "bench.local", "--report-stats", "no"],
+        [SYNAPSE_PYTHON, "-m", "synapse.app.homeserver", "-c", config, "--generate-config", "--server-name", "bench.local", "--report-stats", "no"],
         cwd=data, check=True, capture_output=True,
     )
     with open(config, "a") as f:
@@ -117,7 +123,7 @@ def start_synapse(data, as_port):
             "rc_room_creation: {per_second: 100000, burst_count: 100000}\n"
         )
     log = open(os.path.join(data, "synapse.log"), "wb")
-    process = subprocess.Popen([sys.executable, "-m", "synapse.app.homeserver", "-c", config], cwd=data, stdout=log, stderr=log)
+    process = subprocess.Popen([SYNAPSE_PYTHON, "-m", "synapse.app.homeserver", "-c", config], cwd=data, stdout=log, stderr=log)
     wait_for(18008, process)
     return process, "http://127.0.0.1:18008", "bench.local"
 
@@ -249,9 +255,12 @@ def main():
     parser.add_argument("--weft", help="the weft binary (a release build)")
     parser.add_argument("--plugin", help="appservice_http.wasm (release)")
     parser.add_argument("--synapse", action="store_true")
+    parser.add_argument("--synapse-python", default=sys.executable, help="a Python with matrix-synapse[postgres]==1.163.0 (default: this one)")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
+    global SYNAPSE_PYTHON
+    SYNAPSE_PYTHON = args.synapse_python
     results = {"weft": [], "synapse": []}
     for _ in range(args.rounds):
         if args.weft:

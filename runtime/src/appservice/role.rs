@@ -113,7 +113,7 @@ impl Role for AppserviceNotifier {
         call.input_size()
     }
 
-    fn invoke<'a>(guest: &'a NotifierWorld, store: &'a mut Store<CallState>, call: &AppserviceCall) -> BoxFuture<'a, wasmtime::Result<Self::Raw>> {
+    fn invoke<'a>(guest: &'a NotifierGuest, store: &'a mut Store<CallState>, call: &AppserviceCall) -> BoxFuture<'a, wasmtime::Result<Self::Raw>> {
         let g = guest.world.weft_plugin_appservice();
         let call = call.clone();
         Box::pin(async move {
