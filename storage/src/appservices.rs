@@ -123,7 +123,10 @@ impl Storage {
     /// kind, oldest first, in one statement.
     pub async fn appservice_queued(&self, appservice_id: &str, per_kind: i64) -> Result<Vec<QueuedItem>> {
         let arm = |n: usize| {
-            format!("SELECT * FROM (SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = '{}' ORDER BY seq LIMIT $2) AS k{n}", QUEUED_KINDS[n])
+            format!(
+                "SELECT * FROM (SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = '{}' ORDER BY seq LIMIT $2) AS k{n}",
+                QUEUED_KINDS[n]
+            )
         };
         let sql = (0..QUEUED_KINDS.len()).map(arm).collect::<Vec<_>>().join(" UNION ALL ");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(appservice_id).bind(per_kind).fetch_all(&self.pool).await?;
@@ -158,7 +161,11 @@ impl Storage {
         }
         let mut tx = self.begin_write().await?;
         if let Some(acknowledged) = acknowledged {
-            sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2").bind(appservice_id).bind(acknowledged).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2")
+                .bind(appservice_id)
+                .bind(acknowledged)
+                .execute(&mut *tx)
+                .await?;
         }
         let txn_id: i64 = sqlx::query_scalar("UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1 RETURNING last_txn_id").fetch_one(&mut *tx).await?;
         sqlx::query("INSERT INTO appservice_txns (appservice_id, txn_id, body_json) VALUES ($1, $2, $3)")

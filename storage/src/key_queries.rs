@@ -135,15 +135,15 @@ async fn claim_in(conn: &mut AnyConnection, (user_id, device_id, algorithm): &Ke
         None
     } else {
         sqlx::query(
-        "DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = \
+            "DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = \
          (SELECT key_id FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY key_id LIMIT 1) \
          RETURNING key_id, key_json",
-    )
-    .bind(user_id.as_str())
-    .bind(device_id.as_str())
-    .bind(*algorithm)
-    .fetch_optional(&mut *conn)
-    .await?
+        )
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .bind(*algorithm)
+        .fetch_optional(&mut *conn)
+        .await?
     };
     let row = match one_time {
         Some(row) => row,

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 use weft_core::crypto::key_signatures;
 use weft_core::json::raw;
+use weft_services::appservices::keys as appservice_keys;
 use weft_services::services::{AppState, Services};
 use weft_services::sync::{StreamToken, device_lists};
-use weft_services::appservices::keys as appservice_keys;
 use weft_storage::{KeyClaim, KeySources, NewKey, StorageError, Stream};
 
 use crate::{
@@ -315,7 +315,8 @@ pub(crate) async fn claim_local(state: &Services, wanted: &BTreeMap<OwnedUserId,
         .into_iter()
         .filter_map(|(user_id, device_id, algorithm)| Some((OwnedUserId::try_from(user_id).ok()?, OwnedDeviceId::from(device_id), algorithm)))
         .collect();
-    let fallback: Vec<KeyClaim<'_>> = missing.iter().map(|(user_id, device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())).collect();
+    let fallback: Vec<KeyClaim<'_>> =
+        missing.iter().map(|(user_id, device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())).collect();
     if !fallback.is_empty() {
         for ((user_id, device_id, _), key) in fallback.iter().zip(state.storage.claim_keys_from(&fallback, KeySources::FallbackOnly).await?) {
             if let Some((key_id, key)) = key {

@@ -38,7 +38,11 @@ async fn keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice(
     let registrations = [registration("bridge", Some(&appservice.url()), AS_TOKEN, "org.matrix.msc3202: true\n")];
     let (server, _dir) = server(backend, &registrations, SWITCHED_ON).await;
     let (status, body) = server
-        .post("/_matrix/client/v3/register", Some(AS_TOKEN), json!({"type": "m.login.application_service", "username": "bridge_alice", "device_id": "PUPPETDEV"}))
+        .post(
+            "/_matrix/client/v3/register",
+            Some(AS_TOKEN),
+            json!({"type": "m.login.application_service", "username": "bridge_alice", "device_id": "PUPPETDEV"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let puppet = body["user_id"].as_str().unwrap().to_owned();
@@ -64,7 +68,12 @@ async fn keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice(
     );
 
     // The server's own one-time key first; the appservice for the rest.
-    let claimed = claim(&server, &carol.access_token, json!({puppet.clone(): {"PUPPETDEV": "signed_curve25519", "ASDEV": "signed_curve25519", "NODEV": "signed_curve25519"}})).await;
+    let claimed = claim(
+        &server,
+        &carol.access_token,
+        json!({puppet.clone(): {"PUPPETDEV": "signed_curve25519", "ASDEV": "signed_curve25519", "NODEV": "signed_curve25519"}}),
+    )
+    .await;
     assert_eq!(
         claimed,
         json!({puppet.clone(): {"PUPPETDEV": {"signed_curve25519:A1": {"key": "server-otk"}}, "ASDEV": {"signed_curve25519:AS1": {"key": "appservice-otk"}}}}),

@@ -44,18 +44,45 @@ pub enum ThirdpartyKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "callback", rename_all = "kebab-case")]
 pub enum AppserviceCall {
-    PushTransaction { registration: Registration, txn_id: String, body: String },
-    QueryUser { registration: Registration, user_id: String },
-    QueryAlias { registration: Registration, alias: String },
-    GetProtocol { registration: Registration, protocol: String },
-    QueryThirdparty { registration: Registration, kind: ThirdpartyKind, protocol: String, fields: Vec<(String, String)> },
-    Ping { registration: Registration, txn_id: Option<String> },
+    PushTransaction {
+        registration: Registration,
+        txn_id: String,
+        body: String,
+    },
+    QueryUser {
+        registration: Registration,
+        user_id: String,
+    },
+    QueryAlias {
+        registration: Registration,
+        alias: String,
+    },
+    GetProtocol {
+        registration: Registration,
+        protocol: String,
+    },
+    QueryThirdparty {
+        registration: Registration,
+        kind: ThirdpartyKind,
+        protocol: String,
+        fields: Vec<(String, String)>,
+    },
+    Ping {
+        registration: Registration,
+        txn_id: Option<String>,
+    },
     /// MSC3983 (the optional `appservice-keys` export, since 0.1.4): `body`
     /// is `{user_id: {device_id: [algorithm, ...]}}`.
-    ClaimKeys { registration: Registration, body: String },
+    ClaimKeys {
+        registration: Registration,
+        body: String,
+    },
     /// MSC3984 (the optional `appservice-keys` export): `body` is
     /// `{user_id: [device_id, ...]}`.
-    QueryKeys { registration: Registration, body: String },
+    QueryKeys {
+        registration: Registration,
+        body: String,
+    },
 }
 
 impl AppserviceCall {
