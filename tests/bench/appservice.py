@@ -174,7 +174,7 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] if ordered else float("nan")
 
 
-async def run(base, server_name, as_port, seconds):
+async def run(base, server_name, as_port, seconds, rate=None):
     headers = {"Authorization": f"Bearer {AS_TOKEN}"}
     connector = aiohttp.TCPConnector(limit=PUPPETS + 10)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
@@ -198,7 +198,11 @@ async def run(base, server_name, as_port, seconds):
         async def sender(index):
             nonlocal failed
             puppet, room, n = puppets[index], rooms[index % ROOMS], 0
+            interval = PUPPETS / rate if rate else 0
+            first = time.monotonic() + index * interval / PUPPETS
             while time.monotonic() < deadline:
+                if rate:
+                    await asyncio.sleep(max(0, first + n * interval - time.monotonic()))
                 n += 1
                 url = f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/b{index}-{n}"
                 async with http.put(url, params={"user_id": puppet}, json={"msgtype": "m.text", "body": f"{index} {n}"}) as r:
@@ -226,7 +230,7 @@ async def run(base, server_name, as_port, seconds):
     }
 
 
-def one(name, start, seconds):
+def one(name, start, seconds, rate=None):
     data = tempfile.mkdtemp(prefix=f"appservice-bench-{name}-")
     as_port = free_port()
     ready = multiprocessing.Event()
@@ -235,7 +239,7 @@ def one(name, start, seconds):
     ready.wait(30)
     process, base, server_name = start(data, as_port)
     try:
-        result = asyncio.run(run(base, server_name, as_port, seconds))
+        result = asyncio.run(run(base, server_name, as_port, seconds, rate))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -258,15 +262,16 @@ def main():
     parser.add_argument("--synapse-python", default=sys.executable, help="a Python with matrix-synapse[postgres]==1.163.0 (default: this one)")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rate", type=float, help="messages/s for all senders together (default: as fast as they can)")
     args = parser.parse_args()
     global SYNAPSE_PYTHON
     SYNAPSE_PYTHON = args.synapse_python
     results = {"weft": [], "synapse": []}
     for _ in range(args.rounds):
         if args.weft:
-            results["weft"].append(one("weft", lambda data, port: start_weft(os.path.abspath(args.weft), os.path.abspath(args.plugin), data, port), args.seconds))
+            results["weft"].append(one("weft", lambda data, port: start_weft(os.path.abspath(args.weft), os.path.abspath(args.plugin), data, port), args.seconds, args.rate))
         if args.synapse:
-            results["synapse"].append(one("synapse", start_synapse, args.seconds))
+            results["synapse"].append(one("synapse", start_synapse, args.seconds, args.rate))
     if results["weft"] and results["synapse"]:
         weft = sum(r["rate"] for r in results["weft"]) / len(results["weft"])
         synapse = sum(r["rate"] for r in results["synapse"]) / len(results["synapse"])

@@ -12,6 +12,11 @@
 //! allow_private_addresses = true                        # bridges usually run beside the server
 //! ```
 //!
+//! Besides the Application Service API's endpoints it makes the MSC3983
+//! and MSC3984 requests (`POST /_matrix/app/unstable/org.matrix.msc3983/keys/claim`
+//! and `.../org.matrix.msc3984/keys/query`, the optional `appservice-keys`
+//! export of WIT 0.1.4), when the server asks.
+//!
 //! Every export sends one request and answers the status and body as they
 //! came (the server decides what they mean); a request that could not be
 //! sent, or got no answer, is a `NoReply`. Path segments (user ids,

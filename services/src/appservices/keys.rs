@@ -31,6 +31,9 @@ use crate::services::Services;
 /// One wanted one-time key: user, device, algorithm.
 pub type Claim = (String, String, String);
 
+/// Users with the devices asked about (empty: every device).
+pub type WantedDevices = BTreeMap<String, Vec<String>>;
+
 /// Keys by user, device and key id (`algorithm:key_id`).
 pub type ClaimedKeys = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
 
@@ -104,8 +107,8 @@ pub async fn claim(services: &Services, claims: Vec<Claim>) -> (ClaimedKeys, Vec
 
 /// MSC3984: asks the appservices for the device keys of `wanted` (users with
 /// the devices asked, empty for all); the devices they answered, by user.
-pub async fn query(services: &Services, wanted: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Map<String, Value>> {
-    let mut by_service: BTreeMap<String, (std::sync::Arc<AppService>, BTreeMap<String, Vec<String>>)> = BTreeMap::new();
+pub async fn query(services: &Services, wanted: &WantedDevices) -> BTreeMap<String, Map<String, Value>> {
+    let mut by_service: BTreeMap<String, (std::sync::Arc<AppService>, WantedDevices)> = BTreeMap::new();
     for (user, devices) in wanted {
         for owner in owners(services, user) {
             by_service.entry(owner.id.clone()).or_insert_with(|| (owner.clone(), BTreeMap::new())).1.insert(user.clone(), devices.clone());
