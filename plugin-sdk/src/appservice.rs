@@ -87,14 +87,32 @@ pub trait AppserviceNotifier: Sized + 'static {
     fn query_thirdparty(&self, registration: &Registration, kind: ThirdpartyKind, protocol: &str, fields: &[(String, String)]) -> Outcome;
     /// `POST /_matrix/app/v1/ping`.
     fn ping(&self, registration: &Registration, txn_id: Option<&str>) -> Outcome;
+
+    /// MSC3983 (since WIT 0.1.4): `POST /_matrix/app/unstable/org.matrix.msc3983/keys/claim`
+    /// with `body` (`{user_id: {device_id: [algorithm, ...]}}`). The default
+    /// asks nothing: the server then claims no keys from the appservice.
+    fn claim_keys(&self, registration: &Registration, body: &str) -> Outcome {
+        let _ = (registration, body);
+        Err(NoReply::Unreachable(NOT_ASKED.into()))
+    }
+
+    /// MSC3984 (since WIT 0.1.4): `POST /_matrix/app/unstable/org.matrix.msc3984/keys/query`
+    /// with `body` (`{user_id: [device_id, ...]}`). The default asks nothing.
+    fn query_keys(&self, registration: &Registration, body: &str) -> Outcome {
+        let _ = (registration, body);
+        Err(NoReply::Unreachable(NOT_ASKED.into()))
+    }
 }
+
+/// What the default `claim_keys` and `query_keys` answer.
+pub const NOT_ASKED: &str = "this notifier does not ask appservices for keys";
 
 /// The glue the export macro calls: WIT values in, trait call, WIT values out.
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod glue {
     use super::*;
-    use crate::bindings::appservice_notifier::exports::weft::plugin::appservice as wit;
+    use crate::bindings::appservice_notifier::exports::weft::plugin::{appservice as wit, appservice_keys as keys};
 
     pub fn build<T: AppserviceNotifier>() -> T {
         match T::new(&PluginConfig::from_host()) {
@@ -121,18 +139,32 @@ pub mod glue {
             Err(NoReply::Unreachable(reason)) => Err(wit::NoReply::Unreachable(reason)),
         }
     }
+
+    pub fn key_service(r: keys::KeyService) -> Registration {
+        Registration { id: r.id, url: r.url, hs_token: r.hs_token }
+    }
+
+    pub fn key_outcome(outcome: Outcome) -> Result<keys::KeyReply, keys::KeyNoReply> {
+        match outcome {
+            Ok(reply) => Ok(keys::KeyReply { status: reply.status, body: reply.body }),
+            Err(NoReply::Timeout) => Err(keys::KeyNoReply::Timeout),
+            Err(NoReply::Unreachable(reason)) => Err(keys::KeyNoReply::Unreachable(reason)),
+        }
+    }
 }
 
 /// Exports an [`AppserviceNotifier`] implementation as the component's
 /// `appservice-notifier` world (`describe` answers the crate's name and
-/// version), with the optional `configuration` export (`validate_config`).
+/// version), with the optional `configuration` export (`validate_config`)
+/// and, since WIT 0.1.4, the optional `appservice-keys` export (`claim_keys`,
+/// `query_keys`).
 #[macro_export]
 macro_rules! export_appservice_notifier {
     ($notifier:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::appservice::{AppserviceNotifier as _, glue};
-            use $crate::bindings::appservice_notifier::exports::weft::plugin::{appservice, configuration, plugin};
+            use $crate::bindings::appservice_notifier::exports::weft::plugin::{appservice, appservice_keys, configuration, plugin};
             use $crate::bindings::appservice_notifier::weft::plugin::types as wit_types;
 
             struct Export;
@@ -180,6 +212,15 @@ macro_rules! export_appservice_notifier {
                 }
                 fn ping(r: appservice::Registration, txn_id: Option<String>) -> Result<appservice::Reply, appservice::NoReply> {
                     glue::outcome(notifier().ping(&glue::registration(r), txn_id.as_deref()))
+                }
+            }
+
+            impl appservice_keys::Guest for Export {
+                fn claim_keys(r: appservice_keys::KeyService, body: String) -> Result<appservice_keys::KeyReply, appservice_keys::KeyNoReply> {
+                    glue::key_outcome(notifier().claim_keys(&glue::key_service(r), &body))
+                }
+                fn query_keys(r: appservice_keys::KeyService, body: String) -> Result<appservice_keys::KeyReply, appservice_keys::KeyNoReply> {
+                    glue::key_outcome(notifier().query_keys(&glue::key_service(r), &body))
                 }
             }
 

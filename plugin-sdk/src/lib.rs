@@ -30,7 +30,7 @@
 //! trait's `validate_config` (see [`spam::SpamChecker::validate_config`]);
 //! `weft check-config` and every server start ask it.
 //!
-//! Built against `weft:plugin@0.1.3` ([`WIT_VERSION`]); which Weft runs
+//! Built against `weft:plugin@0.1.4` ([`WIT_VERSION`]); which Weft runs
 //! what is the versioning rule in the SDK's README.
 
 pub mod appservice;
@@ -45,7 +45,7 @@ pub use host::{PluginConfig, PluginError, http, kv, log, now_ms, random_bytes};
 pub use serde_json;
 
 /// The version of the WIT package (`weft:plugin`) this SDK targets.
-pub const WIT_VERSION: &str = "0.1.3";
+pub const WIT_VERSION: &str = "0.1.4";
 
 /// What a plugin says about itself (`describe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +85,8 @@ pub mod bindings {
         inline: "
             package weft:sdk;
             world imports {
-                import weft:plugin/host@0.1.3;
-                import weft:plugin/homeserver@0.1.3;
+                import weft:plugin/host@0.1.4;
+                import weft:plugin/homeserver@0.1.4;
             }
         ",
         world: "weft:sdk/imports",

@@ -12,7 +12,7 @@
 //! over-quota log ends the call); every export is called with `call_async`.
 
 wasmtime::component::bindgen!({
-    world: "weft:plugin/base@0.1.3",
+    world: "weft:plugin/base@0.1.4",
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },

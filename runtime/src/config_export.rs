@@ -16,7 +16,7 @@ use super::{host_services::BoxFuture, loaded::Instantiate, state::CallState};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        world: "weft:plugin/optional-exports@0.1.3",
+        world: "weft:plugin/optional-exports@0.1.4",
         path: "../wit",
         exports: { default: async },
     });

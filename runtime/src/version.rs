@@ -5,7 +5,7 @@
 //!
 //! Compatible means the same major version, and for 0.x the same minor
 //! (semver), older or newer patch: wasmtime's linker matches such names
-//! semver-compatibly (a `host@0.1.0` import is served by the `host@0.1.3`
+//! semver-compatibly (a `host@0.1.0` import is served by the `host@0.1.4`
 //! this host defines), and a patch version only adds (see `wit/plugin.wit`).
 //! When a second minor version is supported this becomes a list, with a
 //! bindings module per version (see `bindings`).
@@ -13,7 +13,7 @@
 use wasmtime::{Engine, component::Component};
 
 /// The version of `wit/` the host bindings are generated from.
-pub const WIT_VERSION: &str = "0.1.3";
+pub const WIT_VERSION: &str = "0.1.4";
 
 /// `Err` naming the first `weft:plugin` item of an incompatible version.
 pub fn check(component: &Component, engine: &Engine) -> Result<(), String> {

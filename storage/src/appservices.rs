@@ -12,6 +12,10 @@ use super::{Result, Storage, StorageError, StoredEvent};
 /// limits on bound parameters).
 const ROWS_PER_STATEMENT: usize = 100;
 
+/// Rows PostgreSQL takes in one statement of the notifier (three parameters
+/// a row, far below its 65,535).
+const MAX_ROWS_ONE_STATEMENT: usize = 1_000;
+
 /// Appends `items` (`(appservice_id, kind, json)`) to the queue, in order,
 /// a statement per `ROWS_PER_STATEMENT`.
 pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(String, &str, String)]) -> Result<()> {
@@ -26,6 +30,9 @@ pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(Stri
     }
     Ok(())
 }
+
+/// The kinds of queued items, each read up to its own limit.
+const QUEUED_KINDS: [&str; 4] = ["event", "ephemeral", "to_device", "device_lists"];
 
 /// One queued item: its place in the queue, its kind (`event`,
 /// `ephemeral`, `to_device`, `device_lists`) and its JSON text.
@@ -87,8 +94,22 @@ impl Storage {
     }
 
     /// Queues `items` (`(appservice_id, kind, json)`, in order) and, when
-    /// given, moves the matched position to `position`, all or nothing.
+    /// given, moves the matched position to `position`, all or nothing. On
+    /// PostgreSQL, items and a position, one statement.
     pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<()> {
+        if let Some(position) = position.filter(|_| self.dialect == super::Dialect::Postgres && !items.is_empty() && items.len() <= MAX_ROWS_ONE_STATEMENT) {
+            let rows: Vec<String> = (0..items.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 2, 3 * n + 3, 3 * n + 4)).collect();
+            let sql = format!(
+                "WITH moved AS (UPDATE appservice_stream_position SET stream_ordering = $1) INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(position);
+            for (appservice_id, kind, json) in items {
+                query = query.bind(appservice_id.as_str()).bind(*kind).bind(json.as_str());
+            }
+            query.execute(&self.pool).await?;
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         insert_queued(&mut tx, items).await?;
         if let Some(position) = position {
@@ -98,30 +119,55 @@ impl Storage {
         Ok(())
     }
 
-    /// The oldest items queued for the appservice: up to `per_kind` of each kind.
+    /// The oldest items queued for the appservice: up to `per_kind` of each
+    /// kind, oldest first, in one statement.
     pub async fn appservice_queued(&self, appservice_id: &str, per_kind: i64) -> Result<Vec<QueuedItem>> {
-        let mut items = Vec::new();
-        for kind in ["event", "ephemeral", "to_device", "device_lists"] {
-            let rows = sqlx::query("SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = $2 ORDER BY seq LIMIT $3")
-                .bind(appservice_id)
-                .bind(kind)
-                .bind(per_kind)
-                .fetch_all(&self.pool)
-                .await?;
-            for row in rows {
-                items.push(QueuedItem { seq: row.try_get("seq")?, kind: row.try_get("kind")?, json: row.try_get("item_json")? });
-            }
-        }
+        let arm = |n: usize| {
+            format!(
+                "SELECT * FROM (SELECT seq, kind, item_json FROM appservice_queue WHERE appservice_id = $1 AND kind = '{}' ORDER BY seq LIMIT $2) AS k{n}",
+                QUEUED_KINDS[n]
+            )
+        };
+        let sql = (0..QUEUED_KINDS.len()).map(arm).collect::<Vec<_>>().join(" UNION ALL ");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(appservice_id).bind(per_kind).fetch_all(&self.pool).await?;
+        let mut items = rows
+            .iter()
+            .map(|row| Ok(QueuedItem { seq: row.try_get("seq")?, kind: row.try_get("kind")?, json: row.try_get("item_json")? }))
+            .collect::<Result<Vec<_>>>()?;
         items.sort_by_key(|item| item.seq);
         Ok(items)
     }
 
     /// Stores a transaction of `items` under the next transaction id and
-    /// takes them off the queue, all or nothing; the id.
-    pub async fn store_appservice_txn(&self, appservice_id: &str, body_json: &str, items: &[QueuedItem]) -> Result<i64> {
+    /// takes them off the queue, all or nothing; the id. `acknowledged`, a
+    /// transaction the appservice already answered 2xx, is forgotten in the
+    /// same database transaction (one commit a transaction sent). On
+    /// PostgreSQL this is one statement (each statement is a round trip to
+    /// the server, and the sender waits for them between transactions).
+    pub async fn store_appservice_txn(&self, appservice_id: &str, body_json: &str, items: &[QueuedItem], acknowledged: Option<i64>) -> Result<i64> {
+        if self.dialect == super::Dialect::Postgres && items.len() <= MAX_ROWS_ONE_STATEMENT {
+            let seqs = (0..items.len()).map(|n| format!("${}", n + 4)).collect::<Vec<_>>().join(", ");
+            let taken = if items.is_empty() { String::new() } else { format!("taken AS (DELETE FROM appservice_queue WHERE seq IN ({seqs})), ") };
+            let sql = format!(
+                "WITH acked AS (DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2), {taken}\
+                 id AS (UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1 RETURNING last_txn_id) \
+                 INSERT INTO appservice_txns (appservice_id, txn_id, body_json) SELECT $1, last_txn_id, $3 FROM id RETURNING txn_id"
+            );
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(appservice_id).bind(acknowledged.unwrap_or(-1)).bind(body_json);
+            for item in items {
+                query = query.bind(item.seq);
+            }
+            return Ok(query.fetch_one(&self.pool).await?);
+        }
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1").execute(&mut *tx).await?;
-        let txn_id: i64 = sqlx::query_scalar("SELECT last_txn_id FROM appservice_txn_id").fetch_one(&mut *tx).await?;
+        if let Some(acknowledged) = acknowledged {
+            sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2")
+                .bind(appservice_id)
+                .bind(acknowledged)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let txn_id: i64 = sqlx::query_scalar("UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1 RETURNING last_txn_id").fetch_one(&mut *tx).await?;
         sqlx::query("INSERT INTO appservice_txns (appservice_id, txn_id, body_json) VALUES ($1, $2, $3)")
             .bind(appservice_id)
             .bind(txn_id)

@@ -92,6 +92,12 @@ impl Storage {
     /// (deleted), else the device's fallback key (marked used), else `None`.
     /// One transaction; devices that do not exist are skipped without a write.
     pub async fn claim_keys(&self, claims: &[KeyClaim<'_>]) -> Result<Vec<Option<ClaimedKey>>> {
+        self.claim_keys_from(claims, KeySources::Both).await
+    }
+
+    /// As `claim_keys`, from the one-time keys only, the fallback keys only,
+    /// or both (MSC3983 asks the appservice between the two).
+    pub async fn claim_keys_from(&self, claims: &[KeyClaim<'_>], sources: KeySources) -> Result<Vec<Option<ClaimedKey>>> {
         let mut users: Vec<&UserId> = claims.iter().map(|(user, _, _)| *user).collect();
         users.sort();
         users.dedup();
@@ -108,27 +114,40 @@ impl Storage {
         let mut tx = self.begin_write().await?;
         let mut claimed = Vec::with_capacity(claims.len());
         for claim in claims {
-            claimed.push(if exists(claim) { claim_in(&mut tx, claim).await? } else { None });
+            claimed.push(if exists(claim) { claim_in(&mut tx, claim, sources).await? } else { None });
         }
         tx.commit().await?;
         Ok(claimed)
     }
 }
 
+/// Where `claim_keys_from` takes keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySources {
+    OneTimeOnly,
+    FallbackOnly,
+    Both,
+}
+
 /// One one-time key of the algorithm (deleted), else the fallback key (marked used).
-async fn claim_in(conn: &mut AnyConnection, (user_id, device_id, algorithm): &KeyClaim<'_>) -> Result<Option<ClaimedKey>> {
-    let one_time = sqlx::query(
-        "DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = \
+async fn claim_in(conn: &mut AnyConnection, (user_id, device_id, algorithm): &KeyClaim<'_>, sources: KeySources) -> Result<Option<ClaimedKey>> {
+    let one_time = if sources == KeySources::FallbackOnly {
+        None
+    } else {
+        sqlx::query(
+            "DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 AND key_id = \
          (SELECT key_id FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY key_id LIMIT 1) \
          RETURNING key_id, key_json",
-    )
-    .bind(user_id.as_str())
-    .bind(device_id.as_str())
-    .bind(*algorithm)
-    .fetch_optional(&mut *conn)
-    .await?;
+        )
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .bind(*algorithm)
+        .fetch_optional(&mut *conn)
+        .await?
+    };
     let row = match one_time {
         Some(row) => row,
+        None if sources == KeySources::OneTimeOnly => return Ok(None),
         None => {
             let fallback =
                 sqlx::query("UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json")

@@ -74,6 +74,7 @@ pub use error::StorageError;
 pub use events::{NewEvent, NewRoom, StoredEvent};
 pub use federation_rooms::{DestinationRetry, OutboxRow};
 pub use key_backup::{BackupCounts, BackupKey, BackupKeysWrite, BackupVersion, BackupVersionUpdate, StoredBackupKey};
+pub use key_queries::{KeyClaim, KeySources};
 pub use media::{AttachError, LocalMedia, MediaContent};
 pub use presence::{NewPresence, PresenceRow};
 pub use push_actions::{Notification, PushAction};

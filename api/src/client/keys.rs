@@ -1,7 +1,9 @@
 //! Device keys: `/keys/upload` (device, one-time and fallback keys),
 //! `/keys/query`, `/keys/claim` and `/keys/changes`. Uploaded keys must be
 //! the sender's own and carry a valid self-signature; signed one-time keys
-//! must be signed by the device. Local users only until federation.
+//! must be signed by the device. Local users only until federation. With
+//! MSC3983/MSC3984 switched on, appservices' exclusive users' keys are also
+//! asked of the appservice (`weft_services::appservices::keys`).
 
 use std::collections::BTreeMap;
 
@@ -14,9 +16,10 @@ use serde_json::{Value, json};
 
 use weft_core::crypto::key_signatures;
 use weft_core::json::raw;
+use weft_services::appservices::keys as appservice_keys;
 use weft_services::services::{AppState, Services};
 use weft_services::sync::{StreamToken, device_lists};
-use weft_storage::{NewKey, StorageError, Stream};
+use weft_storage::{KeyClaim, KeySources, NewKey, StorageError, Stream};
 
 use crate::{
     auth::Sender,
@@ -206,7 +209,34 @@ pub(crate) async fn local_keys(state: &Services, wanted: &BTreeMap<OwnedUserId, 
             map.insert(user_id.to_owned(), key);
         }
     }
+    if appservice_keys::queries_enabled(state) {
+        merge_appservice_devices(state, wanted, &mut keys.device_keys).await;
+    }
     Ok(keys)
+}
+
+/// MSC3984: the devices appservices answer for their exclusive users,
+/// over the server's (as Synapse's `query_local_devices`).
+async fn merge_appservice_devices(
+    state: &Services,
+    wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    device_keys: &mut BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Raw<ruma::encryption::DeviceKeys>>>,
+) {
+    let asked: BTreeMap<String, Vec<String>> = wanted
+        .iter()
+        .filter(|(user_id, _)| user_id.server_name() == state.server_name && appservice_keys::is_proxied_user(state, user_id.as_str()))
+        .map(|(user_id, devices)| (user_id.to_string(), devices.iter().map(ToString::to_string).collect()))
+        .collect();
+    if asked.is_empty() {
+        return;
+    }
+    for (user_id, devices) in appservice_keys::query(state, &asked).await {
+        let Ok(user_id) = OwnedUserId::try_from(user_id) else { continue };
+        let into = device_keys.entry(user_id).or_default();
+        for (device_id, keys) in devices {
+            into.insert(OwnedDeviceId::from(device_id), raw(&keys));
+        }
+    }
 }
 
 pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> ApiResult<get_keys::v3::Response> {
@@ -239,27 +269,67 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
     Ok(response)
 }
 
-/// One-time keys of local devices (fallback keys when none is left).
-pub(crate) async fn claim_local(
-    state: &Services,
-    wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
-) -> ApiResult<BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>>> {
+/// Claimed one-time keys by user, device and key id.
+type ClaimedKeys = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>>;
+
+/// One-time keys of local devices (fallback keys when none is left). With
+/// MSC3983 switched on, a device of an appservice's exclusive user with no
+/// one-time key left gets the appservice's before its fallback key, as Synapse.
+pub(crate) async fn claim_local(state: &Services, wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>) -> ApiResult<ClaimedKeys> {
     let mut claims = Vec::new();
     for (user_id, devices) in wanted {
         if user_id.server_name() == state.server_name {
             claims.extend(devices.iter().map(|(device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())));
         }
     }
-    let mut claimed: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>> = BTreeMap::new();
-    if claims.is_empty() {
+    let mut claimed = ClaimedKeys::new();
+    let proxied = appservice_keys::claims_enabled(state);
+    let (through, direct): (Vec<_>, Vec<_>) =
+        claims.into_iter().partition(|(user_id, _, _): &KeyClaim<'_>| proxied && appservice_keys::is_proxied_user(state, user_id.as_str()));
+    if !direct.is_empty() {
+        for ((user_id, device_id, _), key) in direct.iter().zip(state.storage.claim_keys(&direct).await?) {
+            if let Some((key_id, key)) = key {
+                insert_claimed(&mut claimed, user_id.as_str(), device_id.as_str(), &key_id, &key);
+            }
+        }
+    }
+    if through.is_empty() {
         return Ok(claimed);
     }
-    for ((user_id, device_id, _), key) in claims.iter().zip(state.storage.claim_keys(&claims).await?) {
-        let Some((key_id, key)) = key else { continue };
-        let Ok(key_id) = OwnedOneTimeKeyId::try_from(key_id.as_str()) else { continue };
-        claimed.entry((*user_id).to_owned()).or_default().entry((*device_id).to_owned()).or_default().insert(key_id, raw(&key));
+    let mut unfilled = Vec::new();
+    for (&(user_id, device_id, algorithm), key) in through.iter().zip(state.storage.claim_keys_from(&through, KeySources::OneTimeOnly).await?) {
+        match key {
+            Some((key_id, key)) => insert_claimed(&mut claimed, user_id.as_str(), device_id.as_str(), &key_id, &key),
+            None => unfilled.push((user_id.to_string(), device_id.to_string(), algorithm.to_owned())),
+        }
+    }
+    let (given, missing) = appservice_keys::claim(state, unfilled).await;
+    for (user_id, devices) in given {
+        for (device_id, keys) in devices {
+            for (key_id, key) in keys {
+                insert_claimed(&mut claimed, &user_id, &device_id, &key_id, &key);
+            }
+        }
+    }
+    let missing: Vec<(OwnedUserId, OwnedDeviceId, String)> = missing
+        .into_iter()
+        .filter_map(|(user_id, device_id, algorithm)| Some((OwnedUserId::try_from(user_id).ok()?, OwnedDeviceId::from(device_id), algorithm)))
+        .collect();
+    let fallback: Vec<KeyClaim<'_>> =
+        missing.iter().map(|(user_id, device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())).collect();
+    if !fallback.is_empty() {
+        for ((user_id, device_id, _), key) in fallback.iter().zip(state.storage.claim_keys_from(&fallback, KeySources::FallbackOnly).await?) {
+            if let Some((key_id, key)) = key {
+                insert_claimed(&mut claimed, user_id.as_str(), device_id.as_str(), &key_id, &key);
+            }
+        }
     }
     Ok(claimed)
+}
+
+fn insert_claimed(claimed: &mut ClaimedKeys, user_id: &str, device_id: &str, key_id: &str, key: &Value) {
+    let (Ok(user_id), Ok(key_id)) = (OwnedUserId::try_from(user_id), OwnedOneTimeKeyId::try_from(key_id)) else { return };
+    claimed.entry(user_id).or_default().entry(OwnedDeviceId::from(device_id)).or_default().insert(key_id, raw(key));
 }
 
 pub async fn claim(state: AppState, request: Ruma<claim_keys::v3::Request>) -> ApiResult<claim_keys::v3::Response> {

@@ -51,6 +51,9 @@ pub struct Config {
     pub track_appservice_user_ips: bool,
     /// Refused when true: Weft sends the `hs_token` only as a Bearer header.
     pub use_appservice_legacy_authorization: bool,
+    /// Synapse's `experimental_features`, the switches that concern
+    /// appservices (`docs/appservices.md`).
+    pub experimental_features: ExperimentalFeatures,
     /// The registrations read from `app_service_config_files` when loading.
     #[serde(skip)]
     pub app_services: crate::appservice::AppServices,
@@ -489,6 +492,27 @@ impl Default for RouterConfig {
             token_cache_ms: 30_000,
         }
     }
+}
+
+/// `experimental_features`, as Synapse names them. Only the appservice key
+/// proxying is switched here; the MSC2409 and MSC3202 switches are accepted
+/// so that bridges' Synapse instructions work, and change nothing (Weft
+/// reads those from each registration).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ExperimentalFeatures {
+    /// MSC3983: one-time key claims for the users of appservices' exclusive
+    /// namespaces that the server has no key for are asked of the appservice.
+    pub msc3983_appservice_otk_claims: bool,
+    /// MSC3984: device key queries for those users are also asked of the
+    /// appservice, its answer merged over the server's.
+    pub msc3984_appservice_key_query: bool,
+    /// Accepted; Weft sends to-device messages to appservices that set `receive_ephemeral`.
+    pub msc2409_to_device_messages_enabled: bool,
+    /// Accepted; Weft sends the MSC3202 fields to appservices that set `org.matrix.msc3202`.
+    pub msc3202_transaction_extensions: bool,
+    /// Accepted; Weft lets appservices that set `org.matrix.msc3202` or `io.element.msc4190` pick devices.
+    pub msc3202_device_masquerading: bool,
 }
 
 /// `presence`: whether users' online status is tracked and shared.

@@ -47,6 +47,8 @@ struct Inner {
     /// Answers to the next transactions, before `mode` applies again.
     script: Vec<Mode>,
     received: Vec<Received>,
+    /// The 200 answers of the MSC3983 claim and the MSC3984 query (404 when unset).
+    keys: Option<(Value, Value)>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,12 +59,14 @@ pub struct FakeAppservice {
 
 impl FakeAppservice {
     pub async fn start(mode: Mode) -> Self {
-        let inner = Arc::new(Mutex::new(Inner { mode, script: Vec::new(), received: Vec::new() }));
+        let inner = Arc::new(Mutex::new(Inner { mode, script: Vec::new(), received: Vec::new(), keys: None }));
         let app = Router::new()
             .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
             .route("/_matrix/app/v1/users/{user}", get(query))
             .route("/_matrix/app/v1/rooms/{alias}", get(query))
             .route("/_matrix/app/v1/ping", post(ping))
+            .route("/_matrix/app/unstable/org.matrix.msc3983/keys/claim", post(keys))
+            .route("/_matrix/app/unstable/org.matrix.msc3984/keys/query", post(keys))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -81,6 +85,11 @@ impl FakeAppservice {
     /// Answers for the next transactions, in order.
     pub fn script(&self, answers: impl IntoIterator<Item = Mode>) {
         self.inner.lock().unwrap().script = answers.into_iter().collect();
+    }
+
+    /// Answers key claims (MSC3983) and key queries (MSC3984) with these, with 200.
+    pub fn answer_keys(&self, claim: Value, query: Value) {
+        self.inner.lock().unwrap().keys = Some((claim, query));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -147,4 +156,15 @@ async fn query(State(inner): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, hea
 async fn ping(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     let mode = record(&inner, "POST", "/_matrix/app/v1/ping".into(), &headers, &body);
     answer(mode).await
+}
+
+async fn keys(State(inner): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_owned();
+    record(&inner, "POST", path.clone(), &headers, &body);
+    let answers = inner.lock().unwrap().keys.clone();
+    match answers {
+        Some((claim, _)) if path.ends_with("/keys/claim") => (StatusCode::OK, claim.to_string()).into_response(),
+        Some((_, query)) => (StatusCode::OK, query.to_string()).into_response(),
+        None => (StatusCode::NOT_FOUND, r#"{"errcode":"M_UNRECOGNIZED"}"#).into_response(),
+    }
 }

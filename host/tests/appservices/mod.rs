@@ -1,7 +1,8 @@
 //! Application services: registrations in the configuration, the client
 //! side of an appservice (`client`), and transaction delivery through the
 //! reference notifier `appservice-http` (`delivery`; to-device messages,
-//! device lists, key counts and presence: `encryption`), against `fake`, an
+//! device lists, key counts and presence: `encryption`; key claims and
+//! queries asked of the appservice, MSC3983/MSC3984: `keys`), against `fake`, an
 //! appservice that answers as the test says. The real appservice
 //! (mautrix-python) is `tests/appservice/bridge.py`, run by tests/run.sh.
 
@@ -9,6 +10,7 @@ mod client;
 mod delivery;
 mod encryption;
 pub mod fake;
+mod keys;
 
 use std::path::PathBuf;
 

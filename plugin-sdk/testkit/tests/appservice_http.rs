@@ -120,3 +120,24 @@ async fn the_ping_posts_the_transaction_id() {
     assert_eq!((call.request.method.as_str(), call.request.url.as_str()), ("POST", format!("{URL}/_matrix/app/v1/ping").as_str()));
     assert_eq!(serde_json::from_slice::<Value>(&call.request.body).unwrap(), json!({"transaction_id": "p1"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_claims_and_queries_are_posted_to_the_unstable_endpoints() {
+    let claim_url = format!("{URL}/_matrix/app/unstable/org.matrix.msc3983/keys/claim");
+    let query_url = format!("{URL}/_matrix/app/unstable/org.matrix.msc3984/keys/query");
+    let answer = r#"{"@irc_bob:example.org":{"D":{"signed_curve25519:K":{"key":"k"}}}}"#;
+    let plugin = load(kit("as-keys").respond(&claim_url, 200, answer).respond(&query_url, 200, r#"{"device_keys":{}}"#)).await;
+    let claim = json!({"@irc_bob:example.org": {"D": ["signed_curve25519"]}});
+    let outcome = plugin.appservice(AppserviceCall::ClaimKeys { registration: registration(), body: claim.to_string() }).await.unwrap();
+    assert_eq!(outcome, Outcome::Reply { status: 200, body: answer.into() });
+    let query = json!({"@irc_bob:example.org": []});
+    let outcome = plugin.appservice(AppserviceCall::QueryKeys { registration: registration(), body: query.to_string() }).await.unwrap();
+    assert!(outcome.is_success(), "{outcome:?}");
+    let calls = plugin.http_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for (call, (url, body)) in calls.iter().zip([(&claim_url, &claim), (&query_url, &query)]) {
+        assert_eq!((call.request.method.as_str(), call.request.url.as_str()), ("POST", url.as_str()));
+        assert_eq!(header(call, "authorization"), Some("Bearer hs-secret"));
+        assert_eq!(serde_json::from_slice::<Value>(&call.request.body).unwrap(), *body);
+    }
+}

@@ -12,6 +12,11 @@
 //! allow_private_addresses = true                        # bridges usually run beside the server
 //! ```
 //!
+//! Besides the Application Service API's endpoints it makes the MSC3983
+//! and MSC3984 requests (`POST /_matrix/app/unstable/org.matrix.msc3983/keys/claim`
+//! and `.../org.matrix.msc3984/keys/query`, the optional `appservice-keys`
+//! export of WIT 0.1.4), when the server asks.
+//!
 //! Every export sends one request and answers the status and body as they
 //! came (the server decides what they mean); a request that could not be
 //! sent, or got no answer, is a `NoReply`. Path segments (user ids,
@@ -24,6 +29,8 @@ use weft_plugin_sdk::{
 };
 
 const PREFIX: &str = "/_matrix/app/v1";
+/// Where the MSC3983/MSC3984 endpoints are, as Synapse calls them.
+const UNSTABLE: &str = "/_matrix/app/unstable";
 
 struct AppserviceHttp;
 
@@ -72,6 +79,18 @@ impl AppserviceNotifier for AppserviceHttp {
         let request = http::Request::post(format!("{}{PREFIX}/ping", registration.url), body.to_string());
         send(registration, request.header("content-type", "application/json"))
     }
+
+    fn claim_keys(&self, registration: &Registration, body: &str) -> Outcome {
+        post_json(registration, format!("{}{UNSTABLE}/org.matrix.msc3983/keys/claim", registration.url), body)
+    }
+
+    fn query_keys(&self, registration: &Registration, body: &str) -> Outcome {
+        post_json(registration, format!("{}{UNSTABLE}/org.matrix.msc3984/keys/query", registration.url), body)
+    }
+}
+
+fn post_json(registration: &Registration, url: String, body: &str) -> Outcome {
+    send(registration, http::Request::post(url, body.to_owned()).header("content-type", "application/json"))
 }
 
 fn send(registration: &Registration, request: http::Request) -> Outcome {

@@ -44,12 +44,45 @@ pub enum ThirdpartyKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "callback", rename_all = "kebab-case")]
 pub enum AppserviceCall {
-    PushTransaction { registration: Registration, txn_id: String, body: String },
-    QueryUser { registration: Registration, user_id: String },
-    QueryAlias { registration: Registration, alias: String },
-    GetProtocol { registration: Registration, protocol: String },
-    QueryThirdparty { registration: Registration, kind: ThirdpartyKind, protocol: String, fields: Vec<(String, String)> },
-    Ping { registration: Registration, txn_id: Option<String> },
+    PushTransaction {
+        registration: Registration,
+        txn_id: String,
+        body: String,
+    },
+    QueryUser {
+        registration: Registration,
+        user_id: String,
+    },
+    QueryAlias {
+        registration: Registration,
+        alias: String,
+    },
+    GetProtocol {
+        registration: Registration,
+        protocol: String,
+    },
+    QueryThirdparty {
+        registration: Registration,
+        kind: ThirdpartyKind,
+        protocol: String,
+        fields: Vec<(String, String)>,
+    },
+    Ping {
+        registration: Registration,
+        txn_id: Option<String>,
+    },
+    /// MSC3983 (the optional `appservice-keys` export, since 0.1.4): `body`
+    /// is `{user_id: {device_id: [algorithm, ...]}}`.
+    ClaimKeys {
+        registration: Registration,
+        body: String,
+    },
+    /// MSC3984 (the optional `appservice-keys` export): `body` is
+    /// `{user_id: [device_id, ...]}`.
+    QueryKeys {
+        registration: Registration,
+        body: String,
+    },
 }
 
 impl AppserviceCall {
@@ -62,6 +95,8 @@ impl AppserviceCall {
             Self::GetProtocol { .. } => "get-protocol",
             Self::QueryThirdparty { .. } => "query-thirdparty",
             Self::Ping { .. } => "ping",
+            Self::ClaimKeys { .. } => "claim-keys",
+            Self::QueryKeys { .. } => "query-keys",
         }
     }
 
@@ -72,7 +107,9 @@ impl AppserviceCall {
             | Self::QueryAlias { registration, .. }
             | Self::GetProtocol { registration, .. }
             | Self::QueryThirdparty { registration, .. }
-            | Self::Ping { registration, .. } => registration,
+            | Self::Ping { registration, .. }
+            | Self::ClaimKeys { registration, .. }
+            | Self::QueryKeys { registration, .. } => registration,
         }
     }
 
@@ -87,6 +124,7 @@ impl AppserviceCall {
             Self::GetProtocol { protocol, .. } => protocol.len(),
             Self::QueryThirdparty { protocol, fields, .. } => protocol.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
             Self::Ping { txn_id, .. } => txn_id.as_ref().map_or(0, String::len),
+            Self::ClaimKeys { body, .. } | Self::QueryKeys { body, .. } => body.len(),
         }
     }
 }

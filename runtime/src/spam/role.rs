@@ -16,7 +16,7 @@ use crate::{
 
 mod bindings {
     wasmtime::component::bindgen!({
-        world: "weft:plugin/spam-checker@0.1.3",
+        world: "weft:plugin/spam-checker@0.1.4",
         path: "../wit",
         imports: { default: async | trappable },
         exports: { default: async },

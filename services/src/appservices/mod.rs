@@ -13,13 +13,15 @@
 //! An appservice whose `url` is null is asked nothing and sent nothing.
 //! Which events go to which appservice is `interest`'s; queueing them and
 //! delivering transactions `queue`'s; ephemeral events `ephemeral`'s;
-//! to-device messages, device lists and key counts `encryption`'s.
+//! to-device messages, device lists and key counts `encryption`'s; key
+//! claims and queries (MSC3983, MSC3984) `keys`'s.
 //!
 //! May call: the plugin runtime's `appservice` module, storage.
 
 mod encryption;
 mod ephemeral;
 mod interest;
+pub mod keys;
 pub mod queue;
 
 use std::{sync::Arc, time::Duration};

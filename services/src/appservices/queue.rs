@@ -17,7 +17,8 @@
 //!   ids from one sequence for every appservice), stored whole before they
 //!   are sent, and sends them oldest first, one at a time, through the
 //!   appservice-notifier plugin. A transaction is removed only when the
-//!   appservice answers 2xx; otherwise the same one (same id, same body) is
+//!   appservice answers 2xx (in the same database transaction that stores
+//!   the next one, so a transaction sent costs one commit); otherwise the same one (same id, same body) is
 //!   tried again after 2 s, 4 s, ... at most 512 s (Synapse's recoverer), and
 //!   nothing after it goes first. Each appservice's sender is its own task: a
 //!   slow or failing appservice delays only itself.
@@ -219,11 +220,12 @@ impl KnownUsers {
 async fn send_loop(state: AppState, service: Arc<AppService>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
     let Some(registration) = super::registration(&service) else { return };
     let mut backoff = FIRST_BACKOFF;
+    let mut owed = Owed::default();
     loop {
         if *stopped.borrow() {
             return;
         }
-        let pause = match next_txn(&state, &service).await {
+        let pause = match next_txn(&state, &service, &mut owed).await {
             Err(error) => {
                 tracing::warn!(appservice = %service.id, %error, "the appservice queue cannot be read; retrying");
                 Some(RETRY_DELAY)
@@ -231,29 +233,26 @@ async fn send_loop(state: AppState, service: Arc<AppService>, wake: Arc<Notify>,
             Ok(None) => None,
             Ok(Some((txn_id, body))) => {
                 let call = AppserviceCall::PushTransaction { registration: registration.clone(), txn_id: txn_id.to_string(), body };
+                let started = std::time::Instant::now();
                 // A stop abandons the call: the transaction stays stored and is sent again (same id) later.
                 let outcome = tokio::select! {
                     outcome = state.appservices.call(call) => outcome,
                     _ = stopped.wait_for(|stop| *stop) => return,
                 };
+                tracing::debug!(appservice = %service.id, txn_id, elapsed_us = started.elapsed().as_micros() as u64, "transaction sent");
                 if outcome.is_success() {
                     metrics::counter!("weft_appservice_transactions_sent_total", "appservice" => service.id.clone()).increment(1);
                     backoff = FIRST_BACKOFF;
-                    match state.storage.delete_appservice_txn(&service.id, txn_id).await {
-                        Ok(()) => continue,
-                        Err(error) => {
-                            tracing::warn!(appservice = %service.id, txn_id, %error, "a delivered transaction could not be forgotten; it will be sent again");
-                            Some(RETRY_DELAY)
-                        }
-                    }
-                } else {
-                    metrics::counter!("weft_appservice_transactions_failed_total", "appservice" => service.id.clone()).increment(1);
-                    tracing::warn!(appservice = %service.id, txn_id, outcome = %describe(&outcome), retry_in_secs = backoff.as_secs(),
-                        "an appservice did not accept a transaction; it is sent again later");
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    Some(wait)
+                    owed.acknowledged = Some(txn_id);
+                    owed.stored = false;
+                    continue;
                 }
+                metrics::counter!("weft_appservice_transactions_failed_total", "appservice" => service.id.clone()).increment(1);
+                tracing::warn!(appservice = %service.id, txn_id, outcome = %describe(&outcome), retry_in_secs = backoff.as_secs(),
+                    "an appservice did not accept a transaction; it is sent again later");
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                Some(wait)
             }
         };
         match pause {
@@ -274,13 +273,39 @@ async fn send_loop(state: AppState, service: Arc<AppService>, wake: Arc<Notify>,
     }
 }
 
-/// The oldest transaction still owed, built from the queue when none is.
-async fn next_txn(state: &Services, service: &AppService) -> Result<Option<(i64, String)>, StorageError> {
-    if let Some(txn) = state.storage.oldest_appservice_txn(&service.id).await? {
-        return Ok(Some(txn));
+/// What a sender knows of its appservice's stored transactions. Only the
+/// sender stores them, so after the first look it knows whether one is
+/// owed without asking the database.
+#[derive(Debug)]
+struct Owed {
+    /// Whether a stored transaction may be waiting (at start: unknown, so yes).
+    stored: bool,
+    /// A transaction answered 2xx and not forgotten yet: forgotten with the
+    /// next one stored (one commit a transaction), or alone when nothing is queued.
+    acknowledged: Option<i64>,
+}
+
+impl Default for Owed {
+    fn default() -> Self {
+        Self { stored: true, acknowledged: None }
     }
+}
+
+/// The oldest transaction still owed, built from the queue when none is.
+async fn next_txn(state: &Services, service: &AppService, owed: &mut Owed) -> Result<Option<(i64, String)>, StorageError> {
+    if owed.stored {
+        if let Some(txn) = state.storage.oldest_appservice_txn(&service.id).await? {
+            return Ok(Some(txn));
+        }
+        owed.stored = false;
+    }
+    let started = std::time::Instant::now();
     let items = state.storage.appservice_queued(&service.id, PER_TXN).await?;
     if items.is_empty() {
+        if let Some(acknowledged) = owed.acknowledged {
+            state.storage.delete_appservice_txn(&service.id, acknowledged).await?;
+            owed.acknowledged = None;
+        }
         return Ok(None);
     }
     let mut body = body(service, &items);
@@ -288,7 +313,10 @@ async fn next_txn(state: &Services, service: &AppService) -> Result<Option<(i64,
         fields.extend(super::encryption::msc3202_fields(state, service, &items).await?);
     }
     let body = body.to_string();
-    let txn_id = state.storage.store_appservice_txn(&service.id, &body, &items).await?;
+    let txn_id = state.storage.store_appservice_txn(&service.id, &body, &items, owed.acknowledged).await?;
+    owed.acknowledged = None;
+    owed.stored = true;
+    tracing::debug!(appservice = %service.id, txn_id, items = items.len(), elapsed_us = started.elapsed().as_micros() as u64, "transaction stored");
     Ok(Some((txn_id, body)))
 }
 

@@ -12,8 +12,9 @@ wit_bindgen::generate!({
     inline: "
         package weft:sdk;
         world appservice-notifier {
-            include weft:plugin/appservice-notifier@0.1.3;
-            include weft:plugin/optional-exports@0.1.3;
+            include weft:plugin/appservice-notifier@0.1.4;
+            include weft:plugin/appservice-notifier-extras@0.1.4;
+            include weft:plugin/optional-exports@0.1.4;
         }
     ",
     world: "weft:sdk/appservice-notifier",

@@ -11,8 +11,8 @@ wit_bindgen::generate!({
     inline: "
         package weft:sdk;
         world pusher {
-            include weft:plugin/pusher@0.1.3;
-            include weft:plugin/optional-exports@0.1.3;
+            include weft:plugin/pusher@0.1.4;
+            include weft:plugin/optional-exports@0.1.4;
         }
     ",
     world: "weft:sdk/pusher",

@@ -11,8 +11,8 @@ wit_bindgen::generate!({
     inline: "
         package weft:sdk;
         world spam-checker {
-            include weft:plugin/spam-checker@0.1.3;
-            include weft:plugin/optional-exports@0.1.3;
+            include weft:plugin/spam-checker@0.1.4;
+            include weft:plugin/optional-exports@0.1.4;
         }
     ",
     world: "weft:sdk/spam-checker",

@@ -11,8 +11,8 @@ wit_bindgen::generate!({
     inline: "
         package weft:sdk;
         world sso-provider {
-            include weft:plugin/sso-provider@0.1.3;
-            include weft:plugin/optional-exports@0.1.3;
+            include weft:plugin/sso-provider@0.1.4;
+            include weft:plugin/optional-exports@0.1.4;
         }
     ",
     world: "weft:sdk/sso-provider",
