@@ -30,6 +30,13 @@ pub(super) struct Cursor {
     presence: Option<i64>,
 }
 
+impl Cursor {
+    /// Whether receipts are left to read up to `upto` (a batch stopped short).
+    pub(super) fn receipts_behind(&self, upto: i64) -> bool {
+        self.receipts.is_some_and(|reached| reached < upto)
+    }
+}
+
 /// Queues what happened on the typing, receipts and presence streams since the
 /// cursor; the appservices that got something.
 pub(super) async fn catch_up(state: &Services, cursor: &mut Cursor) -> Result<Vec<String>, StorageError> {

@@ -76,6 +76,11 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
         let caught_up = async {
             catch_up(&state, &stopped, &mut position, &senders, &known).await?;
             let mut woken = super::ephemeral::catch_up(&state, &mut cursor).await?;
+            // Receipts are read a batch at a time: a backlog is read through
+            // now, not when some stream next moves.
+            while cursor.receipts_behind(state.notifier.position(Stream::Receipts)) {
+                woken.extend(super::ephemeral::catch_up(&state, &mut cursor).await?);
+            }
             woken.extend(super::encryption::catch_up(&state, &mut devices).await?);
             for id in woken {
                 if let Some(wake) = senders.get(&id) {
