@@ -223,10 +223,23 @@ impl Storage {
     /// the auth chain as outliers (`(event id, json)`), the room's state
     /// events and then the join on the events stream; the join is then the
     /// room's only forward extremity. Returns the join's stream ordering.
-    pub async fn persist_remote_join(&self, room: NewRoom<'_>, outliers: &[(&EventId, &str)], state: &[NewEvent<'_>], join: &NewEvent<'_>) -> Result<i64> {
+    /// `from_resident`: the room's version is the resident server's word (a
+    /// join), which replaces what an earlier invite claimed; an invite never
+    /// changes a known room's version.
+    pub async fn persist_remote_join(
+        &self,
+        room: NewRoom<'_>,
+        outliers: &[(&EventId, &str)],
+        state: &[NewEvent<'_>],
+        join: &NewEvent<'_>,
+        from_resident: bool,
+    ) -> Result<i64> {
         let mut tx = self.begin_write().await?;
-        // The room may be known from an invite received before the join.
-        sqlx::query("INSERT INTO rooms (room_id, room_version, creator, created_ts, published) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) DO NOTHING")
+        let on_conflict = if from_resident { "DO UPDATE SET room_version = excluded.room_version" } else { "DO NOTHING" };
+        let insert_room = format!(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts, published) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) {on_conflict}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(insert_room))
             .bind(room.room_id.as_str())
             .bind(room.room_version)
             .bind(room.creator.as_str())

@@ -1,5 +1,6 @@
 //! What other servers send and ask about rooms: transactions
-//! (`send/{txnId}`), `make_join`, `send_join` (v2), `get_missing_events`
+//! (`send/{txnId}`), `make_join`, `send_join` (v2), `make_leave`,
+//! `send_leave` (v2), `get_missing_events`
 //! `event/{eventId}`, `state`, `state_ids`, `event_auth` and `backfill`.
 //! The work is in `weft_services::federation`.
 
@@ -11,7 +12,7 @@ use ruma::{
         authorization::get_event_authorization,
         backfill::get_backfill,
         event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
-        membership::{create_invite, create_join_event, prepare_join_event},
+        membership::{create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event},
         transactions::send_transaction_message,
     },
 };
@@ -80,6 +81,20 @@ pub async fn send_join(state: AppState, request: Ruma<create_join_event::v2::Req
     room_state.auth_chain = answer.auth_chain;
     room_state.servers_in_room = Some(answer.servers_in_room);
     Ok(create_join_event::v2::Response::new(room_state))
+}
+
+pub async fn make_leave(state: AppState, request: Ruma<prepare_leave_event::v1::Request>) -> ApiResult<prepare_leave_event::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let (version, event) = resident::make_leave(&state, &origin, &body.room_id, &body.user_id).await.map_err(api_error)?;
+    Ok(prepare_leave_event::v1::Response::new(Some(version), event))
+}
+
+pub async fn send_leave(state: AppState, request: Ruma<create_leave_event::v2::Request>) -> ApiResult<create_leave_event::v2::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    resident::send_leave(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await.map_err(api_error)?;
+    Ok(create_leave_event::v2::Response::new())
 }
 
 pub async fn missing_events(state: AppState, request: Ruma<get_missing_events::v1::Request>) -> ApiResult<get_missing_events::v1::Response> {

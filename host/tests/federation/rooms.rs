@@ -374,6 +374,21 @@ async fn invites_kicks_and_leaves_across_servers(backend: Backend) {
     let (status, body) = weft.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&room_id)), Some(&leaver.access_token), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     sync_until(&synapse, &owner, &room_id, "the Weft user's leave", |events| member_is(events, &leaver.user_id, "leave")).await;
+
+    // A Synapse user rejects an invite to a Weft room. Synapse is not in the
+    // room: it asks Weft for a leave template (`make_leave`) and sends the
+    // signed leave back (`send_leave`).
+    let host = weft.register("rejecthost", "password-of-rejecthost").await;
+    let rejecter = synapse.register("rejecter").await;
+    let (status, room) = weft.post("/_matrix/client/v3/createRoom", Some(&host.access_token), json!({"preset": "private_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    let (status, body) =
+        weft.post(&format!("/_matrix/client/v3/rooms/{}/invite", encode(&room_id)), Some(&host.access_token), json!({"user_id": rejecter.user_id})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = synapse.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&room_id)), Some(&rejecter.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "Synapse rejects the invite through Weft's make_leave and send_leave: {body}");
+    sync_until(&weft, &host, &room_id, "the rejected invite", |events| member_is(events, &rejecter.user_id, "leave")).await;
 }
 
 /// Weft, Synapse and a second Weft in one room of the first: the resident

@@ -62,8 +62,11 @@ pub async fn invite_remote(
     if pdus::event_id_of(&returned, &state.rules).map_err(RoomError::Invalid)? != built.event_id {
         return Err(RoomError::Invalid(format!("{server} returned another event than the invite")));
     }
-    check_signed_by(services, &returned, server, &state.rules).await?;
-    let mut signed = returned;
+    // Only the invitee server's signature is taken from its copy: the invite
+    // stored and sent is the one this server built and signed.
+    let ours: ruma::CanonicalJsonObject = serde_json::from_str(&built.json).map_err(|e| RoomError::Invalid(e.to_string()))?;
+    let mut signed = pdus::with_countersignatures(ours, &returned, services.server_name.as_str());
+    check_signed_by(services, &signed, server, &state.rules).await?;
     signed.remove("unsigned");
     let json = CanonicalJsonValue::Object(signed).to_string();
     let built = BuiltEvent { json, ..built };
@@ -205,7 +208,7 @@ async fn store_out_of_room(
         push_actions: &[],
     };
     let room = NewRoom { room_id, room_version: version.as_str(), creator: sender, published: false, alias: None };
-    services.storage.persist_remote_join(room, &[], &[], &event).await?;
+    services.storage.persist_remote_join(room, &[], &[], &event, false).await?;
     services.events_persisted(room_id.as_str(), &[event_id.as_str()]);
     services.rooms.forget(room_id).await;
     Ok(())

@@ -137,13 +137,15 @@ async fn join_through(
             |error| RoomError::Remote { status: 502, body: json!({"errcode": "M_UNKNOWN", "error": format!("send_join to {server} failed: {error}")}) },
         )?;
     let room_state = answer.room_state;
+    // A countersigned join (restricted rooms) brings signatures, nothing else:
+    // the join stored and sent as this server's is the one it signed.
     let join_object = match &room_state.event {
         Some(event) => {
             let signed = pdus::parse_object(event).map_err(invalid)?;
             if pdus::event_id_of(&signed, rules).map_err(invalid)? != event_id {
                 return Err(invalid("the countersigned join is another event".into()));
             }
-            signed
+            pdus::with_countersignatures(object, &signed, services.server_name.as_str())
         }
         None => object,
     };
@@ -197,7 +199,7 @@ async fn join_through(
     };
     let join_new = new_event(&join_pdu, "m.room.member", &join_json, join_depth);
     let room = NewRoom { room_id, room_version: version.as_str(), creator: &create.sender, published: false, alias: None };
-    services.storage.persist_remote_join(room, &outliers, &new_events, &join_new).await?;
+    services.storage.persist_remote_join(room, &outliers, &new_events, &join_new, true).await?;
     let mut ids: Vec<&str> = new_events.iter().map(|event| event.event_id.as_str()).collect();
     ids.push(event_id.as_str());
     services.events_persisted(room_id.as_str(), &ids);

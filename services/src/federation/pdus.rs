@@ -97,3 +97,22 @@ pub fn outgoing(json: &str) -> Option<Box<RawValue>> {
     object.remove("unsigned");
     serde_json::value::to_raw_value(&object).ok()
 }
+
+/// `ours` with the signatures another server added to its copy (`returned`,
+/// a countersigned join or invite) and nothing else of that copy: only the
+/// event this server built and signed is kept, whatever else the copy says.
+/// Signatures of this server in the copy are ignored.
+pub fn with_countersignatures(mut ours: CanonicalJsonObject, returned: &CanonicalJsonObject, own_server: &str) -> CanonicalJsonObject {
+    let Some(CanonicalJsonValue::Object(theirs)) = returned.get("signatures") else { return ours };
+    let mut merged = match ours.remove("signatures") {
+        Some(CanonicalJsonValue::Object(signatures)) => signatures,
+        _ => CanonicalJsonObject::new(),
+    };
+    for (server, keys) in theirs {
+        if server != own_server {
+            merged.insert(server.clone(), keys.clone());
+        }
+    }
+    ours.insert("signatures".into(), CanonicalJsonValue::Object(merged));
+    ours
+}

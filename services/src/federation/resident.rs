@@ -1,12 +1,13 @@
 //! This server as a room's resident server, answering other servers:
-//! `make_join` (a join template on the current state, checked against the
-//! authorization rules), `send_join` (the signed join checked as any PDU,
-//! persisted, then the state before it and its auth chain returned),
+//! `make_join` and `make_leave` (a join or leave template on the current
+//! state, checked against the authorization rules), `send_join` and
+//! `send_leave` (the signed event checked as any PDU, persisted and passed
+//! on; for a join, the state before it and its auth chain returned),
 //! `get_missing_events` (walking back from the events named), `event`,
 //! `state` and `state_ids` (the state before an event, with its auth
 //! chain), `event_auth` and `backfill`. Other servers are answered about a
-//! room's events only while one of their users is (or was) in it, and
-//! never when the room's server ACL denies them.
+//! room's events only while one of their users is joined to it, and never
+//! when the room's server ACL denies them.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -34,19 +35,44 @@ pub async fn make_join(
     user_id: &UserId,
     supported: &[RoomVersionId],
 ) -> Result<(RoomVersionId, Box<RawValue>), FederationRoomError> {
+    make_membership(services, origin, room_id, user_id, "join", Some(supported)).await
+}
+
+/// `make_leave`: an unsigned leave of `user_id` (who is invited or joined)
+/// on the room's current state, with the room's version.
+pub async fn make_leave(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    user_id: &UserId,
+) -> Result<(RoomVersionId, Box<RawValue>), FederationRoomError> {
+    make_membership(services, origin, room_id, user_id, "leave", None).await
+}
+
+/// A template of `user_id`'s `membership` event, checked against the
+/// authorization rules on the current state; `supported`: the versions
+/// the asking server lists (a join's `ver`).
+async fn make_membership(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    user_id: &UserId,
+    membership: &str,
+    supported: Option<&[RoomVersionId]>,
+) -> Result<(RoomVersionId, Box<RawValue>), FederationRoomError> {
     if user_id.server_name() != origin {
         return Err(FederationRoomError::Forbidden("The user is not of the requesting server".into()));
     }
     let (version, _) = inbound::known_room(services, room_id).await?;
     super::acl::check(services, room_id, origin).await?;
-    if !supported.contains(&version) {
+    if supported.is_some_and(|supported| !supported.contains(&version)) {
         return Err(FederationRoomError::IncompatibleRoomVersion(version.to_string()));
     }
     ensure_persisted_here(services, room_id)?;
     let template = services
         .rooms
         .with_room(services, room_id, async |state: &RoomState| {
-            let object = state.template(user_id, "m.room.member", user_id.as_str(), &json!({"membership": "join"}), weft_storage::now_ms())?;
+            let object = state.template(user_id, "m.room.member", user_id.as_str(), &json!({"membership": membership}), weft_storage::now_ms())?;
             Ok((object, Vec::new()))
         })
         .await?;
@@ -70,6 +96,38 @@ pub async fn send_join(
     event_id: &EventId,
     raw: &RawValue,
 ) -> Result<JoinAnswer, FederationRoomError> {
+    let join = send_membership(services, origin, room_id, event_id, raw, "join").await?;
+    let state = services.storage.state_at(room_id, join.stream_ordering - 1).await?;
+    let auth_chain = auth_chain(services, state.iter().chain(std::iter::once(&join))).await?;
+    Ok(JoinAnswer {
+        state: state.iter().filter_map(|event| pdus::outgoing(&event.json)).collect(),
+        auth_chain: auth_chain.iter().filter_map(|(_, json)| pdus::outgoing(json)).collect(),
+        servers_in_room: inbound::servers_in_room(services, room_id).await?,
+    })
+}
+
+/// `send_leave`: the leave `origin` signed (rejecting an invite, or
+/// leaving), checked as any PDU and persisted.
+pub async fn send_leave(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    event_id: &EventId,
+    raw: &RawValue,
+) -> Result<(), FederationRoomError> {
+    send_membership(services, origin, room_id, event_id, raw, "leave").await.map(|_| ())
+}
+
+/// A membership event of a user of `origin` about themselves, checked as
+/// any PDU, persisted, and passed on to the room's other servers.
+async fn send_membership(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    event_id: &EventId,
+    raw: &RawValue,
+    expected: &str,
+) -> Result<StoredEvent, FederationRoomError> {
     let (_, rules) = inbound::known_room(services, room_id).await?;
     super::acl::check(services, room_id, origin).await?;
     ensure_persisted_here(services, room_id)?;
@@ -93,28 +151,28 @@ pub async fn send_join(
         _ => None,
     };
     let sender = field("sender").unwrap_or_default();
-    if field("type").as_deref() != Some("m.room.member") || membership.as_deref() != Some("join") || field("state_key").as_deref() != Some(sender.as_str()) {
-        return Err(FederationRoomError::BadRequest("not a join event of its sender".into()));
+    if field("type").as_deref() != Some("m.room.member") || membership.as_deref() != Some(expected) || field("state_key").as_deref() != Some(sender.as_str()) {
+        return Err(FederationRoomError::BadRequest(format!("not a {expected} event of its sender")));
     }
     if UserId::parse(&sender).map_err(|e| FederationRoomError::BadRequest(e.to_string()))?.server_name() != origin {
-        return Err(FederationRoomError::Forbidden("The joining user is not of the requesting server".into()));
+        return Err(FederationRoomError::Forbidden("The user is not of the requesting server".into()));
     }
     let received = pdus::ReceivedPdu { event_id: event_id.to_owned(), room_id: room_id.clone(), object };
     match inbound::handle_pdu(services, origin, received, false).await {
         Ok(Accepted::Timeline) => {}
-        Ok(Accepted::SoftFailed) => return Err(FederationRoomError::Forbidden("The join is not allowed by the room's current state".into())),
+        Ok(Accepted::SoftFailed) => return Err(FederationRoomError::Forbidden(format!("The {expected} is not allowed by the room's current state"))),
         Err(PduError::Refused(reason)) => return Err(FederationRoomError::Forbidden(reason)),
         Err(PduError::Storage(error)) => return Err(error.into()),
     }
-    let join = services.storage.event(event_id).await?.ok_or_else(|| FederationRoomError::NotFound("the join was not stored".into()))?;
-    // As Synapse, the resident server passes the join on to the room's other servers.
+    let stored = services.storage.event(event_id).await?.ok_or_else(|| FederationRoomError::NotFound(format!("the {expected} was not stored")))?;
+    // As Synapse, the resident server passes the event on to the room's other servers.
     let forward: Vec<weft_storage::OutboxRow> = inbound::servers_in_room(services, room_id)
         .await?
         .into_iter()
         .filter(|server| server != origin.as_str() && server != services.server_name.as_str())
         .map(|destination| weft_storage::OutboxRow {
             destination,
-            stream_ordering: join.stream_ordering,
+            stream_ordering: stored.stream_ordering,
             room_id: room_id.clone(),
             event_id: event_id.to_string(),
         })
@@ -122,13 +180,7 @@ pub async fn send_join(
     if !forward.is_empty() {
         services.storage.forward_events(&forward).await?;
     }
-    let state = services.storage.state_at(room_id, join.stream_ordering - 1).await?;
-    let auth_chain = auth_chain(services, state.iter().chain(std::iter::once(&join))).await?;
-    Ok(JoinAnswer {
-        state: state.iter().filter_map(|event| pdus::outgoing(&event.json)).collect(),
-        auth_chain: auth_chain.iter().filter_map(|(_, json)| pdus::outgoing(json)).collect(),
-        servers_in_room: inbound::servers_in_room(services, room_id).await?,
-    })
+    Ok(stored)
 }
 
 /// Every event reachable from `events` through `auth_events`, with its JSON.
@@ -227,12 +279,14 @@ pub async fn event(services: &Services, origin: &ServerName, event_id: &EventId)
     pdus::outgoing(&json).ok_or_else(|| FederationRoomError::NotFound("Event not found".into()))
 }
 
-/// Other servers see a room's events only while one of their users is (or
-/// was) in it.
+/// Other servers see a room's events only while one of their users is
+/// joined to it (Synapse also applies each event's history visibility:
+/// not yet here).
 async fn ensure_origin_in_room(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<(), FederationRoomError> {
     super::acl::check(services, room_id, origin).await?;
-    let members = services.storage.memberships_in(room_id).await?;
-    if members.iter().any(|(user, _)| user.server_name() == origin) {
+    // A server whose users left, were banned or only invited reads nothing more.
+    let members = services.storage.members_with(room_id, "join").await?;
+    if members.iter().any(|user| user.server_name() == origin) {
         Ok(())
     } else {
         Err(FederationRoomError::Forbidden("The requesting server is not in the room".into()))
