@@ -3,7 +3,8 @@
 //! replication) from its saved position; each event this server's users
 //! sent is queued, in the same database transaction that moves the
 //! position, for every other server with a joined member in its room (and
-//! the server of a remote member it removes). One task per destination then
+//! the server of a remote member it removes); a position past events that
+//! go nowhere is written only now and then (`Written`). One task per destination then
 //! sends that destination's queue in `PUT /send/{txnId}` transactions, in
 //! stream order, up to 50 PDUs each with up to 100 queued EDUs
 //! (`federation_edu_outbox`: to-device messages, see `queue_edus`), one
@@ -67,8 +68,9 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
     let mut positions = state.notifier.subscribe();
     let mut position = None;
+    let mut written = Written::default();
     loop {
-        let delay = match dispatch(&state, &stopped, &destinations, &mut position).await {
+        let delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written).await {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, "the federation sender failed; retrying");
@@ -109,7 +111,35 @@ impl Destinations {
     }
 }
 
-async fn dispatch(state: &AppState, stopped: &watch::Receiver<bool>, destinations: &Destinations, position: &mut Option<i64>) -> Result<(), StorageError> {
+/// When the dispatcher last wrote its position. Events that go to no other
+/// server queue nothing, so their position is written only now and then: a
+/// restart reads them again and queues nothing, and a server that does not
+/// federate pays no write per event (on SQLite every write waits for the
+/// one lock).
+#[derive(Default)]
+struct Written {
+    at: i64,
+    when: Option<std::time::Instant>,
+}
+
+/// The most events, or the longest time, a position with nothing queued
+/// goes unwritten.
+const UNWRITTEN_EVENTS: i64 = 1000;
+const UNWRITTEN_FOR: Duration = Duration::from_secs(10);
+
+impl Written {
+    fn due(&self, reached: i64) -> bool {
+        reached - self.at >= UNWRITTEN_EVENTS || self.when.is_none_or(|when| when.elapsed() >= UNWRITTEN_FOR)
+    }
+}
+
+async fn dispatch(
+    state: &AppState,
+    stopped: &watch::Receiver<bool>,
+    destinations: &Destinations,
+    position: &mut Option<i64>,
+    written: &mut Written,
+) -> Result<(), StorageError> {
     // EDUs and forwarded events are queued outside the events stream.
     let mut queued = state.storage.edu_destinations().await?;
     queued.extend(state.storage.outbox_destinations().await?);
@@ -143,7 +173,10 @@ async fn dispatch(state: &AppState, stopped: &watch::Receiver<bool>, destination
                 });
             }
         }
-        state.storage.enqueue_outbox(&rows, reached).await?;
+        if !rows.is_empty() || written.due(reached) {
+            state.storage.enqueue_outbox(&rows, reached).await?;
+            *written = Written { at: reached, when: Some(std::time::Instant::now()) };
+        }
         let mut woken: Vec<&str> = rows.iter().map(|row| row.destination.as_str()).collect();
         woken.sort_unstable();
         woken.dedup();
