@@ -163,19 +163,19 @@ impl Storage {
         rows.iter().map(super::events::event_from_row).collect()
     }
 
-    /// `destination` accepted a transaction holding `sent`: each sent
-    /// event's room is acknowledged up to it (in order, that is everything
-    /// up to the newest sent; in catch-up, the older events of the room).
-    /// The destination's retry state is reset.
-    pub async fn outbox_acknowledge(&self, destination: &str, sent: &[(OwnedRoomId, i64)]) -> Result<()> {
+    /// `destination` accepted a transaction holding `sent` (room, stream
+    /// ordering): exactly those rows leave the queue, or with `up_to` (a
+    /// catch-up, which sends the newest event of each room) everything of
+    /// each room up to the one sent. The destination's retry state is reset.
+    pub async fn outbox_acknowledge(&self, destination: &str, sent: &[(OwnedRoomId, i64)], up_to: bool) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        let delete = if up_to {
+            "DELETE FROM federation_outbox WHERE destination = $1 AND room_id = $2 AND stream_ordering <= $3"
+        } else {
+            "DELETE FROM federation_outbox WHERE destination = $1 AND room_id = $2 AND stream_ordering = $3"
+        };
         for (room_id, ordering) in sent {
-            sqlx::query("DELETE FROM federation_outbox WHERE destination = $1 AND room_id = $2 AND stream_ordering <= $3")
-                .bind(destination)
-                .bind(room_id.as_str())
-                .bind(*ordering)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(delete).bind(destination).bind(room_id.as_str()).bind(*ordering).execute(&mut *tx).await?;
         }
         let newest = sent.iter().map(|(_, ordering)| *ordering).max();
         sqlx::query(

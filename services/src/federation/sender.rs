@@ -11,7 +11,8 @@
 //! transaction in flight; a queued
 //! event leaves the queue only when a transaction holding it was accepted,
 //! so nothing acknowledged to a client is lost across a restart. A failed
-//! transaction is retried after a backoff (1 s doubling to 5 minutes). After
+//! transaction is retried after a backoff (1 s doubling to 5 minutes), with
+//! the same transaction id while its contents are the same. After
 //! an outage with more queued than one transaction holds, the destination is
 //! caught up as Synapse does: the newest event of each room, from which the
 //! destination fetches what it misses with `get_missing_events`.
@@ -20,7 +21,7 @@
 //! now; federation-sender workers are the next step).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -208,12 +209,13 @@ async fn destinations_of(state: &Services, event: &StoredEvent) -> Result<Vec<St
 
 async fn destination_loop(state: AppState, mut stopped: watch::Receiver<bool>, destination: OwnedServerName, notify: Arc<Notify>) {
     let mut counter: u64 = 0;
+    let mut last_failed = None;
     let started = weft_storage::now_ms();
     loop {
         if *stopped.borrow() {
             return;
         }
-        let wait = match send_some(&state, &destination, &mut counter, started).await {
+        let wait = match send_some(&state, &destination, &mut counter, started, &mut last_failed).await {
             Ok(true) => continue,
             Ok(false) => None,
             Err(retry_in) => Some(retry_in),
@@ -238,7 +240,16 @@ async fn destination_loop(state: AppState, mut stopped: watch::Receiver<bool>, d
 /// Sends one transaction if anything is queued: `Ok(true)` when one was
 /// accepted, `Ok(false)` when the queue is empty, `Err(delay)` to wait
 /// before the next try.
-async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mut u64, started: i64) -> Result<bool, Duration> {
+/// The contents (event and EDU ids) and id of a transaction that failed.
+type FailedTransaction = (Vec<String>, OwnedTransactionId);
+
+async fn send_some(
+    state: &Services,
+    destination: &OwnedServerName,
+    counter: &mut u64,
+    started: i64,
+    last_failed: &mut Option<FailedTransaction>,
+) -> Result<bool, Duration> {
     let storage = &state.storage;
     let name = destination.as_str();
     let retry = storage.destination_retry(name).await.map_err(|_| RETRY_DELAY)?;
@@ -254,9 +265,17 @@ async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mu
     let catching_up = retry.retry_interval > 0 && queued > MAX_PDUS;
     let events = if catching_up { storage.outbox_latest_per_room(name, MAX_PDUS).await } else { storage.outbox_events(name, MAX_PDUS).await }
         .map_err(|_| RETRY_DELAY)?;
-    *counter += 1;
-    let txn_id = OwnedTransactionId::from(format!("{started}-{counter}"));
-    let mut request = send_transaction_message::v1::Request::new(txn_id, state.server_name.clone(), MilliSecondsSinceUnixEpoch::now());
+    // A retry of the same transaction carries the same id (the receiver
+    // answers it from what it kept); anything else gets a new one.
+    let contents: Vec<String> = events.iter().map(|event| event.event_id.to_string()).chain(edus.iter().map(|(id, _)| id.to_string())).collect();
+    let txn_id = match last_failed.take() {
+        Some((tried, txn_id)) if tried == contents => txn_id,
+        _ => {
+            *counter += 1;
+            OwnedTransactionId::from(format!("{started}-{counter}"))
+        }
+    };
+    let mut request = send_transaction_message::v1::Request::new(txn_id.clone(), state.server_name.clone(), MilliSecondsSinceUnixEpoch::now());
     request.pdus = events.iter().filter_map(|event| pdus::outgoing(&event.json)).collect();
     request.edus = edus.iter().filter_map(|(_, json)| Raw::from_json_string(json.clone()).ok()).collect();
     match state.federation.client.send_request(destination, request).await {
@@ -266,24 +285,23 @@ async fn send_some(state: &Services, destination: &OwnedServerName, counter: &mu
                     tracing::info!(%destination, %event_id, %reason, "the destination refused an event");
                 }
             }
-            let mut sent: BTreeMap<OwnedRoomId, i64> = BTreeMap::new();
-            for event in &events {
-                let newest = sent.entry(event.room_id.clone()).or_default();
-                *newest = (*newest).max(event.stream_ordering);
-            }
-            let sent: Vec<(OwnedRoomId, i64)> = sent.into_iter().collect();
+            *last_failed = None;
+            // Exactly the rows sent leave the queue: an event queued behind
+            // one already sent (a join passed on) stays for the next one.
+            let sent: Vec<(OwnedRoomId, i64)> = events.iter().map(|event| (event.room_id.clone(), event.stream_ordering)).collect();
             if !sent.is_empty() {
-                storage.outbox_acknowledge(name, &sent).await.map_err(|_| RETRY_DELAY)?;
+                storage.outbox_acknowledge(name, &sent, catching_up).await.map_err(|_| RETRY_DELAY)?;
             }
             if let Some((last, _)) = edus.last() {
                 storage.acknowledge_edus(name, *last).await.map_err(|_| RETRY_DELAY)?;
                 if sent.is_empty() {
-                    storage.outbox_acknowledge(name, &[]).await.map_err(|_| RETRY_DELAY)?;
+                    storage.outbox_acknowledge(name, &[], false).await.map_err(|_| RETRY_DELAY)?;
                 }
             }
             Ok(true)
         }
         Err(error) => {
+            *last_failed = Some((contents, txn_id));
             let interval = if retry.retry_interval == 0 { FIRST_RETRY_MS } else { (retry.retry_interval * 2).min(MAX_RETRY_MS) };
             tracing::info!(%destination, %error, retry_in_ms = interval, "a transaction failed");
             let _ = storage.set_destination_retry(name, DestinationRetry { retry_last_ts: weft_storage::now_ms(), retry_interval: interval }).await;
