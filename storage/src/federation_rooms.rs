@@ -92,18 +92,7 @@ impl Storage {
     /// Queues `rows` and moves the sender's position to `position`, in one transaction.
     pub async fn enqueue_outbox(&self, rows: &[OutboxRow], position: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for row in rows {
-            sqlx::query(
-                "INSERT INTO federation_outbox (destination, stream_ordering, room_id, event_id) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (destination, stream_ordering) DO NOTHING",
-            )
-            .bind(&row.destination)
-            .bind(row.stream_ordering)
-            .bind(row.room_id.as_str())
-            .bind(&row.event_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_outbox_rows(&mut tx, rows).await?;
         sqlx::query("UPDATE federation_sender_position SET stream_id = $1").bind(position).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
@@ -119,18 +108,7 @@ impl Storage {
     /// without moving the sender's position.
     pub async fn forward_events(&self, rows: &[OutboxRow]) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for row in rows {
-            sqlx::query(
-                "INSERT INTO federation_outbox (destination, stream_ordering, room_id, event_id) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (destination, stream_ordering) DO NOTHING",
-            )
-            .bind(&row.destination)
-            .bind(row.stream_ordering)
-            .bind(row.room_id.as_str())
-            .bind(&row.event_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_outbox_rows(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -307,4 +285,21 @@ impl Storage {
         sqlx::query("DELETE FROM federation_edu_outbox WHERE destination = $1 AND id <= $2").bind(destination).bind(upto).execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Queues `rows` (a row already queued stays as it is).
+async fn insert_outbox_rows(tx: &mut sqlx::Transaction<'static, sqlx::Any>, rows: &[OutboxRow]) -> Result<()> {
+    for row in rows {
+        sqlx::query(
+            "INSERT INTO federation_outbox (destination, stream_ordering, room_id, event_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (destination, stream_ordering) DO NOTHING",
+        )
+        .bind(&row.destination)
+        .bind(row.stream_ordering)
+        .bind(row.room_id.as_str())
+        .bind(&row.event_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -116,17 +116,8 @@ pub async fn receive_invite(
     if pdus::room_of(&object).as_deref() != Some(room_id) {
         return Err(FederationRoomError::BadRequest("the event is not in this room".into()));
     }
-    let text = |name: &str| match object.get(name) {
-        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
-        _ => None,
-    };
-    let membership = match object.get("content") {
-        Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
-            Some(CanonicalJsonValue::String(membership)) => Some(membership.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
+    let text = |name: &str| pdus::string_field(&object, name);
+    let membership = pdus::membership_of(&object);
     if text("type").as_deref() != Some("m.room.member") || membership.as_deref() != Some("invite") {
         return Err(FederationRoomError::BadRequest("not an invite".into()));
     }

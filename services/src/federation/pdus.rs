@@ -116,3 +116,22 @@ pub fn with_countersignatures(mut ours: CanonicalJsonObject, returned: &Canonica
     ours.insert("signatures".into(), CanonicalJsonValue::Object(merged));
     ours
 }
+
+/// A top-level string field of a PDU (`type`, `sender`, `state_key`, ...).
+pub fn string_field(object: &CanonicalJsonObject, name: &str) -> Option<String> {
+    match object.get(name) {
+        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+/// `content.membership` of a PDU, when it is a string.
+pub fn membership_of(object: &CanonicalJsonObject) -> Option<String> {
+    match object.get("content") {
+        Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
+            Some(CanonicalJsonValue::String(membership)) => Some(membership.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
-use ruma::{CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::{json, value::RawValue};
 
 use weft_storage::StoredEvent;
@@ -139,17 +139,8 @@ async fn send_membership(
     if pdus::room_of(&object).as_ref() != Some(room_id) {
         return Err(FederationRoomError::BadRequest("the event is not in this room".into()));
     }
-    let field = |name: &str| match object.get(name) {
-        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
-        _ => None,
-    };
-    let membership = match object.get("content") {
-        Some(CanonicalJsonValue::Object(content)) => match content.get("membership") {
-            Some(CanonicalJsonValue::String(membership)) => Some(membership.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
+    let field = |name: &str| pdus::string_field(&object, name);
+    let membership = pdus::membership_of(&object);
     let sender = field("sender").unwrap_or_default();
     if field("type").as_deref() != Some("m.room.member") || membership.as_deref() != Some(expected) || field("state_key").as_deref() != Some(sender.as_str()) {
         return Err(FederationRoomError::BadRequest(format!("not a {expected} event of its sender")));
