@@ -1,6 +1,7 @@
 //! The internal HTTP API, served on `replication` listeners only:
 //! persisting writes into the rooms this instance persists, answering
-//! client requests forwarded to the writer of their stream, running the
+//! client requests forwarded to the writer of their stream, EDUs received
+//! over federation by another instance, running the
 //! calls of plugins this instance hosts for the others (every role, one
 //! route: `weft_services::plugins::remote`), stream
 //! positions and the typing state for catch-up. Every call needs
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_weft/replication/v1/rooms/{room_id}/write/{txn_id}", post(room_write))
         .route("/_weft/replication/v1/forward/{txn_id}", post(forwarded))
+        .route(weft_services::federation::edus::FORWARD_PATH, post(federation_edus))
         .route(remote::ROUTE, post(plugin_call))
         .route("/_weft/replication/v1/positions", get(positions))
         .route("/_weft/replication/v1/streams/typing", get(typing))
@@ -152,6 +154,24 @@ async fn forwarded(State(state): State<AppState>, Path(txn_id): Path<String>, he
     let response = match router.oneshot(request).await {
         Ok(response) => response,
         Err(infallible) => match infallible {},
+    };
+    remember(&state, txn_id, with_positions(&state, response)).await
+}
+
+/// EDUs another instance received over federation, for the streams this one writes.
+async fn federation_edus(State(state): State<AppState>, Path(txn_id): Path<String>, body: Bytes) -> Response {
+    use weft_services::federation::edus;
+    if let Some(reply) = state.replication.cached_reply(&txn_id) {
+        return replay(reply);
+    }
+    let forwarded: edus::ForwardedEdus = match serde_json::from_slice(&body) {
+        Ok(forwarded) => forwarded,
+        Err(error) => return ApiError::bad_json(error.to_string()).into_response(),
+    };
+    let response = match edus::handle(&state, &forwarded.origin, &forwarded.edus).await {
+        Ok(()) => axum::Json(serde_json::json!({})).into_response(),
+        Err(edus::EduError::Storage(error)) => ApiError::from(error).into_response(),
+        Err(error) => ApiError::custom(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", error.to_string()).into_response(),
     };
     remember(&state, txn_id, with_positions(&state, response)).await
 }

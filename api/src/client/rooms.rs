@@ -229,7 +229,7 @@ async fn join_remotely(
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }
-    weft_services::federation::join_remote::join(state, room_id, &sender.user_id, &servers, reason).await?;
+    weft_services::federation::at_persister::join_remote(state, room_id, &sender.user_id, &servers, reason).await?;
     Ok(true)
 }
 

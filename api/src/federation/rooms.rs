@@ -2,7 +2,8 @@
 //! (`send/{txnId}`), `make_join`, `send_join` (v2), `make_leave`,
 //! `send_leave` (v2), `get_missing_events`
 //! `event/{eventId}`, `state`, `state_ids`, `event_auth` and `backfill`.
-//! The work is in `weft_services::federation`.
+//! The work is in `weft_services::federation`; what writes into a room
+//! runs on the room's persister (`at_persister`).
 
 use http::StatusCode;
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
@@ -18,7 +19,7 @@ use ruma::{
 };
 
 use weft_services::{
-    federation::{FederationRoomError, inbound, invite, resident, sender::MAX_PDUS},
+    federation::{FederationRoomError, at_persister, edus, inbound, resident, sender::MAX_PDUS},
     services::AppState,
 };
 
@@ -49,6 +50,13 @@ fn api_error(error: FederationRoomError) -> ApiError {
     }
 }
 
+fn edu_error(error: edus::EduError) -> ApiError {
+    match error {
+        edus::EduError::Storage(error) => error.into(),
+        writer @ edus::EduError::Writer { .. } => ApiError::custom(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", writer.to_string()),
+    }
+}
+
 pub async fn send_transaction(state: AppState, request: Ruma<send_transaction_message::v1::Request>) -> ApiResult<send_transaction_message::v1::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
@@ -59,14 +67,14 @@ pub async fn send_transaction(state: AppState, request: Ruma<send_transaction_me
         return Err(ApiError::bad_json("A transaction holds at most 50 PDUs and 100 EDUs"));
     }
     let answer = inbound::transaction(&state, &origin, body.transaction_id.as_str(), &body.pdus).await?;
-    weft_services::federation::edus::handle(&state, &origin, &body.edus).await?;
+    edus::handle(&state, &origin, &body.edus).await.map_err(edu_error)?;
     Ok(send_transaction_message::v1::Response::new(answer))
 }
 
 pub async fn make_join(state: AppState, request: Ruma<prepare_join_event::v1::Request>) -> ApiResult<prepare_join_event::v1::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
-    let (version, event) = resident::make_join(&state, &origin, &body.room_id, &body.user_id, &body.ver).await.map_err(api_error)?;
+    let (version, event) = at_persister::make_membership(&state, &origin, &body.room_id, &body.user_id, "join", Some(&body.ver)).await.map_err(api_error)?;
     let mut response = prepare_join_event::v1::Response::new(event);
     response.room_version = Some(version);
     Ok(response)
@@ -75,7 +83,7 @@ pub async fn make_join(state: AppState, request: Ruma<prepare_join_event::v1::Re
 pub async fn send_join(state: AppState, request: Ruma<create_join_event::v2::Request>) -> ApiResult<create_join_event::v2::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
-    let answer = resident::send_join(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await.map_err(api_error)?;
+    let answer = at_persister::send_join(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await.map_err(api_error)?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = answer.state;
     room_state.auth_chain = answer.auth_chain;
@@ -86,14 +94,14 @@ pub async fn send_join(state: AppState, request: Ruma<create_join_event::v2::Req
 pub async fn make_leave(state: AppState, request: Ruma<prepare_leave_event::v1::Request>) -> ApiResult<prepare_leave_event::v1::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
-    let (version, event) = resident::make_leave(&state, &origin, &body.room_id, &body.user_id).await.map_err(api_error)?;
+    let (version, event) = at_persister::make_membership(&state, &origin, &body.room_id, &body.user_id, "leave", None).await.map_err(api_error)?;
     Ok(prepare_leave_event::v1::Response::new(Some(version), event))
 }
 
 pub async fn send_leave(state: AppState, request: Ruma<create_leave_event::v2::Request>) -> ApiResult<create_leave_event::v2::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
-    resident::send_leave(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await.map_err(api_error)?;
+    at_persister::send_leave(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await.map_err(api_error)?;
     Ok(create_leave_event::v2::Response::new())
 }
 
@@ -146,6 +154,6 @@ pub async fn backfill(state: AppState, request: Ruma<get_backfill::v1::Request>)
 pub async fn invite(state: AppState, request: Ruma<create_invite::v2::Request>) -> ApiResult<create_invite::v2::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
-    let event = invite::receive_invite(&state, &origin, &body.room_id, &body.event_id, &body.room_version, &body.event).await.map_err(api_error)?;
+    let event = at_persister::receive_invite(&state, &origin, &body.room_id, &body.event_id, &body.room_version, &body.event).await.map_err(api_error)?;
     Ok(create_invite::v2::Response::new(event))
 }

@@ -5,7 +5,8 @@
 //! refused (`faults`), the public room directory (`directory`), rooms'
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
-//! across servers (`rooms`) and the checks of incoming PDUs (`pdu_checks`).
+//! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`),
+//! and a worker deployment sharing rooms with Synapse (`workers`).
 
 mod directory;
 mod fake_remote;
@@ -15,6 +16,7 @@ mod pdu_checks;
 mod peers;
 mod room_queries;
 mod rooms;
+mod workers;
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use ruma::{CanonicalJsonObject, signatures::Ed25519KeyPair};

@@ -49,7 +49,7 @@ pub(super) async fn sync_until(peer: &impl Peer, session: &Session, room_id: &st
 }
 
 /// Syncs until an ephemeral event of the room satisfies `found`; fails after 60 s.
-async fn sync_until_ephemeral(peer: &impl Peer, session: &Session, room_id: &str, what: &str, found: impl Fn(&Value) -> bool) {
+pub(super) async fn sync_until_ephemeral(peer: &impl Peer, session: &Session, room_id: &str, what: &str, found: impl Fn(&Value) -> bool) {
     let started = Instant::now();
     let mut since: Option<String> = None;
     loop {

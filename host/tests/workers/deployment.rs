@@ -95,10 +95,40 @@ impl Deployment {
 
     /// `start_with`, and `(instance, toml)` pairs added to those instances' own files.
     pub async fn start_configured(extra_shared_toml: &str, extra_own_toml: &[(&str, &str)]) -> Self {
+        Self::start_inner(extra_shared_toml, extra_own_toml, None).await
+    }
+
+    /// A deployment that federates: named `localhost:PORT`, `main` serving
+    /// `federation` and `keys` over TLS on that port with the test CA's
+    /// certificate, trusting that CA, allowed to reach loopback, no notary;
+    /// typing, receipts and to-device are written by `worker1`, so the EDUs
+    /// `main` receives must be passed on.
+    pub async fn start_federating(extra_shared_toml: &str) -> Self {
+        Self::start_inner(extra_shared_toml, &[], Some(free_port())).await
+    }
+
+    async fn start_inner(extra_shared_toml: &str, extra_own_toml: &[(&str, &str)], federation_port: Option<u16>) -> Self {
         let db = TestDb::new(Backend::Postgres).await;
         let redis = Redis::start();
         let dir = tempfile::tempdir().unwrap();
-        let server_name = format!("{}.test", unique("workers"));
+        let (server_name, federation_toml) = match federation_port {
+            Some(port) => {
+                let ca = crate::support::synapse::test_ca();
+                let shared = format!(
+                    "tls_certificate_path = {:?}\ntls_private_key_path = {:?}\nfederation_custom_ca_list = [{:?}]\n\
+                     ip_range_whitelist = [\"127.0.0.0/8\", \"::1\"]\ntrusted_key_servers = []\n",
+                    ca.chain.display().to_string(),
+                    ca.key.display().to_string(),
+                    ca.ca.display().to_string()
+                );
+                (format!("localhost:{port}"), shared)
+            }
+            None => (format!("{}.test", unique("workers")), String::new()),
+        };
+        let ephemeral_writers = match federation_port {
+            Some(_) => "typing = [\"worker1\"]\nreceipts = [\"worker1\"]\nto_device = [\"worker1\"]\n",
+            None => "",
+        };
         let mut processes = BTreeMap::new();
         let mut instance_map = String::new();
         for (name, client) in INSTANCES {
@@ -111,7 +141,8 @@ impl Deployment {
             if name.starts_with("worker") {
                 instance_map.push_str(&format!("serves = {WORKER_GROUPS:?}\n"));
             }
-            let listeners = listeners_toml(client_port, replication_port);
+            let federation_port = federation_port.filter(|_| name == "main");
+            let listeners = listeners_toml(client_port, replication_port, federation_port);
             let extra: String = extra_own_toml.iter().filter(|(instance, _)| *instance == name).map(|(_, toml)| format!("{toml}\n")).collect();
             let own = if name == "main" {
                 format!("{extra}listeners = {listeners}\n")
@@ -129,7 +160,7 @@ impl Deployment {
             &shared,
             format!(
                 "server_name = \"{server_name}\"\nsigning_key_path = {key:?}\nenable_registration = true\n\
-                 enable_registration_without_verification = true\nworker_replication_secret = \"{SECRET}\"\n\
+                 enable_registration_without_verification = true\nworker_replication_secret = \"{SECRET}\"\n{federation_toml}\
                  rc_message = {{ per_second = 10000, burst_count = 10000 }}\n\
                  rc_registration = {{ per_second = 10000, burst_count = 10000 }}\nenable_metrics = true\n\
                  rc_room_creation = {{ per_second = 10000, burst_count = 10000 }}\n{extra_shared_toml}\n\
@@ -138,7 +169,7 @@ impl Deployment {
                  [rc_login]\naddress = {{ per_second = 10000, burst_count = 10000 }}\naccount = {{ per_second = 10000, burst_count = 10000 }}\n\
                  failed_attempts = {{ per_second = 10000, burst_count = 10000 }}\n\
                  [logging]\nlevel = \"info,sqlx=warn\"\n[router]\nport = {router_port}\ndown_for_ms = 60000\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
-                 [stream_writers]\nevents = [\"persister1\", \"persister2\"]\n{}{instance_map}",
+                 [stream_writers]\nevents = [\"persister1\", \"persister2\"]\n{ephemeral_writers}{}{instance_map}",
                 redis.port, db.config_toml
             ),
         )
@@ -281,12 +312,15 @@ impl Deployment {
     }
 }
 
-fn listeners_toml(client_port: Option<u16>, replication_port: u16) -> String {
+fn listeners_toml(client_port: Option<u16>, replication_port: u16, federation_port: Option<u16>) -> String {
     let mut listeners = vec![format!(
         "{{ port = {replication_port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"replication\", \"health\", \"metrics\"] }}] }}"
     )];
     if let Some(port) = client_port {
         listeners.push(format!("{{ port = {port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"client\", \"health\"] }}] }}"));
+    }
+    if let Some(port) = federation_port {
+        listeners.push(format!("{{ port = {port}, bind_addresses = [\"127.0.0.1\"], tls = true, resources = [{{ names = [\"federation\", \"keys\"] }}] }}"));
     }
     format!("[{}]", listeners.join(", "))
 }

@@ -3,12 +3,17 @@
 //! and to-device messages (`m.direct_to_device`) from the origin's users to
 //! local devices, once per `message_id`.
 //! Each is applied by the instance that writes its stream (main by
-//! default); on another instance it is dropped with a log line, as are EDU
-//! types not handled yet (presence, device lists, signing keys).
+//! default): an instance that does not sends it there over the internal
+//! API (`FORWARD_PATH`), and a transaction whose EDUs could not be passed
+//! on fails, so that the origin sends it again. EDU types not handled yet
+//! (presence, device lists, signing keys) are dropped with a log line.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, ServerName, UserId, api::federation::transactions::edu::Edu, serde::Raw};
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use ruma::{EventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId, api::federation::transactions::edu::Edu, serde::Raw};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use weft_core::config::MAIN_INSTANCE;
@@ -19,16 +24,72 @@ use crate::services::AppState;
 /// How long a remote user is shown typing without a refresh (Synapse's 30 s).
 const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Raw<Edu>]) -> Result<(), StorageError> {
+/// The internal route on which a stream's writer takes the EDUs another
+/// instance received (`{txn_id}` makes a retried call answer once).
+pub const FORWARD_PATH: &str = "/_weft/replication/v1/federation/edus/{txn_id}";
+
+/// EDUs another instance received from `origin`, for this one to apply.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForwardedEdus {
+    pub origin: OwnedServerName,
+    pub edus: Vec<Raw<Edu>>,
+}
+
+/// Why received EDUs were not all applied.
+#[derive(Debug, thiserror::Error)]
+pub enum EduError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the writer `{instance}` of the EDUs' stream could not take them: {reason}")]
+    Writer { instance: String, reason: String },
+}
+
+pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Raw<Edu>]) -> Result<(), EduError> {
+    let mut elsewhere: BTreeMap<String, Vec<Raw<Edu>>> = BTreeMap::new();
     for raw in edus {
         let Ok(edu) = serde_json::from_str::<Value>(raw.json().get()) else { continue };
+        let edu_type = edu["edu_type"].as_str();
+        if let Some(writer) = edu_type.and_then(|edu_type| writer_of(state, edu_type))
+            && writer != state.config.instance_name()
+        {
+            elsewhere.entry(writer.to_owned()).or_default().push(raw.clone());
+            continue;
+        }
         let content = &edu["content"];
-        match edu["edu_type"].as_str() {
+        match edu_type {
             Some("m.typing") => typing(state, origin, content).await?,
             Some("m.receipt") => receipts(state, origin, content).await?,
             Some("m.direct_to_device") => to_device(state, origin, content).await?,
             other => tracing::debug!(%origin, edu_type = ?other, "an EDU type not handled yet"),
         }
+    }
+    for (instance, edus) in elsewhere {
+        forward(state, &instance, ForwardedEdus { origin: origin.to_owned(), edus }).await?;
+    }
+    Ok(())
+}
+
+/// The instance that writes the stream an EDU type changes.
+fn writer_of<'a>(state: &'a AppState, edu_type: &str) -> Option<&'a str> {
+    let writers = &state.config.stream_writers;
+    let list = match edu_type {
+        "m.typing" => &writers.typing,
+        "m.receipt" => &writers.receipts,
+        "m.direct_to_device" => &writers.to_device,
+        _ => return None,
+    };
+    Some(list.first().map_or(MAIN_INSTANCE, String::as_str))
+}
+
+async fn forward(state: &AppState, instance: &str, edus: ForwardedEdus) -> Result<(), EduError> {
+    let failed = |reason: String| EduError::Writer { instance: instance.to_owned(), reason };
+    let body = serde_json::to_vec(&edus).map_err(|e| failed(e.to_string()))?;
+    let path = FORWARD_PATH.replace("{txn_id}", &crate::replication::room_writes::new_txn_id());
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    let reply = state.replication.client.call(instance, Method::POST, &path, headers, Bytes::from(body)).await.map_err(|e| failed(e.to_string()))?;
+    if reply.status != StatusCode::OK {
+        return Err(failed(format!("status {}", reply.status)));
     }
     Ok(())
 }

@@ -45,14 +45,16 @@ pub enum Accepted {
     SoftFailed,
 }
 
-/// Handles one transaction's PDUs; the answer for each, by event id.
-/// `edus` are not handled yet.
+/// Handles one transaction's PDUs, each on its room's persister; the
+/// answer for each, by event id. An error (the database, or a persister
+/// that cannot be reached) fails the whole transaction: the origin sends it
+/// again, and nothing of it was recorded as answered.
 pub async fn transaction(
     services: &Services,
     origin: &ServerName,
     txn_id: &str,
     pdus: &[Box<RawValue>],
-) -> Result<BTreeMap<OwnedEventId, Result<(), String>>, StorageError> {
+) -> Result<BTreeMap<OwnedEventId, Result<(), String>>, RoomError> {
     if let Some(answer) = services.storage.received_txn(origin.as_str(), txn_id).await? {
         let stored: BTreeMap<OwnedEventId, Option<String>> = serde_json::from_str(&answer).unwrap_or_default();
         return Ok(stored.into_iter().map(|(id, error)| (id, error.map_or(Ok(()), Err))).collect());
@@ -69,14 +71,10 @@ pub async fn transaction(
             answer.insert(event_id, Err("Server is banned from room".into()));
             continue;
         }
-        let outcome = match handle_pdu(services, origin, received, true).await {
-            Ok(_) => Ok(()),
-            Err(PduError::Storage(error)) => return Err(error),
-            Err(PduError::Refused(reason)) => {
-                tracing::info!(%origin, %event_id, %reason, "refused a PDU");
-                Err(reason)
-            }
-        };
+        let outcome = super::at_persister::pdu(services, origin, received, raw).await?;
+        if let Err(reason) = &outcome {
+            tracing::info!(%origin, %event_id, %reason, "refused a PDU");
+        }
         answer.insert(event_id, outcome);
     }
     let stored: BTreeMap<&OwnedEventId, Option<&String>> = answer.iter().map(|(id, outcome)| (id, outcome.as_ref().err())).collect();

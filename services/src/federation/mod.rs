@@ -8,7 +8,8 @@
 //! `resident` (this server as the room's resident server: `make_join`,
 //! `send_join`, and the events and history other servers ask for),
 //! `join_remote` (joining a room of another server), `invite` (invites in
-//! both directions), `sender`
+//! both directions), `at_persister` (all of these that write into a room
+//! run on the room's events persister), `sender`
 //! (outbound transactions: a durable queue per destination, one
 //! transaction in flight each, retried with backoff, catch-up after an
 //! outage).
@@ -19,9 +20,11 @@
 //! is checked against the state after its newest known prev event.
 //!
 //! May call: `rooms` (the per-room write lock, the room's state), `push`,
+//! `replication` (the internal API, to reach a room's persister),
 //! `weft_storage`, `weft_federation` (requests and other servers' keys).
 
 pub mod acl;
+pub mod at_persister;
 pub mod edus;
 pub mod inbound;
 pub mod invite;

@@ -1,7 +1,8 @@
 //! Writes into a room are made by the room's events persister: an instance
 //! that does not persist a room sends the write (a message, a membership
 //! change, a profile refresh, a redaction, a new room) over the internal
-//! API, and the persister runs it through the same pipeline. Also the
+//! API, and the persister runs it through the same pipeline (federation
+//! calls through `federation::at_persister`). Also the
 //! typing snapshot readers fetch from the typing writer.
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use serde_json::Value;
 
 use super::client::{CallError, decode_positions, wait_for_positions};
 use crate::{
+    federation::at_persister::{self, FederationWrite},
     rooms::{CreateRoom, Membership, RoomError},
     services::Services,
     typing::TypingSnapshot,
@@ -49,6 +51,8 @@ pub enum RoomWrite {
         creator: OwnedUserId,
         request: CreateRoom,
     },
+    /// Another server's request about the room, or a join of a remote room.
+    Federation(FederationWrite),
 }
 
 /// What a room write returns.
@@ -58,6 +62,8 @@ pub enum RoomWriteOutcome {
     EventId(OwnedEventId),
     Changed(bool),
     RoomId(OwnedRoomId),
+    /// A federation call's answer, as JSON text.
+    Federation(String),
 }
 
 impl TryFrom<RoomWriteOutcome> for OwnedEventId {
@@ -157,6 +163,7 @@ pub async fn apply(services: &Services, room_id: &RoomId, write: RoomWrite) -> R
             RoomWriteOutcome::EventId(rooms.redact(services, room_id, &sender, &target, reason.as_deref(), (&device_id, &txn_id)).await?)
         }
         RoomWrite::Create { creator, request } => RoomWriteOutcome::RoomId(rooms.create_room_with_id(services, &creator, request, room_id.to_owned()).await?),
+        RoomWrite::Federation(call) => RoomWriteOutcome::Federation(at_persister::apply(services, room_id, call).await?),
     })
 }
 

@@ -1,0 +1,107 @@
+//! The Weft and Synapse scenario through a worker deployment: `main` serves
+//! federation (the federation workers are the next issue), the rooms are
+//! persisted by two event persisters, typing, receipts and to-device are
+//! written by `worker1`, and clients go through `weft router`. What `main`
+//! receives for a room (PDUs, joins, invites) is persisted by the room's
+//! persister, the EDUs by their stream's writer, and a local user's join of
+//! a Synapse room is made by that room's persister.
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::peers::Peer;
+use super::rooms::{has_message, send_message, sync_until};
+use crate::{
+    support::{Session, encode, synapse::Synapse},
+    workers::Deployment,
+};
+
+/// The deployment as a federation peer: every client call goes through the router.
+struct ThroughRouter(Deployment);
+
+impl Peer for ThroughRouter {
+    fn name(&self) -> &str {
+        &self.0.server_name
+    }
+    async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, body) = self.0.call("router", method.as_str(), path, Some(token), body).await;
+        (StatusCode::from_u16(status).unwrap(), body)
+    }
+    async fn user(&self, localpart: &str) -> Session {
+        let (access_token, user_id) = self.0.register("router", localpart).await;
+        Session { user_id, access_token, device_id: String::new() }
+    }
+    fn logs(&self) -> String {
+        ["main", "persister1", "persister2", "worker1"].iter().map(|name| format!("----- {name} -----\n{}", self.0.log(name))).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weft_workers_and_synapse_share_rooms_both_ways() {
+    let synapse = Synapse::start().await;
+    let mut deployment = Deployment::start_federating("").await;
+    deployment.start_router().await;
+    let weft = ThroughRouter(deployment);
+    let alice = weft.user("alice").await;
+    let bob = synapse.register("bob").await;
+
+    // Synapse joins a Weft room of each persister by alias: main answers the
+    // directory query, the room's persister makes and takes the join.
+    for (index, tag) in [(0, "one"), (1, "two")] {
+        let room_id = weft.0.room_on_persister("router", &alice.access_token, index, json!({"preset": "public_chat"})).await;
+        let alias = format!("#fed-{tag}:{}", weft.0.server_name);
+        let (status, body) = weft
+            .call(Method::PUT, &format!("/_matrix/client/v3/directory/room/{}", encode(&alias)), &alice.access_token, Some(json!({"room_id": room_id})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, joined) = synapse.post(&format!("/_matrix/client/v3/join/{}", encode(&alias)), Some(&bob.access_token), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "Synapse joins {alias} (persister{}): {joined}\n{}\n{}", index + 1, synapse.logs(), weft.logs());
+        assert_eq!(joined["room_id"], room_id.as_str());
+        sync_until(&weft, &alice, &room_id, "bob's join", |events| {
+            events.iter().any(|event| event["type"] == "m.room.member" && event["state_key"] == bob.user_id && event["content"]["membership"] == "join")
+        })
+        .await;
+        send_message(&weft, &alice, &room_id, &format!("hello from Weft {tag}")).await;
+        sync_until(&synapse, &bob, &room_id, "Weft's message", |events| has_message(events, &format!("hello from Weft {tag}"))).await;
+        send_message(&synapse, &bob, &room_id, &format!("hello from Synapse {tag}")).await;
+        sync_until(&weft, &alice, &room_id, "Synapse's message", |events| has_message(events, &format!("hello from Synapse {tag}"))).await;
+    }
+
+    // Typing and a read receipt from Synapse reach main, which passes them
+    // to their writer (worker1); alice's /sync shows them.
+    let room_id = weft.0.room_on_persister("router", &alice.access_token, 1, json!({"preset": "public_chat"})).await;
+    let (status, body) = synapse
+        .post(&format!("/_matrix/client/v3/join/{}?server_name={}", encode(&room_id), encode(&weft.0.server_name)), Some(&bob.access_token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "Synapse joins {room_id} by id: {body}");
+    let read_me = send_message(&weft, &alice, &room_id, "read me").await;
+    sync_until(&synapse, &bob, &room_id, "the message to read", |events| has_message(events, "read me")).await;
+    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&bob.user_id));
+    let (status, body) = synapse.request(Method::PUT, &typing, Some(&bob.access_token), Some(json!({"typing": true, "timeout": 30000}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(&room_id), encode(&read_me));
+    let (status, body) = synapse.post(&receipt, Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    super::rooms::sync_until_ephemeral(&weft, &alice, &room_id, "bob typing", |event| {
+        event["type"] == "m.typing" && event["content"]["user_ids"].as_array().is_some_and(|ids| ids.iter().any(|id| *id == bob.user_id))
+    })
+    .await;
+    super::rooms::sync_until_ephemeral(&weft, &alice, &room_id, "bob's receipt", |event| {
+        event["type"] == "m.receipt" && event["content"][&read_me]["m.read"].get(&bob.user_id).is_some()
+    })
+    .await;
+
+    // A Weft user joins a Synapse room by id with `via`: the room's persister
+    // makes the join; messages flow both ways.
+    let (status, room) = synapse.post("/_matrix/client/v3/createRoom", Some(&bob.access_token), json!({"preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let synapse_room = room["room_id"].as_str().unwrap().to_owned();
+    let carol = weft.user("carol").await;
+    let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&synapse_room), encode(&synapse.server_name));
+    let (status, body) = weft.call(Method::POST, &path, &carol.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "carol joins the Synapse room {synapse_room}: {body}\n{}", weft.logs());
+    send_message(&synapse, &bob, &synapse_room, "welcome carol").await;
+    sync_until(&weft, &carol, &synapse_room, "bob's welcome", |events| has_message(events, "welcome carol")).await;
+    send_message(&weft, &carol, &synapse_room, "thanks bob").await;
+    sync_until(&synapse, &bob, &synapse_room, "carol's thanks", |events| has_message(events, "thanks bob")).await;
+}
