@@ -154,11 +154,12 @@ fn routing_mistakes_are_reported_with_their_key() {
     assert!(has("`instance_map.nowhere.serves`: the router needs this instance's client listener"), "{errors:#?}");
     assert!(has("`instance_map.both`: has `client_port` and `client_path`"), "{errors:#?}");
 
-    let no_main = "server_name = \"r.test\"\nworker_replication_secret = \"s\"\n[redis]\nenabled = true\n[router]\nport = 8008\nconnect_timeout_ms = 0\n\
+    let no_main = "server_name = \"r.test\"\nworker_replication_secret = \"s\"\n[redis]\nenabled = true\n[router]\nport = 8008\nconnect_timeout_ms = 0\ntls_port = 8448\n\
                    [database]\nname = \"psycopg2\"\nargs = { dbname = \"weft\" }\n[instance_map.main]\nhost = \"127.0.0.1\"\nport = 9093\n";
     let errors = errors_of(no_main);
     assert!(errors.iter().any(|e| e.contains("`instance_map.main.client_port`: the router sends every group no instance serves to `main`")), "{errors:#?}");
     assert!(errors.iter().any(|e| e.contains("`router.connect_timeout_ms`: must be more than 0")), "{errors:#?}");
+    assert!(errors.iter().any(|e| e.contains("`router.tls_port`: needs tls_certificate_path and tls_private_key_path")), "{errors:#?}");
 }
 
 #[test]
@@ -243,7 +244,7 @@ async fn start_router(config_text: &str, storage: Option<weft::storage::Storage>
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(router::serve(vec![listener], state, weft::server::connections::ConnectionLimits::from_config(&config), async move {
+    tokio::spawn(router::serve(vec![listener], Vec::new(), state, weft::server::connections::ConnectionLimits::from_config(&config), async move {
         let _ = stopped.await;
     }));
     InProcessRouter { base: format!("http://{address}"), _stop: stop }

@@ -10,7 +10,11 @@
 //! it is a crate of its own. Owns no routing: it hands each request, with
 //! the peer's address as `ConnectInfo`, to the axum router it was given.
 //!
-//! May call: `weft_core::config` (the timeouts).
+//! `tls`: TLS on a listener, for both.
+//!
+//! May call: `weft_core::config` (the timeouts, the certificate's paths).
+
+pub mod tls;
 
 use std::{
     convert::Infallible,

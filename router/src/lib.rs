@@ -99,19 +99,25 @@ pub fn app(state: Arc<RouterState>) -> Router {
 /// in flight (long-polls included) the shutdown grace period to finish.
 pub async fn serve(
     listeners: Vec<TcpListener>,
+    tls_listeners: Vec<weft_http::tls::TlsListener>,
     state: Arc<RouterState>,
     limits: weft_http::ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     weft_http::raise_file_limit();
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_signal = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
-        let mut stopped = stopped.clone();
-        let signal = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        tasks.spawn(weft_http::serve(listener.tap_io(weft_http::no_delay), app(state.clone()), limits, signal));
+        tasks.spawn(weft_http::serve(listener.tap_io(weft_http::no_delay), app(state.clone()), limits, stop_signal()));
+    }
+    for listener in tls_listeners {
+        tasks.spawn(weft_http::serve(listener, app(state.clone()), limits, stop_signal()));
     }
     shutdown.await;
     let _ = stop.send(true);

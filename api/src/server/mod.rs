@@ -10,7 +10,6 @@
 //! the bound addresses before traffic starts; tests bind port 0.
 
 mod background;
-mod tls;
 
 /// The connection loop every listener serves with (the `weft-http` crate,
 /// which `weft router` shares).
@@ -34,7 +33,7 @@ pub enum BoundAddress {
 
 enum Socket {
     Tcp(TcpListener),
-    Tls(tls::TlsListener),
+    Tls(connections::tls::TlsListener),
     Unix(tokio::net::UnixListener, PathBuf),
 }
 
@@ -63,7 +62,7 @@ impl Server {
         let mut serves_client = Vec::new();
         for listener in state.config.own_listeners() {
             let acceptor = match listener.tls {
-                true => Some(tls::acceptor(&state.config).map_err(|message| BindError {
+                true => Some(connections::tls::acceptor(&state.config).map_err(|message| BindError {
                     address: format!("port {}", listener.port.unwrap_or(0)),
                     source: io::Error::new(io::ErrorKind::InvalidInput, message),
                 })?),
@@ -73,7 +72,7 @@ impl Server {
                 let socket = match (socket, &acceptor) {
                     (Socket::Tcp(tcp), Some(acceptor)) => {
                         let address = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                        Socket::Tls(tls::TlsListener::new(tcp, acceptor.clone()).map_err(|source| BindError { address, source })?)
+                        Socket::Tls(connections::tls::TlsListener::new(tcp, acceptor.clone()).map_err(|source| BindError { address, source })?)
                     }
                     (socket, _) => socket,
                 };

@@ -462,12 +462,17 @@ pub struct InstanceLocation {
 /// connect_timeout_ms = 2000
 /// down_for_ms = 5000
 /// token_cache_ms = 30000
+/// tls_port = 8448
 /// ```
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RouterConfig {
     pub bind_addresses: Vec<IpAddr>,
     pub port: u16,
+    /// A second port on the same addresses, served over TLS with
+    /// `tls_certificate_path` and `tls_private_key_path` and routed like
+    /// `port`: the federation port other servers connect to (8448).
+    pub tls_port: Option<u16>,
     /// Send `/sync` without `since` (an initial sync, heavy) to the instances
     /// that list `initial_sync`, as the worker document suggests; they fall
     /// back to the `sync` instances when none does.
@@ -486,6 +491,7 @@ impl Default for RouterConfig {
         Self {
             bind_addresses: vec!["127.0.0.1".parse().unwrap()],
             port: 8008,
+            tls_port: None,
             initial_sync_separately: false,
             connect_timeout_ms: 2_000,
             down_for_ms: 5_000,

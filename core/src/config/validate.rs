@@ -331,6 +331,9 @@ fn check_routes(config: &Config, fail: &mut Fail<'_>) {
         if router.bind_addresses.is_empty() {
             fail("router.bind_addresses", "needs at least one address".into());
         }
+        if router.tls_port.is_some() && (config.tls_certificate_path.is_none() || config.tls_private_key_path.is_none()) {
+            fail("router.tls_port", "needs tls_certificate_path and tls_private_key_path".into());
+        }
     }
     if routing {
         check_sso_pinning(config, fail);

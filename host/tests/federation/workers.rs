@@ -1,5 +1,7 @@
 //! The Weft and Synapse scenario through a worker deployment: `main` serves
-//! federation (the federation workers are the next issue), the rooms are
+//! federation on a TLS listener of its own, or the router's TLS port sends
+//! the federation endpoint groups to `worker2` (sticky by origin for
+//! transactions) and the rest to `main`; the rooms are
 //! persisted by two event persisters, typing, receipts and to-device are
 //! written by `worker1`, and clients go through `weft router`. What `main`
 //! receives for a room (PDUs, joins, invites) is persisted by the room's
@@ -32,15 +34,29 @@ impl Peer for ThroughRouter {
         Session { user_id, access_token, device_id: String::new() }
     }
     fn logs(&self) -> String {
-        ["main", "persister1", "persister2", "worker1"].iter().map(|name| format!("----- {name} -----\n{}", self.0.log(name))).collect()
+        ["main", "persister1", "persister2", "worker1", "worker2", "router"].iter().map(|name| format!("----- {name} -----\n{}", self.0.log(name))).collect()
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn weft_workers_and_synapse_share_rooms_both_ways() {
-    let synapse = Synapse::start().await;
+async fn weft_workers_with_main_serving_federation_share_rooms_with_synapse() {
     let mut deployment = Deployment::start_federating("").await;
     deployment.start_router().await;
+    share_rooms_with_synapse(deployment).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weft_workers_behind_the_routers_tls_port_share_rooms_with_synapse() {
+    let mut deployment = Deployment::start_federating_through_router().await;
+    deployment.start_router().await;
+    let deployment = share_rooms_with_synapse(deployment).await;
+    let transactions = |instance| deployment.metric(instance, "weft_http_requests_total", &["group=\"federation_transactions\"", "status=\"200\""]);
+    assert!(transactions("worker2").await.is_some_and(|count| count > 0.0), "worker2 answered Synapse's transactions");
+    assert_eq!(transactions("main").await, None, "main answered no transaction");
+}
+
+async fn share_rooms_with_synapse(deployment: Deployment) -> Deployment {
+    let synapse = Synapse::start().await;
     let weft = ThroughRouter(deployment);
     let alice = weft.user("alice").await;
     let bob = synapse.register("bob").await;
@@ -104,4 +120,5 @@ async fn weft_workers_and_synapse_share_rooms_both_ways() {
     sync_until(&weft, &carol, &synapse_room, "bob's welcome", |events| has_message(events, "welcome carol")).await;
     send_message(&weft, &carol, &synapse_room, "thanks bob").await;
     sync_until(&synapse, &bob, &synapse_room, "carol's thanks", |events| has_message(events, "thanks bob")).await;
+    weft.0
 }

@@ -76,6 +76,15 @@ pub struct Deployment {
     dir: tempfile::TempDir,
 }
 
+/// Where other servers reach a federating deployment, on the given port.
+#[derive(Clone, Copy)]
+enum Federation {
+    /// A TLS listener of `main`.
+    OnMain(u16),
+    /// The router's `tls_port`, which sends the federation groups to `worker2`.
+    ThroughRouter(u16),
+}
+
 /// What the router sends to worker1 and worker2 (the rest goes to `main`).
 pub const WORKER_GROUPS: [&str; 2] = ["sync", "client_reads"];
 
@@ -104,10 +113,22 @@ impl Deployment {
     /// typing, receipts and to-device are written by `worker1`, so the EDUs
     /// `main` receives must be passed on.
     pub async fn start_federating(extra_shared_toml: &str) -> Self {
-        Self::start_inner(extra_shared_toml, &[], Some(free_port())).await
+        Self::start_inner(extra_shared_toml, &[], Some(Federation::OnMain(free_port()))).await
     }
 
-    async fn start_inner(extra_shared_toml: &str, extra_own_toml: &[(&str, &str)], federation_port: Option<u16>) -> Self {
+    /// `start_federating`, but other servers reach the deployment through
+    /// the router's TLS port (`[router] tls_port`, which names the server),
+    /// and the router sends the federation endpoint groups to `worker2`;
+    /// every client listener also serves `federation` and `keys`.
+    pub async fn start_federating_through_router() -> Self {
+        Self::start_inner("", &[], Some(Federation::ThroughRouter(free_port()))).await
+    }
+
+    async fn start_inner(extra_shared_toml: &str, extra_own_toml: &[(&str, &str)], federation: Option<Federation>) -> Self {
+        let federation_port = federation.map(|federation| match federation {
+            Federation::OnMain(port) | Federation::ThroughRouter(port) => port,
+        });
+        let through_router = matches!(federation, Some(Federation::ThroughRouter(_)));
         let db = TestDb::new(Backend::Postgres).await;
         let redis = Redis::start();
         let dir = tempfile::tempdir().unwrap();
@@ -138,11 +159,13 @@ impl Deployment {
             if let Some(port) = client_port {
                 instance_map.push_str(&format!("client_port = {port}\n"));
             }
-            if name.starts_with("worker") {
+            if name == "worker2" && through_router {
+                instance_map.push_str(&format!("serves = {:?}\n", [&WORKER_GROUPS[..], &["federation", "federation_transactions"]].concat()));
+            } else if name.starts_with("worker") {
                 instance_map.push_str(&format!("serves = {WORKER_GROUPS:?}\n"));
             }
-            let federation_port = federation_port.filter(|_| name == "main");
-            let listeners = listeners_toml(client_port, replication_port, federation_port);
+            let federation_port = federation_port.filter(|_| name == "main" && !through_router);
+            let listeners = listeners_toml(client_port, replication_port, federation_port, through_router);
             let extra: String = extra_own_toml.iter().filter(|(instance, _)| *instance == name).map(|(_, toml)| format!("{toml}\n")).collect();
             let own = if name == "main" {
                 format!("{extra}listeners = {listeners}\n")
@@ -154,6 +177,10 @@ impl Deployment {
             processes.insert(name.to_owned(), Process { client_port, replication_port, config, child: None });
         }
         let router_port = free_port();
+        let router_tls = match (through_router, federation_port) {
+            (true, Some(port)) => format!("tls_port = {port}\n"),
+            _ => String::new(),
+        };
         let shared = dir.path().join("shared.toml");
         let key = dir.path().join("signing.key");
         std::fs::write(
@@ -168,7 +195,7 @@ impl Deployment {
                  per_issuer = {{ per_second = 10000, burst_count = 10000 }}\n[rc_joins]\nlocal = {{ per_second = 10000, burst_count = 10000 }}\n\
                  [rc_login]\naddress = {{ per_second = 10000, burst_count = 10000 }}\naccount = {{ per_second = 10000, burst_count = 10000 }}\n\
                  failed_attempts = {{ per_second = 10000, burst_count = 10000 }}\n\
-                 [logging]\nlevel = \"info,sqlx=warn\"\n[router]\nport = {router_port}\ndown_for_ms = 60000\n[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
+                 [logging]\nlevel = \"info,sqlx=warn\"\n[router]\nport = {router_port}\ndown_for_ms = 60000\n{router_tls}[redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\n\
                  [stream_writers]\nevents = [\"persister1\", \"persister2\"]\n{ephemeral_writers}{}{instance_map}",
                 redis.port, db.config_toml
             ),
@@ -312,12 +339,13 @@ impl Deployment {
     }
 }
 
-fn listeners_toml(client_port: Option<u16>, replication_port: u16, federation_port: Option<u16>) -> String {
+fn listeners_toml(client_port: Option<u16>, replication_port: u16, federation_port: Option<u16>, client_serves_federation: bool) -> String {
     let mut listeners = vec![format!(
         "{{ port = {replication_port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"replication\", \"health\", \"metrics\"] }}] }}"
     )];
+    let client_resources = if client_serves_federation { r#""client", "health", "federation", "keys""# } else { r#""client", "health""# };
     if let Some(port) = client_port {
-        listeners.push(format!("{{ port = {port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [\"client\", \"health\"] }}] }}"));
+        listeners.push(format!("{{ port = {port}, bind_addresses = [\"127.0.0.1\"], resources = [{{ names = [{client_resources}] }}] }}"));
     }
     if let Some(port) = federation_port {
         listeners.push(format!("{{ port = {port}, bind_addresses = [\"127.0.0.1\"], tls = true, resources = [{{ names = [\"federation\", \"keys\"] }}] }}"));

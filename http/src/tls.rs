@@ -1,9 +1,10 @@
-//! TLS on a listener (`tls = true`): the certificate chain of
-//! `tls_certificate_path` and the key of `tls_private_key_path`, read at
-//! start-up, served with rustls. Handshakes run in tasks of their own (at
+//! TLS on a listener (an instance's listener with `tls = true`, or the
+//! router's `tls_port`): the certificate chain of `tls_certificate_path`
+//! and the key of `tls_private_key_path`, read at start-up, served with
+//! rustls. Handshakes run in tasks of their own (at
 //! most `HANDSHAKE_TIMEOUT` each), so a slow client never holds up the
 //! accept loop; finished connections reach the connection loop
-//! (`weft_http::serve`) like plain ones.
+//! (`serve`) like plain ones.
 
 use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
@@ -27,7 +28,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's TLS configuration from `tls_certificate_path` and
 /// `tls_private_key_path`.
-pub(super) fn acceptor(config: &Config) -> Result<TlsAcceptor, String> {
+pub fn acceptor(config: &Config) -> Result<TlsAcceptor, String> {
     let (Some(cert_path), Some(key_path)) = (&config.tls_certificate_path, &config.tls_private_key_path) else {
         return Err("tls = true needs tls_certificate_path and tls_private_key_path".into());
     };
@@ -55,14 +56,14 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String
 }
 
 /// A TCP listener whose connections arrive after their TLS handshake.
-pub(super) struct TlsListener {
+pub struct TlsListener {
     accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
     accept_task: AbortHandle,
 }
 
 impl TlsListener {
-    pub(super) fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (done, accepted) = mpsc::channel(64);
         let task = tokio::spawn(async move {
