@@ -577,6 +577,7 @@ async fn weft_router_fails_over_between_real_weft_processes() {
 fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("shared.toml");
+    let ca = crate::support::synapse::test_ca();
     let text = routing_config(
         8080,
         &[
@@ -584,7 +585,11 @@ fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
             ("sync2", 8082, &["sync", "room_messages", "sso", "federation_transactions"]),
             ("fresh", 8083, &["initial_sync"]),
         ],
-        "[router]\ninitial_sync_separately = true\nport = 8448",
+        &format!(
+            "tls_certificate_path = {:?}\ntls_private_key_path = {:?}\n[router]\ninitial_sync_separately = true\nport = 8448\ntls_port = 8449",
+            ca.chain.display().to_string(),
+            ca.key.display().to_string()
+        ),
         POSTGRES_STUB,
     );
     std::fs::write(&shared, text).unwrap();
@@ -611,6 +616,8 @@ fn gen_proxy_config_prints_the_equivalent_nginx_configuration() {
     assert!(block("upstream weft_client_reads {").contains("server 127.0.0.1:8080;"), "unlisted groups go to main");
     assert!(nginx.contains("map $arg_since $weft_sync_upstream {"), "{nginx}");
     assert!(nginx.contains("listen 127.0.0.1:8448;"));
+    assert!(nginx.contains("listen 127.0.0.1:8449 ssl;"), "the router's tls_port: {nginx}");
+    assert!(nginx.contains(&format!("ssl_certificate {};", ca.chain.display())) && nginx.contains(&format!("ssl_certificate_key {};", ca.key.display())));
     // The client's own X-Forwarded-For is replaced, never extended.
     assert!(nginx.contains("proxy_set_header X-Forwarded-For $remote_addr;"), "{nginx}");
     assert!(!nginx.contains("$proxy_add_x_forwarded_for"), "{nginx}");

@@ -25,7 +25,8 @@ use super::{
 };
 
 /// The configuration text: maps and upstreams for nginx's `http` block,
-/// then a `server` block listening where `[router]` would.
+/// then a `server` block listening where `[router]` would (its `tls_port`
+/// with the configuration's certificate and key).
 pub fn generate(config: &Config) -> Result<String, RouterError> {
     let table = RoutingTable::from_config(config)?;
     let settings = config.router.clone().unwrap_or_default();
@@ -71,6 +72,15 @@ pub fn generate(config: &Config) -> Result<String, RouterError> {
     for address in &settings.bind_addresses {
         let host = if address.is_ipv6() { format!("[{address}]") } else { address.to_string() };
         let _ = writeln!(w, "    listen {host}:{};", settings.port);
+        if let Some(tls_port) = settings.tls_port {
+            let _ = writeln!(w, "    listen {host}:{tls_port} ssl;");
+        }
+    }
+    if settings.tls_port.is_some()
+        && let (Some(certificate), Some(key)) = (&config.tls_certificate_path, &config.tls_private_key_path)
+    {
+        let _ = writeln!(w, "    ssl_certificate {};", certificate.display());
+        let _ = writeln!(w, "    ssl_certificate_key {};", key.display());
     }
     let _ = writeln!(w, "    client_max_body_size {};", config.max_request_body_size());
     line(w, "    proxy_http_version 1.1;");
