@@ -76,9 +76,19 @@ impl Storage {
         .transpose()
     }
 
-    /// Where the federation sender has read the events stream up to.
-    pub async fn federation_sender_position(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT stream_id FROM federation_sender_position").fetch_one(&self.pool).await?)
+    /// Where the federation sender `instance` has read the events stream
+    /// up to; a sender new to the list starts where the slowest one is.
+    pub async fn federation_sender_position(&self, instance: &str) -> Result<i64> {
+        let own: Option<i64> =
+            sqlx::query_scalar("SELECT stream_id FROM federation_sender_positions WHERE instance_name = $1").bind(instance).fetch_optional(&self.pool).await?;
+        if let Some(position) = own {
+            return Ok(position);
+        }
+        let slowest: Option<i64> = sqlx::query_scalar("SELECT MIN(stream_id) FROM federation_sender_positions").fetch_one(&self.pool).await?;
+        match slowest {
+            Some(position) => Ok(position),
+            None => Ok(sqlx::query_scalar("SELECT stream_id FROM federation_sender_position").fetch_one(&self.pool).await?),
+        }
     }
 
     /// Events of every room and writer with orderings in `(after, upto]`,
@@ -89,11 +99,19 @@ impl Storage {
         rows.iter().map(super::events::event_from_row).collect()
     }
 
-    /// Queues `rows` and moves the sender's position to `position`, in one transaction.
-    pub async fn enqueue_outbox(&self, rows: &[OutboxRow], position: i64) -> Result<()> {
+    /// Queues `rows` and moves the position of the sender `instance` to
+    /// `position`, in one transaction.
+    pub async fn enqueue_outbox(&self, rows: &[OutboxRow], instance: &str, position: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
         insert_outbox_rows(&mut tx, rows).await?;
-        sqlx::query("UPDATE federation_sender_position SET stream_id = $1").bind(position).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO federation_sender_positions (instance_name, stream_id) VALUES ($1, $2) \
+             ON CONFLICT (instance_name) DO UPDATE SET stream_id = excluded.stream_id",
+        )
+        .bind(instance)
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -192,7 +192,17 @@ fn check_types(table: Table, origins: &Origins) -> (Vec<ConfigError>, Option<Con
         let message = message.lines().next().unwrap_or_default().trim_end().to_owned();
         origins.error(key, message)
     });
-    (unknown.into_iter().map(|key| origins.error(key, "unknown key")).collect(), wrong_type)
+    (unknown.into_iter().map(|key| origins.error(&key, retired(&key).unwrap_or("unknown key"))).collect(), wrong_type)
+}
+
+/// Synapse options Weft replaced, with what to write instead.
+fn retired(key: &str) -> Option<&'static str> {
+    match key {
+        "send_federation" => Some(
+            "Synapse's legacy switch is not read: list the instances that send federation transactions in `federation_sender_instances` (unset: main sends)",
+        ),
+        _ => None,
+    }
 }
 
 fn format_error_path(path: &serde_path_to_error::Path) -> String {

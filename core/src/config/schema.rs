@@ -35,6 +35,8 @@ pub struct Config {
     /// Who sends push notifications: `pusher_instances()` (unset is main;
     /// an explicit `[]` is nobody).
     pub pusher_instances: Option<Vec<String>>,
+    /// Who sends federation transactions: each destination by one of them,
+    /// chosen by `federation_sender_of` (unset: main).
     pub federation_sender_instances: Vec<String>,
     pub notify_appservices_from_worker: Option<String>,
     pub update_user_directory_from_worker: Option<String>,
@@ -176,6 +178,24 @@ impl Config {
     /// The name of this instance: `worker_name`, or `main` for the main process.
     pub fn instance_name(&self) -> &str {
         self.worker_name.as_deref().unwrap_or(super::MAIN_INSTANCE)
+    }
+
+    /// The instance that sends federation transactions to `destination`:
+    /// among `federation_sender_instances`, by sha256 of the server name
+    /// as Synapse shards them; main when the list is empty.
+    pub fn federation_sender_of(&self, destination: &str) -> &str {
+        match self.federation_sender_instances.len() {
+            0 => super::MAIN_INSTANCE,
+            count => &self.federation_sender_instances[crate::streams::shard(destination, count)],
+        }
+    }
+
+    /// Whether this instance sends federation transactions to some destinations.
+    pub fn sends_federation(&self) -> bool {
+        match self.federation_sender_instances.is_empty() {
+            true => self.instance_name() == super::MAIN_INSTANCE,
+            false => self.federation_sender_instances.iter().any(|name| name == self.instance_name()),
+        }
     }
 
     pub fn is_main_process(&self) -> bool {

@@ -43,6 +43,9 @@ enum Command {
         /// A TOML configuration file; repeat to merge several, as `weft run` does.
         #[arg(short = 'c', long = "config", value_name = "FILE", required = true)]
         config: Vec<PathBuf>,
+        /// Also print which instance sends federation transactions to this server name.
+        #[arg(long, value_name = "SERVER_NAME")]
+        destination: Option<String>,
     },
     /// Run the reverse proxy that sends each request to an instance serving its endpoint group
     /// (`instance_map.<name>.serves`), sticky where the worker documentation asks, with failover.
@@ -74,7 +77,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => check_config::check_config(&config),
+        Command::CheckConfig { config, destination } => check_config::check_config(&config, destination.as_deref()),
         Command::Run { config, data_dir, port } => run_async(run::run(config, data_dir, port)),
         Command::RegisterUser(args) => run_async(register_user::register_user(args)),
         Command::Plugin(command) => run_async(plugin::run(command)),

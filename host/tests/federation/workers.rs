@@ -6,7 +6,8 @@
 //! written by `worker1`, and clients go through `weft router`. What `main`
 //! receives for a room (PDUs, joins, invites) is persisted by the room's
 //! persister, the EDUs by their stream's writer, and a local user's join of
-//! a Synapse room is made by that room's persister.
+//! a Synapse room is made by that room's persister. With two federation
+//! senders, each destination is sent to by one of them.
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use super::peers::Peer;
 use super::rooms::{has_message, send_message, sync_until};
 use crate::{
-    support::{Session, encode, synapse::Synapse},
+    support::{Backend, Session, TestServer, encode, synapse::Synapse},
     workers::Deployment,
 };
 
@@ -121,4 +122,116 @@ async fn share_rooms_with_synapse(deployment: Deployment) -> Deployment {
     send_message(&weft, &carol, &synapse_room, "thanks bob").await;
     sync_until(&synapse, &bob, &synapse_room, "carol's thanks", |events| has_message(events, "thanks bob")).await;
     weft.0
+}
+
+/// `federation_sender_instances = ["worker1", "worker2"]` and three other
+/// servers in one room: each server gets every message, and each is sent
+/// to by exactly the sender sha256 of its name picks, never by main.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_federation_senders_share_the_destinations() {
+    let mut deployment = Deployment::start_federating("federation_sender_instances = [\"worker1\", \"worker2\"]\n").await;
+    deployment.start_router().await;
+    let weft = ThroughRouter(deployment);
+    let alice = weft.user("alice").await;
+    let room_id = weft.0.room_on_persister("router", &alice.access_token, 0, json!({"preset": "public_chat"})).await;
+    let mut remotes = Vec::new();
+    for _ in 0..3 {
+        let remote = TestServer::builder(Backend::Sqlite).federation().start().await;
+        let user = remote.user("remote").await;
+        let path = format!("/_matrix/client/v3/join/{}?server_name={}", encode(&room_id), encode(&weft.0.server_name));
+        let (status, body) = remote.call(Method::POST, &path, &user.access_token, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::OK, "{} joins: {body}\n{}", remote.server_name, weft.logs());
+        remotes.push((remote, user));
+    }
+    for n in 0..5 {
+        send_message(&weft, &alice, &room_id, &format!("to everyone {n}")).await;
+    }
+    for (remote, user) in &remotes {
+        sync_until(remote, user, &room_id, "every message", |events| (0..5).all(|n| has_message(events, &format!("to everyone {n}")))).await;
+    }
+    let senders = ["worker1", "worker2"];
+    for (remote, _) in &remotes {
+        let label = format!("destination=\"{}\"", remote.server_name);
+        let owner = senders[weft::replication::shard(&remote.server_name, senders.len())];
+        for instance in ["main", "worker1", "worker2"] {
+            let sent = weft.0.metric(instance, "weft_federation_transactions_sent_total", &[label.as_str()]).await.unwrap_or(0.0);
+            match instance == owner {
+                true => assert!(sent > 0.0, "{owner} sent to {}", remote.server_name),
+                false => assert_eq!(sent, 0.0, "{instance} sent to {}, which {owner} owns", remote.server_name),
+            }
+        }
+    }
+}
+
+/// The only federation sender SIGKILLed during a burst to another server:
+/// once it is back, every acknowledged message reaches that server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_federation_sender_killed_during_a_burst_loses_nothing() {
+    let mut deployment = Deployment::start_federating("federation_sender_instances = [\"worker1\"]\n").await;
+    deployment.start_router().await;
+    let (token, _) = deployment.register("router", "alice").await;
+    let alice = Session { user_id: String::new(), access_token: token, device_id: String::new() };
+    let room_id = deployment.room_on_persister("router", &alice.access_token, 1, json!({"preset": "public_chat"})).await;
+    let remote = TestServer::builder(Backend::Sqlite).federation().start().await;
+    let user = remote.user("remote").await;
+    let path = format!("/_matrix/client/v3/join/{}?server_name={}", encode(&room_id), encode(&deployment.server_name));
+    let (status, body) = remote.call(Method::POST, &path, &user.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let burst = {
+        let (url, token, http, room_id) = (deployment.client_url("router"), alice.access_token.clone(), deployment.http.clone(), room_id.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for n in 0..150 {
+                let body = format!("burst {n}");
+                let sent = http
+                    .put(format!("{url}/_matrix/client/v3/rooms/{}/send/m.room.message/b{n}", encode(&room_id)))
+                    .bearer_auth(&token)
+                    .json(&json!({"msgtype": "m.text", "body": body}))
+                    .send()
+                    .await;
+                if sent.is_ok_and(|response| response.status() == 200) {
+                    acknowledged.push(body);
+                }
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    deployment.kill("worker1");
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    deployment.start_process("worker1").await;
+    let acknowledged = burst.await.unwrap();
+    assert_eq!(acknowledged.len(), 150, "the sends do not depend on the sender");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stored = room_bodies(&remote, &user, &room_id).await;
+        let missing: Vec<&String> = acknowledged.iter().filter(|body| !stored.contains(body)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} never received {missing:?}\n{}", remote.server_name, weft_logs(&deployment));
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Every message body of the room `session` can page back to on `peer`.
+async fn room_bodies(peer: &impl Peer, session: &Session, room_id: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut from = String::new();
+    loop {
+        let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100{from}", encode(room_id));
+        let (status, page) = peer.call(Method::GET, &path, &session.access_token, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
+        bodies.extend(chunk.iter().filter_map(|event| event["content"]["body"].as_str().map(str::to_owned)));
+        match page["end"].as_str() {
+            Some(end) if !chunk.is_empty() => from = format!("&from={}", encode(end)),
+            _ => return bodies,
+        }
+    }
+}
+
+fn weft_logs(deployment: &Deployment) -> String {
+    ["main", "worker1"].iter().map(|name| format!("----- {name} -----\n{}", deployment.log(name))).collect()
 }

@@ -17,8 +17,12 @@
 //! caught up as Synapse does: the newest event of each room, from which the
 //! destination fetches what it misses with `get_missing_events`.
 //!
-//! Runs on the instance named by `federation_sender_instances` (main for
-//! now; federation-sender workers are the next step).
+//! Runs on each instance of `federation_sender_instances` (main when it is
+//! empty): each queues and sends only for the destinations it owns
+//! (`Config::federation_sender_of`, by sha256 of the server name), from a
+//! position of its own (`federation_sender_positions`). The queues are
+//! kept by destination, so after the list changed (and the senders
+//! restarted) a destination's new owner sends what its old one left.
 
 use std::{
     collections::HashMap,
@@ -52,7 +56,12 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Whether this instance sends federation transactions.
 pub fn sends_here(services: &Services) -> bool {
-    services.config.is_main_process()
+    services.config.sends_federation()
+}
+
+/// Whether this instance sends to `destination`.
+fn owns(services: &Services, destination: &str) -> bool {
+    services.config.federation_sender_of(destination) == services.config.instance_name()
 }
 
 /// The sender: dispatches new events to the destinations' queues and runs
@@ -61,8 +70,8 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let destinations = Destinations::default();
     match state.storage.outbox_destinations().await {
         Ok(names) => {
-            for name in names {
-                destinations.wake(&state, &stopped, &name);
+            for name in names.iter().filter(|name| owns(&state, name)) {
+                destinations.wake(&state, &stopped, name);
             }
         }
         Err(error) => tracing::warn!(%error, "cannot read the federation queue"),
@@ -144,6 +153,7 @@ async fn dispatch(
     // EDUs and forwarded events are queued outside the events stream.
     let mut queued = state.storage.edu_destinations().await?;
     queued.extend(state.storage.outbox_destinations().await?);
+    queued.retain(|destination| owns(state, destination));
     queued.sort();
     queued.dedup();
     for destination in queued {
@@ -151,7 +161,7 @@ async fn dispatch(
     }
     let mut at = match *position {
         Some(at) => at,
-        None => *position.insert(state.storage.federation_sender_position().await?),
+        None => *position.insert(state.storage.federation_sender_position(state.config.instance_name()).await?),
     };
     loop {
         let upto = state.notifier.position(Stream::Events);
@@ -165,7 +175,7 @@ async fn dispatch(
         };
         let mut rows = Vec::new();
         for event in &events {
-            for destination in destinations_of(state, event).await? {
+            for destination in destinations_of(state, event).await?.into_iter().filter(|destination| owns(state, destination)) {
                 rows.push(OutboxRow {
                     destination,
                     stream_ordering: event.stream_ordering,
@@ -175,7 +185,7 @@ async fn dispatch(
             }
         }
         if !rows.is_empty() || written.due(reached) {
-            state.storage.enqueue_outbox(&rows, reached).await?;
+            state.storage.enqueue_outbox(&rows, state.config.instance_name(), reached).await?;
             *written = Written { at: reached, when: Some(std::time::Instant::now()) };
         }
         let mut woken: Vec<&str> = rows.iter().map(|row| row.destination.as_str()).collect();
@@ -286,6 +296,7 @@ async fn send_some(
                 }
             }
             *last_failed = None;
+            metrics::counter!("weft_federation_transactions_sent_total", "destination" => name.to_owned()).increment(1);
             // Exactly the rows sent leave the queue: an event queued behind
             // one already sent (a join passed on) stays for the next one.
             let sent: Vec<(OwnedRoomId, i64)> = events.iter().map(|event| (event.room_id.clone(), event.stream_ordering)).collect();
@@ -304,6 +315,7 @@ async fn send_some(
             *last_failed = Some((contents, txn_id));
             let interval = if retry.retry_interval == 0 { FIRST_RETRY_MS } else { (retry.retry_interval * 2).min(MAX_RETRY_MS) };
             tracing::info!(%destination, %error, retry_in_ms = interval, "a transaction failed");
+            metrics::counter!("weft_federation_transactions_failed_total", "destination" => name.to_owned()).increment(1);
             let _ = storage.set_destination_retry(name, DestinationRetry { retry_last_ts: weft_storage::now_ms(), retry_interval: interval }).await;
             Err(Duration::from_millis(interval as u64))
         }
