@@ -237,3 +237,54 @@ fn conflicted_subgraph(conflicted: &StateMap<Vec<OwnedEventId>>, by_id: &HashMap
     }
     subgraph
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> OwnedEventId {
+        OwnedEventId::try_from(format!("${name}")).unwrap()
+    }
+
+    fn key(kind: &str, state_key: &str) -> (StateEventType, String) {
+        (StateEventType::from(kind), state_key.to_owned())
+    }
+
+    fn event(name: &str, auth: &[&str]) -> (OwnedEventId, Arc<Pdu>) {
+        let auth: Vec<String> = auth.iter().map(|name| format!("${name}")).collect();
+        let json = serde_json::json!({
+            "room_id": "!room:example.org", "sender": "@a:example.org", "type": "m.room.topic", "state_key": "",
+            "content": {}, "origin_server_ts": 1, "prev_events": [], "auth_events": auth,
+        });
+        (id(name), Arc::new(Pdu::parse(id(name), &json.to_string()).unwrap()))
+    }
+
+    #[test]
+    fn overrides_name_the_keys_that_differ_and_those_absent() {
+        let linear: StateIds = [(key("m.room.topic", ""), id("old")), (key("m.room.name", ""), id("name")), (key("m.room.avatar", ""), id("avatar"))].into();
+        let before: StateIds = [(key("m.room.topic", ""), id("new")), (key("m.room.name", ""), id("name")), (key("m.room.member", "@b:x"), id("b"))].into();
+        let mut found: Vec<(String, String, Option<String>)> =
+            overrides(&before, &linear).into_iter().map(|entry| (entry.kind, entry.state_key, entry.event_id)).collect();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                ("m.room.avatar".into(), String::new(), None),
+                ("m.room.member".into(), "@b:x".into(), Some("$b".into())),
+                ("m.room.topic".into(), String::new(), Some("$new".into())),
+            ]
+        );
+        assert!(overrides(&linear, &linear).is_empty());
+    }
+
+    #[test]
+    fn the_conflicted_subgraph_holds_the_auth_paths_between_conflicted_events() {
+        // c -> b -> a, d -> a; conflicted: a and c.
+        let by_id: HashMap<OwnedEventId, Arc<Pdu>> = [event("a", &[]), event("b", &["a"]), event("c", &["b"]), event("d", &["a"])].into();
+        let conflicted: StateMap<Vec<OwnedEventId>> = [(key("m.room.topic", ""), vec![id("a"), id("c")])].into();
+        let subgraph = conflicted_subgraph(&conflicted, &by_id);
+        assert!(subgraph.contains(&id("b")), "on the path from c to a");
+        assert!(subgraph.contains(&id("a")) && subgraph.contains(&id("c")));
+        assert!(!subgraph.contains(&id("d")), "reaches a but descends from no conflicted event");
+    }
+}
