@@ -261,7 +261,8 @@ impl Storage {
         row.as_ref().map(event_from_row).transpose()
     }
 
-    /// The room's state as it was right after the event at `position`.
+    /// The room's state as it was right after the event at `position`
+    /// (with the resets of state resolution up to it, `room_state`).
     pub async fn state_at(&self, room_id: &RoomId, position: i64) -> Result<Vec<StoredEvent>> {
         let sql = format!(
             "SELECT {} FROM events e JOIN (SELECT type, state_key, MAX(stream_ordering) AS latest FROM events \
@@ -270,17 +271,21 @@ impl Storage {
             prefixed("e")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(room_id.as_str()).bind(position).fetch_all(&self.pool).await?;
-        rows.iter().map(event_from_row).collect()
+        let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        self.with_resets(room_id, position, events).await
     }
 
-    /// The state events of a room with orderings in `(after, upto]`.
+    /// The state events of a room with orderings in `(after, upto]`, and
+    /// the events state resolution made the state in that range (at their
+    /// reset's position): the last of each key is its state at `upto`.
     pub async fn state_changes(&self, room_id: &RoomId, after: i64, upto: i64) -> Result<Vec<StoredEvent>> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND state_key IS NOT NULL \
              AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(room_id.as_str()).bind(after).bind(upto).fetch_all(&self.pool).await?;
-        rows.iter().map(event_from_row).collect()
+        let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        self.with_reset_changes(room_id, after, upto, events).await
     }
 
     /// The latest events and their depth: the prev_events of the next event.

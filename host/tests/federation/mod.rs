@@ -6,11 +6,13 @@
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
 //! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`),
-//! and a worker deployment sharing rooms with Synapse (`workers`).
+//! a worker deployment sharing rooms with Synapse (`workers`), and forks
+//! resolved and missing auth events fetched (`forks`).
 
 mod directory;
 mod fake_remote;
 mod faults;
+mod forks;
 mod media;
 mod pdu_checks;
 mod peers;

@@ -18,15 +18,16 @@ use crate::{
 
 on_both_backends!(pdus_from_another_server_are_checked_before_they_are_stored);
 
-struct Caller<'a> {
-    origin: String,
-    destination: String,
-    base: String,
-    key: &'a Ed25519KeyPair,
+/// Another server calling the one under test, X-Matrix signed with `key`.
+pub(super) struct Caller<'a> {
+    pub(super) origin: String,
+    pub(super) destination: String,
+    pub(super) base: String,
+    pub(super) key: &'a Ed25519KeyPair,
 }
 
 impl Caller<'_> {
-    async fn call(&self, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(&self, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
         self.call_signed_with(self.key, method, uri, body).await
     }
 
@@ -50,7 +51,7 @@ impl Caller<'_> {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    async fn send(&self, txn: &str, pdus: Vec<Value>) -> (StatusCode, Value) {
+    pub(super) async fn send(&self, txn: &str, pdus: Vec<Value>) -> (StatusCode, Value) {
         let body = json!({"origin": self.origin, "origin_server_ts": 1, "pdus": pdus});
         self.call(Method::PUT, &format!("/_matrix/federation/v1/send/{txn}"), Some(&body)).await
     }

@@ -2,19 +2,21 @@
 //! checks every PDU passes before it is stored, in the specification's order:
 //! its format and room (a room this server is in, of a known version), its
 //! signatures and content hash (`pdus`), its prev events (missing ones asked
-//! of the origin with `get_missing_events`), then the authorization rules
-//! against its own auth events, against the state before it, and against the
-//! room's current state. Failing any but the last refuses the event: it is
+//! of the origin with `get_missing_events`) and auth events (missing ones
+//! asked of the origin, `auth_events`), then the authorization rules
+//! against its own auth events, against the state before it (resolved at
+//! forks, `state`), and against the room's current state. Failing any but the last refuses the event: it is
 //! named in the answer's `pdus` with the reason and nothing of it is stored.
 //! Failing only the last (soft failure) keeps it as an outlier, outside the
 //! timeline. An event that passes is persisted like a local one, under the
-//! room's write lock, and wakes `/sync`.
+//! room's write lock, and wakes `/sync`; one that forks with what state
+//! resolution changed in the room's current state.
 //!
 //! A transaction's answer is kept per origin and transaction id: the same
 //! transaction sent again gets the same answer and changes nothing.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
@@ -24,9 +26,12 @@ use ruma::{
 };
 use serde_json::{Value, value::RawValue};
 
-use weft_storage::{NewEvent, StorageError};
+use weft_storage::{NewEvent, NewStateReset, StateOverride, StorageError};
 
-use super::pdus::{self, ReceivedPdu};
+use super::{
+    pdus::{self, ReceivedPdu},
+    state,
+};
 use crate::{
     replication::room_writes,
     rooms::{BuiltEvent, RoomError, RoomState, pdu::Pdu, relation_of, search_text_of, versions},
@@ -148,55 +153,170 @@ pub async fn handle_pdu(services: &Services, origin: &ServerName, received: Rece
         fetch_missing_prev_events(services, origin, &pdu).await?;
     }
 
+    super::auth_events::fetch_missing(services, origin, &rules, &pdu).await?;
     let auth_events = load_auth_events(services, &pdu).await?;
+    // The state after each prev event this server has; they do not change.
+    let prev_states = state::states_after(services, &pdu.prev_events).await?;
     let rooms = &services.rooms;
     let room_id = received.room_id.clone();
-    let mut fork = false;
+    // Whether the cached state must be reloaded: after a fork (it assumed a
+    // line; the database has the extremities) or a redacted state event.
+    let mut reload = false;
     let accepted = rooms
         .with_room(services, &room_id, async |state: &RoomState| {
             check_against_auth_events(state, &pdu, &auth_events)?;
-            let extremities: std::collections::BTreeSet<&OwnedEventId> = state.prev_events().iter().collect();
-            let prevs: std::collections::BTreeSet<&OwnedEventId> = pdu.prev_events.iter().collect();
-            fork = extremities != prevs;
-            if fork {
-                let before = state_before(services, &pdu).await?;
-                check_against(&rules, &pdu, |kind, key| before.get(&(kind.clone(), key.to_owned())).cloned())
+            let extremities: BTreeSet<&OwnedEventId> = state.prev_events().iter().collect();
+            let prevs: BTreeSet<&OwnedEventId> = pdu.prev_events.iter().collect();
+            if extremities == prevs {
+                // The state before the event is the current state: the fast path.
+                check_against(&rules, &pdu, |kind, key| state.get(kind, key).cloned())
                     .map_err(|reason| RoomError::Forbidden(format!("not allowed by the state before the event: {reason}")))?;
+                let (accepted, built, redacted_state) = persist(services, state, &pdu, &object, &json, &rules, None).await?;
+                reload = redacted_state;
+                return Ok((accepted, built));
             }
-            if let Err(reason) = check_against(&rules, &pdu, |kind, key| state.get(kind, key).cloned()) {
-                if !fork {
-                    return Err(RoomError::Forbidden(format!("not allowed by the state before the event: {reason}")));
-                }
+            reload = true;
+            let current = state.state_ids();
+            let before = match prev_states.len() {
+                0 => current.clone(),
+                _ => state::resolve(services, &rules, &room_id, prev_states.clone(), None).await?,
+            };
+            let before_events = auth_state(services, &rules, &pdu, &before).await?;
+            check_against(&rules, &pdu, |kind, key| before_events.get(&(kind.clone(), key.to_owned())).cloned())
+                .map_err(|reason| RoomError::Forbidden(format!("not allowed by the state before the event: {reason}")))?;
+            // Soft failure: against the current state as if the event were
+            // persisted (its state before resolved with the other forks).
+            let others: Vec<OwnedEventId> = extremities.iter().filter(|id| !prevs.contains(**id)).map(|id| (*id).clone()).collect();
+            let mut other_states = state::states_after(services, &others).await?;
+            let mut states = vec![before.clone()];
+            states.extend(other_states.iter().cloned());
+            let as_if = state::resolve(services, &rules, &room_id, states, None).await?;
+            let as_if_events = auth_state(services, &rules, &pdu, &as_if).await?;
+            if let Err(reason) = check_against(&rules, &pdu, |kind, key| as_if_events.get(&(kind.clone(), key.to_owned())).cloned()) {
                 tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed an event: the current state does not allow it");
                 services.storage.store_outlier(&pdu.event_id, &pdu.room_id, "soft_failed", &json).await?;
                 return Ok((Accepted::SoftFailed, Vec::new()));
             }
-            let built = built_event(&pdu, &object, &json, &rules)?;
-            let push_actions = crate::push::evaluate(services, state, &built).await?;
-            let redaction = redaction_of(services, state, &pdu, &built).await?;
-            if redaction.as_ref().is_some_and(|(_, _, state_event)| *state_event) {
-                fork = true;
+            // The room's current state: the resolution of the forward
+            // extremities' states once this event is one of them.
+            let mut after = before.clone();
+            if let Some(key) = state::key_of(&pdu) {
+                after.insert(key, pdu.event_id.clone());
             }
-            let new = NewEvent {
-                push_actions: &push_actions,
-                redaction: redaction.as_ref().map(|(target, json, _)| (target.as_ref(), json.as_str())),
-                ..built.as_new_event()
+            let new_current = if other_states.is_empty() {
+                after
+            } else {
+                other_states.insert(0, after);
+                state::resolve(services, &rules, &room_id, other_states, Some(&pdu)).await?
             };
-            match services.storage.persist_events(None, &[new]).await {
-                Ok(_) => {}
-                // Another transaction brought the same event first.
-                Err(StorageError::Conflict) => return Ok((Accepted::Timeline, Vec::new())),
-                Err(error) => return Err(error.into()),
-            }
-            services.events_persisted(pdu.room_id.as_str(), &[pdu.event_id.as_str()]);
-            Ok((Accepted::Timeline, vec![built]))
+            let resolution = Resolution { overrides: state::overrides(&before, &current), current, new_current };
+            let (accepted, built, _) = persist(services, state, &pdu, &object, &json, &rules, Some(resolution)).await?;
+            Ok((accepted, built))
         })
         .await?;
-    if fork {
-        // The cached tip assumed a line; the database has the extremities.
+    if reload {
         rooms.forget(&room_id).await;
     }
     Ok(accepted)
+}
+
+/// What persisting an event that forks writes besides it: the keys of the
+/// state before it that the linear state does not give, and the room's
+/// current state before (`current`) and after (`new_current`) it.
+struct Resolution {
+    overrides: Vec<StateOverride>,
+    current: state::StateIds,
+    new_current: state::StateIds,
+}
+
+/// Persists a checked event (with `resolution` when it forks) and wakes
+/// `/sync`; also whether the room's cached state must be reloaded (a state
+/// event was redacted).
+async fn persist(
+    services: &Services,
+    state: &RoomState,
+    pdu: &Pdu,
+    object: &CanonicalJsonObject,
+    json: &str,
+    rules: &RoomVersionRules,
+    resolution: Option<Resolution>,
+) -> Result<(Accepted, Vec<BuiltEvent>, bool), RoomError> {
+    let built = built_event(pdu, object, json, rules)?;
+    let push_actions = crate::push::evaluate(services, state, &built).await?;
+    let redaction = redaction_of(services, state, pdu, &built).await?;
+    let new = NewEvent {
+        push_actions: &push_actions,
+        redaction: redaction.as_ref().map(|(target, json, _)| (target.as_ref(), json.as_str())),
+        ..built.as_new_event()
+    };
+    let written = match &resolution {
+        None => services.storage.persist_events(None, &[new]).await.map(|_| ()),
+        Some(resolution) => {
+            let resets = resets(services, pdu, resolution).await?;
+            let resets: Vec<NewStateReset<'_>> = resets
+                .iter()
+                .map(|(kind, key, id, membership)| NewStateReset { kind: kind.as_str(), state_key: key, event_id: id, membership: membership.as_deref() })
+                .collect();
+            services.storage.persist_resolved_event(&new, &resolution.overrides, &resets).await.map(|_| ())
+        }
+    };
+    match written {
+        Ok(()) => {}
+        // Another transaction brought the same event first.
+        Err(StorageError::Conflict) => return Ok((Accepted::Timeline, Vec::new(), false)),
+        Err(error) => return Err(error.into()),
+    }
+    services.events_persisted(pdu.room_id.as_str(), &[pdu.event_id.as_str()]);
+    let redacted_state = redaction.as_ref().is_some_and(|(_, _, state_event)| *state_event);
+    Ok((Accepted::Timeline, vec![built], redacted_state))
+}
+
+/// The keys where the resolved current state differs from the current
+/// state with the event appended: `(type, state_key, event id, membership)`.
+async fn resets(services: &Services, pdu: &Pdu, resolution: &Resolution) -> Result<Vec<(String, String, OwnedEventId, Option<String>)>, RoomError> {
+    let mut appended = resolution.current.clone();
+    if let Some(key) = state::key_of(pdu) {
+        appended.insert(key, pdu.event_id.clone());
+    }
+    let mut out = Vec::new();
+    for (key, id) in &resolution.new_current {
+        if appended.get(key) == Some(id) {
+            continue;
+        }
+        let Some(winner) = services.storage.event(id).await? else {
+            tracing::warn!(event_id = %id, "state resolution chose an event outside the timeline; the current state keeps its event");
+            continue;
+        };
+        let membership = (key.0 == StateEventType::RoomMember)
+            .then(|| serde_json::from_str::<Value>(&winner.json).ok()?.pointer("/content/membership")?.as_str().map(str::to_owned))
+            .flatten();
+        out.push((key.0.to_string(), key.1.clone(), id.clone(), membership));
+    }
+    for key in appended.keys().filter(|key| !resolution.new_current.contains_key(*key)) {
+        tracing::warn!(kind = %key.0, state_key = %key.1, "state resolution left out a key; the current state keeps it");
+    }
+    Ok(out)
+}
+
+/// The events of `state` the authorization rules read for `pdu`.
+async fn auth_state(
+    services: &Services,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    state: &state::StateIds,
+) -> Result<HashMap<(StateEventType, String), Arc<Pdu>>, RoomError> {
+    let mut keys = state_res::auth_types_for_event(&pdu.kind, &pdu.sender, pdu.state_key.as_deref(), &pdu.content, &rules.authorization)
+        .map_err(|reason| RoomError::Forbidden(format!("malformed event: {reason}")))?;
+    keys.push((StateEventType::RoomCreate, String::new()));
+    let mut out = HashMap::new();
+    for key in keys {
+        if let Some(id) = state.get(&key)
+            && let Some(event) = load_event(services, id).await?
+        {
+            out.insert(key, event);
+        }
+    }
+    Ok(out)
 }
 
 /// For a redaction this server applies now: the target, its redacted PDU,
@@ -347,46 +467,12 @@ pub async fn load_event(services: &Services, id: &EventId) -> Result<Option<Arc<
 /// The authorization rules against the event's own auth events (and the
 /// room's create event, which room version 12 leaves out of them).
 fn check_against_auth_events(state: &RoomState, pdu: &Pdu, auth_events: &[Arc<Pdu>]) -> Result<(), RoomError> {
-    let rules = &state.rules.authorization;
     let create = state.get(&StateEventType::RoomCreate, "").cloned();
-    let by_id = |id: &EventId| auth_events.iter().chain(create.iter()).find(|event| *event.event_id == *id).cloned();
-    state_res::check_state_independent_auth_rules(rules, pdu, by_id).map_err(|reason| RoomError::Forbidden(format!("auth events: {reason}")))?;
-    let mut by_key: HashMap<(StateEventType, String), Arc<Pdu>> = HashMap::new();
-    for event in auth_events.iter().chain(create.iter()) {
-        if let Some(key) = &event.state_key {
-            by_key.insert((StateEventType::from(event.kind.to_string()), key.clone()), event.clone());
-        }
-    }
-    state_res::check_state_dependent_auth_rules(rules, pdu, |kind, key| by_key.get(&(kind.clone(), key.to_owned())).cloned())
-        .map_err(|reason| RoomError::Forbidden(format!("auth events: {reason}")))
+    super::auth_events::check_against_own_auth_events(&state.rules, create, pdu, auth_events).map_err(RoomError::Forbidden)
 }
 
 fn check_against(rules: &RoomVersionRules, pdu: &Pdu, fetch: impl Fn(&StateEventType, &str) -> Option<Arc<Pdu>>) -> Result<(), String> {
     state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch)
-}
-
-/// The state before an event that does not build on the room's forward
-/// extremities: the state after its newest prev event this server has
-/// (the room's state is linear in stream order, see the module doc).
-async fn state_before(services: &Services, pdu: &Pdu) -> Result<HashMap<(StateEventType, String), Arc<Pdu>>, RoomError> {
-    let mut newest = None;
-    for prev in &pdu.prev_events {
-        if let Some(event) = services.storage.event(prev).await?
-            && newest.is_none_or(|at| event.stream_ordering > at)
-        {
-            newest = Some(event.stream_ordering);
-        }
-    }
-    let events = match newest {
-        Some(at) => services.storage.state_at(&pdu.room_id, at).await?,
-        None => services.storage.current_state(&pdu.room_id).await?,
-    };
-    let mut state = HashMap::new();
-    for event in events {
-        let parsed = Pdu::from_stored(&event).map_err(|e| RoomError::Invalid(e.to_string()))?;
-        state.insert((StateEventType::from(event.kind.as_str()), event.state_key.clone().unwrap_or_default()), Arc::new(parsed));
-    }
-    Ok(state)
 }
 
 /// A received event in the form the event pipeline persists.

@@ -6,7 +6,9 @@
 //! events in), `inbound` (transactions received: every check of a PDU, then
 //! persisting it into the room's timeline, as an outlier, or not at all),
 //! `resident` (this server as the room's resident server: `make_join`,
-//! `send_join`, and the events and history other servers ask for),
+//! `send_join`, and the events and history other servers ask for), `state`
+//! (the state at events, state resolution), `auth_events` (fetching missing
+//! auth events),
 //! `join_remote` (joining a room of another server), `invite` (invites in
 //! both directions), `at_persister` (all of these that write into a room
 //! run on the room's events persister), `sender`
@@ -14,10 +16,13 @@
 //! transaction in flight each, retried with backoff, catch-up after an
 //! outage).
 //!
-//! The state model: a room's state stays linear in stream order (see
-//! docs/federation.md): an incoming event whose prev events are the room's
-//! forward extremities is checked against the current state; one that forks
-//! is checked against the state after its newest known prev event.
+//! The state model (see docs/federation.md and `state`): a room's state
+//! stays linear in stream order; an incoming event whose prev events are the
+//! room's forward extremities is checked against the current state; one that
+//! forks against the resolution of the states after its prev events, and the
+//! room's current state becomes the resolution of its forward extremities'.
+//! Auth events an incoming event names that this server lacks are asked of
+//! the origin (`auth_events`).
 //!
 //! May call: `rooms` (the per-room write lock, the room's state), `push`,
 //! `replication` (the internal API, to reach a room's persister),
@@ -25,6 +30,7 @@
 
 pub mod acl;
 pub mod at_persister;
+pub mod auth_events;
 pub mod edus;
 pub mod inbound;
 pub mod invite;
@@ -32,6 +38,7 @@ pub mod join_remote;
 pub mod pdus;
 pub mod resident;
 pub mod sender;
+pub mod state;
 
 /// Why another server's request about a room failed.
 #[derive(Debug, thiserror::Error)]

@@ -97,7 +97,7 @@ pub async fn send_join(
     raw: &RawValue,
 ) -> Result<JoinAnswer, FederationRoomError> {
     let join = send_membership(services, origin, room_id, event_id, raw, "join").await?;
-    let state = services.storage.state_at(room_id, join.stream_ordering - 1).await?;
+    let state = super::state::state_events_before(services, &join).await?;
     let auth_chain = auth_chain(services, state.iter().chain(std::iter::once(&join))).await?;
     Ok(JoinAnswer {
         state: state.iter().filter_map(|event| pdus::outgoing(&event.json)).collect(),
@@ -306,7 +306,7 @@ pub async fn state_before(
         .await?
         .filter(|event| event.room_id == room_id)
         .ok_or_else(|| FederationRoomError::NotFound("Event not found".into()))?;
-    let state = services.storage.state_at(room_id, event.stream_ordering - 1).await?;
+    let state = super::state::state_events_before(services, &event).await?;
     let chain = auth_chain(services, state.iter()).await?;
     Ok((state.into_iter().map(|event| (event.event_id, event.json)).collect(), chain))
 }

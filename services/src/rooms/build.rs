@@ -135,6 +135,11 @@ impl RoomState {
         self.state.get(&(kind.clone(), state_key.to_owned()))
     }
 
+    /// The current state as event ids.
+    pub fn state_ids(&self) -> HashMap<(StateEventType, String), OwnedEventId> {
+        self.state.iter().map(|(key, pdu)| (key.clone(), pdu.event_id.clone())).collect()
+    }
+
     /// A user's membership in the current state.
     pub fn membership_of(&self, user_id: &UserId) -> Option<String> {
         let event = self.get(&StateEventType::RoomMember, user_id.as_str())?;

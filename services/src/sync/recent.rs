@@ -21,7 +21,7 @@ use std::{
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::Value;
 
-use weft_storage::{Storage, StorageError, StoredEvent};
+use weft_storage::{StateResetMark, Storage, StorageError, StoredEvent};
 
 use crate::rooms::pdu;
 
@@ -35,11 +35,14 @@ pub struct RecentEvent {
     pub event: StoredEvent,
     writer: usize,
     client_form: OnceLock<Value>,
+    /// State resolution changed the room's state at this event beyond the
+    /// event itself (`state_resets`): the database path shows it.
+    pub resets_state: bool,
 }
 
 impl RecentEvent {
-    fn new(event: StoredEvent, writer: usize) -> Arc<Self> {
-        Arc::new(Self { event, writer, client_form: OnceLock::new() })
+    fn new(event: StoredEvent, writer: usize, resets_state: bool) -> Arc<Self> {
+        Arc::new(Self { event, writer, client_form: OnceLock::new(), resets_state })
     }
 
     /// The event in the client format without `room_id`, as `/sync` shows
@@ -66,15 +69,21 @@ impl Log {
         *self = Log { started: true, floor: at.to_vec(), covered: at.to_vec(), ..Log::default() };
     }
 
-    fn append(&mut self, writer: usize, events: Vec<StoredEvent>, upto: i64, redacted: &[StoredEvent]) {
+    fn append(&mut self, writer: usize, events: Vec<StoredEvent>, upto: i64, redacted: &[StoredEvent], resets: &[StateResetMark]) {
         for target in redacted {
             if let Some(held) = self.by_room.get_mut(&target.room_id)
                 && let Some(slot) = held.iter_mut().find(|held| held.event.event_id == target.event_id)
             {
-                *slot = RecentEvent::new(target.clone(), slot.writer);
+                *slot = RecentEvent::new(target.clone(), slot.writer, slot.resets_state);
             }
         }
+        for reset in resets.iter().filter(|reset| reset.kind == "m.room.member") {
+            let writers = self.covered.len();
+            let last = self.members.entry(reset.state_key.clone()).or_insert_with(|| vec![i64::MIN; writers]);
+            last[writer] = last[writer].max(reset.stream_ordering);
+        }
         for event in events {
+            let resets_state = resets.iter().any(|reset| reset.stream_ordering == event.stream_ordering);
             if event.kind == "m.room.member"
                 && let Some(user) = &event.state_key
             {
@@ -85,7 +94,7 @@ impl Log {
             self.order.push_back((writer, event.stream_ordering, event.room_id.clone()));
             let room = self.by_room.entry(event.room_id.clone()).or_default();
             let at = room.partition_point(|held| held.event.stream_ordering < event.stream_ordering);
-            room.insert(at, RecentEvent::new(event, writer));
+            room.insert(at, RecentEvent::new(event, writer, resets_state));
         }
         self.covered[writer] = self.covered[writer].max(upto);
         while self.order.len() > CAPACITY {
@@ -162,7 +171,8 @@ impl RecentEvents {
                     redacted.push(target);
                 }
             }
-            self.write().append(writer, events, upto, &redacted);
+            let resets = if events.is_empty() { Vec::new() } else { storage.state_resets_between(after, upto).await? };
+            self.write().append(writer, events, upto, &redacted, &resets);
         }
         Ok(())
     }

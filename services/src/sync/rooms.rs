@@ -1,7 +1,8 @@
 //! The room part of `/sync`: a room's timeline between two positions (the
 //! latest visible events, at most the filter's limit, `limited` with a
 //! `prev_batch` when more exist), the state before it (whole for rooms new
-//! to the client, the changes since otherwise, lazy-loaded members), and the
+//! to the client, the changes since otherwise, with what state resolution
+//! changed at forks, lazy-loaded members), and the
 //! stripped state shown with invites and knocks.
 
 use std::collections::{HashMap, HashSet};
@@ -98,11 +99,20 @@ pub(super) async fn timeline_and_state(
     } else {
         Vec::new()
     };
+    let from = if full || more_before { timeline_start } else { after };
+    let shown: HashSet<&str> = visible.iter().map(|event| event.event_id.as_str()).collect();
+    // State resolution at a fork can make an older event the state again
+    // (`state_resets`): no timeline shows it, `state` does.
+    for (_, event) in storage.state_resets_of(room_id, Some(from), upto).await? {
+        if shown.contains(event.event_id.as_str()) {
+            continue;
+        }
+        state_events.retain(|held| held.kind != event.kind || held.state_key != event.state_key);
+        state_events.push(event);
+    }
     if filtering {
         // State the filter kept out of the timeline would never reach the
         // client: it goes in `state`, as of the end of the timeline.
-        let from = if full || more_before { timeline_start } else { after };
-        let shown: HashSet<&str> = visible.iter().map(|event| event.event_id.as_str()).collect();
         for event in latest_per_key(storage.state_changes(room_id, from, upto).await?) {
             if shown.contains(event.event_id.as_str()) || !visibility.can_see(&event, user_id) {
                 continue;
@@ -164,6 +174,9 @@ pub(super) async fn recent_delta(
     }
     let caches = &services.sync_caches;
     let Some(window) = caches.recent.window(room_id, writer, since, upto) else { return Ok(None) };
+    if window.iter().any(|held| held.resets_state) {
+        return Ok(None);
+    }
     // Joined before every event of the window: all of it is visible
     // (`Visibility::can_see` for a member), but what ignored users sent.
     let visible: Vec<&RecentEvent> =
