@@ -200,6 +200,7 @@ async fn join_through(
     let join_new = new_event(&join_pdu, "m.room.member", &join_json, join_depth);
     let room = NewRoom { room_id, room_version: version.as_str(), creator: &create.sender, published: false, alias: None };
     services.storage.persist_remote_join(room, &outliers, &new_events, &join_new, true).await?;
+    super::backfill::record_join(services, room_id, &join_pdu.prev_events).await?;
     let mut ids: Vec<&str> = new_events.iter().map(|event| event.event_id.as_str()).collect();
     ids.push(event_id.as_str());
     services.events_persisted(room_id.as_str(), &ids);

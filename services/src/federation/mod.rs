@@ -7,7 +7,9 @@
 //! persisting it into the room's timeline, as an outlier, or not at all),
 //! `resident` (this server as the room's resident server: `make_join`,
 //! `send_join`, and the events and history other servers ask for),
-//! `join_remote` (joining a room of another server), `invite` (invites in
+//! `join_remote` (joining a room of another server), `backfill` (history
+//! from before the join, fetched from the room's servers for `/messages`),
+//! `server_visibility` (which events another server may see), `invite` (invites in
 //! both directions), `sender`
 //! (outbound transactions: a durable queue per destination, one
 //! transaction in flight each, retried with backoff, catch-up after an
@@ -22,6 +24,7 @@
 //! `weft_storage`, `weft_federation` (requests and other servers' keys).
 
 pub mod acl;
+pub mod backfill;
 pub mod edus;
 pub mod inbound;
 pub mod invite;
@@ -29,6 +32,7 @@ pub mod join_remote;
 pub mod pdus;
 pub mod resident;
 pub mod sender;
+pub mod server_visibility;
 
 /// Why another server's request about a room failed.
 #[derive(Debug, thiserror::Error)]
