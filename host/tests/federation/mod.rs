@@ -5,11 +5,14 @@
 //! refused (`faults`), the public room directory (`directory`), rooms'
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
-//! across servers (`rooms`) and the checks of incoming PDUs (`pdu_checks`).
+//! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`), and
+//! history from before a join fetched with `backfill`, with what the room's
+//! history visibility lets another server see (`history`).
 
 mod directory;
 mod fake_remote;
 mod faults;
+mod history;
 mod media;
 mod pdu_checks;
 mod peers;

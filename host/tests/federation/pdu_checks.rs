@@ -18,15 +18,16 @@ use crate::{
 
 on_both_backends!(pdus_from_another_server_are_checked_before_they_are_stored);
 
-struct Caller<'a> {
-    origin: String,
-    destination: String,
-    base: String,
-    key: &'a Ed25519KeyPair,
+/// Requests to `destination` signed as `origin` with `key` (X-Matrix).
+pub(super) struct Caller<'a> {
+    pub(super) origin: String,
+    pub(super) destination: String,
+    pub(super) base: String,
+    pub(super) key: &'a Ed25519KeyPair,
 }
 
 impl Caller<'_> {
-    async fn call(&self, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(&self, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
         self.call_signed_with(self.key, method, uri, body).await
     }
 
