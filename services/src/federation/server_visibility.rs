@@ -24,7 +24,7 @@ pub struct ServerVisibility {
 
 impl ServerVisibility {
     pub async fn load(storage: &Storage, room_id: &RoomId, server: &ServerName) -> Result<Self, StorageError> {
-        let settings = storage
+        let settings: Vec<(i64, String)> = storage
             .state_history(room_id, "m.room.history_visibility")
             .await?
             .into_iter()
@@ -36,12 +36,18 @@ impl ServerVisibility {
                 (event.stream_ordering, value)
             })
             .collect();
-        let memberships = storage
-            .server_membership_history(room_id, server.as_str())
-            .await?
-            .into_iter()
-            .map(|(ordering, user, membership)| (ordering, user.to_string(), membership))
-            .collect();
+        // Memberships matter only where the history is `invited` or `joined`.
+        let restricted = settings.iter().any(|(_, value): &(i64, String)| value == "invited" || value == "joined");
+        let memberships = if restricted {
+            storage
+                .server_membership_history(room_id, server.as_str())
+                .await?
+                .into_iter()
+                .map(|(ordering, user, membership)| (ordering, user.to_string(), membership))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Self { settings, memberships })
     }
 

@@ -10,6 +10,10 @@
 //! other than state from users the user ignores (`m.ignored_user_list`) are
 //! never visible to them, as the spec's "Ignoring Users" asks.
 //!
+//! History fetched from other servers (negative orderings) may come
+//! without the setting of its time, which this server holds at its join:
+//! such events are judged by the earliest setting known.
+//!
 //! One `Visibility` is loaded per (room, user) from the user's membership
 //! history and the room's visibility history, then answers for any number of
 //! events without further queries.

@@ -165,3 +165,17 @@ impl fmt::Display for StreamToken {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pagination_token_may_reach_below_zero_into_backfilled_history() {
+        let token = StreamToken::events_at(-12);
+        assert_eq!(token.to_string(), "s-12_0_0_0_0_0_0_0");
+        assert_eq!(StreamToken::parse(&token.to_string()), Ok(token));
+        assert!(StreamToken::parse("s5_0_0_-1").is_err(), "other streams stay at or above 0");
+        assert!(StreamToken::parse("sm-1~1.4").is_err(), "a multi-writer minimum stays at or above 0");
+    }
+}
