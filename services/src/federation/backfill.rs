@@ -3,8 +3,9 @@
 //! earliest event this server has.
 //!
 //! One round: the room's backward extremities are asked of one of its
-//! servers (those of its joined members, tried in turn, through the
-//! federation client with its address policy and timeouts); each PDU
+//! servers (those of its joined members, the creator's first, tried in
+//! turn, through the federation client with its address policy and
+//! timeouts); each PDU
 //! answered is checked as inbound PDUs are (`inbound`: format, signatures
 //! and content hash, a mismatch stored redacted, the authorization rules
 //! against its auth events, taken from the batch or what this server has),
@@ -69,20 +70,31 @@ pub async fn backfill(services: &Services, room_id: &RoomId, wanted: usize) -> R
     }
 }
 
-/// Asks the room's servers in turn for the history before `extremities`.
+/// Asks the room's servers in turn for the history before `extremities`:
+/// the servers with joined members, the creator's first (the one most
+/// likely to hold it all); one that fails or has nothing is followed by
+/// the next.
 async fn fetch(
     services: &Services,
     room_id: &RoomId,
     extremities: &[OwnedEventId],
     limit: usize,
 ) -> Result<Option<(OwnedServerName, Vec<Box<RawValue>>)>, StorageError> {
-    let servers = inbound::servers_in_room(services, room_id).await?;
+    let mut servers = inbound::servers_in_room(services, room_id).await?;
+    if let Some(create) = services.storage.current_state_event(room_id, "m.room.create", "").await? {
+        let creator = create.sender.server_name().as_str();
+        if let Some(at) = servers.iter().position(|server| server == creator) {
+            let first = servers.remove(at);
+            servers.insert(0, first);
+        }
+    }
     let servers = servers.iter().filter(|server| server.as_str() != services.server_name.as_str()).take(MAX_SERVERS_TRIED);
     for server in servers {
         let Ok(server) = OwnedServerName::try_from(server.as_str()) else { continue };
         let request = get_backfill::v1::Request::new(room_id.to_owned(), extremities.to_vec(), UInt::try_from(limit).unwrap_or(UInt::MIN));
         match services.federation.client.send_request(&server, request).await {
-            Ok(response) => return Ok(Some((server, response.pdus))),
+            Ok(response) if !response.pdus.is_empty() => return Ok(Some((server, response.pdus))),
+            Ok(_) => tracing::info!(%room_id, %server, "backfill: the server has nothing before the extremities"),
             Err(error) => tracing::info!(%room_id, %server, %error, "backfill request failed"),
         }
     }
