@@ -2,7 +2,8 @@
 //! another server pages back with `/messages` through everything sent
 //! before the join (fetched with `backfill`), in order, each event once,
 //! and none of it shows up as new in that user's incremental `/sync`;
-//! Weft joining Synapse and Weft rooms, and Synapse joining a Weft room.
+//! Weft joining Synapse and Weft rooms (also with the other server down for
+//! a while), and Synapse joining a Weft room.
 //! Then what another server may see of a room whose history is `joined`:
 //! events from before its users joined come redacted.
 
@@ -23,6 +24,7 @@ on_both_backends!(
     weft_pages_back_through_a_synapse_rooms_history_from_before_its_join,
     weft_pages_back_through_a_weft_rooms_history_from_before_its_join,
     synapse_pages_back_through_a_weft_rooms_history_from_before_its_join,
+    weft_pages_back_once_the_other_server_is_reachable_again,
     another_server_sees_joined_history_from_before_its_join_redacted
 );
 
@@ -140,6 +142,20 @@ async fn weft_pages_back_through_a_weft_rooms_history_from_before_its_join(backe
     let owner = TestServer::builder(backend).federation().start().await;
     let weft = TestServer::builder(backend).federation().start().await;
     weft_pages_back(&owner, &weft, "w").await;
+}
+
+/// The room's only other server is down: `/messages` answers with what is
+/// here (no error); once it is back, paging again brings the history.
+async fn weft_pages_back_once_the_other_server_is_reachable_again(backend: Backend) {
+    let mut synapse = Synapse::start().await;
+    let weft = TestServer::builder(backend).federation().start().await;
+    let (_, me, room_id) = room_with_history(&synapse, &weft, "d").await;
+    synapse.stop();
+    let events = page_back(&weft, &me, &room_id).await;
+    assert!(events.iter().any(|event| event["type"] == "m.room.member" && event["state_key"] == me.user_id), "{events:?}");
+    assert!(old_bodies(&events).is_empty(), "nothing could be fetched: {events:?}");
+    synapse.resume().await;
+    assert_complete_history(&weft, &page_back(&weft, &me, &room_id).await);
 }
 
 /// Synapse joins a Weft room with history and pages back over Weft's
