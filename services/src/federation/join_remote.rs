@@ -200,11 +200,14 @@ async fn join_through(
     let join_new = new_event(&join_pdu, "m.room.member", &join_json, join_depth);
     let room = NewRoom { room_id, room_version: version.as_str(), creator: &create.sender, published: false, alias: None };
     services.storage.persist_remote_join(room, &outliers, &new_events, &join_new, true).await?;
-    super::backfill::record_join(services, room_id, &join_pdu.prev_events).await?;
     let mut ids: Vec<&str> = new_events.iter().map(|event| event.event_id.as_str()).collect();
     ids.push(event_id.as_str());
     services.events_persisted(room_id.as_str(), &ids);
     services.rooms.forget(room_id).await;
+    // The join stands without it: the room's history is then not fetched.
+    if let Err(error) = super::backfill::record_join(services, room_id, &join_pdu.prev_events).await {
+        tracing::warn!(%room_id, %error, "the start of the room's history was not recorded");
+    }
     Ok(event_id)
 }
 
