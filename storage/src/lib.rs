@@ -23,6 +23,7 @@ mod account_data;
 mod aliases;
 mod appservice_feeds;
 mod appservices;
+mod backfill;
 mod cross_signing;
 mod devices;
 mod dialect;

@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (26, "federation_edus", include_str!("../migrations/postgres/0026_federation_edus.sql"), include_str!("../migrations/sqlite/0026_federation_edus.sql")),
     (28, "remote_media", include_str!("../migrations/postgres/0028_remote_media.sql"), include_str!("../migrations/sqlite/0028_remote_media.sql")),
     (29, "state_resolution", include_str!("../migrations/postgres/0029_state_resolution.sql"), include_str!("../migrations/sqlite/0029_state_resolution.sql")),
+    (30, "backfill", include_str!("../migrations/postgres/0030_backfill.sql"), include_str!("../migrations/sqlite/0030_backfill.sql")),
     (
         33,
         "federation_senders",

@@ -18,6 +18,7 @@ use ruma::{
 use serde_json::{Value, value::to_raw_value};
 
 use weft_core::json::raw;
+use weft_services::federation;
 use weft_services::plugins::spam::SpamEvent;
 use weft_services::rooms::{Outgoing, RoomError, aggregations::Aggregations, pdu::client_event, txn_ids::TransactionIds, visibility::Visibility};
 use weft_services::services::{AppState, Services};
@@ -35,6 +36,8 @@ const SPAM_MESSAGE: &str = "This message had been rejected as probable spam";
 
 /// The most events `/messages` returns at once.
 const MAX_MESSAGES_LIMIT: u64 = 1000;
+/// How many batches of history one `/messages` may fetch from other servers.
+const BACKFILL_ROUNDS: usize = 3;
 
 fn content_of<T>(body: &Raw<T>) -> ApiResult<Value> {
     match serde_json::from_str::<Value>(body.json().get()) {
@@ -217,11 +220,28 @@ pub async fn messages(state: AppState, request: Ruma<get_message_events::v3::Req
     let to = body.to.as_deref().map(|token| room_token_position(&state, &body.room_id, token)).transpose()?;
     let filter = &body.filter;
     let limit = u64::from(body.limit).min(filter.limit.map_or(u64::MAX, u64::from)).min(MAX_MESSAGES_LIMIT) as usize;
-    let visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
+    let mut visibility = visibility(&state, &body.room_id, &sender.user_id).await?;
     let wanted = |event: &StoredEvent| sync_filter::event_matches(filter, event);
-    let end_bound = if backwards { to.unwrap_or(0) } else { to.unwrap_or(now).min(now) };
+    // Backwards without `to` reaches into history fetched from other servers (below 0).
+    let end_bound = if backwards { to.unwrap_or(i64::MIN) } else { to.unwrap_or(now).min(now) };
     let (after, upto) = if backwards { (end_bound, from) } else { (from, end_bound) };
-    let walk = visible_events(&state, &body.room_id, &sender.user_id, &visibility, after, upto, limit, backwards, wanted).await?;
+    let mut walk = visible_events(&state, &body.room_id, &sender.user_id, &visibility, after, upto, limit, backwards, wanted).await?;
+    if backwards && to.is_none() && walk.exhausted && walk.events.len() < limit {
+        // The earliest event this server has is reached: ask the room's
+        // other servers for what came before, a few rounds at most.
+        for _ in 0..BACKFILL_ROUNDS {
+            if federation::backfill::backfill(&state, &body.room_id, limit).await? == 0 {
+                break;
+            }
+            visibility = self::visibility(&state, &body.room_id, &sender.user_id).await?;
+            let more = visible_events(&state, &body.room_id, &sender.user_id, &visibility, after, walk.cursor, limit - walk.events.len(), true, wanted).await?;
+            walk.events.extend(more.events);
+            (walk.cursor, walk.exhausted) = (more.cursor, more.exhausted);
+            if walk.events.len() == limit || !walk.exhausted {
+                break;
+            }
+        }
+    }
     let (chunk, cursor, exhausted) = (walk.events, walk.cursor, walk.exhausted);
     let mut response = get_message_events::v3::Response::new();
     response.start = token_at(from);

@@ -20,6 +20,10 @@ pub async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> A
     let sender = request.sender()?;
     let body = &request.body;
     let since = body.since.as_deref().map(StreamToken::parse).transpose().map_err(|e| ApiError::invalid_param(e.to_string()))?;
+    // Below 0 is history fetched from other servers: a pagination token, never a sync position.
+    if since.as_ref().is_some_and(|token| token.events.min < 0) {
+        return Err(ApiError::invalid_param("not a valid sync token"));
+    }
     let filter = match &body.filter {
         None => FilterDefinition::default(),
         Some(Filter::FilterDefinition(definition)) => definition.clone(),

@@ -6,13 +6,16 @@
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
 //! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`),
-//! a worker deployment sharing rooms with Synapse (`workers`), and forks
-//! resolved and missing auth events fetched (`forks`).
+//! a worker deployment sharing rooms with Synapse (`workers`), forks
+//! resolved and missing auth events fetched (`forks`), and history from
+//! before a join fetched with `backfill`, with what the room's history
+//! visibility lets another server see (`history`).
 
 mod directory;
 mod fake_remote;
 mod faults;
 mod forks;
+mod history;
 mod media;
 mod pdu_checks;
 mod peers;

@@ -18,7 +18,7 @@ use crate::{
 
 on_both_backends!(pdus_from_another_server_are_checked_before_they_are_stored);
 
-/// Another server calling the one under test, X-Matrix signed with `key`.
+/// Requests to `destination` signed as `origin` with `key` (X-Matrix).
 pub(super) struct Caller<'a> {
     pub(super) origin: String,
     pub(super) destination: String,

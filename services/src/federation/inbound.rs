@@ -350,7 +350,7 @@ async fn redaction_of(services: &Services, state: &RoomState, pdu: &Pdu, built: 
 }
 
 /// The fields every PDU must carry with the right JSON types.
-fn check_format(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<(), PduError> {
+pub(super) fn check_format(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<(), PduError> {
     let refuse = |field: &str| PduError::Refused(format!("missing or malformed '{field}'"));
     for field in ["type", "sender", "room_id"] {
         if !matches!(object.get(field), Some(CanonicalJsonValue::String(_))) {
@@ -383,7 +383,7 @@ fn check_format(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Resul
     Ok(())
 }
 
-fn without_unsigned(object: &CanonicalJsonObject) -> CanonicalJsonObject {
+pub(super) fn without_unsigned(object: &CanonicalJsonObject) -> CanonicalJsonObject {
     let mut object = object.clone();
     object.remove("unsigned");
     object
@@ -466,7 +466,7 @@ pub async fn load_event(services: &Services, id: &EventId) -> Result<Option<Arc<
 
 /// The authorization rules against the event's own auth events (and the
 /// room's create event, which room version 12 leaves out of them).
-fn check_against_auth_events(state: &RoomState, pdu: &Pdu, auth_events: &[Arc<Pdu>]) -> Result<(), RoomError> {
+pub(super) fn check_against_auth_events(state: &RoomState, pdu: &Pdu, auth_events: &[Arc<Pdu>]) -> Result<(), RoomError> {
     let create = state.get(&StateEventType::RoomCreate, "").cloned();
     super::auth_events::check_against_own_auth_events(&state.rules, create, pdu, auth_events).map_err(RoomError::Forbidden)
 }
@@ -476,7 +476,7 @@ fn check_against(rules: &RoomVersionRules, pdu: &Pdu, fetch: impl Fn(&StateEvent
 }
 
 /// A received event in the form the event pipeline persists.
-fn built_event(pdu: &Pdu, object: &CanonicalJsonObject, json: &str, rules: &RoomVersionRules) -> Result<BuiltEvent, RoomError> {
+pub(super) fn built_event(pdu: &Pdu, object: &CanonicalJsonObject, json: &str, rules: &RoomVersionRules) -> Result<BuiltEvent, RoomError> {
     let content: Value = serde_json::from_str(pdu.content.get()).unwrap_or_default();
     let kind = pdu.kind.to_string();
     let membership = (kind == "m.room.member").then(|| content.get("membership").and_then(Value::as_str).map(str::to_owned)).flatten();

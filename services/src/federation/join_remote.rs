@@ -204,6 +204,10 @@ async fn join_through(
     ids.push(event_id.as_str());
     services.events_persisted(room_id.as_str(), &ids);
     services.rooms.forget(room_id).await;
+    // The join stands without it: the room's history is then not fetched.
+    if let Err(error) = super::backfill::record_join(services, room_id, &join_pdu.prev_events).await {
+        tracing::warn!(%room_id, %error, "the start of the room's history was not recorded");
+    }
     Ok(event_id)
 }
 

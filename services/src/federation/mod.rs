@@ -8,10 +8,12 @@
 //! `resident` (this server as the room's resident server: `make_join`,
 //! `send_join`, and the events and history other servers ask for), `state`
 //! (the state at events, state resolution), `auth_events` (fetching missing
-//! auth events),
-//! `join_remote` (joining a room of another server), `invite` (invites in
-//! both directions), `at_persister` (all of these that write into a room
-//! run on the room's events persister), `sender`
+//! auth events), `join_remote` (joining a room of another server),
+//! `backfill` (history from before the join, fetched from the room's
+//! servers for `/messages`), `server_visibility` (which events another
+//! server may see), `invite` (invites in both directions), `at_persister`
+//! (all of these that write into a room run on the room's events
+//! persister), `sender`
 //! (outbound transactions: a durable queue per destination, one
 //! transaction in flight each, retried with backoff, catch-up after an
 //! outage).
@@ -31,6 +33,7 @@
 pub mod acl;
 pub mod at_persister;
 pub mod auth_events;
+pub mod backfill;
 pub mod edus;
 pub mod inbound;
 pub mod invite;
@@ -38,6 +41,7 @@ pub mod join_remote;
 pub mod pdus;
 pub mod resident;
 pub mod sender;
+pub mod server_visibility;
 pub mod state;
 
 /// Why another server's request about a room failed.

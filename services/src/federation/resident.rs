@@ -7,7 +7,9 @@
 //! `state` and `state_ids` (the state before an event, with its auth
 //! chain), `event_auth` and `backfill`. Other servers are answered about a
 //! room's events only while one of their users is joined to it, and never
-//! when the room's server ACL denies them.
+//! when the room's server ACL denies them; the events of `backfill`,
+//! `get_missing_events` and `event` are redacted where the room's history
+//! visibility hides them from the asking server (`server_visibility`).
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -20,6 +22,7 @@ use super::{
     FederationRoomError,
     inbound::{self, Accepted, PduError},
     pdus,
+    server_visibility::ServerVisibility,
 };
 use crate::{replication::room_writes, rooms::RoomState, services::Services};
 
@@ -254,25 +257,41 @@ pub async fn missing_events(
         found.push(event);
     }
     found.sort_by_key(|event| event.stream_ordering);
-    Ok(found.iter().filter_map(|event| pdus::outgoing(&event.json)).collect())
+    shown_to(services, origin, room_id, &found).await
+}
+
+/// The events as `origin` may see them (`server_visibility`): whole or
+/// redacted, in the given order.
+async fn shown_to(services: &Services, origin: &ServerName, room_id: &RoomId, events: &[StoredEvent]) -> Result<Vec<Box<RawValue>>, FederationRoomError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (_, rules) = inbound::room_rules(services, room_id).await?.ok_or_else(|| FederationRoomError::NotFound("Unknown room".into()))?;
+    let visibility = ServerVisibility::load(&services.storage, room_id, origin).await?;
+    Ok(events.iter().filter_map(|event| visibility.shown(event, &rules)).filter_map(|json| pdus::outgoing(&json)).collect())
 }
 
 /// `event/{eventId}`: one event of a room `origin` has a member in.
 pub async fn event(services: &Services, origin: &ServerName, event_id: &EventId) -> Result<Box<RawValue>, FederationRoomError> {
-    let (room_id, json) = match services.storage.event(event_id).await? {
-        Some(event) => (event.room_id, event.json),
-        None => match services.storage.outlier(event_id).await? {
-            Some((room_id, kind, json)) if kind == "outlier" => (room_id, json),
-            _ => return Err(FederationRoomError::NotFound("Event not found".into())),
-        },
+    let not_found = || FederationRoomError::NotFound("Event not found".into());
+    if let Some(event) = services.storage.event(event_id).await? {
+        ensure_origin_in_room(services, origin, &event.room_id).await?;
+        return shown_to(services, origin, &event.room_id, std::slice::from_ref(&event)).await?.pop().ok_or_else(not_found);
+    }
+    // An outlier carries no state to judge it by: visible, as in Synapse.
+    let (room_id, json) = match services.storage.outlier(event_id).await? {
+        Some((room_id, kind, json)) if kind == "outlier" => (room_id, json),
+        _ => return Err(not_found()),
     };
     ensure_origin_in_room(services, origin, &room_id).await?;
-    pdus::outgoing(&json).ok_or_else(|| FederationRoomError::NotFound("Event not found".into()))
+    pdus::outgoing(&json).ok_or_else(not_found)
 }
 
-/// Other servers see a room's events only while one of their users is
-/// joined to it (Synapse also applies each event's history visibility:
-/// not yet here).
+/// Other servers read a room's events only while one of their users is
+/// joined to it; `backfill`, `get_missing_events` and `event` then show
+/// each event as its history visibility lets the server see it
+/// (`server_visibility`), as Synapse; `state`, `state_ids` and
+/// `event_auth` only need the joined user, as in Synapse.
 async fn ensure_origin_in_room(services: &Services, origin: &ServerName, room_id: &RoomId) -> Result<(), FederationRoomError> {
     super::acl::check(services, room_id, origin).await?;
     // A server whose users left, were banned or only invited reads nothing more.
@@ -353,5 +372,5 @@ pub async fn backfill(
         found.push(event);
     }
     found.sort_by_key(|event| std::cmp::Reverse(event.stream_ordering));
-    Ok(found.iter().filter_map(|event| pdus::outgoing(&event.json)).collect())
+    shown_to(services, origin, room_id, &found).await
 }

@@ -10,6 +10,10 @@
 //! other than state from users the user ignores (`m.ignored_user_list`) are
 //! never visible to them, as the spec's "Ignoring Users" asks.
 //!
+//! History fetched from other servers (negative orderings) may come
+//! without the setting of its time, which this server holds at its join:
+//! such events are judged by the earliest setting known.
+//!
 //! One `Visibility` is loaded per (room, user) from the user's membership
 //! history and the room's visibility history, then answers for any number of
 //! events without further queries.
@@ -65,12 +69,24 @@ impl Visibility {
             return false;
         }
         let ordering = event.stream_ordering;
-        let setting = Self::latest_at(&self.settings, ordering).unwrap_or("shared");
+        let setting = self.setting_at(ordering);
         if event.kind == "m.room.history_visibility" {
-            let before = Self::latest_at(&self.settings, ordering - 1).unwrap_or("shared");
+            let before = self.setting_at(ordering - 1);
             return self.visible_under(before, ordering) || self.visible_under(setting, ordering);
         }
         self.visible_under(setting, ordering)
+    }
+
+    /// The setting in force at `ordering`. History fetched from other
+    /// servers (negative orderings) may lack the setting of its time (this
+    /// server holds the room's state as of its join, later in order): it
+    /// is judged by the earliest setting known, not the default.
+    fn setting_at(&self, ordering: i64) -> &str {
+        match Self::latest_at(&self.settings, ordering) {
+            Some(setting) => setting,
+            None if ordering < 0 => self.settings.first().map_or("shared", |(_, setting)| setting.as_str()),
+            None => "shared",
+        }
     }
 
     fn visible_under(&self, setting: &str, ordering: i64) -> bool {

@@ -97,14 +97,20 @@ impl StreamToken {
         }
         let multi = |index: usize| match fields.get(index) {
             None => Ok(MultiWriterPosition::default()),
-            Some(field) => parse_multi_writer(field).ok_or_else(invalid),
+            Some(field) => parse_multi_writer(field, false).ok_or_else(invalid),
         };
         let single = |index: usize| match fields.get(index) {
             None => Ok(0),
             Some(field) => field.parse::<i64>().ok().filter(|position| *position >= 0).ok_or_else(invalid),
         };
+        // Pagination tokens reach below 0 into history fetched from other
+        // servers (backfilled events have negative orderings).
+        let events = match fields.first() {
+            None => MultiWriterPosition::default(),
+            Some(field) => parse_multi_writer(field, true).ok_or_else(invalid)?,
+        };
         Ok(Self {
-            events: multi(0)?,
+            events,
             device_lists: single(1)?,
             typing: single(2)?,
             receipts: multi(3)?,
@@ -116,11 +122,12 @@ impl StreamToken {
     }
 }
 
-fn parse_multi_writer(field: &str) -> Option<MultiWriterPosition> {
+/// `negative`: a plain position may be below 0 (the events stream).
+fn parse_multi_writer(field: &str, negative: bool) -> Option<MultiWriterPosition> {
     match field.strip_prefix('m') {
         None => {
             let position: i64 = field.parse().ok()?;
-            (position >= 0).then(|| MultiWriterPosition::at(position))
+            (negative || position >= 0).then(|| MultiWriterPosition::at(position))
         }
         Some(rest) => {
             let mut parts = rest.split('~');
@@ -156,5 +163,19 @@ impl fmt::Display for StreamToken {
             "s{}_{}_{}_{}_{}_{}_{}_{}",
             self.events, self.device_lists, self.typing, self.receipts, self.account_data, self.presence, self.to_device, self.push_rules
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pagination_token_may_reach_below_zero_into_backfilled_history() {
+        let token = StreamToken::events_at(-12);
+        assert_eq!(token.to_string(), "s-12_0_0_0_0_0_0_0");
+        assert_eq!(StreamToken::parse(&token.to_string()), Ok(token));
+        assert!(StreamToken::parse("s5_0_0_-1").is_err(), "other streams stay at or above 0");
+        assert!(StreamToken::parse("sm-1~1.4").is_err(), "a multi-writer minimum stays at or above 0");
     }
 }

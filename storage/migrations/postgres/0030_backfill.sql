@@ -1,0 +1,18 @@
+-- History fetched from other servers (`backfill`). Kept in step with the
+-- other engine's 0030_backfill.sql.
+--
+-- Backfilled events go on the `events` table with negative stream
+-- orderings, each batch below everything already there (as Synapse's
+-- backfill stream): they sort before the room's other events and no sync
+-- position ever reaches them. Orderings are the negated values of this
+-- sequence.
+CREATE SEQUENCE events_backfill_sequence;
+
+-- A room's backward extremities: events not yet fetched (or fetched but
+-- whose predecessors are not), from which the next backfill asks. A room
+-- with none is fully backfilled (its create event reached).
+CREATE TABLE event_backward_extremities (
+    room_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+);
