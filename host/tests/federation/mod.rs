@@ -5,12 +5,15 @@
 //! refused (`faults`), the public room directory (`directory`), rooms'
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
-//! across servers (`rooms`) and the checks of incoming PDUs (`pdu_checks`).
+//! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`),
+//! and invites rejected, knocks and the spam checker's federation hooks
+//! (`membership`).
 
 mod directory;
 mod fake_remote;
 mod faults;
 mod media;
+mod membership;
 mod pdu_checks;
 mod peers;
 mod room_queries;

@@ -18,15 +18,16 @@ use crate::{
 
 on_both_backends!(pdus_from_another_server_are_checked_before_they_are_stored);
 
-struct Caller<'a> {
-    origin: String,
-    destination: String,
-    base: String,
-    key: &'a Ed25519KeyPair,
+/// Plays another server: requests X-Matrix signed with its key.
+pub(super) struct Caller<'a> {
+    pub(super) origin: String,
+    pub(super) destination: String,
+    pub(super) base: String,
+    pub(super) key: &'a Ed25519KeyPair,
 }
 
 impl Caller<'_> {
-    async fn call(&self, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(&self, method: Method, uri: &str, body: Option<&Value>) -> (StatusCode, Value) {
         self.call_signed_with(self.key, method, uri, body).await
     }
 
@@ -50,7 +51,7 @@ impl Caller<'_> {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    async fn send(&self, txn: &str, pdus: Vec<Value>) -> (StatusCode, Value) {
+    pub(super) async fn send(&self, txn: &str, pdus: Vec<Value>) -> (StatusCode, Value) {
         let body = json!({"origin": self.origin, "origin_server_ts": 1, "pdus": pdus});
         self.call(Method::PUT, &format!("/_matrix/federation/v1/send/{txn}"), Some(&body)).await
     }
@@ -60,19 +61,19 @@ fn rules() -> ruma::room_version_rules::RoomVersionRules {
     RoomVersionId::V12.rules().unwrap()
 }
 
-fn signed(origin: &str, key: &Ed25519KeyPair, mut object: CanonicalJsonObject) -> (String, Value) {
+pub(super) fn signed(origin: &str, key: &Ed25519KeyPair, mut object: CanonicalJsonObject) -> (String, Value) {
     ruma::signatures::hash_and_sign_event(origin, key, &mut object, &rules().redaction).unwrap();
     let id = format!("${}", ruma::signatures::reference_hash(&object, &rules()).unwrap());
     (id, serde_json::to_value(object).unwrap())
 }
 
-fn event_id_of(pdu: &Value) -> String {
+pub(super) fn event_id_of(pdu: &Value) -> String {
     let object: CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
     format!("${}", ruma::signatures::reference_hash(&object, &rules()).unwrap())
 }
 
 #[allow(clippy::too_many_arguments)]
-fn unsigned_event(
+pub(super) fn unsigned_event(
     room_id: &str,
     sender: &str,
     kind: &str,

@@ -8,7 +8,8 @@
 //! `resident` (this server as the room's resident server: `make_join`,
 //! `send_join`, and the events and history other servers ask for),
 //! `join_remote` (joining a room of another server), `invite` (invites in
-//! both directions), `sender`
+//! both directions), `remote_membership` (a local user rejecting an invite,
+//! withdrawing a knock or knocking in a room this server is not in), `sender`
 //! (outbound transactions: a durable queue per destination, one
 //! transaction in flight each, retried with backoff, catch-up after an
 //! outage).
@@ -27,6 +28,7 @@ pub mod inbound;
 pub mod invite;
 pub mod join_remote;
 pub mod pdus;
+pub mod remote_membership;
 pub mod resident;
 pub mod sender;
 
@@ -41,6 +43,9 @@ pub enum FederationRoomError {
     BadRequest(String),
     #[error("room version {0} is not among the versions the server supports")]
     IncompatibleRoomVersion(String),
+    /// A spam checker refused (`federated-user-may-invite`, `user-may-invite`).
+    #[error("refused by the spam checker: {0:?}")]
+    SpamRejected(crate::plugins::spam::Rejection),
     #[error(transparent)]
     Room(#[from] crate::rooms::RoomError),
     #[error(transparent)]
