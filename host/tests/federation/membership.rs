@@ -197,11 +197,13 @@ async fn weft_knocks_on_weft_rooms(backend: Backend) {
 }
 
 async fn the_spam_checker_drops_federated_events_and_refuses_federated_invites(backend: Backend) {
+    let synapse = Synapse::start().await;
     let other = TestServer::builder(Backend::Sqlite).federation().start().await;
     let rules = format!(
-        "[[plugins]]\nname = \"rules\"\npath = {:?}\n[plugins.config]\nblocked_servers = [{:?}]\n",
+        "[[plugins]]\nname = \"rules\"\npath = {:?}\n[plugins.config]\nblocked_servers = [{:?}, {:?}]\n",
         guest("spam_rules").display().to_string(),
-        other.server_name
+        other.server_name,
+        synapse.server_name
     );
     let target = TestServer::builder(backend).federation().config(&rules).start().await;
     let alice = target.register("alice", "password-of-alice").await;
@@ -244,6 +246,16 @@ async fn the_spam_checker_drops_federated_events_and_refuses_federated_invites(b
     let (status, body) = target.get("/_matrix/client/v3/sync?timeout=0", Some(&bob.access_token)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["rooms"]["invite"].get(&their_room).is_none(), "{body}");
+
+    // The same from Synapse: its user's invite is refused.
+    let inviter = synapse.register("blockedinviter").await;
+    let synapse_room = create_room(&synapse, &inviter, json!({"preset": "private_chat"})).await;
+    let (status, body) =
+        synapse.post(&format!("/_matrix/client/v3/rooms/{}/invite", encode(&synapse_room)), Some(&inviter.access_token), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "Synapse relays Weft's refusal: {body}\n{}", synapse.logs());
+    let (status, body) = target.get("/_matrix/client/v3/sync?timeout=0", Some(&bob.access_token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["rooms"]["invite"].get(&synapse_room).is_none(), "{body}");
 
     // Knocking needs room version 7 or later, and the knock join rule.
     let old_room = create_room(&target, &alice, json!({"preset": "public_chat", "room_version": "6"})).await;
