@@ -103,6 +103,19 @@ async fn invites_to_rooms_of_other_servers_are_rejected(backend: Backend) {
     reject_across(&weft, &synapse, "ws").await;
     reject_across(&other, &weft, "ww").await;
 
+    // Deactivating an account rejects its remote invites through the inviting server.
+    let inviter = synapse.register("deactinviter").await;
+    let leaving = weft.register("deactivated", "password-of-deactivated").await;
+    let room_id = create_room(&synapse, &inviter, json!({"preset": "private_chat"})).await;
+    let (status, body) =
+        synapse.post(&format!("/_matrix/client/v3/rooms/{}/invite", encode(&room_id)), Some(&inviter.access_token), json!({"user_id": leaving.user_id})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_in(&weft, &leaving, "invite", &room_id).await;
+    let auth = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "deactivated"}, "password": "password-of-deactivated"});
+    let (status, body) = weft.post("/_matrix/client/v3/account/deactivate", Some(&leaving.access_token), json!({"auth": auth})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(&synapse, &inviter, &room_id, "the deactivated user's rejection", |events| member_is(events, &leaving.user_id, "leave")).await;
+
     // The inviting server is down: the invite is rejected here alone, as Synapse does.
     let inviter = synapse.register("downinviter").await;
     let invitee = weft.register("downinvitee", "password-of-downinvitee").await;

@@ -347,3 +347,26 @@ pub(super) async fn store_alone(
     services.rooms.forget(room_id).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::api::federation::membership::RawStrippedState;
+    use serde_json::json;
+
+    #[test]
+    fn stripped_state_in_either_form_becomes_stripped_events() {
+        let pdu = json!({
+            "type": "m.room.name", "state_key": "", "sender": "@a:x", "content": {"name": "Room"},
+            "room_id": "!r:x", "auth_events": [], "prev_events": [], "depth": 3, "origin_server_ts": 1,
+            "hashes": {"sha256": "h"}, "signatures": {"x": {"ed25519:k": "s"}},
+        });
+        let stripped = json!({"type": "m.room.join_rules", "state_key": "", "sender": "@a:x", "content": {"join_rule": "knock"}});
+        let malformed = json!({"type": "m.room.topic", "content": {"topic": "no sender"}});
+        let state: Vec<RawStrippedState> = [pdu, stripped.clone(), malformed].into_iter().map(|event| serde_json::from_value(event).unwrap()).collect();
+        assert!(matches!(state[0], RawStrippedState::Pdu(_)));
+        assert_eq!(
+            super::stripped_events(&state),
+            vec![json!({"type": "m.room.name", "state_key": "", "sender": "@a:x", "content": {"name": "Room"}}), stripped]
+        );
+    }
+}
