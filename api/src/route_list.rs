@@ -64,8 +64,6 @@ fn not_yet_served() -> Vec<RouteEntry> {
             declared::<f::discovery::get_server_version::v1::Request>(),
             declared::<f::query::get_profile_information::v1::Request>(),
             declared::<f::query::get_room_information::v1::Request>(),
-            declared::<f::membership::prepare_knock_event::v1::Request>(),
-            declared::<f::membership::create_knock_event::v1::Request>(),
             declared::<f::thirdparty::exchange_invite::v1::Request>(),
             declared::<f::device::get_devices::v1::Request>(),
             declared::<f::keys::get_keys::v1::Request>(),

@@ -55,6 +55,7 @@ mod server_keys;
 mod sharing;
 mod sso;
 mod streams;
+mod stripped_state;
 mod timestamps;
 mod to_device;
 mod uia;

@@ -51,6 +51,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (29, "state_resolution", include_str!("../migrations/postgres/0029_state_resolution.sql"), include_str!("../migrations/sqlite/0029_state_resolution.sql")),
     (30, "backfill", include_str!("../migrations/postgres/0030_backfill.sql"), include_str!("../migrations/sqlite/0030_backfill.sql")),
     (
+        31,
+        "remote_stripped_state",
+        include_str!("../migrations/postgres/0031_remote_stripped_state.sql"),
+        include_str!("../migrations/sqlite/0031_remote_stripped_state.sql"),
+    ),
+    (
         33,
         "federation_senders",
         include_str!("../migrations/postgres/0033_federation_senders.sql"),

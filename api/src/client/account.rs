@@ -93,7 +93,13 @@ async fn part_every_room(state: &Services, user_id: &UserId) -> ApiResult<()> {
         if !matches!(membership.as_str(), "join" | "invite" | "knock") {
             continue;
         }
-        if let Err(error) = state.rooms.set_membership(state, &room_id, user_id, user_id, Membership::Leave, None).await {
+        // A room this server is not in (a remote invite or knock) is left through another server.
+        let left = match weft_services::federation::at_persister::leave_remote(state, &room_id, user_id, None).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => state.rooms.set_membership(state, &room_id, user_id, user_id, Membership::Leave, None).await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = left {
             tracing::warn!(%user_id, %room_id, %error, "deactivation: could not leave the room");
         }
     }

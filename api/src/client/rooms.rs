@@ -10,6 +10,7 @@ use ruma::{
 };
 use serde_json::{Map, Value};
 
+use weft_services::federation::at_persister;
 use weft_services::rooms::{CreateRoom, Membership, RoomError, create::Preset};
 use weft_services::services::AppState;
 
@@ -260,6 +261,10 @@ fn not_in_room(error: RoomError) -> ApiError {
 pub async fn leave(state: AppState, request: Ruma<leave_room::v3::Request>) -> ApiResult<leave_room::v3::Response> {
     let sender = request.sender()?;
     let reason = request.body.reason.as_deref();
+    // A room this server is not in, known from an invite or a knock: the leave goes through another server.
+    if at_persister::leave_remote(&state, &request.body.room_id, &sender.user_id, reason).await?.is_some() {
+        return Ok(leave_room::v3::Response::new());
+    }
     state.rooms.set_membership(&state, &request.body.room_id, &sender.user_id, &sender.user_id, Membership::Leave, reason).await.map_err(not_in_room)?;
     Ok(leave_room::v3::Response::new())
 }
@@ -335,11 +340,20 @@ pub async fn knock(
     request: Ruma<ruma::api::client::knock::knock_room::v3::Request>,
 ) -> ApiResult<ruma::api::client::knock::knock_room::v3::Response> {
     let sender = request.sender()?;
-    let room_id = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
-        Ok(room_id) => room_id,
-        Err(alias) => super::directory::resolve_alias(&state, &alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?,
+    let (room_id, mut servers) = match ruma::OwnedRoomId::try_from(request.body.room_id_or_alias.clone()) {
+        Ok(room_id) => (room_id, request.body.via.clone()),
+        Err(alias) if alias.server_name() != state.server_name => super::federated::alias(&state, &alias).await?,
+        Err(alias) => (super::directory::resolve_alias(&state, &alias).await?.ok_or_else(|| ApiError::not_found("Room alias not found"))?, Vec::new()),
     };
     let reason = request.body.reason.as_deref();
+    // A room this server is not in (unknown, or known from an invite or an earlier knock): through another server.
+    if state.storage.current_state_event(&room_id, "m.room.create", "").await?.is_none() {
+        if let Some(server) = room_id.server_name() {
+            servers.push(server.to_owned());
+        }
+        at_persister::knock_remote(&state, &room_id, &sender.user_id, &servers, reason).await?;
+        return Ok(ruma::api::client::knock::knock_room::v3::Response::new(room_id));
+    }
     state.rooms.set_membership(&state, &room_id, &sender.user_id, &sender.user_id, Membership::Knock, reason).await.map_err(|error| match error {
         RoomError::UnknownRoom => ApiError::not_found("Unknown room"),
         other => other.into(),

@@ -48,6 +48,8 @@ pub fn federation_routes(table: &mut RouteTable) {
         .add::<fed::membership::create_join_event::v2::Request, _, _>(EndpointGroup::Federation, rooms::send_join)
         .add::<fed::membership::prepare_leave_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::make_leave)
         .add::<fed::membership::create_leave_event::v2::Request, _, _>(EndpointGroup::Federation, rooms::send_leave)
+        .add::<fed::membership::prepare_knock_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::make_knock)
+        .add::<fed::membership::create_knock_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::send_knock)
         .add::<fed::event::get_missing_events::v1::Request, _, _>(EndpointGroup::Federation, rooms::missing_events)
         .add::<fed::event::get_event::v1::Request, _, _>(EndpointGroup::Federation, rooms::event)
         .add::<fed::event::get_room_state::v1::Request, _, _>(EndpointGroup::Federation, rooms::state)

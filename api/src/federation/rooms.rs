@@ -1,6 +1,6 @@
 //! What other servers send and ask about rooms: transactions
 //! (`send/{txnId}`), `make_join`, `send_join` (v2), `make_leave`,
-//! `send_leave` (v2), `get_missing_events`
+//! `send_leave` (v2), `make_knock`, `send_knock`, `invite` (v2), `get_missing_events`,
 //! `event/{eventId}`, `state`, `state_ids`, `event_auth` and `backfill`.
 //! The work is in `weft_services::federation`; what writes into a room
 //! runs on the room's persister (`at_persister`).
@@ -13,7 +13,8 @@ use ruma::{
         authorization::get_event_authorization,
         backfill::get_backfill,
         event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
-        membership::{create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event},
+        membership::RawStrippedState,
+        membership::{create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event, prepare_leave_event},
         transactions::send_transaction_message,
     },
 };
@@ -45,6 +46,7 @@ fn api_error(error: FederationRoomError) -> ApiError {
                 Err(_) => ApiError::custom(StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", message),
             }
         }
+        FederationRoomError::SpamRejected(rejection) => ApiError::spam_rejected(rejection, "This user is not permitted to send invites to this server/user"),
         FederationRoomError::Room(error) => error.into(),
         FederationRoomError::Storage(error) => error.into(),
     }
@@ -105,6 +107,20 @@ pub async fn send_leave(state: AppState, request: Ruma<create_leave_event::v2::R
     Ok(create_leave_event::v2::Response::new())
 }
 
+pub async fn make_knock(state: AppState, request: Ruma<prepare_knock_event::v1::Request>) -> ApiResult<prepare_knock_event::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let (version, event) = resident::make_knock(&state, &origin, &body.room_id, &body.user_id, &body.ver).await.map_err(api_error)?;
+    Ok(prepare_knock_event::v1::Response::new(version, event))
+}
+
+pub async fn send_knock(state: AppState, request: Ruma<create_knock_event::v1::Request>) -> ApiResult<create_knock_event::v1::Response> {
+    let origin = request.origin()?.to_owned();
+    let body = &request.body;
+    let stripped = resident::send_knock(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await.map_err(api_error)?;
+    Ok(create_knock_event::v1::Response::new(stripped.into_iter().map(RawStrippedState::Pdu).collect()))
+}
+
 pub async fn missing_events(state: AppState, request: Ruma<get_missing_events::v1::Request>) -> ApiResult<get_missing_events::v1::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
@@ -154,6 +170,8 @@ pub async fn backfill(state: AppState, request: Ruma<get_backfill::v1::Request>)
 pub async fn invite(state: AppState, request: Ruma<create_invite::v2::Request>) -> ApiResult<create_invite::v2::Response> {
     let origin = request.origin()?.to_owned();
     let body = &request.body;
-    let event = at_persister::receive_invite(&state, &origin, &body.room_id, &body.event_id, &body.room_version, &body.event).await.map_err(api_error)?;
+    let event = at_persister::receive_invite(&state, &origin, &body.room_id, &body.event_id, &body.room_version, &body.event, &body.invite_room_state)
+        .await
+        .map_err(api_error)?;
     Ok(create_invite::v2::Response::new(event))
 }

@@ -7,9 +7,10 @@
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
 //! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`),
 //! a worker deployment sharing rooms with Synapse (`workers`), forks
-//! resolved and missing auth events fetched (`forks`), and history from
+//! resolved and missing auth events fetched (`forks`), history from
 //! before a join fetched with `backfill`, with what the room's history
-//! visibility lets another server see (`history`).
+//! visibility lets another server see (`history`), and invites rejected,
+//! knocks and the spam checker's federation hooks (`membership`).
 
 mod directory;
 mod fake_remote;
@@ -17,6 +18,7 @@ mod faults;
 mod forks;
 mod history;
 mod media;
+mod membership;
 mod pdu_checks;
 mod peers;
 mod room_queries;

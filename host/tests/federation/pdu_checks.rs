@@ -18,7 +18,7 @@ use crate::{
 
 on_both_backends!(pdus_from_another_server_are_checked_before_they_are_stored);
 
-/// Requests to `destination` signed as `origin` with `key` (X-Matrix).
+/// Plays another server: requests X-Matrix signed with its key.
 pub(super) struct Caller<'a> {
     pub(super) origin: String,
     pub(super) destination: String,
@@ -61,19 +61,19 @@ fn rules() -> ruma::room_version_rules::RoomVersionRules {
     RoomVersionId::V12.rules().unwrap()
 }
 
-fn signed(origin: &str, key: &Ed25519KeyPair, mut object: CanonicalJsonObject) -> (String, Value) {
+pub(super) fn signed(origin: &str, key: &Ed25519KeyPair, mut object: CanonicalJsonObject) -> (String, Value) {
     ruma::signatures::hash_and_sign_event(origin, key, &mut object, &rules().redaction).unwrap();
     let id = format!("${}", ruma::signatures::reference_hash(&object, &rules()).unwrap());
     (id, serde_json::to_value(object).unwrap())
 }
 
-fn event_id_of(pdu: &Value) -> String {
+pub(super) fn event_id_of(pdu: &Value) -> String {
     let object: CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
     format!("${}", ruma::signatures::reference_hash(&object, &rules()).unwrap())
 }
 
 #[allow(clippy::too_many_arguments)]
-fn unsigned_event(
+pub(super) fn unsigned_event(
     room_id: &str,
     sender: &str,
     kind: &str,

@@ -304,7 +304,7 @@ async fn weft_joins_weft_rooms(backend: Backend) {
 
 /// Syncs as `session` on `peer` until the room is in the `section` of
 /// `rooms` (`invite`, `leave`); fails after 60 s.
-async fn sync_until_in(peer: &impl Peer, session: &Session, section: &str, room_id: &str) {
+pub(super) async fn sync_until_in(peer: &impl Peer, session: &Session, section: &str, room_id: &str) {
     let started = Instant::now();
     let mut since: Option<String> = None;
     loop {
@@ -324,7 +324,7 @@ async fn sync_until_in(peer: &impl Peer, session: &Session, section: &str, room_
     }
 }
 
-fn member_is(events: &[Value], user_id: &str, membership: &str) -> bool {
+pub(super) fn member_is(events: &[Value], user_id: &str, membership: &str) -> bool {
     events.iter().any(|event| event["type"] == "m.room.member" && event["state_key"] == user_id && event["content"]["membership"] == membership)
 }
 

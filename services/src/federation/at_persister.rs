@@ -1,20 +1,20 @@
 //! Federation work that writes into a room runs on the room's events
 //! persister, whichever instance received the request: an incoming PDU,
 //! `make_join`/`make_leave` (built on the persister's view of the room),
-//! `send_join`/`send_leave`, an incoming invite, and a local user's join of
-//! a remote room. Here the call either runs in place (this instance
+//! `send_join`/`send_leave`, an incoming invite, and a local user's join,
+//! knock, or rejection of an invite, in a remote room. Here the call either runs in place (this instance
 //! persists the room, as in a single process) or travels over the internal
 //! API as a room write (`replication::room_writes`), and the persister runs
 //! it through the same functions (`apply`).
 //!
 //! May call: `replication::room_writes` (the internal API), `inbound`,
-//! `resident`, `invite`, `join_remote`.
+//! `resident`, `invite`, `join_remote`, `remote_membership`.
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, ServerName, UserId, api::federation::membership::RawStrippedState};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, value::RawValue};
 
-use super::{FederationRoomError, inbound, invite, join_remote, pdus::ReceivedPdu, resident};
+use super::{FederationRoomError, inbound, invite, join_remote, pdus::ReceivedPdu, remote_membership, resident};
 use crate::{
     replication::room_writes::{self, RoomWrite, RoomWriteOutcome},
     rooms::RoomError,
@@ -33,10 +33,16 @@ pub enum FederationWrite {
     MakeMembership { origin: OwnedServerName, user_id: OwnedUserId, membership: String, supported: Option<Vec<RoomVersionId>> },
     /// `send_join` or `send_leave`; answers `JoinAnswer` for a join, `null` for a leave.
     SendMembership { origin: OwnedServerName, event_id: OwnedEventId, pdu: String, membership: String },
-    /// An incoming invite; answers the countersigned event.
-    Invite { origin: OwnedServerName, event_id: OwnedEventId, room_version: RoomVersionId, event: String },
+    /// An incoming invite (with the inviting server's stripped state, as
+    /// JSON text); answers the countersigned event.
+    Invite { origin: OwnedServerName, event_id: OwnedEventId, room_version: RoomVersionId, event: String, invite_room_state: String },
     /// A local user joining a remote room; answers the join's event id.
     JoinRemote { user_id: OwnedUserId, servers: Vec<OwnedServerName>, reason: Option<String> },
+    /// A local user knocking on a remote room; answers the knock's event id.
+    KnockRemote { user_id: OwnedUserId, servers: Vec<OwnedServerName>, reason: Option<String> },
+    /// A local user leaving a room they are only invited to or knocked on;
+    /// answers the leave's event id, or `null` when that is not the case.
+    LeaveRemote { user_id: OwnedUserId, reason: Option<String> },
 }
 
 /// What became of a forwarded PDU: accepted, or refused with the reason.
@@ -152,13 +158,19 @@ pub async fn receive_invite(
     event_id: &OwnedEventId,
     room_version: &RoomVersionId,
     raw: &RawValue,
+    invite_room_state: &[RawStrippedState],
 ) -> Result<Box<RawValue>, FederationRoomError> {
-    let call =
-        || FederationWrite::Invite { origin: origin.to_owned(), event_id: event_id.clone(), room_version: room_version.clone(), event: raw.get().to_owned() };
+    let call = || FederationWrite::Invite {
+        origin: origin.to_owned(),
+        event_id: event_id.clone(),
+        room_version: room_version.clone(),
+        event: raw.get().to_owned(),
+        invite_room_state: json(&invite_room_state),
+    };
     if let Some(event) = at_remote(services, room_id, call).await? {
         return Ok(event);
     }
-    invite::receive_invite(services, origin, room_id, event_id, room_version, raw).await
+    invite::receive_invite(services, origin, room_id, event_id, room_version, raw, invite_room_state).await
 }
 
 /// A local user's join of the remote room `room_id`, made by its persister.
@@ -174,6 +186,32 @@ pub async fn join_remote(
         return Ok(event_id);
     }
     join_remote::join(services, room_id, user_id, servers, reason).await
+}
+
+/// A local user's knock on the remote room `room_id`, made by its persister.
+pub async fn knock_remote(
+    services: &Services,
+    room_id: &RoomId,
+    user_id: &UserId,
+    servers: &[OwnedServerName],
+    reason: Option<&str>,
+) -> Result<OwnedEventId, RoomError> {
+    let call = || FederationWrite::KnockRemote { user_id: user_id.to_owned(), servers: servers.to_vec(), reason: reason.map(str::to_owned) };
+    if let Some(event_id) = at_remote(services, room_id, call).await? {
+        return Ok(event_id);
+    }
+    remote_membership::knock(services, room_id, user_id, servers, reason).await
+}
+
+/// A local user's leave of a room this server is not in (rejecting an
+/// invite, withdrawing a knock), made by its persister; `None` when the
+/// user is neither invited nor knocking there.
+pub async fn leave_remote(services: &Services, room_id: &RoomId, user_id: &UserId, reason: Option<&str>) -> Result<Option<OwnedEventId>, RoomError> {
+    let call = || FederationWrite::LeaveRemote { user_id: user_id.to_owned(), reason: reason.map(str::to_owned) };
+    if let Some(answer) = at_remote(services, room_id, call).await? {
+        return Ok(answer);
+    }
+    remote_membership::leave(services, room_id, user_id, reason).await
 }
 
 /// Runs `call` here, on the room's persister; the answer as JSON text.
@@ -202,10 +240,17 @@ pub async fn apply(services: &Services, room_id: &RoomId, call: FederationWrite)
             resident::send_leave(services, &origin, &room_id, &event_id, &parse_raw(pdu)?).await.map_err(federation_to_room)?;
             json(&())
         }
-        FederationWrite::Invite { origin, event_id, room_version, event } => {
-            json(&invite::receive_invite(services, &origin, &room_id, &event_id, &room_version, &parse_raw(event)?).await.map_err(federation_to_room)?)
+        FederationWrite::Invite { origin, event_id, room_version, event, invite_room_state } => {
+            let stripped: Vec<RawStrippedState> =
+                serde_json::from_str(&invite_room_state).map_err(|e| RoomError::Invalid(format!("malformed stripped state: {e}")))?;
+            let event = parse_raw(event)?;
+            json(&invite::receive_invite(services, &origin, &room_id, &event_id, &room_version, &event, &stripped).await.map_err(federation_to_room)?)
         }
         FederationWrite::JoinRemote { user_id, servers, reason } => json(&join_remote::join(services, &room_id, &user_id, &servers, reason.as_deref()).await?),
+        FederationWrite::KnockRemote { user_id, servers, reason } => {
+            json(&remote_membership::knock(services, &room_id, &user_id, &servers, reason.as_deref()).await?)
+        }
+        FederationWrite::LeaveRemote { user_id, reason } => json(&remote_membership::leave(services, &room_id, &user_id, reason.as_deref()).await?),
     })
 }
 
@@ -225,6 +270,13 @@ fn federation_to_room(error: FederationRoomError) -> RoomError {
         FederationRoomError::Forbidden(reason) => (403, json!({"errcode": "M_FORBIDDEN", "error": reason})),
         FederationRoomError::NotFound(reason) => (404, json!({"errcode": "M_NOT_FOUND", "error": reason})),
         FederationRoomError::BadRequest(reason) => (400, json!({"errcode": "M_BAD_JSON", "error": reason})),
+        FederationRoomError::SpamRejected(rejection) => {
+            let mut body = rejection.fields;
+            body.insert("errcode".into(), rejection.errcode.into());
+            let message = rejection.message.unwrap_or_else(|| "This user is not permitted to send invites to this server/user".into());
+            body.insert("error".into(), message.into());
+            (403, body.into())
+        }
         FederationRoomError::IncompatibleRoomVersion(version) => (
             400,
             json!({

@@ -76,6 +76,12 @@ pub async fn transaction(
             answer.insert(event_id, Err("Server is banned from room".into()));
             continue;
         }
+        if should_drop(services, &received).await {
+            // As Synapse: dropped silently, answered as accepted.
+            tracing::info!(%origin, %event_id, "dropped a PDU: the spam checker's should-drop-federated-event");
+            answer.insert(event_id, Ok(()));
+            continue;
+        }
         let outcome = super::at_persister::pdu(services, origin, received, raw).await?;
         if let Err(reason) = &outcome {
             tracing::info!(%origin, %event_id, %reason, "refused a PDU");
@@ -85,6 +91,19 @@ pub async fn transaction(
     let stored: BTreeMap<&OwnedEventId, Option<&String>> = answer.iter().map(|(id, outcome)| (id, outcome.as_ref().err())).collect();
     services.storage.store_received_txn(origin.as_str(), txn_id, &serde_json::to_string(&stored).unwrap_or_default()).await?;
     Ok(answer)
+}
+
+/// The spam checkers' `should-drop-federated-event` on a PDU of a transaction.
+async fn should_drop(services: &Services, received: &ReceivedPdu) -> bool {
+    if services.spam_checker.is_empty() {
+        return false;
+    }
+    let mut json = serde_json::to_value(&received.object).unwrap_or_default();
+    json["event_id"] = Value::String(received.event_id.to_string());
+    match crate::plugins::spam::SpamEvent::from_json(json) {
+        Some(event) => services.spam_checker.should_drop_federated_event(&event).await,
+        None => false,
+    }
 }
 
 /// Why a PDU was not accepted.

@@ -16,16 +16,17 @@ use ruma::{
 };
 use serde_json::{json, value::RawValue};
 
-use weft_storage::{NewEvent, NewRoom, StorageError};
+use weft_storage::NewEvent;
 
 use super::{FederationRoomError, inbound, pdus};
 use crate::{
+    plugins::spam::{SpamEvent, SpamVerdict},
     rooms::{BuiltEvent, Outgoing, RoomError, RoomState, versions},
     services::Services,
 };
 
 /// State types sent with an invite (as Synapse's `room_prejoin_state`).
-const INVITE_STATE_TYPES: [&str; 7] =
+pub(super) const INVITE_STATE_TYPES: [&str; 7] =
     ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
 
 /// Builds an invite of the remote user `target`, has the target's server
@@ -107,6 +108,7 @@ pub async fn receive_invite(
     event_id: &EventId,
     version: &RoomVersionId,
     raw: &RawValue,
+    invite_room_state: &[RawStrippedState],
 ) -> Result<Box<RawValue>, FederationRoomError> {
     let rules = versions::rules(version).ok_or_else(|| FederationRoomError::IncompatibleRoomVersion(version.to_string()))?;
     let object = pdus::parse_object(raw).map_err(FederationRoomError::BadRequest)?;
@@ -137,11 +139,11 @@ pub async fn receive_invite(
     if redacted {
         return Err(FederationRoomError::Forbidden("The invite's content hash does not match".into()));
     }
+    may_invite(services, &verified, event_id, &sender, &invitee, room_id).await?;
     let mut signed = verified;
     signed.remove("unsigned");
     ruma::signatures::sign_event(services.server_name.as_str(), &services.signing_key.pair, &mut signed, &rules.redaction)
         .map_err(|e| FederationRoomError::BadRequest(format!("cannot countersign: {e}")))?;
-    let json = CanonicalJsonValue::Object(signed.clone()).to_string();
 
     super::acl::check(services, room_id, origin).await?;
     let in_room = services.storage.room_version(room_id).await?.is_some()
@@ -155,52 +157,34 @@ pub async fn receive_invite(
             Err(inbound::PduError::Storage(error)) => return Err(error.into()),
         }
     } else if services.storage.event(event_id).await?.is_none() {
-        store_out_of_room(services, room_id, version, event_id, &sender, &invitee, &json, &object).await?;
+        // Kept first, so that the /sync the invite wakes shows it.
+        let stripped = super::remote_membership::stripped_events(invite_room_state);
+        services.storage.set_remote_stripped_state(room_id, &invitee, &serde_json::Value::Array(stripped).to_string()).await?;
+        super::remote_membership::store_alone(services, room_id, version, &sender, event_id, &signed, "invite").await?;
     }
     serde_json::value::to_raw_value(&signed).map_err(|e| FederationRoomError::BadRequest(e.to_string()))
 }
 
-/// An invite into a room this server is not in: the room (known by its
-/// version only) and the invite event alone, so the user's `/sync` lists it.
-#[allow(clippy::too_many_arguments)]
-async fn store_out_of_room(
+/// The spam checkers' `federated-user-may-invite`, then (as Synapse)
+/// `user-may-invite` with the invite's sender and target.
+async fn may_invite(
     services: &Services,
-    room_id: &RoomId,
-    version: &RoomVersionId,
+    object: &ruma::CanonicalJsonObject,
     event_id: &EventId,
     sender: &UserId,
     invitee: &UserId,
-    json: &str,
-    object: &ruma::CanonicalJsonObject,
-) -> Result<(), StorageError> {
-    let depth = match object.get("depth") {
-        Some(CanonicalJsonValue::Integer(depth)) => i64::from(*depth),
-        _ => 0,
-    };
-    let origin_server_ts = match object.get("origin_server_ts") {
-        Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
-        _ => weft_storage::now_ms(),
-    };
-    let event = NewEvent {
-        event_id,
-        room_id,
-        sender,
-        kind: "m.room.member",
-        state_key: Some(invitee.as_str()),
-        depth,
-        origin_server_ts,
-        json,
-        prev_events: &[],
-        membership: Some("invite"),
-        txn: None,
-        redaction: None,
-        relation: None,
-        search_text: None,
-        push_actions: &[],
-    };
-    let room = NewRoom { room_id, room_version: version.as_str(), creator: sender, published: false, alias: None };
-    services.storage.persist_remote_join(room, &[], &[], &event, false).await?;
-    services.events_persisted(room_id.as_str(), &[event_id.as_str()]);
-    services.rooms.forget(room_id).await;
-    Ok(())
+    room_id: &RoomId,
+) -> Result<(), FederationRoomError> {
+    let mut json = serde_json::to_value(object).map_err(|e| FederationRoomError::BadRequest(e.to_string()))?;
+    json["event_id"] = json!(event_id);
+    let checkers = &services.spam_checker;
+    if let Some(event) = SpamEvent::from_json(json)
+        && let SpamVerdict::Reject(rejection) = checkers.federated_user_may_invite(&event).await
+    {
+        return Err(FederationRoomError::SpamRejected(rejection));
+    }
+    match checkers.user_may_invite(sender, invitee, room_id).await {
+        SpamVerdict::Allow => Ok(()),
+        SpamVerdict::Reject(rejection) => Err(FederationRoomError::SpamRejected(rejection)),
+    }
 }

@@ -11,9 +11,11 @@
 //! auth events), `join_remote` (joining a room of another server),
 //! `backfill` (history from before the join, fetched from the room's
 //! servers for `/messages`), `server_visibility` (which events another
-//! server may see), `invite` (invites in both directions), `at_persister`
-//! (all of these that write into a room run on the room's events
-//! persister), `sender`
+//! server may see), `invite` (invites in both directions),
+//! `remote_membership` (a local user rejecting an invite, withdrawing a
+//! knock or knocking in a room this server is not in), `at_persister` (all
+//! of these that write into a room run on the room's events persister),
+//! `sender`
 //! (outbound transactions: a durable queue per destination, one
 //! transaction in flight each, retried with backoff, catch-up after an
 //! outage).
@@ -39,6 +41,7 @@ pub mod inbound;
 pub mod invite;
 pub mod join_remote;
 pub mod pdus;
+pub mod remote_membership;
 pub mod resident;
 pub mod sender;
 pub mod server_visibility;
@@ -55,6 +58,9 @@ pub enum FederationRoomError {
     BadRequest(String),
     #[error("room version {0} is not among the versions the server supports")]
     IncompatibleRoomVersion(String),
+    /// A spam checker refused (`federated-user-may-invite`, `user-may-invite`).
+    #[error("refused by the spam checker: {0:?}")]
+    SpamRejected(crate::plugins::spam::Rejection),
     #[error(transparent)]
     Room(#[from] crate::rooms::RoomError),
     #[error(transparent)]

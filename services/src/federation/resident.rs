@@ -1,8 +1,9 @@
 //! This server as a room's resident server, answering other servers:
-//! `make_join` and `make_leave` (a join or leave template on the current
-//! state, checked against the authorization rules), `send_join` and
-//! `send_leave` (the signed event checked as any PDU, persisted and passed
-//! on; for a join, the state before it and its auth chain returned),
+//! `make_join`, `make_leave` and `make_knock` (a template on the current
+//! state, checked against the authorization rules), `send_join`,
+//! `send_leave` and `send_knock` (the signed event checked as any PDU,
+//! persisted and passed on; for a join, the state before it and its auth
+//! chain returned; for a knock, the room's stripped state),
 //! `get_missing_events` (walking back from the events named), `event`,
 //! `state` and `state_ids` (the state before an event, with its auth
 //! chain), `event_auth` and `backfill`. Other servers are answered about a
@@ -50,6 +51,41 @@ pub async fn make_leave(
     user_id: &UserId,
 ) -> Result<(RoomVersionId, Box<RawValue>), FederationRoomError> {
     make_membership(services, origin, room_id, user_id, "leave", None).await
+}
+
+/// `make_knock`: an unsigned knock of `user_id` on the room's current state,
+/// in a room whose version allows knocking and is among `supported`.
+pub async fn make_knock(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    user_id: &UserId,
+    supported: &[RoomVersionId],
+) -> Result<(RoomVersionId, Box<RawValue>), FederationRoomError> {
+    ensure_knocking(services, room_id).await?;
+    make_membership(services, origin, room_id, user_id, "knock", Some(supported)).await
+}
+
+/// `send_knock`: the knock `origin` signed, checked as any PDU, persisted
+/// and passed on; returns the room's stripped state (full PDUs), as for an
+/// invite.
+pub async fn send_knock(
+    services: &Services,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    event_id: &EventId,
+    raw: &RawValue,
+) -> Result<Vec<Box<RawValue>>, FederationRoomError> {
+    ensure_knocking(services, room_id).await?;
+    send_membership(services, origin, room_id, event_id, raw, "knock").await?;
+    let state = services.storage.current_state(room_id).await?;
+    Ok(state.iter().filter(|event| super::invite::INVITE_STATE_TYPES.contains(&event.kind.as_str())).filter_map(|event| pdus::outgoing(&event.json)).collect())
+}
+
+/// Knocking exists from room version 7 (400 `M_INCOMPATIBLE_ROOM_VERSION` before).
+async fn ensure_knocking(services: &Services, room_id: &OwnedRoomId) -> Result<(), FederationRoomError> {
+    let (version, rules) = inbound::known_room(services, room_id).await?;
+    if rules.authorization.knocking { Ok(()) } else { Err(FederationRoomError::IncompatibleRoomVersion(version.to_string())) }
 }
 
 /// A template of `user_id`'s `membership` event, checked against the

@@ -258,11 +258,22 @@ pub(super) async fn stripped_state<T>(services: &Services, room_id: &RoomId, use
     let inviter =
         state.iter().find(|event| event.kind == "m.room.member" && event.state_key.as_deref() == Some(user_id.as_str())).map(|own| own.sender.to_string());
     let wanted_member = |key: Option<&str>| key == Some(user_id.as_str()) || (key.is_some() && key.map(str::to_owned) == inviter);
-    Ok(state
+    let mut stripped: Vec<serde_json::Value> = state
         .iter()
         .filter(|event| INVITE_STATE_TYPES.contains(&event.kind.as_str()) || (event.kind == "m.room.member" && wanted_member(event.state_key.as_deref())))
-        .map(|event| raw(&pdu::stripped_event(event)))
-        .collect())
+        .map(pdu::stripped_event)
+        .collect();
+    // A room this server is not in: what the inviting or knocked-on server gave.
+    if !state.iter().any(|event| event.kind == "m.room.create")
+        && let Some(json) = services.storage.remote_stripped_state(room_id, user_id).await?
+    {
+        let given: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
+        let key =
+            |event: &serde_json::Value| (event["type"].as_str().unwrap_or_default().to_owned(), event["state_key"].as_str().unwrap_or_default().to_owned());
+        let held: HashSet<(String, String)> = stripped.iter().map(key).collect();
+        stripped.extend(given.into_iter().filter(|event| !held.contains(&key(event))));
+    }
+    Ok(stripped.iter().map(raw).collect())
 }
 
 fn latest_per_key(events: Vec<StoredEvent>) -> Vec<StoredEvent> {
