@@ -48,6 +48,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (25, "federation_rooms", include_str!("../migrations/postgres/0025_federation_rooms.sql"), include_str!("../migrations/sqlite/0025_federation_rooms.sql")),
     (26, "federation_edus", include_str!("../migrations/postgres/0026_federation_edus.sql"), include_str!("../migrations/sqlite/0026_federation_edus.sql")),
     (28, "remote_media", include_str!("../migrations/postgres/0028_remote_media.sql"), include_str!("../migrations/sqlite/0028_remote_media.sql")),
+    (
+        32,
+        "federation_device_lists",
+        include_str!("../migrations/postgres/0032_federation_device_lists.sql"),
+        include_str!("../migrations/sqlite/0032_federation_device_lists.sql"),
+    ),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -5,9 +5,12 @@
 //! refused (`faults`), the public room directory (`directory`), rooms'
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
-//! across servers (`rooms`) and the checks of incoming PDUs (`pdu_checks`).
+//! across servers (`rooms`) and the checks of incoming PDUs (`pdu_checks`);
+//! device lists, signing keys, presence and end-to-end encryption through
+//! matrix-nio across servers (`edus`).
 
 mod directory;
+mod edus;
 mod fake_remote;
 mod faults;
 mod media;

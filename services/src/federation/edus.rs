@@ -1,10 +1,10 @@
 //! EDUs received in a transaction: typing (`m.typing`) and read receipts
 //! (`m.receipt`) of the origin's users in rooms they are joined to here,
 //! and to-device messages (`m.direct_to_device`) from the origin's users to
-//! local devices, once per `message_id`.
+//! local devices, once per `message_id`; device-list and signing-key
+//! updates (`device_lists`) and presence (`presence`).
 //! Each is applied by the instance that writes its stream (main by
-//! default); on another instance it is dropped with a log line, as are EDU
-//! types not handled yet (presence, device lists, signing keys).
+//! default); on another instance it is dropped, as are unknown EDU types.
 
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Raw<Edu>]) ->
             Some("m.typing") => typing(state, origin, content).await?,
             Some("m.receipt") => receipts(state, origin, content).await?,
             Some("m.direct_to_device") => to_device(state, origin, content).await?,
+            Some("m.device_list_update") => super::device_lists::device_list_update(state, origin, content).await?,
+            Some("m.signing_key_update") => super::device_lists::signing_key_update(state, origin, content).await?,
+            Some("m.presence") => super::presence::received(state, origin, content).await?,
             other => tracing::debug!(%origin, edu_type = ?other, "an EDU type not handled yet"),
         }
     }

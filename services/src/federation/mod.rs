@@ -11,7 +11,8 @@
 //! both directions), `sender`
 //! (outbound transactions: a durable queue per destination, one
 //! transaction in flight each, retried with backoff, catch-up after an
-//! outage).
+//! outage), `edus` (EDUs received), `device_lists` and `presence` (those
+//! two streams as EDUs, both ways; the cache of other servers' devices).
 //!
 //! The state model: a room's state stays linear in stream order (see
 //! docs/federation.md): an incoming event whose prev events are the room's
@@ -22,11 +23,13 @@
 //! `weft_storage`, `weft_federation` (requests and other servers' keys).
 
 pub mod acl;
+pub mod device_lists;
 pub mod edus;
 pub mod inbound;
 pub mod invite;
 pub mod join_remote;
 pub mod pdus;
+pub mod presence;
 pub mod resident;
 pub mod sender;
 

@@ -7,7 +7,9 @@
 //! go nowhere is written only now and then (`Written`). One task per destination then
 //! sends that destination's queue in `PUT /send/{txnId}` transactions, in
 //! stream order, up to 50 PDUs each with up to 100 queued EDUs
-//! (`federation_edu_outbox`: to-device messages, see `queue_edus`), one
+//! (`federation_edu_outbox`: to-device messages, see `queue_edus`; typing
+//! and receipts; device lists and presence, which `device_lists` and
+//! `presence` queue from their streams on each dispatch), one
 //! transaction in flight; a queued
 //! event leaves the queue only when a transaction holding it was accepted,
 //! so nothing acknowledged to a client is lost across a restart. A failed
@@ -70,8 +72,9 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut positions = state.notifier.subscribe();
     let mut position = None;
     let mut written = Written::default();
+    let mut streams = StreamEdus::default();
     loop {
-        let delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written).await {
+        let delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written, &mut streams).await {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, "the federation sender failed; retrying");
@@ -134,13 +137,23 @@ impl Written {
     }
 }
 
+/// The positions on the streams sent as EDUs (`device_lists`, `presence`).
+#[derive(Default)]
+struct StreamEdus {
+    device_lists: Option<i64>,
+    presence: Option<i64>,
+}
+
 async fn dispatch(
     state: &AppState,
     stopped: &watch::Receiver<bool>,
     destinations: &Destinations,
     position: &mut Option<i64>,
     written: &mut Written,
+    streams: &mut StreamEdus,
 ) -> Result<(), StorageError> {
+    super::device_lists::dispatch(state, &mut streams.device_lists).await?;
+    super::presence::dispatch(state, &mut streams.presence).await?;
     // EDUs and forwarded events are queued outside the events stream.
     let mut queued = state.storage.edu_destinations().await?;
     queued.extend(state.storage.outbox_destinations().await?);
