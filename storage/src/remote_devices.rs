@@ -25,10 +25,8 @@ pub type RemoteDeviceList = (Vec<RemoteDevice>, Vec<(String, serde_json::Value)>
 impl Storage {
     /// The federation sender's position on a stream it sends as EDUs.
     pub async fn federation_stream_position(&self, stream_name: &str) -> Result<i64> {
-        let position: Option<i64> = sqlx::query_scalar("SELECT stream_id FROM federation_stream_positions WHERE stream_name = $1")
-            .bind(stream_name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT stream_id FROM federation_stream_positions WHERE stream_name = $1").bind(stream_name).fetch_optional(&self.pool).await?;
         Ok(position.unwrap_or(0))
     }
 
@@ -83,15 +81,19 @@ impl Storage {
     }
 
     /// Replaces a remote user's cached list with a full one (`/user/devices`).
-    pub async fn replace_remote_devices(&self, user_id: &UserId, stream_id: i64, devices: &[RemoteDevice], cross_signing: &[(&str, &serde_json::Value)]) -> Result<()> {
+    pub async fn replace_remote_devices(
+        &self,
+        user_id: &UserId,
+        stream_id: i64,
+        devices: &[RemoteDevice],
+        cross_signing: &[(&str, &serde_json::Value)],
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO remote_device_lists (user_id, stream_id) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id",
-        )
-        .bind(user_id.as_str())
-        .bind(stream_id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO remote_device_lists (user_id, stream_id) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id")
+            .bind(user_id.as_str())
+            .bind(stream_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM remote_devices WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM remote_cross_signing_keys WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
         for device in devices {
@@ -132,7 +134,8 @@ impl Storage {
                 keys: keys.as_deref().map(parse).transpose()?,
             });
         }
-        let rows = sqlx::query("SELECT key_type, key_json FROM remote_cross_signing_keys WHERE user_id = $1").bind(user_id.as_str()).fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT key_type, key_json FROM remote_cross_signing_keys WHERE user_id = $1").bind(user_id.as_str()).fetch_all(&self.pool).await?;
         let mut cross_signing = Vec::with_capacity(rows.len());
         for row in rows {
             let json: String = row.try_get("key_json")?;

@@ -11,7 +11,8 @@ over federation, the Megolm room keys travel as to-device messages between
 the servers, and each decrypts the other's message. Then bob logs in a
 second device: alice's Weft hears of it (m.device_list_update), names bob in
 /sync's device_lists.changed, and alice's client finds the new device; a
-message alice sends next is decrypted there. Prints one line per check and a
+message alice sends next is decrypted there. The same for a second device
+of alice, which Weft announces to Synapse. Prints one line per check and a
 closing tally; exits non-zero on any failure.
 """
 
@@ -29,10 +30,15 @@ from report import check, summary
 async def main(weft, synapse):
     suffix = secrets.token_hex(4)
     password = secrets.token_urlsafe(12)
-    with tempfile.TemporaryDirectory() as alice_store, tempfile.TemporaryDirectory() as bob_store, tempfile.TemporaryDirectory() as bob2_store:
+    with (
+        tempfile.TemporaryDirectory() as alice_store,
+        tempfile.TemporaryDirectory() as bob_store,
+        tempfile.TemporaryDirectory() as bob2_store,
+        tempfile.TemporaryDirectory() as alice2_store,
+    ):
         alice = await e2e_client(weft, "alice" + suffix, password, alice_store)
         bob = await e2e_client(synapse, "bob" + suffix, password, bob_store)
-        bob2 = None
+        bob2 = alice2 = None
         try:
             await alice.sync(timeout=0)
             await bob.sync(timeout=0)
@@ -97,11 +103,29 @@ async def main(weft, synapse):
             undecryptable.clear()
             got = await sync_until(bob2, sees("for both of bob's devices"), "bob's second device decrypting", seconds=60)
             check("bob's second device decrypts alice's message", got is not None, f"undecryptable: {len(undecryptable)}")
+
+            # And the other way: alice's second device, announced by Weft to Synapse.
+            alice2 = await e2e_client_login(weft, alice.user_id, password, alice2_store)
+            await alice2.sync(timeout=0)
+            changed = await sync_until(
+                bob,
+                lambda r: alice.user_id in r.device_list.changed and alice2.device_id in bob.device_store[alice.user_id],
+                "alice's new device in bob's device list",
+                seconds=60,
+            )
+            check("bob's /sync names alice's new device and his client finds it", changed is not None, str(list(bob.device_store[alice.user_id])))
+            bob.invalidate_outbound_session(room_id)
+            sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "for both of alice's devices"}, ignore_unverified_devices=True)
+            check("bob sends to alice's two devices", isinstance(sent, RoomSendResponse), str(sent))
+            undecryptable.clear()
+            got = await sync_until(alice2, sees("for both of alice's devices"), "alice's second device decrypting", seconds=60)
+            check("alice's second device decrypts bob's message", got is not None, f"undecryptable: {len(undecryptable)}")
         finally:
             await alice.close()
             await bob.close()
-            if bob2 is not None:
-                await bob2.close()
+            for other in (bob2, alice2):
+                if other is not None:
+                    await other.close()
     return summary("matrix-nio e2ee across servers")
 
 

@@ -91,8 +91,7 @@ fn names_changed(body: &Value, user_id: &str) -> bool {
 async fn query_until(peer: &impl Peer, session: &Session, user_id: &str, what: &str, found: impl Fn(&Value) -> bool) {
     let started = Instant::now();
     loop {
-        let (status, body) =
-            peer.call(Method::POST, "/_matrix/client/v3/keys/query", &session.access_token, Some(json!({"device_keys": {user_id: []}}))).await;
+        let (status, body) = peer.call(Method::POST, "/_matrix/client/v3/keys/query", &session.access_token, Some(json!({"device_keys": {user_id: []}}))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         if found(&body) {
             return;
@@ -186,8 +185,7 @@ async fn presence_seen(setter: &impl Side, setter_session: &Session, watcher: &i
     let since = sync_token(watcher, watcher_session).await;
     let status_msg = format!("busy on {}", setter.name());
     let path = format!("/_matrix/client/v3/presence/{}/status", encode(&setter_session.user_id));
-    let (status, body) =
-        setter.call(Method::PUT, &path, &setter_session.access_token, Some(json!({"presence": "online", "status_msg": status_msg}))).await;
+    let (status, body) = setter.call(Method::PUT, &path, &setter_session.access_token, Some(json!({"presence": "online", "status_msg": status_msg}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let user = &setter_session.user_id;
     sync_since_until(watcher, watcher_session, &since, "the other side's presence", |body| {
