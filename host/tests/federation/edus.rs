@@ -2,11 +2,12 @@
 //! Synapse 1.163 and Weft with Weft, each direction: a user of one server
 //! joins a room of the other, which names them in its `/sync`
 //! `device_lists.changed`; a device added on one side appears in the other
-//! side's `device_lists.changed` and `/keys/query`; so does a new master
-//! key; presence set on one side is seen in the other side's `/sync`. And
-//! end-to-end encryption across servers through matrix-nio
-//! (tests/clients/nio_federation.py): a client on Weft and one on Synapse
-//! exchange Megolm-encrypted messages.
+//! side's `device_lists.changed` and `/keys/query`, and leaves it when
+//! logged out; a new master key appears there too; presence set on one
+//! side is seen in the other side's `/sync`; a device added while Synapse
+//! is down reaches it once it is back. And end-to-end encryption across
+//! servers through matrix-nio (tests/clients/nio_federation.py): a client
+//! on Weft and one on Synapse exchange Megolm-encrypted messages.
 
 use std::{
     path::PathBuf,
@@ -128,7 +129,7 @@ async fn upload_cross_signing(side: &impl Side, session: &Session, localpart: &s
 
 /// `one` and `other`: a user of `other` joins a room of `one`; devices,
 /// master keys and presence each way.
-async fn exchange(one: &impl Side, other: &impl Side, tag: &str) {
+async fn exchange(one: &impl Side, other: &impl Side, tag: &str) -> (Session, Session) {
     let (ann_name, ben_name) = (format!("ann{tag}"), format!("ben{tag}"));
     let ann = one.user(&ann_name).await;
     let ben = other.user(&ben_name).await;
@@ -161,6 +162,7 @@ async fn exchange(one: &impl Side, other: &impl Side, tag: &str) {
     // Presence each way.
     presence_seen(one, &ann, other, &ben).await;
     presence_seen(other, &ben, one, &ann).await;
+    (ann, ben)
 }
 
 /// `owner`'s user logs in a new device with keys: `watcher`'s user sees
@@ -176,6 +178,15 @@ async fn device_seen(owner: &impl Side, owner_session: &Session, owner_name: &st
     let device_id = &device.device_id;
     query_until(watcher, watcher_session, &owner_session.user_id, "the new device", |body| {
         body["device_keys"][&device.user_id][device_id]["keys"][format!("ed25519:{device_id}")] == json!(key.public)
+    })
+    .await;
+    // Logging out deletes the device: gone from the other side's answer too.
+    let since = sync_token(watcher, watcher_session).await;
+    let (status, body) = owner.call(Method::POST, "/_matrix/client/v3/logout", &device.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_since_until(watcher, watcher_session, &since, "the deleted device in device_lists.changed", |body| names_changed(body, &owner_session.user_id)).await;
+    query_until(watcher, watcher_session, &owner_session.user_id, "the device list without the deleted device", |body| {
+        body["device_keys"][&device.user_id].is_object() && body["device_keys"][&device.user_id].get(device_id).is_none()
     })
     .await;
 }
@@ -197,10 +208,24 @@ async fn presence_seen(setter: &impl Side, setter_session: &Session, watcher: &i
 }
 
 async fn device_lists_signing_keys_and_presence_between_weft_and_synapse(backend: Backend) {
-    let synapse = Synapse::start().await;
+    let mut synapse = Synapse::start().await;
     let weft = TestServer::builder(backend).federation().start().await;
-    exchange(&weft, &synapse, "w").await;
+    let (ann, ben) = exchange(&weft, &synapse, "w").await;
     exchange(&synapse, &weft, "s").await;
+
+    // Synapse is down while a Weft user adds a device: the update waits in the queue.
+    synapse.stop();
+    let device = second_device(&weft, "annw").await;
+    let key = DeviceKey::new();
+    let (status, body) = weft.post("/_matrix/client/v3/keys/upload", Some(&device.access_token), key.upload_body(&device.user_id, &device.device_id)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    synapse.resume().await;
+    let device_id = &device.device_id;
+    query_until(&synapse, &ben, &ann.user_id, "the device added during the outage", |body| {
+        body["device_keys"][&ann.user_id][device_id]["keys"][format!("ed25519:{device_id}")] == json!(key.public)
+    })
+    .await;
 }
 
 async fn device_lists_signing_keys_and_presence_between_wefts(backend: Backend) {
