@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use weft_storage::{DeviceListChange, RemoteDevice, StorageError, Stream};
 
+use super::sender::StreamCursor;
 use crate::services::Services;
 
 /// The sender's position name in `federation_stream_positions`.
@@ -40,13 +41,12 @@ const BATCH: i64 = 200;
 const RESYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Queues the EDUs for local users' device-list changes since the saved
-/// position; returns the destinations given some. `at` keeps the position
-/// between calls.
-pub async fn dispatch(state: &Services, at: &mut Option<i64>) -> Result<Vec<String>, StorageError> {
+/// position; returns the destinations given some.
+pub(super) async fn dispatch(state: &Services, cursor: &mut StreamCursor) -> Result<Vec<String>, StorageError> {
     let storage = &state.storage;
-    let mut position = match *at {
+    let mut position = match cursor.position {
         Some(position) => position,
-        None => *at.insert(storage.federation_stream_position(POSITION).await?),
+        None => *cursor.position.insert(storage.federation_stream_position(POSITION).await?),
     };
     let upto = state.notifier.position(Stream::DeviceLists);
     let mut woken = Vec::new();
@@ -67,10 +67,13 @@ pub async fn dispatch(state: &Services, at: &mut Option<i64>) -> Result<Vec<Stri
             let json = edu.to_string();
             edus.extend(servers.into_iter().map(|server| (server, json.clone())));
         }
-        storage.enqueue_stream_edus(POSITION, reached, &edus).await?;
+        let write = !edus.is_empty() || cursor.due();
+        if write {
+            storage.enqueue_stream_edus(POSITION, reached, &edus).await?;
+        }
+        cursor.reached(reached, write);
         woken.extend(edus.into_iter().map(|(destination, _)| destination));
         position = reached;
-        *at = Some(reached);
     }
     woken.sort();
     woken.dedup();

@@ -21,7 +21,10 @@ use serde_json::{Value, json};
 use weft_core::config::MAIN_INSTANCE;
 use weft_storage::{NewPresence, StorageError, Stream, now_ms};
 
-use super::device_lists::{servers_sharing_rooms_with, shares_room_with_local_user};
+use super::{
+    device_lists::{servers_sharing_rooms_with, shares_room_with_local_user},
+    sender::StreamCursor,
+};
 use crate::{presence::SETTABLE_STATES, services::Services};
 
 /// The sender's position name in `federation_stream_positions`.
@@ -33,14 +36,14 @@ pub const REMOTE_TIMEOUT_MS: i64 = 30 * 60 * 1000;
 
 /// Queues `m.presence` EDUs for local users' presence changes since the
 /// saved position; returns the destinations given some.
-pub async fn dispatch(state: &Services, at: &mut Option<i64>) -> Result<Vec<String>, StorageError> {
+pub(super) async fn dispatch(state: &Services, cursor: &mut StreamCursor) -> Result<Vec<String>, StorageError> {
     if !state.config.presence.enabled {
         return Ok(Vec::new());
     }
     let storage = &state.storage;
-    let position = match *at {
+    let position = match cursor.position {
         Some(position) => position,
-        None => *at.insert(storage.federation_stream_position(POSITION).await?),
+        None => *cursor.position.insert(storage.federation_stream_position(POSITION).await?),
     };
     let upto = state.notifier.position(Stream::Presence);
     if position >= upto {
@@ -65,8 +68,11 @@ pub async fn dispatch(state: &Services, at: &mut Option<i64>) -> Result<Vec<Stri
             push.chunks(USERS_PER_EDU).map(move |chunk| (server.clone(), json!({"edu_type": "m.presence", "content": {"push": chunk}}).to_string()))
         })
         .collect();
-    storage.enqueue_stream_edus(POSITION, upto, &edus).await?;
-    *at = Some(upto);
+    let write = !edus.is_empty() || cursor.due();
+    if write {
+        storage.enqueue_stream_edus(POSITION, upto, &edus).await?;
+    }
+    cursor.reached(upto, write);
     Ok(pushes.into_keys().collect())
 }
 

@@ -140,8 +140,31 @@ impl Written {
 /// The positions on the streams sent as EDUs (`device_lists`, `presence`).
 #[derive(Default)]
 struct StreamEdus {
-    device_lists: Option<i64>,
-    presence: Option<i64>,
+    device_lists: StreamCursor,
+    presence: StreamCursor,
+}
+
+/// The sender's place on a stream it sends as EDUs: a position past changes
+/// that queued nothing is written only now and then, as for events (`Written`).
+#[derive(Default)]
+pub(super) struct StreamCursor {
+    pub(super) position: Option<i64>,
+    written: Option<std::time::Instant>,
+}
+
+impl StreamCursor {
+    /// Whether a position that queued nothing is to be written now.
+    pub(super) fn due(&self) -> bool {
+        self.written.is_none_or(|when| when.elapsed() >= UNWRITTEN_FOR)
+    }
+
+    /// The position reached, `written` or kept in memory only.
+    pub(super) fn reached(&mut self, position: i64, written: bool) {
+        self.position = Some(position);
+        if written {
+            self.written = Some(std::time::Instant::now());
+        }
+    }
 }
 
 async fn dispatch(
