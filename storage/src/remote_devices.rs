@@ -6,6 +6,8 @@
 //! sender's positions on the streams it turns into EDUs (device lists,
 //! presence).
 
+use std::collections::{HashMap, HashSet};
+
 use ruma::UserId;
 use sqlx::{AnyConnection, Row};
 
@@ -63,6 +65,41 @@ impl Storage {
     /// as of; `None` when it is not cached.
     pub async fn remote_device_list_position(&self, user_id: &UserId) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar("SELECT stream_id FROM remote_device_lists WHERE user_id = $1").bind(user_id.as_str()).fetch_optional(&self.pool).await?)
+    }
+
+    /// The positions of the cached lists among `users`, by user id.
+    pub async fn remote_device_list_positions(&self, users: &[&UserId]) -> Result<HashMap<String, i64>> {
+        let mut positions = HashMap::new();
+        for chunk in users.chunks(CHUNK) {
+            let sql = format!("SELECT user_id, stream_id FROM remote_device_lists WHERE user_id IN ({})", placeholders(1, chunk.len()));
+            let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+            for user in chunk {
+                query = query.bind(user.as_str());
+            }
+            positions.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(positions)
+    }
+
+    /// Which of `users` are joined to a room a user of `server_name` is joined to.
+    pub async fn users_sharing_rooms_with_server(&self, users: &[&UserId], server_name: &str) -> Result<HashSet<String>> {
+        let mut sharing = HashSet::new();
+        for chunk in users.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT other.state_key FROM current_state other \
+                 JOIN current_state mine ON mine.room_id = other.room_id AND mine.type = 'm.room.member' \
+                 AND mine.membership = 'join' AND mine.state_key LIKE $1 \
+                 WHERE other.type = 'm.room.member' AND other.membership = 'join' AND other.state_key IN ({})",
+                placeholders(2, chunk.len())
+            );
+            // Server names hold neither `%` nor `_`.
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(format!("%:{server_name}"));
+            for user in chunk {
+                query = query.bind(user.as_str());
+            }
+            sharing.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(sharing)
     }
 
     /// Applies one `m.device_list_update` to a cached list: the device
@@ -157,6 +194,14 @@ impl Storage {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Users per statement: well under SQLite's and PostgreSQL's bind limits.
+const CHUNK: usize = 500;
+
+/// `$first, …` for `count` binds.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
 async fn insert_device(conn: &mut AnyConnection, user_id: &UserId, device: &RemoteDevice) -> Result<()> {

@@ -98,8 +98,7 @@ pub(super) async fn servers_sharing_rooms_with(state: &Services, user_id: &UserI
 
 /// Whether a local user is joined to a room `user_id` is joined to.
 pub(super) async fn shares_room_with_local_user(state: &Services, user_id: &UserId) -> Result<bool, StorageError> {
-    let sharing = state.storage.users_sharing_rooms_with(user_id).await?;
-    Ok(sharing.iter().filter_map(|user| UserId::parse(user).ok()).any(|user| user.server_name() == state.server_name))
+    Ok(state.storage.users_sharing_rooms_with_server(&[user_id], state.server_name.as_str()).await?.contains(user_id.as_str()))
 }
 
 /// The public part of a cross-signing key (its single key).
@@ -296,12 +295,20 @@ pub async fn cached_keys(
 ) -> Result<(RemoteKeys, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>), StorageError> {
     let mut keys = RemoteKeys::default();
     let mut rest = BTreeMap::new();
+    let remote: Vec<&UserId> = wanted.keys().filter(|user_id| user_id.server_name() != state.server_name).map(|user_id| user_id.as_ref()).collect();
+    if remote.is_empty() {
+        return Ok((keys, rest));
+    }
+    let sharing = state.storage.users_sharing_rooms_with_server(&remote, state.server_name.as_str()).await?;
+    let cached = state.storage.remote_device_list_positions(&remote).await?;
     let mut followed = Vec::new();
     for (user_id, devices) in wanted.iter().filter(|(user_id, _)| user_id.server_name() != state.server_name) {
-        if shares_room_with_local_user(state, user_id).await? {
+        if sharing.contains(user_id.as_str()) {
             followed.push((user_id, devices));
         } else {
-            state.storage.forget_remote_devices(user_id).await?;
+            if cached.contains_key(user_id.as_str()) {
+                state.storage.forget_remote_devices(user_id).await?;
+            }
             rest.insert(user_id.clone(), devices.clone());
         }
     }
@@ -314,12 +321,12 @@ pub async fn cached_keys(
     }))
     .await;
     for ((user_id, devices), list) in followed.into_iter().zip(lists) {
-        let Some((cached, cross_signing)) = list? else {
+        let Some((cached_devices, cross_signing)) = list? else {
             rest.insert(user_id.clone(), devices.clone());
             continue;
         };
         let mut listed = BTreeMap::new();
-        for device in cached {
+        for device in cached_devices {
             if !devices.is_empty() && !devices.iter().any(|wanted| wanted.as_str() == device.device_id) {
                 continue;
             }
