@@ -212,6 +212,11 @@ async fn device_lists_signing_keys_and_presence_between_weft_and_synapse(backend
     let weft = TestServer::builder(backend).federation().start().await;
     let (ann, ben) = exchange(&weft, &synapse, "w").await;
     exchange(&synapse, &weft, "s").await;
+    // Weft answered from the list it keeps of ben's devices (fetched from
+    // Synapse's /user/devices, kept current by its updates), not by asking.
+    let ben_id = ruma::UserId::parse(&ben.user_id).unwrap();
+    let (_, cross_signing) = weft.state.storage.remote_device_list(&ben_id).await.unwrap().expect("Weft keeps ben's device list");
+    assert!(cross_signing.iter().any(|(key_type, _)| key_type == "master"), "{cross_signing:?}");
 
     // Synapse is down while a Weft user adds a device: the update waits in the queue.
     synapse.stop();
@@ -231,7 +236,12 @@ async fn device_lists_signing_keys_and_presence_between_weft_and_synapse(backend
 async fn device_lists_signing_keys_and_presence_between_wefts(backend: Backend) {
     let one = TestServer::builder(backend).federation().start().await;
     let other = TestServer::builder(backend).federation().start().await;
-    exchange(&one, &other, "a").await;
+    let (ann, ben) = exchange(&one, &other, "a").await;
+    for (server, user) in [(&one, &ben), (&other, &ann)] {
+        let user_id = ruma::UserId::parse(&user.user_id).unwrap();
+        let (_, cross_signing) = server.state.storage.remote_device_list(&user_id).await.unwrap().expect("the other side's device list kept");
+        assert!(cross_signing.iter().any(|(key_type, _)| key_type == "master"), "{cross_signing:?}");
+    }
 }
 
 /// The virtual environment with matrix-nio and vodozemac (tests/run.sh makes
