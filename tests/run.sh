@@ -168,17 +168,22 @@ if [ ! -x "$synapse_venv/bin/python" ] || [ "$("$synapse_venv/bin/python" -c 'im
 fi
 export WEFT_SYNAPSE_VENV="$(realpath "$synapse_venv")"
 
-say "running the test suite"
-cargo test --workspace --locked
-
-# A real client library against the real binary, started as a newcomer would.
-say "running the matrix-nio client check"
+# matrix-nio with vodozemac, in a venv beside the target directory: the
+# client checks below, and host/tests/federation/edus.rs's end-to-end
+# encryption across servers (tests/clients/nio_federation.py, WEFT_CLIENT_VENV).
 target_dir="${CARGO_TARGET_DIR:-target}"
 venv="$target_dir/client-venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import nio, vodozemac" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
+export WEFT_CLIENT_VENV="$(realpath "$venv")"
+
+say "running the test suite"
+cargo test --workspace --locked
+
+# A real client library against the real binary, started as a newcomer would.
+say "running the matrix-nio client check"
 cargo build --locked -p weft
 data_dir="$(mktemp -d)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

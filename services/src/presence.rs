@@ -295,6 +295,13 @@ pub async fn expire(services: &Services) -> Result<(), StorageError> {
     let now = now_ms();
     for row in services.storage.present_users().await? {
         let Ok(user_id) = <&UserId>::try_from(row.user_id.as_str()) else { continue };
+        if user_id.server_name() != services.server_name {
+            // Another server's user: their server says when they go idle or offline.
+            if now - row.last_sync_ts > crate::federation::presence::REMOTE_TIMEOUT_MS {
+                write(services, user_id, "offline", row.status_msg.as_deref(), row.last_active_ts, row.last_sync_ts, false).await?;
+            }
+            continue;
+        }
         let gone = now - row.last_sync_ts > SYNC_TIMEOUT_MS && !services.presence.is_syncing(&row.user_id);
         let (state, active) = if gone {
             ("offline", false)

@@ -57,6 +57,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0031_remote_stripped_state.sql"),
     ),
     (
+        32,
+        "federation_device_lists",
+        include_str!("../migrations/postgres/0032_federation_device_lists.sql"),
+        include_str!("../migrations/sqlite/0032_federation_device_lists.sql"),
+    ),
+    (
         33,
         "federation_senders",
         include_str!("../migrations/postgres/0033_federation_senders.sql"),

@@ -245,7 +245,9 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
         return Err(ApiError::invalid_param(format!("device_keys names more than {MAX_QUERY_USERS} users")));
     }
     let wanted = &request.body.device_keys;
-    let remote = super::federated::query_keys(&state, wanted);
+    // Users sharing a room with a local user: from the device lists kept here.
+    let (cached, uncached) = weft_services::federation::device_lists::cached_keys(&state, wanted).await?;
+    let remote = super::federated::query_keys(&state, &uncached);
     let local = local_keys(&state, wanted, Some(&sender.user_id));
     let (remote, local) = futures_util::future::join(remote, local).await;
     let local = local?;
@@ -254,6 +256,9 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
     response.master_keys = local.master_keys;
     response.self_signing_keys = local.self_signing_keys;
     response.user_signing_keys = local.user_signing_keys;
+    response.device_keys.extend(cached.device_keys);
+    response.master_keys.extend(cached.master_keys);
+    response.self_signing_keys.extend(cached.self_signing_keys);
     for (server, answer) in remote {
         match answer {
             Ok(answer) => {

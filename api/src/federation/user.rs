@@ -14,7 +14,6 @@ use ruma::{
 };
 
 use weft_services::services::AppState;
-use weft_storage::Stream;
 
 use crate::{
     client::keys::{MAX_CLAIM_DEVICES, MAX_QUERY_USERS, claim_local, local_keys},
@@ -30,7 +29,9 @@ pub async fn devices(state: AppState, request: Ruma<get_devices::v1::Request>) -
     }
     let wanted = BTreeMap::from([(user_id.clone(), Vec::<OwnedDeviceId>::new())]);
     let mut keys = local_keys(&state, &wanted, None).await?;
-    let stream_id = UInt::try_from(state.storage.persisted_position(Stream::DeviceLists).max(0) as u64).unwrap_or_default();
+    // The user's latest change: the `prev_id` of the next `m.device_list_update` names it.
+    let latest = state.storage.device_change_before(&user_id, i64::MAX).await?.unwrap_or(0);
+    let stream_id = UInt::try_from(latest.max(0) as u64).unwrap_or_default();
     let mut response = get_devices::v1::Response::new(user_id.clone(), stream_id);
     for (device_id, device_keys) in keys.device_keys.remove(&user_id).unwrap_or_default() {
         let name = device_keys

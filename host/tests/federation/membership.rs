@@ -279,3 +279,22 @@ async fn the_spam_checker_drops_federated_events_and_refuses_federated_invites(b
     let (status, body) = caller.call(Method::GET, &make_knock(&private), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no knock without the knock join rule: {body}");
 }
+
+/// `createRoom` with a Synapse user in `invite` and `is_direct` (how
+/// clients open a direct chat): the invite goes through Synapse's
+/// federation `invite`, and the Synapse user sees it and joins.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_room_invites_users_of_other_servers() {
+    let synapse = Synapse::start().await;
+    let weft = TestServer::builder(Backend::Sqlite).federation().start().await;
+    let alice = weft.register("alice", "password-of-alice").await;
+    let bob = synapse.register("bob").await;
+    let body = json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [bob.user_id]});
+    let (status, room) = weft.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), body).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap().to_owned();
+    sync_until_in(&synapse, &bob, "invite", &room_id).await;
+    let (status, joined) = synapse.post(&format!("/_matrix/client/v3/join/{}", encode(&room_id)), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "bob accepts: {joined}\n{}", synapse.logs());
+    sync_until(&weft, &alice, &room_id, "bob's join", |events| member_is(events, &bob.user_id, "join")).await;
+}

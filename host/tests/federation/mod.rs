@@ -9,10 +9,13 @@
 //! a worker deployment sharing rooms with Synapse (`workers`), forks
 //! resolved and missing auth events fetched (`forks`), history from
 //! before a join fetched with `backfill`, with what the room's history
-//! visibility lets another server see (`history`), and invites rejected,
-//! knocks and the spam checker's federation hooks (`membership`).
+//! visibility lets another server see (`history`), invites rejected,
+//! knocks and the spam checker's federation hooks (`membership`), and
+//! device lists, signing keys, presence and end-to-end encryption through
+//! matrix-nio across servers (`edus`).
 
 mod directory;
+mod edus;
 mod fake_remote;
 mod faults;
 mod forks;

@@ -1,12 +1,13 @@
 //! EDUs received in a transaction: typing (`m.typing`) and read receipts
 //! (`m.receipt`) of the origin's users in rooms they are joined to here,
 //! and to-device messages (`m.direct_to_device`) from the origin's users to
-//! local devices, once per `message_id`.
+//! local devices, once per `message_id`; device-list and signing-key
+//! updates (`device_lists`) and presence (`presence`).
 //! Each is applied by the instance that writes its stream (main by
 //! default): an instance that does not sends it there over the internal
 //! API (`FORWARD_PATH`), and a transaction whose EDUs could not be passed
-//! on fails, so that the origin sends it again. EDU types not handled yet
-//! (presence, device lists, signing keys) are dropped with a log line.
+//! on fails, so that the origin sends it again. Unknown EDU types are
+//! dropped with a log line.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -60,6 +61,9 @@ pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Raw<Edu>]) ->
             Some("m.typing") => typing(state, origin, content).await?,
             Some("m.receipt") => receipts(state, origin, content).await?,
             Some("m.direct_to_device") => to_device(state, origin, content).await?,
+            Some("m.device_list_update") => super::device_lists::device_list_update(state, origin, content).await?,
+            Some("m.signing_key_update") => super::device_lists::signing_key_update(state, origin, content).await?,
+            Some("m.presence") => super::presence::received(state, origin, content).await?,
             other => tracing::debug!(%origin, edu_type = ?other, "an EDU type not handled yet"),
         }
     }
@@ -76,6 +80,8 @@ fn writer_of<'a>(state: &'a AppState, edu_type: &str) -> Option<&'a str> {
         "m.typing" => &writers.typing,
         "m.receipt" => &writers.receipts,
         "m.direct_to_device" => &writers.to_device,
+        "m.device_list_update" | "m.signing_key_update" => &writers.device_lists,
+        "m.presence" => &writers.presence,
         _ => return None,
     };
     Some(list.first().map_or(MAIN_INSTANCE, String::as_str))

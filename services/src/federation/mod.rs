@@ -18,7 +18,8 @@
 //! `sender`
 //! (outbound transactions: a durable queue per destination, one
 //! transaction in flight each, retried with backoff, catch-up after an
-//! outage).
+//! outage), `edus` (EDUs received), `device_lists` and `presence` (those
+//! two streams as EDUs, both ways; the cache of other servers' devices).
 //!
 //! The state model (see docs/federation.md and `state`): a room's state
 //! stays linear in stream order; an incoming event whose prev events are the
@@ -36,11 +37,13 @@ pub mod acl;
 pub mod at_persister;
 pub mod auth_events;
 pub mod backfill;
+pub mod device_lists;
 pub mod edus;
 pub mod inbound;
 pub mod invite;
 pub mod join_remote;
 pub mod pdus;
+pub mod presence;
 pub mod remote_membership;
 pub mod resident;
 pub mod sender;

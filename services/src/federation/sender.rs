@@ -7,7 +7,9 @@
 //! go nowhere is written only now and then (`Written`). One task per destination then
 //! sends that destination's queue in `PUT /send/{txnId}` transactions, in
 //! stream order, up to 50 PDUs each with up to 100 queued EDUs
-//! (`federation_edu_outbox`: to-device messages, see `queue_edus`), one
+//! (`federation_edu_outbox`: to-device messages, see `queue_edus`; typing
+//! and receipts; device lists and presence, which `device_lists` and
+//! `presence` queue from their streams on each dispatch), one
 //! transaction in flight; a queued
 //! event leaves the queue only when a transaction holding it was accepted,
 //! so nothing acknowledged to a client is lost across a restart. A failed
@@ -60,8 +62,18 @@ pub fn sends_here(services: &Services) -> bool {
 }
 
 /// Whether this instance sends to `destination`.
-fn owns(services: &Services, destination: &str) -> bool {
+pub(super) fn owns(services: &Services, destination: &str) -> bool {
     services.config.federation_sender_of(destination) == services.config.instance_name()
+}
+
+/// The key of this sender's position on `stream` (sent as EDUs): the
+/// stream's name for the one sender (main), `stream@instance` for each of
+/// several, which start where the one sender was.
+pub(super) fn stream_position_key(services: &Services, stream: &str) -> String {
+    match services.config.federation_sender_instances.is_empty() {
+        true => stream.to_owned(),
+        false => format!("{stream}@{}", services.config.instance_name()),
+    }
 }
 
 /// The sender: dispatches new events to the destinations' queues and runs
@@ -79,8 +91,9 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut positions = state.notifier.subscribe();
     let mut position = None;
     let mut written = Written::default();
+    let mut streams = StreamEdus::default();
     loop {
-        let delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written).await {
+        let delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written, &mut streams).await {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, "the federation sender failed; retrying");
@@ -143,13 +156,46 @@ impl Written {
     }
 }
 
+/// The positions on the streams sent as EDUs (`device_lists`, `presence`).
+#[derive(Default)]
+struct StreamEdus {
+    device_lists: StreamCursor,
+    presence: StreamCursor,
+}
+
+/// The sender's place on a stream it sends as EDUs: a position past changes
+/// that queued nothing is written only now and then, as for events (`Written`).
+#[derive(Default)]
+pub(super) struct StreamCursor {
+    pub(super) position: Option<i64>,
+    written: Option<std::time::Instant>,
+}
+
+impl StreamCursor {
+    /// Whether a position that queued nothing is to be written now.
+    pub(super) fn due(&self) -> bool {
+        self.written.is_none_or(|when| when.elapsed() >= UNWRITTEN_FOR)
+    }
+
+    /// The position reached, `written` or kept in memory only.
+    pub(super) fn reached(&mut self, position: i64, written: bool) {
+        self.position = Some(position);
+        if written {
+            self.written = Some(std::time::Instant::now());
+        }
+    }
+}
+
 async fn dispatch(
     state: &AppState,
     stopped: &watch::Receiver<bool>,
     destinations: &Destinations,
     position: &mut Option<i64>,
     written: &mut Written,
+    streams: &mut StreamEdus,
 ) -> Result<(), StorageError> {
+    super::device_lists::dispatch(state, &mut streams.device_lists).await?;
+    super::presence::dispatch(state, &mut streams.presence).await?;
     // EDUs and forwarded events are queued outside the events stream.
     let mut queued = state.storage.edu_destinations().await?;
     queued.extend(state.storage.outbox_destinations().await?);

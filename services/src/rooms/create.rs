@@ -187,13 +187,10 @@ impl super::Rooms {
         if let Some(topic) = &request.topic {
             plan.push(("m.room.topic".into(), Some(String::new()), json!({"topic": topic})));
         }
-        for invitee in &request.invite {
-            let mut content = json!({"membership": "invite"});
-            super::membership::add_profile(services, invitee, &mut content).await?;
-            if request.is_direct {
-                content["is_direct"] = json!(true);
-            }
-            plan.push(("m.room.member".into(), Some(invitee.to_string()), content));
+        let (local_invitees, remote_invitees): (Vec<&OwnedUserId>, Vec<&OwnedUserId>) =
+            request.invite.iter().partition(|invitee| invitee.server_name() == services.server_name);
+        for invitee in local_invitees {
+            plan.push(("m.room.member".into(), Some(invitee.to_string()), invite_content(services, invitee, request.is_direct).await?));
         }
 
         let mut built = Vec::with_capacity(plan.len());
@@ -228,8 +225,33 @@ impl super::Rooms {
         services.events_persisted(room_id.as_str(), &event_ids);
         drop(events);
         self.remember(room).await;
+        // Users of other servers are invited through their servers (the
+        // federation `invite`) once the room exists, as Synapse does; one
+        // that cannot be reached does not undo the room.
+        for invitee in remote_invitees {
+            let content = invite_content(services, invitee, request.is_direct).await?;
+            let outgoing = Outgoing { kind: "m.room.member", state_key: Some(invitee.as_str()), content, txn: None, redacts: None };
+            let invited = self
+                .with_room(services, &room_id, async |state: &RoomState| {
+                    crate::federation::invite::invite_remote(services, state, creator, invitee, &outgoing).await
+                })
+                .await;
+            if let Err(error) = invited {
+                tracing::warn!(%room_id, %invitee, %error, "createRoom could not invite a user of another server");
+            }
+        }
         Ok(room_id)
     }
+}
+
+/// The content of an invite made by `createRoom`.
+async fn invite_content(services: &Services, invitee: &UserId, is_direct: bool) -> Result<serde_json::Value, RoomError> {
+    let mut content = json!({"membership": "invite"});
+    super::membership::add_profile(services, invitee, &mut content).await?;
+    if is_direct {
+        content["is_direct"] = json!(true);
+    }
+    Ok(content)
 }
 
 fn preset_of(request: &CreateRoom) -> Preset {
