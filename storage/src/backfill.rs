@@ -77,47 +77,11 @@ impl Storage {
     }
 
     async fn insert_backfilled(&self, conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>, ordering: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO events (stream_ordering, instance_name, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(ordering)
-        .bind(&self.instance_name)
-        .bind(event.event_id.as_str())
-        .bind(event.room_id.as_str())
-        .bind(event.sender.as_str())
-        .bind(event.kind)
-        .bind(event.state_key)
-        .bind(event.depth)
-        .bind(event.origin_server_ts)
-        .bind(event.json)
-        .execute(&mut *conn)
-        .await
-        .map_err(StorageError::from_insert)?;
+        self.insert_event_row(conn, event, ordering).await?;
         if let (Some(state_key), Some(membership)) = (event.state_key, event.membership) {
-            sqlx::query("INSERT INTO room_memberships (stream_ordering, room_id, user_id, membership) VALUES ($1, $2, $3, $4)")
-                .bind(ordering)
-                .bind(event.room_id.as_str())
-                .bind(state_key)
-                .bind(membership)
-                .execute(&mut *conn)
-                .await?;
+            super::events::insert_membership_row(conn, event, state_key, membership, ordering).await?;
         }
-        if let Some((parent, rel_type)) = event.relation {
-            sqlx::query("INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, sender, stream_ordering) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(event.event_id.as_str())
-                .bind(event.room_id.as_str())
-                .bind(parent)
-                .bind(rel_type)
-                .bind(event.sender.as_str())
-                .bind(ordering)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if let Some(text) = event.search_text {
-            self.dialect.index_for_search(conn, event.event_id.as_str(), event.room_id.as_str(), ordering, text).await?;
-        }
-        Ok(())
+        self.insert_relation_and_search(conn, event, ordering).await
     }
 
     /// The membership changes in a room of the users of `server`, oldest

@@ -109,23 +109,7 @@ impl Storage {
                 .await
                 .map_err(StorageError::from_insert)?;
         }
-        sqlx::query(
-            "INSERT INTO events (stream_ordering, instance_name, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(ordering)
-        .bind(&self.instance_name)
-        .bind(event.event_id.as_str())
-        .bind(event.room_id.as_str())
-        .bind(event.sender.as_str())
-        .bind(event.kind)
-        .bind(event.state_key)
-        .bind(event.depth)
-        .bind(event.origin_server_ts)
-        .bind(event.json)
-        .execute(&mut *conn)
-        .await
-        .map_err(StorageError::from_insert)?;
+        self.insert_event_row(conn, event, ordering).await?;
         if let Some(state_key) = event.state_key {
             sqlx::query(
                 "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering, membership) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -150,29 +134,10 @@ impl Storage {
                     .await?;
             }
             if let Some(membership) = event.membership {
-                sqlx::query("INSERT INTO room_memberships (stream_ordering, room_id, user_id, membership) VALUES ($1, $2, $3, $4)")
-                    .bind(ordering)
-                    .bind(event.room_id.as_str())
-                    .bind(state_key)
-                    .bind(membership)
-                    .execute(&mut *conn)
-                    .await?;
+                insert_membership_row(conn, event, state_key, membership, ordering).await?;
             }
         }
-        if let Some((parent, rel_type)) = event.relation {
-            sqlx::query("INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, sender, stream_ordering) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(event.event_id.as_str())
-                .bind(event.room_id.as_str())
-                .bind(parent)
-                .bind(rel_type)
-                .bind(event.sender.as_str())
-                .bind(ordering)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if let Some(text) = event.search_text {
-            self.dialect.index_for_search(conn, event.event_id.as_str(), event.room_id.as_str(), ordering, text).await?;
-        }
+        self.insert_relation_and_search(conn, event, ordering).await?;
         if let Some((target, redacted_json)) = event.redaction {
             sqlx::query("UPDATE events SET json = $1 WHERE event_id = $2").bind(redacted_json).bind(target.as_str()).execute(&mut *conn).await?;
             // A redacted body must not be found any more, and a redacted
@@ -192,6 +157,47 @@ impl Storage {
             .bind(event.event_id.as_str())
             .execute(&mut *conn)
             .await?;
+        Ok(())
+    }
+
+    /// The `events` row of `event` at `ordering`.
+    pub(super) async fn insert_event_row(&self, conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>, ordering: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO events (stream_ordering, instance_name, event_id, room_id, sender, type, state_key, depth, origin_server_ts, json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(ordering)
+        .bind(&self.instance_name)
+        .bind(event.event_id.as_str())
+        .bind(event.room_id.as_str())
+        .bind(event.sender.as_str())
+        .bind(event.kind)
+        .bind(event.state_key)
+        .bind(event.depth)
+        .bind(event.origin_server_ts)
+        .bind(event.json)
+        .execute(&mut *conn)
+        .await
+        .map_err(StorageError::from_insert)?;
+        Ok(())
+    }
+
+    /// What `event` relates to (`event_relations`) and its words (`event_search`).
+    pub(super) async fn insert_relation_and_search(&self, conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>, ordering: i64) -> Result<()> {
+        if let Some((parent, rel_type)) = event.relation {
+            sqlx::query("INSERT INTO event_relations (event_id, room_id, relates_to, rel_type, sender, stream_ordering) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(event.event_id.as_str())
+                .bind(event.room_id.as_str())
+                .bind(parent)
+                .bind(rel_type)
+                .bind(event.sender.as_str())
+                .bind(ordering)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if let Some(text) = event.search_text {
+            self.dialect.index_for_search(conn, event.event_id.as_str(), event.room_id.as_str(), ordering, text).await?;
+        }
         Ok(())
     }
 
@@ -504,4 +510,16 @@ impl Storage {
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
+}
+
+/// A membership change of `user_id` (`room_memberships`).
+pub(super) async fn insert_membership_row(conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>, user_id: &str, membership: &str, ordering: i64) -> Result<()> {
+    sqlx::query("INSERT INTO room_memberships (stream_ordering, room_id, user_id, membership) VALUES ($1, $2, $3, $4)")
+        .bind(ordering)
+        .bind(event.room_id.as_str())
+        .bind(user_id)
+        .bind(membership)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -15,7 +15,7 @@ use std::{
 };
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, UserId,
+    CanonicalJsonValue, EventId, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, UserId,
     api::federation::membership::{create_join_event, prepare_join_event},
     events::StateEventType,
     room_version_rules::RoomVersionRules,
@@ -94,42 +94,18 @@ async fn join_through(
     reason: Option<&str>,
 ) -> Result<OwnedEventId, RoomError> {
     let invalid = |reason: String| RoomError::Invalid(format!("{server}: {reason}"));
-    let mut object = pdus::parse_object(template).map_err(invalid)?;
-    let field = |object: &CanonicalJsonObject, name: &str| match object.get(name) {
-        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
-        _ => None,
-    };
-    if field(&object, "type").as_deref() != Some("m.room.member")
-        || field(&object, "state_key").as_deref() != Some(user_id.as_str())
-        || field(&object, "sender").as_deref() != Some(user_id.as_str())
-        || field(&object, "room_id").as_deref() != Some(room_id.as_str())
-    {
-        return Err(invalid("the join template is not a join of this user in this room".into()));
-    }
-    for unsigned_field in ["signatures", "hashes", "unsigned", "event_id"] {
-        object.remove(unsigned_field);
-    }
+    let template = pdus::membership_template(template, room_id, user_id).map_err(invalid)?;
     let mut content = json!({"membership": "join"});
     crate::rooms::membership::add_profile(services, user_id, &mut content).await?;
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
     }
-    if let Some(CanonicalJsonValue::Object(offered)) = object.get("content")
+    if let Some(CanonicalJsonValue::Object(offered)) = template.get("content")
         && let Some(CanonicalJsonValue::String(authoriser)) = offered.get("join_authorised_via_users_server")
     {
         content["join_authorised_via_users_server"] = json!(authoriser);
     }
-    object.insert("content".into(), CanonicalJsonValue::try_from(content).map_err(|e| invalid(e.to_string()))?);
-    object.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(weft_storage::now_ms())));
-    if object.contains_key("origin") {
-        object.insert("origin".into(), CanonicalJsonValue::String(services.server_name.to_string()));
-    }
-    if versions::event_ids_are_random(rules) {
-        let id = format!("${}:{}", crate::replication::room_writes::new_txn_id(), services.server_name);
-        object.insert("event_id".into(), CanonicalJsonValue::String(id));
-    }
-    ruma::signatures::hash_and_sign_event(services.server_name.as_str(), &services.signing_key.pair, &mut object, &rules.redaction)
-        .map_err(|e| RoomError::Invalid(format!("cannot sign the join: {e}")))?;
+    let object = pdus::sign_template(services, template, content, rules).map_err(invalid)?;
     let event_id = pdus::event_id_of(&object, rules).map_err(invalid)?;
     let raw = serde_json::value::to_raw_value(&object).map_err(|e| invalid(e.to_string()))?;
     let answer =

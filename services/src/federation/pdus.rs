@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, RoomId, UserId,
     canonical_json::redact,
     room_version_rules::RoomVersionRules,
     signatures::{PublicKeyMap, Verified},
@@ -134,4 +134,45 @@ pub fn membership_of(object: &CanonicalJsonObject) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// A membership template another server made (`make_join`, `make_leave`,
+/// `make_knock`), checked to be about `user_id` in `room_id`.
+pub fn membership_template(template: &RawValue, room_id: &RoomId, user_id: &UserId) -> Result<CanonicalJsonObject, String> {
+    let object = parse_object(template)?;
+    let field = |name: &str| string_field(&object, name);
+    if field("type").as_deref() != Some("m.room.member")
+        || field("state_key").as_deref() != Some(user_id.as_str())
+        || field("sender").as_deref() != Some(user_id.as_str())
+        || field("room_id").as_deref() != Some(room_id.as_str())
+    {
+        return Err("the template is not a membership event of this user in this room".into());
+    }
+    Ok(object)
+}
+
+/// `template` completed by this server: `content`, its time, its name as
+/// `origin` where the template has one, an event id in room versions 1 and
+/// 2; then hashed and signed.
+pub fn sign_template(
+    services: &Services,
+    mut template: CanonicalJsonObject,
+    content: serde_json::Value,
+    rules: &RoomVersionRules,
+) -> Result<CanonicalJsonObject, String> {
+    for unsigned_field in ["signatures", "hashes", "unsigned", "event_id"] {
+        template.remove(unsigned_field);
+    }
+    template.insert("content".into(), CanonicalJsonValue::try_from(content).map_err(|e| e.to_string())?);
+    template.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(weft_storage::now_ms())));
+    if template.contains_key("origin") {
+        template.insert("origin".into(), CanonicalJsonValue::String(services.server_name.to_string()));
+    }
+    if versions::event_ids_are_random(rules) {
+        let id = format!("${}:{}", crate::replication::room_writes::new_txn_id(), services.server_name);
+        template.insert("event_id".into(), CanonicalJsonValue::String(id));
+    }
+    ruma::signatures::hash_and_sign_event(services.server_name.as_str(), &services.signing_key.pair, &mut template, &rules.redaction)
+        .map_err(|e| format!("cannot sign: {e}"))?;
+    Ok(template)
 }

@@ -274,34 +274,12 @@ fn fill_template(
     content: Value,
     rules: &RoomVersionRules,
 ) -> Result<CanonicalJsonObject, String> {
-    let mut object = pdus::parse_object(template)?;
-    let field = |name: &str| pdus::string_field(&object, name);
-    if field("type").as_deref() != Some("m.room.member")
-        || field("state_key").as_deref() != Some(user_id.as_str())
-        || field("sender").as_deref() != Some(user_id.as_str())
-        || field("room_id").as_deref() != Some(room_id.as_str())
-    {
-        return Err("the template is not a membership event of this user in this room".into());
-    }
+    let object = pdus::membership_template(template, room_id, user_id)?;
     let membership = content["membership"].as_str().unwrap_or_default();
     if pdus::membership_of(&object).as_deref().is_some_and(|offered| offered != membership) {
         return Err(format!("the template is not a {membership}"));
     }
-    for unsigned_field in ["signatures", "hashes", "unsigned", "event_id"] {
-        object.remove(unsigned_field);
-    }
-    object.insert("content".into(), CanonicalJsonValue::try_from(content).map_err(|e| e.to_string())?);
-    object.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(weft_storage::now_ms())));
-    if object.contains_key("origin") {
-        object.insert("origin".into(), CanonicalJsonValue::String(services.server_name.to_string()));
-    }
-    if versions::event_ids_are_random(rules) {
-        let id = format!("${}:{}", crate::replication::room_writes::new_txn_id(), services.server_name);
-        object.insert("event_id".into(), CanonicalJsonValue::String(id));
-    }
-    ruma::signatures::hash_and_sign_event(services.server_name.as_str(), &services.signing_key.pair, &mut object, &rules.redaction)
-        .map_err(|e| format!("cannot sign: {e}"))?;
-    Ok(object)
+    pdus::sign_template(services, object, content, rules)
 }
 
 /// A member event of a room this server is not in, stored on its own (the
