@@ -48,6 +48,8 @@ import time
 import aiohttp
 
 SENDERS = 10
+# The log level of the Weft servers (`--weft-log`).
+WEFT_LOG = "warn"
 LIMIT = "{per_second: 100000, burst_count: 100000}"
 BLACKLIST_WITHOUT_LOOPBACK = (
     "['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '192.0.0.0/24', '169.254.0.0/16', "
@@ -128,7 +130,7 @@ def start_weft(binary, ca, data, database):
         f'tls_certificate_path = "{ca["chain"]}"\ntls_private_key_path = "{ca["key"]}"\nfederation_custom_ca_list = ["{ca["ca"]}"]\n'
         'ip_range_whitelist = ["127.0.0.0/8", "::1"]\ntrusted_key_servers = []\n'
         f"{limits}"
-        "[logging]\nlevel = \"warn\"\n"
+        f"[logging]\nlevel = \"{WEFT_LOG}\"\n"
         "[database]\nname = \"psycopg2\"\n"
         f'args = {{ user = "postgres", host = "127.0.0.1", port = 5432, dbname = "{database}", cp_min = 10, cp_max = 20 }}\n'
         f'[[listeners]]\nport = {client_port}\nbind_addresses = ["127.0.0.1"]\ntype = "http"\n[[listeners.resources]]\nnames = ["client"]\n'
@@ -162,6 +164,7 @@ def start_synapse(python, ca, data, database):
         "trusted_key_servers: []\nsuppress_key_server_warning: true\n"
         f"rc_message: {LIMIT}\nrc_registration: {LIMIT}\nrc_room_creation: {LIMIT}\n"
         f"rc_joins: {{local: {LIMIT}, remote: {LIMIT}}}\n"
+        f"rc_joins_per_room: {LIMIT}\n"
         f"rc_login: {{address: {LIMIT}, account: {LIMIT}, failed_attempts: {LIMIT}}}\n"
         "rc_federation: {window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_limit: 100000, concurrent: 100}\n"
     )
@@ -324,7 +327,10 @@ def main():
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=float, default=50, help="messages/s of the paced phase, all senders together")
     parser.add_argument("--pairs", default="ww,ws,sw,ss", help="origin then target: w Weft, s Synapse")
+    parser.add_argument("--weft-log", default="warn", help="the Weft servers' log level (their logs stay in /tmp/fed-bench-*)")
     args = parser.parse_args()
+    global WEFT_LOG
+    WEFT_LOG = args.weft_log
     ca = test_ca(tempfile.mkdtemp(prefix="fed-bench-ca-"))
     starters = {
         "w": lambda data, db: start_weft(os.path.abspath(args.weft), ca, data, db),
