@@ -8,7 +8,7 @@
 //! `backfill`, `get_missing_events` and `event`). Events this server has
 //! only as outliers carry no state and are visible, as in Synapse.
 //!
-//! May call: `weft_storage`.
+//! May call: `weft_storage`, `rooms::visibility` (the settings it reads).
 
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, RoomId, ServerName, room_version_rules::RoomVersionRules};
 
@@ -24,18 +24,7 @@ pub struct ServerVisibility {
 
 impl ServerVisibility {
     pub async fn load(storage: &Storage, room_id: &RoomId, server: &ServerName) -> Result<Self, StorageError> {
-        let settings: Vec<(i64, String)> = storage
-            .state_history(room_id, "m.room.history_visibility")
-            .await?
-            .into_iter()
-            .map(|event| {
-                let value = serde_json::from_str::<serde_json::Value>(&event.json)
-                    .ok()
-                    .and_then(|pdu| pdu["content"]["history_visibility"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "shared".to_owned());
-                (event.stream_ordering, value)
-            })
-            .collect();
+        let settings = crate::rooms::visibility::settings(storage, room_id).await?;
         // Memberships matter only where the history is `invited` or `joined`.
         let restricted = settings.iter().any(|(_, value): &(i64, String)| value == "invited" || value == "joined");
         let memberships = if restricted {

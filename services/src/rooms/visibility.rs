@@ -36,18 +36,7 @@ pub struct Visibility {
 impl Visibility {
     pub async fn load(storage: &Storage, room_id: &RoomId, user_id: &UserId) -> Result<Self, StorageError> {
         let memberships = storage.membership_history(room_id, user_id).await?;
-        let settings = storage
-            .state_history(room_id, "m.room.history_visibility")
-            .await?
-            .into_iter()
-            .map(|event| {
-                let value = serde_json::from_str::<serde_json::Value>(&event.json)
-                    .ok()
-                    .and_then(|pdu| pdu["content"]["history_visibility"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "shared".to_owned());
-                (event.stream_ordering, value)
-            })
-            .collect();
+        let settings = settings(storage, room_id).await?;
         Ok(Self { memberships, settings, ignored: Arc::default() })
     }
 
@@ -110,4 +99,22 @@ impl Visibility {
     pub fn current_membership(&self) -> Option<(i64, &str)> {
         self.memberships.last().map(|(at, m)| (*at, m.as_str()))
     }
+}
+
+/// The room's `history_visibility` settings, oldest first: `(ordering, value)`
+/// (`shared` where the content names none). Also read for other servers
+/// (`federation::server_visibility`).
+pub(crate) async fn settings(storage: &Storage, room_id: &RoomId) -> Result<Vec<(i64, String)>, StorageError> {
+    Ok(storage
+        .state_history(room_id, "m.room.history_visibility")
+        .await?
+        .into_iter()
+        .map(|event| {
+            let value = serde_json::from_str::<serde_json::Value>(&event.json)
+                .ok()
+                .and_then(|pdu| pdu["content"]["history_visibility"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "shared".to_owned());
+            (event.stream_ordering, value)
+        })
+        .collect())
 }
