@@ -6,7 +6,7 @@
 use ruma::{DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use sqlx::{Row, any::AnyRow};
 
-use super::{Result, Storage, StorageError, Stream, now_ms};
+use super::{Durability, Result, Storage, StorageError, Stream, now_ms};
 
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,12 @@ impl Storage {
     /// given. Returns each event's stream ordering. A reused client
     /// transaction id is `StorageError::Conflict` and writes nothing.
     pub async fn persist_events(&self, room: Option<NewRoom<'_>>, events: &[NewEvent<'_>]) -> Result<Vec<i64>> {
-        let mut tx = self.begin_write().await?;
+        self.persist_events_with(room, events, Durability::Flushed).await
+    }
+
+    /// `persist_events`, committed with the given durability.
+    pub async fn persist_events_with(&self, room: Option<NewRoom<'_>>, events: &[NewEvent<'_>], durability: Durability) -> Result<Vec<i64>> {
+        let mut tx = self.begin_write_with(durability).await?;
         if let Some(room) = room {
             sqlx::query("INSERT INTO rooms (room_id, room_version, creator, created_ts, published) VALUES ($1, $2, $3, $4, $5)")
                 .bind(room.room_id.as_str())

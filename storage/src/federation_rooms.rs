@@ -39,10 +39,14 @@ impl Storage {
             .await?)
     }
 
+    /// Keeps a transaction's answer (the first one, if it was answered
+    /// before). Always a flushed commit that writes a row, so that it also
+    /// puts on disk the events of the transaction, committed with
+    /// `Durability::WithNextFlush`.
     pub async fn store_received_txn(&self, origin: &str, txn_id: &str, response_json: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO federation_received_txns (origin, txn_id, response_json, received_ts) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (origin, txn_id) DO NOTHING",
+             ON CONFLICT (origin, txn_id) DO UPDATE SET received_ts = excluded.received_ts",
         )
         .bind(origin)
         .bind(txn_id)

@@ -101,6 +101,21 @@ use weft_core::config::{DatabaseConfig, DatabaseEngine};
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// When a write's commit must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Before the commit returns.
+    #[default]
+    Flushed,
+    /// With the next flushed commit of any connection (PostgreSQL's
+    /// `synchronous_commit = off`; the write-ahead log is one sequence, so a
+    /// later flushed commit carries it): for writes acknowledged only after
+    /// such a commit, as a federation transaction's events are by its stored
+    /// answer. A crash of the database may lose them, never a process's.
+    /// SQLite commits as it always does.
+    WithNextFlush,
+}
+
 /// The database of one Weft instance and the instance name it writes stream rows as.
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -192,7 +207,15 @@ impl Storage {
     /// Starts a transaction that writes: every multi-statement write goes
     /// through here, so that SQLite writers wait for the lock instead of failing.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(self.pool.begin_with(self.dialect.begin_write_sql()).await?)
+        self.begin_write_with(Durability::Flushed).await
+    }
+
+    async fn begin_write_with(&self, durability: Durability) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin_with(self.dialect.begin_write_sql()).await?;
+        if durability == Durability::WithNextFlush && self.dialect == Dialect::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
+        Ok(tx)
     }
 
     /// Whether the database answers.

@@ -8,7 +8,7 @@
 use ruma::{EventId, OwnedRoomId, RoomId};
 use sqlx::Row;
 
-use super::{NewEvent, Result, Storage, StorageError, StoredEvent, Stream, events::event_from_row};
+use super::{Durability, NewEvent, Result, Storage, StorageError, StoredEvent, Stream, events::event_from_row};
 
 /// A key of the state before an event that differs from the room's linear
 /// state just before the event's position: `event_id` `None` for a key absent.
@@ -48,8 +48,14 @@ impl Storage {
     /// changes resolution made to the current state (`resets`), all or
     /// nothing. Returns the event's stream ordering; a known event id is
     /// `StorageError::Conflict`.
-    pub async fn persist_resolved_event(&self, event: &NewEvent<'_>, overrides: &[StateOverride], resets: &[NewStateReset<'_>]) -> Result<i64> {
-        let mut tx = self.begin_write().await?;
+    pub async fn persist_resolved_event(
+        &self,
+        event: &NewEvent<'_>,
+        overrides: &[StateOverride],
+        resets: &[NewStateReset<'_>],
+        durability: Durability,
+    ) -> Result<i64> {
+        let mut tx = self.begin_write_with(durability).await?;
         let reservation = self.in_flight.of(Stream::Events).reserve();
         let ordering = self.dialect.next_stream_id(&mut tx, Stream::Events).await?;
         let guard = reservation.track(ordering);

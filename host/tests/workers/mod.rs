@@ -13,4 +13,4 @@ mod supervisor;
 mod validation;
 
 /// For tests elsewhere that need a real deployment (plugins pinned to a worker).
-pub(crate) use deployment::{Deployment, SECRET};
+pub(crate) use deployment::{Deployment, Redis, SECRET};

@@ -218,7 +218,7 @@ fn the_example_deployment_passes_check_config() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/workers");
     let mut own: Vec<_> = std::fs::read_dir(root.join("workers")).unwrap().map(|entry| entry.unwrap().path()).collect();
     own.push(root.join("main.toml"));
-    assert!(own.len() >= 7, "main and six workers: {own:?}");
+    assert!(own.len() >= 10, "main and nine workers: {own:?}");
     for file in own {
         for overlay in [&[][..], &["bench.toml"][..], &["bench.toml", "bench-one-persister.toml"][..]] {
             let mut command = Command::new(WEFT);

@@ -86,8 +86,10 @@ pub async fn pdu(services: &Services, origin: &ServerName, received: ReceivedPdu
     }
 }
 
+/// A PDU of a transaction: its commit is flushed by the transaction's
+/// stored answer (`inbound::transaction`), whichever instance stores it.
 async fn local_pdu(services: &Services, origin: &ServerName, received: ReceivedPdu) -> Result<Result<(), String>, RoomError> {
-    match inbound::handle_pdu(services, origin, received, true).await {
+    match inbound::handle_pdu(services, origin, received, true, weft_storage::Durability::WithNextFlush).await {
         Ok(_) => Ok(Ok(())),
         Err(inbound::PduError::Storage(error)) => Err(error.into()),
         Err(inbound::PduError::Refused(reason)) => Ok(Err(reason)),

@@ -26,7 +26,7 @@ use ruma::{
 };
 use serde_json::{Value, value::RawValue};
 
-use weft_storage::{NewEvent, NewStateReset, StateOverride, StorageError};
+use weft_storage::{Durability, NewEvent, NewStateReset, StateOverride, StorageError};
 
 use super::{
     pdus::{self, ReceivedPdu},
@@ -142,8 +142,16 @@ pub async fn room_rules(services: &Services, room_id: &RoomId) -> Result<Option<
 
 /// Every check of one PDU, then persisting it. `fetch_missing`: whether
 /// missing prev events may be asked of `origin` (not for the events such a
-/// request returned).
-pub async fn handle_pdu(services: &Services, origin: &ServerName, received: ReceivedPdu, fetch_missing: bool) -> Result<Accepted, PduError> {
+/// request returned). `durability`: `WithNextFlush` only where a flushed
+/// commit follows before anyone is told the event was received (a
+/// transaction's stored answer).
+pub async fn handle_pdu(
+    services: &Services,
+    origin: &ServerName,
+    received: ReceivedPdu,
+    fetch_missing: bool,
+    durability: Durability,
+) -> Result<Accepted, PduError> {
     let storage = &services.storage;
     if storage.event(&received.event_id).await?.is_some() {
         return Ok(Accepted::Timeline);
@@ -169,13 +177,11 @@ pub async fn handle_pdu(services: &Services, origin: &ServerName, received: Rece
     }
 
     if fetch_missing {
-        fetch_missing_prev_events(services, origin, &pdu).await?;
+        fetch_missing_prev_events(services, origin, &pdu, durability).await?;
     }
 
     super::auth_events::fetch_missing(services, origin, &rules, &pdu).await?;
     let auth_events = load_auth_events(services, &pdu).await?;
-    // The state after each prev event this server has; they do not change.
-    let prev_states = state::states_after(services, &pdu.prev_events).await?;
     let rooms = &services.rooms;
     let room_id = received.room_id.clone();
     // Whether the cached state must be reloaded: after a fork (it assumed a
@@ -190,15 +196,17 @@ pub async fn handle_pdu(services: &Services, origin: &ServerName, received: Rece
                 // The state before the event is the current state: the fast path.
                 check_against(&rules, &pdu, |kind, key| state.get(kind, key).cloned())
                     .map_err(|reason| RoomError::Forbidden(format!("not allowed by the state before the event: {reason}")))?;
-                let (accepted, built, redacted_state) = persist(services, state, &pdu, &object, &json, &rules, None).await?;
+                let (accepted, built, redacted_state) = persist(services, state, &pdu, &object, &json, &rules, None, durability).await?;
                 reload = redacted_state;
                 return Ok((accepted, built));
             }
             reload = true;
+            // The state after each prev event this server has.
+            let prev_states = state::states_after(services, &pdu.prev_events).await?;
             let current = state.state_ids();
             let before = match prev_states.len() {
                 0 => current.clone(),
-                _ => state::resolve(services, &rules, &room_id, prev_states.clone(), None).await?,
+                _ => state::resolve(services, &rules, &room_id, prev_states, None).await?,
             };
             let before_events = auth_state(services, &rules, &pdu, &before).await?;
             check_against(&rules, &pdu, |kind, key| before_events.get(&(kind.clone(), key.to_owned())).cloned())
@@ -229,7 +237,7 @@ pub async fn handle_pdu(services: &Services, origin: &ServerName, received: Rece
                 state::resolve(services, &rules, &room_id, other_states, Some(&pdu)).await?
             };
             let resolution = Resolution { overrides: state::overrides(&before, &current), current, new_current };
-            let (accepted, built, _) = persist(services, state, &pdu, &object, &json, &rules, Some(resolution)).await?;
+            let (accepted, built, _) = persist(services, state, &pdu, &object, &json, &rules, Some(resolution), durability).await?;
             Ok((accepted, built))
         })
         .await?;
@@ -251,6 +259,7 @@ struct Resolution {
 /// Persists a checked event (with `resolution` when it forks) and wakes
 /// `/sync`; also whether the room's cached state must be reloaded (a state
 /// event was redacted).
+#[allow(clippy::too_many_arguments)]
 async fn persist(
     services: &Services,
     state: &RoomState,
@@ -259,6 +268,7 @@ async fn persist(
     json: &str,
     rules: &RoomVersionRules,
     resolution: Option<Resolution>,
+    durability: Durability,
 ) -> Result<(Accepted, Vec<BuiltEvent>, bool), RoomError> {
     let built = built_event(pdu, object, json, rules)?;
     let push_actions = crate::push::evaluate(services, state, &built).await?;
@@ -269,14 +279,14 @@ async fn persist(
         ..built.as_new_event()
     };
     let written = match &resolution {
-        None => services.storage.persist_events(None, &[new]).await.map(|_| ()),
+        None => services.storage.persist_events_with(None, &[new], durability).await.map(|_| ()),
         Some(resolution) => {
             let resets = resets(services, pdu, resolution).await?;
             let resets: Vec<NewStateReset<'_>> = resets
                 .iter()
                 .map(|(kind, key, id, membership)| NewStateReset { kind: kind.as_str(), state_key: key, event_id: id, membership: membership.as_deref() })
                 .collect();
-            services.storage.persist_resolved_event(&new, &resolution.overrides, &resets).await.map(|_| ())
+            services.storage.persist_resolved_event(&new, &resolution.overrides, &resets, durability).await.map(|_| ())
         }
     };
     match written {
@@ -411,7 +421,7 @@ pub(super) fn without_unsigned(object: &CanonicalJsonObject) -> CanonicalJsonObj
 /// Asks `origin` for the prev events of `pdu` this server lacks, and
 /// handles what it returns, oldest first. A gap that remains is accepted:
 /// the event is then checked against the state this server has.
-async fn fetch_missing_prev_events(services: &Services, origin: &ServerName, pdu: &Pdu) -> Result<(), PduError> {
+async fn fetch_missing_prev_events(services: &Services, origin: &ServerName, pdu: &Pdu, durability: Durability) -> Result<(), PduError> {
     let mut missing = false;
     for prev in &pdu.prev_events {
         if services.storage.event(prev).await?.is_none() {
@@ -448,7 +458,7 @@ async fn fetch_missing_prev_events(services: &Services, origin: &ServerName, pdu
     fetched.sort_by_key(|(depth, _)| *depth);
     for (_, received) in fetched {
         let event_id = received.event_id.clone();
-        if let Err(error) = Box::pin(handle_pdu(services, origin, received, false)).await {
+        if let Err(error) = Box::pin(handle_pdu(services, origin, received, false, durability)).await {
             match error {
                 PduError::Storage(error) => return Err(error.into()),
                 PduError::Refused(reason) => tracing::info!(%event_id, %reason, "a missing prev event was refused"),

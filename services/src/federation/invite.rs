@@ -151,7 +151,7 @@ pub async fn receive_invite(
     if in_room {
         // This server is in the room: the invite comes as any event.
         let received = pdus::ReceivedPdu { event_id: event_id.to_owned(), room_id: room_id.to_owned(), object: signed.clone() };
-        match inbound::handle_pdu(services, origin, received, true).await {
+        match inbound::handle_pdu(services, origin, received, true, weft_storage::Durability::Flushed).await {
             Ok(_) => {}
             Err(inbound::PduError::Refused(reason)) => return Err(FederationRoomError::Forbidden(reason)),
             Err(inbound::PduError::Storage(error)) => return Err(error.into()),

@@ -188,7 +188,7 @@ async fn send_membership(
         return Err(FederationRoomError::Forbidden("The user is not of the requesting server".into()));
     }
     let received = pdus::ReceivedPdu { event_id: event_id.to_owned(), room_id: room_id.clone(), object };
-    match inbound::handle_pdu(services, origin, received, false).await {
+    match inbound::handle_pdu(services, origin, received, false, weft_storage::Durability::Flushed).await {
         Ok(Accepted::Timeline) => {}
         Ok(Accepted::SoftFailed) => return Err(FederationRoomError::Forbidden(format!("The {expected} is not allowed by the room's current state"))),
         Err(PduError::Refused(reason)) => return Err(FederationRoomError::Forbidden(reason)),

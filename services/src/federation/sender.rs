@@ -220,8 +220,9 @@ async fn dispatch(
             _ => upto,
         };
         let mut rows = Vec::new();
+        let mut rooms = RoomServers::default();
         for event in &events {
-            for destination in destinations_of(state, event).await?.into_iter().filter(|destination| owns(state, destination)) {
+            for destination in destinations_of(state, &mut rooms, event).await?.into_iter().filter(|destination| owns(state, destination)) {
                 rows.push(OutboxRow {
                     destination,
                     stream_ordering: event.stream_ordering,
@@ -245,13 +246,32 @@ async fn dispatch(
     }
 }
 
+/// The servers with a joined member in each room, read once per batch of
+/// events; a membership event reads its room's again.
+#[derive(Default)]
+struct RoomServers(HashMap<OwnedRoomId, Vec<String>>);
+
+impl RoomServers {
+    async fn of(&mut self, state: &Services, event: &StoredEvent) -> Result<Vec<String>, StorageError> {
+        if event.kind == "m.room.member" {
+            self.0.remove(&event.room_id);
+        }
+        if let Some(servers) = self.0.get(&event.room_id) {
+            return Ok(servers.clone());
+        }
+        let servers = super::inbound::servers_in_room(state, &event.room_id).await?;
+        self.0.insert(event.room_id.clone(), servers.clone());
+        Ok(servers)
+    }
+}
+
 /// The servers an event of this server goes to: those with a joined member
 /// in its room, and the server of a remote user it removes or invites.
-async fn destinations_of(state: &Services, event: &StoredEvent) -> Result<Vec<String>, StorageError> {
+async fn destinations_of(state: &Services, rooms: &mut RoomServers, event: &StoredEvent) -> Result<Vec<String>, StorageError> {
     if event.sender.server_name() != state.server_name {
         return Ok(Vec::new());
     }
-    let mut servers = super::inbound::servers_in_room(state, &event.room_id).await?;
+    let mut servers = rooms.of(state, event).await?;
     if event.kind == "m.room.member"
         && let Some(target) = event.state_key.as_deref().and_then(|key| UserId::parse(key).ok())
     {
