@@ -18,10 +18,10 @@ use crate::{
 
 on_both_backends!(remote_media_is_downloaded_once_kept_and_limited, weft_serves_its_media_to_other_servers);
 
-const DOWNLOAD: &str = "/_matrix/client/v1/media/download";
-const THUMBNAIL: &str = "/_matrix/client/v1/media/thumbnail";
+pub(super) const DOWNLOAD: &str = "/_matrix/client/v1/media/download";
+pub(super) const THUMBNAIL: &str = "/_matrix/client/v1/media/thumbnail";
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(super) fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 200]));
     let mut out = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(image).write_to(&mut out, image::ImageFormat::Png).unwrap();
@@ -29,7 +29,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 }
 
 /// Status, a header's value and the body of a download.
-async fn read(response: reqwest::Response, header: &str) -> (StatusCode, String, Vec<u8>) {
+pub(super) async fn read(response: reqwest::Response, header: &str) -> (StatusCode, String, Vec<u8>) {
     let status = response.status();
     let value = response.headers().get(header).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     (status, value, response.bytes().await.unwrap().to_vec())
@@ -44,7 +44,7 @@ fn error_code(body: &[u8]) -> String {
 }
 
 /// The media id of an `mxc://` URI of `server`.
-fn media_id(body: &Value, server: &str) -> String {
+pub(super) fn media_id(body: &Value, server: &str) -> String {
     let uri = body["content_uri"].as_str().unwrap_or_else(|| panic!("no content_uri: {body}"));
     uri.strip_prefix(&format!("mxc://{server}/")).unwrap_or_else(|| panic!("{uri} is not of {server}")).to_owned()
 }

@@ -6,7 +6,9 @@
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
 //! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`),
-//! a worker deployment sharing rooms with Synapse (`workers`), forks
+//! a worker deployment sharing rooms with Synapse (`workers`), its
+//! instances connecting out only through `outbound_federation_restricted_to`
+//! (`egress`), forks
 //! resolved and missing auth events fetched (`forks`), history from
 //! before a join fetched with `backfill`, with what the room's history
 //! visibility lets another server see (`history`), invites rejected,
@@ -16,6 +18,7 @@
 
 mod directory;
 mod edus;
+mod egress;
 mod fake_remote;
 mod faults;
 mod forks;

@@ -29,6 +29,7 @@ fn each_worker_misconfiguration_is_refused_with_its_reason() {
         ("federation_sender_instances = [\"fed9\"]\n", "`fed9` is not a known instance"),
         ("media_instance_running_background_jobs = \"media9\"\n", "`media9` is not a known instance"),
         ("outbound_federation_restricted_to = [\"proxy9\"]\n", "`proxy9` is not a known instance"),
+        ("outbound_federation_restricted_to = [\"main\"]\n", "lists `main`, which has no `replication` listener"),
         ("send_federation = false\n", "list the instances that send federation transactions in `federation_sender_instances`"),
         (
             "pusher_instances = [\"main\"]\n[[plugins]]\nname = \"gw\"\nrole = \"pusher\"\npath = \"gw.wasm\"\ninstances = [\"persister1\"]\n",
