@@ -5,9 +5,9 @@
 //! key fetches and remote media. Their metrics show that none of their
 //! requests went out directly and that worker2 made them.
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 
-use super::media::{DOWNLOAD, THUMBNAIL, media_id, png, read};
+use super::media::{DOWNLOAD, THUMBNAIL, png, read, upload_to_synapse};
 use super::workers::share_rooms_with_synapse;
 use crate::{support::synapse::Synapse, workers::Deployment};
 
@@ -26,16 +26,7 @@ async fn workers_left_out_of_outbound_federation_restricted_to_federate_through_
     let synapse = Synapse::start().await;
     let uploader = synapse.register("uploader").await;
     let picture = png(40, 30);
-    let upload = synapse
-        .raw(Method::POST, "/_matrix/media/v3/upload?filename=far.png")
-        .bearer_auth(&uploader.access_token)
-        .header("content-type", "image/png")
-        .body(picture.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::OK);
-    let id = media_id(&upload.json().await.unwrap(), &synapse.server_name);
+    let id = upload_to_synapse(&synapse, &uploader, "far.png", picture.clone()).await;
     let (token, _) = deployment.register("router", "viewer").await;
     let get = |path: String| deployment.http.get(format!("{}{path}", deployment.client_url("router"))).bearer_auth(&token).send();
     let (status, content_type, body) = read(get(format!("{DOWNLOAD}/{}/{id}", synapse.server_name)).await.unwrap(), "content-type").await;

@@ -49,6 +49,20 @@ pub(super) fn media_id(body: &Value, server: &str) -> String {
     uri.strip_prefix(&format!("mxc://{server}/")).unwrap_or_else(|| panic!("{uri} is not of {server}")).to_owned()
 }
 
+/// Uploads a PNG image to Synapse as `session`; returns its media id.
+pub(super) async fn upload_to_synapse(synapse: &Synapse, session: &Session, file_name: &str, image: Vec<u8>) -> String {
+    let upload = synapse
+        .raw(Method::POST, &format!("/_matrix/media/v3/upload?filename={file_name}"))
+        .bearer_auth(&session.access_token)
+        .header("content-type", "image/png")
+        .body(image)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::OK);
+    media_id(&upload.json().await.unwrap(), &synapse.server_name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weft_and_synapse_download_each_others_media() {
     let synapse = Synapse::start().await;
@@ -58,16 +72,7 @@ async fn weft_and_synapse_download_each_others_media() {
     let picture = png(64, 48);
 
     // Uploaded on Synapse, downloaded and thumbnailed through Weft.
-    let upload = synapse
-        .raw(Method::POST, "/_matrix/media/v3/upload?filename=syn.png")
-        .bearer_auth(&on_synapse.access_token)
-        .header("content-type", "image/png")
-        .body(picture.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::OK);
-    let on_synapse_id = media_id(&upload.json().await.unwrap(), &synapse.server_name);
+    let on_synapse_id = upload_to_synapse(&synapse, &on_synapse, "syn.png", picture.clone()).await;
     let path = format!("{DOWNLOAD}/{}/{on_synapse_id}", synapse.server_name);
     let (status, content_type, body) = read(weft_get(&weft, &on_weft, &path).await, "content-type").await;
     assert_eq!(status, StatusCode::OK, "{}\n{}", String::from_utf8_lossy(&body), synapse.logs());

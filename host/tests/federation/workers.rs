@@ -244,7 +244,7 @@ fn weft_logs(deployment: &Deployment) -> String {
 /// answered there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_media_worker_fetches_and_serves_media_over_federation_behind_the_router() {
-    use super::media::{DOWNLOAD, THUMBNAIL, media_id, png, read};
+    use super::media::{DOWNLOAD, THUMBNAIL, media_id, png, read, upload_to_synapse};
     let own = [("main", "enable_media_repo = false"), ("worker1", "enable_media_repo = true")];
     let mut deployment = Deployment::start_federating_configured("", &own, true).await;
     deployment.start_router().await;
@@ -265,16 +265,7 @@ async fn a_media_worker_fetches_and_serves_media_over_federation_behind_the_rout
     let picture = png(64, 48);
 
     // Synapse's media, through the router to worker1, which downloads it.
-    let uploaded = synapse
-        .raw(Method::POST, "/_matrix/media/v3/upload?filename=syn.png")
-        .bearer_auth(&on_synapse.access_token)
-        .header("content-type", "image/png")
-        .body(picture.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(uploaded.status(), StatusCode::OK);
-    let synapse_id = media_id(&uploaded.json().await.unwrap(), &synapse.server_name);
+    let synapse_id = upload_to_synapse(&synapse, &on_synapse, "syn.png", picture.clone()).await;
     let download = format!("{DOWNLOAD}/{}/{synapse_id}", synapse.server_name);
     let (status, content_type, body) = read(get(download.clone()).await.unwrap(), "content-type").await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"), "{}\n{}", String::from_utf8_lossy(&body), deployment.log("worker1"));
