@@ -3,13 +3,19 @@
 //! policy refuses every loopback address, where Synapse listens) federate
 //! with Synapse through it: joins both ways, messages, typing, receipts,
 //! key fetches and remote media. Their metrics show that none of their
-//! requests went out directly and that worker2 made them.
+//! requests went out directly and that worker2 made them. The internal
+//! route itself: worker2 answers with the remote server's answer, or with
+//! its own address policy's refusal; an instance left out refuses; no
+//! secret, no request.
 
 use http::StatusCode;
 
 use super::media::{DOWNLOAD, THUMBNAIL, png, read, upload_to_synapse};
 use super::workers::share_rooms_with_synapse;
-use crate::{support::synapse::Synapse, workers::Deployment};
+use crate::{
+    support::synapse::Synapse,
+    workers::{Deployment, SECRET},
+};
 
 /// The instances that may not connect out.
 const RESTRICTED: [&str; 4] = ["main", "persister1", "persister2", "worker1"];
@@ -48,4 +54,30 @@ async fn workers_left_out_of_outbound_federation_restricted_to_federate_through_
     let proxied = deployment.metric("worker2", "weft_federation_proxied_requests_total", &[]).await.unwrap_or(0.0);
     assert!(proxied > 0.0, "worker2 made the others' requests");
     assert!(count("worker2", "direct").await >= proxied, "worker2 connects out itself");
+
+    // The route itself, as the restricted instances call it.
+    let outbound = |destination: &str| {
+        format!(
+            "{{\"destination\":\"{destination}\",\"method\":\"GET\",\"target\":{{\"path\":\"/_matrix/federation/v1/version\"}},\"sign\":true,\"limit\":65536}}\n"
+        )
+    };
+    let call = |instance: &str, body: String, secret: Option<&str>| {
+        let mut request = deployment.http.post(format!("{}/_weft/replication/v1/federation/outbound", deployment.replication_url(instance))).body(body);
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        request.send()
+    };
+    let answered = call("worker2", outbound(&synapse.server_name), Some(SECRET)).await.unwrap();
+    assert_eq!(answered.headers().get("x-weft-remote-status").map(|v| v.to_str().unwrap().to_owned()).as_deref(), Some("200"));
+    let version: serde_json::Value = answered.json().await.unwrap();
+    assert_eq!(version["server"]["name"], "Synapse", "{version}");
+    let refused = call("worker2", outbound("10.255.255.1:8448"), Some(SECRET)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(refused["weft_egress_error"]["kind"], "blocked", "worker2's address policy refuses 10/8: {refused}");
+    let left_out = call("worker1", outbound(&synapse.server_name), Some(SECRET)).await.unwrap();
+    assert_eq!(left_out.status(), StatusCode::FORBIDDEN, "worker1 may not connect out for others");
+    let anonymous = call("worker2", outbound(&synapse.server_name), None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
