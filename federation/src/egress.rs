@@ -358,4 +358,53 @@ mod tests {
         assert!(matches!(Egress::from_config(&config(&["fed1"], Some("fed1")), None).unwrap(), Egress::Direct));
         assert!(Egress::from_config(&config(&["fed1"], None), None).is_err(), "main must go through fed1");
     }
+
+    /// Instances as the internal API's client finds them: `down` takes no
+    /// connection, `lost` takes the request and never answers whole.
+    struct Instances(std::sync::Mutex<Vec<String>>);
+
+    impl InternalTransport for Instances {
+        fn post<'a>(
+            &'a self,
+            instance: &'a str,
+            _: &'a str,
+            _: Bytes,
+            _: Duration,
+        ) -> Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, TransportFailure>> + Send + 'a>> {
+            self.0.lock().unwrap().push(instance.to_owned());
+            Box::pin(async move {
+                match instance {
+                    "down" => Err(TransportFailure::NotConnected("connection refused".into())),
+                    "lost" => Err(TransportFailure::Failed("reply cut off".into())),
+                    _ => Ok(http::Response::builder().header(REMOTE_STATUS_HEADER, "200").body(Bytes::from(instance.to_owned())).unwrap()),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_instance_is_passed_over_and_a_request_made_is_never_sent_twice() {
+        let destination = request().destination;
+        // The instance sha256 of the destination picks first, the other after.
+        let ordered = |first: &str, second: &str| -> Vec<String> {
+            let mut list = vec![first.to_owned(), second.to_owned()];
+            if weft_core::streams::shard(destination.as_str(), 2) == 1 {
+                list.reverse();
+            }
+            list
+        };
+        let instances = Instances(Default::default());
+        let answer = through(&ordered("down", "up"), &instances, request()).await.unwrap();
+        assert_eq!((answer.status, answer.body.as_slice()), (StatusCode::OK, b"up".as_slice()));
+        assert_eq!(*instances.0.lock().unwrap(), ["down", "up"]);
+
+        let instances = Instances(Default::default());
+        let error = through(&ordered("lost", "up"), &instances, request()).await.unwrap_err();
+        assert!(matches!(error, FederationError::Transport { .. }) && error.to_string().contains("through lost"), "{error}");
+        assert_eq!(*instances.0.lock().unwrap(), ["lost"], "the request may have been made: not sent again");
+
+        let instances = Instances(Default::default());
+        let error = through(&["down".to_owned()], &instances, request()).await.unwrap_err();
+        assert!(error.to_string().contains("no instance of outbound_federation_restricted_to could be reached"), "{error}");
+    }
 }
