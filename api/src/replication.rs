@@ -4,7 +4,8 @@
 //! over federation by another instance, running the
 //! calls of plugins this instance hosts for the others (every role, one
 //! route: `weft_services::plugins::remote`), stream
-//! positions and the typing state for catch-up. Every call needs
+//! positions and the typing state for catch-up, and federation requests of
+//! instances that may not connect out (`weft_federation::egress`). Every call needs
 //! `Authorization: Bearer <worker_replication_secret>`; without it, or with
 //! another secret, the answer is 401 with a Matrix error and nothing runs.
 
@@ -13,6 +14,7 @@ use std::sync::OnceLock;
 use axum::{
     Router,
     body::Body,
+    extract::DefaultBodyLimit,
     extract::{Path, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -24,6 +26,7 @@ use http_body_util::BodyExt;
 use ruma::OwnedRoomId;
 use tower::ServiceExt;
 
+use weft_federation::egress;
 use weft_services::plugins::remote::{self, ServeError};
 use weft_services::replication::{
     client::{POSITIONS_HEADER, StoredReply, encode_positions},
@@ -46,7 +49,12 @@ pub fn routes() -> Router<AppState> {
         .route("/_weft/replication/v1/positions", get(positions))
         .route("/_weft/replication/v1/streams/typing", get(typing))
         .route(weft_services::presence::SYNC_STATE_PATH, post(presence_sync))
+        .route(egress::PROXY_PATH, post(federation_outbound).layer(DefaultBodyLimit::max(MAX_OUTBOUND_BODY)))
 }
+
+/// The most of a federation request another instance sends out through this
+/// one (the largest transactions and joins are a few MiB).
+const MAX_OUTBOUND_BODY: usize = 100 * 1024 * 1024;
 
 /// Refuses any call without the replication secret.
 pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -191,6 +199,12 @@ async fn plugin_call(State(state): State<AppState>, Path((name, callback, txn_id
         Err(error @ ServeError::BadCall { .. }) => return ApiError::bad_json(error.to_string()).into_response(),
     };
     remember(&state, txn_id, axum::Json(outcome).into_response()).await
+}
+
+/// A federation request of an instance that may not connect out, made by
+/// this one (`outbound_federation_restricted_to`).
+async fn federation_outbound(State(state): State<AppState>, body: Bytes) -> Response {
+    egress::serve(&state.federation.client, &body).await.map(Body::from)
 }
 
 async fn positions(State(state): State<AppState>) -> Response {

@@ -6,7 +6,9 @@
 //! `federation_domain_whitelist` before anything is sent, resolved by
 //! `discovery`, and reached only at addresses the address policy allows
 //! (host names through the resolver; IP literals, also those a redirect
-//! names, checked here). Media downloads are `media`'s.
+//! names, checked here). Media downloads are `media`'s. Every request is an
+//! `egress::Outbound` handed to `send`, which sends it from here
+//! (`send_direct`) or through an instance of `outbound_federation_restricted_to`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,24 +16,24 @@ use http::header::HOST;
 use ruma::{
     OwnedServerName, ServerName,
     api::{
-        IncomingResponseExt, OutgoingRequest, OutgoingRequestExt,
+        IncomingResponseExt, OutgoingBody, OutgoingRequest,
         auth_scheme::{AuthScheme, NoAuthentication},
         federation::authentication::{ServerSignatures, XMatrixSigningInput},
         path_builder::SinglePath,
     },
-    signatures::Ed25519KeyPair,
 };
 
 use weft_core::{address_policy::AddressPolicy, config::Config, crypto::server_key::SigningKey};
 
 use crate::{
     FederationError,
-    discovery::{Destination, Discovery},
+    discovery::Discovery,
+    egress::{Answer, Egress, InternalTransport, Outbound, Target},
     resolver::PolicyResolver,
 };
 
 /// How long one request may take, as Synapse's default federation timeout.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most of an answer read into memory.
 const MAX_RESPONSE_SIZE: usize = 100 * 1024 * 1024;
 /// The most redirects followed (well-known look-ups, media locations).
@@ -42,19 +44,17 @@ pub(crate) fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
     url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
-/// How a request of an endpoint is authenticated from this server's key.
+/// Whether requests of an endpoint carry this server's X-Matrix signature.
 pub trait SignWith: AuthScheme {
-    fn input<'a>(origin: &ServerName, destination: &ServerName, key: &'a Ed25519KeyPair) -> Self::Input<'a>;
+    const SIGNED: bool;
 }
 
 impl SignWith for ServerSignatures {
-    fn input<'a>(origin: &ServerName, destination: &ServerName, key: &'a Ed25519KeyPair) -> XMatrixSigningInput<'a> {
-        XMatrixSigningInput::new(origin.to_owned(), destination.to_owned(), key)
-    }
+    const SIGNED: bool = true;
 }
 
 impl SignWith for NoAuthentication {
-    fn input(_: &ServerName, _: &ServerName, _: &Ed25519KeyPair) {}
+    const SIGNED: bool = false;
 }
 
 pub struct FederationClient {
@@ -65,6 +65,7 @@ pub struct FederationClient {
     pub(crate) policy: Arc<AddressPolicy>,
     discovery: Discovery,
     domain_whitelist: Option<Arc<[String]>>,
+    pub(crate) egress: Egress,
 }
 
 impl FederationClient {
@@ -73,7 +74,9 @@ impl FederationClient {
         origin: OwnedServerName,
         key: Arc<SigningKey>,
         domain_whitelist: Option<Arc<[String]>>,
+        transport: Option<Arc<dyn InternalTransport>>,
     ) -> Result<Self, FederationError> {
+        let egress = Egress::from_config(config, transport)?;
         let policy = Arc::new(AddressPolicy::new(config.ip_range_blacklist.as_deref(), &config.ip_range_whitelist).map_err(FederationError::Config)?);
         let resolver = PolicyResolver::new(policy.clone());
         let redirect_policy = policy.clone();
@@ -96,22 +99,11 @@ impl FederationClient {
             .build()
             .map_err(|e| FederationError::Config(e.to_string()))?;
         let discovery = Discovery::new(resolver, http.clone());
-        Ok(Self { origin, key, http, policy, discovery, domain_whitelist })
+        Ok(Self { origin, key, http, policy, discovery, domain_whitelist, egress })
     }
 
     pub fn origin(&self) -> &ServerName {
         &self.origin
-    }
-
-    /// What signs a request to `destination` with the X-Matrix scheme.
-    pub(crate) fn signing_input<'a>(&'a self, destination: &ServerName) -> XMatrixSigningInput<'a> {
-        ServerSignatures::input(&self.origin, destination, &self.key.pair)
-    }
-
-    /// Where `destination` is reached (discovery, cached).
-    pub async fn destination(&self, destination: &ServerName) -> Result<Destination, FederationError> {
-        self.check_allowed(destination)?;
-        self.discovery.resolve(destination).await
     }
 
     /// Sends `request` to `destination`, signed as its endpoint requires,
@@ -121,11 +113,8 @@ impl FederationClient {
         R: OutgoingRequest<PathBuilder = SinglePath>,
         R::Authentication: SignWith,
     {
-        let target = self.destination(destination).await?;
-        let http_request = request
-            .try_into_http_request::<Vec<u8>>(&target.base_url(), R::Authentication::input(&self.origin, destination, &self.key.pair), ())
-            .map_err(|e| FederationError::Request(e.to_string()))?;
-        let (status, headers, body) = self.execute(destination, &target, http_request, MAX_RESPONSE_SIZE).await?;
+        let outbound = outbound(destination, request, R::Authentication::SIGNED, MAX_RESPONSE_SIZE)?;
+        let Answer { status, headers, body } = self.send(outbound).await?;
         if status.as_u16() >= 400 {
             let body = serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
             return Err(FederationError::Remote { server: destination.to_string(), status, body });
@@ -137,25 +126,69 @@ impl FederationClient {
             .map_err(|e| FederationError::InvalidResponse { server: destination.to_string(), reason: e.to_string() })
     }
 
-    /// Sends `request` to `target` and reads at most `limit` bytes of the answer.
-    pub(crate) async fn execute(
-        &self,
-        server: &ServerName,
-        target: &Destination,
-        request: http::Request<Vec<u8>>,
-        limit: usize,
-    ) -> Result<(http::StatusCode, http::HeaderMap, Vec<u8>), FederationError> {
-        let (parts, body) = request.into_parts();
-        let mut headers = parts.headers;
-        headers.insert(HOST, target.host_header.parse().map_err(|_| FederationError::Request(format!("bad Host {}", target.host_header)))?);
-        let request = self.http.request(parts.method, parts.uri.to_string()).headers(headers).body(body).timeout(REQUEST_TIMEOUT);
-        let response = request.send().await.map_err(|error| transport(server, error))?;
-        read_limited(server, response, limit).await
+    /// Makes `request` from this instance (`send` checked the domain
+    /// whitelist): discovery, the address policy (in the resolver and for
+    /// IP literals), the signature, at most `request.limit` bytes of the answer.
+    pub(crate) async fn send_direct(&self, request: Outbound) -> Result<Answer, FederationError> {
+        let server: &ServerName = &request.destination;
+        let method = http::Method::from_bytes(request.method.as_bytes()).map_err(|e| FederationError::Request(e.to_string()))?;
+        let (url, timeout, host) = match &request.target {
+            Target::Path(path) => {
+                let target = self.discovery.resolve(server).await?;
+                (format!("{}{path}", target.base_url()), REQUEST_TIMEOUT, Some(target.host_header))
+            }
+            Target::Location(location) => (crate::media::checked_location(self, server, location)?.to_string(), crate::media::LOCATION_TIMEOUT, None),
+        };
+        let mut headers = http::HeaderMap::new();
+        if let Some(content_type) = request.content_type.as_deref().and_then(|value| value.parse().ok()) {
+            headers.insert(http::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(host) = host {
+            headers.insert(HOST, host.parse().map_err(|_| FederationError::Request(format!("bad Host {host}")))?);
+        }
+        if request.sign
+            && let Target::Path(path) = &request.target
+        {
+            let mut signed = http::Request::builder()
+                .method(method.clone())
+                .uri(path.as_str())
+                .body(request.body.as_slice())
+                .map_err(|e| FederationError::Request(e.to_string()))?;
+            let input = XMatrixSigningInput::new(self.origin.clone(), server.to_owned(), &self.key.pair);
+            ServerSignatures::add_authentication(&mut signed, input).map_err(|e| FederationError::Request(e.to_string()))?;
+            if let Some(authorization) = signed.headers_mut().remove(http::header::AUTHORIZATION) {
+                headers.insert(http::header::AUTHORIZATION, authorization);
+            }
+        }
+        let sent = self.http.request(method, url).headers(headers).body(request.body).timeout(timeout).send().await;
+        let (status, headers, body) = read_limited(server, sent.map_err(|error| transport(server, error))?, request.limit).await?;
+        Ok(Answer { status, headers, body })
     }
 
-    fn check_allowed(&self, destination: &ServerName) -> Result<(), FederationError> {
+    pub(crate) fn check_allowed(&self, destination: &ServerName) -> Result<(), FederationError> {
         if crate::allowed(self.domain_whitelist.as_deref(), destination) { Ok(()) } else { Err(FederationError::NotWhitelisted(destination.to_string())) }
     }
+}
+
+/// `request` for `destination` as an `Outbound`: its path from the
+/// server's root, not yet signed.
+pub(crate) fn outbound<R>(destination: &ServerName, request: R, sign: bool, limit: usize) -> Result<Outbound, FederationError>
+where
+    R: OutgoingRequest<PathBuilder = SinglePath>,
+{
+    let failed = |e: ruma::api::error::IntoHttpError| FederationError::Request(e.to_string());
+    let (parts, body) = request.try_into_http_request_inner("", ()).map_err(failed)?.into_parts();
+    let content_type = parts.headers.get(http::header::CONTENT_TYPE).cloned().or_else(|| body.content_type());
+    let body: Vec<u8> = body.try_into_buf().map_err(|e| failed(e.into()))?;
+    Ok(Outbound {
+        destination: destination.to_owned(),
+        method: parts.method.to_string(),
+        target: Target::Path(parts.uri.to_string()),
+        content_type: content_type.and_then(|value| value.to_str().ok().map(str::to_owned)),
+        sign,
+        limit,
+        body,
+    })
 }
 
 /// A transport failure with its whole chain of causes (such as a refused address).

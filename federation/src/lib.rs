@@ -9,15 +9,19 @@
 //! request, X-Matrix signed, to any destination), `keys` (other servers'
 //! signing keys: fetched directly or through notaries, verified, cached in
 //! memory and in the database), `inbound` (checking an incoming request's
-//! X-Matrix signature), `media` (downloading other servers' media).
+//! X-Matrix signature), `media` (downloading other servers' media),
+//! `egress` (whether a request leaves from this instance or through one of
+//! `outbound_federation_restricted_to`, and serving other instances' requests).
 //! `Federation` bundles them for the server's state.
 //!
 //! May call: `weft_core` (configuration, the signing key, the address
-//! policy), `weft_storage` (the key cache). Knows nothing of rooms or of
+//! policy), `weft_storage` (the key cache), other instances through the
+//! `egress::InternalTransport` it is given. Knows nothing of rooms or of
 //! HTTP serving: the API layer turns `inbound`'s answers into responses.
 
 pub mod client;
 pub mod discovery;
+pub mod egress;
 mod error;
 pub mod inbound;
 pub mod keys;
@@ -53,10 +57,18 @@ impl std::fmt::Debug for Federation {
 }
 
 impl Federation {
-    pub fn from_config(config: &Config, server_name: OwnedServerName, signing_key: Arc<SigningKey>, storage: Storage) -> Result<Self, FederationError> {
+    /// `transport` reaches the other instances (the internal API), for the
+    /// instances `outbound_federation_restricted_to` leaves out.
+    pub fn from_config(
+        config: &Config,
+        server_name: OwnedServerName,
+        signing_key: Arc<SigningKey>,
+        storage: Storage,
+        transport: Option<Arc<dyn egress::InternalTransport>>,
+    ) -> Result<Self, FederationError> {
         let domain_whitelist: Option<Arc<[String]>> =
             config.federation_domain_whitelist.as_ref().map(|names| names.iter().map(|name| name.to_ascii_lowercase()).collect());
-        let client = Arc::new(FederationClient::from_config(config, server_name.clone(), signing_key.clone(), domain_whitelist.clone())?);
+        let client = Arc::new(FederationClient::from_config(config, server_name.clone(), signing_key.clone(), domain_whitelist.clone(), transport)?);
         let keys = Arc::new(ServerKeys::new(config, server_name, signing_key, storage, client.clone()));
         Ok(Self { client, keys, domain_whitelist })
     }

@@ -8,6 +8,9 @@
 //!    when the caller asks for the legacy way, the unauthenticated
 //!    `GET /_matrix/media/v3/download/{server}/{mediaId}?allow_remote=false`.
 //!
+//! Each request goes out as any other (`egress`): from this instance or
+//! through an instance allowed to connect out.
+//!
 //! The whole answer is read into memory, at most the caller's limit (plus
 //! the few bytes of the multipart framing); more is `TooLarge`.
 
@@ -17,7 +20,7 @@ use http::StatusCode;
 use ruma::{
     ServerName,
     api::{
-        IncomingResponseExt, OutgoingRequestExt,
+        IncomingResponseExt,
         federation::authenticated_media::{FileOrLocation, get_content},
     },
     http_headers::ContentDisposition,
@@ -25,13 +28,14 @@ use ruma::{
 
 use crate::{
     FederationClient, FederationError,
-    client::{literal_ip, read_limited, transport},
+    client::literal_ip,
+    egress::{Answer, Outbound, Target},
 };
 
 /// Room for the multipart framing and its JSON part around the file.
 const FRAMING_ALLOWANCE: usize = 64 * 1024;
 /// How long fetching a `Location` may take.
-const LOCATION_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const LOCATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A file another server gave.
 #[derive(Debug, Clone)]
@@ -75,13 +79,10 @@ impl FederationClient {
     }
 
     async fn federation_download(&self, server: &ServerName, media_id: &str, limit: usize, wait: Duration) -> Result<RemoteFile, FederationError> {
-        let target = self.destination(server).await?;
         let mut request = get_content::v1::Request::new(media_id.to_owned());
         request.timeout_ms = wait;
-        let http_request = request
-            .try_into_http_request::<Vec<u8>>(&target.base_url(), self.signing_input(server), ())
-            .map_err(|e| FederationError::Request(e.to_string()))?;
-        let (status, headers, body) = self.execute(server, &target, http_request, limit.saturating_add(FRAMING_ALLOWANCE)).await?;
+        let outbound = crate::client::outbound(server, request, true, limit.saturating_add(FRAMING_ALLOWANCE))?;
+        let Answer { status, headers, body } = self.send(outbound).await?;
         if status.as_u16() >= 400 {
             return Err(remote(server, status, &body));
         }
@@ -96,46 +97,45 @@ impl FederationClient {
                 }
                 Ok(RemoteFile { bytes: content.file, content_type: content.content_type, file_name: content.content_disposition.and_then(|d| d.filename) })
             }
-            FileOrLocation::Location(location) => self.fetch_location(server, &location, limit).await,
+            FileOrLocation::Location(location) => self.get_file(server, Target::Location(location), limit).await,
             _ => Err(FederationError::InvalidResponse { server: server.to_string(), reason: "neither a file nor a location".into() }),
         }
     }
 
-    /// The file at a `Location` another server named for its media.
-    async fn fetch_location(&self, server: &ServerName, location: &str, limit: usize) -> Result<RemoteFile, FederationError> {
-        let invalid = |reason: String| FederationError::InvalidResponse { server: server.to_string(), reason };
-        let url = reqwest::Url::parse(location).map_err(|e| invalid(format!("bad media location: {e}")))?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(invalid(format!("media location of scheme {}", url.scheme())));
-        }
-        if let Some(ip) = literal_ip(&url) {
-            self.policy.check(ip).map_err(FederationError::Blocked)?;
-        }
-        let response = self.http.get(url).timeout(LOCATION_TIMEOUT).send().await.map_err(|error| transport(server, error))?;
-        let (status, headers, body) = read_limited(server, response, limit).await?;
-        if !status.is_success() {
-            return Err(remote(server, status, &body));
-        }
-        Ok(file_from(headers, body))
-    }
-
     async fn legacy_download(&self, server: &ServerName, media_id: &str, limit: usize, wait: Duration) -> Result<RemoteFile, FederationError> {
-        let target = self.destination(server).await?;
-        let encode = |segment: &str| -> String { url_escape(segment) };
-        let url = format!(
-            "{}/_matrix/media/v3/download/{}/{}?allow_remote=false&allow_redirect=true&timeout_ms={}",
-            target.base_url(),
-            encode(server.as_str()),
-            encode(media_id),
+        let path = format!(
+            "/_matrix/media/v3/download/{}/{}?allow_remote=false&allow_redirect=true&timeout_ms={}",
+            url_escape(server.as_str()),
+            url_escape(media_id),
             wait.as_millis()
         );
-        let request = http::Request::get(url).body(Vec::new()).map_err(|e| FederationError::Request(e.to_string()))?;
-        let (status, headers, body) = self.execute(server, &target, request, limit).await?;
+        self.get_file(server, Target::Path(path), limit).await
+    }
+
+    /// An unsigned GET of a file of `server`'s.
+    async fn get_file(&self, server: &ServerName, target: Target, limit: usize) -> Result<RemoteFile, FederationError> {
+        let outbound = Outbound { destination: server.to_owned(), method: "GET".into(), target, content_type: None, sign: false, limit, body: Vec::new() };
+        let Answer { status, headers, body } = self.send(outbound).await?;
         if !status.is_success() {
             return Err(remote(server, status, &body));
         }
         Ok(file_from(headers, body))
     }
+}
+
+/// The URL of a `Location` `server` named for its media, if it may be
+/// fetched: http or https, and an IP literal only where the address policy
+/// allows.
+pub(crate) fn checked_location(client: &FederationClient, server: &ServerName, location: &str) -> Result<reqwest::Url, FederationError> {
+    let invalid = |reason: String| FederationError::InvalidResponse { server: server.to_string(), reason };
+    let url = reqwest::Url::parse(location).map_err(|e| invalid(format!("bad media location: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid(format!("media location of scheme {}", url.scheme())));
+    }
+    if let Some(ip) = literal_ip(&url) {
+        client.policy.check(ip).map_err(FederationError::Blocked)?;
+    }
+    Ok(url)
 }
 
 /// Whether an error says the federation media endpoint is unknown there,

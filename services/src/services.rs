@@ -184,7 +184,8 @@ impl Services {
             .map_err(|source| StartupError::MediaStore { path: config.media_store_path().display().to_string(), source })?;
         let plugins = crate::plugins::load_all(&config, plugin_services, &replication.client).await?;
         let signing_key = Arc::new(signing_key);
-        let federation = weft_federation::Federation::from_config(&config, server_name.clone(), signing_key.clone(), storage.clone())?;
+        let internal: Arc<dyn weft_federation::egress::InternalTransport> = Arc::new(replication.client.clone());
+        let federation = weft_federation::Federation::from_config(&config, server_name.clone(), signing_key.clone(), storage.clone(), Some(internal))?;
         Ok(Arc::new(Self {
             spam_checker: plugins.spam_checker,
             pushers: plugins.pushers,

@@ -52,6 +52,13 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(out, "sends push notifications: {push}");
     let media = if config.runs_media_repo() { format!("yes, files in {}", config.media_store_path().display()) } else { "no".to_owned() };
     let _ = writeln!(out, "media repository: {media}");
+    let restricted = &config.outbound_federation_restricted_to;
+    let egress = if restricted.is_empty() || restricted.iter().any(|name| name == instance) {
+        "directly".to_owned()
+    } else {
+        format!("through {} (outbound_federation_restricted_to); never directly", restricted.join(", "))
+    };
+    let _ = writeln!(out, "connects to other servers: {egress}");
     let registration = match (config.enable_registration, config.registration_shared_secret.is_some() || config.registration_shared_secret_path.is_some()) {
         (true, _) => "open to anyone (m.login.dummy)",
         (false, true) => "closed; admins register users with the shared secret",

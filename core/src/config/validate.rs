@@ -218,6 +218,16 @@ fn check_workers(config: &Config, fail: &mut Fail<'_>) {
         }
     }
 
+    let me = config.instance_name();
+    if config.outbound_federation_restricted_to.iter().any(|name| name == me)
+        && !config.own_listeners().iter().any(|listener| listener.serves(Resource::Replication))
+    {
+        fail(
+            "outbound_federation_restricted_to",
+            format!("lists `{me}`, which has no `replication` listener: the other instances send their federation requests there"),
+        );
+    }
+
     if config.has_workers() {
         if !config.instance_map.contains_key(MAIN_INSTANCE) {
             fail("instance_map", format!("must contain `{MAIN_INSTANCE}` when workers are configured, so workers can reach it"));

@@ -18,10 +18,10 @@ use crate::{
 
 on_both_backends!(remote_media_is_downloaded_once_kept_and_limited, weft_serves_its_media_to_other_servers);
 
-const DOWNLOAD: &str = "/_matrix/client/v1/media/download";
-const THUMBNAIL: &str = "/_matrix/client/v1/media/thumbnail";
+pub(super) const DOWNLOAD: &str = "/_matrix/client/v1/media/download";
+pub(super) const THUMBNAIL: &str = "/_matrix/client/v1/media/thumbnail";
 
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(super) fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 200]));
     let mut out = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(image).write_to(&mut out, image::ImageFormat::Png).unwrap();
@@ -29,7 +29,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 }
 
 /// Status, a header's value and the body of a download.
-async fn read(response: reqwest::Response, header: &str) -> (StatusCode, String, Vec<u8>) {
+pub(super) async fn read(response: reqwest::Response, header: &str) -> (StatusCode, String, Vec<u8>) {
     let status = response.status();
     let value = response.headers().get(header).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     (status, value, response.bytes().await.unwrap().to_vec())
@@ -44,9 +44,23 @@ fn error_code(body: &[u8]) -> String {
 }
 
 /// The media id of an `mxc://` URI of `server`.
-fn media_id(body: &Value, server: &str) -> String {
+pub(super) fn media_id(body: &Value, server: &str) -> String {
     let uri = body["content_uri"].as_str().unwrap_or_else(|| panic!("no content_uri: {body}"));
     uri.strip_prefix(&format!("mxc://{server}/")).unwrap_or_else(|| panic!("{uri} is not of {server}")).to_owned()
+}
+
+/// Uploads a PNG image to Synapse as `session`; returns its media id.
+pub(super) async fn upload_to_synapse(synapse: &Synapse, session: &Session, file_name: &str, image: Vec<u8>) -> String {
+    let upload = synapse
+        .raw(Method::POST, &format!("/_matrix/media/v3/upload?filename={file_name}"))
+        .bearer_auth(&session.access_token)
+        .header("content-type", "image/png")
+        .body(image)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::OK);
+    media_id(&upload.json().await.unwrap(), &synapse.server_name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,16 +72,7 @@ async fn weft_and_synapse_download_each_others_media() {
     let picture = png(64, 48);
 
     // Uploaded on Synapse, downloaded and thumbnailed through Weft.
-    let upload = synapse
-        .raw(Method::POST, "/_matrix/media/v3/upload?filename=syn.png")
-        .bearer_auth(&on_synapse.access_token)
-        .header("content-type", "image/png")
-        .body(picture.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::OK);
-    let on_synapse_id = media_id(&upload.json().await.unwrap(), &synapse.server_name);
+    let on_synapse_id = upload_to_synapse(&synapse, &on_synapse, "syn.png", picture.clone()).await;
     let path = format!("{DOWNLOAD}/{}/{on_synapse_id}", synapse.server_name);
     let (status, content_type, body) = read(weft_get(&weft, &on_weft, &path).await, "content-type").await;
     assert_eq!(status, StatusCode::OK, "{}\n{}", String::from_utf8_lossy(&body), synapse.logs());

@@ -6,8 +6,10 @@
 //! hierarchy, `timestamp_to_event` and server ACLs (`room_queries`), media
 //! (`media`, with a scripted remote server, `fake_remote`), rooms shared
 //! across servers (`rooms`), the checks of incoming PDUs (`pdu_checks`),
-//! a worker deployment sharing rooms with Synapse (`workers`), the example
-//! deployment of `config/workers/` federating with Synapse (`example`), forks
+//! a worker deployment sharing rooms with Synapse (`workers`), its
+//! instances connecting out only through `outbound_federation_restricted_to`
+//! (`egress`), the example deployment of `config/workers/` federating with
+//! Synapse (`example`), forks
 //! resolved and missing auth events fetched (`forks`), history from
 //! before a join fetched with `backfill`, with what the room's history
 //! visibility lets another server see (`history`), invites rejected,
@@ -17,6 +19,7 @@
 
 mod directory;
 mod edus;
+mod egress;
 mod example;
 mod fake_remote;
 mod faults;

@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// The deployment as a federation peer: every client call goes through the router.
-struct ThroughRouter(Deployment);
+pub(super) struct ThroughRouter(pub(super) Deployment);
 
 impl Peer for ThroughRouter {
     fn name(&self) -> &str {
@@ -58,7 +58,7 @@ async fn weft_workers_behind_the_routers_tls_port_share_rooms_with_synapse() {
     assert_eq!(transactions("main").await, None, "main answered no transaction");
 }
 
-async fn share_rooms_with_synapse(deployment: Deployment) -> Deployment {
+pub(super) async fn share_rooms_with_synapse(deployment: Deployment) -> Deployment {
     let synapse = Synapse::start().await;
     let weft = ThroughRouter(deployment);
     let alice = weft.user("alice").await;
@@ -290,4 +290,71 @@ async fn room_bodies(peer: &impl Peer, session: &Session, room_id: &str) -> Vec<
 
 fn weft_logs(deployment: &Deployment) -> String {
     ["main", "worker1"].iter().map(|name| format!("----- {name} -----\n{}", deployment.log(name))).collect()
+}
+
+/// Media over federation on a media worker: `worker1` runs the media
+/// repository (main does not), the router sends it the media group from
+/// both ports. A Weft user's download of Synapse's media is fetched, kept
+/// and thumbnailed there (and served again once Synapse is gone); Synapse's
+/// download of Weft's media comes in on the router's TLS port and is
+/// answered there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_media_worker_fetches_and_serves_media_over_federation_behind_the_router() {
+    use super::media::{DOWNLOAD, THUMBNAIL, media_id, png, read, upload_to_synapse};
+    let own = [("main", "enable_media_repo = false"), ("worker1", "enable_media_repo = true")];
+    let mut deployment = Deployment::start_federating_configured("", &own, true).await;
+    deployment.start_router().await;
+    let mut synapse = Synapse::start().await;
+    let (token, _) = deployment.register("router", "viewer").await;
+    let on_synapse = synapse.register("viewer").await;
+    let router = deployment.client_url("router");
+    let upload = |body: Vec<u8>| {
+        deployment
+            .http
+            .post(format!("{router}/_matrix/media/v3/upload?filename=weft.png"))
+            .bearer_auth(&token)
+            .header("content-type", "image/png")
+            .body(body)
+            .send()
+    };
+    let get = |path: String| deployment.http.get(format!("{router}{path}")).bearer_auth(&token).send();
+    let picture = png(64, 48);
+
+    // Synapse's media, through the router to worker1, which downloads it.
+    let synapse_id = upload_to_synapse(&synapse, &on_synapse, "syn.png", picture.clone()).await;
+    let download = format!("{DOWNLOAD}/{}/{synapse_id}", synapse.server_name);
+    let (status, content_type, body) = read(get(download.clone()).await.unwrap(), "content-type").await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"), "{}\n{}", String::from_utf8_lossy(&body), deployment.log("worker1"));
+    assert!(body == picture);
+    let thumbnail = format!("{THUMBNAIL}/{}/{synapse_id}?width=32&height=32&method=crop", synapse.server_name);
+    let (status, content_type, body) = read(get(thumbnail.clone()).await.unwrap(), "content-type").await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"), "{}", String::from_utf8_lossy(&body));
+    image::load_from_memory(&body).expect("worker1's thumbnail of Synapse's image");
+
+    // Weft's media, asked for by Synapse on the router's TLS port.
+    let uploaded = upload(picture.clone()).await.unwrap();
+    assert_eq!(uploaded.status(), StatusCode::OK);
+    let weft_id = media_id(&uploaded.json().await.unwrap(), &deployment.server_name);
+    for path in [
+        format!("{DOWNLOAD}/{}/{weft_id}", deployment.server_name),
+        format!("{THUMBNAIL}/{}/{weft_id}?width=32&height=32&method=scale", deployment.server_name),
+    ] {
+        let response = synapse.raw(Method::GET, &path).bearer_auth(&on_synapse.access_token).send().await.unwrap();
+        let (status, _, body) = read(response, "content-type").await;
+        assert_eq!(status, StatusCode::OK, "{path}: {}\n{}\n{}", String::from_utf8_lossy(&body), synapse.logs(), deployment.log("router"));
+        image::load_from_memory(&body).expect("Weft's image");
+    }
+    let served = |instance| deployment.metric(instance, "weft_http_requests_total", &["group=\"media\"", "method=\"GET\"", "status=\"200\""]);
+    // Two downloads of the Weft user, at least one of Synapse's (it may thumbnail what it downloaded).
+    assert!(served("worker1").await.is_some_and(|count| count >= 3.0), "worker1 served the media requests");
+    for instance in ["main", "worker2"] {
+        assert_eq!(served(instance).await, None, "{instance} served media");
+    }
+
+    // With Synapse gone, worker1 serves what it kept.
+    synapse.stop();
+    let (status, _, body) = read(get(download).await.unwrap(), "content-type").await;
+    assert_eq!((status, body == picture), (StatusCode::OK, true));
+    let (status, _, _) = read(get(thumbnail.replace("width=32", "width=40")).await.unwrap(), "").await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -124,6 +124,14 @@ impl Deployment {
         Self::start_inner("", &[], Some(Federation::ThroughRouter(free_port()))).await
     }
 
+    /// `start_federating` (or `start_federating_through_router`) with
+    /// `extra_shared_toml` and `extra_own_toml` as in `start_configured`.
+    pub async fn start_federating_configured(extra_shared_toml: &str, extra_own_toml: &[(&str, &str)], through_router: bool) -> Self {
+        let port = free_port();
+        let federation = if through_router { Federation::ThroughRouter(port) } else { Federation::OnMain(port) };
+        Self::start_inner(extra_shared_toml, extra_own_toml, Some(federation)).await
+    }
+
     async fn start_inner(extra_shared_toml: &str, extra_own_toml: &[(&str, &str)], federation: Option<Federation>) -> Self {
         let federation_port = federation.map(|federation| match federation {
             Federation::OnMain(port) | Federation::ThroughRouter(port) => port,
@@ -159,10 +167,12 @@ impl Deployment {
             if let Some(port) = client_port {
                 instance_map.push_str(&format!("client_port = {port}\n"));
             }
+            // A worker that runs the media repository is sent the media group.
+            let media: &[&str] = if extra_own_toml.contains(&(name, "enable_media_repo = true")) { &["media"] } else { &[] };
             if name == "worker2" && through_router {
-                instance_map.push_str(&format!("serves = {:?}\n", [&WORKER_GROUPS[..], &["federation", "federation_transactions"]].concat()));
+                instance_map.push_str(&format!("serves = {:?}\n", [&WORKER_GROUPS[..], &["federation", "federation_transactions"], media].concat()));
             } else if name.starts_with("worker") {
-                instance_map.push_str(&format!("serves = {WORKER_GROUPS:?}\n"));
+                instance_map.push_str(&format!("serves = {:?}\n", [&WORKER_GROUPS[..], media].concat()));
             }
             let federation_port = federation_port.filter(|_| name == "main" && !through_router);
             let listeners = listeners_toml(client_port, replication_port, federation_port, through_router);

@@ -29,6 +29,7 @@ fn each_worker_misconfiguration_is_refused_with_its_reason() {
         ("federation_sender_instances = [\"fed9\"]\n", "`fed9` is not a known instance"),
         ("media_instance_running_background_jobs = \"media9\"\n", "`media9` is not a known instance"),
         ("outbound_federation_restricted_to = [\"proxy9\"]\n", "`proxy9` is not a known instance"),
+        ("outbound_federation_restricted_to = [\"main\"]\n", "lists `main`, which has no `replication` listener"),
         ("send_federation = false\n", "list the instances that send federation transactions in `federation_sender_instances`"),
         (
             "pusher_instances = [\"main\"]\n[[plugins]]\nname = \"gw\"\nrole = \"pusher\"\npath = \"gw.wasm\"\ninstances = [\"persister1\"]\n",
@@ -96,4 +97,24 @@ fn check_config_names_the_federation_sender_of_a_destination() {
         seen.insert(expected);
     }
     assert_eq!(seen.len(), 2, "five names spread over both senders");
+}
+
+#[test]
+fn check_config_says_whether_an_instance_connects_out_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |extra: &str| {
+        let path = dir.path().join(format!("config{}.toml", extra.len()));
+        let text = format!(
+            "server_name = \"example.org\"\nworker_replication_secret = \"s\"\n{extra}\
+             database = {{ name = \"psycopg2\", args = {{ dbname = \"weft\" }} }}\nredis = {{ enabled = true }}\n\
+             instance_map = {{ main = {{ host = \"127.0.0.1\", port = 9093 }}, fed1 = {{ host = \"127.0.0.1\", port = 9094 }} }}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let output = Command::new(WEFT).args(["check-config", "-c"]).arg(&path).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        text.lines().find_map(|line| line.strip_prefix("connects to other servers: ").map(str::to_owned)).unwrap_or_else(|| panic!("not said:\n{text}"))
+    };
+    assert_eq!(line(""), "directly");
+    assert_eq!(line("outbound_federation_restricted_to = [\"fed1\"]\n"), "through fed1 (outbound_federation_restricted_to); never directly");
 }

@@ -6,7 +6,9 @@
 //! positions; `wait_for_positions` holds the caller until it has seen them
 //! (learning most from the reply itself), so a client reads its own writes
 //! from any worker. The client is also the plugin runtime's transport to
-//! the instances that host a pinned plugin (`RemoteTransport`).
+//! the instances that host a pinned plugin (`RemoteTransport`), and the
+//! federation client's to the instances that connect out for this one
+//! (`InternalTransport`, `outbound_federation_restricted_to`).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use weft_core::config::Config;
+use weft_federation::egress::{InternalTransport, TransportFailure};
 use weft_plugin_runtime::{
     host_services::BoxFuture,
     remote::{RemoteTransport, TransportError, TransportReply},
@@ -120,6 +123,31 @@ impl InternalClient {
         let positions = response.headers().get(POSITIONS_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = response.bytes().await.map_err(unreachable)?;
         Ok(StoredReply { status, content_type, positions, body })
+    }
+}
+
+/// The federation client's way to the instances of
+/// `outbound_federation_restricted_to`: one try, the whole reply.
+impl InternalTransport for InternalClient {
+    fn post<'a>(&'a self, instance: &'a str, path: &'a str, body: Bytes, timeout: Duration) -> BoxFuture<'a, Result<http::Response<Bytes>, TransportFailure>> {
+        Box::pin(async move {
+            let (client, base) = self.instances.get(instance).ok_or_else(|| TransportFailure::NotConnected(format!("`{instance}` is not in instance_map")))?;
+            let mut request = client.post(format!("{base}{path}")).body(body).timeout(timeout);
+            if let Some(secret) = &self.secret {
+                request = request.bearer_auth(secret);
+            }
+            let failed = |error: reqwest::Error| match error.is_connect() {
+                true => TransportFailure::NotConnected(error.to_string()),
+                false => TransportFailure::Failed(error.to_string()),
+            };
+            let mut response = request.send().await.map_err(failed)?;
+            let mut reply = http::Response::builder().status(response.status());
+            if let Some(headers) = reply.headers_mut() {
+                *headers = std::mem::take(response.headers_mut());
+            }
+            let body = response.bytes().await.map_err(failed)?;
+            reply.body(body).map_err(|error| TransportFailure::Failed(error.to_string()))
+        })
     }
 }
 
