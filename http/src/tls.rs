@@ -26,49 +26,6 @@ use weft_core::config::Config;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// When neither `tls_certificate_path` nor `tls_private_key_path` exists,
-/// writes a self-signed certificate there for the server name's host (and
-/// `localhost`), valid for ten years, and says so: a local deployment (the
-/// example in `config/workers/`) then starts without an `openssl` step,
-/// while other servers accept it only if they trust it. `Ok(true)` when it
-/// wrote them; one file without the other is left for `acceptor` to refuse.
-pub fn write_self_signed_if_missing(config: &Config) -> Result<bool, String> {
-    let (Some(cert_path), Some(key_path)) = (&config.tls_certificate_path, &config.tls_private_key_path) else { return Ok(false) };
-    if cert_path.exists() || key_path.exists() {
-        return Ok(false);
-    }
-    let server_name = config.server_name();
-    let host = server_name.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(server_name, |(host, _)| host);
-    let mut names = vec![host.trim_start_matches('[').trim_end_matches(']').to_owned()];
-    if names[0] != "localhost" {
-        names.push("localhost".to_owned());
-    }
-    let mut params = rcgen::CertificateParams::new(names).map_err(|e| format!("a self-signed certificate for {host}: {e}"))?;
-    let now = std::time::SystemTime::now();
-    params.not_before = now.into();
-    params.not_after = (now + Duration::from_secs(10 * 365 * 24 * 3600)).into();
-    let key = rcgen::KeyPair::generate().map_err(|e| format!("a key for the self-signed certificate: {e}"))?;
-    let cert = params.self_signed(&key).map_err(|e| format!("a self-signed certificate for {host}: {e}"))?;
-    write_new(key_path, &key.serialize_pem(), 0o600)?;
-    write_new(cert_path, &cert.pem(), 0o644)?;
-    tracing::warn!(
-        certificate = %cert_path.display(),
-        key = %key_path.display(),
-        "wrote a self-signed TLS certificate for {host}: other servers accept it only if they trust it; replace both files with a real certificate"
-    );
-    Ok(true)
-}
-
-/// Writes a file that must not exist yet, readable as `mode` says.
-fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), String> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The server's TLS configuration from `tls_certificate_path` and
 /// `tls_private_key_path`.
 pub fn acceptor(config: &Config) -> Result<TlsAcceptor, String> {

@@ -22,10 +22,7 @@ pub async fn run(files: Vec<PathBuf>) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     let mut tls_listeners = Vec::new();
     let acceptor = match settings.tls_port {
-        Some(_) => {
-            tls::write_self_signed_if_missing(&config).map_err(|message| anyhow::anyhow!("router.tls_port: {message}"))?;
-            Some(tls::acceptor(&config).map_err(|message| anyhow::anyhow!("router.tls_port: {message}"))?)
-        }
+        Some(_) => Some(tls::acceptor(&config).map_err(|message| anyhow::anyhow!("router.tls_port: {message}"))?),
         None => None,
     };
     for address in &settings.bind_addresses {
