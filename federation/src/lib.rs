@@ -9,7 +9,8 @@
 //! request, X-Matrix signed, to any destination), `keys` (other servers'
 //! signing keys: fetched directly or through notaries, verified, cached in
 //! memory and in the database), `inbound` (checking an incoming request's
-//! X-Matrix signature), `media` (downloading other servers' media).
+//! X-Matrix signature), `media` (downloading other servers' media),
+//! `unstable` (Synapse's endpoints that ruma does not declare).
 //! `Federation` bundles them for the server's state.
 //!
 //! May call: `weft_core` (configuration, the signing key, the address
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod media;
 mod resolver;
 mod tls;
+pub mod unstable;
 
 use std::sync::Arc;
 
