@@ -41,21 +41,11 @@ async fn keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice(
     let appservice = FakeAppservice::start(Mode::Accept).await;
     let registrations = [registration("bridge", Some(&appservice.url()), AS_TOKEN, "org.matrix.msc3202: true\n")];
     let (server, _dir) = server(backend, &registrations, SWITCHED_ON).await;
-    let (status, body) = server
-        .post(
-            "/_matrix/client/v3/register",
-            Some(AS_TOKEN),
-            json!({"type": "m.login.application_service", "username": "bridge_alice", "device_id": "PUPPETDEV"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let puppet = body["user_id"].as_str().unwrap().to_owned();
     let upload = json!({
         "one_time_keys": {"signed_curve25519:A1": {"key": "server-otk"}},
         "fallback_keys": {"signed_curve25519:F1": {"key": "server-fallback", "fallback": true}},
     });
-    let path = format!("/_matrix/client/v3/keys/upload?user_id={}&device_id=PUPPETDEV", encode(&puppet));
-    assert_eq!(server.post(&path, Some(AS_TOKEN), upload).await.0, StatusCode::OK);
+    let puppet = puppet_with_keys(&server, |_| upload).await;
     let carol = server.register("carol", "pw").await;
     let dave = server.register("dave", "pw").await;
 
@@ -128,8 +118,8 @@ async fn keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice(
 const UNSTABLE_CLAIM: &str = "/_matrix/client/unstable/org.matrix.msc3983/keys/claim";
 
 /// Registers `bridge_alice` through the appservice with device `PUPPETDEV`
-/// and uploads these keys for it; the user id.
-async fn puppet_with_keys(server: &TestServer, upload: Value) -> String {
+/// and uploads the keys `upload` makes for its user id; the user id.
+pub(super) async fn puppet_with_keys(server: &TestServer, upload: impl FnOnce(&str) -> Value) -> String {
     let (status, body) = server
         .post(
             "/_matrix/client/v3/register",
@@ -140,7 +130,7 @@ async fn puppet_with_keys(server: &TestServer, upload: Value) -> String {
     assert_eq!(status, StatusCode::OK, "{body}");
     let puppet = body["user_id"].as_str().unwrap().to_owned();
     let path = format!("/_matrix/client/v3/keys/upload?user_id={}&device_id=PUPPETDEV", encode(&puppet));
-    let (status, body) = server.post(&path, Some(AS_TOKEN), upload).await;
+    let (status, body) = server.post(&path, Some(AS_TOKEN), upload(&puppet)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     puppet
 }
@@ -156,7 +146,7 @@ async fn the_unstable_claim_takes_several_keys_and_always_the_fallback_key(backe
         "one_time_keys": {"signed_curve25519:A1": {"key": "otk-1"}, "signed_curve25519:A2": {"key": "otk-2"}},
         "fallback_keys": {"signed_curve25519:F1": {"key": "server-fallback", "fallback": true}},
     });
-    let puppet = puppet_with_keys(&server, upload).await;
+    let puppet = puppet_with_keys(&server, |_| upload).await;
     let carol = server.register("carol", "pw").await;
     appservice.answer_keys(
         json!({puppet.clone(): {"ASDEV": {"signed_curve25519:AS1": {"key": "as-1"}, "signed_curve25519:AS2": {"key": "as-2"}}}}),

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     on_both_backends,
-    support::{Backend, TestServer, encode},
+    support::{Backend, TestServer},
 };
 
 on_both_backends!(other_servers_get_the_appservice_s_devices_and_keys);
@@ -28,19 +28,8 @@ async fn other_servers_get_the_appservice_s_devices_and_keys(backend: Backend) {
     let home = TestServer::builder(backend).federation().config(&config).start().await;
     let other = TestServer::builder(backend).federation().config(SWITCHED_ON).start().await;
 
-    let (status, body) = home
-        .post(
-            "/_matrix/client/v3/register",
-            Some(AS_TOKEN),
-            json!({"type": "m.login.application_service", "username": "bridge_alice", "device_id": "PUPPETDEV"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let puppet = body["user_id"].as_str().unwrap().to_owned();
     let key = crate::federation::DeviceKey::new();
-    let path = format!("/_matrix/client/v3/keys/upload?user_id={}&device_id=PUPPETDEV", encode(&puppet));
-    let (status, body) = home.post(&path, Some(AS_TOKEN), key.upload_body(&puppet, "PUPPETDEV")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let puppet = super::keys::puppet_with_keys(&home, |puppet| key.upload_body(puppet, "PUPPETDEV")).await;
     let replaced = json!({"user_id": puppet, "device_id": "PUPPETDEV", "algorithms": [], "keys": {"ed25519:PUPPETDEV": "from-the-appservice"}});
     let ghost = json!({
         "user_id": puppet, "device_id": "ASDEV", "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
