@@ -11,7 +11,8 @@
 //! memory and in the database), `inbound` (checking an incoming request's
 //! X-Matrix signature), `media` (downloading other servers' media),
 //! `egress` (whether a request leaves from this instance or through one of
-//! `outbound_federation_restricted_to`, and serving other instances' requests).
+//! `outbound_federation_restricted_to`, and serving other instances' requests),
+//! `unstable` (Synapse's endpoints that ruma does not declare).
 //! `Federation` bundles them for the server's state.
 //!
 //! May call: `weft_core` (configuration, the signing key, the address
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod media;
 mod resolver;
 mod tls;
+pub mod unstable;
 
 use std::sync::Arc;
 

@@ -9,9 +9,19 @@
 //! error goes back to the consumer, which retries later from its saved
 //! position, losing nothing.
 //!
+//! A consumer writes its position with what it queued; a stretch that
+//! queued nothing is written only now and then (`PositionWrites`): a restart
+//! reads it again and queues nothing, and a server whose streams concern no
+//! consumer pays no write per row (on SQLite every write waits for the one
+//! lock).
+//!
 //! May call: `weft_storage` (a health probe), metrics.
 
-use std::{fmt::Display, future::Future, time::Duration};
+use std::{
+    fmt::Display,
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use weft_storage::Storage;
 
@@ -19,6 +29,31 @@ use weft_storage::Storage;
 const ATTEMPTS: u32 = 3;
 /// The pause between two tries of one item.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The most positions, or the longest time, a position that queued nothing
+/// goes unwritten.
+pub const UNWRITTEN_ROWS: i64 = 1000;
+pub const UNWRITTEN_FOR: Duration = Duration::from_secs(10);
+
+/// When a consumer last wrote its position on one stream.
+#[derive(Debug, Default)]
+pub struct PositionWrites {
+    at: i64,
+    when: Option<Instant>,
+}
+
+impl PositionWrites {
+    /// Whether to write `reached` now: with something queued, always; else
+    /// once `UNWRITTEN_ROWS` or `UNWRITTEN_FOR` have gone by unwritten.
+    pub fn due(&self, reached: i64, queued: bool) -> bool {
+        queued || reached - self.at >= UNWRITTEN_ROWS || self.when.is_none_or(|when| when.elapsed() >= UNWRITTEN_FOR)
+    }
+
+    /// `reached` was written.
+    pub fn wrote(&mut self, reached: i64) {
+        *self = Self { at: reached, when: Some(Instant::now()) };
+    }
+}
 
 /// What happened to one item.
 #[derive(Debug, PartialEq, Eq)]

@@ -17,22 +17,30 @@ const ROWS_PER_STATEMENT: usize = 100;
 const MAX_ROWS_ONE_STATEMENT: usize = 1_000;
 
 /// Appends `items` (`(appservice_id, kind, json)`) to the queue, in order,
-/// a statement per `ROWS_PER_STATEMENT`.
-pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(String, &str, String)]) -> Result<()> {
+/// a statement per `ROWS_PER_STATEMENT`; their sequence numbers, in order.
+pub(super) async fn insert_queued(conn: &mut sqlx::AnyConnection, items: &[(String, &str, String)]) -> Result<Vec<i64>> {
+    let mut seqs = Vec::with_capacity(items.len());
     for chunk in items.chunks(ROWS_PER_STATEMENT) {
         let rows: Vec<String> = (0..chunk.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3)).collect();
-        let sql = format!("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {}", rows.join(", "));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let sql = format!("INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {} RETURNING seq", rows.join(", "));
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
         for (appservice_id, kind, json) in chunk {
             query = query.bind(appservice_id.as_str()).bind(*kind).bind(json.as_str());
         }
-        query.execute(&mut *conn).await?;
+        seqs.extend(sorted(query.fetch_all(&mut *conn).await?));
     }
-    Ok(())
+    Ok(seqs)
+}
+
+/// Sequence numbers returned by one insert, in the order of its rows (one
+/// writer queues, so they grow with the rows).
+fn sorted(mut seqs: Vec<i64>) -> Vec<i64> {
+    seqs.sort_unstable();
+    seqs
 }
 
 /// The kinds of queued items, each read up to its own limit.
-const QUEUED_KINDS: [&str; 4] = ["event", "ephemeral", "to_device", "device_lists"];
+pub const QUEUED_KINDS: [&str; 4] = ["event", "ephemeral", "to_device", "device_lists"];
 
 /// One queued item: its place in the queue, its kind (`event`,
 /// `ephemeral`, `to_device`, `device_lists`) and its JSON text.
@@ -94,29 +102,29 @@ impl Storage {
     }
 
     /// Queues `items` (`(appservice_id, kind, json)`, in order) and, when
-    /// given, moves the matched position to `position`, all or nothing. On
-    /// PostgreSQL, items and a position, one statement.
-    pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<()> {
+    /// given, moves the matched position to `position`, all or nothing; the
+    /// items' sequence numbers, in order. On PostgreSQL, items and a
+    /// position, one statement.
+    pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<Vec<i64>> {
         if let Some(position) = position.filter(|_| self.dialect == super::Dialect::Postgres && !items.is_empty() && items.len() <= MAX_ROWS_ONE_STATEMENT) {
             let rows: Vec<String> = (0..items.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 2, 3 * n + 3, 3 * n + 4)).collect();
             let sql = format!(
-                "WITH moved AS (UPDATE appservice_stream_position SET stream_ordering = $1) INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {}",
+                "WITH moved AS (UPDATE appservice_stream_position SET stream_ordering = $1) INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {} RETURNING seq",
                 rows.join(", ")
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(position);
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(position);
             for (appservice_id, kind, json) in items {
                 query = query.bind(appservice_id.as_str()).bind(*kind).bind(json.as_str());
             }
-            query.execute(&self.pool).await?;
-            return Ok(());
+            return Ok(sorted(query.fetch_all(&self.pool).await?));
         }
         let mut tx = self.begin_write().await?;
-        insert_queued(&mut tx, items).await?;
+        let seqs = insert_queued(&mut tx, items).await?;
         if let Some(position) = position {
             sqlx::query("UPDATE appservice_stream_position SET stream_ordering = $1").bind(position).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(seqs)
     }
 
     /// The oldest items queued for the appservice: up to `per_kind` of each
@@ -139,8 +147,9 @@ impl Storage {
     }
 
     /// Stores a transaction of `items` under the next transaction id and
-    /// takes them off the queue, all or nothing; the id. `acknowledged`, a
-    /// transaction the appservice already answered 2xx, is forgotten in the
+    /// takes them off the queue, all or nothing; the id. `acknowledged`, the
+    /// last transaction the appservice answered 2xx (transactions are sent in
+    /// order, so every earlier one was too), is forgotten with those before it in the
     /// same database transaction (one commit a transaction sent). On
     /// PostgreSQL this is one statement (each statement is a round trip to
     /// the server, and the sender waits for them between transactions).
@@ -149,7 +158,7 @@ impl Storage {
             let seqs = (0..items.len()).map(|n| format!("${}", n + 4)).collect::<Vec<_>>().join(", ");
             let taken = if items.is_empty() { String::new() } else { format!("taken AS (DELETE FROM appservice_queue WHERE seq IN ({seqs})), ") };
             let sql = format!(
-                "WITH acked AS (DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2), {taken}\
+                "WITH acked AS (DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id <= $2), {taken}\
                  id AS (UPDATE appservice_txn_id SET last_txn_id = last_txn_id + 1 RETURNING last_txn_id) \
                  INSERT INTO appservice_txns (appservice_id, txn_id, body_json) SELECT $1, last_txn_id, $3 FROM id RETURNING txn_id"
             );
@@ -161,7 +170,7 @@ impl Storage {
         }
         let mut tx = self.begin_write().await?;
         if let Some(acknowledged) = acknowledged {
-            sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2")
+            sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id <= $2")
                 .bind(appservice_id)
                 .bind(acknowledged)
                 .execute(&mut *tx)
@@ -187,18 +196,20 @@ impl Storage {
         Ok(txn_id)
     }
 
-    /// The appservice's oldest unacknowledged transaction: its id and body.
-    pub async fn oldest_appservice_txn(&self, appservice_id: &str) -> Result<Option<(i64, String)>> {
-        let row = sqlx::query("SELECT txn_id, body_json FROM appservice_txns WHERE appservice_id = $1 ORDER BY txn_id LIMIT 1")
+    /// The appservice's oldest stored transaction after `after` (all when
+    /// `None`): its id and body.
+    pub async fn oldest_appservice_txn(&self, appservice_id: &str, after: Option<i64>) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT txn_id, body_json FROM appservice_txns WHERE appservice_id = $1 AND txn_id > $2 ORDER BY txn_id LIMIT 1")
             .bind(appservice_id)
+            .bind(after.unwrap_or(i64::MIN))
             .fetch_optional(&self.pool)
             .await?;
         row.map(|row| Ok((row.try_get("txn_id")?, row.try_get("body_json")?))).transpose()
     }
 
-    /// Forgets a transaction the appservice acknowledged.
-    pub async fn delete_appservice_txn(&self, appservice_id: &str, txn_id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id = $2").bind(appservice_id).bind(txn_id).execute(&self.pool).await?;
+    /// Forgets the transactions up to `txn_id`, which the appservice acknowledged.
+    pub async fn delete_appservice_txns(&self, appservice_id: &str, txn_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM appservice_txns WHERE appservice_id = $1 AND txn_id <= $2").bind(appservice_id).bind(txn_id).execute(&self.pool).await?;
         Ok(())
     }
 }

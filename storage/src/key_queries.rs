@@ -96,7 +96,8 @@ impl Storage {
     }
 
     /// As `claim_keys`, from the one-time keys only, the fallback keys only,
-    /// or both (MSC3983 asks the appservice between the two).
+    /// or both (MSC3983 asks the appservice between the two). An entry
+    /// repeated claims as many one-time keys.
     pub async fn claim_keys_from(&self, claims: &[KeyClaim<'_>], sources: KeySources) -> Result<Vec<Option<ClaimedKey>>> {
         let mut users: Vec<&UserId> = claims.iter().map(|(user, _, _)| *user).collect();
         users.sort();
@@ -126,12 +127,15 @@ impl Storage {
 pub enum KeySources {
     OneTimeOnly,
     FallbackOnly,
+    /// The fallback key without marking it used (MSC3983's claims that
+    /// always include it, beside a one-time key).
+    FallbackKept,
     Both,
 }
 
 /// One one-time key of the algorithm (deleted), else the fallback key (marked used).
 async fn claim_in(conn: &mut AnyConnection, (user_id, device_id, algorithm): &KeyClaim<'_>, sources: KeySources) -> Result<Option<ClaimedKey>> {
-    let one_time = if sources == KeySources::FallbackOnly {
+    let one_time = if matches!(sources, KeySources::FallbackOnly | KeySources::FallbackKept) {
         None
     } else {
         sqlx::query(
@@ -149,13 +153,12 @@ async fn claim_in(conn: &mut AnyConnection, (user_id, device_id, algorithm): &Ke
         Some(row) => row,
         None if sources == KeySources::OneTimeOnly => return Ok(None),
         None => {
-            let fallback =
-                sqlx::query("UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json")
-                    .bind(user_id.as_str())
-                    .bind(device_id.as_str())
-                    .bind(*algorithm)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let sql = if sources == KeySources::FallbackKept {
+                "SELECT key_id, key_json FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3"
+            } else {
+                "UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json"
+            };
+            let fallback = sqlx::query(sql).bind(user_id.as_str()).bind(device_id.as_str()).bind(*algorithm).fetch_optional(&mut *conn).await?;
             match fallback {
                 Some(row) => row,
                 None => return Ok(None),

@@ -69,7 +69,7 @@ use sqlx::{AnyPool, any::AnyPoolOptions};
 
 pub use account_data::AccountDataEntry;
 pub use appservice_feeds::{AppserviceFeed, InboxMessage, OneTimeKeyCounts, UnusedFallbackKeys};
-pub use appservices::QueuedItem;
+pub use appservices::{QUEUED_KINDS, QueuedItem};
 pub use cross_signing::KeySignature;
 pub use devices::{Device, NewSession, TokenOwner};
 pub use dialect::Dialect;

@@ -79,6 +79,51 @@ pub(super) async fn claim_keys(
     futures_util::future::join_all(asks).await
 }
 
+/// Several keys a device (the unstable `/keys/claim`), as Synapse asks:
+/// Synapse's `unstable/user/keys/claim` when a device wants more than one
+/// key, and the stable endpoint, with the first algorithm of each device,
+/// otherwise or when the server does not know the unstable one.
+pub(super) async fn claim_keys_counted(
+    state: &Services,
+    wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Vec<OneTimeKeyAlgorithm>>>,
+) -> Vec<(String, Result<Claimed, Value>)> {
+    let asks = by_server(state, wanted).into_iter().map(|(server, claims)| async move {
+        let answer = tokio::time::timeout(KEYS_TIMEOUT, claim_counted_from(state, &server, claims)).await;
+        let answer = match answer {
+            Ok(Ok(claimed)) => Ok(claimed),
+            Ok(Err(error)) => Err(failure(&error)),
+            Err(_) => Err(json!({"status": 503, "message": "Not ready for retry"})),
+        };
+        (server.to_string(), answer)
+    });
+    futures_util::future::join_all(asks).await
+}
+
+async fn claim_counted_from(
+    state: &Services,
+    server: &ServerName,
+    claims: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Vec<OneTimeKeyAlgorithm>>>,
+) -> Result<Claimed, FederationError> {
+    let client = &state.federation.client;
+    if claims.values().flat_map(BTreeMap::values).any(|algorithms| algorithms.len() > 1) {
+        let request = weft_federation::unstable::claim_keys::Request::new(claims.clone());
+        match client.send_request(server, request).await {
+            Ok(response) => return Ok(response.one_time_keys),
+            // Synapse's `is_unknown_endpoint`.
+            Err(error)
+                if matches!(error.status().map(|status| status.as_u16()), Some(404 | 405)) && error.errcode().is_none_or(|code| code == "M_UNRECOGNIZED") => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let first: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>> = claims
+        .into_iter()
+        .map(|(user_id, devices)| {
+            (user_id, devices.into_iter().filter_map(|(device_id, algorithms)| Some((device_id, algorithms.into_iter().next()?))).collect())
+        })
+        .collect();
+    Ok(client.send_request(server, claim_keys::v1::Request::new(first)).await?.one_time_keys)
+}
+
 /// A remote user's profile (one field when `field` is set).
 pub(crate) async fn profile(state: &Services, user_id: &UserId, field: Option<&str>) -> ApiResult<BTreeMap<String, Value>> {
     let mut request = get_profile_information::v1::Request::new(user_id.to_owned());

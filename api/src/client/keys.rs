@@ -1,15 +1,15 @@
 //! Device keys: `/keys/upload` (device, one-time and fallback keys),
-//! `/keys/query`, `/keys/claim` and `/keys/changes`. Uploaded keys must be
+//! `/keys/query` and `/keys/changes` (`/keys/claim`: `key_claims`). Uploaded keys must be
 //! the sender's own and carry a valid self-signature; signed one-time keys
 //! must be signed by the device. Local users only until federation. With
-//! MSC3983/MSC3984 switched on, appservices' exclusive users' keys are also
+//! MSC3984 switched on, appservices' exclusive users' devices are also
 //! asked of the appservice (`weft_services::appservices::keys`).
 
 use std::collections::BTreeMap;
 
 use ruma::{
     OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, UInt,
-    api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys},
+    api::client::keys::{get_key_changes, get_keys, upload_keys},
     serde::Raw,
 };
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ use weft_core::json::raw;
 use weft_services::appservices::keys as appservice_keys;
 use weft_services::services::{AppState, Services};
 use weft_services::sync::{StreamToken, device_lists};
-use weft_storage::{KeyClaim, KeySources, NewKey, StorageError, Stream};
+use weft_storage::{NewKey, StorageError, Stream};
 
 use crate::{
     auth::Sender,
@@ -266,88 +266,6 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v3::Request>) -> Api
                 response.master_keys.extend(answer.master_keys);
                 response.self_signing_keys.extend(answer.self_signing_keys);
             }
-            Err(failure) => {
-                response.failures.insert(server, failure);
-            }
-        }
-    }
-    Ok(response)
-}
-
-/// Claimed one-time keys by user, device and key id.
-type ClaimedKeys = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<OwnedOneTimeKeyId, Raw<ruma::encryption::OneTimeKey>>>>;
-
-/// One-time keys of local devices (fallback keys when none is left). With
-/// MSC3983 switched on, a device of an appservice's exclusive user with no
-/// one-time key left gets the appservice's before its fallback key, as Synapse.
-pub(crate) async fn claim_local(state: &Services, wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>) -> ApiResult<ClaimedKeys> {
-    let mut claims = Vec::new();
-    for (user_id, devices) in wanted {
-        if user_id.server_name() == state.server_name {
-            claims.extend(devices.iter().map(|(device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())));
-        }
-    }
-    let mut claimed = ClaimedKeys::new();
-    let proxied = appservice_keys::claims_enabled(state);
-    let (through, direct): (Vec<_>, Vec<_>) =
-        claims.into_iter().partition(|(user_id, _, _): &KeyClaim<'_>| proxied && appservice_keys::is_proxied_user(state, user_id.as_str()));
-    if !direct.is_empty() {
-        for ((user_id, device_id, _), key) in direct.iter().zip(state.storage.claim_keys(&direct).await?) {
-            if let Some((key_id, key)) = key {
-                insert_claimed(&mut claimed, user_id.as_str(), device_id.as_str(), &key_id, &key);
-            }
-        }
-    }
-    if through.is_empty() {
-        return Ok(claimed);
-    }
-    let mut unfilled = Vec::new();
-    for (&(user_id, device_id, algorithm), key) in through.iter().zip(state.storage.claim_keys_from(&through, KeySources::OneTimeOnly).await?) {
-        match key {
-            Some((key_id, key)) => insert_claimed(&mut claimed, user_id.as_str(), device_id.as_str(), &key_id, &key),
-            None => unfilled.push((user_id.to_string(), device_id.to_string(), algorithm.to_owned())),
-        }
-    }
-    let (given, missing) = appservice_keys::claim(state, unfilled).await;
-    for (user_id, devices) in given {
-        for (device_id, keys) in devices {
-            for (key_id, key) in keys {
-                insert_claimed(&mut claimed, &user_id, &device_id, &key_id, &key);
-            }
-        }
-    }
-    let missing: Vec<(OwnedUserId, OwnedDeviceId, String)> = missing
-        .into_iter()
-        .filter_map(|(user_id, device_id, algorithm)| Some((OwnedUserId::try_from(user_id).ok()?, OwnedDeviceId::from(device_id), algorithm)))
-        .collect();
-    let fallback: Vec<KeyClaim<'_>> =
-        missing.iter().map(|(user_id, device_id, algorithm)| (user_id.as_ref(), device_id.as_ref(), algorithm.as_str())).collect();
-    if !fallback.is_empty() {
-        for ((user_id, device_id, _), key) in fallback.iter().zip(state.storage.claim_keys_from(&fallback, KeySources::FallbackOnly).await?) {
-            if let Some((key_id, key)) = key {
-                insert_claimed(&mut claimed, user_id.as_str(), device_id.as_str(), &key_id, &key);
-            }
-        }
-    }
-    Ok(claimed)
-}
-
-fn insert_claimed(claimed: &mut ClaimedKeys, user_id: &str, device_id: &str, key_id: &str, key: &Value) {
-    let (Ok(user_id), Ok(key_id)) = (OwnedUserId::try_from(user_id), OwnedOneTimeKeyId::try_from(key_id)) else { return };
-    claimed.entry(user_id).or_default().entry(OwnedDeviceId::from(device_id)).or_default().insert(key_id, raw(key));
-}
-
-pub async fn claim(state: AppState, request: Ruma<claim_keys::v3::Request>) -> ApiResult<claim_keys::v3::Response> {
-    request.sender()?;
-    let wanted = &request.body.one_time_keys;
-    if wanted.values().map(BTreeMap::len).sum::<usize>() > MAX_CLAIM_DEVICES {
-        return Err(ApiError::invalid_param(format!("one_time_keys names more than {MAX_CLAIM_DEVICES} devices")));
-    }
-    let (remote, local) = futures_util::future::join(super::federated::claim_keys(&state, wanted), claim_local(&state, wanted)).await;
-    let mut response = claim_keys::v3::Response::new(local?);
-    for (server, answer) in remote {
-        match answer {
-            Ok(claimed) => response.one_time_keys.extend(claimed),
             Err(failure) => {
                 response.failures.insert(server, failure);
             }

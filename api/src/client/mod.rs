@@ -11,6 +11,7 @@ mod cross_signing;
 mod devices;
 pub(crate) mod directory;
 mod federated;
+pub(crate) mod key_claims;
 pub(crate) mod keys;
 mod listed;
 mod login;
@@ -172,7 +173,8 @@ pub fn routes(table: &mut RouteTable) {
         .add::<ruma::api::client::to_device::send_event_to_device::v3::Request, _, _>(G::ToDevice, to_device::send)
         .add::<ruma::api::client::keys::upload_keys::v3::Request, _, _>(G::Keys, keys::upload)
         .add::<ruma::api::client::keys::get_keys::v3::Request, _, _>(G::ClientReads, keys::query)
-        .add::<ruma::api::client::keys::claim_keys::v3::Request, _, _>(G::Keys, keys::claim)
+        .add::<ruma::api::client::keys::claim_keys::v3::Request, _, _>(G::Keys, key_claims::claim)
+        .add::<ruma::api::client::keys::claim_keys::v4::Request, _, _>(G::Keys, key_claims::claim_unstable)
         .add::<ruma::api::client::keys::get_key_changes::v3::Request, _, _>(G::ClientReads, keys::changes)
         .add::<ruma::api::client::keys::upload_signing_keys::v3::Request, _, _>(G::Keys, cross_signing::upload_keys)
         .add::<ruma::api::client::keys::upload_signatures::v3::Request, _, _>(G::Keys, cross_signing::upload_signatures);

@@ -38,6 +38,7 @@ pub fn federation_routes(table: &mut RouteTable) {
         .add::<fed::query::get_room_information::v1::Request, _, _>(EndpointGroup::Federation, query::directory)
         .add::<fed::device::get_devices::v1::Request, _, _>(EndpointGroup::Federation, user::devices)
         .add::<fed::keys::get_keys::v1::Request, _, _>(EndpointGroup::Federation, user::query)
+        .add::<weft_federation::unstable::claim_keys::Request, _, _>(EndpointGroup::Federation, user::claim_unstable)
         .add::<fed::keys::claim_keys::v1::Request, _, _>(EndpointGroup::Federation, user::claim)
         .add::<directory::get_public_rooms::Request, _, _>(EndpointGroup::Federation, directory::public_rooms)
         .add::<directory::get_public_rooms_filtered::Request, _, _>(EndpointGroup::Federation, directory::public_rooms_filtered)

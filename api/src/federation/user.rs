@@ -1,6 +1,7 @@
 //! What other servers ask about this server's users' devices and keys:
-//! `user/devices/{userId}`, `user/keys/query`, `user/keys/claim`. Only local
-//! users are answered; the user-signing key and the signatures users made of
+//! `user/devices/{userId}`, `user/keys/query`, `user/keys/claim` (and
+//! Synapse's `unstable/user/keys/claim`, several keys a device, served with
+//! MSC3983 switched on). Only local users are answered; the user-signing key and the signatures users made of
 //! others never leave this server.
 
 use std::collections::BTreeMap;
@@ -13,10 +14,14 @@ use ruma::{
     },
 };
 
+use weft_federation::unstable::claim_keys as claim_keys_unstable;
 use weft_services::services::AppState;
 
 use crate::{
-    client::keys::{MAX_CLAIM_DEVICES, MAX_QUERY_USERS, claim_local, local_keys},
+    client::{
+        key_claims::{check_size, claim_local, counted, one_each},
+        keys::{MAX_QUERY_USERS, local_keys},
+    },
     error::{ApiError, ApiResult},
     ruma_route::Ruma,
 };
@@ -64,8 +69,18 @@ pub async fn query(state: AppState, request: Ruma<get_keys::v1::Request>) -> Api
 pub async fn claim(state: AppState, request: Ruma<claim_keys::v1::Request>) -> ApiResult<claim_keys::v1::Response> {
     request.origin()?;
     let wanted = &request.body.one_time_keys;
-    if wanted.values().map(BTreeMap::len).sum::<usize>() > MAX_CLAIM_DEVICES {
-        return Err(ApiError::invalid_param(format!("one_time_keys names more than {MAX_CLAIM_DEVICES} devices")));
+    check_size(wanted)?;
+    Ok(claim_keys::v1::Response::new(claim_local(&state, &one_each(wanted), false).await?))
+}
+
+/// As Synapse's `FederationUnstableClientKeysClaimServlet`: one key for each
+/// algorithm listed, the fallback key always included.
+pub async fn claim_unstable(state: AppState, request: Ruma<claim_keys_unstable::Request>) -> ApiResult<claim_keys::v1::Response> {
+    if !state.config.experimental_features.msc3983_appservice_otk_claims {
+        return Err(ApiError::unrecognized(http::StatusCode::NOT_FOUND));
     }
-    Ok(claim_keys::v1::Response::new(claim_local(&state, wanted).await?))
+    request.origin()?;
+    let wanted = &request.body.one_time_keys;
+    check_size(wanted)?;
+    Ok(claim_keys::v1::Response::new(claim_local(&state, &counted(wanted), true).await?))
 }

@@ -24,6 +24,7 @@ on_both_backends!(
     events_of_interest_arrive_in_transactions_with_every_key,
     a_failed_transaction_is_retried_the_same_with_backoff_and_order_holds,
     queued_transactions_survive_a_restart,
+    events_for_no_appservice_leave_the_saved_position_alone,
     failing_appservices_slow_neither_sending_nor_each_other,
     the_ping_reports_the_appservice_answer,
     inviting_an_unknown_puppet_asks_the_appservice_first,
@@ -134,6 +135,37 @@ async fn queued_transactions_survive_a_restart(backend: Backend) {
         })
         .await;
     assert_eq!(delivered(&appservice), ["before restart 0", "before restart 1", "before restart 2", "after restart"]);
+    drop(dir);
+}
+
+/// Events that go to no appservice are not worth a write each: the saved
+/// position stays where the last queued event left it (Weft writes it only
+/// every 1,000 events or 10 s then); after a restart they are read again and
+/// queue nothing, and the next event of interest saves the position with it.
+async fn events_for_no_appservice_leave_the_saved_position_alone(backend: Backend) {
+    let appservice = FakeAppservice::start(Mode::Accept).await;
+    let (server, dir) = server(backend, &[registration("bridge", Some(&appservice.url()), AS_TOKEN, "")], "").await;
+    let carol = server.register("carol", "pw").await;
+    let dave = server.register("dave", "pw").await;
+    let room_id = shared_room(&server, &carol.access_token, AS_TOKEN).await;
+    assert_eq!(send(&server, &carol.access_token, &room_id, "c1", "first").await, StatusCode::OK);
+    appservice.wait_for(20, "the first message", |_| bodies(&appservice.transactions()).contains(&"first".to_owned())).await;
+    let saved = server.state.storage.appservice_stream_position().await.unwrap();
+
+    let (_, private) = server.post("/_matrix/client/v3/createRoom", Some(&dave.access_token), json!({})).await;
+    let private = private["room_id"].as_str().unwrap().to_owned();
+    for n in 0..5 {
+        assert_eq!(send(&server, &dave.access_token, &private, &format!("d{n}"), "for nobody").await, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(server.state.storage.appservice_stream_position().await.unwrap(), saved, "no write for events no appservice wants");
+
+    let server = server.restart().await;
+    assert_eq!(send(&server, &carol.access_token, &room_id, "c2", "second").await, StatusCode::OK);
+    appservice.wait_for(20, "the second message", |_| bodies(&appservice.transactions()).contains(&"second".to_owned())).await;
+    assert_eq!(bodies(&appservice.transactions()), ["first", "second"], "nothing repeated, nothing for nobody");
+    let now = server.state.storage.appservice_stream_position().await.unwrap();
+    assert!(now > saved, "saved with the second message: {now} > {saved}");
     drop(dir);
 }
 

@@ -19,7 +19,11 @@ use crate::{
     support::{Backend, TestServer, encode},
 };
 
-on_both_backends!(keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice, a_notifier_built_for_0_1_3_loads_and_asks_for_no_keys,);
+on_both_backends!(
+    keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice,
+    the_unstable_claim_takes_several_keys_and_always_the_fallback_key,
+    a_notifier_built_for_0_1_3_loads_and_asks_for_no_keys,
+);
 
 const SWITCHED_ON: &str = "[experimental_features]\nmsc3983_appservice_otk_claims = true\nmsc3984_appservice_key_query = true\n";
 
@@ -37,21 +41,11 @@ async fn keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice(
     let appservice = FakeAppservice::start(Mode::Accept).await;
     let registrations = [registration("bridge", Some(&appservice.url()), AS_TOKEN, "org.matrix.msc3202: true\n")];
     let (server, _dir) = server(backend, &registrations, SWITCHED_ON).await;
-    let (status, body) = server
-        .post(
-            "/_matrix/client/v3/register",
-            Some(AS_TOKEN),
-            json!({"type": "m.login.application_service", "username": "bridge_alice", "device_id": "PUPPETDEV"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let puppet = body["user_id"].as_str().unwrap().to_owned();
     let upload = json!({
         "one_time_keys": {"signed_curve25519:A1": {"key": "server-otk"}},
         "fallback_keys": {"signed_curve25519:F1": {"key": "server-fallback", "fallback": true}},
     });
-    let path = format!("/_matrix/client/v3/keys/upload?user_id={}&device_id=PUPPETDEV", encode(&puppet));
-    assert_eq!(server.post(&path, Some(AS_TOKEN), upload).await.0, StatusCode::OK);
+    let puppet = puppet_with_keys(&server, |_| upload).await;
     let carol = server.register("carol", "pw").await;
     let dave = server.register("dave", "pw").await;
 
@@ -119,6 +113,85 @@ async fn keys_of_exclusive_users_are_claimed_and_queried_through_the_appservice(
     let erin = server2.register("erin", "pw").await;
     let claimed = claim(&server2, &erin.access_token, json!({server2.user_id("quiet_x"): {"D": "signed_curve25519"}})).await;
     assert_eq!(claimed, json!({}), "a 404 from the appservice is no keys");
+}
+
+const UNSTABLE_CLAIM: &str = "/_matrix/client/unstable/org.matrix.msc3983/keys/claim";
+
+/// Registers `bridge_alice` through the appservice with device `PUPPETDEV`
+/// and uploads the keys `upload` makes for its user id; the user id.
+pub(super) async fn puppet_with_keys(server: &TestServer, upload: impl FnOnce(&str) -> Value) -> String {
+    let (status, body) = server
+        .post(
+            "/_matrix/client/v3/register",
+            Some(AS_TOKEN),
+            json!({"type": "m.login.application_service", "username": "bridge_alice", "device_id": "PUPPETDEV"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let puppet = body["user_id"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/keys/upload?user_id={}&device_id=PUPPETDEV", encode(&puppet));
+    let (status, body) = server.post(&path, Some(AS_TOKEN), upload(&puppet)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    puppet
+}
+
+/// Synapse's unstable `/keys/claim`: a list of algorithms a device, one
+/// key for each, the server's one-time keys first, the appservice for the
+/// rest, and the device's fallback key always, used up only when no
+/// one-time key was found; not served with MSC3983 off.
+async fn the_unstable_claim_takes_several_keys_and_always_the_fallback_key(backend: Backend) {
+    let appservice = FakeAppservice::start(Mode::Accept).await;
+    let (server, _dir) = server(backend, &[registration("bridge", Some(&appservice.url()), AS_TOKEN, "org.matrix.msc3202: true\n")], SWITCHED_ON).await;
+    let upload = json!({
+        "one_time_keys": {"signed_curve25519:A1": {"key": "otk-1"}, "signed_curve25519:A2": {"key": "otk-2"}},
+        "fallback_keys": {"signed_curve25519:F1": {"key": "server-fallback", "fallback": true}},
+    });
+    let puppet = puppet_with_keys(&server, |_| upload).await;
+    let carol = server.register("carol", "pw").await;
+    appservice.answer_keys(
+        json!({puppet.clone(): {"ASDEV": {"signed_curve25519:AS1": {"key": "as-1"}, "signed_curve25519:AS2": {"key": "as-2"}}}}),
+        json!({"device_keys": {}}),
+    );
+    let curve = "signed_curve25519";
+    let wanted = json!({"one_time_keys": {puppet.clone(): {"PUPPETDEV": [curve, curve, curve], "ASDEV": [curve, curve]}}});
+    let (status, body) = server.post(UNSTABLE_CLAIM, Some(&carol.access_token), wanted).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["one_time_keys"],
+        json!({puppet.clone(): {
+            "PUPPETDEV": {"signed_curve25519:A1": {"key": "otk-1"}, "signed_curve25519:A2": {"key": "otk-2"}, "signed_curve25519:F1": {"key": "server-fallback", "fallback": true}},
+            "ASDEV": {"signed_curve25519:AS1": {"key": "as-1"}, "signed_curve25519:AS2": {"key": "as-2"}},
+        }}),
+        "both one-time keys, the fallback key beside them, the appservice's two"
+    );
+    let asked = key_requests(&appservice, "/_matrix/app/unstable/org.matrix.msc3983/keys/claim");
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert_eq!(asked[0].body, json!({puppet.clone(): {"ASDEV": [curve, curve], "PUPPETDEV": [curve]}}), "only what the server lacked");
+    let user_id = ruma::UserId::parse(puppet.as_str()).unwrap();
+    let device_id: &ruma::DeviceId = "PUPPETDEV".into();
+    let (counts, unused_fallback) = server.state.storage.key_counts(&user_id, device_id).await.unwrap();
+    assert!(counts.values().all(|count| *count == 0), "{counts:?}");
+    assert_eq!(unused_fallback, vec![curve.to_owned()], "shown beside one-time keys, the fallback key stays unused");
+
+    // Nothing left but the fallback key: it is used up.
+    let wanted = json!({"one_time_keys": {puppet.clone(): {"PUPPETDEV": [curve]}}});
+    let (status, body) = server.post(UNSTABLE_CLAIM, Some(&carol.access_token), wanted.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["one_time_keys"], json!({puppet.clone(): {"PUPPETDEV": {"signed_curve25519:F1": {"key": "server-fallback", "fallback": true}}}}));
+    assert!(server.state.storage.key_counts(&user_id, device_id).await.unwrap().1.is_empty(), "the fallback key is used");
+
+    // An appservice that gives a fallback key of its own: the server's is not added.
+    appservice.answer_keys(json!({puppet.clone(): {"PUPPETDEV": {"signed_curve25519:ASF": {"key": "as-fallback", "fallback": true}}}}), json!({}));
+    let (_, body) = server.post(UNSTABLE_CLAIM, Some(&carol.access_token), wanted).await;
+    assert_eq!(body["one_time_keys"], json!({puppet.clone(): {"PUPPETDEV": {"signed_curve25519:ASF": {"key": "as-fallback", "fallback": true}}}}));
+
+    // A bad body is a Matrix error; with MSC3983 off the endpoint is not served.
+    let (status, body) = server.post(UNSTABLE_CLAIM, Some(&carol.access_token), json!({"one_time_keys": {puppet.clone(): {"PUPPETDEV": curve}}})).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")), "{body}");
+    let (off, _dir_off) = super::server(backend, &[registration("bridge", Some(&appservice.url()), AS_TOKEN, "")], "").await;
+    let erin = off.register("erin", "pw").await;
+    let (status, body) = off.post(UNSTABLE_CLAIM, Some(&erin.access_token), json!({"one_time_keys": {}})).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED")), "{body}");
 }
 
 /// The reference notifier as released with WIT 0.1.3, before `appservice-keys`.

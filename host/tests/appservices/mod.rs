@@ -2,7 +2,8 @@
 //! side of an appservice (`client`), and transaction delivery through the
 //! reference notifier `appservice-http` (`delivery`; to-device messages,
 //! device lists, key counts and presence: `encryption`; key claims and
-//! queries asked of the appservice, MSC3983/MSC3984: `keys`), against `fake`, an
+//! queries asked of the appservice, MSC3983/MSC3984: `keys`, and by other
+//! servers: `keys_federation`), against `fake`, an
 //! appservice that answers as the test says. The real appservice
 //! (mautrix-python) is `tests/appservice/bridge.py`, run by tests/run.sh.
 
@@ -11,6 +12,7 @@ mod delivery;
 mod encryption;
 pub mod fake;
 mod keys;
+mod keys_federation;
 
 use std::path::PathBuf;
 
@@ -49,6 +51,13 @@ pub fn files(registrations: &[String]) -> (tempfile::TempDir, Vec<PathBuf>) {
 
 /// A server with these registrations and the reference notifier, plus `extra` TOML.
 pub async fn server(backend: Backend, registrations: &[String], extra: &str) -> (TestServer, tempfile::TempDir) {
+    let (dir, config) = config(registrations, extra);
+    (TestServer::builder(backend).config(&config).start().await, dir)
+}
+
+/// The configuration of `server`: the registrations' files (kept in the
+/// directory) and the reference notifier, plus `extra` TOML.
+pub fn config(registrations: &[String], extra: &str) -> (tempfile::TempDir, String) {
     let (dir, paths) = files(registrations);
     let list: Vec<String> = paths.iter().map(|path| format!("{:?}", path.display().to_string())).collect();
     let config = format!(
@@ -56,5 +65,5 @@ pub async fn server(backend: Backend, registrations: &[String], extra: &str) -> 
         list.join(", "),
         guest("appservice_http").display().to_string()
     );
-    (TestServer::builder(backend).config(&config).start().await, dir)
+    (dir, config)
 }

@@ -13,7 +13,8 @@
 //!   messages), read when the transaction is built and stored in its body.
 //!
 //! To-device messages and device-list changes are followed from positions
-//! saved with the queued items, so a restart neither loses nor repeats one
+//! saved with the queued items (past rows that queued nothing, only now and
+//! then: `crate::jobs::PositionWrites`), so a restart neither loses nor repeats one
 //! (Synapse keeps them in memory and drops them when it retries).
 //!
 //! May call: storage, the notifier, `interest`.
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use weft_core::appservice::AppService;
 use weft_storage::{AppserviceFeed, QueuedItem, StorageError, Stream};
 
-use crate::services::Services;
+use crate::{jobs::PositionWrites, services::Services};
 
 /// Rows read per batch.
 const BATCH: i64 = 100;
@@ -34,6 +35,8 @@ const BATCH: i64 = 100;
 pub(super) struct Cursor {
     to_device: Option<i64>,
     device_lists: Option<i64>,
+    to_device_written: PositionWrites,
+    device_lists_written: PositionWrites,
 }
 
 /// Queues what happened on the to-device and device-list streams since the
@@ -79,7 +82,10 @@ async fn to_device(state: &Services, cursor: &mut Cursor) -> Result<Vec<String>,
                 items.push((service.id.clone(), "to_device", Value::Object(item).to_string()));
             }
         }
-        state.storage.enqueue_appservice_feed(&items, AppserviceFeed::ToDevice, reached).await?;
+        if cursor.to_device_written.due(reached, !items.is_empty()) {
+            state.storage.enqueue_appservice_feed(&items, AppserviceFeed::ToDevice, reached).await?;
+            cursor.to_device_written.wrote(reached);
+        }
         cursor.to_device = Some(reached);
         woken.extend(items.into_iter().map(|(id, _, _)| id));
     }
@@ -108,7 +114,10 @@ async fn device_lists(state: &Services, cursor: &mut Cursor) -> Result<Vec<Strin
             items.push((service.id.clone(), "device_lists", json!({"changed": users, "left": []}).to_string()));
         }
     }
-    state.storage.enqueue_appservice_feed(&items, AppserviceFeed::DeviceLists, upto).await?;
+    if cursor.device_lists_written.due(upto, !items.is_empty()) {
+        state.storage.enqueue_appservice_feed(&items, AppserviceFeed::DeviceLists, upto).await?;
+        cursor.device_lists_written.wrote(upto);
+    }
     cursor.device_lists = Some(upto);
     Ok(items.into_iter().map(|(id, _, _)| id).collect())
 }

@@ -6,7 +6,8 @@
 //! without `user_id`, for a user the appservice is interested in), queued
 //! in the database like events, so a retried transaction keeps them (Synapse
 //! drops them on retry). Receipts and presence are followed from positions
-//! saved with the items; typing, which is not kept anywhere, from the
+//! saved with the items (past rows that queued nothing, only now and then:
+//! `crate::jobs::PositionWrites`); typing, which is not kept anywhere, from the
 //! position the notifier started at.
 //!
 //! May call: storage, the typing stream, `interest`, the presence format of `sync`.
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use weft_core::appservice::AppService;
 use weft_storage::{AppserviceFeed, StorageError, Stream};
 
-use crate::services::Services;
+use crate::{jobs::PositionWrites, services::Services};
 
 /// Receipts read per batch.
 const BATCH: i64 = 100;
@@ -28,6 +29,8 @@ pub(super) struct Cursor {
     typing: Option<i64>,
     receipts: Option<i64>,
     presence: Option<i64>,
+    receipts_written: PositionWrites,
+    presence_written: PositionWrites,
 }
 
 impl Cursor {
@@ -94,8 +97,10 @@ pub(super) async fn catch_up(state: &Services, cursor: &mut Cursor) -> Result<Ve
             }
         }
     }
-    if !items.is_empty() || receipts_reached != receipts_at {
+    // Typing items are queued with the receipts' position, moved or not.
+    if !items.is_empty() || (receipts_reached != receipts_at && cursor.receipts_written.due(receipts_reached, false)) {
         state.storage.enqueue_appservice_feed(&items, AppserviceFeed::Receipts, receipts_reached).await?;
+        cursor.receipts_written.wrote(receipts_reached);
     }
     cursor.typing = Some(typing_now);
     cursor.receipts = Some(receipts_reached);
@@ -134,7 +139,10 @@ async fn presence(
             }
         }
     }
-    state.storage.enqueue_appservice_feed(&items, AppserviceFeed::Presence, upto).await?;
+    if cursor.presence_written.due(upto, !items.is_empty()) {
+        state.storage.enqueue_appservice_feed(&items, AppserviceFeed::Presence, upto).await?;
+        cursor.presence_written.wrote(upto);
+    }
     cursor.presence = Some(upto);
     Ok(items.into_iter().map(|(id, _, _)| id).collect())
 }

@@ -28,8 +28,8 @@ use weft_plugin_runtime::appservice::{AppserviceCall, Outcome};
 
 use crate::services::Services;
 
-/// One wanted one-time key: user, device, algorithm.
-pub type Claim = (String, String, String);
+/// Wanted one-time keys: user, device, algorithm, how many.
+pub type Claim = (String, String, String, usize);
 
 /// Users with the devices asked about (empty: every device).
 pub type WantedDevices = BTreeMap<String, Vec<String>>;
@@ -57,24 +57,19 @@ fn owners(services: &Services, user_id: &str) -> Vec<std::sync::Arc<AppService>>
 }
 
 /// MSC3983: asks the appservices for `claims`; the keys they gave, and the
-/// claims they did not fill.
+/// claims they did not fill, with the count still wanted.
 pub async fn claim(services: &Services, claims: Vec<Claim>) -> (ClaimedKeys, Vec<Claim>) {
-    let mut by_service: BTreeMap<String, (std::sync::Arc<AppService>, Vec<Claim>)> = BTreeMap::new();
-    let mut missing = Vec::new();
-    for claim in claims {
-        let owners = owners(services, &claim.0);
-        if owners.is_empty() {
-            missing.push(claim);
-            continue;
-        }
-        for owner in owners {
-            by_service.entry(owner.id.clone()).or_insert_with(|| (owner.clone(), Vec::new())).1.push(claim.clone());
+    let mut by_service: BTreeMap<String, (std::sync::Arc<AppService>, Vec<&Claim>)> = BTreeMap::new();
+    for claim in &claims {
+        for owner in owners(services, &claim.0) {
+            by_service.entry(owner.id.clone()).or_insert_with(|| (owner.clone(), Vec::new())).1.push(claim);
         }
     }
     let asks = by_service.into_values().map(|(service, claims)| async move {
+        // As Synapse: the algorithm once for each key wanted.
         let mut body: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
-        for (user, device, algorithm) in &claims {
-            body.entry(user.as_str()).or_default().entry(device.as_str()).or_default().push(algorithm.as_str());
+        for (user, device, algorithm, count) in &claims {
+            body.entry(user.as_str()).or_default().entry(device.as_str()).or_default().extend(std::iter::repeat_n(algorithm.as_str(), *count));
         }
         let answer = ask(services, &service, "claim", json!(body).to_string(), |registration, body| AppserviceCall::ClaimKeys { registration, body }).await;
         (claims, answer)
@@ -82,24 +77,27 @@ pub async fn claim(services: &Services, claims: Vec<Claim>) -> (ClaimedKeys, Vec
     let mut claimed = ClaimedKeys::new();
     for (asked, answer) in futures_util::future::join_all(asks).await {
         let answer = answer.unwrap_or_default();
-        for (user, device, algorithm) in asked {
-            let given = answer.get(&user).and_then(|devices| devices.get(&device)).and_then(Value::as_object);
+        for (user, device, algorithm, _) in asked {
+            let given = answer.get(user).and_then(|devices| devices.get(device)).and_then(Value::as_object);
             let prefix = format!("{algorithm}:");
-            let keys: Vec<(&String, &Value)> = given.into_iter().flatten().filter(|(key_id, _)| key_id.starts_with(&prefix)).collect();
-            if keys.is_empty() {
-                missing.push((user, device, algorithm));
-                continue;
-            }
+            let keys = given.into_iter().flatten().filter(|(key_id, _)| key_id.starts_with(&prefix));
             let into = claimed.entry(user.clone()).or_default().entry(device.clone()).or_default();
-            into.extend(keys.into_iter().map(|(id, key)| (id.clone(), key.clone())));
+            into.extend(keys.map(|(id, key)| (id.clone(), key.clone())));
         }
     }
-    // A claim that more than one appservice was asked about is missing only
-    // when none of them filled it.
-    missing.retain(|(user, device, algorithm)| {
-        let prefix = format!("{algorithm}:");
-        !claimed.get(user).and_then(|devices| devices.get(device)).is_some_and(|keys| keys.keys().any(|id| id.starts_with(&prefix)))
+    claimed.retain(|_, devices| {
+        devices.retain(|_, keys| !keys.is_empty());
+        !devices.is_empty()
     });
+    // A claim that more than one appservice was asked about counts what all of them gave.
+    let mut missing: Vec<Claim> = claims
+        .into_iter()
+        .filter_map(|(user, device, algorithm, count)| {
+            let prefix = format!("{algorithm}:");
+            let given = claimed.get(&user).and_then(|devices| devices.get(&device)).map_or(0, |keys| keys.keys().filter(|id| id.starts_with(&prefix)).count());
+            (given < count).then(|| (user, device, algorithm, count - given))
+        })
+        .collect();
     missing.sort();
     missing.dedup();
     (claimed, missing)

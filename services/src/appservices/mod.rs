@@ -12,7 +12,8 @@
 //!
 //! An appservice whose `url` is null is asked nothing and sent nothing.
 //! Which events go to which appservice is `interest`'s; queueing them and
-//! delivering transactions `queue`'s; ephemeral events `ephemeral`'s;
+//! delivering transactions `queue`'s (the queued events handed to the
+//! senders in memory: `handoff`); ephemeral events `ephemeral`'s;
 //! to-device messages, device lists and key counts `encryption`'s; key
 //! claims and queries (MSC3983, MSC3984) `keys`'s.
 //!
@@ -20,6 +21,7 @@
 
 mod encryption;
 mod ephemeral;
+mod handoff;
 mod interest;
 pub mod keys;
 pub mod queue;

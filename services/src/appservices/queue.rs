@@ -6,7 +6,9 @@
 //!   100 events a batch, and queues each event in the client format for every
 //!   appservice interested in it (`interest`), saving the position in the same
 //!   database transaction as the items: a restart neither loses nor repeats
-//!   one. It wakes when any stream moves (replication on a worker), and
+//!   one. A position past events that went to no appservice is saved only
+//!   now and then (`crate::jobs::PositionWrites`), as for every stream the
+//!   notifier follows. It wakes when any stream moves (replication on a worker), and
 //!   queues typing, receipts and presence for the appservices that ask for
 //!   them (`ephemeral`), and to-device messages and device-list changes
 //!   (`encryption`). Before queueing an event it asks the appservices about
@@ -16,7 +18,8 @@
 //!   the device-list changes merged, the MSC3202 key counts of the moment;
 //!   ids from one sequence for every appservice), stored whole before they
 //!   are sent, and sends them oldest first, one at a time, through the
-//!   appservice-notifier plugin. A transaction is removed only when the
+//!   appservice-notifier plugin, building and storing the next while one is
+//!   in flight. A transaction is removed only when the
 //!   appservice answers 2xx (in the same database transaction that stores
 //!   the next one, so a transaction sent costs one commit); otherwise the same one (same id, same body) is
 //!   tried again after 2 s, 4 s, ... at most 512 s (Synapse's recoverer), and
@@ -32,12 +35,14 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+use super::handoff::Handoff;
+
 use weft_core::{
     appservice::AppService,
     config::{Config, MAIN_INSTANCE},
 };
 use weft_plugin_runtime::appservice::{AppserviceCall, Outcome};
-use weft_storage::{QueuedItem, StorageError, StoredEvent, Stream};
+use weft_storage::{QUEUED_KINDS, QueuedItem, StorageError, StoredEvent, Stream};
 
 use crate::services::{AppState, Services};
 
@@ -63,18 +68,19 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut senders = HashMap::new();
     let mut tasks = Vec::new();
     for service in state.config.app_services.all().iter().filter(|service| service.url.is_some()) {
-        let wake = Arc::new(Notify::new());
-        senders.insert(service.id.clone(), wake.clone());
-        tasks.push(tokio::spawn(send_loop(state.clone(), service.clone(), wake, stopped.clone())));
+        let link = Arc::new(Link::default());
+        senders.insert(service.id.clone(), link.clone());
+        tasks.push(tokio::spawn(send_loop(state.clone(), service.clone(), link, stopped.clone())));
     }
     let mut positions = state.notifier.subscribe();
     let mut position = None;
+    let mut written = crate::jobs::PositionWrites::default();
     let mut cursor = super::ephemeral::Cursor::default();
     let mut devices = super::encryption::Cursor::default();
     let known = KnownUsers::default();
     loop {
         let caught_up = async {
-            catch_up(&state, &stopped, &mut position, &senders, &known).await?;
+            catch_up(&state, &stopped, (&mut position, &mut written), &senders, &known).await?;
             let mut woken = super::ephemeral::catch_up(&state, &mut cursor).await?;
             // Receipts are read a batch at a time: a backlog is read through
             // now, not when some stream next moves.
@@ -82,9 +88,11 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                 woken.extend(super::ephemeral::catch_up(&state, &mut cursor).await?);
             }
             woken.extend(super::encryption::catch_up(&state, &mut devices).await?);
+            // Queued and not handed over: the senders read their queues.
             for id in woken {
-                if let Some(wake) = senders.get(&id) {
-                    wake.notify_one();
+                if let Some(link) = senders.get(&id) {
+                    link.handoff.invalidate();
+                    link.wake.notify_one();
                 }
             }
             Ok::<_, StorageError>(())
@@ -93,6 +101,8 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, "the appservice notifier failed to match events; retrying");
+                // Whether the failed write committed is unknown.
+                senders.values().for_each(|link| link.handoff.invalidate());
                 Some(RETRY_DELAY)
             }
         };
@@ -114,8 +124,8 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
 async fn catch_up(
     state: &Services,
     stopped: &watch::Receiver<bool>,
-    position: &mut Option<i64>,
-    senders: &HashMap<String, Arc<Notify>>,
+    (position, written): (&mut Option<i64>, &mut crate::jobs::PositionWrites),
+    senders: &HashMap<String, Arc<Link>>,
     known: &KnownUsers,
 ) -> Result<(), StorageError> {
     let mut at = match *position {
@@ -148,15 +158,31 @@ async fn catch_up(
                 items.extend(ids.into_iter().map(|id| (id, "event", client.clone())));
             }
         }
-        state.storage.enqueue_appservice_items(&items, Some(reached)).await?;
-        for (id, _, _) in &items {
-            if let Some(wake) = senders.get(id) {
-                wake.notify_one();
+        if written.due(reached, !items.is_empty()) {
+            let seqs = state.storage.enqueue_appservice_items(&items, Some(reached)).await?;
+            written.wrote(reached);
+            let mut handed: HashMap<String, Vec<QueuedItem>> = HashMap::new();
+            for ((id, kind, json), seq) in items.into_iter().zip(seqs) {
+                handed.entry(id).or_default().push(QueuedItem { seq, kind: kind.to_owned(), json });
+            }
+            for (id, items) in handed {
+                if let Some(link) = senders.get(&id) {
+                    link.handoff.queued(items);
+                    link.wake.notify_one();
+                }
             }
         }
         at = reached;
         *position = Some(reached);
     }
+}
+
+/// What the matcher shares with one appservice's sender: its wake-up, and
+/// the events queued for it, handed over in memory.
+#[derive(Debug, Default)]
+struct Link {
+    wake: Notify,
+    handoff: super::handoff::Handoff,
 }
 
 /// The appservices (with a `url`) interested in `event`. When there are
@@ -221,8 +247,10 @@ impl KnownUsers {
     }
 }
 
-/// One appservice's sender: transactions in order, with backoff, until `stopped`.
-async fn send_loop(state: AppState, service: Arc<AppService>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+/// One appservice's sender: transactions in order, with backoff, until
+/// `stopped`. While one is in flight the next is built and stored, so that
+/// it leaves as soon as the appservice acknowledges the first.
+async fn send_loop(state: AppState, service: Arc<AppService>, link: Arc<Link>, mut stopped: watch::Receiver<bool>) {
     let Some(registration) = super::registration(&service) else { return };
     let mut backoff = FIRST_BACKOFF;
     let mut owed = Owed::default();
@@ -230,99 +258,187 @@ async fn send_loop(state: AppState, service: Arc<AppService>, wake: Arc<Notify>,
         if *stopped.borrow() {
             return;
         }
-        let pause = match next_txn(&state, &service, &mut owed).await {
+        let (txn_id, body) = match owed.front(&state, &service, &link.handoff).await {
             Err(error) => {
                 tracing::warn!(appservice = %service.id, %error, "the appservice queue cannot be read; retrying");
-                Some(RETRY_DELAY)
-            }
-            Ok(None) => None,
-            Ok(Some((txn_id, body))) => {
-                let call = AppserviceCall::PushTransaction { registration: registration.clone(), txn_id: txn_id.to_string(), body };
-                let started = std::time::Instant::now();
-                // A stop abandons the call: the transaction stays stored and is sent again (same id) later.
-                let outcome = tokio::select! {
-                    outcome = state.appservices.call(call) => outcome,
-                    _ = stopped.wait_for(|stop| *stop) => return,
-                };
-                tracing::debug!(appservice = %service.id, txn_id, elapsed_us = started.elapsed().as_micros() as u64, "transaction sent");
-                if outcome.is_success() {
-                    metrics::counter!("weft_appservice_transactions_sent_total", "appservice" => service.id.clone()).increment(1);
-                    backoff = FIRST_BACKOFF;
-                    owed.acknowledged = Some(txn_id);
-                    owed.stored = false;
-                    continue;
+                owed.unknown = true;
+                if pause(RETRY_DELAY, &mut stopped).await {
+                    return;
                 }
-                metrics::counter!("weft_appservice_transactions_failed_total", "appservice" => service.id.clone()).increment(1);
-                tracing::warn!(appservice = %service.id, txn_id, outcome = %describe(&outcome), retry_in_secs = backoff.as_secs(),
-                    "an appservice did not accept a transaction; it is sent again later");
-                let wait = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                Some(wait)
+                continue;
             }
-        };
-        match pause {
-            Some(wait) => {
+            Ok(Some(txn)) => txn,
+            Ok(None) => {
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stopped.wait_for(|stop| *stop) => return,
-                }
-            }
-            None => {
-                tokio::select! {
-                    _ = wake.notified() => {}
+                    _ = link.wake.notified() => {}
                     _ = tokio::time::sleep(IDLE_CHECK) => {}
                     _ = stopped.wait_for(|stop| *stop) => return,
                 }
+                continue;
             }
+        };
+        let call = AppserviceCall::PushTransaction { registration: registration.clone(), txn_id: txn_id.to_string(), body: body.clone() };
+        let started = std::time::Instant::now();
+        let notifiers = state.appservices.clone();
+        let mut sending = tokio::spawn(async move { notifiers.call(call).await });
+        // The next transaction, built meanwhile: at once if items are
+        // queued, else when the matcher queues some.
+        let outcome = loop {
+            if owed.may_build() {
+                owed.build_next(&state, &service, &link.handoff).await;
+            }
+            let waiting = owed.may_build();
+            tokio::select! {
+                outcome = &mut sending => break outcome,
+                _ = link.wake.notified(), if waiting => {}
+                // A stop abandons the call: the transaction stays stored and is sent again (same id) later.
+                _ = stopped.wait_for(|stop| *stop) => {
+                    sending.abort();
+                    return;
+                }
+            }
+        };
+        let outcome = outcome.unwrap_or_else(|error| Outcome::Failed { reason: format!("the delivery task failed: {error}") });
+        tracing::debug!(appservice = %service.id, txn_id, elapsed_us = started.elapsed().as_micros() as u64, "transaction sent");
+        if outcome.is_success() {
+            metrics::counter!("weft_appservice_transactions_sent_total", "appservice" => service.id.clone()).increment(1);
+            backoff = FIRST_BACKOFF;
+            owed.acknowledge(txn_id);
+            continue;
         }
+        metrics::counter!("weft_appservice_transactions_failed_total", "appservice" => service.id.clone()).increment(1);
+        tracing::warn!(appservice = %service.id, txn_id, outcome = %describe(&outcome), retry_in_secs = backoff.as_secs(),
+            "an appservice did not accept a transaction; it is sent again later");
+        let wait = backoff;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if pause(wait, &mut stopped).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps `wait`; whether the notifier was stopped meanwhile.
+async fn pause(wait: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = stopped.wait_for(|stop| *stop) => true,
     }
 }
 
 /// What a sender knows of its appservice's stored transactions. Only the
-/// sender stores them, so after the first look it knows whether one is
-/// owed without asking the database.
+/// sender stores them, so after the first look it knows which are owed
+/// without asking the database again.
 #[derive(Debug)]
 struct Owed {
-    /// Whether a stored transaction may be waiting (at start: unknown, so yes).
-    stored: bool,
-    /// A transaction answered 2xx and not forgotten yet: forgotten with the
-    /// next one stored (one commit a transaction), or alone when nothing is queued.
+    /// The transaction to send (again, after a failure), and the one stored after it.
+    front: Option<(i64, String)>,
+    next: Option<(i64, String)>,
+    /// Whether stored transactions may be waiting beyond those in memory
+    /// (at start, or after a database error left a store in doubt).
+    unknown: bool,
+    /// The last transaction answered 2xx; it and those before it are
+    /// forgotten with the next one stored (one commit a transaction), or
+    /// alone when nothing is queued.
     acknowledged: Option<i64>,
+    /// Whether `acknowledged` is still stored.
+    unforgotten: bool,
 }
 
 impl Default for Owed {
     fn default() -> Self {
-        Self { stored: true, acknowledged: None }
+        Self { front: None, next: None, unknown: true, acknowledged: None, unforgotten: false }
     }
 }
 
-/// The oldest transaction still owed, built from the queue when none is.
-async fn next_txn(state: &Services, service: &AppService, owed: &mut Owed) -> Result<Option<(i64, String)>, StorageError> {
-    if owed.stored {
-        if let Some(txn) = state.storage.oldest_appservice_txn(&service.id).await? {
-            return Ok(Some(txn));
+impl Owed {
+    /// The transaction to send now: the one that failed, the one built
+    /// meanwhile, one stored and not acknowledged, or one built from the
+    /// queue; `None` when nothing is owed or queued.
+    async fn front(&mut self, state: &Services, service: &AppService, handoff: &Handoff) -> Result<Option<(i64, String)>, StorageError> {
+        if self.front.is_none() {
+            self.front = self.next.take();
         }
-        owed.stored = false;
-    }
-    let started = std::time::Instant::now();
-    let items = state.storage.appservice_queued(&service.id, PER_TXN).await?;
-    if items.is_empty() {
-        if let Some(acknowledged) = owed.acknowledged {
-            state.storage.delete_appservice_txn(&service.id, acknowledged).await?;
-            owed.acknowledged = None;
+        if self.front.is_none() && self.unknown {
+            match state.storage.oldest_appservice_txn(&service.id, self.acknowledged).await? {
+                Some(txn) => self.front = Some(txn),
+                None => self.unknown = false,
+            }
         }
-        return Ok(None);
+        if self.front.is_none() {
+            self.front = self.build(state, service, handoff).await?;
+        }
+        if self.front.is_none()
+            && self.unforgotten
+            && let Some(acknowledged) = self.acknowledged
+        {
+            state.storage.delete_appservice_txns(&service.id, acknowledged).await?;
+            self.unforgotten = false;
+        }
+        Ok(self.front.clone())
     }
-    let mut body = body(service, &items);
-    if let Value::Object(fields) = &mut body {
-        fields.extend(super::encryption::msc3202_fields(state, service, &items).await?);
+
+    /// Whether the next transaction may be built ahead: nothing stored is
+    /// in doubt and none is built yet.
+    fn may_build(&self) -> bool {
+        !self.unknown && self.next.is_none()
     }
-    let body = body.to_string();
-    let txn_id = state.storage.store_appservice_txn(&service.id, &body, &items, owed.acknowledged).await?;
-    owed.acknowledged = None;
-    owed.stored = true;
-    tracing::debug!(appservice = %service.id, txn_id, items = items.len(), elapsed_us = started.elapsed().as_micros() as u64, "transaction stored");
-    Ok(Some((txn_id, body)))
+
+    /// Builds the next transaction while the front one is in flight.
+    async fn build_next(&mut self, state: &Services, service: &AppService, handoff: &Handoff) {
+        match self.build(state, service, handoff).await {
+            Ok(built) => self.next = built,
+            Err(error) => {
+                tracing::warn!(appservice = %service.id, %error, "the next appservice transaction could not be stored; it is built again later");
+                self.unknown = true;
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, txn_id: i64) {
+        self.front = None;
+        self.acknowledged = Some(txn_id);
+        self.unforgotten = true;
+    }
+
+    /// A transaction of the oldest queued items, stored; `None` when nothing
+    /// is queued. The items come from the hand-off when it holds the whole
+    /// queue, else from the queue.
+    async fn build(&mut self, state: &Services, service: &AppService, handoff: &Handoff) -> Result<Option<(i64, String)>, StorageError> {
+        let started = std::time::Instant::now();
+        let generation = handoff.generation();
+        let (items, read) = match handoff.oldest(PER_TXN as usize) {
+            Some(items) => (items, false),
+            None => (state.storage.appservice_queued(&service.id, PER_TXN).await?, true),
+        };
+        // A read that found fewer than a transaction takes of every kind saw the whole queue.
+        let whole = read && QUEUED_KINDS.iter().all(|kind| items.iter().filter(|item| item.kind == *kind).count() < PER_TXN as usize);
+        if items.is_empty() {
+            if whole {
+                handoff.caught_up(generation);
+            }
+            return Ok(None);
+        }
+        let mut body = body(service, &items);
+        if let Value::Object(fields) = &mut body {
+            fields.extend(super::encryption::msc3202_fields(state, service, &items).await?);
+        }
+        let body = body.to_string();
+        let forget = self.acknowledged.filter(|_| self.unforgotten);
+        let txn_id = match state.storage.store_appservice_txn(&service.id, &body, &items, forget).await {
+            Ok(txn_id) => txn_id,
+            Err(error) => {
+                handoff.invalidate();
+                return Err(error);
+            }
+        };
+        self.unforgotten = false;
+        handoff.taken(items.iter().map(|item| item.seq).max().unwrap_or_default());
+        if whole {
+            handoff.caught_up(generation);
+        }
+        tracing::debug!(appservice = %service.id, txn_id, items = items.len(), read, elapsed_us = started.elapsed().as_micros() as u64, "transaction stored");
+        Ok(Some((txn_id, body)))
+    }
 }
 
 /// A transaction's body as Synapse 1.163 sends it: `events`, `ephemeral`

@@ -4,7 +4,7 @@
 //! sent is queued, in the same database transaction that moves the
 //! position, for every other server with a joined member in its room (and
 //! the server of a remote member it removes); a position past events that
-//! go nowhere is written only now and then (`Written`). One task per destination then
+//! go nowhere is written only now and then (`crate::jobs::PositionWrites`). One task per destination then
 //! sends that destination's queue in `PUT /send/{txnId}` transactions, in
 //! stream order, up to 50 PDUs each with up to 100 queued EDUs
 //! (`federation_edu_outbox`: to-device messages, see `queue_edus`; typing
@@ -90,7 +90,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
     let mut positions = state.notifier.subscribe();
     let mut position = None;
-    let mut written = Written::default();
+    let mut written = crate::jobs::PositionWrites::default();
     let mut streams = StreamEdus::default();
     loop {
         let delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written, &mut streams).await {
@@ -134,28 +134,6 @@ impl Destinations {
     }
 }
 
-/// When the dispatcher last wrote its position. Events that go to no other
-/// server queue nothing, so their position is written only now and then: a
-/// restart reads them again and queues nothing, and a server that does not
-/// federate pays no write per event (on SQLite every write waits for the
-/// one lock).
-#[derive(Default)]
-struct Written {
-    at: i64,
-    when: Option<std::time::Instant>,
-}
-
-/// The most events, or the longest time, a position with nothing queued
-/// goes unwritten.
-const UNWRITTEN_EVENTS: i64 = 1000;
-const UNWRITTEN_FOR: Duration = Duration::from_secs(10);
-
-impl Written {
-    fn due(&self, reached: i64) -> bool {
-        reached - self.at >= UNWRITTEN_EVENTS || self.when.is_none_or(|when| when.elapsed() >= UNWRITTEN_FOR)
-    }
-}
-
 /// The positions on the streams sent as EDUs (`device_lists`, `presence`).
 #[derive(Default)]
 struct StreamEdus {
@@ -164,7 +142,8 @@ struct StreamEdus {
 }
 
 /// The sender's place on a stream it sends as EDUs: a position past changes
-/// that queued nothing is written only now and then, as for events (`Written`).
+/// that queued nothing is written only now and then, as for events
+/// (`crate::jobs::PositionWrites`).
 #[derive(Default)]
 pub(super) struct StreamCursor {
     pub(super) position: Option<i64>,
@@ -174,7 +153,7 @@ pub(super) struct StreamCursor {
 impl StreamCursor {
     /// Whether a position that queued nothing is to be written now.
     pub(super) fn due(&self) -> bool {
-        self.written.is_none_or(|when| when.elapsed() >= UNWRITTEN_FOR)
+        self.written.is_none_or(|when| when.elapsed() >= crate::jobs::UNWRITTEN_FOR)
     }
 
     /// The position reached, `written` or kept in memory only.
@@ -191,7 +170,7 @@ async fn dispatch(
     stopped: &watch::Receiver<bool>,
     destinations: &Destinations,
     position: &mut Option<i64>,
-    written: &mut Written,
+    written: &mut crate::jobs::PositionWrites,
     streams: &mut StreamEdus,
 ) -> Result<(), StorageError> {
     super::device_lists::dispatch(state, &mut streams.device_lists).await?;
@@ -231,9 +210,10 @@ async fn dispatch(
                 });
             }
         }
-        if !rows.is_empty() || written.due(reached) {
+        // Events that go to no other server queue nothing (`PositionWrites`).
+        if written.due(reached, !rows.is_empty()) {
             state.storage.enqueue_outbox(&rows, state.config.instance_name(), reached).await?;
-            *written = Written { at: reached, when: Some(std::time::Instant::now()) };
+            written.wrote(reached);
         }
         let mut woken: Vec<&str> = rows.iter().map(|row| row.destination.as_str()).collect();
         woken.sort_unstable();
