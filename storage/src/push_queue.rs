@@ -1,6 +1,6 @@
 //! The work of the pusher instances, read from the database, which is the
-//! queue: which pushers have new notifications or new read receipts in a
-//! range of their streams, a pusher's notifications after its position
+//! queue: which pushers have new notifications, membership changes or new
+//! read receipts in a range of their streams, a pusher's notifications after its position
 //! (those its user has not read meanwhile), and the unread counts behind
 //! a badge.
 //!
@@ -43,26 +43,27 @@ const READ: &str = "('m.read', 'm.read.private')";
 impl Storage {
     /// The pushers of users with notifications at positions in `(after, upto]`.
     pub async fn pushers_with_notifications(&self, after: i64, upto: i64) -> Result<Vec<PusherId>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT p.user_id, p.app_id, p.pushkey FROM pushers p JOIN \
-             (SELECT DISTINCT user_id FROM event_push_actions WHERE stream_ordering > $1 AND stream_ordering <= $2) a \
-             ON a.user_id = p.user_id",
-        )
-        .bind(after)
-        .bind(upto)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(pusher_id).collect()
+        self.pushers_of("SELECT DISTINCT user_id FROM event_push_actions WHERE stream_ordering > $1 AND stream_ordering <= $2", after, upto).await
+    }
+
+    /// The pushers of users whose own membership changed (a membership
+    /// event about them) at positions in `(after, upto]`: their badges'
+    /// invites and joined rooms moved.
+    pub async fn pushers_with_membership_changes(&self, after: i64, upto: i64) -> Result<Vec<PusherId>> {
+        self.pushers_of("SELECT DISTINCT user_id FROM room_memberships WHERE stream_ordering > $1 AND stream_ordering <= $2", after, upto).await
     }
 
     /// The pushers of users whose read receipts moved at receipts stream
     /// positions in `(after, upto]`.
     pub async fn pushers_with_receipts(&self, after: i64, upto: i64) -> Result<Vec<PusherId>> {
-        let sql = format!(
-            "SELECT DISTINCT p.user_id, p.app_id, p.pushkey FROM pushers p JOIN \
-             (SELECT DISTINCT user_id FROM receipts WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type IN {READ}) r \
-             ON r.user_id = p.user_id"
-        );
+        let users = format!("SELECT DISTINCT user_id FROM receipts WHERE stream_id > $1 AND stream_id <= $2 AND receipt_type IN {READ}");
+        self.pushers_of(&users, after, upto).await
+    }
+
+    /// The pushers of the users `users` (a query of `user_id`s between its
+    /// `$1` and `$2`) names.
+    async fn pushers_of(&self, users: &str, after: i64, upto: i64) -> Result<Vec<PusherId>> {
+        let sql = format!("SELECT DISTINCT p.user_id, p.app_id, p.pushkey FROM pushers p JOIN ({users}) u ON u.user_id = p.user_id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto).fetch_all(&self.pool).await?;
         rows.iter().map(pusher_id).collect()
     }
@@ -93,8 +94,8 @@ impl Storage {
             .collect()
     }
 
-    /// `user_id`'s unread notifications per joined room (every thread
-    /// together), for rooms with any: those after the user's membership
+    /// `user_id`'s unread notifications at positions up to `upto` per
+    /// joined room (every thread together), for rooms with any: those after the user's membership
     /// event (their join, as Synapse counts) and after the read receipt that
     /// covers each. With `only_whether`, each room's count is 1: it says
     /// which rooms have any, and stops at the first unread one in each.
@@ -102,9 +103,10 @@ impl Storage {
     /// Both read from each room's unthreaded read receipt on (the index on
     /// user, room and position), so the cost follows what is unread, not
     /// the user's whole history.
-    pub async fn unread_notifications_by_room(&self, user_id: &UserId, only_whether: bool) -> Result<Vec<(String, i64)>> {
+    pub async fn unread_notifications_by_room(&self, user_id: &UserId, upto: i64, only_whether: bool) -> Result<Vec<(String, i64)>> {
         let unread = format!(
             "FROM event_push_actions p WHERE p.user_id = $1 AND p.room_id = m.room_id AND p.stream_ordering > m.stream_ordering \
+             AND p.stream_ordering <= $2 \
              AND p.stream_ordering > COALESCE((SELECT MAX(u.event_stream_ordering) FROM receipts u WHERE u.room_id = m.room_id \
              AND u.user_id = $1 AND u.receipt_type IN {READ} AND u.thread_id = ''), 0) \
              AND p.stream_ordering > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id \
@@ -116,7 +118,7 @@ impl Storage {
         } else {
             format!("SELECT room_id, notifications FROM (SELECT m.room_id, (SELECT COUNT(*) {unread}) AS notifications {joined}) c WHERE notifications > 0")
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).bind(upto).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((row.try_get("room_id")?, row.try_get::<i64, _>("notifications")?))).collect()
     }
 }

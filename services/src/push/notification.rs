@@ -10,12 +10,10 @@
 //! An event's context is the same for every member it notifies, so it is
 //! read once and kept for a while (`ContextCache`).
 //!
-//! May call: `weft_storage` (events, state, memberships, unread counts).
+//! May call: `weft_storage` (events, state, memberships, unread counts),
+//! `sync::shared` (the once-per-key cache).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use ruma::{OwnedEventId, OwnedRoomAliasId, UserId};
 use serde_json::{Map, Value};
@@ -23,8 +21,10 @@ use serde_json::{Map, Value};
 use weft_plugin_runtime::pusher::{Counts, Notification, Priority, PushEvent, PusherInfo, Subject};
 use weft_storage::{PendingPush, Storage, StorageError, StoredEvent, StoredPusher};
 
-/// Contexts kept before the cache is emptied (a burst of messages into
-/// busy rooms reuses each one for every member).
+use crate::sync::shared::Shared;
+
+/// Contexts kept, the oldest dropped first (a burst of messages into busy
+/// rooms reuses each one for every member).
 const CONTEXT_CACHE_SIZE: usize = 2048;
 
 /// An event and what its room's state said just before it.
@@ -111,10 +111,17 @@ impl EventContext {
     }
 }
 
-/// Event contexts by event id.
-#[derive(Debug, Default)]
+/// Event contexts by event id, each read once: the members an event
+/// notifies are woken together, and those arriving while the first reads it
+/// wait for that read.
 pub struct ContextCache {
-    contexts: Mutex<HashMap<OwnedEventId, Arc<EventContext>>>,
+    contexts: Shared<OwnedEventId, Option<Arc<EventContext>>>,
+}
+
+impl Default for ContextCache {
+    fn default() -> Self {
+        Self { contexts: Shared::new(CONTEXT_CACHE_SIZE) }
+    }
 }
 
 impl ContextCache {
@@ -122,22 +129,15 @@ impl ContextCache {
     /// is then skipped, as Synapse does).
     pub async fn get(&self, storage: &Storage, event_id: &str) -> Result<Option<Arc<EventContext>>, StorageError> {
         let Ok(event_id) = OwnedEventId::try_from(event_id) else { return Ok(None) };
-        if let Some(context) = self.lock().get(&event_id) {
-            return Ok(Some(context.clone()));
-        }
-        let Some(event) = storage.event(&event_id).await? else { return Ok(None) };
-        let state = storage.state_at(&event.room_id, event.stream_ordering - 1).await?;
-        let context = Arc::new(EventContext::from_state(event, &state));
-        let mut contexts = self.lock();
-        if contexts.len() >= CONTEXT_CACHE_SIZE {
-            contexts.clear();
-        }
-        contexts.insert(event_id, context.clone());
-        Ok(Some(context))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedEventId, Arc<EventContext>>> {
-        self.contexts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let context = self
+            .contexts
+            .get(event_id.clone(), async || {
+                let Some(event) = storage.event(&event_id).await? else { return Ok::<_, StorageError>(None) };
+                let state = storage.state_at(&event.room_id, event.stream_ordering - 1).await?;
+                Ok(Some(Arc::new(EventContext::from_state(event, &state))))
+            })
+            .await?;
+        Ok(context.as_ref().clone())
     }
 }
 
@@ -169,14 +169,51 @@ pub fn tweaks(actions: &Value) -> Map<String, Value> {
     tweaks
 }
 
-/// The user's badge: pending invites, plus per room with unread
-/// notifications one (`by_room`) or their number.
-pub async fn badge(storage: &Storage, user_id: &UserId, by_room: bool) -> Result<u64, StorageError> {
-    let memberships = storage.memberships_of(user_id).await?;
-    let invites = memberships.iter().filter(|(_, membership, _)| membership == "invite").count() as u64;
-    let unread = storage.unread_notifications_by_room(user_id, by_room).await?;
-    let counted: u64 = unread.iter().map(|(_, count)| *count as u64).sum();
-    Ok(invites + counted)
+/// A user's badge as of a position, kept up to date as their later
+/// notifications go out: pending invites, plus per joined room with unread
+/// notifications one (`push.group_unread_count_by_room`, the default) or
+/// the number of them. What else moves it (a read receipt, the user's own
+/// membership) is the reader's to notice: it reads the badge again.
+#[derive(Debug)]
+pub struct Badge {
+    by_room: bool,
+    invites: u64,
+    /// The rooms the user is joined to, and the position of their
+    /// membership event in each (earlier notifications do not count).
+    joined: HashMap<String, i64>,
+    /// Unread notifications per room with any (when by room, at least 1).
+    unread: HashMap<String, u64>,
+    /// The last position counted.
+    counted: i64,
+}
+
+impl Badge {
+    /// The badge counting notifications up to `upto`.
+    pub async fn read(storage: &Storage, user_id: &UserId, by_room: bool, upto: i64) -> Result<Self, StorageError> {
+        let memberships = storage.memberships_of(user_id).await?;
+        let invites = memberships.iter().filter(|(_, membership, _)| membership == "invite").count() as u64;
+        let joined = memberships.into_iter().filter(|(_, membership, _)| membership == "join").map(|(room, _, at)| (room.to_string(), at)).collect();
+        let unread = storage.unread_notifications_by_room(user_id, upto, by_room).await?;
+        let unread = unread.into_iter().map(|(room, count)| (room, count.max(0) as u64)).collect();
+        Ok(Self { by_room, invites, joined, unread, counted: upto })
+    }
+
+    /// Counts a notification after those already counted (it is unread:
+    /// a pusher's pending notifications leave out the read ones).
+    pub fn count(&mut self, push: &PendingPush) {
+        if push.stream_ordering <= self.counted {
+            return;
+        }
+        self.counted = push.stream_ordering;
+        if self.joined.get(&push.room_id).is_some_and(|&joined_at| push.stream_ordering > joined_at) {
+            *self.unread.entry(push.room_id.clone()).or_default() += 1;
+        }
+    }
+
+    pub fn value(&self) -> u64 {
+        let unread = if self.by_room { self.unread.len() as u64 } else { self.unread.values().sum() };
+        self.invites + unread
+    }
 }
 
 /// How the push options shape a notification.
@@ -284,5 +321,41 @@ mod tests {
         let actions = json!(["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]);
         assert_eq!(Value::Object(tweaks(&actions)), json!({"sound": "default", "highlight": true}));
         assert!(tweaks(&json!(["notify"])).is_empty());
+    }
+    #[test]
+    fn a_badge_counts_later_notifications_once_in_joined_rooms_after_the_join() {
+        let push = |ordering: i64, room: &str| PendingPush {
+            stream_ordering: ordering,
+            event_id: format!("$e{ordering}"),
+            room_id: room.into(),
+            actions: json!(["notify"]),
+            ts: 0,
+        };
+        let read = |by_room: bool| Badge {
+            by_room,
+            invites: 1,
+            joined: [("!a:x".to_owned(), 5), ("!b:x".to_owned(), 50)].into(),
+            unread: [("!a:x".to_owned(), 1)].into(),
+            counted: 10,
+        };
+        let mut badge = read(true);
+        assert_eq!(badge.value(), 2, "the invite and room a");
+        for ordering in [9, 10] {
+            badge.count(&push(ordering, "!b:x"));
+        }
+        assert_eq!(badge.value(), 2, "already counted by the read");
+        badge.count(&push(11, "!a:x"));
+        assert_eq!(badge.value(), 2, "room a counts once by room");
+        badge.count(&push(12, "!c:x"));
+        assert_eq!(badge.value(), 2, "not joined to room c");
+        badge.count(&push(51, "!b:x"));
+        badge.count(&push(51, "!b:x"));
+        assert_eq!(badge.value(), 3, "room b after the join, once");
+
+        let mut badge = read(false);
+        for (ordering, room) in [(11, "!a:x"), (11, "!a:x"), (12, "!a:x"), (40, "!b:x"), (60, "!b:x")] {
+            badge.count(&push(ordering, room));
+        }
+        assert_eq!(badge.value(), 1 + 3 + 1, "the invite, three in room a, the one after the join in room b");
     }
 }

@@ -6,17 +6,20 @@
 //! At start every such pusher gets a worker (`sender::PusherWorker`) that
 //! catches up from its stored position. Then the pool follows the
 //! notifier: when the events stream moves (this instance's writes, or any
-//! persister's over replication), the pushers of users with notifications
-//! in the new range are woken (and get a worker if they have none: a pusher
-//! set since); when the receipts stream moves, those of users whose read
-//! receipts moved are woken for a badge update. The database is the queue:
-//! a wake-up only says where to look.
+//! persister's over replication), the pushers of users whose membership
+//! changed in the new range are told their badge moved, then the position
+//! is published to the workers (`Shared::events_seen`: passes read no
+//! further than what the pool has looked at) and the pushers of users with
+//! notifications in the range are woken (and get a worker if they have
+//! none: a pusher set since); when the receipts stream moves, those of
+//! users whose read receipts moved are woken for a badge update. The
+//! database is the queue: a wake-up only says where to look.
 //!
 //! May call: `weft_storage` (which pushers have work), `sender`, the notifier.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -25,7 +28,7 @@ use tokio::task::JoinSet;
 use weft_core::lifecycle::{Stop, stopped};
 use weft_storage::{PusherId, StorageError, Stream};
 
-use super::{notification::ContextCache, sender::PusherWorker};
+use super::sender::{PusherWorker, Shared};
 use crate::services::{AppState, Services};
 
 /// The pause after the database failed to say which pushers have work.
@@ -38,7 +41,7 @@ pub fn sends_here(services: &Services) -> bool {
 
 struct Pool {
     services: AppState,
-    contexts: ContextCache,
+    shared: Shared,
     workers: Mutex<HashMap<PusherId, Arc<PusherWorker>>>,
 }
 
@@ -57,7 +60,7 @@ impl Pool {
         workers.insert(id, worker.clone());
         let (pool, running, stop) = (self.clone(), worker.clone(), stop.clone());
         tasks.spawn(async move {
-            running.run(&pool.services, &pool.contexts, stop).await;
+            running.run(&pool.services, &pool.shared, stop).await;
             let mut workers = pool.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if workers.get(&running.id).is_some_and(|current| Arc::ptr_eq(current, &running)) {
                 workers.remove(&running.id);
@@ -69,10 +72,11 @@ impl Pool {
 
 /// The push sender: until `stop`, then waits for deliveries under way.
 pub async fn run(services: AppState, mut stop: Stop) {
-    let pool = Arc::new(Pool { services: services.clone(), contexts: ContextCache::default(), workers: Mutex::new(HashMap::new()) });
+    let pool = Arc::new(Pool { services: services.clone(), shared: Shared::default(), workers: Mutex::new(HashMap::new()) });
     let mut tasks = JoinSet::new();
     let mut positions = services.notifier.subscribe();
     let mut events_at = services.notifier.position(Stream::Events);
+    pool.shared.events_seen.store(events_at, Ordering::SeqCst);
     let mut receipts_at = services.notifier.position(Stream::Receipts);
     loop {
         match services.storage.all_pushers().await {
@@ -122,7 +126,14 @@ async fn wake_new_work(pool: &Arc<Pool>, tasks: &mut JoinSet<()>, stop: &Stop, e
     let storage = &pool.services.storage;
     let events = notifier.position(Stream::Events);
     if events > *events_at {
-        for id in storage.pushers_with_notifications(*events_at, events).await? {
+        for id in storage.pushers_with_membership_changes(*events_at, events).await? {
+            if let Some(worker) = pool.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&id) {
+                worker.badge_moved();
+            }
+        }
+        let woken = storage.pushers_with_notifications(*events_at, events).await?;
+        pool.shared.events_seen.store(events, Ordering::SeqCst);
+        for id in woken {
             if pool.handles(&id) {
                 pool.worker(id, tasks, stop).wake();
             }

@@ -19,7 +19,7 @@ pub mod filter;
 pub mod notifier;
 mod recent;
 mod rooms;
-mod shared;
+pub(crate) mod shared;
 mod summary;
 pub mod token;
 mod user_data;
