@@ -12,6 +12,12 @@
 //! instances, minutes apart. Outbound HTTP goes through [`crate::http`]
 //! (the operator lists the provider in `allowed_outbound_hosts`); cache
 //! what may be cached (metadata, keys) in [`crate::kv`].
+//!
+//! Instances are warm by default (the role's `max_calls_per_instance` is
+//! 1,000): `new` runs once per instance and the provider answers that
+//! instance's calls, so it may also keep what the identity provider
+//! publishes (metadata, decoded keys) in itself. Keep nothing of a login
+//! (a code, a token, claims) beyond its call: the next call may be anyone's.
 
 use crate::{PluginConfig, PluginError};
 

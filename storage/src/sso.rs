@@ -10,7 +10,10 @@
 use ruma::{OwnedUserId, UserId};
 use sqlx::{Row, any::AnyRow};
 
-use super::{NewUser, Result, Storage, StorageError, now_ms, users::insert_user_in};
+use super::{
+    NewUser, Result, Storage, StorageError, User, now_ms,
+    users::{USER_COLUMNS, insert_user_in, user_from_row},
+};
 
 /// A login attempt as stored at the redirect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,14 +104,13 @@ impl Storage {
         Ok(found.is_some())
     }
 
-    /// The Matrix user a provider's `subject` is mapped to.
-    pub async fn user_by_external_id(&self, auth_provider: &str, external_id: &str) -> Result<Option<OwnedUserId>> {
-        let user: Option<String> = sqlx::query_scalar("SELECT user_id FROM user_external_ids WHERE auth_provider = $1 AND external_id = $2")
-            .bind(auth_provider)
-            .bind(external_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        user.map(|user| OwnedUserId::try_from(user).map_err(|e| StorageError::corrupt("user_external_ids.user_id", e))).transpose()
+    /// The account a provider's `subject` is mapped to (accounts are never
+    /// deleted, only deactivated: a mapping always has its account).
+    pub async fn user_by_external_id(&self, auth_provider: &str, external_id: &str) -> Result<Option<User>> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = (SELECT user_id FROM user_external_ids WHERE auth_provider = $1 AND external_id = $2)");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(auth_provider).bind(external_id).fetch_optional(&self.pool).await?;
+        row.map(|row| user_from_row(&row)).transpose()
     }
 
     /// The `(provider, subject)` pairs mapped to `user_id`.
@@ -221,9 +223,10 @@ impl Storage {
         Ok(())
     }
 
-    /// Stores a login token for `user_id`; expired tokens are deleted on the way.
+    /// Stores a login token for `user_id` (one statement: this is on every
+    /// SSO login's way back to the client; `take_login_token` deletes the
+    /// expired ones).
     pub async fn add_login_token(&self, token: &str, user_id: &UserId, auth_provider: Option<&str>, expires_ts: i64) -> Result<()> {
-        sqlx::query("DELETE FROM login_tokens WHERE expires_ts < $1").bind(now_ms()).execute(&self.pool).await?;
         sqlx::query("INSERT INTO login_tokens (token, user_id, auth_provider, expires_ts) VALUES ($1, $2, $3, $4)")
             .bind(token)
             .bind(user_id.as_str())
@@ -236,10 +239,21 @@ impl Storage {
     }
 
     /// Takes (deletes) a login token and returns its user if it had not
-    /// expired: a token logs in once.
+    /// expired: a token logs in once. Every expired token is deleted in the
+    /// same statement.
     pub async fn take_login_token(&self, token: &str) -> Result<Option<OwnedUserId>> {
-        let row = sqlx::query("DELETE FROM login_tokens WHERE token = $1 RETURNING user_id, expires_ts").bind(token).fetch_optional(&self.pool).await?;
-        let Some(row) = row else { return Ok(None) };
+        let rows = sqlx::query("DELETE FROM login_tokens WHERE token = $1 OR expires_ts < $2 RETURNING token, user_id, expires_ts")
+            .bind(token)
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut taken = None;
+        for row in &rows {
+            if row.try_get::<String, _>("token")? == token {
+                taken = Some(row);
+            }
+        }
+        let Some(row) = taken else { return Ok(None) };
         let expires_ts: i64 = row.try_get("expires_ts")?;
         if expires_ts < now_ms() {
             return Ok(None);

@@ -28,7 +28,7 @@ pub struct NewUser<'a> {
     pub user_type: Option<&'a str>,
 }
 
-const USER_COLUMNS: &str = "user_id, password_hash, created_ts, admin, deactivated, shadow_banned, user_type";
+pub(super) const USER_COLUMNS: &str = "user_id, password_hash, created_ts, admin, deactivated, shadow_banned, user_type";
 
 impl Storage {
     /// Creates an account and, unless `session` is `None` (`inhibit_login`), its
@@ -97,7 +97,7 @@ pub(super) enum DeviceSelection<'a> {
     Only(&'a [&'a DeviceId]),
 }
 
-fn user_from_row(row: &AnyRow) -> Result<User> {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<User> {
     let user_id: String = row.try_get("user_id")?;
     Ok(User {
         user_id: OwnedUserId::try_from(user_id).map_err(|e| StorageError::corrupt("users.user_id", e))?,

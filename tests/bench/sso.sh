@@ -10,7 +10,10 @@
 # plugins/oidc/Cargo.toml, or a target directory where tests/run.sh built it);
 # the provider's packages (tests/run.sh installs them into WEFT_IDP_DIR,
 # default ~/.cache/weft/node/idp). Run it on a quiet machine.
-# LOGINS (default 200) and CONCURRENCY (default 8) change the load.
+# LOGINS (default 200) and CONCURRENCY (default 8) change the load;
+# WEFT_BIN_DIR and WEFT_OIDC_WASM measure another build (a base commit's);
+# MAX_CALLS_PER_INSTANCE=1 a fresh plugin instance per call (default 1000,
+# the role's default).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,9 +21,9 @@ bin="${WEFT_BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}"
 logins="${LOGINS:-200}"
 concurrency="${CONCURRENCY:-8}"
 idp_dir="${WEFT_IDP_DIR:-$HOME/.cache/weft/node/idp}"
-wasm=""
+wasm="${WEFT_OIDC_WASM:-}"
 for candidate in "${CARGO_TARGET_DIR:-target}/wasm32-wasip2/release/oidc.wasm" plugins/oidc/target/wasm32-wasip2/release/oidc.wasm; do
-    if [ -f "$candidate" ]; then wasm="$(realpath "$candidate")"; break; fi
+    if [ -z "$wasm" ] && [ -f "$candidate" ]; then wasm="$(realpath "$candidate")"; fi
 done
 [ -n "$wasm" ] || { echo "build the reference plugin first: cargo build --release --target wasm32-wasip2 --manifest-path plugins/oidc/Cargo.toml" >&2; exit 1; }
 [ -d "$idp_dir/node_modules/oidc-provider" ] || { echo "no oidc-provider in $idp_dir (tests/run.sh installs it)" >&2; exit 1; }
@@ -41,6 +44,7 @@ server_name = "localhost"
 public_baseurl = "http://127.0.0.1:$port/"
 signing_key_path = "$run/signing.key"
 ip_range_whitelist = ["127.0.0.0/8"]
+enable_metrics = true
 [database]
 name = "sqlite3"
 args = { database = "$run/homeserver.db" }
@@ -51,7 +55,7 @@ port = $port
 bind_addresses = ["127.0.0.1"]
 type = "http"
 [[listeners.resources]]
-names = ["client"]
+names = ["client", "metrics"]
 [[plugins]]
 name = "sso-test"
 role = "sso-provider"
@@ -66,6 +70,8 @@ client_secret = "weft-basic-secret"
 scopes = ["openid", "profile", "email"]
 [plugins.config.user_mapping_provider.config]
 localpart_template = "{{ user.preferred_username | lower }}"
+[plugins.limits]
+max_calls_per_instance = ${MAX_CALLS_PER_INSTANCE:-1000}
 [plugins.capabilities]
 allowed_outbound_hosts = ["$issuer"]
 [logging]

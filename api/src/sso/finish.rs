@@ -13,7 +13,7 @@ use weft_core::crypto::token;
 use weft_services::plugins::spam::{RegistrationVerdict, RequestInfo};
 use weft_services::plugins::sso::{SsoProvider, UserAttributes};
 use weft_services::services::Services;
-use weft_storage::{NewUser, StorageError, UsernameSession};
+use weft_storage::{NewUser, StorageError, User, UsernameSession};
 
 use super::{cookies, found, pages};
 
@@ -32,7 +32,7 @@ fn server_error(services: &Services, error: &dyn std::fmt::Display) -> Response 
 pub(super) async fn logged_in(services: &Services, provider: &SsoProvider, client_redirect: &str, user: UserAttributes) -> Response {
     let idp = provider.info.id.as_str();
     match services.storage.user_by_external_id(idp, &user.subject).await {
-        Ok(Some(user_id)) => return to_client(services, &user_id, idp, client_redirect, false).await,
+        Ok(Some(account)) => return account_to_client(services, &account, idp, client_redirect, false).await,
         Ok(None) => {}
         Err(error) => return server_error(services, &error),
     }
@@ -127,17 +127,22 @@ pub(super) async fn register(services: &Services, user_id: &UserId, display_name
 /// A login token for `user_id` (only its SHA-256 stored, as access tokens),
 /// and the browser on to the client.
 pub(super) async fn to_client(services: &Services, user_id: &UserId, idp: &str, client_redirect: &str, new_user: bool) -> Response {
+    match services.storage.user(user_id).await {
+        Ok(Some(account)) => account_to_client(services, &account, idp, client_redirect, new_user).await,
+        Ok(None) => pages::error(services, StatusCode::FORBIDDEN, "unknown_user", "This account no longer exists."),
+        Err(error) => server_error(services, &error),
+    }
+}
+
+/// `to_client` with the account already read.
+async fn account_to_client(services: &Services, account: &User, idp: &str, client_redirect: &str, new_user: bool) -> Response {
     if !super::safe_client_redirect(client_redirect) {
         return pages::error(services, StatusCode::BAD_REQUEST, "invalid_redirect", "This client's address cannot be returned to.");
     }
-    match services.storage.user(user_id).await {
-        Ok(Some(user)) if user.deactivated => {
-            return pages::html(StatusCode::FORBIDDEN, pages::render(services, "sso_account_deactivated.html", serde_json::json!({})));
-        }
-        Ok(Some(_)) => {}
-        Ok(None) => return pages::error(services, StatusCode::FORBIDDEN, "unknown_user", "This account no longer exists."),
-        Err(error) => return server_error(services, &error),
+    if account.deactivated {
+        return pages::html(StatusCode::FORBIDDEN, pages::render(services, "sso_account_deactivated.html", serde_json::json!({})));
     }
+    let user_id = &account.user_id;
     let login_token = token::random_string(32);
     let expires = weft_storage::now_ms() + LOGIN_TOKEN_LIFETIME_MS;
     if let Err(error) = services.storage.add_login_token(&token::hash_access_token(&login_token), user_id, Some(idp), expires).await {

@@ -88,7 +88,7 @@ pub(super) async fn completed(services: &Services, provider: &SsoProvider, sessi
         Err(error) => return ApiError::from(error).into_response(),
     };
     let expected = session.user_id.clone().unwrap_or_default();
-    if mapped.as_ref().map(|u| u.as_str()) != Some(expected.as_str()) {
+    if mapped.as_ref().map(|account| account.user_id.as_str()) != Some(expected.as_str()) {
         tracing::warn!(session = %session_id, expected = %expected, idp = %provider.info.id, "SSO re-authentication answered another user: the session is refused");
         if let Err(error) = services.storage.refuse_uia_session(session_id, "Requested authentication as another user").await {
             return ApiError::from(error).into_response();

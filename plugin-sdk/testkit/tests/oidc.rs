@@ -1,7 +1,9 @@
 //! The reference SSO plugin `plugins/oidc` against a real OpenID provider
 //! (`idp`), over real HTTP through the runtime's `http-send`: the whole
 //! login with each client authentication and signing algorithm, discovery
-//! cached, templates and requirements, and each kind of refusal: a tampered
+//! cached (in the store for fresh instances, in a warm instance itself, which
+//! keeps nothing of one login for the next), templates and requirements,
+//! and each kind of refusal (on warm instances, as a server runs them): a tampered
 //! or expired ID token, a wrong nonce or verifier, a provider error. Then
 //! the fail-closed answer of a plugin that traps, and a provider that never
 //! answers, refused within the call's deadline.
@@ -16,7 +18,7 @@ use std::{
 
 use serde_json::{Value, json};
 use weft_plugin_testkit::{
-    CallFailure, PluginBackend, PluginCapabilities, PluginLimitsConfig, Sso, TestPlugin, Testkit,
+    CallFailure, PluginBackend, PluginCapabilities, PluginLimitsConfig, PluginRole, Sso, TestPlugin, Testkit,
     sso::{Authorization, LoginAttempt, Refusal, RefusalKind, SsoAnswer, SsoCall, SsoProviders, UserAttributes},
 };
 
@@ -49,14 +51,24 @@ fn entry(idp: &Idp, client_id: &str, extra: Value) -> Value {
     entry
 }
 
-/// The plugin with `config`, allowed to reach the provider, its clock now.
+/// The plugin with `config`, allowed to reach the provider, its clock now,
+/// with the role's limits (warm instances, as a server runs it).
 async fn plugin(idp: &Idp, config: Value) -> TestPlugin<Sso> {
+    plugin_with(idp, config, PluginLimitsConfig::for_role(PluginRole::SsoProvider)).await
+}
+
+/// `plugin` with a fresh instance per call.
+async fn fresh_plugin(idp: &Idp, config: Value) -> TestPlugin<Sso> {
+    plugin_with(idp, config, PluginLimitsConfig { max_calls_per_instance: 1, ..PluginLimitsConfig::for_role(PluginRole::SsoProvider) }).await
+}
+
+async fn plugin_with(idp: &Idp, config: Value, limits: PluginLimitsConfig) -> TestPlugin<Sso> {
     static LOADED: AtomicUsize = AtomicUsize::new(0);
     Testkit::new(super::built("oidc", "oidc.wasm"))
         .name(&format!("oidc-{}", LOADED.fetch_add(1, Ordering::Relaxed)))
         .config(config)
         .capabilities(PluginCapabilities { allowed_outbound_hosts: vec![idp.issuer.clone()], allow_private_addresses: true, ..PluginCapabilities::default() })
-        .limits(PluginLimitsConfig { timeout_ms: 10_000, ..PluginLimitsConfig::default() })
+        .limits(limits)
         .live_http()
         .clock_ms(now_ms())
         .load_as::<Sso>()
@@ -175,7 +187,8 @@ async fn es256_and_eddsa_id_tokens_and_private_key_jwt_clients_log_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_is_cached_in_the_key_value_store_until_it_expires() {
     let idp = idp();
-    let plugin = plugin(idp, entry(idp, "weft-basic", json!({"metadata_cache_secs": 600}))).await;
+    // Fresh instances: what one call fetched, the next reads from the store.
+    let plugin = fresh_plugin(idp, entry(idp, "weft-basic", json!({"metadata_cache_secs": 600}))).await;
     let discovery = format!("{}/.well-known/openid-configuration", idp.issuer);
     let fetches = || plugin.http_calls().iter().filter(|call| call.request.url == discovery).count();
     for _ in 0..3 {
@@ -187,6 +200,40 @@ async fn discovery_is_cached_in_the_key_value_store_until_it_expires() {
     plugin.clock().set_ms(now_ms() + 601_000);
     authorize(&plugin, &LoginAttempt::new(REDIRECT_URI)).await;
     assert_eq!(fetches(), 2, "fetched again once the cache expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_instance_keeps_the_providers_metadata_and_keys_and_nothing_of_a_login() {
+    let idp = idp();
+    let plugin = plugin(idp, entry(idp, "weft-basic", json!({"metadata_cache_secs": 600}))).await;
+    let fetches = |path: &str| plugin.http_calls().iter().filter(|call| call.request.url.ends_with(path)).count();
+    let log_in = |user: &'static str, password: &'static str| {
+        let plugin = &plugin;
+        async move {
+            let (attempt, context, params) = sign_in(plugin, user, password).await;
+            complete(plugin, &attempt, &context, &params).await
+        }
+    };
+    assert_eq!(log_in("alice", "wonderland").await, Ok(alice()));
+    assert_eq!((fetches("/openid-configuration"), fetches("/jwks")), (1, 1));
+    // The store's copies spoilt: only the instance's own can serve the next logins.
+    for key in plugin.kv_entries().into_keys() {
+        plugin.kv_set(&key, b"not json".to_vec()).unwrap();
+    }
+    for (user, password, subject) in [("bob", "builder", "bob-0002"), ("alice", "wonderland", "alice-0001"), ("bob", "builder", "bob-0002")] {
+        let answered = log_in(user, password).await.expect(user);
+        assert_eq!(answered.subject, subject, "each login answers its own user, nothing of the one before");
+    }
+    assert_eq!((fetches("/openid-configuration"), fetches("/jwks")), (1, 1), "metadata and keys from the instance");
+    // Every check still runs on a warm instance: another attempt's nonce is refused, and the next login goes through.
+    let (attempt, context, params) = sign_in(&plugin, "alice", "wonderland").await;
+    let other_nonce = LoginAttempt { nonce: "another-attempts-nonce".into(), ..attempt.clone() };
+    assert_eq!(complete(&plugin, &other_nonce, &context, &params).await.unwrap_err().kind, RefusalKind::WrongNonce);
+    assert_eq!(log_in("alice", "wonderland").await, Ok(alice()));
+    // The instance's copies expire as the store's do.
+    plugin.clock().set_ms(now_ms() + 601_000);
+    assert_eq!(log_in("alice", "wonderland").await, Ok(alice()));
+    assert_eq!((fetches("/openid-configuration"), fetches("/jwks")), (2, 2), "fetched again once expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,20 +5,20 @@
 //! Each failure is its own refusal kind. Times are the host's clock
 //! (`now_ms`), not the token library's.
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind, jwk::Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 use weft_plugin_sdk::sso::{Refusal, RefusalKind};
 
 use crate::{
     config::{Config, SUPPORTED_ALGS},
-    provider::{self, Metadata},
+    provider::{self, Cache, Metadata},
 };
 
 /// Clock skew tolerated between the provider and the host (Synapse's).
 pub const LEEWAY_SECS: i64 = 120;
 
 /// The claims of a valid ID token for the attempt with `nonce`.
-pub fn check(token: &str, nonce: &str, config: &Config, metadata: &Metadata, now_ms: u64) -> Result<Map<String, Value>, Refusal> {
+pub fn check(token: &str, nonce: &str, config: &Config, cache: &Cache, metadata: &Metadata, now_ms: u64) -> Result<Map<String, Value>, Refusal> {
     let refuse = |kind, message: String| Err(Refusal::new(kind, message));
     let (alg, kid) = header(token)?;
     let allowed: Vec<&str> = match &metadata.id_token_signing_alg_values_supported {
@@ -29,13 +29,14 @@ pub fn check(token: &str, nonce: &str, config: &Config, metadata: &Metadata, now
         return refuse(RefusalKind::BadSignature, format!("The ID token is signed with `{alg}`, which is not allowed ({})", allowed.join(", ")));
     }
     let algorithm: Algorithm = alg.parse().map_err(|_| Refusal::new(RefusalKind::BadSignature, format!("`{alg}` is not a known algorithm")))?;
-    let key = match find_key(&provider::jwks(config, metadata, now_ms, false)?, kid.as_deref(), algorithm) {
-        Some(key) => key,
-        None => find_key(&provider::jwks(config, metadata, now_ms, true)?, kid.as_deref(), algorithm).ok_or_else(|| {
-            Refusal::new(RefusalKind::BadSignature, format!("The identity provider has no key {} for the ID token", kid.as_deref().unwrap_or("(no kid)")))
-        })?,
-    };
-    let claims = verify_signature(token, &key, algorithm)?;
+    let mut keys = provider::keys(config, cache, metadata, now_ms, false)?;
+    if keys.find(kid.as_deref(), algorithm).is_none() {
+        keys = provider::keys(config, cache, metadata, now_ms, true)?;
+    }
+    let key = keys.find(kid.as_deref(), algorithm).ok_or_else(|| {
+        Refusal::new(RefusalKind::BadSignature, format!("The identity provider has no key {} for the ID token", kid.as_deref().unwrap_or("(no kid)")))
+    })?;
+    let claims = verify_signature(token, key, algorithm)?;
 
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     if text("iss") != Some(config.issuer.as_str()) {
@@ -81,17 +82,6 @@ fn header(token: &str) -> Result<(String, Option<String>), Refusal> {
     let header: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|_| not_jwt())?;
     let alg = header.get("alg").and_then(Value::as_str).ok_or_else(not_jwt)?.to_owned();
     Ok((alg, header.get("kid").and_then(Value::as_str).map(str::to_owned)))
-}
-
-/// The signing key with `kid` (any signing key of the algorithm's family
-/// when the token names none).
-fn find_key(keys: &[Value], kid: Option<&str>, algorithm: Algorithm) -> Option<DecodingKey> {
-    keys.iter()
-        .filter(|key| key.get("use").and_then(Value::as_str) != Some("enc"))
-        .filter(|key| kid.is_none_or(|kid| key.get("kid").and_then(Value::as_str) == Some(kid)))
-        .filter_map(|key| serde_json::from_value::<Jwk>(key.clone()).ok())
-        .filter_map(|jwk| DecodingKey::from_jwk(&jwk).ok())
-        .find(|key| key.family() == algorithm.family())
 }
 
 /// The claims, when the signature verifies (claims are checked by the caller).

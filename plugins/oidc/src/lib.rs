@@ -13,10 +13,14 @@
 //!   user's attributes from the templates (`mapping`).
 //!
 //! Modules: `config` (the entry, checked), `provider` (metadata and keys,
-//! cached in the key-value store; HTTP helpers), `token` (token and
-//! userinfo endpoints, client authentication), `id_token`, `mapping`.
-//! Nothing is kept between `authorize` and `complete` but what travels in
-//! the attempt and in the context (`{"pkce": bool}`).
+//! cached in the key-value store and in the instance; HTTP helpers),
+//! `token` (token and userinfo endpoints, client authentication),
+//! `id_token`, `mapping`. Nothing is kept between `authorize` and
+//! `complete` but what travels in the attempt and in the context
+//! (`{"pkce": bool}`); nothing of one login is kept for the next either:
+//! a warm instance (the sso-provider role's default) keeps only its
+//! configuration, its compiled templates and what the provider publishes
+//! (`provider::Cache`).
 
 // Natively (the unit tests) the export macro expands to nothing.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -36,19 +40,20 @@ use weft_plugin_sdk::{
 use crate::{
     config::{Config, PkceMethod},
     mapping::Mapping,
-    provider::Metadata,
+    provider::{Cache, Metadata},
 };
 
 struct Oidc {
     config: Config,
     mapping: Mapping,
+    cache: Cache,
 }
 
 impl SsoProvider for Oidc {
     fn new(config: &PluginConfig) -> Result<Self, PluginError> {
         let config = Config::from_json(&config.0)?;
         let mapping = mapping::from_config(&config).map_err(PluginError::new)?;
-        Ok(Self { config, mapping })
+        Ok(Self { config, mapping, cache: Cache::default() })
     }
 
     fn provider(&self) -> IdentityProvider {
@@ -62,7 +67,7 @@ impl SsoProvider for Oidc {
     }
 
     fn authorize(&self, attempt: &LoginAttempt) -> Result<Authorization, Refusal> {
-        let metadata = provider::metadata(&self.config, now_ms())?;
+        let metadata = provider::metadata(&self.config, &self.cache, now_ms())?;
         let endpoint = Metadata::endpoint(&metadata.authorization_endpoint, "authorization_endpoint")?;
         let pkce = match self.config.pkce_method {
             PkceMethod::Always => true,
@@ -110,14 +115,14 @@ impl Oidc {
             return Err(Refusal::new(RefusalKind::InvalidCallback, format!("The answer comes from {iss}, not {}", config.issuer)));
         }
         let now = now_ms();
-        let metadata = provider::metadata(config, now)?;
+        let metadata = provider::metadata(config, &self.cache, now)?;
         let context: Map<String, Value> = serde_json::from_str(&callback.context).unwrap_or_default();
         let pkce = context.get("pkce").and_then(Value::as_bool).unwrap_or(false);
         let verifier = pkce.then_some(callback.attempt.code_verifier.as_str());
         let tokens = token::exchange(config, &metadata, code, &callback.attempt.redirect_uri, verifier, now)?;
 
         let id_claims = match (config.uses_id_token(), &tokens.id_token) {
-            (true, Some(id_token)) => Some(id_token::check(id_token, &callback.attempt.nonce, config, &metadata, now)?),
+            (true, Some(id_token)) => Some(id_token::check(id_token, &callback.attempt.nonce, config, &self.cache, &metadata, now)?),
             (true, None) => return Err(Refusal::new(RefusalKind::InvalidClaims, "The identity provider answered no ID token")),
             (false, _) => None,
         };

@@ -1,14 +1,21 @@
 //! What the plugin knows of the provider: its metadata (discovered from
 //! `{issuer}/.well-known/openid-configuration`, over the configured
 //! endpoints, as Synapse) and its signing keys (JWKS), both fetched through
-//! the host's HTTP and cached in the plugin's key-value store for
-//! `metadata_cache_secs`, so a fresh instance per call does not refetch
-//! them. Also the HTTP helpers every request to the provider uses.
+//! the host's HTTP and cached for `metadata_cache_secs` at two levels: in
+//! the plugin's key-value store, so a fresh instance does not refetch them,
+//! and in the instance (`Cache`: the discovered document and the decoded
+//! keys), so a warm instance's next call reads neither the store nor the
+//! JWK set again. Nothing of a login is kept here: only what the provider
+//! publishes to everyone. Also the HTTP helpers every request to the
+//! provider uses.
 //!
 //! Metadata is checked as Synapse checks it (issuer, https endpoints, the
 //! `code` response type, the client's authentication method) unless
 //! `skip_verification` is set.
 
+use std::{cell::RefCell, rc::Rc};
+
+use jsonwebtoken::{Algorithm, DecodingKey, jwk::Jwk};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weft_plugin_sdk::{
@@ -47,13 +54,80 @@ struct Cached<T> {
     value: T,
 }
 
+/// What this instance fetched or read from the store (a warm instance
+/// keeps it from one call to the next; a fresh one starts empty).
+#[derive(Default)]
+pub struct Cache {
+    discovered: Memo<Metadata>,
+    keys: Memo<Keys>,
+}
+
+/// One cached value of the instance: its key-value store key, when it was
+/// fetched, and the value.
+struct Memo<T>(RefCell<Option<(String, u64, Rc<T>)>>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Self(RefCell::new(None))
+    }
+}
+
+impl<T> Memo<T> {
+    /// The value under `key` when fetched less than `ttl_secs` ago.
+    fn get(&self, key: &str, ttl_secs: u64, now_ms: u64) -> Option<Rc<T>> {
+        match &*self.0.borrow() {
+            Some((held, fetched_at_ms, value)) if held == key && fresh(*fetched_at_ms, ttl_secs, now_ms) => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: String, fetched_at_ms: u64, value: T) -> Rc<T> {
+        let value = Rc::new(value);
+        *self.0.borrow_mut() = Some((key, fetched_at_ms, value.clone()));
+        value
+    }
+}
+
+fn fresh(fetched_at_ms: u64, ttl_secs: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(fetched_at_ms) < ttl_secs.saturating_mul(1000)
+}
+
+/// The provider's signing keys, decoded (a key of a type this plugin does
+/// not know, or for encryption, is left out: it must not hide the others).
+pub struct Keys(Vec<(Option<String>, DecodingKey)>);
+
+impl Keys {
+    fn decode(set: &[Value]) -> Self {
+        let keys = set
+            .iter()
+            .filter(|key| key.get("use").and_then(Value::as_str) != Some("enc"))
+            .filter_map(|key| {
+                let jwk = serde_json::from_value::<Jwk>(key.clone()).ok()?;
+                let decoded = DecodingKey::from_jwk(&jwk).ok()?;
+                Some((key.get("kid").and_then(Value::as_str).map(str::to_owned), decoded))
+            })
+            .collect();
+        Self(keys)
+    }
+
+    /// The signing key with `kid` (any of the algorithm's family when the
+    /// token names none).
+    pub fn find(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<&DecodingKey> {
+        self.0
+            .iter()
+            .filter(|(key_id, _)| kid.is_none_or(|kid| key_id.as_deref() == Some(kid)))
+            .map(|(_, key)| key)
+            .find(|key| key.family() == algorithm.family())
+    }
+}
+
 fn unavailable(message: String) -> Refusal {
     Refusal::new(RefusalKind::ProviderUnavailable, message)
 }
 
 /// The provider's metadata: the configured endpoints, with what discovery
 /// found over them (cached).
-pub fn metadata(config: &Config, now_ms: u64) -> Result<Metadata, Refusal> {
+pub fn metadata(config: &Config, cache: &Cache, now_ms: u64) -> Result<Metadata, Refusal> {
     let mut metadata = Metadata {
         issuer: Some(config.issuer.clone()),
         authorization_endpoint: config.authorization_endpoint.clone(),
@@ -65,10 +139,18 @@ pub fn metadata(config: &Config, now_ms: u64) -> Result<Metadata, Refusal> {
     };
     if config.discover {
         let url = format!("{}/.well-known/openid-configuration", config.issuer.trim_end_matches('/'));
-        let discovered: Metadata = cached(&format!("metadata:{url}"), config.metadata_cache_secs, now_ms, false, || {
-            let document = get_json(&url, None)?;
-            serde_json::from_value(document).map_err(|e| unavailable(format!("The identity provider's metadata at {url} is not usable: {e}")))
-        })?;
+        let key = format!("metadata:{url}");
+        let discovered = match cache.discovered.get(&key, config.metadata_cache_secs, now_ms) {
+            Some(discovered) => discovered,
+            None => {
+                let (discovered, fetched_at_ms) = stored(&key, config.metadata_cache_secs, now_ms, false, || {
+                    let document = get_json(&url, None)?;
+                    serde_json::from_value(document).map_err(|e| unavailable(format!("The identity provider's metadata at {url} is not usable: {e}")))
+                })?;
+                cache.discovered.put(key, fetched_at_ms, discovered)
+            }
+        };
+        let discovered = Metadata::clone(&discovered);
         let keep = |ours: Option<String>, theirs: Option<String>| theirs.or(ours);
         metadata = Metadata {
             issuer: keep(metadata.issuer, discovered.issuer),
@@ -121,35 +203,40 @@ fn verify(config: &Config, metadata: &Metadata) -> Result<(), String> {
     Ok(())
 }
 
-/// The provider's keys (the JWK set's `keys`, each read when used: a key of
-/// a type this plugin does not know must not hide the others), from the
-/// cache unless `refresh` (a key the cached set lacks).
-pub fn jwks(config: &Config, metadata: &Metadata, now_ms: u64, refresh: bool) -> Result<Vec<Value>, Refusal> {
+/// The provider's keys (the JWK set at `jwks_uri`), from the caches unless
+/// `refresh` (a key the cached set lacks: the provider rotated its keys).
+pub fn keys(config: &Config, cache: &Cache, metadata: &Metadata, now_ms: u64, refresh: bool) -> Result<Rc<Keys>, Refusal> {
     let url = Metadata::endpoint(&metadata.jwks_uri, "jwks_uri")?.to_owned();
-    cached(&format!("jwks:{url}"), config.metadata_cache_secs, now_ms, refresh, || match get_json(&url, None)? {
+    let key = format!("jwks:{url}");
+    if !refresh && let Some(keys) = cache.keys.get(&key, config.metadata_cache_secs, now_ms) {
+        return Ok(keys);
+    }
+    let (set, fetched_at_ms) = stored(&key, config.metadata_cache_secs, now_ms, refresh, || match get_json(&url, None)? {
         Value::Object(mut set) => match set.remove("keys") {
             Some(Value::Array(keys)) => Ok(keys),
             _ => Err(unavailable(format!("The identity provider's keys at {url} are not a JWK set"))),
         },
         _ => Err(unavailable(format!("The identity provider's keys at {url} are not a JWK set"))),
-    })
+    })?;
+    Ok(cache.keys.put(key, fetched_at_ms, Keys::decode(&set)))
 }
 
 /// `key`'s value from the key-value store when younger than `ttl_secs`,
-/// else `fetch`ed and stored (a value the store refuses is used uncached).
-fn cached<T: Serialize + for<'de> Deserialize<'de>>(
+/// else `fetch`ed and stored (a value the store refuses is used uncached);
+/// with when it was fetched.
+fn stored<T: Serialize + for<'de> Deserialize<'de>>(
     key: &str,
     ttl_secs: u64,
     now_ms: u64,
     refresh: bool,
     fetch: impl FnOnce() -> Result<T, Refusal>,
-) -> Result<T, Refusal> {
+) -> Result<(T, u64), Refusal> {
     if !refresh
         && let Some(bytes) = kv::get(key)
         && let Ok(entry) = serde_json::from_slice::<Cached<T>>(&bytes)
-        && now_ms.saturating_sub(entry.fetched_at_ms) < ttl_secs.saturating_mul(1000)
+        && fresh(entry.fetched_at_ms, ttl_secs, now_ms)
     {
-        return Ok(entry.value);
+        return Ok((entry.value, entry.fetched_at_ms));
     }
     let value = fetch()?;
     if let Ok(bytes) = serde_json::to_vec(&Cached { fetched_at_ms: now_ms, value: &value })
@@ -157,7 +244,7 @@ fn cached<T: Serialize + for<'de> Deserialize<'de>>(
     {
         log::warn(&format!("cannot cache {key}: {error}"));
     }
-    Ok(value)
+    Ok((value, now_ms))
 }
 
 /// A GET answered with JSON (2xx), optionally with a bearer token.

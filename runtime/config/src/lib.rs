@@ -213,11 +213,14 @@ impl PluginLimitsConfig {
     /// in flight at once than spam checks. A pusher's instances are warm
     /// (1,000 calls each): a pusher delivers every notification of the
     /// server, and a fresh instance per notification halved the rate a
-    /// pusher keeps up with (docs/benchmarks.md, "Push").
+    /// pusher keeps up with (docs/benchmarks.md, "Push"). So are an SSO
+    /// provider's: a fresh instance per login parses the configuration,
+    /// compiles the templates and reads the provider's metadata and keys
+    /// from the key-value store again (docs/benchmarks.md, "SSO logins").
     pub fn for_role(role: PluginRole) -> Self {
         match role {
             PluginRole::SpamChecker => Self::default(),
-            PluginRole::SsoProvider => Self { timeout_ms: 10_000, ..Self::default() },
+            PluginRole::SsoProvider => Self { timeout_ms: 10_000, max_calls_per_instance: 1000, ..Self::default() },
             PluginRole::Pusher => Self { timeout_ms: 10_000, max_concurrent_calls: 64, max_calls_per_instance: 1000, ..Self::default() },
             // A transaction holds up to 100 events, each up to 64 KiB.
             PluginRole::AppserviceNotifier => {
@@ -365,6 +368,7 @@ mod tests {
         assert_eq!((told.on_error, told.limits.timeout_ms, told.limits.max_concurrent_calls), (Some(OnError::Retry), 300, 64));
         let sso: PluginConfig = toml::from_str("role = \"sso-provider\"\n").unwrap();
         assert_eq!((sso.on_error(), sso.limits.timeout_ms, sso.limits.max_concurrent_calls), (OnError::FailClosed, 10_000, 16));
+        assert_eq!(sso.limits.max_calls_per_instance, 1000, "warm instances for SSO providers");
         let spam: PluginConfig = toml::from_str("name = \"s\"\n").unwrap();
         assert_eq!((spam.role, spam.on_error(), spam.limits.timeout_ms), (PluginRole::SpamChecker, OnError::FailClosed, 500));
         assert!(toml::from_str::<PluginConfig>("on_error = \"later\"").is_err());
