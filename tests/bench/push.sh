@@ -14,7 +14,7 @@
 # (cargo build --release -p weft -p weft-loadgen), the reference pusher built
 # for WebAssembly (cargo build --release --target wasm32-wasip2 --manifest-path
 # plugins/http-pusher/Cargo.toml), PostgreSQL and Redis on their default local
-# ports, ports 8008, 8080-8085, 9093-9106 and 18800 free, and for Synapse
+# ports, ports 8008, 8080-8086, 8448, 9093-9112 and 18800 free, and for Synapse
 # python3 with venv and port 18008. Drops and recreates the databases
 # weft_bench, weft_bench_workers and synapse_bench.
 #
