@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use ruma::{RoomId, UserId};
+use ruma::{RoomId, ServerName, UserId};
 use sqlx::Row;
 
 use super::{Result, Storage};
@@ -18,6 +18,20 @@ impl Storage {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(membership.flatten())
+    }
+
+    /// Whether a user of `server_name` is joined to the room: whether that
+    /// server is in the room, as its own state says.
+    pub async fn server_is_joined(&self, room_id: &RoomId, server_name: &ServerName) -> Result<bool> {
+        // A user id's server part follows its only colon-free localpart.
+        let joined: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM current_state WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join' AND state_key LIKE $2 LIMIT 1",
+        )
+        .bind(room_id.as_str())
+        .bind(format!("%:{server_name}"))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(joined.is_some())
     }
 
     /// Everyone joined to a room the user is joined to, the user included.

@@ -209,9 +209,13 @@ pub async fn join_by_id_or_alias(state: AppState, request: Ruma<join_room_by_id_
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
-/// Joins a room this server is not in (unknown, or known only from an
-/// invite) through other servers: those the client named, the room id's,
-/// the inviter's. `false` when the room is known here.
+/// Joins a room this server is not in (unknown, known only from an
+/// invite, or left by all its users) through other servers: those the
+/// client named, the inviter's (or whoever last changed the user's
+/// membership), the room id's, then those this server last knew in the
+/// room. `false` when this server is in the room, or knows the room and
+/// no other server to ask (a local room everyone left: its state here is
+/// the room's).
 async fn join_remotely(
     state: &AppState,
     room_id: &ruma::RoomId,
@@ -219,8 +223,10 @@ async fn join_remotely(
     servers: &[ruma::OwnedServerName],
     reason: Option<&str>,
 ) -> ApiResult<bool> {
-    // A room known only from an invite has no create event here.
-    if state.storage.room_version(room_id).await?.is_some() && state.storage.current_state_event(room_id, "m.room.create", "").await?.is_some() {
+    // A room known only from an invite has no create event here; the state
+    // of a room all this server's users left is stale.
+    let known = state.storage.room_version(room_id).await?.is_some() && state.storage.current_state_event(room_id, "m.room.create", "").await?.is_some();
+    if known && state.storage.server_is_joined(room_id, &state.server_name).await? {
         return Ok(false);
     }
     let mut servers = servers.to_vec();
@@ -229,6 +235,12 @@ async fn join_remotely(
     }
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
+    }
+    if known {
+        servers.extend(weft_services::federation::inbound::servers_in_room(state, room_id).await?.iter().filter_map(|server| server.as_str().try_into().ok()));
+        if servers.iter().all(|server| *server == state.server_name) {
+            return Ok(false);
+        }
     }
     weft_services::federation::at_persister::join_remote(state, room_id, &sender.user_id, &servers, reason).await?;
     Ok(true)

@@ -21,7 +21,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::peers::Peer;
-use super::rooms::{has_message, send_message, sync_until, sync_until_ephemeral};
+use super::rooms::{has_message, send_message, synapse_typing_and_receipt_reach, sync_until, weft_user_joins_a_synapse_room};
 use crate::{
     support::{Backend, Session, TestDb, WEFT, encode, free_port, synapse::Synapse},
     workers::Redis,
@@ -200,33 +200,10 @@ async fn the_example_deployment_federates_with_synapse() {
     sync_until(&weft, &alice, &room_id, "Synapse's message", |events| has_message(events, "hello from Synapse")).await;
 
     // Typing and a receipt from Synapse reach alice through their writer.
-    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&bob.user_id));
-    let (status, body) = synapse.request(Method::PUT, &typing, Some(&bob.access_token), Some(json!({"typing": true, "timeout": 30000}))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(&room_id), encode(&read_me));
-    let (status, body) = synapse.post(&receipt, Some(&bob.access_token), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    sync_until_ephemeral(&weft, &alice, &room_id, "bob typing", |event| {
-        event["type"] == "m.typing" && event["content"]["user_ids"].as_array().is_some_and(|ids| ids.iter().any(|id| *id == bob.user_id))
-    })
-    .await;
-    sync_until_ephemeral(&weft, &alice, &room_id, "bob's receipt", |event| {
-        event["type"] == "m.receipt" && event["content"][&read_me]["m.read"].get(&bob.user_id).is_some()
-    })
-    .await;
+    synapse_typing_and_receipt_reach(&weft, &alice, &synapse, &bob, &room_id, &read_me).await;
 
     // A Weft user joins a Synapse room by id with `via`; messages both ways.
-    let (status, room) = synapse.post("/_matrix/client/v3/createRoom", Some(&bob.access_token), json!({"preset": "public_chat"})).await;
-    assert_eq!(status, StatusCode::OK, "{room}");
-    let synapse_room = room["room_id"].as_str().unwrap().to_owned();
-    let carol = weft.user("carol").await;
-    let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&synapse_room), encode(&synapse.server_name));
-    let (status, body) = weft.call(Method::POST, &path, &carol.access_token, Some(json!({}))).await;
-    assert_eq!(status, StatusCode::OK, "carol joins {synapse_room}: {body}\n{}", weft.logs());
-    send_message(&synapse, &bob, &synapse_room, "welcome carol").await;
-    sync_until(&weft, &carol, &synapse_room, "bob's welcome", |events| has_message(events, "welcome carol")).await;
-    send_message(&weft, &carol, &synapse_room, "thanks bob").await;
-    sync_until(&synapse, &bob, &synapse_room, "carol's thanks", |events| has_message(events, "thanks bob")).await;
+    weft_user_joins_a_synapse_room(&weft, &synapse, &bob).await;
 
     // Synapse's media, downloaded through the example.
     let picture: Vec<u8> = (0..4096u32).map(|n| (n % 251) as u8).collect();

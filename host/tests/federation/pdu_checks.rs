@@ -137,7 +137,7 @@ async fn pdus_from_another_server_are_checked_before_they_are_stored(backend: Ba
 
     // A good event: accepted and seen by the room's local member.
     let (good_id, good) = signed(&caller.origin, caller.key, message("signed well", &join_id, depth + 1));
-    let (status, body) = caller.send("t1", vec![good]).await;
+    let (status, body) = caller.send("t1", vec![good.clone()]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["pdus"][&good_id], json!({}), "{body}");
     sync_until(&target, &alice, &room_id, "the good event", |events| has_message(events, "signed well")).await;
@@ -178,6 +178,15 @@ async fn pdus_from_another_server_are_checked_before_they_are_stored(backend: Ba
     assert_eq!(body["pdus"], json!({good_id.clone(): {}}), "{body}");
     let (status, _) = target.get(&event_path(&late_id), Some(&alice.access_token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The good event again, in a new transaction: accepted, kept once, and
+    // counted as sent again.
+    let (status, body) = caller.send("t8", vec![good]).await;
+    assert_eq!((status, &body["pdus"][&good_id]), (StatusCode::OK, &json!({})), "{body}");
+    let metrics = target.raw(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let series = format!("weft_federation_pdus_repeated_total{{origin=\"{}\"}}", caller.origin);
+    let repeated: f64 = metrics.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0);
+    assert_eq!(repeated, 1.0, "{series} in\n{metrics}");
 
     // Garbage: a body of the wrong shape is 400; PDUs that are not events are dropped.
     let (status, body) = caller.call(Method::PUT, "/_matrix/federation/v1/send/t5", Some(&json!({"origin": caller.origin, "pdus": "nope"}))).await;

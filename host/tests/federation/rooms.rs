@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::peers::Peer;
 use crate::{
     on_both_backends,
-    support::{Backend, Session, TestServer, encode, synapse::Synapse},
+    support::{Backend, Session, TestServer, encode, errcode, synapse::Synapse},
 };
 
 on_both_backends!(
@@ -46,6 +46,41 @@ pub(super) async fn sync_until(peer: &impl Peer, session: &Session, room_id: &st
         assert!(started.elapsed() < Duration::from_secs(60), "{} never saw {what} in {room_id}: {seen:?}\n{}", peer.name(), peer.logs());
         since = body["next_batch"].as_str().map(str::to_owned);
     }
+}
+
+/// `bob` of Synapse types in the room and sends a read receipt for
+/// `read_me`: both reach `alice`'s `/sync` on `weft`.
+pub(super) async fn synapse_typing_and_receipt_reach(weft: &impl Peer, alice: &Session, synapse: &Synapse, bob: &Session, room_id: &str, read_me: &str) {
+    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(room_id), encode(&bob.user_id));
+    let (status, body) = synapse.request(Method::PUT, &typing, Some(&bob.access_token), Some(json!({"typing": true, "timeout": 30000}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(room_id), encode(read_me));
+    let (status, body) = synapse.post(&receipt, Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_ephemeral(weft, alice, room_id, "bob typing", |event| {
+        event["type"] == "m.typing" && event["content"]["user_ids"].as_array().is_some_and(|ids| ids.iter().any(|id| *id == bob.user_id))
+    })
+    .await;
+    sync_until_ephemeral(weft, alice, room_id, "bob's receipt", |event| {
+        event["type"] == "m.receipt" && event["content"][read_me]["m.read"].get(&bob.user_id).is_some()
+    })
+    .await;
+}
+
+/// A new user of `weft`, carol, joins a new public room of `bob` on
+/// Synapse by id with `via`; messages flow both ways.
+pub(super) async fn weft_user_joins_a_synapse_room(weft: &impl Peer, synapse: &Synapse, bob: &Session) {
+    let (status, room) = synapse.post("/_matrix/client/v3/createRoom", Some(&bob.access_token), json!({"preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let synapse_room = room["room_id"].as_str().unwrap().to_owned();
+    let carol = weft.user("carol").await;
+    let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&synapse_room), encode(&synapse.server_name));
+    let (status, body) = weft.call(Method::POST, &path, &carol.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "carol joins the Synapse room {synapse_room}: {body}\n{}", weft.logs());
+    send_message(synapse, bob, &synapse_room, "welcome carol").await;
+    sync_until(weft, &carol, &synapse_room, "bob's welcome", |events| has_message(events, "welcome carol")).await;
+    send_message(weft, &carol, &synapse_room, "thanks bob").await;
+    sync_until(synapse, bob, &synapse_room, "carol's thanks", |events| has_message(events, "thanks bob")).await;
 }
 
 /// Syncs until an ephemeral event of the room satisfies `found`; fails after 60 s.
@@ -305,6 +340,13 @@ async fn weft_joins_weft_rooms(backend: Backend) {
 /// Syncs as `session` on `peer` until the room is in the `section` of
 /// `rooms` (`invite`, `leave`); fails after 60 s.
 pub(super) async fn sync_until_in(peer: &impl Peer, session: &Session, section: &str, room_id: &str) {
+    sync_until_in_with(peer, session, section, room_id, |_| true).await;
+}
+
+/// Syncs as `session` on `peer` until the room is in the `section` of
+/// `rooms` and `found` holds for what that section says of it; fails after
+/// 60 s.
+async fn sync_until_in_with(peer: &impl Peer, session: &Session, section: &str, room_id: &str, found: impl Fn(&Value) -> bool) {
     let started = Instant::now();
     let mut since: Option<String> = None;
     loop {
@@ -316,12 +358,20 @@ pub(super) async fn sync_until_in(peer: &impl Peer, session: &Session, section: 
         };
         let (status, body) = peer.call(Method::GET, &path, &session.access_token, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        if body["rooms"][section].get(room_id).is_some() {
+        if body["rooms"][section].get(room_id).is_some_and(&found) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{} never listed {room_id} in rooms.{section}\n{}", peer.name(), peer.logs());
+        assert!(started.elapsed() < Duration::from_secs(60), "{} never listed {room_id} as expected in rooms.{section}\n{}", peer.name(), peer.logs());
         since = body["next_batch"].as_str().map(str::to_owned);
     }
+}
+
+/// Whether the last membership event of `user_id` among `events` is `membership`.
+fn latest_membership_is(events: &[Value], user_id: &str, membership: &str) -> bool {
+    events
+        .iter()
+        .rfind(|event| event["type"] == "m.room.member" && event["state_key"] == user_id)
+        .is_some_and(|event| event["content"]["membership"] == membership)
 }
 
 pub(super) fn member_is(events: &[Value], user_id: &str, membership: &str) -> bool {
@@ -329,7 +379,10 @@ pub(super) fn member_is(events: &[Value], user_id: &str, membership: &str) -> bo
 }
 
 /// `inviter` invites a user of `invitee_side`, who accepts; then the
-/// inviter kicks them, and they join again and leave.
+/// inviter kicks them, opens the room and they join again; then the
+/// inviter bans them: the ban reaches the invitee's server, which cannot
+/// join them again (the room is public: only the ban refuses) until the
+/// inviter lifts it; at last they leave.
 async fn invite_across(inviter_side: &impl Peer, invitee_side: &impl Peer, tag: &str) {
     let inviter = inviter_side.user(&format!("inviter{tag}")).await;
     let invitee = invitee_side.user(&format!("invitee{tag}")).await;
@@ -354,6 +407,68 @@ async fn invite_across(inviter_side: &impl Peer, invitee_side: &impl Peer, tag: 
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     sync_until_in(invitee_side, &invitee, "leave", &room_id).await;
+
+    // The invitee's server has no one left in the room: it joins through
+    // the inviter's, once the room is public.
+    let rejoin = format!("/_matrix/client/v3/join/{}?via={}", encode(&room_id), encode(inviter_side.name()));
+    let (status, body) = inviter_side
+        .call(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.join_rules/", encode(&room_id)),
+            &inviter.access_token,
+            Some(json!({"join_rule": "public"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = invitee_side.call(Method::POST, &rejoin, &invitee.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{} joins the public room again after the kick: {body}\n{}", invitee_side.name(), inviter_side.logs());
+    sync_until(inviter_side, &inviter, &room_id, "the invitee's second join", |events| latest_membership_is(events, &invitee.user_id, "join")).await;
+
+    // A ban from the inviter's side reaches the invitee's.
+    let (status, body) = inviter_side
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/ban", encode(&room_id)),
+            &inviter.access_token,
+            Some(json!({"user_id": invitee.user_id, "reason": "testing bans"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until_in_with(invitee_side, &invitee, "leave", &room_id, |left| {
+        ["timeline", "state"].iter().any(|part| {
+            left[part]["events"].as_array().is_some_and(|events| {
+                events.iter().any(|event| member_is(std::slice::from_ref(event), &invitee.user_id, "ban") && event["content"]["reason"] == "testing bans")
+            })
+        })
+    })
+    .await;
+
+    // Banned: the join is refused, though the room is public.
+    let (status, body) = invitee_side.call(Method::POST, &rejoin, &invitee.access_token, Some(json!({}))).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{} joins while banned: {body}", invitee_side.name());
+    let (status, body) = inviter_side
+        .call(
+            Method::GET,
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(&room_id), encode(&invitee.user_id)),
+            &inviter.access_token,
+            None,
+        )
+        .await;
+    assert_eq!((status, &body["membership"]), (StatusCode::OK, &json!("ban")), "the refused join changed nothing: {body}");
+
+    // Unbanned, they may join again: the ban was what refused them.
+    let (status, body) = inviter_side
+        .call(Method::POST, &format!("/_matrix/client/v3/rooms/{}/unban", encode(&room_id)), &inviter.access_token, Some(json!({"user_id": invitee.user_id})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The invitee's server, out of the room since the ban, never sees the
+    // unban: its join must go to the inviter's server, which has it.
+    let (status, body) = invitee_side.call(Method::POST, &rejoin, &invitee.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{} joins after the unban: {body}\n{}{}", invitee_side.name(), invitee_side.logs(), inviter_side.logs());
+    let (status, body) =
+        invitee_side.call(Method::POST, &format!("/_matrix/client/v3/rooms/{}/leave", encode(&room_id)), &invitee.access_token, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sync_until(inviter_side, &inviter, &room_id, "the invitee's leave", |events| latest_membership_is(events, &invitee.user_id, "leave")).await;
 }
 
 async fn invites_kicks_and_leaves_across_servers(backend: Backend) {

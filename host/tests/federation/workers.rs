@@ -15,7 +15,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::peers::Peer;
-use super::rooms::{has_message, send_message, sync_until};
+use super::rooms::{has_message, send_message, synapse_typing_and_receipt_reach, sync_until, weft_user_joins_a_synapse_room};
 use crate::{
     support::{Backend, Session, TestServer, encode, synapse::Synapse},
     workers::Deployment,
@@ -95,34 +95,11 @@ pub(super) async fn share_rooms_with_synapse(deployment: Deployment) -> Deployme
     assert_eq!(status, StatusCode::OK, "Synapse joins {room_id} by id: {body}");
     let read_me = send_message(&weft, &alice, &room_id, "read me").await;
     sync_until(&synapse, &bob, &room_id, "the message to read", |events| has_message(events, "read me")).await;
-    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", encode(&room_id), encode(&bob.user_id));
-    let (status, body) = synapse.request(Method::PUT, &typing, Some(&bob.access_token), Some(json!({"typing": true, "timeout": 30000}))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", encode(&room_id), encode(&read_me));
-    let (status, body) = synapse.post(&receipt, Some(&bob.access_token), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    super::rooms::sync_until_ephemeral(&weft, &alice, &room_id, "bob typing", |event| {
-        event["type"] == "m.typing" && event["content"]["user_ids"].as_array().is_some_and(|ids| ids.iter().any(|id| *id == bob.user_id))
-    })
-    .await;
-    super::rooms::sync_until_ephemeral(&weft, &alice, &room_id, "bob's receipt", |event| {
-        event["type"] == "m.receipt" && event["content"][&read_me]["m.read"].get(&bob.user_id).is_some()
-    })
-    .await;
+    synapse_typing_and_receipt_reach(&weft, &alice, &synapse, &bob, &room_id, &read_me).await;
 
     // A Weft user joins a Synapse room by id with `via`: the room's persister
     // makes the join; messages flow both ways.
-    let (status, room) = synapse.post("/_matrix/client/v3/createRoom", Some(&bob.access_token), json!({"preset": "public_chat"})).await;
-    assert_eq!(status, StatusCode::OK, "{room}");
-    let synapse_room = room["room_id"].as_str().unwrap().to_owned();
-    let carol = weft.user("carol").await;
-    let path = format!("/_matrix/client/v3/join/{}?via={}", encode(&synapse_room), encode(&synapse.server_name));
-    let (status, body) = weft.call(Method::POST, &path, &carol.access_token, Some(json!({}))).await;
-    assert_eq!(status, StatusCode::OK, "carol joins the Synapse room {synapse_room}: {body}\n{}", weft.logs());
-    send_message(&synapse, &bob, &synapse_room, "welcome carol").await;
-    sync_until(&weft, &carol, &synapse_room, "bob's welcome", |events| has_message(events, "welcome carol")).await;
-    send_message(&weft, &carol, &synapse_room, "thanks bob").await;
-    sync_until(&synapse, &bob, &synapse_room, "carol's thanks", |events| has_message(events, "thanks bob")).await;
+    weft_user_joins_a_synapse_room(&weft, &synapse, &bob).await;
     weft.0
 }
 
@@ -191,7 +168,8 @@ async fn redis_restarted_during_a_burst_through_the_sender_loses_nothing() {
 
 /// A deployment whose one federation sender is `worker1`, a room shared
 /// with another Weft, and 150 messages sent while `fault` happens 0.4 s
-/// in: every acknowledged message reaches the other server.
+/// in: every acknowledged message reaches the other server, and nothing
+/// is sent twice beyond one transaction (the one in flight).
 async fn burst_through_one_sender(fault: impl AsyncFnOnce(&mut Deployment)) {
     let mut deployment = Deployment::start_federating("federation_sender_instances = [\"worker1\"]\n").await;
     deployment.start_router().await;
@@ -224,6 +202,7 @@ async fn burst_through_one_sender(fault: impl AsyncFnOnce(&mut Deployment)) {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!burst.is_finished(), "the burst outlasts the 0.4 s before the fault");
     fault(&mut deployment).await;
     let acknowledged = burst.await.unwrap();
     assert_eq!(acknowledged.len(), 150, "the sends do not depend on the sender or Redis");
@@ -237,6 +216,10 @@ async fn burst_through_one_sender(fault: impl AsyncFnOnce(&mut Deployment)) {
         assert!(std::time::Instant::now() < deadline, "{} never received {missing:?}\n{}", remote.server_name, weft_logs(&deployment));
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
+    let metrics = remote.raw(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let series = format!("weft_federation_pdus_repeated_total{{origin=\"{}\"}}", deployment.server_name);
+    let repeated: f64 = metrics.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0);
+    assert!(repeated <= 50.0, "{repeated} events sent twice: more than the one transaction in flight");
 }
 
 /// Synapse down while messages are sent through the federation sender:

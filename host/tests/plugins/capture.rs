@@ -50,11 +50,16 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
     }
 }
 
-/// Installs the capture (once) and the metrics recorder.
+/// Installs the capture (once), warnings and errors written to the test's
+/// own output (shown when it fails: a 500's cause, say), and the metrics
+/// recorder.
 pub fn install() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let _ = tracing_subscriber::registry().with(Capture.with_filter(tracing_subscriber::filter::LevelFilter::INFO)).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(Capture.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+            .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(tracing_subscriber::filter::LevelFilter::WARN))
+            .try_init();
     });
     weft::telemetry::metrics_handle();
 }

@@ -10,7 +10,7 @@
 //! `misbehave` in `guests/`, and the reference plugin `spam-rules`).
 
 mod adversarial;
-mod capture;
+pub(crate) mod capture;
 mod cli;
 mod config;
 mod egress;

@@ -70,10 +70,13 @@ impl TestServer {
 
     /// Sends a prepared request; panics on a 500, which no input may cause.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.expect("request reaches the server");
+        let (client, request) = request.build_split();
+        let request = request.expect("a well-formed request");
+        let what = format!("{} {}", request.method(), request.url().path());
+        let response = client.execute(request).await.expect("request reaches the server");
         let status = response.status();
         let text = response.text().await.expect("body");
-        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error: {text}");
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "server error on {what}: {text}");
         let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
@@ -224,6 +227,7 @@ impl TestServerBuilder {
     }
 
     pub async fn start(self) -> TestServer {
+        crate::plugins::capture::install();
         let db = TestDb::new(self.backend).await;
         let server_name = match self.federation_port {
             Some(port) if self.named_by_address => format!("127.0.0.1:{port}"),

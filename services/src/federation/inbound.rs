@@ -154,6 +154,8 @@ pub async fn handle_pdu(
 ) -> Result<Accepted, PduError> {
     let storage = &services.storage;
     if storage.event(&received.event_id).await?.is_some() {
+        // A sender that lost its acknowledgement sends events again.
+        metrics::counter!("weft_federation_pdus_repeated_total", "origin" => origin.to_string()).increment(1);
         return Ok(Accepted::Timeline);
     }
     if let Some((_, kind, _)) = storage.outlier(&received.event_id).await?

@@ -49,8 +49,8 @@ pub async fn join(
     reason: Option<&str>,
 ) -> Result<OwnedEventId, RoomError> {
     let supported: Vec<RoomVersionId> = versions::supported().into_iter().map(|(version, _)| version).collect();
-    let mut candidates: Vec<OwnedServerName> = servers.iter().filter(|server| **server != services.server_name).cloned().collect();
-    candidates.dedup();
+    let mut named = HashSet::new();
+    let candidates: Vec<OwnedServerName> = servers.iter().filter(|server| **server != services.server_name && named.insert(server.as_str())).cloned().collect();
     if candidates.is_empty() {
         return Err(RoomError::Remote { status: 404, body: json!({"errcode": "M_NOT_FOUND", "error": "No known servers to join the room through"}) });
     }
