@@ -476,6 +476,8 @@ async fn invites_kicks_and_leaves_across_servers(backend: Backend) {
     let weft = TestServer::builder(backend).federation().start().await;
     invite_across(&weft, &synapse, "ws").await;
     invite_across(&synapse, &weft, "sw").await;
+    let other = TestServer::builder(backend).federation().start().await;
+    invite_across(&weft, &other, "ww").await;
 
     // A Weft user leaves a Synapse room.
     let owner = synapse.register("leaveowner").await;
