@@ -372,7 +372,7 @@ def compare_deployment(results):
             continue
         (full, paced), (mono_full, mono_paced) = results[pair], results["ww"]
         below = 1 - full["rate"] / mono_full["rate"] if mono_full["rate"] else float("nan")
-        print(f"Deployment {what} against the monolith: {full['rate']:.0f} against {mono_full['rate']:.0f} events/s ({below:.1%} below); "
+        print(f"Deployment {what} against the monolith: {full['rate']:.0f} against {mono_full['rate']:.0f} events/s ({abs(below):.1%} {'below' if below >= 0 else 'above'}); "
               f"paced p50 {paced['p50']:.1f} against {mono_paced['p50']:.1f} ms, p99 {paced['p99']:.1f} against {mono_paced['p99']:.1f} ms", flush=True)
         for phase, a, b in (("full speed", full, mono_full), ("paced", paced, mono_paced)):
             for everything, label in ((False, "Weft processes"), (True, "with PostgreSQL and Redis")):
