@@ -3,9 +3,12 @@
 room shared with a second server, measured where a client of the second
 server sees them in its `/sync`.
 
-Four pairs, each on fresh PostgreSQL databases, in the same run: Weft to
-Weft, Weft to Synapse, Synapse to Weft and, as the reference, Synapse to
-Synapse. For each pair:
+Pairs, each on fresh PostgreSQL databases, in the same run: Weft to Weft,
+Weft to Synapse, Synapse to Weft and, as the reference, Synapse to
+Synapse; and (issue 27) the example deployment of `config/workers/` under
+`weft supervise` to a Weft monolith (`dw`: its federation senders send)
+and from one (`wd`: its federation reader receives), beside `ww`. For each
+pair:
 
 - throughput: 10 senders on the first server send as fast as they can for
   `--seconds`; events per second is the number that reached the second
@@ -13,7 +16,12 @@ Synapse. For each pair:
   arrival;
 - latency: the same senders paced at `--rate` messages per second in all;
   the latency is from the send's 200 on the first server to the event's
-  arrival in the second server's `/sync`, p50 and p99.
+  arrival in the second server's `/sync`, p50 and p99;
+- CPU time per delivered event, for each Weft server and each phase: its
+  processes (the monolith, or the supervisor and everything under it), and
+  with its PostgreSQL backends (and, for the deployment, Redis), from
+  /proc before the sends and after the reader stopped
+  (`federation_deployment.py`).
 
 The `/sync` reader runs in a process of its own, so that the senders'
 event loop does not delay its clock readings (`time.monotonic` is the
@@ -22,11 +30,12 @@ system's monotonic clock, the same in both processes).
 Servers are named `localhost:PORT` with TLS on that port, certificates from
 a test CA made here with `openssl` (as the federation tests do), loopback
 allowed, no notary, rate limits lifted. Needs a quiet machine, PostgreSQL
-on 127.0.0.1:5432 (user postgres, trust) and `psql`; not run in CI.
+on 127.0.0.1:5432 (user postgres, trust) and `psql`, and for the deployment
+Redis on 127.0.0.1:6379; not run in CI.
 
   python tests/bench/federation.py --weft target/release/weft \\
       --synapse-python ~/.cache/weft/bench-synapse-venv/bin/python \\
-      [--seconds 15] [--rate 50] [--pairs ww,ws,sw,ss]
+      [--seconds 15] [--rate 50] [--pairs ww,ws,sw,ss]   # or --pairs ww,dw,wd
 
 The Python running it needs aiohttp; `--synapse-python` a venv with
 matrix-synapse[postgres]==1.163.0.
@@ -46,6 +55,8 @@ import tempfile
 import time
 
 import aiohttp
+
+import federation_deployment as deployment
 
 SENDERS = 10
 # The log level of the Weft servers (`--weft-log`).
@@ -105,8 +116,9 @@ def wait_for(port, process, seconds=120):
 
 
 class Server:
-    def __init__(self, kind, process, client_base, server_name):
+    def __init__(self, kind, process, client_base, server_name, database):
         self.kind, self.process, self.client_base, self.server_name = kind, process, client_base, server_name
+        self.database = database
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -116,14 +128,19 @@ class Server:
             self.process.kill()
 
 
-def start_weft(binary, ca, data, database):
-    fresh_database(database)
-    client_port, federation_port = free_port(), free_port()
-    limits = "".join(
+def weft_limits():
+    """The rate limits lifted, as TOML tables."""
+    return "".join(
         f"[{name}]\nper_second = 100000\nburst_count = 100000\n"
         for name in ["rc_message", "rc_registration", "rc_room_creation", "rc_joins.local", "rc_joins.remote", "rc_login.address",
                      "rc_invites.per_room", "rc_invites.per_user", "rc_invites.per_issuer"]
     )
+
+
+def start_weft(binary, ca, data, database):
+    fresh_database(database)
+    client_port, federation_port = free_port(), free_port()
+    limits = weft_limits()
     config = (
         f'server_name = "localhost:{federation_port}"\nsigning_key_path = "signing.key"\n'
         "enable_registration = true\nenable_registration_without_verification = true\n"
@@ -144,7 +161,17 @@ def start_weft(binary, ca, data, database):
     process = subprocess.Popen([binary, "run", "-c", path], cwd=data, stdout=log, stderr=log)
     wait_for(client_port, process)
     wait_for(federation_port, process)
-    return Server("weft", process, f"http://127.0.0.1:{client_port}", f"localhost:{federation_port}")
+    return Server("weft", process, f"http://127.0.0.1:{client_port}", f"localhost:{federation_port}", database)
+
+
+def start_deployment(binary, ca, data, database):
+    """The example deployment (config/workers/) under `weft supervise`; clients go through its router."""
+    fresh_database(database)
+    base, server_name, router, tls = deployment.write_example(data, ca, database, WEFT_LOG, weft_limits())
+    process = deployment.start_supervisor(binary, data)
+    deployment.wait_until_served(base, process)
+    wait_for(tls, process)
+    return Server("deployment", process, base, server_name, database)
 
 
 def start_synapse(python, ca, data, database):
@@ -183,7 +210,7 @@ def start_synapse(python, ca, data, database):
     process = subprocess.Popen([python, "-m", "synapse.app.homeserver", "-c", os.path.join(data, "homeserver.yaml")],
                                cwd=data, stdout=log, stderr=log)
     wait_for(port, process)
-    return Server("synapse", process, f"https://127.0.0.1:{port}", f"localhost:{port}")
+    return Server("synapse", process, f"https://127.0.0.1:{port}", f"localhost:{port}", database)
 
 
 def ssl_context(ca):
@@ -262,6 +289,9 @@ def collect(origin, target, room_id, sender_tokens, reader_token, ca, seconds, r
     reader = multiprocessing.Process(target=read_sync, args=(target.client_base, reader_token, room_id, ca, ready, stop, count, results), daemon=True)
     reader.start()
     ready.wait(60)
+    # CPU is counted for the Weft servers (Synapse's is not compared).
+    measured = {side: server for side, server in (("origin", origin), ("target", target)) if server.kind != "synapse"}
+    before = {side: deployment.cpu_snapshot(server) for side, server in measured.items()}
     sent, failed, started = asyncio.run(send_phase(origin, sender_tokens, room_id, ca, seconds, rate, tag))
     # The reader reports when stopped: once every event arrived, or after 15 s without one arriving.
     seen, quiet_since = -1, time.monotonic()
@@ -272,12 +302,13 @@ def collect(origin, target, room_id, sender_tokens, reader_token, ca, seconds, r
     stop.set()
     arrived = results.get(timeout=60)
     reader.join(10)
+    cpu = {side: deployment.cpu_spent(before[side], deployment.cpu_snapshot(server)) for side, server in measured.items()}
     latencies = [(arrived[e] - t) * 1000 for e, t in sent.items() if e in arrived]
     last = max((arrived[e] for e in sent if e in arrived), default=started)
     return {
         "sent": len(sent), "failed": failed, "delivered": len(latencies),
         "rate": len(latencies) / (last - started) if latencies else 0.0,
-        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "cpu": cpu,
     }
 
 
@@ -311,13 +342,42 @@ def run_pair(label, start_origin, start_target, ca, seconds, rate):
     finally:
         origin.stop()
         target.stop()
+        for server, data in ((origin, origin_dir), (target, target_dir)):
+            if server.kind == "deployment" and deployment.logs_with_errors(data):
+                print(f"  (ERROR lines in {', '.join(deployment.logs_with_errors(data))} of {data}/run)", flush=True)
     print(
         f"{label}: full speed {full['sent']} sent ({full['failed']} failed), {full['delivered']} reached the other side's /sync, "
         f"{full['rate']:.0f} events/s, p50 {full['p50']:.1f} ms, p99 {full['p99']:.1f} ms; "
         f"paced at {rate:g}/s: {paced['delivered']}/{paced['sent']} delivered, p50 {paced['p50']:.1f} ms, p99 {paced['p99']:.1f} ms",
         flush=True,
     )
+    for phase, result in (("full speed", full), ("paced", paced)):
+        for side, spent in result["cpu"].items():
+            kind = (origin if side == "origin" else target).kind
+            print(f"  CPU, {phase}, {side} ({kind}): {deployment.describe(spent, result['delivered'])}", flush=True)
     return full, paced
+
+
+def per_event(result, side, everything):
+    spent = result["cpu"].get(side)
+    if not spent or not result["delivered"]:
+        return float("nan")
+    return (sum(spent.values()) if everything else deployment.weft_only(spent)) / result["delivered"]
+
+
+def compare_deployment(results):
+    """The deployment against the monolith in the same run: events/s, latency, CPU per event of the measured side."""
+    for pair, side, what in (("dw", "origin", "sending (federation senders)"), ("wd", "target", "receiving (federation reader)")):
+        if pair not in results or "ww" not in results:
+            continue
+        (full, paced), (mono_full, mono_paced) = results[pair], results["ww"]
+        below = 1 - full["rate"] / mono_full["rate"] if mono_full["rate"] else float("nan")
+        print(f"Deployment {what} against the monolith: {full['rate']:.0f} against {mono_full['rate']:.0f} events/s ({abs(below):.1%} {'below' if below >= 0 else 'above'}); "
+              f"paced p50 {paced['p50']:.1f} against {mono_paced['p50']:.1f} ms, p99 {paced['p99']:.1f} against {mono_paced['p99']:.1f} ms", flush=True)
+        for phase, a, b in (("full speed", full, mono_full), ("paced", paced, mono_paced)):
+            for everything, label in ((False, "Weft processes"), (True, "with PostgreSQL and Redis")):
+                ours, theirs = per_event(a, side, everything), per_event(b, side, everything)
+                print(f"  CPU per event, {phase}, {label}: {ours * 1000:.2f} against {theirs * 1000:.2f} ms ({ours / theirs:.2f}x)", flush=True)
 
 
 def main():
@@ -326,7 +386,7 @@ def main():
     parser.add_argument("--synapse-python", default=sys.executable, help="a Python with matrix-synapse[postgres]==1.163.0")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=float, default=50, help="messages/s of the paced phase, all senders together")
-    parser.add_argument("--pairs", default="ww,ws,sw,ss", help="origin then target: w Weft, s Synapse")
+    parser.add_argument("--pairs", default="ww,ws,sw,ss", help="origin then target: w Weft, s Synapse, d the example deployment")
     parser.add_argument("--weft-log", default="warn", help="the Weft servers' log level (their logs stay in /tmp/fed-bench-*)")
     args = parser.parse_args()
     global WEFT_LOG
@@ -335,14 +395,16 @@ def main():
     starters = {
         "w": lambda data, db: start_weft(os.path.abspath(args.weft), ca, data, db),
         "s": lambda data, db: start_synapse(args.synapse_python, ca, data, db),
+        "d": lambda data, db: start_deployment(os.path.abspath(args.weft), ca, data, db),
     }
-    names = {"w": "Weft", "s": "Synapse"}
+    names = {"w": "Weft", "s": "Synapse", "d": "Weft deployment"}
     results = {}
     for pair in args.pairs.split(","):
         label = f"{names[pair[0]]} -> {names[pair[1]]}"
         results[pair] = run_pair(label, starters[pair[0]], starters[pair[1]], ca, args.seconds, args.rate)
     if "ww" in results and "ss" in results and results["ss"][0]["rate"]:
         print(f"Weft->Weft / Synapse->Synapse events/s: {results['ww'][0]['rate'] / results['ss'][0]['rate']:.1f}x")
+    compare_deployment(results)
 
 
 if __name__ == "__main__":
