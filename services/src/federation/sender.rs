@@ -1,7 +1,9 @@
-//! Outbound transactions. A dispatcher follows the events stream (woken by
-//! the notifier: local persists and every other persister's, through
-//! replication) from its saved position; each event this server's users
-//! sent is queued, in the same database transaction that moves the
+//! Outbound transactions. A dispatcher follows the events stream from its
+//! saved position, woken by the notifier (local persists and every other
+//! persister's, through replication) when a stream's position for readers
+//! moves: one persister moving ahead of the others gives it nothing to read
+//! yet, and the stream follows within a replication tick. Each event this
+//! server's users sent is queued, in the same database transaction that moves the
 //! position, for every other server with a joined member in its room (and
 //! the server of a remote member it removes); a position past events that
 //! go nowhere is written only now and then (`crate::jobs::PositionWrites`). One task per destination then
@@ -92,26 +94,45 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut position = None;
     let mut written = crate::jobs::PositionWrites::default();
     let mut streams = StreamEdus::default();
+    let mut due = true;
+    let mut seen = readable(&positions.borrow_and_update());
+    let mut sweep_at = tokio::time::Instant::now();
+    let mut delay = None;
     loop {
-        let delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written, &mut streams).await {
-            Ok(()) => None,
-            Err(error) => {
-                tracing::warn!(%error, "the federation sender failed; retrying");
-                Some(RETRY_DELAY)
-            }
-        };
+        if due {
+            sweep_at = tokio::time::Instant::now() + SWEEP_INTERVAL;
+            delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written, &mut streams).await {
+                Ok(()) => None,
+                Err(error) => {
+                    tracing::warn!(%error, "the federation sender failed; retrying");
+                    Some(RETRY_DELAY)
+                }
+            };
+        }
         tokio::select! {
             moved = positions.changed(), if delay.is_none() => {
                 if moved.is_err() {
                     break;
                 }
+                // One persister's own position moving (a room's events
+                // readable before the stream's) leaves the sender nothing
+                // to read; the stream follows within a replication tick.
+                let now = readable(&positions.borrow_and_update());
+                due = now != seen;
+                seen = now;
             }
-            _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => continue,
+            _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => due = true,
             // What was queued outside the events stream without a wake-up.
-            _ = tokio::time::sleep(SWEEP_INTERVAL), if delay.is_none() => {}
+            _ = tokio::time::sleep_until(sweep_at), if delay.is_none() => due = true,
             _ = stopped.wait_for(|stop| *stop) => break,
         }
     }
+}
+
+/// What the dispatcher reads up to: each stream's position (the minimum
+/// over its writers).
+fn readable(positions: &crate::sync::Positions) -> [i64; Stream::COUNT] {
+    Stream::ALL.map(|stream| positions.get(stream))
 }
 
 /// The destination tasks, each woken when its queue grows.
