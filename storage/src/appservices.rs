@@ -6,7 +6,7 @@
 use ruma::{OwnedRoomId, RoomId};
 use sqlx::Row;
 
-use super::{Result, Storage, StorageError, StoredEvent};
+use super::{Durability, Result, Storage, StorageError, StoredEvent};
 
 /// Rows written or deleted by one statement (well under both engines'
 /// limits on bound parameters).
@@ -102,14 +102,18 @@ impl Storage {
     }
 
     /// Queues `items` (`(appservice_id, kind, json)`, in order) and, when
-    /// given, moves the matched position to `position`, all or nothing; the
-    /// items' sequence numbers, in order. On PostgreSQL, items and a
-    /// position, one statement.
-    pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>) -> Result<Vec<i64>> {
+    /// given, moves the matched position to `position`, all or nothing,
+    /// committed with `durability`; the items' sequence numbers, in order.
+    /// On PostgreSQL, items and a position, one statement (which sets
+    /// `synchronous_commit` for its own transaction with `set_config`).
+    pub async fn enqueue_appservice_items(&self, items: &[(String, &str, String)], position: Option<i64>, durability: Durability) -> Result<Vec<i64>> {
         if let Some(position) = position.filter(|_| self.dialect == super::Dialect::Postgres && !items.is_empty() && items.len() <= MAX_ROWS_ONE_STATEMENT) {
             let rows: Vec<String> = (0..items.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 2, 3 * n + 3, 3 * n + 4)).collect();
+            // `set_config(..., true)` lasts until the end of the statement's
+            // own transaction, whose commit reads it.
+            let unflushed = if durability == Durability::WithNextFlush { " WHERE set_config('synchronous_commit', 'off', true) = 'off'" } else { "" };
             let sql = format!(
-                "WITH moved AS (UPDATE appservice_stream_position SET stream_ordering = $1) INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {} RETURNING seq",
+                "WITH moved AS (UPDATE appservice_stream_position SET stream_ordering = $1{unflushed}) INSERT INTO appservice_queue (appservice_id, kind, item_json) VALUES {} RETURNING seq",
                 rows.join(", ")
             );
             let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(position);
@@ -118,7 +122,7 @@ impl Storage {
             }
             return Ok(sorted(query.fetch_all(&self.pool).await?));
         }
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write_with(durability).await?;
         let seqs = insert_queued(&mut tx, items).await?;
         if let Some(position) = position {
             sqlx::query("UPDATE appservice_stream_position SET stream_ordering = $1").bind(position).execute(&mut *tx).await?;

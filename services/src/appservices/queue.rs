@@ -6,7 +6,10 @@
 //!   100 events a batch, and queues each event in the client format for every
 //!   appservice interested in it (`interest`), saving the position in the same
 //!   database transaction as the items: a restart neither loses nor repeats
-//!   one. A position past events that went to no appservice is saved only
+//!   one. That commit is not waited for on disk (`Durability::WithNextFlush`):
+//!   the sender's store of the transaction taking the items is, and the
+//!   write-ahead log carries the earlier commit with it, so nothing is sent
+//!   that a crash of the database could take back. A position past events that went to no appservice is saved only
 //!   now and then (`crate::jobs::PositionWrites`), as for every stream the
 //!   notifier follows. It wakes when any stream moves (replication on a worker), and
 //!   queues typing, receipts and presence for the appservices that ask for
@@ -42,7 +45,7 @@ use weft_core::{
     config::{Config, MAIN_INSTANCE},
 };
 use weft_plugin_runtime::appservice::{AppserviceCall, Outcome};
-use weft_storage::{QUEUED_KINDS, QueuedItem, StorageError, StoredEvent, Stream};
+use weft_storage::{Durability, QUEUED_KINDS, QueuedItem, StorageError, StoredEvent, Stream};
 
 use crate::services::{AppState, Services};
 
@@ -137,7 +140,9 @@ async fn catch_up(
         if at >= upto || *stopped.borrow() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let events = state.storage.appservice_events(at, upto, BATCH).await?;
+        let read_us = started.elapsed().as_micros() as u64;
         let reached = match events.last() {
             Some(last) if events.len() as i64 == BATCH => last.stream_ordering,
             _ => upto,
@@ -159,8 +164,21 @@ async fn catch_up(
             }
         }
         if written.due(reached, !items.is_empty()) {
-            let seqs = state.storage.enqueue_appservice_items(&items, Some(reached)).await?;
+            // Not flushed: the sender's store of the transaction that takes
+            // these items is, and carries this commit with it (one
+            // write-ahead log) before anything is sent. A crash of the
+            // database before that loses the items and the position
+            // together: the events are matched again.
+            let seqs = state.storage.enqueue_appservice_items(&items, Some(reached), Durability::WithNextFlush).await?;
             written.wrote(reached);
+            tracing::debug!(
+                events = events.len(),
+                items = items.len(),
+                read_us,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                lag_ms = events.first().map_or(0, |event| weft_storage::now_ms() - event.origin_server_ts),
+                "events queued"
+            );
             let mut handed: HashMap<String, Vec<QueuedItem>> = HashMap::new();
             for ((id, kind, json), seq) in items.into_iter().zip(seqs) {
                 handed.entry(id).or_default().push(QueuedItem { seq, kind: kind.to_owned(), json });
@@ -299,7 +317,7 @@ async fn send_loop(state: AppState, service: Arc<AppService>, link: Arc<Link>, m
             }
         };
         let outcome = outcome.unwrap_or_else(|error| Outcome::Failed { reason: format!("the delivery task failed: {error}") });
-        tracing::debug!(appservice = %service.id, txn_id, elapsed_us = started.elapsed().as_micros() as u64, "transaction sent");
+        tracing::debug!(appservice = %service.id, txn_id, elapsed_us = started.elapsed().as_micros() as u64, age_ms = oldest_age_ms(&body), "transaction sent");
         if outcome.is_success() {
             metrics::counter!("weft_appservice_transactions_sent_total", "appservice" => service.id.clone()).increment(1);
             backoff = FIRST_BACKOFF;
@@ -436,7 +454,7 @@ impl Owed {
         if whole {
             handoff.caught_up(generation);
         }
-        tracing::debug!(appservice = %service.id, txn_id, items = items.len(), read, elapsed_us = started.elapsed().as_micros() as u64, "transaction stored");
+        tracing::debug!(appservice = %service.id, txn_id, items = items.len(), read, elapsed_us = started.elapsed().as_micros() as u64, age_ms = oldest_age_ms(&body), "transaction stored");
         Ok(Some((txn_id, body)))
     }
 }
@@ -460,6 +478,18 @@ pub fn body(service: &AppService, items: &[QueuedItem]) -> Value {
         body["to_device"] = Value::Array(to_device);
     }
     body
+}
+
+/// How long ago the oldest event of a transaction body was sent (its
+/// `origin_server_ts`), for the debug log; 0 when the log is off.
+fn oldest_age_ms(body: &str) -> i64 {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return 0;
+    }
+    let oldest = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|body| body["events"].as_array().and_then(|events| events.iter().filter_map(|event| event["origin_server_ts"].as_i64()).min()));
+    oldest.map_or(0, |ts| weft_storage::now_ms() - ts)
 }
 
 fn describe(outcome: &Outcome) -> String {
