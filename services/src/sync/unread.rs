@@ -17,7 +17,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Mutex,
 };
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
