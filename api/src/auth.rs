@@ -112,12 +112,14 @@ pub async fn authenticate(services: &Services, token: &str, client_addr: &str, q
         return appservice_sender(services, service, token, query).await;
     }
     let token_hash = hash_access_token(token);
-    let owner = services.storage.token_owner(&token_hash).await?.ok_or_else(|| ApiError::unknown_token(false))?;
+    let owner = services.token_owners.owner(&services.storage, &services.notifier, &token_hash).await?.ok_or_else(|| ApiError::unknown_token(false))?;
     if owner.deactivated {
         return Err(ApiError::unknown_token(false));
     }
-    let stale = owner.last_seen_ts.is_none_or(|seen| weft_storage::now_ms() - seen > LAST_SEEN_GRANULARITY_MS);
+    let now = weft_storage::now_ms();
+    let stale = owner.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS);
     if stale || owner.last_seen_ip.as_deref() != Some(client_addr) {
+        services.token_owners.seen(&token_hash, now, client_addr);
         let storage = services.storage.clone();
         let (user_id, device_id, addr) = (owner.user_id.clone(), owner.device_id.clone(), client_addr.to_owned());
         tokio::spawn(async move {

@@ -5,7 +5,10 @@
 //! it: a token older than the server's start makes that path answer (the
 //! log only knows what was persisted after the process started), a token
 //! taken after the start makes the shared path answer, and both cover the
-//! same events of the room.
+//! same events of the room. Unread counts, kept per user between syncs and
+//! added to per new event, must be what the database counts after every
+//! kind of change (messages, mentions, threads, receipts, leaving and
+//! joining again).
 
 use std::time::Duration;
 
@@ -18,7 +21,7 @@ use crate::{
     support::{Backend, Session, TestServer},
 };
 
-on_both_backends!(each_listener_gets_its_own_view_of_shared_events);
+on_both_backends!(each_listener_gets_its_own_view_of_shared_events, unread_counts_kept_between_syncs_are_the_databases);
 
 const PLAIN: &str = r#"{"room":{"timeline":{"limit":30}}}"#;
 const LAZY: &str = r#"{"room":{"timeline":{"limit":30},"state":{"lazy_load_members":true}}}"#;
@@ -204,4 +207,117 @@ async fn each_listener_gets_its_own_view_of_shared_events(backend: Backend) {
             _ => assert!(view.is_null(), "an ignored sender or a left room wakes nothing: {answer}"),
         }
     }
+}
+
+const THREADS: &str = r#"{"room":{"timeline":{"limit":30,"unread_thread_notifications":true}}}"#;
+
+/// What the database counts for the user now: `(notifications, highlights)` per thread.
+async fn counted(server: &TestServer, room: &str, session: &Session) -> std::collections::HashMap<String, (i64, i64)> {
+    let room_id = ruma::RoomId::parse(room).unwrap();
+    let user_id = ruma::UserId::parse(&session.user_id).unwrap();
+    server.state.storage.unread_base(&room_id, &user_id, i64::MAX).await.unwrap().counts
+}
+
+/// The room's counts in a sync answer, in the database's shape.
+fn answered(room: &Value, threads: bool) -> std::collections::HashMap<String, (i64, i64)> {
+    let pair = |count: &Value| (count["notification_count"].as_i64().unwrap_or(0), count["highlight_count"].as_i64().unwrap_or(0));
+    let mut counts = std::collections::HashMap::new();
+    let main = pair(&room["unread_notifications"]);
+    if main != (0, 0) {
+        counts.insert("main".to_owned(), main);
+    }
+    if threads {
+        for (thread, count) in room["unread_thread_notifications"].as_object().into_iter().flatten() {
+            counts.insert(thread.clone(), pair(count));
+        }
+    }
+    counts
+}
+
+/// Everything `counts` holds in one total, as a client without thread counts sees it.
+fn total(counts: &std::collections::HashMap<String, (i64, i64)>) -> std::collections::HashMap<String, (i64, i64)> {
+    let sum = counts.values().fold((0, 0), |(n, h), (dn, dh)| (n + dn, h + dh));
+    if sum == (0, 0) { std::collections::HashMap::new() } else { std::collections::HashMap::from([("main".to_owned(), sum)]) }
+}
+
+async fn unread_counts_kept_between_syncs_are_the_databases(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    for listener in [&bob, &carol] {
+        let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&listener.access_token), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Bob sees totals, carol per-thread counts; both keep syncing from their last token.
+    let listeners = [(&bob, PLAIN, false), (&carol, THREADS, true)];
+    let mut tokens = Vec::new();
+    for (listener, filter, _) in listeners {
+        tokens.push(sync(&server, listener, filter, None, 0).await["next_batch"].as_str().unwrap().to_owned());
+    }
+    let root = send_text(&server, &alice.access_token, &room, "root").await;
+    let mut last = root.clone();
+    for step in 0..9 {
+        match step {
+            0 => last = send_text(&server, &alice.access_token, &room, "plain").await,
+            1 => {
+                let mentions = json!({"msgtype": "m.text", "body": "you two", "m.mentions": {"user_ids": [bob.user_id, carol.user_id]}});
+                last = send(&server, &alice, &room, "m.room.message", mentions).await;
+            }
+            2 => {
+                let reply = json!({"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
+                send(&server, &alice, &room, "m.room.message", reply.clone()).await;
+                send(&server, &alice, &room, "m.room.message", reply).await;
+            }
+            3 => {
+                // Both read the main timeline up to the mention; the thread stays unread.
+                for listener in [&bob, &carol] {
+                    let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last}");
+                    let (status, body) = server.post(&path, Some(&listener.access_token), json!({"thread_id": "main"})).await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                }
+                last = send_text(&server, &alice.access_token, &room, "after the receipt").await;
+            }
+            4 => {
+                // Carol reads everything, unthreaded.
+                let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last}");
+                let (status, body) = server.post(&path, Some(&carol.access_token), json!({})).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+            5 => {
+                // Bob leaves and joins again: what came before his join no longer counts.
+                for action in ["leave", "join"] {
+                    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/{action}"), Some(&bob.access_token), json!({})).await;
+                    assert_eq!(status, StatusCode::OK, "{body}");
+                }
+            }
+            6 => last = send_text(&server, &alice.access_token, &room, "welcome back").await,
+            7 => {
+                // A redaction changes no count.
+                let (status, _) = server.put(&format!("/_matrix/client/v3/rooms/{room}/redact/{last}/r{step}"), Some(&alice.access_token), json!({})).await;
+                assert_eq!(status, StatusCode::OK);
+            }
+            _ => {
+                // Carol's own message notifies nobody else's count of her.
+                last = send_text(&server, &carol.access_token, &room, "mine").await;
+            }
+        }
+        for ((listener, filter, threads), since) in listeners.iter().zip(tokens.iter_mut()) {
+            let answer = sync(&server, listener, filter, Some(since), 0).await;
+            *since = answer["next_batch"].as_str().unwrap().to_owned();
+            let expected = counted(&server, &room, listener).await;
+            let expected = if *threads { expected } else { total(&expected) };
+            let view = &answer["rooms"]["join"][&room];
+            if view.is_null() {
+                continue;
+            }
+            assert_eq!(answered(view, *threads), expected, "step {step}, {}: {view}", listener.user_id);
+        }
+    }
+    // The steps above moved the counts: this checks something.
+    let carol_counts = counted(&server, &room, &carol).await;
+    assert_eq!(carol_counts, std::collections::HashMap::from([("main".to_owned(), (1, 0))]), "carol read all but \"welcome back\"");
+    let bob_counts = total(&counted(&server, &room, &bob).await);
+    assert_eq!(bob_counts["main"], (2, 0), "after his join: the redacted message and carol's: {bob_counts:?}");
 }

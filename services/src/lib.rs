@@ -24,6 +24,8 @@
 //! - [`jobs`]: the rule every background consumer follows.
 //! - [`plugins`]: the plugin runtime (`weft-plugin-runtime`) re-exported and
 //!   wired to this server's configuration, storage and internal API.
+//! - [`token_owners`]: who owns each access token in use, kept between
+//!   requests until a device is deleted.
 //! - [`sso`]: the `sso-provider` plugins and the identity providers they
 //!   stand for, as the API's SSO endpoints use them.
 //!
@@ -46,5 +48,6 @@ pub mod rooms;
 pub mod services;
 pub mod sso;
 pub mod sync;
+pub mod token_owners;
 pub mod typing;
 pub mod user_directory;

@@ -72,6 +72,8 @@ pub struct Services {
     pub typing: crate::typing::Typing,
     /// Who is syncing here, for the presence timer.
     pub presence: crate::presence::Presence,
+    /// Who owns each access token in use (`crate::token_owners`).
+    pub token_owners: crate::token_owners::TokenOwnerCache,
     /// Users' push rules, for evaluating every event.
     pub push_rulesets: crate::push::RulesetCache,
     /// Who writes what, the bus to the other processes, and calls to them.
@@ -153,6 +155,10 @@ impl Services {
             storage.wait_for_migrations().await?;
         }
         storage.load_positions().await?;
+        if !config.has_workers() {
+            // Every write of a device's keys goes through this process.
+            storage.keep_key_counts();
+        }
         let mut replication = crate::replication::Replication::from_config(&config)?;
         replication.register(Arc::new(crate::typing::Mirror));
         replication.register(Arc::new(crate::presence::RemoteSyncs::default()));
@@ -206,6 +212,7 @@ impl Services {
             media,
             presence: Default::default(),
             push_rulesets: Default::default(),
+            token_owners: Default::default(),
             sync_caches: Default::default(),
             config,
         }))

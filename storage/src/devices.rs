@@ -169,6 +169,9 @@ impl Storage {
         let mut guards = Vec::new();
         let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::Only(device_ids), &mut guards).await?;
         tx.commit().await?;
+        for device_id in device_ids {
+            self.key_counts.forget(user_id.as_str(), Some(device_id.as_str()));
+        }
         Ok(deleted)
     }
 
@@ -178,6 +181,7 @@ impl Storage {
         let mut guards = Vec::new();
         let deleted = self.delete_devices_in(&mut tx, user_id, DeviceSelection::All, &mut guards).await?;
         tx.commit().await?;
+        self.key_counts.forget(user_id.as_str(), None);
         Ok(deleted)
     }
 

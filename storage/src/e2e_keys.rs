@@ -1,8 +1,19 @@
 //! End-to-end encryption keys of devices: device keys, one-time keys and
 //! fallback keys. A device's keys appearing or changing is a row of the
 //! `device_lists` stream, in the same transaction.
+//!
+//! A device's key counts (what `/sync` reports every time) may be kept in
+//! memory (`KeyCountCache`) when this process is the only one that writes
+//! keys: every upload, claim and device deletion then goes through this
+//! `Storage`, which forgets the device's counts after it commits.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use ruma::{DeviceId, UserId};
 use sqlx::{AnyConnection, Row};
@@ -14,6 +25,66 @@ pub type NewKey = (String, String, serde_json::Value);
 
 /// A key claimed for a device: `algorithm:key_id` and the key JSON.
 pub type ClaimedKey = (String, serde_json::Value);
+
+/// Unclaimed one-time keys per algorithm, and the algorithms of unused fallback keys.
+pub type KeyCounts = (BTreeMap<String, i64>, Vec<String>);
+
+/// Most devices whose counts are kept; all are forgotten past it.
+const MAX_KEPT_COUNTS: usize = 100_000;
+
+/// Devices' key counts, kept only once `Storage::keep_key_counts` said
+/// that no other process writes keys.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCountCache {
+    enabled: AtomicBool,
+    state: Mutex<KeptCounts>,
+}
+
+#[derive(Debug, Default)]
+struct KeptCounts {
+    /// Grows with every write: a read that started before one is not kept.
+    generation: u64,
+    held: HashMap<(String, String), KeyCounts>,
+}
+
+impl KeyCountCache {
+    fn state(&self) -> std::sync::MutexGuard<'_, KeptCounts> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The kept counts of a device, or the generation to read them at.
+    fn get(&self, user_id: &str, device_id: &str) -> Option<Result<KeyCounts, u64>> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let state = self.state();
+        Some(state.held.get(&(user_id.to_owned(), device_id.to_owned())).cloned().ok_or(state.generation))
+    }
+
+    fn keep(&self, user_id: &str, device_id: &str, generation: u64, counts: &KeyCounts) {
+        let mut state = self.state();
+        if state.generation != generation {
+            return;
+        }
+        if state.held.len() >= MAX_KEPT_COUNTS {
+            state.held.clear();
+        }
+        state.held.insert((user_id.to_owned(), device_id.to_owned()), counts.clone());
+    }
+
+    /// After a commit that changed the keys of these devices (all of the
+    /// user's with `None`).
+    pub(crate) fn forget(&self, user_id: &str, device_id: Option<&str>) {
+        let mut state = self.state();
+        state.generation += 1;
+        match device_id {
+            Some(device_id) => {
+                state.held.remove(&(user_id.to_owned(), device_id.to_owned()));
+            }
+            None => state.held.retain(|(user, _), _| user != user_id),
+        }
+    }
+}
 
 impl Storage {
     /// Stores a device's keys; `true` when they differ from what was stored
@@ -60,6 +131,12 @@ impl Storage {
             .collect()
     }
 
+    /// Keeps devices' key counts in memory from now on: only for a process
+    /// that is the only one writing keys (a deployment without workers).
+    pub fn keep_key_counts(&self) {
+        self.key_counts.enabled.store(true, Ordering::Relaxed);
+    }
+
     /// Adds one-time keys. A key id already stored with different content is
     /// refused (`Conflict`), the same content is accepted again; all or nothing.
     pub async fn add_one_time_keys(&self, user_id: &UserId, device_id: &DeviceId, keys: &[NewKey]) -> Result<()> {
@@ -88,6 +165,7 @@ impl Storage {
                 .await?;
         }
         tx.commit().await?;
+        self.key_counts.forget(user_id.as_str(), Some(device_id.as_str()));
         Ok(())
     }
 
@@ -106,13 +184,19 @@ impl Storage {
         .bind(json.to_string())
         .execute(&self.pool)
         .await?;
+        self.key_counts.forget(user_id.as_str(), Some(device_id.as_str()));
         Ok(())
     }
 
     /// What `/sync` reports of a device's keys, in one query: unclaimed
     /// one-time keys per algorithm (`signed_curve25519` always present) and
-    /// the algorithms of unused fallback keys.
-    pub async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> Result<(BTreeMap<String, i64>, Vec<String>)> {
+    /// the algorithms of unused fallback keys. From memory when kept.
+    pub async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> Result<KeyCounts> {
+        let generation = match self.key_counts.get(user_id.as_str(), device_id.as_str()) {
+            Some(Ok(counts)) => return Ok(counts),
+            Some(Err(generation)) => Some(generation),
+            None => None,
+        };
         let rows = sqlx::query(
             "SELECT 'one_time' AS kind, algorithm, COUNT(*) AS n FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
              UNION ALL SELECT 'fallback' AS kind, algorithm, 0 AS n FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = FALSE",
@@ -133,7 +217,11 @@ impl Storage {
             }
         }
         fallback.sort();
-        Ok((counts, fallback))
+        let counts = (counts, fallback);
+        if let Some(generation) = generation {
+            self.key_counts.keep(user_id.as_str(), device_id.as_str(), generation, &counts);
+        }
+        Ok(counts)
     }
 
     /// Deletes what belongs to a device being deleted: its keys and its inbox.

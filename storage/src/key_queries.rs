@@ -118,6 +118,11 @@ impl Storage {
             claimed.push(if exists(claim) { claim_in(&mut tx, claim, sources).await? } else { None });
         }
         tx.commit().await?;
+        for ((user_id, device_id, _), claimed) in claims.iter().zip(&claimed) {
+            if claimed.is_some() {
+                self.key_counts.forget(user_id.as_str(), Some(device_id.as_str()));
+            }
+        }
         Ok(claimed)
     }
 }

@@ -73,7 +73,7 @@ pub use appservices::{QUEUED_KINDS, QueuedItem};
 pub use cross_signing::KeySignature;
 pub use devices::{Device, NewSession, TokenOwner};
 pub use dialect::Dialect;
-pub use e2e_keys::{ClaimedKey, NewKey};
+pub use e2e_keys::{ClaimedKey, KeyCounts, NewKey};
 pub use error::StorageError;
 pub use events::{NewEvent, NewRoom, StoredEvent};
 pub use federation_rooms::{DestinationRetry, OutboxRow};
@@ -81,7 +81,7 @@ pub use key_backup::{BackupCounts, BackupKey, BackupKeysWrite, BackupVersion, Ba
 pub use key_queries::{KeyClaim, KeySources};
 pub use media::{AttachError, LocalMedia, MediaContent};
 pub use presence::{NewPresence, PresenceRow};
-pub use push_actions::{Notification, PushAction};
+pub use push_actions::{Notification, PushAction, UnreadAction, UnreadBase};
 pub use push_queue::{PendingPush, PusherId};
 pub use pushers::{NewPusher, PusherKey, StoredPusher};
 pub use receipts::{NewReceipt, Receipt, UNTHREADED};
@@ -124,6 +124,8 @@ pub struct Storage {
     instance_name: String,
     /// This writer's stream ids allocated but not yet committed, per stream.
     in_flight: std::sync::Arc<positions::StreamIds>,
+    /// Devices' key counts, once `keep_key_counts` allowed it.
+    key_counts: std::sync::Arc<e2e_keys::KeyCountCache>,
 }
 
 impl Storage {
@@ -145,7 +147,13 @@ impl Storage {
             .after_connect(move |conn, _| Box::pin(async move { dialect.prepare_connection(conn).await }))
             .connect_with(options)
             .await?;
-        Ok(Self { pool, dialect, instance_name: instance_name.to_owned(), in_flight: positions::StreamIds::starting_at([0; Stream::COUNT]) })
+        Ok(Self {
+            pool,
+            dialect,
+            instance_name: instance_name.to_owned(),
+            in_flight: positions::StreamIds::starting_at([0; Stream::COUNT]),
+            key_counts: Default::default(),
+        })
     }
 
     /// Brings the schema up to date. Only the main process runs this.

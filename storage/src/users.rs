@@ -76,6 +76,9 @@ impl Storage {
             self.delete_devices_in(&mut tx, user_id, DeviceSelection::AllExcept(keep), &mut guards).await?;
         }
         tx.commit().await?;
+        if keep_only.is_some() {
+            self.key_counts.forget(user_id.as_str(), None);
+        }
         Ok(())
     }
 
@@ -87,6 +90,7 @@ impl Storage {
         sqlx::query("UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1").bind(user_id.as_str()).execute(&mut *tx).await?;
         self.delete_devices_in(&mut tx, user_id, DeviceSelection::All, &mut guards).await?;
         tx.commit().await?;
+        self.key_counts.forget(user_id.as_str(), None);
         Ok(())
     }
 }

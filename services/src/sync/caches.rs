@@ -3,11 +3,12 @@
 //! (`recent`), each user's memberships until the log shows one changing,
 //! what every listener of a room shares per position (which new events have
 //! relations, the member events lazy loading adds, the room's members for
-//! its summary), and how far each device's to-device inbox is known empty.
+//! its summary), each user's unread counts (`unread`), and how far each
+//! device's to-device inbox is known empty.
 //! Every entry is keyed by the positions it is for, or dropped when the log
 //! shows it changed; every map is bounded.
 //!
-//! May call: `weft_storage`, `recent`, `shared`.
+//! May call: `weft_storage`, `recent`, `shared`, `unread`.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -47,6 +48,8 @@ pub struct SyncCaches {
     pub members_at: Shared<(OwnedRoomId, i64, Vec<String>), Vec<StoredEvent>>,
     /// `(room, position)` → its members then, for summaries.
     pub room_members: Shared<(OwnedRoomId, i64), RoomMembers>,
+    /// Each user's unread counts per room, and the push actions that add to them.
+    pub unread: super::unread::UnreadCounts,
     /// Per device: no message at or before this position waits in its inbox.
     inbox_empty_upto: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), i64>>,
 }
@@ -59,6 +62,7 @@ impl Default for SyncCaches {
             related: Shared::new(PER_POSITION_ENTRIES),
             members_at: Shared::new(PER_POSITION_ENTRIES),
             room_members: Shared::new(PER_POSITION_ENTRIES),
+            unread: Default::default(),
             inbox_empty_upto: Mutex::default(),
         }
     }

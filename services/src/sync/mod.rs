@@ -8,7 +8,8 @@
 //! not by polling the database, and a token already at every stream's
 //! position waits before looking at all. What listeners woken by the same
 //! event share is read once for all of them (`caches`: the recent-events
-//! log, memberships, relations, summaries); a room or stream that did not
+//! log, memberships, relations, summaries, the push actions unread counts
+//! add: `caches`, `unread`); a room or stream that did not
 //! move for the user costs no query. May call: `weft_storage`, `rooms`,
 //! `typing`.
 
@@ -22,6 +23,7 @@ mod rooms;
 pub(crate) mod shared;
 mod summary;
 pub mod token;
+mod unread;
 mod user_data;
 
 use std::{
@@ -276,7 +278,7 @@ async fn joined_room(
     room.state = State::Before(state);
     room.ephemeral.events = ephemeral;
     room.account_data.events = account_data.into_iter().map(|entry| raw(&user_data::account_data_event(entry))).collect();
-    user_data::unread_counts(services, room_id, user_id, options.unread_thread_notifications, &mut room).await?;
+    user_data::unread_counts(services, room_id, user_id, (writer, now), options.unread_thread_notifications, &mut room).await?;
     Ok(Some(room))
 }
 

@@ -8,7 +8,10 @@
 //! from one persister only, so a room can be read up to its persister's
 //! position even while another persister lags or is down.
 
-use std::sync::Mutex;
+use std::sync::{
+    Mutex,
+    atomic::{AtomicI64, Ordering},
+};
 
 use tokio::sync::watch;
 
@@ -50,6 +53,9 @@ pub struct Notifier {
     /// A watch channel: waiters only need the latest positions, never every
     /// intermediate one.
     positions: watch::Sender<Positions>,
+    /// Per stream, how many times this instance said it wrote to it
+    /// (`notify`), whether or not its position moved: see `progress`.
+    notified: [AtomicI64; Stream::COUNT],
 }
 
 impl Notifier {
@@ -57,7 +63,7 @@ impl Notifier {
     pub fn new(writers: Writers, initial: impl Fn(Stream, &str) -> i64) -> Self {
         let by_writer = Stream::ALL.map(|stream| writers.of(stream).iter().map(|writer| initial(stream, writer)).collect::<Vec<_>>());
         let positions = snapshot(&by_writer);
-        Self { writers, by_writer: Mutex::new(by_writer), positions: watch::Sender::new(positions) }
+        Self { writers, by_writer: Mutex::new(by_writer), positions: watch::Sender::new(positions), notified: Default::default() }
     }
 
     pub fn writers(&self) -> &Writers {
@@ -66,6 +72,7 @@ impl Notifier {
 
     /// This instance has persisted `stream` up to `position`.
     pub fn notify(&self, stream: Stream, position: i64) {
+        self.notified[stream.index()].fetch_add(1, Ordering::SeqCst);
         let instance = self.writers.instance().to_owned();
         self.advance(stream, &instance, position);
     }
@@ -100,6 +107,18 @@ impl Notifier {
     /// The highest position any writer of `stream` has reached.
     pub fn max_position(&self, stream: Stream) -> i64 {
         self.by_writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())[stream.index()].iter().copied().max().unwrap_or(0)
+    }
+
+    /// A number that grows whenever this instance writes to `stream`
+    /// (`notify`, even when an earlier write still in flight holds its
+    /// position back) or any writer's position on it moves. What was read
+    /// of the stream's tables after this was `p` is still current while it
+    /// is `p`, as far as this instance has been told: caches of such reads
+    /// (access tokens, unread counts) are stamped with it.
+    pub fn progress(&self, stream: Stream) -> i64 {
+        let notified = self.notified[stream.index()].load(Ordering::SeqCst);
+        let positions: i64 = self.by_writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())[stream.index()].iter().sum();
+        positions.wrapping_add(notified)
     }
 
     pub fn position(&self, stream: Stream) -> i64 {

@@ -173,16 +173,18 @@ pub(super) async fn key_counts(services: &Services, user_id: &UserId, device_id:
     Ok(())
 }
 
-/// Notifications and highlights not yet read: in total, or for the main
-/// timeline and per thread when the client asked for thread counts.
+/// Notifications and highlights not yet read as of the room's position
+/// `upto` (of its persister `writer`; see `unread`): in total, or for the
+/// main timeline and per thread when the client asked for thread counts.
 pub(super) async fn unread_counts(
     services: &Services,
     room_id: &RoomId,
     user_id: &UserId,
+    (writer, upto): (usize, i64),
     per_thread: bool,
     room: &mut JoinedRoom,
 ) -> Result<(), StorageError> {
-    let counts = services.storage.unread_counts(room_id, user_id).await?;
+    let counts = services.sync_caches.unread.counts(services, room_id, user_id, writer, upto).await?;
     let count = |(notifications, highlights): (i64, i64)| {
         let mut count = UnreadNotificationsCount::new();
         count.notification_count = Some(UInt::try_from(notifications.max(0)).unwrap_or_default());
