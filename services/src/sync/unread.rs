@@ -15,10 +15,7 @@
 //!
 //! May call: `weft_storage`, `recent`, `shared`.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
