@@ -20,6 +20,7 @@ use std::{
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::media::{png, upload_to_synapse};
 use super::peers::Peer;
 use super::rooms::{has_message, send_message, synapse_typing_and_receipt_reach, sync_until, weft_user_joins_a_synapse_room};
 use crate::{
@@ -206,18 +207,8 @@ async fn the_example_deployment_federates_with_synapse() {
     weft_user_joins_a_synapse_room(&weft, &synapse, &bob).await;
 
     // Synapse's media, downloaded through the example.
-    let picture: Vec<u8> = (0..4096u32).map(|n| (n % 251) as u8).collect();
-    let upload = synapse
-        .raw(Method::POST, "/_matrix/media/v3/upload?filename=data.bin")
-        .bearer_auth(&bob.access_token)
-        .header("content-type", "application/octet-stream")
-        .body(picture.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::OK);
-    let uri: Value = upload.json().await.unwrap();
-    let media = uri["content_uri"].as_str().unwrap().strip_prefix("mxc://").unwrap().to_owned();
+    let picture = png(32, 32);
+    let media = format!("{}/{}", synapse.server_name, upload_to_synapse(&synapse, &bob, "picture.png", picture.clone()).await);
     let download =
         weft.http.get(format!("{}/_matrix/client/v1/media/download/{media}", weft.example.router)).bearer_auth(&alice.access_token).send().await.unwrap();
     assert_eq!(download.status(), StatusCode::OK, "{}", weft.logs());

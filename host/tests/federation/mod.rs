@@ -37,6 +37,14 @@ use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use ruma::{CanonicalJsonObject, signatures::Ed25519KeyPair};
 use serde_json::{Value, json};
 
+/// How many PDUs from `origin` the in-process test server `server` already
+/// had when they came again (`weft_federation_pdus_repeated_total`).
+pub(super) async fn repeated_pdus(server: &crate::support::TestServer, origin: &str) -> f64 {
+    let metrics = server.raw(http::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let series = format!("weft_federation_pdus_repeated_total{{origin=\"{origin}\"}}");
+    metrics.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 /// A device's ed25519 key, as a client holds it.
 pub(crate) struct DeviceKey {
     der: Vec<u8>,

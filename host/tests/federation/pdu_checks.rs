@@ -183,10 +183,7 @@ async fn pdus_from_another_server_are_checked_before_they_are_stored(backend: Ba
     // counted as sent again.
     let (status, body) = caller.send("t8", vec![good]).await;
     assert_eq!((status, &body["pdus"][&good_id]), (StatusCode::OK, &json!({})), "{body}");
-    let metrics = target.raw(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let series = format!("weft_federation_pdus_repeated_total{{origin=\"{}\"}}", caller.origin);
-    let repeated: f64 = metrics.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0);
-    assert_eq!(repeated, 1.0, "{series} in\n{metrics}");
+    assert_eq!(super::repeated_pdus(&target, &caller.origin).await, 1.0, "the repeated PDU is counted");
 
     // Garbage: a body of the wrong shape is 400; PDUs that are not events are dropped.
     let (status, body) = caller.call(Method::PUT, "/_matrix/federation/v1/send/t5", Some(&json!({"origin": caller.origin, "pdus": "nope"}))).await;

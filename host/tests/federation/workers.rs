@@ -216,9 +216,7 @@ async fn burst_through_one_sender(fault: impl AsyncFnOnce(&mut Deployment)) {
         assert!(std::time::Instant::now() < deadline, "{} never received {missing:?}\n{}", remote.server_name, weft_logs(&deployment));
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    let metrics = remote.raw(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let series = format!("weft_federation_pdus_repeated_total{{origin=\"{}\"}}", deployment.server_name);
-    let repeated: f64 = metrics.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok()).unwrap_or(0.0);
+    let repeated = super::repeated_pdus(&remote, &deployment.server_name).await;
     assert!(repeated <= 50.0, "{repeated} events sent twice: more than the one transaction in flight");
 }
 
