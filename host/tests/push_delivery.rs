@@ -30,6 +30,7 @@ on_both_backends!(
     an_invite_is_pushed_with_its_membership,
     an_invite_made_by_create_room_is_pushed,
     a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order,
+    notifications_read_during_a_backoff_are_not_pushed,
     a_rejected_pushkey_deletes_the_pusher,
     a_notification_failing_for_more_than_a_day_is_skipped,
     a_restart_resumes_delivery_where_it_stopped,
@@ -318,6 +319,33 @@ async fn a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = bob;
+}
+
+/// The pool hands a pusher the notifications it read (its inbox); a read
+/// receipt while they wait must still leave out the ones it covers.
+async fn notifications_read_during_a_backoff_are_not_pushed(backend: Backend) {
+    let gateway = PushGateway::start().await.unwrap();
+    let server = start(backend, "").await;
+    let (alice, bob, room) = lounge(&server, &gateway, None).await;
+    gateway.script([Reply::Status(500)]);
+    let first = send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "one"})).await;
+    gateway.wait_for(1, Duration::from_secs(10)).await;
+    let second = send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "two"})).await;
+    read(&server, &bob, &room, &second).await;
+    let third = send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "three"})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pushed = loop {
+        let pushed: Vec<(u16, Value)> =
+            gateway.received().iter().filter(|r| r.status == 200).map(|r| (r.status, r.notification()["event_id"].clone())).collect();
+        if pushed.iter().any(|(_, event_id)| *event_id == third) {
+            break pushed;
+        }
+        assert!(Instant::now() < deadline, "the third message was not pushed after the backoff: {:#?}", gateway.received());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let event_ids: Vec<Value> = gateway.received().iter().map(|r| r.notification()["event_id"].clone()).filter(|id| !id.is_null()).collect();
+    assert_eq!(event_ids, [json!(first), json!(third)], "the first failed, the read ones were left out: {pushed:?}");
 }
 
 async fn a_rejected_pushkey_deletes_the_pusher(backend: Backend) {

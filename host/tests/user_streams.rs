@@ -225,7 +225,7 @@ async fn presence_is_shared_with_room_members_only(backend: Backend) {
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let carol = server.register("carol", "pw").await;
-    shared_room(&server, &alice.access_token, &bob.access_token, &server.user_id("bob")).await;
+    let room = shared_room(&server, &alice.access_token, &bob.access_token, &server.user_id("bob")).await;
     let bob_since = sync(&server, &bob.access_token, None).await["next_batch"].as_str().unwrap().to_owned();
     let carol_since = sync(&server, &carol.access_token, None).await["next_batch"].as_str().unwrap().to_owned();
 
@@ -246,6 +246,27 @@ async fn presence_is_shared_with_room_members_only(backend: Backend) {
     let body = sync(&server, &carol.access_token, Some(&carol_since)).await;
     let seen = body["presence"]["events"].as_array().into_iter().flatten().any(|event| event["sender"] == json!(server.user_id("alice")));
     assert!(!seen, "carol shares no room with alice: {body}");
+
+    // Who shares a room follows the memberships: carol joins and sees alice's
+    // next change, bob leaves and does not.
+    let (status, _) =
+        server.post(&format!("/_matrix/client/v3/rooms/{room}/invite"), Some(&alice.access_token), json!({"user_id": server.user_id("carol")})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), Some(&carol.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let bob_since = sync(&server, &bob.access_token, Some(&bob_since)).await["next_batch"].as_str().unwrap().to_owned();
+    let carol_since = sync(&server, &carol.access_token, Some(&carol_since)).await["next_batch"].as_str().unwrap().to_owned();
+    let (status, body) = server.put(&path, Some(&alice.access_token), json!({"presence": "online", "status_msg": "back"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = sync(&server, &carol.access_token, Some(&carol_since)).await;
+    let alices: Vec<&Value> =
+        body["presence"]["events"].as_array().into_iter().flatten().filter(|event| event["sender"] == json!(server.user_id("alice"))).collect();
+    assert_eq!(alices.last().map(|event| &event["content"]["status_msg"]), Some(&json!("back")), "carol joined alice's room: {body}");
+    let body = sync(&server, &bob.access_token, Some(&bob_since)).await;
+    let seen = body["presence"]["events"].as_array().into_iter().flatten().any(|event| event["sender"] == json!(server.user_id("alice")));
+    assert!(!seen, "bob left alice's only room: {body}");
 
     let disabled = TestServer::builder(Backend::Sqlite).config("[presence]\nenabled = false").start().await;
     let dave = disabled.register("dave", "pw").await;

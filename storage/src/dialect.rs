@@ -32,7 +32,11 @@ impl Dialect {
     pub(super) async fn prepare_connection(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         if self == Self::Sqlite {
             // WAL lets readers run beside the one writer; NORMAL sync is safe with WAL.
-            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;").await?;
+            // Commits do not checkpoint: `checkpoints` does, beside them.
+            conn.execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            )
+            .await?;
         }
         Ok(())
     }

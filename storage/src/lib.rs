@@ -24,6 +24,7 @@ mod aliases;
 mod appservice_feeds;
 mod appservices;
 mod backfill;
+mod checkpoints;
 mod cross_signing;
 mod devices;
 mod dialect;
@@ -126,6 +127,8 @@ pub struct Storage {
     in_flight: std::sync::Arc<positions::StreamIds>,
     /// Devices' key counts, once `keep_key_counts` allowed it.
     key_counts: std::sync::Arc<e2e_keys::KeyCountCache>,
+    /// SQLite's checkpoints, run beside the requests (`checkpoints`).
+    _checkpointer: Option<std::sync::Arc<checkpoints::Checkpointer>>,
 }
 
 impl Storage {
@@ -147,7 +150,9 @@ impl Storage {
             .after_connect(move |conn, _| Box::pin(async move { dialect.prepare_connection(conn).await }))
             .connect_with(options)
             .await?;
+        let _checkpointer = (dialect == Dialect::Sqlite).then(|| checkpoints::start(pool.clone()));
         Ok(Self {
+            _checkpointer,
             pool,
             dialect,
             instance_name: instance_name.to_owned(),

@@ -38,7 +38,24 @@ pub struct PendingPush {
 }
 
 /// Read receipts only: the ones that move unread counts.
-const READ: &str = "('m.read', 'm.read.private')";
+macro_rules! read_receipt_types {
+    () => {
+        "('m.read', 'm.read.private')"
+    };
+}
+const READ: &str = read_receipt_types!();
+
+/// A notification's columns, of `event_push_actions p`.
+const PENDING_COLUMNS: &str = "p.stream_ordering, p.event_id, p.room_id, p.actions, p.ts";
+
+/// The notification `p` is after its user's read receipt (unthreaded or
+/// of its thread).
+const UNREAD: &str = concat!(
+    "p.stream_ordering > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id ",
+    "AND r.user_id = p.user_id AND r.receipt_type IN ",
+    read_receipt_types!(),
+    " AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)"
+);
 
 impl Storage {
     /// The pushers of users with notifications at positions in `(after, upto]`.
@@ -73,25 +90,28 @@ impl Storage {
     /// at or after them, unthreaded or of their thread).
     pub async fn pending_pushes(&self, user_id: &UserId, after: i64, upto: i64, limit: i64) -> Result<Vec<PendingPush>> {
         let sql = format!(
-            "SELECT p.stream_ordering, p.event_id, p.room_id, p.actions, p.ts FROM event_push_actions p \
-             WHERE p.user_id = $1 AND p.stream_ordering > $2 AND p.stream_ordering <= $3 AND p.stream_ordering > COALESCE( \
-             (SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id AND r.user_id = p.user_id \
-             AND r.receipt_type IN {READ} AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0) \
+            "SELECT {PENDING_COLUMNS} FROM event_push_actions p \
+             WHERE p.user_id = $1 AND p.stream_ordering > $2 AND p.stream_ordering <= $3 AND {UNREAD} \
              ORDER BY p.stream_ordering LIMIT $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).bind(after).bind(upto).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let actions: String = row.try_get("actions")?;
-                Ok(PendingPush {
-                    stream_ordering: row.try_get("stream_ordering")?,
-                    event_id: row.try_get("event_id")?,
-                    room_id: row.try_get("room_id")?,
-                    actions: serde_json::from_str(&actions).map_err(|e| StorageError::corrupt("event_push_actions.actions", e))?,
-                    ts: row.try_get("ts")?,
-                })
-            })
-            .collect()
+        rows.iter().map(pending_push).collect()
+    }
+
+    /// Every pusher's notifications at positions in `(after, upto]`, as
+    /// `pending_pushes` reads one pusher's, oldest first; `None` when there
+    /// are more than `limit`.
+    pub async fn pushes_between(&self, after: i64, upto: i64, limit: i64) -> Result<Option<Vec<(PusherId, PendingPush)>>> {
+        let sql = format!(
+            "SELECT u.user_id, u.app_id, u.pushkey, {PENDING_COLUMNS} FROM event_push_actions p JOIN pushers u ON u.user_id = p.user_id \
+             WHERE p.stream_ordering > $1 AND p.stream_ordering <= $2 AND {UNREAD} \
+             ORDER BY p.stream_ordering LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto).bind(limit + 1).fetch_all(&self.pool).await?;
+        if rows.len() as i64 > limit {
+            return Ok(None);
+        }
+        rows.iter().map(|row| Ok((pusher_id(row)?, pending_push(row)?))).collect::<Result<_>>().map(Some)
     }
 
     /// `user_id`'s unread notifications at positions up to `upto` per
@@ -109,8 +129,7 @@ impl Storage {
              AND p.stream_ordering <= $2 \
              AND p.stream_ordering > COALESCE((SELECT MAX(u.event_stream_ordering) FROM receipts u WHERE u.room_id = m.room_id \
              AND u.user_id = $1 AND u.receipt_type IN {READ} AND u.thread_id = ''), 0) \
-             AND p.stream_ordering > COALESCE((SELECT MAX(r.event_stream_ordering) FROM receipts r WHERE r.room_id = p.room_id \
-             AND r.user_id = p.user_id AND r.receipt_type IN {READ} AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)"
+             AND {UNREAD}"
         );
         let joined = "FROM current_state m WHERE m.state_key = $1 AND m.type = 'm.room.member' AND m.membership = 'join'";
         let sql = if only_whether {
@@ -121,6 +140,17 @@ impl Storage {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id.as_str()).bind(upto).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((row.try_get("room_id")?, row.try_get::<i64, _>("notifications")?))).collect()
     }
+}
+
+fn pending_push(row: &AnyRow) -> Result<PendingPush> {
+    let actions: String = row.try_get("actions")?;
+    Ok(PendingPush {
+        stream_ordering: row.try_get("stream_ordering")?,
+        event_id: row.try_get("event_id")?,
+        room_id: row.try_get("room_id")?,
+        actions: serde_json::from_str(&actions).map_err(|e| StorageError::corrupt("event_push_actions.actions", e))?,
+        ts: row.try_get("ts")?,
+    })
 }
 
 fn pusher_id(row: &AnyRow) -> Result<PusherId> {

@@ -16,6 +16,7 @@
 //! `notification` (what a notification carries).
 
 pub mod client_format;
+mod inbox;
 pub mod notification;
 pub mod pusher_pool;
 pub mod sender;

@@ -11,11 +11,15 @@
 //! is published to the workers (`Shared::events_seen`: passes read no
 //! further than what the pool has looked at) and the pushers of users with
 //! notifications in the range are woken (and get a worker if they have
-//! none: a pusher set since); when the receipts stream moves, those of
-//! users whose read receipts moved are woken for a badge update. The
-//! database is the queue: a wake-up only says where to look.
+//! none: a pusher set since). Those notifications are read once for all
+//! pushers and offered to each pusher's inbox before the position is
+//! published (`inbox`); a range with more than `RANGE_LIMIT` is not, and
+//! every inbox starts again after it. When the receipts stream moves, those of
+//! users whose read receipts moved are woken for a badge update, their
+//! inboxes started again. The database is the queue: what the pool offers
+//! saves the workers reading it.
 //!
-//! May call: `weft_storage` (which pushers have work), `sender`, the notifier.
+//! May call: `weft_storage` (which pushers have work, and the work), `sender`, the notifier.
 
 use std::{
     collections::HashMap,
@@ -26,13 +30,15 @@ use std::{
 use tokio::task::JoinSet;
 
 use weft_core::lifecycle::{Stop, stopped};
-use weft_storage::{PusherId, StorageError, Stream};
+use weft_storage::{PendingPush, PusherId, StorageError, Stream};
 
 use super::sender::{PusherWorker, Shared};
 use crate::services::{AppState, Services};
 
 /// The pause after the database failed to say which pushers have work.
 const RETRY_DELAY: Duration = Duration::from_secs(2);
+/// The most notifications of one range read for the inboxes.
+const RANGE_LIMIT: i64 = 10_000;
 
 /// Whether this instance sends push notifications at all.
 pub fn sends_here(services: &Services) -> bool {
@@ -50,13 +56,14 @@ impl Pool {
         self.services.config.pusher_instance_for(id.user_id.as_str()) == Some(self.services.config.instance_name())
     }
 
-    /// The pusher's worker, started if it has none.
-    fn worker(self: &Arc<Self>, id: PusherId, tasks: &mut JoinSet<()>, stop: &Stop) -> Arc<PusherWorker> {
+    /// The pusher's worker, started if it has none; a new one's inbox gets
+    /// what the pool reads after `position`.
+    fn worker(self: &Arc<Self>, id: PusherId, tasks: &mut JoinSet<()>, stop: &Stop, position: i64) -> Arc<PusherWorker> {
         let mut workers = self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(worker) = workers.get(&id) {
             return worker.clone();
         }
-        let worker = Arc::new(PusherWorker::new(id.clone()));
+        let worker = Arc::new(PusherWorker::new(id.clone(), position));
         workers.insert(id, worker.clone());
         let (pool, running, stop) = (self.clone(), worker.clone(), stop.clone());
         tasks.spawn(async move {
@@ -85,7 +92,7 @@ pub async fn run(services: AppState, mut stop: Stop) {
                 let mine: Vec<_> = ids.filter(|id| pool.handles(id)).collect();
                 tracing::info!(pushers = mine.len(), "the push sender is starting");
                 for id in mine {
-                    pool.worker(id, &mut tasks, &stop).wake();
+                    pool.worker(id, &mut tasks, &stop, events_at).wake();
                 }
                 break;
             }
@@ -131,12 +138,35 @@ async fn wake_new_work(pool: &Arc<Pool>, tasks: &mut JoinSet<()>, stop: &Stop, e
                 worker.badge_moved();
             }
         }
-        let woken = storage.pushers_with_notifications(*events_at, events).await?;
-        pool.shared.events_seen.store(events, Ordering::SeqCst);
-        for id in woken {
-            if pool.handles(&id) {
-                pool.worker(id, tasks, stop).wake();
+        let mut woken = Vec::new();
+        match storage.pushes_between(*events_at, events, RANGE_LIMIT).await? {
+            Some(pushes) => {
+                let mut by_pusher: HashMap<PusherId, Vec<PendingPush>> = HashMap::new();
+                for (id, push) in pushes {
+                    by_pusher.entry(id).or_default().push(push);
+                }
+                for (id, pushes) in by_pusher {
+                    if pool.handles(&id) {
+                        let worker = pool.worker(id, tasks, stop, *events_at);
+                        worker.offer(events, pushes);
+                        woken.push(worker);
+                    }
+                }
             }
+            None => {
+                for worker in pool.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values() {
+                    worker.restart_inbox(events);
+                }
+                for id in storage.pushers_with_notifications(*events_at, events).await? {
+                    if pool.handles(&id) {
+                        woken.push(pool.worker(id, tasks, stop, events));
+                    }
+                }
+            }
+        }
+        pool.shared.events_seen.store(events, Ordering::SeqCst);
+        for worker in woken {
+            worker.wake();
         }
         *events_at = events;
     }
@@ -144,7 +174,9 @@ async fn wake_new_work(pool: &Arc<Pool>, tasks: &mut JoinSet<()>, stop: &Stop, e
     if receipts > *receipts_at {
         for id in storage.pushers_with_receipts(*receipts_at, receipts).await? {
             if pool.handles(&id) {
-                pool.worker(id, tasks, stop).wake_for_badge();
+                let worker = pool.worker(id, tasks, stop, *events_at);
+                worker.restart_inbox(*events_at);
+                worker.wake_for_badge();
             }
         }
         *receipts_at = receipts;

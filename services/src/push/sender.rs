@@ -1,7 +1,9 @@
 //! One pusher's deliveries, in order, from its position: each pass reads
 //! the pusher (a deleted pusher stops; one set again starts afresh from its
-//! stored position) and its notifications after its position up to what
-//! the pool has looked at (`pusher_pool`), and hands them one at a time to
+//! stored position) and takes its notifications after its position up to
+//! what the pool has looked at (`pusher_pool`) from its inbox (`inbox`: what
+//! the pool read for it), or from the database when the inbox does not go
+//! back that far, and hands them one at a time to
 //! the pusher plugins (`services.pushers.notify`). Progress is written every
 //! few deliveries (`Progress`), before a failure is, and when the instance
 //! stops, so that a restart resumes where it stopped (a crash repeats at
@@ -22,7 +24,7 @@
 //! logged. `push.jitter_delay` holds each push back a random time after its
 //! event was sent.
 //!
-//! May call: `weft_storage` (the pusher's row and work), `notification`,
+//! May call: `weft_storage` (the pusher's row and work), `inbox`, `notification`,
 //! `services.pushers` (the plugins, here or remote), metrics.
 
 use std::{
@@ -40,7 +42,10 @@ use weft_core::lifecycle::{Stop, stopped};
 use weft_plugin_runtime::pusher::{Delivery, MAX_RETRY_AFTER_MS};
 use weft_storage::{PendingPush, PusherId, StorageError, StoredPusher, now_ms};
 
-use super::notification::{self, Badge, ContextCache, Shape};
+use super::{
+    inbox::Inbox,
+    notification::{self, Badge, ContextCache, Shape},
+};
 use crate::services::Services;
 
 /// The first wait after a failure; it doubles with each failure in a row.
@@ -66,6 +71,7 @@ pub struct PusherWorker {
     badge_stale: AtomicBool,
     /// The badge last sent (with a notification or alone).
     last_badge: Mutex<Option<u64>>,
+    inbox: Mutex<Inbox>,
 }
 
 /// What the pool shares with every worker.
@@ -101,8 +107,32 @@ struct Session {
 }
 
 impl PusherWorker {
-    pub fn new(id: PusherId) -> Self {
-        Self { id, wake: Notify::new(), badge_wanted: AtomicBool::new(false), badge_stale: AtomicBool::new(false), last_badge: Mutex::new(None) }
+    /// A worker whose inbox gets what the pool reads after `position`.
+    pub fn new(id: PusherId, position: i64) -> Self {
+        Self {
+            id,
+            wake: Notify::new(),
+            badge_wanted: AtomicBool::new(false),
+            badge_stale: AtomicBool::new(false),
+            last_badge: Mutex::new(None),
+            inbox: Mutex::new(Inbox::starting_at(position)),
+        }
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The pool read up to `upto`: `pushes` are this pusher's new
+    /// notifications (the pool wakes the worker after).
+    pub fn offer(&self, upto: i64, pushes: Vec<PendingPush>) {
+        self.inbox().offer(upto, pushes);
+    }
+
+    /// What came before `position` is to be read from the database (a read
+    /// receipt moved, or the pool read a range without offering it).
+    pub fn restart_inbox(&self, position: i64) {
+        self.inbox().restart_at(position);
     }
 
     /// New notifications may be waiting (a pusher backing off ignores it
@@ -221,7 +251,12 @@ impl PusherWorker {
             session.badge = None;
         }
         loop {
-            let pending = storage.pending_pushes(&pusher.user_id, session.position, upto, BATCH).await?;
+            let offered = self.inbox().after(session.position, upto);
+            let complete = offered.is_some();
+            let pending = match offered {
+                Some(pushes) => pushes,
+                None => storage.pending_pushes(&pusher.user_id, session.position, upto, BATCH).await?,
+            };
             for push in &pending {
                 let badge = match &mut session.badge {
                     Some((badge, _)) => badge,
@@ -241,7 +276,7 @@ impl PusherWorker {
                     return Ok(Pass::Gone);
                 }
             }
-            if (pending.len() as i64) < BATCH {
+            if complete || (pending.len() as i64) < BATCH {
                 break;
             }
         }

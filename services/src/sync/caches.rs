@@ -3,7 +3,8 @@
 //! (`recent`), each user's memberships until the log shows one changing,
 //! what every listener of a room shares per position (which new events have
 //! relations, the member events lazy loading adds, the room's members for
-//! its summary), each user's unread counts (`unread`), and how far each
+//! its summary and who shares a room for presence), the presence changes
+//! of a range, each user's unread counts (`unread`), and how far each
 //! device's to-device inbox is known empty.
 //! Every entry is keyed by the positions it is for, or dropped when the log
 //! shows it changed; every map is bounded.
@@ -17,7 +18,7 @@ use std::{
 
 use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
-use weft_storage::{Storage, StorageError, StoredEvent};
+use weft_storage::{PresenceRow, Storage, StorageError, StoredEvent};
 
 use super::{recent::RecentEvents, shared::Shared};
 
@@ -46,8 +47,10 @@ pub struct SyncCaches {
     pub related: Shared<(OwnedRoomId, i64, i64), HashSet<String>>,
     /// `(room, position, users)` → those users' member events then.
     pub members_at: Shared<(OwnedRoomId, i64, Vec<String>), Vec<StoredEvent>>,
-    /// `(room, position)` → its members then, for summaries.
+    /// `(room, position)` → its members then, for summaries and presence.
     pub room_members: Shared<(OwnedRoomId, i64), RoomMembers>,
+    /// `(after, upto)` → the presence changes in that range of its stream.
+    presence: Shared<(i64, i64), Vec<PresenceRow>>,
     /// Each user's unread counts per room, and the push actions that add to them.
     pub unread: super::unread::UnreadCounts,
     /// Per device: no message at or before this position waits in its inbox.
@@ -62,6 +65,7 @@ impl Default for SyncCaches {
             related: Shared::new(PER_POSITION_ENTRIES),
             members_at: Shared::new(PER_POSITION_ENTRIES),
             room_members: Shared::new(PER_POSITION_ENTRIES),
+            presence: Shared::new(PER_POSITION_ENTRIES),
             unread: Default::default(),
             inbox_empty_upto: Mutex::default(),
         }
@@ -111,6 +115,12 @@ impl SyncCaches {
         }
         let upto = known.entry((user_id.to_owned(), device_id.to_owned())).or_insert(position);
         *upto = (*upto).max(position);
+    }
+
+    /// The presence changes at positions in `(after, upto]`, read once for
+    /// every listener.
+    pub async fn presence_between(&self, storage: &Storage, after: i64, upto: i64) -> Result<Arc<Vec<PresenceRow>>, StorageError> {
+        self.presence.get((after, upto), async || storage.presence_between(after, upto).await).await
     }
 
     /// The room's members as of `position`, read once for every listener.

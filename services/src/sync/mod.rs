@@ -207,7 +207,7 @@ async fn compute(services: &Services, user_id: &UserId, options: &SyncOptions, p
     if let Some(limit) = filter::limit_of(global_filter.limit) {
         response.account_data.events.truncate(limit);
     }
-    user_data::presence(services, user_id, &since_token, &next, &options.filter.presence, &mut response).await?;
+    user_data::presence(services, user_id, &memberships, (&since_token, &next, positions), &options.filter.presence, &mut response).await?;
     next.to_device = user_data::to_device(services, user_id, options, &since_token, next.to_device, &mut response).await?;
     if options.since.is_some() && response.to_device.events.is_empty() {
         // Nothing waited after the token, and nothing before it (it was acknowledged).

@@ -2,7 +2,7 @@
 //! receipts) and unread counts, account data and push rules, presence of
 //! users sharing a room, to-device messages and one-time key counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use ruma::{
     DeviceId, OneTimeKeyAlgorithm, OwnedEventId, RoomId, UInt, UserId,
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use weft_core::json::raw;
 use weft_storage::{AccountDataEntry, PresenceRow, StorageError, Stream, now_ms};
 
-use super::{Positions, StreamToken, SyncOptions};
+use super::{Positions, StreamToken, SyncOptions, caches::Memberships};
 use crate::services::Services;
 
 /// To-device messages delivered per sync, as Synapse; the rest follow.
@@ -94,25 +94,41 @@ pub(super) async fn push_rules(
     Ok(())
 }
 
-/// Presence of the user and of users sharing a room with them, changed since the token.
+/// Presence of the user and of users sharing a room with them, changed since
+/// the token. The changes are read once for every listener woken at the same
+/// positions, and who shares a room comes from the members of the user's
+/// joined rooms as every listener of those rooms shares them: a presence
+/// change costs a listener no statement of its own.
 pub(super) async fn presence(
     services: &Services,
     user_id: &UserId,
-    since: &StreamToken,
-    next: &StreamToken,
+    memberships: &Memberships,
+    (since, next, positions): (&StreamToken, &StreamToken, &Positions),
     filter: &Filter,
     response: &mut Response,
 ) -> Result<(), StorageError> {
     if !services.config.presence.enabled || since.presence >= next.presence {
         return Ok(());
     }
-    let rows = services.storage.presence_between(since.presence, next.presence).await?;
+    let rows = services.sync_caches.presence_between(&services.storage, since.presence, next.presence).await?;
     if rows.is_empty() {
         return Ok(());
     }
-    let sharing = services.storage.users_sharing_rooms_with(user_id).await?;
+    let writers = services.notifier.writers();
+    let mut rooms = Vec::new();
+    for (room_id, _, _) in memberships.iter().filter(|(_, membership, _)| membership == "join") {
+        let position = positions.events_writer(writers.events_writer_index(room_id.as_str()));
+        rooms.push(services.sync_caches.room_members(&services.storage, room_id, position).await?);
+    }
+    let sharing: HashSet<&UserId> = rooms
+        .iter()
+        .flat_map(|room| room.memberships.iter())
+        .filter(|(_, membership)| membership == "join")
+        .map(|(member, _)| &**member)
+        .chain([user_id])
+        .collect();
     let wanted = |row: &&PresenceRow| {
-        sharing.contains(&row.user_id) && UserId::parse(&row.user_id).is_ok_and(|sender| super::filter::item_matches(filter, "m.presence", Some(&sender)))
+        UserId::parse(&row.user_id).is_ok_and(|sender| sharing.contains(&*sender) && super::filter::item_matches(filter, "m.presence", Some(&sender)))
     };
     let limit = super::filter::limit_of(filter.limit).unwrap_or(usize::MAX);
     response.presence.events = rows.iter().filter(wanted).take(limit).map(|row| raw(&presence_event(row, now_ms()))).collect();
