@@ -65,12 +65,25 @@ pub struct CreateRoom {
 /// timestamp (two identical create events in one millisecond), as Synapse.
 const ROOM_ID_ATTEMPTS: usize = 5;
 
+/// A v12 room id held for one `createRoom` (`Rooms::reserve`).
+struct Reservation<'a> {
+    rooms: &'a super::Rooms,
+    room_id: OwnedRoomId,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.rooms.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.room_id);
+    }
+}
+
 impl super::Rooms {
     /// Creates a room with a new id, on the persister that id belongs to.
     pub async fn create_room(&self, services: &Services, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId, RoomError> {
         let mut request = request;
         let version = request.room_version.clone().unwrap_or(versions::DEFAULT);
         let rules = versions::rules(&version).ok_or_else(|| RoomError::UnsupportedVersion(version.to_string()))?;
+        let mut reserved = None;
         let room_id = if versions::room_id_is_create_hash(&rules) {
             let mut attempt = 0;
             loop {
@@ -78,20 +91,33 @@ impl super::Rooms {
                 let create_ts = weft_storage::now_ms() + jitter;
                 let room_id = create_hash_room_id(services, creator, &request, &version, create_ts)?;
                 attempt += 1;
-                if services.storage.room_version(&room_id).await?.is_none() || attempt >= ROOM_ID_ATTEMPTS {
+                // Reserved first: two requests of one creator in one millisecond
+                // build the same create event, and neither room exists yet.
+                let reservation = self.reserve(&room_id);
+                let free = reservation.is_some() && services.storage.room_version(&room_id).await?.is_none();
+                if free || attempt >= ROOM_ID_ATTEMPTS {
                     request.create_ts = Some(create_ts);
+                    reserved = reservation;
                     break room_id;
                 }
             }
         } else {
             RoomId::new_v1(&services.server_name)
         };
+        let _reserved = reserved;
         // Not `at_remote_persister`: the request is needed here when this instance persists the room.
         if let Some(persister) = room_writes::remote_persister(services, &room_id) {
             let write = RoomWrite::Create { creator: creator.to_owned(), request };
             return room_writes::answer(room_writes::call(services, &persister, &room_id, write).await?);
         }
         self.create_room_with_id(services, creator, request, room_id).await
+    }
+
+    /// Reserves `room_id` for a creation of this instance until the
+    /// reservation is dropped; `None` when another one holds it.
+    fn reserve(&self, room_id: &RoomId) -> Option<Reservation<'_>> {
+        let mut creating = self.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        creating.insert(room_id.to_owned()).then(|| Reservation { rooms: self, room_id: room_id.to_owned() })
     }
 
     /// Creates the room `room_id` here (this instance persists it).

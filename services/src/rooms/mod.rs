@@ -58,6 +58,9 @@ pub const MAX_EVENT_SIZE: usize = 65_536;
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<OwnedRoomId, RoomSlot>>,
+    /// v12 room ids chosen by a `createRoom` of this instance still under
+    /// way (`create`): another one in the same millisecond draws again.
+    creating: Mutex<std::collections::HashSet<OwnedRoomId>>,
 }
 
 type RoomSlot = Arc<tokio::sync::Mutex<Option<RoomState>>>;
