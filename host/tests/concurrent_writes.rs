@@ -12,7 +12,7 @@ use crate::{
     support::{Backend, TestServer, encode},
 };
 
-on_both_backends!(every_writing_endpoint_family_succeeds_under_concurrent_writers);
+on_both_backends!(every_writing_endpoint_family_succeeds_under_concurrent_writers, one_creators_simultaneous_rooms_each_get_their_own_id);
 
 const USERS: usize = 6;
 const ROUNDS: usize = 3;
@@ -116,4 +116,26 @@ async fn every_writing_endpoint_family_succeeds_under_concurrent_writers(backend
     }
     assert!(failures.is_empty(), "{} of {total} concurrent writes failed:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(total, USERS * ROUNDS * 19);
+}
+
+/// A v12 room id is the hash of the create event, which is the same for two
+/// rooms one creator makes in the same millisecond: each must still get a
+/// room of its own, none a 500.
+async fn one_creators_simultaneous_rooms_each_get_their_own_id(backend: Backend) {
+    const ROOMS: usize = 20;
+    let server = TestServer::builder(backend).config("[rc_room_creation]\nper_second = 1000\nburst_count = 1000").start().await;
+    let alice = server.register("alice", "pw").await;
+    let server = std::sync::Arc::new(server);
+    let mut creations = JoinSet::new();
+    for _ in 0..ROOMS {
+        let (server, token) = (server.clone(), alice.access_token.clone());
+        creations.spawn(async move { server.post("/_matrix/client/v3/createRoom", Some(&token), json!({})).await });
+    }
+    let mut room_ids = std::collections::HashSet::new();
+    while let Some(created) = creations.join_next().await {
+        let (status, body) = created.expect("createRoom task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        room_ids.insert(body["room_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(room_ids.len(), ROOMS, "every room has an id of its own");
 }

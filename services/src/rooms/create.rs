@@ -61,9 +61,9 @@ pub struct CreateRoom {
     pub create_ts: Option<i64>,
 }
 
-/// How many times a v12 room id taken already is drawn again with another
-/// timestamp (two identical create events in one millisecond), as Synapse.
-const ROOM_ID_ATTEMPTS: usize = 5;
+/// How many times a v12 room id taken already (identical create events in
+/// one millisecond) is drawn again, each time a millisecond later.
+const ROOM_ID_ATTEMPTS: usize = 100;
 
 /// A v12 room id held for one `createRoom` (`Rooms::reserve`).
 struct Reservation<'a> {
@@ -86,9 +86,9 @@ impl super::Rooms {
         let mut reserved = None;
         let room_id = if versions::room_id_is_create_hash(&rules) {
             let mut attempt = 0;
+            let now = weft_storage::now_ms();
             loop {
-                let jitter = if attempt == 0 { 0 } else { rand::Rng::gen_range(&mut rand::thread_rng(), 1..=10) };
-                let create_ts = weft_storage::now_ms() + jitter;
+                let create_ts = now + attempt as i64;
                 let room_id = create_hash_room_id(services, creator, &request, &version, create_ts)?;
                 attempt += 1;
                 // Reserved first: two requests of one creator in one millisecond
