@@ -93,6 +93,8 @@ pub async fn sync(services: &Services, user_id: &UserId, options: &SyncOptions) 
     }
     let mut wake = services.notifier.subscribe();
     let mut first = true;
+    // The positions of the last look that found nothing for the user.
+    let mut looked: Option<Positions> = None;
     loop {
         wake.borrow_and_update();
         let positions = services.notifier.positions();
@@ -100,17 +102,33 @@ pub async fn sync(services: &Services, user_id: &UserId, options: &SyncOptions) 
         // catch up on: wait for something to move before looking.
         let nothing_moved = first && options.since.as_ref().is_some_and(|since| *since == StreamToken::from_positions(&positions)) && !options.full_state;
         first = false;
-        if !nothing_moved || Instant::now() >= deadline {
+        if !nothing_moved
+            && let Some(before) = &looked
+            && before.moved_only(&positions, weft_storage::Stream::Presence)
+            && !presence_concerns(services, user_id, options, before, &positions).await?
+        {
+            // Only others' presence moved, of users sharing no room with
+            // this one (Synapse wakes only those who share a room).
+            looked = Some(positions);
+        } else if !nothing_moved || Instant::now() >= deadline {
             let response = compute(services, user_id, options, &positions).await?;
             if options.since.is_none() || has_news(&response) || options.full_state || Instant::now() >= deadline {
                 return Ok(response);
             }
+            looked = Some(positions);
         }
         if tokio::time::timeout_at(deadline.into(), wake.changed()).await.is_err() {
             let positions = services.notifier.positions();
             return compute(services, user_id, options, &positions).await;
         }
     }
+}
+
+/// Whether the presence changes between two looks hold any the user sees.
+async fn presence_concerns(services: &Services, user_id: &UserId, options: &SyncOptions, before: &Positions, now: &Positions) -> Result<bool, StorageError> {
+    let memberships = services.sync_caches.memberships(&services.storage, user_id).await?;
+    let range = (before.get(weft_storage::Stream::Presence), now.get(weft_storage::Stream::Presence));
+    Ok(!user_data::wanted_presence(services, user_id, &memberships, range, now, &options.filter.presence).await?.is_empty())
 }
 
 fn has_news(response: &Response) -> bool {

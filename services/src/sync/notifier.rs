@@ -38,6 +38,11 @@ impl Positions {
         self.events.get(index).copied().unwrap_or_else(|| self.get(Stream::Events))
     }
 
+    /// Whether `later` differs from these positions in `stream` alone.
+    pub fn moved_only(&self, later: &Positions, stream: Stream) -> bool {
+        self.events == later.events && Stream::ALL.into_iter().all(|other| other == stream || self.get(other) == later.get(other))
+    }
+
     /// `(index, position)` of the persisters ahead of the minimum.
     pub fn events_ahead(&self) -> Vec<(usize, i64)> {
         let min = self.get(Stream::Events);

@@ -95,10 +95,7 @@ pub(super) async fn push_rules(
 }
 
 /// Presence of the user and of users sharing a room with them, changed since
-/// the token. The changes are read once for every listener woken at the same
-/// positions, and who shares a room comes from the members of the user's
-/// joined rooms as every listener of those rooms shares them: a presence
-/// change costs a listener no statement of its own.
+/// the token.
 pub(super) async fn presence(
     services: &Services,
     user_id: &UserId,
@@ -107,12 +104,32 @@ pub(super) async fn presence(
     filter: &Filter,
     response: &mut Response,
 ) -> Result<(), StorageError> {
-    if !services.config.presence.enabled || since.presence >= next.presence {
-        return Ok(());
+    let rows = wanted_presence(services, user_id, memberships, (since.presence, next.presence), positions, filter).await?;
+    let limit = super::filter::limit_of(filter.limit).unwrap_or(usize::MAX);
+    response.presence.events = rows.iter().take(limit).map(|row| raw(&presence_event(row, now_ms()))).collect();
+    Ok(())
+}
+
+/// The presence changes at positions in `(after, upto]` of the presence
+/// stream that `user_id` sees: their own and those of users sharing a room
+/// with them, as `filter` lets through. The changes are read once for every
+/// listener woken at the same positions, and who shares a room comes from
+/// the members of the user's joined rooms as every listener of those rooms
+/// shares them: a presence change costs a listener no statement of its own.
+pub(super) async fn wanted_presence(
+    services: &Services,
+    user_id: &UserId,
+    memberships: &Memberships,
+    (after, upto): (i64, i64),
+    positions: &Positions,
+    filter: &Filter,
+) -> Result<Vec<PresenceRow>, StorageError> {
+    if !services.config.presence.enabled || after >= upto {
+        return Ok(Vec::new());
     }
-    let rows = services.sync_caches.presence_between(&services.storage, since.presence, next.presence).await?;
+    let rows = services.sync_caches.presence_between(&services.storage, after, upto).await?;
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let writers = services.notifier.writers();
     let mut rooms = Vec::new();
@@ -130,9 +147,7 @@ pub(super) async fn presence(
     let wanted = |row: &&PresenceRow| {
         UserId::parse(&row.user_id).is_ok_and(|sender| sharing.contains(&*sender) && super::filter::item_matches(filter, "m.presence", Some(&sender)))
     };
-    let limit = super::filter::limit_of(filter.limit).unwrap_or(usize::MAX);
-    response.presence.events = rows.iter().filter(wanted).take(limit).map(|row| raw(&presence_event(row, now_ms()))).collect();
-    Ok(())
+    Ok(rows.iter().filter(wanted).cloned().collect())
 }
 
 /// An `m.presence` event as clients receive it.
