@@ -19,6 +19,7 @@ on_both_backends!(
     account_data_and_tags,
     to_device_is_deleted_only_after_acknowledgement,
     presence_is_shared_with_room_members_only,
+    a_waiting_sync_passes_over_strangers_presence_and_answers_a_room_members,
     default_push_rules_give_the_spec_counts,
     keywords_threads_and_leaving,
     presence_timers_idle_and_expire_users,
@@ -377,6 +378,43 @@ async fn keywords_threads_and_leaving(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     let body = sync(&server, &alice.access_token, Some(&alice_since)).await;
     assert_eq!(body["device_lists"]["left"], json!([server.user_id("carol")]), "carol shares no room with alice any more: {body}");
+}
+
+/// A long-polling `/sync` woken by the presence of a user who shares no
+/// room with it keeps waiting; the presence of a room member then answers it.
+async fn a_waiting_sync_passes_over_strangers_presence_and_answers_a_room_members(backend: Backend) {
+    let server = std::sync::Arc::new(TestServer::start(backend).await);
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    shared_room(&server, &alice.access_token, &bob.access_token, &server.user_id("bob")).await;
+    let since = sync(&server, &bob.access_token, None).await["next_batch"].as_str().unwrap().to_owned();
+    let waiting = {
+        let (server, token) = (server.clone(), bob.access_token.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let (status, body) = server.get(&format!("/_matrix/client/v3/sync?since={since}&timeout=10000"), Some(&token)).await;
+            (status, body, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let set = |session: &crate::support::Session, user: &str, message: &'static str| {
+        let (server, token, path) = (server.clone(), session.access_token.clone(), format!("/_matrix/client/v3/presence/{}/status", server.user_id(user)));
+        async move {
+            let (status, body) = server.put(&path, Some(&token), json!({"presence": "online", "status_msg": message})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    set(&carol, "carol", "a stranger").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "a stranger's presence answered the waiting sync");
+    set(&alice, "alice", "a room member").await;
+    let (status, body, waited) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(waited < Duration::from_secs(5), "answered by alice's presence, not the timeout: {waited:?}");
+    let senders: Vec<&Value> = body["presence"]["events"].as_array().into_iter().flatten().map(|event| &event["sender"]).collect();
+    assert!(senders.contains(&&json!(server.user_id("alice"))), "{body}");
+    assert!(!senders.contains(&&json!(server.user_id("carol"))), "{body}");
 }
 
 async fn presence_timers_idle_and_expire_users(backend: Backend) {
