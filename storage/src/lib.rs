@@ -83,7 +83,7 @@ pub use key_queries::{KeyClaim, KeySources};
 pub use media::{AttachError, LocalMedia, MediaContent};
 pub use presence::{NewPresence, PresenceRow};
 pub use push_actions::{Notification, PushAction, UnreadAction, UnreadBase};
-pub use push_queue::{PendingPush, PusherId};
+pub use push_queue::{PendingPush, PusherId, PusherPushes};
 pub use pushers::{NewPusher, PusherKey, StoredPusher};
 pub use receipts::{NewReceipt, Receipt, UNTHREADED};
 pub use remote_devices::{RemoteDevice, RemoteDeviceList};

@@ -6,10 +6,12 @@
 //!
 //! A pusher's progress is written by `pushers` (`record_pusher_*`).
 
+use std::collections::HashMap;
+
 use ruma::{OwnedUserId, UserId};
 use sqlx::{Row, any::AnyRow};
 
-use super::{Result, Storage, StorageError};
+use super::{Result, Storage, StorageError, StoredPusher};
 
 /// A pusher, by user, app id and pushkey.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +37,14 @@ pub struct PendingPush {
     pub actions: serde_json::Value,
     /// When the push action was written with its event, in milliseconds.
     pub ts: i64,
+}
+
+/// One pusher's notifications in a range of the events stream, with its
+/// row as the same read saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PusherPushes {
+    pub pusher: StoredPusher,
+    pub pushes: Vec<PendingPush>,
 }
 
 /// Read receipts only: the ones that move unread counts.
@@ -99,19 +109,35 @@ impl Storage {
     }
 
     /// Every pusher's notifications at positions in `(after, upto]`, as
-    /// `pending_pushes` reads one pusher's, oldest first; `None` when there
+    /// `pending_pushes` reads one pusher's, by pusher (each pusher's row as
+    /// this read saw it, its notifications oldest first); `None` when there
     /// are more than `limit`.
-    pub async fn pushes_between(&self, after: i64, upto: i64, limit: i64) -> Result<Option<Vec<(PusherId, PendingPush)>>> {
+    pub async fn pushes_between(&self, after: i64, upto: i64, limit: i64) -> Result<Option<Vec<PusherPushes>>> {
         let sql = format!(
-            "SELECT u.user_id, u.app_id, u.pushkey, {PENDING_COLUMNS} FROM event_push_actions p JOIN pushers u ON u.user_id = p.user_id \
+            "SELECT {}, {PENDING_COLUMNS} FROM event_push_actions p JOIN pushers u ON u.user_id = p.user_id \
              WHERE p.stream_ordering > $1 AND p.stream_ordering <= $2 AND {UNREAD} \
-             ORDER BY p.stream_ordering LIMIT $3"
+             ORDER BY p.stream_ordering LIMIT $3",
+            super::pushers::pusher_columns_of("u"),
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after).bind(upto).bind(limit + 1).fetch_all(&self.pool).await?;
         if rows.len() as i64 > limit {
             return Ok(None);
         }
-        rows.iter().map(|row| Ok((pusher_id(row)?, pending_push(row)?))).collect::<Result<_>>().map(Some)
+        let mut found: Vec<PusherPushes> = Vec::new();
+        let mut index: HashMap<PusherId, usize> = HashMap::new();
+        for row in &rows {
+            let id = pusher_id(row)?;
+            let at = match index.get(&id) {
+                Some(&at) => at,
+                None => {
+                    found.push(PusherPushes { pusher: super::pushers::pusher_from_row(row)?, pushes: Vec::new() });
+                    index.insert(id, found.len() - 1);
+                    found.len() - 1
+                }
+            };
+            found[at].pushes.push(pending_push(row)?);
+        }
+        Ok(Some(found))
     }
 
     /// `user_id`'s unread notifications at positions up to `upto` per

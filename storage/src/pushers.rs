@@ -59,6 +59,11 @@ pub struct StoredPusher {
 const PUSHER_COLUMNS: &str = "user_id, app_id, pushkey, device_id, kind, app_display_name, device_display_name, profile_tag, lang, data, \
                               created_ts, last_stream_ordering, last_success_ts, failing_since_ts";
 
+/// The pusher columns of the table aliased `alias`, for a join.
+pub(super) fn pusher_columns_of(alias: &str) -> String {
+    PUSHER_COLUMNS.split(", ").map(|column| format!("{alias}.{}", column.trim())).collect::<Vec<_>>().join(", ")
+}
+
 impl Storage {
     /// Creates or updates the user's pusher with this app id and pushkey,
     /// starting it at the newest event's position. Unless `append`, the
@@ -192,7 +197,7 @@ impl Storage {
     }
 }
 
-fn pusher_from_row(row: &AnyRow) -> Result<StoredPusher> {
+pub(super) fn pusher_from_row(row: &AnyRow) -> Result<StoredPusher> {
     let data: String = row.try_get("data")?;
     Ok(StoredPusher {
         user_id: OwnedUserId::try_from(row.try_get::<String, _>("user_id")?).map_err(|e| StorageError::corrupt("pushers.user_id", e))?,

@@ -12,9 +12,9 @@
 //! further than what the pool has looked at) and the pushers of users with
 //! notifications in the range are woken (and get a worker if they have
 //! none: a pusher set since). Those notifications are read once for all
-//! pushers and offered to each pusher's inbox before the position is
-//! published (`inbox`); a range with more than `RANGE_LIMIT` is not, and
-//! every inbox starts again after it. When the receipts stream moves, those of
+//! pushers and offered to each pusher's inbox, with the pusher's row,
+//! before the position is published (`inbox`); a range with more than
+//! `RANGE_LIMIT` is not, and every inbox starts again after it. When the receipts stream moves, those of
 //! users whose read receipts moved are woken for a badge update, their
 //! inboxes started again. The database is the queue: what the pool offers
 //! saves the workers reading it.
@@ -30,7 +30,7 @@ use std::{
 use tokio::task::JoinSet;
 
 use weft_core::lifecycle::{Stop, stopped};
-use weft_storage::{PendingPush, PusherId, StorageError, Stream};
+use weft_storage::{PusherId, PusherPushes, StorageError, Stream};
 
 use super::sender::{PusherWorker, Shared};
 use crate::services::{AppState, Services};
@@ -140,15 +140,12 @@ async fn wake_new_work(pool: &Arc<Pool>, tasks: &mut JoinSet<()>, stop: &Stop, e
         }
         let mut woken = Vec::new();
         match storage.pushes_between(*events_at, events, RANGE_LIMIT).await? {
-            Some(pushes) => {
-                let mut by_pusher: HashMap<PusherId, Vec<PendingPush>> = HashMap::new();
-                for (id, push) in pushes {
-                    by_pusher.entry(id).or_default().push(push);
-                }
-                for (id, pushes) in by_pusher {
+            Some(by_pusher) => {
+                for PusherPushes { pusher, pushes } in by_pusher {
+                    let id = PusherId { user_id: pusher.user_id.clone(), app_id: pusher.app_id.clone(), pushkey: pusher.pushkey.clone() };
                     if pool.handles(&id) {
                         let worker = pool.worker(id, tasks, stop, *events_at);
-                        worker.offer(events, pushes);
+                        worker.offer(events, pusher, pushes);
                         woken.push(worker);
                     }
                 }

@@ -1,6 +1,7 @@
-//! One pusher's deliveries, in order, from its position: each pass reads
-//! the pusher (a deleted pusher stops; one set again starts afresh from its
-//! stored position) and takes its notifications after its position up to
+//! One pusher's deliveries, in order, from its position: each pass takes
+//! the pusher's row the pool offered with its notifications, or reads it
+//! (a deleted pusher stops; one set again starts afresh from its stored
+//! position), and takes its notifications after its position up to
 //! what the pool has looked at (`pusher_pool`) from its inbox (`inbox`: what
 //! the pool read for it), or from the database when the inbox does not go
 //! back that far, and hands them one at a time to
@@ -124,9 +125,10 @@ impl PusherWorker {
     }
 
     /// The pool read up to `upto`: `pushes` are this pusher's new
-    /// notifications (the pool wakes the worker after).
-    pub fn offer(&self, upto: i64, pushes: Vec<PendingPush>) {
-        self.inbox().offer(upto, pushes);
+    /// notifications, `pusher` its row as read with them (the pool wakes
+    /// the worker after).
+    pub fn offer(&self, upto: i64, pusher: StoredPusher, pushes: Vec<PendingPush>) {
+        self.inbox().offer(upto, pusher, pushes);
     }
 
     /// What came before `position` is to be read from the database (a read
@@ -236,13 +238,29 @@ impl PusherWorker {
 
     async fn pass(&self, services: &Services, shared: &Shared, session: &mut Session) -> Result<Pass, StorageError> {
         let storage = &services.storage;
-        let Some(pusher) = storage.pusher(self.id.key()).await? else { return Ok(Pass::Gone) };
-        if session.stored != Some(pusher.last_stream_ordering) {
+        let offered = self.inbox().take_pusher(session.position);
+        let from_offer = offered.is_some();
+        let pusher = match offered {
+            Some(pusher) => pusher,
+            None => match storage.pusher(self.id.key()).await? {
+                Some(pusher) => pusher,
+                None => return Ok(Pass::Gone),
+            },
+        };
+        // The row read here shows this worker's own writes, so another
+        // position means the pusher was set again. An offered row may have
+        // been read before this worker's last write: only a newer position
+        // (`set_pusher` starts from the newest event) means that.
+        let set_again = match session.stored {
+            None => true,
+            Some(stored) if from_offer => pusher.last_stream_ordering > stored,
+            Some(stored) => pusher.last_stream_ordering != stored,
+        };
+        if set_again {
             session.stored = Some(pusher.last_stream_ordering);
             session.position = pusher.last_stream_ordering;
-            session.progress = Progress::default();
-        }
-        if session.progress.upto.is_none() {
+            session.progress = Progress { failing_since: pusher.failing_since_ts, ..Progress::default() };
+        } else if !from_offer && session.progress.upto.is_none() {
             // Nothing unwritten: the row says since when it has been failing.
             session.progress.failing_since = pusher.failing_since_ts;
         }
