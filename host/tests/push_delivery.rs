@@ -4,7 +4,9 @@
 //! Gateway API) receives what the reference plugin `http-pusher` sends,
 //! field by field as Synapse sends it. Failures: a gateway answering 500
 //! (backoff, then everything in order), a rejected pushkey (the pusher is
-//! deleted), a notification failing for more than a day (skipped), a
+//! deleted), a running pusher set again with another gateway or deleted
+//! (followed from the next message), a notification failing for more than
+//! a day (skipped), a
 //! restart (delivery resumes from the stored position), and
 //! `pusher_instances = []` (nobody sends).
 
@@ -32,6 +34,7 @@ on_both_backends!(
     a_failing_gateway_is_retried_with_backoff_then_everything_goes_in_order,
     notifications_read_during_a_backoff_are_not_pushed,
     a_rejected_pushkey_deletes_the_pusher,
+    a_running_pusher_set_again_or_deleted_is_followed_at_once,
     a_notification_failing_for_more_than_a_day_is_skipped,
     a_restart_resumes_delivery_where_it_stopped,
     nobody_sends_pushes_with_no_pusher_instances,
@@ -374,6 +377,23 @@ async fn a_rejected_pushkey_deletes_the_pusher(backend: Backend) {
     }
     send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "three"})).await;
     exactly(&gateway, 2).await;
+}
+
+async fn a_running_pusher_set_again_or_deleted_is_followed_at_once(backend: Backend) {
+    let first_gateway = PushGateway::start().await.unwrap();
+    let second_gateway = PushGateway::start().await.unwrap();
+    let server = start(backend, "").await;
+    let (alice, bob, room) = lounge(&server, &first_gateway, None).await;
+    let one = send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "one"})).await;
+    assert_eq!(exactly(&first_gateway, 1).await[0].notification()["event_id"], one);
+    set_pusher(&server, &bob, pusher_body(&second_gateway.url(), None)).await;
+    let two = send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "two"})).await;
+    assert_eq!(exactly(&second_gateway, 1).await[0].notification()["event_id"], two, "the new gateway, from the next message");
+    assert_eq!(first_gateway.received().len(), 1, "nothing more to the old gateway");
+    set_pusher(&server, &bob, json!({"kind": null, "app_id": APP_ID, "pushkey": PUSHKEY})).await;
+    send(&server, &alice, &room, "m.room.message", json!({"msgtype": "m.text", "body": "three"})).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!((first_gateway.received().len(), second_gateway.received().len()), (1, 1), "a deleted pusher sends nothing");
 }
 
 async fn a_notification_failing_for_more_than_a_day_is_skipped(backend: Backend) {

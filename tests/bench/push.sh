@@ -20,7 +20,7 @@
 #
 # RATE (messages/s, default 200), DURATION (seconds, default 20), USERS (default 20:
 # rooms of 20 pushers, 19 notifications a message) and ROOMS (default 10)
-# change the load.
+# change the load; WORKERS=0 leaves out the worker deployment.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -71,6 +71,7 @@ wait_for http://127.0.0.1:18800/health
 loadgen http://127.0.0.1:18800
 stop_all
 
+if [ "${WORKERS:-1}" = 1 ]; then
 echo "==> Weft workers, two pusher instances"
 psql -h 127.0.0.1 -U postgres -q -c 'DROP DATABASE IF EXISTS weft_bench_workers' -c 'CREATE DATABASE weft_bench_workers'
 {
@@ -84,6 +85,7 @@ wait_for http://127.0.0.1:8008/health
 loadgen http://127.0.0.1:8008
 "$bin/weft" supervise stop -c config/workers/shared.toml --run-dir "$run/workers" || kill "$supervisor" || true
 wait "$supervisor" || true
+fi
 
 if [ "${SYNAPSE:-0}" = 1 ]; then
     echo "==> Synapse 1.163 (PyPI), the same load and gateway"

@@ -13,7 +13,9 @@
 # LOGINS (default 200) and CONCURRENCY (default 8) change the load;
 # WEFT_BIN_DIR and WEFT_OIDC_WASM measure another build (a base commit's);
 # MAX_CALLS_PER_INSTANCE=1 a fresh plugin instance per call (default 1000,
-# the role's default).
+# the role's default). PIN=1 runs Weft on CPU 0 and the provider and the
+# browsers on CPU 1 (taskset), so what Weft adds is not lengthened by the
+# provider's own work on the same two cores (see docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -28,13 +30,15 @@ done
 [ -n "$wasm" ] || { echo "build the reference plugin first: cargo build --release --target wasm32-wasip2 --manifest-path plugins/oidc/Cargo.toml" >&2; exit 1; }
 [ -d "$idp_dir/node_modules/oidc-provider" ] || { echo "no oidc-provider in $idp_dir (tests/run.sh installs it)" >&2; exit 1; }
 
+weft_cpu=() others_cpu=()
+if [ "${PIN:-0}" = 1 ]; then weft_cpu=(taskset -c 0) others_cpu=(taskset -c 1); fi
 run="$(mktemp -d)"
 pids=()
 trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$run"' EXIT
 mkfifo "$run/idp-stdin"
 sleep infinity >"$run/idp-stdin" &
 pids+=($!)
-WEFT_IDP_NODE_MODULES="$idp_dir/node_modules" node tests/idp/server.mjs <"$run/idp-stdin" >"$run/idp.out" 2>"$run/idp.err" &
+WEFT_IDP_NODE_MODULES="$idp_dir/node_modules" "${others_cpu[@]}" node tests/idp/server.mjs <"$run/idp-stdin" >"$run/idp.out" 2>"$run/idp.err" &
 pids+=($!)
 for _ in $(seq 1 300); do [ -s "$run/idp.out" ] && break; sleep 0.1; done
 issuer="$(python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())["issuer"])' <"$run/idp.out")"
@@ -77,11 +81,11 @@ allowed_outbound_hosts = ["$issuer"]
 [logging]
 level = "warn"
 TOML
-"$bin/weft" run -c "$run/weft.toml" >"$run/weft.log" 2>&1 &
+"${weft_cpu[@]}" "$bin/weft" run -c "$run/weft.toml" >"$run/weft.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
 echo "==> one login at a time ($logins logins)"
-python3 tests/bench/sso_logins.py "http://127.0.0.1:$port" oidc-test "$logins" 1
+"${others_cpu[@]}" python3 tests/bench/sso_logins.py "http://127.0.0.1:$port" oidc-test "$logins" 1
 echo "==> $concurrency at a time ($((logins * 2)) logins)"
-python3 tests/bench/sso_logins.py "http://127.0.0.1:$port" oidc-test "$((logins * 2))" "$concurrency"
+"${others_cpu[@]}" python3 tests/bench/sso_logins.py "http://127.0.0.1:$port" oidc-test "$((logins * 2))" "$concurrency"

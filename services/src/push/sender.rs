@@ -247,16 +247,7 @@ impl PusherWorker {
                 None => return Ok(Pass::Gone),
             },
         };
-        // The row read here shows this worker's own writes, so another
-        // position means the pusher was set again. An offered row may have
-        // been read before this worker's last write: only a newer position
-        // (`set_pusher` starts from the newest event) means that.
-        let set_again = match session.stored {
-            None => true,
-            Some(stored) if from_offer => pusher.last_stream_ordering > stored,
-            Some(stored) => pusher.last_stream_ordering != stored,
-        };
-        if set_again {
+        if set_again(session.stored, pusher.last_stream_ordering, from_offer) {
             session.stored = Some(pusher.last_stream_ordering);
             session.position = pusher.last_stream_ordering;
             session.progress = Progress { failing_since: pusher.failing_since_ts, ..Progress::default() };
@@ -453,8 +444,38 @@ impl Progress {
     }
 }
 
+/// Whether a pusher row with position `row` says the pusher was set again
+/// since this worker last read or wrote `stored` (or is new to it). A row
+/// read from the database shows this worker's own writes, so any other
+/// position means so; a row the pool offered may have been read before the
+/// worker's last write, so only a newer one does (`set_pusher` starts from
+/// the newest event).
+fn set_again(stored: Option<i64>, row: i64, offered: bool) -> bool {
+    match stored {
+        None => true,
+        Some(stored) if offered => row > stored,
+        Some(stored) => row != stored,
+    }
+}
+
 /// After one notification: on to the next, or end the pass.
 enum Step {
     Next,
     Stop(Pass),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_again;
+
+    #[test]
+    fn an_offered_row_older_than_the_workers_own_write_is_not_a_new_setting() {
+        assert!(set_again(None, 5, true));
+        assert!(set_again(None, 5, false));
+        assert!(!set_again(Some(10), 7, true), "read before the worker wrote 10");
+        assert!(set_again(Some(10), 7, false), "the database says 7: set again");
+        assert!(set_again(Some(10), 12, true));
+        assert!(!set_again(Some(10), 10, true));
+        assert!(!set_again(Some(10), 10, false));
+    }
 }
