@@ -10,7 +10,10 @@ Weft's HTTP client spent on the plugin's requests to the provider during that
 callback (the token request; discovery and keys are cached after the first
 login), read from Weft's own `weft_plugin_http_request_duration_seconds`
 (its `_sum` on /metrics before and after the callback, so one login at a
-time only); then p50 and p99 over the logins. The same scrape gives each
+time only); then p50 and p99 over the logins. `added_in_weft_ms` is the
+same without the client's part: Weft's own timer of the callback request
+(`weft_http_request_duration_seconds_sum{group="sso"}`, differenced the
+same way) minus those provider requests. The same scrape gives each
 login's steps (`weft_sso_callback_step_seconds{step}`) and the plugin's
 `complete` call. With N > 1 at a time the scrapes cannot be told apart per
 login: the run's mean is reported instead. For comparison, the provider's
