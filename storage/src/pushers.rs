@@ -12,7 +12,7 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{Result, Storage, StorageError, now_ms};
+use super::{PusherId, Result, Storage, StorageError, now_ms};
 
 /// Which pusher: one per user, app and pushkey.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,12 @@ pub struct StoredPusher {
 
 const PUSHER_COLUMNS: &str = "user_id, app_id, pushkey, device_id, kind, app_display_name, device_display_name, profile_tag, lang, data, \
                               created_ts, last_stream_ordering, last_success_ts, failing_since_ts";
+
+impl StoredPusher {
+    pub fn id(&self) -> PusherId {
+        PusherId { user_id: self.user_id.clone(), app_id: self.app_id.clone(), pushkey: self.pushkey.clone() }
+    }
+}
 
 /// The pusher columns of the table aliased `alias`, for a join.
 pub(super) fn pusher_columns_of(alias: &str) -> String {

@@ -14,10 +14,10 @@
 //! none: a pusher set since). Those notifications are read once for all
 //! pushers and offered to each pusher's inbox, with the pusher's row,
 //! before the position is published (`inbox`); a range with more than
-//! `RANGE_LIMIT` is not, and every inbox starts again after it. When the receipts stream moves, those of
-//! users whose read receipts moved are woken for a badge update, their
-//! inboxes started again. The database is the queue: what the pool offers
-//! saves the workers reading it.
+//! `RANGE_LIMIT` is not, and every inbox starts again after it. When the
+//! receipts stream moves, those of users whose read receipts moved are
+//! woken for a badge update, their inboxes started again. The database is
+//! the queue: what the pool offers saves the workers reading it.
 //!
 //! May call: `weft_storage` (which pushers have work, and the work), `sender`, the notifier.
 
@@ -30,7 +30,7 @@ use std::{
 use tokio::task::JoinSet;
 
 use weft_core::lifecycle::{Stop, stopped};
-use weft_storage::{PusherId, PusherPushes, StorageError, Stream};
+use weft_storage::{PusherId, PusherPushes, StorageError, StoredPusher, Stream};
 
 use super::sender::{PusherWorker, Shared};
 use crate::services::{AppState, Services};
@@ -88,7 +88,7 @@ pub async fn run(services: AppState, mut stop: Stop) {
     loop {
         match services.storage.all_pushers().await {
             Ok(pushers) => {
-                let ids = pushers.into_iter().map(|p| PusherId { user_id: p.user_id, app_id: p.app_id, pushkey: p.pushkey });
+                let ids = pushers.iter().map(StoredPusher::id);
                 let mine: Vec<_> = ids.filter(|id| pool.handles(id)).collect();
                 tracing::info!(pushers = mine.len(), "the push sender is starting");
                 for id in mine {
@@ -142,7 +142,7 @@ async fn wake_new_work(pool: &Arc<Pool>, tasks: &mut JoinSet<()>, stop: &Stop, e
         match storage.pushes_between(*events_at, events, RANGE_LIMIT).await? {
             Some(by_pusher) => {
                 for PusherPushes { pusher, pushes } in by_pusher {
-                    let id = PusherId { user_id: pusher.user_id.clone(), app_id: pusher.app_id.clone(), pushkey: pusher.pushkey.clone() };
+                    let id = pusher.id();
                     if pool.handles(&id) {
                         let worker = pool.worker(id, tasks, stop, *events_at);
                         worker.offer(events, pusher, pushes);
