@@ -214,5 +214,13 @@ else:
     report["added_by_weft_and_plugin_mean_ms"] = round((sum(callbacks) - totals["provider_http"]) / count * 1000, 2)
     report["provider_http_mean_ms"] = round(totals["provider_http"] / count * 1000, 2)
 print(json.dumps(report, indent=2))
+if scrape:
+    # The slowest logins, part by part: whether Weft's steps were slow on
+    # their own or together with the provider's answer.
+    print("slowest logins, ms: Weft's own, take_attempt, plugin without HTTP, provider HTTP, finish", file=sys.stderr)
+    slowest = sorted(parts, key=lambda p: p["served"] - p["provider_http"], reverse=True)[:8]
+    for p in slowest:
+        row = (p["served"] - p["provider_http"], p["take_attempt"], p["plugin"] - p["provider_http"], p["provider_http"], p["finish"])
+        print("  " + " ".join("%.2f" % (x * 1000) for x in row), file=sys.stderr)
 if errors:
     print("first error:", errors[0], file=sys.stderr)
