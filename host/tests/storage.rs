@@ -1,6 +1,7 @@
 //! Every storage function, on SQLite and on PostgreSQL.
 
 use ruma::{DeviceId, OwnedUserId, UserId, device_id};
+use sqlx::{Connection, Executor};
 use weft::storage::{NewSession, NewUser, Storage, StorageError, Stream};
 
 use crate::{
@@ -20,6 +21,7 @@ on_both_backends!(
     deactivation_removes_password_devices_and_tokens,
     device_changes_are_a_stream_with_positions,
     uia_sessions_round_trip_and_expire,
+    notifications_survive_the_push_actions_key_migration,
 );
 
 fn alice() -> OwnedUserId {
@@ -201,4 +203,52 @@ async fn uia_sessions_round_trip_and_expire(backend: Backend) {
     assert_eq!(storage.purge_uia_sessions(session.created_ts).await.unwrap(), 0, "not older than itself");
     assert_eq!(storage.purge_uia_sessions(session.created_ts + 1).await.unwrap(), 1);
     assert!(storage.uia_session("s1").await.unwrap().is_none());
+}
+
+/// Migration 0034 moves `event_push_actions`' key from (user_id, event_id)
+/// to (user_id, stream_ordering): a table of the earlier shape keeps its
+/// rows, and the new key holds.
+async fn notifications_survive_the_push_actions_key_migration(backend: Backend) {
+    let (db, storage) = fixture(backend).await;
+    let earlier_shape = [
+        "DROP TABLE event_push_actions",
+        "CREATE TABLE event_push_actions (user_id TEXT NOT NULL, event_id TEXT NOT NULL, room_id TEXT NOT NULL, \
+         stream_ordering BIGINT NOT NULL, thread_id TEXT NOT NULL, actions TEXT NOT NULL, highlight BOOLEAN NOT NULL, ts BIGINT NOT NULL, \
+         PRIMARY KEY (user_id, event_id))",
+        "CREATE INDEX event_push_actions_by_room ON event_push_actions (user_id, room_id, stream_ordering)",
+        "CREATE INDEX event_push_actions_by_stream ON event_push_actions (user_id, stream_ordering)",
+        "CREATE INDEX event_push_actions_by_position ON event_push_actions (stream_ordering)",
+        "INSERT INTO event_push_actions VALUES ('@alice:example.org', '$one', '!room:example.org', 7, 'main', '[\"notify\"]', FALSE, 1000)",
+        "INSERT INTO event_push_actions VALUES ('@alice:example.org', '$two', '!room:example.org', 9, 'main', '[\"notify\"]', TRUE, 2000)",
+    ];
+    let migration = match backend {
+        Backend::Sqlite => include_str!("../../storage/migrations/sqlite/0034_push_actions_key.sql"),
+        Backend::Postgres => include_str!("../../storage/migrations/postgres/0034_push_actions_key.sql"),
+    };
+    let duplicate = "INSERT INTO event_push_actions VALUES ('@alice:example.org', '$other', '!room:example.org', 9, 'main', '[]', FALSE, 3000)";
+    let duplicate_refused = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            for statement in earlier_shape {
+                conn.execute(statement).await.unwrap();
+            }
+            conn.execute(sqlx::raw_sql(migration)).await.expect("migration 0034");
+            conn.execute(duplicate).await.is_err()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            for statement in earlier_shape {
+                conn.execute(statement).await.unwrap();
+            }
+            conn.execute(sqlx::raw_sql(migration)).await.expect("migration 0034");
+            conn.execute(duplicate).await.is_err()
+        }
+    };
+    assert!(duplicate_refused, "a second row for the same user and position is refused by the new key");
+    let found = storage.notifications(&alice(), None, 10, false).await.unwrap();
+    let found: Vec<(i64, &str, bool, i64)> =
+        found.iter().map(|n| (n.stream_ordering, n.event_id.as_str(), n.actions == serde_json::json!(["notify"]), n.ts)).collect();
+    assert_eq!(found, [(9, "$two", true, 2000), (7, "$one", true, 1000)]);
+    let highlights = storage.notifications(&alice(), None, 10, true).await.unwrap();
+    assert_eq!(highlights.iter().map(|n| n.event_id.as_str()).collect::<Vec<_>>(), ["$two"]);
 }

@@ -68,6 +68,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0033_federation_senders.sql"),
         include_str!("../migrations/sqlite/0033_federation_senders.sql"),
     ),
+    (34, "push_actions_key", include_str!("../migrations/postgres/0034_push_actions_key.sql"), include_str!("../migrations/sqlite/0034_push_actions_key.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<()> {

@@ -32,7 +32,7 @@ use ruma::{
         StateEventType,
         room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
     },
-    push::{Action, PushConditionRoomCtx, Ruleset},
+    push::{Action, FlattenedJson, PushConditionRoomCtx, Ruleset},
     serde::Raw,
 };
 use serde_json::Value;
@@ -112,6 +112,8 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
     }
     let Ok(raw) = serde_json::value::to_raw_value(&client_view(event)) else { return Ok(Vec::new()) };
     let raw: Raw<ruma::events::AnySyncTimelineEvent> = Raw::from_json(raw);
+    // Flattened once for every member: ruma's `get_actions` would flatten it per member.
+    let flattened = FlattenedJson::from_raw(&raw);
     let member_count = ruma::UInt::try_from(members.len() as u64).unwrap_or_default();
     let power_levels = power_levels(state);
     let thread_id = thread_of(event);
@@ -127,7 +129,7 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
         if let Some(levels) = &power_levels {
             context = context.with_power_levels(levels.clone().into());
         }
-        let decided = ruleset.get_actions(&raw, &context).await;
+        let decided = first_match(&ruleset, &flattened, &context).await;
         if decided.iter().any(Action::should_notify) {
             actions.push(PushAction {
                 user_id: user_id.to_string(),
@@ -138,6 +140,17 @@ pub async fn evaluate(services: &Services, state: &RoomState, event: &BuiltEvent
         }
     }
     Ok(actions)
+}
+
+/// The actions of the first of the user's rules that applies to the event,
+/// as `Ruleset::get_actions` (the sender is never among those evaluated).
+async fn first_match<'a>(ruleset: &'a Ruleset, event: &FlattenedJson, context: &PushConditionRoomCtx) -> &'a [Action] {
+    for rule in ruleset {
+        if rule.applies(event, context).await {
+            return rule.actions();
+        }
+    }
+    &[]
 }
 
 /// The local user an `m.room.member` invite is for (they are not a member

@@ -37,6 +37,8 @@ type Stamped<T> = (Vec<i64>, Arc<T>);
 /// and whether it has a name or canonical alias: the shared part of a summary.
 pub struct RoomMembers {
     pub memberships: Vec<(OwnedUserId, String)>,
+    /// Those of `memberships` who are joined, for lookups by user.
+    pub joined: HashSet<OwnedUserId>,
     pub named: bool,
 }
 
@@ -54,7 +56,7 @@ pub struct SyncCaches {
     /// Each user's unread counts per room, and the push actions that add to them.
     pub unread: super::unread::UnreadCounts,
     /// Per device: no message at or before this position waits in its inbox.
-    inbox_empty_upto: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), i64>>,
+    inbox_empty_upto: Mutex<HashMap<OwnedUserId, HashMap<OwnedDeviceId, i64>>>,
 }
 
 impl Default for SyncCaches {
@@ -104,17 +106,21 @@ impl SyncCaches {
     /// Whether the device's inbox is known to hold nothing at or before `position`.
     pub fn inbox_empty_upto(&self, user_id: &UserId, device_id: &ruma::DeviceId, position: i64) -> bool {
         let known = self.inbox_empty_upto.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        known.get(&(user_id.to_owned(), device_id.to_owned())).is_some_and(|upto| *upto >= position)
+        known.get(user_id).and_then(|devices| devices.get(device_id)).is_some_and(|upto| *upto >= position)
     }
 
     /// Records that the device's inbox holds nothing at or before `position`.
     pub fn set_inbox_empty_upto(&self, user_id: &UserId, device_id: &ruma::DeviceId, position: i64) {
         let mut known = self.inbox_empty_upto.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Keys are copied only for a device not seen yet: this runs on every sync.
+        if let Some(upto) = known.get_mut(user_id).and_then(|devices| devices.get_mut(device_id)) {
+            *upto = (*upto).max(position);
+            return;
+        }
         if known.len() >= MAX_USERS {
             known.clear();
         }
-        let upto = known.entry((user_id.to_owned(), device_id.to_owned())).or_insert(position);
-        *upto = (*upto).max(position);
+        known.entry(user_id.to_owned()).or_default().insert(device_id.to_owned(), position);
     }
 
     /// The presence changes at positions in `(after, upto]`, read once for
@@ -129,7 +135,8 @@ impl SyncCaches {
             .get((room_id.to_owned(), position), async || {
                 let memberships = storage.memberships_in(room_id).await?;
                 let named = super::summary::has_a_name(storage, room_id).await?;
-                Ok(RoomMembers { memberships, named })
+                let joined = memberships.iter().filter(|(_, membership)| membership == "join").map(|(member, _)| member.clone()).collect();
+                Ok(RoomMembers { memberships, joined, named })
             })
             .await
     }

@@ -2,7 +2,7 @@
 //! receipts) and unread counts, account data and push rules, presence of
 //! users sharing a room, to-device messages and one-time key counts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use ruma::{
     DeviceId, OneTimeKeyAlgorithm, OwnedEventId, RoomId, UInt, UserId,
@@ -137,15 +137,9 @@ pub(super) async fn wanted_presence(
         let position = positions.events_writer(writers.events_writer_index(room_id.as_str()));
         rooms.push(services.sync_caches.room_members(&services.storage, room_id, position).await?);
     }
-    let sharing: HashSet<&UserId> = rooms
-        .iter()
-        .flat_map(|room| room.memberships.iter())
-        .filter(|(_, membership)| membership == "join")
-        .map(|(member, _)| &**member)
-        .chain([user_id])
-        .collect();
+    let shares_a_room = |sender: &UserId| sender == user_id || rooms.iter().any(|room| room.joined.contains(sender));
     let wanted = |row: &&PresenceRow| {
-        UserId::parse(&row.user_id).is_ok_and(|sender| sharing.contains(&*sender) && super::filter::item_matches(filter, "m.presence", Some(&sender)))
+        UserId::parse(&row.user_id).is_ok_and(|sender| shares_a_room(&sender) && super::filter::item_matches(filter, "m.presence", Some(&sender)))
     };
     Ok(rows.iter().filter(wanted).cloned().collect())
 }

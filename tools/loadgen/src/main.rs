@@ -5,7 +5,9 @@
 //! - `send`: U users in R rooms, C concurrent senders, for a duration;
 //!   reports messages per second and send latency percentiles.
 //! - `fanout`: L listeners long-polling `/sync` in one room and one sender;
-//!   reports send-to-delivery latency percentiles (one clock: both ends run here).
+//!   reports send-to-delivery latency percentiles (one clock: both ends run
+//!   here), and per message the send's own latency and the first and last
+//!   listener's delivery.
 //! - `push`: every user holds an HTTP pusher to a push gateway this process
 //!   runs; messages at a fixed rate; reports notifications per second and
 //!   event-to-gateway latency (`push`).
@@ -21,6 +23,7 @@ mod lag;
 mod push;
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -296,7 +299,7 @@ async fn fanout(client: Arc<Client>, run: &str, listeners: usize, messages: usiz
                 since = reply["next_batch"].as_str().unwrap_or(&since).to_owned();
                 for event in reply["rooms"]["join"][&room]["timeline"]["events"].as_array().into_iter().flatten() {
                     if let Some(sent_at) = event["content"]["sent_at_us"].as_u64() {
-                        mine.push(now.saturating_sub(Duration::from_micros(sent_at)));
+                        mine.push((sent_at, now.saturating_sub(Duration::from_micros(sent_at))));
                         received += 1;
                     }
                 }
@@ -307,16 +310,31 @@ async fn fanout(client: Arc<Client>, run: &str, listeners: usize, messages: usiz
     println!("fanout: {listeners} listeners, {messages} messages, one every {interval_ms}ms");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let lag_before = client.lag_snapshot().await?;
+    let mut sends = Vec::with_capacity(messages);
     for n in 0..messages {
         let path = format!("/rooms/{}/send/m.room.message/f{n}", encode(&room));
         let body = json!({"msgtype": "m.text", "body": "fanout", "sent_at_us": epoch.elapsed().as_micros() as u64});
+        let started = Instant::now();
         client.call(reqwest::Method::PUT, &path, Some(&sender.token), Some(body)).await?;
+        sends.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(interval_ms)).await;
     }
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
-    report("send-to-delivery", std::mem::take(&mut *latencies.lock().await));
+    // Per message, the first and the last listener to get it: what the send
+    // itself costs against what waking every listener adds.
+    let deliveries: Vec<(u64, Duration)> = std::mem::take(&mut *latencies.lock().await);
+    let mut by_message: HashMap<u64, (Duration, Duration)> = HashMap::new();
+    for &(sent_at, latency) in &deliveries {
+        let (first, last) = by_message.entry(sent_at).or_insert((latency, latency));
+        *first = (*first).min(latency);
+        *last = (*last).max(latency);
+    }
+    report("fanout-send", sends);
+    report("first-delivery", by_message.values().map(|(first, _)| *first).collect());
+    report("last-delivery", by_message.values().map(|(_, last)| *last).collect());
+    report("send-to-delivery", deliveries.into_iter().map(|(_, latency)| latency).collect());
     client.report_lag(lag_before, client.lag_snapshot().await?);
     Ok(())
 }
