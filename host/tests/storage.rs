@@ -226,24 +226,13 @@ async fn notifications_survive_the_push_actions_key_migration(backend: Backend) 
         Backend::Postgres => include_str!("../../storage/migrations/postgres/0034_push_actions_key.sql"),
     };
     let duplicate = "INSERT INTO event_push_actions VALUES ('@alice:example.org', '$other', '!room:example.org', 9, 'main', '[]', FALSE, 3000)";
-    let duplicate_refused = match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            for statement in earlier_shape {
-                conn.execute(statement).await.unwrap();
-            }
-            conn.execute(sqlx::raw_sql(migration)).await.expect("migration 0034");
-            conn.execute(duplicate).await.is_err()
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            for statement in earlier_shape {
-                conn.execute(statement).await.unwrap();
-            }
-            conn.execute(sqlx::raw_sql(migration)).await.expect("migration 0034");
-            conn.execute(duplicate).await.is_err()
-        }
-    };
+    // `fixture` connected the storage, which installed sqlx's drivers for `Any`.
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    for statement in earlier_shape {
+        conn.execute(statement).await.unwrap();
+    }
+    conn.execute(sqlx::raw_sql(migration)).await.expect("migration 0034");
+    let duplicate_refused = conn.execute(duplicate).await.is_err();
     assert!(duplicate_refused, "a second row for the same user and position is refused by the new key");
     let found = storage.notifications(&alice(), None, 10, false).await.unwrap();
     let found: Vec<(i64, &str, bool, i64)> =
