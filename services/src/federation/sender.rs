@@ -15,8 +15,8 @@
 //! transaction in flight. Those queues fill outside the events stream: the
 //! dispatcher looks for destinations with something queued when another
 //! stream moved, on a sweep every 2 s, and, woken by events alone, at most
-//! every 200 ms (a read per event would be two statements per event for
-//! nothing). A queued
+//! every 200 ms but no later than 200 ms after the look it passed over (a
+//! read per event would be two statements per event for nothing). A queued
 //! event leaves the queue only when a transaction holding it was accepted,
 //! so nothing acknowledged to a client is lost across a restart. A failed
 //! transaction is retried after a backoff (1 s doubling to 5 minutes), with
@@ -60,8 +60,9 @@ const MAX_RETRY_MS: i64 = 5 * 60 * 1_000;
 /// forwarded events even when no stream moved.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// On wake-ups by the events stream alone, the dispatcher looks for queued
-/// EDUs and forwarded events at most this often (another stream moving, as
-/// typing and receipts do after queueing theirs, looks at once).
+/// EDUs and forwarded events at most this often, and a look passed over
+/// comes this long after the last one (another stream moving, as typing and
+/// receipts do after queueing theirs, looks at once).
 const QUEUES_LOOK_INTERVAL: Duration = Duration::from_millis(200);
 /// After a failure of the database, the dispatcher tries again after this.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -105,9 +106,11 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut due = true;
     // Whether to look for destinations with queued EDUs or forwarded
     // events: those are queued outside the events stream, so a wake-up by
-    // the events stream alone looks only if the last look is old enough.
+    // the events stream alone looks only if the last look is old enough,
+    // and a look it passed over comes when it is.
     let mut queues_due = true;
     let mut queues_looked = tokio::time::Instant::now();
+    let mut queues_passed_over = false;
     let mut seen = readable(&positions.borrow_and_update());
     let mut sweep_at = tokio::time::Instant::now();
     let mut delay = None;
@@ -118,6 +121,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             if look {
                 queues_looked = tokio::time::Instant::now();
             }
+            queues_passed_over = !look;
             delay = match dispatch(&state, &stopped, &destinations, &mut position, &mut written, &mut streams, look).await {
                 Ok(()) => None,
                 Err(error) => {
@@ -140,6 +144,7 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
                 seen = now;
             }
             _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => (due, queues_due) = (true, true),
+            _ = tokio::time::sleep_until(queues_looked + QUEUES_LOOK_INTERVAL), if queues_passed_over && delay.is_none() => (due, queues_due) = (true, true),
             // What was queued outside the events stream without a wake-up.
             _ = tokio::time::sleep_until(sweep_at), if delay.is_none() => (due, queues_due) = (true, true),
             _ = stopped.wait_for(|stop| *stop) => break,
