@@ -1,8 +1,9 @@
 //! Every storage function, on SQLite and on PostgreSQL.
 
-use ruma::{DeviceId, OwnedUserId, UserId, device_id};
+use ruma::{DeviceId, EventId, OwnedEventId, OwnedUserId, UserId, device_id, event_id, room_id};
+use serde_json::json;
 use sqlx::{Connection, Executor};
-use weft::storage::{NewSession, NewUser, Storage, StorageError, Stream};
+use weft::storage::{NewEvent, NewRoom, NewSession, NewUser, PushAction, Storage, StorageError, Stream};
 
 use crate::{
     on_both_backends,
@@ -22,6 +23,7 @@ on_both_backends!(
     device_changes_are_a_stream_with_positions,
     uia_sessions_round_trip_and_expire,
     notifications_survive_the_push_actions_key_migration,
+    a_message_is_written_whole_or_not_at_all,
 );
 
 fn alice() -> OwnedUserId {
@@ -240,4 +242,89 @@ async fn notifications_survive_the_push_actions_key_migration(backend: Backend) 
     assert_eq!(found, [(9, "$two", true, 2000), (7, "$one", true, 1000)]);
     let highlights = storage.notifications(&alice(), None, 10, true).await.unwrap();
     assert_eq!(highlights.iter().map(|n| n.event_id.as_str()).collect::<Vec<_>>(), ["$two"]);
+}
+
+/// An event in `!room:example.org` sent by alice, with nothing else to write.
+fn room_event<'a>(event_id: &'a EventId, kind: &'a str, depth: i64, prev_events: &'a [OwnedEventId], sender: &'a UserId) -> NewEvent<'a> {
+    NewEvent {
+        event_id,
+        room_id: room_id!("!room:example.org"),
+        sender,
+        kind,
+        state_key: None,
+        depth,
+        origin_server_ts: depth,
+        json: "{}",
+        prev_events,
+        membership: None,
+        txn: None,
+        redaction: None,
+        relation: None,
+        search_text: None,
+        push_actions: &[],
+    }
+}
+
+/// A message (not state, redacting nothing: PostgreSQL writes it as one
+/// statement) is written whole: its row, client transaction, relation,
+/// search text, forward extremity and push actions, the actions' JSON as
+/// given; a reused client transaction writes none of it.
+async fn a_message_is_written_whole_or_not_at_all(backend: Backend) {
+    let (_db, storage) = fixture(backend).await;
+    let (alice, bob) = (alice(), UserId::parse("@bob:example.org").unwrap());
+    let room_id = room_id!("!room:example.org");
+    let (create_id, join_id) = (event_id!("$create:example.org").to_owned(), event_id!("$join:example.org").to_owned());
+    let create = NewEvent { state_key: Some(""), ..room_event(&create_id, "m.room.create", 1, &[], &alice) };
+    let after_create = [create_id.clone()];
+    let join = NewEvent { state_key: Some(alice.as_str()), membership: Some("join"), ..room_event(&join_id, "m.room.member", 2, &after_create, &alice) };
+    let room = NewRoom { room_id, room_version: "10", creator: &alice, published: false, alias: None };
+    storage.persist_events(Some(room), &[create, join]).await.unwrap();
+
+    let tweak = json!(["notify", {"set_tweak": "sound", "value": "a\u{0}b \"quoted\" \\ done"}]);
+    let actions = [PushAction { user_id: bob.to_string(), thread_id: "main".to_owned(), actions: tweak.clone(), highlight: true }];
+    let message_id = event_id!("$message:example.org");
+    let after_join = [join_id.clone()];
+    let txn = (alice.as_ref(), device_id!("PHONE"), "PUT /send/m.room.message/t1");
+    let message = NewEvent {
+        txn: Some(txn),
+        relation: Some((create_id.as_str(), "m.reference")),
+        search_text: Some("hello wonderful world"),
+        push_actions: &actions,
+        ..room_event(message_id, "m.room.message", 3, &after_join, &alice)
+    };
+    let ordering = storage.persist_events(None, &[message]).await.unwrap()[0];
+    assert_eq!(storage.event(message_id).await.unwrap().map(|event| event.stream_ordering), Some(ordering));
+    assert!(storage.persisted_events_position() >= ordering);
+
+    let after_message = [message_id.to_owned()];
+    let again_id = event_id!("$again:example.org");
+    let again = NewEvent {
+        txn: Some(txn),
+        relation: Some((create_id.as_str(), "m.reference")),
+        search_text: Some("another sentence"),
+        push_actions: &actions,
+        ..room_event(again_id, "m.room.message", 4, &after_message, &alice)
+    };
+    assert!(matches!(storage.persist_events(None, &[again]).await, Err(StorageError::Conflict)));
+
+    // What the first message wrote, and nothing of the refused one.
+    assert!(storage.event(again_id).await.unwrap().is_none());
+    assert_eq!(storage.forward_extremities(room_id).await.unwrap(), [(message_id.to_owned(), 3)]);
+    assert_eq!(storage.txn_event(&alice, device_id!("PHONE"), txn.2).await.unwrap().as_deref(), Some(message_id));
+    let related = storage.relating_events(room_id, create_id.as_str(), None, None, 0, i64::MAX, 10, false, 1).await.unwrap();
+    assert_eq!(related.iter().map(|event| event.event_id.as_str()).collect::<Vec<_>>(), [message_id.as_str()]);
+    let found = storage.search_events(&alice, "wonderful", None, true, 10, 0).await.unwrap();
+    assert_eq!(found.iter().map(|(event, _)| event.event_id.as_str()).collect::<Vec<_>>(), [message_id.as_str()]);
+    assert!(storage.search_events(&alice, "sentence", None, true, 10, 0).await.unwrap().is_empty());
+    let notifications = storage.notifications(&bob, None, 10, false).await.unwrap();
+    let notifications: Vec<(i64, &str, &serde_json::Value)> = notifications.iter().map(|n| (n.stream_ordering, n.event_id.as_str(), &n.actions)).collect();
+    assert_eq!(notifications, [(ordering, message_id.as_str(), &tweak)]);
+    assert_eq!(storage.notifications(&bob, None, 10, true).await.unwrap().len(), 1, "the action is a highlight");
+
+    // The next message builds on the first.
+    let next = NewEvent { search_text: Some("another sentence"), ..room_event(again_id, "m.room.message", 4, &after_message, &alice) };
+    let next_ordering = storage.persist_events(None, &[next]).await.unwrap()[0];
+    assert!(next_ordering > ordering);
+    assert_eq!(storage.forward_extremities(room_id).await.unwrap(), [(again_id.to_owned(), 4)]);
+    assert_eq!(storage.search_events(&alice, "sentence", None, true, 10, 0).await.unwrap().len(), 1);
 }

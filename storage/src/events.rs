@@ -73,6 +73,16 @@ impl Storage {
 
     /// `persist_events`, committed with the given durability.
     pub async fn persist_events_with(&self, room: Option<NewRoom<'_>>, events: &[NewEvent<'_>], durability: Durability) -> Result<Vec<i64>> {
+        if let (None, Durability::Flushed, [event]) = (room, durability, events)
+            && self.writes_in_one_statement(event)
+        {
+            // One statement is its own transaction.
+            let reservation = self.in_flight.of(Stream::Events).reserve();
+            let mut conn = self.pool.acquire().await?;
+            let ordering = self.write_plain_event(&mut conn, event).await?;
+            drop(reservation.track(ordering));
+            return Ok(vec![ordering]);
+        }
         let mut tx = self.begin_write_with(durability).await?;
         if let Some(room) = room {
             sqlx::query("INSERT INTO rooms (room_id, room_version, creator, created_ts, published) VALUES ($1, $2, $3, $4, $5)")
@@ -92,15 +102,25 @@ impl Storage {
         let mut guards = Vec::with_capacity(events.len());
         for event in events {
             let reservation = self.in_flight.of(Stream::Events).reserve();
-            let ordering = self.dialect.next_stream_id(&mut tx, Stream::Events).await?;
+            let ordering = self.write_event(&mut tx, event).await?;
             guards.push(reservation.track(ordering));
-            self.insert_event(&mut tx, event, ordering).await?;
-            self.insert_push_actions(&mut tx, event.event_id.as_str(), event.room_id.as_str(), ordering, event.push_actions).await?;
             orderings.push(ordering);
         }
         tx.commit().await?;
         drop(guards);
         Ok(orderings)
+    }
+
+    /// Allocates `event`'s stream ordering and writes it with its push
+    /// actions; returns the ordering. The caller reserves it first.
+    pub(super) async fn write_event(&self, conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>) -> Result<i64> {
+        if self.writes_in_one_statement(event) {
+            return self.write_plain_event(conn, event).await;
+        }
+        let ordering = self.dialect.next_stream_id(conn, Stream::Events).await?;
+        self.insert_event(conn, event, ordering).await?;
+        self.insert_push_actions(conn, event.event_id.as_str(), event.room_id.as_str(), ordering, event.push_actions).await?;
+        Ok(ordering)
     }
 
     pub(super) async fn insert_event(&self, conn: &mut sqlx::AnyConnection, event: &NewEvent<'_>, ordering: i64) -> Result<()> {

@@ -38,6 +38,7 @@ mod key_queries;
 mod media;
 mod migrations;
 mod openid;
+mod plain_event;
 mod plugin_kv;
 mod positions;
 mod presence;
@@ -117,6 +118,10 @@ pub enum Durability {
     WithNextFlush,
 }
 
+/// How long a pooled connection may sit idle and still be handed out
+/// without a ping first.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
+
 /// The database of one Weft instance and the instance name it writes stream rows as.
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -148,6 +153,11 @@ impl Storage {
             .max_connections(max.unwrap_or(dialect.default_max_connections()))
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| Box::pin(async move { dialect.prepare_connection(conn).await }))
+            // sqlx pings every connection it hands out, one more round trip
+            // before each query; it also pings each one it takes back, so
+            // only a connection that has been idle a while needs the test.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| Box::pin(async move { Ok(meta.idle_for < IDLE_BEFORE_PING || sqlx::Connection::ping(conn).await.is_ok()) }))
             .connect_with(options)
             .await?;
         let _checkpointer = (dialect == Dialect::Sqlite).then(|| checkpoints::start(pool.clone()));

@@ -57,10 +57,8 @@ impl Storage {
     ) -> Result<i64> {
         let mut tx = self.begin_write_with(durability).await?;
         let reservation = self.in_flight.of(Stream::Events).reserve();
-        let ordering = self.dialect.next_stream_id(&mut tx, Stream::Events).await?;
+        let ordering = self.write_event(&mut tx, event).await?;
         let guard = reservation.track(ordering);
-        self.insert_event(&mut tx, event, ordering).await?;
-        self.insert_push_actions(&mut tx, event.event_id.as_str(), event.room_id.as_str(), ordering, event.push_actions).await?;
         for entry in overrides {
             sqlx::query("INSERT INTO event_state_overrides (event_id, type, state_key, state_event_id) VALUES ($1, $2, $3, $4)")
                 .bind(event.event_id.as_str())

@@ -12,6 +12,9 @@
 //! history visibility (a room turning public or private). Handling an event
 //! re-derives rows from the room's current state, so events may be replayed
 //! safely and a restart resumes from the saved position without missing any.
+//! The position is saved after a batch that held such events, and otherwise
+//! once per `SAVE_INTERVAL`: most events are messages, and a write per
+//! message would be one more commit to flush beside every send's own.
 //!
 //! A local user's entry shows their global profile (as in Synapse, not a
 //! per-room nickname); a remote user's, the profile in their member event.
@@ -34,8 +37,11 @@ use weft_storage::{DirectoryEntry, Storage, StorageError, StoredEvent, Stream};
 
 use crate::services::{AppState, Services};
 
-/// Events read per batch; the position is saved after each.
+/// Events read per batch.
 const BATCH: i64 = 500;
+/// The longest the saved position lags behind the events handled while
+/// they change nothing here: at most one write per interval for them.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// The most matches ranked for one search (Synapse ranks at most 10 000 too).
 const MAX_CANDIDATES: i64 = 10_000;
 /// How long to wait before trying again after a database error.
@@ -79,30 +85,64 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             }
         };
         let caught_up = tokio::time::Instant::now();
-        tokio::select! {
+        let save_due = position.as_ref().filter(|position| position.at > position.saved).map(|position| position.saved_at + SAVE_INTERVAL);
+        let save_now = tokio::select! {
             moved = positions.changed(), if delay.is_none() => {
                 if moved.is_err() {
                     break;
                 }
+                false
             }
             _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => continue,
+            _ = tokio::time::sleep_until(save_due.unwrap_or(caught_up)), if delay.is_none() && save_due.is_some() => true,
             _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        if save_now {
+            if let Some(position) = &mut position {
+                save(&state.storage, position).await;
+            }
+            continue;
         }
         tokio::time::sleep_until(caught_up + MIN_INTERVAL).await;
     }
+    if let Some(position) = &mut position
+        && position.at > position.saved
+    {
+        save(&state.storage, position).await;
+    }
 }
 
-async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &mut Option<i64>) -> Result<(), StorageError> {
-    let mut at = match *position {
-        Some(at) => at,
-        None => *position.insert(state.storage.user_directory_position().await?),
+/// How far the updater has handled the events stream, and saved that.
+struct Position {
+    at: i64,
+    saved: i64,
+    saved_at: tokio::time::Instant,
+}
+
+/// Saves the position handled. On failure it is tried again an interval
+/// later, and a start meanwhile reads again from the last one saved.
+async fn save(storage: &Storage, position: &mut Position) {
+    match storage.set_user_directory_position(position.at).await {
+        Ok(()) => position.saved = position.at,
+        Err(error) => tracing::warn!(%error, "the user directory updater could not save its position"),
+    }
+    position.saved_at = tokio::time::Instant::now();
+}
+
+async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &mut Option<Position>) -> Result<(), StorageError> {
+    let position = match position {
+        Some(position) => position,
+        None => {
+            let saved = state.storage.user_directory_position().await?;
+            position.insert(Position { at: saved, saved, saved_at: tokio::time::Instant::now() })
+        }
     };
     loop {
         let upto = state.notifier.position(Stream::Events);
-        if at >= upto || *stopped.borrow() {
+        if position.at >= upto || *stopped.borrow() {
             return Ok(());
         }
-        let events = state.storage.user_directory_events(at, upto, BATCH).await?;
+        let events = state.storage.user_directory_events(position.at, upto, BATCH).await?;
         let reached = match events.last() {
             Some(last) if events.len() as i64 == BATCH => last.stream_ordering,
             _ => upto,
@@ -110,9 +150,12 @@ async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &
         for event in &events {
             crate::jobs::process_item("user_directory", event.event_id.as_str(), &state.storage, || apply(state, event)).await?;
         }
-        state.storage.set_user_directory_position(reached).await?;
-        at = reached;
-        *position = Some(reached);
+        position.at = reached;
+        if !events.is_empty() || position.saved_at.elapsed() >= SAVE_INTERVAL {
+            state.storage.set_user_directory_position(reached).await?;
+            position.saved = reached;
+            position.saved_at = tokio::time::Instant::now();
+        }
     }
 }
 
