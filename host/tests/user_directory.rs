@@ -21,6 +21,7 @@ on_both_backends!(
     limits_blank_terms_ranking_and_bad_requests,
     deactivated_and_support_users_are_not_found,
     the_position_survives_a_restart,
+    a_position_passed_by_messages_alone_is_saved,
     only_the_named_instance_updates,
     an_event_the_updater_cannot_handle_is_skipped_and_counted,
 );
@@ -277,6 +278,30 @@ async fn the_position_survives_a_restart(backend: Backend) {
     for name in ["bob", "carol", "dave"] {
         assert_eq!(found(&search(&server, &alice.access_token, name).await), [server.user_id(name)], "{name}");
     }
+}
+
+/// Messages change nothing in the directory, so the updater does not write
+/// its position for each; it still saves a position they alone moved,
+/// within `SAVE_INTERVAL` (one second), and a restart resumes from there.
+async fn a_position_passed_by_messages_alone_is_saved(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.register("alice", "pw").await;
+    let room = create_room(&server, &alice.access_token, json!({"preset": "public_chat"})).await;
+    caught_up(&server).await;
+    let before = server.state.storage.user_directory_position().await.unwrap();
+    for n in 0..5 {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t{n}");
+        let (status, body) = server.put(&path, Some(&alice.access_token), json!({"msgtype": "m.text", "body": "hello"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let target = server.state.notifier.position(Stream::Events);
+    assert!(target > before);
+    caught_up(&server).await;
+    let saved = server.state.storage.user_directory_position().await.unwrap();
+    assert!(saved >= target, "saved {saved}, messages up to {target}");
+
+    let server = server.restart().await;
+    assert_eq!(server.state.storage.user_directory_position().await.unwrap(), saved, "resumes where it stopped");
 }
 
 /// Names another instance as the updater: it must be declared in `instance_map`,

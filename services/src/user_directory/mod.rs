@@ -98,8 +98,10 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             _ = stopped.wait_for(|stop| *stop) => break,
         };
         if save_now {
-            if let Some(position) = &mut position {
-                save(&state.storage, position).await;
+            if let Some(position) = &mut position
+                && let Err(error) = save(&state.storage, position).await
+            {
+                tracing::warn!(%error, "the user directory updater could not save its position");
             }
             continue;
         }
@@ -107,8 +109,9 @@ pub async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     }
     if let Some(position) = &mut position
         && position.at > position.saved
+        && let Err(error) = save(&state.storage, position).await
     {
-        save(&state.storage, position).await;
+        tracing::warn!(%error, "the user directory updater could not save its position on stop");
     }
 }
 
@@ -119,14 +122,13 @@ struct Position {
     saved_at: tokio::time::Instant,
 }
 
-/// Saves the position handled. On failure it is tried again an interval
-/// later, and a start meanwhile reads again from the last one saved.
-async fn save(storage: &Storage, position: &mut Position) {
-    match storage.set_user_directory_position(position.at).await {
-        Ok(()) => position.saved = position.at,
-        Err(error) => tracing::warn!(%error, "the user directory updater could not save its position"),
-    }
+/// Saves the position handled. After a failure the next save comes an
+/// interval later, and a start meanwhile reads again from the last one saved.
+async fn save(storage: &Storage, position: &mut Position) -> Result<(), StorageError> {
     position.saved_at = tokio::time::Instant::now();
+    storage.set_user_directory_position(position.at).await?;
+    position.saved = position.at;
+    Ok(())
 }
 
 async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &mut Option<Position>) -> Result<(), StorageError> {
@@ -152,9 +154,7 @@ async fn catch_up(state: &Services, stopped: &watch::Receiver<bool>, position: &
         }
         position.at = reached;
         if !events.is_empty() || position.saved_at.elapsed() >= SAVE_INTERVAL {
-            state.storage.set_user_directory_position(reached).await?;
-            position.saved = reached;
-            position.saved_at = tokio::time::Instant::now();
+            save(&state.storage, position).await?;
         }
     }
 }
